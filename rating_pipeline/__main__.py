@@ -1,0 +1,3 @@
+from rating_pipeline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""The command line: ``python -m rating_pipeline`` or ``rating-pipeline``.
+
+Only this module turns the project's exceptions into exit codes and one-line messages;
+everything it calls raises specific errors and prints nothing of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from rating_pipeline.settings import default_pricebook_dir
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _utc_instant(text: str) -> datetime:
+    """argparse type: an ISO-8601 instant with an explicit UTC offset or ``Z``."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rating-pipeline", description="Rate LLM API usage into priced hourly rollups."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pricebook = commands.add_parser("pricebook", help="pricebook tools")
+    pricebook_commands = pricebook.add_subparsers(dest="action", required=True, metavar="ACTION")
+    validate = pricebook_commands.add_parser(
+        "validate", help="check every rule of every version; exit 1 with the full error list"
+    )
+    validate.add_argument("directory", nargs="?", type=Path, default=None)
+    validate.set_defaults(handler=_pricebook_validate)
+
+    database = commands.add_parser("db", help="schema migrations (Alembic)")
+    database_commands = database.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, help_text in (
+        ("upgrade", "migrate the warehouse to the latest revision"),
+        ("downgrade", "remove the project's tables (never billing_event)"),
+        ("current", "print the warehouse's revision"),
+    ):
+        sub = database_commands.add_parser(action, help=help_text)
+        sub.set_defaults(handler=_db)
+
+    rate = commands.add_parser("rate", help="rate every hour in [--from, --to)")
+    rate.add_argument("--from", dest="start", type=_utc_instant, required=True, metavar="START")
+    rate.add_argument("--to", dest="end", type=_utc_instant, required=True, metavar="END")
+    rate.add_argument("--pricebooks", type=Path, default=None, metavar="DIR")
+    rate.set_defaults(handler=_rate)
+
+    demo = commands.add_parser("demo", help="synthetic data and the quickstart")
+    demo_commands = demo.add_subparsers(dest="action", required=True, metavar="ACTION")
+    seed = demo_commands.add_parser("seed", help="load synthetic billing events by COPY")
+    seed.add_argument("--start", type=_utc_instant, required=True)
+    seed.add_argument("--hours", type=int, default=24)
+    seed.add_argument("--events-per-hour", type=int, default=10_000)
+    seed.add_argument("--seed", type=int, default=20260615, help="random seed")
+    seed.set_defaults(handler=_demo_seed)
+    quickstart = demo_commands.add_parser(
+        "quickstart", help="seed a demo day, rate it through Dagster, print a summary"
+    )
+    quickstart.set_defaults(handler=_demo_quickstart)
+    ui = demo_commands.add_parser("ui", help="run `dagster dev` on the embedded database")
+    ui.set_defaults(handler=_demo_ui)
+    return parser
+
+
+def _pricebook_validate(args: argparse.Namespace) -> int:
+    from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
+
+    directory = args.directory or default_pricebook_dir()
+    try:
+        pricebooks = load_pricebooks(directory)
+    except PricebookLoadError as exc:
+        for line in exc.report_lines():
+            print(line, file=sys.stderr)
+        return EXIT_FAILURE
+    for version in pricebooks.versions:
+        print(
+            f"{version.source_file}: version {version.version} effective "
+            f"{version.effective_from.isoformat()} {version.currency}, "
+            f"{len(version.models)} models, sha256 {version.sha256[:12]}"
+        )
+    return EXIT_OK
+
+
+def _db(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse import migrations
+
+    action: Callable[[], str] = {
+        "upgrade": migrations.upgrade,
+        "downgrade": migrations.downgrade,
+        "current": migrations.current,
+    }[args.action]
+    print(action())
+    return EXIT_OK
+
+
+def _rate(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse.commands import rate_range_command
+
+    return rate_range_command(args.start, args.end, args.pricebooks)
+
+
+def _demo_seed(args: argparse.Namespace) -> int:
+    from rating_pipeline.demo.commands import seed_command
+
+    return seed_command(args.start, args.hours, args.events_per_hour, args.seed)
+
+
+def _demo_quickstart(args: argparse.Namespace) -> int:
+    from rating_pipeline.demo.quickstart import quickstart_command
+
+    return quickstart_command()
+
+
+def _demo_ui(args: argparse.Namespace) -> int:
+    from rating_pipeline.demo.quickstart import ui_command
+
+    return ui_command()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code. Expected failures print one clean line."""
+    from rating_pipeline.errors import RatingPipelineError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except RatingPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

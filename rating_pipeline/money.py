@@ -1,0 +1,72 @@
+"""Every number on the money path is built here, and never passes through a float.
+
+Rates are USD per 1,000,000 tokens with RATE_PLACES decimal places. Costs are exact:
+``(input_tokens * input_rate + output_tokens * output_rate) / 1e6`` has at most
+COST_PLACES places and is never rounded. The only rounding on the whole path is
+``derive_rate``: half-even to RATE_PLACES places.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from rating_pipeline.errors import RatingPipelineError
+
+RATE_PLACES = 6
+COST_PLACES = 12
+TOKENS_PER_UNIT = 1_000_000
+RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
+COST_QUANTUM = Decimal(1).scaleb(-COST_PLACES)
+
+# Exact arithmetic: enough digits for any bigint token sum times any rate, and any
+# inexact result is an error rather than a silent rounding.
+EXACT = decimal.Context(
+    prec=80,
+    rounding=ROUND_HALF_EVEN,
+    traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
+)
+# The one rounding context: half-even, used only by derive_rate.
+ROUNDING = decimal.Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+class MoneyFormatError(RatingPipelineError, ValueError):
+    """A text that should hold a decimal number does not."""
+
+
+def parse_decimal(text: str) -> Decimal:
+    """The exact Decimal written in ``text`` (plain or exponent notation).
+
+    Raises MoneyFormatError for anything else: NaN, infinities, blanks, underscores.
+    """
+    stripped = text.strip()
+    if not _DECIMAL_TEXT.fullmatch(stripped):
+        raise MoneyFormatError(f"not a decimal number: {text!r}")
+    return Decimal(stripped)
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many digits ``value`` carries after the point (0 for integers)."""
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # finite by construction
+    return max(0, -exponent)
+
+
+def derive_rate(base_rate: Decimal, multiplier: Decimal) -> Decimal:
+    """``base_rate * multiplier`` rounded half-even to RATE_PLACES places."""
+    product = EXACT.multiply(base_rate, multiplier)
+    return product.quantize(RATE_QUANTUM, context=ROUNDING)
+
+
+def cost_usd(
+    input_tokens: int, output_tokens: int, input_rate: Decimal, output_rate: Decimal
+) -> Decimal:
+    """The exact cost of a token count at rates per million tokens, at COST_PLACES places."""
+    gross = EXACT.add(
+        EXACT.multiply(Decimal(input_tokens), input_rate),
+        EXACT.multiply(Decimal(output_tokens), output_rate),
+    )
+    return EXACT.divide(gross, Decimal(TOKENS_PER_UNIT)).quantize(COST_QUANTUM, context=EXACT)

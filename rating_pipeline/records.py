@@ -1,0 +1,159 @@
+"""The dumb, frozen records that flow through rating: events in, rollups and exceptions out.
+
+These hold data only. The production pricing (``pricing``) and the reference oracle
+(``oracle``) both speak them, and nothing else is shared between the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from rating_pipeline.windows import Window
+
+# rate_source values (contract 5.1)
+RATE_OWN = "own"
+RATE_DECLARED = "declared"
+RATE_EVENT = "event"
+
+# rating_exception reasons (contract 6)
+UNPRICED = "unpriced"
+AMBIGUOUS_BASE = "ambiguous_base"
+INVALID_EVENT = "invalid_event"
+REASONS = (UNPRICED, AMBIGUOUS_BASE, INVALID_EVENT)
+
+# What makes an event invalid, each with the bit the SQL extraction reports it by.
+BLANK_AUTH_ID = "blank auth_id"
+BLANK_MODEL_ID = "blank model_id"
+NEGATIVE_INPUT_TOKENS = "negative input_tokens"
+NEGATIVE_OUTPUT_TOKENS = "negative output_tokens"
+PROBLEM_BITS: dict[int, str] = {
+    1: BLANK_AUTH_ID,
+    2: BLANK_MODEL_ID,
+    4: NEGATIVE_INPUT_TOKENS,
+    8: NEGATIVE_OUTPUT_TOKENS,
+}
+# An id is blank when nothing but these characters remain (the SQL uses the same set).
+BLANK_CHARACTERS = " \t\n\r\f\v"
+
+
+@dataclass(frozen=True)
+class BillingEvent:
+    """One row of ``billing_event``."""
+
+    event_id: str
+    auth_id: str
+    model_id: str
+    base_model: str | None
+    input_tokens: int
+    output_tokens: int
+    occurred_at: datetime
+    ingested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """Events of one window sharing (auth_id, model_id, base_model, problems), summed.
+
+    ``problems`` is empty for valid events; otherwise the names of what is wrong.
+    """
+
+    auth_id: str
+    model_id: str
+    base_model: str | None
+    event_count: int
+    input_tokens: int
+    output_tokens: int
+    problems: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class RatedRollup:
+    """One billable row of ``rated_usage``, its rate frozen on it."""
+
+    window_start: datetime
+    window_end: datetime
+    auth_id: str
+    model_id: str
+    event_count: int
+    input_tokens: int
+    output_tokens: int
+    rate_source: str
+    derivation_base: str | None
+    multiplier: Decimal | None
+    input_rate_per_mtok: Decimal
+    output_rate_per_mtok: Decimal
+    cost_usd: Decimal
+    pricebook_version: str
+    pricebook_sha256: str
+
+
+@dataclass(frozen=True)
+class RatingException:
+    """One row of ``rating_exception``: usage that did not bill, and why."""
+
+    window_start: datetime
+    window_end: datetime
+    auth_id: str
+    model_id: str
+    reason: str
+    detail: str
+    event_count: int
+    input_tokens: int
+    output_tokens: int
+    pricebook_version: str
+
+
+@dataclass(frozen=True)
+class WindowRating:
+    """The whole output of rating one window, rows sorted by their keys."""
+
+    window: Window
+    pricebook_version: str
+    pricebook_sha256: str
+    rollups: tuple[RatedRollup, ...]
+    exceptions: tuple[RatingException, ...]
+
+    @property
+    def events_rated(self) -> int:
+        return sum(r.event_count for r in self.rollups)
+
+    @property
+    def events_excepted(self) -> int:
+        return sum(e.event_count for e in self.exceptions)
+
+    @property
+    def events_read(self) -> int:
+        return self.events_rated + self.events_excepted
+
+    @property
+    def total_cost_usd(self) -> Decimal:
+        return sum((r.cost_usd for r in self.rollups), Decimal(0))
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the window's output values; equal outputs give equal checksums."""
+        return output_checksum(self.rollups, self.exceptions)
+
+
+def _canonical(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def output_checksum(rollups: Iterable[RatedRollup], exceptions: Iterable[RatingException]) -> str:
+    """A stable digest of rows' values, independent of row order and Decimal scale."""
+    digest = hashlib.sha256()
+    for kind, rows in (("rollup", rollups), ("exception", exceptions)):
+        lines = sorted("\t".join(_canonical(v) for v in vars(row).values()) for row in rows)
+        for line in lines:
+            digest.update(f"{kind}\t{line}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,81 @@
+"""Rating windows: one UTC hour, half-open ``[start, start + 1h)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from rating_pipeline.errors import RatingPipelineError
+
+HOUR = timedelta(hours=1)
+PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+class WindowError(RatingPipelineError, ValueError):
+    """Window bounds that are not whole UTC hours, or that are out of order."""
+
+
+def require_hour_aligned_utc(instant: datetime, what: str = "instant") -> datetime:
+    """``instant`` itself if it is timezone-aware, UTC and on the hour; else WindowError."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise WindowError(f"{what} {instant.isoformat()} has no timezone; windows are UTC")
+    if instant.utcoffset() != timedelta(0):
+        raise WindowError(f"{what} {instant.isoformat()} is not UTC")
+    if (instant.minute, instant.second, instant.microsecond) != (0, 0, 0):
+        raise WindowError(f"{what} {instant.isoformat()} is not on a whole hour")
+    return instant.astimezone(UTC)
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """One rating window. Construct through ``Window.starting``/``Window.from_key``."""
+
+    start: datetime
+
+    def __post_init__(self) -> None:
+        require_hour_aligned_utc(self.start, "window start")
+
+    @classmethod
+    def starting(cls, start: datetime) -> Window:
+        return cls(require_hour_aligned_utc(start, "window start"))
+
+    @classmethod
+    def from_key(cls, key: str) -> Window:
+        """The window of a Dagster hourly partition key such as ``2026-06-15-10:00``."""
+        try:
+            naive = datetime.strptime(key, PARTITION_KEY_FORMAT)
+        except ValueError as exc:
+            raise WindowError(f"not an hourly partition key: {key!r}") from exc
+        return cls(naive.replace(tzinfo=UTC))
+
+    @classmethod
+    def containing(cls, instant: datetime) -> Window:
+        """The window an instant (timezone-aware) falls in."""
+        if instant.tzinfo is None:
+            raise WindowError(f"instant {instant.isoformat()} has no timezone")
+        utc = instant.astimezone(UTC)
+        return cls(utc.replace(minute=0, second=0, microsecond=0))
+
+    @property
+    def end(self) -> datetime:
+        return self.start + HOUR
+
+    @property
+    def key(self) -> str:
+        return self.start.strftime(PARTITION_KEY_FORMAT)
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def windows_between(start: datetime, end: datetime) -> Iterator[Window]:
+    """Every window in ``[start, end)``; both bounds hour-aligned UTC and ``start < end``."""
+    first = require_hour_aligned_utc(start, "start")
+    stop = require_hour_aligned_utc(end, "end")
+    if first >= stop:
+        raise WindowError(f"start {first.isoformat()} is not before end {stop.isoformat()}")
+    current = first
+    while current < stop:
+        yield Window(current)
+        current += HOUR
