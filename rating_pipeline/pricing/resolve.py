@@ -1,0 +1,109 @@
+"""Rate resolution for one (model, distinct base_models seen) in one version (contract 5.1, 5.2).
+
+The unpriced and ambiguous details are part of the output (they land in
+``rating_exception.detail``), so their wording is fixed here and in the oracle alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rating_pipeline.money import derive_rate
+from rating_pipeline.pricebook.model import (
+    PricebookVersion,
+    Rate,
+    is_derivation_base,
+    is_fine_tune,
+)
+from rating_pipeline.records import AMBIGUOUS_BASE, RATE_DECLARED, RATE_EVENT, RATE_OWN, UNPRICED
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A resolved rate, with how it was obtained."""
+
+    rate_source: str
+    rate: Rate
+    derivation_base: str | None = None
+    multiplier: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """Usage that cannot bill: ``reason`` is UNPRICED or AMBIGUOUS_BASE."""
+
+    reason: str
+    detail: str
+
+
+def derived(base: Rate, multiplier: Decimal) -> Rate:
+    """A derivation's rate: each base rate times ``multiplier``, rounded half-even (money)."""
+    return Rate(
+        input_per_mtok=derive_rate(base.input_per_mtok, multiplier),
+        output_per_mtok=derive_rate(base.output_per_mtok, multiplier),
+    )
+
+
+def describe_bases(bases: frozenset[str | None]) -> str:
+    """The distinct base_model values as a JSON list, sorted, null last."""
+    named = sorted(b for b in bases if b is not None)
+    return json.dumps(named + ([None] if None in bases else []), ensure_ascii=False)
+
+
+def resolve(
+    version: PricebookVersion, model_id: str, bases: frozenset[str | None]
+) -> Priced | Excluded:
+    """Price ``model_id`` whose valid events in one rollup carried ``bases``.
+
+    1. listed with own rates: that rate (bases ignored);
+    2. listed ``derived_from: B``: B's rate times the multiplier (bases ignored);
+    3. an unlisted fine-tune whose events all carry one true base ``b``, in a version with a
+       ``fine_tune_multiplier``: b's rate times it; more than one distinct base (null
+       counts) excludes the whole rollup as ambiguous;
+    4. anything else is unpriced, with the reason.
+    """
+    entry = version.models.get(model_id)
+    if entry is not None and entry.own_rate is not None:
+        return Priced(RATE_OWN, entry.own_rate)
+    if entry is not None and entry.derived_from is not None and entry.multiplier is not None:
+        base_entry = version.models[entry.derived_from]
+        assert base_entry.own_rate is not None  # the loader admits only true bases (rule 5)
+        return Priced(
+            RATE_DECLARED,
+            derived(base_entry.own_rate, entry.multiplier),
+            entry.derived_from,
+            entry.multiplier,
+        )
+    if not is_fine_tune(model_id):
+        return Excluded(UNPRICED, f"unknown model: not in pricebook {version.version}")
+    if version.fine_tune_multiplier is None:
+        return Excluded(
+            UNPRICED,
+            f"fine-tune not in pricebook {version.version}, which has no fine_tune_multiplier",
+        )
+    if len(bases) != 1:
+        return Excluded(AMBIGUOUS_BASE, f"distinct base_model values: {describe_bases(bases)}")
+    (base,) = bases
+    if base is None:
+        return Excluded(UNPRICED, "fine-tune without a base: its events carry no base_model")
+    if not is_derivation_base(version, base):
+        return Excluded(UNPRICED, _not_a_true_base(version, base))
+    base_rate = version.models[base].own_rate
+    assert base_rate is not None  # is_derivation_base
+    return Priced(
+        RATE_EVENT,
+        derived(base_rate, version.fine_tune_multiplier),
+        base,
+        version.fine_tune_multiplier,
+    )
+
+
+def _not_a_true_base(version: PricebookVersion, base: str) -> str:
+    quoted = json.dumps(base, ensure_ascii=False)
+    if is_fine_tune(base):
+        return f"base {quoted} is a fine-tune: one hop only, a fine-tune cannot be derived from"
+    if base in version.models:
+        return f"base {quoted} is itself derived in pricebook {version.version}, not a true base"
+    return f"base {quoted} is not in pricebook {version.version}"

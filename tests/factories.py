@@ -1,0 +1,81 @@
+"""Small builders for pricebook versions and events, for tests that do not exercise the loader."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+
+from rating_pipeline.pricebook.model import ModelEntry, PricebookVersion, Rate
+from rating_pipeline.records import BillingEvent
+
+WINDOW_START = datetime(2026, 6, 15, 10, tzinfo=UTC)
+_event_ids = itertools.count(1)
+
+
+def own(input_rate: str, output_rate: str) -> tuple[str, str]:
+    return (input_rate, output_rate)
+
+
+def derived(base: str, multiplier: str) -> dict[str, str]:
+    return {"derived_from": base, "multiplier": multiplier}
+
+
+def make_version(
+    models: dict[str, tuple[str, str] | dict[str, str]],
+    *,
+    version: str = "2026-06-01",
+    effective_from: datetime = datetime(2026, 6, 1, tzinfo=UTC),
+    fine_tune_multiplier: str | None = None,
+) -> PricebookVersion:
+    """A version from ``{model: own(in, out) | derived(base, multiplier)}``; no validation."""
+    entries = {}
+    for line, (model_id, spec) in enumerate(models.items(), start=1):
+        if isinstance(spec, tuple):
+            entries[model_id] = ModelEntry(
+                model_id, line, own_rate=Rate(Decimal(spec[0]), Decimal(spec[1]))
+            )
+        else:
+            entries[model_id] = ModelEntry(
+                model_id,
+                line,
+                derived_from=spec["derived_from"],
+                multiplier=Decimal(spec["multiplier"]),
+            )
+    return PricebookVersion(
+        version=version,
+        effective_from=effective_from,
+        currency="USD",
+        models=MappingProxyType(entries),
+        source_file=f"{version}.yaml",
+        sha256=hashlib.sha256(repr(sorted(models.items())).encode()).hexdigest(),
+        fine_tune_multiplier=None
+        if fine_tune_multiplier is None
+        else Decimal(fine_tune_multiplier),
+    )
+
+
+def make_event(
+    auth_id: str = "org-1",
+    model_id: str = "base-large",
+    base_model: str | None = None,
+    input_tokens: int = 1000,
+    output_tokens: int = 100,
+    *,
+    occurred_at: datetime | None = None,
+    minutes: int = 5,
+    event_id: str | None = None,
+) -> BillingEvent:
+    """An event in the 2026-06-15 10:00 window unless ``occurred_at`` says otherwise."""
+    return BillingEvent(
+        event_id=event_id or f"ev-{next(_event_ids)}",
+        auth_id=auth_id,
+        model_id=model_id,
+        base_model=base_model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        occurred_at=occurred_at or WINDOW_START + timedelta(minutes=minutes),
+        ingested_at=None,
+    )

@@ -1,0 +1,66 @@
+"""money.py: exact numbers, one named rounding, and no way in for a float."""
+
+from __future__ import annotations
+
+from decimal import Decimal, Inexact, localcontext
+
+import pytest
+
+from rating_pipeline.money import (
+    MoneyFormatError,
+    cost_usd,
+    decimal_places,
+    derive_rate,
+    parse_decimal,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2.50", Decimal("2.50")),
+        ("0.1000000000000000055511151231257827", Decimal("0.1000000000000000055511151231257827")),
+        ("3e-6", Decimal("0.000003")),
+        ("15", Decimal(15)),
+        (".5", Decimal("0.5")),
+    ],
+)
+def test_decimal_text_is_read_exactly(text, expected):
+    parsed = parse_decimal(text)
+    assert parsed == expected and type(parsed) is Decimal
+    assert str(parsed) == str(Decimal(text))
+
+
+@pytest.mark.parametrize("text", ["", "NaN", "inf", "-Infinity", "1_000", "1,5", "0x10", "two"])
+def test_non_numbers_are_refused(text):
+    with pytest.raises(MoneyFormatError):
+        parse_decimal(text)
+
+
+def test_decimal_places_counts_significant_fraction_digits():
+    assert [decimal_places(Decimal(t)) for t in ("2.50", "2", "0.000001", "1E+3")] == [1, 0, 6, 0]
+
+
+def test_derive_rate_rounds_half_even_to_six_places():
+    assert derive_rate(Decimal("0.000005"), Decimal("0.5")) == Decimal("0.000002")
+    assert derive_rate(Decimal("0.000015"), Decimal("0.5")) == Decimal("0.000008")
+    assert derive_rate(Decimal("2.50"), Decimal("1.25")) == Decimal("3.125")
+    assert derive_rate(Decimal("1"), Decimal("0.1000000000000000055511151231257827")) == Decimal(
+        "0.1"
+    )
+
+
+def test_cost_is_exact_at_twelve_places_even_for_huge_token_counts():
+    tokens = 2**63 - 1
+    cost = cost_usd(tokens, tokens, Decimal("999999.999999"), Decimal("0.000001"))
+    assert cost.as_tuple().exponent == -12
+    with localcontext(prec=100, traps=[Inexact]):
+        assert cost * 1_000_000 == tokens * Decimal("999999.999999") + tokens * Decimal("0.000001")
+
+
+@pytest.mark.parametrize("float_rate", [2.5, 0.1])
+def test_a_float_rate_is_refused_on_the_money_path(float_rate):
+    with pytest.raises(TypeError):
+        cost_usd(1, 1, float_rate, Decimal(1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        derive_rate(float_rate, Decimal(1))  # type: ignore[arg-type]
