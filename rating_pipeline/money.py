@@ -18,6 +18,9 @@ RATE_PLACES = 6
 COST_PLACES = 12
 TOKENS_PER_UNIT = 1_000_000
 RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
+# The warehouse stores rates as numeric(24, 6): 18 digits before the point.
+RATE_INTEGER_DIGITS = 18
+RATE_LIMIT = Decimal(10) ** RATE_INTEGER_DIGITS  # every rate, own or derived, is below it
 COST_QUANTUM = Decimal(1).scaleb(-COST_PLACES)
 
 # Exact arithmetic: enough digits for any bigint token sum times any rate, and any

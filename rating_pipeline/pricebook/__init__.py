@@ -3,8 +3,8 @@
 from rating_pipeline.pricebook.model import (
     ModelEntry,
     NoPricebookForWindow,
-    PricebookVersion,
     Pricebooks,
+    PricebookVersion,
     Rate,
     is_derivation_base,
     is_fine_tune,

@@ -1,0 +1,613 @@
+"""Load and validate a directory of pricebook versions (contract section 4, rules 1-7).
+
+Every rule is checked in every file; all violations are collected, each naming its file,
+line and model, and reported together as one PricebookLoadError. Nothing loads while any
+stands. Numbers are read from the YAML source text (``yaml_nodes``), never through a float.
+"""
+
+from __future__ import annotations
+
+import decimal
+import difflib
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+
+from yaml.nodes import MappingNode, ScalarNode
+
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.money import RATE_LIMIT, RATE_PLACES, decimal_places, derive_rate
+from rating_pipeline.pricebook.model import (
+    ModelEntry,
+    Pricebooks,
+    PricebookVersion,
+    Rate,
+    is_derivation_base,
+    is_fine_tune,
+)
+from rating_pipeline.pricebook.yaml_nodes import (
+    NULL_TAG,
+    Entry,
+    MappingEntries,
+    NodeValueError,
+    YamlDocumentError,
+    compose_document,
+    decimal_value,
+    describe,
+    is_mapping,
+    line_of,
+    mapping_entries,
+    text_value,
+)
+from rating_pipeline.records import BLANK_CHARACTERS
+from rating_pipeline.windows import WindowError, require_hour_aligned_utc
+
+VERSION_SUFFIXES = (".yaml", ".yml")
+CURRENCY = "USD"
+
+VERSION = "version"
+EFFECTIVE_FROM = "effective_from"
+CURRENCY_KEY = "currency"
+FINE_TUNE_MULTIPLIER = "fine_tune_multiplier"
+MODELS = "models"
+TOP_KEYS = (VERSION, EFFECTIVE_FROM, CURRENCY_KEY, FINE_TUNE_MULTIPLIER, MODELS)
+REQUIRED_TOP_KEYS = (VERSION, EFFECTIVE_FROM, CURRENCY_KEY, MODELS)
+
+INPUT = "input_per_mtok"
+OUTPUT = "output_per_mtok"
+DERIVED_FROM = "derived_from"
+MULTIPLIER = "multiplier"
+OWN_RATE_KEYS = (INPUT, OUTPUT)
+DERIVATION_KEYS = (DERIVED_FROM, MULTIPLIER)
+MODEL_KEYS = OWN_RATE_KEYS + DERIVATION_KEYS
+
+
+@dataclass(frozen=True)
+class PricebookError:
+    """One rule violation: where (file, line, model) and what."""
+
+    file: str
+    line: int | None
+    model: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.model is None:
+            return f"{where}: {self.message}"
+        return f"{where}: {self.model}: {self.message}"
+
+
+def _report_order(error: PricebookError) -> tuple[str, int]:
+    return (error.file, error.line or 0)
+
+
+class PricebookLoadError(RatingPipelineError):
+    """The pricebooks did not load; ``errors`` holds every violation, sorted by file and line."""
+
+    def __init__(self, errors: Iterable[PricebookError]) -> None:
+        self.errors: tuple[PricebookError, ...] = tuple(sorted(errors, key=_report_order))
+        lines = self.report_lines()
+        count = f"{len(lines)} pricebook error" + ("" if len(lines) == 1 else "s")
+        super().__init__(f"{count}: " + "; ".join(lines))
+
+    def report_lines(self) -> list[str]:
+        """One line per error, ``FILE:LINE: MODEL: message``, sorted by file then line."""
+        return [str(error) for error in self.errors]
+
+
+@dataclass
+class _FileErrors:
+    """The errors of one file, collected as the checks go."""
+
+    file: str
+    errors: list[PricebookError] = field(default_factory=list)
+
+    def add(self, line: int | None, model: str | None, message: str) -> None:
+        self.errors.append(PricebookError(self.file, line, model, message))
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """A model that names a ``derived_from``, whether or not the rest of it is valid."""
+
+    model_id: str
+    line: int
+    base: str
+
+
+@dataclass(frozen=True)
+class _FileResult:
+    """One file checked alone: its version if clean, and what rule 7 compares across files."""
+
+    version: PricebookVersion | None
+    errors: tuple[PricebookError, ...]
+    version_name: tuple[str, int] | None = None
+    effective_from: tuple[datetime, int] | None = None
+
+
+def load_pricebooks(directory: Path) -> Pricebooks:
+    """Every ``*.yaml``/``*.yml`` file directly in ``directory``, validated as one set.
+
+    Returns the versions ordered by ``effective_from``, or raises PricebookLoadError with
+    every error of every file (a missing, unreadable or empty directory is one error).
+    """
+    directory = Path(directory)
+    where = str(directory)
+    if not directory.exists():
+        raise _directory_error(where, "pricebook directory does not exist")
+    if not directory.is_dir():
+        raise _directory_error(where, "is not a directory; expected a pricebook directory")
+    try:
+        paths = sorted(
+            path
+            for path in directory.iterdir()
+            if path.suffix.lower() in VERSION_SUFFIXES and path.is_file()
+        )
+    except OSError as exc:
+        raise _directory_error(where, f"cannot list pricebook directory: {exc.strerror}") from exc
+    if not paths:
+        raise _directory_error(
+            where, "no pricebook version files (*.yaml, *.yml) in this directory"
+        )
+
+    results = [_check_file(path) for path in paths]
+    errors = [error for result in results for error in result.errors]
+    errors.extend(_cross_file_errors(paths, results))
+    if errors:
+        raise PricebookLoadError(errors)
+    versions = [result.version for result in results if result.version is not None]
+    return Pricebooks(versions=tuple(sorted(versions, key=lambda v: v.effective_from)))
+
+
+def load_version_text(text: str, source_file: str) -> PricebookVersion:
+    """One version from its YAML text (rules 1-6 and rule 7's hour alignment).
+
+    ``sha256`` is of the text's UTF-8 bytes. Raises PricebookLoadError with every error.
+    """
+    result = _check_text(text, source_file, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    if result.version is None:
+        raise PricebookLoadError(result.errors)
+    return result.version
+
+
+def _directory_error(directory: str, reason: str) -> PricebookLoadError:
+    return PricebookLoadError([PricebookError(directory, None, None, reason)])
+
+
+def _check_file(path: Path) -> _FileResult:
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _FileResult(None, (PricebookError(source, None, None, f"cannot read: {exc}"),))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded"
+        return _FileResult(None, (PricebookError(source, line, None, message),))
+    return _check_text(text, source, hashlib.sha256(data).hexdigest())
+
+
+def _cross_file_errors(paths: list[Path], results: list[_FileResult]) -> list[PricebookError]:
+    """Rule 7 across files: each version name and each effective instant appears once."""
+    errors: list[PricebookError] = []
+    names: dict[str, tuple[str, int]] = {}
+    instants: dict[datetime, tuple[str, int]] = {}
+    for path, result in zip(paths, results, strict=True):
+        source = str(path)
+        if result.version_name is not None:
+            name, line = result.version_name
+            if name in names:
+                other, other_line = names[name]
+                errors.append(
+                    PricebookError(
+                        source,
+                        line,
+                        None,
+                        f"version {name!r} is also declared in {other}:{other_line}; "
+                        "each version name must be unique",
+                    )
+                )
+            else:
+                names[name] = (source, line)
+        if result.effective_from is not None:
+            instant, line = result.effective_from
+            if instant in instants:
+                other, other_line = instants[instant]
+                errors.append(
+                    PricebookError(
+                        source,
+                        line,
+                        None,
+                        f"effective_from {instant.isoformat()} is also the effective_from of "
+                        f"{other}:{other_line}; one instant starts exactly one version",
+                    )
+                )
+            else:
+                instants[instant] = (source, line)
+    return errors
+
+
+def _check_text(text: str, source: str, sha256: str) -> _FileResult:
+    """Rules 1-6 and the per-file part of rule 7 for one version file."""
+    errors = _FileErrors(source)
+    try:
+        root = compose_document(text)
+    except YamlDocumentError as exc:
+        errors.add(exc.line, None, exc.message)
+        return _FileResult(None, tuple(errors.errors))
+    if root is None:
+        errors.add(None, None, "empty file: expected " + ", ".join(REQUIRED_TOP_KEYS))
+        return _FileResult(None, tuple(errors.errors))
+    if not isinstance(root, MappingNode) or not is_mapping(root):
+        errors.add(
+            line_of(root),
+            None,
+            f"the top level must be a mapping of {', '.join(TOP_KEYS)}, got {describe(root)}",
+        )
+        return _FileResult(None, tuple(errors.errors))
+
+    top = _known_entries(root, TOP_KEYS, None, errors)
+    for key in REQUIRED_TOP_KEYS:
+        if top.get(key) is None:
+            errors.add(line_of(root), None, f"missing required key {key!r}")
+
+    version_name = _version_name(top.get(VERSION), errors)
+    effective_from = _effective_from(top.get(EFFECTIVE_FROM), errors)
+    currency = _currency(top.get(CURRENCY_KEY), errors)
+    ft_entry = top.get(FINE_TUNE_MULTIPLIER)
+    ft_multiplier = _multiplier(ft_entry, None, errors) if ft_entry else None
+    models, declared = _models(top.get(MODELS), errors)
+
+    # Placeholders stand in for header values that failed; such a candidate carries
+    # errors and is never returned.
+    candidate = PricebookVersion(
+        version=version_name[0] if version_name else "",
+        effective_from=effective_from[0] if effective_from else datetime.min.replace(tzinfo=UTC),
+        currency=currency or "",
+        models=MappingProxyType(models),
+        source_file=source,
+        sha256=sha256,
+        fine_tune_multiplier=ft_multiplier,
+    )
+    _check_derivations(candidate, declared, errors)
+    if ft_entry is not None and ft_multiplier is not None:
+        _check_projection(candidate, ft_multiplier, line_of(ft_entry.value), errors)
+
+    return _FileResult(
+        version=None if errors.errors else candidate,
+        errors=tuple(errors.errors),
+        version_name=version_name,
+        effective_from=effective_from,
+    )
+
+
+def _known_entries(
+    node: MappingNode, allowed: tuple[str, ...], model: str | None, errors: _FileErrors
+) -> MappingEntries:
+    """``node``'s pairs, with rule 1 (duplicated keys) and rule 2 (unknown keys) checked."""
+    entries = mapping_entries(node)
+    for bad in entries.bad_keys:
+        errors.add(line_of(bad), model, f"a key must be a plain string, got {describe(bad)}")
+    for duplicate in entries.duplicates:
+        errors.add(
+            duplicate.entry.line,
+            model,
+            f"duplicated key {duplicate.entry.key!r} (first at line {duplicate.first.line})",
+        )
+    for entry in entries.entries:
+        if entry.key not in allowed:
+            errors.add(entry.line, model, _unknown_key_message(entry.key, allowed))
+    return entries
+
+
+def _unknown_key_message(key: str, allowed: tuple[str, ...]) -> str:
+    message = f"unknown key {key!r}"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    return message + "; allowed: " + ", ".join(allowed)
+
+
+def _version_name(entry: Entry | None, errors: _FileErrors) -> tuple[str, int] | None:
+    if entry is None:
+        return None
+    try:
+        name = text_value(entry.value, VERSION)
+    except NodeValueError as exc:
+        errors.add(exc.line, None, exc.message)
+        return None
+    if not name.strip(BLANK_CHARACTERS) or not name.isprintable():
+        errors.add(line_of(entry.value), None, f"version must be printable, not blank: {name!r}")
+        return None
+    return name, line_of(entry.value)
+
+
+def _effective_from(entry: Entry | None, errors: _FileErrors) -> tuple[datetime, int] | None:
+    """Rule 7: an ISO-8601 instant, UTC (``Z`` or ``+00:00``), on a whole hour."""
+    if entry is None:
+        return None
+    line = line_of(entry.value)
+    try:
+        text = text_value(entry.value, EFFECTIVE_FROM)
+    except NodeValueError as exc:
+        errors.add(exc.line, None, exc.message)
+        return None
+    try:
+        instant = datetime.fromisoformat(text.strip())
+    except ValueError:
+        errors.add(
+            line,
+            None,
+            f"effective_from {text!r} is not an ISO-8601 instant such as 2026-06-01T00:00:00Z",
+        )
+        return None
+    try:
+        return require_hour_aligned_utc(instant, EFFECTIVE_FROM), line
+    except WindowError as exc:
+        errors.add(line, None, str(exc))
+        return None
+
+
+def _currency(entry: Entry | None, errors: _FileErrors) -> str | None:
+    if entry is None:
+        return None
+    try:
+        currency = text_value(entry.value, CURRENCY_KEY)
+    except NodeValueError as exc:
+        errors.add(exc.line, None, exc.message)
+        return None
+    if currency != CURRENCY:
+        errors.add(
+            line_of(entry.value),
+            None,
+            f"currency must be {CURRENCY} (rates are USD per 1,000,000 tokens), got {currency!r}",
+        )
+        return None
+    return currency
+
+
+def _multiplier(entry: Entry, model: str | None, errors: _FileErrors) -> Decimal | None:
+    """Rule 3: a multiplier is an exact decimal > 0, with any number of places."""
+    try:
+        value = decimal_value(entry.value, entry.key)
+    except NodeValueError as exc:
+        errors.add(exc.line, model, exc.message)
+        return None
+    if value <= 0:
+        errors.add(line_of(entry.value), model, f"{entry.key} must be > 0, got {value:f}")
+        return None
+    return value
+
+
+def _rate(entry: Entry, model: str, errors: _FileErrors) -> Decimal | None:
+    """Rule 3: a rate is an exact decimal >= 0 with at most RATE_PLACES places."""
+    try:
+        value = decimal_value(entry.value, entry.key)
+    except NodeValueError as exc:
+        errors.add(exc.line, model, exc.message)
+        return None
+    if value < 0:
+        errors.add(line_of(entry.value), model, f"{entry.key} must be >= 0, got {value:f}")
+        return None
+    if decimal_places(value) > RATE_PLACES:
+        errors.add(
+            line_of(entry.value),
+            model,
+            f"{entry.key} {entry.value.value} has {decimal_places(value)} decimal places; "
+            f"a rate has at most {RATE_PLACES}",
+        )
+        return None
+    if value >= RATE_LIMIT:
+        errors.add(line_of(entry.value), model, f"{entry.key} must be below {RATE_LIMIT:f}")
+        return None
+    return value
+
+
+def _models(
+    entry: Entry | None, errors: _FileErrors
+) -> tuple[dict[str, ModelEntry], list[_Declared]]:
+    """Every model by id (one with errors has neither rate nor base), and every derived_from."""
+    models: dict[str, ModelEntry] = {}
+    declared: list[_Declared] = []
+    if entry is None:
+        return models, declared
+    node = entry.value
+    if not isinstance(node, MappingNode) or not is_mapping(node):
+        errors.add(
+            line_of(node), None, f"models must be a mapping of model ids, got {describe(node)}"
+        )
+        return models, declared
+    entries = mapping_entries(node)
+    for bad in entries.bad_keys:
+        errors.add(line_of(bad), None, f"a model id must be a string, got {describe(bad)}")
+    for duplicate in entries.duplicates:
+        errors.add(
+            duplicate.entry.line,
+            duplicate.entry.key,
+            f"model listed twice (first at line {duplicate.first.line})",
+        )
+    if not entries.entries and not entries.bad_keys:
+        errors.add(line_of(entry.key_node), None, "models is empty: list at least one model")
+    for model_entry in entries.entries:
+        model_id = _model_id(model_entry, errors)
+        model, base = _model(model_entry, model_id is not None, errors)
+        models[model_entry.key] = model
+        if base is not None:
+            declared.append(_Declared(model_entry.key, model_entry.line, base))
+    return models, declared
+
+
+def _model_id(entry: Entry, errors: _FileErrors) -> str | None:
+    """A model id is a non-blank string without surrounding blanks (an event matches it)."""
+    try:
+        model_id = text_value(entry.key_node, "a model id")
+    except NodeValueError as exc:
+        errors.add(exc.line, None, exc.message)
+        return None
+    if not model_id.strip(BLANK_CHARACTERS) or not model_id.isprintable():
+        errors.add(entry.line, None, f"a model id must be printable, not blank: {model_id!r}")
+        return None
+    if model_id != model_id.strip(BLANK_CHARACTERS):
+        errors.add(entry.line, model_id, "a model id must not start or end with blanks")
+        return None
+    return model_id
+
+
+def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
+    """One model checked by rules 1-4, and its valid derived_from if it names one.
+
+    The entry carries a rate or a base only when the model has no error at all.
+    """
+    model_id = entry.key
+    broken = ModelEntry(model_id=model_id, line=entry.line)
+    node = entry.value
+    if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
+        errors.add(entry.line, model_id, _no_price_message())
+        return broken, None
+    if not isinstance(node, MappingNode) or not is_mapping(node):
+        errors.add(
+            line_of(node),
+            model_id,
+            f"a model must be a mapping of {', '.join(MODEL_KEYS)}, got {describe(node)}",
+        )
+        return broken, None
+    before = len(errors.errors)
+    fields = _known_entries(node, MODEL_KEYS, model_id, errors)
+
+    input_entry, output_entry = fields.get(INPUT), fields.get(OUTPUT)
+    base_entry, multiplier_entry = fields.get(DERIVED_FROM), fields.get(MULTIPLIER)
+    input_rate = _rate(input_entry, model_id, errors) if input_entry else None
+    output_rate = _rate(output_entry, model_id, errors) if output_entry else None
+    multiplier = _multiplier(multiplier_entry, model_id, errors) if multiplier_entry else None
+    derived_from = _derived_from(base_entry, model_id, errors) if base_entry else None
+
+    own_keys = [key for key in OWN_RATE_KEYS if fields.get(key) is not None]
+    derivation_keys = [key for key in DERIVATION_KEYS if fields.get(key) is not None]
+    if own_keys and derivation_keys:
+        errors.add(
+            entry.line,
+            model_id,
+            f"mixes own rates ({', '.join(own_keys)}) with a derivation "
+            f"({', '.join(derivation_keys)}): give both own rates or derived_from "
+            "plus multiplier, not both",
+        )
+    elif not own_keys and not derivation_keys:
+        errors.add(entry.line, model_id, _no_price_message())
+    else:
+        present, expected = (
+            (own_keys, OWN_RATE_KEYS) if own_keys else (derivation_keys, DERIVATION_KEYS)
+        )
+        missing = [key for key in expected if key not in present]
+        if missing:
+            errors.add(
+                entry.line,
+                model_id,
+                f"has {', '.join(present)} but is missing {', '.join(missing)}",
+            )
+
+    if len(errors.errors) > before or not id_is_valid:
+        return broken, derived_from
+    if input_rate is not None and output_rate is not None:
+        return ModelEntry(model_id, entry.line, own_rate=Rate(input_rate, output_rate)), None
+    model = ModelEntry(model_id, entry.line, derived_from=derived_from, multiplier=multiplier)
+    return model, derived_from
+
+
+def _no_price_message() -> str:
+    return "has no price: give input_per_mtok and output_per_mtok, or derived_from and multiplier"
+
+
+def _derived_from(entry: Entry, model: str, errors: _FileErrors) -> str | None:
+    try:
+        base = text_value(entry.value, DERIVED_FROM)
+    except NodeValueError as exc:
+        errors.add(exc.line, model, exc.message)
+        return None
+    if not base.strip(BLANK_CHARACTERS):
+        errors.add(line_of(entry.value), model, "derived_from must not be blank")
+        return None
+    return base
+
+
+def _check_derivations(
+    candidate: PricebookVersion, declared: list[_Declared], errors: _FileErrors
+) -> None:
+    """Rule 5 for every derived_from written; rule 6 for every complete derivation."""
+    for declaration in declared:
+        base = declaration.base
+        if not is_derivation_base(candidate, base):
+            reason = _why_not_a_base(candidate, base)
+            if reason is not None:
+                errors.add(declaration.line, declaration.model_id, reason)
+            continue
+        multiplier = candidate.models[declaration.model_id].multiplier
+        base_rate = candidate.models[base].own_rate
+        if multiplier is None or base_rate is None:  # the model's own errors are reported
+            continue
+        for side, rate in ((INPUT, base_rate.input_per_mtok), (OUTPUT, base_rate.output_per_mtok)):
+            problem = _derivation_problem(rate, multiplier)
+            if problem is not None:
+                errors.add(
+                    declaration.line,
+                    declaration.model_id,
+                    f"derived {side}: {base} {side} {rate:f} × multiplier {multiplier:f} {problem}",
+                )
+
+
+def _why_not_a_base(candidate: PricebookVersion, base: str) -> str | None:
+    """Why ``base`` is no true base; None when it is listed but broken (reported there)."""
+    target = candidate.models.get(base)
+    if target is None:
+        return f"derived_from {base!r} is not a model of this version"
+    if is_fine_tune(base) and target.own_rate is not None:
+        return (
+            f"derived_from {base!r} is a fine-tune with its own rates; only a true base "
+            "(own rates, id not starting with 'ft:') can be derived from"
+        )
+    if target.derived_from is not None:
+        kind = "a derived fine-tune" if is_fine_tune(base) else "itself derived"
+        return (
+            f"derived_from {base!r} is {kind} (from {target.derived_from!r}); one hop only: "
+            "derive from a true base"
+        )
+    if is_fine_tune(base):
+        return f"derived_from {base!r} is a fine-tune; only a true base can be derived from"
+    return None
+
+
+def _derivation_problem(rate: Decimal, multiplier: Decimal) -> str | None:
+    """Rule 6: None if ``rate × multiplier`` derives fine, else what is wrong with it."""
+    try:
+        derived = derive_rate(rate, multiplier)
+    except decimal.DecimalException:
+        return "has too many digits to derive exactly"
+    if rate > 0 and derived.is_zero():
+        return f"rounds to 0 at {RATE_PLACES} places (half-even); a priced base cannot derive free"
+    if derived >= RATE_LIMIT:
+        return f"derives {derived:f}, not below the rate limit {RATE_LIMIT:f}"
+    return None
+
+
+def _check_projection(
+    candidate: PricebookVersion, multiplier: Decimal, line: int, errors: _FileErrors
+) -> None:
+    """Rule 6 through ``fine_tune_multiplier``: every true base projected, every side."""
+    for model_id, entry in candidate.models.items():
+        if not is_derivation_base(candidate, model_id) or entry.own_rate is None:
+            continue
+        rate = entry.own_rate
+        for side, value in ((INPUT, rate.input_per_mtok), (OUTPUT, rate.output_per_mtok)):
+            problem = _derivation_problem(value, multiplier)
+            if problem is not None:
+                errors.add(
+                    line,
+                    model_id,
+                    f"fine_tune_multiplier {multiplier:f} × {side} {value:f} {problem}",
+                )

@@ -1,0 +1,786 @@
+"""pricebook/loader.py: contract section 4, every rule, every error reported at once.
+
+Each case is a small pricebook written inline as the YAML a person would write, put in a
+real directory under tmp_path and loaded the way the pipeline loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import textwrap
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from rating_pipeline.pricebook.loader import (
+    PricebookError,
+    PricebookLoadError,
+    load_pricebooks,
+    load_version_text,
+)
+from rating_pipeline.pricebook.model import (
+    NoPricebookForWindow,
+    Pricebooks,
+    PricebookVersion,
+    is_derivation_base,
+)
+from rating_pipeline.settings import project_root
+from rating_pipeline.windows import Window
+
+SHIPPED = project_root() / "pricebooks"
+
+
+def write_books(directory: Path, **files: str) -> Path:
+    """Write each ``name=yaml`` (dedented) into ``directory``; ``a_yaml`` names ``a.yaml``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        stem, _, suffix = name.rpartition("_")
+        (directory / f"{stem}.{suffix}").write_text(textwrap.dedent(text).lstrip("\n"))
+    return directory
+
+
+def load_one(tmp_path: Path, text: str) -> Pricebooks:
+    return load_pricebooks(write_books(tmp_path / "books", book_yaml=text))
+
+
+def errors_of(tmp_path: Path, text: str) -> list[PricebookError]:
+    with pytest.raises(PricebookLoadError) as caught:
+        load_one(tmp_path, text)
+    return list(caught.value.errors)
+
+
+def the_error(tmp_path: Path, text: str) -> PricebookError:
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 1, [str(e) for e in errors]
+    return errors[0]
+
+
+# --- rule 5: one hop only -------------------------------------------------------------
+
+
+def test_fine_tune_cannot_derive_from_an_own_rate_fine_tune(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:acme:support: {input_per_mtok: "3.75", output_per_mtok: "15"}
+          ft:acme:legal:
+            derived_from: ft:acme:support
+            multiplier: "1.25"
+        """,
+    )
+    assert (error.line, error.model) == (7, "ft:acme:legal")
+    assert "'ft:acme:support' is a fine-tune with its own rates" in error.message
+
+
+def test_fine_tune_cannot_derive_from_a_derived_fine_tune(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:acme:legal: {derived_from: base-large, multiplier: "1.25"}
+          ft:acme:legal-2: {derived_from: "ft:acme:legal", multiplier: "2"}
+        """,
+    )
+    assert (error.line, error.model) == (7, "ft:acme:legal-2")
+    assert "'ft:acme:legal' is a derived fine-tune (from 'base-large')" in error.message
+    assert "one hop only" in error.message
+
+
+def test_model_cannot_derive_from_a_derived_non_fine_tune(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          base-large-eu: {derived_from: base-large, multiplier: "1.1"}
+          ft:acme:eu: {derived_from: base-large-eu, multiplier: "1.25"}
+        """,
+    )
+    assert error.model == "ft:acme:eu"
+    assert "'base-large-eu' is itself derived (from 'base-large')" in error.message
+
+
+def test_derived_from_a_missing_model_is_rejected_with_its_own_message(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:acme:own: {input_per_mtok: "1", output_per_mtok: "1"}
+          ft:a: {derived_from: base-larg, multiplier: "1.25"}
+          ft:b: {derived_from: "ft:acme:own", multiplier: "1.25"}
+          ft:c: {derived_from: "ft:a", multiplier: "1.25"}
+        """,
+    )
+    messages = {error.model: error.message for error in errors}
+    assert messages["ft:a"] == "derived_from 'base-larg' is not a model of this version"
+    assert len(set(messages.values())) == 3  # missing, own-rate fine-tune, derived: distinct
+
+
+def test_derivation_from_a_true_base_loads(tmp_path):
+    books = load_one(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:acme:legal: {derived_from: base-large, multiplier: "1.25"}
+        """,
+    )
+    (version,) = books.versions
+    legal = version.models["ft:acme:legal"]
+    assert (legal.derived_from, legal.multiplier, legal.own_rate) == (
+        "base-large",
+        Decimal("1.25"),
+        None,
+    )
+    assert is_derivation_base(version, "base-large")
+    assert not is_derivation_base(version, "ft:acme:legal")
+
+
+# --- rule 6: round-to-zero fails closed -------------------------------------------------
+
+
+def test_declared_derivation_rounding_to_zero_fails_closed(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-cheap: {input_per_mtok: "0.000001", output_per_mtok: "0.000010"}
+          ft:acme:cheap: {derived_from: base-cheap, multiplier: "0.4"}
+        """,
+    )
+    assert (error.line, error.model) == (6, "ft:acme:cheap")
+    assert error.message.startswith("derived input_per_mtok: base-cheap input_per_mtok 0.000001")
+    assert "rounds to 0" in error.message
+
+
+def test_a_half_way_derived_rate_rounds_half_even_to_zero_and_fails_closed(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-cheap: {input_per_mtok: "0.000003", output_per_mtok: "0.000001"}
+          ft:acme:half: {derived_from: base-cheap, multiplier: "0.5"}
+        """,
+    )
+    # 0.0000015 rounds to 0.000002 (loads); 0.0000005 rounds to even 0 (fails).
+    assert error.model == "ft:acme:half"
+    assert error.message.startswith("derived output_per_mtok")
+
+
+def test_projection_through_fine_tune_multiplier_rounding_to_zero_fails_closed(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0.4"
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          base-cheap: {input_per_mtok: "0.10", output_per_mtok: "0.000001"}
+        """,
+    )
+    assert (error.line, error.model) == (4, "base-cheap")
+    assert error.message.startswith("fine_tune_multiplier 0.4 × output_per_mtok 0.000001")
+
+
+def test_zero_base_deriving_zero_loads(tmp_path):
+    books = load_one(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0.000001"
+        models:
+          embed-small: {input_per_mtok: "0", output_per_mtok: "0"}
+          ft:acme:embed: {derived_from: embed-small, multiplier: "0.000001"}
+        """,
+    )
+    assert books.versions[0].models["ft:acme:embed"].multiplier == Decimal("0.000001")
+
+
+# --- rules 1 and 2: duplicated and unknown keys ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "model", "message"),
+    [
+        pytest.param(
+            """
+            version: "v1"
+            effective_from: "2026-06-01T00:00:00Z"
+            currency: USD
+            version: "v2"
+            models:
+              base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+            """,
+            4,
+            None,
+            "duplicated key 'version' (first at line 1)",
+            id="top-level",
+        ),
+        pytest.param(
+            """
+            version: "v1"
+            effective_from: "2026-06-01T00:00:00Z"
+            currency: USD
+            models:
+              base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+              base-large: {input_per_mtok: "0", output_per_mtok: "0"}
+            """,
+            6,
+            "base-large",
+            "model listed twice (first at line 5)",
+            id="in-models",
+        ),
+        pytest.param(
+            """
+            version: "v1"
+            effective_from: "2026-06-01T00:00:00Z"
+            currency: USD
+            models:
+              base-large:
+                input_per_mtok: "2.50"
+                output_per_mtok: "10.00"
+                "input_per_mtok": "0"
+            """,
+            8,
+            "base-large",
+            "duplicated key 'input_per_mtok' (first at line 6)",
+            id="inside-a-model",
+        ),
+    ],
+)
+def test_duplicated_key_is_rejected_at_every_level(tmp_path, text, line, model, message):
+    error = the_error(tmp_path, text)
+    assert (error.line, error.model, error.message) == (line, model, message)
+
+
+def test_unknown_key_is_rejected_with_its_line(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplyer: "1.5"
+        models:
+          base-large:
+            input_per_mtok: "2.50"
+            output_per_mtok: "10.00"
+            output_per_mtoks: "0"
+        """,
+    )
+    assert [(e.line, e.model) for e in errors] == [(4, None), (9, "base-large")]
+    assert errors[0].message.startswith(
+        "unknown key 'fine_tune_multiplyer' (did you mean 'fine_tune_multiplier'?)"
+    )
+    assert errors[1].message.startswith("unknown key 'output_per_mtoks'")
+
+
+def test_invalid_yaml_is_one_error_with_its_line(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"
+          base-small: {input_per_mtok: "0.15", output_per_mtok: "0.60"}
+        """,
+    )
+    assert error.line == 5 and error.model is None
+    assert error.message.startswith("invalid YAML: ")
+
+
+def test_more_than_one_document_in_a_file_is_rejected(tmp_path):
+    error = the_error(tmp_path, "version: v1\n---\nversion: v2\n")
+    assert error.line == 2 and "single document" in error.message
+
+
+def test_empty_file_is_rejected(tmp_path):
+    error = the_error(tmp_path, "# nothing but a comment\n")
+    assert error.line is None and error.message.startswith("empty file")
+
+
+# --- rule 3: money exactly as written ---------------------------------------------------
+
+
+def test_unquoted_money_is_read_from_its_text_not_through_a_float(tmp_path):
+    books = load_one(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: 1.5
+        models:
+          base-large: {input_per_mtok: 2.50, output_per_mtok: "2.50"}
+          base-tiny: {input_per_mtok: 3e-6, output_per_mtok: 15}
+          ft:acme:legal:
+            derived_from: base-large
+            multiplier: 0.1000000000000000055511151231257827
+        """,
+    )
+    (version,) = books.versions
+    large = version.models["base-large"].own_rate
+    assert large is not None
+    assert str(large.input_per_mtok) == "2.50" and str(large.output_per_mtok) == "2.50"
+    tiny = version.models["base-tiny"].own_rate
+    assert tiny is not None and tiny.input_per_mtok == Decimal("0.000003")
+    exact = Decimal("0.1000000000000000055511151231257827")
+    multiplier = version.models["ft:acme:legal"].multiplier
+    assert multiplier == exact and str(multiplier) == "0.1000000000000000055511151231257827"
+    assert str(version.fine_tune_multiplier) == "1.5"
+
+
+def test_rate_with_more_than_six_decimal_places_is_rejected(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: 0.1000000000000000055511151231257827, output_per_mtok: "1"}
+          base-small: {input_per_mtok: "0.1234567", output_per_mtok: "0.123456"}
+        """,
+    )
+    assert [(e.line, e.model) for e in errors] == [(5, "base-large"), (6, "base-small")]
+    assert (
+        errors[1].message == "input_per_mtok 0.1234567 has 7 decimal places; a rate has at most 6"
+    )
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "true",
+        "null",
+        "~",
+        ".nan",
+        ".inf",
+        "-.inf",
+        "[1]",
+        "{a: 1}",
+        '"abc"',
+        "1_000",
+        "0x10",
+        "010",
+        "1e999999999",
+        "1e-999999999",
+    ],
+)
+def test_what_is_not_a_plain_decimal_is_not_money(tmp_path, written):
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large:
+            input_per_mtok: {written}
+            output_per_mtok: "10.00"
+        """,
+    )
+    assert (error.line, error.model) == (6, "base-large")
+    assert error.message.startswith("input_per_mtok ")
+
+
+def test_negative_rate_and_non_positive_multipliers_are_rejected(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0"
+        models:
+          base-large: {input_per_mtok: "-0.01", output_per_mtok: "10.00"}
+          ft:acme:legal: {derived_from: base-large, multiplier: "-1.25"}
+        """,
+    )
+    assert [str(e) for e in errors] == [
+        f"{errors[0].file}:4: fine_tune_multiplier must be > 0, got 0",
+        f"{errors[0].file}:6: base-large: input_per_mtok must be >= 0, got -0.01",
+        f"{errors[0].file}:7: ft:acme:legal: multiplier must be > 0, got -1.25",
+    ]
+
+
+def _numbers(value: object) -> list[object]:
+    """Every non-text leaf of a loaded version: dataclass fields and mapping values, deep."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [n for f in dataclasses.fields(value) for n in _numbers(getattr(value, f.name))]
+    if isinstance(value, Mapping):
+        return [n for item in value.values() for n in _numbers(item)]
+    if value is None or isinstance(value, str | datetime):
+        return []
+    return [value]
+
+
+def test_no_float_anywhere_in_the_loaded_example_books():
+    numbers = [n for v in load_pricebooks(SHIPPED).versions for n in _numbers(v)]
+    line_numbers = [n for n in numbers if type(n) is int]
+    money = [n for n in numbers if type(n) is not int]
+    assert money, "the example books hold no money at all"
+    assert all(type(n) is Decimal for n in money), {type(n) for n in money}
+    assert len(line_numbers) == sum(len(v.models) for v in load_pricebooks(SHIPPED).versions)
+
+
+def test_version_and_effective_from_are_taken_from_their_text(tmp_path):
+    books = load_one(
+        tmp_path,
+        """
+        version: 2026-06-01
+        effective_from: 2026-06-01T10:00:00+00:00
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+        """,
+    )
+    (version,) = books.versions
+    assert type(version.version) is str and version.version == "2026-06-01"
+    assert version.effective_from == datetime(2026, 6, 1, 10, tzinfo=UTC)
+
+
+# --- rule 4: own rates or a derivation, whole ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{input_per_mtok: "1"}', "has input_per_mtok but is missing output_per_mtok"),
+        ('{output_per_mtok: "1"}', "has output_per_mtok but is missing input_per_mtok"),
+        ("{derived_from: base-large}", "has derived_from but is missing multiplier"),
+        ('{multiplier: "2"}', "has multiplier but is missing derived_from"),
+        (
+            '{input_per_mtok: "1", output_per_mtok: "1", multiplier: "2"}',
+            "mixes own rates (input_per_mtok, output_per_mtok) with a derivation (multiplier)",
+        ),
+        ("{}", "has no price"),
+        ("", "has no price"),
+    ],
+)
+def test_model_has_both_own_rates_or_a_whole_derivation(tmp_path, body, message):
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {{input_per_mtok: "2.50", output_per_mtok: "10.00"}}
+          ft:acme:odd: {body}
+        """,
+    )
+    assert (error.line, error.model) == (6, "ft:acme:odd")
+    assert error.message.startswith(message)
+
+
+# --- the header: currency, models, model ids --------------------------------------------
+
+
+def test_missing_required_keys_are_each_reported(tmp_path):
+    errors = errors_of(tmp_path, 'version: "v1"\nfine_tune_multiplier: "1.5"\n')
+    assert [e.message for e in errors] == [
+        "missing required key 'effective_from'",
+        "missing required key 'currency'",
+        "missing required key 'models'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "models", "message"),
+    [
+        ("currency: EUR", "{m: {input_per_mtok: 1, output_per_mtok: 1}}", "currency must be USD"),
+        ("currency: USD", "{}", "models is empty"),
+        ("currency: USD", "[m]", "models must be a mapping of model ids, got a list"),
+        ("currency: USD", '{" ": {input_per_mtok: 1, output_per_mtok: 1}}', "a model id must"),
+        ("currency: USD", '{" m": {input_per_mtok: 1, output_per_mtok: 1}}', "a model id must"),
+        ("currency: USD", "{~: {input_per_mtok: 1, output_per_mtok: 1}}", "a model id must"),
+    ],
+)
+def test_header_and_model_ids_are_checked(tmp_path, header, models, message):
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        {header}
+        models: {models}
+        """,
+    )
+    assert error.message.startswith(message)
+
+
+# --- rule 7: effective_from, unique versions and instants -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ('"2026-06-01T00:00:00"', "has no timezone"),
+        ('"2026-06-01"', "has no timezone"),
+        ('"2026-06-01T02:00:00+02:00"', "is not UTC"),
+        ('"2026-06-01T00:30:00Z"', "is not on a whole hour"),
+        ('"2026-06-01T00:00:01+00:00"', "is not on a whole hour"),
+        ('"first of June"', "is not an ISO-8601 instant"),
+    ],
+)
+def test_effective_from_must_be_an_hour_aligned_utc_instant(tmp_path, written, message):
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: {written}
+        currency: USD
+        models:
+          base-large: {{input_per_mtok: "2.50", output_per_mtok: "10.00"}}
+        """,
+    )
+    assert error.line == 2 and message in error.message
+
+
+@pytest.mark.parametrize("written", ['"2026-06-01T10:00:00Z"', '"2026-06-01T10:00:00+00:00"'])
+def test_effective_from_accepts_z_and_zero_offset(tmp_path, written):
+    text = f"""
+    version: v1
+    effective_from: {written}
+    currency: USD
+    models: {{m: {{input_per_mtok: 1, output_per_mtok: 1}}}}
+    """
+    version = load_version_text(textwrap.dedent(text), "inline.yaml")
+    assert version.effective_from == datetime(2026, 6, 1, 10, tzinfo=UTC)
+
+
+def test_versions_and_effective_instants_are_unique_across_files(tmp_path):
+    books = write_books(
+        tmp_path / "books",
+        a_yaml="""
+        version: "2026-06-01"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models: {m: {input_per_mtok: 1, output_per_mtok: 1}}
+        """,
+        b_yml="""
+        version: "2026-06-01"
+        effective_from: "2026-06-01T00:00:00+00:00"
+        currency: USD
+        models: {m: {input_per_mtok: 1, output_per_mtok: 2}}
+        """,
+    )
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(books)
+    first, second = caught.value.errors
+    a_file, b_file = str(books / "a.yaml"), str(books / "b.yml")
+    assert (second.file, second.line) == (b_file, 2) and f"{a_file}:2" in second.message
+    assert (first.file, first.line) == (b_file, 1) and f"{a_file}:1" in first.message
+    assert "version '2026-06-01' is also declared in" in first.message
+
+
+def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp_path):
+    books = load_pricebooks(
+        write_books(
+            tmp_path / "books",
+            late_yaml="""
+            version: "2026-09-01"
+            effective_from: "2026-09-01T00:00:00Z"
+            currency: USD
+            models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
+            """,
+            early_yaml="""
+            version: "2026-06-01"
+            effective_from: "2026-06-01T00:00:00Z"
+            currency: USD
+            models: {m: {input_per_mtok: "2", output_per_mtok: "2"}}
+            """,
+        )
+    )
+    assert [v.version for v in books.versions] == ["2026-06-01", "2026-09-01"]
+    at = Window.from_key
+    assert books.version_for(at("2026-06-01-00:00")).version == "2026-06-01"
+    assert books.version_for(at("2026-08-31-23:00")).version == "2026-06-01"
+    assert books.version_for(at("2026-09-01-00:00")).version == "2026-09-01"
+    with pytest.raises(NoPricebookForWindow, match=r"window \[2026-05-31T23:00:00\+00:00"):
+        books.version_for(at("2026-05-31-23:00"))
+
+
+# --- every error, every file, one run -------------------------------------------------------
+
+
+def test_every_violation_in_every_file_is_reported_in_one_run(tmp_path):
+    books = write_books(
+        tmp_path / "books",
+        a_yaml="""
+        version: "2026-06-01"
+        effective_from: "2026-06-01T00:30:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:a: {derived_from: "ft:b", multiplier: "1.25"}
+          ft:b: {input_per_mtok: "1", output_per_mtok: "1", colour: red}
+        """,
+        b_yaml="""
+        version: "2026-06-01"
+        effective_from: "2026-09-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0.0000001"
+        models:
+          base-large: {input_per_mtok: 2.5000001, output_per_mtok: "10.00"}
+          base-small: {input_per_mtok: "0.15", output_per_mtok: "0.60"}
+          base-small: {input_per_mtok: "0.15", output_per_mtok: "0.60"}
+          ft:c: {derived_from: base-larg, multiplier: "1.25"}
+        """,
+        broken_yaml="models: [\n",
+    )
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(books)
+    a, b, broken = (str(books / name) for name in ("a.yaml", "b.yaml", "broken.yaml"))
+    assert [(e.file, e.line, e.model) for e in caught.value.errors] == [
+        (a, 2, None),  # not on a whole hour
+        (a, 6, "ft:a"),  # derives from an own-rate fine-tune (reported though ft:b is broken)
+        (a, 7, "ft:b"),  # unknown key
+        (b, 1, None),  # version already in a.yaml
+        (b, 4, "base-small"),  # projection through fine_tune_multiplier rounds to 0 (input)
+        (b, 4, "base-small"),  # ... and output
+        (b, 6, "base-large"),  # 7 decimal places
+        (b, 8, "base-small"),  # listed twice
+        (b, 9, "ft:c"),  # derives from a missing model
+        (broken, 2, None),  # invalid YAML
+    ]
+    report = caught.value.report_lines()
+    assert report[0] == f"{a}:2: effective_from 2026-06-01T00:30:00+00:00 is not on a whole hour"
+    assert report[2].startswith(f"{a}:7: ft:b: unknown key 'colour'")
+
+
+def test_report_renders_file_line_model_message_and_drops_what_is_absent():
+    assert str(PricebookError("p/a.yaml", 7, "ft:x", "bad")) == "p/a.yaml:7: ft:x: bad"
+    assert str(PricebookError("p/a.yaml", 7, None, "bad")) == "p/a.yaml:7: bad"
+    assert str(PricebookError("p/a.yaml", None, None, "bad")) == "p/a.yaml: bad"
+    error = PricebookLoadError(
+        [
+            PricebookError("b", 1, None, "x"),
+            PricebookError("a", 9, None, "y"),
+            PricebookError("a", 2, None, "z"),
+        ]
+    )
+    assert error.report_lines() == ["a:2: z", "a:9: y", "b:1: x"]
+    assert "\n" not in str(error) and str(error).startswith("3 pricebook errors: a:2: z")
+
+
+# --- the directory --------------------------------------------------------------------------
+
+
+def test_missing_directory_is_one_error_naming_it(tmp_path):
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path / "nowhere")
+    assert caught.value.report_lines() == [
+        f"{tmp_path / 'nowhere'}: pricebook directory does not exist"
+    ]
+
+
+def test_directory_without_version_files_is_one_error(tmp_path):
+    (tmp_path / "README.md").write_text("not a pricebook\n")
+    (tmp_path / "old.yaml").mkdir()
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    (error,) = caught.value.errors
+    assert (error.file, error.line, error.model) == (str(tmp_path), None, None)
+    assert "no pricebook version files" in error.message
+
+
+def test_only_yaml_files_directly_in_the_directory_are_versions(tmp_path):
+    body = 'currency: USD\nmodels: {m: {input_per_mtok: "1", output_per_mtok: "1"}}\n'
+    (tmp_path / "v1.yaml").write_text(
+        f'version: v1\neffective_from: "2026-06-01T00:00:00Z"\n{body}'
+    )
+    (tmp_path / "v2.yml").write_text(f'version: v2\neffective_from: "2026-07-01T00:00:00Z"\n{body}')
+    (tmp_path / "notes.txt").write_text("version: [broken\n")
+    (tmp_path / "drafts").mkdir()
+    (tmp_path / "drafts" / "v3.yaml").write_text("version: [broken\n")
+    books = load_pricebooks(tmp_path)
+    assert [v.source_file for v in books.versions] == [
+        str(tmp_path / "v1.yaml"),
+        str(tmp_path / "v2.yml"),
+    ]
+
+
+def test_file_that_is_not_utf8_is_an_error_with_its_line(tmp_path):
+    (tmp_path / "v1.yaml").write_bytes(b'version: v1\ncurrency: "US\xff"\n')
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    (error,) = caught.value.errors
+    assert error.line == 2 and error.message.startswith("not UTF-8 text")
+
+
+# --- the shipped books ----------------------------------------------------------------------
+
+
+def test_shipped_pricebooks_load_cleanly():
+    books = load_pricebooks(SHIPPED)
+    first = books.versions[0]
+    assert first.version == "2026-06-01"
+    assert first.effective_from == datetime(2026, 6, 1, tzinfo=UTC)
+    assert first.fine_tune_multiplier == Decimal("1.5")
+    for model_id in ("base-large", "base-medium", "base-small", "embed-small"):
+        assert is_derivation_base(first, model_id)
+    assert first.models["ft:acme:support"].own_rate is not None
+    legal = first.models["ft:acme:legal"]
+    assert (legal.derived_from, legal.multiplier) == ("base-large", Decimal("1.25"))
+    for version in books.versions:
+        data = Path(version.source_file).read_bytes()
+        assert version.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_loaded_models_are_read_only():
+    version: PricebookVersion = load_pricebooks(SHIPPED).versions[0]
+    with pytest.raises(TypeError):
+        version.models["base-large"] = version.models["base-small"]  # type: ignore[index]
+
+
+def test_rates_own_or_derived_must_fit_the_warehouse_column(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-huge: {input_per_mtok: "1000000000000000000", output_per_mtok: "1"}
+          base-big: {input_per_mtok: "999999999999999999", output_per_mtok: "1"}
+          ft:bigger: {derived_from: base-big, multiplier: "2"}
+        """,
+    )
+    assert [(e.line, e.model) for e in errors] == [(5, "base-huge"), (7, "ft:bigger")]
+    assert "below" in errors[0].message and "rate limit" in errors[1].message
