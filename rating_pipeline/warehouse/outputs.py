@@ -1,0 +1,75 @@
+"""Reading one window's stored output back as records (for checks, tests and the UI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
+
+import psycopg
+
+from rating_pipeline.records import RatedRollup, RatingException, output_checksum
+from rating_pipeline.warehouse.sqlfiles import load_sql
+from rating_pipeline.windows import Window
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """What ``rated_usage`` and ``rating_exception`` hold for one window, in key order."""
+
+    window: Window
+    rollups: tuple[RatedRollup, ...]
+    exceptions: tuple[RatingException, ...]
+
+    @property
+    def checksum(self) -> str:
+        """Equal to ``WindowRating.checksum`` of the run whose output this is."""
+        return output_checksum(self.rollups, self.exceptions)
+
+
+def _int(value: Decimal | int) -> int:
+    whole = int(value)
+    if whole != value:
+        raise ValueError(f"stored token sum {value} is not a whole number")
+    return whole
+
+
+def load_window(conn: psycopg.Connection, window: Window) -> StoredWindow:
+    """The window's stored rows, as of the caller's transaction snapshot."""
+    params = {"window_start": window.start}
+    rollups = tuple(
+        RatedRollup(
+            window_start=row[0].astimezone(UTC),
+            window_end=row[1].astimezone(UTC),
+            auth_id=row[2],
+            model_id=row[3],
+            event_count=int(row[4]),
+            input_tokens=_int(row[5]),
+            output_tokens=_int(row[6]),
+            rate_source=row[7],
+            derivation_base=row[8],
+            multiplier=row[9],
+            input_rate_per_mtok=row[10],
+            output_rate_per_mtok=row[11],
+            cost_usd=row[12],
+            pricebook_version=row[13],
+            pricebook_sha256=row[14],
+        )
+        for row in conn.execute(load_sql("select_window_rated_usage"), params)
+    )
+    exceptions = tuple(
+        RatingException(
+            window_start=row[0].astimezone(UTC),
+            window_end=row[1].astimezone(UTC),
+            auth_id=row[2],
+            model_id=row[3],
+            reason=row[4],
+            detail=row[5],
+            event_count=int(row[6]),
+            input_tokens=_int(row[7]),
+            output_tokens=_int(row[8]),
+            pricebook_version=row[9],
+        )
+        for row in conn.execute(load_sql("select_window_rating_exception"), params)
+    )
+    return StoredWindow(window=window, rollups=rollups, exceptions=exceptions)

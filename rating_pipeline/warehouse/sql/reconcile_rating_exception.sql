@@ -1,0 +1,102 @@
+-- Converge rating_exception's rows of ONE window to staged_rating_exception, in one statement.
+-- All parts see the same snapshot, taken after the window's advisory lock was granted,
+-- and touch disjoint rows:
+--   deleted:  live rows of the window that the run no longer produces;
+--   updated:  rows in both whose values differ. The archive reads their old values from
+--             the table itself: every part of one statement reads the snapshot taken
+--             before it, so `superseded` still holds the values the UPDATE replaced.
+--             (Joined after the UPDATE, to the rows it changed only: joined inside it,
+--             the planner probed every staged row, changed or not.)
+--   inserted: staged rows with no live row.
+-- Identical rows fail the UPDATE's own WHERE, so they are neither written nor locked
+-- (INSERT ... ON CONFLICT DO UPDATE would lock every conflicting row).
+-- rated_at and run_id are not compared: they record the last change, not a value.
+-- Bound: %(window_start)s, %(rated_at)s, %(run_id)s.
+WITH deleted AS (
+    DELETE FROM rating_exception AS live
+    WHERE live.window_start = %(window_start)s::timestamptz
+      AND NOT EXISTS (
+          SELECT 1
+          FROM staged_rating_exception AS staged
+          WHERE staged.window_start = live.window_start
+            AND staged.auth_id = live.auth_id
+            AND staged.model_id = live.model_id
+            AND staged.reason = live.reason
+      )
+    RETURNING live.*
+),
+updated AS (
+    UPDATE rating_exception AS live
+    SET window_end = staged.window_end,
+        detail = staged.detail,
+        event_count = staged.event_count,
+        input_tokens = staged.input_tokens,
+        output_tokens = staged.output_tokens,
+        pricebook_version = staged.pricebook_version,
+        rated_at = %(rated_at)s::timestamptz,
+        run_id = %(run_id)s::text
+    FROM staged_rating_exception AS staged
+    WHERE live.window_start = %(window_start)s::timestamptz
+      AND live.window_start = staged.window_start
+      AND live.auth_id = staged.auth_id
+      AND live.model_id = staged.model_id
+      AND live.reason = staged.reason
+      AND (
+          live.window_end, live.detail, live.event_count, live.input_tokens,
+          live.output_tokens, live.pricebook_version
+      ) IS DISTINCT FROM (
+          staged.window_end, staged.detail, staged.event_count, staged.input_tokens,
+          staged.output_tokens, staged.pricebook_version
+      )
+    RETURNING live.auth_id, live.model_id, live.reason
+),
+inserted AS (
+    INSERT INTO rating_exception (
+        window_start, window_end, auth_id, model_id, reason, detail, event_count,
+        input_tokens, output_tokens, pricebook_version, rated_at, run_id
+    )
+    SELECT
+        staged.window_start, staged.window_end, staged.auth_id, staged.model_id,
+        staged.reason, staged.detail, staged.event_count, staged.input_tokens,
+        staged.output_tokens, staged.pricebook_version,
+        %(rated_at)s::timestamptz, %(run_id)s::text
+    FROM staged_rating_exception AS staged
+    WHERE NOT EXISTS (
+        SELECT 1
+        FROM rating_exception AS live
+        WHERE live.window_start = staged.window_start
+          AND live.auth_id = staged.auth_id
+          AND live.model_id = staged.model_id
+          AND live.reason = staged.reason
+    )
+    RETURNING 1
+),
+archived AS (
+    INSERT INTO rating_exception_archive (
+        window_start, window_end, auth_id, model_id, reason, detail, event_count,
+        input_tokens, output_tokens, pricebook_version, rated_at, run_id,
+        change, superseded_at, superseded_by_run_id
+    )
+    SELECT
+        gone.window_start, gone.window_end, gone.auth_id, gone.model_id, gone.reason,
+        gone.detail, gone.event_count, gone.input_tokens, gone.output_tokens,
+        gone.pricebook_version, gone.rated_at, gone.run_id,
+        gone.change, %(rated_at)s::timestamptz, %(run_id)s::text
+    FROM (
+        SELECT deleted.*, 'deleted' AS change FROM deleted
+        UNION ALL
+        SELECT superseded.*, 'updated' AS change
+        FROM updated
+        JOIN rating_exception AS superseded
+            ON superseded.window_start = %(window_start)s::timestamptz
+            AND superseded.auth_id = updated.auth_id
+            AND superseded.model_id = updated.model_id
+            AND superseded.reason = updated.reason
+    ) AS gone
+    RETURNING change
+)
+SELECT
+    (SELECT count(*) FROM inserted) AS inserted,
+    (SELECT count(*) FROM archived WHERE change = 'updated') AS updated,
+    (SELECT count(*) FROM archived WHERE change = 'deleted') AS deleted,
+    (SELECT count(*) FROM staged_rating_exception) AS staged

@@ -1,0 +1,185 @@
+"""Fixtures on a real PostgreSQL: never a mock.
+
+The server is the embedded PostgreSQL in ``.rating/test-pg`` (apart from the user's
+``.rating/pgdata``; fsync off, its data is disposable), or the server of
+``RATING_TEST_DATABASE_URL`` when set (its role must be allowed to CREATE DATABASE).
+Once per session a template database is migrated to head; every test that asks for
+``database_url`` gets a fresh database copied from it, dropped afterwards, so tests are
+isolated and child processes can connect to the same database by URL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.settings import DATABASE_URL_VARIABLE, TEST_DATABASE_URL_VARIABLE, state_dir
+
+CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
+CREATE_EMPTY = "CREATE DATABASE {name}"
+DROP_DATABASE = "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+
+COPY_EVENTS = (
+    "COPY billing_event (event_id, auth_id, model_id, base_model, input_tokens, "
+    "output_tokens, occurred_at, ingested_at) FROM STDIN"
+)
+COPY_EVENTS_INGESTED_NOW = (
+    "COPY billing_event (event_id, auth_id, model_id, base_model, input_tokens, "
+    "output_tokens, occurred_at) FROM STDIN"
+)
+DELETE_EVENTS = "DELETE FROM billing_event WHERE event_id = ANY(%(ids)s)"
+TRUNCATE_ALL = (
+    "TRUNCATE billing_event, rated_usage, rating_exception, rated_usage_archive, "
+    "rating_exception_archive, rating_log"
+)
+
+
+def database_url_for(server_url: str, name: str) -> str:
+    """``server_url`` pointed at database ``name``."""
+    return make_conninfo(server_url, dbname=name)
+
+
+def _admin(server_url: str, statement: str, **names: str) -> None:
+    query = sql.SQL(statement).format(**{key: sql.Identifier(v) for key, v in names.items()})
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(query)
+
+
+def insert_events(url: str, events: Iterable[BillingEvent]) -> int:
+    """COPY ``events`` into billing_event; ``ingested_at`` None takes the column default."""
+    events = list(events)
+    stamped = [e for e in events if e.ingested_at is not None]
+    defaulted_events = [e for e in events if e.ingested_at is None]
+    with psycopg.connect(url) as conn, conn.cursor() as cursor:
+        with cursor.copy(COPY_EVENTS) as copy:
+            for e in stamped:
+                copy.write_row(
+                    (e.event_id, e.auth_id, e.model_id, e.base_model, e.input_tokens,
+                     e.output_tokens, e.occurred_at, e.ingested_at)
+                )  # fmt: skip
+        with cursor.copy(COPY_EVENTS_INGESTED_NOW) as copy:
+            for e in defaulted_events:
+                copy.write_row(
+                    (e.event_id, e.auth_id, e.model_id, e.base_model, e.input_tokens,
+                     e.output_tokens, e.occurred_at)
+                )  # fmt: skip
+    return len(stamped) + len(defaulted_events)
+
+
+def delete_events(url: str, event_ids: Iterable[str]) -> int:
+    """Delete billing events by id; return how many went."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(DELETE_EVENTS, {"ids": list(event_ids)}).rowcount
+
+
+def truncate_all(url: str) -> None:
+    """Empty the input and every output table (property tests reuse one database)."""
+    with psycopg.connect(url) as conn:
+        conn.execute(TRUNCATE_ALL)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A maintenance URL of the test server (database ``postgres``)."""
+    configured = os.environ.get(TEST_DATABASE_URL_VARIABLE)
+    if configured:
+        yield configured
+        return
+    from rating_pipeline.warehouse import embedded
+
+    yield embedded.start(
+        state_dir() / "test-pg",
+        database=embedded.MAINTENANCE_DATABASE,
+        settings=embedded.TEST_SETTINGS,
+        stop_at_exit=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str) -> Iterator[str]:
+    """The name of a database migrated to head once per session, to copy per test."""
+    from rating_pipeline.warehouse import migrations
+
+    name = f"rating_test_template_{uuid.uuid4().hex[:12]}"
+    _admin(pg_server_url, CREATE_EMPTY, name=name)
+    try:
+        migrations.upgrade(database_url_for(pg_server_url, name))
+        yield name
+    finally:
+        _admin(pg_server_url, DROP_DATABASE, name=name)
+
+
+def _fresh_database(pg_server_url: str, template: str) -> str:
+    name = f"rating_test_{uuid.uuid4().hex[:16]}"
+    _admin(pg_server_url, CREATE_FROM_TEMPLATE, name=name, template=template)
+    return name
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
+    """The URL of a fresh, migrated, empty warehouse database for this test only."""
+    name = _fresh_database(pg_server_url, template_database)
+    try:
+        yield database_url_for(pg_server_url, name)
+    finally:
+        _admin(pg_server_url, DROP_DATABASE, name=name)
+
+
+@pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """The URL of a fresh database with no schema at all (for migration tests)."""
+    name = f"rating_test_{uuid.uuid4().hex[:16]}"
+    _admin(pg_server_url, CREATE_EMPTY, name=name)
+    try:
+        yield database_url_for(pg_server_url, name)
+    finally:
+        _admin(pg_server_url, DROP_DATABASE, name=name)
+
+
+@pytest.fixture
+def warehouse_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``database_url``, also exported as RATING_DATABASE_URL for code that reads it."""
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, database_url)
+    return database_url
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection to this test's database through the warehouse's own ``connect``."""
+    from rating_pipeline.warehouse.database import connect
+
+    connection = connect(database_url)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def reader(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection (UTC) for looking at this test's database from outside."""
+    connection = psycopg.connect(database_url, autocommit=True)
+    connection.execute("SET TIME ZONE 'UTC'")
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def add_events(database_url: str) -> Callable[[Iterable[BillingEvent]], int]:
+    """``add_events(events)`` COPYs events into this test's database."""
+    return lambda events: insert_events(database_url, list(events))
+
+
+def utc(*parts: int) -> datetime:
+    """``utc(2026, 6, 15, 10)``: an aware UTC datetime."""
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]

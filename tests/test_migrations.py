@@ -1,0 +1,183 @@
+"""The schema's Alembic revisions, run on live PostgreSQL databases (contract 3 and 9)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from rating_pipeline import cli
+from rating_pipeline.warehouse import migrations
+
+PROJECT_TABLES = {
+    "rated_usage",
+    "rating_exception",
+    "rated_usage_archive",
+    "rating_exception_archive",
+    "rating_log",
+}
+TABLES = """
+SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+"""
+SCHEMA_SNAPSHOT = """
+SELECT c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = 'public'
+ORDER BY 1, 3
+"""
+CONSTRAINTS = """
+SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2
+"""
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {row[0] for row in conn.execute(TABLES)}
+
+
+def _snapshot(url: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(SCHEMA_SNAPSHOT).fetchall() + conn.execute(CONSTRAINTS).fetchall()
+
+
+def test_upgrade_downgrade_upgrade_runs_clean_and_keeps_billing_event(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    assert "not migrated" in migrations.current(url)
+    head = migrations.head_revision()
+    assert f"upgraded from base to revision {head} (head)" in migrations.upgrade(url)
+    assert _tables(url) == PROJECT_TABLES | {"billing_event"}
+    assert migrations.revision_of(url) == head
+    upgraded = _snapshot(url)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('e1', 'a', 'm', 1, 2, now())"
+        )
+
+    assert "billing_event kept" in migrations.downgrade(url)
+    assert _tables(url) == {"billing_event"}
+    assert migrations.revision_of(url) is None
+    with psycopg.connect(url) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert "billing_event_negative_tokens_idx" not in indexes
+    assert "billing_event_occurred_at_idx" in indexes
+
+    migrations.upgrade(url)
+    assert _snapshot(url) == upgraded
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT event_id FROM billing_event").fetchall() == [("e1",)]
+
+
+def test_second_downgrade_is_harmless(empty_database_url: str) -> None:
+    migrations.upgrade(empty_database_url)
+    migrations.downgrade(empty_database_url)
+    assert "already at base" in migrations.downgrade(empty_database_url)
+    assert _tables(empty_database_url) == {"billing_event"}
+
+
+def test_downgrade_of_a_never_migrated_database_is_harmless(empty_database_url: str) -> None:
+    assert "already at base" in migrations.downgrade(empty_database_url)
+    assert _tables(empty_database_url) == set()
+
+
+def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
+    before = _snapshot(database_url)
+    head = migrations.head_revision()
+    assert f"already at revision {head} (head)" in migrations.upgrade(database_url)
+    assert _snapshot(database_url) == before
+
+
+def test_upgrade_keeps_an_upstream_billing_event_with_extra_columns_and_indexes(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            """
+            CREATE TABLE billing_event (
+                event_id text PRIMARY KEY,
+                request_id uuid,
+                auth_id text NOT NULL,
+                model_id text NOT NULL,
+                base_model text,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cached_tokens bigint NOT NULL DEFAULT 0,
+                occurred_at timestamptz NOT NULL,
+                ingested_at timestamptz NOT NULL DEFAULT now(),
+                region text
+            )
+            """
+        )
+        conn.execute("CREATE INDEX upstream_occurred ON billing_event (occurred_at, auth_id)")
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at, region) VALUES ('e1', 'a', 'm', 1, 2, now(), 'eu')"
+        )
+    migrations.upgrade(url)
+    migrations.downgrade(url)
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        columns = [
+            row[0]
+            for row in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'billing_event'::regclass "
+                "AND attnum > 0 ORDER BY attnum"
+            )
+        ]
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'billing_event'"
+            )
+        }
+        region = conn.execute("SELECT region FROM billing_event").fetchall()
+    assert "cached_tokens" in columns and "region" in columns
+    # upstream's index already leads with occurred_at: no second one is built
+    assert indexes == {
+        "billing_event_pkey",
+        "upstream_occurred",
+        "billing_event_ingested_at_idx",
+        "billing_event_negative_tokens_idx",
+    }
+    assert region == [("eu",)]
+
+
+def test_money_and_token_columns_are_numeric_never_float(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        floats = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type IN ('real', 'double precision')"
+        ).fetchall()
+        types = dict(
+            conn.execute(
+                "SELECT column_name, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "JOIN information_schema.columns ON table_name = 'rated_usage' "
+                "AND column_name = attname WHERE attrelid = 'rated_usage'::regclass"
+            ).fetchall()
+        )
+    assert floats == []
+    assert types["cost_usd"] == "numeric(50,12)"
+    assert types["input_rate_per_mtok"] == "numeric(24,6)"
+    assert types["input_tokens"] == "numeric(30,0)"
+    assert types["multiplier"] == "numeric"
+
+
+def test_db_commands_print_one_line_each(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RATING_DATABASE_URL", empty_database_url)
+    head = migrations.head_revision()
+    for action, expected in (
+        ("current", "not migrated"),
+        ("upgrade", f"revision {head} (head)"),
+        ("current", f"at revision {head} (head)"),
+        ("downgrade", "billing_event kept"),
+    ):
+        assert cli.main(["db", action]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and expected in out, out

@@ -1,0 +1,186 @@
+"""``rating-pipeline rate --from START --to END``: bounds, pricebook errors, output, exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rating_pipeline import cli
+from rating_pipeline.records import BillingEvent
+from tests.factories import WINDOW_START, make_event
+
+PRICEBOOK = """\
+version: "2026-06-01"
+effective_from: "2026-06-01T00:00:00Z"
+currency: USD
+fine_tune_multiplier: "1.5"
+models:
+  base-large:
+    input_per_mtok: "2.50"
+    output_per_mtok: "10.00"
+  base-small:
+    input_per_mtok: "0.15"
+    output_per_mtok: "0.60"
+"""
+BROKEN = """\
+version: "2026-07-01"
+effective_from: "2026-07-01T00:30:00Z"
+currency: USD
+models:
+  base-large:
+    input_per_mtok: "2.50"
+    output_per_mtok: "10.00"
+    input_per_mtok: "1.00"
+  typo-model:
+    input_per_mtk: "1"
+    output_per_mtok: "1"
+"""
+
+START = "2026-06-15T10:00:00Z"
+END = "2026-06-15T12:00:00Z"
+
+
+@pytest.fixture
+def pricebook_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "pricebooks"
+    directory.mkdir()
+    (directory / "2026-06-01.yaml").write_text(PRICEBOOK)
+    return directory
+
+
+def _rate(*args: str) -> int:
+    return cli.main(["rate", *args])
+
+
+def _count(url: str, table: str) -> int:
+    with psycopg.connect(url) as conn:
+        # ``table`` is one of this module's literal table names, never input.
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        count = row.fetchone()
+    assert count is not None
+    return int(count[0])
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2026-06-15T10:30:00Z", END, "is not on a whole hour"),
+        (START, "2026-06-15T11:00:01Z", "is not on a whole hour"),
+        ("2026-06-15T10:00:00+02:00", END, "is not UTC"),
+        (END, START, "is not before end"),
+        (START, START, "is not before end"),
+    ],
+)
+def test_rate_rejects_unaligned_or_unordered_bounds_in_one_line(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    start: str,
+    end: str,
+    message: str,
+) -> None:
+    assert _rate("--from", start, "--to", end, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert message in captured.err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
+def test_rate_with_pricebook_errors_rates_nothing_and_prints_every_error(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (pricebook_dir / "2026-07-01.yaml").write_text(BROKEN)
+    add_events([make_event()])
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    errors = [line for line in captured.err.splitlines() if "2026-07-01.yaml:" in line]
+    # the unaligned instant, the duplicated key, the missing rate, the unknown key: all of them
+    assert len(errors) == 4, captured.err
+    assert "effective_from" in errors[0] and "duplicated key" in errors[1]
+    assert "input_per_mtk" in errors[3]
+    assert captured.err.splitlines()[-1].startswith("nothing rated: 4 pricebook error(s)")
+    assert _count(warehouse_env, "rating_log") == 0
+
+
+def test_rate_with_a_window_before_the_first_version_rates_nothing(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _rate(
+        "--from", "2026-05-31T23:00:00Z", "--to", "2026-06-01T02:00:00Z",
+        "--pricebooks", str(pricebook_dir),
+    )  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no pricebook version covers window" in err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
+def test_rate_prints_one_line_per_window_and_exits_zero(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    add_events(
+        [
+            make_event("org-1", "base-large", input_tokens=1_000_000, output_tokens=0),
+            make_event("org-1", "base-small", occurred_at=WINDOW_START + timedelta(hours=1)),
+        ]
+    )
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("2026-06-15-10:00 pricebook 2026-06-01: rated_usage +1 inserted")
+    assert lines[0].endswith("cost 2.500000000000 USD")
+    assert lines[1].startswith("2026-06-15-11:00 ")
+    assert lines[2].startswith("rated 2 window(s), run cli-")
+    assert _count(warehouse_env, "rated_usage") == 2
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert "+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in again[0]
+
+
+def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_window(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "ft:mixed", "base-large"),
+            make_event("org-1", "ft:mixed", "base-small"),
+            make_event("org-2", "base-small", occurred_at=WINDOW_START + timedelta(hours=1)),
+        ]
+    )
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2  # both windows rated, then the failure
+    assert "1 rollup(s) not billed, ambiguous_base" in captured.err
+    assert "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'" in captured.err
+    assert _count(warehouse_env, "rated_usage") == 2  # the clean rollups bill
+    assert _count(warehouse_env, "rating_exception") == 1
+
+
+def test_rate_on_an_unmigrated_database_says_to_upgrade(
+    empty_database_url: str,
+    pricebook_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RATING_DATABASE_URL", empty_database_url)
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rating-pipeline db upgrade" in err

@@ -1,0 +1,239 @@
+"""Ratings of one window from several processes, and ratings that die mid-transaction.
+
+Child processes (spawned, so they share nothing with the test but the database URL) run
+the real ``rate_window``; a child can be told to pause inside its transaction, after a
+given step, holding the window's lock, so that the test can line up a competitor or kill it.
+A child reports through a queue and is resumed by a file appearing: no lock is shared with
+a process the test may kill.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rating_pipeline import oracle
+from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.outputs import load_window
+from rating_pipeline.windows import Window
+from tests.conftest import delete_events
+from tests.factories import WINDOW_START, make_event, make_version, own
+
+WINDOW = Window(WINDOW_START)
+SPAWN = multiprocessing.get_context("spawn")
+TIMEOUT = 30.0
+
+# Other test sessions may share the server: count only this database's advisory locks.
+WAITING_ON_ADVISORY_LOCK = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND NOT granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+ADVISORY_LOCKS_HELD = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+# The visible version of every row: its values and the transaction that wrote it. (xmax is
+# left out: an aborted delete or update leaves its xid there, harmlessly.)
+ROW_STATE = """
+SELECT 'usage', auth_id, model_id, xmin::text, cost_usd::text, rated_at, run_id
+FROM rated_usage
+UNION ALL
+SELECT 'exception', auth_id, model_id || '/' || reason, xmin::text, detail, rated_at, run_id
+FROM rating_exception
+ORDER BY 1, 2, 3
+"""
+
+
+def version_priced(input_rate: str) -> PricebookVersion:
+    """The test's pricebook, its base rate set by ``input_rate`` (each run's own prices)."""
+    return make_version(
+        {"base-large": own(input_rate, "10"), "base-small": own("0.15", "0.60")},
+        fine_tune_multiplier="1.5",
+    )
+
+
+def _child(
+    url: str,
+    input_rate: str,
+    run_id: str,
+    pause_after: str | None,
+    resume: Path,
+    report: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
+    """Rate WINDOW with ``version_priced(input_rate)``; pause after step ``pause_after``."""
+    from rating_pipeline.warehouse import engine
+
+    if pause_after is not None:
+        step = getattr(engine, pause_after)
+
+        def pausing(conn: psycopg.Connection, *args: object) -> object:
+            outcome = step(conn, *args)
+            report.put(("paused", conn.info.backend_pid))
+            deadline = time.monotonic() + TIMEOUT
+            while not resume.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return outcome
+
+        setattr(engine, pause_after, pausing)
+    with connect(url) as conn:
+        result = engine.rate_window(conn, WINDOW, Pricebooks((version_priced(input_rate),)), run_id)
+    report.put(("done", result.checksum))
+
+
+@dataclass
+class Child:
+    """A rating running in another process."""
+
+    process: BaseProcess
+    report: multiprocessing.Queue  # type: ignore[type-arg]
+    resume_file: Path
+
+    def next_report(self) -> tuple[str, object]:
+        kind, value = self.report.get(timeout=TIMEOUT)
+        return kind, value
+
+    def resume(self) -> None:
+        self.resume_file.touch()
+
+    def stop(self) -> None:
+        self.resume()
+        self.process.join(TIMEOUT)
+        self.process.kill()
+        self.process.join(TIMEOUT)
+
+
+def _start(
+    url: str, input_rate: str, run_id: str, directory: Path, pause_after: str | None = None
+) -> Child:
+    report = SPAWN.Queue()
+    resume_file = directory / f"resume-{run_id}"
+    process = SPAWN.Process(
+        target=_child, args=(url, input_rate, run_id, pause_after, resume_file, report)
+    )
+    process.start()
+    return Child(process, report, resume_file)
+
+
+def _wait_for(reader: psycopg.Connection, query: str, expected: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        row = reader.execute(query).fetchone()
+        if row is not None and row[0] == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {query.strip()} = {expected}")
+
+
+def _events() -> list[BillingEvent]:
+    return [
+        make_event("org-1", "base-large"),
+        make_event("org-2", "base-large"),
+        make_event("org-2", "base-small"),
+        make_event("org-3", "ft:tuned", "base-large"),
+        make_event("org-4", "mystery"),
+    ]
+
+
+def test_concurrent_ratings_of_one_window_serialize_to_one_runs_output(
+    tmp_path: Path,
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    events = _events()
+    add_events(events)
+    first = _start(database_url, "2.50", "run-a", tmp_path, pause_after="stage")
+    second: Child | None = None
+    try:
+        assert first.next_report()[0] == "paused"
+        second = _start(database_url, "4.00", "run-b", tmp_path)
+        # run-b is queued on run-a's window lock, having written nothing.
+        _wait_for(reader, WAITING_ON_ADVISORY_LOCK, 1)
+        assert reader.execute("SELECT count(*) FROM rated_usage").fetchone() == (0,)
+        first.resume()
+        assert first.next_report()[0] == "done"
+        assert second.next_report()[0] == "done"
+        first.process.join(TIMEOUT)
+        second.process.join(TIMEOUT)
+        assert (first.process.exitcode, second.process.exitcode) == (0, 0)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+    # The later run's output, whole: every row priced by run-b, none of run-a's left.
+    expected = oracle.rate_window(WINDOW, version_priced("4.00"), events)
+    with connect(database_url) as conn:
+        stored = load_window(conn, WINDOW)
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions
+    run_ids = reader.execute("SELECT DISTINCT run_id FROM rated_usage").fetchall()
+    assert run_ids == [("run-b",)]
+    log = reader.execute(
+        "SELECT run_id, rows_inserted, rows_updated FROM rating_log ORDER BY log_id"
+    ).fetchall()
+    assert log == [("run-a", 4, 0), ("run-b", 0, 4)]
+
+
+@pytest.mark.parametrize("kill", ["client-sigkill", "pg-terminate-backend"])
+@pytest.mark.parametrize("pause_after", ["stage", "reconcile_rating_exception"])
+def test_rating_killed_mid_transaction_leaves_window_as_it_was_and_next_run_converges(
+    tmp_path: Path,
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    kill: str,
+    pause_after: str,
+) -> None:
+    events = _events()
+    add_events(events)
+    with connect(database_url) as conn:
+        rate_window(conn, WINDOW, Pricebooks((version_priced("2.50"),)), "run-1")
+    before = reader.execute(ROW_STATE).fetchall()
+    delete_events(database_url, [events[0].event_id])
+    add_events([make_event("org-5", "base-small")])
+
+    child = _start(database_url, "4.00", "run-2", tmp_path, pause_after)
+    try:
+        kind, backend_pid = child.next_report()
+        assert kind == "paused"
+        assert reader.execute(ADVISORY_LOCKS_HELD).fetchone() == (1,)
+        if kill == "client-sigkill":
+            child.process.kill()
+        else:
+            reader.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+            child.resume()
+        child.process.join(TIMEOUT)
+        assert child.process.exitcode not in (None, 0)
+    finally:
+        child.stop()
+
+    _wait_for(reader, ADVISORY_LOCKS_HELD, 0)
+    assert reader.execute(ROW_STATE).fetchall() == before
+    assert reader.execute("SELECT run_id FROM rating_log").fetchall() == [("run-1",)]
+    assert reader.execute("SELECT count(*) FROM rated_usage_archive").fetchone() == (0,)
+
+    with connect(database_url) as conn:
+        result = rate_window(conn, WINDOW, Pricebooks((version_priced("4.00"),)), "run-3")
+        stored = load_window(conn, WINDOW)
+    everything = reader.execute(
+        "SELECT event_id, auth_id, model_id, base_model, input_tokens, output_tokens, "
+        "occurred_at FROM billing_event"
+    ).fetchall()
+    current = [BillingEvent(*row) for row in everything]
+    expected = oracle.rate_window(WINDOW, version_priced("4.00"), current)
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions
+    assert result.checksum == expected.checksum

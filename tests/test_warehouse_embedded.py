@@ -1,0 +1,69 @@
+"""The embedded PostgreSQL and the connection settings (contract section 8)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from rating_pipeline.warehouse import database, embedded
+
+
+def test_embedded_server_starts_tuned_keeps_fsync_on_and_is_reused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pgdata"
+    url = embedded.start(data_dir, stop_at_exit=True)
+    try:
+        assert "password" not in url and ":@" not in database.redact_url(url)
+        with psycopg.connect(url) as conn:
+            settings = {
+                name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+                for name in ("fsync", "synchronous_commit", "full_page_writes",
+                             "max_parallel_workers_per_gather", "max_parallel_workers")
+            }  # fmt: skip
+            dbname = conn.execute("SELECT current_database()").fetchone()
+        assert dbname == (embedded.APPLICATION_DATABASE,)
+        assert settings == {
+            "fsync": ("on",),
+            "synchronous_commit": ("on",),
+            "full_page_writes": ("on",),
+            "max_parallel_workers_per_gather": ("0",),
+            "max_parallel_workers": ("2",),
+        }
+        # A second start reuses the running server and changes nothing.
+        assert embedded.start(data_dir, stop_at_exit=True) == url
+        assert embedded.apply_settings(url, embedded.SERVER_SETTINGS) == []
+        assert not embedded.ensure_database(url, embedded.APPLICATION_DATABASE)
+    finally:
+        assert embedded.stop_server(data_dir)
+    assert not embedded.stop_server(data_dir)
+
+
+def test_database_url_prefers_rating_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATING_DATABASE_URL", "postgresql://u:pw@db.invalid/x")
+    assert database.database_url() == "postgresql://u:pw@db.invalid/x"
+
+
+def test_redact_url_never_shows_a_password() -> None:
+    redacted = database.redact_url("postgresql://bob:s3cret@db.example:5433/rating")
+    assert "s3cret" not in redacted and "***" in redacted and "db.example" in redacted
+    assert "s3cret" not in database.redact_url("host=x password=s3cret dbname=y")
+    assert "s3cret" not in database.redact_url("postgresql://bob:s3cret@[bad")
+
+
+def test_connection_error_names_the_database_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql://bob:s3cret@/nowhere?host={tmp_path}"
+    with pytest.raises(database.WarehouseConnectionError) as raised:
+        database.connect(url)
+    message = str(raised.value)
+    assert "cannot connect to the warehouse" in message and "nowhere" in message
+    assert "s3cret" not in message
+
+
+def test_connections_read_timestamps_in_utc(database_url: str) -> None:
+    elsewhere = make_conninfo(database_url, options="-c TimeZone=Asia/Kolkata")
+    with database.connect(elsewhere) as conn:
+        row = conn.execute("SELECT current_setting('TimeZone'), now()").fetchone()
+    assert row is not None and row[0] == "UTC" and row[1].utcoffset() == timedelta(0)

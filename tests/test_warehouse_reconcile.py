@@ -1,0 +1,468 @@
+"""Re-rating reconciles (contract section 7), on a real PostgreSQL.
+
+Each test rates a window, changes its events or its prices, rates it again and looks at
+what the tables, their archives and the rating log hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from rating_pipeline import oracle
+from rating_pipeline.money import cost_usd
+from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
+from rating_pipeline.records import (
+    AMBIGUOUS_BASE,
+    INVALID_EVENT,
+    RATE_EVENT,
+    UNPRICED,
+    BillingEvent,
+)
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import (
+    ConnectionInTransaction,
+    rate_window,
+    rate_window_in_transaction,
+)
+from rating_pipeline.warehouse.outputs import load_window
+from rating_pipeline.windows import HOUR, Window
+from tests.conftest import delete_events
+from tests.factories import WINDOW_START, derived, make_event, make_version, own
+
+WINDOW = Window(WINDOW_START)
+VERSION = make_version(
+    {
+        "base-large": own("2.50", "10.00"),
+        "base-small": own("0.15", "0.60"),
+        "ft:acme:legal": derived("base-large", "1.25"),
+    },
+    fine_tune_multiplier="1.5",
+)
+PRICEBOOKS = Pricebooks((VERSION,))
+REPRICED = make_version(
+    {
+        "base-large": own("3.00", "12.00"),
+        "base-small": own("0.15", "0.60"),
+        "ft:acme:legal": derived("base-large", "1.25"),
+    },
+    fine_tune_multiplier="1.5",
+)
+REPRICED_BOOKS = Pricebooks((REPRICED,))
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+
+ROW_STATE = """
+SELECT auth_id, model_id, xmin::text, xmax::text, rated_at, run_id
+FROM rated_usage WHERE window_start = %(start)s ORDER BY auth_id, model_id
+"""
+EXCEPTION_STATE = """
+SELECT auth_id, model_id, reason, xmin::text, xmax::text, rated_at, run_id
+FROM rating_exception WHERE window_start = %(start)s ORDER BY auth_id, model_id, reason
+"""
+ARCHIVE = """
+SELECT auth_id, model_id, change, cost_usd, event_count, run_id, superseded_by_run_id
+FROM rated_usage_archive ORDER BY archive_id
+"""
+EXCEPTION_ARCHIVE = """
+SELECT auth_id, model_id, reason, change, superseded_by_run_id
+FROM rating_exception_archive ORDER BY archive_id
+"""
+XACT_WRITES = """
+SELECT relname, n_tup_ins + n_tup_upd + n_tup_del
+FROM pg_stat_xact_user_tables
+WHERE relname IN ('rated_usage', 'rating_exception', 'rated_usage_archive',
+                  'rating_exception_archive')
+"""
+
+
+def _state(reader: psycopg.Connection, window: Window = WINDOW) -> list[tuple[object, ...]]:
+    return reader.execute(ROW_STATE, {"start": window.start}).fetchall()
+
+
+def _exception_state(
+    reader: psycopg.Connection, window: Window = WINDOW
+) -> list[tuple[object, ...]]:
+    return reader.execute(EXCEPTION_STATE, {"start": window.start}).fetchall()
+
+
+def _assert_window_matches_oracle(
+    conn: psycopg.Connection,
+    window: Window,
+    version: PricebookVersion,
+    events: Iterable[BillingEvent],
+) -> None:
+    expected = oracle.rate_window(window, version, events)
+    stored = load_window(conn, window)
+    conn.rollback()
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions
+    assert stored.checksum == expected.checksum
+
+
+def test_rerate_deletes_rollup_that_became_ambiguous_and_archives_it(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    clean = [make_event("org-1", "ft:new", "base-large") for _ in range(3)]
+    add_events(clean)
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    assert [(r.model_id, r.rate_source) for r in first.rating.rollups] == [("ft:new", RATE_EVENT)]
+
+    other_base = make_event("org-1", "ft:new", "base-small")
+    add_events([other_base])
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+
+    assert (second.usage_counts.deleted, second.usage_counts.inserted) == (1, 0)
+    assert (second.exception_counts.inserted, second.exception_counts.deleted) == (1, 0)
+    assert second.deleted_rollups == (("org-1", "ft:new"),)
+    assert [(e.auth_id, e.model_id, e.event_count) for e in second.ambiguous] == [
+        ("org-1", "ft:new", 4)
+    ]
+    assert _state(reader) == []
+    archive = reader.execute(ARCHIVE).fetchall()
+    assert archive == [
+        ("org-1", "ft:new", "deleted", first.rating.rollups[0].cost_usd, 3, "run-1", "run-2")
+    ]
+    reasons = reader.execute("SELECT reason FROM rating_exception").fetchall()
+    assert reasons == [(AMBIGUOUS_BASE,)]
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, [*clean, other_base])
+
+
+def test_rerate_deletes_superseded_row_while_updating_co_window_survivor(
+    conn: psycopg.Connection,
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    database_url: str,
+) -> None:
+    survivor = make_event("org-1", "base-large", input_tokens=1000, output_tokens=10)
+    superseded = make_event("org-2", "base-large")
+    add_events([survivor, superseded])
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    old_survivor_cost = next(r.cost_usd for r in first.rating.rollups if r.auth_id == "org-1")
+
+    delete_events(database_url, [superseded.event_id])
+    more = make_event("org-1", "base-large", input_tokens=500, output_tokens=5)
+    add_events([more])
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+
+    counts = second.usage_counts
+    assert (counts.inserted, counts.updated, counts.deleted, counts.unchanged) == (0, 1, 1, 0)
+    rows = _state(reader)
+    assert [(auth, model, run_id) for auth, model, _, _, _, run_id in rows] == [
+        ("org-1", "base-large", "run-2")
+    ]
+    archive = reader.execute(ARCHIVE).fetchall()
+    assert sorted(archive) == sorted(
+        [
+            ("org-1", "base-large", "updated", old_survivor_cost, 1, "run-1", "run-2"),
+            (
+                "org-2",
+                "base-large",
+                "deleted",
+                next(r.cost_usd for r in first.rating.rollups if r.auth_id == "org-2"),
+                1,
+                "run-1",
+                "run-2",
+            ),
+        ]
+    )
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, [survivor, more])
+
+
+def test_rerate_deletes_rollup_whose_events_vanished(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    events = [make_event("org-1", "base-large"), make_event("org-2", "base-small")]
+    add_events(events)
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+
+    delete_events(database_url, [events[1].event_id])
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+    assert (second.usage_counts.deleted, second.usage_counts.unchanged) == (1, 1)
+    assert [row[:2] for row in _state(reader)] == [("org-1", "base-large")]
+
+    delete_events(database_url, [events[0].event_id])
+    third = rate_window(conn, WINDOW, PRICEBOOKS, "run-3")
+    assert third.usage_counts.deleted == 1
+    assert third.rating.events_read == 0
+    assert _state(reader) == []
+    changes = reader.execute("SELECT change, count(*) FROM rated_usage_archive GROUP BY 1")
+    assert changes.fetchall() == [("deleted", 2)]
+
+
+def test_identical_rerun_writes_nothing_and_locks_nothing(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-2", "ft:acme:legal"),
+            make_event("org-3", "ft:tuned", "base-small"),
+            make_event("org-4", "mystery-model"),
+            make_event("", "base-large"),
+            make_event("org-5", "ft:amb", "base-large"),
+            make_event("org-5", "ft:amb", None),
+        ]
+    )
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    rows_before, exceptions_before = _state(reader), _exception_state(reader)
+    assert len(rows_before) == 3 and len(exceptions_before) == 3
+    assert all(xmax == "0" for _, _, _, xmax, _, _ in rows_before)
+
+    # Committed through the public entry point: xmin, xmax, rated_at, run_id all unchanged.
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+    assert second.rows_written == 0
+    assert second.usage_counts.unchanged == 3 and second.exception_counts.unchanged == 3
+    assert _state(reader) == rows_before
+    assert _exception_state(reader) == exceptions_before
+    assert first.checksum == second.checksum
+    assert reader.execute("SELECT count(*) FROM rated_usage_archive").fetchone() == (0,)
+    assert reader.execute("SELECT count(*) FROM rating_exception_archive").fetchone() == (0,)
+    checksums = reader.execute("SELECT DISTINCT output_checksum FROM rating_log").fetchall()
+    assert checksums == [(first.checksum,)]
+
+    # From inside a re-run's transaction: no tuple written, and no row locked (a lock would
+    # make NOWAIT fail). A new backend, as pg_stat_xact_* also counts a backend's earlier,
+    # not yet flushed transactions. (The probe's own locks leave an xmax: it comes last.)
+    with connect(database_url) as fresh, fresh.transaction():
+        third = rate_window_in_transaction(fresh, WINDOW, VERSION, "run-3")
+        writes = dict(fresh.execute(XACT_WRITES).fetchall())
+        assert writes and all(count == 0 for count in writes.values()), writes
+        locked = reader.execute("SELECT auth_id FROM rated_usage FOR UPDATE NOWAIT").fetchall()
+        assert len(locked) == len(rows_before)
+        reader.execute("SELECT auth_id FROM rating_exception FOR UPDATE NOWAIT")
+    assert third.rows_written == 0 and third.checksum == first.checksum
+
+
+def test_scoped_rerate_leaves_adjacent_windows_untouched(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    before, after = Window(WINDOW.start - HOUR), Window(WINDOW.end)
+    at_start = make_event("org-1", "base-large", occurred_at=WINDOW.start)
+    at_end = make_event("org-1", "base-large", occurred_at=WINDOW.end, input_tokens=7)
+    last_instant = make_event(
+        "org-1", "base-large", occurred_at=WINDOW.start - timedelta(microseconds=1)
+    )
+    add_events([at_start, at_end, last_instant])
+    for window in (before, WINDOW, after):
+        rate_window(conn, window, PRICEBOOKS, "run-1")
+    counts = {
+        window: load_window(conn, window).rollups[0].event_count for window in (before, after)
+    }
+    conn.rollback()
+    assert counts == {before: 1, after: 1}
+    assert load_window(conn, WINDOW).rollups[0].input_tokens == at_start.input_tokens
+    conn.rollback()
+    neighbours_before = {window: _state(reader, window) for window in (before, after)}
+
+    add_events([make_event("org-2", "base-large"), make_event("org-1", "base-large")])
+    result = rate_window(conn, WINDOW, REPRICED_BOOKS, "run-2")
+    assert (result.usage_counts.updated, result.usage_counts.inserted) == (1, 1)
+    assert {window: _state(reader, window) for window in (before, after)} == neighbours_before
+
+
+def test_rerate_with_new_prices_updates_rows_and_archives_old_values(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    events = [make_event("org-1", "base-large"), make_event("org-1", "base-small")]
+    add_events(events)
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    second = rate_window(conn, WINDOW, REPRICED_BOOKS, "run-2")
+    counts = second.usage_counts
+    # base-small's price did not change, but the version's sha256 did: every row moves.
+    assert (counts.updated, counts.unchanged) == (2, 0)
+    archived = reader.execute(
+        "SELECT model_id, cost_usd, pricebook_sha256, run_id FROM rated_usage_archive "
+        "ORDER BY model_id"
+    ).fetchall()
+    assert archived == [
+        (r.model_id, r.cost_usd, VERSION.sha256, "run-1") for r in first.rating.rollups
+    ]
+    _assert_window_matches_oracle(conn, WINDOW, REPRICED, events)
+
+
+def test_invalid_events_and_unpriced_models_are_excepted_and_conserved(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    events = [
+        make_event("org-1", "base-large", input_tokens=100, output_tokens=20),
+        make_event("org-1", "base-large", input_tokens=-5, output_tokens=20),
+        make_event(" \t\n\r\f\v", "base-large", input_tokens=3, output_tokens=4),
+        make_event("org-2", "\v", input_tokens=1, output_tokens=-9),
+        make_event("org-2", "mystery-model", input_tokens=50, output_tokens=60),
+        make_event("org-2", "ft:orphan", None, input_tokens=70, output_tokens=80),
+        make_event("org-3", "ft:tuned", "ft:acme:legal", input_tokens=1, output_tokens=1),
+    ]
+    add_events(events)
+    result = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    rating = result.rating
+    reasons = sorted((e.auth_id, e.model_id, e.reason) for e in rating.exceptions)
+    assert reasons == [
+        (" \t\n\r\f\v", "base-large", INVALID_EVENT),
+        ("org-1", "base-large", INVALID_EVENT),
+        ("org-2", "\v", INVALID_EVENT),
+        ("org-2", "ft:orphan", UNPRICED),
+        ("org-2", "mystery-model", UNPRICED),
+        ("org-3", "ft:tuned", UNPRICED),
+    ]
+    totals = reader.execute(
+        """
+        SELECT
+            (SELECT count(*) FROM billing_event),
+            (SELECT sum(input_tokens) FROM billing_event),
+            (SELECT sum(output_tokens) FROM billing_event),
+            (SELECT sum(event_count) FROM rated_usage)
+                + (SELECT sum(event_count) FROM rating_exception),
+            (SELECT sum(input_tokens) FROM rated_usage)
+                + (SELECT sum(input_tokens) FROM rating_exception),
+            (SELECT sum(output_tokens) FROM rated_usage)
+                + (SELECT sum(output_tokens) FROM rating_exception)
+        """
+    ).fetchone()
+    assert totals is not None
+    assert totals[:3] == totals[3:]
+    log = reader.execute(
+        "SELECT events_read, events_rated, events_excepted FROM rating_log"
+    ).fetchone()
+    assert log == (len(events), 1, len(events) - 1)
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, events)
+
+
+STRANGE_IDS = [
+    "o'brien",
+    'say "hi"; DROP TABLE rated_usage; --',
+    "back\\slash\\N",
+    "tab\there",
+    "new\nline\r\n",
+    "ünïcødé 日本語 🚀",
+    "\\.",
+    "percent %s %(x)s",
+]
+
+
+def test_ids_with_quotes_tabs_newlines_and_unicode_pass_through_verbatim(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    events = [make_event(auth_id, "base-large") for auth_id in STRANGE_IDS]
+    events += [make_event("org-1", f"ft:{text}", "base-large") for text in STRANGE_IDS]
+    events += [make_event("org-1", "mystery " + text) for text in STRANGE_IDS]
+    add_events(events)
+    result = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    stored_auth_ids = {
+        row[0]
+        for row in reader.execute(
+            "SELECT auth_id FROM rated_usage WHERE model_id = 'base-large'"
+        ).fetchall()
+    }
+    assert stored_auth_ids == set(STRANGE_IDS)
+    stored_models = {row[0] for row in reader.execute("SELECT model_id FROM rated_usage")}
+    assert {f"ft:{text}" for text in STRANGE_IDS} <= stored_models
+    unpriced = {row[0] for row in reader.execute("SELECT model_id FROM rating_exception")}
+    assert unpriced == {"mystery " + text for text in STRANGE_IDS}
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, events)
+    assert rate_window(conn, WINDOW, PRICEBOOKS, "run-2").rows_written == 0
+    assert result.rating.events_read == len(events)
+
+
+def test_rating_log_records_every_run_with_counts_checksum_and_latest_ingest(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    ingested = WINDOW.end + timedelta(minutes=7)
+    add_events(
+        [
+            replace(make_event("org-1", "base-large"), ingested_at=ingested),
+            make_event("org-1", "mystery"),
+        ]
+    )
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+    rows = reader.execute(
+        """
+        SELECT run_id, pricebook_version, pricebook_sha256, rows_inserted, rows_updated,
+               rows_deleted, rows_unchanged, exceptions_inserted, exceptions_unchanged,
+               events_read, events_rated, events_excepted, total_cost_usd, output_checksum
+        FROM rating_log ORDER BY log_id
+        """
+    ).fetchall()
+    cost = first.total_cost_usd
+    assert rows == [
+        ("run-1", VERSION.version, VERSION.sha256, 1, 0, 0, 0, 1, 0, 2, 1, 1, cost, first.checksum),
+        ("run-2", VERSION.version, VERSION.sha256, 0, 0, 0, 1, 0, 1, 2, 1, 1, cost, first.checksum),
+    ]
+    latest = reader.execute("SELECT max(ingested_at) FROM billing_event").fetchone()
+    assert latest is not None
+    assert first.max_ingested_at == latest[0]
+    logged = reader.execute("SELECT DISTINCT max_ingested_at FROM rating_log").fetchall()
+    assert logged == [(latest[0],)]
+
+
+def test_window_without_pricebook_raises_before_writing(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    early = Window(VERSION.effective_from - HOUR)
+    add_events([make_event("org-1", "base-large", occurred_at=early.start)])
+    with pytest.raises(NoPricebookForWindow):
+        rate_window(conn, early, PRICEBOOKS, "run-1")
+    assert reader.execute("SELECT count(*) FROM rating_log").fetchone() == (0,)
+    assert reader.execute("SELECT count(*) FROM rated_usage").fetchone() == (0,)
+
+
+def test_rate_window_refuses_a_connection_inside_a_transaction(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT 1")
+    with pytest.raises(ConnectionInTransaction):
+        rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    conn.rollback()
+
+
+def test_counts_and_each_deletion_are_logged_at_info(
+    conn: psycopg.Connection,
+    add_events: AddEvents,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gone = make_event("org-9", "base-small")
+    add_events([make_event("org-1", "base-large"), gone])
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    delete_events(database_url, [gone.event_id])
+    with caplog.at_level(logging.INFO, logger="rating_pipeline"):
+        rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(
+        "rated_usage +0 inserted, ~0 updated, -1 deleted, =1 unchanged" in m for m in messages
+    )
+    assert any(
+        "deleted rated_usage row auth_id='org-9' model_id='base-small'" in m for m in messages
+    )
+
+
+def test_cost_check_refuses_a_row_whose_cost_does_not_reconstruct(
+    reader: psycopg.Connection,
+) -> None:
+    insert = """
+    INSERT INTO rated_usage VALUES (
+        %(start)s, %(end)s, 'org-1', 'base-large', 1, %(input)s, %(output)s, 'own', NULL, NULL,
+        %(input_rate)s, %(output_rate)s, %(cost)s, 'v', 'sha', now(), 'run'
+    )
+    """
+    big = 10**25 + 7
+    rate = Decimal("999999.999999")
+    exact = cost_usd(big, big, rate, rate)
+    params = {
+        "start": WINDOW.start,
+        "end": WINDOW.end,
+        "input": big,
+        "output": big,
+        "input_rate": rate,
+        "output_rate": rate,
+    }
+    with reader.transaction():
+        reader.execute(insert, {**params, "cost": exact})  # exact: accepted
+        reader.execute("DELETE FROM rated_usage")
+    with pytest.raises(psycopg.errors.CheckViolation, match="rated_usage_cost_reconstructs"):
+        reader.execute(insert, {**params, "cost": exact + Decimal("0.000000000001")})
