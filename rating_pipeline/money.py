@@ -17,6 +17,7 @@ from rating_pipeline.errors import RatingPipelineError
 RATE_PLACES = 6
 COST_PLACES = 12
 TOKENS_PER_UNIT = 1_000_000
+TOKEN_UNIT_DIGITS = 6  # TOKENS_PER_UNIT == 10 ** TOKEN_UNIT_DIGITS
 RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
 # The warehouse stores rates as numeric(24, 6): 18 digits before the point.
 RATE_INTEGER_DIGITS = 18
@@ -68,8 +69,10 @@ def cost_usd(
     input_tokens: int, output_tokens: int, input_rate: Decimal, output_rate: Decimal
 ) -> Decimal:
     """The exact cost of a token count at rates per million tokens, at COST_PLACES places."""
+    if not isinstance(input_rate, Decimal) or not isinstance(output_rate, Decimal):
+        raise TypeError("rates must be Decimal")
     gross = EXACT.add(
-        EXACT.multiply(Decimal(input_tokens), input_rate),
-        EXACT.multiply(Decimal(output_tokens), output_rate),
+        EXACT.multiply(input_tokens, input_rate), EXACT.multiply(output_tokens, output_rate)
     )
-    return EXACT.divide(gross, Decimal(TOKENS_PER_UNIT)).quantize(COST_QUANTUM, context=EXACT)
+    # Dividing by 10**6 moves the exponent only: exact, and cheaper than a division.
+    return EXACT.scaleb(gross, -TOKEN_UNIT_DIGITS).quantize(COST_QUANTUM, context=EXACT)

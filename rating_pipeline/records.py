@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 from rating_pipeline.windows import Window
 
@@ -133,27 +134,48 @@ class WindowRating:
     def total_cost_usd(self) -> Decimal:
         return sum((r.cost_usd for r in self.rollups), Decimal(0))
 
-    @property
+    @cached_property
     def checksum(self) -> str:
         """SHA-256 of the window's output values; equal outputs give equal checksums."""
         return output_checksum(self.rollups, self.exceptions)
 
 
+def _canonical_decimal(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
+def _canonical_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+_CANONICAL = {
+    Decimal: _canonical_decimal,
+    str: _canonical_text,
+    int: str,
+    datetime: datetime.isoformat,
+}
+
+
 def _canonical(value: object) -> str:
     if value is None:
         return "\\N"
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value else "0"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    return _CANONICAL[type(value)](value)  # type: ignore[operator]
 
 
 def output_checksum(rollups: Iterable[RatedRollup], exceptions: Iterable[RatingException]) -> str:
     """A stable digest of rows' values, independent of row order and Decimal scale."""
+    # Equal values render equally whatever their type (int 10 and Decimal("10.0") are both
+    # "10"), so one cache keyed by value serves every column; most values repeat.
+    rendered: dict[object, str] = {}
+
+    def render(value: object) -> str:
+        text = rendered.get(value)
+        if text is None:
+            text = rendered[value] = _canonical(value)
+        return text
+
     digest = hashlib.sha256()
     for kind, rows in (("rollup", rollups), ("exception", exceptions)):
-        lines = sorted("\t".join(_canonical(v) for v in vars(row).values()) for row in rows)
-        for line in lines:
-            digest.update(f"{kind}\t{line}\n".encode())
+        lines = sorted("\t".join(map(render, vars(row).values())) for row in rows)
+        digest.update("".join(f"{kind}\t{line}\n" for line in lines).encode())
     return digest.hexdigest()
