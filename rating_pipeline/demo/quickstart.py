@@ -1,0 +1,312 @@
+"""``./dev demo`` and ``./dev ui``: a demo day rated through Dagster, and the UI on it.
+
+The quickstart, on a fresh clone or for the tenth time (it converges):
+1. starts the embedded PostgreSQL under ``.rating/`` and migrates the warehouse;
+2. prepares ``.rating/dagster_home`` with the production ``dagster.yaml``, its storage a
+   ``dagster`` database on the same server;
+3. loads the demo day (``demo.seed.demo_day``: 24 hours of traffic and one of each case
+   the rater must explain), replacing any earlier load of it;
+4. rates the 24 windows in ONE Dagster run (a partition range, as a backfill would),
+   whose blocking ``no_ambiguous_base`` check fails after every window is reconciled;
+5. lands late events in one window, finds the changed window as the late-events sensor
+   does, and re-rates it in its own run;
+6. prints the summary and how to open the UI on the same data.
+
+It always uses the embedded database (it writes synthetic events, so it never touches the
+warehouse RATING_DATABASE_URL names) and the shipped ``pricebooks/`` the demo day is made for.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import dagster as dg
+
+from rating_pipeline.demo.seed import DemoDay, add_late_events, demo_day
+from rating_pipeline.demo.summary import summarize
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
+from rating_pipeline.orchestration.instance import (
+    LocalInstance,
+    default_dagster_home,
+    environment,
+    local_instance,
+    open_instance,
+)
+from rating_pipeline.orchestration.jobs import JOB_NAME
+from rating_pipeline.orchestration.sensors import SENSOR_NAME
+from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
+from rating_pipeline.warehouse import embedded, migrations
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.windows import HOUR, Window
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+DEMO_START = datetime(2026, 6, 15, tzinfo=UTC)
+DEMO_HOURS = 24
+DEMO_SEED = 20260615
+# The demo day is made for the shipped pricebooks, whatever RATING_PRICEBOOK_DIR says.
+SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
+LATE_WINDOW = Window.starting(DEMO_START + 10 * HOUR)
+LATE_EVENTS = 40
+UI_HOST = "127.0.0.1"
+UI_PORT_VARIABLE = "RATING_UI_PORT"
+DEFAULT_UI_PORT = 3000
+# Run tags Dagster reads a partition range from (dagster._core.storage.tags).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+ANALYZE_BILLING_EVENT = "ANALYZE billing_event"
+# The run's events go to the instance (the UI shows them); the terminal gets the summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class QuickstartError(RatingPipelineError):
+    """A quickstart run failed for a reason other than the one the demo day provokes."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one Dagster run of the quickstart did."""
+
+    run_id: str
+    label: str
+    success: bool
+    windows_rated: tuple[str, ...]
+    failed_checks: tuple[str, ...]
+    warning_checks: tuple[str, ...]
+    failed_steps: tuple[str, ...]
+
+    def line(self) -> str:
+        status = "SUCCESS" if self.success else "FAILURE"
+        failed = f"; failed checks: {', '.join(self.failed_checks)}" if self.failed_checks else ""
+        warned = f"; warnings: {', '.join(self.warning_checks)}" if self.warning_checks else ""
+        return (
+            f"Dagster run {self.run_id} ({JOB_NAME}, {self.label}): {status}, "
+            f"{len(self.windows_rated)} window(s) rated{failed}{warned}"
+        )
+
+
+def _outcome(result: dg.ExecuteInProcessResult, label: str) -> RunOutcome:
+    rated = sorted(
+        {
+            m.partition
+            for m in result.asset_materializations_for_node("rated_usage")
+            if m.partition is not None
+        }
+    )
+    failures = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    failed_steps = sorted(
+        {event.step_key for event in result.all_events if event.is_step_failure and event.step_key}
+    )
+    return RunOutcome(
+        run_id=result.run_id,
+        label=label,
+        success=result.success,
+        windows_rated=tuple(rated),
+        failed_checks=tuple(
+            sorted(e.check_name for e in failures if e.severity == dg.AssetCheckSeverity.ERROR)
+        ),
+        warning_checks=tuple(
+            sorted(e.check_name for e in failures if e.severity == dg.AssetCheckSeverity.WARN)
+        ),
+        failed_steps=tuple(failed_steps),
+    )
+
+
+def rate_through_dagster(
+    instance: dg.DagsterInstance,
+    windows: list[Window],
+    tags: Mapping[str, str] | None = None,
+) -> RunOutcome:
+    """Run the ``rate_windows`` job on ``instance`` for ``windows`` (consecutive), in process.
+
+    One window is a partition run; several are one partition-range run, as a single-run
+    backfill launches it. The run, its logs and its check results land in the instance.
+    """
+    from rating_pipeline.definitions import defs
+
+    job = defs.resolve_job_def(JOB_NAME)
+    label = windows[0].key if len(windows) == 1 else f"{windows[0].key}...{windows[-1].key}"
+    run_tags = dict(tags or {})
+    if len(windows) == 1:
+        result = job.execute_in_process(
+            run_config=QUIET,
+            instance=instance,
+            partition_key=windows[0].key,
+            tags=run_tags,
+            raise_on_error=False,
+        )
+    else:
+        run_tags.update({RANGE_START_TAG: windows[0].key, RANGE_END_TAG: windows[-1].key})
+        result = job.execute_in_process(
+            run_config=QUIET, instance=instance, tags=run_tags, raise_on_error=False
+        )
+    return _outcome(result, label)
+
+
+def require_expected(
+    outcome: RunOutcome, windows: list[Window], allowed_failures: set[str]
+) -> None:
+    """The run rated every window, and nothing failed but the checks in ``allowed_failures``."""
+    missing = sorted({w.key for w in windows} - set(outcome.windows_rated))
+    unexpected = sorted(set(outcome.failed_checks) - allowed_failures)
+    check_steps = {f"rated_usage_{name}" for name in outcome.failed_checks}
+    broken_steps = sorted(set(outcome.failed_steps) - check_steps)
+    if missing or unexpected or broken_steps:
+        raise QuickstartError(
+            f"Dagster run {outcome.run_id} failed: windows not rated {missing or 'none'}, "
+            f"failed checks {unexpected or 'none'}, failed steps {broken_steps or 'none'}; "
+            "open the run in the UI (./dev ui) for its logs"
+        )
+
+
+def load_demo_day(warehouse_url: str) -> DemoDay:
+    with connect(warehouse_url) as conn:
+        day = demo_day(conn, DEMO_START, DEMO_SEED)
+        conn.commit()
+        conn.execute(ANALYZE_BILLING_EVENT)
+        conn.commit()
+    return day
+
+
+def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
+    """Insert the late events (ingested now) and find the rated windows they changed, with
+    the query the late-events sensor runs (its lookback widened to the demo day)."""
+    with connect(warehouse_url) as conn:
+        before = queries.database_clock(conn)
+        conn.commit()
+        add_late_events(conn, LATE_WINDOW.start, LATE_EVENTS, DEMO_SEED)
+        conn.commit()
+        changed = queries.changed_windows(conn, before, DEMO_START)
+        conn.rollback()
+    return changed
+
+
+def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout) -> int:
+    """Steps 1-6 of the module doc against ``warehouse_url``, the Dagster instance in
+    ``dagster_home``; raises QuickstartError when a run fails unexpectedly."""
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    windows = [Window.starting(DEMO_START + offset * HOUR) for offset in range(DEMO_HOURS)]
+    say(migrations.upgrade(warehouse_url))
+    local = local_instance(warehouse_url, dagster_home)
+    say(f"Dagster instance: DAGSTER_HOME={local.home} (runs and event log in PostgreSQL)")
+
+    day = load_demo_day(warehouse_url)
+    say(
+        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
+        f"with {len(day.cases)} special cases:"
+    )
+    for case in day.cases:
+        case_window = Window.starting(DEMO_START + case.hour_offset * HOUR)
+        say(f"  {case_window.key}  {case.name}: {case.expected}")
+
+    with (
+        environment({PRICEBOOK_DIR_VARIABLE: str(SHIPPED_PRICEBOOKS)}),
+        open_instance(local) as instance,
+    ):
+        say()
+        say(f"Rating {len(windows)} windows through Dagster in one run (a partition range) ...")
+        first = rate_through_dagster(instance, windows)
+        say(first.line())
+        require_expected(first, windows, {NO_AMBIGUOUS_BASE})
+        if NO_AMBIGUOUS_BASE in first.failed_checks:
+            say(
+                f"  As the contract requires (5.2): every window was reconciled, then the "
+                f"blocking check {NO_AMBIGUOUS_BASE} failed the run. The ambiguous rollups are "
+                "in rating_exception, not billed (see Exceptions below)."
+            )
+
+        changed = land_late_events(warehouse_url)
+        say()
+        say(
+            f"{LATE_EVENTS} late events landed in {LATE_WINDOW.key} after it was rated; "
+            f"the {SENSOR_NAME} sensor's query finds {len(changed)} changed window(s):"
+        )
+        for window in changed:
+            say(
+                f"  {window.window.key}: rated with {window.events_read:,} events, "
+                f"{window.events_now:,} now"
+            )
+            outcome = rate_through_dagster(
+                instance, [window.window], {"rating/trigger": SENSOR_NAME}
+            )
+            say(f"  {outcome.line()}")
+            require_expected(outcome, [window.window], {NO_AMBIGUOUS_BASE})
+
+    say()
+    with connect(warehouse_url) as conn:
+        say(summarize(conn, DEMO_START, DEMO_START + DEMO_HOURS * HOUR).rstrip())
+        conn.rollback()
+    say()
+    say("Open the Dagster UI on this same data:  ./dev ui")
+    say(f"  then http://{UI_HOST}:{ui_port()}  (Runs: the runs above; Assets > rated_usage:")
+    say("  each window's counts, cost, checksum and largest rollups, and the checks' results)")
+    return EXIT_OK
+
+
+def embedded_warehouse(out: TextIO = sys.stdout) -> str:
+    """The embedded warehouse's URL (started if needed), noting an ignored RATING_DATABASE_URL."""
+    if os.environ.get(DATABASE_URL_VARIABLE):
+        print(
+            f"{DATABASE_URL_VARIABLE} is set; the demo uses the embedded database under .rating/ "
+            "anyway and leaves that warehouse alone.",
+            file=out,
+        )
+    return embedded.start()
+
+
+def quickstart_command() -> int:
+    """``rating-pipeline demo quickstart`` (``./dev demo``)."""
+    return quickstart(embedded_warehouse(), default_dagster_home())
+
+
+def ui_port() -> int:
+    text = os.environ.get(UI_PORT_VARIABLE, "")
+    if not text.strip():
+        return DEFAULT_UI_PORT
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise QuickstartError(f"{UI_PORT_VARIABLE}={text!r}: expected a TCP port number")
+    return int(text)
+
+
+def dagster_dev_command(port: int) -> list[str]:
+    """``dagster dev`` on the project's workspace, listening on 127.0.0.1 only."""
+    return [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-w",
+        str(project_root() / "workspace.yaml"),
+        "-h",
+        UI_HOST,
+        "-p",
+        str(port),
+    ]
+
+
+def ui_environment(local: LocalInstance) -> dict[str, str]:
+    return {**os.environ, **local.environment()}
+
+
+def ui_command() -> int:
+    """``rating-pipeline demo ui`` (``./dev ui``): ``dagster dev`` on the quickstart's data."""
+    warehouse_url = embedded_warehouse()
+    migrations.upgrade(warehouse_url)
+    local = local_instance(warehouse_url, default_dagster_home())
+    port = ui_port()
+    print(
+        f"Dagster UI on http://{UI_HOST}:{port} (DAGSTER_HOME={local.home}, the embedded "
+        "warehouse); Ctrl-C stops it.",
+        flush=True,
+    )
+    return subprocess.call(dagster_dev_command(port), env=ui_environment(local), cwd=project_root())

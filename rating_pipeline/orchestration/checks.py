@@ -1,0 +1,319 @@
+"""Asset checks on ``rated_usage``: SQL audits of the warehouse, never the IO manager.
+
+In a partitioned run a check audits the run's windows (one partition or a range), after
+``rated_usage`` reconciled them all; executed on its own, outside any partition, it audits
+every window ever rated. Each check reads one REPEATABLE READ snapshot.
+
+- ``cost_reconstructs`` (ERROR, blocking): every row's cost is its tokens times its own
+  frozen rates, and each window's rows add up to the total its latest rating logged.
+- ``events_conserved`` (ERROR): every event billing_event holds for a rated window is
+  billed or excepted, exactly once.
+- ``no_ambiguous_base`` (ERROR, blocking): no rollup was excluded as ``ambiguous_base``
+  (contract 5.2: the window is reconciled in full first, then this check fails the run).
+- ``all_usage_priced`` (WARN): no ``unpriced`` and no ``invalid_event`` exceptions.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+import dagster as dg
+import psycopg
+
+from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration.assets import rated_usage
+from rating_pipeline.orchestration.metadata import markdown_table, money, usd_text
+from rating_pipeline.orchestration.partitions import windows_in
+from rating_pipeline.orchestration.queries import (
+    CostAudit,
+    CostMismatch,
+    ExceptionRow,
+    LoggedTotalMismatch,
+    ReasonTotals,
+    Span,
+    WindowConservation,
+)
+from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
+
+COST_RECONSTRUCTS = "cost_reconstructs"
+EVENTS_CONSERVED = "events_conserved"
+NO_AMBIGUOUS_BASE = "no_ambiguous_base"
+ALL_USAGE_PRICED = "all_usage_priced"
+NOT_PRICED_REASONS = (UNPRICED, INVALID_EVENT)
+WINDOWS_LISTED = 20
+
+
+def audited_span(context: dg.AssetCheckExecutionContext, conn: psycopg.Connection) -> Span | None:
+    """The run's windows; outside a partitioned run, every rated window (None: none yet)."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return Span.of(windows_in(context.partition_time_window))
+    return queries.rated_span(conn)
+
+
+def _nothing_rated() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True, description="No window has been rated yet.")
+
+
+@dg.asset_check(
+    asset=rated_usage,
+    name=COST_RECONSTRUCTS,
+    blocking=True,
+    description=(
+        "Every rated_usage row's cost_usd equals (input_tokens x input rate + output_tokens x "
+        "output rate) / 1e6 from its own frozen rates, and each window's rows add up to the "
+        "total its latest rating logged."
+    ),
+)
+def cost_reconstructs(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.snapshot() as conn:
+        span = audited_span(context, conn)
+        if span is None:
+            return _nothing_rated()
+        audit = queries.cost_audit(conn, span)
+        mismatches = queries.cost_mismatches(conn, span) if audit.rows_not_reconstructing else []
+        totals = queries.logged_total_mismatches(conn, span)
+    return evaluate_cost(span, audit, mismatches, totals)
+
+
+def evaluate_cost(
+    span: Span,
+    audit: CostAudit,
+    mismatches: list[CostMismatch],
+    totals: list[LoggedTotalMismatch],
+) -> dg.AssetCheckResult:
+    passed = audit.rows_not_reconstructing == 0 and not totals
+    checked: dict[str, Any] = {
+        "windows": dg.MetadataValue.text(str(span)),
+        "rows_audited": dg.MetadataValue.int(audit.rows_audited),
+        "rows_not_reconstructing": dg.MetadataValue.int(audit.rows_not_reconstructing),
+        "windows_total_not_logged": dg.MetadataValue.int(len(totals)),
+        "total_cost_usd": money(audit.total_cost_usd),
+    }
+    if mismatches:
+        checked["rows"] = dg.MetadataValue.md(
+            markdown_table(
+                ("window", "auth_id", "model_id", "cost_usd", "reconstructed"),
+                (
+                    (
+                        m.window.key,
+                        m.auth_id,
+                        m.model_id,
+                        usd_text(m.cost_usd),
+                        usd_text(m.reconstructed_cost_usd),
+                    )
+                    for m in mismatches
+                ),
+            )
+        )
+    if totals:
+        checked["window_totals"] = dg.MetadataValue.md(
+            markdown_table(
+                ("window", "logged cost USD", "rows add up to USD"),
+                (
+                    (t.window.key, usd_text(t.logged_cost_usd), usd_text(t.billed_cost_usd))
+                    for t in totals[:WINDOWS_LISTED]
+                ),
+            )
+        )
+    description = (
+        f"{audit.rows_audited} rows of {span} reconstruct; "
+        f"total {usd_text(audit.total_cost_usd)} USD."
+        if passed
+        else (
+            f"{audit.rows_not_reconstructing} rows of {span} do not reconstruct from their own "
+            f"rates and tokens, and {len(totals)} windows do not add up to their logged total: "
+            "the table was written outside the rater. Re-materialize the windows; the archive "
+            "tables keep the rows they replace."
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=checked,
+        description=description,
+    )
+
+
+@dg.asset_check(
+    asset=rated_usage,
+    name=EVENTS_CONSERVED,
+    description=(
+        "For every rated window: the events billing_event holds equal the events in "
+        "rated_usage plus the events in rating_exception."
+    ),
+)
+def events_conserved(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.snapshot() as conn:
+        span = audited_span(context, conn)
+        if span is None:
+            return _nothing_rated()
+        windows = queries.conservation(conn, span)
+    return evaluate_conservation(span, windows)
+
+
+def evaluate_conservation(span: Span, windows: list[WindowConservation]) -> dg.AssetCheckResult:
+    broken = [w for w in windows if not w.conserved or not w.output_accounts_for_read]
+    corrupt = [w for w in broken if not w.output_accounts_for_read]
+    stale = [w for w in broken if w.output_accounts_for_read and w.changed_since_rating]
+    checked: dict[str, Any] = {
+        "windows": dg.MetadataValue.text(str(span)),
+        "windows_audited": dg.MetadataValue.int(len(windows)),
+        "events": dg.MetadataValue.int(sum(w.events_now for w in windows)),
+        "events_billed": dg.MetadataValue.int(sum(w.events_billed for w in windows)),
+        "events_excepted": dg.MetadataValue.int(sum(w.events_excepted for w in windows)),
+        "windows_not_conserved": dg.MetadataValue.int(len(broken)),
+    }
+    if broken:
+        checked["not_conserved"] = dg.MetadataValue.md(
+            markdown_table(
+                ("window", "events now", "read by rating", "billed", "excepted", "why"),
+                (
+                    (
+                        w.window.key,
+                        w.events_now,
+                        w.events_read,
+                        w.events_billed,
+                        w.events_excepted,
+                        "output does not match what the rating read"
+                        if not w.output_accounts_for_read
+                        else "events changed after the rating (late or deleted)",
+                    )
+                    for w in broken[:WINDOWS_LISTED]
+                ),
+            )
+        )
+    if not broken:
+        description = (
+            f"Every event of the {len(windows)} rated windows of {span} is billed or excepted."
+        )
+    else:
+        description = (
+            f"{len(broken)} windows of {span} are not conserved: {len(stale)} changed after "
+            f"their rating (late or deleted events; the late_events sensor re-rates those in its "
+            f"lookback, re-materialize older ones), {len(corrupt)} hold output that does not "
+            "match what their rating read (written outside the rater: re-materialize them)."
+        )
+    return dg.AssetCheckResult(
+        passed=not broken,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=checked,
+        description=description,
+    )
+
+
+@dg.asset_check(
+    asset=rated_usage,
+    name=NO_AMBIGUOUS_BASE,
+    blocking=True,
+    description=(
+        "No rollup was excluded from billing as ambiguous_base: a fine-tune priced from its "
+        "events' base_model whose events name more than one base (null counts as one)."
+    ),
+)
+def no_ambiguous_base(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.snapshot() as conn:
+        span = audited_span(context, conn)
+        if span is None:
+            return _nothing_rated()
+        totals = queries.exceptions_by_reason(conn, span)
+        rows = queries.exception_rows(conn, span, (AMBIGUOUS_BASE,))
+    return evaluate_ambiguity(span, totals.get(AMBIGUOUS_BASE), rows)
+
+
+def evaluate_ambiguity(
+    span: Span, totals: ReasonTotals | None, rows: list[ExceptionRow]
+) -> dg.AssetCheckResult:
+    rollups = totals.rollups if totals else 0
+    checked: dict[str, Any] = {
+        "windows": dg.MetadataValue.text(str(span)),
+        "ambiguous_rollups": dg.MetadataValue.int(rollups),
+        "ambiguous_events": dg.MetadataValue.int(totals.event_count if totals else 0),
+    }
+    if rows:
+        checked["rollups"] = dg.MetadataValue.md(_exception_table(rows))
+    if rollups == 0:
+        description = f"No ambiguous_base rollup in {span}."
+    else:
+        description = (
+            f"{rollups} rollups of {span} were NOT billed: their events name more than one "
+            "base_model. Their windows are otherwise rated and committed. Fix the events' "
+            "base_model upstream or declare the fine-tune in the pricebook, then re-materialize "
+            "the windows."
+        )
+    return dg.AssetCheckResult(
+        passed=rollups == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=checked,
+        description=description,
+    )
+
+
+@dg.asset_check(
+    asset=rated_usage,
+    name=ALL_USAGE_PRICED,
+    description=(
+        "No usage went unpriced (unknown model, fine-tune without a true base, no "
+        "fine_tune_multiplier) and no event was invalid (negative tokens, blank ids)."
+    ),
+)
+def all_usage_priced(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.snapshot() as conn:
+        span = audited_span(context, conn)
+        if span is None:
+            return _nothing_rated()
+        totals = queries.exceptions_by_reason(conn, span)
+        rows = queries.exception_rows(conn, span, NOT_PRICED_REASONS)
+    return evaluate_priced(span, totals, rows)
+
+
+def evaluate_priced(
+    span: Span, totals: dict[str, ReasonTotals], rows: list[ExceptionRow]
+) -> dg.AssetCheckResult:
+    by_reason = {
+        reason: {
+            "rollups": totals[reason].rollups if reason in totals else 0,
+            "events": totals[reason].event_count if reason in totals else 0,
+        }
+        for reason in REASONS
+    }
+    unpriced_events = sum(by_reason[reason]["events"] for reason in NOT_PRICED_REASONS)
+    checked: dict[str, Any] = {
+        "windows": dg.MetadataValue.text(str(span)),
+        "exceptions_by_reason": dg.MetadataValue.json(by_reason),
+        "events_not_priced": dg.MetadataValue.int(unpriced_events),
+    }
+    if rows:
+        checked["rollups"] = dg.MetadataValue.md(_exception_table(rows))
+    description = (
+        f"All usage of {span} is priced."
+        if unpriced_events == 0
+        else (
+            f"{unpriced_events} events of {span} did not bill: "
+            + ", ".join(f"{by_reason[reason]['events']} {reason}" for reason in NOT_PRICED_REASONS)
+            + ". See rating_exception (reason, detail) for each rollup."
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=unpriced_events == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=checked,
+        description=description,
+    )
+
+
+def _exception_table(rows: Iterable[ExceptionRow]) -> str:
+    return markdown_table(
+        ("window", "auth_id", "model_id", "reason", "events", "detail"),
+        ((r.window.key, r.auth_id, r.model_id, r.reason, r.event_count, r.detail) for r in rows),
+    )
+
+
+RATED_USAGE_CHECKS = (cost_reconstructs, events_conserved, no_ambiguous_base, all_usage_priced)

@@ -1,0 +1,276 @@
+"""The warehouse reads of the Dagster layer: the statements are ``warehouse/sql/orchestration_*``.
+
+Each function runs one named statement with bound values and returns frozen records. None
+of them writes; the caller owns the connection and its transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+
+from rating_pipeline.warehouse.sqlfiles import load_sql
+from rating_pipeline.windows import HOUR, Window
+
+ROWS_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Span:
+    """Half-open ``[start, end)`` of whole UTC hours: one window or many."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, windows: Sequence[Window]) -> Span:
+        return cls(windows[0].start, windows[-1].end)
+
+    def params(self) -> dict[str, object]:
+        return {"start": self.start, "end": self.end}
+
+    def __str__(self) -> str:
+        """The partition key, or ``first...last`` as Dagster writes a range."""
+        first, last = Window.starting(self.start).key, Window.starting(self.end - HOUR).key
+        return first if first == last else f"{first}...{last}"
+
+
+def _utc(instant: datetime | None) -> datetime | None:
+    return None if instant is None else instant.astimezone(UTC)
+
+
+def _window(instant: datetime) -> Window:
+    return Window.starting(instant.astimezone(UTC))
+
+
+@dataclass(frozen=True)
+class WindowEvents:
+    """What ``billing_event`` holds for one window right now."""
+
+    window: Window
+    event_count: int
+    principals: int
+    rollups: int
+    input_tokens: int
+    output_tokens: int
+    max_ingested_at: datetime | None
+
+
+def window_events(conn: psycopg.Connection, span: Span) -> dict[Window, WindowEvents]:
+    """The event summary of every window of ``span`` that has events."""
+    return {
+        _window(row[0]): WindowEvents(
+            window=_window(row[0]),
+            event_count=int(row[1]),
+            principals=int(row[2]),
+            rollups=int(row[3]),
+            input_tokens=int(row[4]),
+            output_tokens=int(row[5]),
+            max_ingested_at=_utc(row[6]),
+        )
+        for row in conn.execute(load_sql("orchestration_window_usage"), span.params())
+    }
+
+
+@dataclass(frozen=True)
+class CostAudit:
+    """rated_usage rows of a span: how many, their total, and how many fail to reconstruct."""
+
+    rows_audited: int
+    rows_not_reconstructing: int
+    total_cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class CostMismatch:
+    """A rated_usage row whose cost is not its tokens times its own frozen rates."""
+
+    window: Window
+    auth_id: str
+    model_id: str
+    cost_usd: Decimal
+    reconstructed_cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class LoggedTotalMismatch:
+    """A rated window whose rows no longer add up to the total its latest rating logged."""
+
+    window: Window
+    logged_cost_usd: Decimal
+    billed_cost_usd: Decimal
+
+
+def cost_audit(conn: psycopg.Connection, span: Span) -> CostAudit:
+    row = conn.execute(load_sql("orchestration_cost_audit"), span.params()).fetchone()
+    if row is None:  # an aggregate without GROUP BY always returns one row
+        raise RuntimeError("orchestration_cost_audit returned no row")
+    return CostAudit(int(row[0]), int(row[1]), row[2])
+
+
+def cost_mismatches(
+    conn: psycopg.Connection, span: Span, limit: int = ROWS_LISTED
+) -> list[CostMismatch]:
+    return [
+        CostMismatch(_window(row[0]), row[1], row[2], row[3], row[4])
+        for row in conn.execute(
+            load_sql("orchestration_cost_mismatches"), {**span.params(), "limit": limit}
+        )
+    ]
+
+
+def logged_total_mismatches(conn: psycopg.Connection, span: Span) -> list[LoggedTotalMismatch]:
+    return [
+        LoggedTotalMismatch(_window(row[0]), row[1], row[2])
+        for row in conn.execute(load_sql("orchestration_logged_totals"), span.params())
+    ]
+
+
+@dataclass(frozen=True)
+class WindowConservation:
+    """One rated window's event counts: now in billing_event, read, billed and excepted."""
+
+    window: Window
+    events_now: int
+    events_read: int
+    events_billed: int
+    events_excepted: int
+    max_ingested_at_now: datetime | None
+    max_ingested_at_rated: datetime | None
+
+    @property
+    def output_accounts_for_read(self) -> bool:
+        """The latest rating's output holds exactly the events it read."""
+        return self.events_read == self.events_billed + self.events_excepted
+
+    @property
+    def conserved(self) -> bool:
+        """Every event billing_event holds now is billed or excepted, and nothing more."""
+        return self.events_now == self.events_billed + self.events_excepted
+
+    @property
+    def changed_since_rating(self) -> bool:
+        """billing_event changed after the latest rating read it (late or deleted events)."""
+        return (
+            self.events_now != self.events_read
+            or self.max_ingested_at_now != self.max_ingested_at_rated
+        )
+
+
+def conservation(conn: psycopg.Connection, span: Span) -> list[WindowConservation]:
+    """Every rated window of ``span``, in window order."""
+    return [
+        WindowConservation(
+            window=_window(row[0]),
+            events_now=int(row[1]),
+            events_read=int(row[2]),
+            events_billed=int(row[3]),
+            events_excepted=int(row[4]),
+            max_ingested_at_now=_utc(row[5]),
+            max_ingested_at_rated=_utc(row[6]),
+        )
+        for row in conn.execute(load_sql("orchestration_conservation"), span.params())
+    ]
+
+
+@dataclass(frozen=True)
+class ReasonTotals:
+    """The rating_exception rows of one reason in a span."""
+
+    reason: str
+    rollups: int
+    event_count: int
+    input_tokens: int
+    output_tokens: int
+
+
+def exceptions_by_reason(conn: psycopg.Connection, span: Span) -> dict[str, ReasonTotals]:
+    return {
+        row[0]: ReasonTotals(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+        for row in conn.execute(load_sql("orchestration_exceptions_by_reason"), span.params())
+    }
+
+
+@dataclass(frozen=True)
+class ExceptionRow:
+    """One rating_exception row, as a person needs to see it."""
+
+    window: Window
+    auth_id: str
+    model_id: str
+    reason: str
+    detail: str
+    event_count: int
+
+
+def exception_rows(
+    conn: psycopg.Connection, span: Span, reasons: Sequence[str], limit: int = ROWS_LISTED
+) -> list[ExceptionRow]:
+    """The rows of ``reasons`` in ``span``, most events first, at most ``limit``."""
+    params = {**span.params(), "reasons": list(reasons), "limit": limit}
+    return [
+        ExceptionRow(_window(row[0]), row[1], row[2], row[3], row[4], int(row[5]))
+        for row in conn.execute(load_sql("orchestration_exception_rows"), params)
+    ]
+
+
+def rated_span(conn: psycopg.Connection) -> Span | None:
+    """Every window ever rated, first to last; None when nothing was rated."""
+    row = conn.execute(load_sql("orchestration_rated_span")).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return Span(row[0].astimezone(UTC), row[1].astimezone(UTC))
+
+
+def database_clock(conn: psycopg.Connection) -> datetime:
+    """The database's current time (the clock that stamps ``ingested_at``)."""
+    row = conn.execute(load_sql("orchestration_database_clock")).fetchone()
+    if row is None:
+        raise RuntimeError("orchestration_database_clock returned no row")
+    instant: datetime = row[0]
+    return instant.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ChangedWindow:
+    """A rated window whose events changed after its latest rating read them."""
+
+    window: Window
+    events_now: int
+    max_ingested_at_now: datetime | None
+    events_read: int
+    max_ingested_at_rated: datetime | None
+
+
+def changed_windows(
+    conn: psycopg.Connection, since: datetime, lookback_start: datetime
+) -> list[ChangedWindow]:
+    """Rated windows from ``lookback_start`` on, touched by events ingested after ``since``,
+    whose (count, max ingested_at) differs from their latest rating's."""
+    params = {"since": since, "lookback_start": lookback_start}
+    return [
+        ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]))
+        for row in conn.execute(load_sql("orchestration_changed_windows"), params)
+    ]
+
+
+@dataclass(frozen=True)
+class LateBeyondLookback:
+    """Events ingested after ``since`` into a window older than the lookback."""
+
+    window: Window
+    event_count: int
+
+
+def late_beyond_lookback(
+    conn: psycopg.Connection, since: datetime, lookback_start: datetime
+) -> list[LateBeyondLookback]:
+    params = {"since": since, "lookback_start": lookback_start}
+    return [
+        LateBeyondLookback(_window(row[0]), int(row[1]))
+        for row in conn.execute(load_sql("orchestration_late_beyond_lookback"), params)
+    ]

@@ -1,0 +1,214 @@
+"""The late-events sensor: re-rate exactly the windows whose events changed after their rating.
+
+Each tick looks only at windows that received an event ingested since the previous tick
+(a range scan of the ``ingested_at`` index, re-reading a RESCAN_OVERLAP margin so that
+events committed by slow transactions, or landing while a rating was in flight, are not
+missed). For each such window that has been rated, it compares ``(count(*),
+max(ingested_at))`` of its events now with what its latest rating read
+(``rating_log.events_read``, ``rating_log.max_ingested_at``); a difference requests a run
+of that partition. The run key ``<partition>:<count>:<max_ingested_at>`` changes exactly
+when the window's events do, so a state is requested once however many ticks see it.
+
+Windows older than the lookback (``RATING_LATE_EVENT_LOOKBACK_HOURS``, default 72) are
+never re-rated automatically: they are reported in the tick's log and skip reason, and in
+the cursor. A database error is not a skip: it raises, and the tick shows the error.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import psycopg
+
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
+from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.windows import HOUR, Window
+
+LOOKBACK_VARIABLE = "RATING_LATE_EVENT_LOOKBACK_HOURS"
+DEFAULT_LOOKBACK_HOURS = 72
+RESCAN_OVERLAP = timedelta(minutes=15)
+SENSOR_NAME = "late_events"
+MINIMUM_INTERVAL_SECONDS = 60
+REPORTED_WINDOWS = 20
+
+
+class SensorSettingError(RatingPipelineError, ValueError):
+    """RATING_LATE_EVENT_LOOKBACK_HOURS is not a positive whole number of hours."""
+
+
+def lookback(value: str | None = None) -> timedelta:
+    """How far back (from the current hour) windows are re-rated automatically."""
+    text = os.environ.get(LOOKBACK_VARIABLE) if value is None else value
+    if text is None or not text.strip():
+        return timedelta(hours=DEFAULT_LOOKBACK_HOURS)
+    try:
+        hours = int(text)
+    except ValueError:
+        hours = 0
+    if hours < 1:
+        raise SensorSettingError(f"{LOOKBACK_VARIABLE}={text!r}: expected whole hours, 1 or more")
+    return timedelta(hours=hours)
+
+
+@dataclass(frozen=True)
+class LateEventsCursor:
+    """What a tick hands the next: events ingested up to here were examined, and the
+    windows beyond the lookback that the last tick reported, as ``<partition>:<events>``."""
+
+    ingested_through: datetime
+    beyond_lookback: tuple[str, ...] = ()
+
+    def serialize(self) -> str:
+        return json.dumps(
+            {
+                "ingested_through": self.ingested_through.isoformat(),
+                "beyond_lookback": list(self.beyond_lookback),
+            }
+        )
+
+    @classmethod
+    def parse(cls, text: str | None) -> "LateEventsCursor | None":
+        """The cursor a tick stored; None for the first tick (or a cursor reset in the UI)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            through = datetime.fromisoformat(data["ingested_through"]).astimezone(UTC)
+            return cls(through, tuple(data.get("beyond_lookback", ())))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SensorSettingError(
+                f"{SENSOR_NAME} sensor: unreadable cursor {text!r}; reset it in the UI"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class LateEventsScan:
+    """One tick's findings."""
+
+    now: datetime
+    since: datetime
+    lookback_start: datetime
+    changed: tuple[ChangedWindow, ...]
+    beyond_lookback: tuple[LateBeyondLookback, ...]
+
+    @property
+    def cursor(self) -> LateEventsCursor:
+        reported = tuple(_reported(late) for late in self.beyond_lookback[:REPORTED_WINDOWS])
+        return LateEventsCursor(self.now, reported)
+
+
+def _reported(late: LateBeyondLookback) -> str:
+    return f"{late.window.key}:{late.event_count}"
+
+
+def scan(
+    conn: psycopg.Connection, cursor: LateEventsCursor | None, window_lookback: timedelta
+) -> LateEventsScan:
+    """Find the rated windows whose events changed since their rating (see the module doc).
+
+    The first tick (no cursor) examines every event ingested since the lookback started.
+    """
+    now = queries.database_clock(conn)
+    lookback_start = Window.containing(now).start - window_lookback
+    since = lookback_start
+    if cursor is not None:
+        since = max(cursor.ingested_through - RESCAN_OVERLAP, lookback_start)
+    changed = queries.changed_windows(conn, since, lookback_start)
+    beyond = queries.late_beyond_lookback(conn, since, lookback_start)
+    return LateEventsScan(now, since, lookback_start, tuple(changed), tuple(beyond))
+
+
+def run_key(window: ChangedWindow) -> str:
+    """Changes exactly when the window's events do."""
+    latest = (
+        "none" if window.max_ingested_at_now is None else window.max_ingested_at_now.isoformat()
+    )
+    return f"{window.window.key}:{window.events_now}:{latest}"
+
+
+def run_request(window: ChangedWindow) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key(window),
+        partition_key=window.window.key,
+        tags={"rating/trigger": SENSOR_NAME},
+    )
+
+
+def beyond_lookback_lines(found: LateEventsScan) -> list[str]:
+    lines = [
+        f"window {late.window.key}: {late.event_count} events ingested after "
+        f"{found.since.isoformat()}, older than the lookback ({found.lookback_start.isoformat()}): "
+        "not rated automatically; materialize its partition to bill them"
+        for late in found.beyond_lookback[:REPORTED_WINDOWS]
+    ]
+    if len(found.beyond_lookback) > REPORTED_WINDOWS:
+        lines.append(f"... and {len(found.beyond_lookback) - REPORTED_WINDOWS} more windows")
+    return lines
+
+
+def evaluate(
+    context: dg.SensorEvaluationContext,
+    found: LateEventsScan,
+    previous: LateEventsCursor | None = None,
+) -> dg.SensorResult:
+    """Run requests for the changed windows that are partitions; the rest is reported.
+
+    A window beyond the lookback is logged as a WARNING once (the rescan overlap shows it to
+    several ticks); every tick's skip message lists all it saw.
+    """
+    first = hourly_windows.start.astimezone(UTC)
+    requests = []
+    for window in found.changed:
+        if window.window.start < first or window.window.end > found.now:
+            continue  # not a partition (before the first pricebook, or not closed yet)
+        context.log.info(
+            f"window {window.window.key} changed after its rating: {window.events_read} events "
+            f"read, {window.events_now} now (latest ingested_at {window.max_ingested_at_now}); "
+            "requesting a re-rate"
+        )
+        requests.append(run_request(window))
+    reported = beyond_lookback_lines(found)
+    already = set(previous.beyond_lookback) if previous else set()
+    for late, line in zip(found.beyond_lookback, reported, strict=False):
+        if _reported(late) not in already:
+            context.log.warning(line)
+    if len(found.beyond_lookback) > REPORTED_WINDOWS:
+        context.log.warning(reported[-1])
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=found.cursor.serialize())
+    summary = (
+        f"no rated window since {found.lookback_start.isoformat()} changed "
+        f"(events ingested after {found.since.isoformat()} examined)"
+    )
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason("; ".join([summary, *reported])),
+        cursor=found.cursor.serialize(),
+    )
+
+
+def build_late_events_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=rate_windows_job,
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Re-rates the windows whose events changed after their latest rating (late or "
+            f"deleted events), within a {window_lookback // HOUR} h lookback ({LOOKBACK_VARIABLE})."
+        ),
+    )
+    def late_events(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult:
+        previous = LateEventsCursor.parse(context.cursor)
+        with warehouse.snapshot() as conn:
+            found = scan(conn, previous, window_lookback)
+        return evaluate(context, found, previous)
+
+    return late_events

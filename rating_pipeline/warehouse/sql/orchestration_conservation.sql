@@ -1,0 +1,43 @@
+-- The events_conserved check: for every rated window of [%(start)s, %(end)s), the events
+-- billing_event holds now, the events its latest rating read, and the events its output
+-- accounts for (rated_usage plus rating_exception). Every rated window is returned.
+WITH latest AS (
+    SELECT DISTINCT ON (window_start) window_start, events_read, max_ingested_at
+    FROM rating_log
+    WHERE window_start >= %(start)s AND window_start < %(end)s
+    ORDER BY window_start, log_id DESC
+),
+events AS (
+    SELECT
+        date_trunc('hour', occurred_at, 'UTC') AS window_start,
+        count(*) AS event_count,
+        max(ingested_at) AS max_ingested_at
+    FROM billing_event
+    WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
+    GROUP BY 1
+),
+billed AS (
+    SELECT window_start, sum(event_count) AS event_count
+    FROM rated_usage
+    WHERE window_start >= %(start)s AND window_start < %(end)s
+    GROUP BY window_start
+),
+excepted AS (
+    SELECT window_start, sum(event_count) AS event_count
+    FROM rating_exception
+    WHERE window_start >= %(start)s AND window_start < %(end)s
+    GROUP BY window_start
+)
+SELECT
+    latest.window_start,
+    coalesce(events.event_count, 0) AS events_now,
+    latest.events_read,
+    coalesce(billed.event_count, 0) AS events_billed,
+    coalesce(excepted.event_count, 0) AS events_excepted,
+    events.max_ingested_at AS max_ingested_at_now,
+    latest.max_ingested_at AS max_ingested_at_rated
+FROM latest
+LEFT JOIN events ON events.window_start = latest.window_start
+LEFT JOIN billed ON billed.window_start = latest.window_start
+LEFT JOIN excepted ON excepted.window_start = latest.window_start
+ORDER BY latest.window_start

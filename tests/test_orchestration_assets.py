@@ -1,0 +1,346 @@
+"""The asset graph on a live PostgreSQL: ``dg.materialize`` of one partition and of a range,
+with the real resources, the real pricebooks and the real checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+
+from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.checks import (
+    ALL_USAGE_PRICED,
+    COST_RECONSTRUCTS,
+    EVENTS_CONSERVED,
+    NO_AMBIGUOUS_BASE,
+    RATED_USAGE_CHECKS,
+    cost_reconstructs,
+    events_conserved,
+)
+from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
+from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
+from rating_pipeline.settings import project_root
+from rating_pipeline.windows import HOUR
+from tests.conftest import delete_events
+from tests.factories import WINDOW_START, make_event
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+ASSETS = [pricebook, window_usage, rated_usage, *RATED_USAGE_CHECKS]
+KEY = "2026-06-15-10:00"
+RANGE = ("2026-06-15-10:00", "2026-06-15-12:00")
+RANGE_TAGS = {
+    "dagster/asset_partition_range_start": RANGE[0],
+    "dagster/asset_partition_range_end": RANGE[1],
+}
+PRICEBOOK_DIR = project_root() / "pricebooks"
+
+
+def materialize(
+    database_url: str,
+    *,
+    partition_key: str | None = KEY,
+    tags: dict[str, str] | None = None,
+    pricebook_dir: Path = PRICEBOOK_DIR,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        ASSETS,
+        partition_key=partition_key,
+        tags=tags,
+        instance=instance,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(pricebook_dir)),
+        },
+        raise_on_error=False,
+    )
+
+
+def materializations(result: dg.ExecuteInProcessResult, node: str) -> dict[str, dict]:
+    """Partition key -> raw metadata values of the node's materializations."""
+    return {
+        m.partition: {name: value.value for name, value in m.metadata.items()}
+        for m in result.asset_materializations_for_node(node)
+        if m.partition is not None
+    }
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def rows(reader: psycopg.Connection, statement: str) -> list[tuple]:
+    return reader.execute(statement).fetchall()
+
+
+def traffic(hour_offset: int = 0) -> list[BillingEvent]:
+    """Three priced rollups of the demo pricebook in the window ``hour_offset`` after 10:00."""
+    start = WINDOW_START + hour_offset * HOUR
+    spec = [
+        ("org-1", "base-large", 1_000, 100, 1),
+        ("org-1", "base-large", 3_000, 300, 2),
+        ("org-2", "base-small", 500, 50, 3),
+        ("org-3", "ft:acme:legal", 2_000, 0, 59),
+    ]
+    return [
+        make_event(auth, model, input_tokens=tokens_in, output_tokens=tokens_out,
+                   occurred_at=start + timedelta(minutes=minute))
+        for auth, model, tokens_in, tokens_out, minute in spec
+    ]  # fmt: skip
+
+
+def test_materializing_one_partition_rates_that_window_only(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events([*traffic(0), *traffic(1)])
+
+    result = materialize(database_url)
+
+    assert result.success
+    assert rows(reader, "SELECT DISTINCT window_start FROM rated_usage") == [(WINDOW_START,)]
+    meta = materializations(result, "rated_usage")[KEY]
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (3, 0, 0)
+    assert (meta["events_read"], meta["events_rated"], meta["events_excepted"]) == (4, 4, 0)
+    # 1000+3000 in x 2.50 + 400 out x 10 = 0.014; 500 x 0.15 + 50 x 0.60 = 0.000105;
+    # 2000 x 3.125 (2.50 x 1.25) = 0.00625
+    assert meta["cost_usd"] == "0.020355000000"
+    assert (
+        Decimal(meta["cost_usd"])
+        == reader.execute("SELECT sum(cost_usd) FROM rated_usage").fetchone()[0]
+    )
+    assert meta["pricebook_version"] == "2026-06-01"
+    assert len(meta["output_checksum"]) == 64
+    assert meta["exceptions_by_reason"][AMBIGUOUS_BASE] == {"rollups": 0, "events": 0}
+    table = meta["largest_rollups"].splitlines()
+    assert table[0].startswith("| auth_id | model_id |") and "org-1 | base-large" in table[2]
+    assert materializations(result, "window_usage")[KEY]["events"] == 4
+    assert materializations(result, "pricebook")[KEY]["pricebook_version"] == "2026-06-01"
+    assert all(evaluation.passed for evaluation in checks(result).values())
+    assert set(checks(result)) == {
+        COST_RECONSTRUCTS,
+        EVENTS_CONSERVED,
+        NO_AMBIGUOUS_BASE,
+        ALL_USAGE_PRICED,
+    }
+
+
+def test_money_metadata_is_text_never_float(database_url: str, add_events: AddEvents) -> None:
+    add_events(traffic(0))
+
+    result = materialize(database_url)
+
+    [materialization] = result.asset_materializations_for_node("rated_usage")
+    assert isinstance(materialization.metadata["cost_usd"], dg.TextMetadataValue)
+    assert not any(isinstance(v, dg.FloatMetadataValue) for v in materialization.metadata.values())
+
+
+def test_materializing_a_range_rates_every_window_in_its_own_transaction(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events([*traffic(0), *traffic(2)[:1]])  # 11:00 has no events
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert result.success
+    logged = rows(
+        reader, "SELECT window_start, run_id, events_read FROM rating_log ORDER BY window_start"
+    )
+    assert [(start, events) for start, _, events in logged] == [
+        (WINDOW_START, 4),
+        (WINDOW_START + HOUR, 0),
+        (WINDOW_START + 2 * HOUR, 1),
+    ]
+    assert {run_id for _, run_id, _ in logged} == {result.run_id}
+    rated = materializations(result, "rated_usage")
+    assert {key: meta["events_read"] for key, meta in rated.items()} == {
+        "2026-06-15-10:00": 4,
+        "2026-06-15-11:00": 0,
+        "2026-06-15-12:00": 1,
+    }
+    assert {
+        key: meta["events"] for key, meta in materializations(result, "window_usage").items()
+    } == {
+        "2026-06-15-10:00": 4,
+        "2026-06-15-11:00": 0,
+        "2026-06-15-12:00": 1,
+    }
+
+
+def test_pricebook_asset_names_the_version_of_each_window(database_url: str) -> None:
+    tags = {
+        "dagster/asset_partition_range_start": "2026-08-31-23:00",
+        "dagster/asset_partition_range_end": "2026-09-01-00:00",
+    }
+
+    result = materialize(database_url, partition_key=None, tags=tags)
+
+    assert result.success
+    versions = {
+        key: (meta["pricebook_version"], meta["source_file"])
+        for key, meta in materializations(result, "pricebook").items()
+    }
+    assert versions == {
+        "2026-08-31-23:00": ("2026-06-01", str(PRICEBOOK_DIR / "2026-06-01.yaml")),
+        "2026-09-01-00:00": ("2026-09-01", str(PRICEBOOK_DIR / "2026-09-01.yaml")),
+    }
+
+
+def test_rematerializing_converges_without_writing(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events(traffic(0))
+    first = materialize(database_url)
+    state = rows(
+        reader, "SELECT auth_id, model_id, xmin::text, rated_at FROM rated_usage ORDER BY 1, 2"
+    )
+
+    again = materialize(database_url)
+
+    meta = materializations(again, "rated_usage")[KEY]
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 0, 0)
+    assert meta["rows_unchanged"] == 3
+    assert meta["output_checksum"] == materializations(first, "rated_usage")[KEY]["output_checksum"]
+    assert (
+        rows(
+            reader, "SELECT auth_id, model_id, xmin::text, rated_at FROM rated_usage ORDER BY 1, 2"
+        )
+        == state
+    )
+
+
+def test_rerate_reports_deleted_rows_and_logs_them_at_info(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    events = traffic(0)
+    add_events(events)
+    instance = dg.DagsterInstance.ephemeral()
+    materialize(database_url, instance=instance)
+    delete_events(database_url, [events[2].event_id])  # org-2's only event
+
+    result = materialize(database_url, instance=instance)
+
+    meta = materializations(result, "rated_usage")[KEY]
+    assert (meta["rows_deleted"], meta["rows_unchanged"]) == (1, 2)
+    info = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == 20 and "deleted" in entry.user_message
+    ]
+    assert any("rated_usage row auth_id='org-2' model_id='base-small'" in line for line in info)
+    assert rows(reader, "SELECT auth_id FROM rated_usage_archive") == [("org-2",)]
+
+
+def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events(
+        [
+            *traffic(0),
+            make_event("org-9", "ft:globex:chat", "base-medium", minutes=10),
+            make_event("org-9", "ft:globex:chat", "base-small", minutes=11),
+        ]
+    )
+
+    result = materialize(database_url)
+
+    assert not result.success
+    assert rows(reader, "SELECT count(*) FROM rated_usage") == [(3,)]
+    assert rows(reader, "SELECT auth_id, reason FROM rating_exception") == [
+        ("org-9", AMBIGUOUS_BASE)
+    ]
+    assert materializations(result, "rated_usage")[KEY]["events_excepted"] == 2
+    evaluation = checks(result)[NO_AMBIGUOUS_BASE]
+    assert not evaluation.passed and evaluation.blocking
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert "org-9 | ft:globex:chat" in evaluation.metadata["rollups"].value
+    failed = {e.step_key for e in result.all_events if e.is_step_failure}
+    assert failed == {f"rated_usage_{NO_AMBIGUOUS_BASE}"}
+
+
+def test_unpriced_usage_warns_without_failing_the_run(
+    database_url: str, add_events: AddEvents
+) -> None:
+    add_events([*traffic(0), make_event("org-5", "mystery-model", minutes=20)])
+
+    result = materialize(database_url)
+
+    assert result.success
+    evaluation = checks(result)[ALL_USAGE_PRICED]
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["events_not_priced"].value == 1
+    assert checks(result)[NO_AMBIGUOUS_BASE].passed
+
+
+def test_broken_pricebooks_fail_with_every_error_and_rate_nothing(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    add_events(traffic(0))
+    (tmp_path / "2026-06-01.yaml").write_text(
+        'version: "2026-06-01"\n'
+        'effective_from: "2026-06-01T00:00:00Z"\n'
+        "currency: USD\n"
+        "models:\n"
+        "  base-large:\n"
+        '    input_per_mtok: "2.50"\n'
+        "  base-small:\n"
+        '    input_per_mtok: "0.15"\n'
+        '    output_per_mtok: "0.60"\n'
+        '    ouptut_per_mtok: "0.60"\n'
+    )
+
+    result = materialize(database_url, pricebook_dir=tmp_path)
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "pricebook"
+    message = failure.step_failure_data.user_failure_data.description
+    assert "base-large" in message and "ouptut_per_mtok" in message
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
+    assert rows(reader, "SELECT count(*) FROM rated_usage") == [(0,)]
+
+
+def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events(traffic(0))
+    assert materialize(database_url).success
+    reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_cost_reconstructs")
+    reader.execute(
+        "UPDATE rated_usage SET cost_usd = cost_usd + 0.000000000001 WHERE auth_id = 'org-2'"
+    )
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = cost_reconstructs(context)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["rows_not_reconstructing"].value == 1
+    assert evaluation.metadata["windows_total_not_logged"].value == 1
+    assert (
+        "org-2 | base-small | 0.000105000001 | 0.000105000000" in evaluation.metadata["rows"].value
+    )
+
+
+def test_conservation_check_flags_events_that_arrived_after_the_rating(
+    database_url: str, add_events: AddEvents
+) -> None:
+    add_events(traffic(0))
+    assert materialize(database_url).success
+    add_events([make_event("org-1", "base-large", minutes=30)])
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = events_conserved(context)
+
+    assert not evaluation.passed
+    assert "1 changed after" in (evaluation.description or "")
+    assert "| 2026-06-15-10:00 | 5 | 4 | 4 | 0 | events changed after the rating" in (
+        evaluation.metadata["not_conserved"].value
+    )

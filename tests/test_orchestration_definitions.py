@@ -1,0 +1,186 @@
+"""The code location as a reviewer sees it: a change to the graph changes this snapshot."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._serdes import serialize_value
+
+from rating_pipeline.definitions import defs
+from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS
+from rating_pipeline.orchestration.resources import (
+    PricebookResource,
+    pricebooks_from_environment,
+    warehouse_from_environment,
+)
+from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
+from rating_pipeline.warehouse import database
+from tests.factories import make_event
+
+HOURLY = {
+    "type": "HourlyPartitionsDefinition",
+    "start": "2026-06-01-00:00",
+    "timezone": "UTC",
+    "end_offset": 0,
+}
+EXPECTED = {
+    "assets": {
+        "pricebook": {"deps": [], "partitions": HOURLY, "backfill_policy": "single_run"},
+        "window_usage": {"deps": [], "partitions": HOURLY, "backfill_policy": "single_run"},
+        "rated_usage": {
+            "deps": ["pricebook", "window_usage"],
+            "partitions": HOURLY,
+            "backfill_policy": "single_run",
+        },
+    },
+    "checks": {
+        "rated_usage:all_usage_priced": {"blocking": False},
+        "rated_usage:cost_reconstructs": {"blocking": True},
+        "rated_usage:events_conserved": {"blocking": False},
+        "rated_usage:no_ambiguous_base": {"blocking": True},
+    },
+    "jobs": {
+        "rate_windows": {
+            "assets": ["pricebook", "rated_usage", "window_usage"],
+            "checks": 4,
+            "partitions": HOURLY,
+        }
+    },
+    "schedules": {
+        "hourly_rating": {
+            "cron": "10 * * * *",
+            "timezone": "UTC",
+            "job": "rate_windows",
+            "default_status": "RUNNING",
+        }
+    },
+    "sensors": {
+        "late_events": {
+            "job": "rate_windows",
+            "minimum_interval_seconds": 60,
+            "default_status": "RUNNING",
+        }
+    },
+    "resources": ["pricebooks", "warehouse"],
+    "executor": "in_process",
+}
+
+
+def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict[str, object]:
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+    return {
+        "type": type(partitions_def).__name__,
+        "start": partitions_def.start.strftime(partitions_def.fmt),
+        "timezone": partitions_def.timezone,
+        "end_offset": partitions_def.end_offset,
+    }
+
+
+def snapshot(definitions: dg.Definitions) -> dict[str, object]:
+    repository = definitions.get_repository_def()
+    graph = repository.asset_graph
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys()):
+        node = graph.get(key)
+        policy = node.backfill_policy
+        assets[key.to_user_string()] = {
+            "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
+            "partitions": _partitions(node.partitions_def),
+            "backfill_policy": policy.policy_type.value.lower() if policy else None,
+        }
+    checks = {
+        f"{spec.asset_key.to_user_string()}:{spec.name}": {"blocking": spec.blocking}
+        for checks_def in definitions.asset_checks or ()
+        for spec in checks_def.check_specs
+    }
+    jobs = {}
+    for job in repository.get_all_jobs():
+        if job.name.startswith("__"):
+            continue
+        jobs[job.name] = {
+            "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
+            "checks": len(job.asset_layer.asset_graph.asset_check_keys),
+            "partitions": _partitions(job.partitions_def),
+        }
+    return {
+        "assets": assets,
+        "checks": dict(sorted(checks.items())),
+        "jobs": jobs,
+        "schedules": {
+            s.name: {
+                "cron": s.cron_schedule,
+                "timezone": s.execution_timezone,
+                "job": s.job_name,
+                "default_status": s.default_status.value,
+            }
+            for s in repository.schedule_defs
+        },
+        "sensors": {
+            s.name: {
+                "job": s.job_name,
+                "minimum_interval_seconds": s.minimum_interval_seconds,
+                "default_status": s.default_status.value,
+            }
+            for s in repository.sensor_defs
+        },
+        "resources": sorted(repository.get_top_level_resources()),
+        "executor": definitions.executor.name if definitions.executor else None,
+    }
+
+
+def test_definitions_snapshot() -> None:
+    assert snapshot(defs) == EXPECTED
+
+
+def test_definitions_validate_for_dagster() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_database_url_reaches_the_ui_as_a_variable_name_never_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "postgresql://billing:hunter2-secret@db.internal:5432/warehouse"
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, secret)
+    definitions = dg.Definitions(
+        assets=[pricebook, window_usage, rated_usage],
+        asset_checks=list(RATED_USAGE_CHECKS),
+        resources={"warehouse": warehouse_from_environment(), "pricebooks": PricebookResource()},
+    )
+
+    shown = serialize_value(RepositorySnap.from_def(definitions.get_repository_def()))
+
+    assert DATABASE_URL_VARIABLE in shown
+    assert "hunter2" not in shown and "db.internal" not in shown
+
+
+def test_unset_variables_fall_back_to_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATABASE_URL_VARIABLE, raising=False)
+    monkeypatch.delenv(PRICEBOOK_DIR_VARIABLE, raising=False)
+
+    assert warehouse_from_environment().database_url is None
+    assert pricebooks_from_environment().directory == str(project_root() / "pricebooks")
+
+
+def test_a_run_with_the_database_url_unset_uses_the_embedded_default(
+    database_url: str, add_events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test server stands in for the embedded one: database_url() falls back to it
+    # exactly as it would to .rating/pgdata when RATING_DATABASE_URL is unset.
+    monkeypatch.delenv(DATABASE_URL_VARIABLE, raising=False)
+    monkeypatch.delenv(PRICEBOOK_DIR_VARIABLE, raising=False)
+    monkeypatch.setattr(database, "_embedded_url", lambda: database_url)
+    add_events([make_event()])
+
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage],
+        partition_key="2026-06-15-10:00",
+        resources={
+            "warehouse": warehouse_from_environment(),
+            "pricebooks": pricebooks_from_environment(),
+        },
+    )
+
+    [materialization] = result.asset_materializations_for_node("rated_usage")
+    assert materialization.metadata["rows_inserted"].value == 1

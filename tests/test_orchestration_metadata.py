@@ -1,0 +1,79 @@
+"""What the UI shows: exact money text, tables ids cannot break, failures that say where."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rating_pipeline.orchestration.assets import failed_window
+from rating_pipeline.orchestration.metadata import largest_rollups, markdown_table, usd_text
+from rating_pipeline.records import RATE_EVENT, RATE_OWN, RatedRollup
+from rating_pipeline.windows import HOUR, Window
+from tests.factories import WINDOW_START
+
+WINDOW = Window(WINDOW_START)
+
+
+def rollup(auth_id: str, model_id: str, cost: str, base: str | None = None) -> RatedRollup:
+    return RatedRollup(
+        window_start=WINDOW.start,
+        window_end=WINDOW.end,
+        auth_id=auth_id,
+        model_id=model_id,
+        event_count=1,
+        input_tokens=10,
+        output_tokens=0,
+        rate_source=RATE_OWN if base is None else RATE_EVENT,
+        derivation_base=base,
+        multiplier=None if base is None else Decimal("1.5"),
+        input_rate_per_mtok=Decimal("1"),
+        output_rate_per_mtok=Decimal("1"),
+        cost_usd=Decimal(cost),
+        pricebook_version="2026-06-01",
+        pricebook_sha256="0" * 64,
+    )
+
+
+def test_money_text_is_exact_and_never_exponent_notation() -> None:
+    assert usd_text(Decimal("0.000000000001")) == "0.000000000001"
+    assert usd_text(Decimal("1E+3")) == "1000"
+    assert usd_text(Decimal("12.632840120000")) == "12.632840120000"
+
+
+def test_an_id_cannot_break_a_markdown_table() -> None:
+    table = markdown_table(("auth_id", "model_id"), [("org|1", "line\nbreak"), ("", None)])
+
+    assert table.splitlines() == [
+        "| auth_id | model_id |",
+        "|---|---|",
+        "| org\\|1 | line break |",
+        "|   |   |",
+    ]
+
+
+def test_largest_rollups_rank_by_cost_then_key() -> None:
+    table = largest_rollups(
+        [
+            rollup("org-b", "base-large", "0.5"),
+            rollup("org-a", "ft:x", "0.5", base="base-large"),
+            rollup("org-c", "base-small", "0.000001"),
+        ],
+        limit=2,
+    )
+
+    rows = table.splitlines()[2:]
+    assert rows == [
+        "| org-a | ft:x | 1 | 10 | 0 | event (base-large) | 0.5 |",
+        "| org-b | base-large | 1 | 10 | 0 | own | 0.5 |",
+    ]
+
+
+def test_a_failed_window_names_the_committed_windows_before_it() -> None:
+    windows = [Window(WINDOW_START + n * HOUR) for n in range(4)]
+
+    message = failed_window(windows, 2, TimeoutError("statement timeout"))
+
+    assert message.startswith(
+        "rating window 2026-06-15-12:00 failed: TimeoutError: statement timeout. It was rolled back"
+    )
+    assert "before it (2026-06-15-10:00...2026-06-15-11:00 (2 windows)) are rated and" in message
+    assert "nothing of this run was rated" in failed_window(windows, 0, TimeoutError("x"))

@@ -1,0 +1,81 @@
+"""``./dev demo``: the demo day rated through Dagster on a PostgreSQL-backed instance; twice
+in a row it converges to the same billed rows."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rating_pipeline.demo.quickstart import (
+    DEMO_HOURS,
+    DEMO_START,
+    LATE_EVENTS,
+    LATE_WINDOW,
+    quickstart,
+)
+from rating_pipeline.orchestration.instance import local_instance, open_instance
+from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
+
+BILLED = """
+SELECT window_start, auth_id, model_id, event_count, cost_usd, pricebook_version
+FROM rated_usage ORDER BY window_start, auth_id, model_id
+"""
+EXCEPTED = """
+SELECT reason, count(*)::int, sum(event_count)::int FROM rating_exception GROUP BY reason
+ORDER BY reason
+"""
+
+
+@pytest.fixture
+def storage_database(pg_server_url: str) -> Iterator[str]:
+    name = f"rating_test_dagster_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.mark.slow
+def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
+    database_url: str,
+    storage_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = tmp_path / "dagster_home"
+    monkeypatch.setattr(
+        "rating_pipeline.demo.quickstart.local_instance",
+        lambda url, path: local_instance(url, path, storage_database),
+    )
+    first_output = io.StringIO()
+
+    assert quickstart(database_url, home, first_output) == 0
+
+    report = first_output.getvalue()
+    assert f"Rating {DEMO_HOURS} windows through Dagster in one run" in report
+    assert "24 window(s) rated; failed checks: no_ambiguous_base" in report
+    assert f"{LATE_EVENTS} late events landed in {LATE_WINDOW.key}" in report
+    assert "Cost per hour" in report and "Top 10 principals by cost" in report
+    assert "./dev ui" in report
+    with psycopg.connect(database_url) as conn:
+        billed = conn.execute(BILLED).fetchall()
+        excepted = dict((r, (n, e)) for r, n, e in conn.execute(EXCEPTED).fetchall())
+        windows = conn.execute("SELECT count(DISTINCT window_start) FROM rating_log").fetchone()
+    assert windows == (DEMO_HOURS,)
+    assert {AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT} <= set(excepted)
+    assert excepted[AMBIGUOUS_BASE][0] == 2
+
+    assert quickstart(database_url, home, io.StringIO()) == 0
+
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(BILLED).fetchall() == billed
+    with open_instance(local_instance(database_url, home, storage_database)) as instance:
+        assert len(instance.get_run_records()) == 4  # per quickstart: the day, the late window
+    assert billed[0][0] == DEMO_START

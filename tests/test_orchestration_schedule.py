@@ -1,0 +1,58 @@
+"""The hourly schedule requests the hour that just closed, a grace period after it closed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from rating_pipeline.definitions import defs
+from rating_pipeline.orchestration.schedules import (
+    GRACE_VARIABLE,
+    ScheduleSettingError,
+    build_hourly_schedule,
+    grace_minutes,
+)
+
+REPOSITORY = defs.get_repository_def()
+
+
+def tick(schedule: dg.ScheduleDefinition, at: datetime) -> dg.RunRequest:
+    """The run request of one tick, evaluated as the scheduler daemon does."""
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=at, repository_def=REPOSITORY
+        )
+        [request] = schedule.evaluate_tick(context).run_requests or []
+    return request
+
+
+def test_tick_requests_the_hour_that_just_closed() -> None:
+    schedule = REPOSITORY.get_schedule_def("hourly_rating")
+
+    request = tick(schedule, datetime(2026, 6, 15, 11, 10, tzinfo=UTC))
+
+    assert request.partition_key == "2026-06-15-10:00"
+    assert request.run_key == "2026-06-15-10:00"
+    assert schedule.cron_schedule == "10 * * * *"
+
+
+def test_tick_at_midnight_requests_the_last_hour_of_the_previous_day() -> None:
+    request = tick(build_hourly_schedule(0), datetime(2026, 7, 1, 0, 0, tzinfo=UTC))
+
+    assert request.partition_key == "2026-06-30-23:00"
+
+
+def test_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GRACE_VARIABLE, "25")
+    assert grace_minutes() == 25
+    assert build_hourly_schedule(grace_minutes()).cron_schedule == "25 * * * *"
+    monkeypatch.delenv(GRACE_VARIABLE)
+    assert grace_minutes() == 10
+
+
+@pytest.mark.parametrize("text", ["60", "-1", "ten", "1.5"])
+def test_a_grace_that_is_not_a_minute_of_the_hour_is_refused(text: str) -> None:
+    with pytest.raises(ScheduleSettingError, match=GRACE_VARIABLE):
+        grace_minutes(text)

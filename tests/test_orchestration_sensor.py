@@ -1,0 +1,198 @@
+"""The late-events sensor, evaluated as the sensor daemon does, against a live database.
+
+Windows here are recent hours (the sensor's lookback is relative to the database's clock),
+rated directly by the engine; late events are inserted with the database's ``now()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import psycopg
+import pytest
+
+from rating_pipeline.definitions import defs
+from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.orchestration.sensors import (
+    DEFAULT_LOOKBACK_HOURS,
+    LOOKBACK_VARIABLE,
+    RESCAN_OVERLAP,
+    LateEventsCursor,
+    SensorSettingError,
+    lookback,
+)
+from rating_pipeline.pricebook.loader import load_pricebooks
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.settings import project_root
+from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.windows import HOUR, Window
+from tests.conftest import database_url_for
+from tests.factories import make_event
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+REPOSITORY = defs.get_repository_def()
+SENSOR = REPOSITORY.get_sensor_def("late_events")
+PRICEBOOKS = load_pricebooks(project_root() / "pricebooks")
+CURRENT = Window.containing(datetime.now(UTC))
+RECENT = Window.starting(CURRENT.start - 3 * HOUR)
+OTHER = Window.starting(CURRENT.start - 2 * HOUR)
+OLD = Window.starting(CURRENT.start - (DEFAULT_LOOKBACK_HOURS + 30) * HOUR)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def event(
+    window: Window,
+    minute: int,
+    event_id: str,
+    auth_id: str = "org-7",
+    model_id: str = "base-small",
+    ingested_at: datetime | None = None,
+) -> BillingEvent:
+    """One priced event ``minute`` into ``window``; ``ingested_at`` None: the database's now()."""
+    occurred_at = window.start + timedelta(minutes=minute)
+    made = make_event(auth_id, model_id, occurred_at=occurred_at, event_id=event_id)
+    return replace(made, ingested_at=ingested_at)
+
+
+def events_in(
+    window: Window, count: int, *, ingested_at: datetime | None = None
+) -> list[BillingEvent]:
+    return [
+        event(window, n + 1, f"{window.key}-{n}", f"org-{n % 2}", "base-large", ingested_at)
+        for n in range(count)
+    ]
+
+
+def rate(database_url: str, *windows: Window) -> None:
+    with connect(database_url) as conn:
+        for window in windows:
+            rate_window(conn, window, PRICEBOOKS, "test-sensor")
+
+
+def tick(
+    database_url: str, instance: dg.DagsterInstance, cursor: str | None = None
+) -> dg.SensorExecutionData:
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        repository_def=REPOSITORY,
+        resources={"warehouse": WarehouseResource(database_url=database_url)},
+    )
+    return SENSOR.evaluate_tick(context)
+
+
+def test_late_events_request_exactly_the_windows_they_changed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events([*events_in(RECENT, 3), *events_in(OTHER, 2)])
+    rate(database_url, RECENT, OTHER)
+    quiet = tick(database_url, instance)
+    assert quiet.run_requests == [] and "no rated window" in (quiet.skip_message or "")
+
+    add_events([event(RECENT, 50, "late-1")])
+    found = tick(database_url, instance, quiet.cursor)
+
+    [request] = found.run_requests or []
+    assert request.partition_key == RECENT.key
+    assert request.run_key is not None and request.run_key.startswith(f"{RECENT.key}:4:")
+    assert request.tags["rating/trigger"] == "late_events"
+
+
+def test_the_same_late_state_keeps_the_same_run_key_and_a_new_one_changes_it(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(RECENT, 2))
+    rate(database_url, RECENT)
+    add_events([event(RECENT, 40, "late-a")])
+
+    first = tick(database_url, instance)
+    again = tick(database_url, instance, first.cursor)
+    add_events([event(RECENT, 41, "late-b")])
+    more = tick(database_url, instance, again.cursor)
+
+    keys = [[r.run_key for r in t.run_requests or []] for t in (first, again, more)]
+    assert keys[0] == keys[1] and len(keys[0]) == 1
+    assert keys[2] != keys[0] and keys[2][0].startswith(f"{RECENT.key}:4:")
+
+
+def test_rerating_the_window_settles_it(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(RECENT, 2))
+    rate(database_url, RECENT)
+    add_events([event(RECENT, 40, "late-a")])
+    assert tick(database_url, instance).run_requests
+
+    rate(database_url, RECENT)
+
+    assert tick(database_url, instance).run_requests == []
+
+
+def test_an_event_committed_late_with_an_earlier_ingested_at_is_still_found(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(RECENT, 2))
+    rate(database_url, RECENT)
+    cursor = LateEventsCursor(datetime.now(UTC)).serialize()
+    # A slow ingest transaction: stamped before the cursor, visible only after it.
+    stamped = datetime.now(UTC) - RESCAN_OVERLAP / 3
+    add_events([event(RECENT, 30, "slow-1", ingested_at=stamped)])
+
+    found = tick(database_url, instance, cursor)
+
+    assert [r.partition_key for r in found.run_requests or []] == [RECENT.key]
+
+
+def test_windows_older_than_the_lookback_are_reported_not_rerated(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-old")])
+
+    found = tick(database_url, instance)
+
+    assert found.run_requests == []
+    assert f"window {OLD.key}: 1 events ingested after" in (found.skip_message or "")
+    assert "not rated automatically" in (found.skip_message or "")
+    assert LateEventsCursor.parse(found.cursor).beyond_lookback == (f"{OLD.key}:1",)
+
+
+def test_windows_never_rated_are_left_to_the_schedule(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(RECENT, 2))
+
+    assert tick(database_url, instance).run_requests == []
+
+
+def test_an_unreachable_database_is_an_error_not_a_skip(
+    pg_server_url: str, instance: dg.DagsterInstance
+) -> None:
+    missing = database_url_for(pg_server_url, "rating_test_no_such_database")
+
+    with pytest.raises(WarehouseConnectionError, match="cannot connect to the warehouse"):
+        tick(missing, instance)
+
+
+def test_a_database_without_the_tables_is_an_error_not_a_skip(
+    empty_database_url: str, instance: dg.DagsterInstance
+) -> None:
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        tick(empty_database_url, instance)
+
+
+def test_lookback_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LOOKBACK_VARIABLE, "24")
+    assert lookback() == timedelta(hours=24)
+    with pytest.raises(SensorSettingError, match=LOOKBACK_VARIABLE):
+        lookback("0")
