@@ -1,0 +1,347 @@
+"""The synthetic data generator, the demo day and the summary, on a live PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+import pytest
+
+from rating_pipeline.demo.seed import (
+    DEMO_MIX,
+    ModelMix,
+    SeedError,
+    SeedSpec,
+    SyntheticModel,
+    add_late_events,
+    demo_day,
+    encode_hour,
+    generate_hour,
+    hour_events,
+    seed_events,
+)
+from rating_pipeline.demo.summary import summarize
+from rating_pipeline.pricebook.loader import load_pricebooks
+from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
+from rating_pipeline.settings import project_root
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.windows import HOUR, Window, WindowError
+
+START = datetime(2026, 6, 15, tzinfo=UTC)
+EVENT_COLUMNS = (
+    "event_id, auth_id, model_id, base_model, input_tokens, output_tokens, occurred_at, ingested_at"
+)
+SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM billing_event ORDER BY event_id"
+COUNT_PER_HOUR = (
+    "SELECT date_trunc('hour', occurred_at AT TIME ZONE 'UTC'), count(*) FROM billing_event"
+    " GROUP BY 1 ORDER BY 1"
+)
+TABLE_DIGEST = (
+    f"SELECT md5(string_agg(concat_ws('|', {EVENT_COLUMNS}), ',' ORDER BY event_id))"
+    " FROM billing_event"
+)
+
+
+def small_spec(**changes: object) -> SeedSpec:
+    fields: dict[str, object] = {
+        "start": START,
+        "hours": 3,
+        "events_per_hour": 2_000,
+        "seed": 11,
+        "principals": 50,
+    }
+    fields.update(changes)
+    return SeedSpec(**fields)  # type: ignore[arg-type]
+
+
+def encoded(spec: SeedSpec) -> bytes:
+    return b"".join(
+        chunk
+        for offset in range(spec.hours)
+        for chunk in encode_hour(spec, generate_hour(spec, spec.start + offset * HOUR))
+    )
+
+
+def digest(conn: psycopg.Connection) -> str:
+    row = conn.execute(TABLE_DIGEST).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_same_seed_generates_identical_events_and_another_seed_does_not() -> None:
+    assert encoded(small_spec()) == encoded(small_spec())
+    assert (
+        hashlib.sha256(encoded(small_spec(seed=12))).digest()
+        != hashlib.sha256(encoded(small_spec())).digest()
+    )
+
+
+def test_an_hour_does_not_depend_on_the_range_it_was_seeded_with() -> None:
+    day = small_spec(hours=3)
+    later = small_spec(start=START + HOUR, hours=1)
+    assert list(encode_hour(day, generate_hour(day, START + HOUR))) == list(
+        encode_hour(later, generate_hour(later, START + HOUR))
+    )
+
+
+def test_generated_token_counts_are_non_negative_integers() -> None:
+    spec = small_spec(events_per_hour=20_000, token_sigma=2.5)
+    columns = generate_hour(spec, START)
+    for tokens in (columns.input_tokens, columns.output_tokens):
+        assert tokens.dtype == np.int64
+        assert int(tokens.min()) >= 0
+    embed = DEMO_MIX.models.index(next(m for m in DEMO_MIX.models if m.model_id == "embed-small"))
+    assert not columns.output_tokens[columns.model == embed].any()
+
+
+def test_principals_are_skewed_towards_the_first_ones() -> None:
+    columns = generate_hour(small_spec(events_per_hour=20_000, principals=1_000), START)
+    counts = np.bincount(columns.principal, minlength=1_000)
+    assert counts[0] == counts.max()
+    assert counts[:10].sum() > counts[500:].sum()
+
+
+def test_seed_loads_exactly_events_per_hour_in_each_hour(conn: psycopg.Connection) -> None:
+    result = seed_events(conn, small_spec())
+    conn.commit()
+    assert result.events == 6_000
+    per_hour = conn.execute(COUNT_PER_HOUR).fetchall()
+    assert [(hour.replace(tzinfo=UTC), n) for hour, n in per_hour] == [
+        (START + offset * HOUR, 2_000) for offset in range(3)
+    ]
+
+
+def test_event_ids_are_unique_and_carry_the_seed(conn: psycopg.Connection) -> None:
+    seed_events(conn, small_spec())
+    seed_events(conn, small_spec(seed=12))
+    conn.commit()
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT event_id),"
+        " count(*) FILTER (WHERE event_id LIKE 'ev-11-%%' OR event_id LIKE 'ev-12-%%')"
+        " FROM billing_event"
+    ).fetchone()
+    assert row == (12_000, 12_000, 12_000)
+
+
+def test_copied_rows_are_exactly_the_generated_events(conn: psycopg.Connection) -> None:
+    spec = small_spec(hours=1, events_per_hour=500)
+    seed_events(conn, spec)
+    conn.commit()
+    expected = [
+        (
+            e.event_id,
+            e.auth_id,
+            e.model_id,
+            e.base_model,
+            e.input_tokens,
+            e.output_tokens,
+            e.occurred_at,
+            e.ingested_at,
+        )
+        for e in hour_events(spec, generate_hour(spec, START))
+    ]
+    assert conn.execute(SELECT_EVENTS).fetchall() == sorted(expected)
+    for event in expected:
+        occurred, ingested = event[6], event[7]
+        assert START <= occurred < START + HOUR
+        assert occurred < ingested < occurred + timedelta(minutes=5)
+
+
+def test_reseeding_a_range_replaces_it_instead_of_duplicating(conn: psycopg.Connection) -> None:
+    seed_events(conn, small_spec())
+    conn.commit()
+    before = digest(conn)
+    again = seed_events(conn, small_spec())
+    conn.commit()
+    assert again.deleted == 6_000
+    assert digest(conn) == before
+
+
+def test_reseeding_leaves_other_seeds_and_other_hours_alone(conn: psycopg.Connection) -> None:
+    seed_events(conn, small_spec(seed=12))
+    seed_events(conn, small_spec(start=START + 3 * HOUR, hours=1))
+    conn.commit()
+    untouched = digest(conn)
+    seed_events(conn, small_spec())
+    seed_events(conn, small_spec())
+    conn.commit()
+    conn.execute(
+        "DELETE FROM billing_event WHERE event_id LIKE 'ev-11-%%' AND occurred_at < %s",
+        (START + 3 * HOUR,),
+    )
+    assert digest(conn) == untouched
+
+
+def test_cover_all_pairs_gives_the_same_rollups_at_any_volume() -> None:
+    mix = ModelMix(tuple(SyntheticModel(f"m{i}", None, 1 + i, 100, 10) for i in range(5)))
+    small = generate_hour(small_spec(mix=mix, principals=20, cover_all_pairs=True), START, 100)
+    large = generate_hour(small_spec(mix=mix, principals=20, cover_all_pairs=True), START, 5_000)
+    pairs = {(p, m) for p in range(20) for m in range(5)}
+    assert set(zip(small.principal.tolist(), small.model.tolist(), strict=True)) == pairs
+    assert set(zip(large.principal.tolist(), large.model.tolist(), strict=True)) == pairs
+
+
+def test_seed_parameters_that_describe_no_data_are_refused() -> None:
+    with pytest.raises(WindowError):
+        small_spec(start=START + timedelta(minutes=30))
+    with pytest.raises(SeedError):
+        small_spec(hours=0)
+    with pytest.raises(SeedError):
+        small_spec(events_per_hour=10, cover_all_pairs=True)
+    with pytest.raises(SeedError):
+        ModelMix((SyntheticModel("m", None, 0, 100, 10),))
+
+
+def test_demo_day_contains_every_interesting_case(conn: psycopg.Connection) -> None:
+    day = demo_day(conn, START, seed=5, events_per_hour=300)
+    conn.commit()
+    count = conn.execute("SELECT count(*) FROM billing_event").fetchone()
+    assert count == (day.events,)
+
+    def one(query: str) -> object:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return row[0]
+
+    # ambiguous: one (auth, model, hour) of an unlisted fine-tune with two bases, and one
+    # with a base and a null
+    ambiguous = conn.execute(
+        "SELECT auth_id, model_id, array_agg(DISTINCT coalesce(base_model, 'null'))"
+        " FROM billing_event WHERE model_id IN ('ft:initech:summarize', 'ft:globex:chat')"
+        " GROUP BY auth_id, model_id, date_trunc('hour', occurred_at)"
+        " HAVING count(DISTINCT coalesce(base_model, 'null')) > 1 ORDER BY 1"
+    ).fetchall()
+    assert [(auth, model, sorted(bases)) for auth, model, bases in ambiguous] == [
+        ("org-0002", "ft:globex:chat", ["base-medium", "null"]),
+        ("org-0004", "ft:initech:summarize", ["base-medium", "base-small"]),
+    ]
+    # unpriced: an unknown model, a fine-tune whose base is a fine-tune, one with no base
+    assert one("SELECT count(*) FROM billing_event WHERE model_id = 'mystery-large'") == 4
+    assert one("SELECT count(*) FROM billing_event WHERE base_model LIKE 'ft:%%'") == 3
+    assert (
+        one("SELECT count(*) FROM billing_event WHERE model_id LIKE 'ft:%%' AND base_model IS NULL")
+        == 4  # ft:hooli:search (2) and the null half of the ambiguous case (2)
+    )
+    # invalid: negative tokens, blank ids
+    assert one("SELECT count(*) FROM billing_event WHERE input_tokens < 0") == 1
+    assert one("SELECT count(*) FROM billing_event WHERE output_tokens < 0") == 1
+    assert one("SELECT count(*) FROM billing_event WHERE btrim(auth_id) = ''") == 2
+    assert one("SELECT count(*) FROM billing_event WHERE model_id = ''") == 1
+    # stragglers: ingested hours after their hour closed
+    assert one(
+        "SELECT count(*) FROM billing_event"
+        " WHERE ingested_at > date_trunc('hour', occurred_at) + interval '4 hours'"
+    ) == len(day.case("straggler").events)
+    # ordinary traffic: every event of it valid and non-negative
+    assert (
+        one(
+            "SELECT count(*) FROM billing_event WHERE event_id ~ '^ev-5-[0-9]{10}-'"
+            " AND (input_tokens < 0 OR output_tokens < 0 OR auth_id !~ '^org-[0-9]{4}$')"
+        )
+        == 0
+    )
+
+
+def test_demo_day_rates_into_every_exception_reason(conn: psycopg.Connection) -> None:
+    day = demo_day(conn, START, seed=5, events_per_hour=200)
+    conn.commit()
+    pricebooks = load_pricebooks(project_root() / "pricebooks")
+    reasons: dict[str, set[tuple[str, str]]] = {}
+    for case in day.cases:
+        window = Window.starting(START + case.hour_offset * HOUR)
+        result = rate_window(conn, window, pricebooks, "test-demo-day")
+        for exception in result.rating.exceptions:
+            reasons.setdefault(exception.reason, set()).add((exception.auth_id, exception.model_id))
+    assert reasons[AMBIGUOUS_BASE] == {
+        ("org-0002", "ft:globex:chat"),
+        ("org-0004", "ft:initech:summarize"),
+    }
+    assert {model for _, model in reasons[UNPRICED]} == {
+        "mystery-large",
+        "ft:acme:support-mini",
+        "ft:hooli:search",
+    }
+    assert ("", "base-medium") in reasons[INVALID_EVENT]
+    assert ("org-0003", "base-small") in reasons[INVALID_EVENT]
+
+
+def test_late_events_arrive_after_a_rating_and_are_idempotent(conn: psycopg.Connection) -> None:
+    window = Window.starting(START + 2 * HOUR)
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    pricebooks = load_pricebooks(project_root() / "pricebooks")
+    first = rate_window(conn, window, pricebooks, "test-first")
+
+    assert add_late_events(conn, window.start, 7, seed=5) == 7
+    conn.commit()
+    assert add_late_events(conn, window.start, 7, seed=5) == 0
+    assert add_late_events(conn, window.start, 9, seed=5) == 2
+    conn.commit()
+    late = conn.execute(
+        "SELECT count(*) FROM billing_event WHERE event_id LIKE 'ev-5-late-%%'"
+        " AND occurred_at >= %s AND occurred_at < %s AND ingested_at > %s",
+        (window.start, window.end, first.rated_at),
+    ).fetchone()
+    assert late == (9,)
+    conn.rollback()
+    again = rate_window(conn, window, pricebooks, "test-again")
+    assert again.rating.events_read == first.rating.events_read + 9
+
+
+def test_demo_day_reloaded_is_the_same_day(conn: psycopg.Connection) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    add_late_events(conn, START, 3, seed=5)
+    conn.commit()
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    first = digest(conn)
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    assert digest(conn) == first
+    late = conn.execute("SELECT count(*) FROM billing_event WHERE event_id LIKE '%%late%%'")
+    assert late.fetchone() == (0,)
+
+
+def test_summary_reports_hours_principals_reasons_and_exact_totals(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    pricebooks = load_pricebooks(project_root() / "pricebooks")
+    for offset in range(24):
+        rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-summary")
+    text = summarize(conn, START, START + 24 * HOUR)
+    conn.rollback()
+    total = conn.execute("SELECT sum(cost_usd), sum(event_count) FROM rated_usage").fetchone()
+    assert total is not None
+    assert "Cost per hour" in text
+    assert "2026-06-15 23:00" in text
+    assert "Top 10 principals by cost" in text
+    assert "org-0001" in text
+    for reason in (AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT):
+        assert reason in text
+    assert f"exact: {format(total[0], ',f')}" in text
+    assert f"events billed:   {total[1]:,}" in text
+
+
+def test_summary_of_an_unrated_range_says_so(conn: psycopg.Connection) -> None:
+    text = summarize(conn, START, START + 2 * HOUR)
+    assert "(nothing billed)" in text
+    assert "(none: every event was billed)" in text
+
+
+def test_seed_command_loads_the_range_and_reports_the_rate(
+    warehouse_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rating_pipeline.cli import main
+
+    assert main(["demo", "seed", "--start", "2026-06-15T00:00:00Z", "--hours", "2",
+                 "--events-per-hour", "1000", "--seed", "3"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "loaded 2,000 events into billing_event" in out
+    assert "events/s" in out
+    with psycopg.connect(warehouse_env) as check:
+        assert check.execute("SELECT count(*) FROM billing_event").fetchone() == (2_000,)
