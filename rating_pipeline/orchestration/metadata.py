@@ -64,13 +64,11 @@ def pricebook_metadata(version: PricebookVersion) -> dict[str, Any]:
 def window_usage_metadata(events: WindowEvents | None) -> dict[str, Any]:
     """What billing_event holds for a window (all zeros for a window without events)."""
     if events is None:
-        counts = {"events": 0, "principals": 0, "rollups": 0, "input_tokens": 0, "output_tokens": 0}
+        counts = {"events": 0, "input_tokens": 0, "output_tokens": 0}
         latest = None
     else:
         counts = {
             "events": events.event_count,
-            "principals": events.principals,
-            "rollups": events.rollups,
             "input_tokens": events.input_tokens,
             "output_tokens": events.output_tokens,
         }

@@ -53,8 +53,6 @@ class WindowEvents:
 
     window: Window
     event_count: int
-    principals: int
-    rollups: int
     input_tokens: int
     output_tokens: int
     max_ingested_at: datetime | None
@@ -66,11 +64,9 @@ def window_events(conn: psycopg.Connection, span: Span) -> dict[Window, WindowEv
         _window(row[0]): WindowEvents(
             window=_window(row[0]),
             event_count=int(row[1]),
-            principals=int(row[2]),
-            rollups=int(row[3]),
-            input_tokens=int(row[4]),
-            output_tokens=int(row[5]),
-            max_ingested_at=_utc(row[6]),
+            input_tokens=int(row[2]),
+            output_tokens=int(row[3]),
+            max_ingested_at=_utc(row[4]),
         )
         for row in conn.execute(load_sql("orchestration_window_usage"), span.params())
     }
