@@ -49,6 +49,9 @@ LOCK_NAMESPACE = 0x52415445  # "RATE"
 SET_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 # The instant the lock was granted: rated_at of every row this run writes.
 LOCK_GRANTED_AT = "SELECT clock_timestamp()"
+# work_mem of the rating transaction: room for a window's groups and its checksum's sort
+# in memory (tens of MB for ~50k rollups) instead of spilling them to disk.
+RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
 DELETIONS_LOGGED = 50
 # The costliest rollups a result carries (for the UI's table).
@@ -159,7 +162,8 @@ def stage(conn: psycopg.Connection, window: Window, version: PricebookVersion) -
     The rules run once per distinct (model_id, bases) of the valid rollups, in Python
     (``pricing.resolve``); their answers are COPYed into ``window_resolution`` and joined
     back to the rollups in SQL, where the cost is computed exactly. The staging tables are
-    temporary, keyed like the live tables, analyzed, and dropped at commit (or rollback).
+    temporary, keyed like the live tables, and dropped at commit (or rollback). They are not
+    ANALYZEd: measured, it cost ~0.2 s a hot hour and did not change the reconcile plans.
     """
     with conn.cursor() as cursor:
         cursor.execute(load_sql("create_window_rollup"))
@@ -182,7 +186,6 @@ def stage(conn: psycopg.Connection, window: Window, version: PricebookVersion) -
             load_sql("stage_rating_exception"),
             {**rows, **problems, "invalid_event": INVALID_EVENT},
         )
-        cursor.execute(load_sql("analyze_staged"))
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ def rate_window_in_transaction(
     granted = conn.execute(LOCK_GRANTED_AT).fetchone()
     assert granted is not None
     rated_at: datetime = granted[0]
+    conn.execute(load_sql("set_work_mem"), {"work_mem": RATING_WORK_MEM})
 
     create_window_usage(conn, window)
     stage(conn, window, version)

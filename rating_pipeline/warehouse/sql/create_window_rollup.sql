@@ -7,7 +7,7 @@ CREATE TEMP TABLE window_rollup ON COMMIT DROP AS
 SELECT
     auth_id,
     model_id,
-    to_jsonb(array_agg(DISTINCT base_model COLLATE "C" ORDER BY base_model COLLATE "C"))::text AS bases_key,
+    to_jsonb(array_agg(base_model ORDER BY base_model COLLATE "C"))::text AS bases_key,
     sum(event_count)::bigint AS event_count,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens

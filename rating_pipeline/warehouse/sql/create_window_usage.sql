@@ -7,8 +7,8 @@
 --                    instead of a second scan (grouping on the signs in the main scan was
 --                    measured ~15-25% slower on 2 cores).
 -- A key's valid (or blank-id-only) row is its total minus its negative rows; a remainder of
--- zero events is dropped. Every row carries its key's latest ingested_at, so max() over the
--- table is the window's, whichever rows survive.
+-- zero events is dropped. Every row carries the latest ingested_at of its own events (a
+-- remainder row: of all its key's events), so max() over the table is the window's.
 -- problem_bits (records.PROBLEM_BITS): 1 blank auth_id, 2 blank model_id,
 -- 4 negative input_tokens, 8 negative output_tokens; blank = empty once the characters of
 -- records.BLANK_CHARACTERS are trimmed. Sums of bigint are numeric: they cannot overflow.
@@ -27,7 +27,7 @@ WITH every_event AS (
     WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
     GROUP BY auth_id, model_id, base_model
 ),
-negative_tokens AS MATERIALIZED (
+negative_tokens AS (
     SELECT
         auth_id,
         model_id,
@@ -36,7 +36,8 @@ negative_tokens AS MATERIALIZED (
         output_tokens < 0 AS negative_output,
         count(*) AS event_count,
         sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens
+        sum(output_tokens) AS output_tokens,
+        max(ingested_at) AS max_ingested_at
     FROM billing_event
     WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
       AND (input_tokens < 0 OR output_tokens < 0)
@@ -53,24 +54,19 @@ negative_per_key AS (
     FROM negative_tokens
     GROUP BY auth_id, model_id, base_model
 ),
-blank_bits AS (
-    SELECT
-        every_event.*,
-        (CASE WHEN btrim(auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
-            | CASE WHEN btrim(model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END) AS blank
-    FROM every_event
-),
 remainder AS (
     SELECT
         e.auth_id,
         e.model_id,
         e.base_model,
-        e.blank AS problem_bits,
+        (CASE WHEN btrim(e.auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
+            | CASE WHEN btrim(e.model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END)
+            AS problem_bits,
         e.event_count - coalesce(n.event_count, 0) AS event_count,
         e.input_tokens - coalesce(n.input_tokens, 0) AS input_tokens,
         e.output_tokens - coalesce(n.output_tokens, 0) AS output_tokens,
         e.max_ingested_at
-    FROM blank_bits AS e
+    FROM every_event AS e
     LEFT JOIN negative_per_key AS n
         ON n.auth_id = e.auth_id
         AND n.model_id = e.model_id
@@ -83,18 +79,15 @@ FROM remainder
 WHERE event_count > 0
 UNION ALL
 SELECT
-    n.auth_id,
-    n.model_id,
-    n.base_model,
-    (e.blank
-        | CASE WHEN n.negative_input THEN 4 ELSE 0 END
-        | CASE WHEN n.negative_output THEN 8 ELSE 0 END) AS problem_bits,
-    n.event_count::bigint,
-    n.input_tokens,
-    n.output_tokens,
-    e.max_ingested_at
-FROM negative_tokens AS n
-JOIN blank_bits AS e
-    ON e.auth_id = n.auth_id
-    AND e.model_id = n.model_id
-    AND e.base_model IS NOT DISTINCT FROM n.base_model
+    auth_id,
+    model_id,
+    base_model,
+    (CASE WHEN btrim(auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
+        | CASE WHEN btrim(model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END
+        | CASE WHEN negative_input THEN 4 ELSE 0 END
+        | CASE WHEN negative_output THEN 8 ELSE 0 END) AS problem_bits,
+    event_count::bigint,
+    input_tokens,
+    output_tokens,
+    max_ingested_at
+FROM negative_tokens

@@ -9,19 +9,32 @@
 -- Lines are "rollup\t..." then "exception\t...", each kind sorted by code point
 -- (COLLATE "C" on UTF-8; sorted before the newline is added, as Python does), then
 -- SHA-256 of their UTF-8 concatenation, in hex.
-WITH rollup_line AS (
+WITH rendered_window AS (
+    -- Every staged row of a run has the same window: render its bounds once.
+    SELECT
+        window_start,
+        window_end,
+        to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN to_char(window_start AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+               ELSE to_char(window_start AT TIME ZONE 'UTC', '.US') END
+            || '+00:00' AS start_text,
+        to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN to_char(window_end AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+               ELSE to_char(window_end AT TIME ZONE 'UTC', '.US') END
+            || '+00:00' AS end_text
+    FROM (
+        SELECT window_start, window_end FROM staged_rated_usage
+        UNION
+        SELECT window_start, window_end FROM staged_rating_exception
+    ) AS bounds
+),
+rollup_line AS (
     SELECT
         concat_ws(
             E'\t',
             'rollup',
-            to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                || CASE WHEN to_char(window_start AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-                   ELSE to_char(window_start AT TIME ZONE 'UTC', '.US') END
-                || '+00:00',
-            to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                || CASE WHEN to_char(window_end AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-                   ELSE to_char(window_end AT TIME ZONE 'UTC', '.US') END
-                || '+00:00',
+            w.start_text,
+            w.end_text,
             replace(replace(replace(auth_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             replace(replace(replace(model_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             event_count::text,
@@ -40,20 +53,15 @@ WITH rollup_line AS (
             replace(replace(replace(pricebook_sha256, '\', '\\'), E'\t', '\t'), E'\n', '\n')
         ) AS line
     FROM staged_rated_usage
+    JOIN rendered_window AS w USING (window_start, window_end)
 ),
 exception_line AS (
     SELECT
         concat_ws(
             E'\t',
             'exception',
-            to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                || CASE WHEN to_char(window_start AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-                   ELSE to_char(window_start AT TIME ZONE 'UTC', '.US') END
-                || '+00:00',
-            to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                || CASE WHEN to_char(window_end AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-                   ELSE to_char(window_end AT TIME ZONE 'UTC', '.US') END
-                || '+00:00',
+            w.start_text,
+            w.end_text,
             replace(replace(replace(auth_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             replace(replace(replace(model_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             replace(replace(replace(reason, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
@@ -64,6 +72,7 @@ exception_line AS (
             replace(replace(replace(pricebook_version, '\', '\\'), E'\t', '\t'), E'\n', '\n')
         ) AS line
     FROM staged_rating_exception
+    JOIN rendered_window AS w USING (window_start, window_end)
 )
 SELECT encode(
     sha256(convert_to(
