@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from rating_pipeline import oracle, pricing
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.pricing import group_events
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
+from rating_pipeline.warehouse import engine
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import parse_bases_key, rate_window
 from rating_pipeline.warehouse.outputs import load_window
@@ -105,6 +107,27 @@ def test_bases_key_keeps_null_as_a_value(conn: psycopg.Connection, add_events: A
     ]
     assert parse_bases_key('["base-a", null]') == frozenset({"base-a", None})
     assert result.rating.exceptions == oracle.rate_window(WINDOW, version, events).exceptions
+
+
+def test_conservation_failure_in_staging_writes_nothing(
+    database_url: str, reader: psycopg.Connection, monkeypatch: Any
+) -> None:
+    insert_events(database_url, [make_event("org-1"), make_event("org-2")])
+    version = make_version({"base-large": own("2.5", "10")})
+    stage = engine.stage
+
+    def losing_stage(conn: psycopg.Connection, *args: Any) -> None:
+        stage(conn, *args)
+        conn.execute("DELETE FROM staged_rated_usage WHERE auth_id = 'org-2'")
+
+    monkeypatch.setattr(engine, "stage", losing_stage)
+    with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    written = reader.execute(
+        "SELECT (SELECT count(*) FROM rated_usage), (SELECT count(*) FROM rating_exception),"
+        " (SELECT count(*) FROM rating_log)"
+    ).fetchone()
+    assert written == (0, 0, 0)
 
 
 class CountingCursor(psycopg.Cursor[Any]):

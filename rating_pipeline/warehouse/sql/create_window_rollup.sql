@@ -2,7 +2,8 @@
 -- table window_rollup, with bases_key: the canonical text of the rollup's distinct
 -- base_model values, a JSON array sorted by code point with null (a value) last. The rules
 -- see these keys only (select_resolution_keys); staging joins their answers back by
--- (model_id, bases_key).
+-- (model_id, bases_key). The valid rows of window_usage are already one per (auth_id,
+-- model_id, base_model), so array_agg needs no DISTINCT.
 CREATE TEMP TABLE window_rollup ON COMMIT DROP AS
 SELECT
     auth_id,
