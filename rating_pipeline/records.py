@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
 
+from rating_pipeline.money import EXACT
 from rating_pipeline.windows import Window
 
 # rate_source values (contract 5.1)
@@ -132,7 +133,11 @@ class WindowRating:
 
     @property
     def total_cost_usd(self) -> Decimal:
-        return sum((r.cost_usd for r in self.rollups), Decimal(0))
+        # Exactly: the default context would round a large total to 28 digits.
+        total = Decimal(0)
+        for rollup in self.rollups:
+            total = EXACT.add(total, rollup.cost_usd)
+        return total
 
     @cached_property
     def checksum(self) -> str:
@@ -141,7 +146,12 @@ class WindowRating:
 
 
 def _canonical_decimal(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
+    # Plain notation without trailing zeros, exactly: Decimal.normalize() would round to
+    # the context's 28 digits (PostgreSQL's trim_scale renders the same text, unrounded).
+    if not value:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _canonical_text(value: str) -> str:

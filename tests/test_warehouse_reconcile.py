@@ -24,6 +24,7 @@ from rating_pipeline.records import (
     RATE_EVENT,
     UNPRICED,
     BillingEvent,
+    RatedRollup,
 )
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import (
@@ -106,13 +107,21 @@ def _assert_window_matches_oracle(
     assert stored.checksum == expected.checksum
 
 
+def _stored_rollups(conn: psycopg.Connection) -> tuple[RatedRollup, ...]:
+    """WINDOW's stored rollups, in key order (the connection is left idle)."""
+    rollups = load_window(conn, WINDOW).rollups
+    conn.rollback()
+    return rollups
+
+
 def test_rerate_deletes_rollup_that_became_ambiguous_and_archives_it(
     conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
 ) -> None:
     clean = [make_event("org-1", "ft:new", "base-large") for _ in range(3)]
     add_events(clean)
-    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
-    assert [(r.model_id, r.rate_source) for r in first.rating.rollups] == [("ft:new", RATE_EVENT)]
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    first_rollups = _stored_rollups(conn)
+    assert [(r.model_id, r.rate_source) for r in first_rollups] == [("ft:new", RATE_EVENT)]
 
     other_base = make_event("org-1", "ft:new", "base-small")
     add_events([other_base])
@@ -127,7 +136,7 @@ def test_rerate_deletes_rollup_that_became_ambiguous_and_archives_it(
     assert _state(reader) == []
     archive = reader.execute(ARCHIVE).fetchall()
     assert archive == [
-        ("org-1", "ft:new", "deleted", first.rating.rollups[0].cost_usd, 3, "run-1", "run-2")
+        ("org-1", "ft:new", "deleted", first_rollups[0].cost_usd, 3, "run-1", "run-2")
     ]
     reasons = reader.execute("SELECT reason FROM rating_exception").fetchall()
     assert reasons == [(AMBIGUOUS_BASE,)]
@@ -143,8 +152,9 @@ def test_rerate_deletes_superseded_row_while_updating_co_window_survivor(
     survivor = make_event("org-1", "base-large", input_tokens=1000, output_tokens=10)
     superseded = make_event("org-2", "base-large")
     add_events([survivor, superseded])
-    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
-    old_survivor_cost = next(r.cost_usd for r in first.rating.rollups if r.auth_id == "org-1")
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    first_rollups = _stored_rollups(conn)
+    old_survivor_cost = next(r.cost_usd for r in first_rollups if r.auth_id == "org-1")
 
     delete_events(database_url, [superseded.event_id])
     more = make_event("org-1", "base-large", input_tokens=500, output_tokens=5)
@@ -165,7 +175,7 @@ def test_rerate_deletes_superseded_row_while_updating_co_window_survivor(
                 "org-2",
                 "base-large",
                 "deleted",
-                next(r.cost_usd for r in first.rating.rollups if r.auth_id == "org-2"),
+                next(r.cost_usd for r in first_rollups if r.auth_id == "org-2"),
                 1,
                 "run-1",
                 "run-2",
@@ -272,7 +282,8 @@ def test_rerate_with_new_prices_updates_rows_and_archives_old_values(
 ) -> None:
     events = [make_event("org-1", "base-large"), make_event("org-1", "base-small")]
     add_events(events)
-    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    first_rollups = _stored_rollups(conn)
     second = rate_window(conn, WINDOW, REPRICED_BOOKS, "run-2")
     counts = second.usage_counts
     # base-small's price did not change, but the version's sha256 did: every row moves.
@@ -281,9 +292,7 @@ def test_rerate_with_new_prices_updates_rows_and_archives_old_values(
         "SELECT model_id, cost_usd, pricebook_sha256, run_id FROM rated_usage_archive "
         "ORDER BY model_id"
     ).fetchall()
-    assert archived == [
-        (r.model_id, r.cost_usd, VERSION.sha256, "run-1") for r in first.rating.rollups
-    ]
+    assert archived == [(r.model_id, r.cost_usd, VERSION.sha256, "run-1") for r in first_rollups]
     _assert_window_matches_oracle(conn, WINDOW, REPRICED, events)
 
 

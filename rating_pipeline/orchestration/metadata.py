@@ -133,7 +133,7 @@ def rating_metadata(result: WindowResult) -> dict[str, Any]:
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
         "output_checksum": dg.MetadataValue.text(rating.checksum),
         "max_ingested_at": _instant(result.max_ingested_at),
-        "largest_rollups": dg.MetadataValue.md(largest_rollups(rating.rollups)),
+        "largest_rollups": dg.MetadataValue.md(largest_rollups(rating.largest_rollups)),
     }
 
 

@@ -1,8 +1,8 @@
 """Extraction: one window's billing events, summed inside PostgreSQL (contract 3 and 6).
 
-Only groups leave the database, never events: memory grows with the number of distinct
-(auth_id, model_id, base_model, problems) of the window, not with its events. The SQL is
-``sql/extract_window_usage.sql``.
+The groups stay in the database, in the temp table ``window_usage`` that the rest of the
+rating reads (``sql/create_window_usage.sql``); ``extract_window_usage`` reads them back
+for tests and inspection only.
 """
 
 from __future__ import annotations
@@ -48,47 +48,35 @@ def decode_problems(bits: int) -> frozenset[str]:
     return frozenset(name for bit, name in PROBLEM_BITS.items() if bits & bit)
 
 
-def extract_window_usage(conn: psycopg.Connection, window: Window) -> WindowUsage:
-    """Sum the window's events (``start <= occurred_at < end``) per group, in SQL.
+def create_window_usage(conn: psycopg.Connection, window: Window) -> None:
+    """Sum the window's events (``start <= occurred_at < end``) into the temp table
+    ``window_usage``, one row per (auth_id, model_id, base_model, problem_bits).
 
-    One statement, so one snapshot, in the caller's transaction. Its 'all' rows total every
-    event per (auth_id, model_id, base_model); its 'negative' rows are the negative-token
-    events among them, split by sign. The valid part of a key is its total minus its
-    negative rows.
+    One statement, so one snapshot, in the caller's transaction; the table is dropped at its
+    commit or rollback. No group crosses into Python.
     """
-    totals: dict[tuple[str, str, str | None], tuple[int, int, int, int]] = {}
-    negative: list[UsageGroup] = []
+    conn.execute(load_sql("create_window_usage"), {"start": window.start, "end": window.end})
+
+
+def extract_window_usage(conn: psycopg.Connection, window: Window) -> WindowUsage:
+    """The groups ``create_window_usage`` computes, decoded (for tests and inspection).
+
+    Runs in a savepoint that is rolled back, so the temp table is gone afterwards and the
+    caller's transaction is left as it was.
+    """
+    with conn.transaction(force_rollback=True):
+        create_window_usage(conn, window)
+        rows = conn.execute(load_sql("select_window_usage")).fetchall()
+    groups: list[UsageGroup] = []
     max_ingested_at: datetime | None = None
-    with conn.cursor() as cursor:
-        cursor.execute(load_sql("extract_window_usage"), {"start": window.start, "end": window.end})
-        rows = cursor.fetchall()  # one row per group, never per event
-    for kind, auth_id, model_id, base_model, bits, count, input_sum, output_sum, latest in rows:
+    for auth_id, model_id, base_model, bits, count, input_sum, output_sum, latest in rows:
         # Sums of bigint are numeric of scale 0: int() is exact.
-        sums = (int(count), int(input_sum), int(output_sum))
-        if kind == "all":
-            totals[(auth_id, model_id, base_model)] = (bits, *sums)
-            if max_ingested_at is None or latest > max_ingested_at:
-                max_ingested_at = latest
-        else:
-            negative.append(UsageGroup(auth_id, model_id, base_model, *sums, decode_problems(bits)))
-    for group in negative:
-        key = (group.auth_id, group.model_id, group.base_model)
-        bits, count, input_sum, output_sum = totals[key]
-        totals[key] = (
-            bits,
-            count - group.event_count,
-            input_sum - group.input_tokens,
-            output_sum - group.output_tokens,
-        )
-    groups = list(negative)
-    for (auth_id, model_id, base_model), (bits, count, input_sum, output_sum) in totals.items():
-        if count < 0:
-            raise RuntimeError(f"extraction of window {window.key}: negative remainder {count}")
-        if count:
-            groups.append(
-                UsageGroup(
-                    auth_id, model_id, base_model, count, input_sum, output_sum,
-                    decode_problems(bits),
-                )
-            )  # fmt: skip
+        groups.append(
+            UsageGroup(
+                auth_id, model_id, base_model, int(count), int(input_sum), int(output_sum),
+                decode_problems(bits),
+            )
+        )  # fmt: skip
+        if max_ingested_at is None or latest > max_ingested_at:
+            max_ingested_at = latest
     return WindowUsage(window=window, groups=tuple(groups), max_ingested_at=max_ingested_at)

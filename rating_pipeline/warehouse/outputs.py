@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 
@@ -34,42 +36,51 @@ def _int(value: Decimal | int) -> int:
     return whole
 
 
+def rollup_from_row(row: Sequence[Any]) -> RatedRollup:
+    """A RatedRollup from a row in the column order of ``select_window_rated_usage``."""
+    return RatedRollup(
+        window_start=row[0].astimezone(UTC),
+        window_end=row[1].astimezone(UTC),
+        auth_id=row[2],
+        model_id=row[3],
+        event_count=int(row[4]),
+        input_tokens=_int(row[5]),
+        output_tokens=_int(row[6]),
+        rate_source=row[7],
+        derivation_base=row[8],
+        multiplier=row[9],
+        input_rate_per_mtok=row[10],
+        output_rate_per_mtok=row[11],
+        cost_usd=row[12],
+        pricebook_version=row[13],
+        pricebook_sha256=row[14],
+    )
+
+
+def exception_from_row(row: Sequence[Any]) -> RatingException:
+    """A RatingException from a row in the column order of ``select_window_rating_exception``."""
+    return RatingException(
+        window_start=row[0].astimezone(UTC),
+        window_end=row[1].astimezone(UTC),
+        auth_id=row[2],
+        model_id=row[3],
+        reason=row[4],
+        detail=row[5],
+        event_count=int(row[6]),
+        input_tokens=_int(row[7]),
+        output_tokens=_int(row[8]),
+        pricebook_version=row[9],
+    )
+
+
 def load_window(conn: psycopg.Connection, window: Window) -> StoredWindow:
     """The window's stored rows, as of the caller's transaction snapshot."""
     params = {"window_start": window.start}
     rollups = tuple(
-        RatedRollup(
-            window_start=row[0].astimezone(UTC),
-            window_end=row[1].astimezone(UTC),
-            auth_id=row[2],
-            model_id=row[3],
-            event_count=int(row[4]),
-            input_tokens=_int(row[5]),
-            output_tokens=_int(row[6]),
-            rate_source=row[7],
-            derivation_base=row[8],
-            multiplier=row[9],
-            input_rate_per_mtok=row[10],
-            output_rate_per_mtok=row[11],
-            cost_usd=row[12],
-            pricebook_version=row[13],
-            pricebook_sha256=row[14],
-        )
-        for row in conn.execute(load_sql("select_window_rated_usage"), params)
+        rollup_from_row(row) for row in conn.execute(load_sql("select_window_rated_usage"), params)
     )
     exceptions = tuple(
-        RatingException(
-            window_start=row[0].astimezone(UTC),
-            window_end=row[1].astimezone(UTC),
-            auth_id=row[2],
-            model_id=row[3],
-            reason=row[4],
-            detail=row[5],
-            event_count=int(row[6]),
-            input_tokens=_int(row[7]),
-            output_tokens=_int(row[8]),
-            pricebook_version=row[9],
-        )
+        exception_from_row(row)
         for row in conn.execute(load_sql("select_window_rating_exception"), params)
     )
     return StoredWindow(window=window, rollups=rollups, exceptions=exceptions)

@@ -1,0 +1,3 @@
+-- The distinct (model_id, bases_key) of the window's valid rollups: one pricing.resolve
+-- call each (a handful per window, whatever the number of rollups).
+SELECT DISTINCT model_id, bases_key FROM window_rollup

@@ -1,0 +1,86 @@
+-- records.output_checksum of the staged rows, computed in SQL and byte-identical to it:
+-- each row is one line of its values in the field order of RatedRollup / RatingException,
+-- tab-separated, rendered as records._canonical renders them:
+--   numeric:     trim_scale, so 10.000 is "10" and zero "0" (Decimal.normalize, "f");
+--   timestamptz: Python's isoformat() of the UTC instant, "2026-06-15T10:00:00+00:00",
+--                ".ffffff" before the offset only when there are microseconds;
+--   text:        backslash, TAB and LF escaped as \\, \t and \n;
+--   NULL:        \N.
+-- Lines are "rollup\t..." then "exception\t...", each kind sorted by code point
+-- (COLLATE "C" on UTF-8; sorted before the newline is added, as Python does), then
+-- SHA-256 of their UTF-8 concatenation, in hex.
+WITH rendered_window AS (
+    -- Every staged row of a run has the same window: render its bounds once.
+    SELECT
+        window_start,
+        window_end,
+        to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN to_char(window_start AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+               ELSE to_char(window_start AT TIME ZONE 'UTC', '.US') END
+            || '+00:00' AS start_text,
+        to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN to_char(window_end AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+               ELSE to_char(window_end AT TIME ZONE 'UTC', '.US') END
+            || '+00:00' AS end_text
+    FROM (
+        SELECT window_start, window_end FROM staged_rated_usage
+        UNION
+        SELECT window_start, window_end FROM staged_rating_exception
+    ) AS bounds
+),
+rollup_line AS (
+    SELECT
+        concat_ws(
+            E'\t',
+            'rollup',
+            w.start_text,
+            w.end_text,
+            replace(replace(replace(auth_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            replace(replace(replace(model_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            event_count::text,
+            trim_scale(input_tokens)::text,
+            trim_scale(output_tokens)::text,
+            replace(replace(replace(rate_source, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            coalesce(
+                replace(replace(replace(derivation_base, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+                '\N'
+            ),
+            coalesce(trim_scale(multiplier)::text, '\N'),
+            trim_scale(input_rate_per_mtok)::text,
+            trim_scale(output_rate_per_mtok)::text,
+            trim_scale(cost_usd)::text,
+            replace(replace(replace(pricebook_version, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            replace(replace(replace(pricebook_sha256, '\', '\\'), E'\t', '\t'), E'\n', '\n')
+        ) AS line
+    FROM staged_rated_usage
+    JOIN rendered_window AS w USING (window_start, window_end)
+),
+exception_line AS (
+    SELECT
+        concat_ws(
+            E'\t',
+            'exception',
+            w.start_text,
+            w.end_text,
+            replace(replace(replace(auth_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            replace(replace(replace(model_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            replace(replace(replace(reason, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            replace(replace(replace(detail, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
+            event_count::text,
+            trim_scale(input_tokens)::text,
+            trim_scale(output_tokens)::text,
+            replace(replace(replace(pricebook_version, '\', '\\'), E'\t', '\t'), E'\n', '\n')
+        ) AS line
+    FROM staged_rating_exception
+    JOIN rendered_window AS w USING (window_start, window_end)
+)
+SELECT encode(
+    sha256(convert_to(
+        coalesce((SELECT string_agg(line || E'\n', '' ORDER BY line COLLATE "C") FROM rollup_line), '')
+        || coalesce(
+            (SELECT string_agg(line || E'\n', '' ORDER BY line COLLATE "C") FROM exception_line), ''
+        ),
+        'UTF8'
+    )),
+    'hex'
+)

@@ -1,0 +1,212 @@
+"""The database path prices in SQL and keeps only the rules in Python (contract 5, 6, 7).
+
+Its output, its SQL checksum and the Python checksum of the stored rows equal the oracle's,
+and its Python work grows with the distinct (model, bases) of a window, never with rollups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rating_pipeline import oracle, pricing
+from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.pricing import group_events
+from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
+from rating_pipeline.warehouse import engine
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import parse_bases_key, rate_window
+from rating_pipeline.warehouse.outputs import load_window
+from tests.conftest import insert_events, truncate_all
+from tests.factories import make_event, make_version, own
+from tests.strategies import WINDOW, pricebook_versions
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+# Ids that break naive rendering or ordering: escapes, controls, locale-vs-code-point order,
+# combining marks and characters outside the BMP.
+NASTY_IDS = (
+    "org-1",
+    "Zeta",
+    "alpha",
+    "back\\slash",
+    "tab\there",
+    "line\nbreak",
+    "cr\rhere",
+    "\\N",
+    "é",
+    "e\u0301",
+    "emoji-\U0001f600",
+    "",
+    " \t",
+)
+NASTY_BASES = (None, "base-a", "base-b", "b\\a\ts\ne-\U0001f600", "")
+DATABASE_SETTINGS = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@st.composite
+def nasty_events(draw: st.DrawFn, version: PricebookVersion) -> list[BillingEvent]:
+    model_ids = (*version.models, "ft:unlisted", "mystery", "", "ft:\U0001f600\\x")
+    return [
+        make_event(
+            draw(st.sampled_from(NASTY_IDS)),
+            draw(st.sampled_from(model_ids)),
+            draw(st.sampled_from(NASTY_BASES)),
+            draw(st.one_of(st.integers(-2, 10**6), st.just(2**62))),
+            draw(st.one_of(st.integers(-2, 10**6), st.just(2**62))),
+            event_id=f"ev-{n}",
+        )
+        for n in range(draw(st.integers(0, 30)))
+    ]
+
+
+@settings(DATABASE_SETTINGS, max_examples=25)
+@given(data=st.data())
+def test_sql_checksum_equals_python_checksum_of_stored_rows_and_oracle(
+    database_url: str, data: st.DataObject
+) -> None:
+    version = data.draw(pricebook_versions(), label="version")
+    events = data.draw(nasty_events(version), label="events")
+    truncate_all(database_url)
+    insert_events(database_url, events)
+    with connect(database_url) as conn:
+        result = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = load_window(conn, WINDOW)
+        logged = conn.execute("SELECT output_checksum, total_cost_usd FROM rating_log").fetchone()
+        conn.rollback()
+    expected = oracle.rate_window(WINDOW, version, events)
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions
+    assert result.checksum == stored.checksum == expected.checksum
+    assert logged == (expected.checksum, expected.total_cost_usd)
+    assert result.rating.exceptions == expected.exceptions
+    assert result.rating.rollup_count == len(expected.rollups)
+    assert result.total_cost_usd == expected.total_cost_usd
+
+
+def test_bases_key_keeps_null_as_a_value(conn: psycopg.Connection, add_events: AddEvents) -> None:
+    version = make_version({"base-a": own("1", "2")}, fine_tune_multiplier="1.5")
+    events = [
+        make_event("org-1", "ft:x", None),
+        make_event("org-1", "ft:x", "base-a"),
+        make_event("org-2", "ft:x", None),
+    ]
+    add_events(events)
+    result = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    details = [(e.auth_id, e.reason, e.detail) for e in result.rating.exceptions]
+    assert details == [
+        ("org-1", AMBIGUOUS_BASE, 'distinct base_model values: ["base-a", null]'),
+        ("org-2", "unpriced", "fine-tune without a base: its events carry no base_model"),
+    ]
+    assert parse_bases_key('["base-a", null]') == frozenset({"base-a", None})
+    assert result.rating.exceptions == oracle.rate_window(WINDOW, version, events).exceptions
+
+
+def test_conservation_failure_in_staging_writes_nothing(
+    database_url: str, reader: psycopg.Connection, monkeypatch: Any
+) -> None:
+    insert_events(database_url, [make_event("org-1"), make_event("org-2")])
+    version = make_version({"base-large": own("2.5", "10")})
+    stage = engine.stage
+
+    def losing_stage(conn: psycopg.Connection, *args: Any) -> None:
+        stage(conn, *args)
+        conn.execute("DELETE FROM staged_rated_usage WHERE auth_id = 'org-2'")
+
+    monkeypatch.setattr(engine, "stage", losing_stage)
+    with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    written = reader.execute(
+        "SELECT (SELECT count(*) FROM rated_usage), (SELECT count(*) FROM rating_exception),"
+        " (SELECT count(*) FROM rating_log)"
+    ).fetchone()
+    assert written == (0, 0, 0)
+
+
+class CountingCursor(psycopg.Cursor[Any]):
+    """A cursor that counts the rows it hands to Python."""
+
+    fetched = 0
+
+    def fetchone(self) -> Any:
+        row = super().fetchone()
+        CountingCursor.fetched += row is not None
+        return row
+
+    def fetchmany(self, size: int = 0) -> list[Any]:
+        rows = super().fetchmany(size)
+        CountingCursor.fetched += len(rows)
+        return rows
+
+    def fetchall(self) -> list[Any]:
+        rows = super().fetchall()
+        CountingCursor.fetched += len(rows)
+        return rows
+
+    def __next__(self) -> Any:
+        row = super().__next__()
+        CountingCursor.fetched += 1
+        return row
+
+
+def _principals(count: int) -> list[BillingEvent]:
+    events = []
+    for n in range(count):
+        events += [
+            make_event(f"org-{n}", "base-large", None),
+            make_event(f"org-{n}", "base-large", "base-small"),
+            make_event(f"org-{n}", "ft:tuned", "base-large"),
+            make_event(f"org-{n}", "ft:mixed", "base-large" if n % 2 else "base-small"),
+            make_event(f"org-{n}", "mystery", None, input_tokens=-1),
+        ]
+    return events
+
+
+def test_identical_rerun_does_python_work_per_distinct_model_and_bases_not_per_rollup(
+    database_url: str, monkeypatch: Any
+) -> None:
+    version = make_version(
+        {"base-large": own("2.5", "10"), "base-small": own("0.15", "0.6")},
+        fine_tune_multiplier="1.5",
+    )
+    calls: list[tuple[str, frozenset[str | None]]] = []
+    resolve = pricing.resolve
+
+    def counting_resolve(
+        version: PricebookVersion, model_id: str, bases: frozenset[str | None]
+    ) -> pricing.Priced | pricing.Excluded:
+        calls.append((model_id, bases))
+        return resolve(version, model_id, bases)
+
+    monkeypatch.setattr(pricing, "resolve", counting_resolve)
+    fetched: dict[int, Sequence[int]] = {}
+    for principals in (3, 300):
+        truncate_all(database_url)
+        events = _principals(principals)
+        insert_events(database_url, events)
+        with connect(database_url) as conn:
+            conn.cursor_factory = CountingCursor
+            per_run = []
+            for run in ("run-1", "run-2"):
+                calls.clear()
+                CountingCursor.fetched = 0
+                result = rate_window(conn, WINDOW, Pricebooks((version,)), run)
+                per_run.append(CountingCursor.fetched)
+                distinct = {
+                    (g.model_id, frozenset(b.base_model for b in group_events(WINDOW, events)
+                     if (b.auth_id, b.model_id) == (g.auth_id, g.model_id) and not b.problems))
+                    for g in group_events(WINDOW, events) if not g.problems
+                }  # fmt: skip
+                assert sorted(calls, key=repr) == sorted(distinct, key=repr)
+            assert result.rows_written == 0
+            assert result.rating.rollup_count == 3 * principals
+        fetched[principals] = per_run
+    # Only the invalid-event exceptions (one per principal) are read back in full.
+    assert fetched[300][1] - fetched[3][1] == 300 - 3
