@@ -98,10 +98,18 @@ archived AS (
         UNION ALL
         SELECT superseded.*, 'updated' AS change
         FROM updated
-        JOIN rated_usage AS superseded
-            ON superseded.window_start = %(window_start)s::timestamptz
-            AND superseded.auth_id = updated.auth_id
-            AND superseded.model_id = updated.model_id
+        -- One primary-key probe per updated row, whatever the statistics say: LATERAL with
+        -- LIMIT 1 cannot be flattened into a join the planner may turn around. A plain join,
+        -- planned with statistics that predate this window's first write, became a nested
+        -- loop comparing every updated row with every row of the window.
+        CROSS JOIN LATERAL (
+            SELECT *
+            FROM rated_usage AS prior
+            WHERE prior.window_start = %(window_start)s::timestamptz
+              AND prior.auth_id = updated.auth_id
+              AND prior.model_id = updated.model_id
+            LIMIT 1
+        ) AS superseded
     ) AS gone
     RETURNING change
 )

@@ -87,11 +87,19 @@ archived AS (
         UNION ALL
         SELECT superseded.*, 'updated' AS change
         FROM updated
-        JOIN rating_exception AS superseded
-            ON superseded.window_start = %(window_start)s::timestamptz
-            AND superseded.auth_id = updated.auth_id
-            AND superseded.model_id = updated.model_id
-            AND superseded.reason = updated.reason
+        -- One primary-key probe per updated row, whatever the statistics say: LATERAL with
+        -- LIMIT 1 cannot be flattened into a join the planner may turn around. A plain join,
+        -- planned with statistics that predate this window's first write, became a nested
+        -- loop comparing every updated row with every row of the window.
+        CROSS JOIN LATERAL (
+            SELECT *
+            FROM rating_exception AS prior
+            WHERE prior.window_start = %(window_start)s::timestamptz
+              AND prior.auth_id = updated.auth_id
+              AND prior.model_id = updated.model_id
+              AND prior.reason = updated.reason
+            LIMIT 1
+        ) AS superseded
     ) AS gone
     RETURNING change
 )

@@ -1,0 +1,102 @@
+"""Pitfalls of the reconcile's query plans, caught as plans rather than as timings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from rating_pipeline.pricebook.model import Pricebooks
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse import reconcile
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.windows import Window
+from tests.factories import WINDOW_START, make_event, make_version, own
+
+WINDOW = Window(WINDOW_START)
+BOOKS = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
+REPRICED = Pricebooks((make_version({"base-large": own("3.00", "10.00")}),))
+ROLLUPS = 3000
+KEEP_STATISTICS_STALE = (
+    "ALTER TABLE rated_usage SET (autovacuum_enabled = false)",
+    "ALTER TABLE rating_exception SET (autovacuum_enabled = false)",
+    "ANALYZE rated_usage",  # statistics of an empty table, as before a window's first write
+    "ANALYZE rating_exception",
+)
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _quadratic_joins(plan: dict[str, Any]) -> list[str]:
+    """Nested loops that compare every outer row with every inner row (a Join Filter)."""
+    return [
+        f"{node['Node Type']}: {node['Join Filter']}"
+        for node in _nodes(plan)
+        if node["Node Type"] == "Nested Loop" and "Join Filter" in node
+    ]
+
+
+def _plans_of_rerate(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    history_rollups: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Rate WINDOW once (its first write), then re-rate it at new prices; return the plans
+    of the re-rate's two reconcile statements, planned with statistics that are stale."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        for statement in KEEP_STATISTICS_STALE:
+            admin.execute(statement)
+    earlier = Window(WINDOW.start - 5 * (WINDOW.end - WINDOW.start))
+    add_events(
+        make_event(f"org-{n:05d}", "base-large", occurred_at=earlier.start)
+        for n in range(history_rollups)
+    )
+    add_events(make_event(f"org-{n:05d}", "base-large", "", 10, 1) for n in range(ROLLUPS))
+    add_events(make_event(f"org-{n:05d}", "mystery", "", 10, 1) for n in range(ROLLUPS))
+    with psycopg.connect(database_url) as conn:
+        if history_rollups:
+            rate_window(conn, earlier, BOOKS, "history")
+            with conn.transaction():
+                conn.execute("ANALYZE rated_usage")
+                conn.execute("ANALYZE rating_exception")
+        rate_window(conn, WINDOW, BOOKS, "first-write")
+
+        plans: list[dict[str, Any]] = []
+        original = reconcile._reconcile
+
+        def explain_then_reconcile(conn: psycopg.Connection, statement: str, *args: Any) -> Any:
+            window, rated_at, run_id = args
+            params = {"window_start": window.start, "rated_at": rated_at, "run_id": run_id}
+            explain = "EXPLAIN (FORMAT JSON) " + reconcile.load_sql(statement)
+            row = conn.execute(explain, params).fetchone()
+            assert row is not None
+            plans.append(row[0][0]["Plan"])
+            return original(conn, statement, *args)
+
+        monkeypatch.setattr(reconcile, "_reconcile", explain_then_reconcile)
+        result = rate_window(conn, WINDOW, REPRICED, "re-rate")
+    return plans, result.usage_counts.updated
+
+
+@pytest.mark.parametrize(
+    "history_rollups",
+    [0, 40_000],
+    ids=["first-window-of-an-empty-table", "new-window-beside-a-larger-history"],
+)
+def test_rerate_right_after_a_first_write_plans_no_quadratic_join(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    history_rollups: int,
+) -> None:
+    plans, updated = _plans_of_rerate(database_url, add_events, monkeypatch, history_rollups)
+    assert updated == ROLLUPS
+    assert len(plans) == 2
+    assert [join for plan in plans for join in _quadratic_joins(plan)] == []
