@@ -22,9 +22,8 @@ def _float_uses(path: Path) -> list[str]:
         if (is_float_name or is_float_literal or is_float_dtype) and ALLOWED_MARK not in lines[
             node.lineno - 1
         ]:
-            found.append(
-                f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}"
-            )
+            where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+            found.append(f"{where}: {lines[node.lineno - 1].strip()}")
     return found
 
 
