@@ -53,7 +53,7 @@ def profile_appendix(bench: Bench) -> list[str]:
         conn.execute(SET_SERIAL)
         conn.commit()
         floor_plan = _explain(conn, FLOOR_AGGREGATE, params)
-        extract_plan = _explain(conn, load_sql("extract_window_usage"), params)
+        extract_plan = _explain(conn, load_sql("create_window_usage"), params)
         bench.reset_outputs()
         first = _profiled(bench, conn, "profile-first")
         again = _profiled(bench, conn, "profile-again")
@@ -67,7 +67,7 @@ def profile_appendix(bench: Bench) -> list[str]:
         floor_plan,
         "```",
         "",
-        "### The engine's extraction (`extract_window_usage.sql`) over the same window",
+        "### The engine's extraction (`create_window_usage.sql`) over the same window",
         "",
         "```",
         extract_plan,

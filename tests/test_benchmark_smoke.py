@@ -25,14 +25,14 @@ def test_benchmark_runs_at_tiny_scale_and_reports_every_row(
     report = tmp_path / "BENCHMARKS.md"
     code = main(
         ["--scale", "tiny", "--repeat", "1", "--database-url", database_url,
-         "--output", str(report)]
+         "--output", str(report), "--profile"]
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     table = {line.split()[0] for line in printed.splitlines() if line.strip()}
     assert set(ROWS) <= table
     text = report.read_text()
-    for heading in ("## Command", "## Machine", "## Data", "## Results", "## Goals"):
+    for heading in ("## Command", "## Machine", "## Data", "## Results", "## Goals", "## Profile"):
         assert heading in text
     assert "| " + " | ".join(RESULT_HEADERS) + " |" in text
     assert "| " + " | ".join(GOAL_HEADERS) + " |" in text
