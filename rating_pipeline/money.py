@@ -53,10 +53,28 @@ def parse_decimal(text: str) -> Decimal:
 
 
 def decimal_places(value: Decimal) -> int:
-    """How many digits ``value`` carries after the point (0 for integers)."""
-    exponent = value.normalize().as_tuple().exponent
+    """How many digits ``value`` carries after the point, trailing zeros aside (0 for integers).
+
+    Read from the digits themselves: no decimal context, so no precision limit can round
+    a long fraction away before it is counted.
+    """
+    _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite by construction
-    return max(0, -exponent)
+    significant = len(digits)
+    while significant > 1 and digits[significant - 1] == 0:
+        significant -= 1
+    if significant == 1 and digits[0] == 0:
+        return 0
+    return max(0, -(exponent + len(digits) - significant))
+
+
+def exact_rate(value: Decimal) -> Decimal:
+    """``value`` at RATE_PLACES places; ``decimal.Inexact`` if that would round it.
+
+    The warehouse stores rates as numeric(24, 6), which rounds silently: every rate passes
+    through here on its way there.
+    """
+    return value.quantize(RATE_QUANTUM, context=EXACT)
 
 
 def derive_rate(base_rate: Decimal, multiplier: Decimal) -> Decimal:

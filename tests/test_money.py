@@ -64,3 +64,9 @@ def test_a_float_rate_is_refused_on_the_money_path(float_rate):
         cost_usd(1, 1, float_rate, Decimal(1))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         derive_rate(float_rate, Decimal(1))  # type: ignore[arg-type]
+
+
+def test_decimal_places_is_exact_beyond_the_default_context_precision():
+    assert decimal_places(Decimal("2.5000000000000000000000000001")) == 28
+    assert decimal_places(Decimal("0.00000050000000000000000000000010")) == 31
+    assert decimal_places(Decimal("0E-9")) == 0

@@ -784,3 +784,18 @@ def test_rates_own_or_derived_must_fit_the_warehouse_column(tmp_path):
     )
     assert [(e.line, e.model) for e in errors] == [(5, "base-huge"), (7, "ft:bigger")]
     assert "below" in errors[0].message and "rate limit" in errors[1].message
+
+
+def test_a_rate_with_more_than_six_places_is_rejected_even_past_28_digits(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.5000000000000000000000000001", output_per_mtok: "1"}
+        """,
+    )
+    assert (error.line, error.model) == (5, "base-large")
+    assert "decimal places" in error.message
