@@ -6,6 +6,7 @@ what the tables, their archives and the rating log hold.
 
 from __future__ import annotations
 
+import decimal
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -475,3 +476,14 @@ def test_cost_check_refuses_a_row_whose_cost_does_not_reconstruct(
         reader.execute("DELETE FROM rated_usage")
     with pytest.raises(psycopg.errors.CheckViolation, match="rated_usage_cost_reconstructs"):
         reader.execute(insert, {**params, "cost": exact + Decimal("0.000000000001")})
+
+
+def test_a_rate_the_database_would_round_is_refused_before_anything_is_written(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    add_events([make_event("a", "base-large")])
+    unvalidated = make_version({"base-large": own("2.5000001", "10")})  # bypasses the loader
+    with pytest.raises(decimal.Inexact):
+        rate_window(conn, WINDOW, Pricebooks((unvalidated,)), "run-1")
+    assert reader.execute("SELECT count(*) FROM rated_usage").fetchone() == (0,)
+    assert reader.execute("SELECT count(*) FROM rating_log").fetchone() == (0,)

@@ -24,6 +24,7 @@ from psycopg.pq import TransactionStatus
 
 from rating_pipeline import pricing
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.money import exact_rate
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import (
     AMBIGUOUS_BASE,
@@ -150,7 +151,9 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     if isinstance(outcome, pricing.Priced):
         return (
             model_id, bases_key, outcome.rate_source, outcome.derivation_base,
-            outcome.multiplier, outcome.rate.input_per_mtok, outcome.rate.output_per_mtok,
+            outcome.multiplier,
+            exact_rate(outcome.rate.input_per_mtok),
+            exact_rate(outcome.rate.output_per_mtok),
             None, None,
         )  # fmt: skip
     return (model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail)
@@ -312,7 +315,7 @@ def rate_window_in_transaction(
             )
         ),
     )
-    keys = {"window_start": window.start, "run_id": run_id}
+    keys = {"window_start": window.start, "run_id": run_id, "rated_at": rated_at}
     deleted_rollups: tuple[tuple[str, str], ...] = ()
     if usage_counts.deleted:
         deleted_rollups = tuple(
