@@ -1,5 +1,7 @@
--- The rollups one run deleted from one window (for the INFO log).
+-- The rollups one rating deleted from one window (for the INFO log): its run and its
+-- instant, since a run id may rate the same window twice.
 SELECT auth_id, model_id, event_count, cost_usd
 FROM rated_usage_archive
-WHERE window_start = %(window_start)s AND superseded_by_run_id = %(run_id)s AND change = 'deleted'
+WHERE window_start = %(window_start)s AND superseded_by_run_id = %(run_id)s
+  AND superseded_at = %(rated_at)s AND change = 'deleted'
 ORDER BY auth_id COLLATE "C", model_id COLLATE "C"
