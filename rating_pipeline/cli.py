@@ -16,7 +16,6 @@ from rating_pipeline.settings import default_pricebook_dir
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def _utc_instant(text: str) -> datetime:
