@@ -16,8 +16,7 @@ from rating_pipeline.errors import RatingPipelineError
 
 RATE_PLACES = 6
 COST_PLACES = 12
-TOKENS_PER_UNIT = 1_000_000
-TOKEN_UNIT_DIGITS = 6  # TOKENS_PER_UNIT == 10 ** TOKEN_UNIT_DIGITS
+TOKEN_UNIT_DIGITS = 6  # rates are per 10 ** 6 tokens
 RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
 # The warehouse stores rates as numeric(24, 6): 18 digits before the point.
 RATE_INTEGER_DIGITS = 18
