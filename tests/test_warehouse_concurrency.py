@@ -154,7 +154,7 @@ def test_concurrent_ratings_of_one_window_serialize_to_one_runs_output(
 ) -> None:
     events = _events()
     add_events(events)
-    first = _start(database_url, "2.50", "run-a", tmp_path, pause_after="stage")
+    first = _start(database_url, "2.50", "run-a", tmp_path, pause_after="resolve_window")
     second: Child | None = None
     try:
         assert first.next_report()[0] == "paused"
@@ -188,7 +188,7 @@ def test_concurrent_ratings_of_one_window_serialize_to_one_runs_output(
 
 
 @pytest.mark.parametrize("kill", ["client-sigkill", "pg-terminate-backend"])
-@pytest.mark.parametrize("pause_after", ["stage", "reconcile_rating_exception"])
+@pytest.mark.parametrize("pause_after", ["resolve_window", "reconcile_rating_exception"])
 def test_rating_killed_mid_transaction_leaves_window_as_it_was_and_next_run_converges(
     tmp_path: Path,
     database_url: str,

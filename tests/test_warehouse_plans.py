@@ -71,14 +71,14 @@ def _plans_of_rerate(
         plans: list[dict[str, Any]] = []
         original = reconcile._reconcile
 
-        def explain_then_reconcile(conn: psycopg.Connection, statement: str, *args: Any) -> Any:
-            window, rated_at, run_id = args
-            params = {"window_start": window.start, "rated_at": rated_at, "run_id": run_id}
+        def explain_then_reconcile(
+            conn: psycopg.Connection, statement: str, params: dict[str, Any]
+        ) -> Any:
             explain = "EXPLAIN (FORMAT JSON) " + reconcile.load_sql(statement)
             row = conn.execute(explain, params).fetchone()
             assert row is not None
             plans.append(row[0][0]["Plan"])
-            return original(conn, statement, *args)
+            return original(conn, statement, params)
 
         monkeypatch.setattr(reconcile, "_reconcile", explain_then_reconcile)
         result = rate_window(conn, WINDOW, REPRICED, "re-rate")

@@ -109,18 +109,18 @@ def test_bases_key_keeps_null_as_a_value(conn: psycopg.Connection, add_events: A
     assert result.rating.exceptions == oracle.rate_window(WINDOW, version, events).exceptions
 
 
-def test_conservation_failure_in_staging_writes_nothing(
+def test_conservation_failure_rolls_back_every_write(
     database_url: str, reader: psycopg.Connection, monkeypatch: Any
 ) -> None:
     insert_events(database_url, [make_event("org-1"), make_event("org-2")])
     version = make_version({"base-large": own("2.5", "10")})
-    stage = engine.stage
+    resolve_window = engine.resolve_window
 
-    def losing_stage(conn: psycopg.Connection, *args: Any) -> None:
-        stage(conn, *args)
-        conn.execute("DELETE FROM staged_rated_usage WHERE auth_id = 'org-2'")
+    def losing_resolve_window(conn: psycopg.Connection, *args: Any) -> None:
+        resolve_window(conn, *args)
+        conn.execute("DELETE FROM window_rollup WHERE auth_id = 'org-2'")
 
-    monkeypatch.setattr(engine, "stage", losing_stage)
+    monkeypatch.setattr(engine, "resolve_window", losing_resolve_window)
     with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
         rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
     written = reader.execute(

@@ -1,10 +1,11 @@
 """Rating one window end to end, in one transaction (contract sections 6 and 7).
 
-lock → usage into a temp table (SQL) → resolve each distinct (model, bases) with
-``pricing.resolve`` (the rules, in Python) → stage rollups and exceptions (SQL, exact
-numeric arithmetic) → check conservation → reconcile both tables → checksum (SQL) → append
-the rating log. Nothing per rollup crosses into Python: only the resolution keys (a handful
-per window), the totals, the exceptions (few) and the costliest rollups.
+lock → usage into a temp table (SQL) → rollups, and each distinct (model, bases) resolved by
+``pricing.resolve`` (the rules, in Python) → one statement per table that prices (exact
+numeric arithmetic), compares with the live rows and writes only the differences → check
+conservation → checksum (carried when nothing changed, else SQL) → append the rating log.
+Nothing per rollup crosses into Python: only the resolution keys (a handful per window),
+the totals, the exceptions (few) and the costliest rollups.
 
 The transaction runs at READ COMMITTED and takes the window's advisory lock before anything
 else, so every later statement sees the latest committed state, including that of a rating
@@ -26,16 +27,11 @@ from rating_pipeline import pricing
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import exact_rate
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
-from rating_pipeline.records import (
-    AMBIGUOUS_BASE,
-    INVALID_EVENT,
-    PROBLEM_BITS,
-    RatedRollup,
-    RatingException,
-)
+from rating_pipeline.records import AMBIGUOUS_BASE, RatedRollup, RatingException
 from rating_pipeline.warehouse.extract import create_window_usage
 from rating_pipeline.warehouse.outputs import exception_from_row, rollup_from_row
 from rating_pipeline.warehouse.reconcile import (
+    OutputTotals,
     ReconcileCounts,
     reconcile_rated_usage,
     reconcile_rating_exception,
@@ -159,14 +155,14 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     return (model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail)
 
 
-def stage(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> None:
-    """Fill ``staged_rated_usage``/``staged_rating_exception`` from ``window_usage``.
+def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
+    """Sum ``window_usage``'s valid rows per rollup (``window_rollup``) and answer the rules
+    for each distinct (model_id, bases) among them (``window_resolution``).
 
-    The rules run once per distinct (model_id, bases) of the valid rollups, in Python
-    (``pricing.resolve``); their answers are COPYed into ``window_resolution`` and joined
-    back to the rollups in SQL, where the cost is computed exactly. The staging tables are
-    temporary, keyed like the live tables, and dropped at commit (or rollback). They are not
-    ANALYZEd: measured, it cost ~0.2 s a hot hour and did not change the reconcile plans.
+    The rules run once per key, in Python (``pricing.resolve``); their answers are COPYed
+    into ``window_resolution``, which the reconcile statements join back to the rollups
+    in SQL, where the cost is computed exactly. Both tables are temporary and dropped at
+    commit (or rollback).
     """
     with conn.cursor() as cursor:
         cursor.execute(load_sql("create_window_rollup"))
@@ -176,53 +172,65 @@ def stage(conn: psycopg.Connection, window: Window, version: PricebookVersion) -
             copy.set_types(RESOLUTION_TYPES)
             for model_id, bases_key in keys:
                 copy.write_row(resolution_row(version, model_id, bases_key))
-        cursor.execute(load_sql("create_staged_rated_usage"))
-        cursor.execute(load_sql("create_staged_rating_exception"))
-        rows = {
-            "window_start": window.start,
-            "window_end": window.end,
-            "pricebook_version": version.version,
-        }
-        cursor.execute(load_sql("stage_rated_usage"), {**rows, "pricebook_sha256": version.sha256})
-        problems = {f"problem_{bit}": name for bit, name in PROBLEM_BITS.items()}
-        cursor.execute(
-            load_sql("stage_rating_exception"),
-            {**rows, **problems, "invalid_event": INVALID_EVENT},
-        )
 
 
 @dataclass(frozen=True)
-class _Totals:
-    events_rated: int
-    events_excepted: int
-    rollup_count: int
-    total_cost_usd: Decimal
+class WindowRead:
+    """What ``window_usage`` read: every output must account for these amounts."""
+
+    event_count: int
+    input_tokens: int
+    output_tokens: int
     max_ingested_at: datetime | None
 
+    @property
+    def amounts(self) -> tuple[int, int, int]:
+        """(events, input tokens, output tokens)."""
+        return self.event_count, self.input_tokens, self.output_tokens
 
-def check_conservation(conn: psycopg.Connection, window: Window) -> _Totals:
-    """Every event and token read lands in exactly one rollup or exception (contract 6).
 
-    Raises ConservationError (nothing is written) otherwise; returns the staged totals.
-    """
+def read_totals(conn: psycopg.Connection) -> WindowRead:
+    """The amounts ``window_usage`` holds."""
     row = conn.execute(load_sql("select_window_totals")).fetchone()
     assert row is not None
-    read = tuple(int(v) for v in row[0:3])
-    rated = tuple(int(v) for v in row[4:7])
-    excepted = tuple(int(v) for v in row[9:12])
-    produced = tuple(r + e for r, e in zip(rated, excepted, strict=True))
-    if produced != read:
+    return WindowRead(int(row[0]), int(row[1]), int(row[2]), row[3])
+
+
+def check_conservation(
+    window: Window, read: WindowRead, rated: OutputTotals, excepted: OutputTotals
+) -> None:
+    """Every event and token read lands in exactly one rollup or exception (contract 6).
+
+    Raises ConservationError otherwise; raised inside the rating's transaction, it rolls
+    back everything the rating wrote.
+    """
+    produced = tuple(r + e for r, e in zip(rated.amounts, excepted.amounts, strict=True))
+    if produced != read.amounts:
         raise ConservationError(
-            f"window {window.key}: read (events, input, output tokens) {read} "
-            f"but the staged output accounts for {produced}; nothing was written"
+            f"window {window.key}: read (events, input, output tokens) {read.amounts} "
+            f"but the output accounts for {produced}; nothing was written"
         )
-    return _Totals(
-        events_rated=rated[0],
-        events_excepted=excepted[0],
-        rollup_count=int(row[7]),
-        total_cost_usd=row[8],
-        max_ingested_at=row[3],
-    )
+
+
+def window_checksum(
+    conn: psycopg.Connection, window: Window, rows_written: int, edits_seen: int
+) -> str:
+    """``records.output_checksum`` of the window's rows as this rating leaves them.
+
+    A rating that wrote no row leaves exactly the rows the window's latest rating logged,
+    unless a statement outside a rating wrote them since (migration 0004 counts those):
+    then that checksum is carried. Otherwise every row is rendered (in SQL).
+    """
+    bounds = {"window_start": window.start, "window_end": window.end}
+    if not rows_written:
+        carried = conn.execute(
+            load_sql("select_carried_checksum"), {**bounds, "edits": edits_seen}
+        ).fetchone()
+        if carried is not None:
+            return str(carried[0])
+    computed = conn.execute(load_sql("window_output_checksum"), bounds).fetchone()
+    assert computed is not None
+    return str(computed[0])
 
 
 def rate_window(
@@ -261,16 +269,21 @@ def rate_window_in_transaction(
     assert granted is not None
     rated_at: datetime = granted[0]
     conn.execute(load_sql("set_work_mem"), {"work_mem": RATING_WORK_MEM})
+    conn.execute(load_sql("mark_rating"))
+    edits_row = conn.execute(load_sql("select_output_edits")).fetchone()
+    assert edits_row is not None
+    edits_seen = int(edits_row[0])
 
     create_window_usage(conn, window)
-    stage(conn, window, version)
-    totals = check_conservation(conn, window)
-
-    usage_counts = reconcile_rated_usage(conn, window, rated_at, run_id)
-    exception_counts = reconcile_rating_exception(conn, window, rated_at, run_id)
-    checksum_row = conn.execute(load_sql("staged_output_checksum")).fetchone()
-    assert checksum_row is not None
-    checksum: str = checksum_row[0]
+    resolve_window(conn, version)
+    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
+    excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
+    read = read_totals(conn)
+    check_conservation(window, read, rated.totals, excepted.totals)
+    usage_counts, exception_counts = rated.counts, excepted.counts
+    checksum = window_checksum(
+        conn, window, usage_counts.written + exception_counts.written, edits_seen
+    )
     conn.execute(
         load_sql("insert_rating_log"),
         {
@@ -287,31 +300,34 @@ def rate_window_in_transaction(
             "exceptions_updated": exception_counts.updated,
             "exceptions_deleted": exception_counts.deleted,
             "exceptions_unchanged": exception_counts.unchanged,
-            "events_read": totals.events_rated + totals.events_excepted,
-            "events_rated": totals.events_rated,
-            "events_excepted": totals.events_excepted,
-            "total_cost_usd": totals.total_cost_usd,
+            "events_read": read.event_count,
+            "events_rated": rated.totals.event_count,
+            "events_excepted": excepted.totals.event_count,
+            "total_cost_usd": rated.totals.cost_usd,
             "output_checksum": checksum,
-            "max_ingested_at": totals.max_ingested_at,
+            "max_ingested_at": read.max_ingested_at,
             "rated_at": rated_at,
+            "output_edits_seen": edits_seen,
         },
     )
+    bounds = {"window_start": window.start}
     summary = WindowSummary(
         window=window,
         pricebook_version=version.version,
         pricebook_sha256=version.sha256,
-        events_rated=totals.events_rated,
-        events_excepted=totals.events_excepted,
-        rollup_count=totals.rollup_count,
-        total_cost_usd=totals.total_cost_usd,
+        events_rated=rated.totals.event_count,
+        events_excepted=excepted.totals.event_count,
+        rollup_count=rated.totals.rows,
+        total_cost_usd=rated.totals.cost_usd,
         checksum=checksum,
         exceptions=tuple(
-            exception_from_row(row) for row in conn.execute(load_sql("select_staged_exceptions"))
+            exception_from_row(row)
+            for row in conn.execute(load_sql("select_window_rating_exception"), bounds)
         ),
         largest_rollups=tuple(
             rollup_from_row(row)
             for row in conn.execute(
-                load_sql("select_largest_staged_rollups"), {"limit": LARGEST_ROLLUPS}
+                load_sql("select_largest_rollups"), {**bounds, "limit": LARGEST_ROLLUPS}
             )
         ),
     )
@@ -335,7 +351,7 @@ def rate_window_in_transaction(
         run_id=run_id,
         usage_counts=usage_counts,
         exception_counts=exception_counts,
-        max_ingested_at=totals.max_ingested_at,
+        max_ingested_at=read.max_ingested_at,
         rated_at=rated_at,
         deleted_rollups=deleted_rollups,
         deleted_exceptions=deleted_exceptions,

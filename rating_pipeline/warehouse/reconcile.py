@@ -1,19 +1,25 @@
 """The reconciled write of one window's output (contract section 7).
 
-The run's rows are staged in temporary tables (engine.stage), then one set-based statement per
-table converges the window's live rows to them: rows the run no longer produces are
-deleted, changed rows updated, new rows inserted, identical rows left alone (not written,
-not locked). Every deleted or updated row is archived with its old values. Everything
-here runs inside the caller's transaction, which holds the window's advisory lock.
+One set-based statement per table prices the window's rollups (``window_rollup`` joined to
+the rules' answers in ``window_resolution``), compares them with the window's live rows and
+applies only the differences: rows the run no longer produces are deleted, changed rows
+updated, new rows inserted, identical rows left alone (not written, not locked). Every
+deleted or updated row is archived with its old values. Nothing but the differences is
+materialized, so an identical re-run costs one comparison. Everything here runs inside
+the caller's transaction, which holds the window's advisory lock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 import psycopg
 
+from rating_pipeline.pricebook.model import PricebookVersion
+from rating_pipeline.records import INVALID_EVENT, PROBLEM_BITS
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
@@ -39,33 +45,85 @@ class ReconcileCounts:
         )
 
 
-def _reconcile(
-    conn: psycopg.Connection, statement: str, window: Window, rated_at: datetime, run_id: str
-) -> ReconcileCounts:
-    row = conn.execute(
-        load_sql(statement),
-        {"window_start": window.start, "rated_at": rated_at, "run_id": run_id},
-    ).fetchone()
+@dataclass(frozen=True)
+class OutputTotals:
+    """What one table's output for one window accounts for (the conservation check)."""
+
+    rows: int
+    event_count: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal = Decimal(0)
+
+    @property
+    def amounts(self) -> tuple[int, int, int]:
+        """(events, input tokens, output tokens)."""
+        return self.event_count, self.input_tokens, self.output_tokens
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The counts of one reconcile and the totals of the output it converged to."""
+
+    counts: ReconcileCounts
+    totals: OutputTotals
+
+
+def _reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> Reconciled:
+    row = conn.execute(load_sql(statement), params).fetchone()
     if row is None:
         raise RuntimeError(f"{statement} returned no counts")
-    inserted, updated, deleted, staged = (int(value) for value in row)
-    return ReconcileCounts(
-        inserted=inserted,
-        updated=updated,
-        deleted=deleted,
-        unchanged=staged - inserted - updated,
+    inserted, updated, deleted, rows, events, input_tokens, output_tokens = (
+        int(value) for value in row[:7]
+    )
+    return Reconciled(
+        counts=ReconcileCounts(
+            inserted=inserted,
+            updated=updated,
+            deleted=deleted,
+            unchanged=rows - inserted - updated,
+        ),
+        # Sums of bigint and numeric(30, 0) are whole: int() is exact.
+        totals=OutputTotals(rows, events, input_tokens, output_tokens, *row[7:]),
     )
 
 
+def _bound(
+    window: Window, version: PricebookVersion, rated_at: datetime, run_id: str
+) -> dict[str, Any]:
+    return {
+        "window_start": window.start,
+        "window_end": window.end,
+        "pricebook_version": version.version,
+        "rated_at": rated_at,
+        "run_id": run_id,
+    }
+
+
 def reconcile_rated_usage(
-    conn: psycopg.Connection, window: Window, rated_at: datetime, run_id: str
-) -> ReconcileCounts:
-    """Converge ``rated_usage`` for ``window`` to ``staged_rated_usage``."""
-    return _reconcile(conn, "reconcile_rated_usage", window, rated_at, run_id)
+    conn: psycopg.Connection,
+    window: Window,
+    version: PricebookVersion,
+    rated_at: datetime,
+    run_id: str,
+) -> Reconciled:
+    """Converge ``rated_usage`` for ``window`` to the priced rollups; totals carry the cost."""
+    params = {**_bound(window, version, rated_at, run_id), "pricebook_sha256": version.sha256}
+    return _reconcile(conn, "reconcile_rated_usage", params)
 
 
 def reconcile_rating_exception(
-    conn: psycopg.Connection, window: Window, rated_at: datetime, run_id: str
-) -> ReconcileCounts:
-    """Converge ``rating_exception`` for ``window`` to ``staged_rating_exception``."""
-    return _reconcile(conn, "reconcile_rating_exception", window, rated_at, run_id)
+    conn: psycopg.Connection,
+    window: Window,
+    version: PricebookVersion,
+    rated_at: datetime,
+    run_id: str,
+) -> Reconciled:
+    """Converge ``rating_exception`` for ``window`` to the excluded and invalid usage."""
+    problems = {f"problem_{bit}": name for bit, name in PROBLEM_BITS.items()}
+    params = {
+        **_bound(window, version, rated_at, run_id),
+        **problems,
+        "invalid_event": INVALID_EVENT,
+    }
+    return _reconcile(conn, "reconcile_rating_exception", params)

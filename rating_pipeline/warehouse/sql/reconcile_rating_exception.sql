@@ -1,52 +1,116 @@
--- Converge rating_exception's rows of ONE window to staged_rating_exception, in one statement.
--- All parts see the same snapshot, taken after the window's advisory lock was granted,
--- and touch disjoint rows:
---   deleted:  live rows of the window that the run no longer produces;
---   updated:  rows in both whose values differ. The archive reads their old values from
---             the table itself: every part of one statement reads the snapshot taken
---             before it, so `superseded` still holds the values the UPDATE replaced.
---             (Joined after the UPDATE, to the rows it changed only: joined inside it,
---             the planner probed every staged row, changed or not.)
---   inserted: staged rows with no live row.
--- Identical rows fail the UPDATE's own WHERE, so they are neither written nor locked
--- (INSERT ... ON CONFLICT DO UPDATE would lock every conflicting row).
--- rated_at and run_id are not compared: they record the last change, not a value.
--- Bound: %(window_start)s, %(rated_at)s, %(run_id)s.
-WITH deleted AS (
+-- Explain ONE window's unbillable usage and converge rating_exception's rows of that window
+-- to it, in one statement (one snapshot, taken after the window's advisory lock was
+-- granted). Built like reconcile_rated_usage.sql; the rows are keyed by reason too.
+--   output:  the valid rollups the rules excluded (reason and detail from
+--            window_resolution), and one invalid_event row per (auth_id, model_id) of
+--            invalid usage, its detail the names of every problem seen, in bit order,
+--            joined by ", " (the names and the reason are bound from records);
+--   change:  the output rows that differ from the live rows, and the live rows with no
+--            output row; deleted, updated, inserted and archived apply them (deleted and
+--            updated rows found by the ctid the comparison read them at).
+-- Returns the counts and the output's totals (for the conservation check and the log).
+-- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(rated_at)s,
+-- %(run_id)s, %(invalid_event)s, %(problem_1)s, %(problem_2)s, %(problem_4)s,
+-- %(problem_8)s.
+WITH output AS MATERIALIZED (
+    SELECT
+        r.auth_id,
+        r.model_id,
+        s.reason,
+        s.detail,
+        r.event_count,
+        r.input_tokens,
+        r.output_tokens
+    FROM window_rollup AS r
+    JOIN window_resolution AS s USING (model_id, bases_key)
+    WHERE s.reason IS NOT NULL
+    UNION ALL
+    SELECT
+        auth_id,
+        model_id,
+        %(invalid_event)s::text,
+        concat_ws(
+            ', ',
+            CASE WHEN bits & 1 <> 0 THEN %(problem_1)s::text END,
+            CASE WHEN bits & 2 <> 0 THEN %(problem_2)s::text END,
+            CASE WHEN bits & 4 <> 0 THEN %(problem_4)s::text END,
+            CASE WHEN bits & 8 <> 0 THEN %(problem_8)s::text END
+        ),
+        event_count,
+        input_tokens,
+        output_tokens
+    FROM (
+        SELECT
+            auth_id,
+            model_id,
+            bit_or(problem_bits) AS bits,
+            sum(event_count)::bigint AS event_count,
+            sum(input_tokens) AS input_tokens,
+            sum(output_tokens) AS output_tokens
+        FROM window_usage
+        WHERE problem_bits <> 0
+        GROUP BY auth_id, model_id
+    ) AS invalid
+),
+live AS (
+    SELECT ctid AS live_row, *
+    FROM rating_exception
+    WHERE window_start = %(window_start)s::timestamptz
+),
+change AS MATERIALIZED (
+    SELECT
+        CASE
+            WHEN live.auth_id IS NULL THEN 'inserted'
+            WHEN output.auth_id IS NULL THEN 'deleted'
+            ELSE 'updated'
+        END AS change,
+        live.live_row,
+        coalesce(output.auth_id, live.auth_id) AS auth_id,
+        coalesce(output.model_id, live.model_id) AS model_id,
+        coalesce(output.reason, live.reason) AS reason,
+        output.detail,
+        output.event_count,
+        output.input_tokens,
+        output.output_tokens
+    FROM output
+    FULL JOIN live
+        ON live.auth_id = output.auth_id
+        AND live.model_id = output.model_id
+        AND live.reason = output.reason
+    WHERE live.auth_id IS NULL
+       OR output.auth_id IS NULL
+       OR (
+           live.window_end, live.detail, live.event_count, live.input_tokens,
+           live.output_tokens, live.pricebook_version
+       ) IS DISTINCT FROM (
+           %(window_end)s::timestamptz, output.detail, output.event_count,
+           output.input_tokens, output.output_tokens, %(pricebook_version)s::text
+       )
+),
+deleted AS (
     DELETE FROM rating_exception AS live
-    WHERE live.window_start = %(window_start)s::timestamptz
-      AND NOT EXISTS (
-          SELECT 1
-          FROM staged_rating_exception AS staged
-          WHERE staged.window_start = live.window_start
-            AND staged.auth_id = live.auth_id
-            AND staged.model_id = live.model_id
-            AND staged.reason = live.reason
-      )
+    WHERE live.ctid = ANY (ARRAY(SELECT live_row FROM change WHERE change = 'deleted'))
     RETURNING live.*
 ),
 updated AS (
     UPDATE rating_exception AS live
-    SET window_end = staged.window_end,
-        detail = staged.detail,
-        event_count = staged.event_count,
-        input_tokens = staged.input_tokens,
-        output_tokens = staged.output_tokens,
-        pricebook_version = staged.pricebook_version,
+    SET window_end = %(window_end)s::timestamptz,
+        detail = change.detail,
+        event_count = change.event_count,
+        input_tokens = change.input_tokens,
+        output_tokens = change.output_tokens,
+        pricebook_version = %(pricebook_version)s::text,
         rated_at = %(rated_at)s::timestamptz,
         run_id = %(run_id)s::text
-    FROM staged_rating_exception AS staged
-    WHERE live.window_start = %(window_start)s::timestamptz
-      AND live.window_start = staged.window_start
-      AND live.auth_id = staged.auth_id
-      AND live.model_id = staged.model_id
-      AND live.reason = staged.reason
+    FROM change
+    WHERE change.change = 'updated'
+      AND live.ctid = change.live_row
       AND (
           live.window_end, live.detail, live.event_count, live.input_tokens,
           live.output_tokens, live.pricebook_version
       ) IS DISTINCT FROM (
-          staged.window_end, staged.detail, staged.event_count, staged.input_tokens,
-          staged.output_tokens, staged.pricebook_version
+          %(window_end)s::timestamptz, change.detail, change.event_count,
+          change.input_tokens, change.output_tokens, %(pricebook_version)s::text
       )
     RETURNING live.auth_id, live.model_id, live.reason
 ),
@@ -56,19 +120,11 @@ inserted AS (
         input_tokens, output_tokens, pricebook_version, rated_at, run_id
     )
     SELECT
-        staged.window_start, staged.window_end, staged.auth_id, staged.model_id,
-        staged.reason, staged.detail, staged.event_count, staged.input_tokens,
-        staged.output_tokens, staged.pricebook_version,
-        %(rated_at)s::timestamptz, %(run_id)s::text
-    FROM staged_rating_exception AS staged
-    WHERE NOT EXISTS (
-        SELECT 1
-        FROM rating_exception AS live
-        WHERE live.window_start = staged.window_start
-          AND live.auth_id = staged.auth_id
-          AND live.model_id = staged.model_id
-          AND live.reason = staged.reason
-    )
+        %(window_start)s::timestamptz, %(window_end)s::timestamptz, auth_id, model_id,
+        reason, detail, event_count, input_tokens, output_tokens,
+        %(pricebook_version)s::text, %(rated_at)s::timestamptz, %(run_id)s::text
+    FROM change
+    WHERE change = 'inserted'
     RETURNING 1
 ),
 archived AS (
@@ -87,10 +143,7 @@ archived AS (
         UNION ALL
         SELECT superseded.*, 'updated' AS change
         FROM updated
-        -- One primary-key probe per updated row, whatever the statistics say: LATERAL with
-        -- LIMIT 1 cannot be flattened into a join the planner may turn around. A plain join,
-        -- planned with statistics that predate this window's first write, became a nested
-        -- loop comparing every updated row with every row of the window.
+        -- One primary-key probe per updated row (see reconcile_rated_usage.sql).
         CROSS JOIN LATERAL (
             SELECT *
             FROM rating_exception AS prior
@@ -107,4 +160,15 @@ SELECT
     (SELECT count(*) FROM inserted) AS inserted,
     (SELECT count(*) FROM archived WHERE change = 'updated') AS updated,
     (SELECT count(*) FROM archived WHERE change = 'deleted') AS deleted,
-    (SELECT count(*) FROM staged_rating_exception) AS staged
+    totals.exception_count,
+    totals.event_count,
+    totals.input_tokens,
+    totals.output_tokens
+FROM (
+    SELECT
+        count(*) AS exception_count,
+        coalesce(sum(event_count), 0) AS event_count,
+        coalesce(sum(input_tokens), 0) AS input_tokens,
+        coalesce(sum(output_tokens), 0) AS output_tokens
+    FROM output
+) AS totals

@@ -1,8 +1,10 @@
--- The costliest staged rollups, ties broken by key (code point). Bound: %(limit)s.
+-- The costliest rollups of ONE window, ties broken by key (code point).
+-- Bound: %(window_start)s, %(limit)s.
 SELECT
     window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
     rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
     cost_usd, pricebook_version, pricebook_sha256
-FROM staged_rated_usage
+FROM rated_usage
+WHERE window_start = %(window_start)s
 ORDER BY cost_usd DESC, auth_id COLLATE "C", model_id COLLATE "C"
 LIMIT %(limit)s

@@ -1,4 +1,5 @@
--- records.output_checksum of the staged rows, computed in SQL and byte-identical to it:
+-- records.output_checksum of ONE window's rows of rated_usage and rating_exception, computed
+-- in SQL and byte-identical to it:
 -- each row is one line of its values in the field order of RatedRollup / RatingException,
 -- tab-separated, rendered as records._canonical renders them:
 --   numeric:     trim_scale, so 10.000 is "10" and zero "0" (Decimal.normalize, "f");
@@ -8,25 +9,24 @@
 --   NULL:        \N.
 -- Lines are "rollup\t..." then "exception\t...", each kind sorted by code point
 -- (COLLATE "C" on UTF-8; sorted before the newline is added, as Python does), then
--- SHA-256 of their UTF-8 concatenation, in hex.
-WITH rendered_window AS (
-    -- Every staged row of a run has the same window: render its bounds once.
+-- SHA-256 of their UTF-8 concatenation, in hex. Bound: %(window_start)s, %(window_end)s.
+WITH bounds AS (
     SELECT
-        window_start,
-        window_end,
-        to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN to_char(window_start AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-               ELSE to_char(window_start AT TIME ZONE 'UTC', '.US') END
+        %(window_start)s::timestamptz AT TIME ZONE 'UTC' AS window_start,
+        %(window_end)s::timestamptz AT TIME ZONE 'UTC' AS window_end
+),
+rendered_window AS (
+    -- Every row of the window has the same bounds: render them once.
+    SELECT
+        to_char(window_start, 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN to_char(window_start, 'US') = '000000' THEN ''
+               ELSE to_char(window_start, '.US') END
             || '+00:00' AS start_text,
-        to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN to_char(window_end AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-               ELSE to_char(window_end AT TIME ZONE 'UTC', '.US') END
+        to_char(window_end, 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN to_char(window_end, 'US') = '000000' THEN ''
+               ELSE to_char(window_end, '.US') END
             || '+00:00' AS end_text
-    FROM (
-        SELECT window_start, window_end FROM staged_rated_usage
-        UNION
-        SELECT window_start, window_end FROM staged_rating_exception
-    ) AS bounds
+    FROM bounds
 ),
 rollup_line AS (
     SELECT
@@ -52,8 +52,9 @@ rollup_line AS (
             replace(replace(replace(pricebook_version, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             replace(replace(replace(pricebook_sha256, '\', '\\'), E'\t', '\t'), E'\n', '\n')
         ) AS line
-    FROM staged_rated_usage
-    JOIN rendered_window AS w USING (window_start, window_end)
+    FROM rated_usage
+    CROSS JOIN rendered_window AS w
+    WHERE window_start = %(window_start)s::timestamptz
 ),
 exception_line AS (
     SELECT
@@ -71,8 +72,9 @@ exception_line AS (
             trim_scale(output_tokens)::text,
             replace(replace(replace(pricebook_version, '\', '\\'), E'\t', '\t'), E'\n', '\n')
         ) AS line
-    FROM staged_rating_exception
-    JOIN rendered_window AS w USING (window_start, window_end)
+    FROM rating_exception
+    CROSS JOIN rendered_window AS w
+    WHERE window_start = %(window_start)s::timestamptz
 )
 SELECT encode(
     sha256(convert_to(
