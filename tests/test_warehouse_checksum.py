@@ -124,3 +124,21 @@ def test_rating_writes_are_not_counted_as_edits(
     ).fetchall()
     assert edits == (0,)
     assert logged == [(0,), (0,)]
+
+
+def test_checksum_orders_whole_lines_even_where_a_key_is_a_prefix_of_another(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    # "x" then TAB sorts after "x\x01": ordering by the bare keys would put "x" first.
+    version = make_version({"m": own("1", "2"), "m\x01": own("3", "4")})
+    events = [
+        make_event("x", "m"),
+        make_event("x\x01", "m"),
+        make_event("x", "m\x01"),
+        make_event("x\x01", "m\x01"),
+        make_event("x", "unlisted"),
+        make_event("x\x01", "unlisted"),
+    ]
+    add_events(events)
+    result = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    assert result.checksum == oracle.rate_window(WINDOW, version, events).checksum

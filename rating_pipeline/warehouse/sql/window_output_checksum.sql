@@ -28,18 +28,22 @@ rendered_window AS (
             || '+00:00' AS end_text
     FROM bounds
 ),
+rendered_prefix AS (
+    SELECT start_text, end_text, concat_ws(E'\t', 'rollup', start_text, end_text, '') AS rollup_prefix
+    FROM rendered_window
+),
 rollup_line AS (
+    -- A line is (window part)(key part)(value part). Rollups are unique per key, and no
+    -- escaped text holds a raw TAB, so ordering by the key part with its closing TAB orders
+    -- the lines exactly as ordering the whole lines would, comparing far fewer bytes.
+    -- (OFFSET 0 keeps the subquery whole, so each key part is rendered once.)
     SELECT
+        key_part,
         concat_ws(
             E'\t',
-            'rollup',
-            w.start_text,
-            w.end_text,
-            replace(replace(replace(auth_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
-            replace(replace(replace(model_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             event_count::text,
-            trim_scale(input_tokens)::text,
-            trim_scale(output_tokens)::text,
+            input_tokens::text,  -- numeric(30, 0): no fraction to trim
+            output_tokens::text,
             replace(replace(replace(rate_source, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             coalesce(
                 replace(replace(replace(derivation_base, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
@@ -51,10 +55,18 @@ rollup_line AS (
             trim_scale(cost_usd)::text,
             replace(replace(replace(pricebook_version, '\', '\\'), E'\t', '\t'), E'\n', '\n'),
             replace(replace(replace(pricebook_sha256, '\', '\\'), E'\t', '\t'), E'\n', '\n')
-        ) AS line
-    FROM rated_usage
-    CROSS JOIN rendered_window AS w
-    WHERE window_start = %(window_start)s::timestamptz
+        ) AS value_part
+    FROM (
+        SELECT
+            *,
+            concat(
+                replace(replace(replace(auth_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'), E'\t',
+                replace(replace(replace(model_id, '\', '\\'), E'\t', '\t'), E'\n', '\n'), E'\t'
+            ) AS key_part
+        FROM rated_usage
+        WHERE window_start = %(window_start)s::timestamptz
+        OFFSET 0
+    ) AS keyed
 ),
 exception_line AS (
     SELECT
@@ -78,9 +90,19 @@ exception_line AS (
 )
 SELECT encode(
     sha256(convert_to(
-        coalesce((SELECT string_agg(line || E'\n', '' ORDER BY line COLLATE "C") FROM rollup_line), '')
+        coalesce(
+            (
+                SELECT string_agg(
+                    w.rollup_prefix || key_part || value_part,
+                    E'\n' ORDER BY key_part COLLATE "C"
+                ) || E'\n'
+                FROM rollup_line CROSS JOIN rendered_prefix AS w
+            ),
+            ''
+        )
         || coalesce(
-            (SELECT string_agg(line || E'\n', '' ORDER BY line COLLATE "C") FROM exception_line), ''
+            (SELECT string_agg(line, E'\n' ORDER BY line COLLATE "C") || E'\n' FROM exception_line),
+            ''
         ),
         'UTF8'
     )),
