@@ -1,4 +1,5 @@
-"""Extraction: one window's events summed in SQL, as ``pricing.group_events`` sums them."""
+"""Extraction: one window's events summed in SQL, as ``pricing.group_events`` sums them
+once its groups are merged into rollups (valid usage) and kinds of invalid usage."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from rating_pipeline.records import (
     BillingEvent,
     UsageGroup,
 )
-from rating_pipeline.warehouse.extract import decode_problems, extract_window_usage
+from rating_pipeline.warehouse.extract import UsageSum, decode_problems, extract_window_usage
 from rating_pipeline.windows import Window
 from tests.conftest import insert_events, truncate_all
 from tests.factories import WINDOW_START, make_event
@@ -32,7 +33,26 @@ WINDOW = Window(WINDOW_START)
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 
 
-def _extract(conn: psycopg.Connection, window: Window = WINDOW) -> Counter[UsageGroup]:
+def merged(groups: Iterable[UsageGroup]) -> Counter[UsageSum]:
+    """``group_events``' groups merged as window_usage holds them: per (auth_id, model_id)
+    with the set of base_model values when valid, per (auth_id, model_id, problems) else."""
+    sums: dict[tuple[str, str, frozenset[str]], list[int]] = {}
+    bases: dict[tuple[str, str, frozenset[str]], set[str | None]] = {}
+    for group in groups:
+        key = (group.auth_id, group.model_id, group.problems)
+        totals = sums.setdefault(key, [0, 0, 0])
+        totals[0] += group.event_count
+        totals[1] += group.input_tokens
+        totals[2] += group.output_tokens
+        bases.setdefault(key, set()).add(group.base_model)
+    return Counter(
+        UsageSum(auth_id, model_id, None if problems else frozenset(bases[key]), *totals, problems)
+        for key, totals in sums.items()
+        for auth_id, model_id, problems in [key]
+    )
+
+
+def _extract(conn: psycopg.Connection, window: Window = WINDOW) -> Counter[UsageSum]:
     usage = extract_window_usage(conn, window)
     conn.rollback()
     return Counter(usage.groups)
@@ -139,4 +159,4 @@ def test_sql_extraction_groups_exactly_as_group_events(
     insert_events(database_url, events)
     with psycopg.connect(database_url) as conn:
         extracted = Counter(extract_window_usage(conn, WINDOW).groups)
-    assert extracted == Counter(group_events(WINDOW, events))
+    assert extracted == merged(group_events(WINDOW, events))

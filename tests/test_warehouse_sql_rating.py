@@ -20,7 +20,8 @@ from rating_pipeline.pricing import group_events
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
 from rating_pipeline.warehouse import engine
 from rating_pipeline.warehouse.database import connect
-from rating_pipeline.warehouse.engine import parse_bases_key, rate_window
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.extract import parse_bases_key
 from rating_pipeline.warehouse.outputs import load_window
 from tests.conftest import insert_events, truncate_all
 from tests.factories import make_event, make_version, own
@@ -120,7 +121,7 @@ def test_conservation_failure_rolls_back_every_write(
 
     def losing_resolve_window(conn: psycopg.Connection, *args: Any) -> None:
         resolve_window(conn, *args)
-        conn.execute("DELETE FROM window_rollup WHERE auth_id = 'org-2'")
+        conn.execute("DELETE FROM window_resolution")  # the rollups' answers go missing
 
     monkeypatch.setattr(engine, "resolve_window", losing_resolve_window)
     with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):

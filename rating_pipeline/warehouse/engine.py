@@ -1,7 +1,7 @@
 """Rating one window end to end, in one transaction (contract sections 6 and 7).
 
-lock → usage into a temp table (SQL) → rollups, and each distinct (model, bases) resolved by
-``pricing.resolve`` (the rules, in Python) → one statement per table that prices (exact
+lock → the window's rollups into a temp table (SQL) → each distinct (model, bases) resolved
+by ``pricing.resolve`` (the rules, in Python) → one statement per table that prices (exact
 numeric arithmetic), compares with the live rows and writes only the differences → check
 conservation → checksum (carried when nothing changed, else SQL) → append the rating log.
 Nothing per rollup crosses into Python: only the resolution keys (a handful per window),
@@ -14,7 +14,6 @@ it waited for. A crash anywhere rolls it all back: the window stays as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import exact_rate
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, RatedRollup, RatingException
-from rating_pipeline.warehouse.extract import create_window_usage
+from rating_pipeline.warehouse.extract import create_window_usage, parse_bases_key
 from rating_pipeline.warehouse.outputs import exception_from_row, rollup_from_row
 from rating_pipeline.warehouse.reconcile import (
     OutputTotals,
@@ -133,14 +132,6 @@ def window_lock_key(window: Window) -> tuple[int, int]:
     return LOCK_NAMESPACE, (window.start - EPOCH) // HOUR
 
 
-def parse_bases_key(bases_key: str) -> frozenset[str | None]:
-    """The distinct base_model values of a ``bases_key`` (a JSON array; null is a value)."""
-    bases = json.loads(bases_key)
-    if not isinstance(bases, list) or not all(b is None or isinstance(b, str) for b in bases):
-        raise ValueError(f"bases_key {bases_key!r} is not a JSON array of strings and nulls")
-    return frozenset(bases)
-
-
 def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> tuple[object, ...]:
     """One row of ``window_resolution``: ``pricing.resolve``'s answer for one key."""
     outcome = pricing.resolve(version, model_id, parse_bases_key(bases_key))
@@ -155,17 +146,20 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     return (model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail)
 
 
-def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
-    """Sum ``window_usage``'s valid rows per rollup (``window_rollup``) and answer the rules
-    for each distinct (model_id, bases) among them (``window_resolution``).
+def resolve_window(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> None:
+    """Answer the rules for each distinct (model_id, bases) among the window's rollups, into
+    the temp table ``window_resolution`` (dropped at commit or rollback).
 
-    The rules run once per key, in Python (``pricing.resolve``); their answers are COPYed
-    into ``window_resolution``, which the reconcile statements join back to the rollups
-    in SQL, where the cost is computed exactly. Both tables are temporary and dropped at
-    commit (or rollback).
+    The rollups whose events carry several distinct base_model values get their bases
+    first (``fill_mixed_bases``: a second read of the window, only when there are such).
+    The rules then run once per key, in Python (``pricing.resolve``); their answers are
+    COPYed into ``window_resolution``, which the reconcile statements join back to the
+    rollups in SQL, where the cost is computed exactly.
     """
     with conn.cursor() as cursor:
-        cursor.execute(load_sql("create_window_rollup"))
+        mixed = cursor.execute(load_sql("count_mixed_bases")).fetchone()
+        if mixed is not None and mixed[0]:
+            cursor.execute(load_sql("fill_mixed_bases"), {"start": window.start, "end": window.end})
         keys = cursor.execute(load_sql("select_resolution_keys")).fetchall()
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:
@@ -275,7 +269,7 @@ def rate_window_in_transaction(
     edits_seen = int(edits_row[0])
 
     create_window_usage(conn, window)
-    resolve_window(conn, version)
+    resolve_window(conn, window, version)
     rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
     excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
     read = read_totals(conn)

@@ -1,6 +1,6 @@
 -- Price ONE window's rollups and converge rated_usage's rows of that window to them, in one
 -- statement (one snapshot, taken after the window's advisory lock was granted).
---   output:  the valid rollups (window_rollup) the rules priced (window_resolution), with
+--   output:  the rollups (the valid rows of window_usage) the rules priced (window_resolution), with
 --            their exact cost: numeric products add scales (tokens scale 0, rates scale 6,
 --            the factor 0.000001 scale 6: scale 12), and there is no division (numeric
 --            division rounds to a computed scale);
@@ -36,7 +36,10 @@ WITH output AS MATERIALIZED (
         s.output_rate_per_mtok,
         ((r.input_tokens * s.input_rate_per_mtok + r.output_tokens * s.output_rate_per_mtok)
             * 0.000001)::numeric(50, 12) AS cost_usd
-    FROM window_rollup AS r
+    FROM window_usage AS r
+    -- Only the rollups (valid rows) have a bases_key, so only they join; a filter on
+    -- problem_bits here would make the planner, which has no statistics on the temp
+    -- table, guess a handful of rows and nest a loop over the resolution.
     JOIN window_resolution AS s USING (model_id, bases_key)
     WHERE s.reason IS NULL
 ),

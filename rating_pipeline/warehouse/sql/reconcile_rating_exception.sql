@@ -21,7 +21,10 @@ WITH output AS MATERIALIZED (
         r.event_count,
         r.input_tokens,
         r.output_tokens
-    FROM window_rollup AS r
+    FROM window_usage AS r
+    -- Only the rollups (valid rows) have a bases_key, so only they join; a filter on
+    -- problem_bits here would make the planner, which has no statistics on the temp
+    -- table, guess a handful of rows and nest a loop over the resolution.
     JOIN window_resolution AS s USING (model_id, bases_key)
     WHERE s.reason IS NOT NULL
     UNION ALL
