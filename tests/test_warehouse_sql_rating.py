@@ -213,3 +213,28 @@ def test_identical_rerun_does_python_work_per_distinct_model_and_bases_not_per_r
         fetched[principals] = per_run
     # Only the invalid-event exceptions (one per principal) are read back in full.
     assert fetched[300][1] - fetched[3][1] == 300 - 3
+
+
+def test_largest_rollups_are_the_costliest_with_ties_broken_by_code_point(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    version = make_version({"base-large": own("2.5", "10"), "base-small": own("0.15", "0.6")})
+    events = [
+        make_event(auth_id, model_id, None, tokens, tokens)
+        for auth_id, model_id, tokens in [
+            ("org-b", "base-large", 100),
+            ("org-a", "base-large", 100),  # ties org-b: code point order decides
+            ("Org-c", "base-large", 100),  # "O" sorts before "o" by code point
+            ("org-d", "base-small", 10**6),
+            ("org-e", "base-small", 1),
+            ("org-f", "base-large", 7),
+            ("org-g", "base-large", 100_000),
+        ]
+    ]
+    add_events(events)
+    result = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    expected = sorted(
+        oracle.rate_window(WINDOW, version, events).rollups,
+        key=lambda r: (-r.cost_usd, r.auth_id, r.model_id),
+    )[: engine.LARGEST_ROLLUPS]
+    assert result.rating.largest_rollups == tuple(expected)

@@ -270,7 +270,7 @@ def rate_window_in_transaction(
 
     create_window_usage(conn, window)
     resolve_window(conn, window, version)
-    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
+    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id, LARGEST_ROLLUPS)
     excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
     read = read_totals(conn)
     check_conservation(window, read, rated.totals, excepted.totals)
@@ -321,7 +321,12 @@ def rate_window_in_transaction(
         largest_rollups=tuple(
             rollup_from_row(row)
             for row in conn.execute(
-                load_sql("select_largest_rollups"), {**bounds, "limit": LARGEST_ROLLUPS}
+                load_sql("select_largest_rollups"),
+                {
+                    **bounds,
+                    "auth_ids": [auth_id for auth_id, _ in rated.costliest],
+                    "model_ids": [model_id for _, model_id in rated.costliest],
+                },
             )
         ),
     )

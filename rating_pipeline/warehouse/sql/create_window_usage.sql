@@ -57,7 +57,7 @@ negative_per_key AS (
     SELECT
         auth_id,
         model_id,
-        sum(event_count) AS event_count,
+        sum(event_count)::bigint AS event_count,
         sum(input_tokens) AS input_tokens,
         sum(output_tokens) AS output_tokens
     FROM negative_tokens
@@ -75,9 +75,13 @@ remainder AS (
             WHEN e.based_count = 0 THEN '[null]'
             WHEN e.based_count = e.event_count THEN to_jsonb(ARRAY[e.lowest_base])::text
         END AS single_bases_key,
-        e.event_count - coalesce(n.event_count, 0) AS event_count,
-        e.input_tokens - coalesce(n.input_tokens, 0) AS input_tokens,
-        e.output_tokens - coalesce(n.output_tokens, 0) AS output_tokens,
+        -- Most keys have no negative events: CASE spares them numeric arithmetic.
+        CASE WHEN n.auth_id IS NULL THEN e.event_count
+            ELSE e.event_count - n.event_count END AS event_count,
+        CASE WHEN n.auth_id IS NULL THEN e.input_tokens
+            ELSE e.input_tokens - n.input_tokens END AS input_tokens,
+        CASE WHEN n.auth_id IS NULL THEN e.output_tokens
+            ELSE e.output_tokens - n.output_tokens END AS output_tokens,
         e.max_ingested_at
     FROM every_event AS e
     LEFT JOIN negative_per_key AS n
@@ -89,7 +93,7 @@ SELECT
     model_id,
     problem_bits,
     CASE WHEN problem_bits = 0 THEN single_bases_key END AS bases_key,
-    event_count::bigint AS event_count,
+    event_count,
     input_tokens,
     output_tokens,
     max_ingested_at
