@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks.data import day_events
 from benchmarks.measure import Samples
 from benchmarks.suite import Results
 
@@ -160,7 +161,8 @@ def markdown(
         f"- hot hour: {scale.hot_events:,} events from {scale.principals:,} principals, "
         f"{results.facts.get('hot_rollups', '?')} rollups and "
         f"{results.facts.get('hot_exceptions', '?')} exceptions;",
-        f"- the day around it: {loaded.day_events if loaded else 0:,} events in 24 hours;",
+        # Loaded in this run or found already there (--reuse-data checks the count).
+        f"- the day around it: {day_events(scale):,} events in 24 hours;",
         f"- backfill (g): the {scale.backfill_hours} hours before the day, "
         f"{scale.week_hour_events:,} events each, {results.facts.get('backfill_events', '?')} "
         "in all;",

@@ -334,7 +334,7 @@ def identical_reruns(bench: Bench, window: Window) -> tuple[Samples, str, str]:
         summary = summary.replace("some WAL", f"WAL: {wal_records};")
     bench.results.details.append(
         f"(c) per run: WAL written in total {', '.join(f'{w:,}' for w in wal_total)} bytes "
-        f"(rating_log row, temporary staging tables' catalog entries, commit); WAL records "
+        f"(rating_log row, the temporary tables' catalog entries, commit); WAL records "
         f"touching rated_usage/rating_exception (heap, indexes, TOAST): {wal_records}; "
         f"rows written per statistics counters and run counts: {written}; xmin/xmax/ctid of "
         f"all {rows:,} rows of the window {'unchanged' if not changed_versions else 'CHANGED'}."
