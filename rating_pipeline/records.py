@@ -172,6 +172,11 @@ def _canonical(value: object) -> str:
     return _CANONICAL[type(value)](value)  # type: ignore[operator]
 
 
+def canonical_fields(*values: object) -> str:
+    """``values`` rendered and TAB-joined exactly as in a line of ``output_checksum``."""
+    return "\t".join(map(_canonical, values))
+
+
 def output_checksum(rollups: Iterable[RatedRollup], exceptions: Iterable[RatingException]) -> str:
     """A stable digest of rows' values, independent of row order and Decimal scale."""
     # Equal values render equally whatever their type (int 10 and Decimal("10.0") are both

@@ -26,7 +26,12 @@ from rating_pipeline import pricing
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import exact_rate
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
-from rating_pipeline.records import AMBIGUOUS_BASE, RatedRollup, RatingException
+from rating_pipeline.records import (
+    AMBIGUOUS_BASE,
+    RatedRollup,
+    RatingException,
+    canonical_fields,
+)
 from rating_pipeline.warehouse.extract import create_window_usage, parse_bases_key
 from rating_pipeline.warehouse.outputs import exception_from_row, rollup_from_row
 from rating_pipeline.warehouse.reconcile import (
@@ -55,7 +60,8 @@ LARGEST_ROLLUPS = 5
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Binary COPY of window_resolution, in the column order of sql/copy_window_resolution.sql.
 RESOLUTION_TYPES = (
-    "text", "text", "text", "text", "numeric", "numeric", "numeric", "text", "text",
+    "text", "text", "text", "text", "numeric", "numeric", "numeric", "text", "text", "text",
+    "text",
 )  # fmt: skip
 
 
@@ -136,14 +142,21 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     """One row of ``window_resolution``: ``pricing.resolve``'s answer for one key."""
     outcome = pricing.resolve(version, model_id, parse_bases_key(bases_key))
     if isinstance(outcome, pricing.Priced):
-        return (
-            model_id, bases_key, outcome.rate_source, outcome.derivation_base,
+        rates = (
+            outcome.rate_source,
+            outcome.derivation_base,
             outcome.multiplier,
             exact_rate(outcome.rate.input_per_mtok),
             exact_rate(outcome.rate.output_per_mtok),
-            None, None,
+        )
+        return (
+            model_id, bases_key, *rates, None, None,
+            canonical_fields(model_id), canonical_fields(*rates),
         )  # fmt: skip
-    return (model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail)
+    return (
+        model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail,
+        None, None,
+    )  # fmt: skip
 
 
 def resolve_window(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> None:
@@ -207,22 +220,35 @@ def check_conservation(
 
 
 def window_checksum(
-    conn: psycopg.Connection, window: Window, rows_written: int, edits_seen: int
+    conn: psycopg.Connection,
+    window: Window,
+    version: PricebookVersion,
+    rows_written: int,
+    edits_seen: int,
 ) -> str:
     """``records.output_checksum`` of the window's rows as this rating leaves them.
 
     A rating that wrote no row leaves exactly the rows the window's latest rating logged,
     unless a statement outside a rating wrote them since (migration 0004 counts those):
-    then that checksum is carried. Otherwise every row is rendered (in SQL).
+    then that checksum is carried. Otherwise every line is rendered in SQL, from this
+    rating's output; what repeats on every line is rendered here, once.
     """
-    bounds = {"window_start": window.start, "window_end": window.end}
     if not rows_written:
         carried = conn.execute(
-            load_sql("select_carried_checksum"), {**bounds, "edits": edits_seen}
+            load_sql("select_carried_checksum"),
+            {"window_start": window.start, "edits": edits_seen},
         ).fetchone()
         if carried is not None:
             return str(carried[0])
-    computed = conn.execute(load_sql("window_output_checksum"), bounds).fetchone()
+    computed = conn.execute(
+        load_sql("window_output_checksum"),
+        {
+            "window_start": window.start,
+            "rollup_prefix": canonical_fields("rollup", window.start, window.end, ""),
+            "exception_prefix": canonical_fields("exception", window.start, window.end, ""),
+            "pricebook_text": canonical_fields(version.version, version.sha256),
+        },
+    ).fetchone()
     assert computed is not None
     return str(computed[0])
 
@@ -276,7 +302,7 @@ def rate_window_in_transaction(
     check_conservation(window, read, rated.totals, excepted.totals)
     usage_counts, exception_counts = rated.counts, excepted.counts
     checksum = window_checksum(
-        conn, window, usage_counts.written + exception_counts.written, edits_seen
+        conn, window, version, usage_counts.written + exception_counts.written, edits_seen
     )
     conn.execute(
         load_sql("insert_rating_log"),
