@@ -6,7 +6,8 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +185,13 @@ class Bench:
 
 def floor(bench: Bench, window: Window) -> Samples:
     """(a): the serial GROUP BY over the window, all groups fetched; one warm-up first."""
+    with floor_runner(bench, window) as aggregate:
+        return repeat(bench.repeat, aggregate)
+
+
+@contextmanager
+def floor_runner(bench: Bench, window: Window) -> Iterator[Callable[[], None]]:
+    """A callable that runs the floor's aggregate once, after one untimed warm-up."""
     with connect(bench.url) as conn:
         conn.execute(SET_SERIAL)
         conn.commit()
@@ -193,7 +201,7 @@ def floor(bench: Bench, window: Window) -> Samples:
             conn.commit()
 
         aggregate()
-        return repeat(bench.repeat, aggregate)
+        yield aggregate
 
 
 def first_runs(bench: Bench, window: Window, label: str) -> tuple[Samples, WindowResult]:
@@ -209,24 +217,37 @@ def first_runs(bench: Bench, window: Window, label: str) -> tuple[Samples, Windo
 
 
 def case_a_to_d(bench: Bench) -> None:
+    """(a), (b) and (c) in rounds of one floor, one first run and one identical re-run.
+
+    The machine's speed drifts over minutes; measured in rounds, the three figures of each
+    ratio are taken seconds apart rather than one block after another.
+    """
     results = bench.results
     hot = bench.layout.hot
-    bench.say(f"(a) floor over {hot.key}")
-    a = results.add("a", "floor: bare GROUP BY over the hot hour, serial", floor(bench, hot))
+    bench.say(f"(a), (b), (c) over {hot.key}: {bench.repeat} rounds of floor, first run, re-run")
+    floors: list[float] = []
+    firsts: list[float] = []
+    first_results: list[WindowResult] = []
+    with floor_runner(bench, hot) as aggregate, connect(bench.url) as conn:
 
-    bench.say("(b) product, first run")
-    b, first = first_runs(bench, hot, "b")
+        def floor_and_first_run() -> None:
+            floors.append(timed(aggregate))
+            bench.reset_outputs()
+            began = time.perf_counter()
+            first_results.append(bench.rate(conn, hot, "b"))
+            firsts.append(time.perf_counter() - began)
+
+        c, c_note, c_clean = identical_reruns(bench, hot, before_each=floor_and_first_run)
+    a = results.add("a", "floor: bare GROUP BY over the hot hour, serial", Samples(tuple(floors)))
+    first = first_results[-1]
     rollups = first.usage_counts.inserted
     exceptions = first.exception_counts.inserted
     results.facts["hot_rollups"] = f"{rollups:,}"
     results.facts["hot_exceptions"] = f"{exceptions:,}"
-    results.add(
-        "b", "product rates the hot hour, first run", b,
+    b = results.add(
+        "b", "product rates the hot hour, first run", Samples(tuple(firsts)),
         f"{rollups:,} rollups + {exceptions:,} exceptions inserted",
     )  # fmt: skip
-
-    bench.say("(c) identical re-run")
-    c, c_note, c_clean = identical_reruns(bench, hot)
     results.add("c", "identical re-run", c, c_note)
 
     bench.say("(d) re-run after 1% of the events changed")
@@ -278,8 +299,13 @@ def _row_versions(conn: psycopg.Connection, table: str, window: Window) -> tuple
     return int(row[0]), str(row[1])
 
 
-def identical_reruns(bench: Bench, window: Window) -> tuple[Samples, str, str]:
+def identical_reruns(
+    bench: Bench, window: Window, before_each: Callable[[], None] | None = None
+) -> tuple[Samples, str, str]:
     """(c): re-rate the already-rated window; prove per run that nothing was written.
+
+    ``before_each`` runs (untimed, unprobed) ahead of each re-run; it must leave the window
+    rated.
 
     Per run: the row versions (ctid, xmin, xmax) of both output tables, their statistics
     counters (rows inserted, updated, deleted), the WAL the run wrote in total (LSN
@@ -296,6 +322,8 @@ def identical_reruns(bench: Bench, window: Window) -> tuple[Samples, str, str]:
         inspector = WalInspector.find(probe)
         rows = 0
         for _ in range(bench.repeat):
+            if before_each is not None:
+                before_each()
             files = set().union(*(relation_files(probe, t) for t in tables))
             versions_before = [_row_versions(probe, t, window) for t in tables]
             counters_before = [table_writes(probe, t) for t in tables]
@@ -558,7 +586,7 @@ def case_stale(bench: Bench) -> None:
             bench.execute(ANALYZE_OUTPUTS)
             bench.reset_outputs()
             bench.rate(conn, hot, "stale-first")
-            stale = _rerates(bench, conn, hot, "d-stale")
+            stale = _rerates(bench, conn, hot, "d-stale", bench.repeat)
     finally:
         bench.execute(AUTOVACUUM_ON)
         bench.execute(ANALYZE_OUTPUTS)
@@ -574,12 +602,19 @@ def case_stale(bench: Bench) -> None:
     )  # fmt: skip
 
 
-def _rerates(bench: Bench, conn: psycopg.Connection, window: Window, label: str) -> Samples:
+# (j) compares two blocks of runs taken a minute apart (the history cannot come and go
+# between runs): a few more runs per block steady its medians against the machine's drift.
+J_MIN_RUNS = 5
+
+
+def _rerates(
+    bench: Bench, conn: psycopg.Connection, window: Window, label: str, runs: int
+) -> Samples:
     samples = []
-    for index in range(bench.repeat):
+    for index in range(runs):
         bench.change_one_percent(window, 1 if index % 2 == 0 else -1)
         samples.append(timed(lambda: bench.rate(conn, window, label)))
-    if bench.repeat % 2:
+    if runs % 2:
         bench.change_one_percent(window, -1)
         bench.rate(conn, window, f"{label}-restore")
     return Samples(tuple(samples))
@@ -592,7 +627,8 @@ def case_j(bench: Bench) -> None:
     with connect(bench.url) as conn:
         first = bench.rate(conn, hot, "j-first")
         bench.execute(ANALYZE_OUTPUTS)  # both arms plan with fresh statistics (see d-stale)
-        none = _rerates(bench, conn, hot, "j-none")
+        runs = max(bench.repeat, J_MIN_RUNS) if bench.repeat > 1 else 1
+        none = _rerates(bench, conn, hot, "j-none", runs)
         per_window = first.usage_counts.inserted
         windows = max(1, math.ceil(bench.scale.history_rows / max(per_window, 1)))
         with connect(bench.url) as writer:
@@ -606,7 +642,7 @@ def case_j(bench: Bench) -> None:
             writer.commit()
         bench.execute(ANALYZE_OUTPUTS)
         history = windows * per_window
-        with_history = _rerates(bench, conn, hot, "j-history")
+        with_history = _rerates(bench, conn, hot, "j-history", runs)
     bench.execute(DELETE_HISTORY, {"before": bench.layout.backfill_start})
     bench.execute(VACUUM_OUTPUTS, autocommit=True)
     bench.results.add("j-none", "re-rate (1% changed), rated_usage holding one window", none)
