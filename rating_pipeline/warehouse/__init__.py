@@ -3,12 +3,15 @@
   embedded.py    the embedded PostgreSQL under .rating/ when RATING_DATABASE_URL is unset
   database.py    database_url(), connect(), redact_url()
   migrations.py  the schema as Alembic revisions (migrations/versions)
-  extract.py     one window's events summed inside PostgreSQL
-  reconcile.py   staging by COPY and the set-based reconcile of one window
-  engine.py      rate_window(): lock, extract, price, reconcile, log, in one transaction
+  extract.py     one window's events summed inside PostgreSQL, one row per rollup
+  reconcile.py   per table, one statement: price, compare with the live rows, write the
+                 differences
+  engine.py      rate_window(): lock, extract, resolve, reconcile, checksum, log, in one
+                 transaction
   outputs.py     one window's stored rows read back as records
   commands.py    the `rate` command
   sql/           every statement, one per file
 
-No pricing happens here: rows are priced by ``rating_pipeline.pricing``.
+The pricing rules are not here: ``pricing.resolve`` answers them once per distinct (model,
+bases) of a window; only the exact arithmetic on its answers runs here, in SQL.
 """

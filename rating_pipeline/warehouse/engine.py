@@ -66,7 +66,7 @@ RESOLUTION_TYPES = (
 
 
 class ConservationError(RatingPipelineError):
-    """The staged output does not account for every event read: nothing was written."""
+    """The output does not account for every event read: the rating is rolled back."""
 
 
 class ConnectionInTransaction(RatingPipelineError):
