@@ -23,7 +23,7 @@ from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import parse_bases_key
 from rating_pipeline.warehouse.outputs import load_window
-from tests.conftest import insert_events, truncate_all
+from tests.conftest import delete_events, insert_events, truncate_all
 from tests.factories import make_event, make_version, own
 from tests.strategies import WINDOW, pricebook_versions
 
@@ -238,3 +238,30 @@ def test_largest_rollups_are_the_costliest_with_ties_broken_by_code_point(
         key=lambda r: (-r.cost_usd, r.auth_id, r.model_id),
     )[: engine.LARGEST_ROLLUPS]
     assert result.rating.largest_rollups == tuple(expected)
+
+
+def test_rollup_bases_come_from_the_snapshot_the_usage_was_summed_in(
+    database_url: str, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = make_version({"base-a": own("1", "2")}, fine_tune_multiplier="1.5")
+    events = [
+        make_event("org-1", "ft:x", "base-a", event_id="ev-a1"),
+        make_event("org-1", "ft:x", "base-a", event_id="ev-a2"),
+        make_event("org-1", "ft:x", None, event_id="ev-null"),
+    ]
+    add_events(events)
+    create_window_usage = engine.create_window_usage
+
+    def summed_then_changed_upstream(conn: psycopg.Connection, window: Any) -> None:
+        create_window_usage(conn, window)
+        # Committed after the sums were read: this rating must not see it.
+        delete_events(database_url, ["ev-null"])
+
+    monkeypatch.setattr(engine, "create_window_usage", summed_then_changed_upstream)
+    with connect(database_url) as conn:
+        result = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = load_window(conn, WINDOW)
+    expected = oracle.rate_window(WINDOW, version, events)
+    assert [(e.reason, e.event_count) for e in result.ambiguous] == [(AMBIGUOUS_BASE, 3)]
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions

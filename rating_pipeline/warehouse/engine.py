@@ -159,12 +159,12 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     )  # fmt: skip
 
 
-def resolve_window(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> None:
+def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
     """Answer the rules for each distinct (model_id, bases) among the window's rollups, into
     the temp table ``window_resolution`` (dropped at commit or rollback).
 
-    The rollups whose events carry several distinct base_model values get their bases
-    first (``fill_mixed_bases``: a second read of the window, only when there are such).
+    The rollups whose events carry several distinct base_model values are merged first
+    from their per-base rows (``merge_mixed_bases``, only when there are such).
     The rules then run once per key, in Python (``pricing.resolve``); their answers are
     COPYed into ``window_resolution``, which the reconcile statements join back to the
     rollups in SQL, where the cost is computed exactly.
@@ -172,7 +172,7 @@ def resolve_window(conn: psycopg.Connection, window: Window, version: PricebookV
     with conn.cursor() as cursor:
         mixed = cursor.execute(load_sql("count_mixed_bases")).fetchone()
         if mixed is not None and mixed[0]:
-            cursor.execute(load_sql("fill_mixed_bases"), {"start": window.start, "end": window.end})
+            cursor.execute(load_sql("merge_mixed_bases"))
         keys = cursor.execute(load_sql("select_resolution_keys")).fetchall()
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:
@@ -295,7 +295,7 @@ def rate_window_in_transaction(
     edits_seen = int(edits_row[0])
 
     create_window_usage(conn, window)
-    resolve_window(conn, window, version)
+    resolve_window(conn, version)
     rated = reconcile_rated_usage(conn, window, version, rated_at, run_id, LARGEST_ROLLUPS)
     excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
     read = read_totals(conn)

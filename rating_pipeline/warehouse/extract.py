@@ -1,10 +1,10 @@
 """Extraction: one window's billing events, summed inside PostgreSQL (contract 3 and 6).
 
 The sums stay in the database, in the temp table ``window_usage`` that the rest of the
-rating reads (``sql/create_window_usage.sql``): one row per rollup (auth_id, model_id) of
-valid usage, with the distinct base_model values of its events, and one per (auth_id,
-model_id, problems) of invalid usage. ``extract_window_usage`` reads them back for tests
-and inspection only.
+rating reads (``sql/create_window_usage.sql``, then ``sql/merge_mixed_bases.sql``): one row
+per rollup (auth_id, model_id) of valid usage, with the distinct base_model values of its
+events, and rows of invalid usage. ``extract_window_usage`` reads them back, invalid usage
+summed per (auth_id, model_id, problems), for tests and inspection only.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def decode_problems(bits: int) -> frozenset[str]:
 
 def create_window_usage(conn: psycopg.Connection, window: Window) -> None:
     """Sum the window's events (``start <= occurred_at < end``) into the temp table
-    ``window_usage``, one row per (auth_id, model_id, problem_bits).
+    ``window_usage``, one row per (auth_id, model_id, base_model, problem_bits).
 
     One statement, so one snapshot, in the caller's transaction; the table is dropped at its
     commit or rollback. No group crosses into Python.
@@ -84,7 +84,7 @@ def extract_window_usage(conn: psycopg.Connection, window: Window) -> WindowUsag
     """
     with conn.transaction(force_rollback=True):
         create_window_usage(conn, window)
-        conn.execute(load_sql("fill_mixed_bases"), {"start": window.start, "end": window.end})
+        conn.execute(load_sql("merge_mixed_bases"))
         rows = conn.execute(load_sql("select_window_usage")).fetchall()
     groups: list[UsageSum] = []
     max_ingested_at: datetime | None = None
