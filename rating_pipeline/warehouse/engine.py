@@ -163,17 +163,17 @@ def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
     """Answer the rules for each distinct (model_id, bases) among the window's rollups, into
     the temp table ``window_resolution`` (dropped at commit or rollback).
 
-    The rollups whose events carry several distinct base_model values are merged first
-    from their per-base rows (``merge_mixed_bases``, only when there are such).
+    The rollups whose events carry several distinct base_model values (a NULL key) are
+    merged first from their per-base rows (``merge_mixed_bases``, only when there are such).
     The rules then run once per key, in Python (``pricing.resolve``); their answers are
     COPYed into ``window_resolution``, which the reconcile statements join back to the
     rollups in SQL, where the cost is computed exactly.
     """
     with conn.cursor() as cursor:
-        mixed = cursor.execute(load_sql("count_mixed_bases")).fetchone()
-        if mixed is not None and mixed[0]:
-            cursor.execute(load_sql("merge_mixed_bases"))
         keys = cursor.execute(load_sql("select_resolution_keys")).fetchall()
+        if any(bases_key is None for _, bases_key in keys):
+            cursor.execute(load_sql("merge_mixed_bases"))
+            keys = cursor.execute(load_sql("select_resolution_keys")).fetchall()
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:
             copy.set_types(RESOLUTION_TYPES)
