@@ -13,8 +13,9 @@ import pstats
 
 import psycopg
 
-from benchmarks.suite import FLOOR_AGGREGATE, SET_SERIAL, Bench
+from benchmarks.suite import FLOOR_AGGREGATE, SET_SERIAL, SET_WORK_MEM, Bench
 from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import RATING_WORK_MEM
 from rating_pipeline.warehouse.sqlfiles import load_sql
 
 EXPLAIN = "EXPLAIN (ANALYZE, BUFFERS, SETTINGS) "
@@ -51,6 +52,7 @@ def profile_appendix(bench: Bench) -> list[str]:
     params: dict[str, object] = {"start": hot.start, "end": hot.end}
     with connect(bench.url) as conn:
         conn.execute(SET_SERIAL)
+        conn.execute(SET_WORK_MEM, {"work_mem": RATING_WORK_MEM})
         conn.commit()
         floor_plan = _explain(conn, FLOOR_AGGREGATE, params)
         extract_plan = _explain(conn, load_sql("create_window_usage"), params)
