@@ -21,6 +21,7 @@ from rating_pipeline.pricebook.loader import PricebookLoadError
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import require_schema
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.outputs import largest_rollups
 from rating_pipeline.windows import Window
 
 # BackfillPolicy is marked beta in Dagster 1.13: a warning on every load that nobody can act on.
@@ -149,5 +150,10 @@ def rated_usage(
                 raise dg.Failure(description=failed_window(windows, done, exc)) from exc
             for line in metadata.rating_log_lines(result):
                 context.log.info(line)
-            context.add_asset_metadata(metadata.rating_metadata(result), partition_key=window.key)
+            # Read after the commit: the UI's table is no part of the rating's transaction.
+            costliest = largest_rollups(conn, window, metadata.LARGEST_ROLLUPS)
+            conn.commit()
+            context.add_asset_metadata(
+                metadata.rating_metadata(result, costliest), partition_key=window.key
+            )
     return dg.MaterializeResult()

@@ -111,8 +111,9 @@ def largest_rollups(rollups: Iterable[RatedRollup], limit: int = LARGEST_ROLLUPS
     )
 
 
-def rating_metadata(result: WindowResult) -> dict[str, Any]:
-    """Everything the contract surfaces on a rated_usage materialization of one window."""
+def rating_metadata(result: WindowResult, costliest: Iterable[RatedRollup] = ()) -> dict[str, Any]:
+    """Everything the contract surfaces on a rated_usage materialization of one window,
+    with the table of its ``costliest`` rollups (``outputs.largest_rollups``)."""
     rating = result.rating
     usage, exceptions = result.usage_counts, result.exception_counts
     return {
@@ -133,7 +134,7 @@ def rating_metadata(result: WindowResult) -> dict[str, Any]:
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
         "output_checksum": dg.MetadataValue.text(rating.checksum),
         "max_ingested_at": _instant(result.max_ingested_at),
-        "largest_rollups": dg.MetadataValue.md(largest_rollups(rating.largest_rollups)),
+        "largest_rollups": dg.MetadataValue.md(largest_rollups(costliest)),
     }
 
 

@@ -5,7 +5,7 @@ by ``pricing.resolve`` (the rules, in Python) → one statement per table that p
 numeric arithmetic), compares with the live rows and writes only the differences → check
 conservation → checksum (carried when nothing changed, else SQL) → append the rating log.
 Nothing per rollup crosses into Python: only the resolution keys (a handful per window),
-the totals, the exceptions (few) and the costliest rollups.
+the totals and the exceptions (few).
 
 The transaction runs at READ COMMITTED and takes the window's advisory lock before anything
 else, so every later statement sees the latest committed state, including that of a rating
@@ -28,12 +28,11 @@ from rating_pipeline.money import exact_rate
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import (
     AMBIGUOUS_BASE,
-    RatedRollup,
     RatingException,
     canonical_fields,
 )
 from rating_pipeline.warehouse.extract import create_window_usage, parse_bases_key
-from rating_pipeline.warehouse.outputs import exception_from_row, rollup_from_row
+from rating_pipeline.warehouse.outputs import exception_from_row
 from rating_pipeline.warehouse.reconcile import (
     OutputTotals,
     ReconcileCounts,
@@ -55,8 +54,6 @@ LOCK_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
 DELETIONS_LOGGED = 50
-# The costliest rollups a result carries (for the UI's table).
-LARGEST_ROLLUPS = 5
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Binary COPY of window_resolution, in the column order of sql/copy_window_resolution.sql.
 RESOLUTION_TYPES = (
@@ -77,8 +74,7 @@ class ConnectionInTransaction(RatingPipelineError):
 class WindowSummary:
     """What one rating of one window produced, without its rollups (they stay in SQL).
 
-    ``exceptions`` is every exception row, in key order (they are few);
-    ``largest_rollups`` the LARGEST_ROLLUPS costliest rollups, ties broken by key.
+    ``exceptions`` is every exception row, in key order (they are few).
     """
 
     window: Window
@@ -90,7 +86,6 @@ class WindowSummary:
     total_cost_usd: Decimal
     checksum: str
     exceptions: tuple[RatingException, ...]
-    largest_rollups: tuple[RatedRollup, ...]
 
     @property
     def events_read(self) -> int:
@@ -296,7 +291,7 @@ def rate_window_in_transaction(
 
     create_window_usage(conn, window)
     resolve_window(conn, version)
-    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id, LARGEST_ROLLUPS)
+    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
     excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
     read = read_totals(conn)
     check_conservation(window, read, rated.totals, excepted.totals)
@@ -343,17 +338,6 @@ def rate_window_in_transaction(
         exceptions=tuple(
             exception_from_row(row)
             for row in conn.execute(load_sql("select_window_rating_exception"), bounds)
-        ),
-        largest_rollups=tuple(
-            rollup_from_row(row)
-            for row in conn.execute(
-                load_sql("select_largest_rollups"),
-                {
-                    **bounds,
-                    "auth_ids": [auth_id for auth_id, _ in rated.costliest],
-                    "model_ids": [model_id for _, model_id in rated.costliest],
-                },
-            )
         ),
     )
     keys = {"window_start": window.start, "run_id": run_id, "rated_at": rated_at}

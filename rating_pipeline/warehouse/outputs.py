@@ -73,6 +73,16 @@ def exception_from_row(row: Sequence[Any]) -> RatingException:
     )
 
 
+def largest_rollups(
+    conn: psycopg.Connection, window: Window, limit: int
+) -> tuple[RatedRollup, ...]:
+    """The window's ``limit`` costliest stored rollups, ties broken by key (code point)."""
+    params = {"window_start": window.start, "limit": limit}
+    return tuple(
+        rollup_from_row(row) for row in conn.execute(load_sql("select_largest_rollups"), params)
+    )
+
+
 def load_window(conn: psycopg.Connection, window: Window) -> StoredWindow:
     """The window's stored rows, as of the caller's transaction snapshot."""
     params = {"window_start": window.start}

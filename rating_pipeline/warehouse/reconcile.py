@@ -63,14 +63,10 @@ class OutputTotals:
 
 @dataclass(frozen=True)
 class Reconciled:
-    """The counts of one reconcile and the totals of the output it converged to.
-
-    ``costliest``: the (auth_id, model_id) of the output's costliest rows, when asked for.
-    """
+    """The counts of one reconcile and the totals of the output it converged to."""
 
     counts: ReconcileCounts
     totals: OutputTotals
-    costliest: tuple[tuple[str, str], ...] = ()
 
 
 def _reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> Reconciled:
@@ -80,10 +76,6 @@ def _reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any])
     inserted, updated, deleted, rows, events, input_tokens, output_tokens = (
         int(value) for value in row[:7]
     )
-    costliest: tuple[tuple[str, str], ...] = ()
-    if len(row) > 8:  # reconcile_rated_usage: cost, then the costliest rollups' keys
-        auth_ids, model_ids = row[8], row[9]
-        costliest = tuple(zip(auth_ids, model_ids, strict=True))
     return Reconciled(
         counts=ReconcileCounts(
             inserted=inserted,
@@ -93,7 +85,6 @@ def _reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any])
         ),
         # Sums of bigint and numeric(30, 0) are whole: int() is exact.
         totals=OutputTotals(rows, events, input_tokens, output_tokens, *row[7:8]),
-        costliest=costliest,
     )
 
 
@@ -115,15 +106,9 @@ def reconcile_rated_usage(
     version: PricebookVersion,
     rated_at: datetime,
     run_id: str,
-    largest: int,
 ) -> Reconciled:
-    """Converge ``rated_usage`` for ``window`` to the priced rollups; totals carry the cost,
-    ``costliest`` the keys of the ``largest`` costliest rollups."""
-    params = {
-        **_bound(window, version, rated_at, run_id),
-        "pricebook_sha256": version.sha256,
-        "largest": largest,
-    }
+    """Converge ``rated_usage`` for ``window`` to the priced rollups; totals carry the cost."""
+    params = {**_bound(window, version, rated_at, run_id), "pricebook_sha256": version.sha256}
     return _reconcile(conn, "reconcile_rated_usage", params)
 
 

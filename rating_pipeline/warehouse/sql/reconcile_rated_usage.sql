@@ -19,10 +19,9 @@
 --            from the table: every part of one statement reads the snapshot taken before
 --            it, so `superseded` still holds the values the UPDATE replaced.
 -- rated_at and run_id are not compared: they record the last change, not a value.
--- Returns the counts, the output's totals (for the conservation check and the log) and the
--- keys of its %(largest)s costliest rollups.
+-- Returns the counts and the output's totals (for the conservation check and the log).
 -- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(pricebook_sha256)s,
--- %(rated_at)s, %(run_id)s, %(largest)s.
+-- %(rated_at)s, %(run_id)s.
 WITH output AS MATERIALIZED (
     SELECT
         r.auth_id,
@@ -179,9 +178,7 @@ SELECT
     totals.event_count,
     totals.input_tokens,
     totals.output_tokens,
-    totals.cost_usd,
-    largest.auth_ids,
-    largest.model_ids
+    totals.cost_usd
 FROM (
     SELECT
         count(*) AS rollup_count,
@@ -191,15 +188,3 @@ FROM (
         coalesce(sum(cost_usd), 0) AS cost_usd
     FROM output
 ) AS totals
-CROSS JOIN (
-    -- The keys of the costliest rollups (ties broken by key, code point), for the summary.
-    SELECT
-        coalesce(array_agg(auth_id), '{}') AS auth_ids,
-        coalesce(array_agg(model_id), '{}') AS model_ids
-    FROM (
-        SELECT auth_id, model_id
-        FROM output
-        ORDER BY cost_usd DESC, auth_id COLLATE "C", model_id COLLATE "C"
-        LIMIT %(largest)s
-    ) AS costliest
-) AS largest
