@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -27,6 +28,7 @@ from rating_pipeline.records import (
     BillingEvent,
     RatedRollup,
 )
+from rating_pipeline.warehouse import engine
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import (
     ConnectionInTransaction,
@@ -207,9 +209,34 @@ def test_rerate_deletes_rollup_whose_events_vanished(
     assert changes.fetchall() == [("deleted", 2)]
 
 
+# An identical re-run takes one of two paths: unchanged inputs (the latest rating's input
+# fingerprint, nothing compared), or the full comparison, which a write to the outputs
+# outside a rating forces (here a no-op one: any statement counts, migration 0004).
+RERUN_PATHS = ("unchanged_inputs", "comparison")
+FORCE_COMPARISON = "UPDATE rated_output_edit SET edits = edits + 1"
+
+
+@pytest.mark.parametrize("path", RERUN_PATHS)
 def test_identical_rerun_writes_nothing_and_locks_nothing(
-    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, database_url: str
+    conn: psycopg.Connection,
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    database_url: str,
+    path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    def before_rerun() -> None:
+        if path == "comparison":
+            reader.execute(FORCE_COMPARISON)
+
+    compared: list[str] = []
+    converge_window = engine.converge_window
+
+    def recording_converge_window(*args: Any) -> engine.Converged:
+        compared.append(args[4])  # the run id
+        return converge_window(*args)
+
+    monkeypatch.setattr(engine, "converge_window", recording_converge_window)
     add_events(
         [
             make_event("org-1", "base-large"),
@@ -227,6 +254,7 @@ def test_identical_rerun_writes_nothing_and_locks_nothing(
     assert all(xmax == "0" for _, _, _, xmax, _, _ in rows_before)
 
     # Committed through the public entry point: xmin, xmax, rated_at, run_id all unchanged.
+    before_rerun()
     second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
     assert second.rows_written == 0
     assert second.usage_counts.unchanged == 3 and second.exception_counts.unchanged == 3
@@ -241,6 +269,7 @@ def test_identical_rerun_writes_nothing_and_locks_nothing(
     # From inside a re-run's transaction: no tuple written, and no row locked (a lock would
     # make NOWAIT fail). A new backend, as pg_stat_xact_* also counts a backend's earlier,
     # not yet flushed transactions. (The probe's own locks leave an xmax: it comes last.)
+    before_rerun()
     with connect(database_url) as fresh, fresh.transaction():
         third = rate_window_in_transaction(fresh, WINDOW, VERSION, "run-3")
         writes = dict(fresh.execute(XACT_WRITES).fetchall())
@@ -249,6 +278,7 @@ def test_identical_rerun_writes_nothing_and_locks_nothing(
         assert len(locked) == len(rows_before)
         reader.execute("SELECT auth_id FROM rating_exception FOR UPDATE NOWAIT")
     assert third.rows_written == 0 and third.checksum == first.checksum
+    assert compared == (["run-1", "run-2", "run-3"] if path == "comparison" else ["run-1"])
 
 
 def test_scoped_rerate_leaves_adjacent_windows_untouched(

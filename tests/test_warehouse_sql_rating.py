@@ -119,9 +119,10 @@ def test_conservation_failure_rolls_back_every_write(
     version = make_version({"base-large": own("2.5", "10")})
     resolve_window = engine.resolve_window
 
-    def losing_resolve_window(conn: psycopg.Connection, *args: Any) -> None:
-        resolve_window(conn, *args)
+    def losing_resolve_window(conn: psycopg.Connection, *args: Any) -> Any:
+        rows = resolve_window(conn, *args)
         conn.execute("DELETE FROM window_resolution")  # the rollups' answers go missing
+        return rows
 
     monkeypatch.setattr(engine, "resolve_window", losing_resolve_window)
     with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):

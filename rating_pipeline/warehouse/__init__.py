@@ -4,11 +4,12 @@
   database.py    database_url(), connect(), redact_url()
   migrations.py  the schema as Alembic revisions (migrations/versions)
   extract.py     one window's events summed inside PostgreSQL, one row per rollup
+  fingerprint.py the digest of everything a rating's output depends on (its inputs)
   reconcile.py   per table, one statement: price, compare with the live rows, write the
                  differences
-  engine.py      rate_window(): lock, extract, resolve, reconcile, checksum, log, in one
-                 transaction
-  outputs.py     one window's stored rows read back as records
+  engine.py      rate_window(): lock, extract, resolve, fingerprint, then either carry an
+                 unchanged window or reconcile and checksum it, log; one transaction
+  outputs.py     one window's stored rows (and the costliest of them) read back as records
   commands.py    the `rate` command
   sql/           every statement, one per file
 

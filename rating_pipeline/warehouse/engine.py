@@ -1,9 +1,11 @@
 """Rating one window end to end, in one transaction (contract sections 6 and 7).
 
 lock → the window's rollups into a temp table (SQL) → each distinct (model, bases) resolved
-by ``pricing.resolve`` (the rules, in Python) → one statement per table that prices (exact
-numeric arithmetic), compares with the live rows and writes only the differences → check
-conservation → checksum (carried when nothing changed, else SQL) → append the rating log.
+by ``pricing.resolve`` (the rules, in Python) → the input fingerprint → unless the window's
+latest rating had the same inputs and its rows are untouched since: one statement per
+table that prices (exact numeric arithmetic), compares with the live rows and writes only
+the differences, then check conservation and the checksum (carried when nothing changed,
+else SQL) → append the rating log.
 Nothing per rollup crosses into Python: only the resolution keys (a handful per window),
 the totals and the exceptions (few).
 
@@ -15,6 +17,7 @@ it waited for. A crash anywhere rolls it all back: the window stays as it was.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,6 +35,11 @@ from rating_pipeline.records import (
     canonical_fields,
 )
 from rating_pipeline.warehouse.extract import create_window_usage, parse_bases_key
+from rating_pipeline.warehouse.fingerprint import (
+    UsageGroup,
+    input_fingerprint,
+    select_usage_groups,
+)
 from rating_pipeline.warehouse.outputs import exception_from_row
 from rating_pipeline.warehouse.reconcile import (
     OutputTotals,
@@ -154,26 +162,41 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     )  # fmt: skip
 
 
-def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
-    """Answer the rules for each distinct (model_id, bases) among the window's rollups, into
-    the temp table ``window_resolution`` (dropped at commit or rollback).
+def summarize_usage(conn: psycopg.Connection) -> tuple[UsageGroup, ...]:
+    """``window_usage`` per resolution key, once every rollup has its bases_key.
 
     The rollups whose events carry several distinct base_model values (a NULL key) are
     merged first from their per-base rows (``merge_mixed_bases``, only when there are such).
-    The rules then run once per key, in Python (``pricing.resolve``); their answers are
-    COPYed into ``window_resolution``, which the reconcile statements join back to the
-    rollups in SQL, where the cost is computed exactly.
     """
+    groups = select_usage_groups(conn)
+    if any(group.is_rollup and group.bases_key is None for group in groups):
+        conn.execute(load_sql("merge_mixed_bases"))
+        groups = select_usage_groups(conn)
+    return groups
+
+
+def resolve_window(
+    conn: psycopg.Connection, version: PricebookVersion, groups: Sequence[UsageGroup]
+) -> tuple[tuple[object, ...], ...]:
+    """Answer the rules for each (model_id, bases_key) of the rollup ``groups``, into the
+    temp table ``window_resolution`` (dropped at commit or rollback); return its rows.
+
+    The rules run once per key, in Python (``pricing.resolve``); their answers are COPYed
+    into ``window_resolution``, which the reconcile statements join back to the rollups in
+    SQL, where the cost is computed exactly.
+    """
+    rows = tuple(
+        resolution_row(version, group.model_id, group.bases_key)
+        for group in groups
+        if group.is_rollup and group.bases_key is not None
+    )
     with conn.cursor() as cursor:
-        keys = cursor.execute(load_sql("select_resolution_keys")).fetchall()
-        if any(bases_key is None for _, bases_key in keys):
-            cursor.execute(load_sql("merge_mixed_bases"))
-            keys = cursor.execute(load_sql("select_resolution_keys")).fetchall()
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:
             copy.set_types(RESOLUTION_TYPES)
-            for model_id, bases_key in keys:
-                copy.write_row(resolution_row(version, model_id, bases_key))
+            for row in rows:
+                copy.write_row(row)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -248,6 +271,81 @@ def window_checksum(
     return str(computed[0])
 
 
+@dataclass(frozen=True)
+class Converged:
+    """Where one rating left its window's rows: the counts, the totals and the checksum."""
+
+    usage_counts: ReconcileCounts
+    exception_counts: ReconcileCounts
+    events_rated: int
+    events_excepted: int
+    rollup_count: int
+    total_cost_usd: Decimal
+    checksum: str
+
+
+def find_unchanged_rating(
+    conn: psycopg.Connection, window: Window, fingerprint: str, read: WindowRead, edits_seen: int
+) -> Converged | None:
+    """The window's rows as its latest rating left them, if this rating would leave the same.
+
+    That is so when the latest rating logged this input fingerprint and the same events
+    read, and no statement outside a rating has written the outputs since it began (the
+    edit counter, migration 0004). Then every row is already this rating's output: nothing
+    needs comparing, writing or locking, and the log's counts, totals and checksum carry.
+    None otherwise (the rows are then compared: ``converge_window``).
+    """
+    row = conn.execute(
+        load_sql("select_unchanged_rating"),
+        {
+            "window_start": window.start,
+            "fingerprint": fingerprint,
+            "events_read": read.event_count,
+            "edits": edits_seen,
+        },
+    ).fetchone()
+    if row is None:
+        return None
+    rollups, exceptions, events_rated, events_excepted, total_cost_usd, checksum = row
+    return Converged(
+        usage_counts=ReconcileCounts(inserted=0, updated=0, deleted=0, unchanged=int(rollups)),
+        exception_counts=ReconcileCounts(
+            inserted=0, updated=0, deleted=0, unchanged=int(exceptions)
+        ),
+        events_rated=int(events_rated),
+        events_excepted=int(events_excepted),
+        rollup_count=int(rollups),
+        total_cost_usd=total_cost_usd,
+        checksum=str(checksum),
+    )
+
+
+def converge_window(
+    conn: psycopg.Connection,
+    window: Window,
+    version: PricebookVersion,
+    rated_at: datetime,
+    run_id: str,
+    read: WindowRead,
+    edits_seen: int,
+) -> Converged:
+    """Compare the window's rows with this rating's output and write the differences, check
+    conservation, and take the checksum of the rows as they are left."""
+    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
+    excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
+    check_conservation(window, read, rated.totals, excepted.totals)
+    written = rated.counts.written + excepted.counts.written
+    return Converged(
+        usage_counts=rated.counts,
+        exception_counts=excepted.counts,
+        events_rated=rated.totals.event_count,
+        events_excepted=excepted.totals.event_count,
+        rollup_count=rated.totals.rows,
+        total_cost_usd=rated.totals.cost_usd,
+        checksum=window_checksum(conn, window, version, written, edits_seen),
+    )
+
+
 def rate_window(
     conn: psycopg.Connection, window: Window, pricebooks: Pricebooks, run_id: str
 ) -> WindowResult:
@@ -290,15 +388,14 @@ def rate_window_in_transaction(
     edits_seen = int(edits_row[0])
 
     create_window_usage(conn, window)
-    resolve_window(conn, version)
-    rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
-    excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
+    groups = summarize_usage(conn)
+    resolution = resolve_window(conn, version, groups)
     read = read_totals(conn)
-    check_conservation(window, read, rated.totals, excepted.totals)
-    usage_counts, exception_counts = rated.counts, excepted.counts
-    checksum = window_checksum(
-        conn, window, version, usage_counts.written + exception_counts.written, edits_seen
-    )
+    fingerprint = input_fingerprint(conn, window, version, groups, resolution)
+    converged = find_unchanged_rating(
+        conn, window, fingerprint, read, edits_seen
+    ) or converge_window(conn, window, version, rated_at, run_id, read, edits_seen)
+    usage_counts, exception_counts = converged.usage_counts, converged.exception_counts
     conn.execute(
         load_sql("insert_rating_log"),
         {
@@ -316,13 +413,14 @@ def rate_window_in_transaction(
             "exceptions_deleted": exception_counts.deleted,
             "exceptions_unchanged": exception_counts.unchanged,
             "events_read": read.event_count,
-            "events_rated": rated.totals.event_count,
-            "events_excepted": excepted.totals.event_count,
-            "total_cost_usd": rated.totals.cost_usd,
-            "output_checksum": checksum,
+            "events_rated": converged.events_rated,
+            "events_excepted": converged.events_excepted,
+            "total_cost_usd": converged.total_cost_usd,
+            "output_checksum": converged.checksum,
             "max_ingested_at": read.max_ingested_at,
             "rated_at": rated_at,
             "output_edits_seen": edits_seen,
+            "input_fingerprint": fingerprint,
         },
     )
     bounds = {"window_start": window.start}
@@ -330,11 +428,11 @@ def rate_window_in_transaction(
         window=window,
         pricebook_version=version.version,
         pricebook_sha256=version.sha256,
-        events_rated=rated.totals.event_count,
-        events_excepted=excepted.totals.event_count,
-        rollup_count=rated.totals.rows,
-        total_cost_usd=rated.totals.cost_usd,
-        checksum=checksum,
+        events_rated=converged.events_rated,
+        events_excepted=converged.events_excepted,
+        rollup_count=converged.rollup_count,
+        total_cost_usd=converged.total_cost_usd,
+        checksum=converged.checksum,
         exceptions=tuple(
             exception_from_row(row)
             for row in conn.execute(load_sql("select_window_rating_exception"), bounds)

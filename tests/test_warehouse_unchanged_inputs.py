@@ -1,0 +1,183 @@
+"""A re-rate whose inputs did not change leaves the window without comparing its rows.
+
+The engine skips the comparison only when the window's latest rating logged the same
+input fingerprint (the summed events, the rules' answers, the pricebook, the statements)
+and nothing outside a rating has written the outputs since. Each test here changes one of
+those and shows that the rows are compared again and converge to the oracle's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from rating_pipeline import oracle
+from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse import engine, fingerprint
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.outputs import load_window
+from rating_pipeline.windows import Window
+from tests.conftest import delete_events
+from tests.factories import WINDOW_START, derived, make_event, make_version, own
+
+WINDOW = Window(WINDOW_START)
+RATES = {
+    "base-large": own("2.50", "10.00"),
+    "base-small": own("0.15", "0.60"),
+    "ft:acme:legal": derived("base-large", "1.25"),
+}
+VERSION = make_version(RATES)
+EVENTS = [
+    make_event("org-1", "base-large", input_tokens=100, output_tokens=10, event_id="ev-1"),
+    make_event("org-2", "base-large", input_tokens=200, output_tokens=20, event_id="ev-2"),
+    make_event("org-3", "ft:acme:legal", event_id="ev-3"),
+    make_event("org-3", "mystery", event_id="ev-4"),
+    make_event("", "base-small", event_id="ev-5"),
+]
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+
+
+@pytest.fixture
+def compared(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The run ids of the ratings that compared the window's rows (``converge_window``)."""
+    runs: list[str] = []
+    converge_window = engine.converge_window
+
+    def recording_converge_window(*args: Any) -> engine.Converged:
+        runs.append(args[4])
+        return converge_window(*args)
+
+    monkeypatch.setattr(engine, "converge_window", recording_converge_window)
+    return runs
+
+
+def _assert_matches_oracle(
+    conn: psycopg.Connection, version: PricebookVersion, events: Iterable[BillingEvent]
+) -> None:
+    stored = load_window(conn, WINDOW)
+    expected = oracle.rate_window(WINDOW, version, list(events))
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions
+
+
+def test_unchanged_inputs_carry_the_latest_ratings_counts_totals_and_checksum(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, compared: list[str]
+) -> None:
+    add_events(EVENTS)
+    first = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+
+    assert compared == ["run-1"]
+    assert second.rows_written == 0
+    assert second.usage_counts.unchanged == first.usage_counts.inserted == 3
+    assert second.exception_counts.unchanged == first.exception_counts.inserted == 2
+    assert second.rating == first.rating
+    logged = reader.execute(
+        "SELECT run_id, rows_unchanged, exceptions_unchanged, events_read, events_rated,"
+        " total_cost_usd, output_checksum, input_fingerprint FROM rating_log ORDER BY log_id"
+    ).fetchall()
+    assert [row[0] for row in logged] == ["run-1", "run-2"]
+    assert logged[1][1:3] == (3, 2)
+    assert logged[1][3:] == logged[0][3:]
+    assert logged[1][-1] is not None and len(logged[1][-1]) == 64
+
+
+def test_rerate_restores_rows_edited_or_deleted_outside_a_rating(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, compared: list[str]
+) -> None:
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    # Edits the CHECK constraints accept: a consistent cost, a deleted row of each table.
+    reader.execute(
+        "UPDATE rated_usage SET input_tokens = input_tokens + 1000, cost_usd = ((input_tokens"
+        " + 1000) * input_rate_per_mtok + output_tokens * output_rate_per_mtok) * 0.000001"
+        " WHERE auth_id = 'org-1'"
+    )
+    reader.execute("DELETE FROM rated_usage WHERE auth_id = 'org-2'")
+    reader.execute("DELETE FROM rating_exception WHERE model_id = 'mystery'")
+
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert (second.usage_counts.inserted, second.usage_counts.updated) == (1, 1)
+    assert second.exception_counts.inserted == 1
+    _assert_matches_oracle(conn, VERSION, EVENTS)
+
+
+def test_rerate_sees_token_sums_swapped_between_rollups(
+    database_url: str, conn: psycopg.Connection, add_events: AddEvents, compared: list[str]
+) -> None:
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    # The same multiset of values, on other rows: a digest summing per-column hashes would
+    # not see it.
+    swapped = [
+        make_event("org-1", "base-large", input_tokens=200, output_tokens=20, event_id="ev-1b"),
+        make_event("org-2", "base-large", input_tokens=100, output_tokens=10, event_id="ev-2b"),
+    ]
+    delete_events(database_url, ["ev-1", "ev-2"])
+    add_events(swapped)
+
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.usage_counts.updated == 2
+    _assert_matches_oracle(conn, VERSION, [*swapped, *EVENTS[2:]])
+
+
+def test_rerate_compares_again_under_another_pricebook_file_of_the_same_version(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str]
+) -> None:
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    # Same version name and the same rates for every model billed: only the file's sha256
+    # differs, and every row records it.
+    edited = make_version({**RATES, "base-tiny": own("0.01", "0.02")})
+    assert edited.version == VERSION.version and edited.sha256 != VERSION.sha256
+
+    second = rate_window(conn, WINDOW, Pricebooks((edited,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.usage_counts.updated == 3
+    _assert_matches_oracle(conn, edited, EVENTS)
+
+
+def test_rerate_compares_again_when_the_rules_answer_otherwise(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str], monkeypatch: Any
+) -> None:
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    # A fix to the rules in code, the pricebook unchanged: the derived multiplier differs.
+    fixed = make_version({**RATES, "ft:acme:legal": derived("base-large", "1.50")})
+    resolution_row = engine.resolution_row
+
+    def fixed_rules(version: PricebookVersion, model_id: str, bases_key: str) -> Any:
+        return resolution_row(fixed, model_id, bases_key)
+
+    monkeypatch.setattr(engine, "resolution_row", fixed_rules)
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.usage_counts.updated == 1
+    legal = [r for r in load_window(conn, WINDOW).rollups if r.model_id == "ft:acme:legal"]
+    assert [r.multiplier for r in legal] == [Decimal("1.5")]
+
+
+def test_rerate_compares_again_when_the_statements_change(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str], monkeypatch: Any
+) -> None:
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    monkeypatch.setattr(fingerprint, "statements_digest", lambda: "a later release")
+
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+    third = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-3")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.rows_written == third.rows_written == 0
+    _assert_matches_oracle(conn, VERSION, EVENTS)
