@@ -177,8 +177,23 @@ def canonical_fields(*values: object) -> str:
     return "\t".join(map(_canonical, values))
 
 
+# Per kind, the fields the rows of one window share (the rating that left them wrote them
+# all): they form a header line, rendered once per group instead of on every row's line.
+SHARED_FIELDS = {
+    "rollup": ("window_start", "window_end", "pricebook_version", "pricebook_sha256"),
+    "exception": ("window_start", "window_end", "pricebook_version"),
+}
+
+
 def output_checksum(rollups: Iterable[RatedRollup], exceptions: Iterable[RatingException]) -> str:
-    """A stable digest of rows' values, independent of row order and Decimal scale."""
+    """A stable digest of rows' values, independent of row order and Decimal scale.
+
+    SHA-256 of UTF-8 lines: per kind (rollups, then exceptions), the rows grouped by their
+    SHARED_FIELDS; each group, in code point order of its header, is its header line (the
+    kind, then the shared fields) followed by its rows' other fields, one line per row,
+    sorted by code point. Fields are ``canonical_fields``: TAB-separated, with TAB, LF and
+    backslash escaped, so a line's field count tells a header from a row.
+    """
     # Equal values render equally whatever their type (int 10 and Decimal("10.0") are both
     # "10"), so one cache keyed by value serves every column; most values repeat.
     rendered: dict[object, str] = {}
@@ -191,6 +206,14 @@ def output_checksum(rollups: Iterable[RatedRollup], exceptions: Iterable[RatingE
 
     digest = hashlib.sha256()
     for kind, rows in (("rollup", rollups), ("exception", exceptions)):
-        lines = sorted("\t".join(map(render, vars(row).values())) for row in rows)
-        digest.update("".join(f"{kind}\t{line}\n" for line in lines).encode())
+        shared = SHARED_FIELDS[kind]
+        groups: dict[str, list[str]] = {}
+        for row in rows:
+            values = vars(row)
+            header = canonical_fields(kind, *(values[name] for name in shared))
+            line = "\t".join(render(value) for name, value in values.items() if name not in shared)
+            groups.setdefault(header, []).append(line)
+        for header in sorted(groups):
+            lines = sorted(groups[header])
+            digest.update("".join([f"{header}\n", *(f"{line}\n" for line in lines)]).encode())
     return digest.hexdigest()

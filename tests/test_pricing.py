@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
 
 import pytest
 
 from rating_pipeline.pricing import group_events, price_window
-from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
+from rating_pipeline.records import (
+    AMBIGUOUS_BASE,
+    INVALID_EVENT,
+    SHARED_FIELDS,
+    UNPRICED,
+    output_checksum,
+)
 from rating_pipeline.windows import Window
 from tests.factories import WINDOW_START, derived, make_event, make_version, own
 
@@ -185,3 +192,21 @@ def test_the_checksum_depends_only_on_the_output_values():
     again = rate(make_event("b"), make_event("a"))
     changed = rate(make_event("a"), make_event("b", input_tokens=1001))
     assert first.checksum == again.checksum != changed.checksum
+
+
+def test_the_checksum_sees_the_fields_a_windows_rows_share():
+    rating = rate(make_event("a"), make_event("b"), make_event("", "base-large"))
+    assert rating.rollups and rating.exceptions
+    checksum = output_checksum(rating.rollups, rating.exceptions)
+
+    def other(value: object) -> object:
+        return value + timedelta(hours=1) if isinstance(value, datetime) else f"{value}x"
+
+    first, *rest = rating.rollups
+    for name in SHARED_FIELDS["rollup"]:
+        moved = replace(first, **{name: other(getattr(first, name))})
+        assert output_checksum((moved, *rest), rating.exceptions) != checksum, name
+    (exception,) = rating.exceptions
+    for name in SHARED_FIELDS["exception"]:
+        moved_exception = replace(exception, **{name: other(getattr(exception, name))})
+        assert output_checksum(rating.rollups, (moved_exception,)) != checksum, name

@@ -1,8 +1,8 @@
 """The checksum a rating logs describes the window's rows as that rating leaves them.
 
-A rating that changes no row carries its predecessor's checksum instead of rendering every
-row again; a write to the outputs outside a rating (migration 0004 counts them) stops the
-carry, so a hand edit can never leave a stale checksum in the log.
+A rating whose inputs did not change carries its predecessor's checksum instead of rendering
+every row again; a write to the outputs outside a rating (migration 0004 counts them) stops
+the carry, so a hand edit can never leave a stale checksum in the log.
 """
 
 from __future__ import annotations

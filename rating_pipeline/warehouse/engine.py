@@ -1,11 +1,11 @@
 """Rating one window end to end, in one transaction (contract sections 6 and 7).
 
 lock → the window's rollups into a temp table (SQL) → each distinct (model, bases) resolved
-by ``pricing.resolve`` (the rules, in Python) → the input fingerprint → unless the window's
-latest rating had the same inputs and its rows are untouched since: one statement per
-table that prices (exact numeric arithmetic), compares with the live rows and writes only
-the differences, then check conservation and the checksum (carried when nothing changed,
-else SQL) → append the rating log.
+by ``pricing.resolve`` (the rules, in Python) → the input fingerprint → if the window's
+latest rating had the same inputs and its rows are untouched since, its counts, totals and
+checksum carry; otherwise one statement per table prices (exact numeric arithmetic),
+compares with the live rows and writes only the differences, then conservation is checked
+and the checksum computed (SQL) → append the rating log.
 Nothing per rollup crosses into Python: only the resolution keys (a handful per window),
 the totals and the exceptions (few).
 
@@ -237,34 +237,20 @@ def check_conservation(
         )
 
 
-def window_checksum(
-    conn: psycopg.Connection,
-    window: Window,
-    version: PricebookVersion,
-    rows_written: int,
-    edits_seen: int,
-) -> str:
+def window_checksum(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> str:
     """``records.output_checksum`` of the window's rows as this rating leaves them.
 
-    A rating that wrote no row leaves exactly the rows the window's latest rating logged,
-    unless a statement outside a rating wrote them since (migration 0004 counts those):
-    then that checksum is carried. Otherwise every line is rendered in SQL, from this
-    rating's output; what repeats on every line is rendered here, once.
+    Every line is rendered in SQL, from this rating's output; the header lines, which
+    carry what the window's rows share, are rendered here by the reference renderer.
     """
-    if not rows_written:
-        carried = conn.execute(
-            load_sql("select_carried_checksum"),
-            {"window_start": window.start, "edits": edits_seen},
-        ).fetchone()
-        if carried is not None:
-            return str(carried[0])
     computed = conn.execute(
         load_sql("window_output_checksum"),
         {
             "window_start": window.start,
-            "rollup_prefix": canonical_fields("rollup", window.start, window.end, ""),
+            "rollup_header": canonical_fields(
+                "rollup", window.start, window.end, version.version, version.sha256
+            ),
             "exception_prefix": canonical_fields("exception", window.start, window.end, ""),
-            "pricebook_text": canonical_fields(version.version, version.sha256),
         },
     ).fetchone()
     assert computed is not None
@@ -327,14 +313,12 @@ def converge_window(
     rated_at: datetime,
     run_id: str,
     read: WindowRead,
-    edits_seen: int,
 ) -> Converged:
     """Compare the window's rows with this rating's output and write the differences, check
     conservation, and take the checksum of the rows as they are left."""
     rated = reconcile_rated_usage(conn, window, version, rated_at, run_id)
     excepted = reconcile_rating_exception(conn, window, version, rated_at, run_id)
     check_conservation(window, read, rated.totals, excepted.totals)
-    written = rated.counts.written + excepted.counts.written
     return Converged(
         usage_counts=rated.counts,
         exception_counts=excepted.counts,
@@ -342,7 +326,7 @@ def converge_window(
         events_excepted=excepted.totals.event_count,
         rollup_count=rated.totals.rows,
         total_cost_usd=rated.totals.cost_usd,
-        checksum=window_checksum(conn, window, version, written, edits_seen),
+        checksum=window_checksum(conn, window, version),
     )
 
 
@@ -394,7 +378,7 @@ def rate_window_in_transaction(
     fingerprint = input_fingerprint(conn, window, version, groups, resolution)
     converged = find_unchanged_rating(
         conn, window, fingerprint, read, edits_seen
-    ) or converge_window(conn, window, version, rated_at, run_id, read, edits_seen)
+    ) or converge_window(conn, window, version, rated_at, run_id, read)
     usage_counts, exception_counts = converged.usage_counts, converged.exception_counts
     conn.execute(
         load_sql("insert_rating_log"),

@@ -12,6 +12,11 @@ single counter in ``rated_output_edit`` (statement-level triggers: one call per 
 nothing per row); a rating marks itself with the transaction-local setting
 ``rating_pipeline.rating`` and records the counter it saw in ``rating_log.output_edits_seen``.
 A log row whose count differs from the counter is never carried from.
+
+Since revision 0005 the carry is part of a wider one: a rating whose inputs match its
+window's latest rating skips the comparison too, under the same guard
+(``engine.find_unchanged_rating``); a rating that compares its rows always renders its
+checksum.
 """
 
 from __future__ import annotations
