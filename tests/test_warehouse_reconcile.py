@@ -211,7 +211,8 @@ def test_rerate_deletes_rollup_whose_events_vanished(
 
 # An identical re-run takes one of two paths: unchanged inputs (the latest rating's input
 # fingerprint, nothing compared), or the full comparison, which a write to the outputs
-# outside a rating forces (here a no-op one: any statement counts, migration 0004).
+# outside a rating forces. Such a write bumps the edit counter (migration 0004's triggers);
+# bumping it directly forces the comparison without changing any row.
 RERUN_PATHS = ("unchanged_inputs", "comparison")
 FORCE_COMPARISON = "UPDATE rated_output_edit SET edits = edits + 1"
 

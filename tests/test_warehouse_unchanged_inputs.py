@@ -1,9 +1,10 @@
 """A re-rate whose inputs did not change leaves the window without comparing its rows.
 
 The engine skips the comparison only when the window's latest rating logged the same
-input fingerprint (the summed events, the rules' answers, the pricebook, the statements)
-and nothing outside a rating has written the outputs since. Each test here changes one of
-those and shows that the rows are compared again and converge to the oracle's output.
+input fingerprint (the summed events, the rules' answers, the values the statements bind,
+the pricebook, the statements) and nothing outside a rating has written the outputs since.
+Each test here changes one of those and shows that the rows are compared again and take
+the new output (the oracle's, where the change is one the oracle can see).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from rating_pipeline import oracle
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.warehouse import engine, fingerprint
+from rating_pipeline.warehouse import engine, fingerprint, reconcile
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.outputs import load_window
 from rating_pipeline.windows import Window
@@ -181,3 +182,67 @@ def test_rerate_compares_again_when_the_statements_change(
     assert compared == ["run-1", "run-2"]
     assert second.rows_written == third.rows_written == 0
     _assert_matches_oracle(conn, VERSION, EVENTS)
+
+
+DERIVING = make_version(RATES, fine_tune_multiplier="1.5")
+EVENT_CHANGES = {
+    # base_model "" becomes NULL: another bases key, another answer from the rules.
+    "empty_base_becomes_null": (
+        [make_event("org-3", "ft:unlisted", "", event_id="ev-6")],
+        [make_event("org-3", "ft:unlisted", None, event_id="ev-6")],
+    ),
+    # Only an invalid event's tokens change.
+    "invalid_event_tokens": (
+        [make_event("", "base-small", input_tokens=8, event_id="ev-6")],
+        [make_event("", "base-small", input_tokens=7, event_id="ev-6")],
+    ),
+    # A billed rollup gains a second base: its per-base rows are merged, and it is gated.
+    "rollup_becomes_mixed_bases": (
+        [
+            make_event("org-1", "ft:unlisted", "base-large", event_id="ev-6"),
+            make_event("org-1", "ft:unlisted", "base-large", event_id="ev-7"),
+        ],
+        [
+            make_event("org-1", "ft:unlisted", "base-small", event_id="ev-6"),
+            make_event("org-1", "ft:unlisted", "base-large", event_id="ev-7"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("change", EVENT_CHANGES)
+def test_rerate_compares_again_when_the_events_change(
+    conn: psycopg.Connection,
+    add_events: AddEvents,
+    compared: list[str],
+    database_url: str,
+    change: str,
+) -> None:
+    before, after = EVENT_CHANGES[change]
+    add_events([*EVENTS, *before])
+    rate_window(conn, WINDOW, Pricebooks((DERIVING,)), "run-1")
+    delete_events(database_url, [event.event_id for event in before])
+    add_events(after)
+
+    second = rate_window(conn, WINDOW, Pricebooks((DERIVING,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.rows_written > 0
+    _assert_matches_oracle(conn, DERIVING, [*EVENTS, *after])
+
+
+def test_rerate_compares_again_when_a_problem_is_renamed(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str], monkeypatch: Any
+) -> None:
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    # A release renames a problem in code: no statement, pricebook or event changes.
+    renamed = {bit: f"{name} (renamed)" for bit, name in reconcile.PROBLEM_BITS.items()}
+    monkeypatch.setattr(reconcile, "PROBLEM_BITS", renamed)
+
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.exception_counts.updated == 1
+    (invalid,) = [e for e in load_window(conn, WINDOW).exceptions if e.auth_id == ""]
+    assert invalid.detail.endswith("(renamed)")

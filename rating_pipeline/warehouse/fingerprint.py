@@ -2,11 +2,12 @@
 
 A rating's output (every column of ``rated_usage`` and ``rating_exception`` but rated_at and
 run_id) is determined by: the rows of ``window_usage`` (the window's events summed, in one
-snapshot), the rules' answer for each (model_id, bases) key, the window, the pricebook
-version and its sha256, the statements that compute it and the schema they write to. The
-fingerprint digests all of them. Two ratings of a window with equal fingerprints produce
-equal outputs; the engine uses that to leave a window whose inputs did not change without
-comparing its rows again (``engine.find_unchanged_rating``).
+snapshot), the rules' answer for each (model_id, bases) key, the values the reconcile
+statements bind (``reconcile.output_values``: the window, the pricebook version and its
+sha256, the names of the problems and reasons), the statements that compute it and the
+schema they write to. The fingerprint digests all of them. Two ratings of a window with
+equal fingerprints produce equal outputs; the engine uses that to leave a window whose
+inputs did not change without comparing its rows again (``engine.find_unchanged_rating``).
 
 ``window_usage`` is digested in SQL, without sorting or sending its rows: each row is
 rendered injectively (text fields length-prefixed, NULL told apart from empty) and hashed
@@ -30,6 +31,7 @@ import psycopg
 
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import canonical_fields
+from rating_pipeline.warehouse.reconcile import output_values
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
@@ -69,13 +71,16 @@ def statements_digest() -> str:
     """SHA-256 of every statement the warehouse runs (``sql/*.sql``, by name).
 
     A change to how the output is computed changes every fingerprint, so no window is left
-    as a rating under the old statements wrote it.
+    as a rating under the old statements wrote it. The texts are those ``load_sql`` serves
+    (and caches), all loaded here at once: what is digested is what runs, even if the
+    package's files are replaced while the process lives.
     """
     digest = hashlib.sha256()
     folder = resources.files("rating_pipeline.warehouse").joinpath("sql")
-    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(".sql"):
-            digest.update(canonical_fields(entry.name, entry.read_text()).encode() + b"\n")
+    names = sorted(entry.name[: -len(".sql")] for entry in folder.iterdir()
+                   if entry.name.endswith(".sql"))  # fmt: skip
+    for name in names:
+        digest.update(canonical_fields(name, load_sql(name)).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -92,11 +97,12 @@ def input_fingerprint(
     COPYed into ``window_resolution``; runs in the rating's transaction.
     """
     revision = conn.execute(SCHEMA_REVISION).fetchone()
+    bound = sorted(output_values(window, version).items())
     lines = [
         canonical_fields(
             FINGERPRINT_SCHEME, statements_digest(), None if revision is None else revision[0],
-            window.start, window.end, version.version, version.sha256,
         ),
+        *(canonical_fields("bound", name, value) for name, value in bound),
         *sorted(
             canonical_fields(
                 "usage", g.model_id, g.bases_key, int(g.is_rollup), g.rows, g.digest_1,

@@ -88,16 +88,27 @@ def _reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any])
     )
 
 
-def _bound(
-    window: Window, version: PricebookVersion, rated_at: datetime, run_id: str
-) -> dict[str, Any]:
+def output_values(window: Window, version: PricebookVersion) -> dict[str, Any]:
+    """Every value the reconcile statements bind that lands in an output row.
+
+    With ``window_usage`` and ``window_resolution`` these determine the output entirely;
+    ``fingerprint.input_fingerprint`` digests them. (rated_at and run_id, bound too, record
+    the change, not a value, and are never compared.)
+    """
     return {
         "window_start": window.start,
         "window_end": window.end,
         "pricebook_version": version.version,
-        "rated_at": rated_at,
-        "run_id": run_id,
+        "pricebook_sha256": version.sha256,
+        **{f"problem_{bit}": name for bit, name in PROBLEM_BITS.items()},
+        "invalid_event": INVALID_EVENT,
     }
+
+
+def _bound(
+    window: Window, version: PricebookVersion, rated_at: datetime, run_id: str
+) -> dict[str, Any]:
+    return {**output_values(window, version), "rated_at": rated_at, "run_id": run_id}
 
 
 def reconcile_rated_usage(
@@ -108,8 +119,7 @@ def reconcile_rated_usage(
     run_id: str,
 ) -> Reconciled:
     """Converge ``rated_usage`` for ``window`` to the priced rollups; totals carry the cost."""
-    params = {**_bound(window, version, rated_at, run_id), "pricebook_sha256": version.sha256}
-    return _reconcile(conn, "reconcile_rated_usage", params)
+    return _reconcile(conn, "reconcile_rated_usage", _bound(window, version, rated_at, run_id))
 
 
 def reconcile_rating_exception(
@@ -120,10 +130,5 @@ def reconcile_rating_exception(
     run_id: str,
 ) -> Reconciled:
     """Converge ``rating_exception`` for ``window`` to the excluded and invalid usage."""
-    problems = {f"problem_{bit}": name for bit, name in PROBLEM_BITS.items()}
-    params = {
-        **_bound(window, version, rated_at, run_id),
-        **problems,
-        "invalid_event": INVALID_EVENT,
-    }
+    params = _bound(window, version, rated_at, run_id)
     return _reconcile(conn, "reconcile_rating_exception", params)

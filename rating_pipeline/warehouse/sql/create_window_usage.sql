@@ -17,7 +17,7 @@
 -- base_model values, a JSON array sorted by code point with null (a value) last. The few
 -- rollups with several bases keep one row per base and a NULL bases_key here;
 -- merge_mixed_bases.sql merges them from this table (no second read of the events). The
--- rules see the keys only (select_resolution_keys); the reconcile joins their answers back
+-- rules see the keys only (select_usage_groups); the reconcile joins their answers back
 -- by (model_id, bases_key). Every row carries the latest ingested_at of its own events (a
 -- kept row: of all its key's events), so max() over the table is the window's.
 -- problem_bits (records.PROBLEM_BITS): 1 blank auth_id, 2 blank model_id,

@@ -2,7 +2,7 @@
 -- (bases_key left NULL by create_window_usage.sql) into one row each, with the canonical
 -- bases_key of create_window_usage.sql. Reads window_usage only, so the bases come from the
 -- same snapshot as the sums. The engine runs it only when such rollups exist (a NULL key
--- among select_resolution_keys.sql's).
+-- among the rollup groups of select_usage_groups.sql).
 WITH parts AS (
     DELETE FROM window_usage
     WHERE problem_bits = 0 AND bases_key IS NULL
