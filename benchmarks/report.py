@@ -179,7 +179,12 @@ def markdown(
         )
     lines += [
         "",
-        f"## Results (median of {results.repeat} runs, with min and max)",
+        f"## Results (median of {results.repeat} runs, with min and max"
+        + (
+            "; (a) to (c) in rounds of at least 5, (j) at least 5 runs per arm)"
+            if results.repeat > 1
+            else ")"
+        ),
         "",
         _markdown_table(RESULT_HEADERS, table_rows(results)),
         "",
