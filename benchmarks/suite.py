@@ -6,7 +6,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +328,15 @@ def case_a_to_d(bench: Bench) -> None:
         )
     )
     results.facts["d_vs_a"] = f"{d.median / a.median:.2f}"
+    results.details.append(
+        "(a)-(c) round by round (each ratio of figures taken seconds apart; the goals divide "
+        "the medians): (b)/(a) " + _ratios(firsts, floors) + "; (c)/(a) "
+        + _ratios(c.values, floors) + "; floors " + ", ".join(f"{f:.3f}" for f in floors) + " s."
+    )  # fmt: skip
+
+
+def _ratios(numerators: Sequence[float], denominators: Sequence[float]) -> str:
+    return ", ".join(f"{n / d:.2f}" for n, d in zip(numerators, denominators, strict=True))
 
 
 def _span(values: list[int]) -> str:
