@@ -246,3 +246,21 @@ def test_rerate_compares_again_when_a_problem_is_renamed(
     assert second.exception_counts.updated == 1
     (invalid,) = [e for e in load_window(conn, WINDOW).exceptions if e.auth_id == ""]
     assert invalid.detail.endswith("(renamed)")
+
+
+def test_rerate_compares_again_when_the_checksum_rendering_changes(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str], monkeypatch: Any
+) -> None:
+    add_events(EVENTS)
+    first = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    checksum_headers = engine.checksum_headers
+
+    def later_rendering(window: Window, version: PricebookVersion) -> dict[str, str]:
+        return {name: f"{text}v2" for name, text in checksum_headers(window, version).items()}
+
+    monkeypatch.setattr(engine, "checksum_headers", later_rendering)
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+
+    # The comparison ran, and the checksum logged is this release's, not the one carried.
+    assert compared == ["run-1", "run-2"]
+    assert second.rows_written == 0 and second.checksum != first.checksum

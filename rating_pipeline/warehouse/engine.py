@@ -237,6 +237,17 @@ def check_conservation(
         )
 
 
+def checksum_headers(window: Window, version: PricebookVersion) -> dict[str, str]:
+    """What the reference renderer contributes to the window's checksum: its header lines
+    (the rollups', whole; the exceptions', but for their pricebook_version)."""
+    return {
+        "rollup_header": canonical_fields(
+            "rollup", window.start, window.end, version.version, version.sha256
+        ),
+        "exception_prefix": canonical_fields("exception", window.start, window.end, ""),
+    }
+
+
 def window_checksum(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> str:
     """``records.output_checksum`` of the window's rows as this rating leaves them.
 
@@ -245,13 +256,7 @@ def window_checksum(conn: psycopg.Connection, window: Window, version: Pricebook
     """
     computed = conn.execute(
         load_sql("window_output_checksum"),
-        {
-            "window_start": window.start,
-            "rollup_header": canonical_fields(
-                "rollup", window.start, window.end, version.version, version.sha256
-            ),
-            "exception_prefix": canonical_fields("exception", window.start, window.end, ""),
-        },
+        {"window_start": window.start, **checksum_headers(window, version)},
     ).fetchone()
     assert computed is not None
     return str(computed[0])
@@ -375,7 +380,9 @@ def rate_window_in_transaction(
     groups = summarize_usage(conn)
     resolution = resolve_window(conn, version, groups)
     read = read_totals(conn)
-    fingerprint = input_fingerprint(conn, window, version, groups, resolution)
+    fingerprint = input_fingerprint(
+        conn, window, version, groups, resolution, checksum_headers(window, version)
+    )
     converged = find_unchanged_rating(
         conn, window, fingerprint, read, edits_seen
     ) or converge_window(conn, window, version, rated_at, run_id, read)

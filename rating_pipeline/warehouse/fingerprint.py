@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -90,11 +90,14 @@ def input_fingerprint(
     version: PricebookVersion,
     groups: Iterable[UsageGroup],
     resolution: Sequence[Sequence[object]],
+    checksum: Mapping[str, object],
 ) -> str:
     """The fingerprint of one rating's inputs: equal fingerprints, equal outputs.
 
     ``groups`` from ``select_usage_groups`` (after the bases merge), ``resolution`` the rows
-    COPYed into ``window_resolution``; runs in the rating's transaction.
+    COPYed into ``window_resolution``, ``checksum`` what Python renders into the checksum
+    (its header lines), so that a checksum carried with unchanged inputs is one this
+    release computes; runs in the rating's transaction.
     """
     revision = conn.execute(SCHEMA_REVISION).fetchone()
     bound = sorted(output_values(window, version).items())
@@ -103,6 +106,7 @@ def input_fingerprint(
             FINGERPRINT_SCHEME, statements_digest(), None if revision is None else revision[0],
         ),
         *(canonical_fields("bound", name, value) for name, value in bound),
+        *(canonical_fields("checksum", name, value) for name, value in sorted(checksum.items())),
         *sorted(
             canonical_fields(
                 "usage", g.model_id, g.bases_key, int(g.is_rollup), g.rows, g.digest_1,

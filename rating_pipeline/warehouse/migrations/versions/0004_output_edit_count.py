@@ -4,9 +4,9 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30
 
-A rating that changes no row of its window produces exactly the rows its predecessor
-logged, so it may log the predecessor's checksum instead of rendering every row again
-(engine.window_checksum) -- but only if nothing else has written those rows since. Every
+As first written: a rating that changes no row of its window produces exactly the rows its
+predecessor logged, so it may log the predecessor's checksum instead of rendering every row
+again -- but only if nothing else has written those rows since. Every
 statement that writes ``rated_usage`` or ``rating_exception`` outside a rating bumps the
 single counter in ``rated_output_edit`` (statement-level triggers: one call per statement,
 nothing per row); a rating marks itself with the transaction-local setting
