@@ -69,15 +69,7 @@ class Reconciled:
     totals: OutputTotals
 
 
-def _reconcile(
-    conn: psycopg.Connection,
-    statement: str,
-    window: Window,
-    version: PricebookVersion,
-    rated_at: datetime,
-    run_id: str,
-) -> Reconciled:
-    params = {**output_values(window, version), "rated_at": rated_at, "run_id": run_id}
+def _reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> Reconciled:
     row = conn.execute(load_sql(statement), params).fetchone()
     if row is None:
         raise RuntimeError(f"{statement} returned no counts")
@@ -113,6 +105,12 @@ def output_values(window: Window, version: PricebookVersion) -> dict[str, Any]:
     }
 
 
+def _bound(
+    window: Window, version: PricebookVersion, rated_at: datetime, run_id: str
+) -> dict[str, Any]:
+    return {**output_values(window, version), "rated_at": rated_at, "run_id": run_id}
+
+
 def reconcile_rated_usage(
     conn: psycopg.Connection,
     window: Window,
@@ -121,7 +119,7 @@ def reconcile_rated_usage(
     run_id: str,
 ) -> Reconciled:
     """Converge ``rated_usage`` for ``window`` to the priced rollups; totals carry the cost."""
-    return _reconcile(conn, "reconcile_rated_usage", window, version, rated_at, run_id)
+    return _reconcile(conn, "reconcile_rated_usage", _bound(window, version, rated_at, run_id))
 
 
 def reconcile_rating_exception(
@@ -132,4 +130,5 @@ def reconcile_rating_exception(
     run_id: str,
 ) -> Reconciled:
     """Converge ``rating_exception`` for ``window`` to the excluded and invalid usage."""
-    return _reconcile(conn, "reconcile_rating_exception", window, version, rated_at, run_id)
+    params = _bound(window, version, rated_at, run_id)
+    return _reconcile(conn, "reconcile_rating_exception", params)
