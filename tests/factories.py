@@ -50,7 +50,10 @@ def make_version(
         currency="USD",
         models=MappingProxyType(entries),
         source_file=f"{version}.yaml",
-        sha256=hashlib.sha256(repr(sorted(models.items())).encode()).hexdigest(),
+        # Of everything the version holds, as a file's sha256 is of all it says.
+        sha256=hashlib.sha256(
+            repr((version, effective_from, sorted(models.items()), fine_tune_multiplier)).encode()
+        ).hexdigest(),
         fine_tune_multiplier=None
         if fine_tune_multiplier is None
         else Decimal(fine_tune_multiplier),

@@ -173,7 +173,11 @@ def _principals(count: int) -> list[BillingEvent]:
     return events
 
 
-def test_identical_rerun_does_python_work_per_distinct_model_and_bases_not_per_rollup(
+# A write to the outputs outside a rating: the next rating compares every row.
+FORCE_COMPARISON = "UPDATE rated_output_edit SET edits = edits + 1"
+
+
+def test_rerate_does_python_work_per_distinct_model_and_bases_not_per_rollup(
     database_url: str, monkeypatch: Any
 ) -> None:
     version = make_version(
@@ -198,22 +202,27 @@ def test_identical_rerun_does_python_work_per_distinct_model_and_bases_not_per_r
         with connect(database_url) as conn:
             conn.cursor_factory = CountingCursor
             per_run = []
-            for run in ("run-1", "run-2"):
+            distinct = {
+                (g.model_id, frozenset(b.base_model for b in group_events(WINDOW, events)
+                 if (b.auth_id, b.model_id) == (g.auth_id, g.model_id) and not b.problems))
+                for g in group_events(WINDOW, events) if not g.problems
+            }  # fmt: skip
+            # run-2 compares every row (a write outside a rating came first); run-3 finds
+            # its inputs unchanged and asks the rules nothing.
+            for run, asked in (("run-1", distinct), ("run-2", distinct), ("run-3", set())):
+                if run == "run-2":
+                    conn.execute(FORCE_COMPARISON)
+                    conn.commit()
                 calls.clear()
                 CountingCursor.fetched = 0
                 result = rate_window(conn, WINDOW, Pricebooks((version,)), run)
                 per_run.append(CountingCursor.fetched)
-                distinct = {
-                    (g.model_id, frozenset(b.base_model for b in group_events(WINDOW, events)
-                     if (b.auth_id, b.model_id) == (g.auth_id, g.model_id) and not b.problems))
-                    for g in group_events(WINDOW, events) if not g.problems
-                }  # fmt: skip
-                assert sorted(calls, key=repr) == sorted(distinct, key=repr)
-            assert result.rows_written == 0
+                assert sorted(calls, key=repr) == sorted(asked, key=repr)
+                assert run == "run-1" or result.rows_written == 0
             assert result.rating.rollup_count == 3 * principals
         fetched[principals] = per_run
     # Only the invalid-event exceptions (one per principal) are read back in full.
-    assert fetched[300][1] - fetched[3][1] == 300 - 3
+    assert fetched[300][1] - fetched[3][1] == fetched[300][2] - fetched[3][2] == 300 - 3
 
 
 def test_largest_rollups_are_the_costliest_with_ties_broken_by_code_point(
@@ -253,10 +262,11 @@ def test_rollup_bases_come_from_the_snapshot_the_usage_was_summed_in(
     add_events(events)
     create_window_usage = engine.create_window_usage
 
-    def summed_then_changed_upstream(conn: psycopg.Connection, window: Any) -> None:
-        create_window_usage(conn, window)
+    def summed_then_changed_upstream(conn: psycopg.Connection, *args: Any) -> Any:
+        read = create_window_usage(conn, *args)
         # Committed after the sums were read: this rating must not see it.
         delete_events(database_url, ["ev-null"])
+        return read
 
     monkeypatch.setattr(engine, "create_window_usage", summed_then_changed_upstream)
     with connect(database_url) as conn:

@@ -1,16 +1,21 @@
 """A re-rate whose inputs did not change leaves the window without comparing its rows.
 
 The engine skips the comparison only when the window's latest rating logged the same
-input fingerprint (the summed events, the rules' answers, the values the statements bind,
-the pricebook, the statements) and nothing outside a rating has written the outputs since.
+input fingerprint (the summed events, the values the statements bind, the pricebook file,
+the release: its sources, statements and libraries) and nothing outside a rating has
+written the outputs since.
 Each test here changes one of those and shows that the rows are compared again and take
 the new output (the oracle's, where the change is one the oracle can see).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -88,6 +93,27 @@ def test_unchanged_inputs_carry_the_latest_ratings_counts_totals_and_checksum(
     assert logged[1][-1] is not None and len(logged[1][-1]) == 64
 
 
+def test_unchanged_events_are_digested_but_not_summed_into_window_usage(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    add_events(EVENTS)
+    first = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    rows_in_window_usage = "SELECT count(*) FROM window_usage"
+
+    # In the rating's own transaction, where window_usage lives until the commit.
+    with conn.transaction(force_rollback=True):
+        rerun = engine.rate_window_in_transaction(conn, WINDOW, VERSION, "run-2")
+        assert conn.execute(rows_in_window_usage).fetchone() == (0,)
+    assert rerun.rows_written == 0 and rerun.checksum == first.checksum
+    assert rerun.rating.events_read == first.rating.events_read == len(EVENTS)
+
+    add_events([make_event("org-9", "base-small", event_id="ev-9")])
+    with conn.transaction(force_rollback=True):
+        changed = engine.rate_window_in_transaction(conn, WINDOW, VERSION, "run-3")
+        assert conn.execute(rows_in_window_usage).fetchone() == (len(EVENTS) + 1,)
+    assert changed.usage_counts.inserted == 1
+
+
 def test_rerate_restores_rows_edited_or_deleted_outside_a_rating(
     conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, compared: list[str]
 ) -> None:
@@ -148,12 +174,13 @@ def test_rerate_compares_again_under_another_pricebook_file_of_the_same_version(
     _assert_matches_oracle(conn, edited, EVENTS)
 
 
-def test_rerate_compares_again_when_the_rules_answer_otherwise(
+def test_rerate_compares_again_under_another_release(
     conn: psycopg.Connection, add_events: AddEvents, compared: list[str], monkeypatch: Any
 ) -> None:
     add_events(EVENTS)
     rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
-    # A fix to the rules in code, the pricebook unchanged: the derived multiplier differs.
+    # A fix to the rules ships as a release (other sources): the derived multiplier differs,
+    # the pricebook does not.
     fixed = make_version({**RATES, "ft:acme:legal": derived("base-large", "1.50")})
     resolution_row = engine.resolution_row
 
@@ -161,27 +188,84 @@ def test_rerate_compares_again_when_the_rules_answer_otherwise(
         return resolution_row(fixed, model_id, bases_key)
 
     monkeypatch.setattr(engine, "resolution_row", fixed_rules)
+    monkeypatch.setattr(fingerprint, "release_digest", lambda: "a later release")
     second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+    third = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-3")
 
     assert compared == ["run-1", "run-2"]
-    assert second.usage_counts.updated == 1
+    assert second.usage_counts.updated == 1 and third.rows_written == 0
     legal = [r for r in load_window(conn, WINDOW).rollups if r.model_id == "ft:acme:legal"]
     assert [r.multiplier for r in legal] == [Decimal("1.5")]
 
 
-def test_rerate_compares_again_when_the_statements_change(
+def test_release_digest_covers_every_source_of_the_package(tmp_path: Path) -> None:
+    package = resources.files("rating_pipeline")
+    assert isinstance(package, Path)
+    copy = tmp_path / "rating_pipeline"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert fingerprint.source_digest(copy) == fingerprint.source_digest(package)
+
+    rules = copy / "pricing" / "resolve.py"
+    rules.write_text(rules.read_text() + "\n# a fix to the rules\n")
+    assert fingerprint.source_digest(copy) != fingerprint.source_digest(package)
+    # Caches are not sources.
+    rules.write_text((package / "pricing" / "resolve.py").read_text())
+    (copy / "pricing" / "__pycache__").mkdir(exist_ok=True)
+    (copy / "pricing" / "__pycache__" / "resolve.cpython-311.pyc").write_bytes(b"\0")
+    assert fingerprint.source_digest(copy) == fingerprint.source_digest(package)
+
+
+def test_release_digest_covers_the_statements(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fingerprint.compute_release_digest() == fingerprint.release_digest()
+    monkeypatch.setattr(fingerprint, "statements_digest", lambda: "other statements")
+    assert fingerprint.compute_release_digest() != fingerprint.release_digest()
+
+
+def test_rerate_compares_again_under_another_schema_revision(
     conn: psycopg.Connection, add_events: AddEvents, compared: list[str], monkeypatch: Any
 ) -> None:
     add_events(EVENTS)
     rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
-    monkeypatch.setattr(fingerprint, "statements_digest", lambda: "a later release")
+    monkeypatch.setattr(fingerprint, "SCHEMA_REVISION", "SELECT 'a later revision'")
 
     second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
     third = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-3")
 
     assert compared == ["run-1", "run-2"]
     assert second.rows_written == third.rows_written == 0
-    _assert_matches_oracle(conn, VERSION, EVENTS)
+
+
+def test_rerate_compares_again_when_the_parsed_pricebook_differs_under_the_same_sha256(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str]
+) -> None:
+    # However a version was built, what the rules read from it is in the fingerprint.
+    events = [*EVENTS, make_event("org-4", "ft:unlisted", "base-small", event_id="ev-6")]
+    add_events(events)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    deriving = dataclasses.replace(VERSION, fine_tune_multiplier=Decimal("1.5"))
+    assert (deriving.version, deriving.sha256) == (VERSION.version, VERSION.sha256)
+
+    second = rate_window(conn, WINDOW, Pricebooks((deriving,)), "run-2")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.usage_counts.inserted == 1
+    _assert_matches_oracle(conn, deriving, events)
+
+
+def test_rerate_compares_again_after_a_log_row_without_an_events_digest(
+    conn: psycopg.Connection, add_events: AddEvents, compared: list[str]
+) -> None:
+    # As the rows logged before migration 0006 are.
+    add_events(EVENTS)
+    rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-1")
+    conn.execute("UPDATE rating_log SET events_digest = NULL")
+    conn.commit()
+
+    second = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-2")
+    third = rate_window(conn, WINDOW, Pricebooks((VERSION,)), "run-3")
+
+    assert compared == ["run-1", "run-2"]
+    assert second.rows_written == third.rows_written == 0
 
 
 DERIVING = make_version(RATES, fine_tune_multiplier="1.5")
@@ -195,6 +279,11 @@ EVENT_CHANGES = {
     "invalid_event_tokens": (
         [make_event("", "base-small", input_tokens=8, event_id="ev-6")],
         [make_event("", "base-small", input_tokens=7, event_id="ev-6")],
+    ),
+    # Only a negative-token event's tokens change: its key has no other event.
+    "negative_tokens": (
+        [make_event("org-4", "base-small", input_tokens=-1, event_id="ev-6")],
+        [make_event("org-4", "base-small", input_tokens=-2, event_id="ev-6")],
     ),
     # A billed rollup gains a second base: its per-base rows are merged, and it is gated.
     "rollup_becomes_mixed_bases": (

@@ -1,11 +1,13 @@
 """Rating one window end to end, in one transaction (contract sections 6 and 7).
 
-lock → the window's rollups into a temp table (SQL) → each distinct (model, bases) resolved
-by ``pricing.resolve`` (the rules, in Python) → the input fingerprint → if the window's
-latest rating had the same inputs and its rows are untouched since, its counts, totals and
-checksum carry; otherwise one statement per table prices (exact numeric arithmetic),
-compares with the live rows and writes only the differences, then conservation is checked
-and the checksum computed (SQL) → append the rating log.
+lock → the digest of everything the output depends on but the events (fingerprint.py) →
+the window's latest rating from the log → one statement sums and digests the window's
+events, and writes them into a temp table unless they are the ones that rating read with
+everything else unchanged: then its counts, totals and checksum carry, and nothing else
+runs. Otherwise each distinct (model, bases) is resolved by ``pricing.resolve`` (the rules,
+in Python), one statement per table prices (exact numeric arithmetic), compares with the
+live rows and writes only the differences, then conservation is checked and the checksum
+computed (SQL) → append the rating log.
 Nothing per rollup crosses into Python: only the resolution keys (a handful per window),
 the totals and the exceptions (few).
 
@@ -34,12 +36,14 @@ from rating_pipeline.records import (
     RatingException,
     canonical_fields,
 )
-from rating_pipeline.warehouse.extract import create_window_usage, parse_bases_key
-from rating_pipeline.warehouse.fingerprint import (
-    UsageGroup,
-    input_fingerprint,
-    select_usage_groups,
+from rating_pipeline.warehouse.extract import (
+    WindowRead,
+    create_window_usage,
+    merge_mixed_bases,
+    parse_bases_key,
+    resolution_keys,
 )
+from rating_pipeline.warehouse.fingerprint import input_context, input_fingerprint
 from rating_pipeline.warehouse.outputs import exception_from_row
 from rating_pipeline.warehouse.reconcile import (
     OutputTotals,
@@ -162,34 +166,17 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
     )  # fmt: skip
 
 
-def summarize_usage(conn: psycopg.Connection) -> tuple[UsageGroup, ...]:
-    """``window_usage`` per resolution key, once every rollup has its bases_key.
-
-    The rollups whose events carry several distinct base_model values (a NULL key) are
-    merged first from their per-base rows (``merge_mixed_bases``, only when there are such).
-    """
-    groups = select_usage_groups(conn)
-    if any(group.is_rollup and group.bases_key is None for group in groups):
-        conn.execute(load_sql("merge_mixed_bases"))
-        groups = select_usage_groups(conn)
-    return groups
-
-
 def resolve_window(
-    conn: psycopg.Connection, version: PricebookVersion, groups: Sequence[UsageGroup]
+    conn: psycopg.Connection, version: PricebookVersion, keys: Sequence[tuple[str, str]]
 ) -> tuple[tuple[object, ...], ...]:
-    """Answer the rules for each (model_id, bases_key) of the rollup ``groups``, into the
+    """Answer the rules for each (model_id, bases_key) of the window's rollups, into the
     temp table ``window_resolution`` (dropped at commit or rollback); return its rows.
 
     The rules run once per key, in Python (``pricing.resolve``); their answers are COPYed
     into ``window_resolution``, which the reconcile statements join back to the rollups in
     SQL, where the cost is computed exactly.
     """
-    rows = tuple(
-        resolution_row(version, group.model_id, group.bases_key)
-        for group in groups
-        if group.is_rollup and group.bases_key is not None
-    )
+    rows = tuple(resolution_row(version, model_id, bases_key) for model_id, bases_key in keys)
     with conn.cursor() as cursor:
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:
@@ -197,28 +184,6 @@ def resolve_window(
             for row in rows:
                 copy.write_row(row)
     return rows
-
-
-@dataclass(frozen=True)
-class WindowRead:
-    """What ``window_usage`` read: every output must account for these amounts."""
-
-    event_count: int
-    input_tokens: int
-    output_tokens: int
-    max_ingested_at: datetime | None
-
-    @property
-    def amounts(self) -> tuple[int, int, int]:
-        """(events, input tokens, output tokens)."""
-        return self.event_count, self.input_tokens, self.output_tokens
-
-
-def read_totals(conn: psycopg.Connection) -> WindowRead:
-    """The amounts ``window_usage`` holds."""
-    row = conn.execute(load_sql("select_window_totals")).fetchone()
-    assert row is not None
-    return WindowRead(int(row[0]), int(row[1]), int(row[2]), row[3])
 
 
 def check_conservation(
@@ -275,39 +240,53 @@ class Converged:
     checksum: str
 
 
-def find_unchanged_rating(
-    conn: psycopg.Connection, window: Window, fingerprint: str, read: WindowRead, edits_seen: int
-) -> Converged | None:
-    """The window's rows as its latest rating left them, if this rating would leave the same.
+@dataclass(frozen=True)
+class LatestRating:
+    """The window's latest rating, as the log recorded it: what it was fed and what it left."""
 
-    That is so when the latest rating logged this input fingerprint and the same events
-    read, and no statement outside a rating has written the outputs since it began (the
-    edit counter, migration 0004). Then every row is already this rating's output: nothing
-    needs comparing, writing or locking, and the log's counts, totals and checksum carry.
-    None otherwise (the rows are then compared: ``converge_window``).
-    """
-    row = conn.execute(
-        load_sql("select_unchanged_rating"),
-        {
-            "window_start": window.start,
-            "fingerprint": fingerprint,
-            "events_read": read.event_count,
-            "edits": edits_seen,
-        },
-    ).fetchone()
+    input_fingerprint: str | None
+    events_digest: str | None
+    output_edits_seen: int | None
+    events_read: int
+    left: Converged
+
+    def unchanged_digest(self, context: str, edits_seen: int) -> str | None:
+        """The events digest under which this rating's output would be that one's, if any.
+
+        That is the one it logged, provided everything else its output depends on is the
+        same (``context``: its fingerprint is the one this context gives with that digest)
+        and no statement outside a rating has written the outputs since it began (the edit
+        counter, migration 0004, is still where it saw it). None otherwise.
+        """
+        if self.events_digest is None or self.output_edits_seen != edits_seen:
+            return None
+        if self.input_fingerprint != input_fingerprint(context, self.events_digest):
+            return None
+        return self.events_digest
+
+
+def latest_rating(conn: psycopg.Connection, window: Window) -> LatestRating | None:
+    """The window's latest rating from the rating log, or None if it was never rated."""
+    row = conn.execute(load_sql("select_latest_rating"), {"window_start": window.start}).fetchone()
     if row is None:
         return None
-    rollups, exceptions, events_rated, events_excepted, total_cost_usd, checksum = row
-    return Converged(
-        usage_counts=ReconcileCounts(inserted=0, updated=0, deleted=0, unchanged=int(rollups)),
-        exception_counts=ReconcileCounts(
-            inserted=0, updated=0, deleted=0, unchanged=int(exceptions)
+    fingerprint, digest, edits, read, rollups, exceptions, rated, excepted, cost, checksum = row
+    return LatestRating(
+        input_fingerprint=fingerprint,
+        events_digest=digest,
+        output_edits_seen=edits,
+        events_read=int(read),
+        left=Converged(
+            usage_counts=ReconcileCounts(inserted=0, updated=0, deleted=0, unchanged=int(rollups)),
+            exception_counts=ReconcileCounts(
+                inserted=0, updated=0, deleted=0, unchanged=int(exceptions)
+            ),
+            events_rated=int(rated),
+            events_excepted=int(excepted),
+            rollup_count=int(rollups),
+            total_cost_usd=cost,
+            checksum=str(checksum),
         ),
-        events_rated=int(events_rated),
-        events_excepted=int(events_excepted),
-        rollup_count=int(rollups),
-        total_cost_usd=total_cost_usd,
-        checksum=str(checksum),
     )
 
 
@@ -376,16 +355,25 @@ def rate_window_in_transaction(
     assert edits_row is not None
     edits_seen = int(edits_row[0])
 
-    create_window_usage(conn, window)
-    groups = summarize_usage(conn)
-    resolution = resolve_window(conn, version, groups)
-    read = read_totals(conn)
-    fingerprint = input_fingerprint(
-        conn, window, version, groups, resolution, checksum_headers(window, version)
-    )
-    converged = find_unchanged_rating(
-        conn, window, fingerprint, read, edits_seen
-    ) or converge_window(conn, window, version, rated_at, run_id, read)
+    context = input_context(conn, window, version, checksum_headers(window, version))
+    latest = latest_rating(conn, window)
+    unchanged_digest = None if latest is None else latest.unchanged_digest(context, edits_seen)
+    read = create_window_usage(conn, window, unchanged_digest)
+    fingerprint = input_fingerprint(context, read.events_digest)
+    if latest is not None and not read.written:
+        # The events are the ones the latest rating read, and nothing else changed: the
+        # rows already are this rating's output. Nothing is compared, written or locked.
+        if read.event_count != latest.events_read:  # the digest counts them: never
+            raise ConservationError(
+                f"window {window.key}: the events digest matched the latest rating's but "
+                f"{read.event_count} events were read, not {latest.events_read}"
+            )
+        converged = latest.left
+    else:
+        if read.multi_base_rollups:
+            merge_mixed_bases(conn)
+        resolve_window(conn, version, resolution_keys(conn))
+        converged = converge_window(conn, window, version, rated_at, run_id, read)
     usage_counts, exception_counts = converged.usage_counts, converged.exception_counts
     conn.execute(
         load_sql("insert_rating_log"),
@@ -412,6 +400,7 @@ def rate_window_in_transaction(
             "rated_at": rated_at,
             "output_edits_seen": edits_seen,
             "input_fingerprint": fingerprint,
+            "events_digest": read.events_digest,
         },
     )
     bounds = {"window_start": window.start}

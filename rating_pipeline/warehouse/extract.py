@@ -1,10 +1,11 @@
 """Extraction: one window's billing events, summed inside PostgreSQL (contract 3 and 6).
 
 The sums stay in the database, in the temp table ``window_usage`` that the rest of the
-rating reads (``sql/create_window_usage.sql``, then ``sql/merge_mixed_bases.sql``): one row
+rating reads (``sql/fill_window_usage.sql``, then ``sql/merge_mixed_bases.sql``): one row
 per rollup (auth_id, model_id) of valid usage, with the distinct base_model values of its
-events, and rows of invalid usage. ``extract_window_usage`` reads them back, invalid usage
-summed per (auth_id, model_id, problems), for tests and inspection only.
+events, and rows of invalid usage. The statement that sums them also digests them and
+returns what was read (``WindowRead``). ``extract_window_usage`` reads the rows back,
+invalid usage summed per (auth_id, model_id, problems), for tests and inspection only.
 """
 
 from __future__ import annotations
@@ -65,14 +66,72 @@ def decode_problems(bits: int) -> frozenset[str]:
     return frozenset(name for bit, name in PROBLEM_BITS.items() if bits & bit)
 
 
-def create_window_usage(conn: psycopg.Connection, window: Window) -> None:
-    """Sum the window's events (``start <= occurred_at < end``) into the temp table
-    ``window_usage``, one row per (auth_id, model_id, base_model, problem_bits).
+@dataclass(frozen=True)
+class WindowRead:
+    """What one rating read of its window's events: every output must account for these
+    amounts (``amounts``), and ``events_digest`` identifies the summed rows.
 
-    One statement, so one snapshot, in the caller's transaction; the table is dropped at its
-    commit or rollback. No group crosses into Python.
+    ``written``: whether ``window_usage`` holds them (False only when the digest was the
+    unchanged one the caller passed); ``multi_base_rollups``: the rollups whose events carry
+    several bases, to merge (None when nothing was written).
     """
-    conn.execute(load_sql("create_window_usage"), {"start": window.start, "end": window.end})
+
+    events_digest: str
+    event_count: int
+    input_tokens: int
+    output_tokens: int
+    max_ingested_at: datetime | None
+    written: bool
+    multi_base_rollups: int | None
+
+    @property
+    def amounts(self) -> tuple[int, int, int]:
+        """(events, input tokens, output tokens)."""
+        return self.event_count, self.input_tokens, self.output_tokens
+
+
+def create_window_usage(
+    conn: psycopg.Connection, window: Window, unchanged_digest: str | None = None
+) -> WindowRead:
+    """Sum the window's events (``start <= occurred_at < end``) into the temp table
+    ``window_usage``, one row per (auth_id, model_id, base_model, problem_bits), unless
+    their digest is ``unchanged_digest``: then the table is created but left empty.
+
+    One statement reads the events, so one snapshot, in the caller's transaction; the table
+    is dropped at its commit or rollback. No group crosses into Python.
+    """
+    conn.execute(load_sql("create_window_usage"))
+    row = conn.execute(
+        load_sql("fill_window_usage"),
+        {"start": window.start, "end": window.end, "unchanged_digest": unchanged_digest},
+    ).fetchone()
+    assert row is not None
+    digest, events, input_tokens, output_tokens, max_ingested_at, written, multi_base = row
+    # Sums of bigint are numeric of scale 0: int() is exact.
+    return WindowRead(
+        events_digest=str(digest),
+        event_count=int(events),
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        max_ingested_at=max_ingested_at,
+        written=bool(written),
+        multi_base_rollups=None if multi_base is None else int(multi_base),
+    )
+
+
+def merge_mixed_bases(conn: psycopg.Connection) -> None:
+    """Merge the per-base rows of each rollup whose events carry several bases into one row
+    with the bases_key of them all (``sql/merge_mixed_bases.sql``)."""
+    conn.execute(load_sql("merge_mixed_bases"))
+
+
+def resolution_keys(conn: psycopg.Connection) -> tuple[tuple[str, str], ...]:
+    """The distinct (model_id, bases_key) of the rollups in ``window_usage``, once merged."""
+    return tuple(
+        (model_id, bases_key) for model_id, bases_key in conn.execute(
+            load_sql("select_resolution_keys")
+        )
+    )  # fmt: skip
 
 
 def extract_window_usage(conn: psycopg.Connection, window: Window) -> WindowUsage:
@@ -84,7 +143,7 @@ def extract_window_usage(conn: psycopg.Connection, window: Window) -> WindowUsag
     """
     with conn.transaction(force_rollback=True):
         create_window_usage(conn, window)
-        conn.execute(load_sql("merge_mixed_bases"))
+        merge_mixed_bases(conn)
         rows = conn.execute(load_sql("select_window_usage")).fetchall()
     groups: list[UsageSum] = []
     max_ingested_at: datetime | None = None

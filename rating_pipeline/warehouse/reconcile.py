@@ -92,7 +92,7 @@ def output_values(window: Window, version: PricebookVersion) -> dict[str, Any]:
     """Every value the reconcile statements bind that lands in an output row.
 
     With ``window_usage`` and ``window_resolution`` these determine the output entirely;
-    ``fingerprint.input_fingerprint`` digests them. (rated_at and run_id, bound too, record
+    ``fingerprint.input_context`` digests them. (rated_at and run_id, bound too, record
     the change, not a value, and are never compared.)
     """
     return {

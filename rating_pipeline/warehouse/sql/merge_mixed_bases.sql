@@ -1,8 +1,9 @@
 -- Merge the per-base rows of the rollups whose events carry several base_model values
--- (bases_key left NULL by create_window_usage.sql) into one row each, with the canonical
--- bases_key of create_window_usage.sql. Reads window_usage only, so the bases come from the
--- same snapshot as the sums. The engine runs it only when such rollups exist (a NULL key
--- among the rollup groups of select_usage_groups.sql).
+-- (bases_key left NULL by fill_window_usage.sql) into one row each, with the canonical
+-- bases_key of fill_window_usage.sql. Reads window_usage only, so the bases come from the
+-- same snapshot as the sums. The engine runs it only when such rollups exist
+-- (multi_base_rollups of fill_window_usage.sql); left unmerged, their rows would join no
+-- resolution and fail the conservation check, never bill part of a rollup.
 WITH parts AS (
     DELETE FROM window_usage
     WHERE problem_bits = 0 AND bases_key IS NULL

@@ -1,4 +1,4 @@
--- The rows of the temp table window_usage (create_window_usage, then merge_mixed_bases),
+-- The rows of the temp table window_usage (fill_window_usage, then merge_mixed_bases),
 -- invalid usage summed per (auth_id, model_id, problem_bits) whatever its base_model, to
 -- look at it from Python (extract.extract_window_usage; the rating never fetches them).
 SELECT

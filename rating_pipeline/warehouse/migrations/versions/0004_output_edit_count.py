@@ -15,7 +15,7 @@ A log row whose count differs from the counter is never carried from.
 
 Since revision 0005 the carry is part of a wider one: a rating whose inputs match its
 window's latest rating skips the comparison too, under the same guard
-(``engine.find_unchanged_rating``); a rating that compares its rows always renders its
+(``engine.latest_rating``); a rating that compares its rows always renders its
 checksum.
 """
 
