@@ -676,12 +676,21 @@ def case_i(bench: Bench) -> None:
     bench.results.facts["wide_rollups"] = f"{rollups:,}"
 
 
+# (d-stale) and (j) compare two blocks of runs taken up to a minute apart (statistics and
+# history cannot come and go between runs): a few more runs per block steady their medians
+# against the machine's drift.
+J_MIN_RUNS = 5
+
+
 def case_stale(bench: Bench) -> None:
     """Pitfall 2: the (d) re-rate right after the window's first write, while rated_usage's
     statistics still describe another window (autovacuum held off so the case is
-    deterministic; in production it depends on when autoanalyze last ran)."""
+    deterministic; in production it depends on when autoanalyze last ran), against the same
+    re-rates right after, once the statistics are analyzed (d-fresh): the two arms differ
+    only in the statistics, and are taken a few seconds apart, not minutes as (d) is."""
     hot = bench.layout.hot
-    bench.say("(d-stale) re-run with stale statistics on rated_usage")
+    bench.say("(d-stale) re-run with stale statistics on rated_usage, then fresh ones")
+    runs = max(bench.repeat, J_MIN_RUNS) if bench.repeat > 1 else 1
     bench.reset_outputs()
     bench.execute(AUTOVACUUM_OFF)
     try:
@@ -690,7 +699,9 @@ def case_stale(bench: Bench) -> None:
             bench.execute(ANALYZE_OUTPUTS)
             bench.reset_outputs()
             bench.rate(conn, hot, "stale-first")
-            stale = _rerates(bench, conn, hot, "d-stale", bench.repeat)
+            stale = _rerates(bench, conn, hot, "d-stale", runs)
+            bench.execute(ANALYZE_OUTPUTS)
+            fresh = _rerates(bench, conn, hot, "d-fresh", runs)
     finally:
         bench.execute(AUTOVACUUM_ON)
         bench.execute(ANALYZE_OUTPUTS)
@@ -698,17 +709,15 @@ def case_stale(bench: Bench) -> None:
         "d-stale", "(d) right after the first write, rated_usage statistics stale", stale,
         "statistics from another window, autovacuum held off",
     )  # fmt: skip
-    d = bench.results.row("d").samples
-    ratio = stale.median / d.median
+    bench.results.add(
+        "d-fresh", "the same re-rates right after, statistics analyzed", fresh,
+        "the base of pitfall 2's ratio",
+    )  # fmt: skip
+    ratio = stale.median / fresh.median
     bench.results.goals.append(
-        Goal("pitfall 2: stale statistics, (d-stale) <= 1.5 x (d)", "<= 1.5 x",
+        Goal("pitfall 2: stale statistics, (d-stale) <= 1.5 x (d-fresh)", "<= 1.5 x",
              f"{ratio:.2f} x", ratio <= 1.5)
     )  # fmt: skip
-
-
-# (j) compares two blocks of runs taken a minute apart (the history cannot come and go
-# between runs): a few more runs per block steady its medians against the machine's drift.
-J_MIN_RUNS = 5
 
 
 def _rerates(

@@ -14,7 +14,7 @@ from benchmarks.report import GOAL_HEADERS, RESULT_HEADERS
 
 ROWS = (
     "a", "a-default", "b", "a-write", "c", "c-compare", "d", "e", "f", "g-range", "g-sum", "g-runs",
-    "h-small", "h-large", "i-floor", "i", "d-stale", "j-none", "j-history",
+    "h-small", "h-large", "i-floor", "i", "d-stale", "d-fresh", "j-none", "j-history",
 )  # fmt: skip
 GOALS = ("(b)", "(c)", "(e)", "(f)", "(g)", "(h)", "(j)", "pitfall 2")
 
