@@ -10,6 +10,8 @@
 --                    on the signs in the main scan was measured ~15-25% slower on 2 cores);
 --   kept:            per key, its total minus its negative events (a CASE spares the keys
 --                    without any the numeric arithmetic); a remainder of zero is dropped;
+--   usage:           the rows of window_usage to be, as they are summed (inlined where read:
+--                    materialized, they would be copied once more);
 --   summed:          the events digest and the totals. kept and negative_tokens determine
 --                    window_usage entirely, so their rows are what is digested: each
 --                    rendered injectively (text length-prefixed: a NULL renders ":" alone,
@@ -103,6 +105,11 @@ kept AS MATERIALIZED (
         AND n.base_model IS NOT DISTINCT FROM e.base_model
     WHERE n.auth_id IS NULL OR e.event_count > n.event_count
 ),
+usage AS NOT MATERIALIZED (
+    SELECT * FROM kept
+    UNION ALL
+    SELECT * FROM negative_tokens
+),
 summed AS (
     SELECT
         concat_ws(
@@ -125,11 +132,7 @@ summed AS (
             input_tokens,
             output_tokens,
             max_ingested_at
-        FROM (
-            SELECT * FROM kept
-            UNION ALL
-            SELECT * FROM negative_tokens
-        ) AS usage
+        FROM usage
         OFFSET 0
     ) AS rendered
 ),
@@ -156,11 +159,7 @@ written AS (
         input_tokens,
         output_tokens,
         max_ingested_at
-    FROM (
-        SELECT * FROM kept
-        UNION ALL
-        SELECT * FROM negative_tokens
-    ) AS usage
+    FROM usage
     WHERE (SELECT events_digest FROM summed) IS DISTINCT FROM %(unchanged_digest)s::text
 )
 SELECT
