@@ -181,7 +181,8 @@ def markdown(
         "",
         f"## Results (median of {results.repeat} runs, with min and max"
         + (
-            "; (a) to (c) in rounds of at least 5, (j) at least 5 runs per arm)"
+            "; (a) to (c) in rounds of at least 5; (d-stale), (d-fresh) and (j) at least 5"
+            " runs per arm)"
             if results.repeat > 1
             else ")"
         ),
