@@ -372,13 +372,15 @@ def case_a_to_d(bench: Bench) -> None:
 def _write_output_copy(conn: psycopg.Connection, window: Window) -> float:
     """(a-write) once: seconds to insert the window's output rows into empty copies of the
     output tables, created untimed in the same transaction, all rolled back."""
+    tables = [
+        {"copy": sql.Identifier(copy), "table": sql.Identifier(table)}
+        for table, copy in WRITE_COPIES.items()
+    ]
     try:
-        for table, copy in WRITE_COPIES.items():
-            names = {"copy": sql.Identifier(copy), "table": sql.Identifier(table)}
+        for names in tables:
             conn.execute(sql.SQL(CREATE_WRITE_COPY).format(**names))
         began = time.perf_counter()
-        for table, copy in WRITE_COPIES.items():
-            names = {"copy": sql.Identifier(copy), "table": sql.Identifier(table)}
+        for names in tables:
             conn.execute(sql.SQL(WRITE_OUTPUT_ROWS).format(**names), {"start": window.start})
         return time.perf_counter() - began
     finally:
@@ -683,9 +685,9 @@ def case_i(bench: Bench) -> None:
     bench.results.facts["wide_rollups"] = f"{rollups:,}"
 
 
-# (d-stale) and (j) compare two blocks of runs taken up to a minute apart (statistics and
-# history cannot come and go between runs): a few more runs per block steady their medians
-# against the machine's drift.
+# (d-stale)/(d-fresh) and (j) compare arms that cannot interleave run by run (statistics
+# and history cannot come and go between runs): a few more runs per arm steady their
+# medians against the machine's drift.
 J_MIN_RUNS = 5
 
 
