@@ -22,12 +22,13 @@
 --                    rows change it, as each hash covers a whole row; equal digests read
 --                    equal numbers of events, exactly). The totals are every event and
 --                    token read, which every output must account for;
---   written:         the rows of window_usage, inserted only when the digest differs from
+--   changed, written: the rows of window_usage, inserted only when the digest differs from
 --                    %(unchanged_digest)s (NULL: always). The engine binds the digest of
 --                    the window's latest rating when everything else its output depends
 --                    on is unchanged (fingerprint.py): then the rows already are this
 --                    rating's output, and neither they nor window_usage are written. The
---                    gate is a one-time filter: when it holds, nothing below it runs.
+--                    gate is a one-time filter: when the digest is unchanged, nothing below
+--                    it runs.
 -- Rows of window_usage: one per (auth_id, model_id, base_model, problem_bits). The valid
 -- rows (problem_bits = 0) of an (auth_id, model_id) whose events all carry one base_model
 -- (or none) are the window's rollups, with bases_key: the canonical text of their distinct
@@ -136,6 +137,10 @@ summed AS (
         OFFSET 0
     ) AS rendered
 ),
+changed AS (
+    SELECT events_digest IS DISTINCT FROM %(unchanged_digest)s::text AS write
+    FROM summed
+),
 shared AS (
     SELECT auth_id, model_id
     FROM kept
@@ -160,7 +165,7 @@ written AS (
         output_tokens,
         max_ingested_at
     FROM usage
-    WHERE (SELECT events_digest FROM summed) IS DISTINCT FROM %(unchanged_digest)s::text
+    WHERE (SELECT write FROM changed)
 )
 SELECT
     events_digest,
@@ -168,7 +173,6 @@ SELECT
     input_tokens,
     output_tokens,
     max_ingested_at,
-    events_digest IS DISTINCT FROM %(unchanged_digest)s::text AS written,
-    CASE WHEN events_digest IS DISTINCT FROM %(unchanged_digest)s::text
-        THEN (SELECT count(*) FROM shared) END AS multi_base_rollups
-FROM summed
+    changed.write AS written,
+    CASE WHEN changed.write THEN (SELECT count(*) FROM shared) END AS multi_base_rollups
+FROM summed, changed
