@@ -18,7 +18,7 @@ import psycopg
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
-from rating_pipeline.money import cost_usd, derive_rate
+from rating_pipeline.money import EXACT, derive_rate
 from rating_pipeline.pricebook.model import Pricebooks, Rate, is_derivation_base, is_fine_tune
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.windows import Window
@@ -146,8 +146,10 @@ def rate_naively(url: str, window: Window, pricebooks: Pricebooks, run_id: str) 
                     multiplier,
                     rate.input_per_mtok,
                     rate.output_per_mtok,
-                    cost_usd(input_tokens, output_tokens, rate.input_per_mtok,
-                             rate.output_per_mtok),
+                    EXACT.scaleb(
+                        EXACT.add(EXACT.multiply(input_tokens, rate.input_per_mtok),
+                                  EXACT.multiply(output_tokens, rate.output_per_mtok)), -6
+                    ),
                     version.version,
                     version.sha256,
                     run_id,

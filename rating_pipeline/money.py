@@ -1,9 +1,12 @@
-"""Every number on the money path is built here, and never passes through a float.
+"""The numbers Python builds on the money path, never through a float: pricebook decimals
+read from their text (``parse_decimal``), derived rates (``derive_rate``, half-even to
+RATE_PLACES places: the one rounding of a rate) and rates checked to fit the warehouse's
+numeric(24, 6) (``exact_rate``).
 
-Rates are USD per 1,000,000 tokens with RATE_PLACES decimal places. Costs are exact:
-``(input_tokens * input_rate + output_tokens * output_rate) / 1e6`` has at most
-COST_PLACES places and is never rounded. The only rounding on the whole path is
-``derive_rate``: half-even to RATE_PLACES places.
+It does not compute costs. A cost is computed in exactly one place, the reconcile
+statement (``warehouse/sql/reconcile_rated_usage.sql``), exactly, at COST_PLACES places,
+and the database's CHECK constraint refuses a row whose cost does not reconstruct from
+its own tokens and rates. The independent oracle in ``tests/`` computes it again.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ from rating_pipeline.errors import RatingPipelineError
 
 RATE_PLACES = 6
 COST_PLACES = 12
-TOKEN_UNIT_DIGITS = 6  # rates are per 10 ** 6 tokens
 RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
 # The warehouse stores rates as numeric(24, 6): 18 digits before the point.
 RATE_INTEGER_DIGITS = 18
 RATE_LIMIT = Decimal(10) ** RATE_INTEGER_DIGITS  # every rate, own or derived, is below it
-COST_QUANTUM = Decimal(1).scaleb(-COST_PLACES)
 
 # Exact arithmetic: enough digits for any bigint token sum times any rate, and any
 # inexact result is an error rather than a silent rounding.
@@ -80,16 +81,3 @@ def derive_rate(base_rate: Decimal, multiplier: Decimal) -> Decimal:
     """``base_rate * multiplier`` rounded half-even to RATE_PLACES places."""
     product = EXACT.multiply(base_rate, multiplier)
     return product.quantize(RATE_QUANTUM, context=ROUNDING)
-
-
-def cost_usd(
-    input_tokens: int, output_tokens: int, input_rate: Decimal, output_rate: Decimal
-) -> Decimal:
-    """The exact cost of a token count at rates per million tokens, at COST_PLACES places."""
-    if not isinstance(input_rate, Decimal) or not isinstance(output_rate, Decimal):
-        raise TypeError("rates must be Decimal")
-    gross = EXACT.add(
-        EXACT.multiply(input_tokens, input_rate), EXACT.multiply(output_tokens, output_rate)
-    )
-    # Dividing by 10**6 moves the exponent only: exact, and cheaper than a division.
-    return EXACT.scaleb(gross, -TOKEN_UNIT_DIGITS).quantize(COST_QUANTUM, context=EXACT)

@@ -22,6 +22,9 @@ from psycopg.conninfo import make_conninfo
 
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, TEST_DATABASE_URL_VARIABLE, state_dir
+from rating_pipeline.warehouse.outputs import stored_exceptions, stored_rollups
+from rating_pipeline.windows import Window
+from tests.oracle import OracleRating
 
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
@@ -183,3 +186,8 @@ def add_events(database_url: str) -> Callable[[Iterable[BillingEvent]], int]:
 def utc(*parts: int) -> datetime:
     """``utc(2026, 6, 15, 10)``: an aware UTC datetime."""
     return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def stored_window(conn: psycopg.Connection, window: Window) -> OracleRating:
+    """The window's stored rows, in the shape the oracle returns, to compare them whole."""
+    return OracleRating(stored_rollups(conn, window), stored_exceptions(conn, window))

@@ -252,7 +252,7 @@ def test_demo_day_rates_into_every_exception_reason(conn: psycopg.Connection) ->
     for case in day.cases:
         window = Window.starting(START + case.hour_offset * HOUR)
         result = rate_window(conn, window, pricebooks, "test-demo-day")
-        for exception in result.rating.exceptions:
+        for exception in result.exception_rows:
             reasons.setdefault(exception.reason, set()).add((exception.auth_id, exception.model_id))
     assert reasons[AMBIGUOUS_BASE] == {
         ("org-0002", "ft:globex:chat"),
@@ -287,7 +287,7 @@ def test_late_events_arrive_after_a_rating_and_are_idempotent(conn: psycopg.Conn
     assert late == (9,)
     conn.rollback()
     again = rate_window(conn, window, pricebooks, "test-again")
-    assert again.rating.events_read == first.rating.events_read + 9
+    assert again.events_read == first.events_read + 9
 
 
 def test_demo_day_reloaded_is_the_same_day(conn: psycopg.Connection) -> None:

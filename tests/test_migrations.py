@@ -14,7 +14,6 @@ PROJECT_TABLES = {
     "rated_usage_archive",
     "rating_exception_archive",
     "rating_log",
-    "rated_output_edit",
 }
 TABLES = """
 SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'
@@ -182,3 +181,24 @@ def test_db_commands_print_one_line_each(
         assert cli.main(["db", action]) == 0
         out = capsys.readouterr().out
         assert out.count("\n") == 1 and expected in out, out
+
+
+def test_schema_at_head_has_no_triggers_and_downgrades_to_0006_and_back(
+    empty_database_url: str,
+) -> None:
+    """Contract 7: no triggers. Revision 0007 drops those of 0004 and restores them on
+    downgrade, so the history stays walkable both ways."""
+    url = empty_database_url
+    triggers = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1"
+    migrations.upgrade(url)
+    upgraded = _snapshot(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(triggers).fetchall() == []
+    migrations.downgrade(url, "0006")
+    with psycopg.connect(url) as conn:
+        assert [name for (name,) in conn.execute(triggers)] == [
+            "rated_usage_count_edit",
+            "rating_exception_count_edit",
+        ]
+    migrations.upgrade(url)
+    assert _snapshot(url) == upgraded

@@ -113,9 +113,8 @@ def test_materializing_one_partition_rates_that_window_only(
         == reader.execute("SELECT sum(cost_usd) FROM rated_usage").fetchone()[0]
     )
     assert meta["pricebook_version"] == "2026-06-01"
-    assert len(meta["output_checksum"]) == 64
     assert meta["exceptions_by_reason"][AMBIGUOUS_BASE] == {"rollups": 0, "events": 0}
-    table = meta["largest_rollups"].splitlines()
+    table = meta["costliest_rollups"].splitlines()
     assert table[0].startswith("| auth_id | model_id |") and "org-1 | base-large" in table[2]
     assert materializations(result, "window_usage")[KEY]["events"] == 4
     assert materializations(result, "pricebook")[KEY]["pricebook_version"] == "2026-06-01"
@@ -203,7 +202,7 @@ def test_rematerializing_converges_without_writing(
     meta = materializations(again, "rated_usage")[KEY]
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 0, 0)
     assert meta["rows_unchanged"] == 3
-    assert meta["output_checksum"] == materializations(first, "rated_usage")[KEY]["output_checksum"]
+    assert meta["cost_usd"] == materializations(first, "rated_usage")[KEY]["cost_usd"]
     assert (
         rows(
             reader, "SELECT auth_id, model_id, xmin::text, rated_at FROM rated_usage ORDER BY 1, 2"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rating_pipeline.orchestration.assets import failed_window
-from rating_pipeline.orchestration.metadata import largest_rollups, markdown_table, usd_text
+from rating_pipeline.orchestration.metadata import costliest_rollups_table, markdown_table, usd_text
 from rating_pipeline.records import RATE_EVENT, RATE_OWN, RatedRollup
 from rating_pipeline.windows import HOUR, Window
 from tests.factories import WINDOW_START
@@ -50,8 +50,8 @@ def test_an_id_cannot_break_a_markdown_table() -> None:
     ]
 
 
-def test_largest_rollups_rank_by_cost_then_key() -> None:
-    table = largest_rollups(
+def test_costliest_rollups_table_rank_by_cost_then_key() -> None:
+    table = costliest_rollups_table(
         [
             rollup("org-b", "base-large", "0.5"),
             rollup("org-a", "ft:x", "0.5", base="base-large"),

@@ -19,14 +19,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rating_pipeline import oracle
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
-from rating_pipeline.warehouse.outputs import load_window
 from rating_pipeline.windows import Window
-from tests.conftest import delete_events
+from tests import oracle
+from tests.conftest import delete_events, stored_window
 from tests.factories import WINDOW_START, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
@@ -89,7 +88,7 @@ def _child(
         setattr(engine, pause_after, pausing)
     with connect(url) as conn:
         result = engine.rate_window(conn, WINDOW, Pricebooks((version_priced(input_rate),)), run_id)
-    report.put(("done", result.checksum))
+    report.put(("done", str(result.total_cost_usd)))
 
 
 @dataclass
@@ -176,7 +175,7 @@ def test_concurrent_ratings_of_one_window_serialize_to_one_runs_output(
     # The later run's output, whole: every row priced by run-b, none of run-a's left.
     expected = oracle.rate_window(WINDOW, version_priced("4.00"), events)
     with connect(database_url) as conn:
-        stored = load_window(conn, WINDOW)
+        stored = stored_window(conn, WINDOW)
     assert stored.rollups == expected.rollups
     assert stored.exceptions == expected.exceptions
     run_ids = reader.execute("SELECT DISTINCT run_id FROM rated_usage").fetchall()
@@ -188,7 +187,7 @@ def test_concurrent_ratings_of_one_window_serialize_to_one_runs_output(
 
 
 @pytest.mark.parametrize("kill", ["client-sigkill", "pg-terminate-backend"])
-@pytest.mark.parametrize("pause_after", ["resolve_window", "reconcile_rating_exception"])
+@pytest.mark.parametrize("pause_after", ["resolve_window", "converge", "log_rating"])
 def test_rating_killed_mid_transaction_leaves_window_as_it_was_and_next_run_converges(
     tmp_path: Path,
     database_url: str,
@@ -227,7 +226,7 @@ def test_rating_killed_mid_transaction_leaves_window_as_it_was_and_next_run_conv
 
     with connect(database_url) as conn:
         result = rate_window(conn, WINDOW, Pricebooks((version_priced("4.00"),)), "run-3")
-        stored = load_window(conn, WINDOW)
+        stored = stored_window(conn, WINDOW)
     everything = reader.execute(
         "SELECT event_id, auth_id, model_id, base_model, input_tokens, output_tokens, "
         "occurred_at FROM billing_event"
@@ -236,4 +235,4 @@ def test_rating_killed_mid_transaction_leaves_window_as_it_was_and_next_run_conv
     expected = oracle.rate_window(WINDOW, version_priced("4.00"), current)
     assert stored.rollups == expected.rollups
     assert stored.exceptions == expected.exceptions
-    assert result.checksum == expected.checksum
+    assert result.total_cost_usd == expected.total_cost_usd

@@ -1,61 +1,28 @@
-"""Extraction: one window's events summed in SQL, as ``pricing.group_events`` sums them
-once its groups are merged into rollups (valid usage) and kinds of invalid usage."""
+"""Reading a window's events (``extract.read_window_usage``), seen through the rating: the
+window is half-open, every problem is flagged, sums are exact beyond bigint."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from rating_pipeline.pricing import group_events
-from rating_pipeline.records import (
-    BLANK_AUTH_ID,
-    BLANK_CHARACTERS,
-    BLANK_MODEL_ID,
-    NEGATIVE_INPUT_TOKENS,
-    NEGATIVE_OUTPUT_TOKENS,
-    BillingEvent,
-    UsageGroup,
-)
-from rating_pipeline.warehouse.extract import UsageSum, decode_problems, extract_window_usage
+from rating_pipeline.pricebook.model import Pricebooks
+from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEvent
+from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.windows import Window
-from tests.conftest import insert_events, truncate_all
-from tests.factories import WINDOW_START, make_event
-from tests.strategies import pricebook_versions, window_events
+from tests.conftest import stored_window
+from tests.factories import WINDOW_START, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
+BOOK = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 
 
-def merged(groups: Iterable[UsageGroup]) -> Counter[UsageSum]:
-    """``group_events``' groups merged as window_usage holds them: per (auth_id, model_id)
-    with the set of base_model values when valid, per (auth_id, model_id, problems) else."""
-    sums: dict[tuple[str, str, frozenset[str]], list[int]] = {}
-    bases: dict[tuple[str, str, frozenset[str]], set[str | None]] = {}
-    for group in groups:
-        key = (group.auth_id, group.model_id, group.problems)
-        totals = sums.setdefault(key, [0, 0, 0])
-        totals[0] += group.event_count
-        totals[1] += group.input_tokens
-        totals[2] += group.output_tokens
-        bases.setdefault(key, set()).add(group.base_model)
-    return Counter(
-        UsageSum(auth_id, model_id, None if problems else frozenset(bases[key]), *totals, problems)
-        for key, totals in sums.items()
-        for auth_id, model_id, problems in [key]
-    )
-
-
-def _extract(conn: psycopg.Connection, window: Window = WINDOW) -> Counter[UsageSum]:
-    usage = extract_window_usage(conn, window)
-    conn.rollback()
-    return Counter(usage.groups)
+def rate(conn: psycopg.Connection, window: Window = WINDOW) -> WindowRating:
+    return rate_window(conn, window, BOOK, "run-1")
 
 
 def test_extraction_window_is_half_open(conn: psycopg.Connection, add_events: AddEvents) -> None:
@@ -68,10 +35,8 @@ def test_extraction_window_is_half_open(conn: psycopg.Connection, add_events: Ad
             make_event(occurred_at=WINDOW.end, input_tokens=1000),
         ]
     )
-    (group,) = _extract(conn)
-    assert (group.event_count, group.input_tokens) == (2, 110)
-    (next_group,) = _extract(conn, Window(WINDOW.end))
-    assert next_group.input_tokens == 1000
+    assert rate(conn).read.amounts[:2] == (2, 110)
+    assert rate(conn, Window(WINDOW.end)).read.amounts[:2] == (1, 1000)
 
 
 def test_extraction_flags_every_blank_character_and_negative_tokens(
@@ -82,26 +47,23 @@ def test_extraction_flags_every_blank_character_and_negative_tokens(
             *(make_event(auth_id=char * 2) for char in BLANK_CHARACTERS),
             make_event(auth_id=BLANK_CHARACTERS, model_id=" "),
             make_event(auth_id="org-1", model_id="\u00a0"),  # no-break space is not blank
-            make_event(auth_id="org-1", input_tokens=-1),
-            make_event(auth_id="org-1", output_tokens=-1),
-            make_event(auth_id="org-1", input_tokens=-1, output_tokens=-2),
-            make_event(auth_id="org-1"),
+            make_event(auth_id="org-2", input_tokens=-1),
+            make_event(auth_id="org-3", output_tokens=-1),
+            make_event(auth_id="org-4", input_tokens=-1, output_tokens=-2),
+            make_event(auth_id="org-4"),
         ]
     )
-    problems = {
-        (g.auth_id, g.model_id, g.input_tokens, g.output_tokens): g.problems for g in _extract(conn)
-    }
+    rate(conn)
+    stored = stored_window(conn, WINDOW)
+    invalid = {e.auth_id: e.detail for e in stored.exceptions if e.reason == INVALID_EVENT}
     for char in BLANK_CHARACTERS:
-        assert problems[(char * 2, "base-large", 1000, 100)] == {BLANK_AUTH_ID}
-    assert problems[(BLANK_CHARACTERS, " ", 1000, 100)] == {BLANK_AUTH_ID, BLANK_MODEL_ID}
-    assert problems[("org-1", "\u00a0", 1000, 100)] == frozenset()
-    assert problems[("org-1", "base-large", -1, 100)] == {NEGATIVE_INPUT_TOKENS}
-    assert problems[("org-1", "base-large", 1000, -1)] == {NEGATIVE_OUTPUT_TOKENS}
-    assert problems[("org-1", "base-large", -1, -2)] == {
-        NEGATIVE_INPUT_TOKENS,
-        NEGATIVE_OUTPUT_TOKENS,
-    }
-    assert problems[("org-1", "base-large", 1000, 100)] == frozenset()
+        assert invalid[char * 2] == "blank auth_id"
+    assert invalid[BLANK_CHARACTERS] == "blank auth_id, blank model_id"
+    assert "org-1" not in invalid
+    assert invalid["org-2"] == "negative input_tokens"
+    assert invalid["org-3"] == "negative output_tokens"
+    assert invalid["org-4"] == "negative input_tokens, negative output_tokens"
+    assert [(r.auth_id, r.event_count) for r in stored.rollups] == [("org-4", 1)]
 
 
 def test_extraction_sums_beyond_bigint_exactly(
@@ -109,8 +71,9 @@ def test_extraction_sums_beyond_bigint_exactly(
 ) -> None:
     biggest = 2**63 - 1
     add_events([make_event(input_tokens=biggest, output_tokens=biggest) for _ in range(3)])
-    (group,) = _extract(conn)
-    assert group.input_tokens == group.output_tokens == 3 * biggest
+    rate(conn)
+    (rollup,) = stored_window(conn, WINDOW).rollups
+    assert rollup.input_tokens == rollup.output_tokens == 3 * biggest
 
 
 def test_extraction_reports_the_latest_ingested_at(
@@ -124,39 +87,6 @@ def test_extraction_reports_the_latest_ingested_at(
             replace(make_event(occurred_at=WINDOW.end), ingested_at=late + timedelta(days=1)),
         ]
     )
-    usage = extract_window_usage(conn, WINDOW)
-    conn.rollback()
-    assert usage.max_ingested_at == late
-    empty = extract_window_usage(conn, Window(WINDOW.start - timedelta(hours=5)))
-    conn.rollback()
-    assert (empty.groups, empty.max_ingested_at) == ((), None)
-
-
-def test_decode_problems_rejects_unknown_bits() -> None:
-    assert decode_problems(0) == frozenset()
-    assert decode_problems(15) == {
-        BLANK_AUTH_ID,
-        BLANK_MODEL_ID,
-        NEGATIVE_INPUT_TOKENS,
-        NEGATIVE_OUTPUT_TOKENS,
-    }
-    with pytest.raises(ValueError, match="unknown problem bits 16"):
-        decode_problems(16)
-
-
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(data=st.data())
-def test_sql_extraction_groups_exactly_as_group_events(
-    database_url: str, data: st.DataObject
-) -> None:
-    version = data.draw(pricebook_versions())
-    events = data.draw(window_events(version))
-    truncate_all(database_url)
-    insert_events(database_url, events)
-    with psycopg.connect(database_url) as conn:
-        extracted = Counter(extract_window_usage(conn, WINDOW).groups)
-    assert extracted == merged(group_events(WINDOW, events))
+    assert rate(conn).max_ingested_at == late
+    empty = rate(conn, Window(WINDOW.start - timedelta(hours=5)))
+    assert (empty.events_read, empty.max_ingested_at) == (0, None)

@@ -10,7 +10,7 @@ import pytest
 
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.warehouse import reconcile
+from rating_pipeline.warehouse import engine, reconcile
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import Window
 from tests.factories import WINDOW_START, make_event, make_version, own
@@ -69,7 +69,7 @@ def _plans_of_rerate(
         rate_window(conn, WINDOW, BOOKS, "first-write")
 
         plans: list[dict[str, Any]] = []
-        original = reconcile._reconcile
+        original = engine.reconcile
 
         def explain_then_reconcile(
             conn: psycopg.Connection, statement: str, params: dict[str, Any]
@@ -80,9 +80,9 @@ def _plans_of_rerate(
             plans.append(row[0][0]["Plan"])
             return original(conn, statement, params)
 
-        monkeypatch.setattr(reconcile, "_reconcile", explain_then_reconcile)
+        monkeypatch.setattr(engine, "reconcile", explain_then_reconcile)
         result = rate_window(conn, WINDOW, REPRICED, "re-rate")
-    return plans, result.usage_counts.updated
+    return plans, result.usage.updated
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from rating_pipeline.orchestration.resources import PricebookResource, Warehouse
 from rating_pipeline.pricebook.loader import PricebookLoadError
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import require_schema
-from rating_pipeline.warehouse.engine import rate_window
-from rating_pipeline.warehouse.outputs import largest_rollups
+from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
+from rating_pipeline.warehouse.outputs import costliest_rollups
 from rating_pipeline.windows import Window
 
 # BackfillPolicy is marked beta in Dagster 1.13: a warning on every load that nobody can act on.
@@ -145,15 +145,15 @@ def rated_usage(
         require_schema(conn)
         for done, window in enumerate(windows):
             try:
-                result = rate_window(conn, window, resolved, context.run.run_id)
+                rating = rate_window(conn, window, resolved, context.run.run_id)
             except Exception as exc:
                 raise dg.Failure(description=failed_window(windows, done, exc)) from exc
-            for line in metadata.rating_log_lines(result):
+            for line in rating_log_lines(rating):
                 context.log.info(line)
             # Read after the commit: the UI's table is no part of the rating's transaction.
-            costliest = largest_rollups(conn, window, metadata.LARGEST_ROLLUPS)
+            costliest = costliest_rollups(conn, window, metadata.COSTLIEST_ROLLUPS)
             conn.commit()
             context.add_asset_metadata(
-                metadata.rating_metadata(result, costliest), partition_key=window.key
+                metadata.rating_metadata(rating, costliest), partition_key=window.key
             )
     return dg.MaterializeResult()

@@ -15,11 +15,10 @@ import dagster as dg
 from rating_pipeline.orchestration.queries import WindowEvents
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
-from rating_pipeline.warehouse.engine import WindowResult
+from rating_pipeline.warehouse.engine import WindowRating
 from rating_pipeline.windows import Window
 
-LARGEST_ROLLUPS = 5
-DELETIONS_LOGGED = 50
+COSTLIEST_ROLLUPS = 5
 
 
 def money(amount: Decimal) -> dg.MetadataValue:
@@ -79,7 +78,7 @@ def window_usage_metadata(events: WindowEvents | None) -> dict[str, Any]:
     }
 
 
-def exceptions_by_reason(exceptions: Iterable[RatingException]) -> dict[str, dict[str, int]]:
+def exception_totals_by_reason(exceptions: Iterable[RatingException]) -> dict[str, dict[str, int]]:
     """``{reason: {"rollups": n, "events": n}}`` for every reason, zeros included."""
     totals = {reason: {"rollups": 0, "events": 0} for reason in REASONS}
     for exception in exceptions:
@@ -89,7 +88,7 @@ def exceptions_by_reason(exceptions: Iterable[RatingException]) -> dict[str, dic
     return totals
 
 
-def largest_rollups(rollups: Iterable[RatedRollup], limit: int = LARGEST_ROLLUPS) -> str:
+def costliest_rollups_table(rollups: Iterable[RatedRollup], limit: int = COSTLIEST_ROLLUPS) -> str:
     """The ``limit`` costliest rollups as a Markdown table (ties broken by key)."""
     ranked = sorted(rollups, key=lambda r: (-r.cost_usd, r.auth_id, r.model_id))[:limit]
     return markdown_table(
@@ -111,11 +110,10 @@ def largest_rollups(rollups: Iterable[RatedRollup], limit: int = LARGEST_ROLLUPS
     )
 
 
-def rating_metadata(result: WindowResult, costliest: Iterable[RatedRollup] = ()) -> dict[str, Any]:
+def rating_metadata(rating: WindowRating, costliest: Iterable[RatedRollup] = ()) -> dict[str, Any]:
     """Everything the contract surfaces on a rated_usage materialization of one window,
-    with the table of its ``costliest`` rollups (``outputs.largest_rollups``)."""
-    rating = result.rating
-    usage, exceptions = result.usage_counts, result.exception_counts
+    with the table of its ``costliest`` rollups (``outputs.costliest_rollups``)."""
+    usage, exceptions = rating.usage, rating.exceptions
     return {
         "rows_inserted": dg.MetadataValue.int(usage.inserted),
         "rows_updated": dg.MetadataValue.int(usage.updated),
@@ -129,41 +127,14 @@ def rating_metadata(result: WindowResult, costliest: Iterable[RatedRollup] = ())
         "events_rated": dg.MetadataValue.int(rating.events_rated),
         "events_excepted": dg.MetadataValue.int(rating.events_excepted),
         "cost_usd": money(rating.total_cost_usd),
-        "exceptions_by_reason": dg.MetadataValue.json(exceptions_by_reason(rating.exceptions)),
+        "exceptions_by_reason": dg.MetadataValue.json(
+            exception_totals_by_reason(rating.exception_rows)
+        ),
         "pricebook_version": dg.MetadataValue.text(rating.pricebook_version),
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
-        "output_checksum": dg.MetadataValue.text(rating.checksum),
-        "max_ingested_at": _instant(result.max_ingested_at),
-        "largest_rollups": dg.MetadataValue.md(largest_rollups(costliest)),
+        "max_ingested_at": _instant(rating.max_ingested_at),
+        "costliest_rollups": dg.MetadataValue.md(costliest_rollups_table(costliest)),
     }
-
-
-def rating_log_lines(result: WindowResult) -> list[str]:
-    """The INFO lines of one committed rating: its counts, then each row it deleted."""
-    rating = result.rating
-    lines = [
-        f"window {result.window.key} rated with pricebook {rating.pricebook_version}: "
-        f"rated_usage {result.usage_counts}; rating_exception {result.exception_counts}; "
-        f"events read {rating.events_read}, rated {rating.events_rated}, "
-        f"excepted {rating.events_excepted}; cost {usd_text(rating.total_cost_usd)} USD"
-    ]
-    deletions = [
-        f"rated_usage row auth_id={auth_id!r} model_id={model_id!r}"
-        for auth_id, model_id in result.deleted_rollups
-    ] + [
-        f"rating_exception row auth_id={auth_id!r} model_id={model_id!r} reason={reason}"
-        for auth_id, model_id, reason in result.deleted_exceptions
-    ]
-    lines.extend(
-        f"window {result.window.key}: deleted {deletion} (kept in the archive)"
-        for deletion in deletions[:DELETIONS_LOGGED]
-    )
-    if len(deletions) > DELETIONS_LOGGED:
-        lines.append(
-            f"window {result.window.key}: deleted {len(deletions) - DELETIONS_LOGGED} more rows "
-            "(kept in the archive)"
-        )
-    return lines
 
 
 def windows_label(windows: Sequence[Window]) -> str:

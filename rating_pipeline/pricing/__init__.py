@@ -1,6 +1,7 @@
-"""Pricing of one window's usage (contract sections 5 and 6), pure and database-free."""
+"""Pricing rules (contract section 5.1 and 5.2): resolving a model, and the bases its
+events name, to the rates that price it, or to the reason it cannot bill. Pure and
+database-free; the warehouse applies the answers in SQL."""
 
-from rating_pipeline.pricing.rate import event_problems, group_events, price_window
 from rating_pipeline.pricing.resolve import Excluded, Priced, resolve
 
-__all__ = ["Excluded", "Priced", "event_problems", "group_events", "price_window", "resolve"]
+__all__ = ["Excluded", "Priced", "resolve"]

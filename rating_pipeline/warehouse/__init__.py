@@ -3,15 +3,11 @@
   embedded.py    the embedded PostgreSQL under .rating/ when RATING_DATABASE_URL is unset
   database.py    database_url(), connect(), redact_url()
   migrations.py  the schema as Alembic revisions (migrations/versions)
-  extract.py     one window's events summed and digested inside PostgreSQL, one row per
-                 rollup
-  fingerprint.py the digest of everything a rating's output depends on (its inputs)
+  extract.py     one window's events summed and digested inside PostgreSQL
   reconcile.py   per table, one statement: price, compare with the live rows, write the
-                 differences
-  engine.py      rate_window(): lock, fingerprint the context, sum the events, then either
-                 carry an unchanged window or resolve, reconcile and checksum it, log; one
-                 transaction
-  outputs.py     one window's stored rows (and the costliest of them) read back as records
+                 differences (the one place a cost is computed)
+  engine.py      rate_window(): begin, read usage, converge, log, summarize; one transaction
+  outputs.py     stored rows read back as records
   commands.py    the `rate` command
   sql/           every statement, one per file
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import connect, require_schema
-from rating_pipeline.warehouse.engine import WindowResult, rate_window
+from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.windows import windows_between
 
 EXIT_OK = 0
@@ -27,18 +27,6 @@ EXIT_FAILURE = 1
 def new_run_id() -> str:
     """The run id of one CLI invocation: ``cli-<uuid4>``."""
     return f"cli-{uuid.uuid4()}"
-
-
-def describe(result: WindowResult) -> str:
-    """One line for a person: the window, its counts and its cost."""
-    rating = result.rating
-    return (
-        f"{result.window.key} pricebook {rating.pricebook_version}: "
-        f"rated_usage {result.usage_counts}; "
-        f"rating_exception {result.exception_counts}; "
-        f"events {rating.events_read} (rated {rating.events_rated}, "
-        f"excepted {rating.events_excepted}); cost {rating.total_cost_usd} USD"
-    )
 
 
 def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | None) -> int:
@@ -66,12 +54,12 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     with connect() as conn:
         require_schema(conn)
         for window in windows:
-            result = rate_window(conn, window, pricebooks, run_id)
-            print(describe(result))
+            rating = rate_window(conn, window, pricebooks, run_id)
+            print(rating_log_lines(rating)[0])
             ambiguous.extend(
                 f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r}: "
                 f"{exception.detail}"
-                for exception in result.ambiguous
+                for exception in rating.ambiguous
             )
     if ambiguous:
         print(

@@ -85,15 +85,18 @@ def upgrade(url: str | None = None) -> str:
     return f"warehouse upgraded from {before or BASE} to revision {after} (head) on {where}"
 
 
-def downgrade(url: str | None = None) -> str:
-    """Drop the project's tables (revision ``base``); ``billing_event`` is kept."""
+def downgrade(url: str | None = None, revision: str = BASE) -> str:
+    """Downgrade to ``revision``: by default ``base``, which drops the project's tables;
+    ``billing_event`` is always kept."""
     target = url or database_url()
     before = revision_of(target)
     with _engine_connection(target) as connection:
-        command.downgrade(_config(connection), BASE)
+        command.downgrade(_config(connection), revision)
     where = redact_url(target)
     if before is None:
         return f"warehouse already at base on {where}; nothing dropped, billing_event kept"
+    if revision != BASE:
+        return f"warehouse downgraded from revision {before} to {revision} on {where}"
     return (
         f"warehouse downgraded from revision {before} to base on {where}: "
         "rating tables dropped, billing_event kept"

@@ -1,32 +1,17 @@
-"""Reading one window's stored output back as records (for checks, tests and the UI)."""
+"""Stored output rows read back as records (for the UI, checks and tests)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
-from rating_pipeline.records import RatedRollup, RatingException, output_checksum
+from rating_pipeline.records import RatedRollup, RatingException
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
-
-
-@dataclass(frozen=True)
-class StoredWindow:
-    """What ``rated_usage`` and ``rating_exception`` hold for one window, in key order."""
-
-    window: Window
-    rollups: tuple[RatedRollup, ...]
-    exceptions: tuple[RatingException, ...]
-
-    @property
-    def checksum(self) -> str:
-        """Equal to ``WindowRating.checksum`` of the run whose output this is."""
-        return output_checksum(self.rollups, self.exceptions)
 
 
 def _int(value: Decimal | int) -> int:
@@ -73,24 +58,23 @@ def exception_from_row(row: Sequence[Any]) -> RatingException:
     )
 
 
-def largest_rollups(
+def costliest_rollups(
     conn: psycopg.Connection, window: Window, limit: int
 ) -> tuple[RatedRollup, ...]:
     """The window's ``limit`` costliest stored rollups, ties broken by key (code point)."""
     params = {"window_start": window.start, "limit": limit}
     return tuple(
-        rollup_from_row(row) for row in conn.execute(load_sql("select_largest_rollups"), params)
+        rollup_from_row(row) for row in conn.execute(load_sql("select_costliest_rollups"), params)
     )
 
 
-def load_window(conn: psycopg.Connection, window: Window) -> StoredWindow:
-    """The window's stored rows, as of the caller's transaction snapshot."""
-    params = {"window_start": window.start}
-    rollups = tuple(
-        rollup_from_row(row) for row in conn.execute(load_sql("select_window_rated_usage"), params)
-    )
-    exceptions = tuple(
-        exception_from_row(row)
-        for row in conn.execute(load_sql("select_window_rating_exception"), params)
-    )
-    return StoredWindow(window=window, rollups=rollups, exceptions=exceptions)
+def stored_rollups(conn: psycopg.Connection, window: Window) -> tuple[RatedRollup, ...]:
+    """The window's ``rated_usage`` rows in key order, as of the caller's snapshot."""
+    rows = conn.execute(load_sql("select_window_rated_usage"), {"window_start": window.start})
+    return tuple(rollup_from_row(row) for row in rows)
+
+
+def stored_exceptions(conn: psycopg.Connection, window: Window) -> tuple[RatingException, ...]:
+    """The window's ``rating_exception`` rows in key order, as of the caller's snapshot."""
+    rows = conn.execute(load_sql("select_window_rating_exception"), {"window_start": window.start})
+    return tuple(exception_from_row(row) for row in rows)

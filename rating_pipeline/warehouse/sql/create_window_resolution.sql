@@ -1,7 +1,5 @@
--- pricing.resolve's answer per (model_id, bases_key): rates for Priced (reason NULL),
--- reason and detail for Excluded (rates NULL). model_text and rates_text (Priced only) are
--- the model and the five rate columns as a checksum line renders them
--- (records.canonical_fields), for window_output_checksum.sql. Dropped at commit.
+-- pricing.resolve's answer per (model_id, bases_key) of the window: the rates for a priced
+-- key (reason NULL), the reason and detail for an excluded one. Dropped at commit.
 CREATE TEMP TABLE window_resolution (
     model_id text NOT NULL,
     bases_key text NOT NULL,
@@ -12,7 +10,5 @@ CREATE TEMP TABLE window_resolution (
     output_rate_per_mtok numeric(24, 6) NULL,
     reason text NULL,
     detail text NULL,
-    model_text text NULL,
-    rates_text text NULL,
     PRIMARY KEY (model_id, bases_key)
 ) ON COMMIT DROP

@@ -1,25 +1,9 @@
--- Price ONE window's rollups and converge rated_usage's rows of that window to them, in one
--- statement (one snapshot, taken after the window's advisory lock was granted).
---   output:  the rollups (the valid rows of window_usage) the rules priced (window_resolution), with
---            their exact cost: numeric products add scales (tokens scale 0, rates scale 6,
---            the factor 0.000001 scale 6: scale 12), and there is no division (numeric
---            division rounds to a computed scale);
---   change:  the output rows that differ from the live rows, and the live rows with no
---            output row. Only these are materialized: an identical re-run finds none.
---   deleted, updated, inserted: applied from `change`, on disjoint rows. Identical rows
---            are in no part, so they are neither written nor locked (INSERT ... ON
---            CONFLICT DO UPDATE would lock every conflicting row). The UPDATE repeats the
---            comparison in its own WHERE, so it can never rewrite an identical row.
---            Deleted and updated rows are found by the tuple id (ctid) the comparison read
---            them at, in this same snapshot: a TID scan per changed row, whatever the
---            statistics say. Joined on the key instead, with statistics that predate the
---            window's first write, the planner nested a scan of the window's rows over
---            `change` (tests/test_warehouse_plans.py).
---   archived: every deleted or updated row's old values. Those of an updated row are read
---            from the table: every part of one statement reads the snapshot taken before
---            it, so `superseded` still holds the values the UPDATE replaced.
--- rated_at and run_id are not compared: they record the last change, not a value.
--- Returns the counts and the output's totals (for the conservation check and the log).
+-- Price ONE window's rollups and converge its rated_usage rows to them, in one statement:
+-- the one place a cost is computed (exactly: tokens x rate x 0.000001, scale 12, no
+-- division). Rows the run no longer produces are deleted, changed rows updated, new rows
+-- inserted, identical rows neither written nor locked; deleted and updated rows are
+-- archived with their old values. rated_at and run_id are not compared.
+-- Returns the counts and the output's totals. docs/warehouse.md explains the plan choices.
 -- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(pricebook_sha256)s,
 -- %(rated_at)s, %(run_id)s.
 WITH output AS MATERIALIZED (
@@ -36,10 +20,7 @@ WITH output AS MATERIALIZED (
         s.output_rate_per_mtok,
         ((r.input_tokens * s.input_rate_per_mtok + r.output_tokens * s.output_rate_per_mtok)
             * 0.000001)::numeric(50, 12) AS cost_usd
-    FROM window_usage AS r
-    -- Only the rollups (valid rows) have a bases_key, so only they join; a filter on
-    -- problem_bits here would make the planner, which has no statistics on the temp
-    -- table, guess a handful of rows and nest a loop over the resolution.
+    FROM window_sums AS r
     JOIN window_resolution AS s USING (model_id, bases_key)
     WHERE s.reason IS NULL
 ),
@@ -155,10 +136,6 @@ archived AS (
         UNION ALL
         SELECT superseded.*, 'updated' AS change
         FROM updated
-        -- One primary-key probe per updated row, whatever the statistics say: LATERAL with
-        -- LIMIT 1 cannot be flattened into a join the planner may turn around. A plain join,
-        -- planned with statistics that predate this window's first write, became a nested
-        -- loop comparing every updated row with every row of the window.
         CROSS JOIN LATERAL (
             SELECT *
             FROM rated_usage AS prior

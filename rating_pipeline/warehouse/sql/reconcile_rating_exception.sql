@@ -1,17 +1,10 @@
--- Explain ONE window's unbillable usage and converge rating_exception's rows of that window
--- to it, in one statement (one snapshot, taken after the window's advisory lock was
--- granted). Built like reconcile_rated_usage.sql; the rows are keyed by reason too.
---   output:  the valid rollups the rules excluded (reason and detail from
---            window_resolution), and one invalid_event row per (auth_id, model_id) of
---            invalid usage, its detail the names of every problem seen, in bit order,
---            joined by ", " (the names and the reason are bound from records);
---   change:  the output rows that differ from the live rows, and the live rows with no
---            output row; deleted, updated, inserted and archived apply them (deleted and
---            updated rows found by the ctid the comparison read them at).
--- Returns the counts and the output's totals (for the conservation check and the log).
+-- Explain ONE window's unbillable usage and converge its rating_exception rows to it, in
+-- one statement, built like reconcile_rated_usage.sql and keyed by reason too: the valid
+-- rollups the rules excluded (reason and detail from window_resolution), and one
+-- invalid_event row per (auth_id, model_id) of invalid usage, its detail the problems
+-- seen, in bit order, joined by ", ". Returns the counts and the output's totals.
 -- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(rated_at)s,
--- %(run_id)s, %(invalid_event)s, %(problem_1)s, %(problem_2)s, %(problem_4)s,
--- %(problem_8)s.
+-- %(run_id)s, %(invalid_event)s, %(problem_1)s, %(problem_2)s, %(problem_4)s, %(problem_8)s.
 WITH output AS MATERIALIZED (
     SELECT
         r.auth_id,
@@ -21,10 +14,7 @@ WITH output AS MATERIALIZED (
         r.event_count,
         r.input_tokens,
         r.output_tokens
-    FROM window_usage AS r
-    -- Only the rollups (valid rows) have a bases_key, so only they join; a filter on
-    -- problem_bits here would make the planner, which has no statistics on the temp
-    -- table, guess a handful of rows and nest a loop over the resolution.
+    FROM window_sums AS r
     JOIN window_resolution AS s USING (model_id, bases_key)
     WHERE s.reason IS NOT NULL
     UNION ALL
@@ -50,7 +40,7 @@ WITH output AS MATERIALIZED (
             sum(event_count)::bigint AS event_count,
             sum(input_tokens) AS input_tokens,
             sum(output_tokens) AS output_tokens
-        FROM window_usage
+        FROM window_sums
         WHERE problem_bits <> 0
         GROUP BY auth_id, model_id
     ) AS invalid
@@ -146,7 +136,6 @@ archived AS (
         UNION ALL
         SELECT superseded.*, 'updated' AS change
         FROM updated
-        -- One primary-key probe per updated row (see reconcile_rated_usage.sql).
         CROSS JOIN LATERAL (
             SELECT *
             FROM rating_exception AS prior

@@ -1,7 +1,6 @@
--- The distinct (model_id, bases_key) of the window's rollups (the valid rows of
--- window_usage, once merge_mixed_bases.sql has run): the keys the rules answer for, one
--- pricing.resolve call each (a handful per window, whatever the number of rollups).
+-- The distinct (model_id, bases_key) of the window's rollups, once merged: the keys
+-- pricing.resolve answers for, a handful per window whatever the number of rollups.
 SELECT model_id, bases_key
-FROM window_usage
+FROM window_sums
 WHERE problem_bits = 0
 GROUP BY model_id, bases_key

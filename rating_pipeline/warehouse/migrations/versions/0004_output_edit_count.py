@@ -1,22 +1,12 @@
-"""Count the writes to the outputs that no rating made, so a checksum can be carried.
+"""Count the statements that write the outputs outside a rating (dropped by 0007).
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30
 
-As first written: a rating that changes no row of its window produces exactly the rows its
-predecessor logged, so it may log the predecessor's checksum instead of rendering every row
-again -- but only if nothing else has written those rows since. Every
-statement that writes ``rated_usage`` or ``rating_exception`` outside a rating bumps the
-single counter in ``rated_output_edit`` (statement-level triggers: one call per statement,
-nothing per row); a rating marks itself with the transaction-local setting
-``rating_pipeline.rating`` and records the counter it saw in ``rating_log.output_edits_seen``.
-A log row whose count differs from the counter is never carried from.
-
-Since revision 0005 the carry is part of a wider one: a rating whose inputs match its
-window's latest rating skips the comparison too, under the same guard
-(``engine.latest_rating``); a rating that compares its rows always renders its
-checksum.
+Creates the one-row counter ``rated_output_edit``, statement-level triggers on
+``rated_usage`` and ``rating_exception`` that bump it unless the transaction set
+``rating_pipeline.rating``, and ``rating_log.output_edits_seen``.
 """
 
 from __future__ import annotations
@@ -37,8 +27,6 @@ CREATE TABLE rated_output_edit (
 """
 SEED_EDIT_COUNTER = "INSERT INTO rated_output_edit (singleton, edits) VALUES (true, 0)"
 ADD_EDITS_SEEN = "ALTER TABLE rating_log ADD COLUMN output_edits_seen bigint NULL"
-# Outside a rating, any write (even of zero rows) counts: a false positive only costs one
-# full checksum, a missed write would carry a wrong one.
 CREATE_COUNT_EDIT = """
 CREATE FUNCTION rated_output_count_edit() RETURNS trigger
 LANGUAGE plpgsql AS $$

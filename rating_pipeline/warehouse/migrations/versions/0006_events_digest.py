@@ -1,15 +1,10 @@
-"""Record the digest of the events each rating read, apart from its input fingerprint.
+"""Add ``rating_log.events_digest``: the digest of the summed events each rating read.
 
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-30
 
-The fingerprint of revision 0005 is now the digest of two parts: what the output depends
-on besides the events (the release, the pricebook file, the bound values: known before
-the events are read) and the digest of the summed events. Logging the latter lets the next
-rating of the window hand it to the statement that sums the events, which then leaves
-``window_usage`` unwritten when the events are the same (``engine.latest_rating``). Log
-rows from before this revision have no events digest and are never taken as unchanged.
+Log rows from before this revision have none.
 """
 
 from __future__ import annotations

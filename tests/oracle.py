@@ -1,7 +1,7 @@
 """The oracle: a deliberately plain reference of pricing (contract 5 and 6) for one window.
 
 It walks individual events with ``Decimal`` and shares no code with the production path
-(``pricing``, ``money``) beyond the pricebook types and the output records. Where the
+(``pricing``, ``money``, the SQL) beyond the pricebook types and the output records. Where the
 production path aggregates first and prices totals, the oracle prices every event on its
 own and adds the exact costs up; both must agree to the last digit. Property tests hold
 them to it, so keep this module simple rather than fast, and change it only when the
@@ -12,15 +12,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact
 
 from rating_pipeline.pricebook.model import PricebookVersion
-from rating_pipeline.records import BillingEvent, RatedRollup, RatingException, WindowRating
+from rating_pipeline.records import BillingEvent, RatedRollup, RatingException
 from rating_pipeline.windows import Window
 
 _CONTEXT = Context(prec=200, rounding=ROUND_HALF_EVEN, traps=[Inexact])
 _SIX_PLACES = Decimal("0.000001")
 _WHITESPACE = " \t\n\r\f\v"
+
+
+@dataclass(frozen=True)
+class OracleRating:
+    """The whole output of rating one window, rows sorted by their keys (code point)."""
+
+    rollups: tuple[RatedRollup, ...]
+    exceptions: tuple[RatingException, ...]
+
+    @property
+    def events_read(self) -> int:
+        return sum(r.event_count for r in self.rollups) + sum(
+            e.event_count for e in self.exceptions
+        )
+
+    @property
+    def total_cost_usd(self) -> Decimal:
+        total = Decimal(0)
+        for rollup in self.rollups:
+            total = _CONTEXT.add(total, rollup.cost_usd)
+        return total
 
 
 def _problems(event: BillingEvent) -> list[str]:
@@ -114,7 +136,7 @@ def _price(
 
 def rate_window(
     window: Window, version: PricebookVersion, events: Iterable[BillingEvent]
-) -> WindowRating:
+) -> OracleRating:
     """What rating ``window`` with ``version`` must produce from ``events`` (any window's)."""
     valid: dict[tuple[str, str], list[BillingEvent]] = {}
     invalid: dict[tuple[str, str], list[BillingEvent]] = {}
@@ -174,10 +196,7 @@ def rate_window(
         exceptions.append(
             _exception(window, version, auth_id, model_id, group, "invalid_event", detail)
         )
-    return WindowRating(
-        window=window,
-        pricebook_version=version.version,
-        pricebook_sha256=version.sha256,
+    return OracleRating(
         rollups=tuple(sorted(rollups, key=lambda r: (r.auth_id, r.model_id))),
         exceptions=tuple(sorted(exceptions, key=lambda e: (e.auth_id, e.model_id, e.reason))),
     )

@@ -1,7 +1,6 @@
--- The temp table one rating sums its window's events into (fill_window_usage.sql), dropped
--- at the commit or rollback of the rating's transaction. One row per
--- (auth_id, model_id, base_model, problem_bits); see fill_window_usage.sql.
-CREATE TEMP TABLE window_usage (
+-- The temp table one rating sums its window's events into (fill_window_sums.sql), one row
+-- per (auth_id, model_id, base_model, problem_bits); dropped when the transaction ends.
+CREATE TEMP TABLE window_sums (
     auth_id text NOT NULL,
     model_id text NOT NULL,
     base_model text,

@@ -1,6 +1,5 @@
--- The costliest rollups of ONE window as stored, costliest first, ties broken by key (code
--- point): the UI's table, read after the rating committed, not inside it.
--- Bound: %(window_start)s, %(limit)s.
+-- The costliest rollups of ONE window as stored, costliest first, ties broken by key
+-- (code point). Bound: %(window_start)s, %(limit)s.
 SELECT
     window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
     rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
