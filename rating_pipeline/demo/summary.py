@@ -5,8 +5,10 @@ exceptions by reason, totals. Money stays Decimal from the database to the text.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import psycopg
 
@@ -110,39 +112,74 @@ def summarize(conn: psycopg.Connection, start: datetime, end: datetime) -> str:
     if first >= stop:
         raise ValueError(f"summary: start {first.isoformat()} is not before {stop.isoformat()}")
     params: dict[str, object] = {"start": first, "end": stop, "last": stop - HOUR}
-
     hours = conn.execute(SUMMARY_PER_HOUR, params).fetchall()
-    total_rollups = sum(int(row[1]) for row in hours)
-    total_billed = sum(int(row[2]) for row in hours)
-    total_excepted = sum(int(row[3]) for row in hours)
-    total_cost = sum((Decimal(row[4]) for row in hours), Decimal(0))
+    totals = HourTotals.of(hours)
     sections = [
         f"Rated usage for [{first.isoformat()}, {stop.isoformat()})",
         f"(USD rounded half-even to {DISPLAY_PLACES} places for display; "
         "rated_usage keeps exact costs)",
         "",
         "Cost per hour",
-        _table(
-            ("hour (UTC)", "rollups", "events billed", "events excepted", "cost USD"),
-            [
-                (_hour(ws), f"{rollups:,}", f"{billed:,}", f"{excepted:,}", usd(Decimal(cost)))
-                for ws, rollups, billed, excepted, cost in hours
-            ]
-            + [
-                (
-                    "total",
-                    f"{total_rollups:,}",
-                    f"{total_billed:,}",
-                    f"{total_excepted:,}",
-                    usd(total_cost),
-                )
-            ],
-            (False, True, True, True, True),
-        ),
+        _hours_table(hours, totals),
+        "",
+        f"Top {TOP_PRINCIPALS} principals by cost",
+        _principals_table(conn, params, totals.cost),
+        "",
+        "Exceptions by reason (not billed)",
+        *_exception_sections(conn, params),
+        "",
+        "Totals",
+        f"  events read:     {totals.billed + totals.excepted:,}",
+        f"  events billed:   {totals.billed:,} in {totals.rollups:,} rollups",
+        f"  events excepted: {totals.excepted:,}",
+        f"  cost USD:        {usd(totals.cost)} (exact: {exact_usd(totals.cost)})",
     ]
+    return "\n".join(sections) + "\n"
 
+
+@dataclass(frozen=True)
+class HourTotals:
+    """The sums of the per-hour rows: rollups, events billed and excepted, exact cost."""
+
+    rollups: int
+    billed: int
+    excepted: int
+    cost: Decimal
+
+    @classmethod
+    def of(cls, hours: Sequence[Sequence[Any]]) -> HourTotals:
+        return cls(
+            rollups=sum(int(row[1]) for row in hours),
+            billed=sum(int(row[2]) for row in hours),
+            excepted=sum(int(row[3]) for row in hours),
+            cost=sum((Decimal(row[4]) for row in hours), Decimal(0)),
+        )
+
+
+def _hours_table(hours: Sequence[Sequence[Any]], totals: HourTotals) -> str:
+    rows = [
+        (_hour(ws), f"{rollups:,}", f"{billed:,}", f"{excepted:,}", usd(Decimal(cost)))
+        for ws, rollups, billed, excepted, cost in hours
+    ]
+    rows.append(
+        (
+            "total",
+            f"{totals.rollups:,}",
+            f"{totals.billed:,}",
+            f"{totals.excepted:,}",
+            usd(totals.cost),
+        )
+    )
+    return _table(
+        ("hour (UTC)", "rollups", "events billed", "events excepted", "cost USD"),
+        rows,
+        (False, True, True, True, True),
+    )
+
+
+def _principals_table(conn: psycopg.Connection, params: dict[str, object], total: Decimal) -> str:
     principals = conn.execute(SUMMARY_TOP_PRINCIPALS, {**params, "limit": TOP_PRINCIPALS})
-    principal_rows = [
+    rows = [
         (
             auth,
             f"{int(rollups):,}",
@@ -150,62 +187,46 @@ def summarize(conn: psycopg.Connection, start: datetime, end: datetime) -> str:
             f"{int(tokens_in):,}",
             f"{int(tokens_out):,}",
             usd(cost),
-            _share(cost, total_cost),
+            _share(cost, total),
         )
         for auth, rollups, events, tokens_in, tokens_out, cost in principals
     ]
-    sections += ["", f"Top {TOP_PRINCIPALS} principals by cost"]
-    sections.append(
-        _table(
-            ("auth_id", "rollups", "events", "input tokens", "output tokens", "cost USD", "share"),
-            principal_rows,
-            (False, True, True, True, True, True, True),
-        )
-        if principal_rows
-        else "(nothing billed)"
+    if not rows:
+        return "(nothing billed)"
+    return _table(
+        ("auth_id", "rollups", "events", "input tokens", "output tokens", "cost USD", "share"),
+        rows,
+        (False, True, True, True, True, True, True),
     )
 
-    reasons = conn.execute(SUMMARY_EXCEPTIONS_BY_REASON, params).fetchall()
-    sections += ["", "Exceptions by reason (not billed)"]
-    if reasons:
-        sections.append(
-            _table(
-                ("reason", "rollups", "events", "input tokens", "output tokens"),
-                [
-                    (reason, f"{int(n):,}", f"{int(ev):,}", f"{int(ti):,}", f"{int(to):,}")
-                    for reason, n, ev, ti, to in reasons
-                ],
-                (False, True, True, True, True),
-            )
-        )
-        listed = conn.execute(SUMMARY_EXCEPTION_ROWS, {**params, "limit": EXCEPTIONS_LISTED})
-        sections += ["", "Exceptions"]
-        sections.append(
-            _table(
-                ("hour (UTC)", "auth_id", "model_id", "reason", "events", "detail"),
-                [
-                    (_hour(ws), _id(auth), _id(model), reason, f"{int(events):,}", detail)
-                    for ws, auth, model, reason, detail, events in listed
-                ],
-                (False, False, False, False, True, False),
-            )
-        )
-        count_row = conn.execute(SUMMARY_EXCEPTION_COUNT, params).fetchone()
-        remaining = (int(count_row[0]) if count_row else 0) - EXCEPTIONS_LISTED
-        if remaining > 0:
-            sections.append(f"... and {remaining:,} more")
-    else:
-        sections.append("(none: every event was billed)")
 
-    sections += [
-        "",
-        "Totals",
-        f"  events read:     {total_billed + total_excepted:,}",
-        f"  events billed:   {total_billed:,} in {total_rollups:,} rollups",
-        f"  events excepted: {total_excepted:,}",
-        f"  cost USD:        {usd(total_cost)} (exact: {exact_usd(total_cost)})",
-    ]
-    return "\n".join(sections) + "\n"
+def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
+    reasons = conn.execute(SUMMARY_EXCEPTIONS_BY_REASON, params).fetchall()
+    if not reasons:
+        return ["(none: every event was billed)"]
+    by_reason = _table(
+        ("reason", "rollups", "events", "input tokens", "output tokens"),
+        [
+            (reason, f"{int(n):,}", f"{int(ev):,}", f"{int(ti):,}", f"{int(to):,}")
+            for reason, n, ev, ti, to in reasons
+        ],
+        (False, True, True, True, True),
+    )
+    listed = conn.execute(SUMMARY_EXCEPTION_ROWS, {**params, "limit": EXCEPTIONS_LISTED})
+    rows = _table(
+        ("hour (UTC)", "auth_id", "model_id", "reason", "events", "detail"),
+        [
+            (_hour(ws), _id(auth), _id(model), reason, f"{int(events):,}", detail)
+            for ws, auth, model, reason, detail, events in listed
+        ],
+        (False, False, False, False, True, False),
+    )
+    sections = [by_reason, "", "Exceptions", rows]
+    count_row = conn.execute(SUMMARY_EXCEPTION_COUNT, params).fetchone()
+    remaining = (int(count_row[0]) if count_row else 0) - EXCEPTIONS_LISTED
+    if remaining > 0:
+        sections.append(f"... and {remaining:,} more")
+    return sections
 
 
 def _id(text: str) -> str:
