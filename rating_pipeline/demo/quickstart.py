@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,49 +201,13 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     say(migrations.upgrade(warehouse_url))
     local = local_instance(warehouse_url, dagster_home)
     say(f"Dagster instance: DAGSTER_HOME={local.home} (runs and event log in PostgreSQL)")
-
-    day = load_demo_day(warehouse_url)
-    say(
-        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
-        f"with {len(day.cases)} special cases:"
-    )
-    for case in day.cases:
-        case_window = Window.starting(DEMO_START + case.hour_offset * HOUR)
-        say(f"  {case_window.key}  {case.name}: {case.expected}")
-
+    load_and_describe_demo_day(warehouse_url, say)
     with (
         environment({PRICEBOOK_DIR_VARIABLE: str(SHIPPED_PRICEBOOKS)}),
         open_instance(local) as instance,
     ):
-        say()
-        say(f"Rating {len(windows)} windows through Dagster in one run (a partition range) ...")
-        first = rate_through_dagster(instance, windows)
-        say(first.line())
-        require_expected(first, windows, {NO_AMBIGUOUS_BASE})
-        if NO_AMBIGUOUS_BASE in first.failed_checks:
-            say(
-                f"  As the contract requires (5.2): every window was reconciled, then the "
-                f"blocking check {NO_AMBIGUOUS_BASE} failed the run. The ambiguous rollups are "
-                "in rating_exception, not billed (see Exceptions below)."
-            )
-
-        changed = land_late_events(warehouse_url)
-        say()
-        say(
-            f"{LATE_EVENTS} late events landed in {LATE_WINDOW.key} after it was rated; "
-            f"the {SENSOR_NAME} sensor's query finds {len(changed)} changed window(s):"
-        )
-        for window in changed:
-            say(
-                f"  {window.window.key}: rated with {window.events_read:,} events, "
-                f"{window.events_now:,} now"
-            )
-            outcome = rate_through_dagster(
-                instance, [window.window], {"rating/trigger": SENSOR_NAME}
-            )
-            say(f"  {outcome.line()}")
-            require_expected(outcome, [window.window], {NO_AMBIGUOUS_BASE})
-
+        rate_demo_day(instance, windows, say)
+        rerate_late_windows(instance, warehouse_url, say)
     say()
     with connect(warehouse_url) as conn:
         say(summarize(conn, DEMO_START, DEMO_START + DEMO_HOURS * HOUR).rstrip())
@@ -253,6 +217,55 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     say(f"  then http://{UI_HOST}:{ui_port()}  (Runs: the runs above; Assets > rated_usage:")
     say("  each window's counts, cost, and costliest rollups, and the checks' results)")
     return EXIT_OK
+
+
+def load_and_describe_demo_day(warehouse_url: str, say: Callable[[str], None]) -> None:
+    """Step 2: load the demo day and list its special cases."""
+    day = load_demo_day(warehouse_url)
+    say(
+        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
+        f"with {len(day.cases)} special cases:"
+    )
+    for case in day.cases:
+        case_window = Window.starting(DEMO_START + case.hour_offset * HOUR)
+        say(f"  {case_window.key}  {case.name}: {case.expected}")
+
+
+def rate_demo_day(
+    instance: dg.DagsterInstance, windows: list[Window], say: Callable[[str], None]
+) -> None:
+    """Step 3: rate the day in one run; only the ambiguity gate may fail it."""
+    say("")
+    say(f"Rating {len(windows)} windows through Dagster in one run (a partition range) ...")
+    first = rate_through_dagster(instance, windows)
+    say(first.line())
+    require_expected(first, windows, {NO_AMBIGUOUS_BASE})
+    if NO_AMBIGUOUS_BASE in first.failed_checks:
+        say(
+            f"  As the contract requires (5.2): every window was reconciled, then the "
+            f"blocking check {NO_AMBIGUOUS_BASE} failed the run. The ambiguous rollups are "
+            "in rating_exception, not billed (see Exceptions below)."
+        )
+
+
+def rerate_late_windows(
+    instance: dg.DagsterInstance, warehouse_url: str, say: Callable[[str], None]
+) -> None:
+    """Steps 4-5: late events land; each window the sensor's query finds is re-rated."""
+    changed = land_late_events(warehouse_url)
+    say("")
+    say(
+        f"{LATE_EVENTS} late events landed in {LATE_WINDOW.key} after it was rated; "
+        f"the {SENSOR_NAME} sensor's query finds {len(changed)} changed window(s):"
+    )
+    for window in changed:
+        say(
+            f"  {window.window.key}: rated with {window.events_read:,} events, "
+            f"{window.events_now:,} now"
+        )
+        outcome = rate_through_dagster(instance, [window.window], {"rating/trigger": SENSOR_NAME})
+        say(f"  {outcome.line()}")
+        require_expected(outcome, [window.window], {NO_AMBIGUOUS_BASE})
 
 
 def embedded_warehouse(out: TextIO = sys.stdout) -> str:
