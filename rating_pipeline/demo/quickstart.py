@@ -4,7 +4,7 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
 1. starts the embedded PostgreSQL under ``.rating/`` and migrates the warehouse;
 2. prepares ``.rating/dagster_home`` with the production ``dagster.yaml``, its storage a
    ``dagster`` database on the same server;
-3. loads the demo day (``demo.seed.demo_day``: 24 hours of traffic and one of each case
+3. loads the demo day (``demo.day.demo_day``: 24 hours of traffic and one of each case
    the rater must explain), replacing any earlier load of it;
 4. rates the 24 windows in ONE Dagster run (a partition range, as a backfill would),
    whose blocking ``no_ambiguous_base`` check fails after every window is reconciled;
@@ -29,7 +29,7 @@ from typing import TextIO
 
 import dagster as dg
 
-from rating_pipeline.demo.seed import DemoDay, add_late_events, demo_day
+from rating_pipeline.demo.day import DemoDay, add_late_events, demo_day
 from rating_pipeline.demo.summary import summarize
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
@@ -205,11 +205,11 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     day = load_demo_day(warehouse_url)
     say(
         f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
-        f"with {len(day.cases)} special cases:"
+        "among them these hand-made cases:"
     )
     for case in day.cases:
         case_window = Window.starting(DEMO_START + case.hour_offset * HOUR)
-        say(f"  {case_window.key}  {case.name}: {case.expected}")
+        say(f"  {case_window.key}  {case.name}, {case.count} event(s): {case.expected}")
 
     with (
         environment({PRICEBOOK_DIR_VARIABLE: str(SHIPPED_PRICEBOOKS)}),
