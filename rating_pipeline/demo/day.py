@@ -67,20 +67,20 @@ CASE_EVENT_SPACING = timedelta(seconds=1)
 
 # fmt: off
 DEMO_CASES = (
-    #        name                   hour  auth_id     model_id                base_model         input  output  count  ingest_delay  expected
-    DemoCase("straggler",              2, "org-0001", "base-medium",          None,                900,    200,     4, STRAGGLING,   "priced normally; ingested_at 5 h after the hour"),
-    DemoCase("unpriced_unknown_model", 3, "org-0003", "mystery-large",        None,              1_500,    500,     4, PROMPT,       "unpriced: unknown model"),
-    DemoCase("ambiguous_two_bases",    5, "org-0004", "ft:initech:summarize", "base-small",      3_000,    150,     3, PROMPT,       "ambiguous_base: base-medium, base-small (with the next row)"),
-    DemoCase("ambiguous_two_bases",    5, "org-0004", "ft:initech:summarize", "base-medium",     3_300,    150,     2, PROMPT,       "ambiguous_base: base-medium, base-small (with the row above)"),
-    DemoCase("ambiguous_null_base",    9, "org-0002", "ft:globex:chat",       "base-medium",       700,    350,     3, PROMPT,       "ambiguous_base: base-medium, null (with the next row)"),
-    DemoCase("ambiguous_null_base",    9, "org-0002", "ft:globex:chat",       None,                700,    380,     2, PROMPT,       "ambiguous_base: base-medium, null (with the row above)"),
-    DemoCase("unpriced_base_is_ft",   12, "org-0001", "ft:acme:support-mini", "ft:acme:support",   800,    120,     3, PROMPT,       "unpriced: base ft:acme:support is not a true base"),
-    DemoCase("unpriced_no_base",      15, "org-0006", "ft:hooli:search",      None,                600,     90,     2, PROMPT,       "unpriced: fine-tune without a base"),
-    DemoCase("invalid_event",         20, "org-0003", "base-small",           None,                -50,     20,     1, PROMPT,       "invalid_event: negative input tokens"),
-    DemoCase("invalid_event",         20, "org-0003", "base-small",           None,                 50,    -20,     1, PROMPT,       "invalid_event: negative output tokens"),
-    DemoCase("invalid_event",         20, "",         "base-medium",          None,                400,    100,     1, PROMPT,       "invalid_event: blank auth_id"),
-    DemoCase("invalid_event",         20, "   ",      "base-medium",          None,                400,    100,     1, PROMPT,       "invalid_event: whitespace-only auth_id"),
-    DemoCase("invalid_event",         20, "org-0005", "",                     None,                400,    100,     1, PROMPT,       "invalid_event: blank model_id"),
+    #        name                          hour  auth_id     model_id                base_model         input  output  count  ingest_delay  expected
+    DemoCase("straggler",                     2, "org-0001", "base-medium",          None,                900,    200,     4, STRAGGLING,   "priced normally; ingested_at 5 h after the hour"),
+    DemoCase("unpriced_unknown_model",        3, "org-0003", "mystery-large",        None,              1_500,    500,     4, PROMPT,       "unpriced: unknown model"),
+    DemoCase("ambiguous_two_bases",           5, "org-0004", "ft:initech:summarize", "base-small",      3_000,    150,     3, PROMPT,       "ambiguous_base: base-medium, base-small (with the next row)"),
+    DemoCase("ambiguous_two_bases",           5, "org-0004", "ft:initech:summarize", "base-medium",     3_300,    150,     2, PROMPT,       "ambiguous_base: base-medium, base-small (with the row above)"),
+    DemoCase("ambiguous_null_base",           9, "org-0002", "ft:globex:chat",       "base-medium",       700,    350,     3, PROMPT,       "ambiguous_base: base-medium, null (with the next row)"),
+    DemoCase("ambiguous_null_base",           9, "org-0002", "ft:globex:chat",       None,                700,    380,     2, PROMPT,       "ambiguous_base: base-medium, null (with the row above)"),
+    DemoCase("unpriced_base_is_fine_tune",   12, "org-0001", "ft:acme:support-mini", "ft:acme:support",   800,    120,     3, PROMPT,       "unpriced: base ft:acme:support is not a true base"),
+    DemoCase("unpriced_no_base",             15, "org-0006", "ft:hooli:search",      None,                600,     90,     2, PROMPT,       "unpriced: fine-tune without a base"),
+    DemoCase("invalid_event",                20, "org-0003", "base-small",           None,                -50,     20,     1, PROMPT,       "invalid_event: negative input tokens"),
+    DemoCase("invalid_event",                20, "org-0003", "base-small",           None,                 50,    -20,     1, PROMPT,       "invalid_event: negative output tokens"),
+    DemoCase("invalid_event",                20, "",         "base-medium",          None,                400,    100,     1, PROMPT,       "invalid_event: blank auth_id"),
+    DemoCase("invalid_event",                20, "   ",      "base-medium",          None,                400,    100,     1, PROMPT,       "invalid_event: whitespace-only auth_id"),
+    DemoCase("invalid_event",                20, "org-0005", "",                     None,                400,    100,     1, PROMPT,       "invalid_event: blank model_id"),
 )
 # fmt: on
 
@@ -99,8 +99,6 @@ LATE_STREAM = 1  # the generator's stream for late events, apart from the hour's
 class DemoDay:
     """What ``demo_day`` loaded: the ordinary events per hour, and the cases."""
 
-    start: datetime
-    seed: int
     ordinary_per_hour: tuple[int, ...]
     cases: tuple[DemoCase, ...] = DEMO_CASES
 
@@ -143,7 +141,7 @@ def demo_day(
     )
     events = chain(chain.from_iterable(ordinary), case_events(start, seed))
     replace_seeded(conn, spec.start, spec.end, seed, events)
-    return DemoDay(spec.start, seed, volumes)
+    return DemoDay(volumes)
 
 
 def late_events(window_start: datetime, count: int, seed: int) -> Columns:

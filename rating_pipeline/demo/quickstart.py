@@ -177,6 +177,19 @@ def load_demo_day(warehouse_url: str) -> DemoDay:
     return day
 
 
+def loaded_lines(day: DemoDay) -> list[str]:
+    """What the demo day holds: its events, and each row of its hand-made cases."""
+    return [
+        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
+        "among them these hand-made cases:",
+        *(
+            f"  {Window.starting(DEMO_START + case.hour_offset * HOUR).key}  {case.name}, "
+            f"{case.count} event(s): {case.expected}"
+            for case in day.cases
+        ),
+    ]
+
+
 def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
     """Insert the late events (ingested now) and find the rated windows they changed, with
     the query the late-events sensor runs (its lookback widened to the demo day)."""
@@ -202,14 +215,8 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     local = local_instance(warehouse_url, dagster_home)
     say(f"Dagster instance: DAGSTER_HOME={local.home} (runs and event log in PostgreSQL)")
 
-    day = load_demo_day(warehouse_url)
-    say(
-        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
-        "among them these hand-made cases:"
-    )
-    for case in day.cases:
-        case_window = Window.starting(DEMO_START + case.hour_offset * HOUR)
-        say(f"  {case_window.key}  {case.name}, {case.count} event(s): {case.expected}")
+    for line in loaded_lines(load_demo_day(warehouse_url)):
+        say(line)
 
     with (
         environment({PRICEBOOK_DIR_VARIABLE: str(SHIPPED_PRICEBOOKS)}),
