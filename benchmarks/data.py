@@ -1,21 +1,36 @@
-"""The benchmark's data: a 30-model mix, its pricebook, and the windows it loads by COPY.
+"""The benchmark's data: a 30-model mix, its pricebook, and the windows it loads.
 
 Models: 20 true bases and 10 fine-tunes (3 with own rates, 3 declared, 3 unlisted that
 price through ``fine_tune_multiplier`` from the base their events carry, and 1 unlisted
 without a base, rare, that lands in ``rating_exception`` as unpriced). Popularity falls
 off as ``1 / rank^0.8``; principals are Zipf-distributed (exponent 1.1); token counts are
-lognormal per model (``rating_pipeline.demo.seed``).
+lognormal around each model's medians (sigma 1).
+
+The server generates the events: one ``INSERT ... SELECT`` over ``generate_series`` per
+data set, millions of rows a statement, no row crossing the wire. Its randomness is
+``hashint8extended(key, salt)``, the key made of the event's hour and number, one salt per
+draw: an hour's events depend only on SEED, the hour and its volume, never on the range
+loaded. Draws index small lookup tables bound as arrays ("urns"): a table of principals
+in which principal ``p`` fills a share of the slots equal to its Zipf probability, one of
+models by popularity, and one of lognormal quantiles (per mille) for token counts and
+ingest delays. Event ids are ``ev-<SEED>-<YYYYmmddHH>-<n>``, ``n`` zero-padded (so 1% of
+an hour's ids end in ``00``), in the order of ``occurred_at``.
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 from pathlib import Path
+from statistics import NormalDist
+from time import perf_counter
 
 import psycopg
 
-from rating_pipeline.demo.seed import ModelMix, SeedSpec, SyntheticModel, seed_events
 from rating_pipeline.windows import HOUR, Window
 
 SEED = 20260615
@@ -95,22 +110,6 @@ MODELS: tuple[BenchModel, ...] = (
     BenchModel("ft:cyberdyne:beta", UNPRICED, 600, 200),
 )
 UNPRICED_WEIGHT = 0.05
-
-
-def benchmark_mix() -> ModelMix:
-    """The 30 models of the benchmark's traffic; popularity falls off as 1 / rank^0.8."""
-    return ModelMix(
-        tuple(
-            SyntheticModel(
-                model.model_id,
-                model.base or model.derived_from,
-                UNPRICED_WEIGHT if model.kind == UNPRICED else float(1.0 / (rank**0.8)),
-                model.input_median,
-                model.output_median,
-            )
-            for rank, model in enumerate(MODELS, start=1)
-        )
-    )
 
 
 def pricebook_yaml() -> str:
@@ -273,34 +272,170 @@ def expected_events(scale: Scale) -> int:
     )
 
 
-def load_all(conn: psycopg.Connection, scale: Scale) -> Loaded:
-    """Load every data set of ``scale`` by COPY (replacing earlier benchmark rows); ANALYZE."""
-    mix = benchmark_mix()
+# billing_event's columns and how the server makes each from a drawn event (``drawn`` in
+# GENERATE_EVENTS). A new column is one line here.
+GENERATED_COLUMNS = (
+    ("event_id", "%(prefix)s || to_char(hour_start AT TIME ZONE 'UTC', 'YYYYMMDDHH24') || '-'"
+                 " || lpad(n::text, %(id_width)s, '0')"),
+    ("auth_id", "'org-' || lpad(principal::text, %(auth_width)s, '0')"),
+    ("model_id", "(%(model_ids)s::text[])[model]"),
+    ("base_model", "(%(base_models)s::text[])[model]"),
+    ("input_tokens", "(%(input_medians)s::int8[])[model] * input_spread / 1000"),
+    ("output_tokens", "(%(output_medians)s::int8[])[model] * output_spread / 1000"),
+    ("occurred_at", "occurred_at"),
+    ("ingested_at", "occurred_at + greatest(%(min_delay_us)s, %(median_delay_us)s"
+                    " * delay_spread / 1000) * interval '1 microsecond'"),
+)  # fmt: skip
+# Parameters: the range [start, end) of whole hours, events per hour, the seed, the urns,
+# and pairs (> 0: event n < pairs is pair n of principal x model, so every pair is present).
+# Each draw hashes the event's key with its own salt; occurred_at lies in the n-th of the
+# hour's `events` equal slots, so ids follow time.
+GENERATE_EVENTS = """
+WITH event AS (
+    SELECT hour_start, n, (extract(epoch FROM hour_start)::int8 / 3600) * 4294967296 + n AS key
+    FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 hour',
+                         interval '1 hour') AS hour_start
+    CROSS JOIN LATERAL generate_series(0::int8, %(events)s - 1) AS n
+), hashed AS (
+    SELECT hour_start, n,
+           hashint8extended(key, %(seed)s * 8) & 65535 AS principal_slot,
+           hashint8extended(key, %(seed)s * 8 + 1) & 65535 AS model_slot,
+           hashint8extended(key, %(seed)s * 8 + 2) & 1023 AS input_slot,
+           hashint8extended(key, %(seed)s * 8 + 3) & 1023 AS output_slot,
+           hashint8extended(key, %(seed)s * 8 + 4) & 1023 AS delay_slot,
+           hashint8extended(key, %(seed)s * 8 + 5) & 4294967295 AS jitter
+    FROM event
+), drawn AS (
+    SELECT hour_start, n,
+           CASE WHEN n < %(pairs)s THEN n / %(model_count)s + 1
+                ELSE (%(principal_urn)s::int4[])[1 + principal_slot] END AS principal,
+           CASE WHEN n < %(pairs)s THEN mod(n, %(model_count)s) + 1
+                ELSE (%(model_urn)s::int4[])[1 + model_slot] END AS model,
+           (%(spread)s::int8[])[1 + input_slot] AS input_spread,
+           (%(spread)s::int8[])[1 + output_slot] AS output_spread,
+           (%(spread)s::int8[])[1 + delay_slot] AS delay_spread,
+           hour_start + (n * %(slot_us)s + mod(jitter, %(slot_us)s)) * interval '1 microsecond'
+               AS occurred_at
+    FROM hashed
+)
+INSERT INTO billing_event ({columns})
+SELECT {expressions} FROM drawn
+""".format(
+    columns=", ".join(name for name, _ in GENERATED_COLUMNS),
+    expressions=",\n       ".join(expression for _, expression in GENERATED_COLUMNS),
+)
+DELETE_RANGE = (
+    "DELETE FROM billing_event WHERE occurred_at >= %(start)s AND occurred_at < %(end)s"
+    " AND starts_with(event_id, %(prefix)s)"
+)
+URN_SLOTS = 65_536  # the `& 65535` of GENERATE_EVENTS
+SPREAD_SLOTS = 1_024  # its `& 1023`
+ZIPF_EXPONENT = 1.1
+TOKEN_SIGMA = 1.0
+MEDIAN_DELAY_US = 1_200_000
+MIN_DELAY_US = 50_000
+MICROS_PER_HOUR = 3_600_000_000
+ID_DIGITS = 7
+
+
+def urn(weights: Sequence[float], slots: int = URN_SLOTS) -> list[int]:
+    """Values 1..len(weights) (SQL subscripts), each in a share of ``slots`` equal to its
+    share of the weights (the slot's midpoint falls in the value's interval of the CDF)."""
+    total = sum(weights)
+    bounds = list(accumulate(weight / total for weight in weights))
+    last = len(weights) - 1
+    return [min(bisect(bounds, (slot + 0.5) / slots), last) + 1 for slot in range(slots)]
+
+
+def spread(sigma: float = TOKEN_SIGMA, slots: int = SPREAD_SLOTS) -> list[int]:
+    """Per-mille multipliers at the quantiles of a lognormal of median 1: a value drawn
+    uniformly from them is lognormal(0, sigma) up to the table's resolution."""
+    normal = NormalDist()
+    return [round(1000 * math.exp(sigma * normal.inv_cdf((s + 0.5) / slots))) for s in range(slots)]
+
+
+def model_weights() -> list[float]:
+    """Popularity 1 / rank^0.8 in MODELS' order; the unpriced model's is UNPRICED_WEIGHT."""
+    return [
+        UNPRICED_WEIGHT if model.kind == UNPRICED else 1.0 / rank**0.8
+        for rank, model in enumerate(MODELS, start=1)
+    ]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``events`` events in each of ``hours`` hours from ``start``, from ``principals``
+    auth ids; ``all_pairs``: every (principal, model) pair in every hour."""
+
+    start: datetime
+    hours: int
+    events: int
+    principals: int
+    all_pairs: bool = False
+
+    def parameters(self) -> dict[str, object]:
+        """GENERATE_EVENTS's parameters for this batch."""
+        pairs = self.principals * len(MODELS) if self.all_pairs else 0
+        if not pairs <= self.events <= 10**ID_DIGITS:
+            raise ValueError(f"{self}: needs {pairs:,} to {10**ID_DIGITS:,} events per hour")
+        return {
+            "start": self.start,
+            "end": self.start + self.hours * HOUR,
+            "events": self.events,
+            "pairs": pairs,
+            "seed": SEED,
+            "prefix": f"ev-{SEED}-",
+            "id_width": ID_DIGITS,
+            "auth_width": max(4, len(str(self.principals))),
+            "slot_us": MICROS_PER_HOUR // max(self.events, 1),
+            "principal_urn": urn([rank**-ZIPF_EXPONENT for rank in range(1, self.principals + 1)]),
+            "model_urn": urn(model_weights()),
+            "model_count": len(MODELS),
+            "model_ids": [model.model_id for model in MODELS],
+            "base_models": [model.base or model.derived_from for model in MODELS],
+            "input_medians": [model.input_median for model in MODELS],
+            "output_medians": [model.output_median for model in MODELS],
+            "spread": spread(),
+            "min_delay_us": MIN_DELAY_US,
+            "median_delay_us": MEDIAN_DELAY_US,
+        }
+
+
+def generate(conn: psycopg.Connection, batch: Batch) -> int:
+    """Replace the benchmark's events in ``batch``'s hours with generated ones, in one
+    transaction (the caller commits); return how many were generated."""
+    parameters = batch.parameters()
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(DELETE_RANGE, parameters)
+        return cursor.execute(GENERATE_EVENTS, parameters).rowcount
+
+
+def batches(scale: Scale) -> list[Batch]:
+    """Every data set of ``scale``: the week, the day around the hot hour, (h) and (i)."""
     layout = layout_for(scale)
-    other_hours = OTHER_DAY_HOURS
-    other_events = other_hour_events(scale)
-    specs = [
-        SeedSpec(layout.backfill_start, scale.backfill_hours, scale.week_hour_events, SEED, mix,
-                 scale.principals),
-        SeedSpec(layout.day_start, layout.hot_hour_offset, other_events, SEED, mix,
-                 scale.principals),
-        SeedSpec(layout.hot.start, 1, scale.hot_events, SEED, mix, scale.principals),
-        SeedSpec(layout.hot.end, other_hours - layout.hot_hour_offset, other_events, SEED, mix,
-                 scale.principals),
-        SeedSpec(layout.rss_small.start, 1, scale.rss_small_events, SEED, mix,
-                 scale.rss_principals, cover_all_pairs=True),
-        SeedSpec(layout.rss_large.start, 1, scale.rss_large_events, SEED, mix,
-                 scale.rss_principals, cover_all_pairs=True),
-        SeedSpec(layout.wide.start, 1, scale.wide_events, SEED, mix, scale.wide_principals,
-                 cover_all_pairs=True),
-    ]  # fmt: skip
-    seconds = 0.0
+    other = other_hour_events(scale)
+    after_hot = OTHER_DAY_HOURS - layout.hot_hour_offset
+    return [
+        Batch(
+            layout.backfill_start, scale.backfill_hours, scale.week_hour_events, scale.principals
+        ),
+        Batch(layout.day_start, layout.hot_hour_offset, other, scale.principals),
+        Batch(layout.hot.start, 1, scale.hot_events, scale.principals),
+        Batch(layout.hot.end, after_hot, other, scale.principals),
+        Batch(layout.rss_small.start, 1, scale.rss_small_events, scale.rss_principals, True),
+        Batch(layout.rss_large.start, 1, scale.rss_large_events, scale.rss_principals, True),
+        Batch(layout.wide.start, 1, scale.wide_events, scale.wide_principals, True),
+    ]
+
+
+def load_all(conn: psycopg.Connection, scale: Scale) -> Loaded:
+    """Generate every data set of ``scale`` (replacing earlier benchmark rows); ANALYZE."""
+    began = perf_counter()
     events = 0
-    for spec in specs:
-        result = seed_events(conn, spec)
+    for batch in batches(scale):
+        events += generate(conn, batch)
         conn.commit()
-        seconds += result.seconds
-        events += result.events
+    seconds = perf_counter() - began
     conn.execute(ANALYZE_EVENTS)
     conn.commit()
     return Loaded(

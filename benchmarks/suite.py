@@ -828,7 +828,7 @@ def settle(bench: Bench) -> None:
 def run(bench: Bench, load: bool = True) -> Results:
     """Load the data (unless told not to), then every case in order; return the results."""
     if load:
-        bench.say(f"loading the {bench.scale.name} data set by COPY ...")
+        bench.say(f"generating the {bench.scale.name} data set ...")
         with connect(bench.url) as conn:
             bench.results.loaded = load_all(conn, bench.scale)
         loaded = bench.results.loaded

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import psycopg
 import pytest
 
+from rating_pipeline.demo.day import DEMO_CASES, add_late_events, demo_day
 from rating_pipeline.demo.seed import (
+    COLUMN_NAMES,
     DEMO_MIX,
-    ModelMix,
+    Columns,
     SeedError,
     SeedSpec,
-    SyntheticModel,
-    add_late_events,
-    demo_day,
-    encode_hour,
     generate_hour,
-    hour_events,
+    rows,
     seed_events,
 )
 from rating_pipeline.demo.summary import summarize
@@ -30,14 +27,20 @@ from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window, WindowError
 
 START = datetime(2026, 6, 15, tzinfo=UTC)
-EVENT_COLUMNS = (
-    "event_id, auth_id, model_id, base_model, input_tokens, output_tokens, occurred_at, ingested_at"
-)
+EVENT_COLUMNS = ", ".join(COLUMN_NAMES)
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM billing_event ORDER BY event_id"
 COUNT_PER_HOUR = (
     "SELECT date_trunc('hour', occurred_at AT TIME ZONE 'UTC'), count(*) FROM billing_event"
     " GROUP BY 1 ORDER BY 1"
 )
+# The hand-made events of one row of DEMO_CASES, as the table states them.
+CASE_ROW_EVENTS = """
+SELECT count(*) FROM billing_event
+WHERE occurred_at >= %(hour)s AND occurred_at < %(hour)s + interval '1 hour'
+  AND event_id !~ '^ev-5-[0-9]{10}-' AND auth_id = %(auth_id)s AND model_id = %(model_id)s
+  AND base_model IS NOT DISTINCT FROM %(base_model)s AND input_tokens = %(input_tokens)s
+  AND output_tokens = %(output_tokens)s AND ingested_at - occurred_at = %(ingest_delay)s
+"""
 TABLE_DIGEST = (
     f"SELECT md5(string_agg(concat_ws('|', {EVENT_COLUMNS}), ',' ORDER BY event_id))"
     " FROM billing_event"
@@ -56,12 +59,8 @@ def small_spec(**changes: object) -> SeedSpec:
     return SeedSpec(**fields)  # type: ignore[arg-type]
 
 
-def encoded(spec: SeedSpec) -> bytes:
-    return b"".join(
-        chunk
-        for offset in range(spec.hours)
-        for chunk in encode_hour(spec, generate_hour(spec, spec.start + offset * HOUR))
-    )
+def generated(spec: SeedSpec) -> list[Columns]:
+    return [generate_hour(spec, spec.start + offset * HOUR) for offset in range(spec.hours)]
 
 
 def digest(conn: psycopg.Connection) -> str:
@@ -71,36 +70,35 @@ def digest(conn: psycopg.Connection) -> str:
 
 
 def test_same_seed_generates_identical_events_and_another_seed_does_not() -> None:
-    assert encoded(small_spec()) == encoded(small_spec())
-    assert (
-        hashlib.sha256(encoded(small_spec(seed=12))).digest()
-        != hashlib.sha256(encoded(small_spec())).digest()
-    )
+    assert generated(small_spec()) == generated(small_spec())
+    assert generated(small_spec(seed=12)) != generated(small_spec())
 
 
 def test_an_hour_does_not_depend_on_the_range_it_was_seeded_with() -> None:
     day = small_spec(hours=3)
     later = small_spec(start=START + HOUR, hours=1)
-    assert list(encode_hour(day, generate_hour(day, START + HOUR))) == list(
-        encode_hour(later, generate_hour(later, START + HOUR))
-    )
+    assert generate_hour(day, START + HOUR) == generate_hour(later, START + HOUR)
 
 
 def test_generated_token_counts_are_non_negative_integers() -> None:
-    spec = small_spec(events_per_hour=20_000, token_sigma=2.5)
-    columns = generate_hour(spec, START)
-    for tokens in (columns.input_tokens, columns.output_tokens):
-        assert tokens.dtype == np.int64
-        assert int(tokens.min()) >= 0
-    embed = DEMO_MIX.models.index(next(m for m in DEMO_MIX.models if m.model_id == "embed-small"))
-    assert not columns.output_tokens[columns.model == embed].any()
+    columns = generate_hour(small_spec(events_per_hour=20_000), START)
+    for tokens in (columns["input_tokens"], columns["output_tokens"]):
+        assert all(type(count) is int and count >= 0 for count in tokens)
+    embeddings = [m.model_id for m in DEMO_MIX if m.output_median == 0]
+    assert embeddings
+    assert not any(
+        out
+        for model, out in zip(columns["model_id"], columns["output_tokens"], strict=True)
+        if model in embeddings
+    )
 
 
 def test_principals_are_skewed_towards_the_first_ones() -> None:
     columns = generate_hour(small_spec(events_per_hour=20_000, principals=1_000), START)
-    counts = np.bincount(columns.principal, minlength=1_000)
-    assert counts[0] == counts.max()
-    assert counts[:10].sum() > counts[500:].sum()
+    counts = Counter(columns["auth_id"])
+    ranked = [counts[f"org-{n:04d}"] for n in range(1, 1_001)]
+    assert ranked[0] == max(ranked)
+    assert sum(ranked[:10]) > sum(ranked[500:])
 
 
 def test_seed_loads_exactly_events_per_hour_in_each_hour(conn: psycopg.Connection) -> None:
@@ -129,22 +127,9 @@ def test_copied_rows_are_exactly_the_generated_events(conn: psycopg.Connection) 
     spec = small_spec(hours=1, events_per_hour=500)
     seed_events(conn, spec)
     conn.commit()
-    expected = [
-        (
-            e.event_id,
-            e.auth_id,
-            e.model_id,
-            e.base_model,
-            e.input_tokens,
-            e.output_tokens,
-            e.occurred_at,
-            e.ingested_at,
-        )
-        for e in hour_events(spec, generate_hour(spec, START))
-    ]
-    assert conn.execute(SELECT_EVENTS).fetchall() == sorted(expected)
-    for event in expected:
-        occurred, ingested = event[6], event[7]
+    columns = generate_hour(spec, START)
+    assert conn.execute(SELECT_EVENTS).fetchall() == sorted(rows(columns))
+    for occurred, ingested in zip(columns["occurred_at"], columns["ingested_at"], strict=True):
         assert START <= occurred < START + HOUR
         assert occurred < ingested < occurred + timedelta(minutes=5)
 
@@ -174,24 +159,15 @@ def test_reseeding_leaves_other_seeds_and_other_hours_alone(conn: psycopg.Connec
     assert digest(conn) == untouched
 
 
-def test_cover_all_pairs_gives_the_same_rollups_at_any_volume() -> None:
-    mix = ModelMix(tuple(SyntheticModel(f"m{i}", None, 1 + i, 100, 10) for i in range(5)))
-    small = generate_hour(small_spec(mix=mix, principals=20, cover_all_pairs=True), START, 100)
-    large = generate_hour(small_spec(mix=mix, principals=20, cover_all_pairs=True), START, 5_000)
-    pairs = {(p, m) for p in range(20) for m in range(5)}
-    assert set(zip(small.principal.tolist(), small.model.tolist(), strict=True)) == pairs
-    assert set(zip(large.principal.tolist(), large.model.tolist(), strict=True)) == pairs
-
-
 def test_seed_parameters_that_describe_no_data_are_refused() -> None:
     with pytest.raises(WindowError):
         small_spec(start=START + timedelta(minutes=30))
     with pytest.raises(SeedError):
         small_spec(hours=0)
     with pytest.raises(SeedError):
-        small_spec(events_per_hour=10, cover_all_pairs=True)
+        small_spec(events_per_hour=-1)
     with pytest.raises(SeedError):
-        ModelMix((SyntheticModel("m", None, 0, 100, 10),))
+        small_spec(principals=0)
 
 
 def test_demo_day_contains_every_interesting_case(conn: psycopg.Connection) -> None:
@@ -233,7 +209,7 @@ def test_demo_day_contains_every_interesting_case(conn: psycopg.Connection) -> N
     assert one(
         "SELECT count(*) FROM billing_event"
         " WHERE ingested_at > date_trunc('hour', occurred_at) + interval '4 hours'"
-    ) == len(day.case("straggler").events)
+    ) == sum(case.count for case in DEMO_CASES if case.name == "straggler")
     # ordinary traffic: every event of it valid and non-negative
     assert (
         one(
@@ -244,13 +220,21 @@ def test_demo_day_contains_every_interesting_case(conn: psycopg.Connection) -> N
     )
 
 
+def test_demo_day_holds_every_row_of_the_case_table_as_written(conn: psycopg.Connection) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    for case in DEMO_CASES:
+        params = {**vars(case), "hour": START + case.hour_offset * HOUR}
+        row = conn.execute(CASE_ROW_EVENTS, params).fetchone()
+        assert row == (case.count,), case
+
+
 def test_demo_day_rates_into_every_exception_reason(conn: psycopg.Connection) -> None:
     day = demo_day(conn, START, seed=5, events_per_hour=200)
     conn.commit()
     pricebooks = load_pricebooks(project_root() / "pricebooks")
     reasons: dict[str, set[tuple[str, str]]] = {}
-    for case in day.cases:
-        window = Window.starting(START + case.hour_offset * HOUR)
+    for offset in sorted({case.hour_offset for case in day.cases}):
+        window = Window.starting(START + offset * HOUR)
         result = rate_window(conn, window, pricebooks, "test-demo-day")
         for exception in result.exception_rows:
             reasons.setdefault(exception.reason, set()).add((exception.auth_id, exception.model_id))

@@ -4,7 +4,7 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
 1. starts the embedded PostgreSQL under ``.rating/`` and migrates the warehouse;
 2. prepares ``.rating/dagster_home`` with the production ``dagster.yaml``, its storage a
    ``dagster`` database on the same server;
-3. loads the demo day (``demo.seed.demo_day``: 24 hours of traffic and one of each case
+3. loads the demo day (``demo.day.demo_day``: 24 hours of traffic and one of each case
    the rater must explain), replacing any earlier load of it;
 4. rates the 24 windows in ONE Dagster run (a partition range, as a backfill would),
    whose blocking ``no_ambiguous_base`` check fails after every window is reconciled;
@@ -29,7 +29,7 @@ from typing import TextIO
 
 import dagster as dg
 
-from rating_pipeline.demo.seed import DemoDay, add_late_events, demo_day
+from rating_pipeline.demo.day import DemoDay, add_late_events, demo_day
 from rating_pipeline.demo.summary import summarize
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
@@ -177,6 +177,19 @@ def load_demo_day(warehouse_url: str) -> DemoDay:
     return day
 
 
+def loaded_lines(day: DemoDay) -> list[str]:
+    """What the demo day holds: its events, and each row of its hand-made cases."""
+    return [
+        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
+        "among them these hand-made cases:",
+        *(
+            f"  {Window.starting(DEMO_START + case.hour_offset * HOUR).key}  {case.name}, "
+            f"{case.count} event(s): {case.expected}"
+            for case in day.cases
+        ),
+    ]
+
+
 def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
     """Insert the late events (ingested now) and find the rated windows they changed, with
     the query the late-events sensor runs (its lookback widened to the demo day)."""
@@ -201,7 +214,8 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     say(migrations.upgrade(warehouse_url))
     local = local_instance(warehouse_url, dagster_home)
     say(f"Dagster instance: DAGSTER_HOME={local.home} (runs and event log in PostgreSQL)")
-    load_and_describe_demo_day(warehouse_url, say)
+    for line in loaded_lines(load_demo_day(warehouse_url)):
+        say(line)
     with (
         environment({PRICEBOOK_DIR_VARIABLE: str(SHIPPED_PRICEBOOKS)}),
         open_instance(local) as instance,
@@ -217,18 +231,6 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     say(f"  then http://{UI_HOST}:{ui_port()}  (Runs: the runs above; Assets > rated_usage:")
     say("  each window's counts, cost, and costliest rollups, and the checks' results)")
     return EXIT_OK
-
-
-def load_and_describe_demo_day(warehouse_url: str, say: Callable[[str], None]) -> None:
-    """Step 2: load the demo day and list its special cases."""
-    day = load_demo_day(warehouse_url)
-    say(
-        f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
-        f"with {len(day.cases)} special cases:"
-    )
-    for case in day.cases:
-        case_window = Window.starting(DEMO_START + case.hour_offset * HOUR)
-        say(f"  {case_window.key}  {case.name}: {case.expected}")
 
 
 def rate_demo_day(
