@@ -73,6 +73,11 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def records(value: dg.TableMetadataValue) -> list[dict]:
+    """A table metadata value's rows, as the UI shows them."""
+    return [dict(record.data) for record in value.records]
+
+
 def rows(reader: psycopg.Connection, statement: str) -> list[tuple]:
     return reader.execute(statement).fetchall()
 
@@ -115,8 +120,9 @@ def test_materializing_one_partition_rates_that_window_only(
     assert meta["pricebook_version"] == "2026-06-01"
     assert len(meta["output_checksum"]) == 64
     assert meta["exceptions_by_reason"][AMBIGUOUS_BASE] == {"rollups": 0, "events": 0}
-    table = meta["largest_rollups"].splitlines()
-    assert table[0].startswith("| auth_id | model_id |") and "org-1 | base-large" in table[2]
+    costliest = records(meta["largest_rollups"])
+    assert (costliest[0]["auth_id"], costliest[0]["model_id"]) == ("org-1", "base-large")
+    assert costliest[0]["cost_usd"] == "0.014000000000"
     assert materializations(result, "window_usage")[KEY]["events"] == 4
     assert materializations(result, "pricebook")[KEY]["pricebook_version"] == "2026-06-01"
     assert all(evaluation.passed for evaluation in checks(result).values())
@@ -256,7 +262,12 @@ def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
     evaluation = checks(result)[NO_AMBIGUOUS_BASE]
     assert not evaluation.passed and evaluation.blocking
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
-    assert "org-9 | ft:globex:chat" in evaluation.metadata["rollups"].value
+    [ambiguous] = records(evaluation.metadata["rollups"].value)
+    assert (ambiguous["auth_id"], ambiguous["model_id"], ambiguous["events"]) == (
+        "org-9",
+        "ft:globex:chat",
+        2,
+    )
     failed = {e.step_key for e in result.all_events if e.is_step_failure}
     assert failed == {f"rated_usage_{NO_AMBIGUOUS_BASE}"}
 
@@ -300,6 +311,9 @@ def test_broken_pricebooks_fail_with_every_error_and_rate_nothing(
     assert failure.step_key == "pricebook"
     message = failure.step_failure_data.user_failure_data.description
     assert "base-large" in message and "ouptut_per_mtok" in message
+    errors = records(failure.step_failure_data.user_failure_data.metadata["errors"])
+    assert {(e["line"], e["model"]) for e in errors} >= {(5, "base-large"), (10, "base-small")}
+    assert all(e["file"].endswith("2026-06-01.yaml") for e in errors)
     assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
     assert rows(reader, "SELECT count(*) FROM rated_usage") == [(0,)]
 
@@ -322,9 +336,15 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
     assert not evaluation.passed
     assert evaluation.metadata["rows_not_reconstructing"].value == 1
     assert evaluation.metadata["windows_total_not_logged"].value == 1
-    assert (
-        "org-2 | base-small | 0.000105000001 | 0.000105000000" in evaluation.metadata["rows"].value
-    )
+    assert records(evaluation.metadata["rows"].value) == [
+        {
+            "window": "2026-06-15-10:00",
+            "auth_id": "org-2",
+            "model_id": "base-small",
+            "cost_usd": "0.000105000001",
+            "reconstructed_usd": "0.000105000000",
+        }
+    ]
 
 
 def test_conservation_check_flags_events_that_arrived_after_the_rating(
@@ -341,6 +361,13 @@ def test_conservation_check_flags_events_that_arrived_after_the_rating(
 
     assert not evaluation.passed
     assert "1 changed after" in (evaluation.description or "")
-    assert "| 2026-06-15-10:00 | 5 | 4 | 4 | 0 | events changed after the rating" in (
-        evaluation.metadata["not_conserved"].value
-    )
+    assert records(evaluation.metadata["not_conserved"].value) == [
+        {
+            "window": "2026-06-15-10:00",
+            "events_now": 5,
+            "events_read": 4,
+            "events_billed": 4,
+            "events_excepted": 0,
+            "why": "events changed after the rating (late or deleted)",
+        }
+    ]

@@ -1,11 +1,21 @@
-"""What the UI shows: exact money text, tables ids cannot break, failures that say where."""
+"""What the UI shows: exact money text, tables the UI renders, failures that say where."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import dagster as dg
+import pytest
+
 from rating_pipeline.orchestration.assets import failed_window
-from rating_pipeline.orchestration.metadata import largest_rollups, markdown_table, usd_text
+from rating_pipeline.orchestration.metadata import (
+    LARGEST_ROLLUP_COLUMNS,
+    int_column,
+    largest_rollups,
+    table,
+    text_column,
+    usd_text,
+)
 from rating_pipeline.records import RATE_EVENT, RATE_OWN, RatedRollup
 from rating_pipeline.windows import HOUR, Window
 from tests.factories import WINDOW_START
@@ -39,19 +49,28 @@ def test_money_text_is_exact_and_never_exponent_notation() -> None:
     assert usd_text(Decimal("12.632840120000")) == "12.632840120000"
 
 
-def test_an_id_cannot_break_a_markdown_table() -> None:
-    table = markdown_table(("auth_id", "model_id"), [("org|1", "line\nbreak"), ("", None)])
+def test_a_table_keys_each_cell_by_its_column_and_keeps_ids_as_they_are() -> None:
+    value = table(
+        (text_column("auth_id"), text_column("model_id"), int_column("events")),
+        [("org|1", "line\nbreak", 3), ("", None, 0)],
+    )
 
-    assert table.splitlines() == [
-        "| auth_id | model_id |",
-        "|---|---|",
-        "| org\\|1 | line break |",
-        "|   |   |",
+    assert isinstance(value, dg.TableMetadataValue)
+    assert [column.name for column in value.schema.columns] == ["auth_id", "model_id", "events"]
+    assert [column.type for column in value.schema.columns] == ["string", "string", "int"]
+    assert [record.data for record in value.records] == [
+        {"auth_id": "org|1", "model_id": "line\nbreak", "events": 3},
+        {"auth_id": "", "model_id": None, "events": 0},
     ]
 
 
+def test_a_row_with_another_number_of_cells_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        table((text_column("auth_id"), text_column("model_id")), [("org-1",)])
+
+
 def test_largest_rollups_rank_by_cost_then_key() -> None:
-    table = largest_rollups(
+    value = largest_rollups(
         [
             rollup("org-b", "base-large", "0.5"),
             rollup("org-a", "ft:x", "0.5", base="base-large"),
@@ -60,11 +79,18 @@ def test_largest_rollups_rank_by_cost_then_key() -> None:
         limit=2,
     )
 
-    rows = table.splitlines()[2:]
-    assert rows == [
-        "| org-a | ft:x | 1 | 10 | 0 | event (base-large) | 0.5 |",
-        "| org-b | base-large | 1 | 10 | 0 | own | 0.5 |",
+    assert [tuple(record.data.values()) for record in value.records] == [
+        ("org-a", "ft:x", 1, 10, 0, "event (base-large)", "0.5"),
+        ("org-b", "base-large", 1, 10, 0, "own", "0.5"),
     ]
+
+
+def test_money_in_a_table_is_exact_text_in_a_string_column() -> None:
+    value = largest_rollups([rollup("org-a", "base-small", "0.000000000001")])
+
+    [cost] = [column for column in value.schema.columns if column.name == "cost_usd"]
+    assert cost.type == "string" and cost.type == LARGEST_ROLLUP_COLUMNS[-1].type
+    assert value.records[0].data["cost_usd"] == "0.000000000001"
 
 
 def test_a_failed_window_names_the_committed_windows_before_it() -> None:

@@ -52,8 +52,9 @@ def resolve_versions(
                 f"({len(exc.errors)} errors); nothing is rated:\n" + "\n".join(exc.report_lines())
             ),
             metadata={
-                "errors": dg.MetadataValue.md(
-                    "\n".join(f"- `{line}`" for line in exc.report_lines())
+                "errors": metadata.table(
+                    metadata.PRICEBOOK_ERROR_COLUMNS,
+                    ((e.file, e.line, e.model, e.message) for e in exc.errors),
                 )
             },
             allow_retries=False,

@@ -35,19 +35,36 @@ def _instant(value: datetime | None) -> dg.MetadataValue:
     return dg.MetadataValue.text("none" if value is None else value.isoformat())
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A GitHub-flavoured Markdown table; cells are escaped so an id cannot break it."""
+Cell = str | int | None
 
-    def cell(value: object) -> str:
-        text = "" if value is None else str(value)
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
 
-    lines = [
-        "| " + " | ".join(cell(h) for h in header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
-    return "\n".join(lines)
+def text_column(name: str, description: str | None = None) -> dg.TableColumn:
+    """A string column: ids, keys, and money as exact decimal text."""
+    return dg.TableColumn(name=name, type="string", description=description)
+
+
+def int_column(name: str, description: str | None = None) -> dg.TableColumn:
+    """An integer column: counts and token sums."""
+    return dg.TableColumn(name=name, type="int", description=description)
+
+
+def table(
+    columns: Sequence[dg.TableColumn], rows: Iterable[Sequence[Cell]]
+) -> dg.TableMetadataValue:
+    """A table the UI renders itself: one record per row, its cells keyed by the columns'
+    names in order (ValueError if a row has another number of cells). Cells are text,
+    integers or None, never floats: money goes in as ``usd_text``."""
+    names = [column.name for column in columns]
+    records = [dg.TableRecord(dict(zip(names, row, strict=True))) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=list(columns)))
+
+
+PRICEBOOK_ERROR_COLUMNS = (
+    text_column("file"),
+    int_column("line"),
+    text_column("model"),
+    text_column("message"),
+)
 
 
 def pricebook_metadata(version: PricebookVersion) -> dict[str, Any]:
@@ -89,11 +106,24 @@ def exceptions_by_reason(exceptions: Iterable[RatingException]) -> dict[str, dic
     return totals
 
 
-def largest_rollups(rollups: Iterable[RatedRollup], limit: int = LARGEST_ROLLUPS) -> str:
-    """The ``limit`` costliest rollups as a Markdown table (ties broken by key)."""
+LARGEST_ROLLUP_COLUMNS = (
+    text_column("auth_id"),
+    text_column("model_id"),
+    int_column("events"),
+    int_column("input_tokens"),
+    int_column("output_tokens"),
+    text_column("rate", "how the rate was found: own, declared or event (with its base)"),
+    text_column("cost_usd", "exact, as text"),
+)
+
+
+def largest_rollups(
+    rollups: Iterable[RatedRollup], limit: int = LARGEST_ROLLUPS
+) -> dg.TableMetadataValue:
+    """The ``limit`` costliest rollups as a table (ties broken by key)."""
     ranked = sorted(rollups, key=lambda r: (-r.cost_usd, r.auth_id, r.model_id))[:limit]
-    return markdown_table(
-        ("auth_id", "model_id", "events", "input tokens", "output tokens", "rate", "cost USD"),
+    return table(
+        LARGEST_ROLLUP_COLUMNS,
         (
             (
                 r.auth_id,
@@ -134,7 +164,7 @@ def rating_metadata(result: WindowResult, costliest: Iterable[RatedRollup] = ())
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
         "output_checksum": dg.MetadataValue.text(rating.checksum),
         "max_ingested_at": _instant(result.max_ingested_at),
-        "largest_rollups": dg.MetadataValue.md(largest_rollups(costliest)),
+        "largest_rollups": largest_rollups(costliest),
     }
 
 
