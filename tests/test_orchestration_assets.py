@@ -110,6 +110,7 @@ def test_materializing_one_partition_rates_that_window_only(
     meta = materializations(result, "rated_usage")[KEY]
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (3, 0, 0)
     assert (meta["events_read"], meta["events_rated"], meta["events_excepted"]) == (4, 4, 0)
+    assert meta["dagster/partition_row_count"] == 3  # the window's rated_usage rows
     # 1000+3000 in x 2.50 + 400 out x 10 = 0.014; 500 x 0.15 + 50 x 0.60 = 0.000105;
     # 2000 x 3.125 (2.50 x 1.25) = 0.00625
     assert meta["cost_usd"] == "0.020355000000"

@@ -27,12 +27,23 @@ HOURLY = {
 }
 EXPECTED = {
     "assets": {
-        "pricebook": {"deps": [], "partitions": HOURLY, "backfill_policy": "single_run"},
-        "window_usage": {"deps": [], "partitions": HOURLY, "backfill_policy": "single_run"},
+        "pricebook": {
+            "deps": [],
+            "partitions": HOURLY,
+            "backfill_policy": "single_run",
+            "table_name": None,
+        },
+        "window_usage": {
+            "deps": [],
+            "partitions": HOURLY,
+            "backfill_policy": "single_run",
+            "table_name": None,
+        },
         "rated_usage": {
             "deps": ["pricebook", "window_usage"],
             "partitions": HOURLY,
             "backfill_policy": "single_run",
+            "table_name": "rated_usage",
         },
     },
     "checks": {
@@ -78,6 +89,13 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict[str, obj
     }
 
 
+def _text(value: object) -> str | None:
+    """A definition's metadata value as text (a plain str, or a TextMetadataValue)."""
+    if isinstance(value, dg.TextMetadataValue):
+        return value.value
+    return value if isinstance(value, str) else None
+
+
 def snapshot(definitions: dg.Definitions) -> dict[str, object]:
     repository = definitions.get_repository_def()
     graph = repository.asset_graph
@@ -89,6 +107,7 @@ def snapshot(definitions: dg.Definitions) -> dict[str, object]:
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "partitions": _partitions(node.partitions_def),
             "backfill_policy": policy.policy_type.value.lower() if policy else None,
+            "table_name": _text(node.metadata.get("dagster/table_name")),
         }
     checks = {
         f"{spec.asset_key.to_user_string()}:{spec.name}": {"blocking": spec.blocking}

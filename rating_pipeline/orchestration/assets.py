@@ -129,6 +129,7 @@ def window_usage(
     group_name=GROUP,
     kinds={"postgres"},
     deps=[pricebook, window_usage],
+    metadata={metadata.TABLE_NAME: "rated_usage"},
     description=(
         "Priced hourly rollups, one row per (auth_id, model_id, window), and the "
         "rating_exception rows of what did not bill. Each window is extracted, priced and "

@@ -21,6 +21,11 @@ from rating_pipeline.windows import Window
 LARGEST_ROLLUPS = 5
 DELETIONS_LOGGED = 50
 
+# Dagster's standard table keys (the fields of its TableMetadataSet, which dagster 1.13 does
+# not export): the UI shows them as the asset's table and each partition's row count.
+TABLE_NAME = "dagster/table_name"
+PARTITION_ROW_COUNT = "dagster/partition_row_count"
+
 
 def money(amount: Decimal) -> dg.MetadataValue:
     """An amount of USD as exact text (``Decimal`` normalised, never exponent notation)."""
@@ -165,6 +170,7 @@ def rating_metadata(result: WindowResult, costliest: Iterable[RatedRollup] = ())
         "output_checksum": dg.MetadataValue.text(rating.checksum),
         "max_ingested_at": _instant(result.max_ingested_at),
         "largest_rollups": largest_rollups(costliest),
+        PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rollup_count),
     }
 
 
