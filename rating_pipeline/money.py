@@ -3,7 +3,9 @@
 Rates are USD per 1,000,000 tokens with RATE_PLACES decimal places. Costs are exact:
 ``(input_tokens * input_rate + output_tokens * output_rate) / 1e6`` has at most
 COST_PLACES places and is never rounded. The only rounding on the whole path is
-``derive_rate``: half-even to RATE_PLACES places.
+``derive_rate``: half-even to RATE_PLACES places. Off the path, ``micro_usd`` rounds a copy
+of an amount, half-even, into a whole number for the UI's charts; nothing stores, bills or
+adds up what it returns.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ EXACT = decimal.Context(
     rounding=ROUND_HALF_EVEN,
     traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
 )
-# The one rounding context: half-even, used only by derive_rate.
+# The one rounding context: half-even, used by derive_rate (and micro_usd, for charts).
 ROUNDING = decimal.Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
+MICRO_USD_DIGITS = 6  # 1 USD = 10 ** 6 micro-USD
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -93,3 +96,15 @@ def cost_usd(
     )
     # Dividing by 10**6 moves the exponent only: exact, and cheaper than a division.
     return EXACT.scaleb(gross, -TOKEN_UNIT_DIGITS).quantize(COST_QUANTUM, context=EXACT)
+
+
+def micro_usd(amount: Decimal) -> int:
+    """``amount`` USD as whole micro-USD, rounded half-even (0.0000005 -> 0, 0.0000015 -> 2).
+
+    For plotting only: an integer the UI can chart next to the exact amount's text. Never
+    stored, billed or summed back into money.
+    """
+    if not isinstance(amount, Decimal):
+        raise TypeError("amount must be Decimal")
+    scaled = ROUNDING.scaleb(amount, MICRO_USD_DIGITS)
+    return int(scaled.quantize(Decimal(1), context=ROUNDING))

@@ -114,6 +114,7 @@ def test_materializing_one_partition_rates_that_window_only(
     # 1000+3000 in x 2.50 + 400 out x 10 = 0.014; 500 x 0.15 + 50 x 0.60 = 0.000105;
     # 2000 x 3.125 (2.50 x 1.25) = 0.00625
     assert meta["cost_usd"] == "0.020355000000"
+    assert (meta["cost_micro_usd"], meta["rollups"]) == (20_355, 3)  # plotted; exact above
     assert (
         Decimal(meta["cost_usd"])
         == reader.execute("SELECT sum(cost_usd) FROM rated_usage").fetchone()[0]
@@ -142,6 +143,8 @@ def test_money_metadata_is_text_never_float(database_url: str, add_events: AddEv
 
     [materialization] = result.asset_materializations_for_node("rated_usage")
     assert isinstance(materialization.metadata["cost_usd"], dg.TextMetadataValue)
+    for figure in ("events_read", "rollups", "cost_micro_usd", "dagster/partition_row_count"):
+        assert isinstance(materialization.metadata[figure], dg.IntMetadataValue)
     assert not any(isinstance(v, dg.FloatMetadataValue) for v in materialization.metadata.values())
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from rating_pipeline.money import micro_usd
 from rating_pipeline.orchestration.assets import failed_window
 from rating_pipeline.orchestration.metadata import (
     LARGEST_ROLLUP_COLUMNS,
@@ -47,6 +48,28 @@ def test_money_text_is_exact_and_never_exponent_notation() -> None:
     assert usd_text(Decimal("0.000000000001")) == "0.000000000001"
     assert usd_text(Decimal("1E+3")) == "1000"
     assert usd_text(Decimal("12.632840120000")) == "12.632840120000"
+
+
+@pytest.mark.parametrize(
+    ("amount", "plotted"),
+    [
+        ("0.0000005", 0),  # a tie rounds to the even neighbour
+        ("0.0000015", 2),
+        ("0.0000025", 2),
+        ("0.000000500000000001", 1),  # past the tie: up
+        ("0.020355000000", 20_355),
+        ("202.048848780000", 202_048_849),
+        ("0", 0),
+        ("123456789012345678.123456499999", 123_456_789_012_345_678_123_456),
+    ],
+)
+def test_cost_micro_usd_rounds_half_even_to_a_whole_number(amount: str, plotted: int) -> None:
+    assert micro_usd(Decimal(amount)) == plotted
+
+
+def test_cost_micro_usd_takes_only_decimals() -> None:
+    with pytest.raises(TypeError):
+        micro_usd(0.5)  # type: ignore[arg-type]
 
 
 def test_a_table_keys_each_cell_by_its_column_and_keeps_ids_as_they_are() -> None:

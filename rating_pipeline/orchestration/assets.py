@@ -133,7 +133,9 @@ def window_usage(
     description=(
         "Priced hourly rollups, one row per (auth_id, model_id, window), and the "
         "rating_exception rows of what did not bill. Each window is extracted, priced and "
-        "reconciled in one transaction: re-materializing converges to the latest run's output."
+        "reconciled in one transaction: re-materializing converges to the latest run's output. "
+        "Per window: cost_usd is the exact total as text; cost_micro_usd is that total in "
+        "micro-USD rounded half-even, for plotting only."
     ),
 )
 def rated_usage(

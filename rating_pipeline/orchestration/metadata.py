@@ -1,6 +1,8 @@
 """What the UI shows on each materialization, built from the engine's records (contract 7).
 
-Money is shown as exact decimal text, never as a float metadata value.
+Money is shown as exact decimal text, never as a float metadata value. For the UI's charts
+a window's cost also appears as ``cost_micro_usd``: an integer of micro-USD rounded
+half-even, for plotting only; the exact amount is the text of ``cost_usd``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from rating_pipeline.money import micro_usd
 from rating_pipeline.orchestration.queries import WindowEvents
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
@@ -25,6 +28,8 @@ DELETIONS_LOGGED = 50
 # not export): the UI shows them as the asset's table and each partition's row count.
 TABLE_NAME = "dagster/table_name"
 PARTITION_ROW_COUNT = "dagster/partition_row_count"
+# The window's cost in whole micro-USD, rounded half-even, for plotting; exact text in cost_usd.
+COST_MICRO_USD = "cost_micro_usd"
 
 
 def money(amount: Decimal) -> dg.MetadataValue:
@@ -163,7 +168,9 @@ def rating_metadata(result: WindowResult, costliest: Iterable[RatedRollup] = ())
         "events_read": dg.MetadataValue.int(rating.events_read),
         "events_rated": dg.MetadataValue.int(rating.events_rated),
         "events_excepted": dg.MetadataValue.int(rating.events_excepted),
+        "rollups": dg.MetadataValue.int(rating.rollup_count),
         "cost_usd": money(rating.total_cost_usd),
+        COST_MICRO_USD: dg.MetadataValue.int(micro_usd(rating.total_cost_usd)),
         "exceptions_by_reason": dg.MetadataValue.json(exceptions_by_reason(rating.exceptions)),
         "pricebook_version": dg.MetadataValue.text(rating.pricebook_version),
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
