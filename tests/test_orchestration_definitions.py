@@ -27,23 +27,33 @@ HOURLY = {
 }
 EXPECTED = {
     "assets": {
+        "billing_event": {
+            "deps": [],
+            "partitions": None,
+            "backfill_policy": None,
+            "table_name": "billing_event",
+            "external": True,
+        },
         "pricebook": {
             "deps": [],
             "partitions": HOURLY,
             "backfill_policy": "single_run",
             "table_name": None,
+            "external": False,
         },
         "window_usage": {
-            "deps": [],
+            "deps": ["billing_event"],
             "partitions": HOURLY,
             "backfill_policy": "single_run",
             "table_name": None,
+            "external": False,
         },
         "rated_usage": {
-            "deps": ["pricebook", "window_usage"],
+            "deps": ["billing_event", "pricebook", "window_usage"],
             "partitions": HOURLY,
             "backfill_policy": "single_run",
             "table_name": "rated_usage",
+            "external": False,
         },
     },
     "checks": {
@@ -79,7 +89,9 @@ EXPECTED = {
 }
 
 
-def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict[str, object]:
+def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict[str, object] | None:
+    if partitions_def is None:
+        return None
     assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
     return {
         "type": type(partitions_def).__name__,
@@ -108,6 +120,7 @@ def snapshot(definitions: dg.Definitions) -> dict[str, object]:
             "partitions": _partitions(node.partitions_def),
             "backfill_policy": policy.policy_type.value.lower() if policy else None,
             "table_name": _text(node.metadata.get("dagster/table_name")),
+            "external": not node.is_executable,
         }
     checks = {
         f"{spec.asset_key.to_user_string()}:{spec.name}": {"blocking": spec.blocking}

@@ -1,5 +1,6 @@
 """The asset graph (contract sections 1 and 7): ``pricebook`` and ``window_usage`` feed
-``rated_usage``, every asset hourly-partitioned by rating window.
+``rated_usage``, every asset hourly-partitioned by rating window; ``billing_event``, the
+upstream-owned input table, is an external asset both read.
 
 Extraction, pricing and the reconciled write of a window are ONE transaction in the engine
 (``rate_window``), so they are one asset, ``rated_usage``. The two upstream assets are
@@ -31,6 +32,22 @@ GROUP = "rating"
 # A backfill of any length is one run: Dagster's fixed cost per run (~9 s) is paid once,
 # and `dagster asset materialize --partition-range` needs this policy.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+
+
+# The upstream table, owned by the serving layer: the pipeline reads it and never writes it.
+# An external asset (Dagster neither materializes nor observes it) so that the lineage
+# starts where the money does.
+billing_event = dg.AssetSpec(
+    "billing_event",
+    group_name=GROUP,
+    kinds={"postgres"},
+    metadata={metadata.TABLE_NAME: "billing_event"},
+    description=(
+        "Upstream-owned: one row per served request, written by the serving layer (contract "
+        "section 3). The pipeline only reads it (by occurred_at window; ingested_at for late "
+        "events) and never materializes, observes or alters it."
+    ),
+)
 
 
 def run_windows(context: dg.AssetExecutionContext) -> list[Window]:
@@ -104,6 +121,7 @@ def pricebook(
     backfill_policy=BACKFILL_POLICY,
     group_name=GROUP,
     kinds={"postgres"},
+    deps=[billing_event],
     description=(
         "The events billing_event holds for each window (count, principals, rollups, tokens, "
         "latest ingested_at): what the rater will read. A summary; no rows are copied."
@@ -128,7 +146,7 @@ def window_usage(
     backfill_policy=BACKFILL_POLICY,
     group_name=GROUP,
     kinds={"postgres"},
-    deps=[pricebook, window_usage],
+    deps=[billing_event, pricebook, window_usage],
     metadata={metadata.TABLE_NAME: "rated_usage"},
     description=(
         "Priced hourly rollups, one row per (auth_id, model_id, window), and the "
