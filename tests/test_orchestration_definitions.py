@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
@@ -33,6 +34,7 @@ EXPECTED = {
             "backfill_policy": None,
             "table_name": "billing_event",
             "external": True,
+            "freshness": None,
         },
         "pricebook": {
             "deps": [],
@@ -40,6 +42,7 @@ EXPECTED = {
             "backfill_policy": "single_run",
             "table_name": None,
             "external": False,
+            "freshness": None,
         },
         "window_usage": {
             "deps": ["billing_event"],
@@ -47,6 +50,7 @@ EXPECTED = {
             "backfill_policy": "single_run",
             "table_name": None,
             "external": False,
+            "freshness": None,
         },
         "rated_usage": {
             "deps": ["billing_event", "pricebook", "window_usage"],
@@ -54,6 +58,7 @@ EXPECTED = {
             "backfill_policy": "single_run",
             "table_name": "rated_usage",
             "external": False,
+            "freshness": {"type": "TimeWindowFreshnessPolicy", "fail": "1:30:00", "warn": None},
         },
     },
     "checks": {
@@ -108,6 +113,18 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _freshness(policy: dg.FreshnessPolicy | None) -> dict[str, object] | None:
+    if policy is None:
+        return None
+    assert isinstance(policy, TimeWindowFreshnessPolicy), policy
+    warn = policy.warn_window
+    return {
+        "type": type(policy).__name__,
+        "fail": str(policy.fail_window.to_timedelta()),
+        "warn": None if warn is None else str(warn.to_timedelta()),
+    }
+
+
 def snapshot(definitions: dg.Definitions) -> dict[str, object]:
     repository = definitions.get_repository_def()
     graph = repository.asset_graph
@@ -121,6 +138,7 @@ def snapshot(definitions: dg.Definitions) -> dict[str, object]:
             "backfill_policy": policy.policy_type.value.lower() if policy else None,
             "table_name": _text(node.metadata.get("dagster/table_name")),
             "external": not node.is_executable,
+            "freshness": _freshness(node.freshness_policy),
         }
     checks = {
         f"{spec.asset_key.to_user_string()}:{spec.name}": {"blocking": spec.blocking}

@@ -12,6 +12,7 @@ single-run backfill) take the same path; each window keeps its own transaction.
 
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 
 import dagster as dg
 
@@ -23,7 +24,7 @@ from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, Pr
 from rating_pipeline.warehouse.database import require_schema
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.outputs import largest_rollups
-from rating_pipeline.windows import Window
+from rating_pipeline.windows import HOUR, Window
 
 # BackfillPolicy is marked beta in Dagster 1.13: a warning on every load that nobody can act on.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -33,6 +34,13 @@ GROUP = "rating"
 # and `dagster asset materialize --partition-range` needs this policy.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 
+
+# rated_usage is late when no window has been rated for an hour plus LATE_AFTER: the hourly
+# schedule rates one window an hour, so two ratings are an hour apart unless one is late
+# (whatever RATING_SCHEDULE_GRACE_MINUTES is). Dagster 1.13 judges freshness on the asset's
+# latest materialization of any partition, not per partition (docs/operations.md).
+LATE_AFTER = timedelta(minutes=30)
+RATED_USAGE_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=HOUR + LATE_AFTER)
 
 # The upstream table, owned by the serving layer: the pipeline reads it and never writes it.
 # An external asset (Dagster neither materializes nor observes it) so that the lineage
@@ -148,6 +156,7 @@ def window_usage(
     kinds={"postgres"},
     deps=[billing_event, pricebook, window_usage],
     metadata={metadata.TABLE_NAME: "rated_usage"},
+    freshness_policy=RATED_USAGE_FRESHNESS,
     description=(
         "Priced hourly rollups, one row per (auth_id, model_id, window), and the "
         "rating_exception rows of what did not bill. Each window is extracted, priced and "
