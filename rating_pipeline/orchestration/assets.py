@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 GROUP = "rating"
 # A backfill of any length is one run: Dagster's fixed cost per run (~9 s) is paid once,
-# and `dagster asset materialize --partition-range` needs this policy.
+# and `dg launch --partition-range` needs this policy.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 
 
