@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.assets import billing_event, pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS
 from rating_pipeline.orchestration.jobs import rate_windows_job
 from rating_pipeline.orchestration.resources import (
@@ -23,7 +23,7 @@ from rating_pipeline.orchestration.sensors import build_late_events_sensor, look
 # One process per run, no process per step: the steps are thin and the work is SQL, so a
 # subprocess per step would only add its start-up time to every run.
 defs = dg.Definitions(
-    assets=[pricebook, window_usage, rated_usage],
+    assets=[billing_event, pricebook, window_usage, rated_usage],
     asset_checks=list(RATED_USAGE_CHECKS),
     jobs=[rate_windows_job],
     schedules=[build_hourly_schedule(grace_minutes())],

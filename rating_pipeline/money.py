@@ -7,6 +7,8 @@ It does not compute costs. A cost is computed in exactly one place, the reconcil
 statement (``warehouse/sql/reconcile_rated_usage.sql``), exactly, at COST_PLACES places,
 and the database's CHECK constraint refuses a row whose cost does not reconstruct from
 its own tokens and rates. The independent oracle in ``tests/`` computes it again.
+Off the money path, ``micro_usd`` rounds a copy of an amount, half-even, into a whole number
+for the UI's charts; nothing stores, bills or adds up what it returns.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ EXACT = decimal.Context(
     rounding=ROUND_HALF_EVEN,
     traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
 )
-# The one rounding context: half-even, used only by derive_rate.
+# The one rounding context: half-even, used by derive_rate (and micro_usd, for charts).
 ROUNDING = decimal.Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
+MICRO_USD_DIGITS = 6  # 1 USD = 10 ** 6 micro-USD
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -81,3 +84,15 @@ def derive_rate(base_rate: Decimal, multiplier: Decimal) -> Decimal:
     """``base_rate * multiplier`` rounded half-even to RATE_PLACES places."""
     product = EXACT.multiply(base_rate, multiplier)
     return product.quantize(RATE_QUANTUM, context=ROUNDING)
+
+
+def micro_usd(amount: Decimal) -> int:
+    """``amount`` USD as whole micro-USD, rounded half-even (0.0000005 -> 0, 0.0000015 -> 2).
+
+    For plotting only: an integer the UI can chart next to the exact amount's text. Never
+    stored, billed or summed back into money.
+    """
+    if not isinstance(amount, Decimal):
+        raise TypeError("amount must be Decimal")
+    scaled = ROUNDING.scaleb(amount, MICRO_USD_DIGITS)
+    return int(scaled.quantize(Decimal(1), context=ROUNDING))

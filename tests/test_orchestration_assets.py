@@ -73,6 +73,11 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def records(value: dg.TableMetadataValue) -> list[dict]:
+    """A table metadata value's rows, as the UI shows them."""
+    return [dict(record.data) for record in value.records]
+
+
 def rows(reader: psycopg.Connection, statement: str) -> list[tuple]:
     return reader.execute(statement).fetchall()
 
@@ -105,17 +110,20 @@ def test_materializing_one_partition_rates_that_window_only(
     meta = materializations(result, "rated_usage")[KEY]
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (3, 0, 0)
     assert (meta["events_read"], meta["events_rated"], meta["events_excepted"]) == (4, 4, 0)
+    assert meta["dagster/partition_row_count"] == 3  # the window's rated_usage rows
     # 1000+3000 in x 2.50 + 400 out x 10 = 0.014; 500 x 0.15 + 50 x 0.60 = 0.000105;
     # 2000 x 3.125 (2.50 x 1.25) = 0.00625
     assert meta["cost_usd"] == "0.020355000000"
+    assert (meta["cost_micro_usd"], meta["rollups"]) == (20_355, 3)  # plotted; exact above
     assert (
         Decimal(meta["cost_usd"])
         == reader.execute("SELECT sum(cost_usd) FROM rated_usage").fetchone()[0]
     )
     assert meta["pricebook_version"] == "2026-06-01"
     assert meta["exceptions_by_reason"][AMBIGUOUS_BASE] == {"rollups": 0, "events": 0}
-    table = meta["costliest_rollups"].splitlines()
-    assert table[0].startswith("| auth_id | model_id |") and "org-1 | base-large" in table[2]
+    costliest = records(meta["costliest_rollups"])
+    assert (costliest[0]["auth_id"], costliest[0]["model_id"]) == ("org-1", "base-large")
+    assert costliest[0]["cost_usd"] == "0.014000000000"
     assert materializations(result, "window_usage")[KEY]["events"] == 4
     assert materializations(result, "pricebook")[KEY]["pricebook_version"] == "2026-06-01"
     assert all(evaluation.passed for evaluation in checks(result).values())
@@ -134,6 +142,8 @@ def test_money_metadata_is_text_never_float(database_url: str, add_events: AddEv
 
     [materialization] = result.asset_materializations_for_node("rated_usage")
     assert isinstance(materialization.metadata["cost_usd"], dg.TextMetadataValue)
+    for figure in ("events_read", "rollups", "cost_micro_usd", "dagster/partition_row_count"):
+        assert isinstance(materialization.metadata[figure], dg.IntMetadataValue)
     assert not any(isinstance(v, dg.FloatMetadataValue) for v in materialization.metadata.values())
 
 
@@ -255,7 +265,12 @@ def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
     evaluation = checks(result)[NO_AMBIGUOUS_BASE]
     assert not evaluation.passed and evaluation.blocking
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
-    assert "org-9 | ft:globex:chat" in evaluation.metadata["rollups"].value
+    [ambiguous] = records(evaluation.metadata["rollups"].value)
+    assert (ambiguous["auth_id"], ambiguous["model_id"], ambiguous["events"]) == (
+        "org-9",
+        "ft:globex:chat",
+        2,
+    )
     failed = {e.step_key for e in result.all_events if e.is_step_failure}
     assert failed == {f"rated_usage_{NO_AMBIGUOUS_BASE}"}
 
@@ -299,6 +314,9 @@ def test_broken_pricebooks_fail_with_every_error_and_rate_nothing(
     assert failure.step_key == "pricebook"
     message = failure.step_failure_data.user_failure_data.description
     assert "base-large" in message and "ouptut_per_mtok" in message
+    errors = records(failure.step_failure_data.user_failure_data.metadata["errors"])
+    assert {(e["line"], e["model"]) for e in errors} >= {(5, "base-large"), (10, "base-small")}
+    assert all(e["file"].endswith("2026-06-01.yaml") for e in errors)
     assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
     assert rows(reader, "SELECT count(*) FROM rated_usage") == [(0,)]
 
@@ -321,9 +339,15 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
     assert not evaluation.passed
     assert evaluation.metadata["rows_not_reconstructing"].value == 1
     assert evaluation.metadata["windows_total_not_logged"].value == 1
-    assert (
-        "org-2 | base-small | 0.000105000001 | 0.000105000000" in evaluation.metadata["rows"].value
-    )
+    assert records(evaluation.metadata["rows"].value) == [
+        {
+            "window": "2026-06-15-10:00",
+            "auth_id": "org-2",
+            "model_id": "base-small",
+            "cost_usd": "0.000105000001",
+            "reconstructed_usd": "0.000105000000",
+        }
+    ]
 
 
 def test_conservation_check_flags_events_that_arrived_after_the_rating(
@@ -340,6 +364,13 @@ def test_conservation_check_flags_events_that_arrived_after_the_rating(
 
     assert not evaluation.passed
     assert "1 changed after" in (evaluation.description or "")
-    assert "| 2026-06-15-10:00 | 5 | 4 | 4 | 0 | events changed after the rating" in (
-        evaluation.metadata["not_conserved"].value
-    )
+    assert records(evaluation.metadata["not_conserved"].value) == [
+        {
+            "window": "2026-06-15-10:00",
+            "events_now": 5,
+            "events_read": 4,
+            "events_billed": 4,
+            "events_excepted": 0,
+            "why": "events changed after the rating (late or deleted)",
+        }
+    ]

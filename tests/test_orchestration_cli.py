@@ -1,4 +1,5 @@
-"""Contract section 9 from a shell: ``dagster asset materialize`` rates one window, or a range."""
+"""Contract section 9 from a shell: the documented ``dg launch`` commands rate one window, or a
+range, run exactly as the README writes them (tests/test_docs.py holds the README to these)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,39 @@ from rating_pipeline.windows import HOUR
 from tests.factories import WINDOW_START, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
-DAGSTER = str(Path(sys.executable).parent / "dagster")
+BIN = Path(sys.executable).parent
+ONE_WINDOW = ("dg", "launch", "--assets", "*", "--partition", "2026-06-15-10:00")
+A_DAY = (
+    "dg",
+    "launch",
+    "--assets",
+    "*",
+    "--partition-range",
+    "2026-06-15-00:00...2026-06-15-23:00",
+)
+DOCUMENTED = (ONE_WINDOW, A_DAY)
 
 
-def materialize(database_url: str, dagster_home: Path, *partition_args: str) -> str:
-    """Run the CLI with a throwaway DAGSTER_HOME; return its output (raise if it failed)."""
+def launch(database_url: str, dagster_home: Path, command: tuple[str, ...]) -> str:
+    """Run ``command`` from the project root with a throwaway DAGSTER_HOME, as a user of the
+    project's environment does; return its output (raise if it failed)."""
     dagster_home.mkdir()
     env = {
         **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(BIN.parent),
         DATABASE_URL_VARIABLE: database_url,
         PRICEBOOK_DIR_VARIABLE: str(project_root() / "pricebooks"),
         "DAGSTER_HOME": str(dagster_home),
     }
     completed = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "rating_pipeline.definitions", "--select", "*",
-         *partition_args],
+        [str(BIN / command[0]), *command[1:]],
         env=env,
         cwd=project_root(),
         capture_output=True,
         text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stderr
 
@@ -51,18 +64,19 @@ def rated_windows(database_url: str) -> list[tuple[object, int]]:
 
 
 @pytest.mark.slow
-def test_cli_materializes_one_partition_and_rates_that_window(
+def test_dg_launch_of_one_partition_rates_that_window(
     database_url: str, add_events: AddEvents, tmp_path: Path
 ) -> None:
     add_events([make_event("org-1"), make_event("org-2", occurred_at=WINDOW_START + HOUR)])
 
-    materialize(database_url, tmp_path / "home", "--partition", "2026-06-15-10:00")
+    output = launch(database_url, tmp_path / "home", ONE_WINDOW)
 
     assert rated_windows(database_url) == [(WINDOW_START, 1)]
+    assert "superseded" not in output
 
 
 @pytest.mark.slow
-def test_cli_materializes_a_partition_range_in_one_run(
+def test_dg_launch_of_a_partition_range_rates_it_in_one_run(
     database_url: str, add_events: AddEvents, tmp_path: Path
 ) -> None:
     add_events(
@@ -73,11 +87,13 @@ def test_cli_materializes_a_partition_range_in_one_run(
         ]
     )
 
-    materialize(
-        database_url, tmp_path / "home", "--partition-range", "2026-06-15-10:00...2026-06-15-12:00"
-    )
+    launch(database_url, tmp_path / "home", A_DAY)
 
-    assert rated_windows(database_url) == [(WINDOW_START, 1), (WINDOW_START + HOUR, 1)]
+    assert rated_windows(database_url) == [
+        (WINDOW_START, 1),
+        (WINDOW_START + HOUR, 1),
+        (WINDOW_START + 3 * HOUR, 1),
+    ]
     with psycopg.connect(database_url) as conn:
         runs = conn.execute("SELECT count(DISTINCT run_id), count(*) FROM rating_log").fetchone()
-    assert runs == (1, 3)
+    assert runs == (1, 24)

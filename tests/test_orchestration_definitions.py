@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
@@ -27,12 +28,37 @@ HOURLY = {
 }
 EXPECTED = {
     "assets": {
-        "pricebook": {"deps": [], "partitions": HOURLY, "backfill_policy": "single_run"},
-        "window_usage": {"deps": [], "partitions": HOURLY, "backfill_policy": "single_run"},
-        "rated_usage": {
-            "deps": ["pricebook", "window_usage"],
+        "billing_event": {
+            "deps": [],
+            "partitions": None,
+            "backfill_policy": None,
+            "table_name": "billing_event",
+            "external": True,
+            "freshness": None,
+        },
+        "pricebook": {
+            "deps": [],
             "partitions": HOURLY,
             "backfill_policy": "single_run",
+            "table_name": None,
+            "external": False,
+            "freshness": None,
+        },
+        "window_usage": {
+            "deps": ["billing_event"],
+            "partitions": HOURLY,
+            "backfill_policy": "single_run",
+            "table_name": None,
+            "external": False,
+            "freshness": None,
+        },
+        "rated_usage": {
+            "deps": ["billing_event", "pricebook", "window_usage"],
+            "partitions": HOURLY,
+            "backfill_policy": "single_run",
+            "table_name": "rated_usage",
+            "external": False,
+            "freshness": {"type": "TimeWindowFreshnessPolicy", "fail": "1:30:00", "warn": None},
         },
     },
     "checks": {
@@ -68,13 +94,34 @@ EXPECTED = {
 }
 
 
-def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict[str, object]:
+def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict[str, object] | None:
+    if partitions_def is None:
+        return None
     assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
     return {
         "type": type(partitions_def).__name__,
         "start": partitions_def.start.strftime(partitions_def.fmt),
         "timezone": partitions_def.timezone,
         "end_offset": partitions_def.end_offset,
+    }
+
+
+def _text(value: object) -> str | None:
+    """A definition's metadata value as text (a plain str, or a TextMetadataValue)."""
+    if isinstance(value, dg.TextMetadataValue):
+        return value.value
+    return value if isinstance(value, str) else None
+
+
+def _freshness(policy: dg.FreshnessPolicy | None) -> dict[str, object] | None:
+    if policy is None:
+        return None
+    assert isinstance(policy, TimeWindowFreshnessPolicy), policy
+    warn = policy.warn_window
+    return {
+        "type": type(policy).__name__,
+        "fail": str(policy.fail_window.to_timedelta()),
+        "warn": None if warn is None else str(warn.to_timedelta()),
     }
 
 
@@ -89,6 +136,9 @@ def snapshot(definitions: dg.Definitions) -> dict[str, object]:
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "partitions": _partitions(node.partitions_def),
             "backfill_policy": policy.policy_type.value.lower() if policy else None,
+            "table_name": _text(node.metadata.get("dagster/table_name")),
+            "external": not node.is_executable,
+            "freshness": _freshness(node.freshness_policy),
         }
     checks = {
         f"{spec.asset_key.to_user_string()}:{spec.name}": {"blocking": spec.blocking}

@@ -1,11 +1,22 @@
-"""What the UI shows: exact money text, tables ids cannot break, failures that say where."""
+"""What the UI shows: exact money text, tables the UI renders, failures that say where."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import dagster as dg
+import pytest
+
+from rating_pipeline.money import micro_usd
 from rating_pipeline.orchestration.assets import failed_window
-from rating_pipeline.orchestration.metadata import costliest_rollups_table, markdown_table, usd_text
+from rating_pipeline.orchestration.metadata import (
+    COSTLIEST_ROLLUP_COLUMNS,
+    costliest_rollups_table,
+    int_column,
+    table,
+    text_column,
+    usd_text,
+)
 from rating_pipeline.records import RATE_EVENT, RATE_OWN, RatedRollup
 from rating_pipeline.windows import HOUR, Window
 from tests.factories import WINDOW_START
@@ -39,19 +50,50 @@ def test_money_text_is_exact_and_never_exponent_notation() -> None:
     assert usd_text(Decimal("12.632840120000")) == "12.632840120000"
 
 
-def test_an_id_cannot_break_a_markdown_table() -> None:
-    table = markdown_table(("auth_id", "model_id"), [("org|1", "line\nbreak"), ("", None)])
+@pytest.mark.parametrize(
+    ("amount", "plotted"),
+    [
+        ("0.0000005", 0),  # a tie rounds to the even neighbour
+        ("0.0000015", 2),
+        ("0.0000025", 2),
+        ("0.000000500000000001", 1),  # past the tie: up
+        ("0.020355000000", 20_355),
+        ("202.048848780000", 202_048_849),
+        ("0", 0),
+        ("123456789012345678.123456499999", 123_456_789_012_345_678_123_456),
+    ],
+)
+def test_cost_micro_usd_rounds_half_even_to_a_whole_number(amount: str, plotted: int) -> None:
+    assert micro_usd(Decimal(amount)) == plotted
 
-    assert table.splitlines() == [
-        "| auth_id | model_id |",
-        "|---|---|",
-        "| org\\|1 | line break |",
-        "|   |   |",
+
+def test_cost_micro_usd_takes_only_decimals() -> None:
+    with pytest.raises(TypeError):
+        micro_usd(0.5)  # type: ignore[arg-type]
+
+
+def test_a_table_keys_each_cell_by_its_column_and_keeps_ids_as_they_are() -> None:
+    value = table(
+        (text_column("auth_id"), text_column("model_id"), int_column("events")),
+        [("org|1", "line\nbreak", 3), ("", None, 0)],
+    )
+
+    assert isinstance(value, dg.TableMetadataValue)
+    assert [column.name for column in value.schema.columns] == ["auth_id", "model_id", "events"]
+    assert [column.type for column in value.schema.columns] == ["string", "string", "int"]
+    assert [record.data for record in value.records] == [
+        {"auth_id": "org|1", "model_id": "line\nbreak", "events": 3},
+        {"auth_id": "", "model_id": None, "events": 0},
     ]
 
 
+def test_a_row_with_another_number_of_cells_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        table((text_column("auth_id"), text_column("model_id")), [("org-1",)])
+
+
 def test_costliest_rollups_table_rank_by_cost_then_key() -> None:
-    table = costliest_rollups_table(
+    value = costliest_rollups_table(
         [
             rollup("org-b", "base-large", "0.5"),
             rollup("org-a", "ft:x", "0.5", base="base-large"),
@@ -60,11 +102,18 @@ def test_costliest_rollups_table_rank_by_cost_then_key() -> None:
         limit=2,
     )
 
-    rows = table.splitlines()[2:]
-    assert rows == [
-        "| org-a | ft:x | 1 | 10 | 0 | event (base-large) | 0.5 |",
-        "| org-b | base-large | 1 | 10 | 0 | own | 0.5 |",
+    assert [tuple(record.data.values()) for record in value.records] == [
+        ("org-a", "ft:x", 1, 10, 0, "event (base-large)", "0.5"),
+        ("org-b", "base-large", 1, 10, 0, "own", "0.5"),
     ]
+
+
+def test_money_in_a_table_is_exact_text_in_a_string_column() -> None:
+    value = costliest_rollups_table([rollup("org-a", "base-small", "0.000000000001")])
+
+    [cost] = [column for column in value.schema.columns if column.name == "cost_usd"]
+    assert cost.type == "string" and cost.type == COSTLIEST_ROLLUP_COLUMNS[-1].type
+    assert value.records[0].data["cost_usd"] == "0.000000000001"
 
 
 def test_a_failed_window_names_the_committed_windows_before_it() -> None:

@@ -162,9 +162,46 @@ def test_windows_older_than_the_lookback_are_reported_not_rerated(
     found = tick(database_url, instance)
 
     assert found.run_requests == []
-    assert f"window {OLD.key}: 1 events ingested after" in (found.skip_message or "")
+    assert f"window {OLD.key}: 3 events now, 2 read by its latest rating" in (
+        found.skip_message or ""
+    )
     assert "not rated automatically" in (found.skip_message or "")
-    assert LateEventsCursor.parse(found.cursor).beyond_lookback == (f"{OLD.key}:1",)
+    assert LateEventsCursor.parse(found.cursor).beyond_lookback == (f"{OLD.key}:3",)
+
+
+def test_windows_older_than_the_lookback_never_rated_are_reported(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(OLD, 2))
+
+    found = tick(database_url, instance)
+
+    assert found.run_requests == []
+    assert f"window {OLD.key}: 2 events, never rated; older than the lookback" in (
+        found.skip_message or ""
+    )
+
+
+def test_sensor_does_not_warn_about_late_events_already_rated(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # What `./dev demo` leaves: an old window, rated, then late events, then rated again.
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-old")])
+    reported = tick(database_url, instance)
+    assert OLD.key in (reported.skip_message or "") and OLD.key in capfd.readouterr().err
+    rate(database_url, OLD)
+
+    # The next tick of the same sensor, and a first tick (a fresh instance, as `./dev ui`).
+    for after in (tick(database_url, instance, reported.cursor), tick(database_url, instance)):
+        assert after.run_requests == []
+        assert OLD.key not in (after.skip_message or "")
+        assert LateEventsCursor.parse(after.cursor).beyond_lookback == ()
+    assert OLD.key not in capfd.readouterr().err  # the tick's log: no WARNING about it
 
 
 def test_windows_never_rated_are_left_to_the_schedule(

@@ -1,5 +1,6 @@
 """The asset graph (contract sections 1 and 7): ``pricebook`` and ``window_usage`` feed
-``rated_usage``, every asset hourly-partitioned by rating window.
+``rated_usage``, every asset hourly-partitioned by rating window; ``billing_event``, the
+upstream-owned input table, is an external asset both read.
 
 Extraction, pricing and the reconciled write of a window are ONE transaction in the engine
 (``rate_window``), so they are one asset, ``rated_usage``. The two upstream assets are
@@ -11,6 +12,7 @@ single-run backfill) take the same path; each window keeps its own transaction.
 
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 
 import dagster as dg
 
@@ -22,15 +24,38 @@ from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, Pr
 from rating_pipeline.warehouse.database import require_schema
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.warehouse.outputs import costliest_rollups
-from rating_pipeline.windows import Window
+from rating_pipeline.windows import HOUR, Window
 
 # BackfillPolicy is marked beta in Dagster 1.13: a warning on every load that nobody can act on.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 GROUP = "rating"
 # A backfill of any length is one run: Dagster's fixed cost per run (~9 s) is paid once,
-# and `dagster asset materialize --partition-range` needs this policy.
+# and `dg launch --partition-range` needs this policy.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+
+
+# rated_usage is late when no window has been rated for an hour plus LATE_AFTER: the hourly
+# schedule rates one window an hour, so two ratings are an hour apart unless one is late
+# (whatever RATING_SCHEDULE_GRACE_MINUTES is). Dagster 1.13 judges freshness on the asset's
+# latest materialization of any partition, not per partition (docs/operations.md).
+LATE_AFTER = timedelta(minutes=30)
+RATED_USAGE_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=HOUR + LATE_AFTER)
+
+# The upstream table, owned by the serving layer: the pipeline reads it and never writes it.
+# An external asset (Dagster neither materializes nor observes it) so that the lineage
+# starts where the money does.
+billing_event = dg.AssetSpec(
+    "billing_event",
+    group_name=GROUP,
+    kinds={"postgres"},
+    metadata={metadata.TABLE_NAME: "billing_event"},
+    description=(
+        "Upstream-owned: one row per served request, written by the serving layer (contract "
+        "section 3). The pipeline only reads it (by occurred_at window; ingested_at for late "
+        "events) and never materializes, observes or alters it."
+    ),
+)
 
 
 def run_windows(context: dg.AssetExecutionContext) -> list[Window]:
@@ -52,8 +77,9 @@ def resolve_versions(
                 f"({len(exc.errors)} errors); nothing is rated:\n" + "\n".join(exc.report_lines())
             ),
             metadata={
-                "errors": dg.MetadataValue.md(
-                    "\n".join(f"- `{line}`" for line in exc.report_lines())
+                "errors": metadata.table(
+                    metadata.PRICEBOOK_ERROR_COLUMNS,
+                    ((e.file, e.line, e.model, e.message) for e in exc.errors),
                 )
             },
             allow_retries=False,
@@ -103,6 +129,7 @@ def pricebook(
     backfill_policy=BACKFILL_POLICY,
     group_name=GROUP,
     kinds={"postgres"},
+    deps=[billing_event],
     description=(
         "The events billing_event holds for each window (count, principals, rollups, tokens, "
         "latest ingested_at): what the rater will read. A summary; no rows are copied."
@@ -127,11 +154,15 @@ def window_usage(
     backfill_policy=BACKFILL_POLICY,
     group_name=GROUP,
     kinds={"postgres"},
-    deps=[pricebook, window_usage],
+    deps=[billing_event, pricebook, window_usage],
+    metadata={metadata.TABLE_NAME: "rated_usage"},
+    freshness_policy=RATED_USAGE_FRESHNESS,
     description=(
         "Priced hourly rollups, one row per (auth_id, model_id, window), and the "
         "rating_exception rows of what did not bill. Each window is extracted, priced and "
-        "reconciled in one transaction: re-materializing converges to the latest run's output."
+        "reconciled in one transaction: re-materializing converges to the latest run's output. "
+        "Per window: cost_usd is the exact total as text; cost_micro_usd is that total in "
+        "micro-USD rounded half-even, for plotting only."
     ),
 )
 def rated_usage(

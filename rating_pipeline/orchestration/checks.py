@@ -21,7 +21,13 @@ import psycopg
 
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.assets import rated_usage
-from rating_pipeline.orchestration.metadata import markdown_table, money, usd_text
+from rating_pipeline.orchestration.metadata import (
+    int_column,
+    money,
+    table,
+    text_column,
+    usd_text,
+)
 from rating_pipeline.orchestration.partitions import windows_in
 from rating_pipeline.orchestration.queries import (
     CostAudit,
@@ -41,6 +47,35 @@ NO_AMBIGUOUS_BASE = "no_ambiguous_base"
 ALL_USAGE_PRICED = "all_usage_priced"
 NOT_PRICED_REASONS = (UNPRICED, INVALID_EVENT)
 WINDOWS_LISTED = 20
+
+COST_MISMATCH_COLUMNS = (
+    text_column("window"),
+    text_column("auth_id"),
+    text_column("model_id"),
+    text_column("cost_usd", "as stored, exact"),
+    text_column("reconstructed_usd", "tokens x the row's own rates / 1e6, exact"),
+)
+WINDOW_TOTAL_COLUMNS = (
+    text_column("window"),
+    text_column("logged_cost_usd", "the total its latest rating_log row recorded, exact"),
+    text_column("billed_cost_usd", "what its rated_usage rows add up to, exact"),
+)
+NOT_CONSERVED_COLUMNS = (
+    text_column("window"),
+    int_column("events_now"),
+    int_column("events_read", "by the window's latest rating"),
+    int_column("events_billed"),
+    int_column("events_excepted"),
+    text_column("why"),
+)
+EXCEPTION_COLUMNS = (
+    text_column("window"),
+    text_column("auth_id"),
+    text_column("model_id"),
+    text_column("reason"),
+    int_column("events"),
+    text_column("detail"),
+)
 
 
 def audited_span(context: dg.AssetCheckExecutionContext, conn: psycopg.Connection) -> Span | None:
@@ -92,30 +127,26 @@ def evaluate_cost(
         "total_cost_usd": money(audit.total_cost_usd),
     }
     if mismatches:
-        checked["rows"] = dg.MetadataValue.md(
-            markdown_table(
-                ("window", "auth_id", "model_id", "cost_usd", "reconstructed"),
+        checked["rows"] = table(
+            COST_MISMATCH_COLUMNS,
+            (
                 (
-                    (
-                        m.window.key,
-                        m.auth_id,
-                        m.model_id,
-                        usd_text(m.cost_usd),
-                        usd_text(m.reconstructed_cost_usd),
-                    )
-                    for m in mismatches
-                ),
-            )
+                    m.window.key,
+                    m.auth_id,
+                    m.model_id,
+                    usd_text(m.cost_usd),
+                    usd_text(m.reconstructed_cost_usd),
+                )
+                for m in mismatches
+            ),
         )
     if totals:
-        checked["window_totals"] = dg.MetadataValue.md(
-            markdown_table(
-                ("window", "logged cost USD", "rows add up to USD"),
-                (
-                    (t.window.key, usd_text(t.logged_cost_usd), usd_text(t.billed_cost_usd))
-                    for t in totals[:WINDOWS_LISTED]
-                ),
-            )
+        checked["window_totals"] = table(
+            WINDOW_TOTAL_COLUMNS,
+            (
+                (t.window.key, usd_text(t.logged_cost_usd), usd_text(t.billed_cost_usd))
+                for t in totals[:WINDOWS_LISTED]
+            ),
         )
     description = (
         f"{audit.rows_audited} rows of {span} reconstruct; "
@@ -168,23 +199,21 @@ def evaluate_conservation(span: Span, windows: list[WindowConservation]) -> dg.A
         "windows_not_conserved": dg.MetadataValue.int(len(broken)),
     }
     if broken:
-        checked["not_conserved"] = dg.MetadataValue.md(
-            markdown_table(
-                ("window", "events now", "read by rating", "billed", "excepted", "why"),
+        checked["not_conserved"] = table(
+            NOT_CONSERVED_COLUMNS,
+            (
                 (
-                    (
-                        w.window.key,
-                        w.events_now,
-                        w.events_read,
-                        w.events_billed,
-                        w.events_excepted,
-                        "output does not match what the rating read"
-                        if not w.output_accounts_for_read
-                        else "events changed after the rating (late or deleted)",
-                    )
-                    for w in broken[:WINDOWS_LISTED]
-                ),
-            )
+                    w.window.key,
+                    w.events_now,
+                    w.events_read,
+                    w.events_billed,
+                    w.events_excepted,
+                    "output does not match what the rating read"
+                    if not w.output_accounts_for_read
+                    else "events changed after the rating (late or deleted)",
+                )
+                for w in broken[:WINDOWS_LISTED]
+            ),
         )
     if not broken:
         description = (
@@ -236,7 +265,7 @@ def evaluate_ambiguity(
         "ambiguous_events": dg.MetadataValue.int(totals.event_count if totals else 0),
     }
     if rows:
-        checked["rollups"] = dg.MetadataValue.md(_exception_table(rows))
+        checked["rollups"] = _exception_table(rows)
     if rollups == 0:
         description = f"No ambiguous_base rollup in {span}."
     else:
@@ -291,7 +320,7 @@ def evaluate_priced(
         "events_not_priced": dg.MetadataValue.int(unpriced_events),
     }
     if rows:
-        checked["rollups"] = dg.MetadataValue.md(_exception_table(rows))
+        checked["rollups"] = _exception_table(rows)
     description = (
         f"All usage of {span} is priced."
         if unpriced_events == 0
@@ -309,9 +338,9 @@ def evaluate_priced(
     )
 
 
-def _exception_table(rows: Iterable[ExceptionRow]) -> str:
-    return markdown_table(
-        ("window", "auth_id", "model_id", "reason", "events", "detail"),
+def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
+    return table(
+        EXCEPTION_COLUMNS,
         ((r.window.key, r.auth_id, r.model_id, r.reason, r.event_count, r.detail) for r in rows),
     )
 

@@ -1,6 +1,8 @@
 """What the UI shows on each materialization, built from the engine's records (contract 7).
 
-Money is shown as exact decimal text, never as a float metadata value.
+Money is shown as exact decimal text, never as a float metadata value. For the UI's charts
+a window's cost also appears as ``cost_micro_usd``: an integer of micro-USD rounded
+half-even, for plotting only; the exact amount is the text of ``cost_usd``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from rating_pipeline.money import micro_usd
 from rating_pipeline.orchestration.queries import WindowEvents
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
@@ -19,6 +22,13 @@ from rating_pipeline.warehouse.engine import WindowRating
 from rating_pipeline.windows import Window
 
 COSTLIEST_ROLLUPS = 5
+
+# Dagster's standard table keys (the fields of its TableMetadataSet, which dagster 1.13 does
+# not export): the UI shows them as the asset's table and each partition's row count.
+TABLE_NAME = "dagster/table_name"
+PARTITION_ROW_COUNT = "dagster/partition_row_count"
+# The window's cost in whole micro-USD, rounded half-even, for plotting; exact text in cost_usd.
+COST_MICRO_USD = "cost_micro_usd"
 
 
 def money(amount: Decimal) -> dg.MetadataValue:
@@ -34,19 +44,36 @@ def _instant(value: datetime | None) -> dg.MetadataValue:
     return dg.MetadataValue.text("none" if value is None else value.isoformat())
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A GitHub-flavoured Markdown table; cells are escaped so an id cannot break it."""
+Cell = str | int | None
 
-    def cell(value: object) -> str:
-        text = "" if value is None else str(value)
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
 
-    lines = [
-        "| " + " | ".join(cell(h) for h in header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
-    return "\n".join(lines)
+def text_column(name: str, description: str | None = None) -> dg.TableColumn:
+    """A string column: ids, keys, and money as exact decimal text."""
+    return dg.TableColumn(name=name, type="string", description=description)
+
+
+def int_column(name: str, description: str | None = None) -> dg.TableColumn:
+    """An integer column: counts and token sums."""
+    return dg.TableColumn(name=name, type="int", description=description)
+
+
+def table(
+    columns: Sequence[dg.TableColumn], rows: Iterable[Sequence[Cell]]
+) -> dg.TableMetadataValue:
+    """A table the UI renders itself: one record per row, its cells keyed by the columns'
+    names in order (ValueError if a row has another number of cells). Cells are text,
+    integers or None, never floats: money goes in as ``usd_text``."""
+    names = [column.name for column in columns]
+    records = [dg.TableRecord(dict(zip(names, row, strict=True))) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=list(columns)))
+
+
+PRICEBOOK_ERROR_COLUMNS = (
+    text_column("file"),
+    int_column("line"),
+    text_column("model"),
+    text_column("message"),
+)
 
 
 def pricebook_metadata(version: PricebookVersion) -> dict[str, Any]:
@@ -88,11 +115,24 @@ def exception_totals_by_reason(exceptions: Iterable[RatingException]) -> dict[st
     return totals
 
 
-def costliest_rollups_table(rollups: Iterable[RatedRollup], limit: int = COSTLIEST_ROLLUPS) -> str:
-    """The ``limit`` costliest rollups as a Markdown table (ties broken by key)."""
+COSTLIEST_ROLLUP_COLUMNS = (
+    text_column("auth_id"),
+    text_column("model_id"),
+    int_column("events"),
+    int_column("input_tokens"),
+    int_column("output_tokens"),
+    text_column("rate", "how the rate was found: own, declared or event (with its base)"),
+    text_column("cost_usd", "exact, as text"),
+)
+
+
+def costliest_rollups_table(
+    rollups: Iterable[RatedRollup], limit: int = COSTLIEST_ROLLUPS
+) -> dg.TableMetadataValue:
+    """The ``limit`` costliest rollups as a table (ties broken by key)."""
     ranked = sorted(rollups, key=lambda r: (-r.cost_usd, r.auth_id, r.model_id))[:limit]
-    return markdown_table(
-        ("auth_id", "model_id", "events", "input tokens", "output tokens", "rate", "cost USD"),
+    return table(
+        COSTLIEST_ROLLUP_COLUMNS,
         (
             (
                 r.auth_id,
@@ -126,14 +166,17 @@ def rating_metadata(rating: WindowRating, costliest: Iterable[RatedRollup] = ())
         "events_read": dg.MetadataValue.int(rating.events_read),
         "events_rated": dg.MetadataValue.int(rating.events_rated),
         "events_excepted": dg.MetadataValue.int(rating.events_excepted),
+        "rollups": dg.MetadataValue.int(rating.rollup_count),
         "cost_usd": money(rating.total_cost_usd),
+        COST_MICRO_USD: dg.MetadataValue.int(micro_usd(rating.total_cost_usd)),
         "exceptions_by_reason": dg.MetadataValue.json(
             exception_totals_by_reason(rating.exception_rows)
         ),
         "pricebook_version": dg.MetadataValue.text(rating.pricebook_version),
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
         "max_ingested_at": _instant(rating.max_ingested_at),
-        "costliest_rollups": dg.MetadataValue.md(costliest_rollups_table(costliest)),
+        "costliest_rollups": costliest_rollups_table(costliest),
+        PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rollup_count),
     }
 
 

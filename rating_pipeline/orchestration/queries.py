@@ -256,17 +256,31 @@ def changed_windows(
 
 @dataclass(frozen=True)
 class LateBeyondLookback:
-    """Events ingested after ``since`` into a window older than the lookback."""
+    """A window older than the lookback whose events differ from what its latest rating
+    read (``events_read`` None: never rated)."""
 
     window: Window
-    event_count: int
+    events_now: int
+    max_ingested_at_now: datetime | None
+    events_read: int | None
+    max_ingested_at_rated: datetime | None
+    rated_at: datetime | None
 
 
 def late_beyond_lookback(
     conn: psycopg.Connection, since: datetime, lookback_start: datetime
 ) -> list[LateBeyondLookback]:
+    """Windows before ``lookback_start``, touched by events ingested after ``since``, that
+    were never rated or whose (count, max ingested_at) differs from their latest rating's."""
     params = {"since": since, "lookback_start": lookback_start}
     return [
-        LateBeyondLookback(_window(row[0]), int(row[1]))
+        LateBeyondLookback(
+            window=_window(row[0]),
+            events_now=int(row[1]),
+            max_ingested_at_now=_utc(row[2]),
+            events_read=None if row[3] is None else int(row[3]),
+            max_ingested_at_rated=_utc(row[4]),
+            rated_at=_utc(row[5]),
+        )
         for row in conn.execute(load_sql("orchestration_late_beyond_lookback"), params)
     ]

@@ -10,8 +10,10 @@ of that partition. The run key ``<partition>:<count>:<max_ingested_at>`` changes
 when the window's events do, so a state is requested once however many ticks see it.
 
 Windows older than the lookback (``RATING_LATE_EVENT_LOOKBACK_HOURS``, default 72) are
-never re-rated automatically: they are reported in the tick's log and skip reason, and in
-the cursor. A database error is not a skip: it raises, and the tick shows the error.
+never re-rated automatically. Those among them that received such events and whose events
+now differ from their latest rating's (or that were never rated) are reported in the tick's
+log and skip reason, and in the cursor; a window rated since its late events landed is not.
+A database error is not a skip: it raises, and the tick shows the error.
 """
 
 import json
@@ -104,7 +106,7 @@ class LateEventsScan:
 
 
 def _reported(late: LateBeyondLookback) -> str:
-    return f"{late.window.key}:{late.event_count}"
+    return f"{late.window.key}:{late.events_now}"
 
 
 def scan(
@@ -140,11 +142,21 @@ def run_request(window: ChangedWindow) -> dg.RunRequest:
     )
 
 
+def _unbilled_state(late: LateBeyondLookback) -> str:
+    if late.events_read is None or late.rated_at is None:
+        return f"{late.events_now} events, never rated"
+    return (
+        f"{late.events_now} events now, {late.events_read} read by its latest rating "
+        f"(rated_at {late.rated_at.isoformat()})"
+    )
+
+
 def beyond_lookback_lines(found: LateEventsScan) -> list[str]:
+    """One line per reported window (at most REPORTED_WINDOWS), then how many more."""
     lines = [
-        f"window {late.window.key}: {late.event_count} events ingested after "
-        f"{found.since.isoformat()}, older than the lookback ({found.lookback_start.isoformat()}): "
-        "not rated automatically; materialize its partition to bill them"
+        f"window {late.window.key}: {_unbilled_state(late)}; older than the lookback "
+        f"({found.lookback_start.isoformat()}): not rated automatically; materialize its "
+        "partition to bill them"
         for late in found.beyond_lookback[:REPORTED_WINDOWS]
     ]
     if len(found.beyond_lookback) > REPORTED_WINDOWS:

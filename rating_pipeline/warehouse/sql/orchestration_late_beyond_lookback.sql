@@ -1,7 +1,43 @@
--- The late-events sensor's report: windows that started before %(lookback_start)s and
--- received events ingested after %(since)s. They are not re-rated automatically.
-SELECT date_trunc('hour', occurred_at, 'UTC') AS window_start, count(*) AS event_count
-FROM billing_event
-WHERE ingested_at > %(since)s AND occurred_at < %(lookback_start)s
-GROUP BY 1
-ORDER BY 1
+-- The late-events sensor's report. Among the windows starting before %(lookback_start)s that
+-- received an event ingested after %(since)s, the ones whose events now differ from what
+-- their latest rating read (the comparison of orchestration_changed_windows.sql), or that
+-- were never rated: true "not billed as they stand" windows, which are not re-rated
+-- automatically. A window rated again after its late events landed is not reported.
+WITH touched AS (
+    SELECT DISTINCT date_trunc('hour', occurred_at, 'UTC') AS window_start
+    FROM billing_event
+    WHERE ingested_at > %(since)s
+      AND occurred_at < %(lookback_start)s
+),
+latest AS (
+    SELECT DISTINCT ON (rating_log.window_start)
+        rating_log.window_start, rating_log.events_read, rating_log.max_ingested_at,
+        rating_log.rated_at
+    FROM rating_log
+    JOIN touched ON touched.window_start = rating_log.window_start
+    ORDER BY rating_log.window_start, rating_log.log_id DESC
+),
+now_in_window AS (
+    SELECT
+        touched.window_start,
+        count(*) AS event_count,
+        max(billing_event.ingested_at) AS max_ingested_at
+    FROM touched
+    JOIN billing_event
+        ON billing_event.occurred_at >= touched.window_start
+       AND billing_event.occurred_at < touched.window_start + interval '1 hour'
+    GROUP BY touched.window_start
+)
+SELECT
+    now_in_window.window_start,
+    now_in_window.event_count AS events_now,
+    now_in_window.max_ingested_at AS max_ingested_at_now,
+    latest.events_read,
+    latest.max_ingested_at AS max_ingested_at_rated,
+    latest.rated_at
+FROM now_in_window
+LEFT JOIN latest ON latest.window_start = now_in_window.window_start
+WHERE latest.window_start IS NULL
+   OR now_in_window.event_count <> latest.events_read
+   OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at
+ORDER BY now_in_window.window_start
