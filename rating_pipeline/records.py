@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from rating_pipeline.pricebook.model import STANDARD, TOKEN_CLASSES
+
 # rate_source values (contract 5.1)
 RATE_OWN = "own"
 RATE_DECLARED = "declared"
@@ -22,24 +24,34 @@ AMBIGUOUS_BASE = "ambiguous_base"
 INVALID_EVENT = "invalid_event"
 REASONS = (UNPRICED, AMBIGUOUS_BASE, INVALID_EVENT)
 
-# What makes an event invalid, each with the bit the SQL extraction reports it by.
+# What makes an event invalid (contract 6), in the order a detail names them. The SQL
+# reads a window's problems as bits: the name at index i is bit 1 << i (PROBLEM_BITS).
 BLANK_AUTH_ID = "blank auth_id"
 BLANK_MODEL_ID = "blank model_id"
-NEGATIVE_INPUT_TOKENS = "negative input_tokens"
-NEGATIVE_OUTPUT_TOKENS = "negative output_tokens"
-PROBLEM_BITS: dict[int, str] = {
-    1: BLANK_AUTH_ID,
-    2: BLANK_MODEL_ID,
-    4: NEGATIVE_INPUT_TOKENS,
-    8: NEGATIVE_OUTPUT_TOKENS,
-}
+PROBLEMS = (
+    BLANK_AUTH_ID,
+    BLANK_MODEL_ID,
+    "auth_id longer than 256 characters",
+    "model_id longer than 256 characters",
+    "base_model longer than 256 characters",
+    "unknown service_tier",
+    *(f"negative {token_class}_tokens" for token_class in TOKEN_CLASSES),
+)
+PROBLEM_BITS: dict[int, str] = {1 << index: name for index, name in enumerate(PROBLEMS)}
 # An id is blank when nothing but these characters remain (the SQL uses the same set).
 BLANK_CHARACTERS = " \t\n\r\f\v"
+# Longer ids are invalid: they could not key a row (a B-tree entry holds ~2,700 bytes).
+# An exception row keys such an id by its first ID_PREFIX_LENGTH characters and its sha256.
+MAX_ID_LENGTH = 256
+ID_PREFIX_LENGTH = 64
+# The service_tier and context_tier of an invalid_event exception: an invalid event may
+# have no valid tier, so these rows are not split by tier.
+NO_TIER = "-"
 
 
 @dataclass(frozen=True)
 class BillingEvent:
-    """One row of ``billing_event``."""
+    """One row of ``billing_event`` (contract 3); token classes absent upstream are 0."""
 
     event_id: str
     auth_id: str
@@ -49,11 +61,23 @@ class BillingEvent:
     output_tokens: int
     occurred_at: datetime
     ingested_at: datetime | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_input_tokens: int = 0
+    service_tier: str | None = None
+
+    def tokens(self) -> dict[str, int]:
+        """Every token class's count, in TOKEN_CLASSES order."""
+        return {c: getattr(self, f"{c}_tokens") for c in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True)
 class RatedRollup:
-    """One billable row of ``rated_usage``, its rate frozen on it."""
+    """One billable row of ``rated_usage``, its rates frozen on it (contract 6)."""
 
     window_start: datetime
     window_end: datetime
@@ -70,6 +94,30 @@ class RatedRollup:
     cost_usd: Decimal
     pricebook_version: str
     pricebook_sha256: str
+    service_tier: str = STANDARD
+    context_tier: str = STANDARD
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_input_tokens: int = 0
+    cache_read_rate_per_mtok: Decimal | None = None
+    cache_write_rate_per_mtok: Decimal | None = None
+    cache_write_1h_rate_per_mtok: Decimal | None = None
+    reasoning_rate_per_mtok: Decimal | None = None
+    audio_input_rate_per_mtok: Decimal | None = None
+    audio_output_rate_per_mtok: Decimal | None = None
+    image_input_rate_per_mtok: Decimal | None = None
+
+    def tokens(self) -> dict[str, int]:
+        """Every token class's sum, in TOKEN_CLASSES order."""
+        return {c: getattr(self, f"{c}_tokens") for c in TOKEN_CLASSES}
+
+    def rates(self) -> dict[str, Decimal | None]:
+        """Every token class's frozen rate (None: the rate set has none), in order."""
+        return {c: getattr(self, f"{c}_rate_per_mtok") for c in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True)
@@ -86,3 +134,16 @@ class RatingException:
     input_tokens: int
     output_tokens: int
     pricebook_version: str
+    service_tier: str = STANDARD
+    context_tier: str = STANDARD
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_input_tokens: int = 0
+
+    def tokens(self) -> dict[str, int]:
+        """Every token class's sum, in TOKEN_CLASSES order."""
+        return {c: getattr(self, f"{c}_tokens") for c in TOKEN_CLASSES}

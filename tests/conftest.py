@@ -30,14 +30,14 @@ CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
 DROP_DATABASE = "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
 
-COPY_EVENTS = (
-    "COPY billing_event (event_id, auth_id, model_id, base_model, input_tokens, "
-    "output_tokens, occurred_at, ingested_at) FROM STDIN"
-)
-COPY_EVENTS_INGESTED_NOW = (
-    "COPY billing_event (event_id, auth_id, model_id, base_model, input_tokens, "
-    "output_tokens, occurred_at) FROM STDIN"
-)
+EVENT_COLUMNS = (
+    "event_id", "auth_id", "model_id", "base_model", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+    "audio_input_tokens", "audio_output_tokens", "image_input_tokens", "service_tier",
+    "occurred_at",
+)  # fmt: skip
+COPY_EVENTS = f"COPY billing_event ({', '.join(EVENT_COLUMNS)}, ingested_at) FROM STDIN"
+COPY_EVENTS_INGESTED_NOW = f"COPY billing_event ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 DELETE_EVENTS = "DELETE FROM billing_event WHERE event_id = ANY(%(ids)s)"
 TRUNCATE_ALL = (
     "TRUNCATE billing_event, rated_usage, rating_exception, rated_usage_archive, "
@@ -64,16 +64,10 @@ def insert_events(url: str, events: Iterable[BillingEvent]) -> int:
     with psycopg.connect(url) as conn, conn.cursor() as cursor:
         with cursor.copy(COPY_EVENTS) as copy:
             for e in stamped:
-                copy.write_row(
-                    (e.event_id, e.auth_id, e.model_id, e.base_model, e.input_tokens,
-                     e.output_tokens, e.occurred_at, e.ingested_at)
-                )  # fmt: skip
+                copy.write_row([getattr(e, c) for c in EVENT_COLUMNS] + [e.ingested_at])
         with cursor.copy(COPY_EVENTS_INGESTED_NOW) as copy:
             for e in defaulted_events:
-                copy.write_row(
-                    (e.event_id, e.auth_id, e.model_id, e.base_model, e.input_tokens,
-                     e.output_tokens, e.occurred_at)
-                )  # fmt: skip
+                copy.write_row([getattr(e, c) for c in EVENT_COLUMNS])
     return len(stamped) + len(defaulted_events)
 
 

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 
-from rating_pipeline.pricebook.model import ModelEntry, PricebookVersion, Rate
+from rating_pipeline.pricebook.model import (
+    STANDARD,
+    ModelEntry,
+    ModelRates,
+    PricebookVersion,
+    RateSet,
+)
 from rating_pipeline.records import BillingEvent
 
 WINDOW_START = datetime(2026, 6, 15, 10, tzinfo=UTC)
@@ -23,8 +29,19 @@ def derived(base: str, multiplier: str) -> dict[str, str]:
     return {"derived_from": base, "multiplier": multiplier}
 
 
+def schedule(sets: dict[tuple[str, str], dict[str, str]], above: int | None = None) -> ModelRates:
+    """Own rates from ``{(service tier, context tier): {token class: rate text}}``."""
+    return ModelRates(
+        {
+            key: RateSet({c: Decimal(rate) for c, rate in rates.items()})
+            for key, rates in sets.items()
+        },
+        above,
+    )
+
+
 def make_version(
-    models: dict[str, tuple[str, str] | dict[str, str]],
+    models: dict[str, tuple[str, str] | dict[str, str] | ModelRates],
     *,
     version: str = "2026-06-01",
     effective_from: datetime = datetime(2026, 6, 1, tzinfo=UTC),
@@ -33,9 +50,12 @@ def make_version(
     """A version from ``{model: own(in, out) | derived(base, multiplier)}``; no validation."""
     entries = {}
     for line, (model_id, spec) in enumerate(models.items(), start=1):
-        if isinstance(spec, tuple):
+        if isinstance(spec, ModelRates):
+            entries[model_id] = ModelEntry(model_id, line, own_rates=spec)
+        elif isinstance(spec, tuple):
+            standard = RateSet({"input": Decimal(spec[0]), "output": Decimal(spec[1])})
             entries[model_id] = ModelEntry(
-                model_id, line, own_rate=Rate(Decimal(spec[0]), Decimal(spec[1]))
+                model_id, line, own_rates=ModelRates({(STANDARD, STANDARD): standard})
             )
         else:
             entries[model_id] = ModelEntry(

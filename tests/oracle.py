@@ -1,27 +1,35 @@
 """The oracle: a deliberately plain reference of pricing (contract 5 and 6) for one window.
 
 It walks individual events with ``Decimal`` and shares no code with the production path
-(``pricing``, ``money``, the SQL) beyond the pricebook types and the output records. Where the
-production path aggregates first and prices totals, the oracle prices every event on its
-own and adds the exact costs up; both must agree to the last digit. Property tests hold
-them to it, so keep this module simple rather than fast, and change it only when the
-contract changes.
+(``pricing``, ``money``, the SQL) beyond the pricebook types and the output records. Where
+the production path sums first and prices totals, the oracle classifies and prices every
+event on its own and adds the exact costs up; both must agree to the last digit. Property
+tests hold them to it, so keep this module simple rather than fast, and change it only
+when the contract changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact
 
-from rating_pipeline.pricebook.model import PricebookVersion
+from rating_pipeline.pricebook.model import ModelRates, PricebookVersion
 from rating_pipeline.records import BillingEvent, RatedRollup, RatingException
 from rating_pipeline.windows import Window
 
 _CONTEXT = Context(prec=200, rounding=ROUND_HALF_EVEN, traps=[Inexact])
 _SIX_PLACES = Decimal("0.000001")
 _WHITESPACE = " \t\n\r\f\v"
+CLASSES = [
+    "input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning",
+    "audio_input", "audio_output", "image_input",
+]  # fmt: skip
+PROMPT_CLASSES = ["input", "cache_read", "cache_write", "cache_write_1h", "audio_input",
+                  "image_input"]  # fmt: skip
+TIERS = ["standard", "batch", "priority", "flex"]
 
 
 @dataclass(frozen=True)
@@ -45,24 +53,37 @@ class OracleRating:
         return total
 
 
+def _tokens(event: BillingEvent, token_class: str) -> int:
+    return int(getattr(event, token_class + "_tokens"))
+
+
 def _problems(event: BillingEvent) -> list[str]:
     found = []
     if event.auth_id.strip(_WHITESPACE) == "":
         found.append("blank auth_id")
     if event.model_id.strip(_WHITESPACE) == "":
         found.append("blank model_id")
-    if event.input_tokens < 0:
-        found.append("negative input_tokens")
-    if event.output_tokens < 0:
-        found.append("negative output_tokens")
+    for name, value in (("auth_id", event.auth_id), ("model_id", event.model_id),
+                        ("base_model", event.base_model or "")):  # fmt: skip
+        if len(value) > 256:
+            found.append(f"{name} longer than 256 characters")
+    if event.service_tier is not None and event.service_tier not in TIERS:
+        found.append("unknown service_tier")
+    found += [f"negative {c}_tokens" for c in CLASSES if _tokens(event, c) < 0]
     return found
 
 
-def _has_own_rate(version: PricebookVersion, model_id: str | None) -> bool:
+def _shortened(text: str) -> str:
+    if len(text) <= 256:
+        return text
+    return text[:64] + "...sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _true_base_rates(version: PricebookVersion, model_id: str | None) -> ModelRates | None:
     if model_id is None or model_id[:3] == "ft:":
-        return False
+        return None
     entry = version.models.get(model_id)
-    return entry is not None and entry.own_rate is not None
+    return None if entry is None else entry.own_rates
 
 
 def _times(rate: Decimal, multiplier: Decimal) -> Decimal:
@@ -70,23 +91,38 @@ def _times(rate: Decimal, multiplier: Decimal) -> Decimal:
     return exact.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN, context=Context(prec=200))
 
 
-def _price(
+def _schedule_of(version: PricebookVersion, event: BillingEvent) -> ModelRates | None:
+    """The rates this one event would be priced by, ignoring the ambiguity gate: only to
+    classify its context tier."""
+    entry = version.models.get(event.model_id)
+    if entry is not None:
+        if entry.own_rates is not None:
+            return entry.own_rates
+        return version.models[entry.derived_from].own_rates if entry.derived_from else None
+    if event.model_id[:3] == "ft:" and version.fine_tune_multiplier is not None:
+        return _true_base_rates(version, event.base_model)
+    return None
+
+
+def _context_tier(version: PricebookVersion, event: BillingEvent) -> str:
+    schedule = _schedule_of(version, event)
+    if schedule is None or schedule.long_context_above_tokens is None:
+        return "standard"
+    prompt = sum(_tokens(event, c) for c in PROMPT_CLASSES)
+    return "long" if prompt > schedule.long_context_above_tokens else "standard"
+
+
+def _resolve(
     version: PricebookVersion, model_id: str, bases: list[str | None]
-) -> tuple[str, str | None, Decimal | None, Decimal, Decimal] | tuple[str, str]:
-    """(source, base, multiplier, input rate, output rate), or (reason, detail)."""
+) -> tuple[str, str | None, Decimal | None, ModelRates] | tuple[str, str]:
+    """(source, base, multiplier, the model's rates), or (reason, detail)."""
     entry = version.models.get(model_id)
-    if entry is not None and entry.own_rate is not None:
-        return ("own", None, None, entry.own_rate.input_per_mtok, entry.own_rate.output_per_mtok)
+    if entry is not None and entry.own_rates is not None:
+        return ("own", None, None, entry.own_rates)
     if entry is not None and entry.derived_from is not None:
-        base_rate = version.models[entry.derived_from].own_rate
-        assert base_rate is not None and entry.multiplier is not None
-        return (
-            "declared",
-            entry.derived_from,
-            entry.multiplier,
-            _times(base_rate.input_per_mtok, entry.multiplier),
-            _times(base_rate.output_per_mtok, entry.multiplier),
-        )
+        base_rates = version.models[entry.derived_from].own_rates
+        assert base_rates is not None and entry.multiplier is not None
+        return ("declared", entry.derived_from, entry.multiplier, base_rates)
     if not model_id.startswith("ft:"):
         return ("unpriced", f"unknown model: not in pricebook {version.version}")
     multiplier = version.fine_tune_multiplier
@@ -100,9 +136,9 @@ def _price(
         if base not in distinct:
             distinct.append(base)
     if len(distinct) > 1:
-        listed = sorted(b for b in distinct if b is not None)
+        listed: list[str | None] = sorted(b for b in distinct if b is not None)
         if None in distinct:
-            listed.append(None)  # type: ignore[arg-type]
+            listed.append(None)
         return (
             "ambiguous_base",
             "distinct base_model values: " + json.dumps(listed, ensure_ascii=False),
@@ -110,7 +146,8 @@ def _price(
     base = distinct[0]
     if base is None:
         return ("unpriced", "fine-tune without a base: its events carry no base_model")
-    if not _has_own_rate(version, base):
+    base_rates = _true_base_rates(version, base)
+    if base_rates is None:
         quoted = json.dumps(base, ensure_ascii=False)
         if base.startswith("ft:"):
             detail = (
@@ -123,15 +160,17 @@ def _price(
         else:
             detail = f"base {quoted} is not in pricebook {version.version}"
         return ("unpriced", detail)
-    base_rate = version.models[base].own_rate
-    assert base_rate is not None
-    return (
-        "event",
-        base,
-        multiplier,
-        _times(base_rate.input_per_mtok, multiplier),
-        _times(base_rate.output_per_mtok, multiplier),
-    )
+    return ("event", base, multiplier, base_rates)
+
+
+def _set_name(model_id: str, tier: str, context: str) -> str:
+    if tier == "standard" and context == "standard":
+        words = "standard"
+    elif context == "long":
+        words = "long-context" if tier == "standard" else f"{tier} long-context"
+    else:
+        words = tier
+    return f"{words} rates of {model_id}"
 
 
 def rate_window(
@@ -143,83 +182,119 @@ def rate_window(
     for event in events:
         if not (window.start <= event.occurred_at < window.end):
             continue
-        target = invalid if _problems(event) else valid
-        target.setdefault((event.auth_id, event.model_id), []).append(event)
-
-    rollups = []
-    exceptions = []
-    for (auth_id, model_id), group in valid.items():
-        outcome = _price(version, model_id, [e.base_model for e in group])
-        if len(outcome) == 2:
-            reason, detail = outcome
-            exceptions.append(_exception(window, version, auth_id, model_id, group, reason, detail))
-            continue
-        source, base, multiplier, input_rate, output_rate = outcome
-        cost = Decimal(0)
-        for event in group:
-            event_cost = _CONTEXT.divide(
-                _CONTEXT.add(
-                    _CONTEXT.multiply(Decimal(event.input_tokens), input_rate),
-                    _CONTEXT.multiply(Decimal(event.output_tokens), output_rate),
-                ),
-                Decimal(1_000_000),
-            )
-            cost = _CONTEXT.add(cost, event_cost)
-        rollups.append(
-            RatedRollup(
-                window_start=window.start,
-                window_end=window.end,
-                auth_id=auth_id,
-                model_id=model_id,
-                event_count=len(group),
-                input_tokens=sum(e.input_tokens for e in group),
-                output_tokens=sum(e.output_tokens for e in group),
-                rate_source=source,
-                derivation_base=base,
-                multiplier=multiplier,
-                input_rate_per_mtok=input_rate,
-                output_rate_per_mtok=output_rate,
-                cost_usd=cost,
-                pricebook_version=version.version,
-                pricebook_sha256=version.sha256,
-            )
-        )
+        if _problems(event):
+            key = (_shortened(event.auth_id), _shortened(event.model_id))
+            invalid.setdefault(key, []).append(event)
+        else:
+            valid.setdefault((event.auth_id, event.model_id), []).append(event)
+    rollups: list[RatedRollup] = []
+    exceptions: list[RatingException] = []
+    for (auth_id, model_id), pair in valid.items():
+        outcome = _resolve(version, model_id, [e.base_model for e in pair])
+        rollup_groups: dict[tuple[str, str], list[BillingEvent]] = {}
+        for event in pair:
+            tiers = (event.service_tier or "standard", _context_tier(version, event))
+            rollup_groups.setdefault(tiers, []).append(event)
+        for (tier, context), group in rollup_groups.items():
+            row = _price(window, version, auth_id, model_id, tier, context, group, outcome)
+            (rollups if isinstance(row, RatedRollup) else exceptions).append(row)
     for (auth_id, model_id), group in invalid.items():
         seen = {problem for event in group for problem in _problems(event)}
         order = [
-            "blank auth_id",
-            "blank model_id",
-            "negative input_tokens",
-            "negative output_tokens",
-        ]
+            "blank auth_id", "blank model_id", "auth_id longer than 256 characters",
+            "model_id longer than 256 characters", "base_model longer than 256 characters",
+            "unknown service_tier", *(f"negative {c}_tokens" for c in CLASSES),
+        ]  # fmt: skip
         detail = ", ".join(p for p in order if p in seen)
         exceptions.append(
-            _exception(window, version, auth_id, model_id, group, "invalid_event", detail)
-        )
+            _exception(window, version, (auth_id, model_id, "-", "-"), group,
+                       "invalid_event", detail)
+        )  # fmt: skip
     return OracleRating(
-        rollups=tuple(sorted(rollups, key=lambda r: (r.auth_id, r.model_id))),
-        exceptions=tuple(sorted(exceptions, key=lambda e: (e.auth_id, e.model_id, e.reason))),
+        rollups=tuple(
+            sorted(rollups, key=lambda r: (r.auth_id, r.model_id, r.service_tier, r.context_tier))
+        ),
+        exceptions=tuple(
+            sorted(
+                exceptions,
+                key=lambda e: (e.auth_id, e.model_id, e.service_tier, e.context_tier, e.reason),
+            )
+        ),
+    )
+
+
+def _price(
+    window: Window,
+    version: PricebookVersion,
+    auth_id: str,
+    model_id: str,
+    tier: str,
+    context: str,
+    group: list[BillingEvent],
+    outcome: tuple[str, str | None, Decimal | None, ModelRates] | tuple[str, str],
+) -> RatedRollup | RatingException:
+    key = (auth_id, model_id, tier, context)
+    if len(outcome) == 2:
+        return _exception(window, version, key, group, outcome[0], outcome[1])
+    source, base, multiplier, schedule = outcome
+    rate_set = schedule.sets.get((tier, context))
+    if rate_set is None:
+        name = _set_name(model_id, tier, context).replace(" rates of ", " rates for ")
+        return _exception(window, version, key, group, "unpriced", f"no {name}")
+    rates: dict[str, Decimal | None] = {}
+    for c in CLASSES:
+        listed = rate_set.rates.get(c)
+        rates[c] = listed if listed is None or multiplier is None else _times(listed, multiplier)
+    missing = [c for c in CLASSES if rates[c] is None and any(_tokens(e, c) for e in group)]
+    if missing:
+        detail = ", ".join(f"no {c} rate" for c in missing)
+        detail += " in " + _set_name(model_id, tier, context)
+        return _exception(window, version, key, group, "unpriced", detail)
+    cost = Decimal(0)
+    for event in group:
+        for c in CLASSES:
+            rate = rates[c]
+            if rate is not None and _tokens(event, c):
+                share = _CONTEXT.multiply(Decimal(_tokens(event, c)), rate)
+                cost = _CONTEXT.add(cost, _CONTEXT.divide(share, Decimal(1_000_000)))
+    return RatedRollup(
+        window_start=window.start,
+        window_end=window.end,
+        auth_id=auth_id,
+        model_id=model_id,
+        service_tier=tier,
+        context_tier=context,
+        event_count=len(group),
+        rate_source=source,
+        derivation_base=base,
+        multiplier=multiplier,
+        cost_usd=cost.quantize(Decimal("1E-12"), context=_CONTEXT),
+        pricebook_version=version.version,
+        pricebook_sha256=version.sha256,
+        **{f"{c}_tokens": sum(_tokens(e, c) for e in group) for c in CLASSES},  # type: ignore[arg-type]
+        **{f"{c}_rate_per_mtok": rates[c] for c in CLASSES},  # type: ignore[arg-type]
     )
 
 
 def _exception(
     window: Window,
     version: PricebookVersion,
-    auth_id: str,
-    model_id: str,
+    key: tuple[str, str, str, str],
     group: list[BillingEvent],
     reason: str,
     detail: str,
 ) -> RatingException:
+    auth_id, model_id, tier, context = key
     return RatingException(
         window_start=window.start,
         window_end=window.end,
         auth_id=auth_id,
         model_id=model_id,
+        service_tier=tier,
+        context_tier=context,
         reason=reason,
         detail=detail,
         event_count=len(group),
-        input_tokens=sum(e.input_tokens for e in group),
-        output_tokens=sum(e.output_tokens for e in group),
         pricebook_version=version.version,
+        **{f"{c}_tokens": sum(_tokens(e, c) for e in group) for c in CLASSES},  # type: ignore[arg-type]
     )

@@ -450,9 +450,15 @@ def test_cost_check_refuses_a_row_whose_cost_does_not_reconstruct(
     reader: psycopg.Connection,
 ) -> None:
     insert = """
-    INSERT INTO rated_usage VALUES (
-        %(start)s, %(end)s, 'org-1', 'base-large', 1, %(input)s, %(output)s, 'own', NULL, NULL,
-        %(input_rate)s, %(output_rate)s, %(cost)s, 'v', 'sha', now(), 'run'
+    INSERT INTO rated_usage (
+        window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
+        input_tokens, output_tokens, rate_source, derivation_base, multiplier,
+        input_rate_per_mtok, output_rate_per_mtok, cost_usd, pricebook_version,
+        pricebook_sha256, rated_at, run_id
+    ) VALUES (
+        %(start)s, %(end)s, 'org-1', 'base-large', 'standard', 'standard', 1, %(input)s,
+        %(output)s, 'own', NULL, NULL, %(input_rate)s, %(output_rate)s, %(cost)s, 'v', 'sha',
+        now(), 'run'
     )
     """
     big = 10**25 + 7

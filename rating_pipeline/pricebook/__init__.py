@@ -2,20 +2,22 @@
 
 from rating_pipeline.pricebook.model import (
     ModelEntry,
+    ModelRates,
     NoPricebookForWindow,
     Pricebooks,
     PricebookVersion,
-    Rate,
+    RateSet,
     is_derivation_base,
     is_fine_tune,
 )
 
 __all__ = [
     "ModelEntry",
+    "ModelRates",
     "NoPricebookForWindow",
     "PricebookVersion",
     "Pricebooks",
-    "Rate",
+    "RateSet",
     "is_derivation_base",
     "is_fine_tune",
 ]

@@ -8,9 +8,18 @@ from datetime import datetime
 from decimal import Decimal
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.money import derive_rate
 from rating_pipeline.windows import Window
 
 FINE_TUNE_PREFIX = "ft:"
+TOKEN_CLASSES = (
+    "input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning",
+    "audio_input", "audio_output", "image_input",
+)  # fmt: skip
+SERVICE_TIERS = ("standard", "batch", "priority", "flex")
+STANDARD = "standard"  # the standard service tier and the standard context tier
+LONG = "long"
+CONTEXT_TIERS = (STANDARD, LONG)
 
 
 def is_fine_tune(model_id: str) -> bool:
@@ -19,20 +28,46 @@ def is_fine_tune(model_id: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Rate:
-    """USD per 1,000,000 tokens, exact, at most RATE_PLACES places."""
+class RateSet:
+    """USD per 1,000,000 tokens per token class it prices; input and output always."""
 
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
+    rates: Mapping[str, Decimal]
+
+    def rate(self, token_class: str) -> Decimal | None:
+        return self.rates.get(token_class)
+
+
+@dataclass(frozen=True)
+class ModelRates:
+    """A model's rate sets by (service tier, context tier); (STANDARD, STANDARD) always."""
+
+    sets: Mapping[tuple[str, str], RateSet]
+    long_context_above_tokens: int | None = None
+
+    def rate_set(self, service_tier: str, context_tier: str) -> RateSet | None:
+        return self.sets.get((service_tier, context_tier))
+
+    def derived(self, multiplier: Decimal) -> ModelRates:
+        """Every rate of every set times ``multiplier``, rounded half-even (money); the
+        same threshold."""
+        return ModelRates(
+            {
+                key: RateSet(
+                    {c: derive_rate(rate, multiplier) for c, rate in rate_set.rates.items()}
+                )
+                for key, rate_set in self.sets.items()
+            },
+            self.long_context_above_tokens,
+        )
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of a version: either ``own_rate``, or ``derived_from`` with ``multiplier``."""
+    """One model of a version: either ``own_rates``, or ``derived_from`` with ``multiplier``."""
 
     model_id: str
     line: int
-    own_rate: Rate | None = None
+    own_rates: ModelRates | None = None
     derived_from: str | None = None
     multiplier: Decimal | None = None
 
@@ -59,7 +94,7 @@ def is_derivation_base(version: PricebookVersion, model_id: str | None) -> bool:
     if model_id is None or is_fine_tune(model_id):
         return False
     entry = version.models.get(model_id)
-    return entry is not None and entry.own_rate is not None
+    return entry is not None and entry.own_rates is not None
 
 
 class NoPricebookForWindow(RatingPipelineError, LookupError):

@@ -2,6 +2,12 @@
 events name, to the rates that price it, or to the reason it cannot bill. Pure and
 database-free; the warehouse applies the answers in SQL."""
 
-from rating_pipeline.pricing.resolve import Excluded, Priced, resolve
+from rating_pipeline.pricing.resolve import (
+    ContextThresholds,
+    Excluded,
+    Priced,
+    context_thresholds,
+    resolve,
+)
 
-__all__ = ["Excluded", "Priced", "resolve"]
+__all__ = ["ContextThresholds", "Excluded", "Priced", "context_thresholds", "resolve"]

@@ -1,4 +1,6 @@
-"""Rate resolution for one (model, distinct base_models seen) in one version (contract 5.1, 5.2).
+"""Rate resolution for one (model, distinct base_models seen) in one version (contract 5.1,
+5.2), and the long-context thresholds events are classified by before they are summed
+(5.3).
 
 The unpriced and ambiguous details are part of the output (they land in
 ``rating_exception.detail``), so their wording is fixed here and in the oracle alike.
@@ -10,10 +12,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rating_pipeline.money import derive_rate
 from rating_pipeline.pricebook.model import (
+    ModelRates,
     PricebookVersion,
-    Rate,
     is_derivation_base,
     is_fine_tune,
 )
@@ -22,10 +23,10 @@ from rating_pipeline.records import AMBIGUOUS_BASE, RATE_DECLARED, RATE_EVENT, R
 
 @dataclass(frozen=True)
 class Priced:
-    """A resolved rate, with how it was obtained."""
+    """The rates that price a model, with how they were obtained."""
 
     rate_source: str
-    rate: Rate
+    rates: ModelRates
     derivation_base: str | None = None
     multiplier: Decimal | None = None
 
@@ -36,14 +37,6 @@ class Excluded:
 
     reason: str
     detail: str
-
-
-def derived(base: Rate, multiplier: Decimal) -> Rate:
-    """A derivation's rate: each base rate times ``multiplier``, rounded half-even (money)."""
-    return Rate(
-        input_per_mtok=derive_rate(base.input_per_mtok, multiplier),
-        output_per_mtok=derive_rate(base.output_per_mtok, multiplier),
-    )
 
 
 def describe_bases(bases: frozenset[str | None]) -> str:
@@ -65,14 +58,14 @@ def resolve(
     4. anything else is unpriced, with the reason.
     """
     entry = version.models.get(model_id)
-    if entry is not None and entry.own_rate is not None:
-        return Priced(RATE_OWN, entry.own_rate)
+    if entry is not None and entry.own_rates is not None:
+        return Priced(RATE_OWN, entry.own_rates)
     if entry is not None and entry.derived_from is not None and entry.multiplier is not None:
-        base_entry = version.models[entry.derived_from]
-        assert base_entry.own_rate is not None  # the loader admits only true bases (rule 5)
+        base_rates = version.models[entry.derived_from].own_rates
+        assert base_rates is not None  # the loader admits only true bases (rule 5)
         return Priced(
             RATE_DECLARED,
-            derived(base_entry.own_rate, entry.multiplier),
+            base_rates.derived(entry.multiplier),
             entry.derived_from,
             entry.multiplier,
         )
@@ -90,11 +83,11 @@ def resolve(
         return Excluded(UNPRICED, "fine-tune without a base: its events carry no base_model")
     if not is_derivation_base(version, base):
         return Excluded(UNPRICED, _not_a_true_base(version, base))
-    base_rate = version.models[base].own_rate
-    assert base_rate is not None  # is_derivation_base
+    base_rates = version.models[base].own_rates
+    assert base_rates is not None  # is_derivation_base
     return Priced(
         RATE_EVENT,
-        derived(base_rate, version.fine_tune_multiplier),
+        base_rates.derived(version.fine_tune_multiplier),
         base,
         version.fine_tune_multiplier,
     )
@@ -107,3 +100,33 @@ def _not_a_true_base(version: PricebookVersion, base: str) -> str:
     if base in version.models:
         return f"base {quoted} is itself derived in pricebook {version.version}, not a true base"
     return f"base {quoted} is not in pricebook {version.version}"
+
+
+@dataclass(frozen=True)
+class ContextThresholds:
+    """The long-context threshold of every rate schedule an event can resolve to, before
+    its rollup is known (contract 5.3): ``listed`` by model id, for every listed model (None:
+    no threshold); ``event_bases`` by base, for unlisted fine-tunes priced from their
+    event's base (path 3), present only when the version has a ``fine_tune_multiplier``.
+    Events whose rollup turns out unpriced or ambiguous are classified all the same: they
+    bill nothing, and their exception rows are split by the same tiers."""
+
+    listed: dict[str, int | None]
+    event_bases: dict[str, int]
+
+
+def context_thresholds(version: PricebookVersion) -> ContextThresholds:
+    """Each listed model's threshold as ``resolve`` would price it, and each true base's."""
+    listed: dict[str, int | None] = {}
+    for model_id, entry in version.models.items():
+        rates = entry.own_rates
+        if rates is None and entry.derived_from is not None:
+            rates = version.models[entry.derived_from].own_rates
+        listed[model_id] = None if rates is None else rates.long_context_above_tokens
+    event_bases: dict[str, int] = {}
+    if version.fine_tune_multiplier is not None:
+        for model_id, entry in version.models.items():
+            threshold = entry.own_rates and entry.own_rates.long_context_above_tokens
+            if is_derivation_base(version, model_id) and threshold:
+                event_bases[model_id] = threshold
+    return ContextThresholds(listed, event_bases)

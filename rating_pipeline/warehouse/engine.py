@@ -21,8 +21,24 @@ from psycopg.pq import TransactionStatus
 from rating_pipeline import pricing
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import exact_rate
-from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
-from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, PROBLEM_BITS, RatingException
+from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    LONG,
+    SERVICE_TIERS,
+    STANDARD,
+    TOKEN_CLASSES,
+    Pricebooks,
+    PricebookVersion,
+)
+from rating_pipeline.records import (
+    AMBIGUOUS_BASE,
+    ID_PREFIX_LENGTH,
+    INVALID_EVENT,
+    MAX_ID_LENGTH,
+    PROBLEMS,
+    UNPRICED,
+    RatingException,
+)
 from rating_pipeline.warehouse.extract import (
     WindowRead,
     parse_bases_key,
@@ -45,10 +61,8 @@ LOCK_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
 DELETIONS_LOGGED = 50
-# Binary COPY of window_resolution, in the column order of sql/copy_window_resolution.sql.
-RESOLUTION_TYPES = (
-    "text", "text", "text", "text", "numeric", "numeric", "numeric", "text", "text",
-)  # fmt: skip
+# Binary COPY of window_resolution, in its column order (sql/create_window_resolution.sql).
+RESOLUTION_TYPES = ("text",) * 6 + ("numeric",) * (1 + len(TOKEN_CLASSES)) + ("text",) * 3
 
 
 class ConservationError(RatingPipelineError):
@@ -77,8 +91,11 @@ class RatingRun:
             "pricebook_sha256": self.version.sha256,
             "rated_at": self.rated_at,
             "run_id": self.run_id,
+            "unpriced": UNPRICED,
             "invalid_event": INVALID_EVENT,
-            **{f"problem_{bit}": name for bit, name in PROBLEM_BITS.items()},
+            "problem_names": list(PROBLEMS),
+            "max_id_length": MAX_ID_LENGTH,
+            "id_prefix_length": ID_PREFIX_LENGTH,
         }
 
 
@@ -169,7 +186,7 @@ def rate_window_in_transaction(
     """Every step of ``rate_window`` but the commit, in the caller's transaction, which
     must have run no statement yet (tests use this to look at it from inside)."""
     run = begin_rating(conn, window, version, run_id)
-    read = read_window_usage(conn, window)
+    read = read_window_usage(conn, window, version)
     usage, exceptions = converge(conn, run, read)
     log_rating(conn, run, read, usage, exceptions)
     return summarize(conn, run, read, usage, exceptions)
@@ -189,22 +206,53 @@ def begin_rating(
     return RatingRun(window, version, run_id, rated_at=granted[0])
 
 
-def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> tuple[Any, ...]:
-    """One row of ``window_resolution``: ``pricing.resolve``'s answer for one key."""
+def rates_label(model_id: str, service_tier: str, context_tier: str) -> str:
+    """How a detail names one rate set: ``batch long-context rates of base-large``."""
+    words = [service_tier] if service_tier != STANDARD or context_tier == STANDARD else []
+    words += ["long-context"] if context_tier == LONG else []
+    return f"{' '.join(words)} rates of {model_id}"
+
+
+def resolution_rows(
+    version: PricebookVersion, model_id: str, bases_key: str
+) -> list[tuple[Any, ...]]:
+    """The rows of ``window_resolution`` for one key: ``pricing.resolve``'s answer for each
+    service and context tier, the rate set that prices it or why nothing does."""
     outcome = pricing.resolve(version, model_id, parse_bases_key(bases_key))
-    if isinstance(outcome, pricing.Excluded):
-        return (model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail)
-    return (
-        model_id, bases_key, outcome.rate_source, outcome.derivation_base, outcome.multiplier,
-        exact_rate(outcome.rate.input_per_mtok), exact_rate(outcome.rate.output_per_mtok),
-        None, None,
-    )  # fmt: skip
+    rows: list[tuple[Any, ...]] = []
+    for service_tier in SERVICE_TIERS:
+        for context_tier in CONTEXT_TIERS:
+            key = (model_id, bases_key, service_tier, context_tier)
+            label = rates_label(model_id, service_tier, context_tier)
+            rate_set = None
+            if isinstance(outcome, pricing.Priced):
+                rate_set = outcome.rates.rate_set(service_tier, context_tier)
+            if rate_set is None:
+                reason, detail = (
+                    (outcome.reason, outcome.detail)
+                    if isinstance(outcome, pricing.Excluded)
+                    else (UNPRICED, f"no {label.replace(' rates of ', ' rates for ')}")
+                )
+                rows.append(
+                    (*key, None, None, None, *[None] * len(TOKEN_CLASSES), None, reason, detail)
+                )
+                continue
+            assert isinstance(outcome, pricing.Priced)
+            rates = [rate_set.rate(c) for c in TOKEN_CLASSES]
+            rows.append(
+                (
+                    *key, outcome.rate_source, outcome.derivation_base, outcome.multiplier,
+                    *(None if rate is None else exact_rate(rate) for rate in rates),
+                    label, None, None,
+                )
+            )  # fmt: skip
+    return rows
 
 
 def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
     """Answer the rules once per (model_id, bases_key) of the window's rollups, into the
     temp table ``window_resolution`` (dropped at commit or rollback)."""
-    rows = [resolution_row(version, *key) for key in resolution_keys(conn)]
+    rows = [row for key in resolution_keys(conn) for row in resolution_rows(version, *key)]
     with conn.cursor() as cursor:
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:

@@ -13,6 +13,14 @@ from datetime import datetime
 
 import psycopg
 
+from rating_pipeline import pricing
+from rating_pipeline.pricebook.model import (
+    FINE_TUNE_PREFIX,
+    SERVICE_TIERS,
+    TOKEN_CLASSES,
+    PricebookVersion,
+)
+from rating_pipeline.records import MAX_ID_LENGTH
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
@@ -25,36 +33,47 @@ class WindowRead:
 
     events_digest: str
     event_count: int
-    input_tokens: int
-    output_tokens: int
+    tokens: dict[str, int]
     max_ingested_at: datetime | None
 
     @property
-    def amounts(self) -> tuple[int, int, int]:
-        """(events, input tokens, output tokens)."""
-        return self.event_count, self.input_tokens, self.output_tokens
+    def amounts(self) -> tuple[int, ...]:
+        """(events, then every token class's sum in TOKEN_CLASSES order)."""
+        return self.event_count, *self.tokens.values()
 
 
-def read_window_usage(conn: psycopg.Connection, window: Window) -> WindowRead:
-    """Sum the window's events (``start <= occurred_at < end``) into ``window_sums``, with
-    every rollup's bases in one row, and return what was read.
+def read_window_usage(
+    conn: psycopg.Connection, window: Window, version: PricebookVersion
+) -> WindowRead:
+    """Sum the window's events (``start <= occurred_at < end``) into ``window_sums`` per
+    service and context tier (``version``'s thresholds classify each event), with every
+    rollup's bases in one row, and return what was read.
 
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
+    thresholds = pricing.context_thresholds(version)
     conn.execute(load_sql("create_window_sums"))
-    row = conn.execute(
-        load_sql("fill_window_sums"), {"start": window.start, "end": window.end}
-    ).fetchone()
+    bound = {
+        "start": window.start,
+        "end": window.end,
+        "listed_models": list(thresholds.listed),
+        "listed_thresholds": list(thresholds.listed.values()),
+        "event_bases": list(thresholds.event_bases),
+        "event_base_thresholds": list(thresholds.event_bases.values()),
+        "fine_tune_prefix": FINE_TUNE_PREFIX,
+        "service_tiers": list(SERVICE_TIERS),
+        "max_id_length": MAX_ID_LENGTH,
+    }
+    row = conn.execute(load_sql("fill_window_sums"), bound).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
-    digest, events, input_tokens, output_tokens, max_ingested_at, multi_base = row
+    digest, events, *sums, max_ingested_at, multi_base = row
     if multi_base:
         conn.execute(load_sql("merge_mixed_bases"))
     # Sums of bigint are numeric of scale 0: int() is exact.
     return WindowRead(
         events_digest=str(digest),
         event_count=int(events),
-        input_tokens=int(input_tokens),
-        output_tokens=int(output_tokens),
+        tokens={c: int(total) for c, total in zip(TOKEN_CLASSES, sums, strict=True)},
         max_ingested_at=max_ingested_at,
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from rating_pipeline.pricebook.model import TOKEN_CLASSES
 from rating_pipeline.warehouse.sqlfiles import load_sql
 
 
@@ -27,8 +28,7 @@ class Reconciled:
     deleted: int
     rows: int
     event_count: int
-    input_tokens: int
-    output_tokens: int
+    tokens: dict[str, int]
     cost_usd: Decimal = Decimal(0)
 
     @property
@@ -41,9 +41,9 @@ class Reconciled:
         return self.inserted + self.updated + self.deleted
 
     @property
-    def amounts(self) -> tuple[int, int, int]:
-        """(events, input tokens, output tokens) the output accounts for."""
-        return self.event_count, self.input_tokens, self.output_tokens
+    def amounts(self) -> tuple[int, ...]:
+        """(events, then every token class's sum) the output accounts for."""
+        return self.event_count, *self.tokens.values()
 
     def __str__(self) -> str:
         return (
@@ -59,6 +59,9 @@ def reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any]) 
     if row is None:
         raise RuntimeError(f"{statement} returned no counts")
     # Counts and sums of bigint and numeric(30, 0) are whole: int() is exact.
-    inserted, updated, deleted, rows, events, input_tokens, output_tokens = map(int, row[:7])
-    cost = row[7] if len(row) > 7 else Decimal(0)
-    return Reconciled(inserted, updated, deleted, rows, events, input_tokens, output_tokens, cost)
+    inserted, updated, deleted, rows, events, *sums = row
+    tokens = {c: int(total) for c, total in zip(TOKEN_CLASSES, sums, strict=False)}
+    cost = sums[len(TOKEN_CLASSES)] if len(sums) > len(TOKEN_CLASSES) else Decimal(0)
+    return Reconciled(
+        int(inserted), int(updated), int(deleted), int(rows), int(events), tokens, cost
+    )

@@ -1,5 +1,2 @@
--- Binary COPY into window_resolution; engine.RESOLUTION_TYPES gives the column types.
-COPY window_resolution (
-    model_id, bases_key, rate_source, derivation_base, multiplier, input_rate_per_mtok,
-    output_rate_per_mtok, reason, detail
-) FROM STDIN (FORMAT BINARY)
+-- Binary COPY into window_resolution, every column in table order (engine.RESOLUTION_TYPES).
+COPY window_resolution FROM STDIN (FORMAT BINARY)

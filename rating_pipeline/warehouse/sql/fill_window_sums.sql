@@ -1,98 +1,158 @@
--- Sum one window's events into window_sums and return what was read: the events digest,
--- the totals every output must account for, the latest ingested_at, and how many rollups
--- carry several bases (merge_mixed_bases.sql merges those). One statement, one snapshot.
--- Invalid events are split off by problem_bits (records.PROBLEM_BITS); negative-token
--- events through the partial index of revision 0003. A valid row's bases_key is its one
--- base as a JSON array; NULL for rollups with several bases, until merged.
--- Bound: %(start)s, %(end)s (the half-open window). docs/warehouse.md explains each step.
-WITH every_event AS (
-    SELECT
-        auth_id,
-        model_id,
-        base_model,
-        count(*) AS event_count,
-        sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens,
-        max(ingested_at) AS max_ingested_at
-    FROM billing_event
-    WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
-    GROUP BY auth_id, model_id, base_model
+-- Sum one window's events into window_sums per (auth_id, model_id, base_model, service
+-- tier, context tier) and return what was read: the events digest, the totals every output
+-- must account for, the latest ingested_at, how many rollups carry several bases (to merge).
+-- An event is long-context when its prompt exceeds the threshold of its model's rates:
+-- listed models' from %(listed_models)s, unlisted fine-tunes' from their base's in
+-- %(event_bases)s. Invalid events are split off by problem_bits (records.PROBLEMS);
+-- negative ones through the partial index of revision 0009. One statement, one snapshot.
+-- Bound: %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s, %(event_bases)s,
+-- %(event_base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s, %(max_id_length)s.
+WITH listed AS (
+    SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
+        AS listed (model_id, above)
 ),
-negative_tokens AS (
+event_base AS (
+    SELECT * FROM unnest(%(event_bases)s::text[], %(event_base_thresholds)s::bigint[])
+        AS event_base (base_model, above)
+),
+classified AS NOT MATERIALIZED (
     SELECT
-        auth_id,
-        model_id,
-        base_model,
-        (CASE WHEN btrim(auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
-            | CASE WHEN btrim(model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END
-            | CASE WHEN input_tokens < 0 THEN 4 ELSE 0 END
-            | CASE WHEN output_tokens < 0 THEN 8 ELSE 0 END) AS problem_bits,
+        e.*,
+        coalesce(e.service_tier, 'standard') AS tier,
+        CASE WHEN coalesce(l.above, b.above) IS NULL THEN 'standard'
+            WHEN coalesce(l.above, b.above) < e.input_tokens::numeric + e.cache_read_tokens
+                + e.cache_write_tokens + e.cache_write_1h_tokens + e.audio_input_tokens
+                + e.image_input_tokens
+            THEN 'long' ELSE 'standard' END AS context_tier
+    FROM billing_event AS e
+    LEFT JOIN listed AS l ON l.model_id = e.model_id
+    LEFT JOIN event_base AS b
+        ON l.model_id IS NULL
+        AND b.base_model = e.base_model
+        AND starts_with(e.model_id, %(fine_tune_prefix)s)
+    WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s
+),
+every_event AS (
+    SELECT
+        auth_id, model_id, base_model, tier, context_tier,
         count(*) AS event_count,
         sum(input_tokens) AS input_tokens,
         sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens,
+        sum(cache_write_tokens) AS cache_write_tokens,
+        sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
+        sum(reasoning_tokens) AS reasoning_tokens,
+        sum(audio_input_tokens) AS audio_input_tokens,
+        sum(audio_output_tokens) AS audio_output_tokens,
+        sum(image_input_tokens) AS image_input_tokens,
         max(ingested_at) AS max_ingested_at
-    FROM billing_event
-    WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
-      AND (input_tokens < 0 OR output_tokens < 0)
-    GROUP BY auth_id, model_id, base_model, input_tokens < 0, output_tokens < 0
+    FROM classified
+    GROUP BY auth_id, model_id, base_model, tier, context_tier
+),
+negative AS (
+    SELECT
+        auth_id, model_id, base_model, tier, context_tier,
+        (CASE WHEN input_tokens < 0 THEN 64 ELSE 0 END
+            | CASE WHEN output_tokens < 0 THEN 128 ELSE 0 END
+            | CASE WHEN cache_read_tokens < 0 THEN 256 ELSE 0 END
+            | CASE WHEN cache_write_tokens < 0 THEN 512 ELSE 0 END
+            | CASE WHEN cache_write_1h_tokens < 0 THEN 1024 ELSE 0 END
+            | CASE WHEN reasoning_tokens < 0 THEN 2048 ELSE 0 END
+            | CASE WHEN audio_input_tokens < 0 THEN 4096 ELSE 0 END
+            | CASE WHEN audio_output_tokens < 0 THEN 8192 ELSE 0 END
+            | CASE WHEN image_input_tokens < 0 THEN 16384 ELSE 0 END) AS negative_bits,
+        count(*) AS event_count,
+        sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens,
+        sum(cache_write_tokens) AS cache_write_tokens,
+        sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
+        sum(reasoning_tokens) AS reasoning_tokens,
+        sum(audio_input_tokens) AS audio_input_tokens,
+        sum(audio_output_tokens) AS audio_output_tokens,
+        sum(image_input_tokens) AS image_input_tokens,
+        max(ingested_at) AS max_ingested_at
+    FROM classified
+    WHERE input_tokens < 0 OR output_tokens < 0 OR cache_read_tokens < 0
+        OR cache_write_tokens < 0 OR cache_write_1h_tokens < 0 OR reasoning_tokens < 0
+        OR audio_input_tokens < 0 OR audio_output_tokens < 0 OR image_input_tokens < 0
+    GROUP BY auth_id, model_id, base_model, tier, context_tier, 6
 ),
 negative_per_key AS (
     SELECT
-        auth_id,
-        model_id,
-        base_model,
+        auth_id, model_id, base_model, tier, context_tier,
         sum(event_count)::bigint AS event_count,
         sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens
-    FROM negative_tokens
-    GROUP BY auth_id, model_id, base_model
+        sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens,
+        sum(cache_write_tokens) AS cache_write_tokens,
+        sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
+        sum(reasoning_tokens) AS reasoning_tokens,
+        sum(audio_input_tokens) AS audio_input_tokens,
+        sum(audio_output_tokens) AS audio_output_tokens,
+        sum(image_input_tokens) AS image_input_tokens
+    FROM negative
+    GROUP BY auth_id, model_id, base_model, tier, context_tier
 ),
-kept AS MATERIALIZED (
+sums AS MATERIALIZED (
     SELECT
-        e.auth_id,
-        e.model_id,
-        e.base_model,
-        (CASE WHEN btrim(e.auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
-            | CASE WHEN btrim(e.model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END)
-            AS problem_bits,
-        CASE WHEN n.auth_id IS NULL THEN e.event_count
-            ELSE e.event_count - n.event_count END AS event_count,
-        CASE WHEN n.auth_id IS NULL THEN e.input_tokens
-            ELSE e.input_tokens - n.input_tokens END AS input_tokens,
-        CASE WHEN n.auth_id IS NULL THEN e.output_tokens
-            ELSE e.output_tokens - n.output_tokens END AS output_tokens,
+        e.auth_id, e.model_id, e.base_model, e.tier, e.context_tier, 0 AS negative_bits,
+        e.event_count - coalesce(n.event_count, 0) AS event_count,
+        e.input_tokens - coalesce(n.input_tokens, 0) AS input_tokens,
+        e.output_tokens - coalesce(n.output_tokens, 0) AS output_tokens,
+        e.cache_read_tokens - coalesce(n.cache_read_tokens, 0) AS cache_read_tokens,
+        e.cache_write_tokens - coalesce(n.cache_write_tokens, 0) AS cache_write_tokens,
+        e.cache_write_1h_tokens - coalesce(n.cache_write_1h_tokens, 0) AS cache_write_1h_tokens,
+        e.reasoning_tokens - coalesce(n.reasoning_tokens, 0) AS reasoning_tokens,
+        e.audio_input_tokens - coalesce(n.audio_input_tokens, 0) AS audio_input_tokens,
+        e.audio_output_tokens - coalesce(n.audio_output_tokens, 0) AS audio_output_tokens,
+        e.image_input_tokens - coalesce(n.image_input_tokens, 0) AS image_input_tokens,
         e.max_ingested_at
     FROM every_event AS e
     LEFT JOIN negative_per_key AS n
         ON n.auth_id = e.auth_id
         AND n.model_id = e.model_id
         AND n.base_model IS NOT DISTINCT FROM e.base_model
+        AND n.tier = e.tier
+        AND n.context_tier = e.context_tier
     WHERE n.auth_id IS NULL OR e.event_count > n.event_count
+    UNION ALL
+    SELECT * FROM negative
+),
+flagged AS MATERIALIZED (
+    SELECT
+        auth_id, model_id, base_model, tier AS service_tier, context_tier,
+        negative_bits
+            | CASE WHEN btrim(auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
+            | CASE WHEN btrim(model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END
+            | CASE WHEN char_length(auth_id) > %(max_id_length)s THEN 4 ELSE 0 END
+            | CASE WHEN char_length(model_id) > %(max_id_length)s THEN 8 ELSE 0 END
+            | CASE WHEN char_length(base_model) > %(max_id_length)s THEN 16 ELSE 0 END
+            | CASE WHEN tier = ANY (%(service_tiers)s::text[]) THEN 0 ELSE 32 END
+            AS problem_bits,
+        event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+        cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+        image_input_tokens, max_ingested_at
+    FROM sums
 ),
 shared AS (
     SELECT auth_id, model_id
-    FROM kept
+    FROM flagged
     WHERE problem_bits = 0
     GROUP BY auth_id, model_id
-    HAVING count(*) > 1
+    HAVING min(base_model) IS DISTINCT FROM max(base_model)
+        OR (bool_or(base_model IS NULL) AND bool_or(base_model IS NOT NULL))
 ),
 written AS (
-    INSERT INTO window_sums (
-        auth_id, model_id, base_model, problem_bits, bases_key, event_count, input_tokens,
-        output_tokens, max_ingested_at
-    )
+    INSERT INTO window_sums
     SELECT
-        auth_id,
-        model_id,
-        base_model,
-        problem_bits,
+        auth_id, model_id, base_model, service_tier, context_tier, problem_bits,
         CASE WHEN problem_bits = 0 AND (auth_id, model_id) NOT IN (SELECT * FROM shared)
             THEN to_jsonb(ARRAY[base_model])::text END,
-        event_count,
-        input_tokens,
-        output_tokens,
-        max_ingested_at
-    FROM (SELECT * FROM kept UNION ALL SELECT * FROM negative_tokens) AS sums
+        event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+        cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+        image_input_tokens, max_ingested_at
+    FROM flagged
     RETURNING *
 )
 SELECT
@@ -103,19 +163,29 @@ SELECT
     coalesce(sum(event_count), 0) AS event_count,
     coalesce(sum(input_tokens), 0) AS input_tokens,
     coalesce(sum(output_tokens), 0) AS output_tokens,
+    coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+    coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+    coalesce(sum(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
+    coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
+    coalesce(sum(audio_input_tokens), 0) AS audio_input_tokens,
+    coalesce(sum(audio_output_tokens), 0) AS audio_output_tokens,
+    coalesce(sum(image_input_tokens), 0) AS image_input_tokens,
     max(max_ingested_at) AS max_ingested_at,
     (SELECT count(*) FROM shared) AS multi_base_rollups
 FROM (
     SELECT
-        concat(
-            octet_length(auth_id), ':', auth_id, ' ',
-            octet_length(model_id), ':', model_id, ' ',
-            octet_length(base_model), ':', base_model, ' ',
-            problem_bits, ' ', event_count, ' ', input_tokens, ' ', output_tokens
+        concat_ws(
+            ' ',
+            octet_length(auth_id) || ':' || auth_id,
+            octet_length(model_id) || ':' || model_id,
+            coalesce(octet_length(base_model) || ':' || base_model, ':'),
+            coalesce(octet_length(service_tier) || ':' || service_tier, ':'),
+            context_tier, problem_bits, event_count, input_tokens, output_tokens,
+            cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,
+            audio_input_tokens, audio_output_tokens, image_input_tokens
         ) AS line,
-        event_count,
-        input_tokens,
-        output_tokens,
-        max_ingested_at
+        event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+        cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+        image_input_tokens, max_ingested_at
     FROM written
 ) AS rendered

@@ -1,26 +1,28 @@
--- Merge the per-base rows of each rollup whose events carry several base_model values
--- (bases_key NULL after fill_window_sums.sql) into one row with the bases_key of them all:
--- a JSON array sorted by code point, null last. Reads window_sums only: same snapshot.
+-- Merge the rows of each rollup whose (auth_id, model_id) carries several base_model
+-- values (bases_key NULL after fill_window_sums.sql) into one row per service and context
+-- tier, with the bases_key of the pair: its distinct bases as a JSON array sorted by code
+-- point, null last. Reads window_sums only: the same snapshot as the sums.
 WITH parts AS (
     DELETE FROM window_sums
     WHERE problem_bits = 0 AND bases_key IS NULL
-    RETURNING
-        auth_id, model_id, base_model, event_count, input_tokens, output_tokens,
-        max_ingested_at
+    RETURNING *
+),
+pair AS (
+    SELECT
+        auth_id,
+        model_id,
+        to_jsonb(array_agg(DISTINCT base_model COLLATE "C" ORDER BY base_model COLLATE "C"))::text
+            AS bases_key
+    FROM parts
+    GROUP BY auth_id, model_id
 )
-INSERT INTO window_sums (
-    auth_id, model_id, base_model, problem_bits, bases_key, event_count, input_tokens,
-    output_tokens, max_ingested_at
-)
+INSERT INTO window_sums
 SELECT
-    auth_id,
-    model_id,
-    NULL,
-    0,
-    to_jsonb(array_agg(base_model ORDER BY base_model COLLATE "C"))::text,
-    sum(event_count)::bigint,
-    sum(input_tokens),
-    sum(output_tokens),
-    max(max_ingested_at)
+    parts.auth_id, parts.model_id, NULL, parts.service_tier, parts.context_tier, 0,
+    pair.bases_key, sum(event_count)::bigint, sum(input_tokens), sum(output_tokens),
+    sum(cache_read_tokens), sum(cache_write_tokens), sum(cache_write_1h_tokens),
+    sum(reasoning_tokens), sum(audio_input_tokens), sum(audio_output_tokens),
+    sum(image_input_tokens), max(max_ingested_at)
 FROM parts
-GROUP BY auth_id, model_id
+JOIN pair USING (auth_id, model_id)
+GROUP BY parts.auth_id, parts.model_id, parts.service_tier, parts.context_tier, pair.bases_key

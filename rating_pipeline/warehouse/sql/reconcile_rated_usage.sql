@@ -1,8 +1,9 @@
 -- Price ONE window's rollups and converge its rated_usage rows to them, in one statement:
--- the one place a cost is computed (exactly: tokens x rate x 0.000001, scale 12, no
--- division). Rows the run no longer produces are deleted, changed rows updated, new rows
--- inserted, identical rows neither written nor locked; deleted and updated rows are
--- archived with their old values. rated_at and run_id are not compared.
+-- the one place a cost is computed, exactly: the sum over token classes of tokens x rate
+-- x 0.000001 (scale 12, no division). A rollup prices only if its rate set has a rate for
+-- every class it has tokens of. Rows the run no longer produces are deleted, changed rows
+-- updated, new rows inserted, identical rows neither written nor locked; deleted and
+-- updated rows are archived with their old values. rated_at and run_id are not compared.
 -- Returns the counts and the output's totals. docs/warehouse.md explains the plan choices.
 -- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(pricebook_sha256)s,
 -- %(rated_at)s, %(run_id)s.
@@ -10,19 +11,40 @@ WITH output AS MATERIALIZED (
     SELECT
         r.auth_id,
         r.model_id,
+        r.service_tier,
+        r.context_tier,
         r.event_count,
-        r.input_tokens,
-        r.output_tokens,
+        r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
+        r.cache_write_1h_tokens, r.reasoning_tokens, r.audio_input_tokens, r.audio_output_tokens,
+        r.image_input_tokens,
         s.rate_source,
         s.derivation_base,
         s.multiplier,
-        s.input_rate_per_mtok,
-        s.output_rate_per_mtok,
-        ((r.input_tokens * s.input_rate_per_mtok + r.output_tokens * s.output_rate_per_mtok)
+        s.input_rate_per_mtok, s.output_rate_per_mtok, s.cache_read_rate_per_mtok,
+        s.cache_write_rate_per_mtok, s.cache_write_1h_rate_per_mtok, s.reasoning_rate_per_mtok,
+        s.audio_input_rate_per_mtok, s.audio_output_rate_per_mtok, s.image_input_rate_per_mtok,
+        ((r.input_tokens * s.input_rate_per_mtok
+            + r.output_tokens * s.output_rate_per_mtok
+            + coalesce(r.cache_read_tokens * s.cache_read_rate_per_mtok, 0)
+            + coalesce(r.cache_write_tokens * s.cache_write_rate_per_mtok, 0)
+            + coalesce(r.cache_write_1h_tokens * s.cache_write_1h_rate_per_mtok, 0)
+            + coalesce(r.reasoning_tokens * s.reasoning_rate_per_mtok, 0)
+            + coalesce(r.audio_input_tokens * s.audio_input_rate_per_mtok, 0)
+            + coalesce(r.audio_output_tokens * s.audio_output_rate_per_mtok, 0)
+            + coalesce(r.image_input_tokens * s.image_input_rate_per_mtok, 0))
             * 0.000001)::numeric(50, 12) AS cost_usd
     FROM window_sums AS r
-    JOIN window_resolution AS s USING (model_id, bases_key)
+    JOIN window_resolution AS s USING (model_id, bases_key, service_tier, context_tier)
     WHERE s.reason IS NULL
+      AND (r.input_tokens = 0 OR s.input_rate_per_mtok IS NOT NULL)
+      AND (r.output_tokens = 0 OR s.output_rate_per_mtok IS NOT NULL)
+      AND (r.cache_read_tokens = 0 OR s.cache_read_rate_per_mtok IS NOT NULL)
+      AND (r.cache_write_tokens = 0 OR s.cache_write_rate_per_mtok IS NOT NULL)
+      AND (r.cache_write_1h_tokens = 0 OR s.cache_write_1h_rate_per_mtok IS NOT NULL)
+      AND (r.reasoning_tokens = 0 OR s.reasoning_rate_per_mtok IS NOT NULL)
+      AND (r.audio_input_tokens = 0 OR s.audio_input_rate_per_mtok IS NOT NULL)
+      AND (r.audio_output_tokens = 0 OR s.audio_output_rate_per_mtok IS NOT NULL)
+      AND (r.image_input_tokens = 0 OR s.image_input_rate_per_mtok IS NOT NULL)
 ),
 live AS (
     SELECT ctid AS live_row, *
@@ -39,31 +61,47 @@ change AS MATERIALIZED (
         live.live_row,
         coalesce(output.auth_id, live.auth_id) AS auth_id,
         coalesce(output.model_id, live.model_id) AS model_id,
+        coalesce(output.service_tier, live.service_tier) AS service_tier,
+        coalesce(output.context_tier, live.context_tier) AS context_tier,
         output.event_count,
-        output.input_tokens,
-        output.output_tokens,
-        output.rate_source,
-        output.derivation_base,
-        output.multiplier,
-        output.input_rate_per_mtok,
-        output.output_rate_per_mtok,
+        output.input_tokens, output.output_tokens, output.cache_read_tokens,
+        output.cache_write_tokens, output.cache_write_1h_tokens, output.reasoning_tokens,
+        output.audio_input_tokens, output.audio_output_tokens, output.image_input_tokens,
+        output.rate_source, output.derivation_base, output.multiplier, output.input_rate_per_mtok,
+        output.output_rate_per_mtok, output.cache_read_rate_per_mtok,
+        output.cache_write_rate_per_mtok, output.cache_write_1h_rate_per_mtok,
+        output.reasoning_rate_per_mtok, output.audio_input_rate_per_mtok,
+        output.audio_output_rate_per_mtok, output.image_input_rate_per_mtok,
         output.cost_usd
     FROM output
     FULL JOIN live
         ON live.auth_id = output.auth_id
         AND live.model_id = output.model_id
+        AND live.service_tier = output.service_tier
+        AND live.context_tier = output.context_tier
     WHERE live.auth_id IS NULL
        OR output.auth_id IS NULL
        OR (
            live.window_end, live.event_count, live.input_tokens, live.output_tokens,
-           live.rate_source, live.derivation_base, live.multiplier,
-           live.input_rate_per_mtok, live.output_rate_per_mtok, live.cost_usd,
+           live.cache_read_tokens, live.cache_write_tokens, live.cache_write_1h_tokens,
+           live.reasoning_tokens, live.audio_input_tokens, live.audio_output_tokens,
+           live.image_input_tokens, live.rate_source, live.derivation_base, live.multiplier,
+           live.input_rate_per_mtok, live.output_rate_per_mtok, live.cache_read_rate_per_mtok,
+           live.cache_write_rate_per_mtok, live.cache_write_1h_rate_per_mtok,
+           live.reasoning_rate_per_mtok, live.audio_input_rate_per_mtok,
+           live.audio_output_rate_per_mtok, live.image_input_rate_per_mtok, live.cost_usd,
            live.pricebook_version, live.pricebook_sha256
        ) IS DISTINCT FROM (
            %(window_end)s::timestamptz, output.event_count, output.input_tokens,
-           output.output_tokens, output.rate_source, output.derivation_base,
-           output.multiplier, output.input_rate_per_mtok, output.output_rate_per_mtok,
-           output.cost_usd, %(pricebook_version)s::text, %(pricebook_sha256)s::text
+           output.output_tokens, output.cache_read_tokens, output.cache_write_tokens,
+           output.cache_write_1h_tokens, output.reasoning_tokens, output.audio_input_tokens,
+           output.audio_output_tokens, output.image_input_tokens, output.rate_source,
+           output.derivation_base, output.multiplier, output.input_rate_per_mtok,
+           output.output_rate_per_mtok, output.cache_read_rate_per_mtok,
+           output.cache_write_rate_per_mtok, output.cache_write_1h_rate_per_mtok,
+           output.reasoning_rate_per_mtok, output.audio_input_rate_per_mtok,
+           output.audio_output_rate_per_mtok, output.image_input_rate_per_mtok, output.cost_usd,
+           %(pricebook_version)s::text, %(pricebook_sha256)s::text
        )
 ),
 deleted AS (
@@ -77,11 +115,25 @@ updated AS (
         event_count = change.event_count,
         input_tokens = change.input_tokens,
         output_tokens = change.output_tokens,
+        cache_read_tokens = change.cache_read_tokens,
+        cache_write_tokens = change.cache_write_tokens,
+        cache_write_1h_tokens = change.cache_write_1h_tokens,
+        reasoning_tokens = change.reasoning_tokens,
+        audio_input_tokens = change.audio_input_tokens,
+        audio_output_tokens = change.audio_output_tokens,
+        image_input_tokens = change.image_input_tokens,
         rate_source = change.rate_source,
         derivation_base = change.derivation_base,
         multiplier = change.multiplier,
         input_rate_per_mtok = change.input_rate_per_mtok,
         output_rate_per_mtok = change.output_rate_per_mtok,
+        cache_read_rate_per_mtok = change.cache_read_rate_per_mtok,
+        cache_write_rate_per_mtok = change.cache_write_rate_per_mtok,
+        cache_write_1h_rate_per_mtok = change.cache_write_1h_rate_per_mtok,
+        reasoning_rate_per_mtok = change.reasoning_rate_per_mtok,
+        audio_input_rate_per_mtok = change.audio_input_rate_per_mtok,
+        audio_output_rate_per_mtok = change.audio_output_rate_per_mtok,
+        image_input_rate_per_mtok = change.image_input_rate_per_mtok,
         cost_usd = change.cost_usd,
         pricebook_version = %(pricebook_version)s::text,
         pricebook_sha256 = %(pricebook_sha256)s::text,
@@ -92,43 +144,77 @@ updated AS (
       AND live.ctid = change.live_row
       AND (
           live.window_end, live.event_count, live.input_tokens, live.output_tokens,
-          live.rate_source, live.derivation_base, live.multiplier,
-          live.input_rate_per_mtok, live.output_rate_per_mtok, live.cost_usd,
+          live.cache_read_tokens, live.cache_write_tokens, live.cache_write_1h_tokens,
+          live.reasoning_tokens, live.audio_input_tokens, live.audio_output_tokens,
+          live.image_input_tokens, live.rate_source, live.derivation_base, live.multiplier,
+          live.input_rate_per_mtok, live.output_rate_per_mtok, live.cache_read_rate_per_mtok,
+          live.cache_write_rate_per_mtok, live.cache_write_1h_rate_per_mtok,
+          live.reasoning_rate_per_mtok, live.audio_input_rate_per_mtok,
+          live.audio_output_rate_per_mtok, live.image_input_rate_per_mtok, live.cost_usd,
           live.pricebook_version, live.pricebook_sha256
       ) IS DISTINCT FROM (
           %(window_end)s::timestamptz, change.event_count, change.input_tokens,
-          change.output_tokens, change.rate_source, change.derivation_base,
-          change.multiplier, change.input_rate_per_mtok, change.output_rate_per_mtok,
-          change.cost_usd, %(pricebook_version)s::text, %(pricebook_sha256)s::text
+          change.output_tokens, change.cache_read_tokens, change.cache_write_tokens,
+          change.cache_write_1h_tokens, change.reasoning_tokens, change.audio_input_tokens,
+          change.audio_output_tokens, change.image_input_tokens, change.rate_source,
+          change.derivation_base, change.multiplier, change.input_rate_per_mtok,
+          change.output_rate_per_mtok, change.cache_read_rate_per_mtok,
+          change.cache_write_rate_per_mtok, change.cache_write_1h_rate_per_mtok,
+          change.reasoning_rate_per_mtok, change.audio_input_rate_per_mtok,
+          change.audio_output_rate_per_mtok, change.image_input_rate_per_mtok, change.cost_usd,
+          %(pricebook_version)s::text, %(pricebook_sha256)s::text
       )
-    RETURNING live.auth_id, live.model_id
+    RETURNING live.auth_id, live.model_id, live.service_tier, live.context_tier
 ),
 inserted AS (
     INSERT INTO rated_usage (
-        window_start, window_end, auth_id, model_id, event_count, input_tokens,
-        output_tokens, rate_source, derivation_base, multiplier, input_rate_per_mtok,
-        output_rate_per_mtok, cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id
+        window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+        reasoning_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens, rate_source,
+        derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+        cache_read_rate_per_mtok, cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok,
+        reasoning_rate_per_mtok, audio_input_rate_per_mtok, audio_output_rate_per_mtok,
+        image_input_rate_per_mtok, cost_usd,
+        pricebook_version, pricebook_sha256, rated_at, run_id
     )
     SELECT
         %(window_start)s::timestamptz, %(window_end)s::timestamptz, auth_id, model_id,
-        event_count, input_tokens, output_tokens, rate_source, derivation_base, multiplier,
-        input_rate_per_mtok, output_rate_per_mtok, cost_usd, %(pricebook_version)s::text,
-        %(pricebook_sha256)s::text, %(rated_at)s::timestamptz, %(run_id)s::text
+        service_tier, context_tier, event_count,
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+        reasoning_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens, rate_source,
+        derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+        cache_read_rate_per_mtok, cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok,
+        reasoning_rate_per_mtok, audio_input_rate_per_mtok, audio_output_rate_per_mtok,
+        image_input_rate_per_mtok, cost_usd,
+        %(pricebook_version)s::text, %(pricebook_sha256)s::text, %(rated_at)s::timestamptz,
+        %(run_id)s::text
     FROM change
     WHERE change = 'inserted'
     RETURNING 1
 ),
 archived AS (
     INSERT INTO rated_usage_archive (
-        window_start, window_end, auth_id, model_id, event_count, input_tokens,
-        output_tokens, rate_source, derivation_base, multiplier, input_rate_per_mtok,
-        output_rate_per_mtok, cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id,
-        change, superseded_at, superseded_by_run_id
+        window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+        reasoning_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens, rate_source,
+        derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+        cache_read_rate_per_mtok, cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok,
+        reasoning_rate_per_mtok, audio_input_rate_per_mtok, audio_output_rate_per_mtok,
+        image_input_rate_per_mtok, cost_usd,
+        pricebook_version, pricebook_sha256, rated_at, run_id, change, superseded_at,
+        superseded_by_run_id
     )
     SELECT
-        gone.window_start, gone.window_end, gone.auth_id, gone.model_id, gone.event_count,
-        gone.input_tokens, gone.output_tokens, gone.rate_source, gone.derivation_base,
-        gone.multiplier, gone.input_rate_per_mtok, gone.output_rate_per_mtok, gone.cost_usd,
+        gone.window_start, gone.window_end, gone.auth_id, gone.model_id, gone.service_tier,
+        gone.context_tier, gone.event_count,
+        gone.input_tokens, gone.output_tokens, gone.cache_read_tokens, gone.cache_write_tokens,
+        gone.cache_write_1h_tokens, gone.reasoning_tokens, gone.audio_input_tokens,
+        gone.audio_output_tokens, gone.image_input_tokens, gone.rate_source, gone.derivation_base,
+        gone.multiplier, gone.input_rate_per_mtok, gone.output_rate_per_mtok,
+        gone.cache_read_rate_per_mtok, gone.cache_write_rate_per_mtok,
+        gone.cache_write_1h_rate_per_mtok, gone.reasoning_rate_per_mtok,
+        gone.audio_input_rate_per_mtok, gone.audio_output_rate_per_mtok,
+        gone.image_input_rate_per_mtok, gone.cost_usd,
         gone.pricebook_version, gone.pricebook_sha256, gone.rated_at, gone.run_id,
         gone.change, %(rated_at)s::timestamptz, %(run_id)s::text
     FROM (
@@ -142,6 +228,8 @@ archived AS (
             WHERE prior.window_start = %(window_start)s::timestamptz
               AND prior.auth_id = updated.auth_id
               AND prior.model_id = updated.model_id
+              AND prior.service_tier = updated.service_tier
+              AND prior.context_tier = updated.context_tier
             LIMIT 1
         ) AS superseded
     ) AS gone
@@ -151,17 +239,20 @@ SELECT
     (SELECT count(*) FROM inserted) AS inserted,
     (SELECT count(*) FROM archived WHERE change = 'updated') AS updated,
     (SELECT count(*) FROM archived WHERE change = 'deleted') AS deleted,
-    totals.rollup_count,
-    totals.event_count,
-    totals.input_tokens,
-    totals.output_tokens,
-    totals.cost_usd
+    totals.*
 FROM (
     SELECT
-        count(*) AS rollup_count,
+        count(*) AS rows,
         coalesce(sum(event_count), 0) AS event_count,
         coalesce(sum(input_tokens), 0) AS input_tokens,
         coalesce(sum(output_tokens), 0) AS output_tokens,
+        coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+        coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+        coalesce(sum(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
+        coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
+        coalesce(sum(audio_input_tokens), 0) AS audio_input_tokens,
+        coalesce(sum(audio_output_tokens), 0) AS audio_output_tokens,
+        coalesce(sum(image_input_tokens), 0) AS image_input_tokens,
         coalesce(sum(cost_usd), 0) AS cost_usd
     FROM output
 ) AS totals
