@@ -20,10 +20,15 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, TEST_DATABASE_URL_VARIABLE, state_dir
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.outputs import stored_exceptions, stored_rollups
 from rating_pipeline.windows import Window
+from tests import oracle
+from tests.factories import WINDOW_START
 from tests.oracle import OracleRating
 
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
@@ -185,3 +190,22 @@ def utc(*parts: int) -> datetime:
 def stored_window(conn: psycopg.Connection, window: Window) -> OracleRating:
     """The window's stored rows, in the shape the oracle returns, to compare them whole."""
     return OracleRating(stored_rollups(conn, window), stored_exceptions(conn, window))
+
+
+@pytest.fixture
+def rate_events(database_url: str) -> Callable[..., OracleRating]:
+    """Rate the events given with the version given, in WINDOW_START's window of a database
+    holding nothing else, through the production path; return the stored rows, checked
+    first to be exactly what the oracle computes from the same events."""
+
+    def rating(version: PricebookVersion, *events: BillingEvent) -> OracleRating:
+        window = Window(WINDOW_START)
+        truncate_all(database_url)
+        insert_events(database_url, events)
+        with connect(database_url) as conn:
+            rate_window(conn, window, Pricebooks((version,)), "run-1")
+            stored = stored_window(conn, window)
+        assert stored == oracle.rate_window(window, version, events)
+        return stored
+
+    return rating

@@ -10,14 +10,27 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from rating_pipeline.pricebook.model import PricebookVersion
+from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    LONG,
+    SERVICE_TIERS,
+    STANDARD,
+    TOKEN_CLASSES,
+    ModelRates,
+    PricebookVersion,
+)
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import Window
-from tests.factories import WINDOW_START, derived, make_version, own
+from tests.factories import WINDOW_START, derived, make_version, schedule
 
 WINDOW = Window(WINDOW_START)
 TRUE_BASES = ("base-a", "base-b", "base-c")
-AUTH_IDS = ("org-1", "org-2", "", " \t", "o'brien; DROP TABLE x;--", "ünïcode\\tab\there")
+AUTH_IDS = ("org-1", "org-2", "o'brien; DROP TABLE x;--", "ünïcode\\tab\there", "a" * 256)
+INVALID_AUTH_IDS = ("", " \t", "a" * 257)
+INVALID_TIERS = ("Batch", "")
+# Thresholds and token counts meet: a prompt exactly at its threshold is standard context.
+THRESHOLDS = (1, 100, 1000)
+OPTIONAL_CLASSES = TOKEN_CLASSES[2:]
 UNLISTED_MODELS = ("mystery", "ft:unlisted:1", "ft:unlisted:2", "", "ft:")
 STRAY_BASES = ("nowhere", "alias-x", "ft:own:0", "ft:decl:0", "")
 
@@ -43,7 +56,12 @@ multipliers = st.one_of(
     ),
     st.integers(1, 10**6).map(lambda n: str(Decimal(n).scaleb(-4))),
 )
+# Counts at, below and above every threshold, weighted in.
+near_thresholds = st.sampled_from((0, 1, 99, 100, 101, 999, 1000, 1001))
 token_counts = st.one_of(
+    near_thresholds,
+    near_thresholds,
+    near_thresholds,
     st.integers(0, 10_000),
     st.integers(0, 2**62),
     st.just(2**62),
@@ -54,20 +72,48 @@ token_counts = st.one_of(
 
 
 @st.composite
+def rate_schedules(draw: st.DrawFn) -> ModelRates:
+    """Own rates: a standard set, maybe tiers, maybe a threshold with long-context sets; each
+    set input, output and a random few other classes."""
+
+    def rate_set() -> dict[str, str]:
+        every = st.just(list(OPTIONAL_CLASSES))
+        extra = draw(st.one_of(every, st.lists(st.sampled_from(OPTIONAL_CLASSES), unique=True)))
+        return {c: draw(rates) for c in ("input", "output", *extra)}
+
+    tiers = [STANDARD, *draw(st.lists(st.sampled_from(SERVICE_TIERS[1:]), unique=True))]
+    above = draw(st.one_of(st.none(), st.sampled_from(THRESHOLDS)))
+    sets = {}
+    for tier in tiers:
+        contexts = CONTEXT_TIERS if above is not None and draw(st.booleans()) else (STANDARD,)
+        for context in contexts:
+            sets[(tier, context)] = rate_set()
+    if above is not None and not any(context == LONG for _, context in sets):
+        sets[(STANDARD, LONG)] = rate_set()
+    return schedule(sets, above)
+
+
+@st.composite
 def pricebook_versions(draw: st.DrawFn) -> PricebookVersion:
     """A version with true bases, own-rate and declared fine-tunes, maybe a non-ft alias."""
     bases = draw(st.lists(st.sampled_from(TRUE_BASES), min_size=1, max_size=3, unique=True))
-    models: dict[str, tuple[str, str] | dict[str, str]] = {
-        base: own(draw(rates), draw(rates)) for base in bases
+    models: dict[str, ModelRates | dict[str, str]] = {
+        base: draw(rate_schedules()) for base in bases
     }
     for n in range(draw(st.integers(0, 2))):
-        models[f"ft:own:{n}"] = own(draw(rates), draw(rates))
+        models[f"ft:own:{n}"] = draw(rate_schedules())
     for n in range(draw(st.integers(0, 2))):
         models[f"ft:decl:{n}"] = derived(draw(st.sampled_from(bases)), draw(multipliers))
     if draw(st.booleans()):
         models["alias-x"] = derived(draw(st.sampled_from(bases)), draw(multipliers))
     fine_tune_multiplier = draw(st.one_of(st.none(), multipliers))
     return make_version(models, fine_tune_multiplier=fine_tune_multiplier)
+
+
+def weighted(usual: tuple[object, ...], rare: tuple[object, ...]) -> st.SearchStrategy:
+    """Mostly one of ``usual``, sometimes one of ``rare``: most events must be valid for
+    the rules of valid usage to be exercised at all."""
+    return st.one_of(*[st.sampled_from(usual)] * 4, st.sampled_from(rare))
 
 
 offsets = st.one_of(
@@ -80,25 +126,83 @@ offsets = st.one_of(
 )
 
 
+inside = st.integers(0, 3_600_000_000 - 1).map(lambda us: timedelta(microseconds=us))
+
+
 @st.composite
 def window_events(
     draw: st.DrawFn, version: PricebookVersion, max_size: int = 40
 ) -> list[BillingEvent]:
     """Events around WINDOW for ``version``, with unique ids."""
-    model_ids = (*version.models, *UNLISTED_MODELS)
     base_models = (None, *TRUE_BASES, *STRAY_BASES)
     count = draw(st.integers(0, max_size))
     events = []
     for n in range(count):
+        extra = draw(st.lists(st.sampled_from(OPTIONAL_CLASSES), max_size=2, unique=True))
         events.append(
             BillingEvent(
                 event_id=f"ev-{n}",
-                auth_id=draw(st.sampled_from(AUTH_IDS)),
-                model_id=draw(st.sampled_from(model_ids)),
+                auth_id=draw(weighted(AUTH_IDS, INVALID_AUTH_IDS)),
+                model_id=draw(weighted(tuple(version.models), UNLISTED_MODELS)),
                 base_model=draw(st.sampled_from(base_models)),
                 input_tokens=draw(token_counts),
                 output_tokens=draw(token_counts),
-                occurred_at=WINDOW.start + draw(offsets),
+                occurred_at=WINDOW.start + draw(st.one_of(inside, inside, offsets)),
+                service_tier=draw(weighted((None, *SERVICE_TIERS), INVALID_TIERS)),
+                **{f"{c}_tokens": draw(token_counts) for c in extra},
+            )
+        )
+    return events
+
+
+@st.composite
+def full_schedules(draw: st.DrawFn) -> ModelRates:
+    """Own rates with every tier, a threshold, and every class in every set."""
+    above = draw(st.sampled_from(THRESHOLDS))
+    return schedule(
+        {
+            (tier, context): {c: draw(rates) for c in TOKEN_CLASSES}
+            for tier in SERVICE_TIERS
+            for context in CONTEXT_TIERS
+        },
+        above,
+    )
+
+
+@st.composite
+def priced_versions(draw: st.DrawFn) -> PricebookVersion:
+    """A version where every valid event prices: a full true base, a fine-tune declared
+    from it, and a fine_tune_multiplier for fine-tunes priced from their events' base."""
+    models: dict[str, ModelRates | dict[str, str]] = {
+        "base-a": draw(full_schedules()),
+        "ft:decl:0": derived("base-a", draw(multipliers)),
+    }
+    return make_version(models, fine_tune_multiplier=draw(multipliers))
+
+
+# Mostly zero, so that a prompt often is its input alone, exactly at a threshold.
+mostly_zero = st.one_of(st.just(0), st.just(0), near_thresholds)
+
+
+@st.composite
+def priced_events(draw: st.DrawFn, max_size: int = 30) -> list[BillingEvent]:
+    """Valid events in WINDOW of the models of ``priced_versions``, every class drawn near
+    the thresholds, every service tier."""
+    events = []
+    for n in range(draw(st.integers(1, max_size))):
+        model_id, base = draw(
+            st.sampled_from((("base-a", None), ("ft:decl:0", None), ("ft:ev", "base-a")))
+        )
+        events.append(
+            BillingEvent(
+                event_id=f"ev-{n}",
+                auth_id=draw(st.sampled_from(("org-1", "org-2"))),
+                model_id=model_id,
+                base_model=base,
+                occurred_at=WINDOW.start + draw(inside),
+                service_tier=draw(st.sampled_from((None, *SERVICE_TIERS))),
+                input_tokens=draw(near_thresholds),
+                **{f"{c}_tokens": draw(mostly_zero) for c in TOKEN_CLASSES[1:]},  # type: ignore[arg-type]
             )
         )
     return events

@@ -8,12 +8,8 @@ from decimal import Decimal, Inexact, localcontext
 
 import pytest
 
-from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
-from rating_pipeline.warehouse.database import connect
-from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import Window
-from tests.conftest import insert_events, stored_window, truncate_all
 from tests.factories import WINDOW_START, derived, make_event, make_version, own
 from tests.oracle import OracleRating
 
@@ -28,15 +24,11 @@ BOOK = make_version(MODELS, fine_tune_multiplier="1.5")
 
 
 @pytest.fixture
-def rate(database_url):
-    """Rate ``events`` with ``book`` in a window of their own; return its stored rows."""
+def rate(rate_events):
+    """Rate ``events`` with ``book`` (BOOK by default); return the window's stored rows."""
 
     def rating(*events, book=BOOK) -> OracleRating:
-        truncate_all(database_url)
-        insert_events(database_url, events)
-        with connect(database_url) as conn:
-            rate_window(conn, WINDOW, Pricebooks((book,)), "run-1")
-            return stored_window(conn, WINDOW)
+        return rate_events(book, *events)
 
     return rating
 

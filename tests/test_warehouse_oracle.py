@@ -31,7 +31,13 @@ from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
 from tests.oracle import OracleRating
-from tests.strategies import WINDOW, pricebook_versions, window_events
+from tests.strategies import (
+    WINDOW,
+    pricebook_versions,
+    priced_events,
+    priced_versions,
+    window_events,
+)
 
 # The strategies' events straddle WINDOW's edges, so its neighbours get events too.
 WINDOWS = (Window(WINDOW.start - HOUR), WINDOW, Window(WINDOW.end))
@@ -58,6 +64,25 @@ def test_database_path_agrees_with_oracle(database_url: str, data: st.DataObject
     assert stored.exceptions == expected.exceptions
     assert result.events_read == sum(WINDOW.start <= e.occurred_at < WINDOW.end for e in events)
     assert rerun.rows_written == 0
+
+
+@settings(DATABASE_SETTINGS, max_examples=40)
+@given(data=st.data())
+def test_every_class_tier_and_context_prices_as_the_oracle(
+    database_url: str, data: st.DataObject
+) -> None:
+    """Every valid event prices, so each class's rate, each tier's set and each prompt at,
+    below or above its threshold reaches a billed row, where the oracle checks it."""
+    version = data.draw(priced_versions(), label="version")
+    events = data.draw(priced_events(), label="events")
+    truncate_all(database_url)
+    insert_events(database_url, events)
+    with connect(database_url) as conn:
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+    expected = oracle.rate_window(WINDOW, version, events)
+    assert stored == expected
+    assert sum(r.event_count for r in stored.rollups) == len(events)
 
 
 class ReratingMachine(RuleBasedStateMachine):

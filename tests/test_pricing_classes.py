@@ -1,0 +1,162 @@
+"""Token classes, service tiers and long context (contract 3, 5.3 and 6), through the
+production path; every case is also held to the oracle by the ``rate_events`` fixture."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+from rating_pipeline.records import INVALID_EVENT, UNPRICED
+from tests.factories import derived, make_event, make_version, schedule
+
+# Priced as a provider prices a 2026 model: cache reads at a tenth of input, writes at
+# 1.25 x, batch at half, a long-context set above 200,000 prompt tokens.
+LARGE = schedule(
+    {
+        ("standard", "standard"): {
+            "input": "2.50", "output": "10", "cache_read": "0.25", "cache_write": "3.125",
+            "reasoning": "10",
+        },
+        ("standard", "long"): {"input": "5", "output": "15", "cache_read": "0.50"},
+        ("batch", "standard"): {"input": "1.25", "output": "5"},
+        ("priority", "standard"): {"input": "5", "output": "20", "cache_read": "0.50"},
+    },
+    above=200_000,
+)  # fmt: skip
+BOOK = make_version(
+    {"base-large": LARGE, "ft:acme:legal": derived("base-large", "1.25")},
+    fine_tune_multiplier="1.5",
+)
+
+
+def test_cached_tokens_are_priced_at_the_cache_read_rate_never_at_input(rate_events):
+    event = replace(make_event("a", "base-large", None, 1_000, 200), cache_read_tokens=9_000)
+    (rollup,) = rate_events(BOOK, event).rollups
+    # 1,000 x 2.50 + 200 x 10 + 9,000 x 0.25, per million
+    assert rollup.cost_usd == Decimal("0.00675")
+    assert (rollup.cache_read_tokens, rollup.cache_read_rate_per_mtok) == (9_000, Decimal("0.25"))
+    assert rollup.cache_write_rate_per_mtok == Decimal("3.125")  # frozen though unused
+    assert rollup.audio_input_rate_per_mtok is None
+
+
+def test_batch_events_are_priced_by_the_batch_rate_set(rate_events):
+    batch = replace(make_event("a", "base-large", None, 100_000, 10_000), service_tier="batch")
+    standard = make_event("a", "base-large", None, 100_000, 10_000)
+    stored = rate_events(BOOK, batch, standard)
+    costs = {r.service_tier: r.cost_usd for r in stored.rollups}
+    # 100,000 x 1.25 + 10,000 x 5 (batch) and 100,000 x 2.50 + 10,000 x 10, per million
+    assert costs == {"batch": Decimal("0.175"), "standard": Decimal("0.35")}
+
+
+def test_null_service_tier_and_standard_are_one_rollup(rate_events):
+    events = [make_event("a"), replace(make_event("a"), service_tier="standard")]
+    (rollup,) = rate_events(BOOK, *events).rollups
+    assert (rollup.service_tier, rollup.event_count) == ("standard", 2)
+
+
+def test_prompt_exactly_at_the_threshold_is_standard_context_one_above_is_long(rate_events):
+    at = replace(make_event("a", "base-large", None, 150_000, 10), cache_read_tokens=50_000)
+    above = replace(make_event("b", "base-large", None, 150_001, 10), cache_read_tokens=50_000)
+    stored = rate_events(BOOK, at, above)
+    tiers = {r.auth_id: (r.context_tier, r.cost_usd) for r in stored.rollups}
+    # at: 150,000 x 2.50 + 10 x 10 + 50,000 x 0.25; above, long: x 5, x 15, x 0.50
+    assert tiers == {
+        "a": ("standard", Decimal("0.3876")),
+        "b": ("long", Decimal("0.775155")),
+    }
+
+
+def test_output_tokens_do_not_count_toward_the_prompt_size(rate_events):
+    event = make_event("a", "base-large", None, 200_000, 5_000_000)
+    (rollup,) = rate_events(BOOK, event).rollups
+    assert rollup.context_tier == "standard"
+
+
+def test_a_class_with_tokens_and_no_rate_makes_the_rollup_unpriced_naming_it(rate_events):
+    event = replace(
+        make_event("a", "base-large", None, 10, 10), service_tier="priority", reasoning_tokens=5
+    )
+    stored = rate_events(BOOK, event)
+    (excepted,) = stored.exceptions
+    assert not stored.rollups
+    assert (excepted.reason, excepted.service_tier) == (UNPRICED, "priority")
+    assert excepted.detail == "no reasoning rate in priority rates of base-large"
+    assert excepted.reasoning_tokens == 5
+
+
+def test_a_tier_without_a_rate_set_is_unpriced_never_priced_at_standard(rate_events):
+    event = replace(make_event("a", "base-large", None, 10, 10), service_tier="flex")
+    (excepted,) = rate_events(BOOK, event).exceptions
+    assert (excepted.reason, excepted.detail) == (UNPRICED, "no flex rates for base-large")
+
+
+def test_long_context_in_a_tier_without_long_rates_is_unpriced(rate_events):
+    event = replace(make_event("a", "base-large", None, 300_000, 10), service_tier="batch")
+    (excepted,) = rate_events(BOOK, event).exceptions
+    assert (excepted.context_tier, excepted.detail) == (
+        "long",
+        "no batch long-context rates for base-large",
+    )
+
+
+def test_a_declared_fine_tune_derives_every_rate_of_every_set_and_the_threshold(rate_events):
+    event = replace(make_event("a", "ft:acme:legal", None, 300_000, 0), cache_read_tokens=4)
+    (rollup,) = rate_events(BOOK, event).rollups
+    assert (rollup.context_tier, rollup.rate_source) == ("long", "declared")
+    assert rollup.input_rate_per_mtok == Decimal("6.25")  # 5 x 1.25
+    assert rollup.cache_read_rate_per_mtok == Decimal("0.625")  # 0.50 x 1.25
+
+
+def test_an_event_path_fine_tune_takes_its_bases_threshold(rate_events):
+    events = [
+        make_event("a", "ft:globex:chat", "base-large", 300_000, 0),
+        make_event("b", "ft:globex:chat", "base-large", 100, 0),
+    ]
+    stored = rate_events(BOOK, *events)
+    tiers = {r.auth_id: (r.context_tier, r.input_rate_per_mtok) for r in stored.rollups}
+    assert tiers == {"a": ("long", Decimal("7.5")), "b": ("standard", Decimal("3.75"))}
+
+
+def test_ambiguous_bases_exclude_the_pair_in_every_tier(rate_events):
+    events = [
+        make_event("a", "ft:globex:chat", "base-large"),
+        replace(make_event("a", "ft:globex:chat", None), service_tier="batch"),
+    ]
+    stored = rate_events(BOOK, *events)
+    assert not stored.rollups
+    assert sorted((e.reason, e.service_tier) for e in stored.exceptions) == [
+        ("ambiguous_base", "batch"),
+        ("ambiguous_base", "standard"),
+    ]
+
+
+def test_an_unknown_service_tier_is_an_invalid_event_and_the_rest_bills(rate_events):
+    events = [replace(make_event("a"), service_tier="Batch"), make_event("a")]
+    stored = rate_events(BOOK, *events)
+    (excepted,) = stored.exceptions
+    assert (excepted.reason, excepted.detail) == (INVALID_EVENT, "unknown service_tier")
+    assert (excepted.service_tier, excepted.context_tier) == ("-", "-")
+    assert [r.event_count for r in stored.rollups] == [1]
+
+
+def test_a_negative_count_in_any_class_is_an_invalid_event_whatever_the_model(rate_events):
+    events = [
+        replace(make_event("a", "mystery"), audio_output_tokens=-1),
+        replace(make_event("a", "base-large"), cache_write_1h_tokens=-2, image_input_tokens=-3),
+    ]
+    details = {e.model_id: e.detail for e in rate_events(BOOK, *events).exceptions}
+    assert details == {
+        "mystery": "negative audio_output_tokens",
+        "base-large": "negative cache_write_1h_tokens, negative image_input_tokens",
+    }
+
+
+def test_a_poison_auth_id_is_excepted_under_a_shortened_key_and_the_window_bills(rate_events):
+    poison = make_event("p" * 9_000, "base-large")
+    good = [make_event(f"org-{n % 30}", "base-large", None, 1_000, 100) for n in range(300)]
+    stored = rate_events(BOOK, poison, *good)
+    (excepted,) = stored.exceptions
+    assert excepted.detail == "auth_id longer than 256 characters"
+    assert excepted.auth_id.startswith("p" * 64 + "...sha256:") and len(excepted.auth_id) < 256
+    assert sum(r.event_count for r in stored.rollups) == 300
+    assert sum(r.cost_usd for r in stored.rollups) == 300 * Decimal("0.0035")
