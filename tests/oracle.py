@@ -11,11 +11,11 @@ contract changes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact
 
-from rating_pipeline.pricebook.model import PricebookVersion
+from rating_pipeline.pricebook.model import ModelRates, PricebookVersion
 from rating_pipeline.records import BillingEvent, RatedRollup, RatingException
 from rating_pipeline.windows import Window
 
@@ -62,7 +62,13 @@ def _has_own_rate(version: PricebookVersion, model_id: str | None) -> bool:
     if model_id is None or model_id[:3] == "ft:":
         return False
     entry = version.models.get(model_id)
-    return entry is not None and entry.own_rate is not None
+    return entry is not None and entry.own_rates is not None
+
+
+def _standard_rates(rates: ModelRates | None) -> Mapping[str, Decimal]:
+    """The standard tier's standard-context rates by token class."""
+    assert rates is not None
+    return rates.sets[("standard", "standard")].rates
 
 
 def _times(rate: Decimal, multiplier: Decimal) -> Decimal:
@@ -75,17 +81,18 @@ def _price(
 ) -> tuple[str, str | None, Decimal | None, Decimal, Decimal] | tuple[str, str]:
     """(source, base, multiplier, input rate, output rate), or (reason, detail)."""
     entry = version.models.get(model_id)
-    if entry is not None and entry.own_rate is not None:
-        return ("own", None, None, entry.own_rate.input_per_mtok, entry.own_rate.output_per_mtok)
+    if entry is not None and entry.own_rates is not None:
+        own = _standard_rates(entry.own_rates)
+        return ("own", None, None, own["input"], own["output"])
     if entry is not None and entry.derived_from is not None:
-        base_rate = version.models[entry.derived_from].own_rate
-        assert base_rate is not None and entry.multiplier is not None
+        base_rate = _standard_rates(version.models[entry.derived_from].own_rates)
+        assert entry.multiplier is not None
         return (
             "declared",
             entry.derived_from,
             entry.multiplier,
-            _times(base_rate.input_per_mtok, entry.multiplier),
-            _times(base_rate.output_per_mtok, entry.multiplier),
+            _times(base_rate["input"], entry.multiplier),
+            _times(base_rate["output"], entry.multiplier),
         )
     if not model_id.startswith("ft:"):
         return ("unpriced", f"unknown model: not in pricebook {version.version}")
@@ -123,14 +130,13 @@ def _price(
         else:
             detail = f"base {quoted} is not in pricebook {version.version}"
         return ("unpriced", detail)
-    base_rate = version.models[base].own_rate
-    assert base_rate is not None
+    base_rate = _standard_rates(version.models[base].own_rates)
     return (
         "event",
         base,
         multiplier,
-        _times(base_rate.input_per_mtok, multiplier),
-        _times(base_rate.output_per_mtok, multiplier),
+        _times(base_rate["input"], multiplier),
+        _times(base_rate["output"], multiplier),
     )
 
 

@@ -23,6 +23,7 @@ from rating_pipeline.pricebook.loader import (
     load_version_text,
 )
 from rating_pipeline.pricebook.model import (
+    STANDARD,
     NoPricebookForWindow,
     Pricebooks,
     PricebookVersion,
@@ -45,6 +46,15 @@ def write_books(directory: Path, **files: str) -> Path:
 
 def load_one(tmp_path: Path, text: str) -> Pricebooks:
     return load_pricebooks(write_books(tmp_path / "books", book_yaml=text))
+
+
+def standard_rates(version: PricebookVersion, model_id: str) -> Mapping[str, Decimal]:
+    """The model's standard-tier, standard-context rates by token class."""
+    rates = version.models[model_id].own_rates
+    assert rates is not None, f"{model_id} has no own rates"
+    rate_set = rates.rate_set(STANDARD, STANDARD)
+    assert rate_set is not None
+    return rate_set.rates
 
 
 def errors_of(tmp_path: Path, text: str) -> list[PricebookError]:
@@ -150,7 +160,7 @@ def test_derivation_from_a_true_base_loads(tmp_path):
     )
     (version,) = books.versions
     legal = version.models["ft:acme:legal"]
-    assert (legal.derived_from, legal.multiplier, legal.own_rate) == (
+    assert (legal.derived_from, legal.multiplier, legal.own_rates) == (
         "base-large",
         Decimal("1.25"),
         None,
@@ -353,11 +363,9 @@ def test_unquoted_money_is_read_from_its_text_not_through_a_float(tmp_path):
         """,
     )
     (version,) = books.versions
-    large = version.models["base-large"].own_rate
-    assert large is not None
-    assert str(large.input_per_mtok) == "2.50" and str(large.output_per_mtok) == "2.50"
-    tiny = version.models["base-tiny"].own_rate
-    assert tiny is not None and tiny.input_per_mtok == Decimal("0.000003")
+    large = standard_rates(version, "base-large")
+    assert str(large["input"]) == "2.50" and str(large["output"]) == "2.50"
+    assert standard_rates(version, "base-tiny")["input"] == Decimal("0.000003")
     exact = Decimal("0.1000000000000000055511151231257827")
     multiplier = version.models["ft:acme:legal"].multiplier
     assert multiplier == exact and str(multiplier) == "0.1000000000000000055511151231257827"
@@ -755,7 +763,7 @@ def test_shipped_pricebooks_load_cleanly():
     assert first.fine_tune_multiplier == Decimal("1.5")
     for model_id in ("base-large", "base-medium", "base-small", "embed-small"):
         assert is_derivation_base(first, model_id)
-    assert first.models["ft:acme:support"].own_rate is not None
+    assert first.models["ft:acme:support"].own_rates is not None
     legal = first.models["ft:acme:legal"]
     assert (legal.derived_from, legal.multiplier) == ("base-large", Decimal("1.25"))
     for version in books.versions:

@@ -1,21 +1,33 @@
 """Versioned YAML pricebooks (contract section 4)."""
 
 from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    LONG,
+    SERVICE_TIERS,
+    STANDARD,
+    TOKEN_CLASSES,
     ModelEntry,
+    ModelRates,
     NoPricebookForWindow,
     Pricebooks,
     PricebookVersion,
-    Rate,
+    RateSet,
     is_derivation_base,
     is_fine_tune,
 )
 
 __all__ = [
+    "CONTEXT_TIERS",
+    "LONG",
+    "SERVICE_TIERS",
+    "STANDARD",
+    "TOKEN_CLASSES",
     "ModelEntry",
+    "ModelRates",
     "NoPricebookForWindow",
     "PricebookVersion",
     "Pricebooks",
-    "Rate",
+    "RateSet",
     "is_derivation_base",
     "is_fine_tune",
 ]

@@ -22,10 +22,12 @@ from yaml.nodes import MappingNode, ScalarNode
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import RATE_LIMIT, RATE_PLACES, decimal_places, derive_rate
 from rating_pipeline.pricebook.model import (
+    STANDARD,
     ModelEntry,
+    ModelRates,
     Pricebooks,
     PricebookVersion,
-    Rate,
+    RateSet,
     is_derivation_base,
     is_fine_tune,
 )
@@ -515,7 +517,9 @@ def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelE
     if len(errors.errors) > before or not id_is_valid:
         return broken, derived_from
     if input_rate is not None and output_rate is not None:
-        return ModelEntry(model_id, entry.line, own_rate=Rate(input_rate, output_rate)), None
+        standard = RateSet(MappingProxyType({"input": input_rate, "output": output_rate}))
+        rates = ModelRates(MappingProxyType({(STANDARD, STANDARD): standard}))
+        return ModelEntry(model_id, entry.line, own_rates=rates), None
     model = ModelEntry(model_id, entry.line, derived_from=derived_from, multiplier=multiplier)
     return model, derived_from
 
@@ -548,10 +552,11 @@ def _check_derivations(
                 errors.add(declaration.line, declaration.model_id, reason)
             continue
         multiplier = candidate.models[declaration.model_id].multiplier
-        base_rate = candidate.models[base].own_rate
-        if multiplier is None or base_rate is None:  # the model's own errors are reported
+        base_rates = candidate.models[base].own_rates
+        if multiplier is None or base_rates is None:  # the model's own errors are reported
             continue
-        for side, rate in ((INPUT, base_rate.input_per_mtok), (OUTPUT, base_rate.output_per_mtok)):
+        standard = base_rates.sets[(STANDARD, STANDARD)].rates
+        for side, rate in ((INPUT, standard["input"]), (OUTPUT, standard["output"])):
             problem = _derivation_problem(rate, multiplier)
             if problem is not None:
                 errors.add(
@@ -566,7 +571,7 @@ def _why_not_a_base(candidate: PricebookVersion, base: str) -> str | None:
     target = candidate.models.get(base)
     if target is None:
         return f"derived_from {base!r} is not a model of this version"
-    if is_fine_tune(base) and target.own_rate is not None:
+    if is_fine_tune(base) and target.own_rates is not None:
         return (
             f"derived_from {base!r} is a fine-tune with its own rates; only a true base "
             "(own rates, id not starting with 'ft:') can be derived from"
@@ -600,10 +605,10 @@ def _check_projection(
 ) -> None:
     """Rule 6 through ``fine_tune_multiplier``: every true base projected, every side."""
     for model_id, entry in candidate.models.items():
-        if not is_derivation_base(candidate, model_id) or entry.own_rate is None:
+        if not is_derivation_base(candidate, model_id) or entry.own_rates is None:
             continue
-        rate = entry.own_rate
-        for side, value in ((INPUT, rate.input_per_mtok), (OUTPUT, rate.output_per_mtok)):
+        standard = entry.own_rates.sets[(STANDARD, STANDARD)].rates
+        for side, value in ((INPUT, standard["input"]), (OUTPUT, standard["output"])):
             problem = _derivation_problem(value, multiplier)
             if problem is not None:
                 errors.add(

@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rating_pipeline.money import derive_rate
 from rating_pipeline.pricebook.model import (
+    ModelRates,
     PricebookVersion,
-    Rate,
     is_derivation_base,
     is_fine_tune,
 )
@@ -22,10 +21,10 @@ from rating_pipeline.records import AMBIGUOUS_BASE, RATE_DECLARED, RATE_EVENT, R
 
 @dataclass(frozen=True)
 class Priced:
-    """A resolved rate, with how it was obtained."""
+    """The resolved rate sets, with how they were obtained."""
 
     rate_source: str
-    rate: Rate
+    rates: ModelRates
     derivation_base: str | None = None
     multiplier: Decimal | None = None
 
@@ -36,14 +35,6 @@ class Excluded:
 
     reason: str
     detail: str
-
-
-def derived(base: Rate, multiplier: Decimal) -> Rate:
-    """A derivation's rate: each base rate times ``multiplier``, rounded half-even (money)."""
-    return Rate(
-        input_per_mtok=derive_rate(base.input_per_mtok, multiplier),
-        output_per_mtok=derive_rate(base.output_per_mtok, multiplier),
-    )
 
 
 def describe_bases(bases: frozenset[str | None]) -> str:
@@ -57,22 +48,23 @@ def resolve(
 ) -> Priced | Excluded:
     """Price ``model_id`` whose valid events in one rollup carried ``bases``.
 
-    1. listed with own rates: that rate (bases ignored);
-    2. listed ``derived_from: B``: B's rate times the multiplier (bases ignored);
+    1. listed with own rates: its rate sets (bases ignored);
+    2. listed ``derived_from: B``: every rate of B's sets times the multiplier, B's
+       threshold (bases ignored);
     3. an unlisted fine-tune whose events all carry one true base ``b``, in a version with a
-       ``fine_tune_multiplier``: b's rate times it; more than one distinct base (null
+       ``fine_tune_multiplier``: b's rate sets times it; more than one distinct base (null
        counts) excludes the whole rollup as ambiguous;
     4. anything else is unpriced, with the reason.
     """
     entry = version.models.get(model_id)
-    if entry is not None and entry.own_rate is not None:
-        return Priced(RATE_OWN, entry.own_rate)
+    if entry is not None and entry.own_rates is not None:
+        return Priced(RATE_OWN, entry.own_rates)
     if entry is not None and entry.derived_from is not None and entry.multiplier is not None:
         base_entry = version.models[entry.derived_from]
-        assert base_entry.own_rate is not None  # the loader admits only true bases (rule 5)
+        assert base_entry.own_rates is not None  # the loader admits only true bases (rule 5)
         return Priced(
             RATE_DECLARED,
-            derived(base_entry.own_rate, entry.multiplier),
+            base_entry.own_rates.derived(entry.multiplier),
             entry.derived_from,
             entry.multiplier,
         )
@@ -90,11 +82,11 @@ def resolve(
         return Excluded(UNPRICED, "fine-tune without a base: its events carry no base_model")
     if not is_derivation_base(version, base):
         return Excluded(UNPRICED, _not_a_true_base(version, base))
-    base_rate = version.models[base].own_rate
-    assert base_rate is not None  # is_derivation_base
+    base_rates = version.models[base].own_rates
+    assert base_rates is not None  # is_derivation_base
     return Priced(
         RATE_EVENT,
-        derived(base_rate, version.fine_tune_multiplier),
+        base_rates.derived(version.fine_tune_multiplier),
         base,
         version.fine_tune_multiplier,
     )

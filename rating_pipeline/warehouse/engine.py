@@ -21,7 +21,7 @@ from psycopg.pq import TransactionStatus
 from rating_pipeline import pricing
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import exact_rate
-from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.pricebook.model import STANDARD, ModelRates, Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, PROBLEM_BITS, RatingException
 from rating_pipeline.warehouse.extract import (
     WindowRead,
@@ -196,9 +196,14 @@ def resolution_row(version: PricebookVersion, model_id: str, bases_key: str) -> 
         return (model_id, bases_key, None, None, None, None, None, outcome.reason, outcome.detail)
     return (
         model_id, bases_key, outcome.rate_source, outcome.derivation_base, outcome.multiplier,
-        exact_rate(outcome.rate.input_per_mtok), exact_rate(outcome.rate.output_per_mtok),
-        None, None,
+        *_standard_input_output(outcome.rates), None, None,
     )  # fmt: skip
+
+
+def _standard_input_output(rates: ModelRates) -> tuple[Decimal, Decimal]:
+    """The standard tier's standard-context input and output rates (every model has them)."""
+    standard = rates.sets[(STANDARD, STANDARD)]
+    return exact_rate(standard.rates["input"]), exact_rate(standard.rates["output"])
 
 
 def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
