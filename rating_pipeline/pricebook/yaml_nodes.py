@@ -31,6 +31,7 @@ _TEXT_TAGS = _NUMBER_TAGS | {_TAG + "timestamp"}
 MAX_DIGITS = 40
 # `010` is ten to us and eight to a YAML 1.1 reader: refused as ambiguous.
 _LEADING_ZERO = re.compile(r"[+-]?0\d")
+_PLAIN_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
 
 
 class YamlDocumentError(Exception):
@@ -180,6 +181,15 @@ def decimal_value(node: Node, what: str) -> Decimal:
         )
     # -0 is 0: a sign on zero means nothing and must not show in a rate.
     return value.copy_abs() if value.is_zero() else value
+
+
+def plain_integer(node: Node) -> int | None:
+    """The integer a scalar's text spells in plain digits (``200000``, ``"200000"``, ``-1``);
+    None for anything else (``2e5``, ``200_000``, ``010``, ``200000.0``, null, a list)."""
+    if not isinstance(node, ScalarNode) or node.tag not in _NUMBER_TAGS:
+        return None
+    text = str(node.value).strip()
+    return int(text) if _PLAIN_INTEGER.fullmatch(text) else None
 
 
 def fixed_point_digits(value: Decimal) -> int:
