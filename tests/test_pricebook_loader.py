@@ -23,7 +23,10 @@ from rating_pipeline.pricebook.loader import (
     load_version_text,
 )
 from rating_pipeline.pricebook.model import (
+    LONG,
+    SERVICE_TIERS,
     STANDARD,
+    TOKEN_CLASSES,
     NoPricebookForWindow,
     Pricebooks,
     PricebookVersion,
@@ -463,7 +466,14 @@ def test_no_float_anywhere_in_the_loaded_example_books():
     money = [n for n in numbers if type(n) is not int]
     assert money, "the example books hold no money at all"
     assert all(type(n) is Decimal for n in money), {type(n) for n in money}
-    assert len(line_numbers) == sum(len(v.models) for v in load_pricebooks(SHIPPED).versions)
+    versions = load_pricebooks(SHIPPED).versions
+    thresholds = [
+        entry.own_rates.long_context_above_tokens
+        for version in versions
+        for entry in version.models.values()
+        if entry.own_rates is not None and entry.own_rates.long_context_above_tokens is not None
+    ]
+    assert len(line_numbers) == sum(len(v.models) for v in versions) + len(thresholds)
 
 
 def test_version_and_effective_from_are_taken_from_their_text(tmp_path):
@@ -769,6 +779,20 @@ def test_shipped_pricebooks_load_cleanly():
     for version in books.versions:
         data = Path(version.source_file).read_bytes()
         assert version.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_shipped_pricebooks_price_every_class_tier_and_long_context():
+    for version in load_pricebooks(SHIPPED).versions:
+        own = [e.own_rates for e in version.models.values() if e.own_rates is not None]
+        sets = {key: rate_set for rates in own for key, rate_set in rates.sets.items()}
+        classes = {
+            cls for rates in own for rate_set in rates.sets.values() for cls in rate_set.rates
+        }
+        assert set(sets) >= {(tier, STANDARD) for tier in SERVICE_TIERS}, version.version
+        assert (STANDARD, LONG) in sets and ("batch", LONG) in sets, version.version
+        assert classes == set(TOKEN_CLASSES), version.version
+        large = version.models["base-large"].own_rates
+        assert large is not None and large.long_context_above_tokens == 200000
 
 
 def test_loaded_models_are_read_only():
