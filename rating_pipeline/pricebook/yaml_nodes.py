@@ -31,6 +31,9 @@ _TEXT_TAGS = _NUMBER_TAGS | {_TAG + "timestamp"}
 MAX_DIGITS = 40
 # `010` is ten to us and eight to a YAML 1.1 reader: refused as ambiguous.
 _LEADING_ZERO = re.compile(r"[+-]?0\d")
+# libyaml's parser, when PyYAML has it, composes the same nodes with the same marks about
+# ten times as fast: a LiteLLM-sized version (issue 12) validates in seconds, not a minute.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
 
 
@@ -60,7 +63,7 @@ def line_of(node: Node) -> int:
 def compose_document(text: str) -> Node | None:
     """The node tree of the single YAML document in ``text`` (None when it is empty)."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or exc.context or "malformed document"
