@@ -224,7 +224,7 @@ def convert_litellm(
     for model_id, entry in sorted(entries.items()):
         mode = entry.get(MODE)
         if mode not in IMPORTED_MODES:
-            skipped[str(mode)] += 1
+            skipped["(no mode)" if mode is None else str(mode)] += 1
             continue
         rates = _model_rates(model_id, entry, report)
         if rates is not None:
