@@ -32,32 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pricebook = commands.add_parser("pricebook", help="pricebook tools")
-    pricebook_commands = pricebook.add_subparsers(dest="action", required=True, metavar="ACTION")
-    validate = pricebook_commands.add_parser(
-        "validate", help="check every rule of every version; exit 1 with the full error list"
-    )
-    validate.add_argument("directory", nargs="?", type=Path, default=None)
-    validate.set_defaults(handler=_pricebook_validate)
-    importer = pricebook_commands.add_parser("import", help="convert another price list")
-    sources = importer.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    litellm = sources.add_parser(
-        "litellm",
-        help="LiteLLM's model_prices_and_context_window.json -> one version file; "
-        "prints what it could not map and every rate it rounded",
-    )
-    litellm.add_argument("file", type=Path, metavar="FILE")
-    litellm.add_argument("--version", required=True, metavar="V", help="the version's name")
-    litellm.add_argument(
-        "--effective-from", required=True, metavar="T", help="e.g. 2026-10-01T00:00:00Z"
-    )
-    litellm.add_argument("--out", type=Path, default=None, metavar="DIR")
-    litellm.add_argument(
-        "--round",
-        action="store_true",
-        help="round float noise half-even to 6 places (reported) instead of failing",
-    )
-    litellm.set_defaults(handler=_pricebook_import_litellm)
+    _add_pricebook_commands(commands)
 
     database = commands.add_parser("db", help="schema migrations (Alembic)")
     database_commands = database.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -90,6 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
     ui = demo_commands.add_parser("ui", help="run `dagster dev` on the embedded database")
     ui.set_defaults(handler=_demo_ui)
     return parser
+
+
+def _add_pricebook_commands(commands: argparse._SubParsersAction) -> None:
+    """``pricebook validate [DIR]`` and ``pricebook import litellm FILE ...``."""
+    pricebook = commands.add_parser("pricebook", help="pricebook tools")
+    pricebook_commands = pricebook.add_subparsers(dest="action", required=True, metavar="ACTION")
+    validate = pricebook_commands.add_parser(
+        "validate", help="check every rule of every version; exit 1 with the full error list"
+    )
+    validate.add_argument("directory", nargs="?", type=Path, default=None)
+    validate.set_defaults(handler=_pricebook_validate)
+    importer = pricebook_commands.add_parser("import", help="convert another price list")
+    sources = importer.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    litellm = sources.add_parser(
+        "litellm",
+        help="LiteLLM's model_prices_and_context_window.json -> one version file; "
+        "prints what it could not map and every rate it rounded",
+    )
+    litellm.add_argument("file", type=Path, metavar="FILE")
+    litellm.add_argument("--version", required=True, metavar="V", help="the version's name")
+    litellm.add_argument(
+        "--effective-from", required=True, metavar="T", help="e.g. 2026-10-01T00:00:00Z"
+    )
+    litellm.add_argument("--out", type=Path, default=None, metavar="DIR")
+    litellm.add_argument(
+        "--round",
+        action="store_true",
+        help="round float noise half-even to 6 places (reported) instead of failing",
+    )
+    litellm.set_defaults(handler=_pricebook_import_litellm)
 
 
 def _pricebook_validate(args: argparse.Namespace) -> int:

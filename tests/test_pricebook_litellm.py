@@ -295,10 +295,23 @@ def test_a_model_without_per_token_input_and_output_is_not_imported_and_reported
     ]
 
 
+def test_a_model_id_no_pricebook_can_list_is_not_imported_and_reported():
+    text = (
+        '{" padded": {"mode": "chat", "input_cost_per_token": 1e-06, '
+        '"output_cost_per_token": 1e-06}, "ok": {"mode": "chat", '
+        '"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}}'
+    )
+    result, version = imported(text)
+    assert list(version.models) == ["ok"]
+    assert [str(note) for note in result.not_imported] == [" padded: no usable model id"]
+
+
 def test_a_duplicated_key_in_the_json_fails_the_import():
     text = '{"m": {"mode": "chat", "input_cost_per_token": 1e-06, "input_cost_per_token": 2e-06}}'
     with pytest.raises(LitellmFormatError, match="duplicated key 'input_cost_per_token' in 'm'"):
         convert(text)
+    with pytest.raises(LitellmFormatError, match="model 'm' is listed twice"):
+        convert('{"m": {"mode": "chat"}, "m": {"mode": "chat"}}')
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,7 @@ from rating_pipeline.pricebook.model import (
     ModelRates,
     RateSet,
 )
+from rating_pipeline.records import BLANK_CHARACTERS
 
 IMPORTED_MODES = ("chat", "responses")
 MODE = "mode"
@@ -226,6 +227,9 @@ def convert_litellm(
         if mode not in IMPORTED_MODES:
             skipped["(no mode)" if mode is None else str(mode)] += 1
             continue
+        if not _usable_id(model_id):
+            report.not_imported.append(NotImported(model_id, ("model id",)))
+            continue
         rates = _model_rates(model_id, entry, report)
         if rates is not None:
             models[model_id] = rates
@@ -249,6 +253,12 @@ def version_file_name(version: str) -> str:
             f"version {version!r} must be a plain file name (letters, digits, '.', '_', '-')"
         )
     return f"{version}.yaml"
+
+
+def _usable_id(model_id: str) -> bool:
+    """An id a pricebook can list: printable, not blank, no blanks around it."""
+    stripped = model_id.strip(BLANK_CHARACTERS)
+    return bool(stripped) and stripped == model_id and model_id.isprintable()
 
 
 # --- reading the JSON ---------------------------------------------------------------------
