@@ -18,8 +18,15 @@ import psycopg
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
-from rating_pipeline.money import EXACT, derive_rate
-from rating_pipeline.pricebook.model import Pricebooks, Rate, is_derivation_base, is_fine_tune
+from rating_pipeline.money import EXACT
+from rating_pipeline.pricebook.model import (
+    STANDARD,
+    ModelRates,
+    Pricebooks,
+    RateSet,
+    is_derivation_base,
+    is_fine_tune,
+)
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.windows import Window
 
@@ -75,29 +82,27 @@ def _engine(url: str) -> sqlalchemy.Engine:
 
 def _rate(
     pricebooks: Pricebooks, window: Window, model_id: str, base: str | None
-) -> tuple[str, str | None, Decimal | None, Rate] | None:
+) -> tuple[str, str | None, Decimal | None, RateSet] | None:
     version = pricebooks.version_for(window)
     entry = version.models.get(model_id)
-    if entry is not None and entry.own_rate is not None:
-        return "own", None, None, entry.own_rate
+    if entry is not None and entry.own_rates is not None:
+        return "own", None, None, _standard(entry.own_rates)
     if entry is not None and entry.derived_from is not None and entry.multiplier is not None:
         base_entry = version.models[entry.derived_from]
-        assert base_entry.own_rate is not None
-        rate = _derived(base_entry.own_rate, entry.multiplier)
-        return "declared", entry.derived_from, entry.multiplier, rate
+        assert base_entry.own_rates is not None
+        rates = base_entry.own_rates.derived(entry.multiplier)
+        return "declared", entry.derived_from, entry.multiplier, _standard(rates)
     multiplier = version.fine_tune_multiplier
     if is_fine_tune(model_id) and multiplier is not None and is_derivation_base(version, base):
         assert base is not None
-        base_rate = version.models[base].own_rate
-        assert base_rate is not None
-        return "event", base, multiplier, _derived(base_rate, multiplier)
+        base_rates = version.models[base].own_rates
+        assert base_rates is not None
+        return "event", base, multiplier, _standard(base_rates.derived(multiplier))
     return None
 
 
-def _derived(rate: Rate, multiplier: Decimal) -> Rate:
-    return Rate(
-        derive_rate(rate.input_per_mtok, multiplier), derive_rate(rate.output_per_mtok, multiplier)
-    )
+def _standard(rates: ModelRates) -> RateSet:
+    return rates.sets[(STANDARD, STANDARD)]
 
 
 def rate_naively(url: str, window: Window, pricebooks: Pricebooks, run_id: str) -> int:
@@ -144,11 +149,11 @@ def rate_naively(url: str, window: Window, pricebooks: Pricebooks, run_id: str) 
                     source,
                     derivation_base,
                     multiplier,
-                    rate.input_per_mtok,
-                    rate.output_per_mtok,
+                    rate.rates["input"],
+                    rate.rates["output"],
                     EXACT.scaleb(
-                        EXACT.add(EXACT.multiply(input_tokens, rate.input_per_mtok),
-                                  EXACT.multiply(output_tokens, rate.output_per_mtok)), -6
+                        EXACT.add(EXACT.multiply(input_tokens, rate.rates["input"]),
+                                  EXACT.multiply(output_tokens, rate.rates["output"])), -6
                     ),
                     version.version,
                     version.sha256,

@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pricebook = commands.add_parser("pricebook", help="pricebook tools")
-    pricebook_commands = pricebook.add_subparsers(dest="action", required=True, metavar="ACTION")
-    validate = pricebook_commands.add_parser(
-        "validate", help="check every rule of every version; exit 1 with the full error list"
-    )
-    validate.add_argument("directory", nargs="?", type=Path, default=None)
-    validate.set_defaults(handler=_pricebook_validate)
+    _add_pricebook_commands(commands)
 
     database = commands.add_parser("db", help="schema migrations (Alembic)")
     database_commands = database.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -73,6 +67,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_pricebook_commands(commands: argparse._SubParsersAction) -> None:
+    """``pricebook validate [DIR]`` and ``pricebook import litellm FILE ...``."""
+    pricebook = commands.add_parser("pricebook", help="pricebook tools")
+    pricebook_commands = pricebook.add_subparsers(dest="action", required=True, metavar="ACTION")
+    validate = pricebook_commands.add_parser(
+        "validate", help="check every rule of every version; exit 1 with the full error list"
+    )
+    validate.add_argument("directory", nargs="?", type=Path, default=None)
+    validate.set_defaults(handler=_pricebook_validate)
+    importer = pricebook_commands.add_parser("import", help="convert another price list")
+    sources = importer.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    litellm = sources.add_parser(
+        "litellm",
+        help="LiteLLM's model_prices_and_context_window.json -> one version file; "
+        "prints what it could not map and every rate it rounded",
+    )
+    litellm.add_argument("file", type=Path, metavar="FILE")
+    litellm.add_argument("--version", required=True, metavar="V", help="the version's name")
+    litellm.add_argument(
+        "--effective-from", required=True, metavar="T", help="e.g. 2026-10-01T00:00:00Z"
+    )
+    litellm.add_argument("--out", type=Path, default=None, metavar="DIR")
+    litellm.add_argument(
+        "--round",
+        action="store_true",
+        help="round float noise half-even to 6 places (reported) instead of failing",
+    )
+    litellm.set_defaults(handler=_pricebook_import_litellm)
+
+
 def _pricebook_validate(args: argparse.Namespace) -> int:
     from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 
@@ -90,6 +114,39 @@ def _pricebook_validate(args: argparse.Namespace) -> int:
             f"{len(version.models)} models, sha256 {version.sha256[:12]}"
         )
     return EXIT_OK
+
+
+def _pricebook_import_litellm(args: argparse.Namespace) -> int:
+    from rating_pipeline.pricebook.litellm import FloatNoiseError, convert_litellm, write_version
+    from rating_pipeline.pricebook.loader import PricebookLoadError
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        result = convert_litellm(
+            text, version=args.version, effective_from=args.effective_from, round_rates=args.round
+        )
+        path = write_version(args.out or default_pricebook_dir(), args.version, result.text)
+    except FloatNoiseError as exc:
+        lines = [*exc.report_lines(), f"error: {exc}"]
+    except PricebookLoadError as exc:
+        lines = [*exc.report_lines(), "error: the converted version does not load; nothing written"]
+    else:
+        print(
+            f"{path}: {result.models} models imported from {args.file} ({result.entries} chat "
+            f"or responses entries; {sum(result.skipped_modes.values())} entries of other modes "
+            f"skipped); {len(result.not_imported)} models not imported, {len(result.rounded)} "
+            f"rates rounded, {len(result.unmapped)} prices not mapped"
+        )
+        for line in result.report_lines():
+            print(line)
+        return EXIT_OK
+    for line in lines:
+        print(line, file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _db(args: argparse.Namespace) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 
 from rating_pipeline.pricebook.model import (
+    LONG,
     STANDARD,
     ModelEntry,
     ModelRates,
@@ -21,42 +23,84 @@ WINDOW_START = datetime(2026, 6, 15, 10, tzinfo=UTC)
 _event_ids = itertools.count(1)
 
 
-def own(input_rate: str, output_rate: str) -> tuple[str, str]:
-    return (input_rate, output_rate)
+@dataclass(frozen=True)
+class Own:
+    """Own rates as a pricebook writes them: token class -> rate text, tiers, long context."""
+
+    rates: dict[str, str]
+    tiers: dict[str, Own] = field(default_factory=dict)
+    long_context: Own | None = None
+    long_context_above_tokens: int | None = None
+
+
+def own(
+    input_rate: str,
+    output_rate: str,
+    *,
+    long_context: Own | None = None,
+    long_context_above_tokens: int | None = None,
+    batch: Own | None = None,
+    priority: Own | None = None,
+    flex: Own | None = None,
+    **classes: str,
+) -> Own:
+    """Own rates; ``classes`` by token class (``cache_read="0.25"``), tiers and long context
+    as further ``own(...)`` (a tier's own ``long_context``; the threshold on the model's)."""
+    tiers = {"batch": batch, "priority": priority, "flex": flex}
+    return Own(
+        rates={"input": input_rate, "output": output_rate, **classes},
+        tiers={tier: rates for tier, rates in tiers.items() if rates is not None},
+        long_context=long_context,
+        long_context_above_tokens=long_context_above_tokens,
+    )
 
 
 def derived(base: str, multiplier: str) -> dict[str, str]:
     return {"derived_from": base, "multiplier": multiplier}
 
 
+def model_rates(spec: Own) -> ModelRates:
+    """``spec`` as the loader would build it, unvalidated."""
+    sets = {}
+    for tier, tier_spec in {STANDARD: spec, **spec.tiers}.items():
+        sets[(tier, STANDARD)] = _rate_set(tier_spec)
+        if tier_spec.long_context is not None:
+            sets[(tier, LONG)] = _rate_set(tier_spec.long_context)
+    return ModelRates(MappingProxyType(sets), spec.long_context_above_tokens)
+
+
+def _rate_set(spec: Own) -> RateSet:
+    return RateSet(MappingProxyType({cls: Decimal(rate) for cls, rate in spec.rates.items()}))
+
+
 def schedule(sets: dict[tuple[str, str], dict[str, str]], above: int | None = None) -> ModelRates:
-    """Own rates from ``{(service tier, context tier): {token class: rate text}}``."""
+    """Own rates straight from ``{(service tier, context tier): {token class: rate text}}``
+    (the shape property tests draw)."""
     return ModelRates(
-        {
-            key: RateSet({c: Decimal(rate) for c, rate in rates.items()})
-            for key, rates in sets.items()
-        },
+        MappingProxyType(
+            {
+                key: RateSet(MappingProxyType({c: Decimal(rate) for c, rate in rates.items()}))
+                for key, rates in sets.items()
+            }
+        ),
         above,
     )
 
 
 def make_version(
-    models: dict[str, tuple[str, str] | dict[str, str] | ModelRates],
+    models: dict[str, Own | ModelRates | dict[str, str]],
     *,
     version: str = "2026-06-01",
     effective_from: datetime = datetime(2026, 6, 1, tzinfo=UTC),
     fine_tune_multiplier: str | None = None,
 ) -> PricebookVersion:
-    """A version from ``{model: own(in, out) | derived(base, multiplier)}``; no validation."""
+    """A version from ``{model: own(...) | derived(base, multiplier)}``; no validation."""
     entries = {}
     for line, (model_id, spec) in enumerate(models.items(), start=1):
         if isinstance(spec, ModelRates):
             entries[model_id] = ModelEntry(model_id, line, own_rates=spec)
-        elif isinstance(spec, tuple):
-            standard = RateSet({"input": Decimal(spec[0]), "output": Decimal(spec[1])})
-            entries[model_id] = ModelEntry(
-                model_id, line, own_rates=ModelRates({(STANDARD, STANDARD): standard})
-            )
+        elif isinstance(spec, Own):
+            entries[model_id] = ModelEntry(model_id, line, own_rates=model_rates(spec))
         else:
             entries[model_id] = ModelEntry(
                 model_id,

@@ -31,7 +31,7 @@ def test_validate_prints_one_summary_line_per_version_and_exits_zero(capsys):
     lines = out.splitlines()
     assert err == ""
     assert len(lines) == 2
-    assert all(re.search(r", 6 models, sha256 [0-9a-f]{12}$", line) for line in lines)
+    assert all(re.search(r", 7 models, sha256 [0-9a-f]{12}$", line) for line in lines)
     assert "2026-06-01.yaml: version 2026-06-01 effective 2026-06-01T00:00:00+00:00 USD" in lines[0]
     assert "2026-09-01.yaml: version 2026-09-01" in lines[1]
 

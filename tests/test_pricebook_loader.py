@@ -23,6 +23,10 @@ from rating_pipeline.pricebook.loader import (
     load_version_text,
 )
 from rating_pipeline.pricebook.model import (
+    LONG,
+    SERVICE_TIERS,
+    STANDARD,
+    TOKEN_CLASSES,
     NoPricebookForWindow,
     Pricebooks,
     PricebookVersion,
@@ -45,6 +49,15 @@ def write_books(directory: Path, **files: str) -> Path:
 
 def load_one(tmp_path: Path, text: str) -> Pricebooks:
     return load_pricebooks(write_books(tmp_path / "books", book_yaml=text))
+
+
+def standard_rates(version: PricebookVersion, model_id: str) -> Mapping[str, Decimal]:
+    """The model's standard-tier, standard-context rates by token class."""
+    rates = version.models[model_id].own_rates
+    assert rates is not None, f"{model_id} has no own rates"
+    rate_set = rates.rate_set(STANDARD, STANDARD)
+    assert rate_set is not None
+    return rate_set.rates
 
 
 def errors_of(tmp_path: Path, text: str) -> list[PricebookError]:
@@ -353,14 +366,9 @@ def test_unquoted_money_is_read_from_its_text_not_through_a_float(tmp_path):
         """,
     )
     (version,) = books.versions
-    large = version.models["base-large"].own_rates
-    assert large is not None
-    standard = large.sets[("standard", "standard")].rates
-    assert str(standard["input"]) == "2.50" and str(standard["output"]) == "2.50"
-    tiny = version.models["base-tiny"].own_rates
-    assert tiny is not None and tiny.sets[("standard", "standard")].rates["input"] == Decimal(
-        "0.000003"
-    )
+    large = standard_rates(version, "base-large")
+    assert str(large["input"]) == "2.50" and str(large["output"]) == "2.50"
+    assert standard_rates(version, "base-tiny")["input"] == Decimal("0.000003")
     exact = Decimal("0.1000000000000000055511151231257827")
     multiplier = version.models["ft:acme:legal"].multiplier
     assert multiplier == exact and str(multiplier) == "0.1000000000000000055511151231257827"
@@ -458,7 +466,14 @@ def test_no_float_anywhere_in_the_loaded_example_books():
     money = [n for n in numbers if type(n) is not int]
     assert money, "the example books hold no money at all"
     assert all(type(n) is Decimal for n in money), {type(n) for n in money}
-    assert len(line_numbers) == sum(len(v.models) for v in load_pricebooks(SHIPPED).versions)
+    versions = load_pricebooks(SHIPPED).versions
+    thresholds = [
+        entry.own_rates.long_context_above_tokens
+        for version in versions
+        for entry in version.models.values()
+        if entry.own_rates is not None and entry.own_rates.long_context_above_tokens is not None
+    ]
+    assert len(line_numbers) == sum(len(v.models) for v in versions) + len(thresholds)
 
 
 def test_version_and_effective_from_are_taken_from_their_text(tmp_path):
@@ -764,6 +779,20 @@ def test_shipped_pricebooks_load_cleanly():
     for version in books.versions:
         data = Path(version.source_file).read_bytes()
         assert version.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_shipped_pricebooks_price_every_class_tier_and_long_context():
+    for version in load_pricebooks(SHIPPED).versions:
+        own = [e.own_rates for e in version.models.values() if e.own_rates is not None]
+        sets = {key: rate_set for rates in own for key, rate_set in rates.sets.items()}
+        classes = {
+            cls for rates in own for rate_set in rates.sets.values() for cls in rate_set.rates
+        }
+        assert set(sets) >= {(tier, STANDARD) for tier in SERVICE_TIERS}, version.version
+        assert (STANDARD, LONG) in sets and ("batch", LONG) in sets, version.version
+        assert classes == set(TOKEN_CLASSES), version.version
+        large = version.models["base-large"].own_rates
+        assert large is not None and large.long_context_above_tokens == 200000
 
 
 def test_loaded_models_are_read_only():

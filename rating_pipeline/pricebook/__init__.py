@@ -1,6 +1,11 @@
 """Versioned YAML pricebooks (contract section 4)."""
 
 from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    LONG,
+    SERVICE_TIERS,
+    STANDARD,
+    TOKEN_CLASSES,
     ModelEntry,
     ModelRates,
     NoPricebookForWindow,
@@ -12,6 +17,11 @@ from rating_pipeline.pricebook.model import (
 )
 
 __all__ = [
+    "CONTEXT_TIERS",
+    "LONG",
+    "SERVICE_TIERS",
+    "STANDARD",
+    "TOKEN_CLASSES",
     "ModelEntry",
     "ModelRates",
     "NoPricebookForWindow",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import decimal
 import difflib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +22,12 @@ from yaml.nodes import MappingNode, ScalarNode
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import RATE_LIMIT, RATE_PLACES, decimal_places, derive_rate
 from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    LONG,
+    REQUIRED_CLASSES,
+    SERVICE_TIERS,
     STANDARD,
+    TOKEN_CLASSES,
     ModelEntry,
     ModelRates,
     Pricebooks,
@@ -43,6 +48,7 @@ from rating_pipeline.pricebook.yaml_nodes import (
     is_mapping,
     line_of,
     mapping_entries,
+    plain_integer,
     text_value,
 )
 from rating_pipeline.records import BLANK_CHARACTERS
@@ -59,13 +65,20 @@ MODELS = "models"
 TOP_KEYS = (VERSION, EFFECTIVE_FROM, CURRENCY_KEY, FINE_TUNE_MULTIPLIER, MODELS)
 REQUIRED_TOP_KEYS = (VERSION, EFFECTIVE_FROM, CURRENCY_KEY, MODELS)
 
-INPUT = "input_per_mtok"
-OUTPUT = "output_per_mtok"
+RATE_SUFFIX = "_per_mtok"
+RATE_KEYS = tuple(token_class + RATE_SUFFIX for token_class in TOKEN_CLASSES)
+INPUT, OUTPUT = (token_class + RATE_SUFFIX for token_class in REQUIRED_CLASSES)
+TIER_KEYS = tuple(tier for tier in SERVICE_TIERS if tier != STANDARD)  # batch, priority, flex
+LONG_CONTEXT = "long_context"
+LONG_CONTEXT_ABOVE = "long_context_above_tokens"
 DERIVED_FROM = "derived_from"
 MULTIPLIER = "multiplier"
-OWN_RATE_KEYS = (INPUT, OUTPUT)
+OWN_RATE_KEYS = (*RATE_KEYS, LONG_CONTEXT_ABOVE, LONG_CONTEXT, *TIER_KEYS)
 DERIVATION_KEYS = (DERIVED_FROM, MULTIPLIER)
 MODEL_KEYS = OWN_RATE_KEYS + DERIVATION_KEYS
+TIER_SET_KEYS = (*RATE_KEYS, LONG_CONTEXT)
+# A prompt size is compared with the threshold in SQL, as a bigint.
+MAX_THRESHOLD = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -291,21 +304,32 @@ def _check_text(text: str, source: str, sha256: str) -> _FileResult:
 
 
 def _known_entries(
-    node: MappingNode, allowed: tuple[str, ...], model: str | None, errors: _FileErrors
+    node: MappingNode,
+    allowed: tuple[str, ...],
+    model: str | None,
+    errors: _FileErrors,
+    where: str = "",
 ) -> MappingEntries:
-    """``node``'s pairs, with rule 1 (duplicated keys) and rule 2 (unknown keys) checked."""
+    """``node``'s pairs, with rule 1 (duplicated keys) and rule 2 (unknown keys) checked.
+
+    ``where`` names the rate set the mapping is (``batch long_context``) in each message.
+    """
+    prefix = f"{where}: " if where else ""
     entries = mapping_entries(node)
     for bad in entries.bad_keys:
-        errors.add(line_of(bad), model, f"a key must be a plain string, got {describe(bad)}")
+        errors.add(
+            line_of(bad), model, f"{prefix}a key must be a plain string, got {describe(bad)}"
+        )
     for duplicate in entries.duplicates:
         errors.add(
             duplicate.entry.line,
             model,
-            f"duplicated key {duplicate.entry.key!r} (first at line {duplicate.first.line})",
+            f"{prefix}duplicated key {duplicate.entry.key!r} "
+            f"(first at line {duplicate.first.line})",
         )
     for entry in entries.entries:
         if entry.key not in allowed:
-            errors.add(entry.line, model, _unknown_key_message(entry.key, allowed))
+            errors.add(entry.line, model, prefix + _unknown_key_message(entry.key, allowed))
     return entries
 
 
@@ -388,26 +412,31 @@ def _multiplier(entry: Entry, model: str | None, errors: _FileErrors) -> Decimal
     return value
 
 
-def _rate(entry: Entry, model: str, errors: _FileErrors) -> Decimal | None:
-    """Rule 3: a rate is an exact decimal >= 0 with at most RATE_PLACES places."""
+def _rate(entry: Entry, name: str, model: str, errors: _FileErrors) -> Decimal | None:
+    """Rule 3: a rate is an exact decimal >= 0 with at most RATE_PLACES places.
+
+    ``name`` is the rate as messages name it, with its set: ``batch cache_read_per_mtok``.
+    Float noise (``0.30000000000000004``) is an error at the rate's own line.
+    """
+    line = line_of(entry.value)
     try:
-        value = decimal_value(entry.value, entry.key)
+        value = decimal_value(entry.value, name)
     except NodeValueError as exc:
         errors.add(exc.line, model, exc.message)
         return None
     if value < 0:
-        errors.add(line_of(entry.value), model, f"{entry.key} must be >= 0, got {value:f}")
+        errors.add(line, model, f"{name} must be >= 0, got {value:f}")
         return None
     if decimal_places(value) > RATE_PLACES:
         errors.add(
-            line_of(entry.value),
+            line,
             model,
-            f"{entry.key} {entry.value.value} has {decimal_places(value)} decimal places; "
+            f"{name} {entry.value.value} has {decimal_places(value)} decimal places; "
             f"a rate has at most {RATE_PLACES}",
         )
         return None
     if value >= RATE_LIMIT:
-        errors.add(line_of(entry.value), model, f"{entry.key} must be below {RATE_LIMIT:f}")
+        errors.add(line, model, f"{name} must be below {RATE_LIMIT:f}")
         return None
     return value
 
@@ -465,64 +494,205 @@ def _model_id(entry: Entry, errors: _FileErrors) -> str | None:
 def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
     """One model checked by rules 1-4, and its valid derived_from if it names one.
 
-    The entry carries a rate or a base only when the model has no error at all.
+    The entry carries rates or a base only when the model has no error at all.
     """
     model_id = entry.key
     broken = ModelEntry(model_id=model_id, line=entry.line)
+    before = len(errors.errors)
+    fields = _model_fields(entry, errors)
+    if fields is None:
+        return broken, None
+    own_rates = _own_rates(fields, model_id, errors)
+    base_entry, multiplier_entry = fields.get(DERIVED_FROM), fields.get(MULTIPLIER)
+    multiplier = _multiplier(multiplier_entry, model_id, errors) if multiplier_entry else None
+    derived_from = _derived_from(base_entry, model_id, errors) if base_entry else None
+    _check_own_or_derived(entry, fields, errors)
+    if len(errors.errors) > before or not id_is_valid:
+        return broken, derived_from
+    if own_rates is not None:
+        return ModelEntry(model_id, entry.line, own_rates=own_rates), None
+    model = ModelEntry(model_id, entry.line, derived_from=derived_from, multiplier=multiplier)
+    return model, derived_from
+
+
+def _model_fields(entry: Entry, errors: _FileErrors) -> MappingEntries | None:
+    """A model's keys, rules 1 and 2 checked; None when it is no mapping at all."""
     node = entry.value
     if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
-        errors.add(entry.line, model_id, _no_price_message())
-        return broken, None
+        errors.add(entry.line, entry.key, _no_price_message())
+        return None
     if not isinstance(node, MappingNode) or not is_mapping(node):
         errors.add(
             line_of(node),
-            model_id,
+            entry.key,
             f"a model must be a mapping of {', '.join(MODEL_KEYS)}, got {describe(node)}",
         )
-        return broken, None
-    before = len(errors.errors)
-    fields = _known_entries(node, MODEL_KEYS, model_id, errors)
+        return None
+    return _known_entries(node, MODEL_KEYS, entry.key, errors)
 
-    input_entry, output_entry = fields.get(INPUT), fields.get(OUTPUT)
-    base_entry, multiplier_entry = fields.get(DERIVED_FROM), fields.get(MULTIPLIER)
-    input_rate = _rate(input_entry, model_id, errors) if input_entry else None
-    output_rate = _rate(output_entry, model_id, errors) if output_entry else None
-    multiplier = _multiplier(multiplier_entry, model_id, errors) if multiplier_entry else None
-    derived_from = _derived_from(base_entry, model_id, errors) if base_entry else None
 
+def _check_own_or_derived(entry: Entry, fields: MappingEntries, errors: _FileErrors) -> None:
+    """Rule 4: own rates (a standard set with input and output) or a whole derivation."""
     own_keys = [key for key in OWN_RATE_KEYS if fields.get(key) is not None]
     derivation_keys = [key for key in DERIVATION_KEYS if fields.get(key) is not None]
     if own_keys and derivation_keys:
         errors.add(
             entry.line,
-            model_id,
+            entry.key,
             f"mixes own rates ({', '.join(own_keys)}) with a derivation "
-            f"({', '.join(derivation_keys)}): give both own rates or derived_from "
+            f"({', '.join(derivation_keys)}): give own rates or derived_from "
             "plus multiplier, not both",
         )
-    elif not own_keys and not derivation_keys:
-        errors.add(entry.line, model_id, _no_price_message())
-    else:
-        present, expected = (
-            (own_keys, OWN_RATE_KEYS) if own_keys else (derivation_keys, DERIVATION_KEYS)
+        return
+    if not own_keys and not derivation_keys:
+        errors.add(entry.line, entry.key, _no_price_message())
+        return
+    present, expected = (
+        (own_keys, (INPUT, OUTPUT)) if own_keys else (derivation_keys, DERIVATION_KEYS)
+    )
+    missing = [key for key in expected if key not in present]
+    if missing:
+        errors.add(
+            entry.line,
+            entry.key,
+            f"has {', '.join(present)} but is missing {', '.join(missing)}",
         )
-        missing = [key for key in expected if key not in present]
-        if missing:
-            errors.add(
-                entry.line,
-                model_id,
-                f"has {', '.join(present)} but is missing {', '.join(missing)}",
-            )
 
-    if len(errors.errors) > before or not id_is_valid:
-        return broken, derived_from
-    if input_rate is not None and output_rate is not None:
-        rates = ModelRates(
-            {(STANDARD, STANDARD): RateSet({"input": input_rate, "output": output_rate})}
+
+@dataclass
+class _SetsRead:
+    """A model's rate sets as they are read, and where each long_context set was written."""
+
+    sets: dict[tuple[str, str], RateSet] = field(default_factory=dict)
+    long_context_lines: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _own_rates(fields: MappingEntries, model_id: str, errors: _FileErrors) -> ModelRates | None:
+    """Every rate set of a model (its standard set: the top-level rate keys; a set per tier;
+    each one's long_context) and its threshold; None when it has no complete standard set.
+
+    Nothing is inherited: each set holds exactly the rates written in it.
+    """
+    read = _SetsRead()
+    standard = _rate_values(fields, "", model_id, errors)
+    if fields.get(INPUT) is not None and fields.get(OUTPUT) is not None:
+        read.sets[(STANDARD, STANDARD)] = RateSet(MappingProxyType(standard))
+    _long_context(fields, STANDARD, model_id, errors, read)
+    for tier in TIER_KEYS:
+        tier_entry = fields.get(tier)
+        if tier_entry is None:
+            continue
+        tier_set, tier_fields = _rate_set(tier_entry, tier, TIER_SET_KEYS, model_id, errors)
+        if tier_set is not None:
+            read.sets[(tier, STANDARD)] = tier_set
+        if tier_fields is not None:
+            _long_context(tier_fields, tier, model_id, errors, read)
+    threshold = _threshold(fields.get(LONG_CONTEXT_ABOVE), read, model_id, errors)
+    if (STANDARD, STANDARD) not in read.sets:
+        return None
+    return ModelRates(MappingProxyType(read.sets), threshold)
+
+
+def _long_context(
+    fields: MappingEntries, tier: str, model_id: str, errors: _FileErrors, read: _SetsRead
+) -> None:
+    """The ``long_context`` set written in ``fields`` (a model's or a tier's), if any."""
+    entry = fields.get(LONG_CONTEXT)
+    if entry is None:
+        return
+    where = set_name(tier, LONG)
+    rate_set, _ = _rate_set(entry, where, RATE_KEYS, model_id, errors)
+    read.long_context_lines.append((where, entry.line))
+    if rate_set is not None:
+        read.sets[(tier, LONG)] = rate_set
+
+
+def _rate_set(
+    entry: Entry, where: str, allowed: tuple[str, ...], model_id: str, errors: _FileErrors
+) -> tuple[RateSet | None, MappingEntries | None]:
+    """A tier's or a long_context's set (``where`` names it): a mapping of known keys, every
+    rate valid, input and output present. Returns the set if complete, and the keys."""
+    if not isinstance(entry.value, MappingNode) or not is_mapping(entry.value):
+        message = f"{where} must be a mapping of rates, got {describe(entry.value)}"
+        errors.add(entry.line, model_id, message)
+        return None, None
+    fields = _known_entries(entry.value, allowed, model_id, errors, where)
+    rates = _rate_values(fields, where, model_id, errors)
+    present = [e.key for e in fields.entries if e.key in allowed]
+    missing = [key for key in (INPUT, OUTPUT) if key not in present]
+    if not fields.entries:
+        errors.add(entry.line, model_id, f"{where} is empty: a rate set needs {INPUT} and {OUTPUT}")
+    elif missing:
+        has = f" has {', '.join(present)} but" if present else ""
+        errors.add(entry.line, model_id, f"{where}{has} is missing {', '.join(missing)}")
+    if missing:
+        return None, fields
+    return RateSet(MappingProxyType(rates)), fields
+
+
+def _rate_values(
+    fields: MappingEntries, where: str, model_id: str, errors: _FileErrors
+) -> dict[str, Decimal]:
+    """Every valid rate written in ``fields``, by token class."""
+    rates: dict[str, Decimal] = {}
+    for token_class, key in zip(TOKEN_CLASSES, RATE_KEYS, strict=True):
+        entry = fields.get(key)
+        if entry is None:
+            continue
+        value = _rate(entry, f"{where} {key}".lstrip(), model_id, errors)
+        if value is not None:
+            rates[token_class] = value
+    return rates
+
+
+def _threshold(
+    entry: Entry | None, read: _SetsRead, model_id: str, errors: _FileErrors
+) -> int | None:
+    """Rules 3 and 4: a positive integer threshold, with at least one long_context set, and
+    every long_context set with a threshold."""
+    if entry is None:
+        for where, line in read.long_context_lines:
+            errors.add(line, model_id, f"{where} needs {LONG_CONTEXT_ABOVE} on the model")
+        return None
+    value = plain_integer(entry.value)
+    if value is None or not 0 < value <= MAX_THRESHOLD:
+        errors.add(
+            line_of(entry.value),
+            model_id,
+            f"{LONG_CONTEXT_ABOVE} must be a positive integer (a prompt size in tokens, at "
+            f"most {MAX_THRESHOLD}), got {describe(entry.value)}",
         )
-        return ModelEntry(model_id, entry.line, own_rates=rates), None
-    model = ModelEntry(model_id, entry.line, derived_from=derived_from, multiplier=multiplier)
-    return model, derived_from
+        return None
+    if not read.long_context_lines:
+        errors.add(
+            entry.line,
+            model_id,
+            f"{LONG_CONTEXT_ABOVE} {value} has no {LONG_CONTEXT} rate set to price above it",
+        )
+    return value
+
+
+def set_name(service_tier: str, context_tier: str) -> str:
+    """A rate set as the YAML nests it and messages name it: ``""`` for the standard set,
+    ``batch``, ``long_context``, ``batch long_context``."""
+    tier = "" if service_tier == STANDARD else service_tier
+    context = LONG_CONTEXT if context_tier == LONG else ""
+    return f"{tier} {context}".strip()
+
+
+def named_rates(rates: ModelRates) -> Iterator[tuple[str, Decimal]]:
+    """Every rate of every set, named as its YAML key within its set
+    (``batch long_context cache_read_per_mtok``): tiers, contexts and classes in order."""
+    for tier in SERVICE_TIERS:
+        for context in CONTEXT_TIERS:
+            rate_set = rates.rate_set(tier, context)
+            if rate_set is None:
+                continue
+            where = set_name(tier, context)
+            for token_class, key in zip(TOKEN_CLASSES, RATE_KEYS, strict=True):
+                rate = rate_set.rate(token_class)
+                if rate is not None:
+                    yield f"{where} {key}".lstrip(), rate
 
 
 def _no_price_message() -> str:
@@ -556,14 +726,13 @@ def _check_derivations(
         base_rates = candidate.models[base].own_rates
         if multiplier is None or base_rates is None:  # the model's own errors are reported
             continue
-        standard = base_rates.sets[(STANDARD, STANDARD)].rates
-        for side, rate in ((INPUT, standard["input"]), (OUTPUT, standard["output"])):
+        for name, rate in named_rates(base_rates):
             problem = _derivation_problem(rate, multiplier)
             if problem is not None:
                 errors.add(
                     declaration.line,
                     declaration.model_id,
-                    f"derived {side}: {base} {side} {rate:f} × multiplier {multiplier:f} {problem}",
+                    f"derived {name}: {base} {name} {rate:f} × multiplier {multiplier:f} {problem}",
                 )
 
 
@@ -604,16 +773,16 @@ def _derivation_problem(rate: Decimal, multiplier: Decimal) -> str | None:
 def _check_projection(
     candidate: PricebookVersion, multiplier: Decimal, line: int, errors: _FileErrors
 ) -> None:
-    """Rule 6 through ``fine_tune_multiplier``: every true base projected, every side."""
+    """Rule 6 through ``fine_tune_multiplier``: every true base projected, every rate of
+    every set."""
     for model_id, entry in candidate.models.items():
         if not is_derivation_base(candidate, model_id) or entry.own_rates is None:
             continue
-        standard = entry.own_rates.sets[(STANDARD, STANDARD)].rates
-        for side, value in ((INPUT, standard["input"]), (OUTPUT, standard["output"])):
+        for name, value in named_rates(entry.own_rates):
             problem = _derivation_problem(value, multiplier)
             if problem is not None:
                 errors.add(
                     line,
                     model_id,
-                    f"fine_tune_multiplier {multiplier:f} × {side} {value:f} {problem}",
+                    f"fine_tune_multiplier {multiplier:f} × {name} {value:f} {problem}",
                 )

@@ -6,20 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from types import MappingProxyType
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import derive_rate
 from rating_pipeline.windows import Window
 
 FINE_TUNE_PREFIX = "ft:"
-TOKEN_CLASSES = (
-    "input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning",
-    "audio_input", "audio_output", "image_input",
-)  # fmt: skip
-SERVICE_TIERS = ("standard", "batch", "priority", "flex")
-STANDARD = "standard"  # the standard service tier and the standard context tier
-LONG = "long"
-CONTEXT_TIERS = (STANDARD, LONG)
 
 
 def is_fine_tune(model_id: str) -> bool:
@@ -27,38 +20,64 @@ def is_fine_tune(model_id: str) -> bool:
     return model_id.startswith(FINE_TUNE_PREFIX)
 
 
+TOKEN_CLASSES = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "reasoning",
+    "audio_input",
+    "audio_output",
+    "image_input",
+)
+REQUIRED_CLASSES = ("input", "output")
+SERVICE_TIERS = ("standard", "batch", "priority", "flex")
+STANDARD = "standard"  # the standard service tier and the standard context tier
+LONG = "long"
+CONTEXT_TIERS = (STANDARD, LONG)
+
+
 @dataclass(frozen=True)
 class RateSet:
-    """USD per 1,000,000 tokens per token class it prices; input and output always."""
+    """USD per 1,000,000 tokens per token class it prices; input and output always.
+
+    Each rate is exact, with at most RATE_PLACES places. A class absent from ``rates``
+    has no rate here: it is never priced at another class's, tier's or context's rate.
+    """
 
     rates: Mapping[str, Decimal]
 
     def rate(self, token_class: str) -> Decimal | None:
+        """The class's rate, or None when this set does not price it."""
         return self.rates.get(token_class)
 
 
 @dataclass(frozen=True)
 class ModelRates:
-    """A model's rate sets by (service tier, context tier); (STANDARD, STANDARD) always."""
+    """A model's rate sets by (service tier, context tier); (STANDARD, STANDARD) always present.
+
+    A (tier, LONG) set exists only with ``long_context_above_tokens``: it prices a request
+    whose prompt size is strictly above that threshold, wholly.
+    """
 
     sets: Mapping[tuple[str, str], RateSet]
     long_context_above_tokens: int | None = None
 
     def rate_set(self, service_tier: str, context_tier: str) -> RateSet | None:
+        """The set for that tier and context, or None when the model lists none."""
         return self.sets.get((service_tier, context_tier))
 
     def derived(self, multiplier: Decimal) -> ModelRates:
-        """Every rate of every set times ``multiplier``, rounded half-even (money); the
-        same threshold."""
-        return ModelRates(
-            {
-                key: RateSet(
-                    {c: derive_rate(rate, multiplier) for c, rate in rate_set.rates.items()}
-                )
-                for key, rate_set in self.sets.items()
-            },
-            self.long_context_above_tokens,
-        )
+        """Every rate of every set times ``multiplier``, each rounded by ``derive_rate``
+        (half-even, RATE_PLACES places); the same sets, classes and threshold."""
+        sets = {key: _derived_set(rates, multiplier) for key, rates in self.sets.items()}
+        return ModelRates(MappingProxyType(sets), self.long_context_above_tokens)
+
+
+def _derived_set(rates: RateSet, multiplier: Decimal) -> RateSet:
+    derived = {cls: derive_rate(rate, multiplier) for cls, rate in rates.rates.items()}
+    return RateSet(MappingProxyType(derived))
 
 
 @dataclass(frozen=True)

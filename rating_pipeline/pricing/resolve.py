@@ -50,10 +50,11 @@ def resolve(
 ) -> Priced | Excluded:
     """Price ``model_id`` whose valid events in one rollup carried ``bases``.
 
-    1. listed with own rates: that rate (bases ignored);
-    2. listed ``derived_from: B``: B's rate times the multiplier (bases ignored);
+    1. listed with own rates: its rate sets (bases ignored);
+    2. listed ``derived_from: B``: every rate of B's sets times the multiplier, B's
+       threshold (bases ignored);
     3. an unlisted fine-tune whose events all carry one true base ``b``, in a version with a
-       ``fine_tune_multiplier``: b's rate times it; more than one distinct base (null
+       ``fine_tune_multiplier``: b's rate sets times it; more than one distinct base (null
        counts) excludes the whole rollup as ambiguous;
     4. anything else is unpriced, with the reason.
     """

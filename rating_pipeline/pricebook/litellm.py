@@ -1,0 +1,578 @@
+"""Convert LiteLLM's ``model_prices_and_context_window.json`` into one pricebook version.
+
+LiteLLM prices a token in USD as a JSON float (``"input_cost_per_token": 3e-06``). Each
+price is read from its JSON text into a Decimal, never through a binary float, and scaled
+exactly to USD per 1,000,000 tokens (``3``). Only models of mode ``chat`` or ``responses``
+are imported: the requests whose usage ``billing_event`` counts in token classes.
+
+A price with more than RATE_PLACES places per million tokens is float noise
+(``2.9999900000000002e-06``): an error (``FloatNoiseError``) unless ``round_rates``, which
+rounds it half-even and reports it. Every price the contract cannot hold is reported
+(``Unmapped``), never guessed at: per-query, per-second and per-image prices, token
+classes and tiers the contract does not know, thresholds that differ within a model, and
+sets without input and output. Nothing is inherited: a tier or long-context set without
+a cache rate in the source gets none. The YAML is written for the loader, which checks it.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.money import (
+    EXACT,
+    RATE_LIMIT,
+    RATE_PLACES,
+    RATE_QUANTUM,
+    ROUNDING,
+    decimal_places,
+)
+from rating_pipeline.pricebook.loader import (
+    LONG_CONTEXT,
+    LONG_CONTEXT_ABOVE,
+    RATE_KEYS,
+    TIER_KEYS,
+    load_version_text,
+)
+from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    LONG,
+    SERVICE_TIERS,
+    STANDARD,
+    TOKEN_CLASSES,
+    ModelRates,
+    RateSet,
+)
+from rating_pipeline.records import BLANK_CHARACTERS
+
+IMPORTED_MODES = ("chat", "responses")
+MODE = "mode"
+# LiteLLM's per-token price fields, by the token class each prices.
+CLASS_FIELDS = {
+    "input_cost_per_token": "input",
+    "output_cost_per_token": "output",
+    "cache_read_input_token_cost": "cache_read",
+    "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
+    "output_cost_per_reasoning_token": "reasoning",
+    "input_cost_per_audio_token": "audio_input",
+    "output_cost_per_audio_token": "audio_output",
+    "input_cost_per_image_token": "image_input",
+}
+FIELD_OF_CLASS = {token_class: name for name, token_class in CLASS_FIELDS.items()}
+# A field's tier suffix, e.g. ``input_cost_per_token_batches``.
+TIER_SUFFIXES = {"_batches": "batch", "_priority": "priority", "_flex": "flex"}
+SUFFIX_OF_TIER = {tier: suffix for suffix, tier in TIER_SUFFIXES.items()}
+# A field's long-context infix, before any tier suffix: ``..._above_200k_tokens``.
+_ABOVE = re.compile(r"(?P<field>.+)_above_(?P<thousands>[1-9][0-9]*)k_tokens")
+_UNIT = re.compile(
+    r"_per_(?P<unit>second|query|image|character|pixel|page|request|session|credit|"
+    r"text_message|1k_calls|gb_per_day|unit)(_|$)"
+)
+_ALIASES = {
+    "input_cost_per_token_cache_hit": (
+        "an older name for cache_read_input_token_cost, which is read instead"
+    ),
+}
+# A file name made of the version: nothing that could leave the output directory.
+_VERSION_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class LitellmFormatError(RatingPipelineError):
+    """The file is not a LiteLLM price map this importer can read."""
+
+
+class FloatNoiseError(RatingPipelineError):
+    """Prices whose value per million tokens has more than RATE_PLACES places."""
+
+    def __init__(self, noise: Iterable[Rounded]) -> None:
+        self.noise = tuple(noise)
+        super().__init__(
+            f"{len(self.noise)} prices carry float noise; nothing written: rerun with --round "
+            f"to round them half-even to {RATE_PLACES} places (each one is reported)"
+        )
+
+    def report_lines(self) -> list[str]:
+        return [note.as_noise() for note in self.noise]
+
+
+@dataclass(frozen=True)
+class Unmapped:
+    """A price the contract cannot hold, with why; ``value`` as the JSON writes it."""
+
+    model: str
+    field: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.field} {self.value}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Rounded:
+    """A price whose value per million tokens (``rate``) had to be rounded to ``rounded``."""
+
+    model: str
+    field: str
+    value: str
+    rate: Decimal
+    rounded: Decimal
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model}: {self.field} {self.value} is {self.rate:f} per 1M tokens, "
+            f"rounded half-even to {self.rounded:f}"
+        )
+
+    def as_noise(self) -> str:
+        places = f"{decimal_places(self.rate)} decimal places (float noise)"
+        if self.rounded.is_zero():
+            outcome = "it rounds to 0, so --round would leave it out"
+        else:
+            outcome = f"--round would import {self.rounded:f}"
+        return (
+            f"{self.model}: {self.field} {self.value} is {self.rate:f} per 1M tokens, "
+            f"{places}; {outcome}"
+        )
+
+
+@dataclass(frozen=True)
+class NotImported:
+    """A chat model left out: it has no usable per-token input or output price."""
+
+    model: str
+    missing: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.model}: no usable {', '.join(self.missing)}"
+
+
+@dataclass(frozen=True)
+class ImportedVersion:
+    """One version's YAML text and the report of what it could not carry as is."""
+
+    text: str
+    models: int
+    entries: int
+    skipped_modes: Mapping[str, int]
+    not_imported: tuple[NotImported, ...]
+    rounded: tuple[Rounded, ...]
+    unmapped: tuple[Unmapped, ...]
+
+    def report_lines(self) -> list[str]:
+        """Every model left out, rate rounded and price not mapped, one line each."""
+        skipped = ", ".join(f"{count} {mode}" for mode, count in self.skipped_modes.items())
+        return [
+            *(f"not imported: {note}" for note in self.not_imported),
+            *(f"rounded: {note}" for note in self.rounded),
+            *(f"not mapped: {note}" for note in self.unmapped),
+            *([f"skipped: {skipped}"] if skipped else []),
+        ]
+
+
+@dataclass
+class _Report:
+    """What one conversion found, collected as it goes."""
+
+    round_rates: bool
+    not_imported: list[NotImported] = field(default_factory=list)
+    rounded: list[Rounded] = field(default_factory=list)
+    noise: list[Rounded] = field(default_factory=list)
+    unmapped: list[Unmapped] = field(default_factory=list)
+
+    def unmap(self, model: str, name: str, value: object, reason: str) -> None:
+        self.unmapped.append(Unmapped(model, name, _shown(value), reason))
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a field's price goes: service tier, long-context threshold, token class."""
+
+    tier: str
+    thousands: int | None
+    token_class: str
+
+
+class _JsonNumber(str):
+    """A JSON number kept as its text (the JSON parser never builds a float)."""
+
+    __slots__ = ()
+
+
+def convert_litellm(
+    text: str, *, version: str, effective_from: str, round_rates: bool
+) -> ImportedVersion:
+    """The pricebook version of every chat or responses model of the LiteLLM map ``text``.
+
+    Raises LitellmFormatError for a file that is not such a map (invalid JSON, a duplicated
+    key), and FloatNoiseError when a price has float noise and ``round_rates`` is false.
+    The text is not validated here: ``write_version`` loads it before it writes it.
+    """
+    entries = _parse(text)
+    report = _Report(round_rates)
+    skipped: Counter[str] = Counter()
+    models: dict[str, ModelRates] = {}
+    for model_id, entry in sorted(entries.items()):
+        mode = entry.get(MODE)
+        if mode not in IMPORTED_MODES:
+            skipped["(no mode)" if mode is None else str(mode)] += 1
+            continue
+        if not _usable_id(model_id):
+            report.not_imported.append(NotImported(model_id, ("model id",)))
+            continue
+        rates = _model_rates(model_id, entry, report)
+        if rates is not None:
+            models[model_id] = rates
+    if report.noise:
+        raise FloatNoiseError(report.noise)
+    return ImportedVersion(
+        text=_version_yaml(version, effective_from, models),
+        models=len(models),
+        entries=len(entries) - sum(skipped.values()),
+        skipped_modes=MappingProxyType(dict(sorted(skipped.items()))),
+        not_imported=tuple(report.not_imported),
+        rounded=tuple(report.rounded),
+        unmapped=tuple(report.unmapped),
+    )
+
+
+def version_file_name(version: str) -> str:
+    """``VERSION.yaml``; LitellmFormatError for a version that is no plain file name."""
+    if not _VERSION_FILE_NAME.fullmatch(version):
+        raise LitellmFormatError(
+            f"version {version!r} must be a plain file name (letters, digits, '.', '_', '-')"
+        )
+    return f"{version}.yaml"
+
+
+def _usable_id(model_id: str) -> bool:
+    """An id a pricebook can list: printable, not blank, no blanks around it."""
+    stripped = model_id.strip(BLANK_CHARACTERS)
+    return bool(stripped) and stripped == model_id and model_id.isprintable()
+
+
+# --- reading the JSON ---------------------------------------------------------------------
+
+
+def _parse(text: str) -> dict[str, dict[str, Any]]:
+    """The map's entries; every number kept as its JSON text, every duplicate refused."""
+    try:
+        data = json.loads(
+            text,
+            parse_float=_JsonNumber,
+            parse_int=_JsonNumber,
+            parse_constant=_no_constant,
+            object_pairs_hook=_object,
+        )
+    except json.JSONDecodeError as exc:
+        raise LitellmFormatError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, _Object):
+        raise LitellmFormatError("expected a JSON object of models, as LiteLLM's price map is")
+    if data.duplicates:
+        raise LitellmFormatError(f"model {data.duplicates[0]!r} is listed twice")
+    for model_id, entry in data.items():
+        if not isinstance(entry, dict):
+            raise LitellmFormatError(f"{model_id!r} is not a JSON object of fields")
+    return data
+
+
+def _no_constant(name: str) -> None:
+    raise LitellmFormatError(f"{name} is not a price")
+
+
+class _Object(dict[str, Any]):
+    """A JSON object, and the keys written twice in it (a JSON parser keeps the last)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    """A JSON object; a key written twice in an object inside it is an error here, where
+    the object's own key can be named (objects are built innermost first)."""
+    result = _Object()
+    duplicates = []
+    for key, value in pairs:
+        if key in result:
+            duplicates.append(key)
+        if isinstance(value, _Object) and value.duplicates:
+            raise LitellmFormatError(f"duplicated key {value.duplicates[0]!r} in {key!r}")
+        result[key] = value
+    result.duplicates = tuple(duplicates)
+    return result
+
+
+def write_version(directory: Path, version: str, text: str) -> Path:
+    """Write ``text`` as ``directory/VERSION.yaml`` once the loader accepts it (else its
+    PricebookLoadError, nothing written); never over an existing file."""
+    path = Path(directory) / version_file_name(version)
+    load_version_text(text, str(path))
+    if path.exists():
+        raise LitellmFormatError(
+            f"{path} already exists: a version file is never rewritten; choose another --version"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("x", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
+# --- one model ----------------------------------------------------------------------------
+
+
+def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> ModelRates | None:
+    """The model's rate sets, or None when it has no usable input and output price."""
+    slots: dict[_Slot, tuple[str, Decimal]] = {}
+    for name, value in entry.items():
+        slot = _slot(name)
+        if slot is None:
+            reason = _why_not_a_price(name)
+            if reason is not None:
+                report.unmap(model_id, name, value, reason)
+            continue
+        rate = _rate(model_id, name, value, report)
+        if rate is not None:
+            slots[slot] = (name, rate)
+    threshold = _one_threshold(model_id, entry, slots, report)
+    sets = _complete_sets(model_id, entry, slots, report)
+    if (STANDARD, STANDARD) not in sets:
+        _not_imported(model_id, entry, slots, report)
+        return None
+    has_long = any(context == LONG for _, context in sets)
+    return ModelRates(MappingProxyType(sets), threshold * 1000 if has_long and threshold else None)
+
+
+def _slot(name: str) -> _Slot | None:
+    """Where the price named ``name`` goes, or None when it is not one the contract knows."""
+    tier, rest = STANDARD, name
+    for suffix, suffix_tier in TIER_SUFFIXES.items():
+        if name.endswith(suffix):
+            tier, rest = suffix_tier, name[: -len(suffix)]
+            break
+    thousands = None
+    above = _ABOVE.fullmatch(rest)
+    if above is not None:
+        rest, thousands = above["field"], int(above["thousands"])
+    token_class = CLASS_FIELDS.get(rest)
+    return None if token_class is None else _Slot(tier, thousands, token_class)
+
+
+def _why_not_a_price(name: str) -> str | None:
+    """Why a field that is no contract price is reported, or None for a non-price field."""
+    if name in _ALIASES:
+        return _ALIASES[name]
+    if name == "tiered_pricing":
+        return "price ranges by prompt size: the contract has one long-context threshold per model"
+    if "multiplier" in name:
+        return "a price multiplier: the contract has none"
+    if "cost" not in name and "price" not in name:
+        return None
+    unit = _UNIT.search(name)
+    if unit is not None and "token" not in name:
+        return f"priced per {unit['unit'].replace('_', ' ')}: the contract prices tokens only"
+    if "token" in name:
+        return "a per-token price of a class, tier or threshold the contract does not know"
+    return "not a per-token price the contract knows"
+
+
+def _rate(model_id: str, name: str, value: object, report: _Report) -> Decimal | None:
+    """USD per 1,000,000 tokens, exactly, from the JSON text; None (reported) if unusable."""
+    if not isinstance(value, _JsonNumber):
+        report.unmap(model_id, name, value, "not a number")
+        return None
+    try:
+        rate = Decimal(value).scaleb(6, context=EXACT)
+    except decimal.DecimalException:
+        report.unmap(model_id, name, value, "too many digits to scale exactly")
+        return None
+    if rate < 0:
+        report.unmap(model_id, name, value, "a negative price")
+        return None
+    if decimal_places(rate) > RATE_PLACES:
+        rounded = _rounded(model_id, name, value, rate, report)
+        if rounded is None:
+            return None
+        rate = rounded
+    if rate >= RATE_LIMIT:
+        report.unmap(model_id, name, value, f"not below {RATE_LIMIT:f} per 1M tokens")
+        return None
+    return rate.normalize(EXACT)
+
+
+def _rounded(
+    model_id: str, name: str, value: str, rate: Decimal, report: _Report
+) -> Decimal | None:
+    """Float noise: rounded half-even to RATE_PLACES places when asked, always reported.
+    A positive price that rounds to 0 is never imported: it would bill a class free."""
+    rounded = rate.quantize(RATE_QUANTUM, context=ROUNDING)
+    note = Rounded(model_id, name, value, rate, rounded.normalize(EXACT))
+    if not report.round_rates:
+        report.noise.append(note)
+        return None
+    if rounded.is_zero():
+        reason = (
+            f"{rate:f} per 1M tokens rounds to 0 at {RATE_PLACES} places: "
+            "a priced class is never imported free"
+        )
+        report.unmap(model_id, name, value, reason)
+        return None
+    report.rounded.append(note)
+    return rounded
+
+
+def _one_threshold(
+    model_id: str, entry: dict[str, Any], slots: dict[_Slot, tuple[str, Decimal]], report: _Report
+) -> int | None:
+    """The model's one long-context threshold in thousands of tokens. Thresholds that
+    differ within the model cannot be held: all its long-context prices are reported."""
+    found = sorted({slot.thousands for slot in slots if slot.thousands is not None})
+    if len(found) <= 1:
+        return found[0] if found else None
+    listed = ", ".join(f"{thousands}k" for thousands in found)
+    reason = f"long-context thresholds differ within the model ({listed} tokens): one per model"
+    for slot in [slot for slot in slots if slot.thousands is not None]:
+        name, _ = slots.pop(slot)
+        report.unmap(model_id, name, entry[name], reason)
+    return None
+
+
+def _complete_sets(
+    model_id: str, entry: dict[str, Any], slots: dict[_Slot, tuple[str, Decimal]], report: _Report
+) -> dict[tuple[str, str], RateSet]:
+    """Every set with its input and output, in the order tiers and contexts are listed;
+    the prices of an incomplete set, or of a long-context set whose tier has no set, are
+    reported."""
+    sets: dict[tuple[str, str], RateSet] = {}
+    for tier in SERVICE_TIERS:
+        for context in CONTEXT_TIERS:
+            members = {
+                slot.token_class: name_rate
+                for slot, name_rate in slots.items()
+                if slot.tier == tier and (slot.thousands is not None) == (context == LONG)
+            }
+            if not members:
+                continue
+            problem = _incomplete(tier, context, members, sets)
+            if problem is not None and tier == STANDARD and (STANDARD, STANDARD) not in sets:
+                return sets  # the model is not imported: _not_imported reports its prices
+            if problem is None:
+                rates = {cls: members[cls][1] for cls in TOKEN_CLASSES if cls in members}
+                sets[(tier, context)] = RateSet(MappingProxyType(rates))
+                continue
+            for name, _ in members.values():
+                report.unmap(model_id, name, entry[name], problem)
+    return sets
+
+
+def _incomplete(
+    tier: str,
+    context: str,
+    members: dict[str, tuple[str, Decimal]],
+    sets: dict[tuple[str, str], RateSet],
+) -> str | None:
+    """Why a set cannot be imported, or None."""
+    label = ("" if tier == STANDARD else f"{tier} ") + ("long-context " if context == LONG else "")
+    if context == LONG and (tier, STANDARD) not in sets and tier != STANDARD:
+        return f"{label}rates without {tier} rates to belong to"
+    missing = [cls for cls in ("input", "output") if cls not in members]
+    if not missing:
+        return None
+    some = next(iter(members.values()))[0]
+    names = [_field_like(some, cls) for cls in missing]
+    return f"{label}rates lack {', '.join(names)}: a rate set needs input and output"
+
+
+def _field_like(example: str, token_class: str) -> str:
+    """The field that would price ``token_class`` in the same tier and context as ``example``."""
+    slot = _slot(example)
+    assert slot is not None  # only slot fields are members of a set
+    above = "" if slot.thousands is None else f"_above_{slot.thousands}k_tokens"
+    suffix = SUFFIX_OF_TIER.get(slot.tier, "")
+    return FIELD_OF_CLASS[token_class] + above + suffix
+
+
+def _not_imported(
+    model_id: str, entry: dict[str, Any], slots: dict[_Slot, tuple[str, Decimal]], report: _Report
+) -> None:
+    """A model without a usable standard input and output: left out, all its prices told."""
+    standard = {
+        slot.token_class for slot in slots if slot.tier == STANDARD and slot.thousands is None
+    }
+    missing = tuple(FIELD_OF_CLASS[c] for c in ("input", "output") if c not in standard)
+    report.not_imported.append(NotImported(model_id, missing))
+    reported = {note.field for note in report.unmapped if note.model == model_id}
+    reason = f"model not imported: it has no usable {', '.join(missing)}"
+    for name, _ in slots.values():
+        if name not in reported:
+            report.unmap(model_id, name, entry[name], reason)
+
+
+def _shown(value: object) -> str:
+    """A JSON value as a report line shows it: a number's own text."""
+    if isinstance(value, _JsonNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, list):
+        return "[...]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --- writing the YAML ---------------------------------------------------------------------
+
+
+def _version_yaml(version: str, effective_from: str, models: dict[str, ModelRates]) -> str:
+    lines = [
+        "# Imported from LiteLLM's model_prices_and_context_window.json by",
+        "# `rating-pipeline pricebook import litellm`: chat and responses models with",
+        "# per-token input and output prices, USD per 1,000,000 tokens. What it could not",
+        "# map, and every rate it rounded, is listed in the import's report.",
+        f"version: {_quoted(version)}",
+        f"effective_from: {_quoted(effective_from)}",
+        "currency: USD",
+        "models:",
+    ]
+    for model_id, rates in models.items():
+        lines.append(f"  {_quoted(model_id)}:")
+        lines.extend(_model_lines(rates))
+    return "\n".join(lines) + "\n"
+
+
+def _model_lines(rates: ModelRates) -> list[str]:
+    lines = _set_lines(rates.sets[(STANDARD, STANDARD)], "    ")
+    if rates.long_context_above_tokens is not None:
+        lines.append(f"    {LONG_CONTEXT_ABOVE}: {rates.long_context_above_tokens}")
+    for tier in (STANDARD, *TIER_KEYS):
+        indent = "    "
+        tier_set = rates.rate_set(tier, STANDARD)
+        if tier != STANDARD and tier_set is not None:
+            lines.append(f"    {tier}:")
+            lines.extend(_set_lines(tier_set, "      "))
+            indent = "      "
+        long_set = rates.rate_set(tier, LONG)
+        if long_set is not None:
+            lines.append(f"{indent}{LONG_CONTEXT}:")
+            lines.extend(_set_lines(long_set, indent + "  "))
+    return lines
+
+
+def _set_lines(rate_set: RateSet, indent: str) -> list[str]:
+    return [
+        f'{indent}{key}: "{rate_set.rates[token_class]:f}"'
+        for token_class, key in zip(TOKEN_CLASSES, RATE_KEYS, strict=True)
+        if token_class in rate_set.rates
+    ]
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar (JSON's string syntax is a subset of it)."""
+    return json.dumps(text, ensure_ascii=False)

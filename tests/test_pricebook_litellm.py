@@ -1,0 +1,393 @@
+"""pricebook/litellm.py and ``rating-pipeline pricebook import litellm`` (issue 12, item 5).
+
+The fixture ``fixtures/litellm_model_prices.json`` is written in the shape of LiteLLM's
+``model_prices_and_context_window.json`` (per-token USD prices as JSON floats), with real
+entries cut down to their prices and one entry per case the importer must handle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rating_pipeline.cli import EXIT_FAILURE, EXIT_OK, main
+from rating_pipeline.pricebook.litellm import (
+    FloatNoiseError,
+    ImportedVersion,
+    LitellmFormatError,
+    convert_litellm,
+)
+from rating_pipeline.pricebook.loader import load_pricebooks, load_version_text
+from rating_pipeline.pricebook.model import LONG, STANDARD, ModelRates, PricebookVersion
+
+FIXTURE = Path(__file__).parent / "fixtures" / "litellm_model_prices.json"
+EFFECTIVE_FROM = "2026-10-01T00:00:00Z"
+
+
+def convert(text: str, *, round_rates: bool = True) -> ImportedVersion:
+    return convert_litellm(
+        text, version="litellm-1", effective_from=EFFECTIVE_FROM, round_rates=round_rates
+    )
+
+
+def imported(text: str | None = None) -> tuple[ImportedVersion, PricebookVersion]:
+    """The fixture (or ``text``) imported with --round, and its YAML loaded by the loader."""
+    result = convert(FIXTURE.read_text() if text is None else text)
+    return result, load_version_text(result.text, "litellm-1.yaml")
+
+
+def rates(version: PricebookVersion, model_id: str) -> ModelRates:
+    own = version.models[model_id].own_rates
+    assert own is not None
+    return own
+
+
+def as_text(model: ModelRates, tier: str = STANDARD, context: str = STANDARD) -> dict[str, str]:
+    rate_set = model.rate_set(tier, context)
+    assert rate_set is not None, (tier, context)
+    return {cls: f"{rate:f}" for cls, rate in rate_set.rates.items()}
+
+
+def unmapped_of(result: ImportedVersion, model_id: str) -> dict[str, str]:
+    return {note.field: note.reason for note in result.unmapped if note.model == model_id}
+
+
+def one_model(body: str, model_id: str = "m") -> str:
+    """A LiteLLM map of one chat model whose fields are ``body`` (JSON members)."""
+    return "{" + json.dumps(model_id) + ': {"mode": "chat", "litellm_provider": "x", ' + body + "}}"
+
+
+# --- what it maps -----------------------------------------------------------------------
+
+
+def test_import_maps_every_per_token_class_to_its_rate_per_million_tokens():
+    _, version = imported()
+    assert as_text(rates(version, "claude-sonnet-4-5")) == {
+        "input": "3",
+        "output": "15",
+        "cache_read": "0.3",
+        "cache_write": "3.75",
+        "cache_write_1h": "6",
+    }
+    assert as_text(rates(version, "gemini-2.5-flash")) == {
+        "input": "0.3",
+        "output": "2.5",
+        "cache_read": "0.03",
+        "reasoning": "2.5",
+        "audio_input": "1",
+        "image_input": "0.3",
+    }
+    assert as_text(rates(version, "gpt-4o-mini-audio-preview")) == {
+        "input": "0.15",
+        "output": "0.6",
+        "audio_input": "10",
+        "audio_output": "20",
+    }
+    assert as_text(rates(version, "deepseek/deepseek-chat"))["cache_write"] == "0"
+
+
+def test_import_maps_batch_priority_and_flex_tiers_each_as_its_own_set():
+    _, version = imported()
+    gpt = rates(version, "gpt-5.4")
+    assert as_text(gpt, "batch") == {"input": "1.25", "output": "7.5", "cache_read": "0.125"}
+    assert as_text(gpt, "flex") == {"input": "1.25", "output": "7.5", "cache_read": "0.125"}
+    assert as_text(gpt, "priority") == {"input": "5", "output": "30", "cache_read": "0.5"}
+    assert as_text(rates(version, "o3-deep-research"), "batch") == {"input": "5", "output": "20"}
+
+
+def test_import_maps_long_context_rates_with_their_threshold():
+    _, version = imported()
+    claude = rates(version, "claude-sonnet-4-5")
+    assert claude.long_context_above_tokens == 200_000
+    assert as_text(claude, STANDARD, LONG) == {
+        "input": "6",
+        "output": "22.5",
+        "cache_read": "0.6",
+        "cache_write": "7.5",
+        "cache_write_1h": "12",
+    }
+    gpt = rates(version, "gpt-5.4")
+    assert gpt.long_context_above_tokens == 272_000
+    assert as_text(gpt, "batch", LONG) == {"input": "2.5", "output": "11.25", "cache_read": "0.25"}
+
+
+def test_a_tier_or_long_context_set_without_a_cache_rate_in_the_source_gets_none():
+    _, version = imported()
+    claude = rates(version, "claude-sonnet-4-5")
+    assert as_text(claude, "batch") == {"input": "1.5", "output": "7.5"}
+    gpt = rates(version, "gpt-5.4")
+    assert as_text(gpt, "flex", LONG) == {"input": "2.5", "output": "11.25"}
+
+
+def test_only_chat_and_responses_models_are_imported():
+    result, version = imported()
+    assert "o3-deep-research" in version.models  # mode responses
+    assert "text-embedding-3-small" not in version.models
+    assert "1024-x-1024/dall-e-2" not in version.models
+    assert "sample_spec" not in version.models
+    assert dict(result.skipped_modes) == {
+        "embedding": 1,
+        "image_generation": 1,
+        "one of: chat, embedding, completion, image_generation, audio_transcription, "
+        "audio_speech, image_generation, moderation, rerank, search": 1,
+    }
+    assert result.models == len(version.models) == 12
+
+
+def test_import_reads_each_price_from_its_json_text_never_through_a_float():
+    # 5.46875e-07 is exact in decimal; as a binary float times 1e6 it is 0.5468749999999999.
+    _, version = imported(
+        one_model('"input_cost_per_token": 5.46875e-07, "output_cost_per_token": 1.1e-06')
+    )
+    assert as_text(rates(version, "m")) == {"input": "0.546875", "output": "1.1"}
+
+
+def test_the_imported_version_validates_with_the_loader():
+    result, version = imported()
+    assert version.version == "litellm-1"
+    assert version.effective_from.isoformat() == "2026-10-01T00:00:00+00:00"
+    assert result.text.startswith("# Imported from LiteLLM")
+    for model in version.models.values():
+        assert model.own_rates is not None and model.derived_from is None
+
+
+# --- what it reports --------------------------------------------------------------------
+
+
+def test_float_noise_without_round_is_an_error_naming_model_field_and_both_values():
+    with pytest.raises(FloatNoiseError) as caught:
+        convert(FIXTURE.read_text(), round_rates=False)
+    assert caught.value.report_lines() == [
+        "databricks/databricks-claude-sonnet-4-1: input_cost_per_token 2.9999900000000002e-06 "
+        "is 2.9999900000000002 per 1M tokens, 16 decimal places (float noise); "
+        "--round would import 2.99999",
+        "databricks/databricks-claude-sonnet-4-1: output_cost_per_token 1.5000020000000002e-05 "
+        "is 15.000020000000002 per 1M tokens, 15 decimal places (float noise); "
+        "--round would import 15.00002",
+        "free-tier/tiny-chat: input_cost_per_token 1e-13 is 0.0000001 per 1M tokens, "
+        "7 decimal places (float noise); it rounds to 0, so --round would leave it out",
+    ]
+
+
+def test_round_rounds_half_even_and_reports_model_field_and_both_values():
+    result, version = imported()
+    assert as_text(rates(version, "databricks/databricks-claude-sonnet-4-1")) == {
+        "input": "2.99999",
+        "output": "15.00002",
+    }
+    assert [str(note) for note in result.rounded] == [
+        "databricks/databricks-claude-sonnet-4-1: input_cost_per_token 2.9999900000000002e-06 "
+        "is 2.9999900000000002 per 1M tokens, rounded half-even to 2.99999",
+        "databricks/databricks-claude-sonnet-4-1: output_cost_per_token 1.5000020000000002e-05 "
+        "is 15.000020000000002 per 1M tokens, rounded half-even to 15.00002",
+    ]
+    _, half = imported(
+        one_model('"input_cost_per_token": 2.5e-12, "output_cost_per_token": 3.5e-12')
+    )
+    assert as_text(rates(half, "m")) == {"input": "0.000002", "output": "0.000004"}
+
+
+def test_a_positive_price_that_would_round_to_zero_is_never_imported_free():
+    result, version = imported()
+    assert "free-tier/tiny-chat" not in version.models
+    reasons = unmapped_of(result, "free-tier/tiny-chat")
+    assert reasons["input_cost_per_token"] == (
+        "0.0000001 per 1M tokens rounds to 0 at 6 places: a priced class is never imported free"
+    )
+    assert reasons["output_cost_per_reasoning_token"] == "a negative price"
+    assert reasons["output_cost_per_token"] == (
+        "model not imported: it has no usable input_cost_per_token"
+    )
+
+
+def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
+    result, _ = imported()
+    assert unmapped_of(result, "claude-sonnet-4-5") == {
+        "search_context_cost_per_query": "priced per query: the contract prices tokens only"
+    }
+    assert unmapped_of(result, "gemini-2.5-flash") == {
+        "cache_read_input_audio_token_cost": (
+            "a per-token price of a class, tier or threshold the contract does not know"
+        ),
+        "google_maps_grounding_cost_per_query": "priced per query: the contract prices tokens only",
+        "input_cost_per_token_priority": (
+            "priority rates lack output_cost_per_token_priority: a rate set needs input and output"
+        ),
+    }
+    assert unmapped_of(result, "gemini-live-2.5-flash") == {
+        "input_cost_per_audio_per_second": "priced per second: the contract prices tokens only",
+        "output_cost_per_token_priority": (
+            "priority rates lack input_cost_per_token_priority: a rate set needs input and output"
+        ),
+    }
+    assert unmapped_of(result, "gpt-5.4") == {
+        "fedramp_uplift_multiplier": "a price multiplier: the contract has none"
+    }
+    assert unmapped_of(result, "deepseek/deepseek-chat") == {
+        "input_cost_per_token_cache_hit": (
+            "an older name for cache_read_input_token_cost, which is read instead"
+        )
+    }
+    assert unmapped_of(result, "databricks/databricks-claude-sonnet-4-1") == {
+        "input_dbu_cost_per_token": (
+            "a per-token price of a class, tier or threshold the contract does not know"
+        )
+    }
+    rendered = [str(note) for note in result.unmapped if note.model == "perplexity/sonar"]
+    assert rendered == [
+        "perplexity/sonar: search_context_cost_per_query {...}: "
+        "priced per query: the contract prices tokens only"
+    ]
+
+
+def test_thresholds_that_differ_within_a_model_are_reported_and_not_imported():
+    result, version = imported()
+    kyma = rates(version, "kyma/qwen3.7-flash")
+    assert set(kyma.sets) == {(STANDARD, STANDARD)} and kyma.long_context_above_tokens is None
+    reason = "long-context thresholds differ within the model (32k, 256k tokens): one per model"
+    assert unmapped_of(result, "kyma/qwen3.7-flash") == {
+        "input_cost_per_token_above_256k_tokens": reason,
+        "input_cost_per_token_above_32k_tokens": reason,
+        "output_cost_per_token_above_256k_tokens": reason,
+        "output_cost_per_token_above_32k_tokens": reason,
+    }
+
+
+def test_an_incomplete_tier_or_long_context_set_is_reported_and_not_imported():
+    result, version = imported()
+    pro = rates(version, "gemini-2.5-pro")
+    assert set(pro.sets) == {(STANDARD, STANDARD), (STANDARD, LONG), ("batch", STANDARD)}
+    assert unmapped_of(result, "gemini-2.5-pro") == {
+        "input_cost_per_token_above_200k_tokens_batches": (
+            "batch long-context rates lack output_cost_per_token_above_200k_tokens_batches: "
+            "a rate set needs input and output"
+        ),
+        "output_cost_per_token_flex": (
+            "flex rates lack input_cost_per_token_flex: a rate set needs input and output"
+        ),
+        "input_cost_per_token_above_200k_tokens_flex": (
+            "flex long-context rates without flex rates to belong to"
+        ),
+        "output_cost_per_token_above_200k_tokens_flex": (
+            "flex long-context rates without flex rates to belong to"
+        ),
+    }
+
+
+def test_a_model_without_per_token_input_and_output_is_not_imported_and_reported():
+    result, version = imported()
+    assert "dashscope/qwen-flash" not in version.models
+    assert "openrouter/openai/gpt-4o:online" not in version.models
+    assert unmapped_of(result, "dashscope/qwen-flash") == {
+        "tiered_pricing": (
+            "price ranges by prompt size: the contract has one long-context threshold per model"
+        )
+    }
+    assert unmapped_of(result, "openrouter/openai/gpt-4o:online") == {
+        "input_cost_per_token": "model not imported: it has no usable output_cost_per_token"
+    }
+    assert [str(note) for note in result.not_imported] == [
+        "dashscope/qwen-flash: no usable input_cost_per_token, output_cost_per_token",
+        "free-tier/tiny-chat: no usable input_cost_per_token",
+        "openrouter/openai/gpt-4o:online: no usable output_cost_per_token",
+    ]
+
+
+def test_a_model_id_no_pricebook_can_list_is_not_imported_and_reported():
+    text = (
+        '{" padded": {"mode": "chat", "input_cost_per_token": 1e-06, '
+        '"output_cost_per_token": 1e-06}, "ok": {"mode": "chat", '
+        '"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}}'
+    )
+    result, version = imported(text)
+    assert list(version.models) == ["ok"]
+    assert [str(note) for note in result.not_imported] == [" padded: no usable model id"]
+
+
+def test_a_duplicated_key_in_the_json_fails_the_import():
+    text = '{"m": {"mode": "chat", "input_cost_per_token": 1e-06, "input_cost_per_token": 2e-06}}'
+    with pytest.raises(LitellmFormatError, match="duplicated key 'input_cost_per_token' in 'm'"):
+        convert(text)
+    with pytest.raises(LitellmFormatError, match="model 'm' is listed twice"):
+        convert('{"m": {"mode": "chat"}, "m": {"mode": "chat"}}')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[]", "a JSON object of models"), ("{", "not valid JSON"), ('{"m": 1}', "'m' is not")],
+)
+def test_a_file_that_is_not_a_litellm_price_map_is_one_clean_error(text, message):
+    with pytest.raises(LitellmFormatError, match=message):
+        convert(text)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def run_import(*options: str, source: Path = FIXTURE) -> int:
+    return main(["pricebook", "import", "litellm", str(source), *options])
+
+
+def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsys):
+    out = tmp_path / "books"
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(out), "--round")  # fmt: skip
+    stdout, stderr = capsys.readouterr()
+    assert (code, stderr) == (EXIT_OK, "")
+    written = out / "litellm-1.yaml"
+    (version,) = load_pricebooks(out).versions
+    assert version.source_file == str(written) and len(version.models) == 12
+    lines = stdout.splitlines()
+    assert lines[0] == (
+        f"{written}: 12 models imported from {FIXTURE} (15 chat or responses entries; "
+        "3 entries of other modes skipped); 3 models not imported, 2 rates rounded, "
+        "23 prices not mapped"
+    )
+    assert sum(line.startswith("not imported: ") for line in lines) == 3
+    assert sum(line.startswith("rounded: ") for line in lines) == 2
+    assert sum(line.startswith("not mapped: ") for line in lines) == 23
+    assert "skipped: 1 embedding, 1 image_generation, 1 one of: chat" in stdout
+
+
+def test_import_command_without_round_exits_one_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "books"
+    code = run_import("--version", "v", "--effective-from", EFFECTIVE_FROM, "--out", str(out))
+    stdout, stderr = capsys.readouterr()
+    assert code == EXIT_FAILURE and stdout == ""
+    assert not out.exists()
+    assert len(stderr.splitlines()) == 3 + 1  # three noisy prices and the hint
+    assert "float noise" in stderr and "--round" in stderr.splitlines()[-1]
+
+
+def test_import_command_never_overwrites_a_version_file(tmp_path, capsys):
+    (tmp_path / "litellm-1.yaml").write_text("kept\n")
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    assert code == EXIT_FAILURE
+    assert (tmp_path / "litellm-1.yaml").read_text() == "kept\n"
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(tmp_path, capsys):
+    code = run_import("--version", "v", "--effective-from", "2026-10-01T00:30:00Z",
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    assert code == EXIT_FAILURE and list(tmp_path.iterdir()) == []
+    assert "is not on a whole hour" in capsys.readouterr().err
+
+
+def test_import_command_rejects_a_version_name_that_is_no_file_name(tmp_path, capsys):
+    code = run_import("--version", "../v", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    assert code == EXIT_FAILURE and list(tmp_path.iterdir()) == []
+    assert "version" in capsys.readouterr().err
+
+
+def test_import_of_the_same_source_is_byte_for_byte_the_same(tmp_path):
+    source = json.loads(FIXTURE.read_text())
+    reordered = tmp_path / "reordered.json"
+    reordered.write_text(json.dumps(dict(reversed(list(source.items()))), indent=4))
+    first, _ = imported()
+    second, _ = imported(reordered.read_text())
+    assert first.text.split("\nmodels:")[1] == second.text.split("\nmodels:")[1]  # sorted by id
