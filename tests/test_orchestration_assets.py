@@ -4,6 +4,7 @@ with the real resources, the real pricebooks and the real checks."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -344,10 +345,28 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
             "window": "2026-06-15-10:00",
             "auth_id": "org-2",
             "model_id": "base-small",
+            "service_tier": "standard",
+            "context_tier": "standard",
             "cost_usd": "0.000105000001",
             "reconstructed_usd": "0.000105000000",
         }
     ]
+
+
+def test_cost_check_reconstructs_every_token_class(
+    database_url: str, add_events: AddEvents
+) -> None:
+    cached = replace(make_event("org-1", "base-large", None, 1_000, 10), cache_read_tokens=5_000)
+    add_events([cached, replace(make_event("org-2", "base-large"), cache_write_tokens=7)])
+    assert materialize(database_url).success
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = cost_reconstructs(context)
+
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["rows_audited"].value == 2
 
 
 def test_conservation_check_flags_events_that_arrived_after_the_rating(

@@ -52,8 +52,10 @@ COST_MISMATCH_COLUMNS = (
     text_column("window"),
     text_column("auth_id"),
     text_column("model_id"),
+    text_column("service_tier"),
+    text_column("context_tier"),
     text_column("cost_usd", "as stored, exact"),
-    text_column("reconstructed_usd", "tokens x the row's own rates / 1e6, exact"),
+    text_column("reconstructed_usd", "each class's tokens x the row's own rate / 1e6, exact"),
 )
 WINDOW_TOTAL_COLUMNS = (
     text_column("window"),
@@ -94,9 +96,9 @@ def _nothing_rated() -> dg.AssetCheckResult:
     name=COST_RECONSTRUCTS,
     blocking=True,
     description=(
-        "Every rated_usage row's cost_usd equals (input_tokens x input rate + output_tokens x "
-        "output rate) / 1e6 from its own frozen rates, and each window's rows add up to the "
-        "total its latest rating logged."
+        "Every rated_usage row's cost_usd equals the sum over token classes of tokens x its "
+        "own frozen rate / 1e6 (no class with tokens lacks a rate), and each window's rows "
+        "add up to the total its latest rating logged."
     ),
 )
 def cost_reconstructs(
@@ -134,8 +136,12 @@ def evaluate_cost(
                     m.window.key,
                     m.auth_id,
                     m.model_id,
+                    m.service_tier,
+                    m.context_tier,
                     usd_text(m.cost_usd),
-                    usd_text(m.reconstructed_cost_usd),
+                    "no rate for a class with tokens"
+                    if m.reconstructed_cost_usd is None
+                    else usd_text(m.reconstructed_cost_usd),
                 )
                 for m in mismatches
             ),

@@ -88,8 +88,10 @@ class CostMismatch:
     window: Window
     auth_id: str
     model_id: str
+    service_tier: str
+    context_tier: str
     cost_usd: Decimal
-    reconstructed_cost_usd: Decimal
+    reconstructed_cost_usd: Decimal | None  # None: a class with tokens has no rate
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def cost_mismatches(
     conn: psycopg.Connection, span: Span, limit: int = ROWS_LISTED
 ) -> list[CostMismatch]:
     return [
-        CostMismatch(_window(row[0]), row[1], row[2], row[3], row[4])
+        CostMismatch(_window(row[0]), *row[1:])
         for row in conn.execute(
             load_sql("orchestration_cost_mismatches"), {**span.params(), "limit": limit}
         )
