@@ -202,3 +202,123 @@ def test_schema_at_head_has_no_triggers_and_downgrades_to_0006_and_back(
         ]
     migrations.upgrade(url)
     assert _snapshot(url) == upgraded
+
+
+ROWS_AT_0007 = """
+INSERT INTO rated_usage (
+    window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
+    rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+    cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id
+) VALUES (
+    '2026-06-15 10:00Z', '2026-06-15 11:00Z', 'org-1', 'base-large', 3, 1000, 100, 'own',
+    NULL, NULL, 2.5, 10, 0.0035, 'v1', 'sha', now(), 'run-1'
+);
+INSERT INTO rating_exception (
+    window_start, window_end, auth_id, model_id, reason, detail, event_count, input_tokens,
+    output_tokens, pricebook_version, rated_at, run_id
+) VALUES
+    ('2026-06-15 10:00Z', '2026-06-15 11:00Z', 'org-1', 'mystery', 'unpriced', 'unknown',
+     1, 5, 6, 'v1', now(), 'run-1'),
+    ('2026-06-15 10:00Z', '2026-06-15 11:00Z', '', 'base-large', 'invalid_event',
+     'blank auth_id', 2, 7, 8, 'v1', now(), 'run-1')
+"""
+OUTPUT_ROWS = """
+SELECT 'usage', auth_id, model_id, event_count, input_tokens, output_tokens, cost_usd
+FROM rated_usage
+UNION ALL
+SELECT reason, auth_id, model_id, event_count, input_tokens, output_tokens, NULL
+FROM rating_exception
+ORDER BY 1, 2, 3
+"""
+TIERS_AT_HEAD = """
+SELECT 'usage', service_tier, context_tier, cache_read_tokens, cache_read_rate_per_mtok
+FROM rated_usage
+UNION ALL
+SELECT reason, service_tier, context_tier, cache_read_tokens, NULL FROM rating_exception
+ORDER BY 1
+"""
+
+
+def test_rows_migrate_losslessly_to_standard_tiers_and_back(empty_database_url: str) -> None:
+    url = empty_database_url
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        conn.execute(ROWS_AT_0007)
+        before = conn.execute(OUTPUT_ROWS).fetchall()
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(OUTPUT_ROWS).fetchall() == before
+        assert conn.execute(TIERS_AT_HEAD).fetchall() == [
+            ("invalid_event", "-", "-", 0, None),
+            ("unpriced", "standard", "standard", 0, None),
+            ("usage", "standard", "standard", 0, None),
+        ]
+    migrations.downgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        assert conn.execute(OUTPUT_ROWS).fetchall() == before
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(OUTPUT_ROWS).fetchall() == before
+
+
+@pytest.mark.parametrize(
+    "beyond",
+    [
+        "UPDATE rated_usage SET service_tier = 'batch'",
+        "UPDATE rated_usage SET context_tier = 'long'",
+        "UPDATE rating_exception SET cache_read_tokens = 4 WHERE reason = 'unpriced'",
+    ],
+)
+def test_a_downgrade_that_would_lose_rows_refuses_and_says_so(
+    empty_database_url: str, beyond: str
+) -> None:
+    url = empty_database_url
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        conn.execute(ROWS_AT_0007)
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        conn.execute(beyond)
+    with pytest.raises(Exception, match="refusing to downgrade below revision 0008"):
+        migrations.downgrade(url, "0007")
+    assert migrations.revision_of(url) == migrations.head_revision()
+
+
+EVENT_STORAGE = """
+SELECT c.relfilenode, a.attname, a.atthasmissing
+FROM pg_class AS c
+JOIN pg_attribute AS a ON a.attrelid = c.oid
+WHERE c.relname = 'billing_event' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+def test_token_classes_are_added_to_billing_event_without_rewriting_it(
+    empty_database_url: str,
+) -> None:
+    """Contract 3: constant defaults are catalog-only (PostgreSQL 11+). The table keeps its
+    file, and existing rows read the defaults from the catalog (atthasmissing)."""
+    url = empty_database_url
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('e1', 'a', 'm', 1, 2, now())"
+        )
+        before = conn.execute(EVENT_STORAGE).fetchall()
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        after = conn.execute(EVENT_STORAGE).fetchall()
+        row = conn.execute("SELECT cache_read_tokens, service_tier FROM billing_event").fetchone()
+    assert {filenode for filenode, _, _ in after} == {before[0][0]}
+    added = {name: missing for _, name, missing in after[len(before) :]}
+    assert set(added) == {
+        "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+        "audio_input_tokens", "audio_output_tokens", "image_input_tokens", "service_tier",
+    }  # fmt: skip
+    assert all(added[c] for c in added if c.endswith("_tokens"))
+    assert row == (0, None)
+    migrations.downgrade(url)
+    with psycopg.connect(url) as conn:
+        kept = {name for _, name, _ in conn.execute(EVENT_STORAGE)}
+    assert set(added) <= kept

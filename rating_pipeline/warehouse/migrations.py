@@ -72,17 +72,18 @@ def revision_of(url: str | None = None) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(url: str | None = None) -> str:
-    """Migrate the warehouse to the head revision; idempotent."""
+def upgrade(url: str | None = None, revision: str = "head") -> str:
+    """Migrate the warehouse to ``revision`` (by default the head); idempotent."""
     target = url or database_url()
     before = revision_of(target)
     with _engine_connection(target) as connection:
-        command.upgrade(_config(connection), "head")
+        command.upgrade(_config(connection), revision)
     after = revision_of(target)
     where = redact_url(target)
+    named = "(head)" if after == head_revision() else "(not the head)"
     if before == after:
-        return f"warehouse already at revision {after} (head) on {where}"
-    return f"warehouse upgraded from {before or BASE} to revision {after} (head) on {where}"
+        return f"warehouse already at revision {after} {named} on {where}"
+    return f"warehouse upgraded from {before or BASE} to revision {after} {named} on {where}"
 
 
 def downgrade(url: str | None = None, revision: str = BASE) -> str:
