@@ -19,11 +19,10 @@ classified AS NOT MATERIALIZED (
     SELECT
         e.*,
         coalesce(e.service_tier, 'standard') AS tier,
-        CASE WHEN coalesce(l.above, b.above) IS NULL THEN 'standard'
-            WHEN coalesce(l.above, b.above) < e.input_tokens::numeric + e.cache_read_tokens
+        CASE WHEN coalesce(l.above, b.above) IS NULL THEN false
+            ELSE coalesce(l.above, b.above) < e.input_tokens::numeric + e.cache_read_tokens
                 + e.cache_write_tokens + e.cache_write_1h_tokens + e.audio_input_tokens
-                + e.image_input_tokens
-            THEN 'long' ELSE 'standard' END AS context_tier
+                + e.image_input_tokens END AS long_context
     FROM billing_event AS e
     LEFT JOIN listed AS l ON l.model_id = e.model_id
     LEFT JOIN event_base AS b
@@ -34,7 +33,7 @@ classified AS NOT MATERIALIZED (
 ),
 every_event AS (
     SELECT
-        auth_id, model_id, base_model, tier, context_tier,
+        auth_id, model_id, base_model, tier, long_context,
         count(*) AS event_count,
         sum(input_tokens) AS input_tokens,
         sum(output_tokens) AS output_tokens,
@@ -47,11 +46,11 @@ every_event AS (
         sum(image_input_tokens) AS image_input_tokens,
         max(ingested_at) AS max_ingested_at
     FROM classified
-    GROUP BY auth_id, model_id, base_model, tier, context_tier
+    GROUP BY auth_id, model_id, base_model, tier, long_context
 ),
 negative AS (
     SELECT
-        auth_id, model_id, base_model, tier, context_tier,
+        auth_id, model_id, base_model, tier, long_context,
         (CASE WHEN input_tokens < 0 THEN 64 ELSE 0 END
             | CASE WHEN output_tokens < 0 THEN 128 ELSE 0 END
             | CASE WHEN cache_read_tokens < 0 THEN 256 ELSE 0 END
@@ -76,11 +75,11 @@ negative AS (
     WHERE input_tokens < 0 OR output_tokens < 0 OR cache_read_tokens < 0
         OR cache_write_tokens < 0 OR cache_write_1h_tokens < 0 OR reasoning_tokens < 0
         OR audio_input_tokens < 0 OR audio_output_tokens < 0 OR image_input_tokens < 0
-    GROUP BY auth_id, model_id, base_model, tier, context_tier, 6
+    GROUP BY auth_id, model_id, base_model, tier, long_context, 6
 ),
 negative_per_key AS (
     SELECT
-        auth_id, model_id, base_model, tier, context_tier,
+        auth_id, model_id, base_model, tier, long_context,
         sum(event_count)::bigint AS event_count,
         sum(input_tokens) AS input_tokens,
         sum(output_tokens) AS output_tokens,
@@ -92,11 +91,11 @@ negative_per_key AS (
         sum(audio_output_tokens) AS audio_output_tokens,
         sum(image_input_tokens) AS image_input_tokens
     FROM negative
-    GROUP BY auth_id, model_id, base_model, tier, context_tier
+    GROUP BY auth_id, model_id, base_model, tier, long_context
 ),
 sums AS MATERIALIZED (
     SELECT
-        e.auth_id, e.model_id, e.base_model, e.tier, e.context_tier, 0 AS negative_bits,
+        e.auth_id, e.model_id, e.base_model, e.tier, e.long_context, 0 AS negative_bits,
         e.event_count - coalesce(n.event_count, 0) AS event_count,
         e.input_tokens - coalesce(n.input_tokens, 0) AS input_tokens,
         e.output_tokens - coalesce(n.output_tokens, 0) AS output_tokens,
@@ -114,14 +113,15 @@ sums AS MATERIALIZED (
         AND n.model_id = e.model_id
         AND n.base_model IS NOT DISTINCT FROM e.base_model
         AND n.tier = e.tier
-        AND n.context_tier = e.context_tier
+        AND n.long_context = e.long_context
     WHERE n.auth_id IS NULL OR e.event_count > n.event_count
     UNION ALL
     SELECT * FROM negative
 ),
 flagged AS MATERIALIZED (
     SELECT
-        auth_id, model_id, base_model, tier AS service_tier, context_tier,
+        auth_id, model_id, base_model, tier AS service_tier,
+        CASE WHEN long_context THEN 'long' ELSE 'standard' END AS context_tier,
         negative_bits
             | CASE WHEN btrim(auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
             | CASE WHEN btrim(model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END
