@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = database_commands.add_parser(action, help=help_text)
         sub.set_defaults(handler=_db)
+        if action == "downgrade":
+            sub.add_argument(
+                "--drop-rated-data",
+                action="store_true",
+                help="drop the tables even though they hold rated rows (refused otherwise)",
+            )
 
     rate = commands.add_parser("rate", help="rate every hour in [--from, --to)")
     rate.add_argument("--from", dest="start", type=_utc_instant, required=True, metavar="START")
@@ -152,9 +158,11 @@ def _pricebook_import_litellm(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse import migrations
 
+    if args.action == "downgrade":
+        print(migrations.downgrade(drop_rated_data=args.drop_rated_data))
+        return EXIT_OK
     action: Callable[[], str] = {
         "upgrade": migrations.upgrade,
-        "downgrade": migrations.downgrade,
         "current": migrations.current,
     }[args.action]
     print(action())

@@ -322,3 +322,51 @@ def test_token_classes_are_added_to_billing_event_without_rewriting_it(
     with psycopg.connect(url) as conn:
         kept = {name for _, name, _ in conn.execute(EVENT_STORAGE)}
     assert set(added) <= kept
+
+
+ROW_AT_HEAD = """
+INSERT INTO rated_usage (
+    window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
+    input_tokens, output_tokens, rate_source, input_rate_per_mtok, output_rate_per_mtok,
+    cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id
+) VALUES (
+    '2026-06-15 10:00Z', '2026-06-15 11:00Z', 'org-1', 'base-large', 'standard', 'standard',
+    3, 1000, 100, 'own', 2.5, 10, 0.0035, 'v1', 'sha', now(), 'run-1'
+)
+"""
+
+
+def test_db_downgrade_refuses_while_the_outputs_hold_rows_and_says_what_would_be_lost(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RATING_DATABASE_URL", database_url)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD)
+    assert cli.main(["db", "downgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "refusing" in err and "1 rated_usage row" in err and "--drop-rated-data" in err
+    assert migrations.revision_of(database_url) == migrations.head_revision()
+
+    assert cli.main(["db", "downgrade", "--drop-rated-data"]) == 0
+    assert migrations.revision_of(database_url) is None
+
+
+@pytest.mark.parametrize(
+    "dropped_by_hand",
+    [
+        "DROP TABLE rating_log",
+        "DROP TABLE rated_usage_archive",
+        "DROP INDEX billing_event_negative_tokens_idx",
+        "ALTER TABLE rating_log DROP COLUMN events_digest",
+    ],
+)
+def test_downgrade_finishes_when_an_object_was_already_dropped_by_hand(
+    empty_database_url: str, dropped_by_hand: str
+) -> None:
+    url = empty_database_url
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        conn.execute(dropped_by_hand)
+    migrations.downgrade(url, drop_rated_data=True)
+    assert _tables(url) == {"billing_event"}

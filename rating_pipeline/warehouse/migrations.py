@@ -18,8 +18,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy.pool import NullPool
 
+from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.warehouse.database import connect, database_url, redact_url
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
@@ -86,11 +88,42 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     return f"warehouse upgraded from {before or BASE} to revision {after} {named} on {where}"
 
 
-def downgrade(url: str | None = None, revision: str = BASE) -> str:
+OUTPUT_TABLES = (
+    "rated_usage", "rating_exception", "rated_usage_archive", "rating_exception_archive",
+    "rating_log",
+)  # fmt: skip
+COUNT_ROWS = "SELECT count(*) FROM {table}"
+PRESENT_TABLES = "SELECT relname FROM pg_class WHERE relname = ANY(%(tables)s) AND relkind = 'r'"
+
+
+class DowngradeRefused(RatingPipelineError):
+    """Downgrading to base would drop rated data, and the caller did not say to."""
+
+
+def rated_rows(url: str) -> dict[str, int]:
+    """The rows each of the project's tables that exists holds."""
+    with psycopg.connect(url) as conn:
+        present = conn.execute(PRESENT_TABLES, {"tables": list(OUTPUT_TABLES)}).fetchall()
+        return {
+            table: int(count)
+            for (table,) in present
+            for (count,) in conn.execute(sql.SQL(COUNT_ROWS).format(table=sql.Identifier(table)))
+        }
+
+
+def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: bool = False) -> str:
     """Downgrade to ``revision``: by default ``base``, which drops the project's tables;
-    ``billing_event`` is always kept."""
+    ``billing_event`` is always kept. Raises DowngradeRefused, dropping nothing, when going
+    to base would drop rows of the outputs or the log, unless ``drop_rated_data``."""
     target = url or database_url()
     before = revision_of(target)
+    held = {table: rows for table, rows in rated_rows(target).items() if rows}
+    if revision == BASE and held and not drop_rated_data:
+        lost = ", ".join(f"{rows} {table} row{'s' * (rows != 1)}" for table, rows in held.items())
+        raise DowngradeRefused(
+            f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
+            "rerun with --drop-rated-data to drop them"
+        )
     with _engine_connection(target) as connection:
         command.downgrade(_config(connection), revision)
     where = redact_url(target)

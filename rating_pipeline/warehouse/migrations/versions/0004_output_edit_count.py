@@ -47,7 +47,7 @@ FOR EACH STATEMENT EXECUTE FUNCTION rated_output_count_edit()
 DROP_TRIGGER = "DROP TRIGGER IF EXISTS {table}_count_edit ON {table}"
 DOWNGRADE = (
     "DROP FUNCTION IF EXISTS rated_output_count_edit()",
-    "ALTER TABLE rating_log DROP COLUMN IF EXISTS output_edits_seen",
+    "ALTER TABLE IF EXISTS rating_log DROP COLUMN IF EXISTS output_edits_seen",
     "DROP TABLE IF EXISTS rated_output_edit",
 )
 

@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 ADD_INPUT_FINGERPRINT = "ALTER TABLE rating_log ADD COLUMN input_fingerprint text NULL"
-DROP_INPUT_FINGERPRINT = "ALTER TABLE rating_log DROP COLUMN IF EXISTS input_fingerprint"
+DROP_INPUT_FINGERPRINT = "ALTER TABLE IF EXISTS rating_log DROP COLUMN IF EXISTS input_fingerprint"
 
 
 def upgrade() -> None:

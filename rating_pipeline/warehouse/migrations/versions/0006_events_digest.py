@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 ADD_EVENTS_DIGEST = "ALTER TABLE rating_log ADD COLUMN events_digest text NULL"
-DROP_EVENTS_DIGEST = "ALTER TABLE rating_log DROP COLUMN IF EXISTS events_digest"
+DROP_EVENTS_DIGEST = "ALTER TABLE IF EXISTS rating_log DROP COLUMN IF EXISTS events_digest"
 
 
 def upgrade() -> None:

@@ -30,7 +30,7 @@ UPGRADE = (
 )
 
 RESTORE_COLUMNS = """
-ALTER TABLE rating_log
+ALTER TABLE IF EXISTS rating_log
     ADD COLUMN IF NOT EXISTS output_checksum text NULL,
     ADD COLUMN IF NOT EXISTS input_fingerprint text NULL,
     ADD COLUMN IF NOT EXISTS output_edits_seen bigint NULL
@@ -57,9 +57,15 @@ END
 $$
 """
 RESTORE_TRIGGER = """
-CREATE TRIGGER {table}_count_edit
-AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
-FOR EACH STATEMENT EXECUTE FUNCTION rated_output_count_edit()
+DO $$
+BEGIN
+    IF to_regclass('{table}') IS NOT NULL THEN
+        CREATE TRIGGER {table}_count_edit
+        AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
+        FOR EACH STATEMENT EXECUTE FUNCTION rated_output_count_edit();
+    END IF;
+END
+$$
 """
 
 DOWNGRADE = (RESTORE_COLUMNS, RESTORE_EDIT_COUNTER, RESTORE_EDIT_COUNT, RESTORE_COUNT_EDIT)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from alembic import op
 from sqlalchemy import text
 
+from rating_pipeline.errors import RatingPipelineError
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -122,7 +124,7 @@ WHERE service_tier NOT IN ('standard', '-') OR context_tier NOT IN ('standard', 
    OR {nonzero}
 """
 RESTORE_RATED_USAGE = """
-ALTER TABLE rated_usage
+ALTER TABLE IF EXISTS rated_usage
     DROP CONSTRAINT rated_usage_pkey,
     ADD CONSTRAINT rated_usage_pkey PRIMARY KEY (window_start, auth_id, model_id),
     DROP CONSTRAINT rated_usage_cost_reconstructs,
@@ -132,29 +134,34 @@ ALTER TABLE rated_usage
     )
 """
 RESTORE_RATING_EXCEPTION_KEY = """
-ALTER TABLE rating_exception
+ALTER TABLE IF EXISTS rating_exception
     DROP CONSTRAINT rating_exception_pkey,
     ADD CONSTRAINT rating_exception_pkey PRIMARY KEY (window_start, auth_id, model_id, reason)
 """
-DROP_COLUMNS = "ALTER TABLE {table} " + ", ".join(
-    ["DROP COLUMN service_tier CASCADE", "DROP COLUMN context_tier CASCADE"]
-    + [f"DROP COLUMN {c}_tokens CASCADE" for c in NEW_CLASSES]
+DROP_COLUMNS = "ALTER TABLE IF EXISTS {table} " + ", ".join(
+    ["DROP COLUMN IF EXISTS service_tier CASCADE", "DROP COLUMN IF EXISTS context_tier CASCADE"]
+    + [f"DROP COLUMN IF EXISTS {c}_tokens CASCADE" for c in NEW_CLASSES]
 )
-DROP_RATES = "ALTER TABLE {table} " + ", ".join(
-    f"DROP COLUMN {c}_rate_per_mtok CASCADE" for c in NEW_CLASSES
+DROP_RATES = "ALTER TABLE IF EXISTS {table} " + ", ".join(
+    f"DROP COLUMN IF EXISTS {c}_rate_per_mtok CASCADE" for c in NEW_CLASSES
 )
+PRESENT = "SELECT to_regclass(:table) IS NOT NULL"
 
 
-class DowngradeWouldLoseRows(RuntimeError):
+class DowngradeWouldLoseRows(RatingPipelineError):
     """Downgrading below 0008 would drop values the older schema cannot hold."""
 
 
 def refuse_if_rows_would_be_lost() -> None:
     nonzero = " OR ".join(f"{c}_tokens <> 0" for c in NEW_CLASSES)
+    bind = op.get_bind()
+    present = [t for t in OUTPUTS if bind.execute(text(PRESENT), {"table": t}).scalar()]
+    if not present:
+        return
     query = " UNION ALL ".join(
-        ROWS_BEYOND_0007.format(table=table, nonzero=nonzero) for table in OUTPUTS
+        ROWS_BEYOND_0007.format(table=table, nonzero=nonzero) for table in present
     )
-    found = [(table, count) for table, count in op.get_bind().execute(text(query)) if count]
+    found = [(table, count) for table, count in bind.execute(text(query)) if count]
     if found:
         counts = ", ".join(f"{count} in {table}" for table, count in found)
         raise DowngradeWouldLoseRows(
