@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,6 +13,7 @@ from psycopg import sql
 
 from rating_pipeline import cli
 from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse import engine
 from tests.factories import WINDOW_START, make_event
 
 PRICEBOOK = """\
@@ -184,3 +186,33 @@ def test_rate_on_an_unmigrated_database_says_to_upgrade(
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rating-pipeline db upgrade" in err
+
+
+def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=1)),
+        ]
+    )
+    converge = engine.converge
+
+    def failing_second_window(conn: psycopg.Connection, run: engine.RatingRun, read: Any) -> Any:
+        if run.window.start != WINDOW_START:
+            raise psycopg.errors.ProgramLimitExceeded("index row size 6432 exceeds maximum 2704")
+        return converge(conn, run, read)
+
+    monkeypatch.setattr(engine, "converge", failing_second_window)
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    (line,) = captured.err.splitlines()
+    assert line.startswith("error: rating window 2026-06-15-11:00 failed: ProgramLimitExceeded:")
+    assert "index row size 6432" in line and "1 window(s) before it" in line
+    assert _count(warehouse_env, "rated_usage") == 1

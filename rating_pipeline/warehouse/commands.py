@@ -14,11 +14,14 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
+
+from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import connect, require_schema
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
-from rating_pipeline.windows import windows_between
+from rating_pipeline.windows import Window, windows_between
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -27,6 +30,18 @@ EXIT_FAILURE = 1
 def new_run_id() -> str:
     """The run id of one CLI invocation: ``cli-<uuid4>``."""
     return f"cli-{uuid.uuid4()}"
+
+
+class WindowRatingFailed(RatingPipelineError):
+    """One window's rating failed and was rolled back; the windows before it committed."""
+
+    def __init__(self, window: Window, committed: int, cause: Exception) -> None:
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else "no message"
+        super().__init__(
+            f"rating window {window.key} failed: {type(cause).__name__}: {reason}. It was "
+            f"rolled back; the {committed} window(s) before it are rated and committed, "
+            "and re-running the range is safe"
+        )
 
 
 def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | None) -> int:
@@ -53,8 +68,11 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     ambiguous: list[str] = []
     with connect() as conn:
         require_schema(conn)
-        for window in windows:
-            rating = rate_window(conn, window, pricebooks, run_id)
+        for done, window in enumerate(windows):
+            try:
+                rating = rate_window(conn, window, pricebooks, run_id)
+            except (psycopg.Error, RatingPipelineError) as exc:
+                raise WindowRatingFailed(window, done, exc) from exc
             print(rating_log_lines(rating)[0])
             ambiguous.extend(
                 f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r}: "
