@@ -64,6 +64,9 @@ def test_an_instance_from_the_production_yaml_runs_a_rating_on_postgres(
     with open_instance(local) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        # A run whose process dies is retried (bounded); one that failed on purpose is not.
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 3
+        assert not instance.run_retries_retry_on_asset_or_op_failure
         result = defs.resolve_job_def("rate_windows").execute_in_process(
             instance=instance, partition_key="2026-06-15-10:00"
         )
