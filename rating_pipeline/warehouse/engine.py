@@ -206,47 +206,50 @@ def begin_rating(
     return RatingRun(window, version, run_id, rated_at=granted[0])
 
 
-def rates_label(model_id: str, service_tier: str, context_tier: str) -> str:
-    """How a detail names one rate set: ``batch long-context rates of base-large``."""
+def rate_set_words(service_tier: str, context_tier: str) -> str:
+    """How a detail names a rate set: ``standard``, ``batch``, ``batch long-context``."""
     words = [service_tier] if service_tier != STANDARD or context_tier == STANDARD else []
     words += ["long-context"] if context_tier == LONG else []
-    return f"{' '.join(words)} rates of {model_id}"
+    return " ".join(words)
 
 
 def resolution_rows(
     version: PricebookVersion, model_id: str, bases_key: str
 ) -> list[tuple[Any, ...]]:
     """The rows of ``window_resolution`` for one key: ``pricing.resolve``'s answer for each
-    service and context tier, the rate set that prices it or why nothing does."""
+    service and context tier."""
     outcome = pricing.resolve(version, model_id, parse_bases_key(bases_key))
-    rows: list[tuple[Any, ...]] = []
-    for service_tier in SERVICE_TIERS:
-        for context_tier in CONTEXT_TIERS:
-            key = (model_id, bases_key, service_tier, context_tier)
-            label = rates_label(model_id, service_tier, context_tier)
-            rate_set = None
-            if isinstance(outcome, pricing.Priced):
-                rate_set = outcome.rates.rate_set(service_tier, context_tier)
-            if rate_set is None:
-                reason, detail = (
-                    (outcome.reason, outcome.detail)
-                    if isinstance(outcome, pricing.Excluded)
-                    else (UNPRICED, f"no {label.replace(' rates of ', ' rates for ')}")
-                )
-                rows.append(
-                    (*key, None, None, None, *[None] * len(TOKEN_CLASSES), None, reason, detail)
-                )
-                continue
-            assert isinstance(outcome, pricing.Priced)
-            rates = [rate_set.rate(c) for c in TOKEN_CLASSES]
-            rows.append(
-                (
-                    *key, outcome.rate_source, outcome.derivation_base, outcome.multiplier,
-                    *(None if rate is None else exact_rate(rate) for rate in rates),
-                    label, None, None,
-                )
-            )  # fmt: skip
-    return rows
+    return [
+        resolution_row(outcome, (model_id, bases_key, service_tier, context_tier))
+        for service_tier in SERVICE_TIERS
+        for context_tier in CONTEXT_TIERS
+    ]
+
+
+def resolution_row(
+    outcome: pricing.Priced | pricing.Excluded, key: tuple[str, str, str, str]
+) -> tuple[Any, ...]:
+    """The rate set that prices one key's tier and context, or why nothing does: the rules'
+    reason, or an absent rate set (never a fallback to another tier or context)."""
+    model_id, _, service_tier, context_tier = key
+    words = rate_set_words(service_tier, context_tier)
+    rate_set = None
+    if isinstance(outcome, pricing.Priced):
+        rate_set = outcome.rates.rate_set(service_tier, context_tier)
+    if rate_set is None:
+        reason, detail = (
+            (outcome.reason, outcome.detail)
+            if isinstance(outcome, pricing.Excluded)
+            else (UNPRICED, f"no {words} rates for {model_id}")
+        )
+        return (*key, None, None, None, *[None] * len(TOKEN_CLASSES), None, reason, detail)
+    assert isinstance(outcome, pricing.Priced)
+    rates = [rate_set.rate(c) for c in TOKEN_CLASSES]
+    return (
+        *key, outcome.rate_source, outcome.derivation_base, outcome.multiplier,
+        *(None if rate is None else exact_rate(rate) for rate in rates),
+        f"{words} rates of {model_id}", None, None,
+    )  # fmt: skip
 
 
 def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
