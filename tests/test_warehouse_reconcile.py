@@ -126,7 +126,9 @@ def test_rerate_deletes_rollup_that_became_ambiguous_and_archives_it(
 
     assert (second.usage.deleted, second.usage.inserted) == (1, 0)
     assert (second.exceptions.inserted, second.exceptions.deleted) == (1, 0)
-    assert second.deleted_rows == ("rated_usage row auth_id='org-1' model_id='ft:new'",)
+    assert second.deleted_rows == (
+        "rated_usage row auth_id='org-1' model_id='ft:new' tiers=standard/standard",
+    )
     assert [(e.auth_id, e.model_id, e.event_count) for e in second.ambiguous] == [
         ("org-1", "ft:new", 4)
     ]

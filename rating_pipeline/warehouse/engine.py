@@ -276,8 +276,8 @@ def converge(
     produced = tuple(u + e for u, e in zip(usage.amounts, exceptions.amounts, strict=True))
     if produced != read.amounts:
         raise ConservationError(
-            f"window {run.window.key}: read (events, input, output tokens) {read.amounts} "
-            f"but the output accounts for {produced}; nothing was written"
+            f"window {run.window.key}: read (events, then tokens of {', '.join(TOKEN_CLASSES)}) "
+            f"{read.amounts} but the output accounts for {produced}; nothing was written"
         )
     return usage, exceptions
 
@@ -342,13 +342,16 @@ def deleted_rows(
     named: list[str] = []
     if rollups:
         named.extend(
-            f"rated_usage row auth_id={auth_id!r} model_id={model_id!r}"
-            for auth_id, model_id, *_ in conn.execute(load_sql("select_deleted_rated_usage"), keys)
+            f"rated_usage row auth_id={auth_id!r} model_id={model_id!r} tiers={tier}/{context}"
+            for auth_id, model_id, tier, context in conn.execute(
+                load_sql("select_deleted_rated_usage"), keys
+            )
         )
     if exceptions:
         named.extend(
-            f"rating_exception row auth_id={auth_id!r} model_id={model_id!r} reason={reason}"
-            for auth_id, model_id, reason, *_ in conn.execute(
+            f"rating_exception row auth_id={auth_id!r} model_id={model_id!r} "
+            f"tiers={tier}/{context} reason={reason}"
+            for auth_id, model_id, tier, context, reason in conn.execute(
                 load_sql("select_deleted_rating_exception"), keys
             )
         )

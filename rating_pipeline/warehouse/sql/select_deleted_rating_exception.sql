@@ -1,6 +1,7 @@
 -- The exceptions one run deleted from one window (for the INFO log).
-SELECT auth_id, model_id, reason, event_count
+SELECT auth_id, model_id, service_tier, context_tier, reason
 FROM rating_exception_archive
 WHERE window_start = %(window_start)s AND superseded_by_run_id = %(run_id)s
   AND superseded_at = %(rated_at)s AND change = 'deleted'
-ORDER BY auth_id COLLATE "C", model_id COLLATE "C", reason COLLATE "C"
+ORDER BY auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",
+    context_tier COLLATE "C", reason COLLATE "C"
