@@ -78,14 +78,14 @@ ENGINE_RATING = Step(
 )
 
 
-def rating_case(name: str, what: str, span: Callable[[Layout], Span]) -> Case:
+def rating_case(name: str, what: str, span: Callable[[Layout], Span], rounds: int) -> Case:
     """A first rating and an identical re-run by `rate`, against the floors, in rounds."""
     return Case(
         name=name,
         what=what,
         span=span,
         setup=warm,
-        min_rounds=5,
+        min_rounds=rounds,
         steps=(
             Step(
                 "aggregate-floor",
@@ -210,9 +210,9 @@ def no_history(bench: Bench, span: Span) -> None:
 RERATE = "the engine re-rating the hour after 1% of its events changed"
 
 CASES: tuple[Case, ...] = (
-    rating_case("hot-hour", "the project's hot hour", hot),
-    rating_case("wide-hour", "an hour of about 10 events per rollup", wide),
-    rating_case("month", "a month of hours, rated by one `rate` call", month),
+    rating_case("hot-hour", "the project's hot hour", hot, rounds=5),
+    rating_case("wide-hour", "an hour of about 10 events per rollup", wide, rounds=5),
+    rating_case("month", "a month of hours, rated by one `rate` call", month, rounds=3),
     Case(
         name="dagster-hour",
         what="the hot hour materialized through Dagster, checks included",
