@@ -2,14 +2,15 @@
 
 EXPLAIN (ANALYZE, BUFFERS) of the aggregate floor and of the engine's three statements
 that touch the rows (``fill_window_sums``, ``reconcile_rated_usage``,
-``reconcile_rating_exception``) over the hot and the wide hour, in a first rating and in
-an identical re-run, each in a transaction built as the engine builds it and rolled back;
-then the month rated in process, window by window, with every statement's time summed.
-"""
+``reconcile_rating_exception``) over the hot hour, the wide hour and the month's first
+hour, in a first rating and in an identical re-run, each in a transaction begun as the
+engine begins one, rolled back; then the month rated in process, window by window, with
+every statement's time summed."""
 
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ from rating_pipeline.windows import Window, windows_between
 EXPLAIN_TIMED = "EXPLAIN (ANALYZE, BUFFERS) "
 EXPLAIN_TOTAL = "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) "
 EXECUTION_TIME = re.compile(r"Execution Time: ([0-9.]+) ms")
+PLANNING_TIME = re.compile(r"Planning Time: ([0-9.]+) ms")
+TOTAL_ROUNDS = 3
+FLOOR = "the aggregate floor"
 EXPLAINED = ("fill_window_sums", "reconcile_rated_usage", "reconcile_rating_exception")
 
 
@@ -57,17 +61,18 @@ def plans(bench: Bench, window: Window, explain: str) -> list[tuple[str, str]]:
     with connect(bench.url) as conn:
         conn.execute(SET_SERIAL)
         conn.execute(SET_WORK_MEM, {"work_mem": RATING_WORK_MEM})
-        found = [("the aggregate floor", _explain(conn, explain, AGGREGATE_FLOOR, bounds))]
+        found = [(FLOOR, _explain(conn, explain, AGGREGATE_FLOOR, bounds))]
         conn.rollback()
     version = bench.pricebooks.version_for(window)
     with connect(bench.url) as conn, conn.transaction(force_rollback=True):
         run = begin_rating(conn, window, version, bench.run_id("explain"))
         conn.execute(load_sql("create_window_sums"))
-        found.append((EXPLAINED[0], _explain(conn, explain, load_sql(EXPLAINED[0]), bounds)))
+        fill = _explain(conn, explain, load_sql(EXPLAINED[0]), bounds)
+        found.append((f"`{EXPLAINED[0]}`", fill))
         conn.execute(load_sql("merge_mixed_bases"))
         resolve_window(conn, version)
         for name in EXPLAINED[1:]:
-            found.append((name, _explain(conn, explain, load_sql(name), run.bound())))
+            found.append((f"`{name}`", _explain(conn, explain, load_sql(name), run.bound())))
     return found
 
 
@@ -137,9 +142,25 @@ def _clock_table(wall: float, clock: StatementClock, windows: int) -> Iterator[s
     yield f"| **the pass** | | **{wall:.2f}** | {1000 * wall / windows:.1f} | |"
 
 
-def _milliseconds(plan: str) -> float:
-    found = EXECUTION_TIME.search(plan)
+def _milliseconds(plan: str, pattern: re.Pattern[str]) -> float:
+    found = pattern.search(plan)
     return float(found.group(1) if found else "nan")  # a timing, not money (noqa: money-ok)
+
+
+def totals(bench: Bench, window: Window) -> dict[str, tuple[float, float]]:
+    """Median (execution, planning) ms of the floor and of each engine statement over
+    ``window``, in TOTAL_ROUNDS interleaved rounds."""
+    runs: dict[str, list[str]] = {}
+    for _ in range(TOTAL_ROUNDS):
+        for statement, plan in plans(bench, window, EXPLAIN_TOTAL):
+            runs.setdefault(statement, []).append(plan)
+    return {
+        statement: (
+            statistics.median(_milliseconds(plan, EXECUTION_TIME) for plan in found),
+            statistics.median(_milliseconds(plan, PLANNING_TIME) for plan in found),
+        )
+        for statement, found in runs.items()
+    }
 
 
 def hour_section(bench: Bench, name: str, window: Window) -> list[str]:
@@ -147,22 +168,25 @@ def hour_section(bench: Bench, name: str, window: Window) -> list[str]:
     rating and in an identical re-run (found vacuumed, as an hourly re-run finds it), and
     the plans behind them."""
     empty_outputs(bench, Span.of(window))
-    first = plans(bench, window, EXPLAIN_TOTAL), plans(bench, window, EXPLAIN_TIMED)
+    first = totals(bench, window), plans(bench, window, EXPLAIN_TIMED)
     with connect(bench.url) as conn:
         rate_window(conn, window, bench.pricebooks, bench.run_id("profile"))
     vacuum_outputs(bench, Span.of(window))
-    again = plans(bench, window, EXPLAIN_TOTAL), plans(bench, window, EXPLAIN_TIMED)
-    base = _milliseconds(first[0][0][1])
+    again = totals(bench, window), plans(bench, window, EXPLAIN_TIMED)
+    floor, floor_again = first[0][FLOOR][0], again[0][FLOOR][0]
     lines = [
-        f"### {name} ({window.key}): server time per statement, ms (EXPLAIN ANALYZE, TIMING OFF)",
+        f"### {name} ({window.key}): server time per statement, ms (EXPLAIN ANALYZE, TIMING "
+        f"OFF, median of {TOTAL_ROUNDS})",
         "",
-        "| statement | first rating | x floor | identical re-run | x floor |",
-        "|---|---|---|---|---|",
+        "| statement | first rating | x floor | identical re-run | x floor | planning |",
+        "|---|---|---|---|---|---|",
     ]
-    for (statement, plan), (_, plan_again) in zip(first[0], again[0], strict=True):
-        ms, ms_again = _milliseconds(plan), _milliseconds(plan_again)
-        ratios = f"{ms / base:.2f} | {ms_again:.0f} | {ms_again / base:.2f}"
-        lines.append(f"| `{statement}` | {ms:.0f} | {ratios} |")
+    for statement, (ms, planning) in first[0].items():
+        ms_again = again[0][statement][0]
+        lines.append(
+            f"| {statement} | {ms:.0f} | {ms / floor:.2f} | {ms_again:.0f} | "
+            f"{ms_again / floor_again:.2f} | {planning:.1f} |"
+        )
     lines += ["", "<details><summary>the plans, timed per node</summary>", ""]
     for label, timed in (("first rating", first[1]), ("identical re-run", again[1])):
         for statement, plan in timed:
@@ -175,11 +199,13 @@ def _block(title: str, text: str) -> list[str]:
 
 
 def profile_appendix(bench: Bench) -> list[str]:
-    """Markdown: the plans over the hot and the wide hour, and the month's statements."""
-    bench.say("profile: plans of the hot and the wide hour, the month's statements")
+    """Markdown: the plans over the hot, the wide and a month's hour; the month's statements."""
+    bench.say("profile: plans of the hot, the wide and a month's hour; the month's statements")
     lines = ["## Profile (`--profile`)", ""]
     lines += hour_section(bench, "hot hour", bench.layout.hot)
     lines += hour_section(bench, "wide hour", bench.layout.wide)
+    month_hour = Window.starting(bench.layout.month_start)
+    lines += hour_section(bench, "the month's first hour", month_hour)
     windows = list(windows_between(bench.layout.month_start, bench.layout.month_end))
     empty_outputs(bench, Span.of(bench.layout.hot))
     for label in ("first pass", "identical pass"):

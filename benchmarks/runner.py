@@ -254,7 +254,14 @@ def _detail_lines(case: str, step: str, runs: list[Taken]) -> list[str]:
     lines = []
     proofs = [t.proof for t in runs if t.proof is not None]
     if proofs:
-        lines.append(f"{case} / {step}, run by run: " + "; ".join(p.describe() for p in proofs))
+        said = sorted({proof.describe() for proof in proofs})
+        lines.append(
+            f"{case} / {step}: {'; '.join(said)}"
+            + (f", in each of {len(proofs)} runs" if len(said) == 1 else "")
+            + "; WAL written in all (rating_log rows, temp tables' catalog entries, commits): "
+            + ", ".join(f"{proof.wal_bytes:,}" for proof in proofs)
+            + " bytes"
+        )
     parts: dict[str, list[float]] = {}
     for run in runs:
         for part, seconds in run.parts:

@@ -161,10 +161,10 @@ class WriteProof:
 
     def describe(self) -> str:
         wal = "WAL not readable here" if self.wal_records is None else self.wal_records
+        versions = "CHANGED" if self.versions_changed else "unchanged"
         return (
-            f"{self.logged} rows logged, {self.counted} counted written, row versions "
-            f"{'CHANGED' if self.versions_changed else 'unchanged'}, WAL records on the "
-            f"outputs: {wal} ({self.wal_bytes:,} WAL bytes in all)"
+            f"{self.logged} rows logged as written, {self.counted} counted written by the "
+            f"tables' statistics, row versions {versions}, WAL records on the output tables: {wal}"
         )
 
 
