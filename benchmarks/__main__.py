@@ -24,7 +24,8 @@ from psycopg.conninfo import make_conninfo
 from benchmarks.data import SCALES, expected_events, write_pricebooks
 from benchmarks.profile import profile_appendix
 from benchmarks.report import console, machine_facts, markdown
-from benchmarks.suite import Bench, Results, run
+from benchmarks.runner import Bench, Results, run
+from benchmarks.suite import CASE_NAMES, CASES
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.settings import configured_database_url, project_root, state_dir
 from rating_pipeline.warehouse import embedded, migrations
@@ -39,10 +40,20 @@ COUNT_EVENTS = "SELECT count(*) FROM billing_event"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description="Benchmark rating against its floor (issue 5)."
+        prog="python -m benchmarks",
+        description="Benchmark rating against its floors and through Dagster (issue 11).",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (>= 3 for real)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per case (>= 3 for real)"
+    )
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=CASE_NAMES,
+        default=None,
+        help="measure only this case (repeatable); all of them by default",
+    )
     parser.add_argument(
         "--output", type=Path, default=project_root() / "BENCHMARKS.md", help="the report"
     )
@@ -52,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="append EXPLAIN (ANALYZE, BUFFERS) and a profile of (b) and (c) to the report",
+        help="append the plans of the engine's statements and the month's statement times",
     )
     parser.add_argument(
         "--reuse-data",
@@ -101,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Dagster flags its beta parameters, platformdirs an unset XDG_RUNTIME_DIR: noise here.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", module="platformdirs")
-    if args.repeat < 1:
-        print("error: --repeat must be >= 1", file=sys.stderr)
+    if args.rounds < 1:
+        print("error: --rounds must be >= 1", file=sys.stderr)
         return 2
     scale = SCALES[args.scale]
     began = time.perf_counter()
@@ -121,13 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = Bench(
             url=url,
             scale=scale,
-            repeat=args.repeat,
+            rounds=args.rounds,
             pricebook_dir=pricebook_dir,
             pricebooks=load_pricebooks(pricebook_dir),
             say=say,
-            results=Results(scale=scale, repeat=args.repeat),
+            results=Results(scale=scale, rounds=args.rounds),
         )
-        results = run(bench, load=not (args.reuse_data and already))
+        cases = [case for case in CASES if args.case is None or case.name in args.case]
+        results = run(bench, cases, load=not (args.reuse_data and already))
         appendix = profile_appendix(bench) if args.profile else []
     elapsed = time.perf_counter() - began
     command = shlex.join(["python", "-m", "benchmarks", *(argv or sys.argv[1:])])

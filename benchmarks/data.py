@@ -153,8 +153,8 @@ class Scale:
     name: str
     hot_events: int  # the hot hour (a) to (f)
     day_events: int  # the 24-hour day the hot hour sits in, hot hour included
-    week_hour_events: int  # each hour of the backfill week (g), the week before the day
-    backfill_hours: int  # (g)
+    week_hour_events: int  # each hour of the week before the day (the Dagster range run)
+    backfill_hours: int  # that week's hours
     principals: int
     rss_small_events: int  # (h)
     rss_large_events: int  # (h)
@@ -162,6 +162,8 @@ class Scale:
     wide_events: int  # (i)
     wide_principals: int  # (i): wide_principals x 30 rollups
     history_rows: int  # (j)
+    month_hours: int  # the month rated by one `rate` call
+    month_hour_events: int  # each of its hours
 
 
 SCALES = {
@@ -169,7 +171,7 @@ SCALES = {
         name="full",
         hot_events=1_000_000,
         day_events=10_000_000,
-        week_hour_events=10_000,
+        week_hour_events=20_000,
         backfill_hours=168,
         principals=2_000,
         rss_small_events=10_000,
@@ -178,6 +180,8 @@ SCALES = {
         wide_events=1_000_000,
         wide_principals=3_334,
         history_rows=2_000_000,
+        month_hours=720,
+        month_hour_events=5_000,
     ),
     "tiny": Scale(
         name="tiny",
@@ -192,6 +196,8 @@ SCALES = {
         wide_events=4_000,
         wide_principals=60,
         history_rows=20_000,
+        month_hours=6,
+        month_hour_events=50,
     ),
 }
 
@@ -203,6 +209,7 @@ class Layout:
     day_start: datetime
     hot_hour_offset: int
     backfill_hours: int
+    month_hours: int = 0
 
     @property
     def hot(self) -> Window:
@@ -228,12 +235,25 @@ class Layout:
     def wide(self) -> Window:
         return Window.starting(datetime(2026, 6, 21, 10, tzinfo=UTC))
 
+    @property
+    def month_start(self) -> datetime:
+        return datetime(2026, 7, 1, tzinfo=UTC)
+
+    @property
+    def month_end(self) -> datetime:
+        return self.month_start + self.month_hours * HOUR
+
+    @property
+    def empty(self) -> Window:
+        """A priced hour without events: what a `rate` call costs before any rating."""
+        return Window.starting(datetime(2026, 6, 2, tzinfo=UTC))
+
 
 LAYOUT = Layout(day_start=datetime(2026, 6, 15, tzinfo=UTC), hot_hour_offset=10, backfill_hours=0)
 
 
 def layout_for(scale: Scale) -> Layout:
-    return Layout(LAYOUT.day_start, LAYOUT.hot_hour_offset, scale.backfill_hours)
+    return Layout(LAYOUT.day_start, LAYOUT.hot_hour_offset, scale.backfill_hours, scale.month_hours)
 
 
 @dataclass(frozen=True)
@@ -269,6 +289,7 @@ def expected_events(scale: Scale) -> int:
         + scale.rss_small_events
         + scale.rss_large_events
         + (scale.wide_events)
+        + scale.month_hours * scale.month_hour_events
     )
 
 
@@ -425,6 +446,7 @@ def batches(scale: Scale) -> list[Batch]:
         Batch(layout.rss_small.start, 1, scale.rss_small_events, scale.rss_principals, True),
         Batch(layout.rss_large.start, 1, scale.rss_large_events, scale.rss_principals, True),
         Batch(layout.wide.start, 1, scale.wide_events, scale.wide_principals, True),
+        Batch(layout.month_start, scale.month_hours, scale.month_hour_events, scale.principals),
     ]
 
 

@@ -44,9 +44,13 @@ UPSERT_ROLLUP = """
 INSERT INTO bench_naive_rated_usage (
     window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
     rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
-    cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s)
-ON CONFLICT (window_start, auth_id, model_id) DO UPDATE SET
+    cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id, service_tier,
+    context_tier
+) VALUES (
+    %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s, 'standard',
+    'standard'
+)
+ON CONFLICT (window_start, auth_id, model_id, service_tier, context_tier) DO UPDATE SET
     event_count = EXCLUDED.event_count,
     input_tokens = EXCLUDED.input_tokens,
     output_tokens = EXCLUDED.output_tokens,

@@ -1,4 +1,4 @@
-"""The benchmark suite at ``--scale tiny``: it runs end to end and reports every figure.
+"""The benchmark suite at ``--scale tiny``: it runs end to end and reports every case.
 
 It never asserts a wall-clock time: it exists so that the benchmark cannot rot.
 """
@@ -11,34 +11,42 @@ import pytest
 
 from benchmarks.__main__ import main
 from benchmarks.report import GOAL_HEADERS, RESULT_HEADERS
-
-ROWS = (
-    "a", "a-default", "b", "a-write", "c", "c-compare", "d", "e", "f", "g-range", "g-sum", "g-runs",
-    "h-small", "h-large", "i-floor", "i", "d-stale", "d-fresh", "j-none", "j-history",
-)  # fmt: skip
-GOALS = ("(b)", "(c)", "(e)", "(f)", "(g)", "(h)", "(j)", "pitfall 2")
+from benchmarks.suite import CASES
 
 
-def test_benchmark_runs_at_tiny_scale_and_reports_every_row(
+def test_benchmark_runs_at_tiny_scale_and_reports_every_case(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "BENCHMARKS.md"
     code = main(
-        ["--scale", "tiny", "--repeat", "1", "--database-url", database_url,
+        ["--scale", "tiny", "--rounds", "1", "--database-url", database_url,
          "--output", str(report), "--profile"]
     )  # fmt: skip
     assert code == 0
-    printed = capsys.readouterr().out
-    table = {line.split()[0] for line in printed.splitlines() if line.strip()}
-    assert set(ROWS) <= table
+    printed = {tuple(line.split()[:2]) for line in capsys.readouterr().out.splitlines()}
     text = report.read_text()
-    for heading in ("## Command", "## Machine", "## Data", "## Results", "## Goals", "## Profile"):
+    for heading in ("## Command", "## Machine", "## Data", "## Goals", "## Results", "## Profile"):
         assert heading in text
     assert "| " + " | ".join(RESULT_HEADERS) + " |" in text
     assert "| " + " | ".join(GOAL_HEADERS) + " |" in text
-    for key in ROWS:
-        assert f"\n| {key} |" in text
-    for goal in GOALS:
-        assert f"\n| {goal}" in text
+    for case in CASES:
+        for step in case.steps:
+            assert f"\n| {case.name} | {step.name} |" in text
+            assert (case.name, step.name) in printed
+        for goal in case.goals:
+            assert f"\n| {case.name} | {goal.text} |" in text
+    assert "nothing written or locked" in text
     assert "postgresql" in text.lower()
     assert "python -m benchmarks --scale tiny" in text
+
+
+def test_a_case_can_be_measured_alone(database_url: str, tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    code = main(
+        ["--scale", "tiny", "--rounds", "1", "--database-url", database_url,
+         "--output", str(report), "--case", "hot-hour"]
+    )  # fmt: skip
+    assert code == 0
+    text = report.read_text()
+    assert "\n| hot-hour | first-rating |" in text
+    assert "| month |" not in text

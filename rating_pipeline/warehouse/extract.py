@@ -51,20 +51,8 @@ def read_window_usage(
 
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
-    thresholds = pricing.context_thresholds(version)
     conn.execute(load_sql("create_window_sums"))
-    bound = {
-        "start": window.start,
-        "end": window.end,
-        "listed_models": list(thresholds.listed),
-        "listed_thresholds": list(thresholds.listed.values()),
-        "event_bases": list(thresholds.event_bases),
-        "event_base_thresholds": list(thresholds.event_bases.values()),
-        "fine_tune_prefix": FINE_TUNE_PREFIX,
-        "service_tiers": list(SERVICE_TIERS),
-        "max_id_length": MAX_ID_LENGTH,
-    }
-    row = conn.execute(load_sql("fill_window_sums"), bound).fetchone()
+    row = conn.execute(load_sql("fill_window_sums"), usage_params(window, version)).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
     digest, events, *sums, max_ingested_at, multi_base = row
     if multi_base:
@@ -76,6 +64,23 @@ def read_window_usage(
         tokens={c: int(total) for c, total in zip(TOKEN_CLASSES, sums, strict=True)},
         max_ingested_at=max_ingested_at,
     )
+
+
+def usage_params(window: Window, version: PricebookVersion) -> dict[str, object]:
+    """The values ``fill_window_sums.sql`` binds: the window, and what classifies its events
+    (the version's context thresholds, the service tiers, the longest id)."""
+    thresholds = pricing.context_thresholds(version)
+    return {
+        "start": window.start,
+        "end": window.end,
+        "listed_models": list(thresholds.listed),
+        "listed_thresholds": list(thresholds.listed.values()),
+        "event_bases": list(thresholds.event_bases),
+        "event_base_thresholds": list(thresholds.event_bases.values()),
+        "fine_tune_prefix": FINE_TUNE_PREFIX,
+        "service_tiers": list(SERVICE_TIERS),
+        "max_id_length": MAX_ID_LENGTH,
+    }
 
 
 def resolution_keys(conn: psycopg.Connection) -> list[tuple[str, str]]:

@@ -1,0 +1,399 @@
+"""What the cases time: the floors, `rate` as a user runs it, the engine in process, Dagster,
+the naive baseline and a child's peak memory; and the proof that a re-run wrote nothing.
+
+Every function takes the run's ``Bench`` and the hours it works on (a ``Span``), and
+returns what it measured; none asserts a time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from benchmarks import naive
+from benchmarks.measure import (
+    WalInspector,
+    current_lsn,
+    peak_rss_child,
+    relation_files,
+    table_writes,
+    wal_bytes,
+)
+from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import RATING_WORK_MEM, rate_window
+from rating_pipeline.windows import HOUR, Window, windows_between
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Bench
+
+SET_SERIAL = "SET max_parallel_workers_per_gather = 0"
+SET_WORK_MEM = "SELECT set_config('work_mem', %(work_mem)s, false)"
+# The aggregate floor: the sums a rater cannot avoid, serial, at the rating's work_mem.
+AGGREGATE_FLOOR = """
+SELECT auth_id, model_id, base_model, count(*), sum(input_tokens), sum(output_tokens)
+FROM billing_event
+WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
+GROUP BY auth_id, model_id, base_model
+"""
+# The same over many hours: one statement, the hour in the key (sessions are in UTC).
+HOURLY_AGGREGATE_FLOOR = """
+SELECT date_trunc('hour', occurred_at) AS hour, auth_id, model_id, base_model, count(*),
+       sum(input_tokens), sum(output_tokens)
+FROM billing_event
+WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
+GROUP BY hour, auth_id, model_id, base_model
+"""
+# The write floor: the span's rated_usage rows into an empty copy with its keys and checks,
+# created untimed in the same transaction, which is rolled back.
+CREATE_WRITE_FLOOR_TABLE = (
+    "CREATE TEMP TABLE bench_write_floor (LIKE rated_usage INCLUDING ALL) ON COMMIT DROP"
+)
+WRITE_FLOOR = """
+INSERT INTO bench_write_floor
+SELECT * FROM rated_usage WHERE window_start >= %(start)s AND window_start < %(end)s
+"""
+EMPTY_OUTPUTS = (
+    "TRUNCATE rated_usage, rating_exception, rated_usage_archive, rating_exception_archive,"
+    " rating_log"
+)
+# As an hourly re-run finds them; and no autovacuum working through a first pass's new
+# rows on one of the two cores while the next figure is taken.
+VACUUM_OUTPUTS = "VACUUM (ANALYZE) rated_usage, rating_exception"
+ANALYZE_OUTPUTS = "ANALYZE rated_usage, rating_exception"
+CHECKPOINT = "CHECKPOINT"
+OUTPUT_TABLES = ("rated_usage", "rating_exception")
+# Every row version of the span in one table: equal digests before and after mean no row
+# was written, deleted or even locked (a lock sets xmax).
+ROW_VERSIONS = """
+SELECT md5(string_agg(ctid::text || ':' || xmin::text || ':' || xmax::text, ',' ORDER BY ctid))
+FROM {table} WHERE window_start >= %(start)s AND window_start < %(end)s
+"""
+# What the ratings of one `rate` call say they wrote.
+LOGGED_WRITES = """
+SELECT coalesce(sum(rows_inserted + rows_updated + rows_deleted + exceptions_inserted
+                    + exceptions_updated + exceptions_deleted), 0)
+FROM rating_log WHERE run_id = %(run_id)s
+"""
+SPAN_FACTS = """
+SELECT (SELECT count(*) FROM billing_event
+        WHERE occurred_at >= %(start)s AND occurred_at < %(end)s),
+       (SELECT count(*) FROM rated_usage
+        WHERE window_start >= %(start)s AND window_start < %(end)s),
+       (SELECT count(*) FROM rating_exception
+        WHERE window_start >= %(start)s AND window_start < %(end)s)
+"""
+# 1% of a window's events change (every event whose number ends in 00).
+CHANGE_ONE_PERCENT = """
+UPDATE billing_event SET input_tokens = input_tokens + %(delta)s
+WHERE occurred_at >= %(start)s AND occurred_at < %(end)s AND right(event_id, 2) = '00'
+"""
+RUN_ID_PREFIX = ", run "
+STATISTICS_SETTLE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Span:
+    """The whole hours a case works on: ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, window: Window) -> Span:
+        return cls(window.start, window.end)
+
+    @property
+    def hours(self) -> int:
+        return (self.end - self.start) // HOUR
+
+    @property
+    def window(self) -> Window:
+        """The span's one window; a case spanning several hours has none."""
+        if self.hours != 1:
+            raise ValueError(f"{self} is {self.hours} hours, not one window")
+        return Window.starting(self.start)
+
+    def bound(self) -> dict[str, object]:
+        return {"start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class Taken:
+    """One figure: seconds (or the step's unit), what the step proved while taking it, and
+    its parts."""
+
+    value: float
+    proof: WriteProof | None = None
+    parts: tuple[tuple[str, float], ...] = ()  # (part, seconds): where a run's time went
+
+
+@dataclass(frozen=True)
+class WriteProof:
+    """What a re-run wrote to the outputs: by its own log, by the tables' statistics
+    counters, by the row versions of the span, and in the WAL (None: not readable here)."""
+
+    logged: int
+    counted: int
+    versions_changed: bool
+    wal_records: str | None
+    wal_bytes: int
+
+    @property
+    def clean(self) -> bool:
+        """Nothing written or locked, and the WAL, where readable, agrees."""
+        return (
+            self.logged == 0
+            and self.counted == 0
+            and not self.versions_changed
+            and self.wal_records in (None, "0 records")
+        )
+
+    def describe(self) -> str:
+        wal = "WAL not readable here" if self.wal_records is None else self.wal_records
+        versions = "CHANGED" if self.versions_changed else "unchanged"
+        return (
+            f"{self.logged} rows logged as written, {self.counted} counted written by the "
+            f"tables' statistics, row versions {versions}, WAL records on the output tables: {wal}"
+        )
+
+
+def _session(bench: Bench) -> psycopg.Connection:
+    """A connection set as a rating sets itself: serial plans, the rating's work_mem."""
+    conn = connect(bench.url)
+    conn.execute(SET_SERIAL)
+    conn.execute(SET_WORK_MEM, {"work_mem": RATING_WORK_MEM})
+    conn.commit()
+    return conn
+
+
+def aggregate_floor(bench: Bench, span: Span) -> Taken:
+    """The aggregate floor (hourly groups over a span of several hours), every group
+    received by the client (not converted to Python objects)."""
+    statement = AGGREGATE_FLOOR if span.hours == 1 else HOURLY_AGGREGATE_FLOOR
+    with _session(bench) as conn:
+        began = time.perf_counter()
+        conn.execute(statement, span.bound())
+        seconds = time.perf_counter() - began
+        conn.rollback()
+    return Taken(seconds)
+
+
+def write_floor(bench: Bench, span: Span) -> Taken:
+    """The span's rated_usage rows inserted into an empty copy of the table, rolled back."""
+    with _session(bench) as conn:
+        conn.execute(CREATE_WRITE_FLOOR_TABLE)
+        began = time.perf_counter()
+        conn.execute(WRITE_FLOOR, span.bound())
+        seconds = time.perf_counter() - began
+        conn.rollback()
+    return Taken(seconds)
+
+
+def _instant(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def rate_command(bench: Bench, span: Span) -> tuple[float, str]:
+    """`python -m rating_pipeline rate` over ``span``, as a user runs it: its wall time and
+    its run id."""
+    env = {
+        **os.environ,
+        DATABASE_URL_VARIABLE: bench.url,
+        PRICEBOOK_DIR_VARIABLE: str(bench.pricebook_dir),
+    }
+    arguments = ["--from", _instant(span.start), "--to", _instant(span.end)]
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "rating_pipeline", "rate", *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"rate {' '.join(arguments)} exited {done.returncode}: {done.stderr}")
+    last = done.stdout.strip().splitlines()[-1]
+    return seconds, last.rpartition(RUN_ID_PREFIX)[2]
+
+
+def rate_span(bench: Bench, span: Span) -> Taken:
+    """`rate` over the span, timed."""
+    return Taken(rate_command(bench, span)[0])
+
+
+def rate_empty(bench: Bench, span: Span) -> Taken:
+    """`rate` over the layout's empty hour: what a call costs before any rating."""
+    return rate_span(bench, Span.of(bench.layout.empty))
+
+
+def rate_span_proved(bench: Bench, span: Span) -> Taken:
+    """`rate` over an already rated span, timed, with the proof of what it wrote."""
+    with connect(bench.url) as probe:
+        inspector = WalInspector.find(probe)
+        files = set().union(*(relation_files(probe, table) for table in OUTPUT_TABLES))
+        versions = _row_versions(probe, span)
+        counters = [table_writes(probe, table) for table in OUTPUT_TABLES]
+        lsn = current_lsn(probe)
+        seconds, run_id = rate_command(bench, span)
+        lsn_after = current_lsn(probe)
+        time.sleep(STATISTICS_SETTLE_SECONDS)  # the CLI's backend reports its counters on exit
+        counted = sum(
+            (table_writes(probe, table) - before).total
+            for table, before in zip(OUTPUT_TABLES, counters, strict=True)
+        )
+        logged = probe.execute(LOGGED_WRITES, {"run_id": run_id}).fetchone()
+        records = inspector.records(probe, lsn, lsn_after, files) if inspector else None
+        proof = WriteProof(
+            logged=int(logged[0]) if logged else -1,
+            counted=counted,
+            versions_changed=_row_versions(probe, span) != versions,
+            wal_records=records.describe() if records else None,
+            wal_bytes=wal_bytes(probe, lsn, lsn_after),
+        )
+        probe.rollback()
+    return Taken(seconds, proof)
+
+
+def _row_versions(conn: psycopg.Connection, span: Span) -> list[str | None]:
+    digests = [
+        conn.execute(
+            sql.SQL(ROW_VERSIONS).format(table=sql.Identifier(table)), span.bound()
+        ).fetchone()
+        for table in OUTPUT_TABLES
+    ]
+    conn.rollback()
+    return [row[0] if row else None for row in digests]
+
+
+def rate_in_process(bench: Bench, span: Span) -> Taken:
+    """The engine's own rating of the span's window (``rate_window``), in this process."""
+    with connect(bench.url) as conn:
+        began = time.perf_counter()
+        rate_window(conn, span.window, bench.pricebooks, bench.run_id("engine"))
+        return Taken(time.perf_counter() - began)
+
+
+def rerate_one_percent_changed(bench: Bench, span: Span) -> Taken:
+    """The engine re-rating the span's window after 1% of its events changed (the change,
+    untimed, alternates +1 and -1 input token, so two runs restore the events)."""
+    bench.changes += 1
+    delta = 1 if bench.changes % 2 else -1
+    bench.execute(CHANGE_ONE_PERCENT, {"delta": delta, **span.bound()})
+    return rate_in_process(bench, span)
+
+
+def restore_changed_events(bench: Bench, span: Span) -> None:
+    """Undo an odd number of 1% changes."""
+    if bench.changes % 2:
+        bench.changes += 1
+        bench.execute(CHANGE_ONE_PERCENT, {"delta": -1, **span.bound()})
+
+
+def rate_naively(bench: Bench, span: Span) -> Taken:
+    """The naive baseline (``benchmarks/naive.py``) over the span's window."""
+    naive.prepare(bench.url)
+    began = time.perf_counter()
+    naive.rate_naively(bench.url, span.window, bench.pricebooks, bench.run_id("naive"))
+    return Taken(time.perf_counter() - began)
+
+
+def peak_memory(window: Callable[[Bench], Window]) -> Callable[[Bench, Span], Taken]:
+    """A step: the peak RSS (MiB) of a child process rating ``window``."""
+
+    def measure(bench: Bench, span: Span) -> Taken:
+        arguments = [bench.url, str(bench.pricebook_dir), window(bench).key, bench.run_id("rss")]
+        return Taken(peak_rss_child(arguments)[0])
+
+    return measure
+
+
+def empty_outputs(bench: Bench, span: Span) -> None:
+    """Every output table emptied: the next rating of the span is a first rating."""
+    bench.execute(EMPTY_OUTPUTS)
+
+
+def vacuum_outputs(bench: Bench, span: Span) -> None:
+    bench.execute(VACUUM_OUTPUTS, autocommit=True)
+
+
+def checkpoint(bench: Bench) -> None:
+    """CHECKPOINT where the role may: no figure pays for writing out what a set-up wrote."""
+    try:
+        bench.execute(CHECKPOINT, autocommit=True)
+    except psycopg.Error as exc:
+        bench.say(f"no CHECKPOINT ({exc.__class__.__name__}); measuring anyway")
+
+
+def span_facts(bench: Bench, span: Span) -> tuple[int, int, int]:
+    """(events, rated_usage rows, rating_exception rows) of the span as it stands."""
+    with connect(bench.url) as conn:
+        row = conn.execute(SPAN_FACTS, span.bound()).fetchone()
+        conn.rollback()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+# What Dagster's single-run backfill policy reads to run a partition range as one run.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def materialize(bench: Bench, span: Span) -> Taken:
+    """One in-process Dagster run of the code location's assets and checks over the span
+    (its partition, or its hours as one range run) on an ephemeral instance; its parts are
+    each Dagster step's own seconds."""
+    import dagster as dg
+
+    from rating_pipeline.definitions import defs
+    from rating_pipeline.orchestration.resources import (
+        PRICEBOOKS,
+        WAREHOUSE,
+        pricebooks_from_environment,
+        warehouse_from_environment,
+    )
+
+    os.environ[DATABASE_URL_VARIABLE] = bench.url
+    os.environ[PRICEBOOK_DIR_VARIABLE] = str(bench.pricebook_dir)
+    resources = {WAREHOUSE: warehouse_from_environment(), PRICEBOOKS: pricebooks_from_environment()}
+    windows = list(windows_between(span.start, span.end))
+    one = len(windows) == 1
+    tags = None if one else {RANGE_START_TAG: windows[0].key, RANGE_END_TAG: windows[-1].key}
+    began = time.perf_counter()
+    result = dg.materialize(
+        [*(defs.assets or ()), *(defs.asset_checks or ())],  # type: ignore[list-item]
+        run_config=QUIET,
+        instance=bench.dagster_instance(),
+        resources=resources,
+        partition_key=windows[0].key if one else None,
+        tags=tags,
+        raise_on_error=False,
+    )
+    seconds = time.perf_counter() - began
+    rated = {m.partition for m in result.asset_materializations_for_node("rated_usage")}
+    missing = {window.key for window in windows} - rated
+    if missing:
+        raise RuntimeError(f"Dagster run {result.run_id} did not rate {sorted(missing)[:5]}")
+    return Taken(seconds, parts=_step_seconds(result.all_events))
+
+
+def _step_seconds(events: Sequence[Any]) -> tuple[tuple[str, float], ...]:
+    parts = []
+    for event in events:
+        duration = getattr(event.event_specific_data, "duration_ms", None)
+        if event.is_step_success and event.step_key and duration is not None:
+            parts.append((str(event.step_key), duration / 1000))
+    return tuple(parts)
