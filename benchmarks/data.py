@@ -24,6 +24,7 @@ from bisect import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import accumulate
 from pathlib import Path
 from statistics import NormalDist
@@ -112,11 +113,22 @@ MODELS: tuple[BenchModel, ...] = (
 UNPRICED_WEIGHT = 0.05
 
 
+def _rate_lines(rates: tuple[str, ...], indent: str) -> list[str]:
+    """A rate set: input, output, and cache reads at a tenth of input (exact: 6 places)."""
+    cache_read = (Decimal(rates[0]) / 10).quantize(Decimal("0.000001"))
+    return [
+        f'{indent}input_per_mtok: "{rates[0]}"',
+        f'{indent}output_per_mtok: "{rates[1]}"',
+        f'{indent}cache_read_per_mtok: "{cache_read}"',
+    ]
+
+
 def pricebook_yaml() -> str:
     """The benchmark's one pricebook version (contract section 4)."""
     lines = [
         "# Written by the benchmark (benchmarks/data.py). Fine-tunes: 3 own-rate, 3 declared,",
-        "# 3 unlisted that price through fine_tune_multiplier, 1 unlisted and unpriced.",
+        "# 3 unlisted that price through fine_tune_multiplier, 1 unlisted and unpriced. Every",
+        "# own-rate model prices cache reads and has a batch tier at half its rates.",
         f'version: "{PRICEBOOK_VERSION}"',
         f'effective_from: "{PRICEBOOK_EFFECTIVE_FROM}"',
         "currency: USD",
@@ -125,11 +137,8 @@ def pricebook_yaml() -> str:
     ]
     for model in MODELS:
         if model.rates is not None:
-            lines += [
-                f"  {model.model_id}:",
-                f'    input_per_mtok: "{model.rates[0]}"',
-                f'    output_per_mtok: "{model.rates[1]}"',
-            ]
+            lines += [f"  {model.model_id}:", *_rate_lines(model.rates, "    "), "    batch:"]
+            lines += _rate_lines(tuple(str(Decimal(r) / 2) for r in model.rates), "      ")
         elif model.kind == DECLARED:
             lines += [
                 f"  {model.model_id}:",
@@ -303,6 +312,12 @@ GENERATED_COLUMNS = (
     ("base_model", "(%(base_models)s::text[])[model]"),
     ("input_tokens", "(%(input_medians)s::int8[])[model] * input_spread / 1000"),
     ("output_tokens", "(%(output_medians)s::int8[])[model] * output_spread / 1000"),
+    # Issue 12's traffic: 40% of events read a cached prefix twice their input's size, 15%
+    # are batch (cache_slot and tier_slot are uniform over 0..1023).
+    ("cache_read_tokens", "CASE WHEN cache_slot < 410"
+                          " THEN (%(input_medians)s::int8[])[model] * input_spread / 500"
+                          " ELSE 0 END"),
+    ("service_tier", "CASE WHEN tier_slot < 154 THEN 'batch' END"),
     ("occurred_at", "occurred_at"),
     ("ingested_at", "occurred_at + greatest(%(min_delay_us)s, %(median_delay_us)s"
                     " * delay_spread / 1000) * interval '1 microsecond'"),
@@ -324,7 +339,9 @@ WITH event AS (
            hashint8extended(key, %(seed)s * 8 + 2) & 1023 AS input_slot,
            hashint8extended(key, %(seed)s * 8 + 3) & 1023 AS output_slot,
            hashint8extended(key, %(seed)s * 8 + 4) & 1023 AS delay_slot,
-           hashint8extended(key, %(seed)s * 8 + 5) & 4294967295 AS jitter
+           hashint8extended(key, %(seed)s * 8 + 5) & 4294967295 AS jitter,
+           hashint8extended(key, %(seed)s * 8 + 6) & 1023 AS cache_slot,
+           hashint8extended(key, %(seed)s * 8 + 7) & 1023 AS tier_slot
     FROM event
 ), drawn AS (
     SELECT hour_start, n,
@@ -335,6 +352,7 @@ WITH event AS (
            (%(spread)s::int8[])[1 + input_slot] AS input_spread,
            (%(spread)s::int8[])[1 + output_slot] AS output_spread,
            (%(spread)s::int8[])[1 + delay_slot] AS delay_spread,
+           cache_slot, tier_slot,
            hour_start + (n * %(slot_us)s + mod(jitter, %(slot_us)s)) * interval '1 microsecond'
                AS occurred_at
     FROM hashed

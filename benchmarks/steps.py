@@ -40,19 +40,26 @@ if TYPE_CHECKING:
 SET_SERIAL = "SET max_parallel_workers_per_gather = 0"
 SET_WORK_MEM = "SELECT set_config('work_mem', %(work_mem)s, false)"
 # The aggregate floor: the sums a rater cannot avoid, serial, at the rating's work_mem.
+# Every token class summed, grouped by service tier too (issue 12); the context tier is not
+# classified: that work is the product's.
 AGGREGATE_FLOOR = """
-SELECT auth_id, model_id, base_model, count(*), sum(input_tokens), sum(output_tokens)
+SELECT auth_id, model_id, base_model, service_tier, count(*), sum(input_tokens),
+       sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+       sum(cache_write_1h_tokens), sum(reasoning_tokens), sum(audio_input_tokens),
+       sum(audio_output_tokens), sum(image_input_tokens)
 FROM billing_event
 WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
-GROUP BY auth_id, model_id, base_model
+GROUP BY auth_id, model_id, base_model, service_tier
 """
 # The same over many hours: one statement, the hour in the key (sessions are in UTC).
 HOURLY_AGGREGATE_FLOOR = """
-SELECT date_trunc('hour', occurred_at) AS hour, auth_id, model_id, base_model, count(*),
-       sum(input_tokens), sum(output_tokens)
+SELECT date_trunc('hour', occurred_at) AS hour, auth_id, model_id, base_model, service_tier,
+       count(*), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
+       sum(cache_write_tokens), sum(cache_write_1h_tokens), sum(reasoning_tokens),
+       sum(audio_input_tokens), sum(audio_output_tokens), sum(image_input_tokens)
 FROM billing_event
 WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
-GROUP BY hour, auth_id, model_id, base_model
+GROUP BY hour, auth_id, model_id, base_model, service_tier
 """
 # The write floor: the span's rated_usage rows into an empty copy with its keys and checks,
 # created untimed in the same transaction, which is rolled back.
