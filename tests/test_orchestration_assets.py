@@ -4,6 +4,7 @@ with the real resources, the real pricebooks and the real checks."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -133,6 +134,28 @@ def test_materializing_one_partition_rates_that_window_only(
         NO_AMBIGUOUS_BASE,
         ALL_USAGE_PRICED,
     }
+
+
+def classed_traffic() -> list[BillingEvent]:
+    """One rollup per tier and context of the shipped pricebook, with cached tokens."""
+    return [
+        # 2,000 x 2.50 + 48,000 cache read x 0.25 + 500 x 10.00 = 0.022
+        replace(make_event("org-1", "base-large", None, 2_000, 500), cache_read_tokens=48_000),
+        # batch: 1,000 x 1.25 + 10,000 cache write x 1.5625 + 100 x 5.00 = 0.017375
+        replace(
+            make_event("org-1", "base-large", None, 1_000, 100),
+            cache_write_tokens=10_000,
+            service_tier="batch",
+        ),
+        # priority: 1,000 x 0.70 + 3,000 cache read x 0.175 + 300 x 2.80 = 0.002065
+        replace(
+            make_event("org-2", "base-medium", None, 1_000, 300),
+            cache_read_tokens=3_000,
+            service_tier="priority",
+        ),
+        # long context, prompt 200,001: 150,001 x 5.00 + 50,000 x 0.50 + 1,000 x 15.00 = 0.790005
+        replace(make_event("org-3", "base-large", None, 150_001, 1_000), cache_read_tokens=50_000),
+    ]
 
 
 def test_money_metadata_is_text_never_float(database_url: str, add_events: AddEvents) -> None:
@@ -346,6 +369,34 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
             "model_id": "base-small",
             "cost_usd": "0.000105000001",
             "reconstructed_usd": "0.000105000000",
+        }
+    ]
+
+
+def test_cost_check_reconstructs_from_every_token_class(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events(classed_traffic())
+    assert materialize(database_url).success
+    reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_cost_reconstructs")
+    reader.execute(
+        "UPDATE rated_usage SET cost_usd = cost_usd + 0.000000000001 WHERE auth_id = 'org-2'"
+    )
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = cost_reconstructs(context)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["rows_not_reconstructing"].value == 1  # of 4, all with classes
+    assert records(evaluation.metadata["rows"].value) == [
+        {
+            "window": "2026-06-15-10:00",
+            "auth_id": "org-2",
+            "model_id": "base-medium",
+            "cost_usd": "0.002065000001",
+            "reconstructed_usd": "0.002065000000",
         }
     ]
 
