@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
+from rating_pipeline import pricing
 from rating_pipeline.demo.day import DEMO_CASES, add_late_events, demo_day
 from rating_pipeline.demo.seed import (
     COLUMN_NAMES,
     DEMO_MIX,
+    LONG_CONTEXT_ABOVE_TOKENS,
     Columns,
     SeedError,
     SeedSpec,
@@ -21,12 +25,17 @@ from rating_pipeline.demo.seed import (
 )
 from rating_pipeline.demo.summary import summarize
 from rating_pipeline.pricebook.loader import load_pricebooks
+from rating_pipeline.pricebook.model import LONG, STANDARD, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window, WindowError
 
 START = datetime(2026, 6, 15, tzinfo=UTC)
+SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
+# The token classes the generator and the case table write.
+GENERATED_CLASSES = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
+PROMPT_CLASSES = ("input", "cache_read", "cache_write", "cache_write_1h")
 EVENT_COLUMNS = ", ".join(COLUMN_NAMES)
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM billing_event ORDER BY event_id"
 COUNT_PER_HOUR = (
@@ -40,11 +49,46 @@ WHERE occurred_at >= %(hour)s AND occurred_at < %(hour)s + interval '1 hour'
   AND event_id !~ '^ev-5-[0-9]{10}-' AND auth_id = %(auth_id)s AND model_id = %(model_id)s
   AND base_model IS NOT DISTINCT FROM %(base_model)s AND input_tokens = %(input_tokens)s
   AND output_tokens = %(output_tokens)s AND ingested_at - occurred_at = %(ingest_delay)s
+  AND cache_read_tokens = %(cache_read_tokens)s AND cache_write_tokens = %(cache_write_tokens)s
+  AND cache_write_1h_tokens = %(cache_write_1h_tokens)s
+  AND service_tier IS NOT DISTINCT FROM %(service_tier)s
 """
 TABLE_DIGEST = (
     f"SELECT md5(string_agg(concat_ws('|', {EVENT_COLUMNS}), ',' ORDER BY event_id))"
     " FROM billing_event"
 )
+
+
+Event = dict[str, Any]
+
+
+def events_of(columns: Columns) -> list[Event]:
+    """Generated columns, event by event."""
+    return [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows(columns)]
+
+
+def prompt_size(event: Event) -> int:
+    return sum(event[f"{name}_tokens"] for name in PROMPT_CLASSES)
+
+
+def per_mille(events: list[Event], holds: Callable[[Event], bool]) -> int:
+    """How many of ``events``, per mille, ``holds`` for (rounded down)."""
+    return 1_000 * sum(1 for event in events if holds(event)) // len(events)
+
+
+def why_unpriced(version: PricebookVersion, event: Event) -> str | None:
+    """Why ``version`` would not price ``event`` on its own (contract 5.1, 5.3), or None."""
+    outcome = pricing.resolve(version, event["model_id"], frozenset({event["base_model"]}))
+    if not isinstance(outcome, pricing.Priced):
+        return outcome.detail
+    threshold = outcome.rates.long_context_above_tokens
+    context = LONG if threshold is not None and prompt_size(event) > threshold else STANDARD
+    tier = event["service_tier"] or STANDARD
+    rates = outcome.rates.rate_set(tier, context)
+    if rates is None:
+        return f"{event['model_id']}: no {tier} {context}-context rates"
+    missing = [c for c in GENERATED_CLASSES if event[f"{c}_tokens"] and rates.rate(c) is None]
+    return f"{event['model_id']} {tier} {context}: no {missing} rate" if missing else None
 
 
 def small_spec(**changes: object) -> SeedSpec:
@@ -82,8 +126,8 @@ def test_an_hour_does_not_depend_on_the_range_it_was_seeded_with() -> None:
 
 def test_generated_token_counts_are_non_negative_integers() -> None:
     columns = generate_hour(small_spec(events_per_hour=20_000), START)
-    for tokens in (columns["input_tokens"], columns["output_tokens"]):
-        assert all(type(count) is int and count >= 0 for count in tokens)
+    for name in GENERATED_CLASSES:
+        assert all(type(count) is int and count >= 0 for count in columns[f"{name}_tokens"])
     embeddings = [m.model_id for m in DEMO_MIX if m.output_median == 0]
     assert embeddings
     assert not any(
@@ -91,6 +135,35 @@ def test_generated_token_counts_are_non_negative_integers() -> None:
         for model, out in zip(columns["model_id"], columns["output_tokens"], strict=True)
         if model in embeddings
     )
+
+
+def test_the_generator_draws_cache_tier_and_long_context_shares() -> None:
+    events = events_of(generate_hour(small_spec(events_per_hour=40_000), START))
+    cacheable = [e for e in events if e["model_id"] in ("base-large", "base-medium")]
+    assert 370 <= per_mille(cacheable, lambda e: e["cache_read_tokens"] > 0) <= 430
+    assert 0 < per_mille(events, lambda e: e["cache_write_tokens"] > 0) < 100
+    assert 0 < per_mille(events, lambda e: e["cache_write_1h_tokens"] > 0) < 100
+    tiered = [e for e in events if e["model_id"] != "ft:acme:support"]
+    assert 130 <= per_mille(tiered, lambda e: e["service_tier"] == "batch") <= 170
+    assert {e["model_id"] for e in events if e["service_tier"] in ("priority", "flex")} == {
+        "base-medium",
+        "ft:globex:chat",
+    }
+    assert {e["service_tier"] for e in events} == {None, "batch", "priority", "flex"}
+    # a few long-context requests, on base-large only; every other prompt at most the threshold
+    long_context = [e for e in events if prompt_size(e) > LONG_CONTEXT_ABOVE_TOKENS]
+    assert {e["model_id"] for e in long_context} == {"base-large"}
+    assert 0 < len(long_context) < len(events) // 500
+
+
+def test_every_generated_event_prices_under_the_shipped_pricebooks() -> None:
+    events = events_of(generate_hour(small_spec(events_per_hour=40_000), START))
+    assert any(e["service_tier"] == "batch" and e["model_id"] == "base-small" for e in events)
+    for version in load_pricebooks(SHIPPED_PRICEBOOKS).versions:
+        large = version.models["base-large"].own_rates
+        assert large is not None and large.long_context_above_tokens == LONG_CONTEXT_ABOVE_TOKENS
+        unpriced = Counter(filter(None, (why_unpriced(version, event) for event in events)))
+        assert not unpriced, (version.version, unpriced)
 
 
 def test_principals_are_skewed_towards_the_first_ones() -> None:
@@ -294,7 +367,7 @@ def test_summary_reports_hours_principals_reasons_and_exact_totals(
 ) -> None:
     demo_day(conn, START, seed=5, events_per_hour=100)
     conn.commit()
-    pricebooks = load_pricebooks(project_root() / "pricebooks")
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
     for offset in range(24):
         rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-summary")
     text = summarize(conn, START, START + 24 * HOUR)

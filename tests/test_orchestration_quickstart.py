@@ -23,12 +23,14 @@ from rating_pipeline.orchestration.instance import local_instance, open_instance
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 
 BILLED = """
-SELECT window_start, auth_id, model_id, event_count, cost_usd, pricebook_version
-FROM rated_usage ORDER BY window_start, auth_id, model_id
+SELECT window_start, auth_id, model_id, service_tier, context_tier, event_count, cost_usd,
+       pricebook_version
+FROM rated_usage ORDER BY window_start, auth_id, model_id, service_tier, context_tier
 """
+# Per reason: the rollups excepted (window, auth, model: its rows may be split by tier), events.
 EXCEPTED = """
-SELECT reason, count(*)::int, sum(event_count)::int FROM rating_exception GROUP BY reason
-ORDER BY reason
+SELECT reason, count(DISTINCT (window_start, auth_id, model_id))::int, sum(event_count)::int
+FROM rating_exception GROUP BY reason ORDER BY reason
 """
 
 
