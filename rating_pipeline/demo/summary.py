@@ -58,10 +58,10 @@ ORDER BY reason
 """
 
 SUMMARY_EXCEPTION_ROWS = """
-SELECT window_start, auth_id, model_id, reason, detail, event_count
+SELECT window_start, auth_id, model_id, service_tier, context_tier, reason, detail, event_count
 FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
-ORDER BY window_start, auth_id, model_id, reason
+ORDER BY window_start, auth_id, model_id, reason, service_tier, context_tier
 LIMIT %(limit)s
 """
 
@@ -214,12 +214,12 @@ def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> 
     )
     listed = conn.execute(SUMMARY_EXCEPTION_ROWS, {**params, "limit": EXCEPTIONS_LISTED})
     rows = _table(
-        ("hour (UTC)", "auth_id", "model_id", "reason", "events", "detail"),
+        ("hour (UTC)", "auth_id", "model_id", "tier", "context", "reason", "events", "detail"),
         [
-            (_hour(ws), _id(auth), _id(model), reason, f"{int(events):,}", detail)
-            for ws, auth, model, reason, detail, events in listed
+            (_hour(ws), _id(auth), _id(model), tier, ctx, reason, f"{int(events):,}", detail)
+            for ws, auth, model, tier, ctx, reason, detail, events in listed
         ],
-        (False, False, False, False, True, False),
+        (False, False, False, False, False, False, True, False),
     )
     sections = [by_reason, "", "Exceptions", rows]
     count_row = conn.execute(SUMMARY_EXCEPTION_COUNT, params).fetchone()
