@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -26,9 +27,13 @@ from rating_pipeline.demo.seed import (
 from rating_pipeline.demo.summary import summarize
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.pricebook.model import LONG, STANDARD, PricebookVersion
-from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
+from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.outputs import (
+    stored_exceptions,
+    stored_rollups,
+)
 from rating_pipeline.windows import HOUR, Window, WindowError
 
 START = datetime(2026, 6, 15, tzinfo=UTC)
@@ -36,6 +41,20 @@ SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
 # The token classes the generator and the case table write.
 GENERATED_CLASSES = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 PROMPT_CLASSES = ("input", "cache_read", "cache_write", "cache_write_1h")
+# Where each billed tier, cache and long-context case of DEMO_CASES lands once rated: its
+# rollup's (auth_id, model_id, service_tier, context_tier) and the exact cost its
+# ``expected`` text works out by hand.
+CASE_ROLLUPS = {
+    "cached_prefix": ("org-cached", "base-large", "standard", "standard", "0.226"),
+    "batch_request": ("org-batch", "base-medium", "batch", "standard", "0.036"),
+    "priority_request": ("org-priority", "base-medium", "priority", "standard", "0.00826"),
+    "long_context_above_threshold": (
+        "org-long-context", "base-large", "standard", "long", "0.790005"
+    ),
+    "long_context_at_threshold": (
+        "org-long-context", "base-large", "standard", "standard", "0.3975"
+    ),
+}  # fmt: skip
 EVENT_COLUMNS = ", ".join(COLUMN_NAMES)
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM billing_event ORDER BY event_id"
 COUNT_PER_HOUR = (
@@ -301,27 +320,81 @@ def test_demo_day_holds_every_row_of_the_case_table_as_written(conn: psycopg.Con
         assert row == (case.count,), case
 
 
-def test_demo_day_rates_into_every_exception_reason(conn: psycopg.Connection) -> None:
-    day = demo_day(conn, START, seed=5, events_per_hour=200)
+def test_demo_day_bills_its_ordinary_traffic_and_excepts_exactly_the_cases(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=200)
     conn.commit()
-    pricebooks = load_pricebooks(project_root() / "pricebooks")
-    reasons: dict[str, set[tuple[str, str]]] = {}
-    for offset in sorted({case.hour_offset for case in day.cases}):
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
+    excepted: set[tuple[str, str, str]] = set()
+    tiers: set[tuple[str, str]] = set()
+    for offset in range(24):
         window = Window.starting(START + offset * HOUR)
         result = rate_window(conn, window, pricebooks, "test-demo-day")
-        for exception in result.exception_rows:
-            reasons.setdefault(exception.reason, set()).add((exception.auth_id, exception.model_id))
-    assert reasons[AMBIGUOUS_BASE] == {
-        ("org-0002", "ft:globex:chat"),
-        ("org-0004", "ft:initech:summarize"),
+        excepted |= {(e.auth_id, e.model_id, e.reason) for e in result.exception_rows}
+        tiers |= {(r.service_tier, r.context_tier) for r in stored_rollups(conn, window)}
+        conn.rollback()
+    # every case whose expected text names a reason, and nothing of the ordinary traffic
+    assert excepted == {
+        (case.auth_id, case.model_id, case.expected.split(":")[0])
+        for case in DEMO_CASES
+        if case.expected.split(":")[0] in REASONS
     }
-    assert {model for _, model in reasons[UNPRICED]} == {
-        "mystery-large",
-        "ft:acme:support-mini",
-        "ft:hooli:search",
-    }
-    assert ("", "base-medium") in reasons[INVALID_EVENT]
-    assert ("org-0003", "base-small") in reasons[INVALID_EVENT]
+    assert {reason for _, _, reason in excepted} == {AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT}
+    assert {
+        ("standard", "standard"),
+        ("standard", "long"),
+        ("batch", "standard"),
+        ("priority", "standard"),
+        ("flex", "standard"),
+    } <= tiers
+
+
+def test_each_tier_cache_and_long_context_case_lands_where_expected(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
+    for name, (auth_id, model_id, service_tier, context_tier, cost) in CASE_ROLLUPS.items():
+        rows = [case for case in DEMO_CASES if case.name == name]
+        window = Window.starting(START + rows[0].hour_offset * HOUR)
+        rate_window(conn, window, pricebooks, "test-cases")
+        key = (auth_id, model_id, service_tier, context_tier)
+        [rollup] = [
+            r
+            for r in stored_rollups(conn, window)
+            if (r.auth_id, r.model_id, r.service_tier, r.context_tier) == key
+        ]
+        conn.rollback()
+        assert rollup.event_count == sum(case.count for case in rows), name
+        for token_class in GENERATED_CLASSES:
+            written = sum(getattr(case, f"{token_class}_tokens") * case.count for case in rows)
+            assert rollup.tokens()[token_class] == written, (name, token_class)
+        assert rollup.cost_usd == Decimal(cost), name
+        assert any(f"${cost}" in case.expected for case in rows), name
+
+
+def test_cached_tokens_in_a_tier_without_a_cache_rate_are_unpriced(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    [case] = [case for case in DEMO_CASES if case.name == "unpriced_cache_in_batch"]
+    window = Window.starting(START + case.hour_offset * HOUR)
+    rate_window(conn, window, load_pricebooks(SHIPPED_PRICEBOOKS), "test-unpriced-class")
+    [excepted] = [e for e in stored_exceptions(conn, window) if e.auth_id == case.auth_id]
+    assert (excepted.model_id, excepted.service_tier, excepted.context_tier) == (
+        "base-small",
+        "batch",
+        "standard",
+    )
+    assert (excepted.reason, excepted.detail) == (
+        UNPRICED,
+        "no cache_read rate in batch rates of base-small",
+    )
+    assert excepted.cache_read_tokens == case.cache_read_tokens * case.count
+    assert excepted.detail in case.expected
 
 
 def test_late_events_arrive_after_a_rating_and_are_idempotent(conn: psycopg.Connection) -> None:

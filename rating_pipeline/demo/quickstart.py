@@ -4,8 +4,9 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
 1. starts the embedded PostgreSQL under ``.rating/`` and migrates the warehouse;
 2. prepares ``.rating/dagster_home`` with the production ``dagster.yaml``, its storage a
    ``dagster`` database on the same server;
-3. loads the demo day (``demo.day.demo_day``: 24 hours of traffic and one of each case
-   the rater must explain), replacing any earlier load of it;
+3. loads the demo day (``demo.day.demo_day``: 24 hours of traffic with cached, batch,
+   priority, flex and long-context requests, and one of each case the rater must price
+   or explain), replacing any earlier load of it;
 4. rates the 24 windows in ONE Dagster run (a partition range, as a backfill would),
    whose blocking ``no_ambiguous_base`` check fails after every window is reconciled;
 5. lands late events in one window, finds the changed window as the late-events sensor
