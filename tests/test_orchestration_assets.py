@@ -158,6 +158,35 @@ def classed_traffic() -> list[BillingEvent]:
     ]
 
 
+def test_cost_by_token_class_and_by_tier_add_up_exactly_to_the_windows_cost(
+    database_url: str, add_events: AddEvents
+) -> None:
+    add_events(classed_traffic())
+
+    result = materialize(database_url)
+
+    assert result.success
+    assert all(evaluation.passed for evaluation in checks(result).values())
+    meta = materializations(result, "rated_usage")[KEY]
+    assert meta["cost_usd"] == "0.831445000000"
+    by_class = records(meta["cost_by_token_class"])
+    assert by_class == [
+        {"token_class": "input", "tokens": 154_001, "cost_usd": "0.756955000000"},
+        {"token_class": "output", "tokens": 1_900, "cost_usd": "0.021340000000"},
+        {"token_class": "cache_read", "tokens": 101_000, "cost_usd": "0.037525000000"},
+        {"token_class": "cache_write", "tokens": 10_000, "cost_usd": "0.015625000000"},
+    ]
+    by_tier = records(meta["cost_by_tier"])
+    assert [tuple(row.values()) for row in by_tier] == [
+        ("standard", "standard", 1, 1, 50_500, "0.022000000000"),
+        ("standard", "long", 1, 1, 201_001, "0.790005000000"),
+        ("batch", "standard", 1, 1, 11_100, "0.017375000000"),
+        ("priority", "standard", 1, 1, 4_300, "0.002065000000"),
+    ]
+    for table in (by_class, by_tier):
+        assert sum(Decimal(row["cost_usd"]) for row in table) == Decimal(meta["cost_usd"])
+
+
 def test_money_metadata_is_text_never_float(database_url: str, add_events: AddEvents) -> None:
     add_events(traffic(0))
 
