@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPR
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.outputs import (
+    cost_by_tier,
+    cost_by_token_class,
     stored_exceptions,
     stored_rollups,
 )
@@ -453,8 +456,38 @@ def test_summary_reports_hours_principals_reasons_and_exact_totals(
     assert "org-0001" in text
     for reason in (AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT):
         assert reason in text
-    assert f"exact: {format(total[0], ',f')}" in text
     assert f"events billed:   {total[1]:,}" in text
+    # the day's exact total three times: under the classes, under the tiers, in Totals
+    assert text.count(f"(exact: {format(total[0], ',f')})") == 3
+    assert "Tokens and cost per class" in text and "Cost per service tier and context" in text
+    for section_row in (
+        r"\ncache_read ",
+        r"\ncache_write_1h ",
+        r"\npriority +standard ",
+        r"\nstandard +long ",
+    ):
+        assert re.search(section_row, text), section_row
+
+
+def test_per_class_and_per_tier_costs_add_up_exactly_to_the_days_cost(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
+    for offset in range(24):
+        rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-classes")
+    end = START + 24 * HOUR
+    classes, tiers = cost_by_token_class(conn, START, end), cost_by_tier(conn, START, end)
+    total = conn.execute("SELECT sum(cost_usd), sum(event_count) FROM rated_usage").fetchone()
+    conn.rollback()
+    assert total is not None
+    assert sum(c.cost_usd for c in classes) == total[0]
+    assert sum(t.cost_usd for t in tiers) == total[0]
+    assert sum(t.events for t in tiers) == total[1]
+    assert sum(c.tokens for c in classes) == sum(t.tokens for t in tiers)
+    assert [c.token_class for c in classes] == list(GENERATED_CLASSES)
+    assert all(c.tokens > 0 and c.cost_usd > 0 for c in classes)
 
 
 def test_summary_of_an_unrated_range_says_so(conn: psycopg.Connection) -> None:

@@ -65,6 +65,8 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
     assert "24 window(s) rated; failed checks: no_ambiguous_base" in report
     assert f"{LATE_EVENTS} late events landed in {LATE_WINDOW.key}" in report
     assert "Cost per hour" in report and "Top 10 principals by cost" in report
+    assert "Tokens and cost per class" in report
+    assert "Cost per service tier and context" in report
     assert "./dev ui" in report
     with psycopg.connect(database_url) as conn:
         billed = conn.execute(BILLED).fetchall()

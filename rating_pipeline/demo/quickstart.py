@@ -230,7 +230,8 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     say()
     say("Open the Dagster UI on this same data:  ./dev ui")
     say(f"  then http://{UI_HOST}:{ui_port()}  (Runs: the runs above; Assets > rated_usage:")
-    say("  each window's counts, cost, and costliest rollups, and the checks' results)")
+    say("  each window's counts, cost, cost by token class and by tier, costliest rollups,")
+    say("  and the checks' results)")
     return EXIT_OK
 
 
