@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
 
+from rating_pipeline import pricing
 from rating_pipeline.demo.day import DEMO_CASES, add_late_events, demo_day
 from rating_pipeline.demo.seed import (
     COLUMN_NAMES,
     DEMO_MIX,
+    LONG_CONTEXT_ABOVE_TOKENS,
     Columns,
     SeedError,
     SeedSpec,
@@ -21,12 +27,37 @@ from rating_pipeline.demo.seed import (
 )
 from rating_pipeline.demo.summary import summarize
 from rating_pipeline.pricebook.loader import load_pricebooks
-from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
+from rating_pipeline.pricebook.model import LONG, STANDARD, PricebookVersion
+from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.outputs import (
+    cost_by_tier,
+    cost_by_token_class,
+    stored_exceptions,
+    stored_rollups,
+)
 from rating_pipeline.windows import HOUR, Window, WindowError
 
 START = datetime(2026, 6, 15, tzinfo=UTC)
+SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
+# The token classes the generator and the case table write.
+GENERATED_CLASSES = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
+PROMPT_CLASSES = ("input", "cache_read", "cache_write", "cache_write_1h")
+# Where each billed tier, cache and long-context case of DEMO_CASES lands once rated: its
+# rollup's (auth_id, model_id, service_tier, context_tier) and the exact cost its
+# ``expected`` text works out by hand.
+CASE_ROLLUPS = {
+    "cached_prefix": ("org-cached", "base-large", "standard", "standard", "0.226"),
+    "batch_request": ("org-batch", "base-medium", "batch", "standard", "0.036"),
+    "priority_request": ("org-priority", "base-medium", "priority", "standard", "0.00826"),
+    "long_context_above_threshold": (
+        "org-long-context", "base-large", "standard", "long", "0.790005"
+    ),
+    "long_context_at_threshold": (
+        "org-long-context", "base-large", "standard", "standard", "0.3975"
+    ),
+}  # fmt: skip
 EVENT_COLUMNS = ", ".join(COLUMN_NAMES)
 SELECT_EVENTS = f"SELECT {EVENT_COLUMNS} FROM billing_event ORDER BY event_id"
 COUNT_PER_HOUR = (
@@ -40,11 +71,46 @@ WHERE occurred_at >= %(hour)s AND occurred_at < %(hour)s + interval '1 hour'
   AND event_id !~ '^ev-5-[0-9]{10}-' AND auth_id = %(auth_id)s AND model_id = %(model_id)s
   AND base_model IS NOT DISTINCT FROM %(base_model)s AND input_tokens = %(input_tokens)s
   AND output_tokens = %(output_tokens)s AND ingested_at - occurred_at = %(ingest_delay)s
+  AND cache_read_tokens = %(cache_read_tokens)s AND cache_write_tokens = %(cache_write_tokens)s
+  AND cache_write_1h_tokens = %(cache_write_1h_tokens)s
+  AND service_tier IS NOT DISTINCT FROM %(service_tier)s
 """
 TABLE_DIGEST = (
     f"SELECT md5(string_agg(concat_ws('|', {EVENT_COLUMNS}), ',' ORDER BY event_id))"
     " FROM billing_event"
 )
+
+
+Event = dict[str, Any]
+
+
+def events_of(columns: Columns) -> list[Event]:
+    """Generated columns, event by event."""
+    return [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows(columns)]
+
+
+def prompt_size(event: Event) -> int:
+    return sum(event[f"{name}_tokens"] for name in PROMPT_CLASSES)
+
+
+def per_mille(events: list[Event], holds: Callable[[Event], bool]) -> int:
+    """How many of ``events``, per mille, ``holds`` for (rounded down)."""
+    return 1_000 * sum(1 for event in events if holds(event)) // len(events)
+
+
+def why_unpriced(version: PricebookVersion, event: Event) -> str | None:
+    """Why ``version`` would not price ``event`` on its own (contract 5.1, 5.3), or None."""
+    outcome = pricing.resolve(version, event["model_id"], frozenset({event["base_model"]}))
+    if not isinstance(outcome, pricing.Priced):
+        return outcome.detail
+    threshold = outcome.rates.long_context_above_tokens
+    context = LONG if threshold is not None and prompt_size(event) > threshold else STANDARD
+    tier = event["service_tier"] or STANDARD
+    rates = outcome.rates.rate_set(tier, context)
+    if rates is None:
+        return f"{event['model_id']}: no {tier} {context}-context rates"
+    missing = [c for c in GENERATED_CLASSES if event[f"{c}_tokens"] and rates.rate(c) is None]
+    return f"{event['model_id']} {tier} {context}: no {missing} rate" if missing else None
 
 
 def small_spec(**changes: object) -> SeedSpec:
@@ -82,8 +148,8 @@ def test_an_hour_does_not_depend_on_the_range_it_was_seeded_with() -> None:
 
 def test_generated_token_counts_are_non_negative_integers() -> None:
     columns = generate_hour(small_spec(events_per_hour=20_000), START)
-    for tokens in (columns["input_tokens"], columns["output_tokens"]):
-        assert all(type(count) is int and count >= 0 for count in tokens)
+    for name in GENERATED_CLASSES:
+        assert all(type(count) is int and count >= 0 for count in columns[f"{name}_tokens"])
     embeddings = [m.model_id for m in DEMO_MIX if m.output_median == 0]
     assert embeddings
     assert not any(
@@ -91,6 +157,35 @@ def test_generated_token_counts_are_non_negative_integers() -> None:
         for model, out in zip(columns["model_id"], columns["output_tokens"], strict=True)
         if model in embeddings
     )
+
+
+def test_the_generator_draws_cache_tier_and_long_context_shares() -> None:
+    events = events_of(generate_hour(small_spec(events_per_hour=40_000), START))
+    cacheable = [e for e in events if e["model_id"] in ("base-large", "base-medium")]
+    assert 370 <= per_mille(cacheable, lambda e: e["cache_read_tokens"] > 0) <= 430
+    assert 0 < per_mille(events, lambda e: e["cache_write_tokens"] > 0) < 100
+    assert 0 < per_mille(events, lambda e: e["cache_write_1h_tokens"] > 0) < 100
+    tiered = [e for e in events if e["model_id"] != "ft:acme:support"]
+    assert 130 <= per_mille(tiered, lambda e: e["service_tier"] == "batch") <= 170
+    assert {e["model_id"] for e in events if e["service_tier"] in ("priority", "flex")} == {
+        "base-medium",
+        "ft:globex:chat",
+    }
+    assert {e["service_tier"] for e in events} == {None, "batch", "priority", "flex"}
+    # a few long-context requests, on base-large only; every other prompt at most the threshold
+    long_context = [e for e in events if prompt_size(e) > LONG_CONTEXT_ABOVE_TOKENS]
+    assert {e["model_id"] for e in long_context} == {"base-large"}
+    assert 0 < len(long_context) < len(events) // 500
+
+
+def test_every_generated_event_prices_under_the_shipped_pricebooks() -> None:
+    events = events_of(generate_hour(small_spec(events_per_hour=40_000), START))
+    assert any(e["service_tier"] == "batch" and e["model_id"] == "base-small" for e in events)
+    for version in load_pricebooks(SHIPPED_PRICEBOOKS).versions:
+        large = version.models["base-large"].own_rates
+        assert large is not None and large.long_context_above_tokens == LONG_CONTEXT_ABOVE_TOKENS
+        unpriced = Counter(filter(None, (why_unpriced(version, event) for event in events)))
+        assert not unpriced, (version.version, unpriced)
 
 
 def test_principals_are_skewed_towards_the_first_ones() -> None:
@@ -228,27 +323,81 @@ def test_demo_day_holds_every_row_of_the_case_table_as_written(conn: psycopg.Con
         assert row == (case.count,), case
 
 
-def test_demo_day_rates_into_every_exception_reason(conn: psycopg.Connection) -> None:
-    day = demo_day(conn, START, seed=5, events_per_hour=200)
+def test_demo_day_bills_its_ordinary_traffic_and_excepts_exactly_the_cases(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=200)
     conn.commit()
-    pricebooks = load_pricebooks(project_root() / "pricebooks")
-    reasons: dict[str, set[tuple[str, str]]] = {}
-    for offset in sorted({case.hour_offset for case in day.cases}):
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
+    excepted: set[tuple[str, str, str]] = set()
+    tiers: set[tuple[str, str]] = set()
+    for offset in range(24):
         window = Window.starting(START + offset * HOUR)
         result = rate_window(conn, window, pricebooks, "test-demo-day")
-        for exception in result.exception_rows:
-            reasons.setdefault(exception.reason, set()).add((exception.auth_id, exception.model_id))
-    assert reasons[AMBIGUOUS_BASE] == {
-        ("org-0002", "ft:globex:chat"),
-        ("org-0004", "ft:initech:summarize"),
+        excepted |= {(e.auth_id, e.model_id, e.reason) for e in result.exception_rows}
+        tiers |= {(r.service_tier, r.context_tier) for r in stored_rollups(conn, window)}
+        conn.rollback()
+    # every case whose expected text names a reason, and nothing of the ordinary traffic
+    assert excepted == {
+        (case.auth_id, case.model_id, case.expected.split(":")[0])
+        for case in DEMO_CASES
+        if case.expected.split(":")[0] in REASONS
     }
-    assert {model for _, model in reasons[UNPRICED]} == {
-        "mystery-large",
-        "ft:acme:support-mini",
-        "ft:hooli:search",
-    }
-    assert ("", "base-medium") in reasons[INVALID_EVENT]
-    assert ("org-0003", "base-small") in reasons[INVALID_EVENT]
+    assert {reason for _, _, reason in excepted} == {AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT}
+    assert {
+        ("standard", "standard"),
+        ("standard", "long"),
+        ("batch", "standard"),
+        ("priority", "standard"),
+        ("flex", "standard"),
+    } <= tiers
+
+
+def test_each_tier_cache_and_long_context_case_lands_where_expected(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
+    for name, (auth_id, model_id, service_tier, context_tier, cost) in CASE_ROLLUPS.items():
+        rows = [case for case in DEMO_CASES if case.name == name]
+        window = Window.starting(START + rows[0].hour_offset * HOUR)
+        rate_window(conn, window, pricebooks, "test-cases")
+        key = (auth_id, model_id, service_tier, context_tier)
+        [rollup] = [
+            r
+            for r in stored_rollups(conn, window)
+            if (r.auth_id, r.model_id, r.service_tier, r.context_tier) == key
+        ]
+        conn.rollback()
+        assert rollup.event_count == sum(case.count for case in rows), name
+        for token_class in GENERATED_CLASSES:
+            written = sum(getattr(case, f"{token_class}_tokens") * case.count for case in rows)
+            assert rollup.tokens()[token_class] == written, (name, token_class)
+        assert rollup.cost_usd == Decimal(cost), name
+        assert any(f"${cost}" in case.expected for case in rows), name
+
+
+def test_cached_tokens_in_a_tier_without_a_cache_rate_are_unpriced(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    [case] = [case for case in DEMO_CASES if case.name == "unpriced_cache_in_batch"]
+    window = Window.starting(START + case.hour_offset * HOUR)
+    rate_window(conn, window, load_pricebooks(SHIPPED_PRICEBOOKS), "test-unpriced-class")
+    [excepted] = [e for e in stored_exceptions(conn, window) if e.auth_id == case.auth_id]
+    assert (excepted.model_id, excepted.service_tier, excepted.context_tier) == (
+        "base-small",
+        "batch",
+        "standard",
+    )
+    assert (excepted.reason, excepted.detail) == (
+        UNPRICED,
+        "no cache_read rate in batch rates of base-small",
+    )
+    assert excepted.cache_read_tokens == case.cache_read_tokens * case.count
+    assert excepted.detail in case.expected
 
 
 def test_late_events_arrive_after_a_rating_and_are_idempotent(conn: psycopg.Connection) -> None:
@@ -294,7 +443,7 @@ def test_summary_reports_hours_principals_reasons_and_exact_totals(
 ) -> None:
     demo_day(conn, START, seed=5, events_per_hour=100)
     conn.commit()
-    pricebooks = load_pricebooks(project_root() / "pricebooks")
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
     for offset in range(24):
         rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-summary")
     text = summarize(conn, START, START + 24 * HOUR)
@@ -307,8 +456,38 @@ def test_summary_reports_hours_principals_reasons_and_exact_totals(
     assert "org-0001" in text
     for reason in (AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT):
         assert reason in text
-    assert f"exact: {format(total[0], ',f')}" in text
     assert f"events billed:   {total[1]:,}" in text
+    # the day's exact total three times: under the classes, under the tiers, in Totals
+    assert text.count(f"(exact: {format(total[0], ',f')})") == 3
+    assert "Tokens and cost per class" in text and "Cost per service tier and context" in text
+    for section_row in (
+        r"\ncache_read ",
+        r"\ncache_write_1h ",
+        r"\npriority +standard ",
+        r"\nstandard +long ",
+    ):
+        assert re.search(section_row, text), section_row
+
+
+def test_per_class_and_per_tier_costs_add_up_exactly_to_the_days_cost(
+    conn: psycopg.Connection,
+) -> None:
+    demo_day(conn, START, seed=5, events_per_hour=100)
+    conn.commit()
+    pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
+    for offset in range(24):
+        rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-classes")
+    end = START + 24 * HOUR
+    classes, tiers = cost_by_token_class(conn, START, end), cost_by_tier(conn, START, end)
+    total = conn.execute("SELECT sum(cost_usd), sum(event_count) FROM rated_usage").fetchone()
+    conn.rollback()
+    assert total is not None
+    assert sum(c.cost_usd for c in classes) == total[0]
+    assert sum(t.cost_usd for t in tiers) == total[0]
+    assert sum(t.events for t in tiers) == total[1]
+    assert sum(c.tokens for c in classes) == sum(t.tokens for t in tiers)
+    assert [c.token_class for c in classes] == list(GENERATED_CLASSES)
+    assert all(c.tokens > 0 and c.cost_usd > 0 for c in classes)
 
 
 def test_summary_of_an_unrated_range_says_so(conn: psycopg.Connection) -> None:

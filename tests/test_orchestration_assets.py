@@ -136,6 +136,57 @@ def test_materializing_one_partition_rates_that_window_only(
     }
 
 
+def classed_traffic() -> list[BillingEvent]:
+    """One rollup per tier and context of the shipped pricebook, with cached tokens."""
+    return [
+        # 2,000 x 2.50 + 48,000 cache read x 0.25 + 500 x 10.00 = 0.022
+        replace(make_event("org-1", "base-large", None, 2_000, 500), cache_read_tokens=48_000),
+        # batch: 1,000 x 1.25 + 10,000 cache write x 1.5625 + 100 x 5.00 = 0.017375
+        replace(
+            make_event("org-1", "base-large", None, 1_000, 100),
+            cache_write_tokens=10_000,
+            service_tier="batch",
+        ),
+        # priority: 1,000 x 0.70 + 3,000 cache read x 0.175 + 300 x 2.80 = 0.002065
+        replace(
+            make_event("org-2", "base-medium", None, 1_000, 300),
+            cache_read_tokens=3_000,
+            service_tier="priority",
+        ),
+        # long context, prompt 200,001: 150,001 x 5.00 + 50,000 x 0.50 + 1,000 x 15.00 = 0.790005
+        replace(make_event("org-3", "base-large", None, 150_001, 1_000), cache_read_tokens=50_000),
+    ]
+
+
+def test_cost_by_token_class_and_by_tier_add_up_exactly_to_the_windows_cost(
+    database_url: str, add_events: AddEvents
+) -> None:
+    add_events(classed_traffic())
+
+    result = materialize(database_url)
+
+    assert result.success
+    assert all(evaluation.passed for evaluation in checks(result).values())
+    meta = materializations(result, "rated_usage")[KEY]
+    assert meta["cost_usd"] == "0.831445000000"
+    by_class = records(meta["cost_by_token_class"])
+    assert by_class == [
+        {"token_class": "input", "tokens": 154_001, "cost_usd": "0.756955000000"},
+        {"token_class": "output", "tokens": 1_900, "cost_usd": "0.021340000000"},
+        {"token_class": "cache_read", "tokens": 101_000, "cost_usd": "0.037525000000"},
+        {"token_class": "cache_write", "tokens": 10_000, "cost_usd": "0.015625000000"},
+    ]
+    by_tier = records(meta["cost_by_tier"])
+    assert [tuple(row.values()) for row in by_tier] == [
+        ("standard", "standard", 1, 1, 50_500, "0.022000000000"),
+        ("standard", "long", 1, 1, 201_001, "0.790005000000"),
+        ("batch", "standard", 1, 1, 11_100, "0.017375000000"),
+        ("priority", "standard", 1, 1, 4_300, "0.002065000000"),
+    ]
+    for table in (by_class, by_tier):
+        assert sum(Decimal(row["cost_usd"]) for row in table) == Decimal(meta["cost_usd"])
+
+
 def test_money_metadata_is_text_never_float(database_url: str, add_events: AddEvents) -> None:
     add_events(traffic(0))
 
@@ -367,6 +418,36 @@ def test_cost_check_reconstructs_every_token_class(
 
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["rows_audited"].value == 2
+
+
+def test_cost_check_finds_a_tampered_row_among_rows_with_every_token_class(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    add_events(classed_traffic())
+    assert materialize(database_url).success
+    reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_cost_reconstructs")
+    reader.execute(
+        "UPDATE rated_usage SET cost_usd = cost_usd + 0.000000000001 WHERE auth_id = 'org-2'"
+    )
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = cost_reconstructs(context)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["rows_not_reconstructing"].value == 1  # of 4, all with classes
+    assert records(evaluation.metadata["rows"].value) == [
+        {
+            "window": "2026-06-15-10:00",
+            "auth_id": "org-2",
+            "model_id": "base-medium",
+            "service_tier": "priority",
+            "context_tier": "standard",
+            "cost_usd": "0.002065000001",
+            "reconstructed_usd": "0.002065000000",
+        }
+    ]
 
 
 def test_conservation_check_flags_events_that_arrived_after_the_rating(

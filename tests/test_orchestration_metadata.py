@@ -11,6 +11,8 @@ from rating_pipeline.money import micro_usd
 from rating_pipeline.orchestration.assets import failed_window
 from rating_pipeline.orchestration.metadata import (
     COSTLIEST_ROLLUP_COLUMNS,
+    cost_by_tier_table,
+    cost_by_token_class_table,
     costliest_rollups_table,
     int_column,
     table,
@@ -18,6 +20,7 @@ from rating_pipeline.orchestration.metadata import (
     usd_text,
 )
 from rating_pipeline.records import RATE_EVENT, RATE_OWN, RatedRollup
+from rating_pipeline.warehouse.outputs import ClassCost, TierCost
 from rating_pipeline.windows import HOUR, Window
 from tests.factories import WINDOW_START
 
@@ -114,6 +117,41 @@ def test_money_in_a_table_is_exact_text_in_a_string_column() -> None:
     [cost] = [column for column in value.schema.columns if column.name == "cost_usd"]
     assert cost.type == "string" and cost.type == COSTLIEST_ROLLUP_COLUMNS[-1].type
     assert value.records[0].data["cost_usd"] == "0.000000000001"
+
+
+def test_cost_by_token_class_is_a_table_of_tokens_and_exact_money_text() -> None:
+    value = cost_by_token_class_table(
+        [
+            ClassCost("input", 2_000, Decimal("0.005000000000")),
+            ClassCost("cache_read", 48_000, Decimal("0.000000000001")),
+        ]
+    )
+
+    assert [(c.name, c.type) for c in value.schema.columns] == [
+        ("token_class", "string"),
+        ("tokens", "int"),
+        ("cost_usd", "string"),
+    ]
+    assert [record.data for record in value.records] == [
+        {"token_class": "input", "tokens": 2_000, "cost_usd": "0.005000000000"},
+        {"token_class": "cache_read", "tokens": 48_000, "cost_usd": "0.000000000001"},
+    ]
+
+
+def test_cost_by_tier_is_a_table_keyed_by_service_and_context_tier() -> None:
+    value = cost_by_tier_table(
+        [
+            TierCost("standard", "long", 1, 1, 201_001, Decimal("0.790005000000")),
+            TierCost("batch", "standard", 2, 5, 120_000, Decimal("1E-12")),
+        ]
+    )
+
+    [cost] = [column for column in value.schema.columns if column.name == "cost_usd"]
+    assert cost.type == "string"
+    assert [tuple(record.data.values()) for record in value.records] == [
+        ("standard", "long", 1, 1, 201_001, "0.790005000000"),
+        ("batch", "standard", 2, 5, 120_000, "0.000000000001"),
+    ]
 
 
 def test_a_failed_window_names_the_committed_windows_before_it() -> None:

@@ -23,12 +23,14 @@ from rating_pipeline.orchestration.instance import local_instance, open_instance
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 
 BILLED = """
-SELECT window_start, auth_id, model_id, event_count, cost_usd, pricebook_version
-FROM rated_usage ORDER BY window_start, auth_id, model_id
+SELECT window_start, auth_id, model_id, service_tier, context_tier, event_count, cost_usd,
+       pricebook_version
+FROM rated_usage ORDER BY window_start, auth_id, model_id, service_tier, context_tier
 """
+# Per reason: the rollups excepted (window, auth, model: its rows may be split by tier), events.
 EXCEPTED = """
-SELECT reason, count(*)::int, sum(event_count)::int FROM rating_exception GROUP BY reason
-ORDER BY reason
+SELECT reason, count(DISTINCT (window_start, auth_id, model_id))::int, sum(event_count)::int
+FROM rating_exception GROUP BY reason ORDER BY reason
 """
 
 
@@ -63,6 +65,8 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
     assert "24 window(s) rated; failed checks: no_ambiguous_base" in report
     assert f"{LATE_EVENTS} late events landed in {LATE_WINDOW.key}" in report
     assert "Cost per hour" in report and "Top 10 principals by cost" in report
+    assert "Tokens and cost per class" in report
+    assert "Cost per service tier and context" in report
     assert "./dev ui" in report
     with psycopg.connect(database_url) as conn:
         billed = conn.execute(BILLED).fetchall()

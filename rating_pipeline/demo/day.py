@@ -46,18 +46,26 @@ INSERT_LATE_EVENT_IF_ABSENT = sql.SQL(
 
 @dataclass(frozen=True)
 class DemoCase:
-    """``count`` identical events that exercise one rule of the contract (``expected``)."""
+    """``count`` identical events that exercise one rule of the contract (``expected``).
+
+    ``service_tier`` None is upstream's NULL: the standard tier. No case writes a 1-hour
+    cache (``cache_write_1h_tokens`` 0); the ordinary traffic does.
+    """
 
     name: str
     hour_offset: int
     auth_id: str
     model_id: str
     base_model: str | None
+    service_tier: str | None
     input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
     output_tokens: int
     count: int
     ingest_delay: timedelta
     expected: str
+    cache_write_1h_tokens: int = 0
 
 
 PROMPT = timedelta(seconds=2)
@@ -65,22 +73,33 @@ STRAGGLING = timedelta(hours=5)
 CASE_FIRST_EVENT = timedelta(minutes=30)
 CASE_EVENT_SPACING = timedelta(seconds=1)
 
+# Costs in ``expected`` are worked by hand from pricebooks/2026-06-01.yaml: per class, tokens
+# x its rate in USD per 1,000,000 tokens; a class unnamed is input or output. The tier, cache
+# and long-context cases bill under auth ids of their own, so that each is a rollup of its own.
 # fmt: off
 DEMO_CASES = (
-    #        name                          hour  auth_id     model_id                base_model         input  output  count  ingest_delay  expected
-    DemoCase("straggler",                     2, "org-0001", "base-medium",          None,                900,    200,     4, STRAGGLING,   "priced normally; ingested_at 5 h after the hour"),
-    DemoCase("unpriced_unknown_model",        3, "org-0003", "mystery-large",        None,              1_500,    500,     4, PROMPT,       "unpriced: unknown model"),
-    DemoCase("ambiguous_two_bases",           5, "org-0004", "ft:initech:summarize", "base-small",      3_000,    150,     3, PROMPT,       "ambiguous_base: base-medium, base-small (with the next row)"),
-    DemoCase("ambiguous_two_bases",           5, "org-0004", "ft:initech:summarize", "base-medium",     3_300,    150,     2, PROMPT,       "ambiguous_base: base-medium, base-small (with the row above)"),
-    DemoCase("ambiguous_null_base",           9, "org-0002", "ft:globex:chat",       "base-medium",       700,    350,     3, PROMPT,       "ambiguous_base: base-medium, null (with the next row)"),
-    DemoCase("ambiguous_null_base",           9, "org-0002", "ft:globex:chat",       None,                700,    380,     2, PROMPT,       "ambiguous_base: base-medium, null (with the row above)"),
-    DemoCase("unpriced_base_is_fine_tune",   12, "org-0001", "ft:acme:support-mini", "ft:acme:support",   800,    120,     3, PROMPT,       "unpriced: base ft:acme:support is not a true base"),
-    DemoCase("unpriced_no_base",             15, "org-0006", "ft:hooli:search",      None,                600,     90,     2, PROMPT,       "unpriced: fine-tune without a base"),
-    DemoCase("invalid_event",                20, "org-0003", "base-small",           None,                -50,     20,     1, PROMPT,       "invalid_event: negative input tokens"),
-    DemoCase("invalid_event",                20, "org-0003", "base-small",           None,                 50,    -20,     1, PROMPT,       "invalid_event: negative output tokens"),
-    DemoCase("invalid_event",                20, "",         "base-medium",          None,                400,    100,     1, PROMPT,       "invalid_event: blank auth_id"),
-    DemoCase("invalid_event",                20, "   ",      "base-medium",          None,                400,    100,     1, PROMPT,       "invalid_event: whitespace-only auth_id"),
-    DemoCase("invalid_event",                20, "org-0005", "",                     None,                400,    100,     1, PROMPT,       "invalid_event: blank model_id"),
+    #        name                          hour  auth_id             model_id                base_model         tier        input  cache_read  cache_write  output  count  ingest_delay  expected
+    DemoCase("straggler",                     2, "org-0001",         "base-medium",          None,              None,         900,          0,           0,    200,     4, STRAGGLING,   "priced normally; ingested_at 5 h after the hour"),
+    DemoCase("unpriced_unknown_model",        3, "org-0003",         "mystery-large",        None,              None,       1_500,          0,           0,    500,     4, PROMPT,       "unpriced: unknown model"),
+    DemoCase("ambiguous_two_bases",           5, "org-0004",         "ft:initech:summarize", "base-small",      None,       3_000,          0,           0,    150,     3, PROMPT,       "ambiguous_base: base-medium, base-small (with the next row)"),
+    DemoCase("ambiguous_two_bases",           5, "org-0004",         "ft:initech:summarize", "base-medium",     None,       3_300,          0,           0,    150,     2, PROMPT,       "ambiguous_base: base-medium, base-small (with the row above)"),
+    DemoCase("cached_prefix",                 6, "org-cached",       "base-large",           None,              None,       2_000,          0,      48_000,    500,     1, PROMPT,       "standard, writes the cache: 2,000 x 2.50 + 48,000 cache_write x 3.125 + 500 x 10.00 = $0.16"),
+    DemoCase("cached_prefix",                 6, "org-cached",       "base-large",           None,              None,       2_000,     48_000,           0,    500,     3, PROMPT,       "standard, reads it: 2,000 x 2.50 + 48,000 cache_read x 0.25 + 500 x 10.00 = $0.022 each; rollup $0.226"),
+    DemoCase("ambiguous_null_base",           9, "org-0002",         "ft:globex:chat",       "base-medium",     None,         700,          0,           0,    350,     3, PROMPT,       "ambiguous_base: base-medium, null (with the next row)"),
+    DemoCase("ambiguous_null_base",           9, "org-0002",         "ft:globex:chat",       None,              None,         700,          0,           0,    380,     2, PROMPT,       "ambiguous_base: base-medium, null (with the row above)"),
+    DemoCase("batch_request",                11, "org-batch",        "base-medium",          None,              "batch",   20_000,          0,           0,  4_000,     5, PROMPT,       "batch, half price: 20,000 x 0.20 + 4,000 x 0.80 = $0.0072 each; rollup $0.036"),
+    DemoCase("unpriced_base_is_fine_tune",   12, "org-0001",         "ft:acme:support-mini", "ft:acme:support", None,         800,          0,           0,    120,     3, PROMPT,       "unpriced: base ft:acme:support is not a true base"),
+    DemoCase("priority_request",             13, "org-priority",     "base-medium",          None,              "priority", 1_000,      3_000,           0,    300,     4, PROMPT,       "priority: 1,000 x 0.70 + 3,000 cache_read x 0.175 + 300 x 2.80 = $0.002065 each; rollup $0.00826"),
+    DemoCase("unpriced_no_base",             15, "org-0006",         "ft:hooli:search",      None,              None,         600,          0,           0,     90,     2, PROMPT,       "unpriced: fine-tune without a base"),
+    DemoCase("long_context_above_threshold", 16, "org-long-context", "base-large",           None,              None,     150_001,     50_000,           0,  1_000,     1, PROMPT,       "long context, prompt 200,001: 150,001 x 5.00 + 50,000 cache_read x 0.50 + 1,000 x 15.00 = $0.790005"),
+    DemoCase("long_context_at_threshold",    16, "org-long-context", "base-large",           None,              None,     150_000,     50_000,           0,  1_000,     1, PROMPT,       "standard context, prompt exactly 200,000: 150,000 x 2.50 + 50,000 cache_read x 0.25 + 1,000 x 10.00 = $0.3975"),
+    DemoCase("unpriced_cache_in_batch",      18, "org-batch-cached", "base-small",           None,              "batch",      800,      2_000,           0,    100,     2, PROMPT,       "unpriced: no cache_read rate in batch rates of base-small (nothing is inherited)"),
+    DemoCase("invalid_event",                20, "org-0003",         "base-small",           None,              None,         -50,          0,           0,     20,     1, PROMPT,       "invalid_event: negative input tokens"),
+    DemoCase("invalid_event",                20, "org-0003",         "base-small",           None,              None,          50,          0,           0,    -20,     1, PROMPT,       "invalid_event: negative output tokens"),
+    DemoCase("invalid_event",                20, "",                 "base-medium",          None,              None,         400,          0,           0,    100,     1, PROMPT,       "invalid_event: blank auth_id"),
+    DemoCase("invalid_event",                20, "   ",              "base-medium",          None,              None,         400,          0,           0,    100,     1, PROMPT,       "invalid_event: whitespace-only auth_id"),
+    DemoCase("invalid_event",                20, "org-0005",         "",                     None,              None,         400,          0,           0,    100,     1, PROMPT,       "invalid_event: blank model_id"),
+    DemoCase("invalid_event",                20, "org-0005",         "base-medium",          None,              "Batch",      400,          0,           0,    100,     1, PROMPT,       "invalid_event: unknown service_tier (tiers are case-sensitive)"),
 )
 # fmt: on
 

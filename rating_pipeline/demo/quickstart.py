@@ -4,8 +4,9 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
 1. starts the embedded PostgreSQL under ``.rating/`` and migrates the warehouse;
 2. prepares ``.rating/dagster_home`` with the production ``dagster.yaml``, its storage a
    ``dagster`` database on the same server;
-3. loads the demo day (``demo.day.demo_day``: 24 hours of traffic and one of each case
-   the rater must explain), replacing any earlier load of it;
+3. loads the demo day (``demo.day.demo_day``: 24 hours of traffic with cached, batch,
+   priority, flex and long-context requests, and one of each case the rater must price
+   or explain), replacing any earlier load of it;
 4. rates the 24 windows in ONE Dagster run (a partition range, as a backfill would),
    whose blocking ``no_ambiguous_base`` check fails after every window is reconciled;
 5. lands late events in one window, finds the changed window as the late-events sensor
@@ -229,7 +230,8 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     say()
     say("Open the Dagster UI on this same data:  ./dev ui")
     say(f"  then http://{UI_HOST}:{ui_port()}  (Runs: the runs above; Assets > rated_usage:")
-    say("  each window's counts, cost, and costliest rollups, and the checks' results)")
+    say("  each window's counts, cost, cost by token class and by tier, costliest rollups,")
+    say("  and the checks' results)")
     return EXIT_OK
 
 

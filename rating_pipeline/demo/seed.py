@@ -1,3 +1,4 @@
+# ruff: noqa: E501 (DEMO_MIX is read across, one model a line)
 """Synthetic ``billing_event`` rows for the demo and for trials, loaded by binary COPY.
 
 An hour's ordinary traffic is drawn from a numpy ``Generator`` seeded by ``(seed, hour)``,
@@ -5,7 +6,10 @@ so it depends only on the seed and the hour, never on the range seeded. Principa
 ``org-0001``, ``org-0002``, ... follow a finite Zipf law (``org-0001`` the busiest); models
 follow ``DEMO_MIX``'s weights; token counts are lognormal around each model's medians and
 rounded to integers (nothing here touches money); ``occurred_at`` is uniform over the hour;
-``ingested_at`` follows it by a lognormal delay of about a second.
+``ingested_at`` follows it by a lognormal delay of about a second. Each model's events go to
+a service tier, read or write a cached prefix, or (base-large) carry a long-context prompt
+in the shares DEMO_MIX gives, and only where the shipped pricebooks price that class in that
+tier: the ordinary traffic always prices; unpriced usage is left to ``demo.day``'s cases.
 
 Every event id written for a seed starts with ``ev-<seed>-``; an ordinary event's is
 ``ev-<seed>-<YYYYmmddHH>-<n>``, ``n`` zero-padded and in time order (``demo.day`` names
@@ -31,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.pricebook.model import SERVICE_TIERS, STANDARD
 from rating_pipeline.windows import HOUR, require_hour_aligned_utc
 
 # billing_event's columns as the demo writes them, with their binary COPY types. The COPY,
@@ -42,6 +47,10 @@ EVENT_COLUMNS = (
     ("base_model", "text"),
     ("input_tokens", "int8"),
     ("output_tokens", "int8"),
+    ("cache_read_tokens", "int8"),
+    ("cache_write_tokens", "int8"),
+    ("cache_write_1h_tokens", "int8"),
+    ("service_tier", "text"),
     ("occurred_at", "timestamptz"),
     ("ingested_at", "timestamptz"),
 )
@@ -63,6 +72,18 @@ INGEST_DELAY_SIGMA = 0.8  # statistics, not money (noqa: money-ok)
 MEDIAN_INGEST_DELAY_MICROS = 1_200_000
 MIN_INGEST_DELAY_MICROS = 50_000
 MICROS_PER_HOUR = 3_600_000_000
+# Draws of a share: an integer in [0, SHARE_SCALE) below a model's per-mille share.
+SHARE_SCALE = 1_000
+# base-large's long_context_above_tokens in the shipped pricebooks. An ordinary request's
+# input-side classes (input and the three cache classes) are each capped at a quarter of it,
+# so its prompt stays at or under it; a long-context request's input alone is above it.
+LONG_CONTEXT_ABOVE_TOKENS = 200_000
+ORDINARY_CLASS_MAX_TOKENS = LONG_CONTEXT_ABOVE_TOKENS // 4
+LONG_PROMPT_EXTRA_MEDIAN = 60_000  # tokens above the threshold, for a long-context prompt
+# service_tier values by tier index; standard is written NULL, as most upstream rows are.
+TIER_VALUES = tuple(None if tier == STANDARD else tier for tier in SERVICE_TIERS)
+# The tiers an event is drawn into by DEMO_MIX's shares of the same names (else standard).
+DRAWN_TIERS = ("batch", "priority", "flex")
 EVENT_NUMBER_DIGITS = 7
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -77,10 +98,15 @@ class SeedError(RatingPipelineError, ValueError):
 
 @dataclass(frozen=True)
 class SyntheticModel:
-    """A model of the traffic: its share of events (by ``weight``) and median tokens.
+    """A model of the traffic: its share of events (by ``weight``), median tokens, and the
+    per-mille shares of its events that use each priced feature.
 
     ``base_model`` is what the serving layer puts on its events; ``output_median`` 0 means
-    the model emits no output tokens (embeddings).
+    the model emits no output tokens (embeddings). An event reads a cached prefix of about
+    ``prefix_median`` tokens with ``cache_read`` per mille, writes one (5-minute, 1-hour
+    cache) with ``cache_write`` / ``cache_write_1h``, except in ``uncached_tiers``; it goes
+    to the batch, priority or flex tier with those shares (else standard); its prompt is
+    above LONG_CONTEXT_ABOVE_TOKENS with ``long_context`` per mille.
     """
 
     model_id: str
@@ -88,20 +114,34 @@ class SyntheticModel:
     weight: int
     input_median: int
     output_median: int
+    prefix_median: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cache_write_1h: int = 0
+    batch: int = 0
+    priority: int = 0
+    flex: int = 0
+    long_context: int = 0
+    uncached_tiers: tuple[str, ...] = ()
 
 
 # The shipped pricebook's models, plus fine-tunes it does not list: ft:globex:chat and
 # ft:initech:summarize price through fine_tune_multiplier from the base their events carry.
+# Shares per mille, and only what each model's shipped rate sets price: base-large (and
+# ft:acme:legal, derived from it) prices every cache class in standard and batch, in both
+# contexts; base-medium (and ft:globex:chat) prices cache reads, no cache writes, in all
+# four tiers; base-small (and ft:initech:summarize) has no cache rate in batch;
+# ft:acme:support has no tier; embed-small bills input only.
 DEMO_MIX = (
-    #              model_id                base_model    weight  input  output (medians)
-    SyntheticModel("base-large",           None,             14, 1_800,   450),
-    SyntheticModel("base-medium",          None,             30, 1_200,   300),
-    SyntheticModel("base-small",           None,             26,   600,   150),
-    SyntheticModel("embed-small",          None,             12,   400,     0),
-    SyntheticModel("ft:acme:support",      "base-large",      6,   900,   250),
-    SyntheticModel("ft:acme:legal",        "base-large",      4, 3_500,   700),
-    SyntheticModel("ft:globex:chat",       "base-medium",     5,   800,   400),
-    SyntheticModel("ft:initech:summarize", "base-small",      3, 4_000,   200),
+    #              model_id                base_model    weight  input  output  prefix  read  write  write_1h  batch  priority  flex  long  uncached_tiers  (medians; shares per mille)
+    SyntheticModel("base-large",           None,             14, 1_800,   450,  6_000,  400,   100,       30,   150,        0,    0,    5, ()),
+    SyntheticModel("base-medium",          None,             30, 1_200,   300,  3_000,  400,     0,        0,   150,       80,   40,    0, ()),
+    SyntheticModel("base-small",           None,             26,   600,   150,  1_500,  250,     0,        0,   150,        0,    0,    0, ("batch",)),
+    SyntheticModel("embed-small",          None,             12,   400,     0,      0,    0,     0,        0,   150,        0,    0,    0, ()),
+    SyntheticModel("ft:acme:support",      "base-large",      6,   900,   250,  4_000,  300,     0,        0,     0,        0,    0,    0, ()),
+    SyntheticModel("ft:acme:legal",        "base-large",      4, 3_500,   700, 12_000,  400,   100,       30,   150,        0,    0,    0, ()),
+    SyntheticModel("ft:globex:chat",       "base-medium",     5,   800,   400,  3_000,  300,     0,        0,   150,       80,   40,    0, ()),
+    SyntheticModel("ft:initech:summarize", "base-small",      3, 4_000,   200,  2_000,  200,     0,        0,   150,        0,    0,    0, ("batch",)),
 )  # fmt: skip
 
 
@@ -168,15 +208,75 @@ def _zipf(count: int) -> npt.NDArray[np.float64]:
 
 def _lognormal(
     rng: np.random.Generator, medians: npt.NDArray[Any], sigma: Real, least: int = 0
-) -> list[int]:
+) -> npt.NDArray[np.int64]:
     """Integers drawn lognormal around ``medians`` (0 stays 0), one per median, >= least."""
     drawn = np.rint(medians * rng.lognormal(0, sigma, len(medians))).astype(np.int64)
-    return np.maximum(drawn, least).tolist()
+    return np.maximum(drawn, least)
 
 
 def _mix(field: str) -> npt.NDArray[Any]:
     """DEMO_MIX's ``field``, model by model, to index with drawn model numbers."""
     return np.array([getattr(model, field) for model in DEMO_MIX])
+
+
+# [model, tier index]: True where the model's events in that tier never touch the cache.
+UNCACHED = np.array([[tier in m.uncached_tiers for tier in SERVICE_TIERS] for m in DEMO_MIX])
+
+
+def _drawn(rng: np.random.Generator, per_mille: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """For each event, whether its per-mille share draws it."""
+    return rng.integers(0, SHARE_SCALE, len(per_mille)) < per_mille
+
+
+def _service_tiers(rng: np.random.Generator, model: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Each event's tier, as an index into SERVICE_TIERS, drawn by its model's shares."""
+    roll = rng.integers(0, SHARE_SCALE, len(model))
+    bounds = np.cumsum([_mix(tier)[model] for tier in DRAWN_TIERS], axis=0)
+    chosen = np.select(
+        [roll < bound for bound in bounds],
+        [SERVICE_TIERS.index(tier) for tier in DRAWN_TIERS],
+        default=SERVICE_TIERS.index(STANDARD),
+    )
+    return chosen.astype(np.int64)
+
+
+def _cached_prefix(
+    rng: np.random.Generator,
+    model: npt.NDArray[Any],
+    share: str,
+    cacheable: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.int64]:
+    """A cached prefix's tokens on the events DEMO_MIX's ``share`` draws where
+    ``cacheable``, else 0; capped at ORDINARY_CLASS_MAX_TOKENS."""
+    drawn = _drawn(rng, _mix(share)[model]) & cacheable
+    prefix = _lognormal(rng, _mix("prefix_median")[model], TOKEN_SIGMA, least=1)
+    return np.where(drawn, np.minimum(prefix, ORDINARY_CLASS_MAX_TOKENS), 0)
+
+
+def _tokens(rng: np.random.Generator, model: npt.NDArray[Any]) -> Columns:
+    """The token classes and service tier of events of ``model`` (indexes into DEMO_MIX),
+    in its shares (module doc); input and output are drawn first, as they always were."""
+    input_tokens = _lognormal(rng, _mix("input_median")[model], TOKEN_SIGMA)
+    output_tokens = _lognormal(rng, _mix("output_median")[model], TOKEN_SIGMA)
+    tier = _service_tiers(rng, model)
+    cacheable = ~UNCACHED[model, tier]
+    cached = {
+        name: _cached_prefix(rng, model, name, cacheable)
+        for name in ("cache_read", "cache_write", "cache_write_1h")
+    }
+    long_prompt = _drawn(rng, _mix("long_context")[model])
+    extra = _lognormal(rng, np.full(len(model), LONG_PROMPT_EXTRA_MEDIAN), TOKEN_SIGMA)
+    input_tokens = np.where(
+        long_prompt,
+        LONG_CONTEXT_ABOVE_TOKENS + 1 + extra,
+        np.minimum(input_tokens, ORDINARY_CLASS_MAX_TOKENS),
+    )
+    return {
+        "input_tokens": input_tokens.tolist(),
+        "output_tokens": output_tokens.tolist(),
+        **{f"{name}_tokens": tokens.tolist() for name, tokens in cached.items()},
+        "service_tier": [TIER_VALUES[index] for index in tier.tolist()],
+    }
 
 
 def generate_hour(
@@ -196,7 +296,7 @@ def generate_hour(
     occurred = [hour + timedelta(microseconds=micros) for micros in offsets]
     delays = _lognormal(
         rng, np.full(count, MEDIAN_INGEST_DELAY_MICROS), INGEST_DELAY_SIGMA, MIN_INGEST_DELAY_MICROS
-    )
+    ).tolist()
     auth_ids = [auth_id(index, spec.principals) for index in range(spec.principals)]
     prefix = f"{seed_prefix(spec.seed)}{hour_tag(hour)}-"
     width = max(EVENT_NUMBER_DIGITS, len(str(count - 1)))
@@ -205,8 +305,7 @@ def generate_hour(
         "auth_id": [auth_ids[index] for index in principal.tolist()],
         "model_id": _mix("model_id")[model].tolist(),
         "base_model": _mix("base_model")[model].tolist(),
-        "input_tokens": _lognormal(rng, _mix("input_median")[model], TOKEN_SIGMA),
-        "output_tokens": _lognormal(rng, _mix("output_median")[model], TOKEN_SIGMA),
+        **_tokens(rng, model),
         "occurred_at": occurred,
         "ingested_at": [
             at + timedelta(microseconds=delay) for at, delay in zip(occurred, delays, strict=True)

@@ -1,5 +1,6 @@
-"""A readable report of what ``[start, end)`` rated to: cost per hour, top principals,
-exceptions by reason, totals. Money stays Decimal from the database to the text.
+"""A readable report of what ``[start, end)`` rated to: cost per hour, tokens and cost per
+token class, cost per service tier and context, top principals, exceptions by reason,
+totals. Money stays Decimal from the database to the text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class
 from rating_pipeline.windows import HOUR, require_hour_aligned_utc
 
 # One row per hour of the range, rated or not: billed rollups/events/cost, excepted events.
@@ -58,10 +60,10 @@ ORDER BY reason
 """
 
 SUMMARY_EXCEPTION_ROWS = """
-SELECT window_start, auth_id, model_id, reason, detail, event_count
+SELECT window_start, auth_id, model_id, service_tier, context_tier, reason, detail, event_count
 FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
-ORDER BY window_start, auth_id, model_id, reason
+ORDER BY window_start, auth_id, model_id, reason, service_tier, context_tier
 LIMIT %(limit)s
 """
 
@@ -122,6 +124,12 @@ def summarize(conn: psycopg.Connection, start: datetime, end: datetime) -> str:
         "Cost per hour",
         _hours_table(hours, totals),
         "",
+        "Tokens and cost per class",
+        *_classes_section(conn, first, stop, totals.cost),
+        "",
+        "Cost per service tier and context",
+        *_tiers_section(conn, first, stop, totals.cost),
+        "",
         f"Top {TOP_PRINCIPALS} principals by cost",
         _principals_table(conn, params, totals.cost),
         "",
@@ -177,6 +185,52 @@ def _hours_table(hours: Sequence[Sequence[Any]], totals: HourTotals) -> str:
     )
 
 
+def _exact_total(cost: Decimal) -> str:
+    return f"  total cost USD: {usd(cost)} (exact: {exact_usd(cost)})"
+
+
+def _classes_section(
+    conn: psycopg.Connection, start: datetime, end: datetime, total: Decimal
+) -> list[str]:
+    """Billed tokens and cost per token class; the classes add up exactly to the total."""
+    classes = cost_by_token_class(conn, start, end)
+    if not classes:
+        return ["(nothing billed)"]
+    cost = sum((c.cost_usd for c in classes), Decimal(0))
+    rows = [
+        (c.token_class, f"{c.tokens:,}", usd(c.cost_usd), _share(c.cost_usd, total))
+        for c in classes
+    ]
+    rows.append(("total", f"{sum(c.tokens for c in classes):,}", usd(cost), _share(cost, total)))
+    headers = ("token class", "tokens", "cost USD", "share")
+    return [_table(headers, rows, (False, True, True, True)), _exact_total(cost)]
+
+
+def _tiers_section(
+    conn: psycopg.Connection, start: datetime, end: datetime, total: Decimal
+) -> list[str]:
+    """Rollups, events, tokens and cost per (service tier, context tier)."""
+    tiers = cost_by_tier(conn, start, end)
+    if not tiers:
+        return ["(nothing billed)"]
+    cost = sum((t.cost_usd for t in tiers), Decimal(0))
+    rows = [
+        (
+            t.service_tier,
+            t.context_tier,
+            f"{t.rollups:,}",
+            f"{t.events:,}",
+            f"{t.tokens:,}",
+            usd(t.cost_usd),
+            _share(t.cost_usd, total),
+        )
+        for t in tiers
+    ]
+    headers = ("service tier", "context", "rollups", "events", "tokens", "cost USD", "share")
+    right = (False, False, True, True, True, True, True)
+    return [_table(headers, rows, right), _exact_total(cost)]
+
+
 def _principals_table(conn: psycopg.Connection, params: dict[str, object], total: Decimal) -> str:
     principals = conn.execute(SUMMARY_TOP_PRINCIPALS, {**params, "limit": TOP_PRINCIPALS})
     rows = [
@@ -214,12 +268,12 @@ def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> 
     )
     listed = conn.execute(SUMMARY_EXCEPTION_ROWS, {**params, "limit": EXCEPTIONS_LISTED})
     rows = _table(
-        ("hour (UTC)", "auth_id", "model_id", "reason", "events", "detail"),
+        ("hour (UTC)", "auth_id", "model_id", "tier", "context", "reason", "events", "detail"),
         [
-            (_hour(ws), _id(auth), _id(model), reason, f"{int(events):,}", detail)
-            for ws, auth, model, reason, detail, events in listed
+            (_hour(ws), _id(auth), _id(model), tier, ctx, reason, f"{int(events):,}", detail)
+            for ws, auth, model, tier, ctx, reason, detail, events in listed
         ],
-        (False, False, False, False, True, False),
+        (False, False, False, False, False, False, True, False),
     )
     sections = [by_reason, "", "Exceptions", rows]
     count_row = conn.execute(SUMMARY_EXCEPTION_COUNT, params).fetchone()

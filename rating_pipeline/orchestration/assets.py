@@ -23,7 +23,7 @@ from rating_pipeline.pricebook.loader import PricebookLoadError
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import require_schema
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
-from rating_pipeline.warehouse.outputs import costliest_rollups
+from rating_pipeline.warehouse.outputs import window_tables
 from rating_pipeline.windows import HOUR, Window
 
 # BackfillPolicy is marked beta in Dagster 1.13: a warning on every load that nobody can act on.
@@ -158,11 +158,12 @@ def window_usage(
     metadata={metadata.TABLE_NAME: "rated_usage"},
     freshness_policy=RATED_USAGE_FRESHNESS,
     description=(
-        "Priced hourly rollups, one row per (auth_id, model_id, window), and the "
-        "rating_exception rows of what did not bill. Each window is extracted, priced and "
-        "reconciled in one transaction: re-materializing converges to the latest run's output. "
-        "Per window: cost_usd is the exact total as text; cost_micro_usd is that total in "
-        "micro-USD rounded half-even, for plotting only."
+        "Priced hourly rollups, one row per (window, auth_id, model_id, service tier, context "
+        "tier), and the rating_exception rows of what did not bill. Each window is extracted, "
+        "priced and reconciled in one transaction: re-materializing converges to the latest "
+        "run's output. Per window: cost_usd is the exact total as text; cost_micro_usd is that "
+        "total in micro-USD rounded half-even, for plotting only; cost_by_token_class and "
+        "cost_by_tier split the exact total by token class and by tier."
     ),
 )
 def rated_usage(
@@ -181,10 +182,10 @@ def rated_usage(
                 raise dg.Failure(description=failed_window(windows, done, exc)) from exc
             for line in rating_log_lines(rating):
                 context.log.info(line)
-            # Read after the commit: the UI's table is no part of the rating's transaction.
-            costliest = costliest_rollups(conn, window, metadata.COSTLIEST_ROLLUPS)
+            # Read after the commit: the UI's tables are no part of the rating's transaction.
+            tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
             conn.commit()
             context.add_asset_metadata(
-                metadata.rating_metadata(rating, costliest), partition_key=window.key
+                metadata.rating_metadata(rating, tables), partition_key=window.key
             )
     return dg.MaterializeResult()

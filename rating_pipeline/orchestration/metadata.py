@@ -19,6 +19,7 @@ from rating_pipeline.orchestration.queries import WindowEvents
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
 from rating_pipeline.warehouse.engine import WindowRating
+from rating_pipeline.warehouse.outputs import ClassCost, TierCost, WindowTables
 from rating_pipeline.windows import Window
 
 COSTLIEST_ROLLUPS = 5
@@ -150,10 +151,47 @@ def costliest_rollups_table(
     )
 
 
-def rating_metadata(rating: WindowRating, costliest: Iterable[RatedRollup] = ()) -> dict[str, Any]:
+TOKEN_CLASS_COLUMNS = (
+    text_column("token_class"),
+    int_column("tokens", "billed tokens of the class"),
+    text_column(
+        "cost_usd", "exact, as text: the class's tokens x its frozen rates / 1,000,000, summed"
+    ),
+)
+TIER_COLUMNS = (
+    text_column("service_tier"),
+    text_column("context_tier", "long: the prompt was above the model's threshold"),
+    int_column("rollups"),
+    int_column("events"),
+    int_column("tokens", "billed tokens of every class"),
+    text_column("cost_usd", "exact, as text"),
+)
+
+
+def cost_by_token_class_table(classes: Iterable[ClassCost]) -> dg.TableMetadataValue:
+    """Billed tokens and exact cost per token class (classes with tokens only)."""
+    return table(
+        TOKEN_CLASS_COLUMNS,
+        ((c.token_class, c.tokens, usd_text(c.cost_usd)) for c in classes),
+    )
+
+
+def cost_by_tier_table(tiers: Iterable[TierCost]) -> dg.TableMetadataValue:
+    """Rollups, events, tokens and exact cost per (service tier, context tier)."""
+    return table(
+        TIER_COLUMNS,
+        (
+            (t.service_tier, t.context_tier, t.rollups, t.events, t.tokens, usd_text(t.cost_usd))
+            for t in tiers
+        ),
+    )
+
+
+def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) -> dict[str, Any]:
     """Everything the contract surfaces on a rated_usage materialization of one window,
-    with the table of its ``costliest`` rollups (``outputs.costliest_rollups``)."""
+    with the tables of its stored rows (``outputs.window_tables``)."""
     usage, exceptions = rating.usage, rating.exceptions
+    tables = tables or WindowTables()
     return {
         "rows_inserted": dg.MetadataValue.int(usage.inserted),
         "rows_updated": dg.MetadataValue.int(usage.updated),
@@ -175,7 +213,9 @@ def rating_metadata(rating: WindowRating, costliest: Iterable[RatedRollup] = ())
         "pricebook_version": dg.MetadataValue.text(rating.pricebook_version),
         "pricebook_sha256": dg.MetadataValue.text(rating.pricebook_sha256),
         "max_ingested_at": _instant(rating.max_ingested_at),
-        "costliest_rollups": costliest_rollups_table(costliest),
+        "costliest_rollups": costliest_rollups_table(tables.costliest),
+        "cost_by_token_class": cost_by_token_class_table(tables.by_token_class),
+        "cost_by_tier": cost_by_tier_table(tables.by_tier),
         PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rollup_count),
     }
 
