@@ -83,11 +83,16 @@ EXPECTED = {
         }
     },
     "sensors": {
+        "changed_events": {
+            "job": "rate_windows",
+            "minimum_interval_seconds": 60,
+            "default_status": "RUNNING",
+        },
         "late_events": {
             "job": "rate_windows",
             "minimum_interval_seconds": 60,
             "default_status": "RUNNING",
-        }
+        },
     },
     "resources": ["pricebooks", "warehouse"],
     "executor": "in_process",

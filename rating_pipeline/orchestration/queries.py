@@ -286,3 +286,30 @@ def late_beyond_lookback(
         )
         for row in conn.execute(load_sql("orchestration_late_beyond_lookback"), params)
     ]
+
+
+@dataclass(frozen=True)
+class LatestRating:
+    """A rated window's latest rating_log row, as the changed-events sensor compares it
+    (``events_digest`` None: logged before revision 0006)."""
+
+    window: Window
+    log_id: int
+    pricebook_version: str
+    events_digest: str | None
+
+
+def rotation(
+    conn: psycopg.Connection,
+    lookback_start: datetime,
+    now: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[LatestRating]:
+    """The latest rating of up to ``limit`` rated windows of the lookback: those after
+    ``after`` first, then from the lookback's start again."""
+    params = {"lookback_start": lookback_start, "now": now, "after": after, "limit": limit}
+    return [
+        LatestRating(_window(row[0]), int(row[1]), row[2], row[3])
+        for row in conn.execute(load_sql("orchestration_rotation"), params)
+    ]
