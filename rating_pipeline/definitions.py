@@ -12,6 +12,7 @@ from rating_pipeline.orchestration.assets import billing_event, pricebook, rated
 from rating_pipeline.orchestration.changed_events import build_changed_events_sensor, interval
 from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS
 from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.missed_hours import build_missed_hours_sensor
 from rating_pipeline.orchestration.resources import (
     PRICEBOOKS,
     WAREHOUSE,
@@ -31,6 +32,7 @@ defs = dg.Definitions(
     sensors=[
         build_late_events_sensor(lookback()),
         build_changed_events_sensor(lookback(), interval()),
+        build_missed_hours_sensor(lookback()),
     ],
     resources={
         WAREHOUSE: warehouse_from_environment(),

@@ -93,6 +93,11 @@ EXPECTED = {
             "minimum_interval_seconds": 60,
             "default_status": "RUNNING",
         },
+        "missed_hours": {
+            "job": "rate_windows",
+            "minimum_interval_seconds": 60,
+            "default_status": "RUNNING",
+        },
     },
     "resources": ["pricebooks", "warehouse"],
     "executor": "in_process",

@@ -313,3 +313,13 @@ def rotation(
         LatestRating(_window(row[0]), int(row[1]), row[2], row[3])
         for row in conn.execute(load_sql("orchestration_rotation"), params)
     ]
+
+
+def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
+    """The windows of ``span`` that hold events and were never rated, in order."""
+    if span.start >= span.end:
+        return []
+    return [
+        _window(row[0])
+        for row in conn.execute(load_sql("orchestration_unrated_hours"), span.params())
+    ]
