@@ -37,10 +37,11 @@ IN_FLIGHT = (
 )
 
 
-def missed_span(now: datetime, since: datetime) -> Span:
-    """The hours from ``since`` (or the first partition) that closed MISSED_AFTER before ``now``."""
-    first = max(since, hourly_windows.start.astimezone(UTC))
-    return Span(first, Window.containing(now - MISSED_AFTER).start)
+def missed_span(now: datetime, since: datetime | None = None) -> Span:
+    """The hours from ``since`` (None: the first partition) that closed MISSED_AFTER or more
+    before ``now``."""
+    first = hourly_windows.start.astimezone(UTC)
+    return Span(max(since or first, first), Window.containing(now - MISSED_AFTER).start)
 
 
 def attempts(instance: dg.DagsterInstance, window: Window) -> int:
