@@ -9,8 +9,10 @@ from __future__ import annotations
 import dagster as dg
 
 from rating_pipeline.orchestration.assets import billing_event, pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.changed_events import build_changed_events_sensor, interval
 from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS
 from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.missed_hours import build_missed_hours_sensor
 from rating_pipeline.orchestration.resources import (
     PRICEBOOKS,
     WAREHOUSE,
@@ -27,7 +29,11 @@ defs = dg.Definitions(
     asset_checks=list(RATED_USAGE_CHECKS),
     jobs=[rate_windows_job],
     schedules=[build_hourly_schedule(grace_minutes())],
-    sensors=[build_late_events_sensor(lookback())],
+    sensors=[
+        build_late_events_sensor(lookback()),
+        build_changed_events_sensor(lookback(), interval()),
+        build_missed_hours_sensor(lookback()),
+    ],
     resources={
         WAREHOUSE: warehouse_from_environment(),
         PRICEBOOKS: pricebooks_from_environment(),

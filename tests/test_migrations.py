@@ -14,6 +14,7 @@ PROJECT_TABLES = {
     "rated_usage_archive",
     "rating_exception_archive",
     "rating_log",
+    "late_window",
 }
 TABLES = """
 SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'

@@ -15,6 +15,7 @@ import psycopg
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.checks import (
     ALL_USAGE_PRICED,
+    ALL_WINDOWS_BILLED,
     COST_RECONSTRUCTS,
     EVENTS_CONSERVED,
     NO_AMBIGUOUS_BASE,
@@ -127,13 +128,19 @@ def test_materializing_one_partition_rates_that_window_only(
     assert costliest[0]["cost_usd"] == "0.014000000000"
     assert materializations(result, "window_usage")[KEY]["events"] == 4
     assert materializations(result, "pricebook")[KEY]["pricebook_version"] == "2026-06-01"
-    assert all(evaluation.passed for evaluation in checks(result).values())
-    assert set(checks(result)) == {
+    evaluations = checks(result)
+    assert set(evaluations) == {
         COST_RECONSTRUCTS,
         EVENTS_CONSERVED,
         NO_AMBIGUOUS_BASE,
         ALL_USAGE_PRICED,
+        ALL_WINDOWS_BILLED,
     }
+    assert all(e.passed for name, e in evaluations.items() if name != ALL_WINDOWS_BILLED)
+    # 11:00 holds events and was not rated: the WARN check names it, the run succeeds.
+    unbilled = evaluations[ALL_WINDOWS_BILLED]
+    assert not unbilled.passed and unbilled.severity == dg.AssetCheckSeverity.WARN
+    assert records(unbilled.metadata["windows"])[0]["window"] == "2026-06-15-11:00"
 
 
 def classed_traffic() -> list[BillingEvent]:

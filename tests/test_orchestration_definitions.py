@@ -63,6 +63,7 @@ EXPECTED = {
     },
     "checks": {
         "rated_usage:all_usage_priced": {"blocking": False},
+        "rated_usage:all_windows_billed": {"blocking": False},
         "rated_usage:cost_reconstructs": {"blocking": True},
         "rated_usage:events_conserved": {"blocking": False},
         "rated_usage:no_ambiguous_base": {"blocking": True},
@@ -70,7 +71,7 @@ EXPECTED = {
     "jobs": {
         "rate_windows": {
             "assets": ["pricebook", "rated_usage", "window_usage"],
-            "checks": 4,
+            "checks": 5,
             "partitions": HOURLY,
         }
     },
@@ -83,11 +84,21 @@ EXPECTED = {
         }
     },
     "sensors": {
+        "changed_events": {
+            "job": "rate_windows",
+            "minimum_interval_seconds": 60,
+            "default_status": "RUNNING",
+        },
         "late_events": {
             "job": "rate_windows",
             "minimum_interval_seconds": 60,
             "default_status": "RUNNING",
-        }
+        },
+        "missed_hours": {
+            "job": "rate_windows",
+            "minimum_interval_seconds": 60,
+            "default_status": "RUNNING",
+        },
     },
     "resources": ["pricebooks", "warehouse"],
     "executor": "in_process",

@@ -1,21 +1,18 @@
 """The late-events sensor, evaluated as the sensor daemon does, against a live database.
 
-Windows here are recent hours (the sensor's lookback is relative to the database's clock),
-rated directly by the engine; late events are inserted with the database's ``now()``.
+Windows here are recent hours (``tests.sensing``); late events are inserted with the
+database's ``now()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
 import pytest
 
-from rating_pipeline.definitions import defs
-from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
     LOOKBACK_VARIABLE,
@@ -24,23 +21,17 @@ from rating_pipeline.orchestration.sensors import (
     SensorSettingError,
     lookback,
 )
-from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.settings import project_root
-from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
-from rating_pipeline.warehouse.engine import rate_window
-from rating_pipeline.windows import HOUR, Window
+from rating_pipeline.warehouse.database import WarehouseConnectionError
+from tests import sensing
 from tests.conftest import database_url_for
-from tests.factories import make_event
+from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
-REPOSITORY = defs.get_repository_def()
 SENSOR = REPOSITORY.get_sensor_def("late_events")
-PRICEBOOKS = load_pricebooks(project_root() / "pricebooks")
-CURRENT = Window.containing(datetime.now(UTC))
-RECENT = Window.starting(CURRENT.start - 3 * HOUR)
-OTHER = Window.starting(CURRENT.start - 2 * HOUR)
-OLD = Window.starting(CURRENT.start - (DEFAULT_LOOKBACK_HOURS + 30) * HOUR)
+RECENT = hours_ago(3)
+OTHER = hours_ago(2)
+OLD = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
 
 
 @pytest.fixture
@@ -49,45 +40,10 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield test_instance
 
 
-def event(
-    window: Window,
-    minute: int,
-    event_id: str,
-    auth_id: str = "org-7",
-    model_id: str = "base-small",
-    ingested_at: datetime | None = None,
-) -> BillingEvent:
-    """One priced event ``minute`` into ``window``; ``ingested_at`` None: the database's now()."""
-    occurred_at = window.start + timedelta(minutes=minute)
-    made = make_event(auth_id, model_id, occurred_at=occurred_at, event_id=event_id)
-    return replace(made, ingested_at=ingested_at)
-
-
-def events_in(
-    window: Window, count: int, *, ingested_at: datetime | None = None
-) -> list[BillingEvent]:
-    return [
-        event(window, n + 1, f"{window.key}-{n}", f"org-{n % 2}", "base-large", ingested_at)
-        for n in range(count)
-    ]
-
-
-def rate(database_url: str, *windows: Window) -> None:
-    with connect(database_url) as conn:
-        for window in windows:
-            rate_window(conn, window, PRICEBOOKS, "test-sensor")
-
-
 def tick(
     database_url: str, instance: dg.DagsterInstance, cursor: str | None = None
 ) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        repository_def=REPOSITORY,
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
-    )
-    return SENSOR.evaluate_tick(context)
+    return sensing.tick(SENSOR, database_url, instance, cursor)
 
 
 def test_late_events_request_exactly_the_windows_they_changed(

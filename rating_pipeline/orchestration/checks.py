@@ -11,6 +11,10 @@ every window ever rated. Each check reads one REPEATABLE READ snapshot.
 - ``no_ambiguous_base`` (ERROR, blocking): no rollup was excluded as ``ambiguous_base``
   (contract 5.2: the window is reconciled in full first, then this check fails the run).
 - ``all_usage_priced`` (WARN): no ``unpriced`` and no ``invalid_event`` exceptions.
+- ``all_windows_billed`` (WARN): no window bills other events than it holds, unseen by the
+  sensors: windows older than the lookback that received events after their latest rating
+  (``late_window``), and hours with events never rated. It audits every window, whatever
+  the run's partitions.
 """
 
 from collections.abc import Iterable
@@ -19,7 +23,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration import missed_hours, queries
 from rating_pipeline.orchestration.assets import rated_usage
 from rating_pipeline.orchestration.metadata import (
     int_column,
@@ -33,6 +37,7 @@ from rating_pipeline.orchestration.queries import (
     CostAudit,
     CostMismatch,
     ExceptionRow,
+    LateWindow,
     LoggedTotalMismatch,
     ReasonTotals,
     Span,
@@ -40,11 +45,13 @@ from rating_pipeline.orchestration.queries import (
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
+from rating_pipeline.windows import Window
 
 COST_RECONSTRUCTS = "cost_reconstructs"
 EVENTS_CONSERVED = "events_conserved"
 NO_AMBIGUOUS_BASE = "no_ambiguous_base"
 ALL_USAGE_PRICED = "all_usage_priced"
+ALL_WINDOWS_BILLED = "all_windows_billed"
 NOT_PRICED_REASONS = (UNPRICED, INVALID_EVENT)
 WINDOWS_LISTED = 20
 
@@ -77,6 +84,10 @@ EXCEPTION_COLUMNS = (
     text_column("reason"),
     int_column("events"),
     text_column("detail"),
+)
+UNBILLED_COLUMNS = (
+    text_column("window"),
+    text_column("why", "what it bills against what it holds, and what the sensors do"),
 )
 
 
@@ -351,4 +362,70 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     )
 
 
-RATED_USAGE_CHECKS = (cost_reconstructs, events_conserved, no_ambiguous_base, all_usage_priced)
+@dg.asset_check(
+    asset=rated_usage,
+    name=ALL_WINDOWS_BILLED,
+    description=(
+        "No window bills other events than it holds unseen: lists the windows older than the "
+        "lookback whose events changed after their latest rating (late events the sensors do "
+        "not re-rate), and the hours with events that were never rated (missed hours, with "
+        "the missed_hours sensor's attempts)."
+    ),
+)
+def all_windows_billed(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.snapshot() as conn:
+        now = queries.database_clock(conn)
+        late = queries.late_windows(conn)
+        never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
+    attempts = {w: missed_hours.attempts(context.instance, w) for w in never_rated[:WINDOWS_LISTED]}
+    return evaluate_billed(late, never_rated, attempts)
+
+
+def evaluate_billed(
+    late: list[LateWindow], never_rated: list[Window], attempts: dict[Window, int]
+) -> dg.AssetCheckResult:
+    """WARN with every window listed (the first WINDOWS_LISTED in a table), else pass."""
+    why = {
+        w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating: "
+        "older than the lookback, not re-rated automatically"
+        for w in late
+    }
+    for window, made in attempts.items():
+        why[window] = (
+            f"never rated (missed_hours made {made} of its {missed_hours.MAX_ATTEMPTS} attempts)"
+        )
+    checked: dict[str, Any] = {
+        "late_windows": dg.MetadataValue.int(len(late)),
+        "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
+    }
+    if why:
+        listed = sorted(why.items())[:WINDOWS_LISTED]
+        checked["windows"] = table(UNBILLED_COLUMNS, ((w.key, text) for w, text in listed))
+    unbilled = len(late) + len(never_rated)
+    description = (
+        "Every window with events is rated, and no window older than the lookback received "
+        "events after its rating."
+        if not unbilled
+        else (
+            f"{len(late)} windows older than the lookback received events after their latest "
+            f"rating, and {len(never_rated)} hours with events were never rated. Decide whether "
+            "their invoice period is open, and if so materialize their partitions."
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=not unbilled,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=checked,
+        description=description,
+    )
+
+
+RATED_USAGE_CHECKS = (
+    cost_reconstructs,
+    events_conserved,
+    no_ambiguous_base,
+    all_usage_priced,
+    all_windows_billed,
+)

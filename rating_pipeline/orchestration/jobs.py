@@ -7,6 +7,8 @@ import dagster as dg
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 
 JOB_NAME = "rate_windows"
+# Which schedule or sensor asked for a run: every run request carries it.
+TRIGGER_TAG = "rating/trigger"
 
 # Selecting the assets selects their checks too; the hourly partitions come with them.
 rate_windows_job = dg.define_asset_job(

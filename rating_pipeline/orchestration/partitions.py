@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -24,3 +24,8 @@ hourly_windows = dg.HourlyPartitionsDefinition(
 def windows_in(time_window: dg.TimeWindow) -> list[Window]:
     """Every rating window of a run's partition time window (one partition or a range)."""
     return list(windows_between(time_window.start.astimezone(UTC), time_window.end.astimezone(UTC)))
+
+
+def is_partition(window: Window, now: datetime) -> bool:
+    """``window`` is a partition at ``now``: on or after the first, and closed."""
+    return window.start >= hourly_windows.start.astimezone(UTC) and window.end <= now

@@ -259,7 +259,7 @@ def changed_windows(
 @dataclass(frozen=True)
 class LateBeyondLookback:
     """A window older than the lookback whose events differ from what its latest rating
-    read (``events_read`` None: never rated)."""
+    (rating_log row ``log_id``) read (``events_read`` None: never rated)."""
 
     window: Window
     events_now: int
@@ -267,6 +267,7 @@ class LateBeyondLookback:
     events_read: int | None
     max_ingested_at_rated: datetime | None
     rated_at: datetime | None
+    log_id: int | None = None
 
 
 def late_beyond_lookback(
@@ -283,6 +284,63 @@ def late_beyond_lookback(
             events_read=None if row[3] is None else int(row[3]),
             max_ingested_at_rated=_utc(row[4]),
             rated_at=_utc(row[5]),
+            log_id=None if row[6] is None else int(row[6]),
         )
         for row in conn.execute(load_sql("orchestration_late_beyond_lookback"), params)
+    ]
+
+
+@dataclass(frozen=True)
+class LatestRating:
+    """A rated window's latest rating_log row, as the changed-events sensor compares it
+    (``events_digest`` None: logged before revision 0006)."""
+
+    window: Window
+    log_id: int
+    pricebook_version: str
+    events_digest: str | None
+
+
+def rotation(
+    conn: psycopg.Connection,
+    lookback_start: datetime,
+    now: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[LatestRating]:
+    """The latest rating of up to ``limit`` rated windows of the lookback: those after
+    ``after`` first, then from the lookback's start again."""
+    params = {"lookback_start": lookback_start, "now": now, "after": after, "limit": limit}
+    return [
+        LatestRating(_window(row[0]), int(row[1]), row[2], row[3])
+        for row in conn.execute(load_sql("orchestration_rotation"), params)
+    ]
+
+
+def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
+    """The windows of ``span`` that hold events and were never rated, in order."""
+    if span.start >= span.end:
+        return []
+    return [
+        _window(row[0])
+        for row in conn.execute(load_sql("orchestration_unrated_hours"), span.params())
+    ]
+
+
+@dataclass(frozen=True)
+class LateWindow:
+    """A window older than the lookback that the late_events sensor found changed after its
+    latest rating, and that no rating has read since."""
+
+    window: Window
+    events_now: int
+    events_read: int
+    found_at: datetime
+
+
+def late_windows(conn: psycopg.Connection) -> list[LateWindow]:
+    """Every recorded late window still billed as before its late events, in order."""
+    return [
+        LateWindow(_window(row[0]), int(row[1]), int(row[2]), row[3].astimezone(UTC))
+        for row in conn.execute(load_sql("orchestration_late_windows"))
     ]

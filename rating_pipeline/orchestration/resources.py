@@ -55,6 +55,15 @@ class WarehouseResource(dg.ConfigurableResource):
             with conn.transaction():
                 yield conn
 
+    @contextmanager
+    def rolled_back(self) -> Iterator[psycopg.Connection]:
+        """A REPEATABLE READ transaction that is always rolled back: one snapshot for reads
+        that need scratch temp tables (a read-only transaction refuses to create them)."""
+        with self.connect() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with conn.transaction(force_rollback=True):
+                yield conn
+
 
 class PricebookResource(dg.ConfigurableResource):
     """The directory of pricebook versions (``RATING_PRICEBOOK_DIR``, else ``pricebooks/``)."""

@@ -13,6 +13,8 @@ Windows older than the lookback (``RATING_LATE_EVENT_LOOKBACK_HOURS``, default 7
 never re-rated automatically. Those among them that received such events and whose events
 now differ from their latest rating's (or that were never rated) are reported in the tick's
 log and skip reason, and in the cursor; a window rated since its late events landed is not.
+The rated ones are also recorded in ``late_window``, which the ``all_windows_billed`` check
+lists until a rating reads their events.
 A database error is not a skip: it raises, and the tick shows the error.
 """
 
@@ -30,6 +32,7 @@ from rating_pipeline.orchestration.jobs import rate_windows_job
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
 LOOKBACK_VARIABLE = "RATING_LATE_EVENT_LOOKBACK_HOURS"
@@ -124,6 +127,25 @@ def scan(
     changed = queries.changed_windows(conn, since, lookback_start)
     beyond = queries.late_beyond_lookback(conn, since, lookback_start)
     return LateEventsScan(now, since, lookback_start, tuple(changed), tuple(beyond))
+
+
+def record_late_windows(warehouse: WarehouseResource, found: LateEventsScan) -> None:
+    """Record the rated windows beyond the lookback that the tick found changed, in their
+    own transaction (the never-rated ones the all_windows_billed check finds itself)."""
+    rated = [late for late in found.beyond_lookback if late.log_id is not None]
+    if not rated:
+        return
+    with warehouse.connect() as conn, conn.transaction():
+        conn.execute(
+            load_sql("record_late_windows"),
+            {
+                "window_starts": [late.window.start for late in rated],
+                "events_now": [late.events_now for late in rated],
+                "events_read": [late.events_read for late in rated],
+                "log_ids": [late.log_id for late in rated],
+                "found_at": found.now,
+            },
+        )
 
 
 def run_key(window: ChangedWindow) -> str:
@@ -221,6 +243,7 @@ def build_late_events_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
         previous = LateEventsCursor.parse(context.cursor)
         with warehouse.snapshot() as conn:
             found = scan(conn, previous, window_lookback)
+        record_late_windows(warehouse, found)
         return evaluate(context, found, previous)
 
     return late_events

@@ -90,7 +90,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
 
 OUTPUT_TABLES = (
     "rated_usage", "rating_exception", "rated_usage_archive", "rating_exception_archive",
-    "rating_log",
+    "rating_log", "late_window",
 )  # fmt: skip
 COUNT_ROWS = "SELECT count(*) FROM {table}"
 PRESENT_TABLES = "SELECT relname FROM pg_class WHERE relname = ANY(%(tables)s) AND relkind = 'r'"

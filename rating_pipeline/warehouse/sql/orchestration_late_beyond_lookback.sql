@@ -12,7 +12,7 @@ WITH touched AS (
 latest AS (
     SELECT DISTINCT ON (rating_log.window_start)
         rating_log.window_start, rating_log.events_read, rating_log.max_ingested_at,
-        rating_log.rated_at
+        rating_log.rated_at, rating_log.log_id
     FROM rating_log
     JOIN touched ON touched.window_start = rating_log.window_start
     ORDER BY rating_log.window_start, rating_log.log_id DESC
@@ -34,7 +34,8 @@ SELECT
     now_in_window.max_ingested_at AS max_ingested_at_now,
     latest.events_read,
     latest.max_ingested_at AS max_ingested_at_rated,
-    latest.rated_at
+    latest.rated_at,
+    latest.log_id
 FROM now_in_window
 LEFT JOIN latest ON latest.window_start = now_in_window.window_start
 WHERE latest.window_start IS NULL

@@ -1,0 +1,199 @@
+"""The changed-events sensor: re-rate a rated window whose events were deleted or corrected.
+
+A deleted event, or one updated in place, leaves no new ``ingested_at``: the late-events
+sensor cannot see it. Each tick of this one takes the next few rated windows of the lookback
+in rotation, recomputes the events digest their rating would read now (the rating's own
+extraction, ``read_window_usage``, with the pricebook version the window was rated with, in
+a transaction that is rolled back), and compares it with the digest its latest rating
+logged (``rating_log.events_digest``). A difference requests a run of the partition, keyed
+by (partition, latest log row, digest now): one state is requested once.
+
+Every rated window of the lookback is checked within half of
+``RATING_CHANGED_EVENT_INTERVAL_MINUTES`` when the sensor ticks at its minimum interval; the
+other half absorbs later ticks and the re-rate's run. The cursor is the last window checked.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import psycopg
+
+from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.partitions import is_partition
+from rating_pipeline.orchestration.queries import LatestRating
+from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
+from rating_pipeline.orchestration.sensors import (
+    LOOKBACK_VARIABLE,
+    MINIMUM_INTERVAL_SECONDS,
+    SensorSettingError,
+)
+from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.warehouse.engine import RATING_WORK_MEM
+from rating_pipeline.warehouse.extract import read_window_usage
+from rating_pipeline.warehouse.sqlfiles import load_sql
+from rating_pipeline.windows import HOUR, Window
+
+SENSOR_NAME = "changed_events"
+INTERVAL_VARIABLE = "RATING_CHANGED_EVENT_INTERVAL_MINUTES"
+DEFAULT_INTERVAL_MINUTES = 60
+# A tick's cost is this many window extractions at most (BENCHMARKS.md: about one rating's).
+MAX_WINDOWS_PER_TICK = 6
+
+
+def interval(value: str | None = None) -> timedelta:
+    """Within how long a deleted or corrected event's window is re-rated."""
+    text = os.environ.get(INTERVAL_VARIABLE) if value is None else value
+    if text is None or not text.strip():
+        return timedelta(minutes=DEFAULT_INTERVAL_MINUTES)
+    try:
+        minutes = int(text)
+    except ValueError:
+        minutes = 0
+    if minutes < 1:
+        raise SensorSettingError(f"{INTERVAL_VARIABLE}={text!r}: expected whole minutes, 1 or more")
+    return timedelta(minutes=minutes)
+
+
+def windows_per_tick(window_lookback: timedelta, within: timedelta) -> int:
+    """How many windows a tick checks so that the lookback's are all checked within half of
+    ``within`` at one tick a minimum interval; SensorSettingError above MAX_WINDOWS_PER_TICK."""
+    ticks = (within / 2) // timedelta(seconds=MINIMUM_INTERVAL_SECONDS)
+    needed = math.ceil(window_lookback / HOUR / ticks) if ticks else math.inf
+    if needed > MAX_WINDOWS_PER_TICK:
+        raise SensorSettingError(
+            f"{INTERVAL_VARIABLE}={within // timedelta(minutes=1)} with {LOOKBACK_VARIABLE}="
+            f"{window_lookback // HOUR} needs {needed} windows per tick, more than "
+            f"{MAX_WINDOWS_PER_TICK}: lengthen the interval or shorten the lookback"
+        )
+    return int(needed)
+
+
+@dataclass(frozen=True)
+class DigestCheck:
+    """One rated window checked: the digest its latest rating logged, and the one now."""
+
+    rated: LatestRating
+    digest_now: str
+
+    @property
+    def window(self) -> Window:
+        return self.rated.window
+
+    @property
+    def changed(self) -> bool:
+        return self.digest_now != self.rated.events_digest
+
+
+def version_rated(pricebooks: Pricebooks, rated: LatestRating) -> PricebookVersion:
+    """The version the window was rated with; the one that would rate it now if it is gone."""
+    for version in pricebooks.versions:
+        if version.version == rated.pricebook_version:
+            return version
+    return pricebooks.version_for(rated.window)
+
+
+def digest_now(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> str:
+    """The events digest a rating of ``window`` would log now, in a savepoint rolled back
+    (the extraction's temp table goes with it)."""
+    with conn.transaction(force_rollback=True):
+        conn.execute(load_sql("set_work_mem"), {"work_mem": RATING_WORK_MEM})
+        return read_window_usage(conn, window, version).events_digest
+
+
+def scan(
+    conn: psycopg.Connection,
+    pricebooks: Pricebooks,
+    after: datetime | None,
+    window_lookback: timedelta,
+    count: int,
+) -> tuple[datetime, list[DigestCheck]]:
+    """The database's clock and the next ``count`` rated windows after ``after``, checked,
+    all in the caller's one snapshot."""
+    now = queries.database_clock(conn)
+    lookback_start = Window.containing(now).start - window_lookback
+    return now, [
+        DigestCheck(rated, digest_now(conn, rated.window, version_rated(pricebooks, rated)))
+        for rated in queries.rotation(conn, lookback_start, now, after, count)
+    ]
+
+
+def parse_cursor(text: str | None) -> datetime | None:
+    """The start of the last window the previous tick checked; None: start the rotation."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError as exc:
+        raise SensorSettingError(
+            f"{SENSOR_NAME} sensor: unreadable cursor {text!r}; reset it in the UI"
+        ) from exc
+
+
+def run_request(check: DigestCheck) -> dg.RunRequest:
+    """Keyed by the latest rating and the digest now: a new rating or a new change is new."""
+    return dg.RunRequest(
+        run_key=f"{check.window.key}:{check.rated.log_id}:{check.digest_now}",
+        partition_key=check.window.key,
+        tags={"rating/trigger": SENSOR_NAME},
+    )
+
+
+def evaluate(
+    context: dg.SensorEvaluationContext,
+    now: datetime,
+    checked: list[DigestCheck],
+    previous: datetime | None,
+) -> dg.SensorResult:
+    """Run requests for the changed windows; the cursor moves to the last window checked."""
+    cursor = checked[-1].window.start if checked else previous
+    serialized = None if cursor is None else cursor.isoformat()
+    requests = []
+    for check in checked:
+        if check.changed and is_partition(check.window, now):
+            context.log.info(
+                f"window {check.window.key}: events digest {check.digest_now} now, "
+                f"{check.rated.events_digest} at its latest rating; requesting a re-rate"
+            )
+            requests.append(run_request(check))
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=serialized)
+    keys = ", ".join(check.window.key for check in checked) or "none rated in the lookback"
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(f"windows checked, events unchanged since rated: {keys}"),
+        cursor=serialized,
+    )
+
+
+def build_changed_events_sensor(
+    window_lookback: timedelta, within: timedelta
+) -> dg.SensorDefinition:
+    per_tick = windows_per_tick(window_lookback, within)
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=rate_windows_job,
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Re-rates a rated window whose events were deleted or corrected in place: "
+            f"recomputes {per_tick} windows' events digests a tick, so that every window of "
+            f"the {window_lookback // HOUR} h lookback is checked within "
+            f"{within // timedelta(minutes=1) // 2} minutes ({INTERVAL_VARIABLE})."
+        ),
+    )
+    def changed_events(
+        context: dg.SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        pricebooks: PricebookResource,
+    ) -> dg.SensorResult:
+        previous = parse_cursor(context.cursor)
+        books = pricebooks.load()
+        with warehouse.rolled_back() as conn:
+            now, checked = scan(conn, books, previous, window_lookback, per_tick)
+        return evaluate(context, now, checked, previous)
+
+    return changed_events

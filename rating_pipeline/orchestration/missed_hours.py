@@ -1,0 +1,130 @@
+"""The missed-hours sensor: a past hour of the lookback with events and no rating is rated.
+
+The schedule asks for each hour once (its run key is the partition key), and the other
+sensors compare windows with their latest rating: an hour whose scheduled run failed or
+never launched would stay unbilled. An hour is missed once it closed more than MISSED_AFTER
+ago (the schedule rates it by then; the same 1 h 30 as rated_usage's freshness) and holds
+events but no rating_log row. Each tick requests a run of every missed hour of the lookback
+that has no run in flight, until MAX_ATTEMPTS runs of this sensor exist for it (counted
+from the runs the instance keeps, retries of a dead run included); then the
+``all_windows_billed`` check reports it.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration.assets import LATE_AFTER
+from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
+from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.queries import Span
+from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.orchestration.sensors import MINIMUM_INTERVAL_SECONDS
+from rating_pipeline.windows import HOUR, Window
+
+SENSOR_NAME = "missed_hours"
+MAX_ATTEMPTS = 3
+MISSED_AFTER = HOUR + LATE_AFTER
+PARTITION_TAG = "dagster/partition"  # Dagster's own tag on a partition's runs
+IN_FLIGHT = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+
+
+def missed_span(now: datetime, since: datetime | None = None) -> Span:
+    """The hours from ``since`` (None: the first partition) that closed MISSED_AFTER or more
+    before ``now``."""
+    first = hourly_windows.start.astimezone(UTC)
+    return Span(max(since or first, first), Window.containing(now - MISSED_AFTER).start)
+
+
+def attempts(instance: dg.DagsterInstance, window: Window) -> int:
+    """How many runs this sensor has made for ``window``, whatever became of them."""
+    tags = {PARTITION_TAG: window.key, TRIGGER_TAG: SENSOR_NAME}
+    return instance.get_runs_count(dg.RunsFilter(tags=tags))
+
+
+def in_flight(instance: dg.DagsterInstance, window: Window) -> bool:
+    """A run of ``window``'s partition is queued or running, whoever asked for it."""
+    runs = dg.RunsFilter(tags={PARTITION_TAG: window.key}, statuses=list(IN_FLIGHT))
+    return instance.get_runs_count(runs) > 0
+
+
+@dataclass(frozen=True)
+class MissedHour:
+    """A missed hour, and what the sensor does about it this tick."""
+
+    window: Window
+    attempts: int
+    in_flight: bool
+
+    @property
+    def to_request(self) -> bool:
+        return not self.in_flight and self.attempts < MAX_ATTEMPTS
+
+    def state(self) -> str:
+        if self.in_flight:
+            return f"{self.window.key}: never rated, a run is in flight"
+        if self.to_request:
+            return f"{self.window.key}: never rated, requesting attempt {self.attempts + 1}"
+        return (
+            f"{self.window.key}: never rated, requested {self.attempts} times; given up "
+            "(the all_windows_billed check lists it)"
+        )
+
+
+def missed_hours_now(
+    instance: dg.DagsterInstance, warehouse: WarehouseResource, window_lookback: timedelta
+) -> list[MissedHour]:
+    """Every missed hour of the lookback, with its attempts so far."""
+    with warehouse.snapshot() as conn:
+        now = queries.database_clock(conn)
+        since = Window.containing(now).start - window_lookback
+        windows = queries.unrated_hours(conn, missed_span(now, since))
+    return [MissedHour(w, attempts(instance, w), in_flight(instance, w)) for w in windows]
+
+
+def evaluate(context: dg.SensorEvaluationContext, missed: list[MissedHour]) -> dg.SensorResult:
+    """A run request per missed hour still to be tried, keyed by its attempt."""
+    requests = [
+        dg.RunRequest(
+            run_key=f"{hour.window.key}:missed:{hour.attempts + 1}",
+            partition_key=hour.window.key,
+            tags={TRIGGER_TAG: SENSOR_NAME},
+        )
+        for hour in missed
+        if hour.to_request
+    ]
+    for hour in missed:
+        if hour.to_request:
+            context.log.info(hour.state())
+    if requests:
+        return dg.SensorResult(run_requests=requests)
+    states = "; ".join(hour.state() for hour in missed)
+    return dg.SensorResult(skip_reason=dg.SkipReason(states or "no missed hour in the lookback"))
+
+
+def build_missed_hours_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=rate_windows_job,
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Rates an hour of the lookback that holds events but was never rated, once it "
+            f"closed {MISSED_AFTER} ago: at most {MAX_ATTEMPTS} runs per hour, then the "
+            "all_windows_billed check reports it."
+        ),
+    )
+    def missed_hours(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult:
+        return evaluate(context, missed_hours_now(context.instance, warehouse, window_lookback))
+
+    return missed_hours

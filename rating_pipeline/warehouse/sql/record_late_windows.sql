@@ -1,0 +1,16 @@
+-- The late_events sensor's record of rated windows older than the lookback whose events
+-- changed after their latest rating (rating_log row %(log_ids)s), seen at %(found_at)s.
+-- A window recorded against the same rating with the same count keeps its row as it is.
+-- Bound: %(window_starts)s, %(events_now)s, %(events_read)s, %(log_ids)s, %(found_at)s.
+INSERT INTO late_window AS recorded (window_start, events_now, events_read, log_id, found_at)
+SELECT found.window_start, found.events_now, found.events_read, found.log_id, %(found_at)s
+FROM unnest(
+    %(window_starts)s::timestamptz[], %(events_now)s::bigint[], %(events_read)s::bigint[],
+    %(log_ids)s::bigint[]
+) AS found (window_start, events_now, events_read, log_id)
+ON CONFLICT (window_start) DO UPDATE
+SET events_now = excluded.events_now,
+    events_read = excluded.events_read,
+    log_id = excluded.log_id,
+    found_at = excluded.found_at
+WHERE (recorded.events_now, recorded.log_id) IS DISTINCT FROM (excluded.events_now, excluded.log_id)

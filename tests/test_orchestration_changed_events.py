@@ -1,0 +1,213 @@
+"""The changed-events sensor: deletions and in-place corrections in rated windows are re-rated.
+
+Neither leaves a new ``ingested_at``, so the late-events sensor cannot see them; this one
+recomputes rated windows' events digests in rotation, as the daemon would tick it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.changed_events import (
+    DEFAULT_INTERVAL_MINUTES,
+    INTERVAL_VARIABLE,
+    build_changed_events_sensor,
+    interval,
+    windows_per_tick,
+)
+from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
+from rating_pipeline.orchestration.sensors import (
+    DEFAULT_LOOKBACK_HOURS,
+    MINIMUM_INTERVAL_SECONDS,
+    SensorSettingError,
+)
+from rating_pipeline.records import BillingEvent
+from tests.conftest import delete_events
+from tests.sensing import PRICEBOOK_DIR, REPOSITORY, events_in, hours_ago, rate, tick
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+SENSOR = REPOSITORY.get_sensor_def("changed_events")
+LOOKBACK = timedelta(hours=DEFAULT_LOOKBACK_HOURS)
+CORRECT_IN_PLACE = "UPDATE billing_event SET input_tokens = input_tokens + 1 WHERE event_id = %s"
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def requested(data: dg.SensorExecutionData) -> list[str]:
+    return [r.partition_key or "" for r in data.run_requests or []]
+
+
+def test_an_event_deleted_from_a_rated_window_requests_its_rerate(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+
+    assert request.partition_key == window.key
+    assert request.tags["rating/trigger"] == "changed_events"
+
+
+def test_an_event_corrected_in_place_requests_its_rerate(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(CORRECT_IN_PLACE, (f"{window.key}-1",))
+
+    assert requested(tick(SENSOR, database_url, instance)) == [window.key]
+
+
+def test_windows_whose_events_did_not_change_are_not_rerated(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    windows = (hours_ago(3), hours_ago(2))
+    for window in windows:
+        add_events(events_in(window, 2))
+    rate(database_url, *windows)
+
+    quiet = tick(SENSOR, database_url, instance)
+
+    assert quiet.run_requests == []
+    assert all(window.key in (quiet.skip_message or "") for window in windows)
+
+
+def test_a_changed_state_is_requested_once_until_a_rating_settles_it(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    window = hours_ago(3)
+    add_events(events_in(window, 4))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+
+    first = tick(SENSOR, database_url, instance)
+    again = tick(SENSOR, database_url, instance, first.cursor)
+    rate(database_url, window)
+    settled = tick(SENSOR, database_url, instance, again.cursor)
+    delete_events(database_url, [f"{window.key}-2"])
+    changed_again = tick(SENSOR, database_url, instance, settled.cursor)
+
+    keys = [[r.run_key for r in t.run_requests or []] for t in (first, again, changed_again)]
+    assert keys[0] == keys[1] and len(keys[0]) == 1
+    assert settled.run_requests == []
+    assert len(keys[2]) == 1 and keys[2] != keys[0]
+
+
+def test_every_rated_window_of_the_lookback_is_checked_within_half_the_interval(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    # 4 windows, ticks 1 minute apart, an interval of 4 minutes: 2 windows a tick.
+    sensor = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))
+    windows = [hours_ago(h) for h in (4, 3, 2, 1)]
+    for window in windows:
+        add_events(events_in(window, 2))
+    rate(database_url, *windows)
+    delete_events(database_url, [f"{window.key}-0" for window in windows])
+
+    first = tick(sensor, database_url, instance)
+    second = tick(sensor, database_url, instance, first.cursor)
+    third = tick(sensor, database_url, instance, second.cursor)
+
+    assert requested(first) == [w.key for w in windows[:2]]
+    assert requested(second) == [w.key for w in windows[2:]]
+    assert requested(third) == requested(first)  # the rotation starts over
+
+
+def test_a_deleted_event_is_rebilled_within_the_interval(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    # Every window of the default lookback rated; an event deleted from the window the first
+    # tick has just checked: the worst case, a whole rotation away.
+    windows = [hours_ago(h) for h in range(DEFAULT_LOOKBACK_HOURS, 0, -1)]
+    for window in windows:
+        add_events(events_in(window, 2))
+    rate(database_url, *windows)
+    first = tick(SENSOR, database_url, instance)
+    assert first.run_requests == []
+    delete_events(database_url, [f"{windows[0].key}-0"])
+
+    cursor, ticks, requests = first.cursor, 0, []
+    while not requests and ticks < 100:
+        data = tick(SENSOR, database_url, instance, cursor)
+        cursor, ticks, requests = data.cursor, ticks + 1, data.run_requests or []
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage],
+        partition_key=requests[0].partition_key,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+        instance=instance,
+    )
+
+    assert requests[0].partition_key == windows[0].key
+    budget = timedelta(minutes=DEFAULT_INTERVAL_MINUTES) / 2
+    assert ticks * timedelta(seconds=MINIMUM_INTERVAL_SECONDS) <= budget
+    assert result.success
+    [rating] = result.asset_materializations_for_node("rated_usage")
+    assert rating.metadata["events_read"] == dg.IntMetadataValue(1)
+
+
+def test_the_interval_comes_from_the_environment_and_fits_the_tick_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(INTERVAL_VARIABLE, raising=False)
+    assert interval() == timedelta(minutes=DEFAULT_INTERVAL_MINUTES)
+    monkeypatch.setenv(INTERVAL_VARIABLE, "90")
+    assert interval() == timedelta(minutes=90)
+    for bad in ("0", "-5", "an hour"):
+        with pytest.raises(SensorSettingError, match=INTERVAL_VARIABLE):
+            interval(bad)
+    assert windows_per_tick(LOOKBACK, timedelta(minutes=60)) == 3
+    with pytest.raises(SensorSettingError, match="windows per tick"):
+        windows_per_tick(LOOKBACK, timedelta(minutes=10))
+
+
+NEW_VERSION = """\
+version: "{version}"
+effective_from: "{effective_from}"
+currency: USD
+models:
+  base-large:
+    input_per_mtok: "2.50"
+    output_per_mtok: "10.00"
+    long_context_above_tokens: 500
+    long_context: {{input_per_mtok: "5.00", output_per_mtok: "15.00"}}
+"""
+
+
+def test_a_new_pricebook_version_alone_does_not_rerate_a_window(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    # A version that would classify the window's 1,000-token prompts as long context: the
+    # digest is recomputed with the version the window was rated with, so nothing changed.
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    for shipped in PRICEBOOK_DIR.glob("*.yaml"):
+        shutil.copy(shipped, tmp_path)
+    effective = hours_ago(5).start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    (tmp_path / "later.yaml").write_text(
+        NEW_VERSION.format(version="later", effective_from=effective)
+    )
+
+    data = tick(SENSOR, database_url, instance, pricebook_dir=tmp_path)
+
+    assert data.run_requests == []

@@ -1,0 +1,95 @@
+"""The missed-hours sensor: a past hour with events and no rating is requested, a few times.
+
+The schedule asks once per hour (its run key is the partition); a run that failed or never
+launched leaves the hour unrated. Attempts are counted from the runs the instance keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
+from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG, SENSOR_NAME
+from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.windows import Window
+from tests.sensing import REPOSITORY, events_in, hours_ago, rate, tick
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+SENSOR = REPOSITORY.get_sensor_def(SENSOR_NAME)
+MISSED = hours_ago(3)  # closed at least two hours ago, whatever the minute
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def requested(data: dg.SensorExecutionData) -> list[str]:
+    return [r.partition_key or "" for r in data.run_requests or []]
+
+
+def earlier_run(instance: dg.DagsterInstance, window: Window, status: dg.DagsterRunStatus) -> None:
+    """A run of the sensor's for ``window``, as the instance keeps it."""
+    tags = {PARTITION_TAG: window.key, TRIGGER_TAG: SENSOR_NAME}
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=status)
+
+
+def test_a_past_hour_with_events_and_no_rating_is_requested(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+
+    assert request.partition_key == MISSED.key
+    assert request.tags[TRIGGER_TAG] == SENSOR_NAME
+
+
+def test_hours_rated_empty_or_beyond_the_lookback_are_not_requested(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    rated, old = hours_ago(4), hours_ago(DEFAULT_LOOKBACK_HOURS + 2)
+    add_events([*events_in(rated, 2), *events_in(old, 2)])
+    rate(database_url, rated)
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_the_hour_that_just_closed_is_left_to_the_schedule(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(hours_ago(1), 2))
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_a_missed_hour_is_requested_at_most_three_times_then_reported(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+    keys = []
+    for _ in range(MAX_ATTEMPTS):
+        [request] = tick(SENSOR, database_url, instance).run_requests or []
+        keys.append(request.run_key)
+        earlier_run(instance, MISSED, dg.DagsterRunStatus.FAILURE)
+
+    given_up = tick(SENSOR, database_url, instance)
+
+    assert MAX_ATTEMPTS == 3 and len(set(keys)) == 3
+    assert given_up.run_requests == []
+    assert f"{MISSED.key}: never rated, requested 3 times" in (given_up.skip_message or "")
+
+
+def test_a_missed_hour_whose_run_is_in_flight_is_not_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+    earlier_run(instance, MISSED, dg.DagsterRunStatus.STARTED)
+
+    assert tick(SENSOR, database_url, instance).run_requests == []

@@ -1,0 +1,118 @@
+"""The all_windows_billed check (WARN): what no sensor bills is listed where the UI shows it.
+
+Late events in windows older than the lookback (recorded by the late_events sensor in
+late_window, kept until a rating reads them) and hours with events that were never rated
+(with the missed_hours sensor's attempts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.checks import (
+    ALL_WINDOWS_BILLED,
+    RATED_USAGE_CHECKS,
+    all_windows_billed,
+)
+from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
+from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG
+from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOURS
+from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
+from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS, LateEventsCursor
+from rating_pipeline.records import BillingEvent
+from tests.sensing import PRICEBOOK_DIR, REPOSITORY, event, events_in, hours_ago, rate, tick
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+LATE_EVENTS = REPOSITORY.get_sensor_def("late_events")
+OLD = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
+MISSED = hours_ago(3)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def check(database_url: str, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
+    """Execute all_windows_billed alone, as the UI's "Execute" does."""
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage, *RATED_USAGE_CHECKS],
+        selection=dg.AssetSelection.checks(all_windows_billed),
+        instance=instance,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == ALL_WINDOWS_BILLED
+    return evaluation
+
+
+def listed(evaluation: dg.AssetCheckEvaluation) -> dict[str, str]:
+    """Window key -> why, from the check's table."""
+    table = evaluation.metadata["windows"]
+    assert isinstance(table, dg.TableMetadataValue)
+    return {record.data["window"]: record.data["why"] for record in table.records}
+
+
+def test_late_events_beyond_the_lookback_stay_listed_until_a_rating_reads_them(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-old")])
+    found = tick(LATE_EVENTS, database_url, instance)
+    # A tick long after: the late event is out of its rescan, and out of its cursor.
+    later = LateEventsCursor(datetime.now(UTC) + timedelta(hours=1)).serialize()
+    assert tick(LATE_EVENTS, database_url, instance, later).run_requests == []
+
+    reported = check(database_url, instance)
+    rate(database_url, OLD)
+    settled = check(database_url, instance)
+
+    assert found.run_requests == []
+    assert not reported.passed and reported.severity == dg.AssetCheckSeverity.WARN
+    assert listed(reported) == {
+        OLD.key: "3 events now, 2 read by its latest rating: older than the lookback, "
+        "not re-rated automatically"
+    }
+    assert settled.passed and "windows" not in settled.metadata
+
+
+def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events([*events_in(MISSED, 2), *events_in(OLD, 1)])
+    for _ in range(MAX_ATTEMPTS):
+        tags = {PARTITION_TAG: MISSED.key, TRIGGER_TAG: MISSED_HOURS}
+        create_run_for_test(
+            instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.FAILURE
+        )
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed
+    assert listed(evaluation) == {
+        OLD.key: "never rated (missed_hours made 0 of its 3 attempts)",
+        MISSED.key: "never rated (missed_hours made 3 of its 3 attempts)",
+    }
+
+
+def test_the_check_passes_when_every_window_bills_as_its_events_stand(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events([*events_in(MISSED, 2), *events_in(OLD, 1, ingested_at=OLD.end)])
+    rate(database_url, MISSED, OLD)
+    tick(LATE_EVENTS, database_url, instance)
+
+    evaluation = check(database_url, instance)
+
+    assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
