@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 import pytest
 
 from rating_pipeline import cli
+from rating_pipeline.settings import DATABASE_URL_VARIABLE
 from rating_pipeline.warehouse import migrations
 
 PROJECT_TABLES = {
@@ -370,3 +377,138 @@ def test_downgrade_finishes_when_an_object_was_already_dropped_by_hand(
         conn.execute(dropped_by_hand)
     migrations.downgrade(url, drop_rated_data=True)
     assert _tables(url) == {"billing_event"}
+
+
+# --- Migrations on upstream's live billing_event (issue 13, item 5; docs/warehouse.md) ---
+
+GUARD_SECONDS = 60.0  # only against a hang: no assertion is ever made on elapsed time
+UPSTREAM_BILLING_EVENT = """
+CREATE TABLE billing_event (
+    event_id text PRIMARY KEY,
+    auth_id text NOT NULL,
+    model_id text NOT NULL,
+    base_model text,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+INSERT_EVENT = """
+INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, output_tokens, occurred_at)
+VALUES (%(event_id)s, 'a', 'm', %(tokens)s, 1, '2026-06-15 10:00Z')
+"""
+# The migration is at work on billing_event: building an index on it, or waiting for a lock
+# on it (only a plain CREATE INDEX, DROP INDEX or ALTER TABLE waits there).
+AT_WORK_ON_BILLING_EVENT = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_stat_progress_create_index
+    WHERE relid = 'billing_event'::regclass
+      AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+) OR EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE relation = 'billing_event'::regclass AND NOT granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+"""
+TRY_MIGRATION_LOCK = "SELECT pg_try_advisory_lock(1296651090, 0)"
+RELEASE_MIGRATION_LOCK = "SELECT pg_advisory_unlock(1296651090, 0)"
+# A second upgrade has reached the migration lock (waiting on it, or polling for it).
+SECOND_UPGRADE_AT_THE_LOCK = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND query LIKE '%advisory%lock(1296651090%'
+"""
+BILLING_EVENT_INDEXES = """
+SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid)
+FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'billing_event'::regclass ORDER BY 1
+"""
+
+
+def _wait_until(url: str, query: str) -> None:
+    """Poll ``query`` from an autocommit session (no snapshot held) until it is true."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(int(GUARD_SECONDS / 0.02)):
+            if conn.execute(query).fetchone()[0]:  # type: ignore[index]
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"never true: {query}")
+
+
+def _upstream_table_with_a_writer_in_flight(url: str) -> psycopg.Connection:
+    """An open transaction that inserted into billing_event: a concurrent index build waits
+    for it; a plain CREATE INDEX queues behind it, and every later insert behind that."""
+    writer = psycopg.connect(url)
+    writer.execute(INSERT_EVENT, {"event_id": "in-flight", "tokens": 1})
+    return writer
+
+
+def test_the_upgrade_lock_is_held_by_its_session_across_revisions_and_released_at_the_end(
+    empty_database_url: str,
+) -> None:
+    """Each revision commits on its own (a build runs in no transaction at all), yet no
+    second upgrade can take the lock until the last revision is done."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(url, autocommit=True) as other:
+        upgrade = pool.submit(migrations.upgrade, url)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            taken_mid_upgrade = other.execute(TRY_MIGRATION_LOCK).fetchone()[0]  # type: ignore[index]
+            if taken_mid_upgrade:
+                other.execute(RELEASE_MIGRATION_LOCK)
+        finally:
+            writer.commit()
+        upgrade.result(timeout=GUARD_SECONDS)
+        taken_after = other.execute(TRY_MIGRATION_LOCK).fetchone()[0]  # type: ignore[index]
+    writer.close()
+    assert not taken_mid_upgrade
+    assert taken_after
+    assert migrations.revision_of(url) == migrations.head_revision()
+
+
+def test_an_upgrade_started_during_another_waits_for_it_without_failing_its_builds(
+    empty_database_url: str,
+) -> None:
+    """A concurrent build waits for every transaction with an older snapshot; the second
+    upgrade must not sit in one while it waits for the first's lock (a deadlock). The second
+    is another process: Alembic's ``op`` and ``context`` are globals of the process."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(migrations.upgrade, url)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            second = subprocess.Popen(
+                [sys.executable, "-m", "rating_pipeline", "db", "upgrade"],
+                env={**os.environ, DATABASE_URL_VARIABLE: url},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            _wait_until(url, SECOND_UPGRADE_AT_THE_LOCK)
+        finally:
+            writer.commit()
+        assert "upgraded from base" in first.result(timeout=GUARD_SECONDS)
+        out, err = second.communicate(timeout=GUARD_SECONDS)
+    writer.close()
+    assert second.returncode == 0 and "(head)" in out, err
+    with psycopg.connect(url) as conn:
+        assert all(valid for _, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES))
+
+
+def test_a_failed_revision_leaves_the_revisions_before_it_committed(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE rating_log (in_the_way integer)")
+    with pytest.raises(Exception, match="rating_log"):
+        migrations.upgrade(url)
+    assert migrations.revision_of(url) == "0001"
+    assert _tables(url) == {"billing_event", "rating_log"}

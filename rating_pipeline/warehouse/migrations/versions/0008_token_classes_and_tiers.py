@@ -17,7 +17,7 @@ upstream's data.
 from __future__ import annotations
 
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from rating_pipeline.errors import RatingPipelineError
 
@@ -152,9 +152,10 @@ class DowngradeWouldLoseRows(RatingPipelineError):
     """Downgrading below 0008 would drop values the older schema cannot hold."""
 
 
-def refuse_if_rows_would_be_lost() -> None:
+def check_downgrade(bind: Connection) -> None:
+    """Raise DowngradeWouldLoseRows if a row holds what 0007 cannot. ``migrations.downgrade``
+    calls it before undoing any revision (each commits on its own), and downgrade() again."""
     nonzero = " OR ".join(f"{c}_tokens <> 0" for c in NEW_CLASSES)
-    bind = op.get_bind()
     present = [t for t in OUTPUTS if bind.execute(text(PRESENT), {"table": t}).scalar()]
     if not present:
         return
@@ -171,7 +172,7 @@ def refuse_if_rows_would_be_lost() -> None:
 
 
 def downgrade() -> None:
-    refuse_if_rows_would_be_lost()
+    check_downgrade(op.get_bind())
     op.execute(RESTORE_RATED_USAGE)
     op.execute(RESTORE_RATING_EXCEPTION_KEY)
     for table in OUTPUTS:
