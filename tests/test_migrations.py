@@ -398,6 +398,7 @@ INSERT_EVENT = """
 INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, output_tokens, occurred_at)
 VALUES (%(event_id)s, 'a', 'm', %(tokens)s, 1, '2026-06-15 10:00Z')
 """
+SHORT_LOCK_TIMEOUT = "SET lock_timeout = '2s'"
 # The migration is at work on billing_event: building an index on it, or waiting for a lock
 # on it (only a plain CREATE INDEX, DROP INDEX or ALTER TABLE waits there).
 AT_WORK_ON_BILLING_EVENT = """
@@ -442,6 +443,39 @@ def _upstream_table_with_a_writer_in_flight(url: str) -> psycopg.Connection:
     writer = psycopg.connect(url)
     writer.execute(INSERT_EVENT, {"event_id": "in-flight", "tokens": 1})
     return writer
+
+
+def _insert_with_short_lock_timeout(url: str, event_id: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SHORT_LOCK_TIMEOUT)
+        conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
+
+
+@pytest.mark.parametrize("start, target", [(None, "0001"), ("0002", "0003"), ("0008", "0009")])
+def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_built(
+    empty_database_url: str, start: str | None, target: str
+) -> None:
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    if start:
+        migrations.upgrade(url, start)
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url, target)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            _insert_with_short_lock_timeout(url, "during-the-build")
+        finally:
+            writer.commit()
+        upgrade.result(timeout=GUARD_SECONDS)
+    writer.close()
+    assert migrations.revision_of(url) == target
+    with psycopg.connect(url) as conn:
+        events = {event_id for (event_id,) in conn.execute("SELECT event_id FROM billing_event")}
+        indexes = conn.execute(BILLING_EVENT_INDEXES).fetchall()
+    assert events == {"in-flight", "during-the-build"}
+    assert all(valid for _, valid, _, _ in indexes)
 
 
 def test_the_upgrade_lock_is_held_by_its_session_across_revisions_and_released_at_the_end(
@@ -512,3 +546,85 @@ def test_a_failed_revision_leaves_the_revisions_before_it_committed(
         migrations.upgrade(url)
     assert migrations.revision_of(url) == "0001"
     assert _tables(url) == {"billing_event", "rating_log"}
+
+
+# A concurrent build that failed (here on a uniqueness it could not have) leaves its index
+# behind, INVALID: never used by a query, yet still paid for by every insert.
+FAILED_BUILDS = {
+    "billing_event_occurred_at_idx": (
+        None,
+        "0001",
+        "CREATE UNIQUE INDEX CONCURRENTLY billing_event_occurred_at_idx "
+        "ON billing_event (occurred_at)",
+        "USING btree (occurred_at)",
+    ),
+    "billing_event_negative_tokens_idx": (
+        "0002",
+        "0003",
+        "CREATE UNIQUE INDEX CONCURRENTLY billing_event_negative_tokens_idx "
+        "ON billing_event (occurred_at) WHERE input_tokens < 0",
+        "WHERE ((input_tokens < 0) OR (output_tokens < 0))",
+    ),
+    "billing_event_negative_tokens_next_idx": (
+        "0008",
+        "0009",
+        "CREATE UNIQUE INDEX CONCURRENTLY billing_event_negative_tokens_next_idx "
+        "ON billing_event (occurred_at) WHERE input_tokens < 0",
+        "OR (image_input_tokens < 0))",
+    ),
+}
+OUR_INDEXES = {
+    "billing_event_pkey",
+    "billing_event_occurred_at_idx",
+    "billing_event_ingested_at_idx",
+    "billing_event_negative_tokens_idx",
+}
+
+
+@pytest.mark.parametrize("left_by_a_failed_build", sorted(FAILED_BUILDS))
+def test_an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_built_again(
+    empty_database_url: str, left_by_a_failed_build: str
+) -> None:
+    url = empty_database_url
+    start, target, failed_build, definition = FAILED_BUILDS[left_by_a_failed_build]
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    if start:
+        migrations.upgrade(url, start)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for event_id in ("e1", "e2"):
+            conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": -1})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(failed_build)
+    migrations.upgrade(url, target)
+    with psycopg.connect(url) as conn:
+        indexes = {name: rest for name, *rest in conn.execute(BILLING_EVENT_INDEXES)}
+    assert set(indexes) <= OUR_INDEXES, indexes
+    assert all(valid for valid, _, _ in indexes.values()), indexes
+    built = "billing_event_negative_tokens_idx" if target == "0009" else left_by_a_failed_build
+    _, unique, built_as = indexes[built]
+    assert not unique and built_as.endswith(definition), built_as
+
+
+def test_an_invalid_upstream_index_does_not_stand_in_for_one_leading_with_the_column(
+    empty_database_url: str,
+) -> None:
+    """Upstream's own failed build is not ours to drop, and serves no query."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+        for event_id in ("e1", "e2"):
+            conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY upstream_occurred ON billing_event (occurred_at)"
+            )
+    migrations.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        indexes = {name: valid for name, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES)}
+    assert indexes == {
+        "billing_event_pkey": True,
+        "upstream_occurred": False,
+        "billing_event_occurred_at_idx": True,
+        "billing_event_ingested_at_idx": True,
+    }
