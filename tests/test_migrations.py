@@ -13,7 +13,7 @@ import pytest
 
 from rating_pipeline import cli
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
-from rating_pipeline.warehouse import migrations
+from rating_pipeline.warehouse import migrations, online_ddl
 
 PROJECT_TABLES = {
     "rated_usage",
@@ -628,3 +628,34 @@ def test_an_invalid_upstream_index_does_not_stand_in_for_one_leading_with_the_co
         "billing_event_occurred_at_idx": True,
         "billing_event_ingested_at_idx": True,
     }
+
+
+def test_adding_the_class_columns_gives_up_cleanly_while_billing_event_is_locked(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ALTER waits at most lock_timeout per attempt (inserts queue behind it only that
+    long), a bounded number of times; giving up leaves the database at 0007, untouched."""
+    url = empty_database_url
+    monkeypatch.setattr(online_ddl, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(online_ddl, "LOCK_ATTEMPTS", 3)
+    monkeypatch.setattr(online_ddl, "FIRST_BACKOFF_SECONDS", 0.01)
+    migrations.upgrade(url, "0007")
+    before = _snapshot(url)
+    reader = psycopg.connect(url)
+    reader.execute("SELECT count(*) FROM billing_event")  # ACCESS SHARE until it ends
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url)
+        try:
+            with pytest.raises(online_ddl.LockNotGranted) as refused:
+                upgrade.result(timeout=GUARD_SECONDS)
+        finally:
+            reader.rollback()
+    reader.close()
+    message = str(refused.value)
+    assert "billing_event" in message and "3 attempts" in message
+    assert "nothing was changed" in message and "0007" in message
+    assert migrations.revision_of(url) == "0007"
+    assert _snapshot(url) == before
+
+    migrations.upgrade(url)
+    assert migrations.revision_of(url) == migrations.head_revision()
