@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 import pytest
 
 from rating_pipeline import cli
-from rating_pipeline.warehouse import migrations
+from rating_pipeline.settings import DATABASE_URL_VARIABLE
+from rating_pipeline.warehouse import migrations, online_ddl
 
 PROJECT_TABLES = {
     "rated_usage",
@@ -371,3 +378,285 @@ def test_downgrade_finishes_when_an_object_was_already_dropped_by_hand(
         conn.execute(dropped_by_hand)
     migrations.downgrade(url, drop_rated_data=True)
     assert _tables(url) == {"billing_event"}
+
+
+# --- Migrations on upstream's live billing_event (issue 13, item 5; docs/warehouse.md) ---
+
+GUARD_SECONDS = 60.0  # only against a hang: no assertion is ever made on elapsed time
+UPSTREAM_BILLING_EVENT = """
+CREATE TABLE billing_event (
+    event_id text PRIMARY KEY,
+    auth_id text NOT NULL,
+    model_id text NOT NULL,
+    base_model text,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+INSERT_EVENT = """
+INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, output_tokens, occurred_at)
+VALUES (%(event_id)s, 'a', 'm', %(tokens)s, 1, '2026-06-15 10:00Z')
+"""
+SHORT_LOCK_TIMEOUT = "SET lock_timeout = '2s'"
+# The migration is at work on billing_event: building an index on it, or waiting for a lock
+# on it (only a plain CREATE INDEX, DROP INDEX or ALTER TABLE waits there).
+AT_WORK_ON_BILLING_EVENT = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_stat_progress_create_index
+    WHERE relid = 'billing_event'::regclass
+      AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+) OR EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE relation = 'billing_event'::regclass AND NOT granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+"""
+TRY_MIGRATION_LOCK = "SELECT pg_try_advisory_lock(1296651090, 0)"
+RELEASE_MIGRATION_LOCK = "SELECT pg_advisory_unlock(1296651090, 0)"
+# A second upgrade has reached the migration lock (waiting on it, or polling for it).
+SECOND_UPGRADE_AT_THE_LOCK = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND query LIKE '%advisory%lock(1296651090%'
+"""
+BILLING_EVENT_INDEXES = """
+SELECT c.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid)
+FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'billing_event'::regclass ORDER BY 1
+"""
+
+
+def _wait_until(url: str, query: str) -> None:
+    """Poll ``query`` from an autocommit session (no snapshot held) until it is true."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(int(GUARD_SECONDS / 0.02)):
+            if conn.execute(query).fetchone()[0]:  # type: ignore[index]
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"never true: {query}")
+
+
+def _upstream_table_with_a_writer_in_flight(url: str) -> psycopg.Connection:
+    """An open transaction that inserted into billing_event: a concurrent index build waits
+    for it; a plain CREATE INDEX queues behind it, and every later insert behind that."""
+    writer = psycopg.connect(url)
+    writer.execute(INSERT_EVENT, {"event_id": "in-flight", "tokens": 1})
+    return writer
+
+
+def _insert_with_short_lock_timeout(url: str, event_id: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SHORT_LOCK_TIMEOUT)
+        conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
+
+
+@pytest.mark.parametrize("start, target", [(None, "0001"), ("0002", "0003"), ("0008", "0009")])
+def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_built(
+    empty_database_url: str, start: str | None, target: str
+) -> None:
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    if start:
+        migrations.upgrade(url, start)
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url, target)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            _insert_with_short_lock_timeout(url, "during-the-build")
+        finally:
+            writer.commit()
+        upgrade.result(timeout=GUARD_SECONDS)
+    writer.close()
+    assert migrations.revision_of(url) == target
+    with psycopg.connect(url) as conn:
+        events = {event_id for (event_id,) in conn.execute("SELECT event_id FROM billing_event")}
+        indexes = conn.execute(BILLING_EVENT_INDEXES).fetchall()
+    assert events == {"in-flight", "during-the-build"}
+    assert all(valid for _, valid, _, _ in indexes)
+
+
+def test_the_upgrade_lock_is_held_by_its_session_across_revisions_and_released_at_the_end(
+    empty_database_url: str,
+) -> None:
+    """Each revision commits on its own (a build runs in no transaction at all), yet no
+    second upgrade can take the lock until the last revision is done."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(url, autocommit=True) as other:
+        upgrade = pool.submit(migrations.upgrade, url)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            taken_mid_upgrade = other.execute(TRY_MIGRATION_LOCK).fetchone()[0]  # type: ignore[index]
+            if taken_mid_upgrade:
+                other.execute(RELEASE_MIGRATION_LOCK)
+        finally:
+            writer.commit()
+        upgrade.result(timeout=GUARD_SECONDS)
+        taken_after = other.execute(TRY_MIGRATION_LOCK).fetchone()[0]  # type: ignore[index]
+    writer.close()
+    assert not taken_mid_upgrade
+    assert taken_after
+    assert migrations.revision_of(url) == migrations.head_revision()
+
+
+def test_an_upgrade_started_during_another_waits_for_it_without_failing_its_builds(
+    empty_database_url: str,
+) -> None:
+    """A concurrent build waits for every transaction with an older snapshot; the second
+    upgrade must not sit in one while it waits for the first's lock (a deadlock). The second
+    is another process: Alembic's ``op`` and ``context`` are globals of the process."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(migrations.upgrade, url)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            second = subprocess.Popen(
+                [sys.executable, "-m", "rating_pipeline", "db", "upgrade"],
+                env={**os.environ, DATABASE_URL_VARIABLE: url},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            _wait_until(url, SECOND_UPGRADE_AT_THE_LOCK)
+        finally:
+            writer.commit()
+        assert "upgraded from base" in first.result(timeout=GUARD_SECONDS)
+        out, err = second.communicate(timeout=GUARD_SECONDS)
+    writer.close()
+    assert second.returncode == 0 and "(head)" in out, err
+    with psycopg.connect(url) as conn:
+        assert all(valid for _, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES))
+
+
+def test_a_failed_revision_leaves_the_revisions_before_it_committed(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE rating_log (in_the_way integer)")
+    with pytest.raises(Exception, match="rating_log"):
+        migrations.upgrade(url)
+    assert migrations.revision_of(url) == "0001"
+    assert _tables(url) == {"billing_event", "rating_log"}
+
+
+# A concurrent build that failed (here on a uniqueness it could not have) leaves its index
+# behind, INVALID: never used by a query, yet still paid for by every insert.
+FAILED_BUILDS = {
+    "billing_event_occurred_at_idx": (
+        None,
+        "0001",
+        "CREATE UNIQUE INDEX CONCURRENTLY billing_event_occurred_at_idx "
+        "ON billing_event (occurred_at)",
+        "USING btree (occurred_at)",
+    ),
+    "billing_event_negative_tokens_idx": (
+        "0002",
+        "0003",
+        "CREATE UNIQUE INDEX CONCURRENTLY billing_event_negative_tokens_idx "
+        "ON billing_event (occurred_at) WHERE input_tokens < 0",
+        "WHERE ((input_tokens < 0) OR (output_tokens < 0))",
+    ),
+    "billing_event_negative_tokens_next_idx": (
+        "0008",
+        "0009",
+        "CREATE UNIQUE INDEX CONCURRENTLY billing_event_negative_tokens_next_idx "
+        "ON billing_event (occurred_at) WHERE input_tokens < 0",
+        "OR (image_input_tokens < 0))",
+    ),
+}
+OUR_INDEXES = {
+    "billing_event_pkey",
+    "billing_event_occurred_at_idx",
+    "billing_event_ingested_at_idx",
+    "billing_event_negative_tokens_idx",
+}
+
+
+@pytest.mark.parametrize("left_by_a_failed_build", sorted(FAILED_BUILDS))
+def test_an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_built_again(
+    empty_database_url: str, left_by_a_failed_build: str
+) -> None:
+    url = empty_database_url
+    start, target, failed_build, definition = FAILED_BUILDS[left_by_a_failed_build]
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    if start:
+        migrations.upgrade(url, start)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for event_id in ("e1", "e2"):
+            conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": -1})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(failed_build)
+    migrations.upgrade(url, target)
+    with psycopg.connect(url) as conn:
+        indexes = {name: rest for name, *rest in conn.execute(BILLING_EVENT_INDEXES)}
+    assert set(indexes) <= OUR_INDEXES, indexes
+    assert all(valid for valid, _, _ in indexes.values()), indexes
+    built = "billing_event_negative_tokens_idx" if target == "0009" else left_by_a_failed_build
+    _, unique, built_as = indexes[built]
+    assert not unique and built_as.endswith(definition), built_as
+
+
+def test_an_invalid_upstream_index_does_not_stand_in_for_one_leading_with_the_column(
+    empty_database_url: str,
+) -> None:
+    """Upstream's own failed build is not ours to drop, and serves no query."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+        for event_id in ("e1", "e2"):
+            conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY upstream_occurred ON billing_event (occurred_at)"
+            )
+    migrations.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        indexes = {name: valid for name, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES)}
+    assert indexes == {
+        "billing_event_pkey": True,
+        "upstream_occurred": False,
+        "billing_event_occurred_at_idx": True,
+        "billing_event_ingested_at_idx": True,
+    }
+
+
+def test_adding_the_class_columns_gives_up_cleanly_while_billing_event_is_locked(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ALTER waits at most lock_timeout per attempt (inserts queue behind it only that
+    long), a bounded number of times; giving up leaves the database at 0007, untouched."""
+    url = empty_database_url
+    monkeypatch.setattr(online_ddl, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(online_ddl, "LOCK_ATTEMPTS", 3)
+    monkeypatch.setattr(online_ddl, "FIRST_BACKOFF_SECONDS", 0.01)
+    migrations.upgrade(url, "0007")
+    before = _snapshot(url)
+    reader = psycopg.connect(url)
+    reader.execute("SELECT count(*) FROM billing_event")  # ACCESS SHARE until it ends
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url)
+        try:
+            with pytest.raises(online_ddl.LockNotGranted) as refused:
+                upgrade.result(timeout=GUARD_SECONDS)
+        finally:
+            reader.rollback()
+    reader.close()
+    message = str(refused.value)
+    assert "billing_event" in message and "3 attempts" in message
+    assert "nothing was changed" in message and "0007" in message
+    assert migrations.revision_of(url) == "0007"
+    assert _snapshot(url) == before
+
+    migrations.upgrade(url)
+    assert migrations.revision_of(url) == migrations.head_revision()

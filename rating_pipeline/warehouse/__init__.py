@@ -3,6 +3,8 @@
   embedded.py    the embedded PostgreSQL under .rating/ when RATING_DATABASE_URL is unset
   database.py    database_url(), connect(), redact_url()
   migrations.py  the schema as Alembic revisions (migrations/versions)
+  online_ddl.py  the revisions' DDL on upstream's live billing_event: concurrent index
+                 builds, a brief lock under lock_timeout
   extract.py     one window's events summed and digested inside PostgreSQL
   reconcile.py   per table, one statement: price, compare with the live rows, write the
                  differences (the one place a cost is computed)

@@ -8,7 +8,7 @@ Downgrade goes to base: it drops every table of the project and never ``billing_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,12 +47,9 @@ def head_revision() -> str:
 
 
 @contextmanager
-def _engine_connection(url: str | None) -> Iterator[sqlalchemy.Connection]:
-    """An SQLAlchemy connection (psycopg 3) in a transaction committed on success.
-
-    The engine is given psycopg connections made by ``database.connect``, so any libpq
-    connection string works, exactly as for the rest of the warehouse.
-    """
+def _engine(url: str | None) -> Iterator[sqlalchemy.Engine]:
+    """An SQLAlchemy engine (psycopg 3) over connections made by ``database.connect``, so any
+    libpq connection string works, exactly as for the rest of the warehouse."""
     target = url or database_url()
 
     def create_connection() -> psycopg.Connection:
@@ -62,15 +59,21 @@ def _engine_connection(url: str | None) -> Iterator[sqlalchemy.Connection]:
         "postgresql+psycopg://", creator=create_connection, poolclass=NullPool
     )
     try:
-        with engine.begin() as connection:
-            yield connection
+        yield engine
     finally:
         engine.dispose()
 
 
+def _run(url: str, alembic_command: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic command on a connection in no transaction: ``env.py`` takes the
+    migration lock, then runs each revision in a transaction of its own."""
+    with _engine(url) as engine, engine.connect() as connection:
+        alembic_command(_config(connection), revision)
+
+
 def revision_of(url: str | None = None) -> str | None:
     """The database's current revision; None when it was never migrated (or is at base)."""
-    with _engine_connection(url) as connection:
+    with _engine(url) as engine, engine.begin() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -78,8 +81,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     """Migrate the warehouse to ``revision`` (by default the head); idempotent."""
     target = url or database_url()
     before = revision_of(target)
-    with _engine_connection(target) as connection:
-        command.upgrade(_config(connection), revision)
+    _run(target, command.upgrade, revision)
     after = revision_of(target)
     where = redact_url(target)
     named = "(head)" if after == head_revision() else "(not the head)"
@@ -111,6 +113,21 @@ def rated_rows(url: str) -> dict[str, int]:
         }
 
 
+def _check_downgrade(url: str, revision: str) -> None:
+    """Run the ``check_downgrade(connection)`` of every revision a downgrade to ``revision``
+    would undo, before any is undone: each revision commits on its own, so a refusal met
+    halfway would leave the revisions above it already undone."""
+    script = ScriptDirectory.from_config(_config())
+    with _engine(url) as engine, engine.begin() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is None:
+            return
+        for step in script.iterate_revisions(current, revision):
+            check = getattr(step.module, "check_downgrade", None)
+            if check is not None:
+                check(connection)
+
+
 def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: bool = False) -> str:
     """Downgrade to ``revision``: by default ``base``, which drops the project's tables;
     ``billing_event`` is always kept. Raises DowngradeRefused, dropping nothing, when going
@@ -124,8 +141,8 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
             f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
             "rerun with --drop-rated-data to drop them"
         )
-    with _engine_connection(target) as connection:
-        command.downgrade(_config(connection), revision)
+    _check_downgrade(target, revision)
+    _run(target, command.downgrade, revision)
     where = redact_url(target)
     if before is None:
         return f"warehouse already at base on {where}; nothing dropped, billing_event kept"

@@ -6,13 +6,16 @@ Create Date: 2026-06-15
 
 The table belongs upstream (contract section 3). This revision creates it, exactly as the
 contract lists it, only if it does not exist, and indexes ``occurred_at`` and
-``ingested_at`` only where no index already leads with that column. An upstream table
-with more columns is left as it is. Downgrade never drops it: the events are not ours.
+``ingested_at`` (concurrently) only where no valid index already leads with that column.
+An upstream table with more columns is left as it is. Downgrade never drops it: the events
+are not ours.
 """
 
 from __future__ import annotations
 
 from alembic import op
+
+from rating_pipeline.warehouse import online_ddl
 
 revision = "0001"
 down_revision = None
@@ -32,42 +35,35 @@ CREATE TABLE IF NOT EXISTS billing_event (
 )
 """
 
-# CREATE INDEX on a large upstream table is expensive: skip it when upstream already has
-# an index whose first key is the column (whatever its name). The DO block carries no
-# values, only this revision's own identifiers.
-INDEX_OCCURRED_AT = """
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_index AS i
-        JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = 'billing_event'::regclass AND a.attname = 'occurred_at'
-    ) THEN
-        CREATE INDEX IF NOT EXISTS billing_event_occurred_at_idx ON billing_event (occurred_at);
-    END IF;
-END
-$$
-"""
-
-INDEX_INGESTED_AT = """
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_index AS i
-        JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = 'billing_event'::regclass AND a.attname = 'ingested_at'
-    ) THEN
-        CREATE INDEX IF NOT EXISTS billing_event_ingested_at_idx ON billing_event (ingested_at);
-    END IF;
-END
-$$
-"""
+# Built concurrently, outside any transaction: upstream's inserts go on during the build.
+# Each only where no valid index already leads with its column, whatever its name.
+TABLE = "billing_event"
+INDEXES = (
+    (
+        "occurred_at",
+        "billing_event_occurred_at_idx",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_event_occurred_at_idx "
+        "ON billing_event (occurred_at)",
+    ),
+    (
+        "ingested_at",
+        "billing_event_ingested_at_idx",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_event_ingested_at_idx "
+        "ON billing_event (ingested_at)",
+    ),
+)
 
 
 def upgrade() -> None:
     op.execute(CREATE_BILLING_EVENT)
-    op.execute(INDEX_OCCURRED_AT)
-    op.execute(INDEX_INGESTED_AT)
+    with op.get_context().autocommit_block():
+        bind = op.get_bind()
+        for column, name, create in INDEXES:
+            # Our failed build's leftover goes even where upstream's index stands in for it.
+            if online_ddl.index_is_valid(bind, name) is False:
+                online_ddl.drop_index(bind, name)
+            if not online_ddl.has_valid_index_leading_with(bind, TABLE, column):
+                online_ddl.build_index(bind, name, create)
 
 
 def downgrade() -> None:

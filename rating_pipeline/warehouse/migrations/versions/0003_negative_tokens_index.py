@@ -13,21 +13,26 @@ from __future__ import annotations
 
 from alembic import op
 
+from rating_pipeline.warehouse import online_ddl
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# Built and dropped concurrently, outside any transaction: upstream's inserts go on.
+INDEX = "billing_event_negative_tokens_idx"
 CREATE_NEGATIVE_TOKENS_INDEX = """
-CREATE INDEX IF NOT EXISTS billing_event_negative_tokens_idx ON billing_event (occurred_at)
-WHERE input_tokens < 0 OR output_tokens < 0
+CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_event_negative_tokens_idx
+ON billing_event (occurred_at) WHERE input_tokens < 0 OR output_tokens < 0
 """
-DROP_NEGATIVE_TOKENS_INDEX = "DROP INDEX IF EXISTS billing_event_negative_tokens_idx"
 
 
 def upgrade() -> None:
-    op.execute(CREATE_NEGATIVE_TOKENS_INDEX)
+    with op.get_context().autocommit_block():
+        online_ddl.build_index(op.get_bind(), INDEX, CREATE_NEGATIVE_TOKENS_INDEX)
 
 
 def downgrade() -> None:
-    op.execute(DROP_NEGATIVE_TOKENS_INDEX)
+    with op.get_context().autocommit_block():
+        online_ddl.drop_index(op.get_bind(), INDEX)

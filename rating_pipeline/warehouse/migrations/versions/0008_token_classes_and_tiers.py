@@ -6,20 +6,21 @@ Create Date: 2026-12-05
 
 ``billing_event`` gains the absent class columns (bigint, default 0) and ``service_tier``
 (text, null): constant defaults, so PostgreSQL 11+ adds them to the catalog only, without
-rewriting the table. The outputs and their archives gain ``service_tier`` and
-``context_tier`` (existing rows: ``standard``; invalid-event exceptions: ``-``), every
-class's token sum (existing rows: 0) and, on ``rated_usage``, every class's frozen rate
-(null); the keys and the cost constraint cover them. Downgrade refuses while a row holds
-what the old schema cannot, and never drops ``billing_event``'s columns: they hold
-upstream's data.
+rewriting the table, in a statement of their own under a lock_timeout. The outputs and
+their archives gain ``service_tier`` and ``context_tier`` (existing rows: ``standard``;
+invalid-event exceptions: ``-``), every class's token sum (existing rows: 0) and, on
+``rated_usage``, every class's frozen rate (null); the keys and the cost constraint cover
+them. Downgrade refuses while a row holds what the old schema cannot, and never drops
+``billing_event``'s columns: they hold upstream's data.
 """
 
 from __future__ import annotations
 
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.warehouse import online_ddl
 
 revision = "0008"
 down_revision = "0007"
@@ -100,11 +101,28 @@ ALTER TABLE rating_exception
 # without them the planner guesses the window's groups by service tier far too many, and
 # sorts the window instead of hashing it.
 ANALYZE_NEW_EVENT_COLUMNS = "ANALYZE billing_event (service_tier)"
+EVENT_COLUMNS = (*(f"{c}_tokens" for c in NEW_CLASSES), "service_tier")
+ADDING_EVENT_COLUMNS = (
+    f"revision {revision} gave up adding the token-class columns to billing_event; "
+    f"the warehouse stays at revision {down_revision}"
+)
+
+
+def add_event_columns() -> None:
+    """billing_event's absent columns, in one catalog-only ALTER committed at once, under
+    lock_timeout and retried (online_ddl): its ACCESS EXCLUSIVE lock is brief, and never
+    held through the outputs' DDL below. With none absent, no lock is taken at all."""
+    with op.get_context().autocommit_block():
+        bind = op.get_bind()
+        if online_ddl.absent_columns(bind, "billing_event", EVENT_COLUMNS):
+            online_ddl.with_lock_timeout(
+                bind, ADD_EVENT_COLUMNS, "billing_event", ADDING_EVENT_COLUMNS
+            )
+        op.execute(ANALYZE_NEW_EVENT_COLUMNS)
 
 
 def upgrade() -> None:
-    op.execute(ADD_EVENT_COLUMNS)
-    op.execute(ANALYZE_NEW_EVENT_COLUMNS)
+    add_event_columns()
     for table in OUTPUTS:
         op.execute(ADD_TIERS.format(table=table))
         op.execute(ADD_TOKENS.format(table=table))
@@ -152,9 +170,10 @@ class DowngradeWouldLoseRows(RatingPipelineError):
     """Downgrading below 0008 would drop values the older schema cannot hold."""
 
 
-def refuse_if_rows_would_be_lost() -> None:
+def check_downgrade(bind: Connection) -> None:
+    """Raise DowngradeWouldLoseRows if a row holds what 0007 cannot. ``migrations.downgrade``
+    calls it before undoing any revision (each commits on its own), and downgrade() again."""
     nonzero = " OR ".join(f"{c}_tokens <> 0" for c in NEW_CLASSES)
-    bind = op.get_bind()
     present = [t for t in OUTPUTS if bind.execute(text(PRESENT), {"table": t}).scalar()]
     if not present:
         return
@@ -171,7 +190,7 @@ def refuse_if_rows_would_be_lost() -> None:
 
 
 def downgrade() -> None:
-    refuse_if_rows_would_be_lost()
+    check_downgrade(op.get_bind())
     op.execute(RESTORE_RATED_USAGE)
     op.execute(RESTORE_RATING_EXCEPTION_KEY)
     for table in OUTPUTS:
