@@ -14,7 +14,6 @@ other half absorbs later ticks and the re-rate's run. The cursor is the last win
 """
 
 import math
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +29,7 @@ from rating_pipeline.orchestration.sensors import (
     LOOKBACK_VARIABLE,
     MINIMUM_INTERVAL_SECONDS,
     SensorSettingError,
+    whole_setting,
 )
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
@@ -46,15 +46,7 @@ MAX_WINDOWS_PER_TICK = 6
 
 def interval(value: str | None = None) -> timedelta:
     """Within how long a deleted or corrected event's window is re-rated."""
-    text = os.environ.get(INTERVAL_VARIABLE) if value is None else value
-    if text is None or not text.strip():
-        return timedelta(minutes=DEFAULT_INTERVAL_MINUTES)
-    try:
-        minutes = int(text)
-    except ValueError:
-        minutes = 0
-    if minutes < 1:
-        raise SensorSettingError(f"{INTERVAL_VARIABLE}={text!r}: expected whole minutes, 1 or more")
+    minutes = whole_setting(INTERVAL_VARIABLE, value, DEFAULT_INTERVAL_MINUTES, "minutes")
     return timedelta(minutes=minutes)
 
 

@@ -47,18 +47,24 @@ class SensorSettingError(RatingPipelineError, ValueError):
     """RATING_LATE_EVENT_LOOKBACK_HOURS is not a positive whole number of hours."""
 
 
+def whole_setting(variable: str, value: str | None, default: int, unit: str) -> int:
+    """``value`` (else the environment's ``variable``, else ``default``) as a whole number,
+    1 or more; SensorSettingError otherwise."""
+    text = os.environ.get(variable) if value is None else value
+    if text is None or not text.strip():
+        return default
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise SensorSettingError(f"{variable}={text!r}: expected whole {unit}, 1 or more")
+    return number
+
+
 def lookback(value: str | None = None) -> timedelta:
     """How far back (from the current hour) windows are re-rated automatically."""
-    text = os.environ.get(LOOKBACK_VARIABLE) if value is None else value
-    if text is None or not text.strip():
-        return timedelta(hours=DEFAULT_LOOKBACK_HOURS)
-    try:
-        hours = int(text)
-    except ValueError:
-        hours = 0
-    if hours < 1:
-        raise SensorSettingError(f"{LOOKBACK_VARIABLE}={text!r}: expected whole hours, 1 or more")
-    return timedelta(hours=hours)
+    return timedelta(hours=whole_setting(LOOKBACK_VARIABLE, value, DEFAULT_LOOKBACK_HOURS, "hours"))
 
 
 @dataclass(frozen=True)
