@@ -201,7 +201,7 @@ def auth_id(index: int, principals: int) -> str:
     return f"org-{index + 1:0{max(4, len(str(principals)))}d}"
 
 
-def _zipf(count: int) -> npt.NDArray[np.float64]:  # noqa: money-ok (statistics, not money)
+def _zipf(count: int) -> npt.NDArray[np.float64]:  # statistics, not money (noqa: money-ok)
     weights = np.arange(1, count + 1) ** -ZIPF_EXPONENT
     return weights / weights.sum()
 
