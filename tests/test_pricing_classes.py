@@ -3,6 +3,7 @@ production path; every case is also held to the oracle by the ``rate_events`` fi
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from decimal import Decimal
 
@@ -160,3 +161,15 @@ def test_a_poison_auth_id_is_excepted_under_a_shortened_key_and_the_window_bills
     assert excepted.auth_id.startswith("p" * 64 + "...sha256:") and len(excepted.auth_id) < 256
     assert sum(r.event_count for r in stored.rollups) == 300
     assert sum(r.cost_usd for r in stored.rollups) == 300 * Decimal("0.0035")
+
+
+def test_a_fine_tune_pair_with_long_ids_and_many_bases_never_stops_the_window(rate_events):
+    """Ids up to 256 characters are valid; a pair's bases together may exceed what a B-tree
+    key holds (~2,700 bytes), and must still be excepted while the rest bills."""
+    draw = random.Random(12).randrange
+    model = "ft:" + "".join(chr(0x4E00 + draw(20_000)) for _ in range(253))
+    bases = ["".join(chr(0x4E00 + draw(20_000)) for _ in range(256)) for _ in range(3)]
+    events = [make_event("a", model, base) for base in bases]
+    stored = rate_events(BOOK, *events, make_event("a", "base-large", None, 100, 0))
+    assert [(r.model_id, r.event_count) for r in stored.rollups] == [("base-large", 1)]
+    assert [(e.reason, e.event_count) for e in stored.exceptions] == [("ambiguous_base", 3)]
