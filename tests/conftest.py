@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
+import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
@@ -209,3 +210,10 @@ def rate_events(database_url: str) -> Callable[..., OracleRating]:
         return stored
 
     return rating
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """An ephemeral Dagster instance (sensor ticks, check runs)."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance

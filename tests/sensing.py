@@ -81,3 +81,8 @@ def tick(
         },
     )
     return sensor.evaluate_tick(context)
+
+
+def requested(data: dg.SensorExecutionData) -> list[str]:
+    """The partitions a tick asked to run."""
+    return [r.partition_key or "" for r in data.run_requests or []]

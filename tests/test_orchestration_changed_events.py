@@ -7,7 +7,7 @@ recomputes rated windows' events digests in rotation, as the daemon would tick i
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,22 +31,20 @@ from rating_pipeline.orchestration.sensors import (
 )
 from rating_pipeline.records import BillingEvent
 from tests.conftest import delete_events
-from tests.sensing import PRICEBOOK_DIR, REPOSITORY, events_in, hours_ago, rate, tick
+from tests.sensing import (
+    PRICEBOOK_DIR,
+    REPOSITORY,
+    events_in,
+    hours_ago,
+    rate,
+    requested,
+    tick,
+)
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def("changed_events")
 LOOKBACK = timedelta(hours=DEFAULT_LOOKBACK_HOURS)
 CORRECT_IN_PLACE = "UPDATE billing_event SET input_tokens = input_tokens + 1 WHERE event_id = %s"
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
-
-
-def requested(data: dg.SensorExecutionData) -> list[str]:
-    return [r.partition_key or "" for r in data.run_requests or []]
 
 
 def test_an_event_deleted_from_a_rated_window_requests_its_rerate(

@@ -6,10 +6,9 @@ launched leaves the hour unrated. Attempts are counted from the runs the instanc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import dagster as dg
-import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
@@ -22,16 +21,6 @@ from tests.sensing import REPOSITORY, events_in, hours_ago, rate, tick
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def(SENSOR_NAME)
 MISSED = hours_ago(3)  # closed at least two hours ago, whatever the minute
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
-
-
-def requested(data: dg.SensorExecutionData) -> list[str]:
-    return [r.partition_key or "" for r in data.run_requests or []]
 
 
 def earlier_run(instance: dg.DagsterInstance, window: Window, status: dg.DagsterRunStatus) -> None:

@@ -6,7 +6,7 @@ database's ``now()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -32,12 +32,6 @@ SENSOR = REPOSITORY.get_sensor_def("late_events")
 RECENT = hours_ago(3)
 OTHER = hours_ago(2)
 OLD = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 def tick(

@@ -7,11 +7,10 @@ late_window, kept until a rating reads them) and hours with events that were nev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
@@ -32,12 +31,6 @@ AddEvents = Callable[[Iterable[BillingEvent]], int]
 LATE_EVENTS = REPOSITORY.get_sensor_def("late_events")
 OLD = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
 MISSED = hours_ago(3)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 def check(database_url: str, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
