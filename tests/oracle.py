@@ -57,6 +57,11 @@ def _tokens(event: BillingEvent, token_class: str) -> int:
     return int(getattr(event, token_class + "_tokens"))
 
 
+def _class_sums(group: list[BillingEvent]) -> dict[str, int]:
+    """``{"<class>_tokens": sum}`` over ``group``, every class."""
+    return {f"{c}_tokens": sum(_tokens(e, c) for e in group) for c in CLASSES}
+
+
 def _problems(event: BillingEvent) -> list[str]:
     found = []
     if event.auth_id.strip(_WHITESPACE) == "":
@@ -271,7 +276,7 @@ def _price(
         cost_usd=cost.quantize(Decimal("1E-12"), context=_CONTEXT),
         pricebook_version=version.version,
         pricebook_sha256=version.sha256,
-        **{f"{c}_tokens": sum(_tokens(e, c) for e in group) for c in CLASSES},  # type: ignore[arg-type]
+        **_class_sums(group),  # type: ignore[arg-type]
         **{f"{c}_rate_per_mtok": rates[c] for c in CLASSES},  # type: ignore[arg-type]
     )
 
@@ -296,5 +301,5 @@ def _exception(
         detail=detail,
         event_count=len(group),
         pricebook_version=version.version,
-        **{f"{c}_tokens": sum(_tokens(e, c) for e in group) for c in CLASSES},  # type: ignore[arg-type]
+        **_class_sums(group),  # type: ignore[arg-type]
     )
