@@ -22,6 +22,12 @@ PROJECT_TABLES = {
     "rating_exception_archive",
     "rating_log",
     "late_window",
+    "rating_period_close",
+    "rating_period_close_total",
+    "rating_adjustment",
+    "rating_adjustment_archive",
+    "billing_account",
+    "invoice_line",
 }
 TABLES = """
 SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'

@@ -38,9 +38,10 @@ SELECT count(*) FROM pg_locks
 WHERE locktype = 'advisory' AND NOT granted
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
+# Window locks only: a rating also holds the periods lock, shared.
 ADVISORY_LOCKS_HELD = """
 SELECT count(*) FROM pg_locks
-WHERE locktype = 'advisory' AND granted
+WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 # The visible version of every row: its values and the transaction that wrote it. (xmax is

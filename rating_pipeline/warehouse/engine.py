@@ -1,10 +1,12 @@
-"""Rating one window end to end, in one transaction (contract sections 6 and 7).
+"""Rating one window end to end, in one transaction (contract sections 6, 7 and 10).
 
 ``rate_window_in_transaction`` is five steps: begin (READ COMMITTED, the window's advisory
-lock, the instant), read the window's usage (summed in SQL), converge both output tables
-to this rating's output (the rules resolve each distinct model and bases in Python; SQL
-prices and reconciles; conservation is checked), log the rating, and summarize it. A crash
-anywhere rolls it all back: the window stays as it was. docs/warehouse.md tells why.
+lock, the periods lock shared, the instant and the close mark), read the window's usage
+(summed in SQL), converge the outputs to this rating's output (the rules resolve each
+distinct model and bases in Python; SQL prices the rollups once, then reconciles an open
+window's ``rated_usage``, or a closed window's open adjustments, and ``rating_exception``;
+conservation is checked), log the rating, and summarize it. A crash anywhere rolls it all
+back: the window stays as it was. docs/warehouse.md and docs/periods.md tell why.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from rating_pipeline.warehouse.extract import (
     resolution_keys,
 )
 from rating_pipeline.warehouse.outputs import stored_exceptions
+from rating_pipeline.warehouse.periods import close_mark, lock_periods, month_of
 from rating_pipeline.warehouse.reconcile import Reconciled, reconcile
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
@@ -75,16 +78,29 @@ class ConnectionInTransaction(RatingPipelineError):
 
 @dataclass(frozen=True)
 class RatingRun:
-    """One rating of one window: what every row it writes is stamped with."""
+    """One rating of one window: what every row it writes is stamped with, and the close
+    mark it rates under (``closed_through``: every window starting before it is closed)."""
 
     window: Window
     version: PricebookVersion
     run_id: str
     rated_at: datetime
+    closed_through: datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        """The window is closed: its rated_usage rows are frozen (contract 10)."""
+        return self.closed_through is not None and self.window.start < self.closed_through
+
+    @property
+    def bill_month(self) -> datetime | None:
+        """Where an adjustment made now is billed: the earliest month not wholly closed."""
+        return None if self.closed_through is None else month_of(self.closed_through)
 
     def bound(self) -> dict[str, Any]:
         """The values the reconcile statements bind."""
         return {
+            "bill_month": self.bill_month,
             "window_start": self.window.start,
             "window_end": self.window.end,
             "pricebook_version": self.version.version,
@@ -104,8 +120,11 @@ class WindowRating:
     """The outcome of one committed rating of one window.
 
     ``usage`` and ``exceptions`` say what the reconcile did to ``rated_usage`` and
-    ``rating_exception``; ``exception_rows`` is every exception row now stored (they are
-    few); ``deleted_rows`` names each row the rating deleted (kept in the archive).
+    ``rating_exception``, with the totals of this rating's output; ``exception_rows`` is
+    every exception row now stored (they are few); ``deleted_rows`` names each row the
+    rating deleted (kept in the archive). In a closed window ``usage`` writes nothing (its
+    rows are frozen) and ``adjustments`` says what the reconcile did to the window's open
+    adjustments, with their totals after it.
     """
 
     window: Window
@@ -118,6 +137,12 @@ class WindowRating:
     exceptions: Reconciled
     exception_rows: tuple[RatingException, ...]
     deleted_rows: tuple[str, ...] = ()
+    closed_through: datetime | None = None
+    adjustments: Reconciled | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.adjustments is not None
 
     @property
     def events_read(self) -> int:
@@ -145,8 +170,9 @@ class WindowRating:
 
     @property
     def rows_written(self) -> int:
-        """Rows inserted, updated or deleted in both tables (zero for an identical re-run)."""
-        return self.usage.written + self.exceptions.written
+        """Rows inserted, updated or deleted in the outputs (zero for an identical re-run)."""
+        adjusted = self.adjustments.written if self.adjustments else 0
+        return self.usage.written + self.exceptions.written + adjusted
 
     @property
     def ambiguous(self) -> tuple[RatingException, ...]:
@@ -187,9 +213,9 @@ def rate_window_in_transaction(
     must have run no statement yet (tests use this to look at it from inside)."""
     run = begin_rating(conn, window, version, run_id)
     read = read_window_usage(conn, window, version)
-    usage, exceptions = converge(conn, run, read)
-    log_rating(conn, run, read, usage, exceptions)
-    return summarize(conn, run, read, usage, exceptions)
+    converged = converge(conn, run, read)
+    log_rating(conn, run, read, converged)
+    return summarize(conn, run, read, converged)
 
 
 def begin_rating(
@@ -203,7 +229,8 @@ def begin_rating(
     granted = conn.execute(LOCK_GRANTED_AT).fetchone()
     assert granted is not None
     conn.execute(load_sql("set_work_mem"), {"work_mem": RATING_WORK_MEM})
-    return RatingRun(window, version, run_id, rated_at=granted[0])
+    lock_periods(conn, exclusive=False)
+    return RatingRun(window, version, run_id, rated_at=granted[0], closed_through=close_mark(conn))
 
 
 def rate_set_words(service_tier: str, context_tier: str) -> str:
@@ -264,14 +291,37 @@ def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
                 copy.write_row(row)
 
 
-def converge(
-    conn: psycopg.Connection, run: RatingRun, read: WindowRead
-) -> tuple[Reconciled, Reconciled]:
-    """Converge ``rated_usage`` and ``rating_exception`` of the window to this rating's
-    output. Raises ConservationError, rolling everything back, unless every event and token
-    read lands in exactly one rollup or exception (contract 6)."""
+@dataclass(frozen=True)
+class Converged:
+    """What ``converge`` did: ``usage`` (in a closed window, the output's totals and no
+    writes), ``exceptions``, and in a closed window the open ``adjustments``."""
+
+    usage: Reconciled
+    exceptions: Reconciled
+    adjustments: Reconciled | None
+
+
+def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Converged:
+    """Converge the window's outputs to this rating's output: an open window's
+    ``rated_usage``, or a closed window's open adjustments (its rows stay frozen), and
+    ``rating_exception`` either way. Raises ConservationError, rolling everything back,
+    unless every event and token read lands in exactly one rollup or exception (contract 6)
+    and, in a closed window, billed output plus adjustments equals the output (contract 10)."""
     resolve_window(conn, run.version)
-    usage = reconcile(conn, "reconcile_rated_usage", run.bound())
+    conn.execute(load_sql("price_window"))
+    adjustments = None
+    if run.closed:
+        adjustments = reconcile(conn, "reconcile_rating_adjustment", run.bound())
+        usage = reconcile(conn, "select_window_output_totals", {})
+        billed = reconcile(conn, "select_billed_and_adjusted_totals", run.bound())
+        if (*billed.amounts, billed.cost_usd) != (*usage.amounts, usage.cost_usd):
+            raise ConservationError(
+                f"closed window {run.window.key}: billed output plus adjustments "
+                f"{(*billed.amounts, billed.cost_usd)} differ from the output "
+                f"{(*usage.amounts, usage.cost_usd)}; nothing was written"
+            )
+    else:
+        usage = reconcile(conn, "reconcile_rated_usage", run.bound())
     exceptions = reconcile(conn, "reconcile_rating_exception", run.bound())
     produced = tuple(u + e for u, e in zip(usage.amounts, exceptions.amounts, strict=True))
     if produced != read.amounts:
@@ -279,17 +329,16 @@ def converge(
             f"window {run.window.key}: read (events, then tokens of {', '.join(TOKEN_CLASSES)}) "
             f"{read.amounts} but the output accounts for {produced}; nothing was written"
         )
-    return usage, exceptions
+    return Converged(usage, exceptions, adjustments)
 
 
 def log_rating(
-    conn: psycopg.Connection,
-    run: RatingRun,
-    read: WindowRead,
-    usage: Reconciled,
-    exceptions: Reconciled,
+    conn: psycopg.Connection, run: RatingRun, read: WindowRead, converged: Converged
 ) -> None:
-    """Append the rating's row to ``rating_log`` (contract 6, Audit)."""
+    """Append the rating's row to ``rating_log`` (contract 6, Audit). Its total is the
+    output's cost: in a closed window, billed output plus open adjustments."""
+    usage, exceptions = converged.usage, converged.exceptions
+    adjustments = converged.adjustments or Reconciled(0, 0, 0, 0, 0, {})
     conn.execute(
         load_sql("insert_rating_log"),
         {
@@ -308,18 +357,21 @@ def log_rating(
             "total_cost_usd": usage.cost_usd,
             "max_ingested_at": read.max_ingested_at,
             "events_digest": read.events_digest,
+            "window_closed": run.closed,
+            "adjustments_inserted": adjustments.inserted,
+            "adjustments_updated": adjustments.updated,
+            "adjustments_deleted": adjustments.deleted,
+            "adjustments_unchanged": adjustments.unchanged,
+            "open_adjustment_cost_usd": adjustments.cost_usd,
         },
     )
 
 
 def summarize(
-    conn: psycopg.Connection,
-    run: RatingRun,
-    read: WindowRead,
-    usage: Reconciled,
-    exceptions: Reconciled,
+    conn: psycopg.Connection, run: RatingRun, read: WindowRead, converged: Converged
 ) -> WindowRating:
     """The rating's outcome, with the window's exception rows and the rows it deleted."""
+    usage, exceptions = converged.usage, converged.exceptions
     return WindowRating(
         window=run.window,
         run_id=run.run_id,
@@ -331,6 +383,8 @@ def summarize(
         exceptions=exceptions,
         exception_rows=stored_exceptions(conn, run.window),
         deleted_rows=deleted_rows(conn, run, usage.deleted, exceptions.deleted),
+        closed_through=run.closed_through if run.closed else None,
+        adjustments=converged.adjustments,
     )
 
 
@@ -362,8 +416,15 @@ def rating_log_lines(rating: WindowRating) -> list[str]:
     """The lines one committed rating is reported by, to the log, the CLI and Dagster
     alike: its counts and cost, then each row it deleted (up to DELETIONS_LOGGED)."""
     window = rating.window.key
+    usage = f"rated_usage {rating.usage}"
+    if rating.adjustments is not None and rating.closed_through is not None:
+        usage = (
+            f"closed (through {rating.closed_through.isoformat()}): rated_usage frozen; "
+            f"rating_adjustment {rating.adjustments}, {rating.adjustments.rows} open costing "
+            f"{rating.adjustments.cost_usd:f} USD"
+        )
     lines = [
-        f"{window} pricebook {rating.pricebook_version}: rated_usage {rating.usage}; "
+        f"{window} pricebook {rating.pricebook_version}: {usage}; "
         f"rating_exception {rating.exceptions}; events {rating.events_read} "
         f"(rated {rating.events_rated}, excepted {rating.events_excepted}); "
         f"cost {rating.total_cost_usd:f} USD"

@@ -92,9 +92,11 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
 
 OUTPUT_TABLES = (
     "rated_usage", "rating_exception", "rated_usage_archive", "rating_exception_archive",
-    "rating_log", "late_window",
+    "rating_log", "late_window", "invoice_line", "billing_account", "rating_adjustment_archive",
+    "rating_adjustment", "rating_period_close_total", "rating_period_close",
 )  # fmt: skip
 COUNT_ROWS = "SELECT count(*) FROM {table}"
+TRUNCATE = "TRUNCATE {tables}"
 PRESENT_TABLES = "SELECT relname FROM pg_class WHERE relname = ANY(%(tables)s) AND relkind = 'r'"
 
 
@@ -111,6 +113,14 @@ def rated_rows(url: str) -> dict[str, int]:
             for (table,) in present
             for (count,) in conn.execute(sql.SQL(COUNT_ROWS).format(table=sql.Identifier(table)))
         }
+
+
+def _truncate(url: str, tables: list[str]) -> None:
+    """Empty ``tables`` at once: what ``--drop-rated-data`` asked for, before any revision
+    is undone, so that no revision's own refusal to lose rows stops a drop to base."""
+    with psycopg.connect(url) as conn:
+        names = sql.SQL(", ").join(sql.Identifier(table) for table in tables)
+        conn.execute(sql.SQL(TRUNCATE).format(tables=names))
 
 
 def _check_downgrade(url: str, revision: str) -> None:
@@ -141,6 +151,8 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
             f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
             "rerun with --drop-rated-data to drop them"
         )
+    if revision == BASE and held:
+        _truncate(target, list(held))
     _check_downgrade(target, revision)
     _run(target, command.downgrade, revision)
     where = redact_url(target)

@@ -1,51 +1,11 @@
--- Price ONE window's rollups and converge its rated_usage rows to them, in one statement:
--- the one place a cost is computed, exactly: the sum over token classes of tokens x rate
--- x 0.000001 (scale 12, no division). A rollup prices only if its rate set has a rate for
--- every class it has tokens of. Rows the run no longer produces are deleted, changed rows
--- updated, new rows inserted, identical rows neither written nor locked; deleted and
--- updated rows are archived with their old values. rated_at and run_id are not compared.
--- Returns the counts and the output's totals. docs/warehouse.md explains the plan choices.
+-- Converge ONE open window's rated_usage rows to its priced rollups (window_output, from
+-- price_window.sql). Rows the run no longer produces are deleted, changed rows updated, new
+-- rows inserted, identical rows neither written nor locked; deleted and updated rows are
+-- archived with their old values. rated_at and run_id are not compared. Returns the counts
+-- and the output's totals. docs/warehouse.md explains the plan choices.
 -- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(pricebook_sha256)s,
 -- %(rated_at)s, %(run_id)s.
-WITH output AS MATERIALIZED (
-    SELECT
-        r.auth_id,
-        r.model_id,
-        r.service_tier,
-        r.context_tier,
-        r.event_count,
-        r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
-        r.cache_write_1h_tokens, r.reasoning_tokens, r.audio_input_tokens, r.audio_output_tokens,
-        r.image_input_tokens,
-        s.rate_source,
-        s.derivation_base,
-        s.multiplier,
-        s.input_rate_per_mtok, s.output_rate_per_mtok, s.cache_read_rate_per_mtok,
-        s.cache_write_rate_per_mtok, s.cache_write_1h_rate_per_mtok, s.reasoning_rate_per_mtok,
-        s.audio_input_rate_per_mtok, s.audio_output_rate_per_mtok, s.image_input_rate_per_mtok,
-        ((r.input_tokens * s.input_rate_per_mtok
-            + r.output_tokens * s.output_rate_per_mtok
-            + coalesce(r.cache_read_tokens * s.cache_read_rate_per_mtok, 0)
-            + coalesce(r.cache_write_tokens * s.cache_write_rate_per_mtok, 0)
-            + coalesce(r.cache_write_1h_tokens * s.cache_write_1h_rate_per_mtok, 0)
-            + coalesce(r.reasoning_tokens * s.reasoning_rate_per_mtok, 0)
-            + coalesce(r.audio_input_tokens * s.audio_input_rate_per_mtok, 0)
-            + coalesce(r.audio_output_tokens * s.audio_output_rate_per_mtok, 0)
-            + coalesce(r.image_input_tokens * s.image_input_rate_per_mtok, 0))
-            * 0.000001)::numeric(50, 12) AS cost_usd
-    FROM window_sums AS r
-    JOIN window_resolution AS s USING (model_id, bases_key, service_tier, context_tier)
-    WHERE s.reason IS NULL
-      AND (r.input_tokens = 0 OR s.input_rate_per_mtok IS NOT NULL)
-      AND (r.output_tokens = 0 OR s.output_rate_per_mtok IS NOT NULL)
-      AND (r.cache_read_tokens = 0 OR s.cache_read_rate_per_mtok IS NOT NULL)
-      AND (r.cache_write_tokens = 0 OR s.cache_write_rate_per_mtok IS NOT NULL)
-      AND (r.cache_write_1h_tokens = 0 OR s.cache_write_1h_rate_per_mtok IS NOT NULL)
-      AND (r.reasoning_tokens = 0 OR s.reasoning_rate_per_mtok IS NOT NULL)
-      AND (r.audio_input_tokens = 0 OR s.audio_input_rate_per_mtok IS NOT NULL)
-      AND (r.audio_output_tokens = 0 OR s.audio_output_rate_per_mtok IS NOT NULL)
-      AND (r.image_input_tokens = 0 OR s.image_input_rate_per_mtok IS NOT NULL)
-),
+WITH output AS (SELECT * FROM window_output),
 live AS (
     SELECT ctid AS live_row, *
     FROM rated_usage
