@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--pricebooks", type=Path, default=None, metavar="DIR")
     rate.set_defaults(handler=_rate)
 
+    _add_period_commands(commands)
+
     demo = commands.add_parser("demo", help="synthetic data and the quickstart")
     demo_commands = demo.add_subparsers(dest="action", required=True, metavar="ACTION")
     seed = demo_commands.add_parser("seed", help="load synthetic billing events by COPY")
@@ -101,6 +103,82 @@ def _add_pricebook_commands(commands: argparse._SubParsersAction) -> None:
         help="round float noise half-even to 6 places (reported) instead of failing",
     )
     litellm.set_defaults(handler=_pricebook_import_litellm)
+
+
+def _add_period_commands(commands: argparse._SubParsersAction) -> None:
+    """``period close --through T | status`` and ``invoice build | export --month M``."""
+    period = commands.add_parser("period", help="closed periods (no reopen)")
+    period_commands = period.add_subparsers(dest="action", required=True, metavar="ACTION")
+    close = period_commands.add_parser(
+        "close", help="close every window that starts before T; build the months it closes"
+    )
+    close.add_argument("--through", type=_utc_instant, required=True, metavar="T")
+    close.add_argument("--by", default=None, help="who closes (default: the OS user)")
+    close.add_argument("--note", default=None)
+    close.set_defaults(handler=_period_close)
+    status = period_commands.add_parser("status", help="the close mark and open adjustments")
+    status.set_defaults(handler=_period_status)
+
+    invoice = commands.add_parser("invoice", help="monthly invoice lines")
+    invoice_commands = invoice.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = invoice_commands.add_parser("build", help="converge a month's invoice lines")
+    build.add_argument("--month", required=True, metavar="YYYY-MM")
+    build.set_defaults(handler=_invoice_build)
+    export = invoice_commands.add_parser("export", help="one CSV per account of a month")
+    export.add_argument("--month", required=True, metavar="YYYY-MM")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR")
+    export.set_defaults(handler=_invoice_export)
+
+
+def _period_close(args: argparse.Namespace) -> int:
+    import getpass
+
+    from rating_pipeline.warehouse.database import connect, require_schema
+    from rating_pipeline.warehouse.periods import close_period
+
+    with connect() as conn:
+        require_schema(conn)
+        closed = close_period(conn, args.through, args.by or getpass.getuser(), args.note)
+    for line in closed.lines():
+        print(line)
+    return EXIT_OK
+
+
+def _period_status(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse.database import connect, require_schema
+    from rating_pipeline.warehouse.periods import period_status
+
+    with connect() as conn:
+        require_schema(conn)
+        status = period_status(conn)
+    for line in status.lines():
+        print(line)
+    return EXIT_OK
+
+
+def _invoice_build(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse.database import connect, require_schema
+    from rating_pipeline.warehouse.invoices import build_invoice, new_run_id, parse_month
+
+    month = parse_month(args.month)
+    with connect() as conn:
+        require_schema(conn)
+        print(build_invoice(conn, month, new_run_id()))
+    return EXIT_OK
+
+
+def _invoice_export(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse.database import connect, require_schema
+    from rating_pipeline.warehouse.invoices import export_invoice, parse_month
+
+    month = parse_month(args.month)
+    with connect() as conn:
+        require_schema(conn)
+        written = export_invoice(conn, month, args.out)
+    for path in written:
+        print(path)
+    print(f"{len(written)} account file(s) for {month:%Y-%m} in {args.out}")
+    return EXIT_OK
 
 
 def _pricebook_validate(args: argparse.Namespace) -> int:

@@ -47,7 +47,9 @@ COPY_EVENTS_INGESTED_NOW = f"COPY billing_event ({', '.join(EVENT_COLUMNS)}) FRO
 DELETE_EVENTS = "DELETE FROM billing_event WHERE event_id = ANY(%(ids)s)"
 TRUNCATE_ALL = (
     "TRUNCATE billing_event, rated_usage, rating_exception, rated_usage_archive, "
-    "rating_exception_archive, rating_log"
+    "rating_exception_archive, rating_log, late_window, invoice_line, billing_account, "
+    "rating_adjustment_archive, rating_adjustment, rating_period_close_total, "
+    "rating_period_close"
 )
 
 

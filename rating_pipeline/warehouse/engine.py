@@ -41,6 +41,7 @@ from rating_pipeline.records import (
     UNPRICED,
     RatingException,
 )
+from rating_pipeline.warehouse.close_mark import close_mark, lock_periods, month_of
 from rating_pipeline.warehouse.extract import (
     WindowRead,
     parse_bases_key,
@@ -48,7 +49,6 @@ from rating_pipeline.warehouse.extract import (
     resolution_keys,
 )
 from rating_pipeline.warehouse.outputs import stored_exceptions
-from rating_pipeline.warehouse.periods import close_mark, lock_periods, month_of
 from rating_pipeline.warehouse.reconcile import Reconciled, reconcile
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window

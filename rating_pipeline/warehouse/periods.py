@@ -1,74 +1,253 @@
-"""Closed periods (contract section 10): the close mark, the lock that holds it still, and
-``period close`` / ``period status``.
+"""``period close`` and ``period status`` (contract section 10).
 
-A close closes every window that starts before its instant, T. Once closed, a window's
+A close through T closes every window that starts before T. Once closed, a window's
 ``rated_usage`` rows never change: a later rating of it reconciles its open adjustments
 instead (engine.converge). A close is one transaction under the periods lock, held
-exclusively: ratings and invoice builds hold it shared, so none is in flight while the
-mark moves. It records itself, stamps every open adjustment with its id, and builds then
-records the invoice lines of every month it wholly closes. There is no reopen.
+exclusively (close_mark.py): it records itself, stamps every open adjustment with its id,
+and builds then records the invoice lines of every month it wholly closes. It is refused,
+writing nothing, unless T is a whole UTC hour after the current mark and not after the
+start of the current hour, and every hour before T that holds events has been rated.
+There is no reopen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.warehouse.close_mark import (
+    close_mark,
+    lock_periods,
+    month_of,
+    next_month,
+)
+from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
 from rating_pipeline.warehouse.sqlfiles import load_sql
 
-# Advisory lock keys of the periods lock: (PERIODS_NAMESPACE, PERIODS_KEY).
-PERIODS_NAMESPACE = 0x434C4F53  # "CLOS"
-PERIODS_KEY = 0
-
-
-def lock_periods(conn: psycopg.Connection, *, exclusive: bool) -> None:
-    """Hold the periods lock until the transaction ends: shared by ratings and invoice
-    builds, exclusive by a close."""
-    statement = "lock_periods_exclusive" if exclusive else "lock_periods_shared"
-    conn.execute(load_sql(statement), {"namespace": PERIODS_NAMESPACE, "key": PERIODS_KEY})
-
-
-def close_mark(conn: psycopg.Connection) -> datetime | None:
-    """The latest close's instant: every window starting before it is closed (None: none)."""
-    row = conn.execute(load_sql("select_close_mark")).fetchone()
-    return None if row is None else row[0]
-
-
-def month_of(instant: datetime) -> datetime:
-    """The first instant (UTC) of the calendar month holding ``instant``."""
-    utc = instant.astimezone(UTC)
-    return datetime(utc.year, utc.month, 1, tzinfo=UTC)
-
-
-def next_month(month: datetime) -> datetime:
-    """The first instant of the month after ``month`` (itself a month's first instant)."""
-    return month_of(month + timedelta(days=32))
-
-
-def wholly_closed(month: datetime, mark: datetime | None) -> bool:
-    """Every window of ``month`` is closed under ``mark``."""
-    return mark is not None and next_month(month) <= mark
-
-
-@dataclass(frozen=True)
-class MonthTotal:
-    """What a close recorded for one month and account: the invoice it froze."""
-
-    month: datetime
-    account_id: str
-    line_count: int
-    amount_exact: Decimal
-    amount: Decimal
-
-    @property
-    def residual(self) -> Decimal:
-        """The invoice's total (the sum of its rounded lines) minus its exact sum."""
-        return self.amount - self.amount_exact
+CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
+FIRST_RATED_WINDOW = "SELECT min(window_start) FROM rated_usage"
+UNRATED_HOURS_NAMED = 20
+LAST_CLOSE = (
+    "SELECT close_id, closed_through, closed_at, closed_by, note FROM rating_period_close "
+    "ORDER BY close_id DESC LIMIT 1"
+)
 
 
 class CloseRefused(RatingPipelineError):
-    """A close that may not be made: nothing was written."""
+    """A close that may not be made, and why: nothing was written."""
+
+
+@dataclass(frozen=True)
+class PeriodClose:
+    """One committed close: its record, the adjustments it stamped, and what it recorded
+    of each month it wholly closed (one MonthTotal per month and account)."""
+
+    close_id: int
+    closed_through: datetime
+    closed_at: datetime
+    closed_by: str
+    note: str | None
+    adjustments_stamped: int
+    months_closed: tuple[datetime, ...]
+    invoices: tuple[MonthTotal, ...]
+
+    def lines(self) -> list[str]:
+        """How the CLI reports it."""
+        months = ", ".join(f"{m:%Y-%m}" for m in self.months_closed) or "none"
+        lines = [
+            f"close {self.close_id}: closed through {self.closed_through.isoformat()} by "
+            f"{self.closed_by}; stamped {self.adjustments_stamped} open adjustment(s); "
+            f"months wholly closed: {months}"
+        ]
+        lines += [
+            f"  {t.month:%Y-%m} {t.account_id}: {t.line_count} lines, total {t.amount:f} USD "
+            f"(exact {t.amount_exact:f}, residual {t.residual:f})"
+            for t in self.invoices
+        ]
+        return lines
+
+
+def require_whole_hour(through: datetime) -> None:
+    """CloseRefused unless ``through`` is an aware instant on a whole UTC hour."""
+    if through.tzinfo is None:
+        raise CloseRefused(f"close refused: {through.isoformat()} has no UTC offset")
+    utc = through.astimezone(UTC)
+    if (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
+        raise CloseRefused(
+            f"close refused: {utc.isoformat()} is not a whole UTC hour; a close is through "
+            "the start of an hour, e.g. 2026-07-01T00:00:00Z"
+        )
+
+
+def close_period(
+    conn: psycopg.Connection,
+    through: datetime,
+    closed_by: str,
+    note: str | None = None,
+    run_id: str = "close",
+) -> PeriodClose:
+    """Close every window that starts before ``through``, in one transaction of its own;
+    raise CloseRefused, writing nothing, when the close may not be made."""
+    require_whole_hour(through)
+    through = through.astimezone(UTC)
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RatingPipelineError("a close needs a connection outside any transaction")
+    with conn.transaction():
+        lock_periods(conn, exclusive=True)
+        mark = close_mark(conn)
+        refuse_unless_closable(conn, through, mark)
+        row = conn.execute(
+            load_sql("insert_period_close"),
+            {"closed_through": through, "closed_by": closed_by, "note": note},
+        ).fetchone()
+        assert row is not None
+        close_id, closed_at = row
+        stamped = conn.execute(load_sql("stamp_open_adjustments"), {"close_id": close_id})
+        months = months_wholly_closed(conn, mark, through)
+        invoices: list[MonthTotal] = []
+        for month in months:
+            converge_month_lines(conn, month, f"{run_id}-{close_id}", closed_at)
+            for total in month_totals(conn, month):
+                conn.execute(
+                    load_sql("insert_period_close_total"),
+                    {
+                        "close_id": close_id,
+                        "month": month,
+                        "account_id": total.account_id,
+                        "line_count": total.line_count,
+                        "amount_exact": total.amount_exact,
+                        "amount": total.amount,
+                        "lines_sha256": total.lines_sha256,
+                    },
+                )
+                invoices.append(total)
+    return PeriodClose(
+        close_id, through, closed_at, closed_by, note, stamped.rowcount, months, tuple(invoices)
+    )
+
+
+def refuse_unless_closable(
+    conn: psycopg.Connection, through: datetime, mark: datetime | None
+) -> None:
+    """CloseRefused unless ``through`` is after ``mark``, not after the start of the
+    current hour (the database's clock), and no hour before it holds unrated events."""
+    if mark is not None and through <= mark:
+        raise CloseRefused(
+            f"close refused: {through.isoformat()} is not after the current mark "
+            f"{mark.astimezone(UTC).isoformat()}; there is no reopen"
+        )
+    current = conn.execute(CURRENT_HOUR).fetchone()
+    assert current is not None
+    current_hour = current[0].replace(tzinfo=UTC)
+    if through > current_hour:
+        raise CloseRefused(
+            f"close refused: {through.isoformat()} lies in the future; the latest instant a "
+            f"close may be through now is {current_hour.isoformat()}"
+        )
+    unrated = [
+        hour
+        for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), {"through": through})
+    ]
+    if unrated:
+        named = ", ".join(
+            h.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ") for h in unrated[:UNRATED_HOURS_NAMED]
+        )
+        more = (
+            f" and {len(unrated) - UNRATED_HOURS_NAMED} more"
+            if len(unrated) > UNRATED_HOURS_NAMED
+            else ""
+        )
+        raise CloseRefused(
+            f"close refused: {len(unrated)} hour(s) before {through.isoformat()} hold events "
+            f"but were never rated: {named}{more}; rate them first"
+        )
+
+
+def months_wholly_closed(
+    conn: psycopg.Connection, mark: datetime | None, through: datetime
+) -> tuple[datetime, ...]:
+    """The months a close through ``through`` wholly closes that ``mark`` had not: from
+    the month holding the mark (or, at the first close, the first rated window)."""
+    if mark is not None:
+        month = month_of(mark)
+    else:
+        first = conn.execute(FIRST_RATED_WINDOW).fetchone()
+        if first is None or first[0] is None:
+            return ()
+        month = month_of(first[0])
+    months = []
+    while next_month(month) <= through:
+        months.append(month)
+        month = next_month(month)
+    return tuple(months)
+
+
+@dataclass(frozen=True)
+class OpenAdjustments:
+    """A window's open adjustments: how many, their cost, and the month they bill on."""
+
+    window_start: datetime
+    adjustments: int
+    cost_usd: Decimal
+    bill_month: datetime
+
+
+@dataclass(frozen=True)
+class PeriodStatus:
+    """The close mark, the latest close, and every window's open adjustments."""
+
+    closed_through: datetime | None
+    last_close: tuple[int, datetime, datetime, str, str | None] | None
+    open_adjustments: tuple[OpenAdjustments, ...]
+
+    def lines(self) -> list[str]:
+        if self.last_close is None:
+            return ["no period is closed: every window is open"]
+        close_id, through, closed_at, closed_by, note = self.last_close
+        lines = [
+            f"closed through {through.astimezone(UTC).isoformat()} (close {close_id}, "
+            f"{closed_at.astimezone(UTC).isoformat()} by {closed_by}"
+            + (f": {note})" if note else ")"),
+            f"next invoice: {month_of(through):%Y-%m}",
+        ]
+        total = sum((w.cost_usd for w in self.open_adjustments), Decimal(0))
+        lines.append(
+            f"open adjustments: {sum(w.adjustments for w in self.open_adjustments)} in "
+            f"{len(self.open_adjustments)} window(s), {total:f} USD"
+        )
+        lines += [
+            f"  {w.window_start.astimezone(UTC):%Y-%m-%dT%H:%MZ}: {w.adjustments} "
+            f"adjustment(s), {w.cost_usd:f} USD, billed on {w.bill_month:%Y-%m}"
+            for w in self.open_adjustments
+        ]
+        return lines
+
+
+EVERYTHING = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+
+
+def open_adjustments(
+    conn: psycopg.Connection, start: datetime, end: datetime
+) -> tuple[OpenAdjustments, ...]:
+    """The windows of [start, end) with open adjustments."""
+    return tuple(
+        OpenAdjustments(window_start, int(count), cost, bill_month)
+        for window_start, count, cost, bill_month in conn.execute(
+            load_sql("select_open_adjustments_by_window"), {"start": start, "end": end}
+        )
+    )
+
+
+def period_status(conn: psycopg.Connection) -> PeriodStatus:
+    """What ``period status`` prints."""
+    last = conn.execute(LAST_CLOSE).fetchone()
+    return PeriodStatus(
+        closed_through=None if last is None else last[1],
+        last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
+        open_adjustments=open_adjustments(conn, *EVERYTHING),
+    )

@@ -28,12 +28,8 @@ TOKEN_CLASSES = (
     "audio_input", "audio_output", "image_input",
 )  # fmt: skip
 KNOWN_CLASS = "token_class IN (" + ", ".join(f"'{c}'" for c in TOKEN_CLASSES) + ")"
-HOUR_ALIGNED = (
-    "({column} AT TIME ZONE 'UTC') = date_trunc('hour', {column} AT TIME ZONE 'UTC')"
-)
-MONTH_ALIGNED = (
-    "({column} AT TIME ZONE 'UTC') = date_trunc('month', {column} AT TIME ZONE 'UTC')"
-)
+HOUR_ALIGNED = "({column} AT TIME ZONE 'UTC') = date_trunc('hour', {column} AT TIME ZONE 'UTC')"
+MONTH_ALIGNED = "({column} AT TIME ZONE 'UTC') = date_trunc('month', {column} AT TIME ZONE 'UTC')"
 TIERS_KNOWN = (
     "service_tier IN ('standard', 'batch', 'priority', 'flex') "
     "AND context_tier IN ('standard', 'long')"
@@ -84,7 +80,7 @@ CREATE TABLE rating_period_close_total (
 )
 """
 
-ADJUSTMENT_COLUMNS = f"""
+ADJUSTMENT_COLUMNS = """
     window_start timestamptz NOT NULL,
     window_end timestamptz NOT NULL,
     auth_id text NOT NULL,

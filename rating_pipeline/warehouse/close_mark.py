@@ -1,0 +1,47 @@
+"""The close mark (contract section 10) and the lock that holds it still.
+
+Every window that starts before the mark is closed. Ratings and invoice builds hold the
+periods lock shared and read the mark after taking it; a close holds it exclusively, so
+the mark never moves under a rating or a build in flight.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from rating_pipeline.warehouse.sqlfiles import load_sql
+
+# Advisory lock keys of the periods lock: (PERIODS_NAMESPACE, PERIODS_KEY).
+PERIODS_NAMESPACE = 0x434C4F53  # "CLOS"
+PERIODS_KEY = 0
+
+
+def lock_periods(conn: psycopg.Connection, *, exclusive: bool) -> None:
+    """Hold the periods lock until the transaction ends: shared by ratings and invoice
+    builds, exclusive by a close."""
+    statement = "lock_periods_exclusive" if exclusive else "lock_periods_shared"
+    conn.execute(load_sql(statement), {"namespace": PERIODS_NAMESPACE, "key": PERIODS_KEY})
+
+
+def close_mark(conn: psycopg.Connection) -> datetime | None:
+    """The latest close's instant: every window starting before it is closed (None: none)."""
+    row = conn.execute(load_sql("select_close_mark")).fetchone()
+    return None if row is None else row[0]
+
+
+def month_of(instant: datetime) -> datetime:
+    """The first instant (UTC) of the calendar month holding ``instant``."""
+    utc = instant.astimezone(UTC)
+    return datetime(utc.year, utc.month, 1, tzinfo=UTC)
+
+
+def next_month(month: datetime) -> datetime:
+    """The first instant of the month after ``month`` (itself a month's first instant)."""
+    return month_of(month + timedelta(days=32))
+
+
+def wholly_closed(month: datetime, mark: datetime | None) -> bool:
+    """Every window of ``month`` is closed under ``mark``."""
+    return mark is not None and next_month(month) <= mark

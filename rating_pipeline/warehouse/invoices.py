@@ -1,0 +1,202 @@
+"""Invoice lines (contract section 11): one month's usage and adjustment lines per account.
+
+A line is (account, kind, model, tiers, token class, rate) with a non-zero quantity; its
+``amount_exact`` is exact and its ``amount`` is that rounded half-even to cents, the one
+rounding point of an invoice. Building a month converges its lines like a rating converges
+a window (an identical rebuild writes nothing). A wholly closed month is frozen: its lines
+were built by the close that closed it, and a build leaves them as they are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.warehouse.close_mark import (
+    close_mark,
+    lock_periods,
+    next_month,
+    wholly_closed,
+)
+from rating_pipeline.warehouse.sqlfiles import load_sql
+
+# Ratings never take it: builds of one month serialize on (INVOICE_NAMESPACE, month key).
+INVOICE_NAMESPACE = 0x494E5643  # "INVC"
+LOCK_MONTH = "SELECT pg_advisory_xact_lock(%(namespace)s, %(key)s)"
+NOW = "SELECT clock_timestamp()"
+LINE_COLUMNS = (
+    "month", "account_id", "kind", "model_id", "service_tier", "context_tier", "token_class",
+    "unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount", "built_at", "run_id",
+)  # fmt: skip
+SELECT_LINES = (
+    f"SELECT {', '.join(LINE_COLUMNS)} FROM invoice_line WHERE month = %(month)s "
+    'ORDER BY account_id COLLATE "C", kind COLLATE "C", model_id COLLATE "C", '
+    'service_tier COLLATE "C", context_tier COLLATE "C", token_class COLLATE "C", '
+    "unit_rate_per_mtok"
+)
+TOTAL_KIND = "total"
+
+
+class NotAMonth(RatingPipelineError, ValueError):
+    """A month given that is not the first instant of a UTC calendar month."""
+
+
+def parse_month(text: str) -> datetime:
+    """``YYYY-MM`` as the first instant of that UTC month; NotAMonth otherwise."""
+    try:
+        first = datetime.strptime(text, "%Y-%m")
+    except ValueError as exc:
+        raise NotAMonth(f"not a month: {text!r}; expected YYYY-MM, e.g. 2026-06") from exc
+    return first.replace(tzinfo=UTC)
+
+
+def new_run_id() -> str:
+    return f"invoice-{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class MonthTotal:
+    """One account's invoice of one month: its line count, exact sum, total (the sum of its
+    rounded lines) and the sha256 of its lines. A close records these for every month it
+    wholly closes; the closed-month check compares the lines with them."""
+
+    month: datetime
+    account_id: str
+    line_count: int
+    amount_exact: Decimal
+    amount: Decimal
+    lines_sha256: str
+
+    @property
+    def residual(self) -> Decimal:
+        """The invoice's total minus its exact sum: within 0.005 USD per line."""
+        return self.amount - self.amount_exact
+
+
+@dataclass(frozen=True)
+class LinesBuilt:
+    """What building one month's lines did, and the lines' totals after it."""
+
+    month: datetime
+    inserted: int
+    updated: int
+    deleted: int
+    lines: int
+    amount_exact: Decimal
+    amount: Decimal
+    frozen: bool = False
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    @property
+    def residual(self) -> Decimal:
+        """The sum of the rounded lines minus the sum of their exact amounts."""
+        return self.amount - self.amount_exact
+
+    def __str__(self) -> str:
+        month = self.month.strftime("%Y-%m")
+        if self.frozen:
+            return (
+                f"{month}: wholly closed, {self.lines} lines frozen as its close built them; "
+                f"total {self.amount:f} USD (exact {self.amount_exact:f})"
+            )
+        return (
+            f"{month}: invoice_line +{self.inserted} inserted, ~{self.updated} updated, "
+            f"-{self.deleted} deleted, ={self.lines - self.inserted - self.updated} "
+            f"unchanged; {self.lines} lines, total {self.amount:f} USD "
+            f"(exact {self.amount_exact:f}, residual {self.residual:f})"
+        )
+
+
+def converge_month_lines(
+    conn: psycopg.Connection, month: datetime, run_id: str, built_at: datetime
+) -> LinesBuilt:
+    """Converge ``month``'s lines in the caller's transaction, which holds the periods
+    lock (shared or exclusive). Does not look at whether the month is closed."""
+    row = conn.execute(
+        load_sql("reconcile_invoice_line"),
+        {"month": month, "next_month": next_month(month), "built_at": built_at, "run_id": run_id},
+    ).fetchone()
+    assert row is not None
+    inserted, updated, deleted, lines, amount_exact, amount = row
+    return LinesBuilt(
+        month, int(inserted), int(updated), int(deleted), int(lines), amount_exact, amount
+    )
+
+
+def month_totals(conn: psycopg.Connection, month: datetime) -> list[MonthTotal]:
+    """Per account, ``month``'s invoice as its lines stand now, with the lines' sha256."""
+    return [
+        MonthTotal(month, account_id, int(count), exact, amount, digest)
+        for account_id, count, exact, amount, digest in conn.execute(
+            load_sql("select_invoice_totals"), {"month": month}
+        )
+    ]
+
+
+def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> LinesBuilt:
+    """Build ``month``'s lines in a transaction of its own: converge them, or, for a
+    wholly closed month, write nothing and report the lines its close froze."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RatingPipelineError(
+            f"building {month:%Y-%m} needs a connection outside any transaction"
+        )
+    with conn.transaction():
+        lock_periods(conn, exclusive=False)
+        conn.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": _month_key(month)})
+        if wholly_closed(month, close_mark(conn)):
+            totals = month_totals(conn, month)
+            return LinesBuilt(
+                month, 0, 0, 0,
+                lines=sum(t.line_count for t in totals),
+                amount_exact=sum((t.amount_exact for t in totals), Decimal(0)),
+                amount=sum((t.amount for t in totals), Decimal(0)),
+                frozen=True,
+            )  # fmt: skip
+        built_at = conn.execute(NOW).fetchone()
+        assert built_at is not None
+        return converge_month_lines(conn, month, run_id, built_at[0])
+
+
+def _month_key(month: datetime) -> int:
+    return month.year * 12 + month.month - 1
+
+
+def invoice_frame(conn: psycopg.Connection, month: datetime) -> pd.DataFrame:
+    """``month``'s lines, every column of ``invoice_line``; amounts stay ``Decimal``."""
+    rows = conn.execute(SELECT_LINES, {"month": month}).fetchall()
+    return pd.DataFrame(rows, columns=list(LINE_COLUMNS), dtype=object)
+
+
+def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> list[Path]:
+    """Write one CSV per account of ``month`` into ``out_dir``: a header, one row per line,
+    then a ``total`` row (the exact sum, and the invoice total: the sum of the rounded
+    lines). Amounts are written as exact decimal text. Returns the files written."""
+    frame = invoice_frame(conn, month)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for account_id, lines in frame.groupby("account_id", sort=True):
+        total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
+        total.update(
+            month=lines["month"].iloc[0],
+            account_id=account_id,
+            kind=TOTAL_KIND,
+            amount_exact=sum(lines["amount_exact"], Decimal(0)),
+            amount=sum(lines["amount"], Decimal(0)),
+        )
+        table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
+        path = out_dir / f"{month:%Y-%m}_{quote(str(account_id), safe='')}.csv"
+        table.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        written.append(path)
+    return written

@@ -1,0 +1,300 @@
+"""Closed periods and adjustments (contract section 10), on the real database.
+
+A closed window's rated_usage rows never change again; rating it reconciles its open
+adjustments so that, per rollup key, billed output + open adjustments = the latest output,
+which the oracle computes independently from the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse.close_mark import lock_periods
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import WindowRating, rate_window
+from rating_pipeline.warehouse.periods import CloseRefused, close_period, period_status
+from rating_pipeline.windows import HOUR, Window
+from tests import oracle
+from tests.conftest import delete_events, utc
+from tests.factories import WINDOW_START, make_event, make_version, own
+
+WINDOW = Window(WINDOW_START)
+AFTER_WINDOW = WINDOW_START + HOUR
+Key = tuple[str, str, str, str]
+Amounts = tuple[int, ...]  # events, then every class's tokens
+
+ROW_VERSIONS = "SELECT ctid, xmin, * FROM rated_usage ORDER BY auth_id, model_id"
+OPEN_ADJUSTMENTS = """
+SELECT auth_id, model_id, token_class, unit_rate_per_mtok, event_count, quantity_tokens,
+    cost_usd
+FROM rating_adjustment WHERE invoiced_by IS NULL
+ORDER BY auth_id, model_id, token_class, unit_rate_per_mtok
+"""
+ADJUSTMENT_VERSIONS = "SELECT ctid, xmin FROM rating_adjustment ORDER BY adjustment_id"
+BILLED_PER_KEY = f"""
+SELECT auth_id, model_id, service_tier, context_tier, sum(event_count),
+    {", ".join(f"sum({c}_tokens)" for c in TOKEN_CLASSES)}, sum(cost_usd)
+FROM (
+    SELECT auth_id, model_id, service_tier, context_tier, event_count,
+        {", ".join(f"{c}_tokens" for c in TOKEN_CLASSES)}, cost_usd
+    FROM rated_usage WHERE window_start = %(start)s
+    UNION ALL
+    SELECT auth_id, model_id, service_tier, context_tier, event_count,
+        {", ".join(f"CASE WHEN token_class = '{c}' THEN quantity_tokens ELSE 0 END" for c in TOKEN_CLASSES)},
+        cost_usd
+    FROM rating_adjustment WHERE window_start = %(start)s
+) AS billed
+GROUP BY 1, 2, 3, 4
+HAVING sum(event_count) <> 0 OR sum(cost_usd) <> 0
+"""  # noqa: E501
+
+
+def priced(input_rate: str = "2.50") -> PricebookVersion:
+    return make_version(
+        {
+            "base-large": own(input_rate, "10", cache_read="1.25"),
+            "base-small": own("0.15", "0.60"),
+        }
+    )
+
+
+def rate(url: str, version: PricebookVersion, run_id: str) -> WindowRating:
+    with connect(url) as conn:
+        return rate_window(conn, WINDOW, Pricebooks((version,)), run_id)
+
+
+def close(url: str, through: object = AFTER_WINDOW, by: str = "finance") -> object:
+    with connect(url) as conn:
+        return close_period(conn, through, by)  # type: ignore[arg-type]
+
+
+def billed_and_adjusted(conn: psycopg.Connection) -> dict[Key, tuple[Amounts, Decimal]]:
+    """Per rollup key: the frozen rows plus every adjustment, stamped or open."""
+    return {
+        tuple(row[:4]): (tuple(int(v) for v in row[4:-1]), row[-1])
+        for row in conn.execute(BILLED_PER_KEY, {"start": WINDOW.start})
+    }  # type: ignore[misc]
+
+
+def latest_per_key(
+    version: PricebookVersion, events: Iterable[BillingEvent]
+) -> dict[Key, tuple[Amounts, Decimal]]:
+    """The oracle's latest output for the events, per rollup key."""
+    rating = oracle.rate_window(WINDOW, version, list(events))
+    return {
+        (r.auth_id, r.model_id, r.service_tier, r.context_tier): (
+            (r.event_count, *(getattr(r, f"{c}_tokens") for c in TOKEN_CLASSES)),
+            r.cost_usd,
+        )
+        for r in rating.rollups
+    }
+
+
+@pytest.fixture
+def closed_window(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> list[BillingEvent]:
+    """WINDOW's events, rated and then closed; returns the events."""
+    events = [
+        make_event("org-1", "base-large", input_tokens=1000, output_tokens=200),
+        make_event("org-1", "base-large", input_tokens=3000, output_tokens=10),
+        make_event("org-2", "base-small", input_tokens=500, output_tokens=50),
+    ]
+    add_events(events)
+    rate(database_url, priced(), "run-1")
+    close(database_url)
+    return events
+
+
+def test_closed_window_rows_never_change_and_adjustments_make_up_the_latest_output(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    frozen = reader.execute(ROW_VERSIONS).fetchall()
+    late = [
+        make_event("org-1", "base-large", input_tokens=700, output_tokens=7),
+        replace(make_event("org-3", "base-large"), cache_read_tokens=4000),
+    ]
+    add_events(late)
+    delete_events(database_url, [closed_window[2].event_id])
+
+    rating = rate(database_url, priced(), "run-2")
+
+    assert reader.execute(ROW_VERSIONS).fetchall() == frozen
+    assert rating.usage.written == 0 and rating.adjustments is not None
+    assert rating.adjustments.inserted == len(reader.execute(OPEN_ADJUSTMENTS).fetchall())
+    latest = latest_per_key(priced(), [*closed_window[:2], *late])
+    assert billed_and_adjusted(reader) == latest
+    assert rating.total_cost_usd == sum((cost for _, cost in latest.values()), Decimal(0))
+
+
+def test_identical_rerate_of_closed_window_writes_no_adjustment(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    add_events([make_event("org-1", "base-large", input_tokens=1)])
+    rate(database_url, priced(), "run-2")
+    before = reader.execute(ADJUSTMENT_VERSIONS).fetchall()
+
+    again = rate(database_url, priced(), "run-3")
+
+    assert again.rows_written == 0
+    assert again.adjustments is not None and again.adjustments.unchanged == len(before) > 0
+    assert reader.execute(ADJUSTMENT_VERSIONS).fetchall() == before
+
+
+def test_rate_correction_reverses_billed_quantity_at_billed_rate_and_charges_latest(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    rate(database_url, priced("3.00"), "run-2")
+
+    assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == [
+        ("org-1", "base-large", "input", Decimal("2.500000"), -2, -4000, Decimal("-0.01")),
+        ("org-1", "base-large", "input", Decimal("3.000000"), 2, 4000, Decimal("0.012")),
+    ]
+    assert billed_and_adjusted(reader) == latest_per_key(priced("3.00"), closed_window)
+
+
+def test_rerate_back_to_billed_output_deletes_open_adjustments_into_archive(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    rate(database_url, priced("3.00"), "run-2")
+    back = rate(database_url, priced(), "run-3")
+
+    assert back.adjustments is not None and back.adjustments.deleted == 2
+    assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == []
+    archived = reader.execute(
+        "SELECT change, superseded_by_run_id, count(*) FROM rating_adjustment_archive GROUP BY 1, 2"
+    ).fetchall()
+    assert archived == [("deleted", "run-3", 2)]
+
+
+def test_close_stamps_open_adjustments_and_later_corrections_add_to_them(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    rate(database_url, priced("3.00"), "run-2")
+    second = close(database_url, AFTER_WINDOW + HOUR)
+    assert second.adjustments_stamped == 2  # type: ignore[attr-defined]
+    stamped = reader.execute(
+        "SELECT adjustment_id, xmin FROM rating_adjustment ORDER BY 1"
+    ).fetchall()
+    late = make_event("org-2", "base-small", input_tokens=90, output_tokens=9)
+    add_events([late])
+
+    rate(database_url, priced("2.75"), "run-3")
+
+    assert (
+        reader.execute(
+            "SELECT adjustment_id, xmin FROM rating_adjustment WHERE invoiced_by IS NOT NULL "
+            "ORDER BY 1"
+        ).fetchall()
+        == stamped
+    )
+    assert billed_and_adjusted(reader) == latest_per_key(priced("2.75"), [*closed_window, late])
+
+
+def test_exceptions_keep_converging_in_a_closed_window_and_conservation_holds(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    add_events([make_event("org-9", "no-such-model"), make_event("", "base-large")])
+
+    rating = rate(database_url, priced(), "run-2")
+
+    reasons = reader.execute(
+        "SELECT reason, event_count FROM rating_exception ORDER BY reason"
+    ).fetchall()
+    assert reasons == [("invalid_event", 1), ("unpriced", 1)]
+    billed = sum(amounts[0] for amounts, _ in billed_and_adjusted(reader).values())
+    assert rating.events_read == 5 == billed + rating.events_excepted
+
+
+def test_a_closed_rollup_that_becomes_unpriced_is_reversed_whole(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    without_small = make_version({"base-large": own("2.50", "10", cache_read="1.25")})
+
+    rate(database_url, without_small, "run-2")
+
+    reversal = [row for row in reader.execute(OPEN_ADJUSTMENTS) if row[0] == "org-2"]
+    assert reversal == [
+        ("org-2", "base-small", "input", Decimal("0.150000"), -1, -500, Decimal("-0.000075")),
+        ("org-2", "base-small", "output", Decimal("0.600000"), 0, -50, Decimal("-0.00003")),
+    ]
+    assert ("org-2", "base-small", "standard", "standard") not in billed_and_adjusted(reader)
+
+
+@pytest.mark.parametrize(
+    ("through", "reason"),
+    [
+        (AFTER_WINDOW + timedelta(minutes=30), "not a whole UTC hour"),
+        (AFTER_WINDOW.replace(tzinfo=None), "has no UTC offset"),
+        (AFTER_WINDOW - HOUR, "not after the current mark"),
+        (AFTER_WINDOW, "not after the current mark"),
+        (utc(2099, 1, 1), "lies in the future"),
+    ],
+)
+def test_close_refused_writes_nothing(
+    database_url: str,
+    reader: psycopg.Connection,
+    closed_window: list[BillingEvent],
+    through: object,
+    reason: str,
+) -> None:
+    with pytest.raises(CloseRefused, match=reason):
+        close(database_url, through)
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
+
+
+def test_close_past_an_unrated_hour_is_refused_naming_it(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    add_events([make_event(occurred_at=AFTER_WINDOW + 2 * HOUR + timedelta(minutes=1))])
+    with pytest.raises(CloseRefused, match=r"1 hour\(s\).*2026-06-15T13:00Z"):
+        close(database_url, AFTER_WINDOW + 5 * HOUR)
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
+    assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
+
+
+def test_close_waits_for_a_rating_in_flight(
+    database_url: str, closed_window: list[BillingEvent]
+) -> None:
+    with connect(database_url) as rating, rating.transaction():
+        lock_periods(rating, exclusive=False)
+        with connect(database_url) as closing:
+            closing.execute("SET lock_timeout = '200ms'")
+            closing.commit()
+            with pytest.raises(Exception, match="lock timeout"):
+                close_period(closing, AFTER_WINDOW + HOUR, "finance")
+
+
+def test_period_status_reports_mark_and_open_adjustments(
+    database_url: str, closed_window: list[BillingEvent]
+) -> None:
+    rate(database_url, priced("3.00"), "run-2")
+    with connect(database_url) as conn:
+        lines = period_status(conn).lines()
+    assert lines[0].startswith("closed through 2026-06-15T11:00:00+00:00 (close 1,")
+    assert lines[1] == "next invoice: 2026-06"
+    assert lines[2] == "open adjustments: 2 in 1 window(s), 0.002000000000 USD"
+    assert lines[3] == "  2026-06-15T10:00Z: 2 adjustment(s), 0.002000000000 USD, billed on 2026-06"
