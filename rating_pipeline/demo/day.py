@@ -26,6 +26,7 @@ from rating_pipeline.demo.seed import (
     Row,
     SeedError,
     SeedSpec,
+    auth_id,
     generate_hour,
     hour_tag,
     replace_seeded,
@@ -111,6 +112,11 @@ DIURNAL_PERCENT = (
 )  # fmt: skip
 DEMO_EVENTS_PER_HOUR = 2_000
 DEMO_PRINCIPALS = 120
+# billing_account of the demo: the ordinary principals, by block, belong to three accounts;
+# the hand-made cases' principals have no row, so each is an account of its own.
+DEMO_ACCOUNTS = (("acct-north", 1, 40), ("acct-south", 41, 80), ("acct-west", 81, 120))
+REPLACE_ACCOUNTS = "DELETE FROM billing_account"
+INSERT_ACCOUNT = "INSERT INTO billing_account (auth_id, account_id) VALUES (%s, %s)"
 LATE_STREAM = 1  # the generator's stream for late events, apart from the hour's own
 
 
@@ -161,6 +167,24 @@ def demo_day(
     events = chain(chain.from_iterable(ordinary), case_events(start, seed))
     replace_seeded(conn, spec.start, spec.end, seed, events)
     return DemoDay(volumes)
+
+
+def demo_accounts() -> list[tuple[str, str]]:
+    """(auth_id, account_id) of every ordinary demo principal."""
+    return [
+        (auth_id(index - 1, DEMO_PRINCIPALS), account)
+        for account, first, last in DEMO_ACCOUNTS
+        for index in range(first, last + 1)
+    ]
+
+
+def load_demo_accounts(conn: psycopg.Connection) -> int:
+    """Replace ``billing_account`` with the demo's mapping; return how many rows it holds."""
+    accounts = demo_accounts()
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(REPLACE_ACCOUNTS)
+        cursor.executemany(INSERT_ACCOUNT, accounts)
+    return len(accounts)
 
 
 def late_events(window_start: datetime, count: int, seed: int) -> Columns:

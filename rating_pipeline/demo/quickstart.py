@@ -11,7 +11,13 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
    whose blocking ``no_ambiguous_base`` check fails after every window is reconciled;
 5. lands late events in one window, finds the changed window as the late-events sensor
    does, and re-rates it in its own run;
-6. prints the summary and how to open the UI on the same data.
+6. closes the demo day's month (``period close``), which builds and freezes its invoice;
+7. lands a late correction in a closed hour and re-rates it: its rows stay as invoiced and
+   the difference becomes adjustments, billed on the next month's invoice, which it builds;
+8. prints the summary, both months' invoices per account, and how to open the UI.
+
+Each run starts from an empty ledger (the project's tables, never ``billing_event``): a
+close cannot be undone, and the demo's story begins before its close.
 
 It always uses the embedded database (it writes synthetic events, so it never touches the
 warehouse RATING_DATABASE_URL names) and the shipped ``pricebooks/`` the demo day is made for.
@@ -30,8 +36,8 @@ from typing import TextIO
 
 import dagster as dg
 
-from rating_pipeline.demo.day import DemoDay, add_late_events, demo_day
-from rating_pipeline.demo.summary import summarize
+from rating_pipeline.demo.day import DemoDay, add_late_events, demo_day, load_demo_accounts
+from rating_pipeline.demo.summary import invoices_summary, summarize
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
@@ -47,6 +53,8 @@ from rating_pipeline.orchestration.sensors import SENSOR_NAME
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
 from rating_pipeline.warehouse import embedded, migrations
 from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.invoices import build_invoice, new_run_id
+from rating_pipeline.warehouse.periods import close_period, period_status
 from rating_pipeline.windows import HOUR, Window
 
 EXIT_OK = 0
@@ -58,6 +66,12 @@ DEMO_SEED = 20260615
 SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
 LATE_WINDOW = Window.starting(DEMO_START + 10 * HOUR)
 LATE_EVENTS = 40
+CLOSE_THROUGH = datetime(2026, 7, 1, tzinfo=UTC)  # wholly closes the demo day's month
+CLOSED_BY = "demo"
+CORRECTION_WINDOW = Window.starting(DEMO_START + 14 * HOUR)
+CORRECTION_EVENTS = 25
+NEXT_INVOICE = CLOSE_THROUGH  # the month an adjustment made after the close bills on
+RESET_LEDGER = "TRUNCATE " + ", ".join(migrations.OUTPUT_TABLES)
 UI_HOST = "127.0.0.1"
 UI_PORT_VARIABLE = "RATING_UI_PORT"
 DEFAULT_UI_PORT = 3000
@@ -170,7 +184,11 @@ def require_expected(
 
 
 def load_demo_day(warehouse_url: str) -> DemoDay:
+    """An empty ledger, the demo day's events and the demo's billing accounts."""
     with connect(warehouse_url) as conn:
+        conn.execute(RESET_LEDGER)
+        conn.commit()
+        load_demo_accounts(conn)
         day = demo_day(conn, DEMO_START, DEMO_SEED)
         conn.commit()
         conn.execute(ANALYZE_BILLING_EVENT)
@@ -223,9 +241,13 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     ):
         rate_demo_day(instance, windows, say)
         rerate_late_windows(instance, warehouse_url, say)
+        close_demo_month(warehouse_url, say)
+        correct_closed_hour(instance, warehouse_url, say)
     say()
     with connect(warehouse_url) as conn:
         say(summarize(conn, DEMO_START, DEMO_START + DEMO_HOURS * HOUR).rstrip())
+        say()
+        say(invoices_summary(conn, [DEMO_START, NEXT_INVOICE]).rstrip())
         conn.rollback()
     say()
     say("Open the Dagster UI on this same data:  ./dev ui")
@@ -270,6 +292,37 @@ def rerate_late_windows(
         outcome = rate_through_dagster(instance, [window.window], {"rating/trigger": SENSOR_NAME})
         say(f"  {outcome.line()}")
         require_expected(outcome, [window.window], {NO_AMBIGUOUS_BASE})
+
+
+def close_demo_month(warehouse_url: str, say: Callable[[str], None]) -> None:
+    """Step 6: close through the end of the demo day's month; its invoice is frozen."""
+    with connect(warehouse_url) as conn:
+        closed = close_period(conn, CLOSE_THROUGH, CLOSED_BY, "the demo day's month")
+    say("")
+    say(f"Closing the period through {CLOSE_THROUGH.isoformat()} (rating-pipeline period close):")
+    for line in closed.lines():
+        say(f"  {line}")
+
+
+def correct_closed_hour(
+    instance: dg.DagsterInstance, warehouse_url: str, say: Callable[[str], None]
+) -> None:
+    """Step 7: late events in a closed hour; its re-rate adjusts, the next invoice bills it."""
+    with connect(warehouse_url) as conn:
+        add_late_events(conn, CORRECTION_WINDOW.start, CORRECTION_EVENTS, DEMO_SEED)
+        conn.commit()
+    say("")
+    say(
+        f"{CORRECTION_EVENTS} late events landed in the closed hour {CORRECTION_WINDOW.key}; "
+        "re-rating it leaves its invoiced rows as they are and adjusts:"
+    )
+    outcome = rate_through_dagster(instance, [CORRECTION_WINDOW], {"rating/trigger": "demo"})
+    say(f"  {outcome.line()}")
+    require_expected(outcome, [CORRECTION_WINDOW], {NO_AMBIGUOUS_BASE})
+    with connect(warehouse_url) as conn:
+        for line in period_status(conn).lines():
+            say(f"  {line}")
+        say(f"  {build_invoice(conn, NEXT_INVOICE, new_run_id())}")
 
 
 def embedded_warehouse(out: TextIO = sys.stdout) -> str:

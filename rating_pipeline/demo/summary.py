@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from rating_pipeline.warehouse.close_mark import close_mark, wholly_closed
+from rating_pipeline.warehouse.invoices import month_totals
 from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class
 from rating_pipeline.windows import HOUR, require_hour_aligned_utc
 
@@ -72,6 +74,12 @@ SELECT count(*) FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
 """
 
+SUMMARY_ADJUSTMENTS = """
+SELECT count(*), coalesce(sum(event_count), 0), coalesce(sum(cost_usd), 0)
+FROM rating_adjustment
+WHERE window_start >= %(start)s AND window_start < %(end)s
+"""
+
 # Display only: rated_usage keeps exact costs (12 places); the report rounds them, half-even,
 # to DISPLAY_PLACES and prints the exact total as well.
 DISPLAY_PLACES = 4
@@ -107,7 +115,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequenc
 def summarize(conn: psycopg.Connection, start: datetime, end: datetime) -> str:
     """The report for the windows in ``[start, end)`` (hour-aligned UTC), as of now.
 
-    Reads ``rated_usage`` and ``rating_exception`` only; writes nothing.
+    Reads ``rated_usage``, ``rating_exception`` and ``rating_adjustment``; writes nothing.
     """
     first = require_hour_aligned_utc(start, "summary start")
     stop = require_hour_aligned_utc(end, "summary end")
@@ -141,6 +149,7 @@ def summarize(conn: psycopg.Connection, start: datetime, end: datetime) -> str:
         f"  events billed:   {totals.billed:,} in {totals.rollups:,} rollups",
         f"  events excepted: {totals.excepted:,}",
         f"  cost USD:        {usd(totals.cost)} (exact: {exact_usd(totals.cost)})",
+        *_adjustments_lines(conn, params),
     ]
     return "\n".join(sections) + "\n"
 
@@ -254,6 +263,19 @@ def _principals_table(conn: psycopg.Connection, params: dict[str, object], total
     )
 
 
+def _adjustments_lines(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
+    """Closed hours' corrections: not in the rows above, billed on the next invoice."""
+    row = conn.execute(SUMMARY_ADJUSTMENTS, params).fetchone()
+    assert row is not None
+    count, events, cost = row
+    if not count:
+        return []
+    return [
+        f"  adjustments:     {int(count):,} rows, {int(events):+,} events, cost USD {usd(cost)} "
+        f"(exact: {exact_usd(cost)}): closed hours' corrections, on the next invoice",
+    ]
+
+
 def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
     reasons = conn.execute(SUMMARY_EXCEPTIONS_BY_REASON, params).fetchall()
     if not reasons:
@@ -293,3 +315,36 @@ def _share(part: Decimal, whole: Decimal) -> str:
         return "-"
     percent = (part * 100 / whole).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
     return f"{percent}%"
+
+
+def invoices_summary(conn: psycopg.Connection, months: Sequence[datetime]) -> str:
+    """Each month's invoice per account: its lines, exact sum, total (the sum of its lines
+    rounded half-even to cents: the invoice's one rounding point) and residual."""
+    mark = close_mark(conn)
+    sections = []
+    for month in months:
+        state = "closed, frozen" if wholly_closed(month, mark) else "open"
+        totals = month_totals(conn, month)
+        sections += ["", f"Invoice {month:%Y-%m} ({state}), per account"]
+        if not totals:
+            sections.append("(no lines)")
+            continue
+        rows = [
+            (
+                t.account_id,
+                f"{t.line_count:,}",
+                exact_usd(t.amount_exact),
+                f"{t.amount:f}",
+                f"{t.residual:f}",
+            )
+            for t in totals
+        ]
+        headers = ("account", "lines", "exact USD", "invoice USD", "residual USD")
+        sections.append(_table(headers, rows, (False, True, True, True, True)))
+        exact = sum((t.amount_exact for t in totals), Decimal(0))
+        invoiced = sum((t.amount for t in totals), Decimal(0))
+        sections.append(
+            f"  all accounts: {invoiced:f} USD invoiced, {exact_usd(exact)} exact, "
+            f"residual {invoiced - exact:f}"
+        )
+    return "\n".join(sections[1:]) + "\n"
