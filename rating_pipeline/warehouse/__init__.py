@@ -1,4 +1,4 @@
-"""The PostgreSQL warehouse (contract sections 3, 6, 7 and 8).
+"""The PostgreSQL warehouse (contract sections 3, 6, 7, 8, 10 and 11).
 
   embedded.py    the embedded PostgreSQL under .rating/ when RATING_DATABASE_URL is unset
   database.py    database_url(), connect(), redact_url()
@@ -6,9 +6,13 @@
   online_ddl.py  the revisions' DDL on upstream's live billing_event: concurrent index
                  builds, a brief lock under lock_timeout
   extract.py     one window's events summed and digested inside PostgreSQL
-  reconcile.py   per table, one statement: price, compare with the live rows, write the
-                 differences (the one place a cost is computed)
+  reconcile.py   per table, one statement: compare the priced rollups (sql/price_window.sql,
+                 the one place a rollup's cost is computed) with the live rows, write the
+                 differences
   engine.py      rate_window(): begin, read usage, converge, log, summarize; one transaction
+  close_mark.py  the close mark and the periods lock that holds it still
+  periods.py     `period close` and `period status`
+  invoices.py    a month's invoice lines: build, totals, CSV export
   outputs.py     stored rows read back as records
   commands.py    the `rate` command
   sql/           every statement, one per file

@@ -1,9 +1,10 @@
 """The reconciled write of one window's output (contract section 7).
 
-One statement per table prices the window's rollups (``window_sums`` joined to the rules'
-answers in ``window_resolution``), compares them with the window's live rows and applies
-only the differences, archiving what it replaces. Identical rows are neither written nor
-locked. Everything runs in the caller's transaction, under the window's advisory lock.
+One statement per table compares the window's priced rollups (``window_output``, from
+``price_window.sql``) with the window's live rows and applies only the differences,
+archiving what it replaces: ``rated_usage`` in an open window, the open adjustments in a
+closed one, ``rating_exception`` in either. Identical rows are neither written nor locked.
+Everything runs in the caller's transaction, under the window's advisory lock.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class Reconciled:
 
 
 def reconcile(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> Reconciled:
-    """Run one reconcile statement (``reconcile_rated_usage`` or
-    ``reconcile_rating_exception``) with ``params``, and return what it did."""
+    """Run one reconcile statement with ``params`` and return what it did (or one totals
+    statement of the same shape, whose counts are zero)."""
     row = conn.execute(load_sql(statement), params).fetchone()
     if row is None:
         raise RuntimeError(f"{statement} returned no counts")
