@@ -8,6 +8,7 @@ which the oracle computes independently from the events.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -298,3 +299,47 @@ def test_period_status_reports_mark_and_open_adjustments(
     assert lines[1] == "next invoice: 2026-06"
     assert lines[2] == "open adjustments: 2 in 1 window(s), 0.002000000000 USD"
     assert lines[3] == "  2026-06-15T10:00Z: 2 adjustment(s), 0.002000000000 USD, billed on 2026-06"
+
+
+def test_a_failed_rating_of_a_closed_window_leaves_its_adjustments_as_they_were(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rate(database_url, priced("3.00"), "run-2")
+    before = reader.execute("SELECT ctid, xmin, * FROM rating_adjustment ORDER BY 1").fetchall()
+    add_events([make_event("org-1", "base-large", input_tokens=5)])
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("crash after the adjustments were reconciled")
+
+    monkeypatch.setattr("rating_pipeline.warehouse.engine.log_rating", crash)
+    with pytest.raises(RuntimeError, match="crash after"):
+        rate(database_url, priced("3.25"), "run-3")
+
+    after = reader.execute("SELECT ctid, xmin, * FROM rating_adjustment ORDER BY 1").fetchall()
+    assert after == before
+    assert reader.execute("SELECT count(*) FROM rating_adjustment_archive").fetchone() == (0,)
+
+
+def test_rate_command_on_a_closed_window_reports_its_open_adjustments(
+    warehouse_env: str,
+    closed_window: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rating_pipeline import cli
+
+    with connect(warehouse_env) as conn:
+        frozen = conn.execute(ROW_VERSIONS).fetchall()
+    pricebooks = Path(__file__).resolve().parent.parent / "pricebooks"
+
+    assert cli.main(["rate", "--from", "2026-06-15T10:00Z", "--to", "2026-06-15T11:00Z",
+                     "--pricebooks", str(pricebooks)]) == 0  # fmt: skip
+
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "closed (through 2026-06-15T11:00:00+00:00): rated_usage frozen" in line
+    assert "open costing" in line
+    with connect(warehouse_env) as conn:
+        assert conn.execute(ROW_VERSIONS).fetchall() == frozen
