@@ -8,10 +8,10 @@ which the oracle computes independently from the events.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
