@@ -10,9 +10,11 @@ and 1% more events (new principals) and one 9,000-character auth_id have landed;
 is the window as first rated. Its outputs in both states are known up front: A's as
 stored, B's from a rating rolled back.
 
-Each trial moves the events to the state the window's rows are not in, starts a re-rate in
-a child process, waits a random delay (uniform, up to 1.25 x a clean re-rate) after the
-child has connected, then kills the child or crashes the server (restarting it). Once the
+A first re-rate in a child process, not interrupted, times a child's rating (from its
+connection to its commit). Each trial then moves the events to the state the window's rows
+are not in, starts a re-rate in a child process, waits a random delay (uniform, up to 1.1 x
+that time) after the child has connected, and kills the child or crashes the server
+(restarting it). Once the
 child's backend is gone, the window's rows of ``rated_usage`` and ``rating_exception``
 (every column but rated_at and run_id) must be one of the two outputs, and the child's run
 logged and archived exactly when they are the new one. Last, a clean re-rate must converge
@@ -33,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +62,9 @@ CRASH = "server crash"
 OLD = "old output"
 NEW = "new output"
 TIMEOUT = 120.0
+SPAN = 1.1  # kills and crashes land up to this many times a child's re-rate after it connects
 CHILD_STARTUP_TIMEOUT = 120.0
+SPAN = 1.1  # kills and crashes land up to this many times a child's re-rate after it connects
 
 HELD = """
 CREATE TABLE kill_crash_held_event (LIKE billing_event INCLUDING DEFAULTS)
@@ -196,7 +201,7 @@ class Scenario:
     url: str
     pricebook_dir: Path
     outputs: dict[str, Output]
-    rerate_seconds: float
+    rerate_seconds: float = 0.0
     events_state: str = "A"
     rows_state: str = "A"
     trials: list[Trial] = field(default_factory=list)
@@ -249,12 +254,10 @@ def prepare(url: str, pricebook_dir: Path, events: int) -> Scenario:
         rate_window(conn, WINDOW, pricebooks, "kill-crash-first")
         first = output(conn)
         conn.commit()
-    scenario = Scenario(url, pricebook_dir, {"A": first}, rerate_seconds=0.0)
+    scenario = Scenario(url, pricebook_dir, {"A": first})
     move_events(scenario, "B")
     with connect(url) as conn, conn.transaction(force_rollback=True):
-        began = time.perf_counter()
         rate_window_in_transaction(conn, WINDOW, pricebooks.version_for(WINDOW), "reference")
-        scenario.rerate_seconds = time.perf_counter() - began
         scenario.outputs["B"] = output(conn)
     move_events(scenario, "A")
     if scenario.outputs["A"] == scenario.outputs["B"]:
@@ -263,15 +266,42 @@ def prepare(url: str, pricebook_dir: Path, events: int) -> Scenario:
 
 
 def _rerate(url: str, pricebook_dir: str, run_id: str, report: multiprocessing.Queue) -> None:
-    """The child: connect, say so (with the backend's pid), rate WINDOW; exit 1 quietly when
-    the server goes away under it."""
+    """The child: connect, say so (with the backend's pid), rate WINDOW, say so; exit 1
+    quietly when the server goes away under it."""
     pricebooks = load_pricebooks(Path(pricebook_dir))
     try:
         with connect(url) as conn:
             report.put(conn.info.backend_pid)
             rate_window(conn, WINDOW, pricebooks, run_id)
+            report.put("rated")
     except psycopg.Error:
         sys.exit(1)
+
+
+def _start_child(scenario: Scenario, run_id: str) -> tuple[BaseProcess, multiprocessing.Queue]:
+    report = SPAWN.Queue()
+    child = SPAWN.Process(
+        target=_rerate, args=(scenario.url, str(scenario.pricebook_dir), run_id, report)
+    )
+    child.start()
+    return child, report
+
+
+def calibrate(scenario: Scenario) -> float:
+    """One re-rate in a child, not interrupted: seconds from its connection to its commit.
+    The rows end in the new output."""
+    target = _other(scenario.rows_state)
+    move_events(scenario, target)
+    child, report = _start_child(scenario, "kill-crash-calibration")
+    report.get(timeout=CHILD_STARTUP_TIMEOUT)
+    began = time.perf_counter()
+    report.get(timeout=TIMEOUT)
+    scenario.rerate_seconds = time.perf_counter() - began
+    child.join(TIMEOUT)
+    if _outcome(scenario, "kill-crash-calibration", target, 0) != NEW:
+        raise MixedOutput("the calibration re-rate did not store the new output")
+    scenario.rows_state = target
+    return scenario.rerate_seconds
 
 
 def _wait_until_gone(url: str, pid: int) -> None:
@@ -308,11 +338,7 @@ def trial(
     target = _other(scenario.rows_state)
     move_events(scenario, target)
     run_id = f"kill-crash-{number}"
-    report = SPAWN.Queue()
-    child = SPAWN.Process(
-        target=_rerate, args=(scenario.url, str(scenario.pricebook_dir), run_id, report)
-    )
-    child.start()
+    child, report = _start_child(scenario, run_id)
     try:
         pid = report.get(timeout=CHILD_STARTUP_TIMEOUT)
         with psycopg.connect(scenario.url, autocommit=True) as observer:
@@ -353,13 +379,21 @@ def run_trials(
     scenario: Scenario, server: ThrowawayServer, kills: int, crashes: int, seed: int
 ) -> list[Trial]:
     """``kills`` client kills and ``crashes`` server crashes, shuffled, each at a random
-    delay up to 1.25 x a clean re-rate; MixedOutput at the first that leaves a mix."""
+    delay up to 1.1 x a child's re-rate (calibrated first); MixedOutput at the first that
+    leaves a mix. Each trial is reported on stderr."""
     rng = random.Random(seed)
     kinds = [KILL] * kills + [CRASH] * crashes
     rng.shuffle(kinds)
-    span = 1.25 * scenario.rerate_seconds
+    span = SPAN * calibrate(scenario)
     for number, kind in enumerate(kinds, start=1):
-        scenario.trials.append(trial(scenario, server, kind, rng.uniform(0, span), number))
+        done = trial(scenario, server, kind, rng.uniform(0, span), number)
+        scenario.trials.append(done)
+        where = "in its transaction" if done.in_transaction else "outside any transaction"
+        print(
+            f"trial {number}/{len(kinds)}: {kind} {done.delay:.3f} s in ({where}): {done.outcome}",
+            file=sys.stderr,
+            flush=True,
+        )
     return scenario.trials
 
 
@@ -408,16 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedded.ensure_database(server.url(embedded.MAINTENANCE_DATABASE), DATABASE)
             pricebook_dir = write_pricebooks(parent / "pricebooks")
             scenario = prepare(server.url(DATABASE), pricebook_dir, args.events)
-            print(
-                f"{args.events:,} events in {WINDOW.key}; outputs A {len(scenario.outputs['A'])}"
-                f" rows, B {len(scenario.outputs['B'])} rows; a clean re-rate "
-                f"{scenario.rerate_seconds:.3f} s",
-                flush=True,
-            )
             trials = run_trials(scenario, server, args.kills, args.crashes, args.seed)
             converged = converge(scenario)
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+    print(
+        f"{args.events:,} events in {WINDOW.key}; its rows in state A {len(scenario.outputs['A'])}"
+        f", in B {len(scenario.outputs['B'])}; a child's re-rate {scenario.rerate_seconds:.3f} s"
+    )
     print("\n".join(summary(trials)))
     delays = [t.delay for t in trials]
     print(
