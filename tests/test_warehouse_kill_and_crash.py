@@ -2,8 +2,8 @@
 points: each leaves the window's old output or its new one, never a mix (contract 7).
 
 A small run of ``benchmarks/kill_and_crash.py`` (BENCHMARKS.md has the full one), on a
-PostgreSQL of its own in this test's directory: the session's shared server is never
-crashed.
+PostgreSQL of its own (its own data directory and socket): the session's shared server is
+never crashed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from benchmarks.kill_and_crash import (
 )
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.warehouse import embedded
 from rating_pipeline.warehouse.database import connect
 from tests import oracle
 from tests.conftest import EVENT_COLUMNS, stored_window
@@ -40,8 +39,7 @@ EVENTS_IN_WINDOW = (
 def test_rerates_killed_or_crashed_at_random_points_leave_old_or_new_output_never_a_mix(
     tmp_path: Path,
 ) -> None:
-    with ThrowawayServer.started(tmp_path) as server:
-        embedded.ensure_database(server.url(embedded.MAINTENANCE_DATABASE), DATABASE)
+    with ThrowawayServer.started() as server:
         url = server.url(DATABASE)
         pricebook_dir = write_pricebooks(tmp_path / "pricebooks")
         scenario = prepare(url, pricebook_dir, events=3_000)
