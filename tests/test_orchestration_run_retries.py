@@ -45,6 +45,7 @@ WHERE locktype = 'advisory' AND NOT granted
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+RETRYING_DAEMON = "EVENT_LOG_CONSUMER"  # dagster-daemon's thread that retries failed runs
 NOT_RETRIED = "Not retrying run since it failed due to an asset or op failure"
 
 
@@ -100,8 +101,11 @@ def test_a_run_whose_process_dies_is_retried_and_rates_its_window_one_failed_on_
         launch(services, AMBIGUOUS_RUN, AMBIGUOUS)
 
         def caught() -> int | None:
+            """The run's pid once it waits on the lock, the retrying daemon up (its first
+            pass starts from the latest event: a failure before it would go unseen)."""
             row = locker.execute(WAITING_ON_ADVISORY_LOCK).fetchone()
-            return run_process(instance, KILLED_RUN) if row == (1,) else None
+            retrying = RETRYING_DAEMON in instance.get_daemon_heartbeats()
+            return run_process(instance, KILLED_RUN) if row == (1,) and retrying else None
 
         pid = wait_for("the run's process, waiting on the window's lock", caught, deadline)
         os.kill(pid, signal.SIGKILL)
