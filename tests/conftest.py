@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -21,9 +22,16 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from rating_pipeline.orchestration.instance import LocalInstance, local_instance
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.settings import DATABASE_URL_VARIABLE, TEST_DATABASE_URL_VARIABLE, state_dir
+from rating_pipeline.settings import (
+    DATABASE_URL_VARIABLE,
+    PRICEBOOK_DIR_VARIABLE,
+    TEST_DATABASE_URL_VARIABLE,
+    project_root,
+    state_dir,
+)
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.outputs import stored_exceptions, stored_rollups
@@ -31,6 +39,7 @@ from rating_pipeline.windows import Window
 from tests import oracle
 from tests.factories import WINDOW_START
 from tests.oracle import OracleRating
+from tests.services import Services
 
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
@@ -219,3 +228,29 @@ def instance() -> Iterator[dg.DagsterInstance]:
     """An ephemeral Dagster instance (sensor ticks, check runs)."""
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+@pytest.fixture
+def storage_database(pg_server_url: str) -> Iterator[str]:
+    """The name of a database for Dagster's storage on the test server, dropped afterwards."""
+    name = f"rating_test_dagster_{uuid.uuid4().hex[:12]}"
+    yield name
+    _admin(pg_server_url, DROP_DATABASE, name=name)
+
+
+@pytest.fixture
+def dagster_home(database_url: str, storage_database: str, tmp_path: Path) -> LocalInstance:
+    """A DAGSTER_HOME with the production dagster.yaml, its storage in ``storage_database``."""
+    return local_instance(database_url, tmp_path / "dagster_home", storage_database)
+
+
+@pytest.fixture
+def services(dagster_home: LocalInstance, tmp_path: Path) -> Iterator[Services]:
+    """Dagster processes on ``dagster_home``, rating this test's database with the shipped
+    pricebooks; stopped at the end."""
+    pricebooks = {PRICEBOOK_DIR_VARIABLE: str(project_root() / "pricebooks")}
+    started = Services({**os.environ, **dagster_home.environment(), **pricebooks}, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()

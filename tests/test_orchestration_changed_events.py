@@ -14,15 +14,20 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.changed_events import (
     DEFAULT_INTERVAL_MINUTES,
     INTERVAL_VARIABLE,
+    MAX_ATTEMPTS,
     build_changed_events_sensor,
     interval,
     windows_per_tick,
 )
+from rating_pipeline.orchestration.jobs import JOB_NAME
+from rating_pipeline.orchestration.missed_hours import PARTITION_TAG
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
@@ -106,6 +111,70 @@ def test_a_changed_state_is_requested_once_until_a_rating_settles_it(
     assert keys[0] == keys[1] and len(keys[0]) == 1
     assert settled.run_requests == []
     assert len(keys[2]) == 1 and keys[2] != keys[0]
+
+
+def launched(
+    instance: dg.DagsterInstance, request: dg.RunRequest, status: dg.DagsterRunStatus
+) -> None:
+    """The run the sensor daemon would have launched for ``request``, as the instance keeps
+    it (the daemon skips a request whose run key a kept run already has, whatever its end)."""
+    tags = {
+        **request.tags,
+        RUN_KEY_TAG: request.run_key or "",
+        SENSOR_NAME_TAG: SENSOR.name,
+        PARTITION_TAG: request.partition_key or "",
+    }
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=status)
+
+
+def new_keys(instance: dg.DagsterInstance, data: dg.SensorExecutionData) -> list[str]:
+    """The partitions of the tick's requests whose run keys no kept run has: what the daemon
+    would launch."""
+    return [
+        request.partition_key or ""
+        for request in data.run_requests or []
+        if not instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key or ""}))
+    ]
+
+
+def test_a_failed_rerate_is_requested_again_on_a_later_tick_a_bounded_number_of_times(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+
+    cursor, launches = None, 0
+    while True:
+        data = tick(SENSOR, database_url, instance, cursor)
+        cursor = data.cursor
+        if not new_keys(instance, data):
+            break
+        [request] = data.run_requests or []
+        launched(instance, request, dg.DagsterRunStatus.FAILURE)  # the rating failed
+        launches += 1
+        assert launches <= MAX_ATTEMPTS
+
+    assert launches == MAX_ATTEMPTS
+    assert f"{window.key}: events changed, re-rate failed {MAX_ATTEMPTS} times" in (
+        data.skip_message or ""
+    )
+
+
+def test_a_changed_window_whose_rerate_is_in_flight_is_not_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+    launched(instance, request, dg.DagsterRunStatus.FAILURE)
+    retry = dg.RunRequest(run_key="a retry of it", partition_key=window.key, tags=request.tags)
+    launched(instance, retry, dg.DagsterRunStatus.STARTED)  # Dagster's retry of a dead run
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
 
 
 def test_every_rated_window_of_the_lookback_is_checked_within_half_the_interval(

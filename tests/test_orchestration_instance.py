@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +10,6 @@ import psycopg
 import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
-from psycopg import sql
 
 from rating_pipeline.orchestration.instance import (
     PRODUCTION_YAML,
@@ -26,17 +24,6 @@ from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIAB
 from tests.factories import make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
-
-
-@pytest.fixture
-def storage_database(pg_server_url: str) -> Iterator[str]:
-    """The name of a database for Dagster's storage on the test server, dropped afterwards."""
-    name = f"rating_test_dagster_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def test_production_yaml_keeps_storage_in_postgres_from_an_environment_variable() -> None:

@@ -4,13 +4,10 @@ in a row it converges to the same billed rows."""
 from __future__ import annotations
 
 import io
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from rating_pipeline.demo.quickstart import (
     DEMO_HOURS,
@@ -32,16 +29,6 @@ EXCEPTED = """
 SELECT reason, count(DISTINCT (window_start, auth_id, model_id))::int, sum(event_count)::int
 FROM rating_exception GROUP BY reason ORDER BY reason
 """
-
-
-@pytest.fixture
-def storage_database(pg_server_url: str) -> Iterator[str]:
-    name = f"rating_test_dagster_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 @pytest.mark.slow

@@ -6,35 +6,24 @@ production instance configuration, a backfill launched through the GraphQL API t
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from rating_pipeline.orchestration.instance import local_instance
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.settings import PRICEBOOK_DIR_VARIABLE, project_root
 from rating_pipeline.windows import HOUR
 from tests.factories import WINDOW_START, make_event
+from tests.services import WORKSPACE, Services, wait_for
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 PARTITIONS = ["2026-06-15-10:00", "2026-06-15-11:00", "2026-06-15-12:00"]
 DEADLINE_SECONDS = 120
-BIN = Path(sys.executable).parent
-WORKSPACE = ("-w", str(project_root() / "workspace.yaml"))
 
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -75,72 +64,6 @@ def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> d
     assert "errors" not in payload, payload
     data: dict[str, Any] = payload["data"]
     return data
-
-
-@pytest.fixture
-def storage_database(pg_server_url: str) -> Iterator[str]:
-    name = f"rating_test_dagster_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-class Services:
-    """Dagster processes started by a test, each in its own session, stopped at the end."""
-
-    def __init__(self, environment: dict[str, str], logs: Path) -> None:
-        self.environment = environment
-        self.logs = logs
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, *arguments: str) -> None:
-        with (self.logs / f"{name}.log").open("wb") as log:
-            self.processes.append(
-                subprocess.Popen(
-                    [str(BIN / name), *arguments],
-                    env=self.environment,
-                    cwd=project_root(),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-    def stop(self) -> None:
-        for process in self.processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-@pytest.fixture
-def services(database_url: str, storage_database: str, tmp_path: Path) -> Iterator[Services]:
-    """Processes on a DAGSTER_HOME with the production dagster.yaml (storage in PostgreSQL)."""
-    local = local_instance(database_url, tmp_path / "dagster_home", storage_database)
-    pricebooks = {PRICEBOOK_DIR_VARIABLE: str(project_root() / "pricebooks")}
-    started = Services({**os.environ, **local.environment(), **pricebooks}, tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-def wait_for(what: str, probe: Callable[[], Any], deadline: float) -> Any:
-    while time.monotonic() < deadline:
-        try:
-            found = probe()
-        except (urllib.error.URLError, ConnectionError):
-            found = None
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow

@@ -10,9 +10,12 @@ a process the test may kill.
 from __future__ import annotations
 
 import multiprocessing
+import random
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -22,10 +25,10 @@ import pytest
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
-from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.windows import Window
 from tests import oracle
-from tests.conftest import delete_events, stored_window
+from tests.conftest import delete_events, insert_events, stored_window
 from tests.factories import WINDOW_START, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
@@ -185,6 +188,70 @@ def test_concurrent_ratings_of_one_window_serialize_to_one_runs_output(
         "SELECT run_id, rows_inserted, rows_updated FROM rating_log ORDER BY log_id"
     ).fetchall()
     assert log == [("run-a", 4, 0), ("run-b", 0, 4)]
+
+
+PAIRS = 20
+CORRECT_TOKENS = "UPDATE billing_event SET input_tokens = %s WHERE event_id = %s"
+# What the events of the pairs test are drawn from: priced, derived, unpriced and invalid.
+DRAWS = [("base-large", None), ("base-small", None), ("ft:tuned", "base-large"),
+         ("mystery", None)]  # fmt: skip
+
+
+def _drawn_event(rng: random.Random) -> BillingEvent:
+    model_id, base = rng.choice(DRAWS)
+    tokens = rng.choice([rng.randrange(1, 5_000), rng.randrange(1, 5_000), -1])
+    return make_event(
+        f"org-{rng.randrange(6)}", model_id, base, tokens, rng.randrange(0, 900),
+        minutes=rng.randrange(60),
+    )  # fmt: skip
+
+
+def _change_events(url: str, events: list[BillingEvent], rng: random.Random) -> list[BillingEvent]:
+    """Delete one event, correct one in place and add two: ``events`` as they are now."""
+    gone, corrected = rng.sample(range(len(events)), 2)
+    tokens = events[corrected].input_tokens + 1
+    delete_events(url, [events[gone].event_id])
+    with psycopg.connect(url) as conn:
+        conn.execute(CORRECT_TOKENS, (tokens, events[corrected].event_id))
+    events[corrected] = replace(events[corrected], input_tokens=tokens)
+    added = [_drawn_event(rng), _drawn_event(rng)]
+    insert_events(url, added)
+    return [e for n, e in enumerate(events) if n != gone] + added
+
+
+def _rate_at_once(url: str, version: PricebookVersion, run_ids: list[str]) -> list[WindowRating]:
+    """Rate WINDOW once per run id, each in its own thread and connection, released together."""
+    barrier = threading.Barrier(len(run_ids))
+
+    def rating(run_id: str) -> WindowRating:
+        with connect(url) as conn:
+            barrier.wait(TIMEOUT)
+            return rate_window(conn, WINDOW, Pricebooks((version,)), run_id)
+
+    with ThreadPoolExecutor(len(run_ids)) as pool:
+        return list(pool.map(rating, run_ids))
+
+
+def test_pairs_of_ratings_of_one_window_started_at_once_store_the_oracles_output(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    rng = random.Random(13)
+    version = version_priced("2.50")
+    events = [_drawn_event(rng) for _ in range(40)]
+    add_events(events)
+
+    for pair in range(PAIRS):
+        if pair:
+            events = _change_events(database_url, events, rng)
+        ratings = _rate_at_once(database_url, version, [f"pair-{pair}-a", f"pair-{pair}-b"])
+
+        with connect(database_url) as conn:
+            stored = stored_window(conn, WINDOW)
+        assert stored == oracle.rate_window(WINDOW, version, events), f"pair {pair}"
+        # Serialized: whichever ran second found the first's output and wrote nothing.
+        written = sorted(r.rows_written for r in ratings)
+        assert written[0] == 0 and written[1] > 0, f"pair {pair}: {written}"
+        assert {r.total_cost_usd for r in ratings} == {stored.total_cost_usd}
 
 
 @pytest.mark.parametrize("kill", ["client-sigkill", "pg-terminate-backend"])

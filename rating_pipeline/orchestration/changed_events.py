@@ -6,7 +6,11 @@ in rotation, recomputes the events digest their rating would read now (the ratin
 extraction, ``read_window_usage``, with the pricebook version the window was rated with, in
 a transaction that is rolled back), and compares it with the digest its latest rating
 logged (``rating_log.events_digest``). A difference requests a run of the partition, keyed
-by (partition, latest log row, digest now): one state is requested once.
+by (partition, latest log row, digest now, attempt): one state is requested once per
+attempt. A re-rate that failed commits nothing, so the next tick sees the same state: it is
+requested again, as attempt 2, then 3, while no run of the partition is in flight, until
+MAX_ATTEMPTS runs of it failed (counted from the runs the instance keeps, Dagster's retries
+of a dead run included); then the tick's skip reason says it gave up.
 
 Every rated window of the lookback is checked within half of
 ``RATING_CHANGED_EVENT_INTERVAL_MINUTES`` when the sensor ticks at its minimum interval; the
@@ -21,7 +25,8 @@ import dagster as dg
 import psycopg
 
 from rating_pipeline.orchestration import queries
-from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
+from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG, in_flight
 from rating_pipeline.orchestration.partitions import is_partition
 from rating_pipeline.orchestration.queries import LatestRating
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
@@ -42,6 +47,8 @@ INTERVAL_VARIABLE = "RATING_CHANGED_EVENT_INTERVAL_MINUTES"
 DEFAULT_INTERVAL_MINUTES = 60
 # A tick's cost is this many window extractions at most (BENCHMARKS.md: about one rating's).
 MAX_WINDOWS_PER_TICK = 6
+# The changed state a run was requested for: a failed run of it counts as an attempt.
+STATE_TAG = "rating/changed_state"
 
 
 def interval(value: str | None = None) -> timedelta:
@@ -78,6 +85,49 @@ class DigestCheck:
     @property
     def changed(self) -> bool:
         return self.digest_now != self.rated.events_digest
+
+    @property
+    def state(self) -> str:
+        """The latest rating and the digest now: what a re-rate is requested for."""
+        return f"{self.window.key}:{self.rated.log_id}:{self.digest_now}"
+
+
+@dataclass(frozen=True)
+class Rerate:
+    """A changed window, and what became of the re-rates requested for its state so far."""
+
+    check: DigestCheck
+    failed: int
+    in_flight: bool
+
+    @property
+    def to_request(self) -> bool:
+        return not self.in_flight and self.failed < MAX_ATTEMPTS
+
+    def state(self) -> str:
+        key = self.check.window.key
+        if self.in_flight:
+            return f"{key}: events changed, a run of it is in flight"
+        if self.to_request:
+            return f"{key}: events changed, requesting attempt {self.failed + 1}"
+        return (
+            f"{key}: events changed, re-rate failed {self.failed} times; given up (read the "
+            "runs' errors, fix the cause, materialize the partition)"
+        )
+
+
+def failed_attempts(instance: dg.DagsterInstance, check: DigestCheck) -> int:
+    """How many runs requested for ``check``'s state failed (retries of a dead run included:
+    they carry their parent's tags)."""
+    runs = dg.RunsFilter(
+        tags={PARTITION_TAG: check.window.key, STATE_TAG: check.state},
+        statuses=[dg.DagsterRunStatus.FAILURE],
+    )
+    return instance.get_runs_count(runs)
+
+
+def rerate(instance: dg.DagsterInstance, check: DigestCheck) -> Rerate:
+    return Rerate(check, failed_attempts(instance, check), in_flight(instance, check.window))
 
 
 def version_rated(pricebooks: Pricebooks, rated: LatestRating) -> PricebookVersion:
@@ -125,12 +175,14 @@ def parse_cursor(text: str | None) -> datetime | None:
         ) from exc
 
 
-def run_request(check: DigestCheck) -> dg.RunRequest:
-    """Keyed by the latest rating and the digest now: a new rating or a new change is new."""
+def run_request(rerate: Rerate) -> dg.RunRequest:
+    """Keyed by the latest rating, the digest now and the attempt: a new rating, a new
+    change or a failed attempt makes a new key."""
+    check = rerate.check
     return dg.RunRequest(
-        run_key=f"{check.window.key}:{check.rated.log_id}:{check.digest_now}",
+        run_key=f"{check.state}:{rerate.failed + 1}",
         partition_key=check.window.key,
-        tags={"rating/trigger": SENSOR_NAME},
+        tags={TRIGGER_TAG: SENSOR_NAME, STATE_TAG: check.state},
     )
 
 
@@ -140,24 +192,34 @@ def evaluate(
     checked: list[DigestCheck],
     previous: datetime | None,
 ) -> dg.SensorResult:
-    """Run requests for the changed windows; the cursor moves to the last window checked."""
+    """Run requests for the changed windows still to be tried; the cursor moves to the last
+    window checked."""
     cursor = checked[-1].window.start if checked else previous
     serialized = None if cursor is None else cursor.isoformat()
+    changed = [
+        rerate(context.instance, check)
+        for check in checked
+        if check.changed and is_partition(check.window, now)
+    ]
     requests = []
-    for check in checked:
-        if check.changed and is_partition(check.window, now):
+    for change in changed:
+        check = change.check
+        if change.to_request:
             context.log.info(
                 f"window {check.window.key}: events digest {check.digest_now} now, "
-                f"{check.rated.events_digest} at its latest rating; requesting a re-rate"
+                f"{check.rated.events_digest} at its latest rating; {change.state()}"
             )
-            requests.append(run_request(check))
+            requests.append(run_request(change))
+        elif not change.in_flight:
+            context.log.warning(change.state())
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=serialized)
-    keys = ", ".join(check.window.key for check in checked) or "none rated in the lookback"
-    return dg.SensorResult(
-        skip_reason=dg.SkipReason(f"windows checked, events unchanged since rated: {keys}"),
-        cursor=serialized,
-    )
+    unchanged = [check.window.key for check in checked if not check.changed]
+    states = [change.state() for change in changed]
+    if unchanged or not checked:
+        keys = ", ".join(unchanged) or "none rated in the lookback"
+        states.append(f"windows checked, events unchanged since rated: {keys}")
+    return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(states)), cursor=serialized)
 
 
 def build_changed_events_sensor(
