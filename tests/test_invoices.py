@@ -1,0 +1,638 @@
+"""Invoice lines (contract section 11), on the real database.
+
+A month's lines are its windows' ``rated_usage`` and the adjustments billed on it, one line
+per (account, kind, model, tiers, token class, rate) with a non-zero quantity; amount_exact
+is exact and amount is it rounded half-even to cents. ``expected_lines`` computes the lines
+again in Python from the stored rows, apart from reconcile_invoice_line.sql.
+"""
+
+from __future__ import annotations
+
+import csv
+import decimal
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rating_pipeline import cli
+from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.invoices import (
+    LinesBuilt,
+    MonthTotal,
+    build_invoice,
+    export_invoice,
+    month_totals,
+)
+from rating_pipeline.warehouse.periods import PeriodClose, close_period
+from rating_pipeline.windows import Window
+from tests.conftest import delete_events, utc
+from tests.factories import make_event, make_version, own
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+JUNE, JULY, AUGUST = utc(2026, 6, 1), utc(2026, 7, 1), utc(2026, 8, 1)
+CENT = Decimal("0.01")
+# Exact Decimal arithmetic for the expected amounts: any rounding would be an error.
+EXACT = decimal.Context(prec=100, traps=[decimal.Inexact, decimal.Rounded])
+WIDE = decimal.Context(prec=100)
+RUNS = itertools.count(1)
+
+PRICES = make_version(
+    {
+        "base-large": own("2.50", "10", cache_read="1.25", batch=own("1.25", "5")),
+        "base-small": own("0.15", "0.60"),
+        "free": own("0", "0"),
+    }
+)
+# A pricebook correction from 2026-06-20: base-large's input costs 3.00 from then on.
+CORRECTED = make_version(
+    {
+        "base-large": own("3.00", "10", cache_read="1.25", batch=own("1.25", "5")),
+        "base-small": own("0.15", "0.60"),
+        "free": own("0", "0"),
+    },
+    version="2026-06-20",
+    effective_from=utc(2026, 6, 20),
+)
+BOTH = Pricebooks((PRICES, CORRECTED))
+
+LINES = """
+SELECT account_id, kind, model_id, service_tier, context_tier, token_class,
+    unit_rate_per_mtok, quantity_tokens, amount_exact, amount
+FROM invoice_line WHERE month = %(month)s
+"""
+LINE_VERSIONS = "SELECT ctid::text, xmin::text, * FROM invoice_line ORDER BY month, ctid"
+USAGE_PARTS = f"""
+SELECT auth_id, model_id, service_tier, context_tier,
+    {", ".join(f"{c}_tokens, {c}_rate_per_mtok" for c in TOKEN_CLASSES)}
+FROM rated_usage WHERE window_start >= %(month)s AND window_start < %(next)s
+"""
+ADJUSTMENT_PARTS = """
+SELECT auth_id, model_id, service_tier, context_tier, token_class, unit_rate_per_mtok,
+    quantity_tokens
+FROM rating_adjustment WHERE bill_month = %(month)s
+"""
+CLOSE_TOTALS = """
+SELECT month, account_id, close_id, line_count, amount_exact, amount, lines_sha256
+FROM rating_period_close_total ORDER BY month, account_id
+"""
+INVOICE_LINE_COLUMNS = """
+SELECT column_name FROM information_schema.columns
+WHERE table_name = 'invoice_line' ORDER BY ordinal_position
+"""
+
+
+def at(month: int, day: int, hour: int, minute: int = 5) -> datetime:
+    return utc(2026, month, day, hour, minute)
+
+
+def usage(
+    auth_id: str,
+    model_id: str,
+    occurred_at: datetime,
+    input_tokens: int,
+    output_tokens: int = 0,
+    **more: Any,
+) -> BillingEvent:
+    """One event; ``more`` sets other token classes or the service tier."""
+    event = make_event(
+        auth_id, model_id, None, input_tokens, output_tokens, occurred_at=occurred_at
+    )
+    return replace(event, **more)
+
+
+def rate(url: str, events: Iterable[BillingEvent], pricebooks: Pricebooks = BOTH) -> None:
+    """Rate every window the events fall in (run ids differ per call)."""
+    with connect(url) as conn:
+        for window in sorted({Window.containing(e.occurred_at) for e in events}):
+            rate_window(conn, window, pricebooks, f"run-{next(RUNS)}")
+
+
+def build(url: str, month: datetime) -> LinesBuilt:
+    with connect(url) as conn:
+        return build_invoice(conn, month, f"invoice-{next(RUNS)}")
+
+
+def close(url: str, through: datetime) -> PeriodClose:
+    with connect(url) as conn:
+        return close_period(conn, through, "finance")
+
+
+def totals(url: str, month: datetime) -> list[MonthTotal]:
+    with connect(url) as conn:
+        return month_totals(conn, month)
+
+
+def lines(reader: psycopg.Connection, month: datetime) -> list[tuple[Any, ...]]:
+    return sorted(reader.execute(LINES, {"month": month}).fetchall())
+
+
+def line(
+    account: str, kind: str, model: str, tiers: str, token_class: str, rate_text: str,
+    quantity: int, amount_exact: str, amount: str,
+) -> tuple[Any, ...]:  # fmt: skip
+    """One line as a test writes it: ``tiers`` is "service/context"."""
+    service, context = tiers.split("/")
+    return (
+        account, kind, model, service, context, token_class, Decimal(rate_text),
+        Decimal(quantity), Decimal(amount_exact), Decimal(amount),
+    )  # fmt: skip
+
+
+def half_even_cents(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN, context=WIDE)
+
+
+def expected_lines(reader: psycopg.Connection, month: datetime) -> list[tuple[Any, ...]]:
+    """The month's lines computed in Python from rated_usage, rating_adjustment and
+    billing_account: the oracle of reconcile_invoice_line.sql."""
+    accounts = dict(reader.execute("SELECT auth_id, account_id FROM billing_account").fetchall())
+    next_month = utc(month.year + month.month // 12, month.month % 12 + 1, 1)
+    quantities: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for auth_id, model_id, service_tier, context_tier, *parts in reader.execute(
+        USAGE_PARTS, {"month": month, "next": next_month}
+    ):
+        account = accounts.get(auth_id, auth_id)
+        for token_class, tokens, unit_rate in zip(
+            TOKEN_CLASSES, parts[0::2], parts[1::2], strict=True
+        ):
+            if tokens:
+                key = (account, "usage", model_id, service_tier, context_tier, token_class)
+                quantities[(*key, unit_rate)] += tokens
+    for auth_id, *key, quantity in reader.execute(ADJUSTMENT_PARTS, {"month": month}):
+        quantities[(accounts.get(auth_id, auth_id), "adjustment", *key)] += quantity
+    expected = []
+    for key, quantity in quantities.items():
+        if quantity:
+            exact = EXACT.divide(EXACT.multiply(quantity, key[-1]), Decimal(10**6))
+            expected.append((*key, quantity, exact, half_even_cents(exact)))
+    return sorted(expected)
+
+
+def june_traffic() -> list[BillingEvent]:
+    """Two principals, two tiers, three classes, and base-large's input at two rates (the
+    correction of 2026-06-20); one event in July."""
+    return [
+        usage("org-1", "base-large", at(6, 15, 10), 1_000_000, 20_000, cache_read_tokens=400_000),
+        usage("org-1", "base-large", at(6, 16, 9), 3_000_000),
+        usage("org-1", "base-large", at(6, 15, 10, 10), 500_000, 50_000, service_tier="batch"),
+        usage("org-2", "base-small", at(6, 15, 10, 20), 700_000),
+        usage("org-1", "base-large", at(6, 21, 8), 2_000_000, 100_000),
+        usage("org-1", "base-large", at(7, 2, 0), 9_999),
+    ]
+
+
+@pytest.fixture
+def june(database_url: str, add_events: AddEvents) -> list[BillingEvent]:
+    """june_traffic(), stored and rated (June and July's windows)."""
+    events = june_traffic()
+    add_events(events)
+    rate(database_url, events)
+    return events
+
+
+JUNE_LINES = [
+    line("org-1", "usage", "base-large", "batch/standard", "input", "1.25", 500_000,
+         "0.625", "0.62"),
+    line("org-1", "usage", "base-large", "batch/standard", "output", "5", 50_000,
+         "0.25", "0.25"),
+    line("org-1", "usage", "base-large", "standard/standard", "cache_read", "1.25", 400_000,
+         "0.5", "0.50"),
+    line("org-1", "usage", "base-large", "standard/standard", "input", "2.50", 4_000_000,
+         "10", "10.00"),
+    line("org-1", "usage", "base-large", "standard/standard", "input", "3.00", 2_000_000,
+         "6", "6.00"),
+    line("org-1", "usage", "base-large", "standard/standard", "output", "10", 120_000,
+         "1.2", "1.20"),
+    line("org-2", "usage", "base-small", "standard/standard", "input", "0.15", 700_000,
+         "0.105", "0.10"),
+]  # fmt: skip
+
+
+def test_usage_lines_are_one_per_account_model_tiers_class_and_rate_with_nonzero_quantity(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
+) -> None:
+    built = build(database_url, JUNE)
+
+    assert lines(reader, JUNE) == JUNE_LINES == expected_lines(reader, JUNE)
+    assert (built.inserted, built.updated, built.deleted, built.lines) == (7, 0, 0, 7)
+    assert built.amount_exact == Decimal("18.68") and built.amount == Decimal("18.67")
+    assert not built.frozen
+    assert reader.execute("SELECT DISTINCT month FROM invoice_line").fetchall() == [(JUNE,)]
+
+
+# Ties at the half cent round to the even cent, both ways; anything past a tie rounds away.
+ROUNDING_CASES = [
+    # (auth_id, tokens at 1 USD per million, amount when billed, amount when credited)
+    ("tie-to-even-zero", 5_000, "0.00", "0.00"),
+    ("tie-up-to-even", 15_000, "0.02", "-0.02"),
+    ("tie-down-to-even", 25_000, "0.02", "-0.02"),
+    ("tie-up-at-a-dollar", 1_235_000, "1.24", "-1.24"),
+    ("tie-down-at-a-dollar", 1_245_000, "1.24", "-1.24"),
+    ("just-past-a-tie", 5_001, "0.01", "-0.01"),
+    ("just-short-of-a-tie", 4_999, "0.00", "0.00"),
+]
+
+
+def test_amount_is_amount_exact_rounded_half_even_to_cents_on_charges_and_credits(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    dollar = Pricebooks((make_version({"one-dollar": own("1", "1")}),))
+    events = [
+        usage(auth_id, "one-dollar", at(6, 15, 10), tokens)
+        for auth_id, tokens, _, _ in ROUNDING_CASES
+    ]
+    add_events(events)
+    rate(database_url, events, dollar)
+    close(database_url, JULY)  # builds June's lines
+    delete_events(database_url, [e.event_id for e in events])
+    rate(database_url, events, dollar)  # every rollup credited back, on July's invoice
+    build(database_url, JULY)
+
+    billed = {row[0]: (row[8], row[9]) for row in lines(reader, JUNE)}
+    credited = {row[0]: (row[1], row[8], row[9]) for row in lines(reader, JULY)}
+    for auth_id, tokens, charge, credit in ROUNDING_CASES:
+        exact = Decimal(tokens) / 10**6
+        assert billed[auth_id] == (exact, Decimal(charge)), auth_id
+        assert credited[auth_id] == ("adjustment", -exact, Decimal(credit)), auth_id
+    assert lines(reader, JULY) == expected_lines(reader, JULY)
+
+
+def decimal_from(digits: int, places: int) -> Decimal:
+    """``digits`` x 10^-places, built from text (exact whatever the context's precision)."""
+    return Decimal(f"{digits}E-{places}")
+
+
+amounts = st.one_of(
+    # anything: up to 38 digits, up to 30 places, either sign
+    st.builds(decimal_from, st.integers(-(10**38), 10**38), st.integers(0, 30)),
+    # exact ties at the half cent, with trailing zeros or not
+    st.builds(
+        lambda cents, zeros: decimal_from((cents * 10 + 5) * 10**zeros, 3 + zeros),
+        st.integers(-(10**20), 10**20),
+        st.integers(0, 12),
+    ),
+    # one unit of a far place either side of a tie
+    st.builds(
+        lambda cents, places, side: (
+            decimal_from(cents * 10 + 5, 3) + side * decimal_from(1, places)
+        ),
+        st.integers(-(10**20), 10**20),
+        st.integers(4, 30),
+        st.sampled_from((-1, 1)),
+    ),
+    st.sampled_from([Decimal("0"), Decimal("-0.005"), Decimal("0.005"), Decimal("-0.015")]),
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.lists(amounts, min_size=1, max_size=40))
+def test_round_half_even_in_sql_agrees_with_python_decimal_quantize(
+    reader: psycopg.Connection, values: list[Decimal]
+) -> None:
+    rounded = reader.execute(
+        "SELECT round_half_even(v, 2) FROM unnest(%(values)s::numeric[]) WITH ORDINALITY "
+        "AS t (v, i) ORDER BY i",
+        {"values": values},
+    ).fetchall()
+    assert [r for (r,) in rounded] == [half_even_cents(v) for v in values]
+
+
+def test_identical_rebuild_writes_nothing(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
+) -> None:
+    build(database_url, JUNE)
+    before = reader.execute(LINE_VERSIONS).fetchall()
+
+    again = build(database_url, JUNE)
+
+    assert (again.inserted, again.updated, again.deleted, again.written) == (0, 0, 0, 0)
+    assert again.lines == len(before) == 7
+    assert reader.execute(LINE_VERSIONS).fetchall() == before  # ctid, xmin, built_at, run_id
+    assert "+0 inserted, ~0 updated, -0 deleted, =7 unchanged" in str(again)
+
+
+def test_rebuild_converges_updating_changed_lines_and_deleting_stale_ones(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, june: list[BillingEvent]
+) -> None:
+    build(database_url, JUNE)
+    before = {row[3:]: row[:2] for row in reader.execute(LINE_VERSIONS).fetchall()}
+    late = [
+        usage("org-1", "base-large", at(6, 16, 9, 30), 1_000),  # more input at 2.50
+        usage("org-3", "base-small", at(6, 16, 9, 31), 10),  # a new account
+    ]
+    add_events(late)
+    delete_events(database_url, [june[3].event_id])  # org-2's only event
+    rate(database_url, [*late, june[3]])
+
+    rebuilt = build(database_url, JUNE)
+
+    assert (rebuilt.inserted, rebuilt.updated, rebuilt.deleted) == (1, 1, 1)
+    assert lines(reader, JUNE) == expected_lines(reader, JUNE)
+    assert {row[0] for row in lines(reader, JUNE)} == {"org-1", "org-3"}
+    after = {row[3:]: row[:2] for row in reader.execute(LINE_VERSIONS).fetchall()}
+    untouched = [key for key in after if key in before]
+    assert len(untouched) == 5  # the six org-1 lines but the changed one
+    assert all(after[key] == before[key] for key in untouched)
+
+
+def test_billing_account_groups_auth_ids_and_an_unmapped_auth_id_is_its_own_account(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    reader.execute(
+        "INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme'), "
+        "('org-2', 'acme')"
+    )
+    events = [
+        usage("org-1", "base-small", at(6, 15, 10), 100_000),
+        usage("org-2", "base-small", at(6, 15, 11), 200_000),
+        usage("org-3", "base-small", at(6, 15, 12), 300_000),
+    ]
+    add_events(events)
+    rate(database_url, events)
+
+    build(database_url, JUNE)
+
+    assert lines(reader, JUNE) == [
+        line("acme", "usage", "base-small", "standard/standard", "input", "0.15", 300_000,
+             "0.045", "0.04"),
+        line("org-3", "usage", "base-small", "standard/standard", "input", "0.15", 300_000,
+             "0.045", "0.04"),
+    ]  # fmt: skip
+    assert [(t.account_id, t.line_count) for t in totals(database_url, JUNE)] == [
+        ("acme", 1),
+        ("org-3", 1),
+    ]
+
+
+def recorded(total: MonthTotal, close_id: int) -> tuple[Any, ...]:
+    """What a close records of one month and account (a row of rating_period_close_total)."""
+    return (
+        total.month, total.account_id, close_id, total.line_count, total.amount_exact,
+        total.amount, total.lines_sha256,
+    )  # fmt: skip
+
+
+def test_a_close_records_the_totals_of_the_lines_of_each_month_it_wholly_closes(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
+) -> None:
+    closed = close(database_url, JULY)
+
+    assert closed.months_closed == (JUNE,)
+    assert lines(reader, JUNE) == JUNE_LINES  # built by the close itself
+    now = totals(database_url, JUNE)
+    assert list(closed.invoices) == now
+    assert [(t.account_id, t.line_count, t.amount_exact, t.amount) for t in now] == [
+        ("org-1", 6, Decimal("18.575"), Decimal("18.57")),
+        ("org-2", 1, Decimal("0.105"), Decimal("0.10")),
+    ]
+    assert reader.execute(CLOSE_TOTALS).fetchall() == [recorded(t, closed.close_id) for t in now]
+    assert lines(reader, JULY) == []  # July is open: the close leaves it to a build
+
+
+def test_a_wholly_closed_months_lines_never_change_on_build(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, june: list[BillingEvent]
+) -> None:
+    closed = close(database_url, JULY)
+    frozen = reader.execute(LINE_VERSIONS).fetchall()
+    recorded_totals = reader.execute(CLOSE_TOTALS).fetchall()
+    # After the close: a new mapping, a late event and a re-rate at other prices.
+    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
+    late = usage("org-1", "base-large", at(6, 15, 10, 40), 5_000)
+    add_events([late])
+    repriced = Pricebooks(
+        (make_version({"base-large": own("9", "9"), "base-small": own("9", "9")}),)
+    )
+    rate(database_url, [*june[:5], late], repriced)
+
+    rebuilt = build(database_url, JUNE)
+
+    assert rebuilt.frozen and rebuilt.written == 0
+    assert str(rebuilt).startswith("2026-06: wholly closed, 7 lines frozen")
+    assert reader.execute(LINE_VERSIONS).fetchall() == frozen
+    assert reader.execute(CLOSE_TOTALS).fetchall() == recorded_totals
+    assert [recorded(t, closed.close_id) for t in totals(database_url, JUNE)] == recorded_totals
+
+
+def test_a_mapping_change_moves_only_the_lines_of_months_not_wholly_closed(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
+) -> None:
+    close(database_url, JULY)
+    june_lines = lines(reader, JUNE)
+    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
+
+    build(database_url, JULY)
+    build(database_url, JUNE)
+
+    assert lines(reader, JUNE) == june_lines  # still invoiced to org-1
+    assert [row[0] for row in lines(reader, JULY)] == ["acme"]
+    assert lines(reader, JULY) == expected_lines(reader, JULY)
+
+
+def test_an_adjustment_after_a_close_bills_on_the_next_invoice_and_stays_there(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, june: list[BillingEvent]
+) -> None:
+    close(database_url, JULY)
+    june_lines = reader.execute(LINE_VERSIONS).fetchall()
+    late = usage("org-1", "base-large", at(6, 15, 10, 50), 40_000, 4_000)
+    add_events([late])
+    rate(database_url, [late])  # a closed window: open adjustments, billed on July
+
+    built = build(database_url, JULY)
+
+    adjustments = [row for row in lines(reader, JULY) if row[1] == "adjustment"]
+    assert adjustments == [
+        line("org-1", "adjustment", "base-large", "standard/standard", "input", "2.50", 40_000,
+             "0.1", "0.10"),
+        line("org-1", "adjustment", "base-large", "standard/standard", "output", "10", 4_000,
+             "0.04", "0.04"),
+    ]  # fmt: skip
+    assert lines(reader, JULY) == expected_lines(reader, JULY)
+    assert built.lines == 3  # and July's own usage
+    assert reader.execute(LINE_VERSIONS).fetchall()[: len(june_lines)] == june_lines
+    july_lines = reader.execute(LINE_VERSIONS).fetchall()[len(june_lines) :]
+
+    second = close(database_url, AUGUST)
+
+    assert second.adjustments_stamped == 2 and second.months_closed == (JULY,)
+    stamped = reader.execute(
+        "SELECT DISTINCT bill_month, invoiced_by FROM rating_adjustment"
+    ).fetchall()
+    assert stamped == [(JULY, second.close_id)]
+    assert reader.execute(LINE_VERSIONS).fetchall()[len(june_lines) :] == july_lines
+    assert [recorded(t, second.close_id) for t in totals(database_url, JULY)] == [
+        row for row in reader.execute(CLOSE_TOTALS).fetchall() if row[0] == JULY
+    ]
+
+
+def test_an_invoices_rounding_residual_is_within_half_a_cent_per_line(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """Ten ties that all round down: the residual is exactly the bound, -0.005 per line."""
+    models = {f"m{k}": own("1", "1") for k in range(10)}
+    events = [
+        usage("org-1", f"m{k}", at(6, 15, 10), (20 * k + 5) * 1_000) for k in range(10)
+    ]  # 0.005, 0.025, ..., 0.185 USD: each rounds to its even cent, down
+    events.append(usage("org-2", "m1", at(6, 15, 10), 12_345_678))  # 12.345678: up 0.004322
+    add_events(events)
+    rate(database_url, events, Pricebooks((make_version(models),)))
+
+    built = build(database_url, JUNE)
+
+    by_account = {t.account_id: t for t in totals(database_url, JUNE)}
+    assert by_account["org-1"].residual == Decimal("-0.05")
+    for total in [*by_account.values(), built]:
+        count = total.line_count if isinstance(total, MonthTotal) else total.lines
+        assert abs(total.amount - total.amount_exact) <= Decimal("0.005") * count
+    assert built.residual == sum(t.residual for t in by_account.values())
+    stored = reader.execute(
+        "SELECT sum(amount) - sum(amount_exact) FROM invoice_line WHERE month = %s", [JUNE]
+    ).fetchone()
+    assert stored == (built.residual,)
+
+
+AMOUNT_EXACT_TEXT = re.compile(r"-?\d+\.\d{12}")
+AMOUNT_TEXT = re.compile(r"-?\d+\.\d{2}")
+
+
+def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_row(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, tmp_path: Path
+) -> None:
+    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-9', 'acme/eu')")
+    events = [
+        usage("org-1", "base-large", at(6, 15, 10), 1_000_001, 33),
+        usage("org-1", "base-small", at(6, 15, 10), 1),  # 0.00000015 USD: far below a cent
+        usage("org-1", "free", at(6, 15, 10), 100),  # a rate of 0: amount_exact 0
+        usage("org-9", "base-small", at(6, 15, 11), 700_000),
+    ]
+    add_events(events)
+    rate(database_url, events)
+    build(database_url, JUNE)
+
+    with connect(database_url) as conn:
+        written = export_invoice(conn, JUNE, tmp_path / "out")
+
+    assert [p.name for p in written] == ["2026-06_acme%2Feu.csv", "2026-06_org-1.csv"]
+    columns = [name for (name,) in reader.execute(INVOICE_LINE_COLUMNS)]
+    stored = {
+        (account, model, token_class): (exact, amount)
+        for account, model, token_class, exact, amount in reader.execute(
+            "SELECT account_id, model_id, token_class, amount_exact::text, amount::text "
+            "FROM invoice_line"
+        )
+    }
+    for path in written:
+        header, *rows = list(csv.reader(path.read_text().splitlines()))
+        assert header == columns
+        *line_rows, total = [dict(zip(header, row, strict=True)) for row in rows]
+        account = line_rows[0]["account_id"]
+        assert len(line_rows) == sum(1 for key in stored if key[0] == account)
+        for row in line_rows:
+            assert AMOUNT_EXACT_TEXT.fullmatch(row["amount_exact"]), row
+            assert AMOUNT_TEXT.fullmatch(row["amount"]), row
+            key = (row["account_id"], row["model_id"], row["token_class"])
+            assert (row["amount_exact"], row["amount"]) == stored[key]
+        assert total["kind"] == "total" and total["account_id"] == account
+        assert AMOUNT_EXACT_TEXT.fullmatch(total["amount_exact"]), total
+        assert Decimal(total["amount_exact"]) == sum(Decimal(r["amount_exact"]) for r in line_rows)
+        assert Decimal(total["amount"]) == sum(Decimal(r["amount"]) for r in line_rows)
+    org_1 = list(csv.DictReader((tmp_path / "out" / "2026-06_org-1.csv").open()))
+    tiny = next(row for row in org_1 if row["model_id"] == "base-small")
+    free = next(row for row in org_1 if row["model_id"] == "free")
+    assert (tiny["amount_exact"], tiny["amount"]) == ("0.000000150000", "0.00")
+    assert (free["amount_exact"], free["amount"]) == ("0.000000000000", "0.00")
+    assert org_1[-1]["amount_exact"] == "2.500332650000"  # 2.50000250 + 0.00033 + 0.00000015
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def test_cli_builds_closes_reports_and_exports_a_month(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(capsys, "invoice", "build", "--month", "2026-06")
+    assert code == 0
+    assert out == [
+        "2026-06: invoice_line +7 inserted, ~0 updated, -0 deleted, =0 unchanged; 7 lines, "
+        "total 18.67 USD (exact 18.680000000000, residual -0.010000000000)"
+    ]
+
+    code, out, _ = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance"
+    )
+    assert code == 0
+    assert out == [
+        "close 1: closed through 2026-07-01T00:00:00+00:00 by finance; stamped 0 open "
+        "adjustment(s); months wholly closed: 2026-06",
+        "  2026-06 org-1: 6 lines, total 18.57 USD (exact 18.575000000000, residual "
+        "-0.005000000000)",
+        "  2026-06 org-2: 1 lines, total 0.10 USD (exact 0.105000000000, residual -0.005000000000)",
+    ]
+
+    code, out, _ = run_cli(capsys, "period", "status")
+    assert code == 0
+    assert out[0].startswith("closed through 2026-07-01T00:00:00+00:00 (close 1, ")
+    assert out[0].endswith(" by finance)")
+    assert out[1:] == ["next invoice: 2026-07", "open adjustments: 0 in 0 window(s), 0 USD"]
+
+    code, out, _ = run_cli(capsys, "invoice", "build", "--month", "2026-06")
+    assert code == 0
+    assert out[0].startswith("2026-06: wholly closed, 7 lines frozen as its close built them")
+
+    code, out, _ = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+    assert code == 0
+    assert out == [
+        str(tmp_path / "2026-06_org-1.csv"),
+        str(tmp_path / "2026-06_org-2.csv"),
+        f"2 account file(s) for 2026-06 in {tmp_path}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("invoice", "build", "--month", "2026-13"), "not a month: '2026-13'; expected YYYY-MM"),
+        (("invoice", "export", "--month", "2026-13", "--out", "x"), "not a month: '2026-13'"),
+        (("invoice", "build", "--month", "June"), "not a month: 'June'"),
+        (("period", "close", "--through", "2026-07-01T00:30:00Z"), "is not a whole UTC hour"),
+        (("period", "close", "--through", "2099-01-01T00:00:00Z"), "lies in the future"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_1(
+    warehouse_env: str,
+    reader: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+    message: str,
+) -> None:
+    code, out, err = run_cli(capsys, *argv)
+
+    assert (code, out) == (1, [])
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
+    assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
