@@ -44,6 +44,9 @@ SELECT_LINES = (
     "unit_rate_per_mtok"
 )
 TOTAL_KIND = "total"
+# Written as plain decimal text: str(Decimal) writes 0.00000015 as 1.50000E-7 and 0 at 12
+# places as 0E-12.
+DECIMAL_COLUMNS = ["unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount"]
 
 
 class NotAMonth(RatingPipelineError, ValueError):
@@ -196,7 +199,13 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
             amount=sum(lines["amount"], Decimal(0)),
         )
         table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
+        table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
         path = out_dir / f"{month:%Y-%m}_{quote(str(account_id), safe='')}.csv"
         table.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
         written.append(path)
     return written
+
+
+def _decimal_text(value: object) -> object:
+    """A Decimal as its exact digits, never in exponent notation; anything else as it is."""
+    return format(value, "f") if isinstance(value, Decimal) else value
