@@ -636,3 +636,24 @@ def test_cli_bad_input_is_one_line_and_exit_1(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
+
+
+def test_a_close_converges_every_month_it_wholly_closes_even_one_whose_usage_is_gone(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """June's lines were built, then its only event deleted and re-rated away: June has
+    lines but no rated_usage, and the first close, through August, must still converge it
+    (else stale lines would be frozen, billed forever and recorded by no close)."""
+    gone = usage("org-1", "base-small", at(6, 15, 10), 100_000)
+    stays = usage("org-2", "base-small", at(7, 15, 10), 200_000)
+    add_events([gone, stays])
+    rate(database_url, [gone, stays])
+    build(database_url, JUNE)
+    delete_events(database_url, [gone.event_id])
+    rate(database_url, [gone])
+
+    closed = close(database_url, AUGUST)
+
+    assert closed.months_closed == (JUNE, JULY)
+    assert lines(reader, JUNE) == [] == expected_lines(reader, JUNE)
+    assert [(t.month, t.account_id) for t in closed.invoices] == [(JULY, "org-2")]
