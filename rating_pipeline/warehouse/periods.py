@@ -30,7 +30,12 @@ from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines,
 from rating_pipeline.warehouse.sqlfiles import load_sql
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
-FIRST_RATED_WINDOW = "SELECT min(window_start) FROM rated_usage"
+# The first instant anything was billed or invoiced: a month can hold lines after its
+# usage is gone (deleted events, re-rated away), and a close must converge those too.
+FIRST_BILLED = (
+    "SELECT least((SELECT min(window_start) FROM rated_usage), "
+    "(SELECT min(month) FROM invoice_line))"
+)
 UNRATED_HOURS_NAMED = 20
 LAST_CLOSE = (
     "SELECT close_id, closed_through, closed_at, closed_by, note FROM rating_period_close "
@@ -172,11 +177,12 @@ def months_wholly_closed(
     conn: psycopg.Connection, mark: datetime | None, through: datetime
 ) -> tuple[datetime, ...]:
     """The months a close through ``through`` wholly closes that ``mark`` had not: from
-    the month holding the mark (or, at the first close, the first rated window)."""
+    the month holding the mark (or, at the first close, the first month with rated usage
+    or invoice lines)."""
     if mark is not None:
         month = month_of(mark)
     else:
-        first = conn.execute(FIRST_RATED_WINDOW).fetchone()
+        first = conn.execute(FIRST_BILLED).fetchone()
         if first is None or first[0] is None:
             return ()
         month = month_of(first[0])
