@@ -1,0 +1,79 @@
+"""Closed windows in Dagster (contract 10): ``rated_usage`` materialized after a close, its
+checks, and what its metadata says about open adjustments. Real instance, real database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import dagster as dg
+import psycopg
+import pytest
+
+from rating_pipeline.orchestration.checks import cost_reconstructs, events_conserved
+from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.periods import close_period
+from rating_pipeline.windows import HOUR
+from tests.conftest import delete_events
+from tests.factories import WINDOW_START, make_event
+from tests.test_orchestration_assets import KEY, checks, materializations, materialize, traffic
+
+AddEvents = Callable[[Iterable[BillingEvent]], int]
+
+
+def close(database_url: str, hours_after_window: int = 1) -> None:
+    with connect(database_url) as conn:
+        close_period(conn, WINDOW_START + hours_after_window * HOUR, "finance")
+
+
+def audit(database_url: str, check: dg.AssetChecksDefinition) -> dg.AssetCheckResult:
+    """Run a check outside any run: it audits every rated window."""
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    return check(context)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def corrected_after_close(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> list[BillingEvent]:
+    """KEY rated, closed, corrected (a late event, a deletion) and re-rated: its rows are
+    frozen and its open adjustments carry the difference."""
+    events = traffic(0)
+    add_events(events)
+    assert materialize(database_url, instance=instance).success
+    close(database_url)
+    add_events([make_event("org-1", "base-large", minutes=40)])
+    delete_events(database_url, [events[2].event_id])
+    return events
+
+
+def test_a_closed_windows_billed_output_is_its_rows_plus_every_adjustment_for_the_checks(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    corrected_after_close: list[BillingEvent],
+) -> None:
+    result = materialize(database_url, instance=instance)
+
+    assert result.success
+    assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() != (0,)
+    evaluations = checks(result)
+    assert evaluations["cost_reconstructs"].passed, evaluations["cost_reconstructs"].description
+    assert evaluations["events_conserved"].passed, evaluations["events_conserved"].description
+    # A second close stamps them; a further correction opens more: stamped + open + rows.
+    close(database_url, 2)
+    add_events([make_event("org-2", "base-small", minutes=45)])
+    assert materialize(database_url, instance=instance).success
+    stamped = reader.execute(
+        "SELECT count(*) FILTER (WHERE invoiced_by IS NULL), count(invoiced_by) "
+        "FROM rating_adjustment"
+    ).fetchone()
+    assert stamped is not None and all(stamped)
+    for check in (cost_reconstructs, events_conserved):
+        evaluation = audit(database_url, check)
+        assert evaluation.passed, evaluation.description
+    assert materializations(result, "rated_usage")[KEY]["events_read"] == 4
