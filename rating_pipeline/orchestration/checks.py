@@ -5,9 +5,13 @@ In a partitioned run a check audits the run's windows (one partition or a range)
 every window ever rated. Each check reads one REPEATABLE READ snapshot.
 
 - ``cost_reconstructs`` (ERROR, blocking): every row's cost is its tokens times its own
-  frozen rates, and each window's rows add up to the total its latest rating logged.
+  frozen rates, and each window's billed output adds up to the total its latest rating
+  logged.
 - ``events_conserved`` (ERROR): every event billing_event holds for a rated window is
   billed or excepted, exactly once.
+
+A closed window's billed output is its frozen rows plus every adjustment of it, stamped and
+open (contract 10); an open window has no adjustments.
 - ``no_ambiguous_base`` (ERROR, blocking): no rollup was excluded as ``ambiguous_base``
   (contract 5.2: the window is reconciled in full first, then this check fails the run).
 - ``all_usage_priced`` (WARN): no ``unpriced`` and no ``invalid_event`` exceptions.
@@ -67,7 +71,9 @@ COST_MISMATCH_COLUMNS = (
 WINDOW_TOTAL_COLUMNS = (
     text_column("window"),
     text_column("logged_cost_usd", "the total its latest rating_log row recorded, exact"),
-    text_column("billed_cost_usd", "what its rated_usage rows add up to, exact"),
+    text_column(
+        "billed_cost_usd", "its rated_usage rows plus, once closed, its adjustments; exact"
+    ),
 )
 NOT_CONSERVED_COLUMNS = (
     text_column("window"),
@@ -109,7 +115,8 @@ def _nothing_rated() -> dg.AssetCheckResult:
     description=(
         "Every rated_usage row's cost_usd equals the sum over token classes of tokens x its "
         "own frozen rate / 1e6 (no class with tokens lacks a rate), and each window's rows "
-        "add up to the total its latest rating logged."
+        "(in a closed window, with all its adjustments) add up to the total its latest "
+        "rating logged."
     ),
 )
 def cost_reconstructs(
@@ -189,7 +196,8 @@ def evaluate_cost(
     name=EVENTS_CONSERVED,
     description=(
         "For every rated window: the events billing_event holds equal the events in "
-        "rated_usage plus the events in rating_exception."
+        "rated_usage (in a closed window, with all its adjustments) plus the events in "
+        "rating_exception."
     ),
 )
 def events_conserved(

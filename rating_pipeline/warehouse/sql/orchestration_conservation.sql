@@ -1,6 +1,7 @@
 -- The events_conserved check: for every rated window of [%(start)s, %(end)s), the events
 -- billing_event holds now, the events its latest rating read, and the events its output
--- accounts for (rated_usage plus rating_exception). Every rated window is returned.
+-- accounts for: billed (rated_usage plus, once closed, every rating_adjustment row of it,
+-- stamped and open) and excepted (rating_exception). Every rated window is returned.
 WITH latest AS (
     SELECT DISTINCT ON (window_start) window_start, events_read, max_ingested_at
     FROM rating_log
@@ -18,8 +19,15 @@ events AS (
 ),
 billed AS (
     SELECT window_start, sum(event_count) AS event_count
-    FROM rated_usage
-    WHERE window_start >= %(start)s AND window_start < %(end)s
+    FROM (
+        SELECT window_start, event_count
+        FROM rated_usage
+        WHERE window_start >= %(start)s AND window_start < %(end)s
+        UNION ALL
+        SELECT window_start, event_count
+        FROM rating_adjustment
+        WHERE window_start >= %(start)s AND window_start < %(end)s
+    ) AS output
     GROUP BY window_start
 ),
 excepted AS (

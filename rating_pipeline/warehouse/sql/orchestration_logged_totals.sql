@@ -1,15 +1,25 @@
--- The rated windows of [%(start)s, %(end)s) whose rated_usage total differs from the total
--- cost their latest rating logged. rating_log_window_start_idx serves the DISTINCT ON.
+-- The rated windows of [%(start)s, %(end)s) whose billed output differs from the total cost
+-- their latest rating logged. A window's billed output is its rated_usage rows plus, once
+-- closed, every rating_adjustment row of it, stamped and open (contract 10); an open window
+-- has none. rating_log_window_start_idx serves the DISTINCT ON.
 WITH latest AS (
     SELECT DISTINCT ON (window_start) window_start, total_cost_usd
     FROM rating_log
     WHERE window_start >= %(start)s AND window_start < %(end)s
     ORDER BY window_start, log_id DESC
 ),
-billed AS (
-    SELECT window_start, sum(cost_usd) AS total_cost_usd
+output AS (
+    SELECT window_start, cost_usd
     FROM rated_usage
     WHERE window_start >= %(start)s AND window_start < %(end)s
+    UNION ALL
+    SELECT window_start, cost_usd
+    FROM rating_adjustment
+    WHERE window_start >= %(start)s AND window_start < %(end)s
+),
+billed AS (
+    SELECT window_start, sum(cost_usd) AS total_cost_usd
+    FROM output
     GROUP BY window_start
 )
 SELECT
