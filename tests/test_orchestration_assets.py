@@ -19,6 +19,7 @@ from rating_pipeline.orchestration.checks import (
     COST_RECONSTRUCTS,
     EVENTS_CONSERVED,
     NO_AMBIGUOUS_BASE,
+    NO_OPEN_ADJUSTMENTS,
     RATED_USAGE_CHECKS,
     cost_reconstructs,
     events_conserved,
@@ -135,6 +136,7 @@ def test_materializing_one_partition_rates_that_window_only(
         NO_AMBIGUOUS_BASE,
         ALL_USAGE_PRICED,
         ALL_WINDOWS_BILLED,
+        NO_OPEN_ADJUSTMENTS,
     }
     assert all(e.passed for name, e in evaluations.items() if name != ALL_WINDOWS_BILLED)
     # 11:00 holds events and was not rated: the WARN check names it, the run succeeds.

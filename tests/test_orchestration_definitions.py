@@ -67,11 +67,12 @@ EXPECTED = {
         "rated_usage:cost_reconstructs": {"blocking": True},
         "rated_usage:events_conserved": {"blocking": False},
         "rated_usage:no_ambiguous_base": {"blocking": True},
+        "rated_usage:no_open_adjustments": {"blocking": False},
     },
     "jobs": {
         "rate_windows": {
             "assets": ["pricebook", "rated_usage", "window_usage"],
-            "checks": 5,
+            "checks": 6,
             "partitions": HOURLY,
         }
     },

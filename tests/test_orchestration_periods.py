@@ -9,7 +9,12 @@ import dagster as dg
 import psycopg
 import pytest
 
-from rating_pipeline.orchestration.checks import cost_reconstructs, events_conserved
+from rating_pipeline.orchestration.checks import (
+    NO_OPEN_ADJUSTMENTS,
+    cost_reconstructs,
+    events_conserved,
+    no_open_adjustments,
+)
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
@@ -17,7 +22,14 @@ from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR
 from tests.conftest import delete_events
 from tests.factories import WINDOW_START, make_event
-from tests.test_orchestration_assets import KEY, checks, materializations, materialize, traffic
+from tests.test_orchestration_assets import (
+    KEY,
+    checks,
+    materializations,
+    materialize,
+    records,
+    traffic,
+)
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 
@@ -77,3 +89,52 @@ def test_a_closed_windows_billed_output_is_its_rows_plus_every_adjustment_for_th
         evaluation = audit(database_url, check)
         assert evaluation.passed, evaluation.description
     assert materializations(result, "rated_usage")[KEY]["events_read"] == 4
+
+
+def test_rated_usage_metadata_says_whether_the_window_is_closed_and_what_it_adjusts(
+    database_url: str, instance: dg.DagsterInstance, corrected_after_close: list[BillingEvent]
+) -> None:
+    before = materializations(materialize(database_url, instance=instance), "rated_usage")[KEY]
+
+    assert before["window_closed"] is True
+    # org-1 +1 event (1,000 in x 2.50, 100 out x 10): +0.0035; org-2's only event gone:
+    # -(500 x 0.15 + 50 x 0.60) = -0.000105. One row per rollup, class and rate.
+    assert (before["adjustments_inserted"], before["open_adjustments"]) == (4, 4)
+    assert before["open_adjustment_cost_usd"] == "0.003395000000"
+    assert (before["rows_inserted"], before["rows_updated"], before["rows_deleted"]) == (0, 0, 0)
+    assert before["cost_usd"] == "0.023750000000"  # the latest output: rows + adjustments
+    again = materializations(materialize(database_url, instance=instance), "rated_usage")[KEY]
+    assert (again["adjustments_inserted"], again["adjustments_unchanged"]) == (0, 4)
+
+
+def test_an_open_windows_metadata_has_no_adjustments(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(traffic(0))
+
+    meta = materializations(materialize(database_url, instance=instance), "rated_usage")[KEY]
+
+    assert meta["window_closed"] is False
+    assert (meta["open_adjustments"], meta["open_adjustment_cost_usd"]) == (0, "0")
+    assert meta["adjustments_inserted"] == meta["adjustments_unchanged"] == 0
+
+
+def test_no_open_adjustments_warns_listing_each_corrected_window_until_a_close_stamps_them(
+    database_url: str, instance: dg.DagsterInstance, corrected_after_close: list[BillingEvent]
+) -> None:
+    result = materialize(database_url, instance=instance)
+
+    assert result.success  # a WARN: the run goes on
+    evaluation = checks(result)[NO_OPEN_ADJUSTMENTS]
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["windows_with_open_adjustments"].value == 1
+    assert evaluation.metadata["open_adjustments"].value == 4
+    assert evaluation.metadata["open_adjustment_cost_usd"].value == "0.003395000000"
+    assert records(evaluation.metadata["corrected_windows"]) == [
+        {"window": KEY, "adjustments": 4, "cost_usd": "0.003395000000", "billed_on": "2026-06"}
+    ]
+    assert "billed on the invoice of 2026-06" in (evaluation.description or "")
+
+    close(database_url, 2)
+
+    assert audit(database_url, no_open_adjustments).passed

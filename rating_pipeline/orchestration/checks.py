@@ -9,9 +9,6 @@ every window ever rated. Each check reads one REPEATABLE READ snapshot.
   logged.
 - ``events_conserved`` (ERROR): every event billing_event holds for a rated window is
   billed or excepted, exactly once.
-
-A closed window's billed output is its frozen rows plus every adjustment of it, stamped and
-open (contract 10); an open window has no adjustments.
 - ``no_ambiguous_base`` (ERROR, blocking): no rollup was excluded as ``ambiguous_base``
   (contract 5.2: the window is reconciled in full first, then this check fails the run).
 - ``all_usage_priced`` (WARN): no ``unpriced`` and no ``invalid_event`` exceptions.
@@ -19,9 +16,17 @@ open (contract 10); an open window has no adjustments.
   sensors: windows older than the lookback that received events after their latest rating
   (``late_window``), and hours with events never rated. It audits every window, whatever
   the run's partitions.
+- ``no_open_adjustments`` (WARN): no closed window was corrected since the last close
+  (contract 10, "Seen"): its open adjustments bill on the next invoice until a close stamps
+  them.
+
+A closed window's billed output is its frozen rows plus every adjustment of it, stamped and
+open (contract 10); an open window has no adjustments.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -49,6 +54,7 @@ from rating_pipeline.orchestration.queries import (
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
+from rating_pipeline.warehouse.periods import OpenAdjustments, open_adjustments
 from rating_pipeline.windows import Window
 
 COST_RECONSTRUCTS = "cost_reconstructs"
@@ -56,6 +62,7 @@ EVENTS_CONSERVED = "events_conserved"
 NO_AMBIGUOUS_BASE = "no_ambiguous_base"
 ALL_USAGE_PRICED = "all_usage_priced"
 ALL_WINDOWS_BILLED = "all_windows_billed"
+NO_OPEN_ADJUSTMENTS = "no_open_adjustments"
 NOT_PRICED_REASONS = (UNPRICED, INVALID_EVENT)
 WINDOWS_LISTED = 20
 
@@ -430,10 +437,82 @@ def evaluate_billed(
     )
 
 
+OPEN_ADJUSTMENT_COLUMNS = (
+    text_column("window"),
+    int_column("adjustments", "open rows of rating_adjustment: one per rollup, class and rate"),
+    text_column("cost_usd", "their exact cost difference, as text (negative: a credit)"),
+    text_column("billed_on", "the invoice month they bill on"),
+)
+
+
+@dg.asset_check(
+    asset=rated_usage,
+    name=NO_OPEN_ADJUSTMENTS,
+    description=(
+        "No closed window was corrected since the last close: lists the windows with open "
+        "adjustments (billed output + open adjustments = the latest output), their cost and "
+        "the invoice month they bill on. The next close stamps them."
+    ),
+)
+def no_open_adjustments(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.snapshot() as conn:
+        span = audited_span(context, conn)
+        if span is None:
+            return _nothing_rated()
+        windows = open_adjustments(conn, span.start, span.end)
+    return evaluate_open_adjustments(span, windows)
+
+
+def evaluate_open_adjustments(
+    span: Span, windows: Sequence[OpenAdjustments]
+) -> dg.AssetCheckResult:
+    """WARN with every window listed (the first WINDOWS_LISTED in a table), else pass."""
+    count = sum(w.adjustments for w in windows)
+    cost = sum((w.cost_usd for w in windows), Decimal(0))
+    checked: dict[str, Any] = {
+        "windows": dg.MetadataValue.text(str(span)),
+        "windows_with_open_adjustments": dg.MetadataValue.int(len(windows)),
+        "open_adjustments": dg.MetadataValue.int(count),
+        "open_adjustment_cost_usd": money(cost),
+    }
+    if windows:
+        checked["corrected_windows"] = table(
+            OPEN_ADJUSTMENT_COLUMNS,
+            (
+                (
+                    Window.starting(w.window_start.astimezone(UTC)).key,
+                    w.adjustments,
+                    usd_text(w.cost_usd),
+                    f"{w.bill_month:%Y-%m}",
+                )
+                for w in windows[:WINDOWS_LISTED]
+            ),
+        )
+    months = sorted({f"{w.bill_month:%Y-%m}" for w in windows})
+    description = (
+        f"No window of {span} has open adjustments."
+        if not windows
+        else (
+            f"{len(windows)} closed windows of {span} were corrected after their close: "
+            f"{count} open adjustments, {usd_text(cost)} USD, billed on the invoice of "
+            f"{', '.join(months)}. Their rows stay frozen; the next close stamps them."
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=not windows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=checked,
+        description=description,
+    )
+
+
 RATED_USAGE_CHECKS = (
     cost_reconstructs,
     events_conserved,
     no_ambiguous_base,
     all_usage_priced,
     all_windows_billed,
+    no_open_adjustments,
 )

@@ -20,6 +20,7 @@ from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
 from rating_pipeline.warehouse.engine import WindowRating
 from rating_pipeline.warehouse.outputs import ClassCost, TierCost, WindowTables
+from rating_pipeline.warehouse.reconcile import Reconciled
 from rating_pipeline.windows import Window
 
 COSTLIEST_ROLLUPS = 5
@@ -201,6 +202,7 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
         "exceptions_updated": dg.MetadataValue.int(exceptions.updated),
         "exceptions_deleted": dg.MetadataValue.int(exceptions.deleted),
         "exceptions_unchanged": dg.MetadataValue.int(exceptions.unchanged),
+        **adjustment_metadata(rating),
         "events_read": dg.MetadataValue.int(rating.events_read),
         "events_rated": dg.MetadataValue.int(rating.events_rated),
         "events_excepted": dg.MetadataValue.int(rating.events_excepted),
@@ -217,6 +219,21 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
         "cost_by_token_class": cost_by_token_class_table(tables.by_token_class),
         "cost_by_tier": cost_by_tier_table(tables.by_tier),
         PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rollup_count),
+    }
+
+
+def adjustment_metadata(rating: WindowRating) -> dict[str, Any]:
+    """Whether the window is closed, and what the rating did to its open adjustments (all
+    zeros in an open window, which has none): contract 10, "Seen"."""
+    adjustments = rating.adjustments or Reconciled(0, 0, 0, 0, 0, {})
+    return {
+        "window_closed": dg.MetadataValue.bool(rating.closed),
+        "adjustments_inserted": dg.MetadataValue.int(adjustments.inserted),
+        "adjustments_updated": dg.MetadataValue.int(adjustments.updated),
+        "adjustments_deleted": dg.MetadataValue.int(adjustments.deleted),
+        "adjustments_unchanged": dg.MetadataValue.int(adjustments.unchanged),
+        "open_adjustments": dg.MetadataValue.int(adjustments.rows),
+        "open_adjustment_cost_usd": money(adjustments.cost_usd),
     }
 
 
