@@ -20,16 +20,19 @@ from tests.factories import WINDOW_START, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 BIN = Path(sys.executable).parent
-ONE_WINDOW = ("dg", "launch", "--assets", "*", "--partition", "2026-06-15-10:00")
+# '*rated_usage': rated_usage and everything upstream of it. '*' would add the monthly
+# invoice_lines, and one run takes one partitions definition.
+ONE_WINDOW = ("dg", "launch", "--assets", "*rated_usage", "--partition", "2026-06-15-10:00")
 A_DAY = (
     "dg",
     "launch",
     "--assets",
-    "*",
+    "*rated_usage",
     "--partition-range",
     "2026-06-15-00:00...2026-06-15-23:00",
 )
-DOCUMENTED = (ONE_WINDOW, A_DAY)
+ONE_MONTH = ("dg", "launch", "--assets", "invoice_lines", "--partition", "2026-06")
+DOCUMENTED = (ONE_WINDOW, A_DAY, ONE_MONTH)
 
 
 def launch(database_url: str, dagster_home: Path, command: tuple[str, ...]) -> str:
@@ -97,3 +100,20 @@ def test_dg_launch_of_a_partition_range_rates_it_in_one_run(
     with psycopg.connect(database_url) as conn:
         runs = conn.execute("SELECT count(DISTINCT run_id), count(*) FROM rating_log").fetchone()
     assert runs == (1, 24)
+
+
+@pytest.mark.slow
+def test_dg_launch_of_one_month_builds_its_invoice_lines(
+    database_url: str, add_events: AddEvents, tmp_path: Path
+) -> None:
+    add_events([make_event("org-1"), make_event("org-2", occurred_at=WINDOW_START + HOUR)])
+    launch(database_url, tmp_path / "home", A_DAY)
+
+    launch(database_url, tmp_path / "again", ONE_MONTH)
+
+    with psycopg.connect(database_url) as conn:
+        built = conn.execute(
+            "SELECT month, account_id, count(*)::int FROM invoice_line GROUP BY 1, 2 ORDER BY 2"
+        ).fetchall()
+    june = WINDOW_START.replace(day=1, hour=0)
+    assert built == [(june, "org-1", 2), (june, "org-2", 2)]  # input and output lines each

@@ -26,6 +26,12 @@ HOURLY = {
     "timezone": "UTC",
     "end_offset": 0,
 }
+MONTHLY = {
+    "type": "MonthlyPartitionsDefinition",
+    "start": "2026-06",
+    "timezone": "UTC",
+    "end_offset": 1,
+}
 EXPECTED = {
     "assets": {
         "billing_event": {
@@ -60,8 +66,17 @@ EXPECTED = {
             "external": False,
             "freshness": {"type": "TimeWindowFreshnessPolicy", "fail": "1:30:00", "warn": None},
         },
+        "invoice_lines": {
+            "deps": ["rated_usage"],
+            "partitions": MONTHLY,
+            "backfill_policy": "single_run",
+            "table_name": "invoice_line",
+            "external": False,
+            "freshness": None,
+        },
     },
     "checks": {
+        "invoice_lines:closed_months_match_their_close": {"blocking": True},
         "rated_usage:all_usage_priced": {"blocking": False},
         "rated_usage:all_windows_billed": {"blocking": False},
         "rated_usage:cost_reconstructs": {"blocking": True},

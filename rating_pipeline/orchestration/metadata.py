@@ -19,6 +19,7 @@ from rating_pipeline.orchestration.queries import WindowEvents
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
 from rating_pipeline.warehouse.engine import WindowRating
+from rating_pipeline.warehouse.invoices import LinesBuilt, MonthTotal
 from rating_pipeline.warehouse.outputs import ClassCost, TierCost, WindowTables
 from rating_pipeline.warehouse.reconcile import Reconciled
 from rating_pipeline.windows import Window
@@ -234,6 +235,45 @@ def adjustment_metadata(rating: WindowRating) -> dict[str, Any]:
         "adjustments_unchanged": dg.MetadataValue.int(adjustments.unchanged),
         "open_adjustments": dg.MetadataValue.int(adjustments.rows),
         "open_adjustment_cost_usd": money(adjustments.cost_usd),
+    }
+
+
+ACCOUNT_COLUMNS = (
+    text_column("account_id"),
+    int_column("lines"),
+    text_column("amount_exact", "the sum of the lines' exact amounts, as text"),
+    text_column("amount", "the invoice total: the sum of the lines rounded half-even to cents"),
+    text_column("residual", "amount - amount_exact: within 0.005 USD per line"),
+)
+
+
+def invoice_metadata(built: LinesBuilt, accounts: Sequence[MonthTotal]) -> dict[str, Any]:
+    """What building one month's invoice lines did, its totals, and each account's invoice."""
+    return {
+        "lines_inserted": dg.MetadataValue.int(built.inserted),
+        "lines_updated": dg.MetadataValue.int(built.updated),
+        "lines_deleted": dg.MetadataValue.int(built.deleted),
+        "lines_unchanged": dg.MetadataValue.int(built.unchanged),
+        "lines": dg.MetadataValue.int(built.lines),
+        "accounts": dg.MetadataValue.int(len(accounts)),
+        "amount_exact": money(built.amount_exact),
+        "amount": money(built.amount),
+        "residual": money(built.residual),
+        "frozen": dg.MetadataValue.bool(built.frozen),
+        "by_account": table(
+            ACCOUNT_COLUMNS,
+            (
+                (
+                    a.account_id,
+                    a.line_count,
+                    usd_text(a.amount_exact),
+                    usd_text(a.amount),
+                    usd_text(a.residual),
+                )
+                for a in accounts
+            ),
+        ),
+        PARTITION_ROW_COUNT: dg.MetadataValue.int(built.lines),
     }
 
 

@@ -1,4 +1,5 @@
-"""Rating windows as Dagster partitions: one hourly, UTC partition per window (contract 2)."""
+"""Rating windows and invoice months as Dagster partitions: one hourly, UTC partition per
+window (contract 2), one monthly, UTC partition per invoice month (contract 11)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from rating_pipeline.warehouse.close_mark import month_of, next_month
 from rating_pipeline.windows import PARTITION_KEY_FORMAT, Window, windows_between
 
 # The first window: the first pricebook version's effective_from (pricebooks/2026-06-01.yaml).
@@ -20,10 +22,42 @@ hourly_windows = dg.HourlyPartitionsDefinition(
     end_offset=0,
 )
 
+# A month's key is how `rating-pipeline invoice build --month` takes it: 2026-06.
+MONTH_KEY_FORMAT = "%Y-%m"
+# From the month of the first window. end_offset=1: the newest partition is the month in
+# progress, whose lines are a draft (rebuilt as its hours are rated) until a close wholly
+# closes it; adjustments made now bill on it, or on the month holding the close mark.
+invoice_months = dg.MonthlyPartitionsDefinition(
+    start_date=hourly_windows.start.strftime(MONTH_KEY_FORMAT),
+    fmt=MONTH_KEY_FORMAT,
+    timezone="UTC",
+    end_offset=1,
+)
+
 
 def windows_in(time_window: dg.TimeWindow) -> list[Window]:
     """Every rating window of a run's partition time window (one partition or a range)."""
     return list(windows_between(time_window.start.astimezone(UTC), time_window.end.astimezone(UTC)))
+
+
+def months_in(time_window: dg.TimeWindow) -> list[datetime]:
+    """The first instant of every UTC month of a run's partition time window."""
+    return months_between(time_window.start, time_window.end)
+
+
+def months_between(start: datetime, end: datetime) -> list[datetime]:
+    """The first instant of every UTC month that starts before ``end``, from ``start``'s."""
+    month = month_of(start)
+    months = []
+    while month < end:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def month_key(month: datetime) -> str:
+    """The partition key of the month starting at ``month``."""
+    return month.strftime(MONTH_KEY_FORMAT)
 
 
 def is_partition(window: Window, now: datetime) -> bool:

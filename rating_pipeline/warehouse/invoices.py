@@ -103,6 +103,11 @@ class LinesBuilt:
         return self.inserted + self.updated + self.deleted
 
     @property
+    def unchanged(self) -> int:
+        """Lines neither inserted nor updated (all of them in a frozen month)."""
+        return self.lines - self.inserted - self.updated
+
+    @property
     def residual(self) -> Decimal:
         """The sum of the rounded lines minus the sum of their exact amounts."""
         return self.amount - self.amount_exact
@@ -116,8 +121,8 @@ class LinesBuilt:
             )
         return (
             f"{month}: invoice_line +{self.inserted} inserted, ~{self.updated} updated, "
-            f"-{self.deleted} deleted, ={self.lines - self.inserted - self.updated} "
-            f"unchanged; {self.lines} lines, total {self.amount:f} USD "
+            f"-{self.deleted} deleted, ={self.unchanged} unchanged; "
+            f"{self.lines} lines, total {self.amount:f} USD "
             f"(exact {self.amount_exact:f}, residual {self.residual:f})"
         )
 
