@@ -360,14 +360,12 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def materialize(bench: Bench, span: Span) -> Taken:
-    """One in-process Dagster run of the code location's rating assets and checks (the
-    rate_windows job's selection: the monthly invoice_lines cannot share an hourly run) over
-    the span (its partition, or its hours as one range run) on an ephemeral instance; its
-    parts are each Dagster step's own seconds."""
+    """One in-process Dagster run of the rating code location's assets and checks over the
+    span (its partition, or its hours as one range run) on an ephemeral instance; its parts
+    are each Dagster step's own seconds."""
     import dagster as dg
 
     from rating_pipeline.definitions import defs
-    from rating_pipeline.orchestration.jobs import rate_windows_job
     from rating_pipeline.orchestration.resources import (
         PRICEBOOKS,
         WAREHOUSE,
@@ -384,7 +382,6 @@ def materialize(bench: Bench, span: Span) -> Taken:
     began = time.perf_counter()
     result = dg.materialize(
         [*(defs.assets or ()), *(defs.asset_checks or ())],  # type: ignore[list-item]
-        selection=rate_windows_job.selection,
         run_config=QUIET,
         instance=bench.dagster_instance(),
         resources=resources,

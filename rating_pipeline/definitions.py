@@ -1,6 +1,7 @@
-"""The Dagster code location: ``defs`` (contract section 9).
+"""The rating code location: ``defs`` (contract section 9).
 
-Load it with ``dagster dev -m rating_pipeline.definitions`` or through ``workspace.yaml``.
+Load it with ``dagster dev -m rating_pipeline.definitions`` or, with the invoicing location
+(``invoice_definitions.py``), through ``workspace.yaml``.
 Settings are read from the environment when the code location loads (docs/operations.md).
 """
 
@@ -11,7 +12,6 @@ import dagster as dg
 from rating_pipeline.orchestration.assets import billing_event, pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.changed_events import build_changed_events_sensor, interval
 from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS
-from rating_pipeline.orchestration.invoices import INVOICE_CHECKS, invoice_lines
 from rating_pipeline.orchestration.jobs import rate_windows_job
 from rating_pipeline.orchestration.missed_hours import build_missed_hours_sensor
 from rating_pipeline.orchestration.resources import (
@@ -26,8 +26,8 @@ from rating_pipeline.orchestration.sensors import build_late_events_sensor, look
 # One process per run, no process per step: the steps are thin and the work is SQL, so a
 # subprocess per step would only add its start-up time to every run.
 defs = dg.Definitions(
-    assets=[billing_event, pricebook, window_usage, rated_usage, invoice_lines],
-    asset_checks=[*RATED_USAGE_CHECKS, *INVOICE_CHECKS],
+    assets=[billing_event, pricebook, window_usage, rated_usage],
+    asset_checks=RATED_USAGE_CHECKS,
     jobs=[rate_windows_job],
     schedules=[build_hourly_schedule(grace_minutes())],
     sensors=[

@@ -61,4 +61,4 @@ def test_dg_finds_the_code_location_the_workspace_loads():
 
     assert dg["directory_type"] == "project"
     # dg's default code location module is <root_module>.definitions.
-    assert f"python_module: {dg['project']['root_module']}.definitions" in workspace
+    assert f"module_name: {dg['project']['root_module']}.definitions" in workspace

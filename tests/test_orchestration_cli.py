@@ -20,18 +20,20 @@ from tests.factories import WINDOW_START, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 BIN = Path(sys.executable).parent
-# '*rated_usage': rated_usage and everything upstream of it. '*' would add the monthly
-# invoice_lines, and one run takes one partitions definition.
-ONE_WINDOW = ("dg", "launch", "--assets", "*rated_usage", "--partition", "2026-06-15-10:00")
+ONE_WINDOW = ("dg", "launch", "--assets", "*", "--partition", "2026-06-15-10:00")
 A_DAY = (
     "dg",
     "launch",
     "--assets",
-    "*rated_usage",
+    "*",
     "--partition-range",
     "2026-06-15-00:00...2026-06-15-23:00",
 )
-ONE_MONTH = ("dg", "launch", "--assets", "invoice_lines", "--partition", "2026-06")
+# The invoicing code location (rating_pipeline/invoice_definitions.py): its own module.
+ONE_MONTH = (
+    "dg", "launch", "-m", "rating_pipeline.invoice_definitions", "--assets", "invoice_lines",
+    "--partition", "2026-06",
+)  # fmt: skip
 DOCUMENTED = (ONE_WINDOW, A_DAY, ONE_MONTH)
 
 

@@ -6,8 +6,11 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._serdes import serialize_value
 
+from rating_pipeline import invoice_definitions
 from rating_pipeline.definitions import defs
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS
@@ -20,6 +23,7 @@ from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIAB
 from rating_pipeline.warehouse import database
 from tests.factories import make_event
 
+WORKSPACE = project_root() / "workspace.yaml"
 HOURLY = {
     "type": "HourlyPartitionsDefinition",
     "start": "2026-06-01-00:00",
@@ -66,17 +70,8 @@ EXPECTED = {
             "external": False,
             "freshness": {"type": "TimeWindowFreshnessPolicy", "fail": "1:30:00", "warn": None},
         },
-        "invoice_lines": {
-            "deps": ["rated_usage"],
-            "partitions": MONTHLY,
-            "backfill_policy": "single_run",
-            "table_name": "invoice_line",
-            "external": False,
-            "freshness": None,
-        },
     },
     "checks": {
-        "invoice_lines:closed_months_match_their_close": {"blocking": True},
         "rated_usage:all_usage_priced": {"blocking": False},
         "rated_usage:all_windows_billed": {"blocking": False},
         "rated_usage:cost_reconstructs": {"blocking": True},
@@ -207,12 +202,65 @@ def snapshot(definitions: dg.Definitions) -> dict[str, object]:
     }
 
 
+# The invoicing location: rated_usage is the rating location's asset, seen here as a stub.
+INVOICING_EXPECTED = {
+    "assets": {
+        "invoice_lines": {
+            "deps": ["rated_usage"],
+            "partitions": MONTHLY,
+            "backfill_policy": "single_run",
+            "table_name": "invoice_line",
+            "external": False,
+            "freshness": None,
+        },
+        "rated_usage": {
+            "deps": [],
+            "partitions": None,
+            "backfill_policy": None,
+            "table_name": None,
+            "external": True,
+            "freshness": None,
+        },
+    },
+    "checks": {"invoice_lines:closed_months_match_their_close": {"blocking": True}},
+    "jobs": {},
+    "schedules": {},
+    "sensors": {},
+    "resources": ["warehouse"],
+    "executor": "in_process",
+}
+
+
 def test_definitions_snapshot() -> None:
     assert snapshot(defs) == EXPECTED
 
 
-def test_definitions_validate_for_dagster() -> None:
-    dg.Definitions.validate_loadable(defs)
+def test_invoicing_definitions_snapshot() -> None:
+    assert snapshot(invoice_definitions.defs) == INVOICING_EXPECTED
+
+
+@pytest.mark.parametrize("definitions", [defs, invoice_definitions.defs])
+def test_definitions_validate_for_dagster(definitions: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(definitions)
+
+
+def test_the_workspace_maps_each_invoice_month_to_its_hours_of_rated_usage() -> None:
+    """Across the two code locations workspace.yaml loads, June's invoice_lines partition
+    depends on June's 720 hourly rated_usage partitions (what the UI's lineage shows)."""
+    with (
+        dg.instance_for_test() as instance,
+        WorkspaceProcessContext(instance, WorkspaceFileTarget([str(WORKSPACE)])) as workspace,
+    ):
+        context = workspace.create_request_context()
+        assert {
+            name: entry.load_error for name, entry in context.get_code_location_entries().items()
+        } == {"rating": None, "invoicing": None}
+        graph = context.asset_graph
+        hours = graph.get_parent_partition_keys_for_child(
+            "2026-06", dg.AssetKey("rated_usage"), dg.AssetKey("invoice_lines")
+        ).partitions_subset.get_partition_keys()
+    assert len(hours) == 720
+    assert (min(hours), max(hours)) == ("2026-06-01-00:00", "2026-06-30-23:00")
 
 
 def test_database_url_reaches_the_ui_as_a_variable_name_never_its_value(
