@@ -54,6 +54,11 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
     assert "Cost per hour" in report and "Top 10 principals by cost" in report
     assert "Tokens and cost per class" in report
     assert "Cost per service tier and context" in report
+    assert "close 1: closed through 2026-07-01T00:00:00+00:00 by demo" in report
+    june = report.split("Invoice 2026-06 (closed, frozen), per account")[1]
+    assert june.split("\n")[3].startswith("acct-north")
+    july = report.split("Invoice 2026-07 (open), per account")[1]
+    assert "acct-" in july.split("\n")[3]
     assert "./dev ui" in report
     with psycopg.connect(database_url) as conn:
         billed = conn.execute(BILLED).fetchall()

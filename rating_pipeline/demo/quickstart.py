@@ -52,6 +52,7 @@ from rating_pipeline.orchestration.jobs import JOB_NAME
 from rating_pipeline.orchestration.sensors import SENSOR_NAME
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
 from rating_pipeline.warehouse import embedded, migrations
+from rating_pipeline.warehouse.close_mark import month_of
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.invoices import build_invoice, new_run_id
 from rating_pipeline.warehouse.periods import close_period, period_status
@@ -71,7 +72,7 @@ CLOSED_BY = "demo"
 CORRECTION_WINDOW = Window.starting(DEMO_START + 14 * HOUR)
 CORRECTION_EVENTS = 25
 NEXT_INVOICE = CLOSE_THROUGH  # the month an adjustment made after the close bills on
-RESET_LEDGER = "TRUNCATE " + ", ".join(migrations.OUTPUT_TABLES)
+RESET_LEDGER = "TRUNCATE " + ", ".join(migrations.OUTPUT_TABLES) + " RESTART IDENTITY"
 UI_HOST = "127.0.0.1"
 UI_PORT_VARIABLE = "RATING_UI_PORT"
 DEFAULT_UI_PORT = 3000
@@ -247,7 +248,7 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     with connect(warehouse_url) as conn:
         say(summarize(conn, DEMO_START, DEMO_START + DEMO_HOURS * HOUR).rstrip())
         say()
-        say(invoices_summary(conn, [DEMO_START, NEXT_INVOICE]).rstrip())
+        say(invoices_summary(conn, [month_of(DEMO_START), NEXT_INVOICE]).rstrip())
         conn.rollback()
     say()
     say("Open the Dagster UI on this same data:  ./dev ui")

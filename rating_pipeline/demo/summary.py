@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from rating_pipeline.warehouse.close_mark import close_mark, wholly_closed
+from rating_pipeline.warehouse.close_mark import close_mark, month_of, wholly_closed
 from rating_pipeline.warehouse.invoices import month_totals
 from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class
 from rating_pipeline.windows import HOUR, require_hour_aligned_utc
@@ -322,7 +322,7 @@ def invoices_summary(conn: psycopg.Connection, months: Sequence[datetime]) -> st
     rounded half-even to cents: the invoice's one rounding point) and residual."""
     mark = close_mark(conn)
     sections = []
-    for month in months:
+    for month in map(month_of, months):
         state = "closed, frozen" if wholly_closed(month, mark) else "open"
         totals = month_totals(conn, month)
         sections += ["", f"Invoice {month:%Y-%m} ({state}), per account"]
