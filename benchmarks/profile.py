@@ -72,6 +72,7 @@ def plans(bench: Bench, window: Window, explain: str) -> list[tuple[str, str]]:
         found.append((f"`{EXPLAINED[0]}`", fill))
         conn.execute(load_sql("merge_mixed_bases"))
         resolve_window(conn, version)
+        conn.execute(load_sql("price_window"))
         for name in EXPLAINED[1:]:
             found.append((f"`{name}`", _explain(conn, explain, load_sql(name), run.bound())))
     return found
