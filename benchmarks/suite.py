@@ -473,6 +473,7 @@ CASES: tuple[Case, ...] = (
         span=twins,
         setup=close_one_twin,
         teardown=no_twins_closed,
+        min_rounds=5,
         alternate=True,
         steps=(
             Step(
