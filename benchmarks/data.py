@@ -10,7 +10,7 @@ The server generates the events: one ``INSERT ... SELECT`` over ``generate_serie
 data set, millions of rows a statement, no row crossing the wire. Its randomness is
 ``hashint8extended(key, salt)``, the key made of the event's hour and number, one salt per
 draw: an hour's events depend only on SEED, the hour and its volume, never on the range
-loaded (the twin hours draw as the hot hour does: its events again, in their own hours).
+loaded (the closable hour draws as the hot hour does: its events again, an hour of its own).
 Draws index small lookup tables bound as arrays ("urns"): a table of principals in which
 principal ``p`` fills a share of the slots equal to its Zipf probability, one of models by
 popularity, and one of lognormal quantiles (per mille) for token counts and ingest delays.
@@ -260,15 +260,10 @@ class Layout:
         return self.month_start + self.month_hours * HOUR
 
     @property
-    def twin_closed(self) -> Window:
-        """A copy of the hot hour's events, before every other data set: a close through
-        ``twin_open``'s start closes it alone."""
+    def closable(self) -> Window:
+        """A copy of the hot hour's events before every other data set: a close through its
+        end closes it alone."""
         return Window.starting(datetime(2026, 6, 1, 10, tzinfo=UTC))
-
-    @property
-    def twin_open(self) -> Window:
-        """Another copy of the hot hour's events, the hour after ``twin_closed``: open."""
-        return Window.starting(self.twin_closed.end)
 
     @property
     def invoice_month(self) -> datetime:
@@ -322,7 +317,7 @@ def expected_events(scale: Scale) -> int:
         + scale.rss_large_events
         + (scale.wide_events)
         + scale.month_hours * scale.month_hour_events
-        + 2 * scale.hot_events  # the twin hours
+        + scale.hot_events  # the closable hour
     )
 
 
@@ -495,8 +490,8 @@ def batches(scale: Scale) -> list[Batch]:
         Batch(layout.wide.start, 1, scale.wide_events, scale.wide_principals, True),
         Batch(layout.month_start, scale.month_hours, scale.month_hour_events, scale.principals),
         Batch(
-            layout.twin_closed.start,
-            2,
+            layout.closable.start,
+            1,
             scale.hot_events,
             scale.principals,
             draws_from=layout.hot.start,

@@ -13,7 +13,6 @@ import statistics
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +138,7 @@ class Bench:
     results: Results
     layout: Layout = field(init=False)
     runs: int = 0
-    # 1% changes applied to each window's events (steps.CHANGE_ONE_PERCENT), by its start
-    changes: dict[datetime, int] = field(default_factory=dict)
+    changes: int = 0  # 1% changes applied to the hot hour's events (steps.CHANGE_ONE_PERCENT)
     instance: Any = None
 
     def __post_init__(self) -> None:

@@ -450,18 +450,17 @@ def rate_in_process(bench: Bench, span: Span) -> Taken:
 
 def rerate_one_percent_changed(bench: Bench, span: Span) -> Taken:
     """The engine re-rating the span's window after 1% of its events changed (the change,
-    untimed, alternates +1 and -1 input token in each window, so two runs restore its
-    events)."""
-    bench.changes[span.start] = bench.changes.get(span.start, 0) + 1
-    delta = 1 if bench.changes[span.start] % 2 else -1
+    untimed, alternates +1 and -1 input token, so two runs restore the events)."""
+    bench.changes += 1
+    delta = 1 if bench.changes % 2 else -1
     bench.execute(CHANGE_ONE_PERCENT, {"delta": delta, **span.bound()})
     return rate_in_process(bench, span)
 
 
 def restore_changed_events(bench: Bench, span: Span) -> None:
-    """Undo an odd number of 1% changes to the span's window."""
-    if bench.changes.get(span.start, 0) % 2:
-        bench.changes[span.start] += 1
+    """Undo an odd number of 1% changes."""
+    if bench.changes % 2:
+        bench.changes += 1
         bench.execute(CHANGE_ONE_PERCENT, {"delta": -1, **span.bound()})
 
 

@@ -73,8 +73,8 @@ def invoiced(layout: Layout) -> Span:
     return Span(layout.invoice_month, next_month(layout.invoice_month))
 
 
-def twins(layout: Layout) -> Span:
-    return Span(layout.twin_closed.start, layout.twin_open.end)
+def closable(layout: Layout) -> Span:
+    return Span.of(layout.closable)
 
 
 RATE_EMPTY = Step(
@@ -238,38 +238,35 @@ def no_rated_month(bench: Bench, span: Span) -> None:
     steps.empty_outputs(bench, span)
 
 
-def close_one_twin(bench: Bench, span: Span) -> None:
-    """Both twin hours rated, then closed through the second's start: the first closed."""
-    layout = bench.layout
-    no_twins_closed(bench, span)
-    for window in (layout.twin_closed, layout.twin_open):
-        steps.rate_in_process(bench, Span.of(window))
-    with connect(bench.url) as conn:
-        close_period(conn, layout.twin_open.start, closed_by="benchmark")
+def rated_closable(bench: Bench, span: Span) -> None:
+    """The closable hour rated, open; vacuumed and checkpointed."""
+    no_close(bench, span)
+    steps.rate_in_process(bench, span)
     steps.vacuum_outputs(bench, span)
     steps.checkpoint(bench)
 
 
-def no_twins_closed(bench: Bench, span: Span) -> None:
-    """The twins' events as loaded, no close, no outputs."""
-    for window in (bench.layout.twin_closed, bench.layout.twin_open):
-        steps.restore_changed_events(bench, Span.of(window))
+def open_again(bench: Bench, span: Span) -> None:
+    """The hour open, its rows converged to its events (untimed), then vacuumed with the
+    adjustments, as an hourly re-run finds them. Reopening is the benchmark's alone: it
+    deletes the close, which the product never does."""
+    steps.empty_periods(bench, span)
+    steps.rate_in_process(bench, span)
+    bench.execute(steps.VACUUM_PERIOD_OUTPUTS, autocommit=True)
+
+
+def closed_again(bench: Bench, span: Span) -> None:
+    """The hour as ``open_again`` leaves it, then closed through its end: its rows frozen."""
+    open_again(bench, span)
+    with connect(bench.url) as conn:
+        close_period(conn, span.end, closed_by="benchmark")
+
+
+def no_close(bench: Bench, span: Span) -> None:
+    """The hour's events as loaded, no close, no outputs."""
+    steps.restore_changed_events(bench, span)
     steps.empty_periods(bench, span)
     steps.empty_outputs(bench, span)
-
-
-def rerate_twin(window: Callable[[Layout], Window]) -> Callable[[Bench, Span], steps.Taken]:
-    """A step: the engine re-rating one twin hour after 1% of its events changed."""
-
-    def measure(bench: Bench, span: Span) -> steps.Taken:
-        return steps.rerate_one_percent_changed(bench, Span.of(window(bench.layout)))
-
-    return measure
-
-
-def vacuum_twins(bench: Bench, span: Span) -> None:
-    """The outputs and the adjustments as an hourly re-run finds them."""
-    bench.execute(steps.VACUUM_PERIOD_OUTPUTS, autocommit=True)
 
 
 RERATE = "the engine re-rating the hour after 1% of its events changed"
@@ -469,24 +466,24 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         name="closed-hour",
-        what="the same 1% change re-rated in two copies of the hot hour, one closed, one open",
-        span=twins,
-        setup=close_one_twin,
-        teardown=no_twins_closed,
+        what="one copy of the hot hour re-rated after the same 1% change, open and closed in turn",
+        span=closable,
+        setup=rated_closable,
+        teardown=no_close,
         min_rounds=5,
         alternate=True,
         steps=(
             Step(
                 "rerate-open",
                 f"{RERATE}, the hour open: its rated_usage rows converge",
-                rerate_twin(lambda layout: layout.twin_open),
-                prepare=vacuum_twins,
+                steps.rerate_one_percent_changed,
+                prepare=open_again,
             ),
             Step(
                 "rerate-closed",
                 f"{RERATE}, the hour closed: its open adjustments converge, its rows frozen",
-                rerate_twin(lambda layout: layout.twin_closed),
-                prepare=vacuum_twins,
+                steps.rerate_one_percent_changed,
+                prepare=closed_again,
             ),
         ),
         goals=(
