@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from benchmarks.data import SCALES, expected_events, write_pricebooks
 from benchmarks.profile import profile_appendix
-from benchmarks.report import console, machine_facts, markdown
+from benchmarks.report import console, kept_by_hand, machine_facts, markdown
 from benchmarks.runner import Bench, Results, run
 from benchmarks.suite import CASE_NAMES, CASES
 from rating_pipeline.pricebook.loader import load_pricebooks
@@ -143,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         appendix = profile_appendix(bench) if args.profile else []
     elapsed = time.perf_counter() - began
     command = shlex.join(["python", "-m", "benchmarks", *(argv or sys.argv[1:])])
-    args.output.write_text(markdown(results, machine, command, elapsed, appendix))
+    by_hand = kept_by_hand(args.output)
+    args.output.write_text(markdown(results, machine, command, elapsed, appendix, by_hand))
     print(console(results))
     print(f"\nwrote {args.output} ({elapsed / 60:.1f} minutes)")
     return 0

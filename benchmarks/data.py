@@ -10,11 +10,12 @@ The server generates the events: one ``INSERT ... SELECT`` over ``generate_serie
 data set, millions of rows a statement, no row crossing the wire. Its randomness is
 ``hashint8extended(key, salt)``, the key made of the event's hour and number, one salt per
 draw: an hour's events depend only on SEED, the hour and its volume, never on the range
-loaded. Draws index small lookup tables bound as arrays ("urns"): a table of principals
-in which principal ``p`` fills a share of the slots equal to its Zipf probability, one of
-models by popularity, and one of lognormal quantiles (per mille) for token counts and
-ingest delays. Event ids are ``ev-<SEED>-<YYYYmmddHH>-<n>``, ``n`` zero-padded (so 1% of
-an hour's ids end in ``00``), in the order of ``occurred_at``.
+loaded (the closable hour draws as the hot hour does: its events again, an hour of its own).
+Draws index small lookup tables bound as arrays ("urns"): a table of principals in which
+principal ``p`` fills a share of the slots equal to its Zipf probability, one of models by
+popularity, and one of lognormal quantiles (per mille) for token counts and ingest delays.
+Event ids are ``ev-<SEED>-<YYYYmmddHH>-<n>``, ``n`` zero-padded (so 1% of an hour's ids end
+in ``00``), in the order of ``occurred_at``.
 """
 
 from __future__ import annotations
@@ -173,6 +174,8 @@ class Scale:
     history_rows: int  # (j)
     month_hours: int  # the month rated by one `rate` call
     month_hour_events: int  # each of its hours
+    invoice_hours: int  # the invoiced month's rated hours, written straight into rated_usage
+    invoice_rollups: int  # rated_usage rows in each of them
 
 
 SCALES = {
@@ -191,6 +194,8 @@ SCALES = {
         history_rows=2_000_000,
         month_hours=720,
         month_hour_events=5_000,
+        invoice_hours=720,
+        invoice_rollups=10_000,
     ),
     "tiny": Scale(
         name="tiny",
@@ -207,6 +212,8 @@ SCALES = {
         history_rows=20_000,
         month_hours=6,
         month_hour_events=50,
+        invoice_hours=6,
+        invoice_rollups=40,
     ),
 }
 
@@ -251,6 +258,17 @@ class Layout:
     @property
     def month_end(self) -> datetime:
         return self.month_start + self.month_hours * HOUR
+
+    @property
+    def closable(self) -> Window:
+        """A copy of the hot hour's events before every other data set: a close through its
+        end closes it alone."""
+        return Window.starting(datetime(2026, 6, 1, 10, tzinfo=UTC))
+
+    @property
+    def invoice_month(self) -> datetime:
+        """The invoiced month (September: 720 hours), its rated_usage rows generated."""
+        return datetime(2026, 9, 1, tzinfo=UTC)
 
     @property
     def empty(self) -> Window:
@@ -299,6 +317,7 @@ def expected_events(scale: Scale) -> int:
         + scale.rss_large_events
         + (scale.wide_events)
         + scale.month_hours * scale.month_hour_events
+        + scale.hot_events  # the closable hour
     )
 
 
@@ -324,11 +343,14 @@ GENERATED_COLUMNS = (
 )  # fmt: skip
 # Parameters: the range [start, end) of whole hours, events per hour, the seed, the urns,
 # and pairs (> 0: event n < pairs is pair n of principal x model, so every pair is present).
-# Each draw hashes the event's key with its own salt; occurred_at lies in the n-th of the
-# hour's `events` equal slots, so ids follow time.
+# Each draw hashes the event's key (its hour, or draws_from when set, and its number) with
+# its own salt; occurred_at lies in the n-th of the hour's `events` equal slots, so ids
+# follow time.
 GENERATE_EVENTS = """
 WITH event AS (
-    SELECT hour_start, n, (extract(epoch FROM hour_start)::int8 / 3600) * 4294967296 + n AS key
+    SELECT hour_start, n,
+           (extract(epoch FROM coalesce(%(draws_from)s::timestamptz, hour_start))::int8 / 3600)
+               * 4294967296 + n AS key
     FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 hour',
                          interval '1 hour') AS hour_start
     CROSS JOIN LATERAL generate_series(0::int8, %(events)s - 1) AS n
@@ -411,6 +433,7 @@ class Batch:
     events: int
     principals: int
     all_pairs: bool = False
+    draws_from: datetime | None = None  # every hour draws as this hour does: copies of it
 
     def parameters(self) -> dict[str, object]:
         """GENERATE_EVENTS's parameters for this batch."""
@@ -437,6 +460,7 @@ class Batch:
             "spread": spread(),
             "min_delay_us": MIN_DELAY_US,
             "median_delay_us": MEDIAN_DELAY_US,
+            "draws_from": self.draws_from,
         }
 
 
@@ -465,6 +489,13 @@ def batches(scale: Scale) -> list[Batch]:
         Batch(layout.rss_large.start, 1, scale.rss_large_events, scale.rss_principals, True),
         Batch(layout.wide.start, 1, scale.wide_events, scale.wide_principals, True),
         Batch(layout.month_start, scale.month_hours, scale.month_hour_events, scale.principals),
+        Batch(
+            layout.closable.start,
+            1,
+            scale.hot_events,
+            scale.principals,
+            draws_from=layout.hot.start,
+        ),
     ]
 
 

@@ -187,8 +187,11 @@ class WalInspector:
     ) -> WalRecords | None:
         """The records in ``[start, end)`` that reference any of ``files``; None on failure.
 
-        Switches the WAL segment first, so that everything up to ``end`` is on disk.
+        Switches the WAL segment first, so that everything up to ``end`` is on disk. No WAL
+        at all between them (``pg_waldump`` refuses an empty range) is no record.
         """
+        if start == end:
+            return WalRecords(0, 0, ())
         try:
             conn.execute(SWITCH_WAL)
             conn.commit()

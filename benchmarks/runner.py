@@ -73,7 +73,8 @@ class Case:
 
     ``alternate``: odd rounds take the steps in reverse order (steps that do not depend on
     one another, so that neither always runs first). ``setup`` and ``teardown`` run once,
-    untimed, around the rounds.
+    untimed, around the rounds. ``facts`` says what the span held (by default its events,
+    rollups and exceptions), before the teardown.
     """
 
     name: str
@@ -86,6 +87,7 @@ class Case:
     teardown: Callable[[Bench, Span], None] | None = None
     min_rounds: int = 3
     alternate: bool = False
+    facts: Callable[[Bench, Span], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,15 +180,20 @@ def run_case(bench: Bench, case: Case) -> None:
                 if step.prepare is not None:
                     step.prepare(bench, span)
                 taken[step.name].append(step.measure(bench, span))
-        events, rollups, exceptions = steps.span_facts(bench, span)
+        bench.results.facts[case.name] = (case.facts or span_facts)(bench, span)
     finally:
         if case.teardown is not None:
             case.teardown(bench, span)
-    bench.results.facts[case.name] = (
+    record(bench.results, case, taken)
+
+
+def span_facts(bench: Bench, span: Span) -> str:
+    """The span's events, rollups and exceptions."""
+    events, rollups, exceptions = steps.span_facts(bench, span)
+    return (
         f"{events:,} events in {span.hours:,} hour(s), {rollups:,} rollups and "
         f"{exceptions:,} exceptions"
     )
-    record(bench.results, case, taken)
 
 
 def record(results: Results, case: Case, taken: dict[str, list[Taken]]) -> None:
@@ -258,7 +265,7 @@ def _detail_lines(case: str, step: str, runs: list[Taken]) -> list[str]:
         lines.append(
             f"{case} / {step}: {'; '.join(said)}"
             + (f", in each of {len(proofs)} runs" if len(said) == 1 else "")
-            + "; WAL written in all (rating_log rows, temp tables' catalog entries, commits): "
+            + "; WAL written in all (its log rows, temp tables' catalog entries, commits): "
             + ", ".join(f"{proof.wal_bytes:,}" for proof in proofs)
             + " bytes"
         )

@@ -30,8 +30,10 @@ from benchmarks.measure import (
     wal_bytes,
 )
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE
+from rating_pipeline.warehouse.close_mark import month_of, next_month
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM, rate_window
+from rating_pipeline.warehouse.invoices import LinesBuilt, build_invoice
 from rating_pipeline.windows import HOUR, Window, windows_between
 
 if TYPE_CHECKING:
@@ -70,6 +72,66 @@ WRITE_FLOOR = """
 INSERT INTO bench_write_floor
 SELECT * FROM rated_usage WHERE window_start >= %(start)s AND window_start < %(end)s
 """
+# The invoice floor: the month's usage lines (one per account, model, tiers, token class and
+# rate, the auths mapped through billing_account) from its rated_usage rows, into an empty
+# copy of invoice_line (keys, checks), created untimed in the same transaction, rolled back.
+CREATE_INVOICE_FLOOR_TABLE = (
+    "CREATE TEMP TABLE bench_invoice_floor (LIKE invoice_line INCLUDING ALL) ON COMMIT DROP"
+)
+INVOICE_FLOOR = """
+INSERT INTO bench_invoice_floor
+SELECT %(month)s::timestamptz, coalesce(a.account_id, u.auth_id), 'usage', u.model_id,
+       u.service_tier, u.context_tier, part.token_class, part.rate, sum(part.tokens),
+       (sum(part.tokens) * part.rate * 0.000001)::numeric(50, 12),
+       round_half_even((sum(part.tokens) * part.rate * 0.000001)::numeric(50, 12), 2),
+       now(), 'bench-invoice-floor'
+FROM rated_usage AS u
+LEFT JOIN billing_account AS a ON a.auth_id = u.auth_id
+CROSS JOIN LATERAL (VALUES
+    ('input', u.input_tokens, u.input_rate_per_mtok),
+    ('output', u.output_tokens, u.output_rate_per_mtok),
+    ('cache_read', u.cache_read_tokens, u.cache_read_rate_per_mtok),
+    ('cache_write', u.cache_write_tokens, u.cache_write_rate_per_mtok),
+    ('cache_write_1h', u.cache_write_1h_tokens, u.cache_write_1h_rate_per_mtok),
+    ('reasoning', u.reasoning_tokens, u.reasoning_rate_per_mtok),
+    ('audio_input', u.audio_input_tokens, u.audio_input_rate_per_mtok),
+    ('audio_output', u.audio_output_tokens, u.audio_output_rate_per_mtok),
+    ('image_input', u.image_input_tokens, u.image_input_rate_per_mtok)
+) AS part (token_class, tokens, rate)
+WHERE u.window_start >= %(month)s::timestamptz AND u.window_start < %(next_month)s::timestamptz
+  AND part.tokens <> 0
+GROUP BY 2, 4, 5, 6, 7, 8
+"""
+INVOICE_TABLES = ("invoice_line",)
+INVOICE_ROW_VERSIONS = (
+    "SELECT md5(string_agg(ctid::text || ':' || xmin::text || ':' || xmax::text, ','"
+    " ORDER BY ctid)) FROM invoice_line WHERE month = %(month)s"
+)
+EMPTY_INVOICES = "TRUNCATE invoice_line"
+# Closes, adjustments, accounts and lines gone: every window open again (a benchmark's
+# database only; the product has no reopen).
+EMPTY_PERIODS = (
+    "TRUNCATE rating_period_close, rating_period_close_total, rating_adjustment,"
+    " rating_adjustment_archive, invoice_line, billing_account"
+)
+INVOICE_FACTS = """
+SELECT (SELECT count(*) FROM rated_usage
+        WHERE window_start >= %(month)s AND window_start < %(next_month)s),
+       (SELECT count(DISTINCT window_start) FROM rated_usage
+        WHERE window_start >= %(month)s AND window_start < %(next_month)s),
+       (SELECT count(DISTINCT auth_id) FROM rated_usage
+        WHERE window_start >= %(month)s AND window_start < %(next_month)s),
+       (SELECT count(*) FROM billing_account WHERE auth_id IN (
+            SELECT auth_id FROM rated_usage
+            WHERE window_start >= %(month)s AND window_start < %(next_month)s)),
+       (SELECT count(DISTINCT account_id) FROM billing_account WHERE auth_id IN (
+            SELECT auth_id FROM rated_usage
+            WHERE window_start >= %(month)s AND window_start < %(next_month)s)),
+       (SELECT count(*) FROM rating_adjustment WHERE bill_month = %(month)s),
+       (SELECT count(*) FILTER (WHERE kind = 'usage') FROM invoice_line WHERE month = %(month)s),
+       (SELECT count(*) FROM invoice_line WHERE month = %(month)s)
+"""
+VACUUM_INVOICES = "VACUUM (ANALYZE) invoice_line"
 EMPTY_OUTPUTS = (
     "TRUNCATE rated_usage, rating_exception, rated_usage_archive, rating_exception_archive,"
     " rating_log"
@@ -78,6 +140,7 @@ EMPTY_OUTPUTS = (
 # rows on one of the two cores while the next figure is taken.
 VACUUM_OUTPUTS = "VACUUM (ANALYZE) rated_usage, rating_exception"
 ANALYZE_OUTPUTS = "ANALYZE rated_usage, rating_exception"
+VACUUM_PERIOD_OUTPUTS = "VACUUM (ANALYZE) rated_usage, rating_exception, rating_adjustment"
 CHECKPOINT = "CHECKPOINT"
 OUTPUT_TABLES = ("rated_usage", "rating_exception")
 # Every row version of the span in one table: equal digests before and after mean no row
@@ -170,7 +233,7 @@ class WriteProof:
         wal = "WAL not readable here" if self.wal_records is None else self.wal_records
         versions = "CHANGED" if self.versions_changed else "unchanged"
         return (
-            f"{self.logged} rows logged as written, {self.counted} counted written by the "
+            f"{self.logged} rows written by its own count, {self.counted} counted written by the "
             f"tables' statistics, row versions {versions}, WAL records on the output tables: {wal}"
         )
 
@@ -205,6 +268,78 @@ def write_floor(bench: Bench, span: Span) -> Taken:
         seconds = time.perf_counter() - began
         conn.rollback()
     return Taken(seconds)
+
+
+def invoice_floor(bench: Bench, span: Span) -> Taken:
+    """The invoice floor over the span's month, into an empty copy of invoice_line, rolled
+    back; at the server's settings, as a build runs."""
+    month = month_of(span.start)
+    with connect(bench.url) as conn:
+        conn.execute(CREATE_INVOICE_FLOOR_TABLE)
+        began = time.perf_counter()
+        lines = conn.execute(
+            INVOICE_FLOOR, {"month": month, "next_month": next_month(month)}
+        ).rowcount
+        seconds = time.perf_counter() - began
+        conn.rollback()
+    if lines <= 0:
+        raise RuntimeError(f"the invoice floor of {month:%Y-%m} made no line")
+    return Taken(seconds)
+
+
+def _build(bench: Bench, span: Span) -> tuple[float, LinesBuilt]:
+    """``build_invoice`` of the span's month, in process, on a connection of its own."""
+    with connect(bench.url) as conn:
+        began = time.perf_counter()
+        built = build_invoice(conn, month_of(span.start), bench.run_id("invoice"))
+        return time.perf_counter() - began, built
+
+
+def build_invoice_lines(bench: Bench, span: Span) -> Taken:
+    """The month's lines built (``build_invoice``) into an empty invoice_line."""
+    seconds, built = _build(bench, span)
+    if not built.inserted or built.updated or built.deleted:
+        raise RuntimeError(f"a first build of an empty month wrote {built}")
+    return Taken(seconds)
+
+
+def rebuild_invoice_proved(bench: Bench, span: Span) -> Taken:
+    """The month's lines built again, nothing changed, with the proof of what it wrote."""
+
+    def rebuild(probe: psycopg.Connection) -> tuple[float, int]:
+        seconds, built = _build(bench, span)
+        return seconds, built.written
+
+    versions: list[tuple[Any, dict[str, object]]] = [
+        (INVOICE_ROW_VERSIONS, {"month": month_of(span.start)})
+    ]
+    return proved(bench, INVOICE_TABLES, versions, rebuild)
+
+
+def invoice_facts(bench: Bench, span: Span) -> str:
+    """What the month's invoice is built from, and the lines it holds."""
+    month = month_of(span.start)
+    with connect(bench.url) as conn:
+        row = conn.execute(INVOICE_FACTS, {"month": month, "next_month": next_month(month)})
+        rows, hours, auths, mapped, accounts, adjustments, usage, lines = row.fetchone() or [0] * 8
+        conn.rollback()
+    return (
+        f"{rows:,} rated_usage rows in {hours:,} hour(s) of {month:%Y-%m} (no events), "
+        f"{auths:,} auths, {mapped:,} of them billed to {accounts:,} accounts, {adjustments:,} "
+        f"adjustments billed on the month; {lines:,} invoice lines ({usage:,} usage)"
+    )
+
+
+def empty_periods(bench: Bench, span: Span) -> None:
+    bench.execute(EMPTY_PERIODS)
+
+
+def empty_invoices(bench: Bench, span: Span) -> None:
+    bench.execute(EMPTY_INVOICES)
+
+
+def vacuum_invoices(bench: Bench, span: Span) -> None:
+    bench.execute(VACUUM_INVOICES, autocommit=True)
 
 
 def _instant(moment: datetime) -> str:
@@ -248,25 +383,48 @@ def rate_empty(bench: Bench, span: Span) -> Taken:
 
 def rate_span_proved(bench: Bench, span: Span) -> Taken:
     """`rate` over an already rated span, timed, with the proof of what it wrote."""
+
+    def rate(probe: psycopg.Connection) -> tuple[float, int]:
+        seconds, run_id = rate_command(bench, span)
+        logged = probe.execute(LOGGED_WRITES, {"run_id": run_id}).fetchone()
+        probe.rollback()
+        return seconds, int(logged[0]) if logged else -1
+
+    versions = [
+        (sql.SQL(ROW_VERSIONS).format(table=sql.Identifier(table)), span.bound())
+        for table in OUTPUT_TABLES
+    ]
+    return proved(bench, OUTPUT_TABLES, versions, rate)
+
+
+def proved(
+    bench: Bench,
+    tables: Sequence[str],
+    versions: Sequence[tuple[Any, dict[str, object]]],
+    act: Callable[[psycopg.Connection], tuple[float, int]],
+) -> Taken:
+    """``act``'s seconds with the proof of what it wrote to ``tables``: the rows it says it
+    wrote (``act`` returns them), the tables' statistics counters, the row versions that
+    ``versions`` (statement, parameters) digest, and the WAL records on their files.
+    ``act`` gets a probe connection, idle outside a transaction, to read its own log."""
     with connect(bench.url) as probe:
         inspector = WalInspector.find(probe)
-        files = set().union(*(relation_files(probe, table) for table in OUTPUT_TABLES))
-        versions = _row_versions(probe, span)
-        counters = [table_writes(probe, table) for table in OUTPUT_TABLES]
+        files = set().union(*(relation_files(probe, table) for table in tables))
+        digests = _row_versions(probe, versions)
+        counters = [table_writes(probe, table) for table in tables]
         lsn = current_lsn(probe)
-        seconds, run_id = rate_command(bench, span)
+        seconds, logged = act(probe)
         lsn_after = current_lsn(probe)
-        time.sleep(STATISTICS_SETTLE_SECONDS)  # the CLI's backend reports its counters on exit
+        time.sleep(STATISTICS_SETTLE_SECONDS)  # a backend reports its counters on exit
         counted = sum(
             (table_writes(probe, table) - before).total
-            for table, before in zip(OUTPUT_TABLES, counters, strict=True)
+            for table, before in zip(tables, counters, strict=True)
         )
-        logged = probe.execute(LOGGED_WRITES, {"run_id": run_id}).fetchone()
         records = inspector.records(probe, lsn, lsn_after, files) if inspector else None
         proof = WriteProof(
-            logged=int(logged[0]) if logged else -1,
+            logged=logged,
             counted=counted,
-            versions_changed=_row_versions(probe, span) != versions,
+            versions_changed=_row_versions(probe, versions) != digests,
             wal_records=records.describe() if records else None,
             wal_bytes=wal_bytes(probe, lsn, lsn_after),
         )
@@ -274,13 +432,10 @@ def rate_span_proved(bench: Bench, span: Span) -> Taken:
     return Taken(seconds, proof)
 
 
-def _row_versions(conn: psycopg.Connection, span: Span) -> list[str | None]:
-    digests = [
-        conn.execute(
-            sql.SQL(ROW_VERSIONS).format(table=sql.Identifier(table)), span.bound()
-        ).fetchone()
-        for table in OUTPUT_TABLES
-    ]
+def _row_versions(
+    conn: psycopg.Connection, versions: Sequence[tuple[Any, dict[str, object]]]
+) -> list[str | None]:
+    digests = [conn.execute(statement, params).fetchone() for statement, params in versions]
     conn.rollback()
     return [row[0] if row else None for row in digests]
 

@@ -1,7 +1,8 @@
 """The benchmark's cases, as a table: what each measures, how, and the goal it is held to.
 
-The goals are issue 11's ("Goals, measured"); the last four cases keep issue 5's goals
-that still describe the product. ``benchmarks/README.md`` explains each case.
+The goals are issue 11's ("Goals, measured"); the four after them keep issue 5's goals
+that still describe the product; the last two are issue 14's. ``benchmarks/README.md``
+explains each case.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from collections.abc import Callable
 
 from psycopg import sql
 
-from benchmarks import steps
+from benchmarks import invoice_month, steps
 from benchmarks.data import Layout
 from benchmarks.runner import AT_LEAST, AT_MOST_PLUS, Bench, Case, Goal, Net, Step, warm
 from benchmarks.steps import Span
+from rating_pipeline.warehouse.close_mark import next_month
 from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.periods import close_period
+from rating_pipeline.windows import Window
 
 # Pitfall 2 of issue 5: statistics of rated_usage that describe another window, frozen
 # while a window is first written and then re-rated.
@@ -63,6 +67,14 @@ def week(layout: Layout) -> Span:
 
 def rss_large(layout: Layout) -> Span:
     return Span.of(layout.rss_large)
+
+
+def invoiced(layout: Layout) -> Span:
+    return Span(layout.invoice_month, next_month(layout.invoice_month))
+
+
+def closable(layout: Layout) -> Span:
+    return Span.of(layout.closable)
 
 
 RATE_EMPTY = Step(
@@ -204,6 +216,56 @@ def history_absent(bench: Bench, span: Span) -> None:
 def no_history(bench: Bench, span: Span) -> None:
     history_absent(bench, span)
     steps.restore_changed_events(bench, span)
+    steps.empty_outputs(bench, span)
+
+
+def rated_month(bench: Bench, span: Span) -> None:
+    """The invoiced month's rated hours, accounts and adjustments, written and vacuumed;
+    the floor once, untimed: the rows in the caches."""
+    steps.empty_periods(bench, span)
+    steps.empty_outputs(bench, span)
+    bench.say(f"writing {bench.scale.invoice_hours * bench.scale.invoice_rollups:,} rows of "
+              f"rated_usage for {span.start:%Y-%m} ...")  # fmt: skip
+    with connect(bench.url) as conn:
+        version = bench.pricebooks.version_for(Window.starting(span.start))
+        invoice_month.generate(conn, bench.scale, span.start, version)
+    steps.checkpoint(bench)
+    steps.invoice_floor(bench, span)
+
+
+def no_rated_month(bench: Bench, span: Span) -> None:
+    steps.empty_periods(bench, span)
+    steps.empty_outputs(bench, span)
+
+
+def rated_closable(bench: Bench, span: Span) -> None:
+    """The closable hour rated, open; vacuumed and checkpointed."""
+    no_close(bench, span)
+    steps.rate_in_process(bench, span)
+    steps.vacuum_outputs(bench, span)
+    steps.checkpoint(bench)
+
+
+def open_again(bench: Bench, span: Span) -> None:
+    """The hour open, its rows converged to its events (untimed), then vacuumed with the
+    adjustments, as an hourly re-run finds them. Reopening is the benchmark's alone: it
+    deletes the close, which the product never does."""
+    steps.empty_periods(bench, span)
+    steps.rate_in_process(bench, span)
+    bench.execute(steps.VACUUM_PERIOD_OUTPUTS, autocommit=True)
+
+
+def closed_again(bench: Bench, span: Span) -> None:
+    """The hour as ``open_again`` leaves it, then closed through its end: its rows frozen."""
+    open_again(bench, span)
+    with connect(bench.url) as conn:
+        close_period(conn, span.end, closed_by="benchmark")
+
+
+def no_close(bench: Bench, span: Span) -> None:
+    """The hour's events as loaded, no close, no outputs."""
+    steps.restore_changed_events(bench, span)
+    steps.empty_periods(bench, span)
     steps.empty_outputs(bench, span)
 
 
@@ -362,6 +424,76 @@ CASES: tuple[Case, ...] = (
             ),
         ),
         goals=(Goal("history costs <= 1.2 x", "rerate-history", ("rerate-alone",), 1.2),),
+    ),
+    Case(
+        name="invoice-month",
+        what="a month's invoice lines built from its rated hours, against one INSERT ... SELECT",
+        span=invoiced,
+        setup=rated_month,
+        teardown=no_rated_month,
+        facts=steps.invoice_facts,
+        steps=(
+            Step(
+                "invoice-floor",
+                "the month's usage lines by one INSERT ... SELECT from its rated_usage rows "
+                "(accounts mapped), into an empty copy of invoice_line (keys, checks), rolled "
+                "back",
+                steps.invoice_floor,
+            ),
+            Step(
+                "build-first",
+                "`build_invoice` of the month (usage and adjustment lines), invoice_line empty",
+                steps.build_invoice_lines,
+                prepare=steps.empty_invoices,
+            ),
+            Step(
+                "build-identical",
+                "`build_invoice` again, nothing changed",
+                steps.rebuild_invoice_proved,
+                prepare=steps.vacuum_invoices,
+            ),
+        ),
+        goals=(
+            Goal("first build <= 1.5 x the invoice floor", "build-first", ("invoice-floor",), 1.5),
+            Goal(
+                "identical rebuild writes nothing, in <= 1.5 x the invoice floor",
+                "build-identical",
+                ("invoice-floor",),
+                1.5,
+                clean=True,
+            ),
+        ),
+    ),
+    Case(
+        name="closed-hour",
+        what="one copy of the hot hour re-rated after the same 1% change, open and closed in turn",
+        span=closable,
+        setup=rated_closable,
+        teardown=no_close,
+        min_rounds=5,
+        alternate=True,
+        steps=(
+            Step(
+                "rerate-open",
+                f"{RERATE}, the hour open: its rated_usage rows converge",
+                steps.rerate_one_percent_changed,
+                prepare=open_again,
+            ),
+            Step(
+                "rerate-closed",
+                f"{RERATE}, the hour closed: its open adjustments converge, its rows frozen",
+                steps.rerate_one_percent_changed,
+                prepare=closed_again,
+            ),
+        ),
+        goals=(
+            Goal(
+                "closed hour's re-rate <= 1.2 x the open hour's",
+                "rerate-closed",
+                ("rerate-open",),
+                1.2,
+            ),
+        ),
     ),
 )
 CASE_NAMES = tuple(case.name for case in CASES)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.report import GOAL_HEADERS, RESULT_HEADERS
+from benchmarks.report import BY_HAND, GOAL_HEADERS, RESULT_HEADERS
 from benchmarks.suite import CASES
 
 
@@ -40,8 +40,12 @@ def test_benchmark_runs_at_tiny_scale_and_reports_every_case(
     assert "python -m benchmarks --scale tiny" in text
 
 
-def test_a_case_can_be_measured_alone(database_url: str, tmp_path: Path) -> None:
+def test_a_case_can_be_measured_alone_keeping_the_section_written_by_hand(
+    database_url: str, tmp_path: Path
+) -> None:
     report = tmp_path / "BENCHMARKS.md"
+    by_hand = f"{BY_HAND} (appended by hand)\n\nA figure from another command.\n"
+    report.write_text(f"# Benchmarks\n\n## Goals\n\nan older run\n\n{by_hand}")
     code = main(
         ["--scale", "tiny", "--rounds", "1", "--database-url", database_url,
          "--output", str(report), "--case", "hot-hour"]
@@ -50,3 +54,5 @@ def test_a_case_can_be_measured_alone(database_url: str, tmp_path: Path) -> None
     text = report.read_text()
     assert "\n| hot-hour | first-rating |" in text
     assert "| month |" not in text
+    assert "an older run" not in text
+    assert text.endswith(f"\n\n{by_hand}")

@@ -209,6 +209,24 @@ def test_close_stamps_open_adjustments_and_later_corrections_add_to_them(
     assert billed_and_adjusted(reader) == latest_per_key(priced("2.75"), [*closed_window, late])
 
 
+def test_a_rollup_back_at_its_billed_output_reverses_what_a_close_stamped(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    """Its output equals its frozen row again, yet it is not settled: the stamped
+    adjustments billed a correction that no longer holds, so open ones reverse them."""
+    rate(database_url, priced("3.00"), "run-2")
+    close(database_url, AFTER_WINDOW + HOUR)
+
+    back = rate(database_url, priced(), "run-3")
+
+    assert back.adjustments is not None and back.adjustments.inserted == 2
+    assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == [
+        ("org-1", "base-large", "input", Decimal("2.500000"), 2, 4000, Decimal("0.01")),
+        ("org-1", "base-large", "input", Decimal("3.000000"), -2, -4000, Decimal("-0.012")),
+    ]
+    assert billed_and_adjusted(reader) == latest_per_key(priced(), closed_window)
+
+
 def test_exceptions_keep_converging_in_a_closed_window_and_conservation_holds(
     database_url: str,
     reader: psycopg.Connection,

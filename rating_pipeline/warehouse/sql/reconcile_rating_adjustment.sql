@@ -3,16 +3,45 @@
 -- and the adjustments closes already stamped), so billed + open = latest in events, every
 -- class's tokens and cost. A changed rate reverses the billed quantity at its rate and
 -- charges the latest at its own. Events ride on the input rows (every rollup has an input
--- rate). Open rows converge as in contract 7 (archived when replaced; identical rows neither
--- written nor locked). Returns the counts and the open adjustments' totals.
+-- rate). Only the rollups whose output differs from their billed row (`moved`) are
+-- unpivoted: any other's output and billed parts cancel exactly, key by key. Open rows
+-- converge as in contract 7 (archived when replaced; identical rows neither written nor
+-- locked). Returns the counts and the open adjustments' totals.
 -- Bound: %(window_start)s, %(window_end)s, %(bill_month)s, %(pricebook_version)s,
 -- %(pricebook_sha256)s, %(rated_at)s, %(run_id)s.
-WITH parts AS (
+WITH moved AS MATERIALIZED (
+    SELECT o AS output, u AS billed
+    FROM window_output AS o
+    FULL JOIN (
+        SELECT * FROM rated_usage WHERE window_start = %(window_start)s::timestamptz
+    ) AS u USING (auth_id, model_id, service_tier, context_tier)
+    WHERE o.auth_id IS NULL
+       OR u.auth_id IS NULL
+       OR (
+           o.event_count, o.input_tokens, o.output_tokens, o.cache_read_tokens,
+           o.cache_write_tokens, o.cache_write_1h_tokens, o.reasoning_tokens,
+           o.audio_input_tokens, o.audio_output_tokens, o.image_input_tokens,
+           o.input_rate_per_mtok, o.output_rate_per_mtok, o.cache_read_rate_per_mtok,
+           o.cache_write_rate_per_mtok, o.cache_write_1h_rate_per_mtok,
+           o.reasoning_rate_per_mtok, o.audio_input_rate_per_mtok,
+           o.audio_output_rate_per_mtok, o.image_input_rate_per_mtok
+       ) IS DISTINCT FROM (
+           u.event_count, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+           u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens,
+           u.audio_input_tokens, u.audio_output_tokens, u.image_input_tokens,
+           u.input_rate_per_mtok, u.output_rate_per_mtok, u.cache_read_rate_per_mtok,
+           u.cache_write_rate_per_mtok, u.cache_write_1h_rate_per_mtok,
+           u.reasoning_rate_per_mtok, u.audio_input_rate_per_mtok,
+           u.audio_output_rate_per_mtok, u.image_input_rate_per_mtok
+       )
+),
+parts AS (
     SELECT o.auth_id, o.model_id, o.service_tier, o.context_tier, part.token_class,
         part.rate AS unit_rate_per_mtok,
         CASE WHEN part.token_class = 'input' THEN o.event_count ELSE 0 END AS event_count,
         part.tokens AS quantity_tokens
-    FROM window_output AS o
+    FROM moved
+    CROSS JOIN LATERAL (SELECT (moved.output).*) AS o
     CROSS JOIN LATERAL (VALUES
         ('input', o.input_tokens, o.input_rate_per_mtok),
         ('output', o.output_tokens, o.output_rate_per_mtok),
@@ -24,12 +53,13 @@ WITH parts AS (
         ('audio_output', o.audio_output_tokens, o.audio_output_rate_per_mtok),
         ('image_input', o.image_input_tokens, o.image_input_rate_per_mtok)
     ) AS part (token_class, tokens, rate)
-    WHERE part.tokens <> 0 OR part.token_class = 'input'
+    WHERE o.auth_id IS NOT NULL AND (part.tokens <> 0 OR part.token_class = 'input')
     UNION ALL
     SELECT u.auth_id, u.model_id, u.service_tier, u.context_tier, part.token_class, part.rate,
         CASE WHEN part.token_class = 'input' THEN -u.event_count ELSE 0 END,
         -part.tokens
-    FROM rated_usage AS u
+    FROM moved
+    CROSS JOIN LATERAL (SELECT (moved.billed).*) AS u
     CROSS JOIN LATERAL (VALUES
         ('input', u.input_tokens, u.input_rate_per_mtok),
         ('output', u.output_tokens, u.output_rate_per_mtok),
@@ -41,8 +71,7 @@ WITH parts AS (
         ('audio_output', u.audio_output_tokens, u.audio_output_rate_per_mtok),
         ('image_input', u.image_input_tokens, u.image_input_rate_per_mtok)
     ) AS part (token_class, tokens, rate)
-    WHERE u.window_start = %(window_start)s::timestamptz
-      AND (part.tokens <> 0 OR part.token_class = 'input')
+    WHERE u.auth_id IS NOT NULL AND (part.tokens <> 0 OR part.token_class = 'input')
     UNION ALL
     SELECT auth_id, model_id, service_tier, context_tier, token_class, unit_rate_per_mtok,
         -event_count, -quantity_tokens
