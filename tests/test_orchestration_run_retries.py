@@ -52,8 +52,8 @@ NOT_RETRIED = "Not retrying run since it failed due to an asset or op failure"
 def launch(services: Services, run_id: str, window: Window) -> None:
     """Submit a run of the window's partition as an operator does (it joins the run queue)."""
     tags = json.dumps({PARTITION_TAG: window.key})
-    services.run("dagster", "job", "launch", *WORKSPACE, "-l", "rating", "-j", JOB_NAME, "--run-id", run_id,
-                 "--tags", tags)  # fmt: skip
+    services.run("dagster", "job", "launch", *WORKSPACE, "-l", "rating", "-j", JOB_NAME,
+                 "--run-id", run_id, "--tags", tags)  # fmt: skip
 
 
 def run_process(instance: dg.DagsterInstance, run_id: str) -> int | None:
