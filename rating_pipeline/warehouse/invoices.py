@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.money import EXACT
 from rating_pipeline.warehouse.close_mark import (
     close_mark,
     lock_periods,
@@ -165,13 +166,14 @@ def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> Lin
         conn.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": _month_key(month)})
         if wholly_closed(month, close_mark(conn)):
             totals = month_totals(conn, month)
-            return LinesBuilt(
-                month, 0, 0, 0,
-                lines=sum(t.line_count for t in totals),
-                amount_exact=sum((t.amount_exact for t in totals), Decimal(0)),
-                amount=sum((t.amount for t in totals), Decimal(0)),
-                frozen=True,
-            )  # fmt: skip
+            with localcontext(EXACT):  # the default context keeps 28 digits, and rounds
+                return LinesBuilt(
+                    month, 0, 0, 0,
+                    lines=sum(t.line_count for t in totals),
+                    amount_exact=sum((t.amount_exact for t in totals), Decimal(0)),
+                    amount=sum((t.amount for t in totals), Decimal(0)),
+                    frozen=True,
+                )  # fmt: skip
         built_at = conn.execute(NOW).fetchone()
         assert built_at is not None
         return converge_month_lines(conn, month, run_id, built_at[0])
