@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rating_pipeline import cli
+from rating_pipeline.money import EXACT
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
@@ -559,6 +560,27 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     assert (tiny["amount_exact"], tiny["amount"]) == ("0.000000150000", "0.00")
     assert (free["amount_exact"], free["amount"]) == ("0.000000000000", "0.00")
     assert org_1[-1]["amount_exact"] == "2.500332650000"  # 2.50000250 + 0.00033 + 0.00000015
+
+
+def test_export_total_row_is_the_exact_sum_of_lines_of_more_than_28_digits(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Python's default decimal context keeps 28 digits and rounds silently."""
+    quantity, rate = 2**62, Decimal("999999.999999")
+    exact = EXACT.divide(EXACT.multiply(quantity, rate), 1_000_000)  # 31 digits
+    for model in ("m-1", "m-2"):
+        reader.execute(
+            "INSERT INTO invoice_line VALUES (%s, 'acct', 'usage', %s, 'standard', 'standard', "
+            "'input', %s, %s, %s, round_half_even(%s, 2), now(), 'test')",
+            (JUNE, model, rate, quantity, exact, exact),
+        )
+    reader.commit()
+
+    [written] = export_invoice(reader, JUNE, tmp_path)
+
+    *_, total = csv.DictReader(written.open())
+    stored = reader.execute("SELECT sum(amount_exact)::text FROM invoice_line").fetchone()
+    assert total["kind"] == "total" and (total["amount_exact"],) == stored
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 import psycopg
 
+from rating_pipeline.money import EXACT
 from rating_pipeline.warehouse.close_mark import close_mark, month_of, wholly_closed
 from rating_pipeline.warehouse.invoices import month_totals
 from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class
@@ -341,8 +342,9 @@ def invoices_summary(conn: psycopg.Connection, months: Sequence[datetime]) -> st
         ]
         headers = ("account", "lines", "exact USD", "invoice USD", "residual USD")
         sections.append(_table(headers, rows, (False, True, True, True, True)))
-        exact = sum((t.amount_exact for t in totals), Decimal(0))
-        invoiced = sum((t.amount for t in totals), Decimal(0))
+        with localcontext(EXACT):
+            exact = sum((t.amount_exact for t in totals), Decimal(0))
+            invoiced = sum((t.amount for t in totals), Decimal(0))
         sections.append(
             f"  all accounts: {invoiced:f} USD invoiced, {exact_usd(exact)} exact, "
             f"residual {invoiced - exact:f}"

@@ -198,13 +198,14 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     written = []
     for account_id, lines in frame.groupby("account_id", sort=True):
         total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
-        total.update(
-            month=lines["month"].iloc[0],
-            account_id=account_id,
-            kind=TOTAL_KIND,
-            amount_exact=sum(lines["amount_exact"], Decimal(0)),
-            amount=sum(lines["amount"], Decimal(0)),
-        )
+        with localcontext(EXACT):  # the default context keeps 28 digits and rounds silently
+            total.update(
+                month=lines["month"].iloc[0],
+                account_id=account_id,
+                kind=TOTAL_KIND,
+                amount_exact=sum(lines["amount_exact"], Decimal(0)),
+                amount=sum(lines["amount"], Decimal(0)),
+            )
         table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
         table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
         path = out_dir / f"{month:%Y-%m}_{quote(str(account_id), safe='')}.csv"

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.money import EXACT
 from rating_pipeline.warehouse.close_mark import (
     close_mark,
     lock_periods,
@@ -221,7 +222,8 @@ class PeriodStatus:
             + (f": {note})" if note else ")"),
             f"next invoice: {month_of(through):%Y-%m}",
         ]
-        total = sum((w.cost_usd for w in self.open_adjustments), Decimal(0))
+        with localcontext(EXACT):
+            total = sum((w.cost_usd for w in self.open_adjustments), Decimal(0))
         lines.append(
             f"open adjustments: {sum(w.adjustments for w in self.open_adjustments)} in "
             f"{len(self.open_adjustments)} window(s), {total:f} USD"
