@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rating_pipeline import cli
-from rating_pipeline.money import EXACT
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
