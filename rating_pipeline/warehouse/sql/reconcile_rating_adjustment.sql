@@ -1,12 +1,10 @@
--- Reconcile ONE closed window's open adjustments (contract 10): per rollup key, token class
--- and rate, open = latest output (window_output) - billed output (its frozen rated_usage rows
--- and the adjustments closes already stamped), so billed + open = latest in events, every
--- class's tokens and cost. A changed rate reverses the billed quantity at its rate and
--- charges the latest at its own. Events ride on the input rows (every rollup has an input
--- rate). Only the rollups whose output differs from their billed row (`moved`) are
--- unpivoted: any other's output and billed parts cancel exactly, key by key. Open rows
--- converge as in contract 7 (archived when replaced; identical rows neither written nor
--- locked). Returns the counts and the open adjustments' totals.
+-- Reconcile ONE closed window's open adjustments (contract 10; docs/periods.md): per rollup
+-- key, token class and rate, open = latest output (window_output) - billed output (frozen
+-- rated_usage rows and stamped adjustments), in events (on input rows), tokens and cost; a
+-- changed rate reverses the billed quantity at its rate and charges the latest at its own.
+-- Only rollups whose output differs from their billed row (`moved`) are unpivoted: the
+-- others cancel exactly. Open rows converge as in contract 7 (archived when replaced;
+-- identical rows neither written nor locked). Returns the counts and the open totals.
 -- Bound: %(window_start)s, %(window_end)s, %(bill_month)s, %(pricebook_version)s,
 -- %(pricebook_sha256)s, %(rated_at)s, %(run_id)s.
 WITH moved AS MATERIALIZED (
