@@ -206,9 +206,8 @@ class OpenAdjustments:
 
 @dataclass(frozen=True)
 class PeriodStatus:
-    """The close mark, the latest close, and every window's open adjustments."""
+    """The latest close (its closed_through is the mark) and every window's open adjustments."""
 
-    closed_through: datetime | None
     last_close: tuple[int, datetime, datetime, str, str | None] | None
     open_adjustments: tuple[OpenAdjustments, ...]
 
@@ -255,7 +254,6 @@ def period_status(conn: psycopg.Connection) -> PeriodStatus:
     """What ``period status`` prints."""
     last = conn.execute(LAST_CLOSE).fetchone()
     return PeriodStatus(
-        closed_through=None if last is None else last[1],
         last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
         open_adjustments=open_adjustments(conn, *EVERYTHING),
     )
