@@ -1,8 +1,9 @@
 """Reading one window's events, summed inside PostgreSQL (contract 3 and 6).
 
 The sums stay in the temp table ``window_sums`` (``sql/fill_window_sums.sql``), one row per
-rollup of valid usage and rows of invalid usage; nothing per rollup crosses into Python.
-Only the distinct (model, bases) keys do, for ``pricing.resolve``.
+rollup of valid usage and rows of invalid usage; nothing per rollup crosses into Python:
+only their totals (``sql/select_window_read.sql``) and the distinct (model, bases) keys,
+for ``pricing.resolve``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def read_window_usage(
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
     conn.execute(load_sql("create_window_sums"))
-    row = conn.execute(load_sql("fill_window_sums"), usage_params(window, version)).fetchone()
+    conn.execute(load_sql("fill_window_sums"), usage_params(window, version))
+    row = conn.execute(load_sql("select_window_read")).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
     digest, events, *sums, max_ingested_at, multi_base = row
     if multi_base:

@@ -1,35 +1,37 @@
--- Sum one window's events into window_sums per (auth_id, model_id, base_model, service
--- tier, context tier) and return what was read: the events digest, the totals every output
--- must account for, the latest ingested_at, how many rollups carry several bases (to merge).
+-- Sum one window's events into window_sums, one row per (auth_id, model_id, base_model,
+-- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
 -- An event is long-context when its prompt exceeds the threshold of its model's rates:
 -- listed models' from %(listed_models)s, unlisted fine-tunes' from their base's in
--- %(event_bases)s. Invalid events are split off by problem_bits (records.PROBLEMS);
--- negative ones through the partial index of revision 0009. One statement, one snapshot.
--- Bound: %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s, %(event_bases)s,
--- %(event_base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s, %(max_id_length)s.
+-- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); negative ones
+-- come through the partial index of revision 0009. Valid rows carry their one base as
+-- bases_key; merge_mixed_bases.sql merges a rollup of several. Bound: %(start)s, %(end)s,
+-- %(listed_models)s, %(listed_thresholds)s, %(event_bases)s, %(event_base_thresholds)s,
+-- %(fine_tune_prefix)s, %(service_tiers)s, %(max_id_length)s.
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
 ),
-event_base AS (
-    SELECT * FROM unnest(%(event_bases)s::text[], %(event_base_thresholds)s::bigint[])
-        AS event_base (base_model, above)
-),
-classified AS NOT MATERIALIZED (
+thresholded AS NOT MATERIALIZED (
     SELECT
         e.*,
         coalesce(e.service_tier, 'standard') AS tier,
-        CASE WHEN coalesce(l.above, b.above) IS NULL THEN false
-            ELSE coalesce(l.above, b.above) < e.input_tokens::numeric + e.cache_read_tokens
-                + e.cache_write_tokens + e.cache_write_1h_tokens + e.audio_input_tokens
-                + e.image_input_tokens END AS long_context
+        CASE
+            WHEN l.model_id IS NOT NULL THEN l.above
+            WHEN starts_with(e.model_id, %(fine_tune_prefix)s) THEN (%(event_base_thresholds)s
+                ::bigint[])[array_position(%(event_bases)s::text[], e.base_model)]
+        END AS above
     FROM billing_event AS e
     LEFT JOIN listed AS l ON l.model_id = e.model_id
-    LEFT JOIN event_base AS b
-        ON l.model_id IS NULL
-        AND b.base_model = e.base_model
-        AND starts_with(e.model_id, %(fine_tune_prefix)s)
     WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s
+),
+classified AS NOT MATERIALIZED (
+    SELECT
+        *,
+        CASE WHEN above IS NULL THEN false
+            ELSE above < input_tokens::numeric + cache_read_tokens + cache_write_tokens
+                + cache_write_1h_tokens + audio_input_tokens + image_input_tokens END
+            AS long_context
+    FROM thresholded
 ),
 every_event AS (
     SELECT
@@ -93,7 +95,7 @@ negative_per_key AS (
     FROM negative
     GROUP BY auth_id, model_id, base_model, tier, long_context
 ),
-sums AS MATERIALIZED (
+sums AS (
     SELECT
         e.auth_id, e.model_id, e.base_model, e.tier, e.long_context, 0 AS negative_bits,
         e.event_count - coalesce(n.event_count, 0) AS event_count,
@@ -118,7 +120,7 @@ sums AS MATERIALIZED (
     UNION ALL
     SELECT * FROM negative
 ),
-flagged AS MATERIALIZED (
+flagged AS (
     SELECT
         auth_id, model_id, base_model, tier AS service_tier,
         CASE WHEN long_context THEN 'long' ELSE 'standard' END AS context_tier,
@@ -134,58 +136,12 @@ flagged AS MATERIALIZED (
         cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
         image_input_tokens, max_ingested_at
     FROM sums
-),
-shared AS (
-    SELECT auth_id, model_id
-    FROM flagged
-    WHERE problem_bits = 0
-    GROUP BY auth_id, model_id
-    HAVING min(base_model) IS DISTINCT FROM max(base_model)
-        OR (bool_or(base_model IS NULL) AND bool_or(base_model IS NOT NULL))
-),
-written AS (
-    INSERT INTO window_sums
-    SELECT
-        auth_id, model_id, base_model, service_tier, context_tier, problem_bits,
-        CASE WHEN problem_bits = 0 AND (auth_id, model_id) NOT IN (SELECT * FROM shared)
-            THEN to_jsonb(ARRAY[base_model])::text END,
-        event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-        cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
-        image_input_tokens, max_ingested_at
-    FROM flagged
-    RETURNING *
 )
+INSERT INTO window_sums
 SELECT
-    concat_ws(
-        ':', count(*), coalesce(sum(event_count), 0), sum(hashtextextended(line, 1)),
-        sum(hashtextextended(line, 2))
-    ) AS events_digest,
-    coalesce(sum(event_count), 0) AS event_count,
-    coalesce(sum(input_tokens), 0) AS input_tokens,
-    coalesce(sum(output_tokens), 0) AS output_tokens,
-    coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
-    coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-    coalesce(sum(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
-    coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-    coalesce(sum(audio_input_tokens), 0) AS audio_input_tokens,
-    coalesce(sum(audio_output_tokens), 0) AS audio_output_tokens,
-    coalesce(sum(image_input_tokens), 0) AS image_input_tokens,
-    max(max_ingested_at) AS max_ingested_at,
-    (SELECT count(*) FROM shared) AS multi_base_rollups
-FROM (
-    SELECT
-        concat_ws(
-            ' ',
-            octet_length(auth_id) || ':' || auth_id,
-            octet_length(model_id) || ':' || model_id,
-            coalesce(octet_length(base_model) || ':' || base_model, ':'),
-            coalesce(octet_length(service_tier) || ':' || service_tier, ':'),
-            context_tier, problem_bits, event_count, input_tokens, output_tokens,
-            cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,
-            audio_input_tokens, audio_output_tokens, image_input_tokens
-        ) AS line,
-        event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-        cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
-        image_input_tokens, max_ingested_at
-    FROM written
-) AS rendered
+    auth_id, model_id, base_model, service_tier, context_tier, problem_bits,
+    CASE WHEN problem_bits = 0 THEN '[' || coalesce(to_json(base_model)::text, 'null') || ']' END,
+    event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+    image_input_tokens, max_ingested_at
+FROM flagged
