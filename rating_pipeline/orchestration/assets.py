@@ -131,8 +131,8 @@ def pricebook(
     kinds={"postgres"},
     deps=[billing_event],
     description=(
-        "The events billing_event holds for each window (count, principals, rollups, tokens, "
-        "latest ingested_at): what the rater will read. A summary; no rows are copied."
+        "How many events billing_event holds for each window: what the rater will read. "
+        "One index count per window; the tokens, per class and tier, are rated_usage's."
     ),
 )
 def window_usage(
@@ -141,10 +141,10 @@ def window_usage(
     windows = run_windows(context)
     with warehouse.connect() as conn:
         require_schema(conn)
-        events = queries.window_events(conn, queries.Span.of(windows))
+        counts = queries.window_event_counts(conn, queries.Span.of(windows))
     for window in windows:
         context.add_asset_metadata(
-            metadata.window_usage_metadata(events.get(window)), partition_key=window.key
+            metadata.window_usage_metadata(counts.get(window, 0)), partition_key=window.key
         )
     return dg.MaterializeResult()
 

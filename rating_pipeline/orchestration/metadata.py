@@ -15,7 +15,6 @@ from typing import Any
 import dagster as dg
 
 from rating_pipeline.money import micro_usd
-from rating_pipeline.orchestration.queries import WindowEvents
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
 from rating_pipeline.warehouse.engine import WindowRating
@@ -90,22 +89,9 @@ def pricebook_metadata(version: PricebookVersion) -> dict[str, Any]:
     }
 
 
-def window_usage_metadata(events: WindowEvents | None) -> dict[str, Any]:
-    """What billing_event holds for a window (all zeros for a window without events)."""
-    if events is None:
-        counts = {"events": 0, "input_tokens": 0, "output_tokens": 0}
-        latest = None
-    else:
-        counts = {
-            "events": events.event_count,
-            "input_tokens": events.input_tokens,
-            "output_tokens": events.output_tokens,
-        }
-        latest = events.max_ingested_at
-    return {
-        **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
-        "max_ingested_at": _instant(latest),
-    }
+def window_usage_metadata(event_count: int) -> dict[str, Any]:
+    """How many events billing_event holds for a window."""
+    return {"events": dg.MetadataValue.int(event_count)}
 
 
 def exception_totals_by_reason(exceptions: Iterable[RatingException]) -> dict[str, dict[str, int]]:

@@ -47,28 +47,11 @@ def _window(instant: datetime) -> Window:
     return Window.starting(instant.astimezone(UTC))
 
 
-@dataclass(frozen=True)
-class WindowEvents:
-    """What ``billing_event`` holds for one window right now."""
-
-    window: Window
-    event_count: int
-    input_tokens: int
-    output_tokens: int
-    max_ingested_at: datetime | None
-
-
-def window_events(conn: psycopg.Connection, span: Span) -> dict[Window, WindowEvents]:
-    """The event summary of every window of ``span`` that has events."""
+def window_event_counts(conn: psycopg.Connection, span: Span) -> dict[Window, int]:
+    """How many events ``billing_event`` holds now for each window of ``span`` that has any."""
     return {
-        _window(row[0]): WindowEvents(
-            window=_window(row[0]),
-            event_count=int(row[1]),
-            input_tokens=int(row[2]),
-            output_tokens=int(row[3]),
-            max_ingested_at=_utc(row[4]),
-        )
-        for row in conn.execute(load_sql("orchestration_window_usage"), span.params())
+        _window(start): int(count)
+        for start, count in conn.execute(load_sql("orchestration_window_usage"), span.params())
     }
 
 
@@ -137,8 +120,6 @@ class WindowConservation:
     events_read: int
     events_billed: int
     events_excepted: int
-    max_ingested_at_now: datetime | None
-    max_ingested_at_rated: datetime | None
 
     @property
     def output_accounts_for_read(self) -> bool:
@@ -150,14 +131,6 @@ class WindowConservation:
         """Every event billing_event holds now is billed or excepted, and nothing more."""
         return self.events_now == self.events_billed + self.events_excepted
 
-    @property
-    def changed_since_rating(self) -> bool:
-        """billing_event changed after the latest rating read it (late or deleted events)."""
-        return (
-            self.events_now != self.events_read
-            or self.max_ingested_at_now != self.max_ingested_at_rated
-        )
-
 
 def conservation(conn: psycopg.Connection, span: Span) -> list[WindowConservation]:
     """Every rated window of ``span``, in window order."""
@@ -168,8 +141,6 @@ def conservation(conn: psycopg.Connection, span: Span) -> list[WindowConservatio
             events_read=int(row[2]),
             events_billed=int(row[3]),
             events_excepted=int(row[4]),
-            max_ingested_at_now=_utc(row[5]),
-            max_ingested_at_rated=_utc(row[6]),
         )
         for row in conn.execute(load_sql("orchestration_conservation"), span.params())
     ]

@@ -1,21 +1,13 @@
 -- The events_conserved check: for every rated window of [%(start)s, %(end)s), the events
--- billing_event holds now, the events its latest rating read, and the events its output
--- accounts for: billed (rated_usage plus, once closed, every rating_adjustment row of it,
--- stamped and open) and excepted (rating_exception). Every rated window is returned.
+-- billing_event holds now (one count over the occurred_at index per window), the events its
+-- latest rating read, and the events its output accounts for: billed (rated_usage plus,
+-- once closed, every rating_adjustment row of it, stamped and open) and excepted
+-- (rating_exception). Every rated window is returned.
 WITH latest AS (
-    SELECT DISTINCT ON (window_start) window_start, events_read, max_ingested_at
+    SELECT DISTINCT ON (window_start) window_start, events_read
     FROM rating_log
     WHERE window_start >= %(start)s AND window_start < %(end)s
     ORDER BY window_start, log_id DESC
-),
-events AS (
-    SELECT
-        date_trunc('hour', occurred_at, 'UTC') AS window_start,
-        count(*) AS event_count,
-        max(ingested_at) AS max_ingested_at
-    FROM billing_event
-    WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
-    GROUP BY 1
 ),
 billed AS (
     SELECT window_start, sum(event_count) AS event_count
@@ -38,14 +30,17 @@ excepted AS (
 )
 SELECT
     latest.window_start,
-    coalesce(events.event_count, 0) AS events_now,
+    events.event_count AS events_now,
     latest.events_read,
     coalesce(billed.event_count, 0) AS events_billed,
-    coalesce(excepted.event_count, 0) AS events_excepted,
-    events.max_ingested_at AS max_ingested_at_now,
-    latest.max_ingested_at AS max_ingested_at_rated
+    coalesce(excepted.event_count, 0) AS events_excepted
 FROM latest
-LEFT JOIN events ON events.window_start = latest.window_start
+CROSS JOIN LATERAL (
+    SELECT count(*) AS event_count
+    FROM billing_event
+    WHERE occurred_at >= latest.window_start
+        AND occurred_at < latest.window_start + interval '1 hour'
+) AS events
 LEFT JOIN billed ON billed.window_start = latest.window_start
 LEFT JOIN excepted ON excepted.window_start = latest.window_start
 ORDER BY latest.window_start
