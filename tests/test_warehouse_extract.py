@@ -1,5 +1,6 @@
 """Reading a window's events (``extract.read_window_usage``), seen through the rating: the
-window is half-open, every problem is flagged, sums are exact beyond bigint."""
+window is half-open, every problem is flagged, sums are exact beyond bigint, and the events
+digest tells every correction apart."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psycopg
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEvent
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
+from rating_pipeline.warehouse.extract import read_window_usage
 from rating_pipeline.windows import Window
 from tests.conftest import stored_window
 from tests.factories import WINDOW_START, make_event, make_version, own
@@ -90,3 +92,44 @@ def test_extraction_reports_the_latest_ingested_at(
     assert rate(conn).max_ingested_at == late
     empty = rate(conn, Window(WINDOW.start - timedelta(hours=5)))
     assert (empty.events_read, empty.max_ingested_at) == (0, None)
+
+
+def test_events_digest_changes_with_every_summed_value_and_only_with_them(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """The digest the changed-events sensor compares: any correction that keeps the
+    window's event count and token totals still changes it; new ids and ingest times,
+    which change no sum, do not."""
+    add_events(
+        [
+            make_event(auth_id="org-1", input_tokens=10, output_tokens=1),
+            make_event(auth_id="org-2", input_tokens=20, output_tokens=2),
+        ]
+    )
+    version = BOOK.version_for(WINDOW)
+
+    def digest_after(correction: str | None = None) -> str:
+        with conn.transaction(force_rollback=True):
+            if correction is not None:
+                conn.execute(correction)
+            return read_window_usage(conn, WINDOW, version).events_digest
+
+    same_totals = {
+        "inputs swapped between principals": "UPDATE billing_event SET input_tokens = "
+        "CASE auth_id WHEN 'org-1' THEN 20 ELSE 10 END",
+        "outputs swapped between principals": "UPDATE billing_event SET output_tokens = "
+        "CASE auth_id WHEN 'org-1' THEN 2 ELSE 1 END",
+        "a token moved to another class": "UPDATE billing_event SET input_tokens = 9, "
+        "cache_read_tokens = 1 WHERE auth_id = 'org-1'",
+        "a base_model given": "UPDATE billing_event SET base_model = 'base-large' "
+        "WHERE auth_id = 'org-1'",
+        "a service tier given": "UPDATE billing_event SET service_tier = 'batch' "
+        "WHERE auth_id = 'org-1'",
+    }
+    before = digest_after()
+    digests = {name: digest_after(correction) for name, correction in same_totals.items()}
+    assert before not in digests.values()
+    assert len(set(digests.values())) == len(digests)
+    reingested = "UPDATE billing_event SET event_id = event_id || '-again', "
+    reingested += "ingested_at = ingested_at + interval '1 day'"
+    assert digest_after(reingested) == before

@@ -1,17 +1,18 @@
 -- What one rating read of its window, from window_sums as fill_window_sums.sql left it:
 -- the events digest (row and event counts, and the exact sum of one 64-bit hash of each
--- row, ingested_at aside), the totals every output must account for, the latest
--- ingested_at, and how many rollups carry several bases (for merge_mixed_bases.sql).
+-- row, ingested_at aside; the record hash is linear in its fields, so it is hashed again,
+-- or values swapped between rows would leave the sum as it was), the totals every output
+-- must account for, the latest ingested_at, and how many rollups carry several bases.
 SELECT
     concat_ws(
         ':', count(*), coalesce(sum(event_count), 0),
-        coalesce(sum(hash_record_extended(
+        coalesce(sum(hashint8extended(hash_record_extended(
             (auth_id, model_id, base_model, service_tier, context_tier, problem_bits,
                 event_count, input_tokens, output_tokens, cache_read_tokens,
                 cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,
                 audio_input_tokens, audio_output_tokens, image_input_tokens),
             0
-        )), 0)
+        ), 0)), 0)
     ) AS events_digest,
     coalesce(sum(event_count), 0) AS event_count,
     coalesce(sum(input_tokens), 0) AS input_tokens,
