@@ -11,7 +11,8 @@ WITH pair AS (
     FROM window_sums
     WHERE problem_bits = 0
     GROUP BY auth_id, model_id
-    HAVING count(DISTINCT base_model) + max((base_model IS NULL)::int) > 1
+    HAVING min(base_model) IS DISTINCT FROM max(base_model)
+        OR (bool_or(base_model IS NULL) AND bool_or(base_model IS NOT NULL))
 ),
 parts AS (
     DELETE FROM window_sums

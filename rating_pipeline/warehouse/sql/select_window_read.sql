@@ -32,7 +32,8 @@ SELECT
             FROM window_sums
             WHERE problem_bits = 0
             GROUP BY auth_id, model_id
-            HAVING count(DISTINCT base_model) + max((base_model IS NULL)::int) > 1
+            HAVING min(base_model) IS DISTINCT FROM max(base_model)
+                OR (bool_or(base_model IS NULL) AND bool_or(base_model IS NOT NULL))
         ) AS several
     ) AS multi_base_rollups
 FROM window_sums
