@@ -1,12 +1,13 @@
 -- Explain ONE window's unbillable usage and converge its rating_exception rows to it, in
 -- one statement built like reconcile_rated_usage.sql. Rows, per (auth_id, model_id,
--- service tier, context tier, reason): the rollups price_window.sql left out, which the
--- rules excluded or whose rate set lacks a rate for a class they have tokens of (unpriced,
--- naming each missing rate); and per (auth_id, model_id) of invalid usage, tiers '-', the
--- problems seen in bit order. An id longer than %(max_id_length)s characters is keyed by
--- its prefix and its sha256. Returns the counts and the output's totals. Bound:
--- %(window_start)s, %(window_end)s, %(pricebook_version)s, %(rated_at)s, %(run_id)s,
--- %(unpriced)s, %(invalid_event)s, %(problem_names)s, %(max_id_length)s, %(id_prefix_length)s.
+-- service tier, context tier, reason): the rollups the rules excluded or whose rate set
+-- lacks a rate for a class they have tokens of (unpriced, naming each missing rate); and
+-- per (auth_id, model_id) of invalid usage, tiers '-', the problems seen in bit order. An
+-- id longer than %(max_id_length)s characters is keyed by its prefix and its sha256.
+-- Returns the counts and the output's totals.
+-- Bound: %(window_start)s, %(window_end)s, %(pricebook_version)s, %(rated_at)s,
+-- %(run_id)s, %(unpriced)s, %(invalid_event)s, %(problem_names)s, %(max_id_length)s,
+-- %(id_prefix_length)s.
 WITH excluded AS (
     SELECT
         r.*,
@@ -36,14 +37,6 @@ WITH excluded AS (
         ) AS missing
     FROM window_sums AS r
     JOIN window_resolution AS s USING (model_id, bases_key, service_tier, context_tier)
-    WHERE NOT EXISTS (
-        SELECT
-        FROM window_output AS o
-        WHERE o.auth_id = r.auth_id
-            AND o.model_id = r.model_id
-            AND o.service_tier = r.service_tier
-            AND o.context_tier = r.context_tier
-    )
 ),
 output AS MATERIALIZED (
     SELECT
@@ -57,6 +50,7 @@ output AS MATERIALIZED (
         input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
         reasoning_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens
     FROM excluded
+    WHERE reason IS NOT NULL OR missing <> ''
     UNION ALL
     SELECT
         auth_id,
