@@ -1,4 +1,4 @@
-"""Pitfalls of the reconcile's query plans, caught as plans rather than as timings."""
+"""Pitfalls of the rating's query plans, caught as plans rather than as timings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import engine, reconcile
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.extract import usage_params
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 from tests.factories import WINDOW_START, make_event, make_version, own
 
@@ -100,3 +102,29 @@ def test_rerate_right_after_a_first_write_plans_no_quadratic_join(
     assert updated == ROLLUPS
     assert len(plans) == 2
     assert [join for plan in plans for join in _quadratic_joins(plan)] == []
+
+
+def test_window_events_are_grouped_by_hash_whatever_the_planner_expects(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The planner's estimate of a window's groups can be far too high (on the bench's hot
+    hour 634k for 71k), and sorting the events to group them then looks cheaper than
+    hashing: it took 2.6 x the aggregate floor instead of 1.1 x. Here a small work_mem
+    and statistics that call every auth_id distinct bring the same choice at test scale."""
+    monkeypatch.setattr(engine, "RATING_WORK_MEM", "64kB")
+    add_events(make_event(f"org-{n % 700:03d}", minutes=n % 60) for n in range(7_000))
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("ALTER TABLE billing_event ALTER COLUMN auth_id SET (n_distinct = -1)")
+        admin.execute("ANALYZE billing_event")
+    version = BOOKS.version_for(WINDOW)
+    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
+        engine.begin_rating(conn, WINDOW, version, "plan")
+        conn.execute(load_sql("create_window_sums"))
+        explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
+        row = conn.execute(explain, usage_params(WINDOW, version)).fetchone()
+    assert row is not None
+    nodes = list(_nodes(row[0][0]["Plan"]))
+    assert [n["Node Type"] for n in nodes if n["Node Type"] == "Sort"] == []
+    assert any(n.get("Strategy") == "Hashed" for n in nodes)

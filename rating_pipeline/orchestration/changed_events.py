@@ -142,7 +142,7 @@ def digest_now(conn: psycopg.Connection, window: Window, version: PricebookVersi
     """The events digest a rating of ``window`` would log now, in a savepoint rolled back
     (the extraction's temp table goes with it)."""
     with conn.transaction(force_rollback=True):
-        conn.execute(load_sql("set_work_mem"), {"work_mem": RATING_WORK_MEM})
+        conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
         return read_window_usage(conn, window, version).events_digest
 
 

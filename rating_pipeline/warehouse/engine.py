@@ -228,7 +228,7 @@ def begin_rating(
     conn.execute(load_sql("lock_window"), {"namespace": namespace, "window_hour": window_hour})
     granted = conn.execute(LOCK_GRANTED_AT).fetchone()
     assert granted is not None
-    conn.execute(load_sql("set_work_mem"), {"work_mem": RATING_WORK_MEM})
+    conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
     lock_periods(conn, exclusive=False)
     return RatingRun(window, version, run_id, rated_at=granted[0], closed_through=close_mark(conn))
 
