@@ -239,7 +239,8 @@ class WriteProof:
 
 
 def _session(bench: Bench) -> psycopg.Connection:
-    """A connection set as a rating sets itself: serial plans, the rating's work_mem."""
+    """A connection for the floors: serial plans at the rating's work_mem (the rating also
+    turns sorts off; the floors are plain statements, planned as PostgreSQL plans them)."""
     conn = connect(bench.url)
     conn.execute(SET_SERIAL)
     conn.execute(SET_WORK_MEM, {"work_mem": RATING_WORK_MEM})

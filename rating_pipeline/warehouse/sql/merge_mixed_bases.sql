@@ -1,13 +1,9 @@
 -- Merge the rows of each rollup whose (auth_id, model_id) carries several base_model
--- values into one row per service and context tier, with the bases_key of the pair: its
--- distinct bases as a JSON array sorted by code point, null last. Reads window_sums only:
--- the same snapshot as the sums.
-WITH pair AS (
-    SELECT
-        auth_id,
-        model_id,
-        to_jsonb(array_agg(DISTINCT base_model COLLATE "C" ORDER BY base_model COLLATE "C"))::text
-            AS bases_key
+-- values (the test select_window_read.sql counts with) into one row per service and
+-- context tier, with the bases_key of the pair: its distinct bases as a JSON array sorted
+-- by code point, null last. Reads window_sums only: the same snapshot as the sums.
+WITH several AS (
+    SELECT auth_id, model_id
     FROM window_sums
     WHERE problem_bits = 0
     GROUP BY auth_id, model_id
@@ -16,18 +12,28 @@ WITH pair AS (
 ),
 parts AS (
     DELETE FROM window_sums
-    USING pair
+    USING several
     WHERE window_sums.problem_bits = 0
-        AND window_sums.auth_id = pair.auth_id
-        AND window_sums.model_id = pair.model_id
-    RETURNING window_sums.*, pair.bases_key AS pair_bases_key
+        AND window_sums.auth_id = several.auth_id
+        AND window_sums.model_id = several.model_id
+    RETURNING window_sums.*
+),
+pair AS (
+    SELECT
+        auth_id,
+        model_id,
+        to_jsonb(array_agg(DISTINCT base_model COLLATE "C" ORDER BY base_model COLLATE "C"))::text
+            AS bases_key
+    FROM parts
+    GROUP BY auth_id, model_id
 )
 INSERT INTO window_sums
 SELECT
-    auth_id, model_id, NULL, service_tier, context_tier, 0, pair_bases_key,
-    sum(event_count)::bigint, sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
-    sum(cache_write_tokens), sum(cache_write_1h_tokens), sum(reasoning_tokens),
-    sum(audio_input_tokens), sum(audio_output_tokens), sum(image_input_tokens),
-    max(max_ingested_at)
+    parts.auth_id, parts.model_id, NULL, parts.service_tier, parts.context_tier, 0,
+    pair.bases_key, sum(event_count)::bigint, sum(input_tokens), sum(output_tokens),
+    sum(cache_read_tokens), sum(cache_write_tokens), sum(cache_write_1h_tokens),
+    sum(reasoning_tokens), sum(audio_input_tokens), sum(audio_output_tokens),
+    sum(image_input_tokens), max(max_ingested_at)
 FROM parts
-GROUP BY auth_id, model_id, service_tier, context_tier, pair_bases_key
+JOIN pair USING (auth_id, model_id)
+GROUP BY parts.auth_id, parts.model_id, parts.service_tier, parts.context_tier, pair.bases_key

@@ -2,7 +2,8 @@
 -- the events digest (row and event counts, and the exact sum of one 64-bit hash of each
 -- row, ingested_at aside; the record hash is linear in its fields, so it is hashed again,
 -- or values swapped between rows would leave the sum as it was), the totals every output
--- must account for, the latest ingested_at, and how many rollups carry several bases.
+-- must account for, the latest ingested_at, and how many rollups carry several bases (by
+-- the test merge_mixed_bases.sql merges them by; unmerged, each base would bill apart).
 SELECT
     concat_ws(
         ':', count(*), coalesce(sum(event_count), 0),
