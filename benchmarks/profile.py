@@ -35,7 +35,7 @@ from rating_pipeline.warehouse.engine import (
     rate_window,
     resolve_window,
 )
-from rating_pipeline.warehouse.extract import usage_params
+from rating_pipeline.warehouse.extract import resolution_keys, usage_params
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window, windows_between
 
@@ -71,7 +71,7 @@ def plans(bench: Bench, window: Window, explain: str) -> list[tuple[str, str]]:
         fill = _explain(conn, explain, load_sql(EXPLAINED[0]), usage_params(window, version))
         found.append((f"`{EXPLAINED[0]}`", fill))
         conn.execute(load_sql("merge_mixed_bases"))
-        resolve_window(conn, version)
+        resolve_window(conn, version, resolution_keys(conn))
         # Prices the rollups into window_output, which both reconciles read.
         found.append(("`price_window`", _explain(conn, explain, load_sql("price_window"), None)))
         for name in EXPLAINED[1:]:

@@ -12,6 +12,7 @@ back: the window stays as it was. docs/warehouse.md and docs/periods.md tell why
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,7 +47,6 @@ from rating_pipeline.warehouse.extract import (
     WindowRead,
     parse_bases_key,
     read_window_usage,
-    resolution_keys,
 )
 from rating_pipeline.warehouse.outputs import stored_exceptions
 from rating_pipeline.warehouse.reconcile import Reconciled, reconcile
@@ -279,10 +279,12 @@ def resolution_row(
     )  # fmt: skip
 
 
-def resolve_window(conn: psycopg.Connection, version: PricebookVersion) -> None:
+def resolve_window(
+    conn: psycopg.Connection, version: PricebookVersion, keys: Sequence[tuple[str, str]]
+) -> None:
     """Answer the rules once per (model_id, bases_key) of the window's rollups, into the
     temp table ``window_resolution`` (dropped at commit or rollback)."""
-    rows = [row for key in resolution_keys(conn) for row in resolution_rows(version, *key)]
+    rows = [row for key in keys for row in resolution_rows(version, *key)]
     with conn.cursor() as cursor:
         cursor.execute(load_sql("create_window_resolution"))
         with cursor.copy(load_sql("copy_window_resolution")) as copy:
@@ -307,7 +309,7 @@ def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Conv
     ``rating_exception`` either way. Raises ConservationError, rolling everything back,
     unless every event and token read lands in exactly one rollup or exception (contract 6)
     and, in a closed window, billed output plus adjustments equals the output (contract 10)."""
-    resolve_window(conn, run.version)
+    resolve_window(conn, run.version, read.keys)
     conn.execute(load_sql("price_window"))
     adjustments = None
     if run.closed:

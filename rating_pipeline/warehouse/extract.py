@@ -3,7 +3,7 @@
 The sums stay in the temp table ``window_sums`` (``sql/fill_window_sums.sql``), one row per
 rollup of valid usage and rows of invalid usage; nothing per rollup crosses into Python:
 only their totals (``sql/select_window_read.sql``) and the distinct (model, bases) keys,
-for ``pricing.resolve``.
+for ``pricing.resolve`` (``sql/select_resolution_keys.sql``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from rating_pipeline.windows import Window
 class WindowRead:
     """What one rating read of its window's events, in one snapshot: every output must
     account for these amounts, and ``events_digest`` identifies the summed rows (equal
-    digests read equal events, counted exactly)."""
+    digests read equal events, counted exactly). ``keys`` are the distinct (model_id,
+    bases_key) of its rollups, each a question for ``pricing.resolve``."""
 
     events_digest: str
     event_count: int
     tokens: dict[str, int]
     max_ingested_at: datetime | None
+    keys: tuple[tuple[str, str], ...] = ()
 
     @property
     def amounts(self) -> tuple[int, ...]:
@@ -47,8 +49,8 @@ def read_window_usage(
     conn: psycopg.Connection, window: Window, version: PricebookVersion
 ) -> WindowRead:
     """Sum the window's events (``start <= occurred_at < end``) into ``window_sums`` per
-    service and context tier (``version``'s thresholds classify each event), with every
-    rollup's bases in one row, and return what was read.
+    service and context tier (``version``'s thresholds classify each event), merge each
+    rollup of several bases into one row per tier, and return what was read.
 
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
@@ -56,15 +58,19 @@ def read_window_usage(
     conn.execute(load_sql("fill_window_sums"), usage_params(window, version))
     row = conn.execute(load_sql("select_window_read")).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
-    digest, events, *sums, max_ingested_at, multi_base = row
-    if multi_base:
+    digest, events, *sums, max_ingested_at = row
+    keys = resolution_keys(conn)
+    # A rollup of several bases needs a model with several; without one there is no merge.
+    if len({model_id for model_id, _ in keys}) < len(keys):
         conn.execute(load_sql("merge_mixed_bases"))
+        keys = resolution_keys(conn)
     # Sums of bigint are numeric of scale 0: int() is exact.
     return WindowRead(
         events_digest=str(digest),
         event_count=int(events),
         tokens={c: int(total) for c, total in zip(TOKEN_CLASSES, sums, strict=True)},
         max_ingested_at=max_ingested_at,
+        keys=keys,
     )
 
 
@@ -85,9 +91,9 @@ def usage_params(window: Window, version: PricebookVersion) -> dict[str, object]
     }
 
 
-def resolution_keys(conn: psycopg.Connection) -> list[tuple[str, str]]:
+def resolution_keys(conn: psycopg.Connection) -> tuple[tuple[str, str], ...]:
     """The distinct (model_id, bases_key) of the rollups in ``window_sums``."""
-    return list(conn.execute(load_sql("select_resolution_keys")))
+    return tuple(conn.execute(load_sql("select_resolution_keys")))
 
 
 def parse_bases_key(bases_key: str) -> frozenset[str | None]:

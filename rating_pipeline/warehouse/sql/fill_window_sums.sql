@@ -2,9 +2,10 @@
 -- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
 -- An event is long-context when its prompt exceeds the threshold of its model's rates:
 -- listed models' from %(listed_models)s, unlisted fine-tunes' from their base's in
--- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); negative ones
--- come through the partial index of revision 0009. Valid rows carry their one base as
--- bases_key; merge_mixed_bases.sql merges a rollup of several. Bound: %(start)s, %(end)s,
+-- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); events with a
+-- negative count come through the partial index of revision 0009, the rest are summed apart.
+-- Valid rows carry their one base as bases_key; merge_mixed_bases.sql merges a rollup of
+-- several. Bound: %(start)s, %(end)s,
 -- %(listed_models)s, %(listed_thresholds)s, %(event_bases)s, %(event_base_thresholds)s,
 -- %(fine_tune_prefix)s, %(service_tiers)s, %(max_id_length)s.
 WITH listed AS (
@@ -33,7 +34,7 @@ classified AS NOT MATERIALIZED (
             AS long_context
     FROM thresholded
 ),
-every_event AS (
+nonnegative AS (
     SELECT
         auth_id, model_id, base_model, tier, long_context,
         count(*) AS event_count,
@@ -48,6 +49,9 @@ every_event AS (
         sum(image_input_tokens) AS image_input_tokens,
         max(ingested_at) AS max_ingested_at
     FROM classified
+    WHERE input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0
+        AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0 AND reasoning_tokens >= 0
+        AND audio_input_tokens >= 0 AND audio_output_tokens >= 0 AND image_input_tokens >= 0
     GROUP BY auth_id, model_id, base_model, tier, long_context
 ),
 negative AS (
@@ -79,44 +83,13 @@ negative AS (
         OR audio_input_tokens < 0 OR audio_output_tokens < 0 OR image_input_tokens < 0
     GROUP BY auth_id, model_id, base_model, tier, long_context, 6
 ),
-negative_per_key AS (
-    SELECT
-        auth_id, model_id, base_model, tier, long_context,
-        sum(event_count)::bigint AS event_count,
-        sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens,
-        sum(cache_read_tokens) AS cache_read_tokens,
-        sum(cache_write_tokens) AS cache_write_tokens,
-        sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
-        sum(reasoning_tokens) AS reasoning_tokens,
-        sum(audio_input_tokens) AS audio_input_tokens,
-        sum(audio_output_tokens) AS audio_output_tokens,
-        sum(image_input_tokens) AS image_input_tokens
-    FROM negative
-    GROUP BY auth_id, model_id, base_model, tier, long_context
-),
 sums AS (
     SELECT
-        e.auth_id, e.model_id, e.base_model, e.tier, e.long_context, 0 AS negative_bits,
-        e.event_count - coalesce(n.event_count, 0) AS event_count,
-        e.input_tokens - coalesce(n.input_tokens, 0) AS input_tokens,
-        e.output_tokens - coalesce(n.output_tokens, 0) AS output_tokens,
-        e.cache_read_tokens - coalesce(n.cache_read_tokens, 0) AS cache_read_tokens,
-        e.cache_write_tokens - coalesce(n.cache_write_tokens, 0) AS cache_write_tokens,
-        e.cache_write_1h_tokens - coalesce(n.cache_write_1h_tokens, 0) AS cache_write_1h_tokens,
-        e.reasoning_tokens - coalesce(n.reasoning_tokens, 0) AS reasoning_tokens,
-        e.audio_input_tokens - coalesce(n.audio_input_tokens, 0) AS audio_input_tokens,
-        e.audio_output_tokens - coalesce(n.audio_output_tokens, 0) AS audio_output_tokens,
-        e.image_input_tokens - coalesce(n.image_input_tokens, 0) AS image_input_tokens,
-        e.max_ingested_at
-    FROM every_event AS e
-    LEFT JOIN negative_per_key AS n
-        ON n.auth_id = e.auth_id
-        AND n.model_id = e.model_id
-        AND n.base_model IS NOT DISTINCT FROM e.base_model
-        AND n.tier = e.tier
-        AND n.long_context = e.long_context
-    WHERE n.auth_id IS NULL OR e.event_count > n.event_count
+        auth_id, model_id, base_model, tier, long_context, 0 AS negative_bits, event_count,
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+        cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+        image_input_tokens, max_ingested_at
+    FROM nonnegative
     UNION ALL
     SELECT * FROM negative
 ),

@@ -1,7 +1,7 @@
 -- Merge the rows of each rollup whose (auth_id, model_id) carries several base_model
--- values (the test select_window_read.sql counts with) into one row per service and
--- context tier, with the bases_key of the pair: its distinct bases as a JSON array sorted
--- by code point, null last. Reads window_sums only: the same snapshot as the sums.
+-- values into one row per service and context tier, with the bases_key of the pair: its
+-- distinct bases as a JSON array sorted by code point, null last. Reads window_sums only:
+-- the same snapshot as the sums. Run when some model's rows carry several bases.
 WITH several AS (
     SELECT auth_id, model_id
     FROM window_sums

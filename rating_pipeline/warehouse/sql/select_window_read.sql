@@ -2,8 +2,7 @@
 -- the events digest (row and event counts, and the exact sum of one 64-bit hash of each
 -- row, ingested_at aside; the record hash is linear in its fields, so it is hashed again,
 -- or values swapped between rows would leave the sum as it was), the totals every output
--- must account for, the latest ingested_at, and how many rollups carry several bases (by
--- the test merge_mixed_bases.sql merges them by; unmerged, each base would bill apart).
+-- must account for, and the latest ingested_at.
 SELECT
     concat_ws(
         ':', count(*), coalesce(sum(event_count), 0),
@@ -25,16 +24,5 @@ SELECT
     coalesce(sum(audio_input_tokens), 0) AS audio_input_tokens,
     coalesce(sum(audio_output_tokens), 0) AS audio_output_tokens,
     coalesce(sum(image_input_tokens), 0) AS image_input_tokens,
-    max(max_ingested_at) AS max_ingested_at,
-    (
-        SELECT count(*)
-        FROM (
-            SELECT
-            FROM window_sums
-            WHERE problem_bits = 0
-            GROUP BY auth_id, model_id
-            HAVING min(base_model) IS DISTINCT FROM max(base_model)
-                OR (bool_or(base_model IS NULL) AND bool_or(base_model IS NOT NULL))
-        ) AS several
-    ) AS multi_base_rollups
+    max(max_ingested_at) AS max_ingested_at
 FROM window_sums
