@@ -37,7 +37,7 @@ class WindowRead:
     event_count: int
     tokens: dict[str, int]
     max_ingested_at: datetime | None
-    keys: tuple[tuple[str, str], ...] = ()
+    keys: tuple[tuple[str, str], ...]
 
     @property
     def amounts(self) -> tuple[int, ...]:

@@ -5,9 +5,9 @@
 -- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); events with a
 -- negative count come through the partial index of revision 0009, the rest are summed apart.
 -- Valid rows carry their one base as bases_key; merge_mixed_bases.sql merges a rollup of
--- several. Bound: %(start)s, %(end)s,
--- %(listed_models)s, %(listed_thresholds)s, %(event_bases)s, %(event_base_thresholds)s,
--- %(fine_tune_prefix)s, %(service_tiers)s, %(max_id_length)s.
+-- several. Bound: %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s,
+-- %(event_bases)s, %(event_base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s,
+-- %(max_id_length)s.
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
