@@ -240,6 +240,39 @@ def test_materializing_a_range_rates_every_window_in_its_own_transaction(
     }
 
 
+def test_range_run_shows_each_window_the_tables_of_its_own_rows(
+    database_url: str, add_events: AddEvents
+) -> None:
+    add_events([*traffic(0), *traffic(2)[:1], *classed_traffic()[1:2]])  # 11:00 has no events
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert result.success
+    rated = materializations(result, "rated_usage")
+    ten, eleven, noon = (rated[key] for key in ("2026-06-15-10:00", "2026-06-15-11:00", RANGE[1]))
+    assert [(r["auth_id"], r["cost_usd"]) for r in records(ten["costliest_rollups"])] == [
+        ("org-1", "0.017375000000"),  # the batch rollup of classed_traffic, at 10:00
+        ("org-1", "0.014000000000"),
+        ("org-3", "0.006250000000"),
+        ("org-2", "0.000105000000"),
+    ]
+    assert [records(eleven[table]) for table in ("costliest_rollups", "cost_by_token_class")] == [
+        [],
+        [],
+    ]
+    # 12:00: 1,000 in x 2.50 + 100 out x 10.00 = 0.0035
+    assert [(r["auth_id"], r["cost_usd"]) for r in records(noon["costliest_rollups"])] == [
+        ("org-1", "0.003500000000")
+    ]
+    assert [tuple(row.values()) for row in records(noon["cost_by_tier"])] == [
+        ("standard", "standard", 1, 1, 1_100, "0.003500000000")
+    ]
+    for meta in (ten, eleven, noon):
+        for table in ("cost_by_token_class", "cost_by_tier"):
+            costs = [Decimal(row["cost_usd"]) for row in records(meta[table])]
+            assert sum(costs, Decimal(0)) == Decimal(meta["cost_usd"])
+
+
 def test_pricebook_asset_names_the_version_of_each_window(database_url: str) -> None:
     tags = {
         "dagster/asset_partition_range_start": "2026-08-31-23:00",
