@@ -249,7 +249,7 @@ def test_range_run_shows_each_window_the_tables_of_its_own_rows(
 
     assert result.success
     rated = materializations(result, "rated_usage")
-    ten, eleven, noon = (rated[key] for key in ("2026-06-15-10:00", "2026-06-15-11:00", RANGE[1]))
+    ten, eleven, noon = (rated[f"2026-06-15-{hour}:00"] for hour in (10, 11, 12))
     assert [(r["auth_id"], r["cost_usd"]) for r in records(ten["costliest_rollups"])] == [
         ("org-1", "0.017375000000"),  # the batch rollup of classed_traffic, at 10:00
         ("org-1", "0.014000000000"),
