@@ -3,9 +3,10 @@
 -- and %(context_tiers)s. cost_usd is the sum of the rows' cost_usd: the tiers add up
 -- exactly to the rows' total.
 SELECT service_tier, context_tier, count(*) AS rollups, sum(event_count) AS events,
-       sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
-           + cache_write_1h_tokens + reasoning_tokens + audio_input_tokens
-           + audio_output_tokens + image_input_tokens) AS tokens,
+       sum(input_tokens) + sum(output_tokens) + sum(cache_read_tokens)
+           + sum(cache_write_tokens) + sum(cache_write_1h_tokens) + sum(reasoning_tokens)
+           + sum(audio_input_tokens) + sum(audio_output_tokens) + sum(image_input_tokens)
+           AS tokens,
        sum(cost_usd) AS cost_usd
 FROM rated_usage
 WHERE window_start >= %(start)s AND window_start < %(end)s
