@@ -37,7 +37,8 @@ EXACT = decimal.Context(
 ROUNDING = decimal.Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
 MICRO_USD_DIGITS = 6  # 1 USD = 10 ** 6 micro-USD
 
-_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits only: Decimal also reads other scripts' digits, which no price list means.
+_DECIMAL_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 class MoneyFormatError(RatingPipelineError, ValueError):
@@ -47,12 +48,16 @@ class MoneyFormatError(RatingPipelineError, ValueError):
 def parse_decimal(text: str) -> Decimal:
     """The exact Decimal written in ``text`` (plain or exponent notation).
 
-    Raises MoneyFormatError for anything else: NaN, infinities, blanks, underscores.
+    Raises MoneyFormatError for anything else: NaN, infinities, blanks, underscores,
+    non-ASCII digits, an exponent beyond what Decimal can hold.
     """
     stripped = text.strip()
     if not _DECIMAL_TEXT.fullmatch(stripped):
         raise MoneyFormatError(f"not a decimal number: {text!r}")
-    return Decimal(stripped)
+    try:
+        return Decimal(stripped)
+    except decimal.InvalidOperation:
+        raise MoneyFormatError(f"exponent out of range: {text!r}") from None
 
 
 def decimal_places(value: Decimal) -> int:

@@ -30,7 +30,23 @@ def test_decimal_text_is_read_exactly(text, expected):
     assert str(parsed) == str(Decimal(text))
 
 
-@pytest.mark.parametrize("text", ["", "NaN", "inf", "-Infinity", "1_000", "1,5", "0x10", "two"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "NaN",
+        "inf",
+        "-Infinity",
+        "1_000",
+        "1,5",
+        "0x10",
+        "two",
+        "\u0661\u0660",  # Arabic-Indic digits: Decimal reads them, a price list must not
+        "\uff12.\uff15",  # fullwidth digits
+        "1e-9999999999999999999",  # an exponent beyond what Decimal can hold
+        "1E+1000000000000000000",
+    ],
+)
 def test_non_numbers_are_refused(text):
     with pytest.raises(MoneyFormatError):
         parse_decimal(text)

@@ -410,6 +410,8 @@ def test_rate_with_more_than_six_decimal_places_is_rejected(tmp_path):
         "010",
         "1e999999999",
         "1e-999999999",
+        "1e-9999999999999999999",
+        '"\u0661\u0660"',
     ],
 )
 def test_what_is_not_a_plain_decimal_is_not_money(tmp_path, written):
@@ -562,6 +564,22 @@ def test_header_and_model_ids_are_checked(tmp_path, header, models, message):
     assert error.message.startswith(message)
 
 
+@pytest.mark.parametrize("name", ['"v1 "', '" v1"', "' v1 '"])
+def test_a_version_name_with_surrounding_blanks_is_rejected(tmp_path, name):
+    """ "v1" and "v1 " would otherwise be two versions that no reader tells apart."""
+    error = the_error(
+        tmp_path,
+        f"""
+        version: {name}
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models: {{m: {{input_per_mtok: "1", output_per_mtok: "1"}}}}
+        """,
+    )
+    assert (error.line, error.model) == (1, None)
+    assert error.message.startswith("version must not start or end with blanks")
+
+
 # --- rule 7: effective_from, unique versions and instants -------------------------------
 
 
@@ -702,7 +720,44 @@ def test_every_violation_in_every_file_is_reported_in_one_run(tmp_path):
     assert report[2].startswith(f"{a}:7: ft:b: unknown key 'colour'")
 
 
-def test_report_renders_file_line_model_message_and_drops_what_is_absent():
+def test_cross_model_rules_are_reported_in_the_same_run_as_a_models_own_errors(tmp_path):
+    """Rules 5 and 6 look across models; a model with an error of its own is still read
+    for them, so that fixing one report never reveals errors the first one hid."""
+    books = write_books(
+        tmp_path / "books",
+        a_yaml="""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0.4"
+        models:
+          cheap:
+            input_per_mtok: "1"
+            output_per_mtok: "2"
+            turbo: "1"
+            batch: {input_per_mtok: "0.000001", output_per_mtok: "1"}
+          halfway: {derived_from: cheap}
+          ft:hop: {derived_from: halfway, multiplier: "1"}
+          ft:typo: {derived_from: cheap, multiplier: "0.4", colour: red}
+        """,
+    )
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(books)
+    found = [(e.line, e.model, e.message) for e in caught.value.errors]
+    expected = [
+        (4, "cheap", "fine_tune_multiplier 0.4 × batch input_per_mtok 0.000001 rounds to 0"),
+        (9, "cheap", "unknown key 'turbo'"),
+        (11, "halfway", "has derived_from but is missing multiplier"),
+        (12, "ft:hop", "derived_from 'halfway' is itself derived (from 'cheap')"),
+        (13, "ft:typo", "unknown key 'colour'"),
+        (13, "ft:typo", "derived batch input_per_mtok: cheap batch input_per_mtok 0.000001"),
+    ]
+    assert [(line, model) for line, model, _ in found] == [
+        (line, model) for line, model, _ in expected
+    ]
+    for (_, _, message), (_, _, start) in zip(found, expected, strict=True):
+        assert message.startswith(start), message
+
     assert str(PricebookError("p/a.yaml", 7, "ft:x", "bad")) == "p/a.yaml:7: ft:x: bad"
     assert str(PricebookError("p/a.yaml", 7, None, "bad")) == "p/a.yaml:7: bad"
     assert str(PricebookError("p/a.yaml", None, None, "bad")) == "p/a.yaml: bad"
@@ -752,6 +807,34 @@ def test_only_yaml_files_directly_in_the_directory_are_versions(tmp_path):
         str(tmp_path / "v1.yaml"),
         str(tmp_path / "v2.yml"),
     ]
+
+
+def test_a_version_file_that_cannot_be_read_is_an_error_not_skipped(tmp_path):
+    """A dangling link is a version that went missing: rating without it would price its
+    windows by the version before, unseen."""
+    body = 'currency: USD\nmodels: {m: {input_per_mtok: "1", output_per_mtok: "1"}}\n'
+    (tmp_path / "v1.yaml").write_text(
+        f'version: v1\neffective_from: "2026-06-01T00:00:00Z"\n{body}'
+    )
+    (tmp_path / "v2.yaml").symlink_to(tmp_path / "elsewhere" / "v2.yaml")
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    (error,) = caught.value.errors
+    assert (error.file, error.line, error.model) == (str(tmp_path / "v2.yaml"), None, None)
+    assert error.message.startswith("cannot read")
+
+
+def test_hidden_files_are_not_versions(tmp_path):
+    """Editors leave hidden files next to the ones they edit (emacs' ``.#v1.yaml`` is a
+    dangling link); a version's file name does not start with a dot."""
+    body = 'currency: USD\nmodels: {m: {input_per_mtok: "1", output_per_mtok: "1"}}\n'
+    (tmp_path / "v1.yaml").write_text(
+        f'version: v1\neffective_from: "2026-06-01T00:00:00Z"\n{body}'
+    )
+    (tmp_path / ".#v1.yaml").symlink_to("someone@host.4242:1700000000")
+    (tmp_path / ".v1.yaml").write_text("version: [broken\n")
+    books = load_pricebooks(tmp_path)
+    assert [v.source_file for v in books.versions] == [str(tmp_path / "v1.yaml")]
 
 
 def test_file_that_is_not_utf8_is_an_error_with_its_line(tmp_path):

@@ -146,7 +146,8 @@ class _FileResult:
 
 
 def load_pricebooks(directory: Path) -> Pricebooks:
-    """Every ``*.yaml``/``*.yml`` file directly in ``directory``, validated as one set.
+    """Every ``*.yaml``/``*.yml`` file directly in ``directory`` (hidden ones aside),
+    validated as one set.
 
     Returns the versions ordered by ``effective_from``, or raises PricebookLoadError with
     every error of every file (a missing, unreadable or empty directory is one error).
@@ -158,11 +159,7 @@ def load_pricebooks(directory: Path) -> Pricebooks:
     if not directory.is_dir():
         raise _directory_error(where, "is not a directory; expected a pricebook directory")
     try:
-        paths = sorted(
-            path
-            for path in directory.iterdir()
-            if path.suffix.lower() in VERSION_SUFFIXES and path.is_file()
-        )
+        paths = sorted(path for path in directory.iterdir() if _is_version_file(path))
     except OSError as exc:
         raise _directory_error(where, f"cannot list pricebook directory: {exc.strerror}") from exc
     if not paths:
@@ -177,6 +174,14 @@ def load_pricebooks(directory: Path) -> Pricebooks:
         raise PricebookLoadError(errors)
     versions = [result.version for result in results if result.version is not None]
     return Pricebooks(versions=tuple(sorted(versions, key=lambda v: v.effective_from)))
+
+
+def _is_version_file(path: Path) -> bool:
+    """A ``*.yaml``/``*.yml`` name, not hidden, that is a file or a link (a dangling link
+    is a version gone missing, reported as unreadable); a directory is none."""
+    if path.name.startswith(".") or path.suffix.lower() not in VERSION_SUFFIXES:
+        return False
+    return path.is_symlink() or path.is_file()
 
 
 def load_version_text(text: str, source_file: str) -> PricebookVersion:
@@ -352,6 +357,11 @@ def _version_name(entry: Entry | None, errors: _FileErrors) -> tuple[str, int] |
     if not name.strip(BLANK_CHARACTERS) or not name.isprintable():
         errors.add(line_of(entry.value), None, f"version must be printable, not blank: {name!r}")
         return None
+    if name != name.strip(BLANK_CHARACTERS):
+        errors.add(
+            line_of(entry.value), None, f"version must not start or end with blanks: {name!r}"
+        )
+        return None
     return name, line_of(entry.value)
 
 
@@ -494,11 +504,13 @@ def _model_id(entry: Entry, errors: _FileErrors) -> str | None:
 def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
     """One model checked by rules 1-4, and its valid derived_from if it names one.
 
-    The entry carries rates or a base only when the model has no error at all.
+    The entry carries what of its price read cleanly even when another part of it has an
+    error (an unknown key, a missing multiplier), so that rules 5 and 6, which look across
+    models, report in the same run; a version with any error never loads. A model that
+    mixes own rates with a derivation carries neither: which one was meant is unknown.
     """
     model_id = entry.key
     broken = ModelEntry(model_id=model_id, line=entry.line)
-    before = len(errors.errors)
     fields = _model_fields(entry, errors)
     if fields is None:
         return broken, None
@@ -506,8 +518,8 @@ def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelE
     base_entry, multiplier_entry = fields.get(DERIVED_FROM), fields.get(MULTIPLIER)
     multiplier = _multiplier(multiplier_entry, model_id, errors) if multiplier_entry else None
     derived_from = _derived_from(base_entry, model_id, errors) if base_entry else None
-    _check_own_or_derived(entry, fields, errors)
-    if len(errors.errors) > before or not id_is_valid:
+    mixed = _check_own_or_derived(entry, fields, errors)
+    if mixed or not id_is_valid:
         return broken, derived_from
     if own_rates is not None:
         return ModelEntry(model_id, entry.line, own_rates=own_rates), None
@@ -531,8 +543,11 @@ def _model_fields(entry: Entry, errors: _FileErrors) -> MappingEntries | None:
     return _known_entries(node, MODEL_KEYS, entry.key, errors)
 
 
-def _check_own_or_derived(entry: Entry, fields: MappingEntries, errors: _FileErrors) -> None:
-    """Rule 4: own rates (a standard set with input and output) or a whole derivation."""
+def _check_own_or_derived(entry: Entry, fields: MappingEntries, errors: _FileErrors) -> bool:
+    """Rule 4: own rates (a standard set with input and output) or a whole derivation.
+
+    True when the model mixes the two.
+    """
     own_keys = [key for key in OWN_RATE_KEYS if fields.get(key) is not None]
     derivation_keys = [key for key in DERIVATION_KEYS if fields.get(key) is not None]
     if own_keys and derivation_keys:
@@ -543,10 +558,10 @@ def _check_own_or_derived(entry: Entry, fields: MappingEntries, errors: _FileErr
             f"({', '.join(derivation_keys)}): give own rates or derived_from "
             "plus multiplier, not both",
         )
-        return
+        return True
     if not own_keys and not derivation_keys:
         errors.add(entry.line, entry.key, _no_price_message())
-        return
+        return False
     present, expected = (
         (own_keys, (INPUT, OUTPUT)) if own_keys else (derivation_keys, DERIVATION_KEYS)
     )
@@ -557,6 +572,7 @@ def _check_own_or_derived(entry: Entry, fields: MappingEntries, errors: _FileErr
             entry.key,
             f"has {', '.join(present)} but is missing {', '.join(missing)}",
         )
+    return False
 
 
 @dataclass

@@ -30,7 +30,7 @@ _TEXT_TAGS = _NUMBER_TAGS | {_TAG + "timestamp"}
 # beyond any price, and small enough that every product of money.py stays exact.
 MAX_DIGITS = 40
 # `010` is ten to us and eight to a YAML 1.1 reader: refused as ambiguous.
-_LEADING_ZERO = re.compile(r"[+-]?0\d")
+_LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
 # libyaml's parser, when PyYAML has it, composes the same nodes with the same marks about
 # ten times as fast: a LiteLLM-sized version (issue 12) validates in seconds, not a minute.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
