@@ -3,10 +3,10 @@ read from their text (``parse_decimal``), derived rates (``derive_rate``, half-e
 RATE_PLACES places: the one rounding of a rate) and rates checked to fit the warehouse's
 numeric(24, 6) (``exact_rate``).
 
-It does not compute costs. A cost is computed in exactly one place, the reconcile
-statement (``warehouse/sql/reconcile_rated_usage.sql``), exactly, at COST_PLACES places,
-and the database's CHECK constraint refuses a row whose cost does not reconstruct from
-its own tokens and rates. The independent oracle in ``tests/`` computes it again.
+It does not compute costs. A cost is computed in exactly one place, the pricing
+statement (``warehouse/sql/price_window.sql``), exactly, at COST_PLACES places, and the
+database's CHECK constraint refuses a row whose cost does not reconstruct from its own
+tokens and rates. The independent oracle in ``tests/`` computes it again.
 Off the money path, ``micro_usd`` rounds a copy of an amount, half-even, into a whole number
 for the UI's charts; nothing stores, bills or adds up what it returns.
 """
