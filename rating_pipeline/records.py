@@ -36,6 +36,8 @@ PROBLEMS = (
     "base_model longer than 256 characters",
     "unknown service_tier",
     *(f"negative {token_class}_tokens" for token_class in TOKEN_CLASSES),
+    # Only an upstream table that allows nulls (contract 3) has these; never read as 0.
+    *(f"null {token_class}_tokens" for token_class in TOKEN_CLASSES),
 )
 PROBLEM_BITS: dict[int, str] = {1 << index: name for index, name in enumerate(PROBLEMS)}
 # An id is blank when nothing but these characters remain (the SQL uses the same set).

@@ -458,7 +458,9 @@ def _insert_with_short_lock_timeout(url: str, event_id: str) -> None:
         conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
 
 
-@pytest.mark.parametrize("start, target", [(None, "0001"), ("0002", "0003"), ("0008", "0009")])
+@pytest.mark.parametrize(
+    "start, target", [(None, "0001"), ("0002", "0003"), ("0008", "0009"), ("0011", "0012")]
+)
 def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_built(
     empty_database_url: str, start: str | None, target: str
 ) -> None:

@@ -128,3 +128,28 @@ def test_window_events_are_grouped_by_hash_whatever_the_planner_expects(
     nodes = list(_nodes(row[0][0]["Plan"]))
     assert [n["Node Type"] for n in nodes if n["Node Type"] == "Sort"] == []
     assert any(n.get("Strategy") == "Hashed" for n in nodes)
+
+
+def test_events_with_a_bad_count_are_found_through_the_partial_index_not_a_second_scan(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Invalid counts (negative, or null in an upstream table that allows it) are summed
+    apart from the valid events; the index of revision 0012 finds them, so the window's
+    events are scanned once, not twice."""
+    add_events(make_event(f"org-{n % 700:03d}", minutes=n % 60) for n in range(7_000))
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("ANALYZE billing_event")
+    version = BOOKS.version_for(WINDOW)
+    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
+        engine.begin_rating(conn, WINDOW, version, "plan")
+        conn.execute(load_sql("create_window_sums"))
+        explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
+        row = conn.execute(explain, usage_params(WINDOW, version)).fetchone()
+    assert row is not None
+    scans = [
+        node.get("Index Name", node["Node Type"])
+        for node in _nodes(row[0][0]["Plan"])
+        if node.get("Relation Name") == "billing_event"
+    ]
+    assert len(scans) == 2 and scans.count("billing_event_negative_tokens_idx") == 1, scans

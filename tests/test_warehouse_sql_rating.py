@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rating_pipeline import pricing
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
-from rating_pipeline.warehouse import engine
+from rating_pipeline.warehouse import engine, migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import parse_bases_key
@@ -268,3 +268,63 @@ def test_rollup_bases_come_from_the_snapshot_the_usage_was_summed_in(
     assert [(e.reason, e.event_count) for e in result.ambiguous] == [(AMBIGUOUS_BASE, 3)]
     assert stored.rollups == expected.rollups
     assert stored.exceptions == expected.exceptions
+
+
+# --- upstream's own billing_event may allow nulls (contract 3: "assume nothing more") ---
+
+NULLABLE_UPSTREAM_TABLE = """
+CREATE TABLE billing_event (
+    event_id text PRIMARY KEY,
+    auth_id text,
+    model_id text,
+    base_model text,
+    input_tokens bigint,
+    output_tokens bigint,
+    cache_read_tokens bigint,
+    occurred_at timestamptz NOT NULL,
+    ingested_at timestamptz
+)
+"""
+
+
+def test_an_upstream_null_is_an_invalid_event_and_the_rest_of_its_window_bills(
+    empty_database_url: str,
+) -> None:
+    """Upstream's table may leave ids, token counts and ingested_at nullable. A null token
+    count is never guessed to be 0, and a null id is blank: each such event is excepted
+    as invalid_event, conservation holds, and the window's clean events bill."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(NULLABLE_UPSTREAM_TABLE)
+    migrations.upgrade(url)
+    at = WINDOW.start.isoformat()
+    with psycopg.connect(url) as writer:
+        writer.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, cache_read_tokens, occurred_at, ingested_at) VALUES "
+            "('clean', 'acme', 'base-large', 10, 1, 0, %(at)s, now()),"
+            "('null-input', 'acme', 'base-large', NULL, 1, 0, %(at)s, now()),"
+            "('null-cache-read', 'beta', 'base-large', 5, 1, NULL, %(at)s, now()),"
+            "('null-auth', NULL, 'base-large', 10, 1, 0, %(at)s, now()),"
+            "('null-model', 'gamma', NULL, 10, 1, 0, %(at)s, now()),"
+            "('never-stamped', 'delta', 'base-large', 3, 2, 0, %(at)s, NULL)",
+            {"at": at},
+        )
+    version = make_version({"base-large": own("2.50", "10.00", cache_read="0.25")})
+    with connect(url) as conn:
+        rating = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+
+    assert [(r.auth_id, r.event_count, r.input_tokens) for r in stored.rollups] == [
+        ("acme", 1, 10),
+        ("delta", 1, 3),
+    ]
+    assert [
+        (e.auth_id, e.model_id, e.reason, e.detail, e.event_count) for e in stored.exceptions
+    ] == [
+        ("", "base-large", "invalid_event", "blank auth_id", 1),
+        ("acme", "base-large", "invalid_event", "null input_tokens", 1),
+        ("beta", "base-large", "invalid_event", "null cache_read_tokens", 1),
+        ("gamma", "", "invalid_event", "blank model_id", 1),
+    ]
+    assert rating.events_read == 6 == stored.events_read

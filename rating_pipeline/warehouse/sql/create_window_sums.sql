@@ -19,5 +19,5 @@ CREATE TEMP TABLE window_sums (
     audio_input_tokens numeric NOT NULL,
     audio_output_tokens numeric NOT NULL,
     image_input_tokens numeric NOT NULL,
-    max_ingested_at timestamptz NOT NULL
+    max_ingested_at timestamptz  -- null when upstream left every ingested_at null
 ) ON COMMIT DROP

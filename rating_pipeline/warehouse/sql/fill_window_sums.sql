@@ -2,10 +2,10 @@
 -- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
 -- An event is long-context when its prompt exceeds the threshold of its model's rates:
 -- listed models' from %(listed_models)s, unlisted fine-tunes' from their base's in
--- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); events with a
--- negative count come through the partial index of revision 0009, the rest are summed apart.
--- Valid rows carry their one base as bases_key; merge_mixed_bases.sql merges a rollup of
--- several. Bound: %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s,
+-- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); a null id is
+-- blank; events with a negative or null count come through the partial index of revision
+-- 0012. Valid rows carry their one base as bases_key; merge_mixed_bases.sql merges a rollup
+-- of several. Bound: %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s,
 -- %(event_bases)s, %(event_base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s,
 -- %(max_id_length)s.
 WITH listed AS (
@@ -54,7 +54,7 @@ nonnegative AS (
         AND audio_input_tokens >= 0 AND audio_output_tokens >= 0 AND image_input_tokens >= 0
     GROUP BY auth_id, model_id, base_model, tier, long_context
 ),
-negative AS (
+miscounted AS (
     SELECT
         auth_id, model_id, base_model, tier, long_context,
         (CASE WHEN input_tokens < 0 THEN 64 ELSE 0 END
@@ -65,41 +65,52 @@ negative AS (
             | CASE WHEN reasoning_tokens < 0 THEN 2048 ELSE 0 END
             | CASE WHEN audio_input_tokens < 0 THEN 4096 ELSE 0 END
             | CASE WHEN audio_output_tokens < 0 THEN 8192 ELSE 0 END
-            | CASE WHEN image_input_tokens < 0 THEN 16384 ELSE 0 END) AS negative_bits,
+            | CASE WHEN image_input_tokens < 0 THEN 16384 ELSE 0 END
+            | CASE WHEN input_tokens IS NULL THEN 32768 ELSE 0 END
+            | CASE WHEN output_tokens IS NULL THEN 65536 ELSE 0 END
+            | CASE WHEN cache_read_tokens IS NULL THEN 131072 ELSE 0 END
+            | CASE WHEN cache_write_tokens IS NULL THEN 262144 ELSE 0 END
+            | CASE WHEN cache_write_1h_tokens IS NULL THEN 524288 ELSE 0 END
+            | CASE WHEN reasoning_tokens IS NULL THEN 1048576 ELSE 0 END
+            | CASE WHEN audio_input_tokens IS NULL THEN 2097152 ELSE 0 END
+            | CASE WHEN audio_output_tokens IS NULL THEN 4194304 ELSE 0 END
+            | CASE WHEN image_input_tokens IS NULL THEN 8388608 ELSE 0 END) AS count_bits,
         count(*) AS event_count,
-        sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens,
-        sum(cache_read_tokens) AS cache_read_tokens,
-        sum(cache_write_tokens) AS cache_write_tokens,
-        sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
-        sum(reasoning_tokens) AS reasoning_tokens,
-        sum(audio_input_tokens) AS audio_input_tokens,
-        sum(audio_output_tokens) AS audio_output_tokens,
-        sum(image_input_tokens) AS image_input_tokens,
+        coalesce(sum(input_tokens), 0) AS input_tokens,
+        coalesce(sum(output_tokens), 0) AS output_tokens,
+        coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+        coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+        coalesce(sum(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
+        coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
+        coalesce(sum(audio_input_tokens), 0) AS audio_input_tokens,
+        coalesce(sum(audio_output_tokens), 0) AS audio_output_tokens,
+        coalesce(sum(image_input_tokens), 0) AS image_input_tokens,
         max(ingested_at) AS max_ingested_at
     FROM classified
-    WHERE input_tokens < 0 OR output_tokens < 0 OR cache_read_tokens < 0
-        OR cache_write_tokens < 0 OR cache_write_1h_tokens < 0 OR reasoning_tokens < 0
-        OR audio_input_tokens < 0 OR audio_output_tokens < 0 OR image_input_tokens < 0
+    WHERE (input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0
+        AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0 AND reasoning_tokens >= 0
+        AND audio_input_tokens >= 0 AND audio_output_tokens >= 0 AND image_input_tokens >= 0)
+        IS NOT TRUE
     GROUP BY auth_id, model_id, base_model, tier, long_context, 6
 ),
 sums AS (
     SELECT
-        auth_id, model_id, base_model, tier, long_context, 0 AS negative_bits, event_count,
+        auth_id, model_id, base_model, tier, long_context, 0 AS count_bits, event_count,
         input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
         cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
         image_input_tokens, max_ingested_at
     FROM nonnegative
     UNION ALL
-    SELECT * FROM negative
+    SELECT * FROM miscounted
 ),
 flagged AS (
     SELECT
-        auth_id, model_id, base_model, tier AS service_tier,
+        coalesce(auth_id, '') AS auth_id, coalesce(model_id, '') AS model_id, base_model,
+        tier AS service_tier,
         CASE WHEN long_context THEN 'long' ELSE 'standard' END AS context_tier,
-        negative_bits
-            | CASE WHEN btrim(auth_id, E' \t\n\r\f\v') = '' THEN 1 ELSE 0 END
-            | CASE WHEN btrim(model_id, E' \t\n\r\f\v') = '' THEN 2 ELSE 0 END
+        count_bits
+            | CASE WHEN (btrim(auth_id, E' \t\n\r\f\v') = '') IS NOT FALSE THEN 1 ELSE 0 END
+            | CASE WHEN (btrim(model_id, E' \t\n\r\f\v') = '') IS NOT FALSE THEN 2 ELSE 0 END
             | CASE WHEN char_length(auth_id) > %(max_id_length)s THEN 4 ELSE 0 END
             | CASE WHEN char_length(model_id) > %(max_id_length)s THEN 8 ELSE 0 END
             | CASE WHEN char_length(base_model) > %(max_id_length)s THEN 16 ELSE 0 END
