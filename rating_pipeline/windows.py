@@ -69,13 +69,19 @@ class Window:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
 
-def windows_between(start: datetime, end: datetime) -> Iterator[Window]:
-    """Every window in ``[start, end)``; both bounds hour-aligned UTC and ``start < end``."""
+def require_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``[start, end)`` as whole windows: both bounds hour-aligned UTC and ``start < end``;
+    else WindowError."""
     first = require_hour_aligned_utc(start, "start")
     stop = require_hour_aligned_utc(end, "end")
     if first >= stop:
         raise WindowError(f"start {first.isoformat()} is not before end {stop.isoformat()}")
-    current = first
+    return first, stop
+
+
+def windows_between(start: datetime, end: datetime) -> Iterator[Window]:
+    """Every window in ``[start, end)``; both bounds hour-aligned UTC and ``start < end``."""
+    current, stop = require_span(start, end)
     while current < stop:
         yield Window(current)
         current += HOUR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -164,16 +165,22 @@ def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_windo
             make_event("org-1", "base-large"),
             make_event("org-1", "ft:mixed", "base-large"),
             make_event("org-1", "ft:mixed", "base-small"),
+            dataclasses.replace(
+                make_event("org-1", "ft:mixed", "base-small"), service_tier="batch"
+            ),
             make_event("org-2", "base-small", occurred_at=WINDOW_START + timedelta(hours=1)),
         ]
     )
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 2  # both windows rated, then the failure
-    assert "1 rollup(s) not billed, ambiguous_base" in captured.err
-    assert "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'" in captured.err
+    assert "2 rollup(s) not billed, ambiguous_base" in captured.err
+    # each rollup by its whole key: the pair's rollups differ only in their tiers
+    named = "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'"
+    assert f"{named} service_tier='batch' context_tier='standard'" in captured.err
+    assert f"{named} service_tier='standard' context_tier='standard'" in captured.err
     assert _count(warehouse_env, "rated_usage") == 2  # the clean rollups bill
-    assert _count(warehouse_env, "rating_exception") == 1
+    assert _count(warehouse_env, "rating_exception") == 2
 
 
 def test_rate_on_an_unmigrated_database_says_to_upgrade(

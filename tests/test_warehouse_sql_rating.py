@@ -7,6 +7,7 @@ and its Python work grows with the distinct (model, bases) of a window, never wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -21,7 +22,8 @@ from rating_pipeline.warehouse import engine, migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import parse_bases_key
-from rating_pipeline.warehouse.outputs import costliest_rollups
+from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class, costliest_rollups
+from rating_pipeline.windows import WindowError
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
 from tests.factories import make_event, make_version, own
@@ -328,3 +330,22 @@ def test_an_upstream_null_is_an_invalid_event_and_the_rest_of_its_window_bills(
         ("gamma", "", "invalid_event", "blank model_id", 1),
     ]
     assert rating.events_read == 6 == stored.events_read
+
+
+@pytest.mark.parametrize("report", [cost_by_token_class, cost_by_tier])
+def test_reports_over_a_span_reject_bounds_that_are_not_whole_utc_hours(
+    database_url: str, report: Callable[..., Any]
+) -> None:
+    """Contract 2: every path that takes window bounds rejects other bounds, reports too;
+    half an hour of a window's rows is no figure anyone should read."""
+    start = WINDOW.start
+    with connect(database_url) as conn:
+        assert report(conn, start, WINDOW.end) == ()
+        for bounds in (
+            (start + timedelta(minutes=30), WINDOW.end),
+            (start, WINDOW.end + timedelta(minutes=15)),
+            (start.replace(tzinfo=None), WINDOW.end),
+            (WINDOW.end, start),
+        ):
+            with pytest.raises(WindowError):
+                report(conn, *bounds)

@@ -75,8 +75,9 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 raise WindowRatingFailed(window, done, exc) from exc
             print(rating_log_lines(rating)[0])
             ambiguous.extend(
-                f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r}: "
-                f"{exception.detail}"
+                f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
+                f"service_tier={exception.service_tier!r} "
+                f"context_tier={exception.context_tier!r}: {exception.detail}"
                 for exception in rating.ambiguous
             )
     if ambiguous:

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from rating_pipeline.pricebook.model import CONTEXT_TIERS, SERVICE_TIERS
 from rating_pipeline.records import RatedRollup, RatingException
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import Window
+from rating_pipeline.windows import Window, require_span
 
 Record = TypeVar("Record", RatedRollup, RatingException)
 
@@ -88,14 +88,18 @@ def cost_by_token_class(
     conn: psycopg.Connection, start: datetime, end: datetime
 ) -> tuple[ClassCost, ...]:
     """Tokens and cost per token class of the windows in ``[start, end)``, in TOKEN_CLASSES
-    order, classes without tokens left out; the costs add up exactly to the rows' total."""
+    order, classes without tokens left out; the costs add up exactly to the rows' total.
+    The bounds are whole UTC hours (WindowError otherwise)."""
+    start, end = require_span(start, end)
     rows = conn.execute(load_sql("select_cost_by_token_class"), {"start": start, "end": end})
     return tuple(ClassCost(name, int(tokens), cost) for name, tokens, cost in rows)
 
 
 def cost_by_tier(conn: psycopg.Connection, start: datetime, end: datetime) -> tuple[TierCost, ...]:
     """Rollups, events, tokens and cost per (service tier, context tier) of the windows in
-    ``[start, end)``, tiers in the contract's order; the costs add up to the rows' total."""
+    ``[start, end)``, tiers in the contract's order; the costs add up to the rows' total.
+    The bounds are whole UTC hours (WindowError otherwise)."""
+    start, end = require_span(start, end)
     params = {
         "start": start,
         "end": end,
