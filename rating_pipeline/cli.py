@@ -213,21 +213,31 @@ def _pricebook_import_litellm(args: argparse.Namespace) -> int:
         result = convert_litellm(
             text, version=args.version, effective_from=args.effective_from, round_rates=args.round
         )
-        path = write_version(args.out or default_pricebook_dir(), args.version, result.text)
     except FloatNoiseError as exc:
-        lines = [*exc.report_lines(), f"error: {exc}"]
+        return _failed([*exc.report_lines(), f"error: {exc}"])
+    try:
+        path = write_version(args.out or default_pricebook_dir(), args.version, result.text)
     except PricebookLoadError as exc:
-        lines = [*exc.report_lines(), "error: the converted version does not load; nothing written"]
-    else:
-        print(
-            f"{path}: {result.models} models imported from {args.file} ({result.entries} chat "
-            f"or responses entries; {sum(result.skipped_modes.values())} entries of other modes "
-            f"skipped); {len(result.not_imported)} models not imported, {len(result.rounded)} "
-            f"rates rounded, {len(result.unmapped)} prices not mapped"
+        # What the import left out, and why, may be why the version does not load.
+        return _failed(
+            [
+                *result.report_lines(),
+                *exc.report_lines(),
+                "error: the converted version does not load; nothing written",
+            ]
         )
-        for line in result.report_lines():
-            print(line)
-        return EXIT_OK
+    print(
+        f"{path}: {result.models} models imported from {args.file} ({result.entries} chat "
+        f"or responses entries; {sum(result.skipped_modes.values())} entries of other modes "
+        f"skipped); {len(result.not_imported)} models not imported, {len(result.rounded)} "
+        f"rates rounded, {len(result.unmapped)} prices not mapped"
+    )
+    for line in result.report_lines():
+        print(line)
+    return EXIT_OK
+
+
+def _failed(lines: list[str]) -> int:
     for line in lines:
         print(line, file=sys.stderr)
     return EXIT_FAILURE

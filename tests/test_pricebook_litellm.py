@@ -144,6 +144,14 @@ def test_import_reads_each_price_from_its_json_text_never_through_a_float():
     assert as_text(rates(version, "m")) == {"input": "0.546875", "output": "1.1"}
 
 
+def test_a_negative_zero_price_is_written_as_zero():
+    result, version = imported(
+        one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": -0.0')
+    )
+    assert as_text(rates(version, "m")) == {"input": "1", "output": "0"}
+    assert 'output_per_mtok: "0"' in result.text and '"-0"' not in result.text
+
+
 def test_the_imported_version_validates_with_the_loader():
     result, version = imported()
     assert version.version == "litellm-1"
@@ -375,6 +383,20 @@ def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(
                       "--out", str(tmp_path), "--round")  # fmt: skip
     assert code == EXIT_FAILURE and list(tmp_path.iterdir()) == []
     assert "is not on a whole hour" in capsys.readouterr().err
+
+
+def test_import_command_keeps_its_own_report_when_the_loader_rejects_the_version(tmp_path, capsys):
+    """Why nothing was imported (every model dropped, each with its reason) is what the
+    user needs when the version then fails to load for want of models."""
+    source = tmp_path / "prices.json"
+    source.write_text('{"per-query/search": {"mode": "chat", "input_cost_per_query": 0.01}}')
+    code = run_import("--version", "v", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path / "books"), source=source)  # fmt: skip
+    stderr = capsys.readouterr().err
+    assert code == EXIT_FAILURE and not (tmp_path / "books").exists()
+    assert "not imported: per-query/search: no usable input_cost_per_token" in stderr
+    assert "not mapped: per-query/search: input_cost_per_query" in stderr
+    assert stderr.splitlines()[-1].startswith("error: the converted version does not load")
 
 
 def test_import_command_rejects_a_version_name_that_is_no_file_name(tmp_path, capsys):

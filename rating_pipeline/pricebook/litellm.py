@@ -405,7 +405,7 @@ def _rate(model_id: str, name: str, value: object, report: _Report) -> Decimal |
     if rate >= RATE_LIMIT:
         report.unmap(model_id, name, value, f"not below {RATE_LIMIT:f} per 1M tokens")
         return None
-    return rate.normalize(EXACT)
+    return Decimal(0) if rate.is_zero() else rate.normalize(EXACT)  # -0 and 0E-12 are 0
 
 
 def _rounded(
