@@ -366,6 +366,30 @@ def test_db_downgrade_refuses_while_the_outputs_hold_rows_and_says_what_would_be
     assert migrations.revision_of(database_url) is None
 
 
+@pytest.mark.parametrize("action", [["current"], ["upgrade"], ["downgrade"]])
+def test_db_commands_on_a_url_that_does_not_parse_print_one_line_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], action: list[str]
+) -> None:
+    monkeypatch.setenv("RATING_DATABASE_URL", "postgresql://bob:S3cret@[bad/rating")
+    assert cli.main(["db", *action]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "S3cret" not in err and "RATING_DATABASE_URL" in err
+
+
+def test_drop_rated_data_empties_tables_that_reference_a_held_one_even_when_they_are_empty(
+    database_url: str,
+) -> None:
+    """A close that wholly closed no month leaves its totals and adjustments empty; the
+    tables that reference the close must be emptied with it, or TRUNCATE refuses."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO rating_period_close (closed_through, closed_at, closed_by) "
+            "VALUES ('2026-06-15 12:00Z', now(), 'test')"
+        )
+    assert "to base" in migrations.downgrade(database_url, drop_rated_data=True)
+    assert _tables(database_url) == {"billing_event"}
+
+
 @pytest.mark.parametrize(
     "dropped_by_hand",
     [

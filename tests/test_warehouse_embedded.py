@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +61,23 @@ def test_connection_error_names_the_database_without_its_password(tmp_path: Path
     message = str(raised.value)
     assert "cannot connect to the warehouse" in message and "nowhere" in message
     assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:50%ofS3cretPw@/rating?host=/tmp",  # an unescaped % in the password
+        "host=/tmp password='S3cretPw dbname=rating",  # an unclosed quote
+    ],
+)
+def test_a_connection_string_that_does_not_parse_never_shows_its_password(url: str) -> None:
+    """psycopg's parse error quotes the token it could not read, the password included;
+    neither the message nor the exception chain a run's log prints may carry it."""
+    with pytest.raises(database.WarehouseConnectionError) as raised:
+        database.connect(url)
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "S3cretPw" not in shown
+    assert "RATING_DATABASE_URL" in str(raised.value) and "percent-encode" in str(raised.value)
 
 
 def test_connections_read_timestamps_in_utc(database_url: str) -> None:

@@ -24,6 +24,12 @@ MISSING_TABLES = (
 )
 
 
+UNPARSEABLE_URL = (
+    "cannot connect to the warehouse: RATING_DATABASE_URL is not a valid libpq connection "
+    "string (in a URL, percent-encode any %, @, / or : in the password)"
+)
+
+
 class WarehouseConnectionError(RatingPipelineError):
     """The warehouse database cannot be reached."""
 
@@ -61,6 +67,11 @@ def connect(url: str | None = None) -> psycopg.Connection:
     The caller closes it.
     """
     target = url or database_url()
+    try:
+        conninfo_to_dict(target)
+    except psycopg.ProgrammingError:
+        # psycopg's message quotes the token it could not read: it may be the password.
+        raise WarehouseConnectionError(UNPARSEABLE_URL) from None
     try:
         conn = psycopg.connect(target, autocommit=False, application_name=APPLICATION_NAME)
         # Timestamps come back in UTC whatever the server's or the role's default zone.

@@ -106,7 +106,7 @@ class DowngradeRefused(RatingPipelineError):
 
 def rated_rows(url: str) -> dict[str, int]:
     """The rows each of the project's tables that exists holds."""
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         present = conn.execute(PRESENT_TABLES, {"tables": list(OUTPUT_TABLES)}).fetchall()
         return {
             table: int(count)
@@ -118,7 +118,7 @@ def rated_rows(url: str) -> dict[str, int]:
 def _truncate(url: str, tables: list[str]) -> None:
     """Empty ``tables`` at once: what ``--drop-rated-data`` asked for, before any revision
     is undone, so that no revision's own refusal to lose rows stops a drop to base."""
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         names = sql.SQL(", ").join(sql.Identifier(table) for table in tables)
         conn.execute(sql.SQL(TRUNCATE).format(tables=names))
 
@@ -144,7 +144,8 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     to base would drop rows of the outputs or the log, unless ``drop_rated_data``."""
     target = url or database_url()
     before = revision_of(target)
-    held = {table: rows for table, rows in rated_rows(target).items() if rows}
+    present = rated_rows(target)
+    held = {table: rows for table, rows in present.items() if rows}
     if revision == BASE and held and not drop_rated_data:
         lost = ", ".join(f"{rows} {table} row{'s' * (rows != 1)}" for table, rows in held.items())
         raise DowngradeRefused(
@@ -152,7 +153,7 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
             "rerun with --drop-rated-data to drop them"
         )
     if revision == BASE and held:
-        _truncate(target, list(held))
+        _truncate(target, list(present))  # empty ones too: they may reference a held one
     _check_downgrade(target, revision)
     _run(target, command.downgrade, revision)
     where = redact_url(target)
