@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from rating_pipeline import cli
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
@@ -466,6 +467,38 @@ def _wait_until(url: str, query: str) -> None:
                 return
             time.sleep(0.02)
     raise AssertionError(f"never true: {query}")
+
+
+def test_an_upstream_billing_event_in_another_schema_on_the_search_path_is_the_one_used(
+    empty_database_url: str,
+) -> None:
+    """Found through the search path, as every statement finds it: the upgrade must not
+    create an empty billing_event in the first schema of the path, where rating would
+    then read no event at all."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA upstream")
+        conn.execute(UPSTREAM_BILLING_EVENT.replace("billing_event", "upstream.billing_event", 1))
+        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = public, upstream").format(
+                sql.Identifier(database)
+            )
+        )
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT schemaname FROM pg_tables WHERE tablename = 'billing_event'"
+        ).fetchall()
+        columns = {
+            name
+            for (name,) in conn.execute(
+                "SELECT attname FROM pg_attribute "
+                "WHERE attrelid = 'upstream.billing_event'::regclass"
+            )
+        }
+    assert tables == [("upstream",)]
+    assert {"cache_read_tokens", "service_tier"} <= columns
 
 
 def _upstream_table_with_a_writer_in_flight(url: str) -> psycopg.Connection:

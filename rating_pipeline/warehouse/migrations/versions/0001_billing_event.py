@@ -14,6 +14,7 @@ are not ours.
 from __future__ import annotations
 
 from alembic import op
+from sqlalchemy import text
 
 from rating_pipeline.warehouse import online_ddl
 
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS billing_event (
 )
 """
 
+FIND_BILLING_EVENT = "SELECT to_regclass('billing_event')"
 # Built concurrently, outside any transaction: upstream's inserts go on during the build.
 # Each only where no valid index already leads with its column, whatever its name.
 TABLE = "billing_event"
@@ -55,7 +57,10 @@ INDEXES = (
 
 
 def upgrade() -> None:
-    op.execute(CREATE_BILLING_EVENT)
+    # Absent means not found through the search path, as every statement finds it: an
+    # upstream table in a schema later in the path must not get an empty twin earlier in it.
+    if op.get_bind().execute(text(FIND_BILLING_EVENT)).scalar() is None:
+        op.execute(CREATE_BILLING_EVENT)
     with op.get_context().autocommit_block():
         bind = op.get_bind()
         for column, name, create in INDEXES:
