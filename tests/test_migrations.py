@@ -14,7 +14,7 @@ from psycopg import sql
 
 from rating_pipeline import cli
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
-from rating_pipeline.warehouse import migrations, online_ddl
+from rating_pipeline.warehouse import database, migrations, online_ddl
 
 PROJECT_TABLES = {
     "rated_usage",
@@ -375,6 +375,41 @@ def test_db_commands_on_a_url_that_does_not_parse_print_one_line_without_its_pas
     assert cli.main(["db", *action]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "S3cret" not in err and "RATING_DATABASE_URL" in err
+
+
+def test_the_schema_check_knows_the_head_alembic_knows() -> None:
+    assert database.shipped_revision() == migrations.head_revision()
+
+
+@pytest.mark.parametrize("action", [["current"], ["upgrade"], ["downgrade"]])
+def test_db_commands_on_a_warehouse_of_a_newer_release_say_so_in_one_line(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: list[str],
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    monkeypatch.setenv("RATING_DATABASE_URL", database_url)
+    assert cli.main(["db", *action]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "revision 9999" in err and "newer" in err, err
+
+
+def test_a_revision_the_database_refuses_fails_in_one_line_naming_it_and_where_it_stopped(
+    empty_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = empty_database_url
+    migrations.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE rated_usage (in_the_way integer)")
+    monkeypatch.setenv("RATING_DATABASE_URL", url)
+    assert cli.main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "revision 0002" in err and "rated_usage" in err and "at revision 0001" in err, err
 
 
 def test_drop_rated_data_empties_tables_that_reference_a_held_one_even_when_they_are_empty(

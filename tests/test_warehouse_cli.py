@@ -14,7 +14,7 @@ from psycopg import sql
 
 from rating_pipeline import cli
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.warehouse import engine
+from rating_pipeline.warehouse import engine, migrations
 from tests.factories import WINDOW_START, make_event
 
 PRICEBOOK = """\
@@ -193,6 +193,46 @@ def test_rate_on_an_unmigrated_database_says_to_upgrade(
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rating-pipeline db upgrade" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "needs"),
+    [
+        (["rate", "--from", START, "--to", END], "rating-pipeline db upgrade"),
+        (["period", "status"], "rating-pipeline db upgrade"),
+        (["invoice", "build", "--month", "2026-06"], "rating-pipeline db upgrade"),
+    ],
+)
+def test_commands_on_a_partly_migrated_database_say_to_upgrade(
+    empty_database_url: str,
+    pricebook_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    needs: str,
+) -> None:
+    """A warehouse left at an older revision (an upgrade given up on a lock) has the rating
+    tables but not every one a command needs: one line, not a missing relation."""
+    migrations.upgrade(empty_database_url, "0010")
+    monkeypatch.setenv("RATING_DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("RATING_PRICEBOOK_DIR", str(pricebook_dir))
+    assert cli.main(command) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "revision 0010" in err and needs in err, err
+
+
+def test_rate_on_a_database_of_a_newer_release_refuses(
+    database_url: str,
+    pricebook_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    monkeypatch.setenv("RATING_DATABASE_URL", database_url)
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "revision 9999" in err and "newer" in err, err
 
 
 def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(

@@ -8,6 +8,8 @@ PostgreSQL under ``.rating/``. URLs may hold a password: show them only through
 from __future__ import annotations
 
 import functools
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -19,6 +21,10 @@ from rating_pipeline.settings import configured_database_url
 APPLICATION_NAME = "rating_pipeline"
 REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
 SET_UTC = "SET TIME ZONE 'UTC'"
+MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
+# Alembic's own table: one row, the revision, once anything is migrated.
+HAS_SCHEMA_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL"
+SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 MISSING_TABLES = (
     "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL"
 )
@@ -85,13 +91,39 @@ def connect(url: str | None = None) -> psycopg.Connection:
         ) from exc
 
 
+def shipped_revision() -> str:
+    """The newest schema revision this release ships (the Alembic head), read from the
+    revision files' names (``0012_….py``) without importing Alembic."""
+    return max(path.name[:4] for path in MIGRATION_VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 def require_schema(conn: psycopg.Connection) -> None:
-    """Raise SchemaNotMigrated unless every table rating needs exists."""
+    """Raise SchemaNotMigrated unless the warehouse is at this release's schema revision
+    and every table rating needs exists."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
+    revision = None
+    if _scalar(conn, HAS_SCHEMA_REVISION):
+        revision = _scalar(conn, SCHEMA_REVISION)
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
     if was_idle:
         conn.rollback()
+    shipped = shipped_revision()
+    if revision is not None and revision > shipped:
+        raise SchemaNotMigrated(
+            f"the warehouse is at schema revision {revision}, newer than this release's "
+            f"{shipped}: run the release that migrated it"
+        )
+    if revision != shipped:
+        at = "is not migrated" if revision is None else f"is at schema revision {revision}"
+        raise SchemaNotMigrated(
+            f"the warehouse {at}, this release needs {shipped}: run `rating-pipeline db upgrade`"
+        )
     if missing:
         raise SchemaNotMigrated(
             f"the warehouse has no {', '.join(missing)} table: run `rating-pipeline db upgrade`"
         )
+
+
+def _scalar(conn: psycopg.Connection, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return None if row is None else row[0]

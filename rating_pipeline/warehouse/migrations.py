@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -64,11 +65,54 @@ def _engine(url: str | None) -> Iterator[sqlalchemy.Engine]:
         engine.dispose()
 
 
+class MigrationFailed(RatingPipelineError):
+    """A revision the database refused; the revisions before it stay committed."""
+
+
+class UnknownRevision(RatingPipelineError):
+    """The warehouse is at a revision this release does not ship (a newer release's)."""
+
+
 def _run(url: str, alembic_command: Callable[[Config, str], None], revision: str) -> None:
     """Run an Alembic command on a connection in no transaction: ``env.py`` takes the
-    migration lock, then runs each revision in a transaction of its own."""
-    with _engine(url) as engine, engine.connect() as connection:
-        alembic_command(_config(connection), revision)
+    migration lock, then runs each revision in a transaction of its own. A revision the
+    database refuses raises MigrationFailed naming it and where the warehouse stopped."""
+    try:
+        with _engine(url) as engine, engine.connect() as connection:
+            alembic_command(_config(connection), revision)
+    except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
+        cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+        reason = (str(cause).strip().splitlines() or [""])[0]
+        stopped = revision_of(url)
+        failed = _next_revision(stopped) if alembic_command is command.upgrade else stopped
+        raise MigrationFailed(
+            f"revision {failed} failed on {redact_url(url)}: {type(cause).__name__}: {reason}; "
+            f"the warehouse is at revision {stopped or BASE}, the revisions before it committed"
+        ) from None
+
+
+def _next_revision(revision: str | None) -> str | None:
+    """The revision an upgrade from ``revision`` (None: base) runs next."""
+    for step in ScriptDirectory.from_config(_config()).walk_revisions():
+        if step.down_revision == revision:
+            return step.revision
+    return None
+
+
+def _known_revision(url: str) -> str | None:
+    """The database's revision, which this release must ship; None at base."""
+    revision = revision_of(url)
+    if revision is not None and revision not in _shipped_revisions():
+        raise UnknownRevision(
+            f"the warehouse on {redact_url(url)} is at schema revision {revision}, which this "
+            f"release does not ship (newer, or of another release; its newest is "
+            f"{head_revision()}): run the release that migrated it"
+        )
+    return revision
+
+
+def _shipped_revisions() -> set[str]:
+    return {step.revision for step in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
 def revision_of(url: str | None = None) -> str | None:
@@ -80,7 +124,7 @@ def revision_of(url: str | None = None) -> str | None:
 def upgrade(url: str | None = None, revision: str = "head") -> str:
     """Migrate the warehouse to ``revision`` (by default the head); idempotent."""
     target = url or database_url()
-    before = revision_of(target)
+    before = _known_revision(target)
     _run(target, command.upgrade, revision)
     after = revision_of(target)
     where = redact_url(target)
@@ -143,7 +187,7 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     ``billing_event`` is always kept. Raises DowngradeRefused, dropping nothing, when going
     to base would drop rows of the outputs or the log, unless ``drop_rated_data``."""
     target = url or database_url()
-    before = revision_of(target)
+    before = _known_revision(target)
     present = rated_rows(target)
     held = {table: rows for table, rows in present.items() if rows}
     if revision == BASE and held and not drop_rated_data:
@@ -170,7 +214,7 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
 def current(url: str | None = None) -> str:
     """The warehouse's revision and whether it is the head."""
     target = url or database_url()
-    revision = revision_of(target)
+    revision = _known_revision(target)
     head = head_revision()
     where = redact_url(target)
     if revision is None:
