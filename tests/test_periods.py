@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.close_mark import lock_periods
@@ -137,6 +138,30 @@ def test_closed_window_rows_never_change_and_adjustments_make_up_the_latest_outp
     latest = latest_per_key(priced(), [*closed_window[:2], *late])
     assert billed_and_adjusted(reader) == latest
     assert rating.total_cost_usd == sum((cost for _, cost in latest.values()), Decimal(0))
+
+
+def test_a_closed_windows_unchanged_rows_are_its_frozen_rows_not_its_latest_rollups(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    """The latest output has a rollup more (a new principal), billed by an adjustment; the
+    window's rated_usage still holds its 2 frozen rows, all of them unchanged."""
+    add_events([make_event("org-new", "base-large")])
+
+    rating = rate(database_url, priced(), "run-2")
+
+    assert rating.rollup_count == 3  # the latest output's rollups
+    assert (rating.rows_unchanged, rating.rated_usage_rows) == (2, 2)
+    metadata = rating_metadata(rating)
+    assert metadata["rows_unchanged"].value == 2
+    assert metadata["dagster/partition_row_count"].value == 2
+    logged = reader.execute(
+        "SELECT rows_inserted, rows_updated, rows_deleted, rows_unchanged FROM rating_log "
+        "WHERE run_id = 'run-2'"
+    ).fetchone()
+    assert logged == (0, 0, 0, 2)
 
 
 def test_identical_rerate_of_closed_window_writes_no_adjustment(

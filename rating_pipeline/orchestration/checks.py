@@ -255,8 +255,9 @@ def evaluate_conservation(span: Span, windows: list[WindowConservation]) -> dg.A
     else:
         description = (
             f"{len(broken)} windows of {span} are not conserved: {len(stale)} changed after "
-            f"their rating (late or deleted events; the late_events sensor re-rates those in its "
-            f"lookback, re-materialize older ones), {len(corrupt)} hold output that does not "
+            "their rating (within the lookback, late_events re-rates late events and "
+            "changed_events deleted or corrected ones; re-materialize older windows), "
+            f"{len(corrupt)} hold output that does not "
             "match what their rating read (written outside the rater: re-materialize them)."
         )
     return dg.AssetCheckResult(

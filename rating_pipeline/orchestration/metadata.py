@@ -184,7 +184,7 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
         "rows_inserted": dg.MetadataValue.int(usage.inserted),
         "rows_updated": dg.MetadataValue.int(usage.updated),
         "rows_deleted": dg.MetadataValue.int(usage.deleted),
-        "rows_unchanged": dg.MetadataValue.int(usage.unchanged),
+        "rows_unchanged": dg.MetadataValue.int(rating.rows_unchanged),
         "exceptions_inserted": dg.MetadataValue.int(exceptions.inserted),
         "exceptions_updated": dg.MetadataValue.int(exceptions.updated),
         "exceptions_deleted": dg.MetadataValue.int(exceptions.deleted),
@@ -205,7 +205,7 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
         "costliest_rollups": costliest_rollups_table(tables.costliest),
         "cost_by_token_class": cost_by_token_class_table(tables.by_token_class),
         "cost_by_tier": cost_by_tier_table(tables.by_tier),
-        PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rollup_count),
+        PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rated_usage_rows),
     }
 
 

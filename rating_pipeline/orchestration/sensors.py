@@ -239,8 +239,9 @@ def build_late_events_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
         minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Re-rates the windows whose events changed after their latest rating (late or "
-            f"deleted events), within a {window_lookback // HOUR} h lookback ({LOOKBACK_VARIABLE})."
+            "Re-rates the windows that received events after their latest rating (late "
+            f"events), within a {window_lookback // HOUR} h lookback ({LOOKBACK_VARIABLE}). "
+            "Events deleted or corrected in place are changed_events' to find."
         ),
     )
     def late_events(

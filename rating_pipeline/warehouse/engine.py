@@ -139,6 +139,7 @@ class WindowRating:
     deleted_rows: tuple[str, ...] = ()
     closed_through: datetime | None = None
     adjustments: Reconciled | None = None
+    frozen_rows: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -158,7 +159,17 @@ class WindowRating:
 
     @property
     def rollup_count(self) -> int:
+        """The rollups of this rating's output (in a closed window, not its stored rows)."""
         return self.usage.rows
+
+    @property
+    def rated_usage_rows(self) -> int:
+        """The window's rated_usage rows after the rating: a closed window's frozen ones."""
+        return self.usage.rows if self.frozen_rows is None else self.frozen_rows
+
+    @property
+    def rows_unchanged(self) -> int:
+        return rows_unchanged(self.usage, self.frozen_rows)
 
     @property
     def total_cost_usd(self) -> Decimal:
@@ -178,6 +189,12 @@ class WindowRating:
     def ambiguous(self) -> tuple[RatingException, ...]:
         """The rollups excluded as ``ambiguous_base``: the run must fail loud (contract 5.2)."""
         return tuple(e for e in self.exception_rows if e.reason == AMBIGUOUS_BASE)
+
+
+def rows_unchanged(usage: Reconciled, frozen_rows: int | None) -> int:
+    """rated_usage rows a rating left as they were: in a closed window (``frozen_rows``),
+    all of them, whatever its latest output holds."""
+    return usage.unchanged if frozen_rows is None else frozen_rows
 
 
 def window_lock_key(window: Window) -> tuple[int, int]:
@@ -296,11 +313,13 @@ def resolve_window(
 @dataclass(frozen=True)
 class Converged:
     """What ``converge`` did: ``usage`` (in a closed window, the output's totals and no
-    writes), ``exceptions``, and in a closed window the open ``adjustments``."""
+    writes), ``exceptions``, and in a closed window the open ``adjustments`` and the count
+    of its ``frozen_rows``."""
 
     usage: Reconciled
     exceptions: Reconciled
     adjustments: Reconciled | None
+    frozen_rows: int | None = None
 
 
 def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Converged:
@@ -311,9 +330,10 @@ def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Conv
     and, in a closed window, billed output plus adjustments equals the output (contract 10)."""
     resolve_window(conn, run.version, read.keys)
     conn.execute(load_sql("price_window"))
-    adjustments = None
+    adjustments, frozen_rows = None, None
     if run.closed:
         adjustments = reconcile(conn, "reconcile_rating_adjustment", run.bound())
+        frozen_rows = _count(conn, "count_window_rated_usage", run.bound())
         usage = reconcile(conn, "select_window_output_totals", {})
         billed = reconcile(conn, "select_billed_and_adjusted_totals", run.bound())
         if (*billed.amounts, billed.cost_usd) != (*usage.amounts, usage.cost_usd):
@@ -331,7 +351,7 @@ def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Conv
             f"window {run.window.key}: read (events, then tokens of {', '.join(TOKEN_CLASSES)}) "
             f"{read.amounts} but the output accounts for {produced}; nothing was written"
         )
-    return Converged(usage, exceptions, adjustments)
+    return Converged(usage, exceptions, adjustments, frozen_rows)
 
 
 def log_rating(
@@ -348,7 +368,7 @@ def log_rating(
             "rows_inserted": usage.inserted,
             "rows_updated": usage.updated,
             "rows_deleted": usage.deleted,
-            "rows_unchanged": usage.unchanged,
+            "rows_unchanged": rows_unchanged(usage, converged.frozen_rows),
             "exceptions_inserted": exceptions.inserted,
             "exceptions_updated": exceptions.updated,
             "exceptions_deleted": exceptions.deleted,
@@ -387,7 +407,13 @@ def summarize(
         deleted_rows=deleted_rows(conn, run, usage.deleted, exceptions.deleted),
         closed_through=run.closed_through if run.closed else None,
         adjustments=converged.adjustments,
+        frozen_rows=converged.frozen_rows,
     )
+
+
+def _count(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> int:
+    row = conn.execute(load_sql(statement), params).fetchone()
+    return int(row[0]) if row else 0
 
 
 def deleted_rows(
