@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
 from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG, SENSOR_NAME
 from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.windows import Window
+from rating_pipeline.windows import HOUR, Window
 from tests.sensing import REPOSITORY, events_in, hours_ago, rate, tick
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -82,3 +86,30 @@ def test_a_missed_hour_whose_run_is_in_flight_is_not_requested_again(
     earlier_run(instance, MISSED, dg.DagsterRunStatus.STARTED)
 
     assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_a_missed_hour_inside_a_range_run_in_flight_is_not_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A single-run backfill tags its run with the range it covers, not each partition."""
+    add_events(events_in(MISSED, 2))
+    before, after = Window(MISSED.start - HOUR), Window(MISSED.start + HOUR)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: before.key, ASSET_PARTITION_RANGE_END_TAG: after.key}
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_a_range_run_in_flight_that_ends_before_the_hour_does_not_hold_it_back(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+    earlier = Window(MISSED.start - 2 * HOUR)
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: earlier.key,
+        ASSET_PARTITION_RANGE_END_TAG: Window(MISSED.start - HOUR).key,
+    }
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
+
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+    assert request.partition_key == MISSED.key

@@ -27,7 +27,9 @@ from rating_pipeline.windows import HOUR, Window
 SENSOR_NAME = "missed_hours"
 MAX_ATTEMPTS = 3
 MISSED_AFTER = HOUR + LATE_AFTER
-PARTITION_TAG = "dagster/partition"  # Dagster's own tag on a partition's runs
+PARTITION_TAG = "dagster/partition"  # Dagster's own tags: on a partition's runs,
+RANGE_START_TAG = "dagster/asset_partition_range_start"  # and on a range run's
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 IN_FLIGHT = (
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -51,9 +53,17 @@ def attempts(instance: dg.DagsterInstance, window: Window) -> int:
 
 
 def in_flight(instance: dg.DagsterInstance, window: Window) -> bool:
-    """A run of ``window``'s partition is queued or running, whoever asked for it."""
+    """A run of ``window``'s partition is queued or running, whoever asked for it: a run of
+    that partition, or a range run (a single-run backfill) whose range holds it."""
     runs = dg.RunsFilter(tags={PARTITION_TAG: window.key}, statuses=list(IN_FLIGHT))
-    return instance.get_runs_count(runs) > 0
+    if instance.get_runs_count(runs) > 0:
+        return True
+    return any(
+        # Partition keys sort as their hours do; a range's end is its last partition.
+        run.tags[RANGE_START_TAG] <= window.key <= run.tags[RANGE_END_TAG]
+        for run in instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)))
+        if RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags
+    )
 
 
 @dataclass(frozen=True)
