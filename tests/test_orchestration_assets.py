@@ -11,7 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg
+import pytest
 
+from rating_pipeline.orchestration import assets
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.checks import (
     ALL_USAGE_PRICED,
@@ -271,6 +273,29 @@ def test_range_run_shows_each_window_the_tables_of_its_own_rows(
         for table in ("cost_by_token_class", "cost_by_tier"):
             costs = [Decimal(row["cost_usd"]) for row in records(meta[table])]
             assert sum(costs, Decimal(0)) == Decimal(meta["cost_usd"])
+
+
+def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_failure(
+    database_url: str, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10:00 and 11:00 are rated and committed before 12:00 fails: the UI must show their
+    new counts and cost, not the materializations of an earlier run."""
+    add_events([*traffic(0), *traffic(1), *traffic(2)])
+    rate_for_real = assets.rate_window
+
+    def failing_at_noon(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == RANGE[1]:
+            raise TimeoutError("canceling statement due to lock timeout")
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(assets, "rate_window", failing_at_noon)
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert not result.success
+    rated = materializations(result, "rated_usage")
+    assert sorted(rated) == ["2026-06-15-10:00", "2026-06-15-11:00"]
+    assert all(meta["rows_inserted"] > 0 for meta in rated.values())
 
 
 def test_pricebook_asset_names_the_version_of_each_window(database_url: str) -> None:

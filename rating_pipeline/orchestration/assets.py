@@ -11,8 +11,9 @@ single-run backfill) take the same path; each window keeps its own transaction.
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -170,22 +171,28 @@ def rated_usage(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     pricebooks: PricebookResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
     windows = run_windows(context)
     resolved, _ = resolve_versions(pricebooks, windows)
+    committed: dict[str, dict[str, Any]] = {}
     with warehouse.connect() as conn:
         require_schema(conn)
         for done, window in enumerate(windows):
             try:
                 rating = rate_window(conn, window, resolved, context.run.run_id)
             except Exception as exc:
+                # The windows before it stay committed: the UI must show their new rows.
+                for key, window_metadata in committed.items():
+                    yield dg.AssetMaterialization(
+                        context.asset_key, partition=key, metadata=window_metadata
+                    )
                 raise dg.Failure(description=failed_window(windows, done, exc)) from exc
             for line in rating_log_lines(rating):
                 context.log.info(line)
             # Read after the commit: the UI's tables are no part of the rating's transaction.
             tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
             conn.commit()
-            context.add_asset_metadata(
-                metadata.rating_metadata(rating, tables), partition_key=window.key
-            )
-    return dg.MaterializeResult()
+            committed[window.key] = metadata.rating_metadata(rating, tables)
+    for key, window_metadata in committed.items():
+        context.add_asset_metadata(window_metadata, partition_key=key)
+    yield dg.MaterializeResult()
