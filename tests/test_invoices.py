@@ -540,7 +540,7 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     }
     for path in written:
         header, *rows = list(csv.reader(path.read_text().splitlines()))
-        assert header == columns
+        assert header == [*columns, "residual"]
         *line_rows, total = [dict(zip(header, row, strict=True)) for row in rows]
         account = line_rows[0]["account_id"]
         assert len(line_rows) == sum(1 for key in stored if key[0] == account)
@@ -559,6 +559,54 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     assert (tiny["amount_exact"], tiny["amount"]) == ("0.000000150000", "0.00")
     assert (free["amount_exact"], free["amount"]) == ("0.000000000000", "0.00")
     assert org_1[-1]["amount_exact"] == "2.500332650000"  # 2.50000250 + 0.00033 + 0.00000015
+
+
+def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_apart(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """An account id may be as long as an auth_id (256 characters); percent-encoded, it
+    can pass the 255 bytes a file name holds. Long ones keep a prefix and a digest."""
+    long_ascii = "a" * 250
+    long_kana = "株式会社サンプル・ソフトウェア開発本部第二事業部請求先アカウント"
+    accounts = [long_ascii, long_ascii[:-1] + "b", long_kana, "short"]
+    for account in accounts:
+        reader.execute(
+            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
+            "'input', 1, 1000000, 1, 1, now(), 'test')",
+            (JUNE, account),
+        )
+    reader.commit()
+
+    written = export_invoice(reader, JUNE, tmp_path)
+
+    assert len({path.name for path in written}) == len(accounts) == len(list(tmp_path.iterdir()))
+    assert all(len(path.name.encode()) <= 255 for path in written)
+    assert "2026-06_short.csv" in {path.name for path in written}
+    for path in written:
+        *_, total = csv.DictReader(path.open())
+        assert total["account_id"] in accounts
+
+
+def test_export_total_row_states_how_far_the_invoice_total_is_from_the_exact_sum(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    for model, exact in (("m-1", "0.004000000000"), ("m-2", "0.004000000000")):
+        reader.execute(
+            "INSERT INTO invoice_line VALUES (%s, 'acct', 'usage', %s, 'standard', 'standard', "
+            "'input', 1, 4000, %s, round_half_even(%s, 2), now(), 'test')",
+            (JUNE, model, exact, exact),
+        )
+    reader.commit()
+
+    [written] = export_invoice(reader, JUNE, tmp_path)
+
+    *lines, total = csv.DictReader(written.open())
+    assert [line["residual"] for line in lines] == ["", ""]
+    assert (total["amount_exact"], total["amount"], total["residual"]) == (
+        "0.008000000000",
+        "0.00",
+        "-0.008000000000",
+    )
 
 
 def test_export_total_row_is_the_exact_sum_of_lines_of_more_than_28_digits(
@@ -640,6 +688,10 @@ def test_cli_builds_closes_reports_and_exports_a_month(
         (("invoice", "build", "--month", "2026-13"), "not a month: '2026-13'; expected YYYY-MM"),
         (("invoice", "export", "--month", "2026-13", "--out", "x"), "not a month: '2026-13'"),
         (("invoice", "build", "--month", "June"), "not a month: 'June'"),
+        (("invoice", "build", "--month", "2026-6"), "not a month: '2026-6'"),
+        (("invoice", "build", "--month", "0001-01"), "not a month: '0001-01'"),
+        (("invoice", "build", "--month", "9999-12"), "not a month: '9999-12'"),
+        (("invoice", "export", "--month", "2026-06", "--out", "/proc/nowhere"), "cannot write"),
         (("period", "close", "--through", "2026-07-01T00:30:00Z"), "is not a whole UTC hour"),
         (("period", "close", "--through", "2099-01-01T00:00:00Z"), "lies in the future"),
     ],

@@ -9,6 +9,8 @@ were built by the close that closed it, and a build leaves them as they are.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,23 +46,33 @@ SELECT_LINES = (
     'service_tier COLLATE "C", context_tier COLLATE "C", token_class COLLATE "C", '
     "unit_rate_per_mtok"
 )
+MONTH_TEXT = re.compile(r"(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])")
 TOTAL_KIND = "total"
+RESIDUAL = "residual"  # on the total row only: the invoice total minus the exact sum
 # Written as plain decimal text: str(Decimal) writes 0.00000015 as 1.50000E-7 and 0 at 12
 # places as 0E-12.
-DECIMAL_COLUMNS = ["unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount"]
+DECIMAL_COLUMNS = ["unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount", RESIDUAL]
+# A file name holds 255 bytes; a longer percent-encoded account id keeps this much of its
+# encoding, then the sha256 of the whole id.
+MAX_FILE_NAME_BYTES = 255
+ENCODED_PREFIX_BYTES = 96
 
 
 class NotAMonth(RatingPipelineError, ValueError):
     """A month given that is not the first instant of a UTC calendar month."""
 
 
+class ExportFailed(RatingPipelineError):
+    """An invoice file could not be written (the directory, or the file system, refused)."""
+
+
 def parse_month(text: str) -> datetime:
-    """``YYYY-MM`` as the first instant of that UTC month; NotAMonth otherwise."""
-    try:
-        first = datetime.strptime(text, "%Y-%m")
-    except ValueError as exc:
-        raise NotAMonth(f"not a month: {text!r}; expected YYYY-MM, e.g. 2026-06") from exc
-    return first.replace(tzinfo=UTC)
+    """``YYYY-MM`` (years 1000 to 9998: every month has a next one) as the first instant of
+    that UTC month; NotAMonth otherwise."""
+    match = MONTH_TEXT.fullmatch(text)
+    if match is None or not 1000 <= int(match["year"]) < 9999:
+        raise NotAMonth(f"not a month: {text!r}; expected YYYY-MM, e.g. 2026-06")
+    return datetime(int(match["year"]), int(match["month"]), 1, tzinfo=UTC)
 
 
 def new_run_id() -> str:
@@ -118,7 +130,8 @@ class LinesBuilt:
         if self.frozen:
             return (
                 f"{month}: wholly closed, {self.lines} lines frozen as its close built them; "
-                f"total {self.amount:f} USD (exact {self.amount_exact:f})"
+                f"total {self.amount:f} USD (exact {self.amount_exact:f}, "
+                f"residual {self.residual:f})"
             )
         return (
             f"{month}: invoice_line +{self.inserted} inserted, ~{self.updated} updated, "
@@ -191,27 +204,58 @@ def invoice_frame(conn: psycopg.Connection, month: datetime) -> pd.DataFrame:
 
 def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> list[Path]:
     """Write one CSV per account of ``month`` into ``out_dir``: a header, one row per line,
-    then a ``total`` row (the exact sum, and the invoice total: the sum of the rounded
-    lines). Amounts are written as exact decimal text. Returns the files written."""
+    then a ``total`` row (the exact sum, the invoice total: the sum of the rounded lines,
+    and their difference in ``residual``). Amounts are written as exact decimal text.
+    Returns the files written."""
     frame = invoice_frame(conn, month)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    frame[RESIDUAL] = ""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
+    written: list[Path] = []
     for account_id, lines in frame.groupby("account_id", sort=True):
-        total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
         with localcontext(EXACT):  # the default context keeps 28 digits and rounds silently
-            total.update(
-                month=lines["month"].iloc[0],
-                account_id=account_id,
-                kind=TOTAL_KIND,
-                amount_exact=sum(lines["amount_exact"], Decimal(0)),
-                amount=sum(lines["amount"], Decimal(0)),
-            )
+            exact = sum(lines["amount_exact"], Decimal(0))
+            amount = sum(lines["amount"], Decimal(0))
+            residual = amount - exact
+        total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
+        total.update(
+            month=lines["month"].iloc[0],
+            account_id=account_id,
+            kind=TOTAL_KIND,
+            amount_exact=exact,
+            amount=amount,
+            residual=residual,
+        )
         table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
         table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
-        path = out_dir / f"{month:%Y-%m}_{quote(str(account_id), safe='')}.csv"
-        table.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        path = out_dir / invoice_file_name(month, str(account_id))
+        try:
+            table.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        except OSError as exc:
+            raise ExportFailed(
+                f"cannot write {path}: {exc.strerror}; {len(written)} account file(s) written "
+                "before it"
+            ) from exc
         written.append(path)
     return written
+
+
+def invoice_file_name(month: datetime, account_id: str) -> str:
+    """``YYYY-MM_<account_id percent-encoded>.csv``; where that passes the 255 bytes of a
+    file name, the encoding's first ENCODED_PREFIX_BYTES and ``...sha256-<hex>`` of the id."""
+    name = f"{month:%Y-%m}_{quote(account_id, safe='')}.csv"
+    if len(name.encode()) <= MAX_FILE_NAME_BYTES:
+        return name
+    prefix = ""
+    for character in account_id:
+        encoded = prefix + quote(character, safe="")
+        if len(encoded) > ENCODED_PREFIX_BYTES:
+            break
+        prefix = encoded
+    digest = hashlib.sha256(account_id.encode()).hexdigest()
+    return f"{month:%Y-%m}_{prefix}...sha256-{digest}.csv"
 
 
 def _decimal_text(value: object) -> object:
