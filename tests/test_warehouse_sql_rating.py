@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rating_pipeline import pricing
+from rating_pipeline import cli, pricing
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
 from rating_pipeline.warehouse import engine, migrations
@@ -349,3 +349,73 @@ def test_reports_over_a_span_reject_bounds_that_are_not_whole_utc_hours(
         ):
             with pytest.raises(WindowError):
                 report(conn, *bounds)
+
+
+UPSTREAM_TYPES_TABLE = """
+CREATE TYPE tier_t AS ENUM ('standard', 'batch', 'Priority');
+CREATE TABLE billing_event (
+    event_id text PRIMARY KEY,
+    auth_id bigint NOT NULL,
+    model_id varchar(64) NOT NULL,
+    base_model varchar(64),
+    input_tokens integer NOT NULL,
+    output_tokens integer NOT NULL,
+    reasoning_tokens numeric(20, 0) NOT NULL DEFAULT 0,
+    service_tier tier_t,
+    occurred_at timestamptz NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def test_upstream_column_types_other_than_the_contracts_are_read_as_their_text_and_integers(
+    empty_database_url: str,
+) -> None:
+    """Upstream may key principals by number, keep tiers in an enum and counts in any
+    integer type: ids and tiers are read as their text, and an enum value that is no
+    tier of the contract is an invalid_event, as a text one would be."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(UPSTREAM_TYPES_TABLE)
+    migrations.upgrade(url)
+    at = WINDOW.start.isoformat()
+    with psycopg.connect(url) as writer:
+        writer.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, reasoning_tokens, service_tier, occurred_at) VALUES "
+            "('a', 42, 'base-large', 10, 1, 0, 'batch', %(at)s),"
+            "('b', 42, 'base-large', 10, 1, 0, NULL, %(at)s),"
+            "('c', 7, 'base-large', 10, 1, 0, 'Priority', %(at)s)",
+            {"at": at},
+        )
+    version = make_version({"base-large": own("2.50", "10.00", batch=own("1.25", "5.00"))})
+    with connect(url) as conn:
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+
+    assert [(r.auth_id, r.service_tier, r.event_count) for r in stored.rollups] == [
+        ("42", "batch", 1),
+        ("42", "standard", 1),
+    ]
+    assert [(e.auth_id, e.reason, e.detail) for e in stored.exceptions] == [
+        ("7", "invalid_event", "unknown service_tier")
+    ]
+
+
+def test_a_token_column_that_can_hold_a_fraction_stops_rating_naming_it(
+    empty_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A count of 2.5 tokens has no price: the rater says which column can hold one,
+    before it reads any window, rather than failing each window on the cost constraint."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(NULLABLE_UPSTREAM_TABLE)
+        admin.execute("ALTER TABLE billing_event ADD COLUMN reasoning_tokens numeric DEFAULT 0")
+    migrations.upgrade(url)
+    monkeypatch.setenv("RATING_DATABASE_URL", url)
+    code = cli.main(["rate", "--from", WINDOW.start.isoformat(), "--to", WINDOW.end.isoformat()])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert "billing_event.reasoning_tokens" in err and "numeric" in err, err

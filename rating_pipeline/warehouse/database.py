@@ -16,15 +16,28 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.pricebook.model import TOKEN_CLASSES
 from rating_pipeline.settings import configured_database_url
 
 APPLICATION_NAME = "rating_pipeline"
+TOKEN_COLUMNS = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
 REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
 SET_UTC = "SET TIME ZONE 'UTC'"
 MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
 # Alembic's own table: one row, the revision, once anything is migrated.
 HAS_SCHEMA_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
+# Token columns whose type can hold a fraction (or is a float): 2.5 tokens have no price.
+# Integer types and numeric(p, 0) are whole; numeric's scale is (typmod - 4) & 65535.
+FRACTIONAL_TOKEN_COLUMNS = """
+SELECT attname, format_type(atttypid, atttypmod)
+FROM pg_attribute
+WHERE attrelid = to_regclass('billing_event') AND attname = ANY(%(columns)s::text[])
+  AND NOT attisdropped
+  AND atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+  AND NOT (atttypid = 'numeric'::regtype AND atttypmod >= 4 AND (atttypmod - 4) & 65535 = 0)
+ORDER BY attnum
+"""
 MISSING_TABLES = (
     "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL"
 )
@@ -38,6 +51,10 @@ UNPARSEABLE_URL = (
 
 class WarehouseConnectionError(RatingPipelineError):
     """The warehouse database cannot be reached."""
+
+
+class UnusableBillingEvent(RatingPipelineError):
+    """Upstream's billing_event has a token column of a type that can hold a fraction."""
 
 
 class SchemaNotMigrated(RatingPipelineError):
@@ -99,12 +116,14 @@ def shipped_revision() -> str:
 
 def require_schema(conn: psycopg.Connection) -> None:
     """Raise SchemaNotMigrated unless the warehouse is at this release's schema revision
-    and every table rating needs exists."""
+    and every table rating needs exists; UnusableBillingEvent when upstream's table keeps
+    a token count in a type that can hold a fraction."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     revision = None
     if _scalar(conn, HAS_SCHEMA_REVISION):
         revision = _scalar(conn, SCHEMA_REVISION)
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
+    fractional = conn.execute(FRACTIONAL_TOKEN_COLUMNS, {"columns": TOKEN_COLUMNS}).fetchall()
     if was_idle:
         conn.rollback()
     shipped = shipped_revision()
@@ -121,6 +140,12 @@ def require_schema(conn: psycopg.Connection) -> None:
     if missing:
         raise SchemaNotMigrated(
             f"the warehouse has no {', '.join(missing)} table: run `rating-pipeline db upgrade`"
+        )
+    if fractional:
+        columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in fractional)
+        raise UnusableBillingEvent(
+            f"{columns}: a token count must be whole (an integer type or numeric(p, 0)); "
+            "nothing rated"
         )
 
 

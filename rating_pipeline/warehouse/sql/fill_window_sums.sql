@@ -12,6 +12,15 @@ WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
 ),
+events AS NOT MATERIALIZED (
+    -- Ids and tiers as text whatever upstream's types (a number, an enum): no-ops on text.
+    SELECT
+        auth_id::text AS auth_id, model_id::text AS model_id, base_model::text AS base_model,
+        service_tier::text AS service_tier, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, audio_input_tokens,
+        audio_output_tokens, image_input_tokens, occurred_at, ingested_at
+    FROM billing_event
+),
 thresholded AS NOT MATERIALIZED (
     SELECT
         e.*,
@@ -21,7 +30,7 @@ thresholded AS NOT MATERIALIZED (
             WHEN starts_with(e.model_id, %(fine_tune_prefix)s) THEN (%(event_base_thresholds)s
                 ::bigint[])[array_position(%(event_bases)s::text[], e.base_model)]
         END AS above
-    FROM billing_event AS e
+    FROM events AS e
     LEFT JOIN listed AS l ON l.model_id = e.model_id
     WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s
 ),
