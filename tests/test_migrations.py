@@ -13,8 +13,12 @@ import pytest
 from psycopg import sql
 
 from rating_pipeline import cli
+from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
 from rating_pipeline.warehouse import database, migrations, online_ddl
+from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.windows import Window
+from tests.factories import make_version, own
 
 PROJECT_TABLES = {
     "rated_usage",
@@ -534,6 +538,104 @@ def test_an_upstream_billing_event_in_another_schema_on_the_search_path_is_the_o
         }
     assert tables == [("upstream",)]
     assert {"cache_read_tokens", "service_tier"} <= columns
+
+
+PARTITIONED_BILLING_EVENT = (
+    """
+    CREATE TABLE billing_event (
+        event_id text NOT NULL,
+        auth_id text NOT NULL,
+        model_id text NOT NULL,
+        base_model text,
+        input_tokens bigint NOT NULL,
+        output_tokens bigint NOT NULL,
+        occurred_at timestamptz NOT NULL,
+        ingested_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (event_id, occurred_at)
+    ) PARTITION BY RANGE (occurred_at)
+    """,
+    "CREATE TABLE billing_event_2026_06 PARTITION OF billing_event "
+    "FOR VALUES FROM ('2026-06-01Z') TO ('2026-07-01Z') PARTITION BY RANGE (occurred_at)",
+    "CREATE TABLE billing_event_2026_06_a PARTITION OF billing_event_2026_06 "
+    "FOR VALUES FROM ('2026-06-01Z') TO ('2026-06-16Z')",
+    "CREATE TABLE billing_event_2026_06_b PARTITION OF billing_event_2026_06 "
+    "FOR VALUES FROM ('2026-06-16Z') TO ('2026-07-01Z')",
+    "CREATE TABLE billing_event_2026_07 PARTITION OF billing_event "
+    "FOR VALUES FROM ('2026-07-01Z') TO ('2026-08-01Z')",
+)
+PARTITION_INDEXES = """
+SELECT count(*) FILTER (WHERE NOT i.indisvalid), count(*)
+FROM pg_inherits AS h
+JOIN pg_index AS i ON i.indrelid = h.inhrelid
+WHERE h.inhparent IN ('billing_event'::regclass, 'billing_event_2026_06'::regclass)
+"""
+
+
+def test_a_partitioned_upstream_billing_event_is_migrated_and_indexed_partition_by_partition(
+    empty_database_url: str,
+) -> None:
+    """An events table this size is often partitioned by time; an index cannot be built
+    concurrently on a partitioned table, so each partition's is, then attached."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        for statement in PARTITIONED_BILLING_EVENT:
+            conn.execute(statement)
+        conn.execute(INSERT_EVENT, {"event_id": "e1", "tokens": -1})
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        indexes = {name: valid for name, valid, *_ in conn.execute(BILLING_EVENT_INDEXES)}
+        invalid, built = conn.execute(PARTITION_INDEXES).fetchone()  # type: ignore[misc]
+    assert set(indexes) >= {
+        "billing_event_occurred_at_idx",
+        "billing_event_ingested_at_idx",
+        "billing_event_negative_tokens_idx",
+    }
+    assert all(indexes.values()) and invalid == 0 and built > 0, (indexes, invalid, built)
+    with psycopg.connect(url) as conn:
+        conn.execute(INSERT_EVENT, {"event_id": "e2", "tokens": 1000})
+    with database.connect(url) as conn:
+        version = make_version({"m": own("1", "1")})
+        rating = rate_window(conn, Window.from_key("2026-06-15-10:00"), Pricebooks((version,)), "r")
+    assert (rating.events_read, rating.events_rated, rating.events_excepted) == (2, 1, 1)
+
+    assert "to base" in migrations.downgrade(url, drop_rated_data=True)
+    migrations.upgrade(url)
+    assert migrations.revision_of(url) == migrations.head_revision()
+
+
+def test_a_partitioned_build_interrupted_midway_is_cleaned_up_and_built_again(
+    empty_database_url: str,
+) -> None:
+    """Left by a killed upgrade: the parent index made ON ONLY (invalid) and one partition's
+    index built but never attached, which every insert into that partition still pays."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        for statement in PARTITIONED_BILLING_EVENT:
+            conn.execute(statement)
+    migrations.upgrade(url, "0002")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE INDEX billing_event_negative_tokens_idx ON ONLY billing_event (occurred_at) "
+            "WHERE input_tokens < 0 OR output_tokens < 0"
+        )
+        parent, partition = conn.execute(
+            "SELECT 'billing_event_negative_tokens_idx'::regclass::oid, "
+            "'billing_event_2026_07'::regclass::oid"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            f"CREATE INDEX rating_idx_{parent}_{partition} ON billing_event_2026_07 "
+            "(occurred_at) WHERE input_tokens < 0 OR output_tokens < 0"
+        )
+    migrations.upgrade(url, "0003")
+    with psycopg.connect(url) as conn:
+        leftover = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname = %s",
+            (f"rating_idx_{parent}_{partition}",),
+        ).fetchone()
+        indexes = {name: valid for name, valid, *_ in conn.execute(BILLING_EVENT_INDEXES)}
+        invalid, _ = conn.execute(PARTITION_INDEXES).fetchone()  # type: ignore[misc]
+    assert leftover == (0,) and invalid == 0
+    assert indexes["billing_event_negative_tokens_idx"] is True
 
 
 def _upstream_table_with_a_writer_in_flight(url: str) -> psycopg.Connection:

@@ -7,6 +7,11 @@ own constants; every value is bound.
 - ``build_index`` builds ``CREATE INDEX CONCURRENTLY``: inserts go on during the build. A
   failed concurrent build leaves its index INVALID (used by no query, still paid for by
   every insert); the next build of that name drops it and builds it again.
+- On a partitioned ``billing_event``, where no index can be built concurrently, an index
+  is made ``ON ONLY`` the parent (invalid, brief), each leaf partition's is built
+  concurrently and attached (sub-partitions alike), and the parent's turns valid once
+  every partition's is attached. Partition indexes are named ``rating_idx_<parent index
+  oid>_<partition oid>``; one an interrupted build left unattached is dropped first.
 - ``with_lock_timeout`` runs a statement that needs a brief ACCESS EXCLUSIVE lock, waiting
   at most ``LOCK_TIMEOUT`` per attempt (inserts queue behind a waiting ALTER only that
   long), ``LOCK_ATTEMPTS`` times with doubling pauses, then raises ``LockNotGranted``.
@@ -14,6 +19,7 @@ own constants; every value is bound.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -36,6 +42,31 @@ SELECT EXISTS (
 )
 """
 DROP_INDEX_CONCURRENTLY = "DROP INDEX CONCURRENTLY IF EXISTS {name}"
+DROP_INDEX = "DROP INDEX IF EXISTS {name}"
+RELKIND = "SELECT relkind FROM pg_class WHERE oid = to_regclass(:name)"
+PARTITIONED_TABLE, PARTITIONED_INDEX = "p", "I"
+# The revisions' own CREATE INDEX CONCURRENTLY statements, taken apart for a partitioned
+# table: the same definition (columns, predicate) serves the parent and each partition.
+CONCURRENT_INDEX = re.compile(
+    r"\s*CREATE INDEX CONCURRENTLY (?:IF NOT EXISTS )?(?P<name>\w+)\s+ON (?P<table>\w+)\s+"
+    r"(?P<definition>\(.*)",
+    re.DOTALL,
+)
+PARTITIONS = """
+SELECT c.oid, c.oid::regclass::text, c.relkind
+FROM pg_inherits AS h JOIN pg_class AS c ON c.oid = h.inhrelid
+WHERE h.inhparent = to_regclass(:table)
+ORDER BY c.oid
+"""
+PARTITION_INDEX_PREFIX = "rating_idx_"
+# Partition indexes of ours that no parent index holds: left by an interrupted build.
+UNATTACHED_PARTITION_INDEXES = r"""
+SELECT c.oid::regclass::text, c.relkind
+FROM pg_class AS c JOIN pg_index AS i ON i.indexrelid = c.oid
+WHERE c.relname LIKE 'rating\_idx\_%'
+  AND i.indrelid IN (SELECT relid FROM pg_partition_tree(to_regclass(:table)))
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits AS h WHERE h.inhrelid = c.oid)
+"""
 ABSENT_COLUMNS = """
 SELECT name FROM unnest(CAST(:names AS text[])) AS name
 WHERE NOT EXISTS (
@@ -62,19 +93,56 @@ def has_valid_index_leading_with(bind: Connection, table: str, column: str) -> b
 
 
 def drop_index(bind: Connection, name: str) -> None:
-    """``DROP INDEX CONCURRENTLY IF EXISTS``: waits for queries using it, blocks no insert."""
+    """``DROP INDEX CONCURRENTLY IF EXISTS``: waits for queries using it, blocks no insert.
+
+    A partitioned index cannot be dropped concurrently: it is dropped, with the partition
+    indexes attached to it, under ``with_lock_timeout``.
+    """
+    if _relkind(bind, name) == PARTITIONED_INDEX:
+        with_lock_timeout(bind, DROP_INDEX.format(name=name), name, f"dropping index {name}")
+        return
     bind.execute(text(DROP_INDEX_CONCURRENTLY.format(name=name)))
 
 
 def build_index(bind: Connection, name: str, create_concurrently: str) -> None:
     """Ensure a valid index ``name``: kept if valid, dropped first if a failed build left it
-    invalid, built by ``create_concurrently`` (a CREATE INDEX CONCURRENTLY of ``name``)."""
+    invalid, built by ``create_concurrently`` (a CREATE INDEX CONCURRENTLY of ``name``), or
+    partition by partition where its table is partitioned."""
     valid = index_is_valid(bind, name)
     if valid:
         return
     if valid is False:
         drop_index(bind, name)
-    bind.execute(text(create_concurrently))
+    statement = CONCURRENT_INDEX.fullmatch(create_concurrently)
+    if statement is None or statement["name"] != name:
+        raise ValueError(f"not a CREATE INDEX CONCURRENTLY of {name}: {create_concurrently}")
+    table = statement["table"]
+    if _relkind(bind, table) != PARTITIONED_TABLE:
+        bind.execute(text(create_concurrently))
+        return
+    for orphan, kind in bind.execute(text(UNATTACHED_PARTITION_INDEXES), {"table": table}):
+        if kind != PARTITIONED_INDEX:  # a partitioned one goes with its parent's drop
+            drop_index(bind, orphan)
+    _build_partitioned(bind, name, table, statement["definition"])
+
+
+def _build_partitioned(bind: Connection, name: str, table: str, definition: str) -> None:
+    """``name`` ON ONLY ``table``, then each partition's index built and attached."""
+    bind.execute(text(f"CREATE INDEX {name} ON ONLY {table} {definition}"))
+    parent = bind.execute(text("SELECT to_regclass(:name)::oid"), {"name": name}).scalar()
+    partitions = bind.execute(text(PARTITIONS), {"table": table}).fetchall()
+    for partition_oid, partition, kind in partitions:
+        child = f"{PARTITION_INDEX_PREFIX}{parent}_{partition_oid}"
+        if kind == PARTITIONED_TABLE:
+            _build_partitioned(bind, child, partition, definition)
+        else:
+            bind.execute(text(f"CREATE INDEX CONCURRENTLY {child} ON {partition} {definition}"))
+        bind.execute(text(f"ALTER INDEX {name} ATTACH PARTITION {child}"))
+
+
+def _relkind(bind: Connection, name: str) -> str | None:
+    kind = bind.execute(text(RELKIND), {"name": name}).scalar()
+    return None if kind is None else str(kind)
 
 
 def absent_columns(bind: Connection, table: str, columns: Sequence[str]) -> list[str]:
