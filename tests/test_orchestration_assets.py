@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from rating_pipeline.orchestration.checks import (
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
 from rating_pipeline.settings import project_root
-from rating_pipeline.windows import HOUR
+from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.factories import WINDOW_START, make_event
 
@@ -296,6 +296,26 @@ def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_fail
     rated = materializations(result, "rated_usage")
     assert sorted(rated) == ["2026-06-15-10:00", "2026-06-15-11:00"]
     assert all(meta["rows_inserted"] > 0 for meta in rated.values())
+
+
+def test_a_range_that_reaches_the_open_hour_rates_nothing(
+    database_url: str, reader: psycopg.Connection
+) -> None:
+    """A single partition key of the open hour is no partition yet; a range's end must not
+    smuggle it in: its events are still arriving, and the schedule rates it once closed."""
+    now = Window.containing(datetime.now(UTC))
+    tags = {
+        "dagster/asset_partition_range_start": Window(now.start - HOUR).key,
+        "dagster/asset_partition_range_end": now.key,
+    }
+
+    result = materialize(database_url, partition_key=None, tags=tags)
+
+    assert not result.success
+    assert materializations(result, "rated_usage") == {}
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and f"{now.key} has not closed" in failure.message
 
 
 def test_pricebook_asset_names_the_version_of_each_window(database_url: str) -> None:

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from rating_pipeline.definitions import defs
+from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.schedules import (
     GRACE_VARIABLE,
     ScheduleSettingError,
@@ -56,3 +57,18 @@ def test_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_grace_that_is_not_a_minute_of_the_hour_is_refused(text: str) -> None:
     with pytest.raises(ScheduleSettingError, match=GRACE_VARIABLE):
         grace_minutes(text)
+
+
+def test_the_first_tick_of_history_skips_the_hour_before_the_first_partition() -> None:
+    """At the first partition's own hour, the hour that just closed precedes every pricebook:
+    there is nothing to rate, and no unknown partition to request."""
+    schedule = REPOSITORY.get_schedule_def("hourly_rating")
+    first = hourly_windows.start.astimezone(UTC)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=first.replace(minute=10),
+            repository_def=REPOSITORY,
+        )
+        result = schedule.evaluate_tick(context)
+    assert result.run_requests == [] and "before the first partition" in (result.skip_message or "")

@@ -12,7 +12,7 @@ single-run backfill) take the same path; each window keeps its own transaction.
 
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -60,8 +60,22 @@ billing_event = dg.AssetSpec(
 
 
 def run_windows(context: dg.AssetExecutionContext) -> list[Window]:
-    """The rating windows of the run: its partition, or every partition of its range."""
-    return windows_in(context.partition_time_window)
+    """The rating windows of the run: its partition, or every partition of its range. A
+    range that reaches an hour not yet closed fails before anything is read: a single key
+    of that hour is no partition yet, and its events are still arriving."""
+    windows = windows_in(context.partition_time_window)
+    now = datetime.now(UTC)
+    still_open = [window for window in windows if window.end > now]
+    if still_open:
+        raise dg.Failure(
+            description=(
+                f"window {still_open[0].key} has not closed yet (it ends at "
+                f"{still_open[0].end.isoformat()}): nothing is rated; the schedule rates it "
+                "once it has"
+            ),
+            allow_retries=False,
+        )
+    return windows
 
 
 def resolve_versions(

@@ -7,6 +7,7 @@ import dagster as dg
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.windows import HOUR, Window
 
 GRACE_VARIABLE = "RATING_SCHEDULE_GRACE_MINUTES"
@@ -60,8 +61,10 @@ def build_hourly_schedule(minutes_after_hour: int) -> dg.ScheduleDefinition:
             "that just closed."
         ),
     )
-    def hourly_rating(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def hourly_rating(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         window = closed_window(context.scheduled_execution_time)
+        if window.start < hourly_windows.start:
+            return dg.SkipReason(f"{window.key} is before the first partition: nothing to rate")
         return dg.RunRequest(
             run_key=window.key, partition_key=window.key, tags={"rating/trigger": SCHEDULE_NAME}
         )
