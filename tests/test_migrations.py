@@ -416,6 +416,21 @@ def test_a_revision_the_database_refuses_fails_in_one_line_naming_it_and_where_i
     assert "revision 0002" in err and "rated_usage" in err and "at revision 0001" in err, err
 
 
+def test_a_downgrade_to_any_revision_refuses_to_drop_tables_that_hold_rows(
+    database_url: str,
+) -> None:
+    """Not only a downgrade to base: one to 0001 drops the outputs and the log too."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD)
+    with pytest.raises(migrations.DowngradeRefused, match="1 rated_usage row"):
+        migrations.downgrade(database_url, "0001")
+    assert migrations.revision_of(database_url) == migrations.head_revision()
+
+    assert "to 0009" in migrations.downgrade(database_url, "0009")  # drops nothing held
+    assert "to 0001" in migrations.downgrade(database_url, "0001", drop_rated_data=True)
+    assert _tables(database_url) == {"billing_event"}
+
+
 def test_drop_rated_data_empties_tables_that_reference_a_held_one_even_when_they_are_empty(
     database_url: str,
 ) -> None:

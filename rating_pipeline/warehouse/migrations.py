@@ -134,11 +134,16 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     return f"warehouse upgraded from {before or BASE} to revision {after} {named} on {where}"
 
 
-OUTPUT_TABLES = (
-    "rated_usage", "rating_exception", "rated_usage_archive", "rating_exception_archive",
-    "rating_log", "late_window", "invoice_line", "billing_account", "rating_adjustment_archive",
-    "rating_adjustment", "rating_period_close_total", "rating_period_close",
-)  # fmt: skip
+# The project's tables, each with the revision that creates it: a downgrade below that
+# revision drops the table and its rows.
+CREATED_BY = {
+    "rated_usage": "0002", "rating_exception": "0002", "rated_usage_archive": "0002",
+    "rating_exception_archive": "0002", "rating_log": "0002", "late_window": "0010",
+    "invoice_line": "0011", "billing_account": "0011", "rating_adjustment_archive": "0011",
+    "rating_adjustment": "0011", "rating_period_close_total": "0011",
+    "rating_period_close": "0011",
+}  # fmt: skip
+OUTPUT_TABLES = tuple(CREATED_BY)
 COUNT_ROWS = "SELECT count(*) FROM {table}"
 TRUNCATE = "TRUNCATE {tables}"
 PRESENT_TABLES = "SELECT relname FROM pg_class WHERE relname = ANY(%(tables)s) AND relkind = 'r'"
@@ -184,20 +189,24 @@ def _check_downgrade(url: str, revision: str) -> None:
 
 def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: bool = False) -> str:
     """Downgrade to ``revision``: by default ``base``, which drops the project's tables;
-    ``billing_event`` is always kept. Raises DowngradeRefused, dropping nothing, when going
-    to base would drop rows of the outputs or the log, unless ``drop_rated_data``."""
+    ``billing_event`` is always kept. Raises DowngradeRefused, dropping nothing, when the
+    tables it would drop hold rows, unless ``drop_rated_data``."""
     target = url or database_url()
     before = _known_revision(target)
-    present = rated_rows(target)
-    held = {table: rows for table, rows in present.items() if rows}
-    if revision == BASE and held and not drop_rated_data:
+    dropped = {
+        table: rows
+        for table, rows in rated_rows(target).items()
+        if revision == BASE or CREATED_BY[table] > revision  # revisions are 4 digits
+    }
+    held = {table: rows for table, rows in dropped.items() if rows}
+    if held and not drop_rated_data:
         lost = ", ".join(f"{rows} {table} row{'s' * (rows != 1)}" for table, rows in held.items())
         raise DowngradeRefused(
             f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
             "rerun with --drop-rated-data to drop them"
         )
-    if revision == BASE and held:
-        _truncate(target, list(present))  # empty ones too: they may reference a held one
+    if held:
+        _truncate(target, list(dropped))  # empty ones too: they may reference a held one
     _check_downgrade(target, revision)
     _run(target, command.downgrade, revision)
     where = redact_url(target)
