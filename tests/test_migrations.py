@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 
 from rating_pipeline import cli
+from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
 from rating_pipeline.warehouse import database, migrations, online_ddl
@@ -429,6 +430,29 @@ def test_a_downgrade_to_any_revision_refuses_to_drop_tables_that_hold_rows(
     assert "to 0009" in migrations.downgrade(database_url, "0009")  # drops nothing held
     assert "to 0001" in migrations.downgrade(database_url, "0001", drop_rated_data=True)
     assert _tables(database_url) == {"billing_event"}
+
+
+def test_a_refused_downgrade_empties_nothing_even_with_drop_rated_data(
+    database_url: str,
+) -> None:
+    """To 0007, with drop_rated_data, the tables of 0010 and 0011 would go, but 0008 refuses
+    to drop a batch rollup: the close must still be there, or its hours would reopen."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'"))
+        conn.execute(
+            "INSERT INTO rating_period_close (closed_through, closed_at, closed_by) "
+            "VALUES ('2026-06-15 12:00Z', now(), 'test')"
+        )
+    with pytest.raises(RatingPipelineError, match="revision 0007 cannot"):
+        migrations.downgrade(database_url, "0007", drop_rated_data=True)
+    assert migrations.rated_rows(database_url)["rating_period_close"] == 1
+    assert migrations.revision_of(database_url) == migrations.head_revision()
+
+
+def test_a_downgrade_target_must_be_a_revision_this_release_ships(database_url: str) -> None:
+    with pytest.raises(migrations.UnknownRevision, match="'-1'"):
+        migrations.downgrade(database_url, "-1")
+    assert migrations.revision_of(database_url) == migrations.head_revision()
 
 
 def test_drop_rated_data_empties_tables_that_reference_a_held_one_even_when_they_are_empty(

@@ -3,7 +3,8 @@
 ``upgrade``/``downgrade``/``current`` back ``rating-pipeline db upgrade|downgrade|current``;
 each returns one line for a person. Alembic is configured here, with no alembic.ini: the
 script location is inside the package and the connection is handed to ``env.py``.
-Downgrade goes to base: it drops every table of the project and never ``billing_event``.
+Downgrade goes to base by default: it drops every table of the project and never
+``billing_event``; to any revision, it refuses to drop a table that holds rows.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def _run(url: str, alembic_command: Callable[[Config, str], None], revision: str
         reason = (str(cause).strip().splitlines() or [""])[0]
         stopped = revision_of(url)
         failed = _next_revision(stopped) if alembic_command is command.upgrade else stopped
+        which = f"revision {failed}" if failed else "the migration"
         raise MigrationFailed(
-            f"revision {failed} failed on {redact_url(url)}: {type(cause).__name__}: {reason}; "
+            f"{which} failed on {redact_url(url)}: {type(cause).__name__}: {reason}; "
             f"the warehouse is at revision {stopped or BASE}, the revisions before it committed"
         ) from None
 
@@ -172,19 +174,25 @@ def _truncate(url: str, tables: list[str]) -> None:
         conn.execute(sql.SQL(TRUNCATE).format(tables=names))
 
 
-def _check_downgrade(url: str, revision: str) -> None:
+def _check_downgrade(url: str, revision: str, emptied: list[str]) -> None:
     """Run the ``check_downgrade(connection)`` of every revision a downgrade to ``revision``
-    would undo, before any is undone: each revision commits on its own, so a refusal met
-    halfway would leave the revisions above it already undone."""
+    would undo, before any is undone (each revision commits on its own, so a refusal met
+    halfway would leave the revisions above it already undone), as they would find the
+    tables once ``emptied`` are: inside a transaction that empties them, rolled back."""
     script = ScriptDirectory.from_config(_config())
-    with _engine(url) as engine, engine.begin() as connection:
+    with _engine(url) as engine, engine.connect() as connection, connection.begin() as checks:
         current = MigrationContext.configure(connection).get_current_revision()
-        if current is None:
-            return
-        for step in script.iterate_revisions(current, revision):
-            check = getattr(step.module, "check_downgrade", None)
-            if check is not None:
-                check(connection)
+        if emptied:
+            names = ", ".join(f'"{table}"' for table in emptied)
+            connection.exec_driver_sql(TRUNCATE.format(tables=names))
+        try:
+            if current is not None:
+                for step in script.iterate_revisions(current, revision):
+                    check = getattr(step.module, "check_downgrade", None)
+                    if check is not None:
+                        check(connection)
+        finally:
+            checks.rollback()
 
 
 def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: bool = False) -> str:
@@ -193,6 +201,11 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     tables it would drop hold rows, unless ``drop_rated_data``."""
     target = url or database_url()
     before = _known_revision(target)
+    if revision != BASE and revision not in _shipped_revisions():
+        raise UnknownRevision(
+            f"not a revision this release ships: {revision!r} (give {BASE!r} or a revision "
+            f"id, {', '.join(sorted(_shipped_revisions()))})"
+        )
     dropped = {
         table: rows
         for table, rows in rated_rows(target).items()
@@ -205,9 +218,10 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
             f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
             "rerun with --drop-rated-data to drop them"
         )
-    if held:
-        _truncate(target, list(dropped))  # empty ones too: they may reference a held one
-    _check_downgrade(target, revision)
+    emptied = list(dropped) if held else []  # empty ones too: they may reference a held one
+    _check_downgrade(target, revision, emptied)
+    if emptied:
+        _truncate(target, emptied)
     _run(target, command.downgrade, revision)
     where = redact_url(target)
     if before is None:
