@@ -8,10 +8,11 @@ own constants; every value is bound.
   failed concurrent build leaves its index INVALID (used by no query, still paid for by
   every insert); the next build of that name drops it and builds it again.
 - On a partitioned ``billing_event``, where no index can be built concurrently, an index
-  is made ``ON ONLY`` the parent (invalid, brief), each leaf partition's is built
-  concurrently and attached (sub-partitions alike), and the parent's turns valid once
-  every partition's is attached. Partition indexes are named ``rating_idx_<parent index
-  oid>_<partition oid>``; one an interrupted build left unattached is dropped first.
+  is made ``ON ONLY`` the parent (invalid; a brief SHARE lock, under ``with_lock_timeout``),
+  each leaf partition's is built concurrently and attached (a brief lock, the same way;
+  sub-partitions alike), and the parent's turns valid once every partition's is attached.
+  Partition indexes are named ``rating_idx_<parent index oid>_<partition oid>``; those an
+  interrupted build left unattached are dropped first.
 - ``with_lock_timeout`` runs a statement that needs a brief ACCESS EXCLUSIVE lock, waiting
   at most ``LOCK_TIMEOUT`` per attempt (inserts queue behind a waiting ALTER only that
   long), ``LOCK_ATTEMPTS`` times with doubling pauses, then raises ``LockNotGranted``.
@@ -52,20 +53,26 @@ CONCURRENT_INDEX = re.compile(
     r"(?P<definition>\(.*)",
     re.DOTALL,
 )
+SCHEMA_OF = "SELECT quote_ident(relnamespace::regnamespace::text) FROM pg_class WHERE oid = :oid"
 PARTITIONS = """
-SELECT c.oid, c.oid::regclass::text, c.relkind
-FROM pg_inherits AS h JOIN pg_class AS c ON c.oid = h.inhrelid
+SELECT c.oid, c.oid::regclass::text, c.relkind, quote_ident(n.nspname)
+FROM pg_inherits AS h
+JOIN pg_class AS c ON c.oid = h.inhrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE h.inhparent = to_regclass(:table)
 ORDER BY c.oid
 """
+FOREIGN_TABLE = "f"
 PARTITION_INDEX_PREFIX = "rating_idx_"
 # Partition indexes of ours that no parent index holds: left by an interrupted build.
+# Partitioned ones first: dropping one drops the partition indexes attached to it.
 UNATTACHED_PARTITION_INDEXES = r"""
-SELECT c.oid::regclass::text, c.relkind
+SELECT c.oid::regclass::text
 FROM pg_class AS c JOIN pg_index AS i ON i.indexrelid = c.oid
 WHERE c.relname LIKE 'rating\_idx\_%'
   AND i.indrelid IN (SELECT relid FROM pg_partition_tree(to_regclass(:table)))
   AND NOT EXISTS (SELECT 1 FROM pg_inherits AS h WHERE h.inhrelid = c.oid)
+ORDER BY c.relkind = 'I' DESC
 """
 ABSENT_COLUMNS = """
 SELECT name FROM unnest(CAST(:names AS text[])) AS name
@@ -79,6 +86,10 @@ SET_LOCAL_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %(timeout)s, true)"
 
 class LockNotGranted(RatingPipelineError):
     """A statement on a live table could not get its brief lock; it changed nothing."""
+
+
+class UnsupportedTable(RatingPipelineError):
+    """billing_event has a shape no index of ours can be built on (foreign partitions)."""
 
 
 def index_is_valid(bind: Connection, name: str) -> bool | None:
@@ -120,24 +131,43 @@ def build_index(bind: Connection, name: str, create_concurrently: str) -> None:
     if _relkind(bind, table) != PARTITIONED_TABLE:
         bind.execute(text(create_concurrently))
         return
-    for orphan, kind in bind.execute(text(UNATTACHED_PARTITION_INDEXES), {"table": table}):
-        if kind != PARTITIONED_INDEX:  # a partitioned one goes with its parent's drop
-            drop_index(bind, orphan)
-    _build_partitioned(bind, name, table, statement["definition"])
+    for (orphan,) in bind.execute(text(UNATTACHED_PARTITION_INDEXES), {"table": table}).all():
+        drop_index(bind, orphan)
+    oid = bind.execute(text("SELECT to_regclass(:table)::oid"), {"table": table}).scalar()
+    schema = bind.execute(text(SCHEMA_OF), {"oid": oid}).scalar()
+    _build_partitioned(bind, name, f"{schema}.{name}", table, statement["definition"])
 
 
-def _build_partitioned(bind: Connection, name: str, table: str, definition: str) -> None:
-    """``name`` ON ONLY ``table``, then each partition's index built and attached."""
-    bind.execute(text(f"CREATE INDEX {name} ON ONLY {table} {definition}"))
-    parent = bind.execute(text("SELECT to_regclass(:name)::oid"), {"name": name}).scalar()
+def _build_partitioned(
+    bind: Connection, name: str, qualified: str, table: str, definition: str
+) -> None:
+    """Index ``name`` (``qualified`` with the schema of ``table``, where PostgreSQL puts it)
+    made ON ONLY ``table``, then each partition's built and attached. Making it and each
+    attach take brief locks that inserts wait behind: they run under the lock timeout."""
     partitions = bind.execute(text(PARTITIONS), {"table": table}).fetchall()
-    for partition_oid, partition, kind in partitions:
+    foreign = [partition for _, partition, kind, _ in partitions if kind == FOREIGN_TABLE]
+    if foreign:
+        raise UnsupportedTable(
+            f"index {name}: {table} has foreign-table partitions ({', '.join(foreign)}), which "
+            "take no index; create the project's indexes on the other partitions by hand"
+        )
+    with_lock_timeout(
+        bind, f"CREATE INDEX {name} ON ONLY {table} {definition}", table, f"indexing {table}"
+    )
+    parent = bind.execute(text("SELECT to_regclass(:name)::oid"), {"name": qualified}).scalar()
+    for partition_oid, partition, kind, schema in partitions:
         child = f"{PARTITION_INDEX_PREFIX}{parent}_{partition_oid}"
+        qualified_child = f"{schema}.{child}"
         if kind == PARTITIONED_TABLE:
-            _build_partitioned(bind, child, partition, definition)
+            _build_partitioned(bind, child, qualified_child, partition, definition)
         else:
             bind.execute(text(f"CREATE INDEX CONCURRENTLY {child} ON {partition} {definition}"))
-        bind.execute(text(f"ALTER INDEX {name} ATTACH PARTITION {child}"))
+        with_lock_timeout(
+            bind,
+            f"ALTER INDEX {qualified} ATTACH PARTITION {qualified_child}",
+            partition,
+            f"attaching {child} to {name}",
+        )
 
 
 def _relkind(bind: Connection, name: str) -> str | None:
