@@ -113,3 +113,19 @@ def test_a_range_run_in_flight_that_ends_before_the_hour_does_not_hold_it_back(
 
     [request] = tick(SENSOR, database_url, instance).run_requests or []
     assert request.partition_key == MISSED.key
+
+
+def test_an_invoice_backfill_in_flight_holds_back_no_hour(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """invoice_lines' range runs carry month keys, which sort around every hour of them."""
+    add_events(events_in(MISSED, 2))
+    month = MISSED.start.strftime("%Y-%m")
+    next_month = (MISSED.start + 32 * 24 * HOUR).strftime("%Y-%m")  # sorts after every hour
+    tags = {ASSET_PARTITION_RANGE_START_TAG: month, ASSET_PARTITION_RANGE_END_TAG: next_month}
+    create_run_for_test(
+        instance, job_name="invoice_lines_job", tags=tags, status=dg.DagsterRunStatus.STARTED
+    )
+
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+    assert request.partition_key == MISSED.key

@@ -10,6 +10,7 @@ from the runs the instance keeps, retries of a dead run included); then the
 ``all_windows_billed`` check reports it.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +23,7 @@ from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import Span
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.orchestration.sensors import MINIMUM_INTERVAL_SECONDS
-from rating_pipeline.windows import HOUR, Window
+from rating_pipeline.windows import HOUR, Window, WindowError
 
 SENSOR_NAME = "missed_hours"
 MAX_ATTEMPTS = 3
@@ -59,11 +60,20 @@ def in_flight(instance: dg.DagsterInstance, window: Window) -> bool:
     if instance.get_runs_count(runs) > 0:
         return True
     return any(
-        # Partition keys sort as their hours do; a range's end is its last partition.
-        run.tags[RANGE_START_TAG] <= window.key <= run.tags[RANGE_END_TAG]
+        _range_holds(run.tags, window)
         for run in instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)))
-        if RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags
     )
+
+
+def _range_holds(tags: Mapping[str, str], window: Window) -> bool:
+    """A range run's tags name hourly partitions from the first to the last, ``window``
+    among them. Another asset's range (an invoice backfill's months) holds no hour."""
+    try:
+        first = Window.from_key(tags[RANGE_START_TAG])
+        last = Window.from_key(tags[RANGE_END_TAG])
+    except (KeyError, WindowError):
+        return False
+    return first <= window <= last
 
 
 @dataclass(frozen=True)
