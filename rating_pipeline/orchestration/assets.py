@@ -12,10 +12,11 @@ single-run backfill) take the same path; each window keeps its own transaction.
 
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from rating_pipeline.orchestration import metadata, queries
 from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
@@ -60,11 +61,16 @@ billing_event = dg.AssetSpec(
 
 
 def run_windows(context: dg.AssetExecutionContext) -> list[Window]:
-    """The rating windows of the run: its partition, or every partition of its range. A
-    range that reaches an hour not yet closed fails before anything is read: a single key
-    of that hour is no partition yet, and its events are still arriving."""
-    windows = windows_in(context.partition_time_window)
-    now = datetime.now(UTC)
+    """The rating windows of the run: its partition, or every partition of its range."""
+    return windows_in(context.partition_time_window)
+
+
+def require_closed(conn: psycopg.Connection, windows: Sequence[Window]) -> None:
+    """A Failure, before anything is read, if a window has not closed by the database's
+    clock (the one that stamps ingested_at): a range's end can reach the hour still open,
+    which a single key cannot (it is no partition yet), and its events are still arriving."""
+    now = queries.database_clock(conn)
+    conn.rollback()
     still_open = [window for window in windows if window.end > now]
     if still_open:
         raise dg.Failure(
@@ -75,7 +81,6 @@ def run_windows(context: dg.AssetExecutionContext) -> list[Window]:
             ),
             allow_retries=False,
         )
-    return windows
 
 
 def resolve_versions(
@@ -156,6 +161,7 @@ def window_usage(
     windows = run_windows(context)
     with warehouse.connect() as conn:
         require_schema(conn)
+        require_closed(conn, windows)
         counts = queries.window_event_counts(conn, queries.Span.of(windows))
     for window in windows:
         context.add_asset_metadata(
@@ -189,24 +195,32 @@ def rated_usage(
     windows = run_windows(context)
     resolved, _ = resolve_versions(pricebooks, windows)
     committed: dict[str, dict[str, Any]] = {}
-    with warehouse.connect() as conn:
-        require_schema(conn)
-        for done, window in enumerate(windows):
-            try:
-                rating = rate_window(conn, window, resolved, context.run.run_id)
-            except Exception as exc:
-                # The windows before it stay committed: the UI must show their new rows.
-                for key, window_metadata in committed.items():
-                    yield dg.AssetMaterialization(
-                        context.asset_key, partition=key, metadata=window_metadata
-                    )
-                raise dg.Failure(description=failed_window(windows, done, exc)) from exc
-            for line in rating_log_lines(rating):
-                context.log.info(line)
-            # Read after the commit: the UI's tables are no part of the rating's transaction.
-            tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
-            conn.commit()
-            committed[window.key] = metadata.rating_metadata(rating, tables)
+    try:
+        with warehouse.connect() as conn:
+            require_schema(conn)
+            require_closed(conn, windows)
+            for done, window in enumerate(windows):
+                try:
+                    rating = rate_window(conn, window, resolved, context.run.run_id)
+                except Exception as exc:
+                    raise dg.Failure(description=failed_window(windows, done, exc)) from exc
+                committed[window.key] = metadata.rating_metadata(rating)
+                for line in rating_log_lines(rating):
+                    context.log.info(line)
+                # After the commit: the UI's tables are no part of the rating's transaction.
+                tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
+                conn.commit()
+                committed[window.key] = metadata.rating_metadata(rating, tables)
+    except GeneratorExit:
+        raise
+    except BaseException:
+        # Whatever stopped the run (a failed window, a terminated run), the windows before
+        # it stay committed: the UI must show their new rows, not an earlier run's.
+        for key, window_metadata in committed.items():
+            yield dg.AssetMaterialization(
+                context.asset_key, partition=key, metadata=window_metadata
+            )
+        raise
     for key, window_metadata in committed.items():
         context.add_asset_metadata(window_metadata, partition_key=key)
     yield dg.MaterializeResult()

@@ -454,7 +454,8 @@ def _rate(entry: Entry, name: str, model: str, errors: _FileErrors) -> Decimal |
 def _models(
     entry: Entry | None, errors: _FileErrors
 ) -> tuple[dict[str, ModelEntry], list[_Declared]]:
-    """Every model by id (one with errors has neither rate nor base), and every derived_from."""
+    """Every model by id (with what of its price read cleanly: see ``_model``), and every
+    derived_from."""
     models: dict[str, ModelEntry] = {}
     declared: list[_Declared] = []
     if entry is None:

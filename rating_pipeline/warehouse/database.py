@@ -58,7 +58,8 @@ class UnusableBillingEvent(RatingPipelineError):
 
 
 class SchemaNotMigrated(RatingPipelineError):
-    """The warehouse lacks the project's tables: ``rating-pipeline db upgrade`` has not run."""
+    """The warehouse is not at this release's schema revision (not migrated, partly, or by a
+    newer release), or lacks a table rating needs."""
 
 
 @functools.cache
