@@ -44,6 +44,19 @@ def _quadratic_joins(plan: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fill_plan(database_url: str) -> dict[str, Any]:
+    """The plan of WINDOW's fill statement, planned as a rating plans it, rolled back."""
+    version = BOOKS.version_for(WINDOW)
+    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
+        engine.begin_rating(conn, WINDOW, version, "plan")
+        conn.execute(load_sql("create_window_sums"))
+        explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
+        row = conn.execute(explain, usage_params(WINDOW, version)).fetchone()
+    assert row is not None
+    plan: dict[str, Any] = row[0][0]["Plan"]
+    return plan
+
+
 def _plans_of_rerate(
     database_url: str,
     add_events: Callable[[Iterable[BillingEvent]], int],
@@ -118,14 +131,7 @@ def test_window_events_are_grouped_by_hash_whatever_the_planner_expects(
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute("ALTER TABLE billing_event ALTER COLUMN auth_id SET (n_distinct = -1)")
         admin.execute("ANALYZE billing_event")
-    version = BOOKS.version_for(WINDOW)
-    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
-        engine.begin_rating(conn, WINDOW, version, "plan")
-        conn.execute(load_sql("create_window_sums"))
-        explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
-        row = conn.execute(explain, usage_params(WINDOW, version)).fetchone()
-    assert row is not None
-    nodes = list(_nodes(row[0][0]["Plan"]))
+    nodes = list(_nodes(_fill_plan(database_url)))
     assert [n["Node Type"] for n in nodes if n["Node Type"] == "Sort"] == []
     assert any(n.get("Strategy") == "Hashed" for n in nodes)
 
@@ -140,16 +146,9 @@ def test_events_with_a_bad_count_are_found_through_the_partial_index_not_a_secon
     add_events(make_event(f"org-{n % 700:03d}", minutes=n % 60) for n in range(7_000))
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute("ANALYZE billing_event")
-    version = BOOKS.version_for(WINDOW)
-    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
-        engine.begin_rating(conn, WINDOW, version, "plan")
-        conn.execute(load_sql("create_window_sums"))
-        explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
-        row = conn.execute(explain, usage_params(WINDOW, version)).fetchone()
-    assert row is not None
     scans = [
         node.get("Index Name", node["Node Type"])
-        for node in _nodes(row[0][0]["Plan"])
+        for node in _nodes(_fill_plan(database_url))
         if node.get("Relation Name") == "billing_event"
     ]
     assert len(scans) == 2 and scans.count("billing_event_negative_tokens_idx") == 1, scans

@@ -289,6 +289,16 @@ CREATE TABLE billing_event (
 """
 
 
+def upstream_warehouse(url: str, create_table: str, insert_events: str) -> None:
+    """Upstream's own billing_event (``create_table``), migrated, with ``insert_events``
+    (bound: ``%(at)s``, WINDOW's start)."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(create_table)
+    migrations.upgrade(url)
+    with psycopg.connect(url) as writer:
+        writer.execute(insert_events, {"at": WINDOW.start.isoformat()})
+
+
 def test_an_upstream_null_is_an_invalid_event_and_the_rest_of_its_window_bills(
     empty_database_url: str,
 ) -> None:
@@ -296,22 +306,18 @@ def test_an_upstream_null_is_an_invalid_event_and_the_rest_of_its_window_bills(
     count is never guessed to be 0, and a null id is blank: each such event is excepted
     as invalid_event, conservation holds, and the window's clean events bill."""
     url = empty_database_url
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(NULLABLE_UPSTREAM_TABLE)
-    migrations.upgrade(url)
-    at = WINDOW.start.isoformat()
-    with psycopg.connect(url) as writer:
-        writer.execute(
-            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
-            "output_tokens, cache_read_tokens, occurred_at, ingested_at) VALUES "
-            "('clean', 'acme', 'base-large', 10, 1, 0, %(at)s, now()),"
-            "('null-input', 'acme', 'base-large', NULL, 1, 0, %(at)s, now()),"
-            "('null-cache-read', 'beta', 'base-large', 5, 1, NULL, %(at)s, now()),"
-            "('null-auth', NULL, 'base-large', 10, 1, 0, %(at)s, now()),"
-            "('null-model', 'gamma', NULL, 10, 1, 0, %(at)s, now()),"
-            "('never-stamped', 'delta', 'base-large', 3, 2, 0, %(at)s, NULL)",
-            {"at": at},
-        )
+    upstream_warehouse(
+        url,
+        NULLABLE_UPSTREAM_TABLE,
+        "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+        "output_tokens, cache_read_tokens, occurred_at, ingested_at) VALUES "
+        "('clean', 'acme', 'base-large', 10, 1, 0, %(at)s, now()),"
+        "('null-input', 'acme', 'base-large', NULL, 1, 0, %(at)s, now()),"
+        "('null-cache-read', 'beta', 'base-large', 5, 1, NULL, %(at)s, now()),"
+        "('null-auth', NULL, 'base-large', 10, 1, 0, %(at)s, now()),"
+        "('null-model', 'gamma', NULL, 10, 1, 0, %(at)s, now()),"
+        "('never-stamped', 'delta', 'base-large', 3, 2, 0, %(at)s, NULL)",
+    )
     version = make_version({"base-large": own("2.50", "10.00", cache_read="0.25")})
     with connect(url) as conn:
         rating = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
@@ -375,19 +381,15 @@ def test_upstream_column_types_other_than_the_contracts_are_read_as_their_text_a
     integer type: ids and tiers are read as their text, and an enum value that is no
     tier of the contract is an invalid_event, as a text one would be."""
     url = empty_database_url
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(UPSTREAM_TYPES_TABLE)
-    migrations.upgrade(url)
-    at = WINDOW.start.isoformat()
-    with psycopg.connect(url) as writer:
-        writer.execute(
-            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
-            "output_tokens, reasoning_tokens, service_tier, occurred_at) VALUES "
-            "('a', 42, 'base-large', 10, 1, 0, 'batch', %(at)s),"
-            "('b', 42, 'base-large', 10, 1, 0, NULL, %(at)s),"
-            "('c', 7, 'base-large', 10, 1, 0, 'Priority', %(at)s)",
-            {"at": at},
-        )
+    upstream_warehouse(
+        url,
+        UPSTREAM_TYPES_TABLE,
+        "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+        "output_tokens, reasoning_tokens, service_tier, occurred_at) VALUES "
+        "('a', 42, 'base-large', 10, 1, 0, 'batch', %(at)s),"
+        "('b', 42, 'base-large', 10, 1, 0, NULL, %(at)s),"
+        "('c', 7, 'base-large', 10, 1, 0, 'Priority', %(at)s)",
+    )
     version = make_version({"base-large": own("2.50", "10.00", batch=own("1.25", "5.00"))})
     with connect(url) as conn:
         rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
