@@ -53,7 +53,11 @@ CONCURRENT_INDEX = re.compile(
     r"(?P<definition>\(.*)",
     re.DOTALL,
 )
-SCHEMA_OF = "SELECT quote_ident(relnamespace::regnamespace::text) FROM pg_class WHERE oid = :oid"
+SCHEMA_OF = """
+SELECT quote_ident(n.nspname)
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.oid = :oid
+"""
 PARTITIONS = """
 SELECT c.oid, c.oid::regclass::text, c.relkind, quote_ident(n.nspname)
 FROM pg_inherits AS h
