@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import psycopg
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
@@ -25,6 +26,7 @@ from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOU
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS, LateEventsCursor
 from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse import migrations
 from tests.sensing import PRICEBOOK_DIR, REPOSITORY, event, events_in, hours_ago, rate, tick
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -109,3 +111,31 @@ def test_the_check_passes_when_every_window_bills_as_its_events_stand(
     evaluation = check(database_url, instance)
 
     assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_events_without_an_occurred_at_are_named_since_no_window_holds_them(
+    empty_database_url: str, instance: dg.DagsterInstance
+) -> None:
+    """Upstream's table may allow a null occurred_at (contract 3 assumes nothing more):
+    such an event belongs to no window, so no rating reads, bills or excepts it. This
+    check is where it is explained (contract 6: billed or explained)."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE billing_event (event_id text PRIMARY KEY, auth_id text NOT NULL, "
+            "model_id text NOT NULL, base_model text, input_tokens bigint NOT NULL, "
+            "output_tokens bigint NOT NULL, occurred_at timestamptz, "
+            "ingested_at timestamptz NOT NULL DEFAULT now())"
+        )
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 10, 1, NULL)"
+        )
+
+    evaluation = check(url, instance)
+
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(1)
+    assert "1 events have no occurred_at" in (evaluation.description or "")

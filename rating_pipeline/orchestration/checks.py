@@ -385,8 +385,9 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     description=(
         "No window bills other events than it holds unseen: lists the windows older than the "
         "lookback whose events changed after their latest rating (late events the sensors do "
-        "not re-rate), and the hours with events that were never rated (missed hours, with "
-        "the missed_hours sensor's attempts)."
+        "not re-rate), the hours with events that were never rated (missed hours, with "
+        "the missed_hours sensor's attempts), and how many events have no occurred_at, which "
+        "no window holds."
     ),
 )
 def all_windows_billed(
@@ -396,14 +397,19 @@ def all_windows_billed(
         now = queries.database_clock(conn)
         late = queries.late_windows(conn)
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
+        undated = queries.undated_events(conn)
     attempts = {w: missed_hours.attempts(context.instance, w) for w in never_rated[:WINDOWS_LISTED]}
-    return evaluate_billed(late, never_rated, attempts)
+    return evaluate_billed(late, never_rated, attempts, undated)
 
 
 def evaluate_billed(
-    late: list[LateWindow], never_rated: list[Window], attempts: dict[Window, int]
+    late: list[LateWindow],
+    never_rated: list[Window],
+    attempts: dict[Window, int],
+    undated: int = 0,
 ) -> dg.AssetCheckResult:
-    """WARN with every window listed (the first WINDOWS_LISTED in a table), else pass."""
+    """WARN with every window listed (the first WINDOWS_LISTED in a table), and the events
+    no window holds (no occurred_at), else pass."""
     why = {
         w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating: "
         "older than the lookback, not re-rated automatically"
@@ -416,6 +422,7 @@ def evaluate_billed(
     checked: dict[str, Any] = {
         "late_windows": dg.MetadataValue.int(len(late)),
         "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
+        "undated_events": dg.MetadataValue.int(undated),
     }
     if why:
         listed = sorted(why.items())[:WINDOWS_LISTED]
@@ -431,8 +438,14 @@ def evaluate_billed(
             "their invoice period is open, and if so materialize their partitions."
         )
     )
+    if undated:
+        description += (
+            f" {undated} events have no occurred_at: no window holds them, so nothing rates "
+            "them; correct them upstream (SELECT ... FROM billing_event WHERE occurred_at IS "
+            "NULL)."
+        )
     return dg.AssetCheckResult(
-        passed=not unbilled,
+        passed=not unbilled and not undated,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=checked,
         description=description,

@@ -298,6 +298,12 @@ def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
     ]
 
 
+def undated_events(conn: psycopg.Connection) -> int:
+    """How many events have no occurred_at, and so no window."""
+    row = conn.execute(load_sql("orchestration_undated_events")).fetchone()
+    return int(row[0]) if row else 0
+
+
 @dataclass(frozen=True)
 class LateWindow:
     """A window older than the lookback that the late_events sensor found changed after its
