@@ -23,7 +23,7 @@ from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.pricebook.loader import PricebookLoadError
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
-from rating_pipeline.warehouse.database import require_schema
+from rating_pipeline.warehouse.database import require_schema, require_whole_token_columns
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.warehouse.outputs import window_tables
 from rating_pipeline.windows import HOUR, Window
@@ -198,6 +198,7 @@ def rated_usage(
     try:
         with warehouse.connect() as conn:
             require_schema(conn)
+            require_whole_token_columns(conn)
             require_closed(conn, windows)
             for done, window in enumerate(windows):
                 try:

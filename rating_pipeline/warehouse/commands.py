@@ -19,7 +19,11 @@ import psycopg
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
-from rating_pipeline.warehouse.database import connect, require_schema
+from rating_pipeline.warehouse.database import (
+    connect,
+    require_schema,
+    require_whole_token_columns,
+)
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.windows import Window, windows_between
 
@@ -68,6 +72,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     ambiguous: list[str] = []
     with connect() as conn:
         require_schema(conn)
+        require_whole_token_columns(conn)
         for done, window in enumerate(windows):
             try:
                 rating = rate_window(conn, window, pricebooks, run_id)

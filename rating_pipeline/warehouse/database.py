@@ -117,14 +117,12 @@ def shipped_revision() -> str:
 
 def require_schema(conn: psycopg.Connection) -> None:
     """Raise SchemaNotMigrated unless the warehouse is at this release's schema revision
-    and every table rating needs exists; UnusableBillingEvent when upstream's table keeps
-    a token count in a type that can hold a fraction."""
+    and every table rating needs exists."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     revision = None
     if _scalar(conn, HAS_SCHEMA_REVISION):
         revision = _scalar(conn, SCHEMA_REVISION)
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
-    fractional = conn.execute(FRACTIONAL_TOKEN_COLUMNS, {"columns": TOKEN_COLUMNS}).fetchall()
     if was_idle:
         conn.rollback()
     shipped = shipped_revision()
@@ -142,6 +140,15 @@ def require_schema(conn: psycopg.Connection) -> None:
         raise SchemaNotMigrated(
             f"the warehouse has no {', '.join(missing)} table: run `rating-pipeline db upgrade`"
         )
+
+
+def require_whole_token_columns(conn: psycopg.Connection) -> None:
+    """Raise UnusableBillingEvent, before anything is rated, when upstream's billing_event
+    keeps a token count in a type that can hold a fraction: 2.5 tokens have no price."""
+    was_idle = conn.info.transaction_status == TransactionStatus.IDLE
+    fractional = conn.execute(FRACTIONAL_TOKEN_COLUMNS, {"columns": TOKEN_COLUMNS}).fetchall()
+    if was_idle:
+        conn.rollback()
     if fractional:
         columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in fractional)
         raise UnusableBillingEvent(
