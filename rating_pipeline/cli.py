@@ -174,10 +174,12 @@ def _invoice_export(args: argparse.Namespace) -> int:
     month = parse_month(args.month)
     with connect() as conn:
         require_schema(conn)
-        written = export_invoice(conn, month, args.out)
-    for path in written:
+        exported = export_invoice(conn, month, args.out)
+    for path in exported.written:
         print(path)
-    print(f"{len(written)} account file(s) for {month:%Y-%m} in {args.out}")
+    for path in exported.removed:
+        print(f"removed {path}: the account has no lines in {month:%Y-%m}")
+    print(f"{len(exported.written)} account file(s) for {month:%Y-%m} in {args.out}")
     return EXIT_OK
 
 

@@ -527,7 +527,7 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     build(database_url, JUNE)
 
     with connect(database_url) as conn:
-        written = export_invoice(conn, JUNE, tmp_path / "out")
+        written = export_invoice(conn, JUNE, tmp_path / "out").written
 
     assert [p.name for p in written] == ["2026-06_acme%2Feu.csv", "2026-06_org-1.csv"]
     columns = [name for (name,) in reader.execute(INVOICE_LINE_COLUMNS)]
@@ -577,7 +577,7 @@ def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_a
         )
     reader.commit()
 
-    written = export_invoice(reader, JUNE, tmp_path)
+    written = export_invoice(reader, JUNE, tmp_path).written
 
     assert len({path.name for path in written}) == len(accounts) == len(list(tmp_path.iterdir()))
     assert all(len(path.name.encode()) <= 255 for path in written)
@@ -598,7 +598,7 @@ def test_export_total_row_states_how_far_the_invoice_total_is_from_the_exact_sum
         )
     reader.commit()
 
-    [written] = export_invoice(reader, JUNE, tmp_path)
+    [written] = export_invoice(reader, JUNE, tmp_path).written
 
     *lines, total = csv.DictReader(written.open())
     assert [line["residual"] for line in lines] == ["", ""]
@@ -623,7 +623,7 @@ def test_export_total_row_is_the_exact_sum_of_lines_of_more_than_28_digits(
         )
     reader.commit()
 
-    [written] = export_invoice(reader, JUNE, tmp_path)
+    [written] = export_invoice(reader, JUNE, tmp_path).written
 
     *_, total = csv.DictReader(written.open())
     stored = reader.execute("SELECT sum(amount_exact)::text FROM invoice_line").fetchone()
@@ -730,3 +730,36 @@ def test_a_close_converges_every_month_it_wholly_closes_even_one_whose_usage_is_
     assert closed.months_closed == (JUNE, JULY)
     assert lines(reader, JUNE) == [] == expected_lines(reader, JUNE)
     assert [(t.month, t.account_id) for t in closed.invoices] == [(JULY, "org-2")]
+
+
+def test_export_removes_the_month_files_of_accounts_without_lines_and_keeps_the_rest(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A re-export leaves exactly the month's invoices in the directory: the file of an
+    account whose lines went (an open month's mapping moved) would read as an invoice."""
+    for account in ("acct-a", "acct-b"):
+        reader.execute(
+            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
+            "'input', 1, 1000000, 1, 1, now(), 'test')",
+            (JUNE, account),
+        )
+    reader.commit()
+    first = export_invoice(reader, JUNE, tmp_path)
+    other_month = tmp_path / "2026-07_acct-b.csv"
+    other_month.write_text("July's invoice\n")
+    unrelated = tmp_path / "notes.txt"
+    unrelated.write_text("kept\n")
+    reader.execute("DELETE FROM invoice_line WHERE account_id = 'acct-b'")
+    reader.commit()
+
+    again = export_invoice(reader, JUNE, tmp_path)
+
+    assert [p.name for p in first.written] == ["2026-06_acct-a.csv", "2026-06_acct-b.csv"]
+    assert [p.name for p in again.written] == ["2026-06_acct-a.csv"]
+    assert [p.name for p in again.removed] == ["2026-06_acct-b.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2026-06_acct-a.csv",
+        "2026-07_acct-b.csv",
+        "notes.txt",
+    ]
+    assert other_month.read_text() == "July's invoice\n"

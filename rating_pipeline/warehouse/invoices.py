@@ -202,11 +202,23 @@ def invoice_frame(conn: psycopg.Connection, month: datetime) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LINE_COLUMNS), dtype=object)
 
 
-def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> list[Path]:
+@dataclass(frozen=True)
+class Exported:
+    """An export's files: ``written``, one per account, and ``removed``, the month's files
+    of accounts that no longer have lines."""
+
+    written: tuple[Path, ...]
+    removed: tuple[Path, ...]
+
+
+def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> Exported:
     """Write one CSV per account of ``month`` into ``out_dir``: a header, one row per line,
     then a ``total`` row (the exact sum, the invoice total: the sum of the rounded lines,
     and their difference in ``residual``). Amounts are written as exact decimal text.
-    Returns the files written."""
+
+    The month's files in ``out_dir`` (``YYYY-MM_*.csv``) are the export's: each is replaced
+    whole (written aside, then renamed over), and those of accounts without lines now are
+    removed, so the directory holds exactly the month's invoices."""
     frame = invoice_frame(conn, month)
     frame[RESIDUAL] = ""
     try:
@@ -232,14 +244,34 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
         path = out_dir / invoice_file_name(month, str(account_id))
         try:
-            table.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+            _replace_whole(path, table)
         except OSError as exc:
             raise ExportFailed(
                 f"cannot write {path}: {exc.strerror}; {len(written)} account file(s) written "
                 "before it"
             ) from exc
         written.append(path)
-    return written
+    stale = sorted(set(out_dir.glob(f"{month:%Y-%m}_*.csv")) - set(written))
+    for path in stale:
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise ExportFailed(
+                f"cannot remove {path}, the file of an account without lines in "
+                f"{month:%Y-%m}: {exc.strerror}; every account's file is written"
+            ) from exc
+    return Exported(tuple(written), tuple(stale))
+
+
+def _replace_whole(path: Path, table: pd.DataFrame) -> None:
+    """Write ``table`` beside ``path``, then rename it over ``path``: a reader, or a failed
+    export, never sees half a file."""
+    partial = path.with_name(f".export-{uuid.uuid4().hex}.partial")
+    try:
+        table.to_csv(partial, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def invoice_file_name(month: datetime, account_id: str) -> str:
