@@ -378,6 +378,23 @@ def test_import_command_never_overwrites_a_version_file(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_import_command_refuses_a_version_that_clashes_with_the_directory(tmp_path, capsys):
+    """Rule 7 holds across the directory: a version written beside one with the same name
+    or effective_from would stop every rating until someone removed it."""
+    (tmp_path / "live.yaml").write_text(
+        f'version: "litellm-1"\neffective_from: "{EFFECTIVE_FROM}"\ncurrency: USD\n'
+        'models:\n  m: {input_per_mtok: "1", output_per_mtok: "2"}\n'
+    )
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    stderr = capsys.readouterr().err
+    assert code == EXIT_FAILURE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.yaml"]
+    assert f"version 'litellm-1' is also declared in {tmp_path / 'live.yaml'}:1" in stderr
+    assert f"is also the effective_from of {tmp_path / 'live.yaml'}:2" in stderr
+    load_pricebooks(tmp_path)  # the directory still loads
+
+
 def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(tmp_path, capsys):
     code = run_import("--version", "v", "--effective-from", "2026-10-01T00:30:00Z",
                       "--out", str(tmp_path), "--round")  # fmt: skip

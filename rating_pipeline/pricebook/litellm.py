@@ -41,7 +41,7 @@ from rating_pipeline.pricebook.loader import (
     LONG_CONTEXT_ABOVE,
     RATE_KEYS,
     TIER_KEYS,
-    load_version_text,
+    load_version_beside,
 )
 from rating_pipeline.pricebook.model import (
     CONTEXT_TIERS,
@@ -312,14 +312,15 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 def write_version(directory: Path, version: str, text: str) -> Path:
-    """Write ``text`` as ``directory/VERSION.yaml`` once the loader accepts it (else its
-    PricebookLoadError, nothing written); never over an existing file."""
+    """Write ``text`` as ``directory/VERSION.yaml`` once the loader accepts it there, beside
+    the versions already in it (else its PricebookLoadError, nothing written); never over
+    an existing file."""
     path = Path(directory) / version_file_name(version)
-    load_version_text(text, str(path))
     if path.exists():
         raise LitellmFormatError(
             f"{path} already exists: a version file is never rewritten; choose another --version"
         )
+    load_version_beside(path.parent, text, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("x", encoding="utf-8") as file:
         file.write(text)

@@ -195,6 +195,25 @@ def load_version_text(text: str, source_file: str) -> PricebookVersion:
     return result.version
 
 
+def load_version_beside(directory: Path, text: str, path: Path) -> PricebookVersion:
+    """``text`` as the version file ``path`` about to join ``directory`` (which may not
+    exist yet): rules 1-6, and rule 7 against the version files already there (whose own
+    errors are not its).
+    Raises PricebookLoadError with every error of the new file."""
+    directory = Path(directory)
+    new = _check_text(text, str(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
+    try:
+        listed = list(directory.iterdir()) if directory.is_dir() else []
+    except OSError as exc:
+        raise _directory_error(str(directory), f"cannot list: {exc.strerror}") from exc
+    present = sorted(p for p in listed if _is_version_file(p) and p != path)
+    clashes = _cross_file_errors([*present, path], [*map(_check_file, present), new])
+    errors = [*new.errors, *(error for error in clashes if error.file == str(path))]
+    if errors or new.version is None:
+        raise PricebookLoadError(errors)
+    return new.version
+
+
 def _directory_error(directory: str, reason: str) -> PricebookLoadError:
     return PricebookLoadError([PricebookError(directory, None, None, reason)])
 
