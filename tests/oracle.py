@@ -22,7 +22,6 @@ from rating_pipeline.windows import Window
 
 _CONTEXT = Context(prec=200, rounding=ROUND_HALF_EVEN, traps=[Inexact])
 _SIX_PLACES = Decimal("0.000001")
-_WHITESPACE = " \t\n\r\f\v"
 CLASSES = [
     "input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning",
     "audio_input", "audio_output", "image_input",
@@ -62,11 +61,17 @@ def _class_sums(group: list[BillingEvent]) -> dict[str, int]:
     return {f"{c}_tokens": sum(_tokens(e, c) for e in group) for c in CLASSES}
 
 
+def _blank(text: str) -> bool:
+    """Nothing but Unicode White_Space: Python's whitespace less the four information
+    separators U+001C..U+001F, which Python counts and Unicode does not."""
+    return all(c.isspace() and c not in "\x1c\x1d\x1e\x1f" for c in text)
+
+
 def _problems(event: BillingEvent) -> list[str]:
     found = []
-    if event.auth_id.strip(_WHITESPACE) == "":
+    if _blank(event.auth_id):
         found.append("blank auth_id")
-    if event.model_id.strip(_WHITESPACE) == "":
+    if _blank(event.model_id):
         found.append("blank model_id")
     for name, value in (("auth_id", event.auth_id), ("model_id", event.model_id),
                         ("base_model", event.base_model or "")):  # fmt: skip

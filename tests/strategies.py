@@ -26,7 +26,7 @@ from tests.factories import WINDOW_START, derived, make_version, schedule
 WINDOW = Window(WINDOW_START)
 TRUE_BASES = ("base-a", "base-b", "base-c")
 AUTH_IDS = ("org-1", "org-2", "o'brien; DROP TABLE x;--", "ünïcode\\tab\there", "a" * 256)
-INVALID_AUTH_IDS = ("", " \t", "a" * 257)
+INVALID_AUTH_IDS = ("", " \t", "\u00a0\u3000", "a" * 257)
 INVALID_TIERS = ("Batch", "")
 # Thresholds and token counts meet: a prompt exactly at its threshold is standard context.
 THRESHOLDS = (1, 100, 1000)

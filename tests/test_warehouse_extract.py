@@ -48,7 +48,8 @@ def test_extraction_flags_every_blank_character_and_negative_tokens(
         [
             *(make_event(auth_id=char * 2) for char in BLANK_CHARACTERS),
             make_event(auth_id=BLANK_CHARACTERS, model_id=" "),
-            make_event(auth_id="org-1", model_id="\u00a0"),  # no-break space is not blank
+            make_event(auth_id="\u00a0\u3000", model_id="\u2028"),  # Unicode White_Space
+            make_event(auth_id="org-1", model_id="base\u00a0large\u200b"),  # not blank
             make_event(auth_id="org-2", input_tokens=-1),
             make_event(auth_id="org-3", output_tokens=-1),
             make_event(auth_id="org-4", input_tokens=-1, output_tokens=-2),
@@ -61,6 +62,8 @@ def test_extraction_flags_every_blank_character_and_negative_tokens(
     for char in BLANK_CHARACTERS:
         assert invalid[char * 2] == "blank auth_id"
     assert invalid[BLANK_CHARACTERS] == "blank auth_id, blank model_id"
+    assert invalid["\u00a0\u3000"] == "blank auth_id, blank model_id"
+    assert len(BLANK_CHARACTERS) == 25  # every code point of Unicode's White_Space property
     assert "org-1" not in invalid
     assert invalid["org-2"] == "negative input_tokens"
     assert invalid["org-3"] == "negative output_tokens"

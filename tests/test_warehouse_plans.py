@@ -51,7 +51,7 @@ def _fill_plan(database_url: str) -> dict[str, Any]:
         engine.begin_rating(conn, WINDOW, version, "plan")
         conn.execute(load_sql("create_window_sums"))
         explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
-        row = conn.execute(explain, usage_params(WINDOW, version)).fetchone()
+        row = conn.execute(explain, usage_params(conn, WINDOW, version)).fetchone()
     assert row is not None
     plan: dict[str, Any] = row[0][0]["Plan"]
     return plan

@@ -21,7 +21,7 @@ from rating_pipeline.pricebook.model import (
     TOKEN_CLASSES,
     PricebookVersion,
 )
-from rating_pipeline.records import MAX_ID_LENGTH
+from rating_pipeline.records import ASCII_BLANK_CHARACTERS, BLANK_CHARACTERS, MAX_ID_LENGTH
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
@@ -55,7 +55,7 @@ def read_window_usage(
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
     conn.execute(load_sql("create_window_sums"))
-    conn.execute(load_sql("fill_window_sums"), usage_params(window, version))
+    conn.execute(load_sql("fill_window_sums"), usage_params(conn, window, version))
     row = conn.execute(load_sql("select_window_read")).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
     digest, events, *sums, max_ingested_at = row
@@ -74,10 +74,14 @@ def read_window_usage(
     )
 
 
-def usage_params(window: Window, version: PricebookVersion) -> dict[str, object]:
+def usage_params(
+    conn: psycopg.Connection, window: Window, version: PricebookVersion
+) -> dict[str, object]:
     """The values ``fill_window_sums.sql`` binds: the window, and what classifies its events
-    (the version's context thresholds, the service tiers, the longest id)."""
+    (the version's context thresholds, the service tiers, the blank characters the
+    warehouse's encoding can hold, the longest id)."""
     thresholds = pricing.context_thresholds(version)
+    utf8 = conn.info.parameter_status("server_encoding") == "UTF8"
     return {
         "start": window.start,
         "end": window.end,
@@ -87,6 +91,7 @@ def usage_params(window: Window, version: PricebookVersion) -> dict[str, object]
         "event_base_thresholds": list(thresholds.event_bases.values()),
         "fine_tune_prefix": FINE_TUNE_PREFIX,
         "service_tiers": list(SERVICE_TIERS),
+        "blank_characters": BLANK_CHARACTERS if utf8 else ASCII_BLANK_CHARACTERS,
         "max_id_length": MAX_ID_LENGTH,
     }
 

@@ -7,7 +7,7 @@
 -- 0012. Valid rows carry their one base as bases_key; merge_mixed_bases.sql merges a rollup
 -- of several. Bound: %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s,
 -- %(event_bases)s, %(event_base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s,
--- %(max_id_length)s.
+-- %(blank_characters)s, %(max_id_length)s.
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
@@ -118,8 +118,8 @@ flagged AS (
         tier AS service_tier,
         CASE WHEN long_context THEN 'long' ELSE 'standard' END AS context_tier,
         count_bits
-            | CASE WHEN (btrim(auth_id, E' \t\n\r\f\v') = '') IS NOT FALSE THEN 1 ELSE 0 END
-            | CASE WHEN (btrim(model_id, E' \t\n\r\f\v') = '') IS NOT FALSE THEN 2 ELSE 0 END
+            | CASE WHEN (btrim(auth_id, %(blank_characters)s) = '') IS NOT FALSE THEN 1 ELSE 0 END
+            | CASE WHEN (btrim(model_id, %(blank_characters)s) = '') IS NOT FALSE THEN 2 ELSE 0 END
             | CASE WHEN char_length(auth_id) > %(max_id_length)s THEN 4 ELSE 0 END
             | CASE WHEN char_length(model_id) > %(max_id_length)s THEN 8 ELSE 0 END
             | CASE WHEN char_length(base_model) > %(max_id_length)s THEN 16 ELSE 0 END
