@@ -9,6 +9,11 @@ from datetime import UTC, datetime, timedelta
 from rating_pipeline.errors import RatingPipelineError
 
 HOUR = timedelta(hours=1)
+# The instants a window can hold: Python's datetimes span years 1 to 9999, PostgreSQL's
+# timestamps reach further and hold -infinity and infinity. An event whose occurred_at lies
+# outside [WINDOWED_FROM, WINDOWED_UNTIL) is in no window, like one without an occurred_at.
+WINDOWED_FROM = datetime(1, 1, 1, tzinfo=UTC)
+WINDOWED_UNTIL = datetime(9999, 12, 31, 23, tzinfo=UTC)
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
 

@@ -139,3 +139,27 @@ def test_events_without_an_occurred_at_are_named_since_no_window_holds_them(
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(1)
     assert "1 events have no occurred_at" in (evaluation.description or "")
+
+
+def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_whole(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """An occurred_at of -infinity, before year 1 or infinite names no hour: the sensor's
+    queries pass over it (a window start outside Python's datetimes failed every tick) and
+    the check counts it with the events that have no occurred_at."""
+    add_events(events_in(MISSED, 1))
+    rate(database_url, MISSED)
+    with psycopg.connect(database_url) as conn:
+        for index, instant in enumerate(("-infinity", "0044-03-15 12:00:00+00 BC", "infinity")):
+            conn.execute(
+                "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+                "output_tokens, occurred_at) VALUES (%s, 'org-1', 'base-large', 1, 1, %s)",
+                (f"unwindowed-{index}", instant),
+            )
+    add_events([event(MISSED, 40, "late")])
+
+    ticked = tick(LATE_EVENTS, database_url, instance)
+    evaluation = check(database_url, instance)
+
+    assert [request.partition_key for request in ticked.run_requests] == [MISSED.key]
+    assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(3)

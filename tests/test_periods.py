@@ -320,6 +320,28 @@ def test_close_past_an_unrated_hour_is_refused_naming_it(
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
 
 
+UNWINDOWED_INSTANTS = ("-infinity", "0044-03-15 12:00:00+00 BC", "infinity")
+
+
+def test_close_passes_over_events_no_window_can_hold(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    """An occurred_at of -infinity, before year 1 or infinite names no hour to rate: the
+    close neither refuses forever nor loops (all_windows_billed counts these events)."""
+    for index, instant in enumerate(UNWINDOWED_INSTANTS):
+        reader.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES (%s, 'org-1', 'base-large', 1, 1, %s)",
+            (f"unwindowed-{index}", instant),
+        )
+    reader.commit()
+    with connect(database_url) as conn:
+        conn.execute("SET statement_timeout = '20s'")
+        conn.commit()
+        close_period(conn, AFTER_WINDOW + HOUR, "finance")
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (2,)
+
+
 def test_close_waits_for_a_rating_in_flight(
     database_url: str, closed_window: list[BillingEvent]
 ) -> None:

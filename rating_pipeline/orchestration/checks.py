@@ -386,8 +386,8 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
         "No window bills other events than it holds unseen: lists the windows older than the "
         "lookback whose events changed after their latest rating (late events the sensors do "
         "not re-rate), the hours with events that were never rated (missed hours, with "
-        "the missed_hours sensor's attempts), and how many events have no occurred_at, which "
-        "no window holds."
+        "the missed_hours sensor's attempts), and how many events no window holds (no "
+        "occurred_at, or one outside the years 1 to 9999)."
     ),
 )
 def all_windows_billed(
@@ -409,7 +409,8 @@ def evaluate_billed(
     undated: int = 0,
 ) -> dg.AssetCheckResult:
     """WARN with every window listed (the first WINDOWS_LISTED in a table), and the events
-    no window holds (no occurred_at), else pass."""
+    no window holds (no occurred_at, or one outside windows.WINDOWED_FROM..WINDOWED_UNTIL),
+    else pass."""
     why = {
         w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating: "
         "older than the lookback, not re-rated automatically"
@@ -440,9 +441,10 @@ def evaluate_billed(
     )
     if undated:
         description += (
-            f" {undated} events have no occurred_at: no window holds them, so nothing rates "
-            "them; correct them upstream (SELECT ... FROM billing_event WHERE occurred_at IS "
-            "NULL)."
+            f" {undated} events have no occurred_at, or one no window holds (before year 1, "
+            "after 9999, infinite): nothing rates them; correct them upstream (SELECT ... "
+            "FROM billing_event WHERE occurred_at IS NULL OR NOT isfinite(occurred_at) OR "
+            "occurred_at < '0001-01-01Z' OR occurred_at >= '9999-12-31T23:00Z')."
         )
     return dg.AssetCheckResult(
         passed=not unbilled and not undated,

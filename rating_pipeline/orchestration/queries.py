@@ -14,7 +14,7 @@ from decimal import Decimal
 import psycopg
 
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import HOUR, Window
+from rating_pipeline.windows import HOUR, WINDOWED_FROM, WINDOWED_UNTIL, Window
 
 ROWS_LISTED = 20
 
@@ -220,7 +220,7 @@ def changed_windows(
 ) -> list[ChangedWindow]:
     """Rated windows from ``lookback_start`` on, touched by events ingested after ``since``,
     whose (count, max ingested_at) differs from their latest rating's."""
-    params = {"since": since, "lookback_start": lookback_start}
+    params = {"since": since, "lookback_start": lookback_start, "windowed_until": WINDOWED_UNTIL}
     return [
         ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]))
         for row in conn.execute(load_sql("orchestration_changed_windows"), params)
@@ -246,7 +246,7 @@ def late_beyond_lookback(
 ) -> list[LateBeyondLookback]:
     """Windows before ``lookback_start``, touched by events ingested after ``since``, that
     were never rated or whose (count, max ingested_at) differs from their latest rating's."""
-    params = {"since": since, "lookback_start": lookback_start}
+    params = {"since": since, "lookback_start": lookback_start, "windowed_from": WINDOWED_FROM}
     return [
         LateBeyondLookback(
             window=_window(row[0]),
@@ -299,8 +299,10 @@ def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
 
 
 def undated_events(conn: psycopg.Connection) -> int:
-    """How many events have no occurred_at, and so no window."""
-    row = conn.execute(load_sql("orchestration_undated_events")).fetchone()
+    """How many events no window holds: no occurred_at, or one outside the instants a
+    window can hold (``WINDOWED_FROM``)."""
+    bounds = {"windowed_from": WINDOWED_FROM, "windowed_until": WINDOWED_UNTIL}
+    row = conn.execute(load_sql("orchestration_undated_events"), bounds).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -29,6 +29,7 @@ from rating_pipeline.warehouse.close_mark import (
 )
 from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
 from rating_pipeline.warehouse.sqlfiles import load_sql
+from rating_pipeline.windows import WINDOWED_FROM
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
 # The first instant anything was billed or invoiced: a month can hold lines after its
@@ -157,7 +158,10 @@ def refuse_unless_closable(
         )
     unrated = [
         hour
-        for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), {"through": through})
+        for (hour,) in conn.execute(
+            load_sql("select_unrated_hours_before"),
+            {"windowed_from": WINDOWED_FROM, "through": through},
+        )
     ]
     if unrated:
         named = ", ".join(

@@ -1,10 +1,12 @@
--- Every hour before %(through)s that holds events but has no rating_log row: a close
--- through it is refused. One probe of billing_event's occurred_at index per hour that
+-- Every hour from %(windowed_from)s to %(through)s that holds events but has no rating_log
+-- row: a close through it is refused (earlier instants, and -infinity, name no hour). One
+-- probe of billing_event's occurred_at index per hour that
 -- holds events (a skip scan), and one of rating_log's window index for each.
 WITH RECURSIVE hours AS (
     SELECT date_trunc('hour', min(occurred_at), 'UTC') AS hour
     FROM billing_event
-    WHERE occurred_at < %(through)s::timestamptz
+    WHERE occurred_at >= %(windowed_from)s::timestamptz
+      AND occurred_at < %(through)s::timestamptz
     UNION ALL
     SELECT (
         SELECT date_trunc('hour', min(occurred_at), 'UTC')
