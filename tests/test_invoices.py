@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import decimal
+import hashlib
 import itertools
 import re
 from collections import defaultdict
@@ -763,3 +764,24 @@ def test_export_removes_the_month_files_of_accounts_without_lines_and_keeps_the_
         "notes.txt",
     ]
     assert other_month.read_text() == "July's invoice\n"
+
+
+def test_export_file_names_never_collide_even_with_an_id_shaped_like_a_digest_name(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A short account id may spell out another's prefix-and-digest name: the digest form
+    holds a character percent-encoding never leaves, so the two files stay apart."""
+    long_id = "a" * 250
+    digest = hashlib.sha256(long_id.encode()).hexdigest()
+    lookalikes = [long_id, f"{'a' * 96}...sha256-{digest}", f"{'a' * 96}+sha256-{digest}"]
+    for account in lookalikes:
+        reader.execute(
+            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
+            "'input', 1, 1000000, 1, 1, now(), 'test')",
+            (JUNE, account),
+        )
+    reader.commit()
+
+    written = export_invoice(reader, JUNE, tmp_path).written
+
+    assert len(set(written)) == len(lookalikes) == len(list(tmp_path.iterdir()))

@@ -276,7 +276,8 @@ def _replace_whole(path: Path, table: pd.DataFrame) -> None:
 
 def invoice_file_name(month: datetime, account_id: str) -> str:
     """``YYYY-MM_<account_id percent-encoded>.csv``; where that passes the 255 bytes of a
-    file name, the encoding's first ENCODED_PREFIX_BYTES and ``...sha256-<hex>`` of the id."""
+    file name, the encoding's first ENCODED_PREFIX_BYTES and ``+sha256-<hex>`` of the id.
+    Percent-encoding leaves no ``+``, so no id's name is another's digest name."""
     name = f"{month:%Y-%m}_{quote(account_id, safe='')}.csv"
     if len(name.encode()) <= MAX_FILE_NAME_BYTES:
         return name
@@ -287,7 +288,7 @@ def invoice_file_name(month: datetime, account_id: str) -> str:
             break
         prefix = encoded
     digest = hashlib.sha256(account_id.encode()).hexdigest()
-    return f"{month:%Y-%m}_{prefix}...sha256-{digest}.csv"
+    return f"{month:%Y-%m}_{prefix}+sha256-{digest}.csv"
 
 
 def _decimal_text(value: object) -> object:
