@@ -23,10 +23,12 @@ from rating_pipeline.orchestration.checks import (
 from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
 from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG
 from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOURS
+from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS, LateEventsCursor
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import migrations
+from rating_pipeline.windows import HOUR, Window
 from tests.sensing import PRICEBOOK_DIR, REPOSITORY, event, events_in, hours_ago, rate, tick
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -163,3 +165,18 @@ def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_wh
 
     assert [request.partition_key for request in ticked.run_requests] == [MISSED.key]
     assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(3)
+
+
+def test_events_before_the_first_window_are_named_since_no_partition_rates_them(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """No pricebook prices an hour before the first window (contract 4.7), so no partition,
+    sensor or close rates it: the check names such events and the way out."""
+    before = Window.starting(hourly_windows.start.astimezone(UTC) - HOUR)
+    add_events(events_in(before, 2))
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["events_before_first_window"] == dg.MetadataValue.int(2)
+    assert "2 events occurred before the first window" in (evaluation.description or "")

@@ -41,7 +41,7 @@ from rating_pipeline.orchestration.metadata import (
     text_column,
     usd_text,
 )
-from rating_pipeline.orchestration.partitions import windows_in
+from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
 from rating_pipeline.orchestration.queries import (
     CostAudit,
     CostMismatch,
@@ -50,6 +50,7 @@ from rating_pipeline.orchestration.queries import (
     LoggedTotalMismatch,
     ReasonTotals,
     Span,
+    UnwindowedEvents,
     WindowConservation,
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
@@ -386,8 +387,8 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
         "No window bills other events than it holds unseen: lists the windows older than the "
         "lookback whose events changed after their latest rating (late events the sensors do "
         "not re-rate), the hours with events that were never rated (missed hours, with "
-        "the missed_hours sensor's attempts), and how many events no window holds (no "
-        "occurred_at, or one outside the years 1 to 9999)."
+        "the missed_hours sensor's attempts), and how many events no partition holds (no "
+        "occurred_at, one outside the years 1 to 9999, or one before the first window)."
     ),
 )
 def all_windows_billed(
@@ -397,20 +398,20 @@ def all_windows_billed(
         now = queries.database_clock(conn)
         late = queries.late_windows(conn)
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
-        undated = queries.undated_events(conn)
+        unwindowed = queries.unwindowed_events(conn, hourly_windows.start.astimezone(UTC))
     attempts = {w: missed_hours.attempts(context.instance, w) for w in never_rated[:WINDOWS_LISTED]}
-    return evaluate_billed(late, never_rated, attempts, undated)
+    return evaluate_billed(late, never_rated, attempts, unwindowed)
 
 
 def evaluate_billed(
     late: list[LateWindow],
     never_rated: list[Window],
     attempts: dict[Window, int],
-    undated: int = 0,
+    unwindowed: UnwindowedEvents,
 ) -> dg.AssetCheckResult:
     """WARN with every window listed (the first WINDOWS_LISTED in a table), and the events
-    no window holds (no occurred_at, or one outside windows.WINDOWED_FROM..WINDOWED_UNTIL),
-    else pass."""
+    no partition rates (no occurred_at, one outside windows.WINDOWED_FROM..WINDOWED_UNTIL,
+    or one before the first window), else pass."""
     why = {
         w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating: "
         "older than the lookback, not re-rated automatically"
@@ -423,7 +424,8 @@ def evaluate_billed(
     checked: dict[str, Any] = {
         "late_windows": dg.MetadataValue.int(len(late)),
         "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
-        "undated_events": dg.MetadataValue.int(undated),
+        "undated_events": dg.MetadataValue.int(unwindowed.undated),
+        "events_before_first_window": dg.MetadataValue.int(unwindowed.before_first_window),
     }
     if why:
         listed = sorted(why.items())[:WINDOWS_LISTED]
@@ -439,15 +441,24 @@ def evaluate_billed(
             "their invoice period is open, and if so materialize their partitions."
         )
     )
-    if undated:
+    if unwindowed.undated:
         description += (
-            f" {undated} events have no occurred_at, or one no window holds (before year 1, "
-            "after 9999, infinite): nothing rates them; correct them upstream (SELECT ... "
+            f" {unwindowed.undated} events have no occurred_at, or one no window holds "
+            "(before year 1, after 9999, infinite): nothing rates them; correct them upstream "
+            "(SELECT ... "
             "FROM billing_event WHERE occurred_at IS NULL OR NOT isfinite(occurred_at) OR "
             "occurred_at < '0001-01-01Z' OR occurred_at >= '9999-12-31T23:00Z')."
         )
+    if unwindowed.before_first_window:
+        description += (
+            f" {unwindowed.before_first_window} events occurred before the first window, "
+            f"{hourly_windows.start.astimezone(UTC).isoformat()}, which no pricebook prices: "
+            "nothing rates them, and a close through their hours is refused. Add a pricebook "
+            "version effective from their first hour (and move the first window to it), or "
+            "correct them upstream."
+        )
     return dg.AssetCheckResult(
-        passed=not unbilled and not undated,
+        passed=not unbilled and not unwindowed.undated and not unwindowed.before_first_window,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=checked,
         description=description,

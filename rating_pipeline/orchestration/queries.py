@@ -298,12 +298,25 @@ def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
     ]
 
 
-def undated_events(conn: psycopg.Connection) -> int:
-    """How many events no window holds: no occurred_at, or one outside the instants a
-    window can hold (``WINDOWED_FROM``)."""
-    bounds = {"windowed_from": WINDOWED_FROM, "windowed_until": WINDOWED_UNTIL}
+@dataclass(frozen=True)
+class UnwindowedEvents:
+    """The events no partition rates: ``undated`` ones (no occurred_at, or one no window
+    can hold: ``windows.WINDOWED_FROM``) and those ``before_first_window``."""
+
+    undated: int
+    before_first_window: int
+
+
+def unwindowed_events(conn: psycopg.Connection, first_window: datetime) -> UnwindowedEvents:
+    """How many events no partition from ``first_window`` on holds, and why."""
+    bounds = {
+        "windowed_from": WINDOWED_FROM,
+        "windowed_until": WINDOWED_UNTIL,
+        "first_window": first_window,
+    }
     row = conn.execute(load_sql("orchestration_undated_events"), bounds).fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return UnwindowedEvents(int(row[0]), int(row[1]))
 
 
 @dataclass(frozen=True)

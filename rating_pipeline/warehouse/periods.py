@@ -174,7 +174,9 @@ def refuse_unless_closable(
         )
         raise CloseRefused(
             f"close refused: {len(unrated)} hour(s) before {through.isoformat()} hold events "
-            f"but were never rated: {named}{more}; rate them first"
+            f"but were never rated: {named}{more}; rate them first (an hour no pricebook "
+            "version covers needs a version effective from it, or its events corrected "
+            "upstream)"
         )
 
 
