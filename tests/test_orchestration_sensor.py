@@ -87,6 +87,28 @@ def test_rerating_the_window_settles_it(
     assert tick(database_url, instance).run_requests == []
 
 
+def test_an_event_without_an_event_id_is_counted_as_the_rating_counted_it(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """Upstream's table may allow a null event_id (contract 3 assumes nothing more). The
+    rating counts every row; a comparison that counted ids saw the window changed after
+    every rating, and requested re-ratings that changed nothing."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "ALTER TABLE billing_event DROP CONSTRAINT billing_event_pkey, "
+            "ALTER COLUMN event_id DROP NOT NULL"
+        )
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES (NULL, 'org-1', 'base-large', 1, 1, %s)",
+            (RECENT.start,),
+        )
+    add_events(events_in(RECENT, 2))
+    rate(database_url, RECENT)
+
+    assert tick(database_url, instance).run_requests == []
+
+
 def test_an_event_committed_late_with_an_earlier_ingested_at_is_still_found(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

@@ -21,7 +21,7 @@ latest AS (
 now_in_window AS (
     SELECT
         latest.window_start,
-        count(billing_event.event_id) AS event_count,
+        count(billing_event.occurred_at) AS event_count,  -- every row the join found
         max(billing_event.ingested_at) AS max_ingested_at
     FROM latest
     LEFT JOIN billing_event
