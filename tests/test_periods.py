@@ -187,10 +187,28 @@ def test_rate_correction_reverses_billed_quantity_at_billed_rate_and_charges_lat
     rate(database_url, priced("3.00"), "run-2")
 
     assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == [
-        ("org-1", "base-large", "input", Decimal("2.500000"), -2, -4000, Decimal("-0.01")),
-        ("org-1", "base-large", "input", Decimal("3.000000"), 2, 4000, Decimal("0.012")),
+        ("org-1", "base-large", "input", Decimal("2.500000"), 0, -4000, Decimal("-0.01")),
+        ("org-1", "base-large", "input", Decimal("3.000000"), 0, 4000, Decimal("0.012")),
     ]
     assert billed_and_adjusted(reader) == latest_per_key(priced("3.00"), closed_window)
+
+
+def test_rate_change_on_a_class_without_tokens_is_a_zero_difference_with_no_row(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Events are a rollup's, not a rate's: a new input rate over no input tokens moves no
+    quantity and no cost, so nothing is adjusted (contract 10: a zero difference has no
+    row), and the events stay where they were billed."""
+    add_events([replace(make_event("org-1", "base-large", input_tokens=0), cache_read_tokens=9)])
+    rate(database_url, priced(), "run-1")
+    close(database_url)
+
+    rating = rate(database_url, priced("2.75"), "run-2")
+
+    assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == []
+    assert rating.rows_written == 0
 
 
 def test_rerate_back_to_billed_output_deletes_open_adjustments_into_archive(
@@ -246,8 +264,8 @@ def test_a_rollup_back_at_its_billed_output_reverses_what_a_close_stamped(
 
     assert back.adjustments is not None and back.adjustments.inserted == 2
     assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == [
-        ("org-1", "base-large", "input", Decimal("2.500000"), 2, 4000, Decimal("0.01")),
-        ("org-1", "base-large", "input", Decimal("3.000000"), -2, -4000, Decimal("-0.012")),
+        ("org-1", "base-large", "input", Decimal("2.500000"), 0, 4000, Decimal("0.01")),
+        ("org-1", "base-large", "input", Decimal("3.000000"), 0, -4000, Decimal("-0.012")),
     ]
     assert billed_and_adjusted(reader) == latest_per_key(priced(), closed_window)
 

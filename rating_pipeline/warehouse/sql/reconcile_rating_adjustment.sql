@@ -1,7 +1,8 @@
 -- Reconcile ONE closed window's open adjustments (contract 10; docs/periods.md): per rollup
 -- key, token class and rate, open = latest output (window_output) - billed output (frozen
--- rated_usage rows and stamped adjustments), in events (on input rows), tokens and cost; a
--- changed rate reverses the billed quantity at its rate and charges the latest at its own.
+-- rated_usage rows and stamped adjustments), in tokens and cost, and per rollup in events
+-- (on one input row); a changed rate reverses the billed quantity at its rate and charges
+-- the latest at its own.
 -- Only rollups whose output differs from their billed row (`moved`) are unpivoted: the
 -- others cancel exactly. Open rows converge as in contract 7 (archived when replaced;
 -- identical rows neither written nor locked). Returns the counts and the open totals.
@@ -33,11 +34,52 @@ WITH moved AS MATERIALIZED (
            u.audio_output_rate_per_mtok, u.image_input_rate_per_mtok
        )
 ),
+stamped AS MATERIALIZED (
+    SELECT *
+    FROM rating_adjustment
+    WHERE window_start = %(window_start)s::timestamptz AND invoiced_by IS NOT NULL
+),
+-- Each rollup's event difference, latest - billed, on one input row: at the latest output's
+-- input rate, else its frozen row's, else a stamped adjustment's. A rollup's events are not a
+-- rate's: a new rate over the same events moves no event.
+event_difference AS (
+    SELECT auth_id, model_id, service_tier, context_tier, sum(event_count) AS event_count
+    FROM (
+        SELECT (moved.output).auth_id, (moved.output).model_id, (moved.output).service_tier,
+            (moved.output).context_tier, (moved.output).event_count
+        FROM moved
+        UNION ALL
+        SELECT (moved.billed).auth_id, (moved.billed).model_id, (moved.billed).service_tier,
+            (moved.billed).context_tier, -(moved.billed).event_count
+        FROM moved
+        UNION ALL
+        SELECT auth_id, model_id, service_tier, context_tier, -event_count FROM stamped
+    ) AS difference
+    WHERE auth_id IS NOT NULL
+    GROUP BY auth_id, model_id, service_tier, context_tier
+    HAVING sum(event_count) <> 0
+),
 parts AS (
+    SELECT e.auth_id, e.model_id, e.service_tier, e.context_tier, 'input' AS token_class,
+        coalesce(o.input_rate_per_mtok, u.input_rate_per_mtok, s.input_rate_per_mtok)
+            AS unit_rate_per_mtok,
+        e.event_count,
+        0 AS quantity_tokens
+    FROM event_difference AS e
+    LEFT JOIN window_output AS o USING (auth_id, model_id, service_tier, context_tier)
+    LEFT JOIN (
+        SELECT * FROM rated_usage WHERE window_start = %(window_start)s::timestamptz
+    ) AS u USING (auth_id, model_id, service_tier, context_tier)
+    LEFT JOIN (
+        SELECT auth_id, model_id, service_tier, context_tier,
+            min(unit_rate_per_mtok) AS input_rate_per_mtok
+        FROM stamped
+        WHERE token_class = 'input'
+        GROUP BY auth_id, model_id, service_tier, context_tier
+    ) AS s USING (auth_id, model_id, service_tier, context_tier)
+    UNION ALL
     SELECT o.auth_id, o.model_id, o.service_tier, o.context_tier, part.token_class,
-        part.rate AS unit_rate_per_mtok,
-        CASE WHEN part.token_class = 'input' THEN o.event_count ELSE 0 END AS event_count,
-        part.tokens AS quantity_tokens
+        part.rate, 0, part.tokens
     FROM moved
     CROSS JOIN LATERAL (SELECT (moved.output).*) AS o
     CROSS JOIN LATERAL (VALUES
@@ -51,11 +93,10 @@ parts AS (
         ('audio_output', o.audio_output_tokens, o.audio_output_rate_per_mtok),
         ('image_input', o.image_input_tokens, o.image_input_rate_per_mtok)
     ) AS part (token_class, tokens, rate)
-    WHERE o.auth_id IS NOT NULL AND (part.tokens <> 0 OR part.token_class = 'input')
+    WHERE o.auth_id IS NOT NULL AND part.tokens <> 0
     UNION ALL
     SELECT u.auth_id, u.model_id, u.service_tier, u.context_tier, part.token_class, part.rate,
-        CASE WHEN part.token_class = 'input' THEN -u.event_count ELSE 0 END,
-        -part.tokens
+        0, -part.tokens
     FROM moved
     CROSS JOIN LATERAL (SELECT (moved.billed).*) AS u
     CROSS JOIN LATERAL (VALUES
@@ -69,12 +110,12 @@ parts AS (
         ('audio_output', u.audio_output_tokens, u.audio_output_rate_per_mtok),
         ('image_input', u.image_input_tokens, u.image_input_rate_per_mtok)
     ) AS part (token_class, tokens, rate)
-    WHERE u.auth_id IS NOT NULL AND (part.tokens <> 0 OR part.token_class = 'input')
+    WHERE u.auth_id IS NOT NULL AND part.tokens <> 0
     UNION ALL
     SELECT auth_id, model_id, service_tier, context_tier, token_class, unit_rate_per_mtok,
-        -event_count, -quantity_tokens
-    FROM rating_adjustment
-    WHERE window_start = %(window_start)s::timestamptz AND invoiced_by IS NOT NULL
+        0, -quantity_tokens
+    FROM stamped
+    WHERE quantity_tokens <> 0
 ),
 target AS (
     SELECT auth_id, model_id, service_tier, context_tier, token_class, unit_rate_per_mtok,
