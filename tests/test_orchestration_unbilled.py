@@ -26,9 +26,13 @@ from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOU
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS, LateEventsCursor
+from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import migrations
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
+from tests.factories import make_version, own
 from tests.sensing import PRICEBOOK_DIR, REPOSITORY, event, events_in, hours_ago, rate, tick
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -165,18 +169,29 @@ def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_wh
 
     assert [request.partition_key for request in ticked.run_requests] == [MISSED.key]
     assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(3)
+    assert evaluation.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)
 
 
-def test_events_before_the_first_window_are_named_since_no_partition_rates_them(
+def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_reads_them(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    """No pricebook prices an hour before the first window (contract 4.7), so no partition,
-    sensor or close rates it: the check names such events and the way out."""
-    before = Window.starting(hourly_windows.start.astimezone(UTC) - HOUR)
+    """No shipped pricebook prices an hour before the first window (contract 4.7), so no
+    partition or sensor rates it and every close through it is refused: the check names
+    such hours and the way out, until a version that covers them has rated them."""
+    first = hourly_windows.start.astimezone(UTC)
+    before = Window.starting(first - 3 * HOUR)
     add_events(events_in(before, 2))
 
-    evaluation = check(database_url, instance)
+    named = check(database_url, instance)
+    earlier = make_version({"base-large": own("2.50", "10")}, version="early",
+                           effective_from=before.start)  # fmt: skip
+    with connect(database_url) as conn:
+        rate_window(conn, before, Pricebooks((earlier,)), "test-early")
+    settled = check(database_url, instance)
 
-    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert evaluation.metadata["events_before_first_window"] == dg.MetadataValue.int(2)
-    assert "2 events occurred before the first window" in (evaluation.description or "")
+    assert not named.passed and named.severity == dg.AssetCheckSeverity.WARN
+    assert named.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(1)
+    assert "1 hours before the first window" in (named.description or "")
+    assert before.key in (named.description or "")
+    assert settled.passed
+    assert settled.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)

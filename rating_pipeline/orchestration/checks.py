@@ -25,7 +25,7 @@ open (contract 10); an open window has no adjustments.
 """
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -50,13 +50,16 @@ from rating_pipeline.orchestration.queries import (
     LoggedTotalMismatch,
     ReasonTotals,
     Span,
-    UnwindowedEvents,
     WindowConservation,
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
-from rating_pipeline.warehouse.periods import OpenAdjustments, open_adjustments
-from rating_pipeline.windows import Window
+from rating_pipeline.warehouse.periods import (
+    OpenAdjustments,
+    open_adjustments,
+    unrated_hours_before,
+)
+from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
 
 COST_RECONSTRUCTS = "cost_reconstructs"
 EVENTS_CONSERVED = "events_conserved"
@@ -387,8 +390,9 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
         "No window bills other events than it holds unseen: lists the windows older than the "
         "lookback whose events changed after their latest rating (late events the sensors do "
         "not re-rate), the hours with events that were never rated (missed hours, with "
-        "the missed_hours sensor's attempts), and how many events no partition holds (no "
-        "occurred_at, one outside the years 1 to 9999, or one before the first window)."
+        "the missed_hours sensor's attempts), the hours before the first window that hold "
+        "events no rating read, and how many events no window holds (no occurred_at, or one "
+        "outside the instants a window can hold)."
     ),
 )
 def all_windows_billed(
@@ -398,20 +402,22 @@ def all_windows_billed(
         now = queries.database_clock(conn)
         late = queries.late_windows(conn)
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
-        unwindowed = queries.unwindowed_events(conn, hourly_windows.start.astimezone(UTC))
+        before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
+        undated = queries.undated_events(conn)
     attempts = {w: missed_hours.attempts(context.instance, w) for w in never_rated[:WINDOWS_LISTED]}
-    return evaluate_billed(late, never_rated, attempts, unwindowed)
+    return evaluate_billed(late, never_rated, attempts, before_first, undated)
 
 
 def evaluate_billed(
     late: list[LateWindow],
     never_rated: list[Window],
     attempts: dict[Window, int],
-    unwindowed: UnwindowedEvents,
+    before_first: list[datetime],
+    undated: int,
 ) -> dg.AssetCheckResult:
-    """WARN with every window listed (the first WINDOWS_LISTED in a table), and the events
-    no partition rates (no occurred_at, one outside windows.WINDOWED_FROM..WINDOWED_UNTIL,
-    or one before the first window), else pass."""
+    """WARN with every window listed (the first WINDOWS_LISTED in a table), the hours
+    before the first window never rated, and the events no window holds (no occurred_at,
+    or one outside windows.WINDOWED_FROM..WINDOWED_UNTIL), else pass."""
     why = {
         w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating: "
         "older than the lookback, not re-rated automatically"
@@ -424,8 +430,8 @@ def evaluate_billed(
     checked: dict[str, Any] = {
         "late_windows": dg.MetadataValue.int(len(late)),
         "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
-        "undated_events": dg.MetadataValue.int(unwindowed.undated),
-        "events_before_first_window": dg.MetadataValue.int(unwindowed.before_first_window),
+        "never_rated_hours_before_first_window": dg.MetadataValue.int(len(before_first)),
+        "undated_events": dg.MetadataValue.int(undated),
     }
     if why:
         listed = sorted(why.items())[:WINDOWS_LISTED]
@@ -441,24 +447,23 @@ def evaluate_billed(
             "their invoice period is open, and if so materialize their partitions."
         )
     )
-    if unwindowed.undated:
+    if before_first:
+        first = hourly_windows.start.astimezone(UTC)
+        named = ", ".join(Window.starting(h).key for h in before_first[:WINDOWS_LISTED])
         description += (
-            f" {unwindowed.undated} events have no occurred_at, or one no window holds "
-            "(before year 1, after 9999, infinite): nothing rates them; correct them upstream "
-            "(SELECT ... "
-            "FROM billing_event WHERE occurred_at IS NULL OR NOT isfinite(occurred_at) OR "
-            "occurred_at < '0001-01-01Z' OR occurred_at >= '9999-12-31T23:00Z')."
+            f" {len(before_first)} hours before the first window ({Window.starting(first).key}) "
+            f"hold events no rating read ({named}): no shipped pricebook prices them, so no "
+            "partition rates them and every close through them is refused. Rate them with "
+            "a version that covers them (`rating-pipeline rate`), or correct them upstream."
         )
-    if unwindowed.before_first_window:
+    if undated:
         description += (
-            f" {unwindowed.before_first_window} events occurred before the first window, "
-            f"{hourly_windows.start.astimezone(UTC).isoformat()}, which no pricebook prices: "
-            "nothing rates them, and a close through their hours is refused. Add a pricebook "
-            "version effective from their first hour (and move the first window to it), or "
-            "correct them upstream."
+            f" {undated} events have no occurred_at, or one no window holds (before "
+            f"{WINDOWED_FROM:%Y-%m-%d}, from {WINDOWED_UNTIL:%Y-%m-%d %H:%M} UTC, or "
+            "infinite): nothing rates them; correct them upstream."
         )
     return dg.AssetCheckResult(
-        passed=not unbilled and not unwindowed.undated and not unwindowed.before_first_window,
+        passed=not unbilled and not before_first and not undated,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=checked,
         description=description,

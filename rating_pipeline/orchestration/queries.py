@@ -220,7 +220,7 @@ def changed_windows(
 ) -> list[ChangedWindow]:
     """Rated windows from ``lookback_start`` on, touched by events ingested after ``since``,
     whose (count, max ingested_at) differs from their latest rating's."""
-    params = {"since": since, "lookback_start": lookback_start, "windowed_until": WINDOWED_UNTIL}
+    params = {"since": since, "lookback_start": lookback_start}
     return [
         ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]))
         for row in conn.execute(load_sql("orchestration_changed_windows"), params)
@@ -298,25 +298,13 @@ def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
     ]
 
 
-@dataclass(frozen=True)
-class UnwindowedEvents:
-    """The events no partition rates: ``undated`` ones (no occurred_at, or one no window
-    can hold: ``windows.WINDOWED_FROM``) and those ``before_first_window``."""
-
-    undated: int
-    before_first_window: int
-
-
-def unwindowed_events(conn: psycopg.Connection, first_window: datetime) -> UnwindowedEvents:
-    """How many events no partition from ``first_window`` on holds, and why."""
-    bounds = {
-        "windowed_from": WINDOWED_FROM,
-        "windowed_until": WINDOWED_UNTIL,
-        "first_window": first_window,
-    }
+def undated_events(conn: psycopg.Connection) -> int:
+    """How many events no window holds: no occurred_at, or one outside the instants a
+    window can hold (``WINDOWED_FROM``)."""
+    bounds = {"windowed_from": WINDOWED_FROM, "windowed_until": WINDOWED_UNTIL}
     row = conn.execute(load_sql("orchestration_undated_events"), bounds).fetchone()
-    assert row is not None  # an aggregate without GROUP BY returns one row
-    return UnwindowedEvents(int(row[0]), int(row[1]))
+    assert row is not None  # a SELECT without FROM returns one row
+    return int(row[0])
 
 
 @dataclass(frozen=True)

@@ -156,13 +156,7 @@ def refuse_unless_closable(
             f"close refused: {through.isoformat()} lies in the future; the latest instant a "
             f"close may be through now is {current_hour.isoformat()}"
         )
-    unrated = [
-        hour
-        for (hour,) in conn.execute(
-            load_sql("select_unrated_hours_before"),
-            {"windowed_from": WINDOWED_FROM, "through": through},
-        )
-    ]
+    unrated = unrated_hours_before(conn, through)
     if unrated:
         named = ", ".join(
             h.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ") for h in unrated[:UNRATED_HOURS_NAMED]
@@ -178,6 +172,13 @@ def refuse_unless_closable(
             "version covers needs a version effective from it, or its events corrected "
             "upstream)"
         )
+
+
+def unrated_hours_before(conn: psycopg.Connection, through: datetime) -> list[datetime]:
+    """The start of every hour before ``through`` that holds events but was never rated
+    (from ``WINDOWED_FROM``: earlier instants name no hour), oldest first."""
+    bounds = {"windowed_from": WINDOWED_FROM, "through": through}
+    return [hour for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), bounds)]
 
 
 def months_wholly_closed(
