@@ -41,13 +41,12 @@ PROBLEMS = (
 )
 PROBLEM_BITS: dict[int, str] = {1 << index: name for index, name in enumerate(PROBLEMS)}
 # An id is blank when nothing but these remain: every code point of Unicode's White_Space
-# property (no-break and ideographic spaces among them). The SQL binds the same set.
+# property (no-break and ideographic spaces among them). The SQL binds those the
+# warehouse's encoding holds (extract.blank_characters).
 BLANK_CHARACTERS = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-# A warehouse not in UTF8 can hold (or be sent) only these of them.
-ASCII_BLANK_CHARACTERS = "\t\n\v\f\r "
 # Longer ids are invalid: they could not key a row (a B-tree entry holds ~2,700 bytes).
 # An exception row keys such an id by its first ID_PREFIX_LENGTH characters and its sha256.
 MAX_ID_LENGTH = 256

@@ -4,18 +4,22 @@ digest tells every correction apart."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
+from psycopg import sql
 
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEvent
+from rating_pipeline.warehouse import migrations
+from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.extract import read_window_usage
 from rating_pipeline.windows import Window
-from tests.conftest import stored_window
+from tests.conftest import database_url_for, insert_events, stored_window
 from tests.factories import WINDOW_START, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
@@ -136,3 +140,27 @@ def test_events_digest_changes_with_every_summed_value_and_only_with_them(
     reingested = "UPDATE billing_event SET event_id = event_id || '-again', "
     reingested += "ingested_at = ingested_at + interval '1 day'"
     assert digest_after(reingested) == before
+
+
+def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
+    pg_server_url: str,
+) -> None:
+    """LATIN1 holds the no-break space (and U+0085), not the ideographic one: those it
+    holds are blank there too, and binding one it cannot hold would fail every rating."""
+    name = f"rating_latin1_{uuid.uuid4().hex[:12]}"
+    admin = "CREATE DATABASE {} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'"
+    with psycopg.connect(pg_server_url, autocommit=True) as server:
+        server.execute(sql.SQL(admin).format(sql.Identifier(name)))
+    url = database_url_for(pg_server_url, name)
+    try:
+        migrations.upgrade(url)
+        insert_events(url, [make_event(auth_id="\u00a0\u00a0"), make_event(auth_id="org-1")])
+        with connect(url) as latin1:
+            rating = rate(latin1)
+            stored = stored_window(latin1, WINDOW)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as server:
+            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    assert rating.events_rated == 1
+    assert [(e.auth_id, e.detail) for e in stored.exceptions] == [("\u00a0\u00a0", "blank auth_id")]

@@ -21,7 +21,7 @@ from rating_pipeline.pricebook.model import (
     TOKEN_CLASSES,
     PricebookVersion,
 )
-from rating_pipeline.records import ASCII_BLANK_CHARACTERS, BLANK_CHARACTERS, MAX_ID_LENGTH
+from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
@@ -81,7 +81,6 @@ def usage_params(
     (the version's context thresholds, the service tiers, the blank characters the
     warehouse's encoding can hold, the longest id)."""
     thresholds = pricing.context_thresholds(version)
-    utf8 = conn.info.parameter_status("server_encoding") == "UTF8"
     return {
         "start": window.start,
         "end": window.end,
@@ -91,9 +90,27 @@ def usage_params(
         "event_base_thresholds": list(thresholds.event_bases.values()),
         "fine_tune_prefix": FINE_TUNE_PREFIX,
         "service_tiers": list(SERVICE_TIERS),
-        "blank_characters": BLANK_CHARACTERS if utf8 else ASCII_BLANK_CHARACTERS,
+        "blank_characters": blank_characters(conn),
         "max_id_length": MAX_ID_LENGTH,
     }
+
+
+def blank_characters(conn: psycopg.Connection) -> str:
+    """The BLANK_CHARACTERS the warehouse's encoding holds (an id cannot hold the others,
+    and sending one would fail the statement); only the ASCII ones where the client's
+    encoding is not the server's, so the server never converts one it cannot hold."""
+    info = conn.info
+    if info.parameter_status("client_encoding") != info.parameter_status("server_encoding"):
+        return "".join(c for c in BLANK_CHARACTERS if c.isascii())
+    return "".join(c for c in BLANK_CHARACTERS if _encodes(c, info.encoding))
+
+
+def _encodes(character: str, codec: str) -> bool:
+    try:
+        character.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def resolution_keys(conn: psycopg.Connection) -> tuple[tuple[str, str], ...]:
