@@ -124,7 +124,11 @@ def _add_period_commands(commands: argparse._SubParsersAction) -> None:
     build = invoice_commands.add_parser("build", help="converge a month's invoice lines")
     build.add_argument("--month", required=True, metavar="YYYY-MM")
     build.set_defaults(handler=_invoice_build)
-    export = invoice_commands.add_parser("export", help="one CSV per account of a month")
+    export = invoice_commands.add_parser(
+        "export",
+        help="one CSV per account of a month's built lines; the month's other files in DIR "
+        "(YYYY-MM_*.csv) are removed",
+    )
     export.add_argument("--month", required=True, metavar="YYYY-MM")
     export.add_argument("--out", type=Path, required=True, metavar="DIR")
     export.set_defaults(handler=_invoice_export)
@@ -178,8 +182,10 @@ def _invoice_export(args: argparse.Namespace) -> int:
     for path in exported.written:
         print(path)
     for path in exported.removed:
-        print(f"removed {path}: the account has no lines in {month:%Y-%m}")
+        print(f"removed {path}: no account of {month:%Y-%m} has this file now")
     print(f"{len(exported.written)} account file(s) for {month:%Y-%m} in {args.out}")
+    if not exported.written:
+        print(f"{month:%Y-%m} has no invoice lines: build it first (invoice build --month)")
     return EXIT_OK
 
 

@@ -32,6 +32,7 @@ from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.invoices import (
+    Exported,
     LinesBuilt,
     MonthTotal,
     build_invoice,
@@ -785,3 +786,48 @@ def test_export_file_names_never_collide_even_with_an_id_shaped_like_a_digest_na
     written = export_invoice(reader, JUNE, tmp_path).written
 
     assert len(set(written)) == len(lookalikes) == len(list(tmp_path.iterdir()))
+
+
+def test_export_of_a_month_without_lines_removes_nothing(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """No lines at all is an export before `invoice build`, or against another database,
+    far more often than a month whose every line went: it writes and removes nothing."""
+    reader.execute(
+        "INSERT INTO invoice_line VALUES (%s, 'acct-a', 'usage', 'm', 'standard', 'standard', "
+        "'input', 1, 1000000, 1, 1, now(), 'test')",
+        (JUNE,),
+    )
+    reader.commit()
+    export_invoice(reader, JUNE, tmp_path)
+    reader.execute("DELETE FROM invoice_line")
+    reader.commit()
+
+    again = export_invoice(reader, JUNE, tmp_path)
+
+    assert again == Exported((), ())
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-06_acct-a.csv"]
+
+
+def test_export_removes_only_files_and_sweeps_its_own_partial_files(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A directory named like a month's file is not an invoice; a partial file a killed
+    export left is the month's, and goes."""
+    reader.execute(
+        "INSERT INTO invoice_line VALUES (%s, 'acct-a', 'usage', 'm', 'standard', 'standard', "
+        "'input', 1, 1000000, 1, 1, now(), 'test')",
+        (JUNE,),
+    )
+    reader.commit()
+    (tmp_path / "2026-06_a-directory.csv").mkdir()
+    (tmp_path / "2026-06_zz-stale.csv").write_text("stale\n")
+    (tmp_path / ".2026-06_0123abcd.partial").write_text("half an invoice")
+
+    exported = export_invoice(reader, JUNE, tmp_path)
+
+    assert [p.name for p in exported.removed] == ["2026-06_zz-stale.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2026-06_a-directory.csv",
+        "2026-06_acct-a.csv",
+    ]

@@ -10,6 +10,7 @@ were built by the close that closed it, and a build leaves them as they are.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -217,14 +218,17 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     and their difference in ``residual``). Amounts are written as exact decimal text.
 
     The month's files in ``out_dir`` (``YYYY-MM_*.csv``) are the export's: each is replaced
-    whole (written aside, then renamed over), and those of accounts without lines now are
-    removed, so the directory holds exactly the month's invoices."""
+    whole (written and synced aside, then renamed over it), and those of accounts without
+    lines now are removed, so the directory holds exactly the month's invoices. A month
+    without any line (not built yet, or another database) writes and removes nothing."""
     frame = invoice_frame(conn, month)
     frame[RESIDUAL] = ""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
+    if frame.empty:
+        return Exported((), ())
     written: list[Path] = []
     for account_id, lines in frame.groupby("account_id", sort=True):
         with localcontext(EXACT):  # the default context keeps 28 digits and rounds silently
@@ -244,14 +248,20 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
         path = out_dir / invoice_file_name(month, str(account_id))
         try:
-            _replace_whole(path, table)
+            _replace_whole(path, table, out_dir / f".{month:%Y-%m}_{uuid.uuid4().hex}.partial")
         except OSError as exc:
             raise ExportFailed(
                 f"cannot write {path}: {exc.strerror}; {len(written)} account file(s) written "
                 "before it"
             ) from exc
         written.append(path)
-    stale = sorted(set(out_dir.glob(f"{month:%Y-%m}_*.csv")) - set(written))
+    for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
+        partial.unlink(missing_ok=True)
+    stale = sorted(
+        path
+        for path in out_dir.glob(f"{month:%Y-%m}_*.csv")
+        if path not in written and (path.is_symlink() or path.is_file())
+    )
     for path in stale:
         try:
             path.unlink()
@@ -263,12 +273,14 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     return Exported(tuple(written), tuple(stale))
 
 
-def _replace_whole(path: Path, table: pd.DataFrame) -> None:
-    """Write ``table`` beside ``path``, then rename it over ``path``: a reader, or a failed
-    export, never sees half a file."""
-    partial = path.with_name(f".export-{uuid.uuid4().hex}.partial")
+def _replace_whole(path: Path, table: pd.DataFrame, partial: Path) -> None:
+    """Write ``table`` to ``partial`` and sync it, then rename it over ``path``: a reader, a
+    failed export or a crash never leaves half a file at ``path``."""
     try:
-        table.to_csv(partial, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        with partial.open("w", encoding="utf-8", newline="") as file:
+            table.to_csv(file, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+            file.flush()
+            os.fsync(file.fileno())
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
