@@ -320,7 +320,7 @@ def write_version(directory: Path, version: str, text: str) -> Path:
         raise LitellmFormatError(
             f"{path} already exists: a version file is never rewritten; choose another --version"
         )
-    load_version_beside(path.parent, text, path)
+    load_version_beside(text, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("x", encoding="utf-8") as file:
         file.write(text)

@@ -195,12 +195,11 @@ def load_version_text(text: str, source_file: str) -> PricebookVersion:
     return result.version
 
 
-def load_version_beside(directory: Path, text: str, path: Path) -> PricebookVersion:
-    """``text`` as the version file ``path`` about to join ``directory`` (which may not
-    exist yet): rules 1-6, and rule 7 against the version files already there (whose own
-    errors are not its).
-    Raises PricebookLoadError with every error of the new file."""
-    directory = Path(directory)
+def load_version_beside(text: str, path: Path) -> PricebookVersion:
+    """``text`` as the new version file ``path``, beside the version files already in its
+    directory (which may not exist yet): rules 1-6, and rule 7 against the others (whose
+    own errors are not its). Raises PricebookLoadError with every error of the new file."""
+    directory = path.parent
     new = _check_text(text, str(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
     try:
         listed = list(directory.iterdir()) if directory.is_dir() else []
