@@ -133,7 +133,7 @@ def test_only_chat_and_responses_models_are_imported():
         "one of: chat, embedding, completion, image_generation, audio_transcription, "
         "audio_speech, image_generation, moderation, rerank, search": 1,
     }
-    assert result.models == len(version.models) == 12
+    assert result.models == len(version.models) == 11
 
 
 def test_import_reads_each_price_from_its_json_text_never_through_a_float():
@@ -250,17 +250,51 @@ def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
     ]
 
 
-def test_thresholds_that_differ_within_a_model_are_reported_and_not_imported():
+def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat():
+    """One threshold per model is what the contract holds; importing the rest of such a
+    model would price its long prompts at standard rates (contract 5: never another
+    context's rates), so it is left out, every price told."""
     result, version = imported()
-    kyma = rates(version, "kyma/qwen3.7-flash")
-    assert set(kyma.sets) == {(STANDARD, STANDARD)} and kyma.long_context_above_tokens is None
-    reason = "long-context thresholds differ within the model (32k, 256k tokens): one per model"
-    assert unmapped_of(result, "kyma/qwen3.7-flash") == {
-        "input_cost_per_token_above_256k_tokens": reason,
-        "input_cost_per_token_above_32k_tokens": reason,
-        "output_cost_per_token_above_256k_tokens": reason,
-        "output_cost_per_token_above_32k_tokens": reason,
+    assert "kyma/qwen3.7-flash" not in version.models
+    assert "kyma/qwen3.7-flash: long-context thresholds differ (32k, 256k tokens)" in {
+        str(note) for note in result.not_imported
     }
+    reason = "model not imported: long-context thresholds differ within it (32k, 256k tokens)"
+    assert set(unmapped_of(result, "kyma/qwen3.7-flash").values()) == {reason}
+    assert len(unmapped_of(result, "kyma/qwen3.7-flash")) == 6  # every price it has
+
+
+def test_prices_by_time_of_day_or_by_region_are_reported_not_ignored():
+    text = json.dumps(
+        {
+            "deepseek-v4-pro": {
+                "mode": "chat", "input_cost_per_token": 1.32e-06,
+                "output_cost_per_token": 3.96e-06,
+                "off_peak_pricing": {"input_cost_per_token": 6.6e-07, "windows": ["00:00-01:00"]},
+                "provider_specific_entry": {"us": "1.1", "fast": 2},
+            }
+        }
+    )  # fmt: skip
+    result, _ = imported(text)
+    assert unmapped_of(result, "deepseek-v4-pro") == {
+        "off_peak_pricing": "prices by time of day: the contract has none",
+        "provider_specific_entry": "price multipliers by region or speed: the contract has none",
+    }
+
+
+def test_an_xai_threshold_counts_a_prompt_at_it_as_long_as_litellm_does():
+    """LiteLLM bills xAI's long-context rates from the threshold itself (prompt >= N); the
+    contract's threshold is exclusive (prompt > N), so it is written one token lower."""
+    entry = {
+        "mode": "chat", "litellm_provider": "xai", "input_cost_per_token": 1.25e-06,
+        "output_cost_per_token": 2.5e-06, "input_cost_per_token_above_200k_tokens": 2.5e-06,
+        "output_cost_per_token_above_200k_tokens": 5e-06,
+    }  # fmt: skip
+    _, version = imported(
+        json.dumps({"xai/grok-4.3": entry, "other/grok": {**entry, "litellm_provider": "other"}})
+    )
+    assert rates(version, "xai/grok-4.3").long_context_above_tokens == 199_999
+    assert rates(version, "other/grok").long_context_above_tokens == 200_000
 
 
 def test_an_incomplete_tier_or_long_context_set_is_reported_and_not_imported():
@@ -299,6 +333,7 @@ def test_a_model_without_per_token_input_and_output_is_not_imported_and_reported
     assert [str(note) for note in result.not_imported] == [
         "dashscope/qwen-flash: no usable input_cost_per_token, output_cost_per_token",
         "free-tier/tiny-chat: no usable input_cost_per_token",
+        "kyma/qwen3.7-flash: long-context thresholds differ (32k, 256k tokens)",
         "openrouter/openai/gpt-4o:online: no usable output_cost_per_token",
     ]
 
@@ -346,16 +381,16 @@ def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsy
     assert (code, stderr) == (EXIT_OK, "")
     written = out / "litellm-1.yaml"
     (version,) = load_pricebooks(out).versions
-    assert version.source_file == str(written) and len(version.models) == 12
+    assert version.source_file == str(written) and len(version.models) == 11
     lines = stdout.splitlines()
     assert lines[0] == (
-        f"{written}: 12 models imported from {FIXTURE} (15 chat or responses entries; "
-        "3 entries of other modes skipped); 3 models not imported, 2 rates rounded, "
-        "23 prices not mapped"
+        f"{written}: 11 models imported from {FIXTURE} (15 chat or responses entries; "
+        "3 entries of other modes skipped); 4 models not imported, 2 rates rounded, "
+        "25 prices not mapped"
     )
-    assert sum(line.startswith("not imported: ") for line in lines) == 3
+    assert sum(line.startswith("not imported: ") for line in lines) == 4
     assert sum(line.startswith("rounded: ") for line in lines) == 2
-    assert sum(line.startswith("not mapped: ") for line in lines) == 23
+    assert sum(line.startswith("not mapped: ") for line in lines) == 25
     assert "skipped: 1 embedding, 1 image_generation, 1 one of: chat" in stdout
 
 

@@ -9,9 +9,11 @@ A price with more than RATE_PLACES places per million tokens is float noise
 (``2.9999900000000002e-06``): an error (``FloatNoiseError``) unless ``round_rates``, which
 rounds it half-even and reports it. Every price the contract cannot hold is reported
 (``Unmapped``), never guessed at: per-query, per-second and per-image prices, token
-classes and tiers the contract does not know, thresholds that differ within a model, and
-sets without input and output. Nothing is inherited: a tier or long-context set without
-a cache rate in the source gets none. The YAML is written for the loader, which checks it.
+classes and tiers the contract does not know, multipliers, prices by time of day, and
+sets without input and output. A model whose long-context thresholds differ is not
+imported: its long prompts would bill at standard rates. Nothing is inherited: a tier or
+long-context set without a cache rate in the source gets none. The YAML is written for the
+loader, which checks it.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ from rating_pipeline.records import BLANK_CHARACTERS
 
 IMPORTED_MODES = ("chat", "responses")
 MODE = "mode"
+PROVIDER = "litellm_provider"
+# LiteLLM bills these providers' long-context rates from the threshold itself (a prompt of
+# N tokens or more); the contract's threshold is exclusive, so theirs is written as N - 1.
+INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
 # LiteLLM's per-token price fields, by the token class each prices.
 CLASS_FIELDS = {
     "input_cost_per_token": "input",
@@ -148,13 +154,14 @@ class Rounded:
 
 @dataclass(frozen=True)
 class NotImported:
-    """A chat model left out: it has no usable per-token input or output price."""
+    """A chat model left out, and why: no usable per-token input or output price, or
+    prices the contract cannot hold without billing some prompts at other rates."""
 
     model: str
-    missing: tuple[str, ...]
+    reason: str
 
     def __str__(self) -> str:
-        return f"{self.model}: no usable {', '.join(self.missing)}"
+        return f"{self.model}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -228,7 +235,7 @@ def convert_litellm(
             skipped["(no mode)" if mode is None else str(mode)] += 1
             continue
         if not _usable_id(model_id):
-            report.not_imported.append(NotImported(model_id, ("model id",)))
+            report.not_imported.append(NotImported(model_id, "no usable model id"))
             continue
         rates = _model_rates(model_id, entry, report)
         if rates is not None:
@@ -343,13 +350,23 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
         rate = _rate(model_id, name, value, report)
         if rate is not None:
             slots[slot] = (name, rate)
-    threshold = _one_threshold(model_id, entry, slots, report)
+    thresholds = sorted({slot.thousands for slot in slots if slot.thousands is not None})
+    if len(thresholds) > 1:
+        listed = ", ".join(f"{thousands}k" for thousands in thresholds)
+        why = f"long-context thresholds differ within it ({listed} tokens)"
+        report.not_imported.append(NotImported(model_id, why.replace(" within it", "")))
+        for name, _ in slots.values():
+            report.unmap(model_id, name, entry[name], f"model not imported: {why}")
+        return None
+    threshold = thresholds[0] if thresholds else None
     sets = _complete_sets(model_id, entry, slots, report)
     if (STANDARD, STANDARD) not in sets:
         _not_imported(model_id, entry, slots, report)
         return None
-    has_long = any(context == LONG for _, context in sets)
-    return ModelRates(MappingProxyType(sets), threshold * 1000 if has_long and threshold else None)
+    if threshold is None or not any(context == LONG for _, context in sets):
+        return ModelRates(MappingProxyType(sets), None)
+    inclusive = entry.get(PROVIDER) in INCLUSIVE_THRESHOLD_PROVIDERS
+    return ModelRates(MappingProxyType(sets), threshold * 1000 - (1 if inclusive else 0))
 
 
 def _slot(name: str) -> _Slot | None:
@@ -371,6 +388,10 @@ def _why_not_a_price(name: str) -> str | None:
     """Why a field that is no contract price is reported, or None for a non-price field."""
     if name in _ALIASES:
         return _ALIASES[name]
+    if name == "off_peak_pricing":
+        return "prices by time of day: the contract has none"
+    if name == "provider_specific_entry":
+        return "price multipliers by region or speed: the contract has none"
     if name == "tiered_pricing":
         return "price ranges by prompt size: the contract has one long-context threshold per model"
     if "multiplier" in name:
@@ -428,22 +449,6 @@ def _rounded(
         return None
     report.rounded.append(note)
     return rounded
-
-
-def _one_threshold(
-    model_id: str, entry: dict[str, Any], slots: dict[_Slot, tuple[str, Decimal]], report: _Report
-) -> int | None:
-    """The model's one long-context threshold in thousands of tokens. Thresholds that
-    differ within the model cannot be held: all its long-context prices are reported."""
-    found = sorted({slot.thousands for slot in slots if slot.thousands is not None})
-    if len(found) <= 1:
-        return found[0] if found else None
-    listed = ", ".join(f"{thousands}k" for thousands in found)
-    reason = f"long-context thresholds differ within the model ({listed} tokens): one per model"
-    for slot in [slot for slot in slots if slot.thousands is not None]:
-        name, _ = slots.pop(slot)
-        report.unmap(model_id, name, entry[name], reason)
-    return None
 
 
 def _complete_sets(
@@ -509,7 +514,7 @@ def _not_imported(
         slot.token_class for slot in slots if slot.tier == STANDARD and slot.thousands is None
     }
     missing = tuple(FIELD_OF_CLASS[c] for c in ("input", "output") if c not in standard)
-    report.not_imported.append(NotImported(model_id, missing))
+    report.not_imported.append(NotImported(model_id, f"no usable {', '.join(missing)}"))
     reported = {note.field for note in report.unmapped if note.model == model_id}
     reason = f"model not imported: it has no usable {', '.join(missing)}"
     for name, _ in slots.values():
