@@ -8,6 +8,7 @@ entries cut down to their prices and one entry per case the importer must handle
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ def test_only_chat_and_responses_models_are_imported():
         "one of: chat, embedding, completion, image_generation, audio_transcription, "
         "audio_speech, image_generation, moderation, rerank, search": 1,
     }
-    assert result.models == len(version.models) == 11
+    assert result.models == len(version.models) == 12
 
 
 def test_import_reads_each_price_from_its_json_text_never_through_a_float():
@@ -320,18 +321,11 @@ def test_an_incomplete_tier_or_long_context_set_is_reported_and_not_imported():
 
 def test_a_model_without_per_token_input_and_output_is_not_imported_and_reported():
     result, version = imported()
-    assert "dashscope/qwen-flash" not in version.models
     assert "openrouter/openai/gpt-4o:online" not in version.models
-    assert unmapped_of(result, "dashscope/qwen-flash") == {
-        "tiered_pricing": (
-            "price ranges by prompt size: the contract has one long-context threshold per model"
-        )
-    }
     assert unmapped_of(result, "openrouter/openai/gpt-4o:online") == {
         "input_cost_per_token": "model not imported: it has no usable output_cost_per_token"
     }
     assert [str(note) for note in result.not_imported] == [
-        "dashscope/qwen-flash: no usable input_cost_per_token, output_cost_per_token",
         "free-tier/tiny-chat: no usable input_cost_per_token",
         "kyma/qwen3.7-flash: long-context thresholds differ (32k, 256k tokens)",
         "openrouter/openai/gpt-4o:online: no usable output_cost_per_token",
@@ -381,16 +375,16 @@ def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsy
     assert (code, stderr) == (EXIT_OK, "")
     written = out / "litellm-1.yaml"
     (version,) = load_pricebooks(out).versions
-    assert version.source_file == str(written) and len(version.models) == 11
+    assert version.source_file == str(written) and len(version.models) == 12
     lines = stdout.splitlines()
     assert lines[0] == (
-        f"{written}: 11 models imported from {FIXTURE} (15 chat or responses entries; "
-        "3 entries of other modes skipped); 4 models not imported, 2 rates rounded, "
-        "25 prices not mapped"
+        f"{written}: 12 models imported from {FIXTURE} (15 chat or responses entries; "
+        "3 entries of other modes skipped); 3 models not imported, 2 rates rounded, "
+        "24 prices not mapped"
     )
-    assert sum(line.startswith("not imported: ") for line in lines) == 4
+    assert sum(line.startswith("not imported: ") for line in lines) == 3
     assert sum(line.startswith("rounded: ") for line in lines) == 2
-    assert sum(line.startswith("not mapped: ") for line in lines) == 25
+    assert sum(line.startswith("not mapped: ") for line in lines) == 24
     assert "skipped: 1 embedding, 1 image_generation, 1 one of: chat" in stdout
 
 
@@ -465,3 +459,54 @@ def test_import_of_the_same_source_is_byte_for_byte_the_same(tmp_path):
     first, _ = imported()
     second, _ = imported(reordered.read_text())
     assert first.text.split("\nmodels:")[1] == second.text.split("\nmodels:")[1]  # sorted by id
+
+
+def tiered(ranges: list[tuple[int, int, dict[str, float]]], **top: object) -> str:
+    entry = {"mode": "chat", **top, "tiered_pricing": [
+        {"range": [low, high], **prices} for low, high, prices in ranges
+    ]}  # fmt: skip
+    return json.dumps({"qwen-flash": entry})
+
+
+def test_two_price_ranges_by_prompt_size_are_one_long_context_threshold():
+    """LiteLLM bills a whole request at the range its prompt falls in (start < prompt <=
+    end): two ranges split at N are the contract's threshold N and its long-context set."""
+    text = tiered([
+        (0, 256000, {"input_cost_per_token": 5e-08, "output_cost_per_token": 4e-07,
+                     "cache_read_input_token_cost": 1e-08}),
+        (256000, 1000000, {"input_cost_per_token": 2.5e-07, "output_cost_per_token": 2e-06}),
+    ])  # fmt: skip
+    result, version = imported(text)
+    flash = rates(version, "qwen-flash")
+    assert flash.long_context_above_tokens == 256_000
+    assert flash.rate_set(STANDARD, STANDARD).rates == {  # type: ignore[union-attr]
+        "input": Decimal("0.05"), "output": Decimal("0.4"), "cache_read": Decimal("0.01")
+    }  # fmt: skip
+    assert flash.rate_set(STANDARD, LONG).rates == {  # type: ignore[union-attr]
+        "input": Decimal("0.25"), "output": Decimal("2")
+    }  # fmt: skip
+    assert unmapped_of(result, "qwen-flash") == {}
+
+
+def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_flat_prices():
+    """Three ranges, or flat prices that differ from the first range's: importing the flat
+    prices would bill the larger prompts at them."""
+    three = tiered(
+        [(0, 32000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (32000, 128000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06}),
+         (128000, 256000, {"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06})],
+        input_cost_per_token=1e-07, output_cost_per_token=1e-06,
+    )  # fmt: skip
+    differing = tiered(
+        [(0, 100000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (100000, 200000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
+        input_cost_per_token=3e-07, output_cost_per_token=1e-06,
+    )  # fmt: skip
+    for text, reason in (
+        (three, "price ranges by prompt size the contract cannot hold (3 ranges)"),
+        (differing, "input_cost_per_token differs from tiered_pricing[0]'s"),
+    ):
+        result = convert(text)
+        assert result.models == 0
+        assert [str(note) for note in result.not_imported] == [f"qwen-flash: {reason}"]
+        assert {note.reason for note in result.unmapped} == {f"model not imported: {reason}"}

@@ -59,6 +59,8 @@ from rating_pipeline.records import BLANK_CHARACTERS
 IMPORTED_MODES = ("chat", "responses")
 MODE = "mode"
 PROVIDER = "litellm_provider"
+TIERED_PRICING = "tiered_pricing"
+RANGE = "range"
 # LiteLLM bills these providers' long-context rates from the threshold itself (a prompt of
 # N tokens or more); the contract's threshold is exclusive, so theirs is written as N - 1.
 INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
@@ -338,7 +340,16 @@ def write_version(directory: Path, version: str, text: str) -> Path:
 
 
 def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> ModelRates | None:
-    """The model's rate sets, or None when it has no usable input and output price."""
+    """The model's rate sets, or None when it has no usable input and output price, or
+    prices the contract cannot hold without billing some prompts at other rates."""
+    flat = _flattened(model_id, entry, report)
+    if isinstance(flat, NotImported):
+        report.not_imported.append(flat)
+        for name, value in entry.items():
+            if _slot(name) is not None or name == TIERED_PRICING:
+                report.unmap(model_id, name, value, f"model not imported: {flat.reason}")
+        return None
+    entry = flat
     slots: dict[_Slot, tuple[str, Decimal]] = {}
     for name, value in entry.items():
         slot = _slot(name)
@@ -369,6 +380,59 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
     return ModelRates(MappingProxyType(sets), threshold * 1000 - (1 if inclusive else 0))
 
 
+def _flattened(
+    model_id: str, entry: dict[str, Any], report: _Report
+) -> dict[str, Any] | NotImported:
+    """The entry with two price ranges by prompt size read as one threshold: the first
+    range's prices as the standard fields, the second's as ``_above_<N/1000>k_tokens``
+    fields (LiteLLM bills a whole request at the range its prompt falls in, start < prompt
+    <= end: the contract's exclusive threshold N). NotImported where ranges the contract
+    cannot hold (or flat prices that differ from the first range's) would bill some prompts
+    at the flat prices."""
+    ranges = entry.get(TIERED_PRICING)
+    if ranges is None:
+        return entry
+    split = _split_at(ranges)
+    if split is None:
+        if any(_slot(name) is not None for name in entry):
+            count = len(ranges) if isinstance(ranges, list) else "unreadable"
+            return NotImported(
+                model_id, f"price ranges by prompt size the contract cannot hold ({count} ranges)"
+            )
+        return entry  # reported as not mapped; without prices the model is not imported
+    flat = {name: value for name, value in entry.items() if name != TIERED_PRICING}
+    for index, suffix in ((0, ""), (1, f"_above_{split // 1000}k_tokens")):
+        for name, value in ranges[index].items():
+            slot = _slot(name)
+            if name == RANGE:
+                continue
+            if slot is None or slot != _Slot(STANDARD, None, slot.token_class):
+                where = f"{TIERED_PRICING}[{index}].{name}"
+                report.unmap(model_id, where, value, _why_not_a_price(name) or "not a price")
+                continue
+            if index == 0 and name in flat and Decimal(flat[name]) != Decimal(value):
+                return NotImported(model_id, f"{name} differs from {TIERED_PRICING}[0]'s")
+            flat[name + suffix] = value
+    return flat
+
+
+def _split_at(ranges: object) -> int | None:
+    """N for exactly two ranges [0, N] and [N, M] with N a positive multiple of 1000 tokens
+    (how thresholds are written), else None."""
+    if not isinstance(ranges, list) or len(ranges) != 2:
+        return None
+    bounds = [r.get(RANGE) if isinstance(r, dict) else None for r in ranges]
+    if not all(isinstance(b, list) and len(b) == 2 for b in bounds):
+        return None
+    try:
+        (low, split), (again, _) = [[Decimal(v) for v in b] for b in bounds]  # type: ignore[union-attr]
+    except (TypeError, decimal.DecimalException):
+        return None
+    if low != 0 or again != split or split <= 0 or split % 1000 != 0:
+        return None
+    return int(split)
+
+
 def _slot(name: str) -> _Slot | None:
     """Where the price named ``name`` goes, or None when it is not one the contract knows."""
     tier, rest = STANDARD, name
@@ -392,8 +456,8 @@ def _why_not_a_price(name: str) -> str | None:
         return "prices by time of day: the contract has none"
     if name == "provider_specific_entry":
         return "price multipliers by region or speed: the contract has none"
-    if name == "tiered_pricing":
-        return "price ranges by prompt size: the contract has one long-context threshold per model"
+    if name == TIERED_PRICING:
+        return "price ranges by prompt size other than two: the contract has one threshold"
     if "multiplier" in name:
         return "a price multiplier: the contract has none"
     if "cost" not in name and "price" not in name:
