@@ -7,6 +7,8 @@ import random
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
+
 from rating_pipeline.records import INVALID_EVENT, UNPRICED
 from tests.factories import derived, make_event, make_version, schedule
 
@@ -173,3 +175,69 @@ def test_a_fine_tune_pair_with_long_ids_and_many_bases_never_stops_the_window(ra
     stored = rate_events(BOOK, *events, make_event("a", "base-large", None, 100, 0))
     assert [(r.model_id, r.event_count) for r in stored.rollups] == [("base-large", 1)]
     assert [(e.reason, e.event_count) for e in stored.exceptions] == [("ambiguous_base", 3)]
+
+
+OPTIONAL_CLASSES = (
+    "cache_read", "cache_write", "cache_write_1h", "reasoning", "audio_input", "audio_output",
+    "image_input",
+)  # fmt: skip
+PROMPT_CLASSES = ("cache_read", "cache_write", "cache_write_1h", "audio_input", "image_input")
+EVERY_CLASS = schedule(
+    {
+        ("standard", "standard"): {
+            "input": "1", "output": "2", "cache_read": "3", "cache_write": "4",
+            "cache_write_1h": "5", "reasoning": "6", "audio_input": "7", "audio_output": "8",
+            "image_input": "9",
+        },
+        ("standard", "long"): {
+            "input": "10", "output": "20", "cache_read": "30", "cache_write": "40",
+            "cache_write_1h": "50", "reasoning": "60", "audio_input": "70", "audio_output": "80",
+            "image_input": "90",
+        },
+    },
+    above=1_000,
+)  # fmt: skip
+EVERY_CLASS_BOOK = make_version({"m": EVERY_CLASS})
+TWO_CLASS_BOOK = make_version(
+    {"m": schedule({("standard", "standard"): {"input": "1", "output": "2"}})}
+)
+
+
+@pytest.mark.parametrize("token_class", OPTIONAL_CLASSES)
+def test_tokens_of_any_class_without_a_rate_make_only_their_rollup_unpriced(
+    rate_events, token_class
+):
+    """Never priced at 0 nor at another class's rate; the rest of the window bills."""
+    event = replace(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": 5})
+    stored = rate_events(TWO_CLASS_BOOK, event, make_event("b", "m", None, 10, 10))
+    (excepted,) = stored.exceptions
+    assert [r.auth_id for r in stored.rollups] == ["b"]
+    assert (excepted.auth_id, excepted.reason) == ("a", UNPRICED)
+    assert excepted.detail == f"no {token_class} rate in standard rates of m"
+
+
+def test_a_rollup_of_every_class_costs_the_sum_of_each_class_at_its_rate(rate_events):
+    counts = {f"{c}_tokens": 1_000 for c in OPTIONAL_CLASSES}
+    event = replace(make_event("a", "m", None, 0, 1_000_000), **counts)
+    (rollup,) = rate_events(EVERY_CLASS_BOOK, event).rollups
+    # prompt 5 x 1,000 > 1,000: long. 1,000,000 x 20 + 1,000 x (30+40+50+60+70+80+90), per 1M
+    assert rollup.context_tier == "long"
+    assert rollup.cost_usd == Decimal("20.42")
+
+
+@pytest.mark.parametrize("token_class", PROMPT_CLASSES)
+def test_every_input_side_class_counts_toward_the_prompt_size(rate_events, token_class):
+    at = replace(make_event("a", "m", None, 999, 0), **{f"{token_class}_tokens": 1})
+    above = replace(make_event("b", "m", None, 999, 0), **{f"{token_class}_tokens": 2})
+    stored = rate_events(EVERY_CLASS_BOOK, at, above)
+    assert {r.auth_id: r.context_tier for r in stored.rollups} == {"a": "standard", "b": "long"}
+
+
+@pytest.mark.parametrize("token_class", ("input", "output", *OPTIONAL_CLASSES))
+def test_a_negative_count_in_each_class_is_excepted_once_and_never_billed(rate_events, token_class):
+    event = replace(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": -1})
+    stored = rate_events(EVERY_CLASS_BOOK, event, make_event("b", "m", None, 10, 10))
+    (excepted,) = stored.exceptions
+    assert [r.auth_id for r in stored.rollups] == ["b"]
+    assert (excepted.reason, excepted.detail) == (INVALID_EVENT, f"negative {token_class}_tokens")
+    assert excepted.event_count == 1
