@@ -831,3 +831,21 @@ def test_export_removes_only_files_and_sweeps_its_own_partial_files(
         "2026-06_a-directory.csv",
         "2026-06_acct-a.csv",
     ]
+
+
+def test_the_first_and_last_hours_of_a_month_are_on_that_months_invoice_only(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    events = [
+        usage("org-1", "base-large", at(6, 30, 23, 59), 1_000_000),
+        usage("org-1", "base-large", at(7, 1, 0, 0), 2_000_000),
+    ]
+    add_events(events)
+    rate(database_url, events)
+    for month in (JUNE, JULY, AUGUST):
+        build(database_url, month)
+
+    lines = reader.execute(
+        "SELECT month, quantity_tokens FROM invoice_line WHERE token_class = 'input' ORDER BY month"
+    ).fetchall()
+    assert lines == [(JUNE, 1_000_000), (JULY, 2_000_000)]

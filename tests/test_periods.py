@@ -19,6 +19,7 @@ import pytest
 from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse import engine
 from rating_pipeline.warehouse.close_mark import lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
@@ -250,6 +251,67 @@ def test_close_stamps_open_adjustments_and_later_corrections_add_to_them(
         == stamped
     )
     assert billed_and_adjusted(reader) == latest_per_key(priced("2.75"), [*closed_window, late])
+
+
+def test_a_late_event_at_a_new_rate_rides_on_the_latest_rates_input_row(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    add_events([make_event("org-1", "base-large", input_tokens=1000, output_tokens=0)])
+    rate(database_url, priced(), "run-1")
+    close(database_url)
+    add_events([make_event("org-1", "base-large", input_tokens=500, output_tokens=0)])
+
+    rate(database_url, priced("3.00"), "run-2")
+
+    assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == [
+        ("org-1", "base-large", "input", Decimal("2.500000"), 0, -1000, Decimal("-0.0025")),
+        ("org-1", "base-large", "input", Decimal("3.000000"), 1, 1500, Decimal("0.0045")),
+    ]
+
+
+def test_a_correction_a_later_close_stamped_leaves_nothing_open_when_rated_again(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    add_events([make_event("org-1", "base-large", input_tokens=70, output_tokens=7)])
+    rate(database_url, priced(), "run-2")
+    close(database_url, AFTER_WINDOW + HOUR)
+
+    again = rate(database_url, priced(), "run-3")
+
+    assert again.rows_written == 0
+    assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == []
+
+
+def test_a_closed_rating_whose_adjustments_miss_the_cost_is_rolled_back(
+    database_url: str,
+    reader: psycopg.Connection,
+    closed_window: list[BillingEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Conservation in a closed window holds cost too: adjustments right in events and
+    tokens but charged at another rate (each row consistent with its own rate) fail the
+    rating, and nothing is written."""
+    reconcile = engine.reconcile
+
+    def at_other_rates(conn: psycopg.Connection, statement: str, params: object) -> object:
+        done = reconcile(conn, statement, params)  # type: ignore[arg-type]
+        if statement == "reconcile_rating_adjustment":
+            conn.execute(
+                "UPDATE rating_adjustment SET unit_rate_per_mtok = unit_rate_per_mtok + 1, "
+                "cost_usd = quantity_tokens * (unit_rate_per_mtok + 1) * 0.000001 "
+                "WHERE invoiced_by IS NULL AND quantity_tokens > 0"
+            )
+        return done
+
+    monkeypatch.setattr(engine, "reconcile", at_other_rates)
+    with pytest.raises(engine.ConservationError, match="billed output plus adjustments"):
+        rate(database_url, priced("3.00"), "run-2")
+    assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
 
 
 def test_a_rollup_back_at_its_billed_output_reverses_what_a_close_stamped(

@@ -93,6 +93,7 @@ def test_extraction_reports_the_latest_ingested_at(
         [
             replace(make_event(), ingested_at=WINDOW.end),
             replace(make_event(model_id="other"), ingested_at=late),
+            replace(make_event(model_id="other"), ingested_at=late - timedelta(hours=1)),
             replace(make_event(occurred_at=WINDOW.end), ingested_at=late + timedelta(days=1)),
         ]
     )

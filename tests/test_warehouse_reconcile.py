@@ -249,6 +249,25 @@ def test_identical_rerun_writes_nothing_and_locks_nothing(
     assert third.rows_written == 0 and third.total_cost_usd == first.total_cost_usd
 
 
+def test_rollups_that_differ_only_in_service_tier_reconcile_each_to_its_own_row(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """The tier is part of the rollup's key (contract 6): matched without it, the standard
+    and batch rows of one (auth, model) would be rewritten with each other's values."""
+    book = Pricebooks((make_version({"base-large": own("2.50", "10.00", batch=own("1.25", "5"))}),))
+    add_events([make_event("org-1", "base-large"),
+                replace(make_event("org-1", "base-large"), service_tier="batch")])  # fmt: skip
+    state = "SELECT service_tier, cost_usd, xmin::text FROM rated_usage ORDER BY service_tier"
+    rate_window(conn, WINDOW, book, "run-1")
+    before = reader.execute(state).fetchall()
+
+    again = rate_window(conn, WINDOW, book, "run-2")
+
+    assert again.rows_written == 0
+    assert reader.execute(state).fetchall() == before
+    assert [tier for tier, _, _ in before] == ["batch", "standard"]
+
+
 def test_scoped_rerate_leaves_adjacent_windows_untouched(
     conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
 ) -> None:
