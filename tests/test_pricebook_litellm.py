@@ -502,9 +502,15 @@ def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_fla
          (100000, 200000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
         input_cost_per_token=3e-07, output_cost_per_token=1e-06,
     )  # fmt: skip
+    quoted = tiered(
+        [(0, 100000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (100000, 200000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
+        input_cost_per_token="cheap", output_cost_per_token=1e-06,
+    )  # fmt: skip
     for text, reason in (
         (three, "price ranges by prompt size the contract cannot hold (3 ranges)"),
         (differing, "input_cost_per_token differs from tiered_pricing[0]'s"),
+        (quoted, "input_cost_per_token differs from tiered_pricing[0]'s"),
     ):
         result = convert(text)
         assert result.models == 0

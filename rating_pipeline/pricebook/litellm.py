@@ -403,17 +403,23 @@ def _flattened(
     flat = {name: value for name, value in entry.items() if name != TIERED_PRICING}
     for index, suffix in ((0, ""), (1, f"_above_{split // 1000}k_tokens")):
         for name, value in ranges[index].items():
-            slot = _slot(name)
             if name == RANGE:
                 continue
+            slot = _slot(name)
             if slot is None or slot != _Slot(STANDARD, None, slot.token_class):
                 where = f"{TIERED_PRICING}[{index}].{name}"
                 report.unmap(model_id, where, value, _why_not_a_price(name) or "not a price")
                 continue
-            if index == 0 and name in flat and Decimal(flat[name]) != Decimal(value):
+            if index == 0 and name in flat and not _same_price(flat[name], value):
                 return NotImported(model_id, f"{name} differs from {TIERED_PRICING}[0]'s")
             flat[name + suffix] = value
     return flat
+
+
+def _same_price(one: object, other: object) -> bool:
+    """Both are JSON numbers of the same value."""
+    numbers = isinstance(one, _JsonNumber) and isinstance(other, _JsonNumber)
+    return numbers and Decimal(one) == Decimal(other)  # type: ignore[arg-type]
 
 
 def _split_at(ranges: object) -> int | None:
