@@ -563,6 +563,17 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     assert org_1[-1]["amount_exact"] == "2.500332650000"  # 2.50000250 + 0.00033 + 0.00000015
 
 
+def add_a_line_each(reader: psycopg.Connection, *accounts: str) -> None:
+    """One June usage line (1 USD) per account, written directly, committed."""
+    for account in accounts:
+        reader.execute(
+            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
+            "'input', 1, 1000000, 1, 1, now(), 'test')",
+            (JUNE, account),
+        )
+    reader.commit()
+
+
 def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_apart(
     reader: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -571,13 +582,7 @@ def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_a
     long_ascii = "a" * 250
     long_kana = "株式会社サンプル・ソフトウェア開発本部第二事業部請求先アカウント"
     accounts = [long_ascii, long_ascii[:-1] + "b", long_kana, "short"]
-    for account in accounts:
-        reader.execute(
-            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
-            "'input', 1, 1000000, 1, 1, now(), 'test')",
-            (JUNE, account),
-        )
-    reader.commit()
+    add_a_line_each(reader, *accounts)
 
     written = export_invoice(reader, JUNE, tmp_path).written
 
@@ -739,13 +744,7 @@ def test_export_removes_the_month_files_of_accounts_without_lines_and_keeps_the_
 ) -> None:
     """A re-export leaves exactly the month's invoices in the directory: the file of an
     account whose lines went (an open month's mapping moved) would read as an invoice."""
-    for account in ("acct-a", "acct-b"):
-        reader.execute(
-            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
-            "'input', 1, 1000000, 1, 1, now(), 'test')",
-            (JUNE, account),
-        )
-    reader.commit()
+    add_a_line_each(reader, "acct-a", "acct-b")
     first = export_invoice(reader, JUNE, tmp_path)
     other_month = tmp_path / "2026-07_acct-b.csv"
     other_month.write_text("July's invoice\n")
@@ -775,13 +774,7 @@ def test_export_file_names_never_collide_even_with_an_id_shaped_like_a_digest_na
     long_id = "a" * 250
     digest = hashlib.sha256(long_id.encode()).hexdigest()
     lookalikes = [long_id, f"{'a' * 96}...sha256-{digest}", f"{'a' * 96}+sha256-{digest}"]
-    for account in lookalikes:
-        reader.execute(
-            "INSERT INTO invoice_line VALUES (%s, %s, 'usage', 'm', 'standard', 'standard', "
-            "'input', 1, 1000000, 1, 1, now(), 'test')",
-            (JUNE, account),
-        )
-    reader.commit()
+    add_a_line_each(reader, *lookalikes)
 
     written = export_invoice(reader, JUNE, tmp_path).written
 
@@ -793,12 +786,7 @@ def test_export_of_a_month_without_lines_removes_nothing(
 ) -> None:
     """No lines at all is an export before `invoice build`, or against another database,
     far more often than a month whose every line went: it writes and removes nothing."""
-    reader.execute(
-        "INSERT INTO invoice_line VALUES (%s, 'acct-a', 'usage', 'm', 'standard', 'standard', "
-        "'input', 1, 1000000, 1, 1, now(), 'test')",
-        (JUNE,),
-    )
-    reader.commit()
+    add_a_line_each(reader, "acct-a")
     export_invoice(reader, JUNE, tmp_path)
     reader.execute("DELETE FROM invoice_line")
     reader.commit()
@@ -814,12 +802,7 @@ def test_export_removes_only_files_and_sweeps_its_own_partial_files(
 ) -> None:
     """A directory named like a month's file is not an invoice; a partial file a killed
     export left is the month's, and goes."""
-    reader.execute(
-        "INSERT INTO invoice_line VALUES (%s, 'acct-a', 'usage', 'm', 'standard', 'standard', "
-        "'input', 1, 1000000, 1, 1, now(), 'test')",
-        (JUNE,),
-    )
-    reader.commit()
+    add_a_line_each(reader, "acct-a")
     (tmp_path / "2026-06_a-directory.csv").mkdir()
     (tmp_path / "2026-06_zz-stale.csv").write_text("stale\n")
     (tmp_path / ".2026-06_0123abcd.partial").write_text("half an invoice")
