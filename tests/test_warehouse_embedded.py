@@ -80,6 +80,32 @@ def test_a_connection_string_that_does_not_parse_never_shows_its_password(url: s
     assert "RATING_DATABASE_URL" in str(raised.value) and "percent-encode" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:pw@S3cretPw@localhost:1/rating",  # an unescaped @ in the password
+        "postgresql://bob:pw/S3cretPw@localhost:1/rating",  # an unescaped / in the password
+        "postgres://bo@b:S3cretPw@localhost:1/rating",  # an unescaped @ in the user name
+    ],
+)
+def test_a_url_with_an_unescaped_delimiter_in_its_credentials_never_shows_its_password(
+    url: str,
+) -> None:
+    """libpq reads a literal @ or / as a delimiter, so the host, port or database it reads
+    then holds part of the password: the URL is refused without being shown."""
+    assert "S3cretPw" not in database.redact_url(url)
+    with pytest.raises(database.WarehouseConnectionError) as raised:
+        database.connect(url)
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "S3cretPw" not in shown
+    assert "RATING_DATABASE_URL" in str(raised.value) and "percent-encode" in str(raised.value)
+
+
+def test_a_url_with_delimiters_only_where_they_delimit_is_shown() -> None:
+    assert "db@archive" in database.redact_url("postgresql://bob:s3cret@db.example/db@archive")
+    assert "p@ss" not in database.redact_url("postgresql://bob:p%40ss@db.example/rating")
+
+
 def test_connections_read_timestamps_in_utc(database_url: str) -> None:
     elsewhere = make_conninfo(database_url, options="-c TimeZone=Asia/Kolkata")
     with database.connect(elsewhere) as conn:

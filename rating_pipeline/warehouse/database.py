@@ -49,6 +49,14 @@ UNPARSEABLE_URL = (
 )
 
 
+AMBIGUOUS_URL = (
+    "cannot connect to the warehouse: RATING_DATABASE_URL holds an @ or / that libpq would "
+    "read as a delimiter, and so part of the password as the host or database (percent-encode "
+    "any @ or / in the user name, password or database name: %40, %2F)"
+)
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
 class WarehouseConnectionError(RatingPipelineError):
     """The warehouse database cannot be reached."""
 
@@ -74,8 +82,22 @@ def database_url() -> str:
     return configured_database_url() or _embedded_url()
 
 
+def has_unescaped_delimiter(url: str) -> bool:
+    """``url`` is a URL whose user name or password holds a literal ``@`` or ``/``: libpq
+    takes the first ``@`` or ``/`` to end the credentials, so what it then reads as host,
+    port or database holds part of the password (a ``/`` before the ``@``, or an ``@``
+    in the host part after it)."""
+    if not url.startswith(URL_SCHEMES):
+        return False
+    before_query = url.partition("://")[2].partition("?")[0]
+    credentials, at, rest = before_query.partition("@")
+    return bool(at) and ("/" in credentials or "@" in rest.partition("/")[0])
+
+
 def redact_url(url: str) -> str:
     """``url`` fit for a log line or a message: any password replaced by ``***``."""
+    if has_unescaped_delimiter(url):
+        return "<connection string with an unescaped @ or />"
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
@@ -96,6 +118,8 @@ def connect(url: str | None = None) -> psycopg.Connection:
     except psycopg.ProgrammingError:
         # psycopg's message quotes the token it could not read: it may be the password.
         raise WarehouseConnectionError(UNPARSEABLE_URL) from None
+    if has_unescaped_delimiter(target):
+        raise WarehouseConnectionError(AMBIGUOUS_URL)
     try:
         conn = psycopg.connect(target, autocommit=False, application_name=APPLICATION_NAME)
         # Timestamps come back in UTC whatever the server's or the role's default zone.
