@@ -162,6 +162,27 @@ def test_a_failed_rerate_is_requested_again_on_a_later_tick_a_bounded_number_of_
     )
 
 
+def test_a_canceled_rerate_is_requested_again_as_the_next_attempt(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """An operator who terminates a re-rate (docs/operations.md) hands the window back to
+    the sensor: the same run key again would be skipped by the daemon, and the window would
+    bill the deleted event until its events changed again."""
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    first = tick(SENSOR, database_url, instance)
+    [request] = first.run_requests or []
+    launched(instance, request, dg.DagsterRunStatus.CANCELED)
+
+    again = tick(SENSOR, database_url, instance)
+
+    assert new_keys(instance, again) == [window.key]
+    [retry] = again.run_requests or []
+    assert retry.run_key == (request.run_key or "").removesuffix(":1") + ":2"
+
+
 def test_a_changed_window_whose_rerate_is_in_flight_is_not_requested_again(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

@@ -9,8 +9,8 @@ logged (``rating_log.events_digest``). A difference requests a run of the partit
 by (partition, latest log row, digest now, attempt): one state is requested once per
 attempt. A re-rate that failed commits nothing, so the next tick sees the same state: it is
 requested again, as attempt 2, then 3, while no run of the partition is in flight, until
-MAX_ATTEMPTS runs of it failed (counted from the runs the instance keeps, Dagster's retries
-of a dead run included); then the tick's skip reason says it gave up.
+MAX_ATTEMPTS runs of it failed or were terminated (counted from the runs the instance keeps,
+Dagster's retries of a dead run included); then the tick's skip reason says it gave up.
 
 Every rated window of the lookback is checked within half of
 ``RATING_CHANGED_EVENT_INTERVAL_MINUTES`` when the sensor ticks at its minimum interval; the
@@ -111,17 +111,19 @@ class Rerate:
         if self.to_request:
             return f"{key}: events changed, requesting attempt {self.failed + 1}"
         return (
-            f"{key}: events changed, re-rate failed {self.failed} times; given up (read the "
+            f"{key}: events changed, re-rate failed {self.failed} times (failed or "
+            "terminated); given up (read the "
             "runs' errors, fix the cause, materialize the partition)"
         )
 
 
 def failed_attempts(instance: dg.DagsterInstance, check: DigestCheck) -> int:
-    """How many runs requested for ``check``'s state failed (retries of a dead run included:
-    they carry their parent's tags)."""
+    """How many runs requested for ``check``'s state failed or were terminated (retries of a
+    dead run included: they carry their parent's tags). A terminated run counts: the daemon
+    skips a run key any kept run has, so its key must not be requested again."""
     runs = dg.RunsFilter(
         tags={PARTITION_TAG: check.window.key, STATE_TAG: check.state},
-        statuses=[dg.DagsterRunStatus.FAILURE],
+        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
     )
     return instance.get_runs_count(runs)
 
