@@ -141,6 +141,52 @@ def test_windows_older_than_the_lookback_are_reported_not_rerated(
     assert LateEventsCursor.parse(found.cursor).beyond_lookback == (f"{OLD.key}:3",)
 
 
+def test_late_events_that_landed_during_an_outage_longer_than_the_lookback_are_reported(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The sensor was stopped for 98 hours; 90 hours ago, an event landed in a window that
+    is now older than the lookback. The first tick after the outage still reports it."""
+    now = datetime.now(UTC)
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-in-outage", ingested_at=now - timedelta(hours=90))])
+    cursor = LateEventsCursor(now - timedelta(hours=98)).serialize()
+
+    found = tick(database_url, instance, cursor)
+
+    assert f"window {OLD.key}: 3 events now, 2 read by its latest rating" in (
+        found.skip_message or ""
+    )
+
+
+def test_ticks_after_a_long_outage_catch_up_a_bounded_span_each(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A tick examines at most the lookback and an hour of ingestion, what a first tick
+    examines: after a 300-hour outage the cursor catches up over a few ticks and every
+    tick is as cheap as the first, instead of one tick timing out for ever."""
+    now = datetime.now(UTC)
+    add_events(events_in(OLD, 2, ingested_at=now - timedelta(hours=6)))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-in-outage", ingested_at=now - timedelta(hours=5))])
+    cursor = LateEventsCursor(now - timedelta(hours=300)).serialize()
+    span = timedelta(hours=DEFAULT_LOOKBACK_HOURS + 1)
+
+    ticks = []
+    while len(ticks) < 10:
+        found = tick(database_url, instance, cursor)
+        ticks.append(found)
+        previous = LateEventsCursor.parse(cursor)
+        parsed = LateEventsCursor.parse(found.cursor)
+        assert previous is not None and parsed is not None
+        assert parsed.ingested_through - (previous.ingested_through - RESCAN_OVERLAP) <= span
+        cursor = found.cursor
+        if f"window {OLD.key}: 3 events now" in (found.skip_message or ""):
+            break
+
+    assert 3 < len(ticks) < 10
+
+
 def test_windows_older_than_the_lookback_never_rated_are_reported(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

@@ -218,7 +218,8 @@ def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
         conn.commit()
         add_late_events(conn, LATE_WINDOW.start, LATE_EVENTS, DEMO_SEED)
         conn.commit()
-        changed = queries.changed_windows(conn, before, DEMO_START)
+        after = queries.database_clock(conn)
+        changed = queries.changed_windows(conn, queries.Ingested(before, after), DEMO_START)
         conn.rollback()
     return changed
 

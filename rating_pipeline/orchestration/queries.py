@@ -215,12 +215,23 @@ class ChangedWindow:
     max_ingested_at_rated: datetime | None
 
 
+@dataclass(frozen=True)
+class Ingested:
+    """The events a late-events tick examines: ingested after ``since``, up to ``through``."""
+
+    since: datetime
+    through: datetime
+
+    def bound(self) -> dict[str, datetime]:
+        return {"since": self.since, "through": self.through}
+
+
 def changed_windows(
-    conn: psycopg.Connection, since: datetime, lookback_start: datetime
+    conn: psycopg.Connection, ingested: Ingested, lookback_start: datetime
 ) -> list[ChangedWindow]:
-    """Rated windows from ``lookback_start`` on, touched by events ingested after ``since``,
-    whose (count, max ingested_at) differs from their latest rating's."""
-    params = {"since": since, "lookback_start": lookback_start}
+    """Rated windows from ``lookback_start`` on, touched by the ``ingested`` events, whose
+    (count, max ingested_at) differs from their latest rating's."""
+    params = {**ingested.bound(), "lookback_start": lookback_start}
     return [
         ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]))
         for row in conn.execute(load_sql("orchestration_changed_windows"), params)
@@ -242,11 +253,11 @@ class LateBeyondLookback:
 
 
 def late_beyond_lookback(
-    conn: psycopg.Connection, since: datetime, lookback_start: datetime
+    conn: psycopg.Connection, ingested: Ingested, lookback_start: datetime
 ) -> list[LateBeyondLookback]:
-    """Windows before ``lookback_start``, touched by events ingested after ``since``, that
-    were never rated or whose (count, max ingested_at) differs from their latest rating's."""
-    params = {"since": since, "lookback_start": lookback_start, "windowed_from": WINDOWED_FROM}
+    """Windows before ``lookback_start``, touched by the ``ingested`` events, that were never
+    rated or whose (count, max ingested_at) differs from their latest rating's."""
+    params = {**ingested.bound(), "lookback_start": lookback_start, "windowed_from": WINDOWED_FROM}
     return [
         LateBeyondLookback(
             window=_window(row[0]),

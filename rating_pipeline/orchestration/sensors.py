@@ -103,7 +103,7 @@ class LateEventsScan:
     """One tick's findings."""
 
     now: datetime
-    since: datetime
+    ingested: queries.Ingested
     lookback_start: datetime
     changed: tuple[ChangedWindow, ...]
     beyond_lookback: tuple[LateBeyondLookback, ...]
@@ -111,7 +111,7 @@ class LateEventsScan:
     @property
     def cursor(self) -> LateEventsCursor:
         reported = tuple(_reported(late) for late in self.beyond_lookback[:REPORTED_WINDOWS])
-        return LateEventsCursor(self.now, reported)
+        return LateEventsCursor(self.ingested.through, reported)
 
 
 def _reported(late: LateBeyondLookback) -> str:
@@ -123,16 +123,21 @@ def scan(
 ) -> LateEventsScan:
     """Find the rated windows whose events changed since their rating (see the module doc).
 
-    The first tick (no cursor) examines every event ingested since the lookback started.
+    The first tick (no cursor) examines every event ingested since the lookback started;
+    a later one, those ingested since the cursor (less RESCAN_OVERLAP), whatever window they
+    fell in. A tick examines at most the lookback and an hour of ingestion, what a first
+    tick examines: after a longer outage, the ticks catch up a span each.
     """
     now = queries.database_clock(conn)
     lookback_start = Window.containing(now).start - window_lookback
     since = lookback_start
     if cursor is not None:
-        since = max(cursor.ingested_through - RESCAN_OVERLAP, lookback_start)
-    changed = queries.changed_windows(conn, since, lookback_start)
-    beyond = queries.late_beyond_lookback(conn, since, lookback_start)
-    return LateEventsScan(now, since, lookback_start, tuple(changed), tuple(beyond))
+        since = cursor.ingested_through - RESCAN_OVERLAP
+    through = min(now, since + window_lookback + HOUR)
+    span = queries.Ingested(since, through)
+    changed = queries.changed_windows(conn, span, lookback_start)
+    beyond = queries.late_beyond_lookback(conn, span, lookback_start)
+    return LateEventsScan(now, span, lookback_start, tuple(changed), tuple(beyond))
 
 
 def record_late_windows(warehouse: WarehouseResource, found: LateEventsScan) -> None:
@@ -224,8 +229,11 @@ def evaluate(
         return dg.SensorResult(run_requests=requests, cursor=found.cursor.serialize())
     summary = (
         f"no rated window since {found.lookback_start.isoformat()} changed "
-        f"(events ingested after {found.since.isoformat()} examined)"
+        f"(events ingested after {found.ingested.since.isoformat()} examined"
     )
+    if found.ingested.through < found.now:
+        summary += f", through {found.ingested.through.isoformat()}: catching up"
+    summary += ")"
     return dg.SensorResult(
         skip_reason=dg.SkipReason("; ".join([summary, *reported])),
         cursor=found.cursor.serialize(),

@@ -1,13 +1,13 @@
 -- The late-events sensor. Among the windows starting at or after %(lookback_start)s that
--- received an event ingested after %(since)s (a range scan of the ingested_at index), the
--- ones whose events differ now from what their latest rating read: another count or
--- another max(ingested_at) (late events, or deleted ones). Windows never rated are left out
+-- received an event ingested in (%(since)s, %(through)s] (a range scan of the ingested_at
+-- index), the ones whose events differ now from what their latest rating read: another
+-- count or another max(ingested_at) (late events, or deleted ones). Windows never rated are left out
 -- (an infinite occurred_at names no rated window): the schedule or a backfill rates them
 -- first.
 WITH touched AS (
     SELECT DISTINCT date_trunc('hour', occurred_at, 'UTC') AS window_start
     FROM billing_event
-    WHERE ingested_at > %(since)s
+    WHERE ingested_at > %(since)s AND ingested_at <= %(through)s
       AND occurred_at >= %(lookback_start)s
 ),
 latest AS (

@@ -1,13 +1,13 @@
 -- The late-events sensor's report. Among the windows starting before %(lookback_start)s (and
 -- at or after %(windowed_from)s: no window holds earlier events) that received an event
--- ingested after %(since)s, the ones whose events now differ from what their latest rating
--- read (the comparison of orchestration_changed_windows.sql), or that were never rated:
+-- ingested in (%(since)s, %(through)s], the ones whose events now differ from what their
+-- latest rating read (the comparison of orchestration_changed_windows.sql), or never rated:
 -- true "not billed as they stand" windows, which are not re-rated automatically. A window
 -- rated again after its late events landed is not reported.
 WITH touched AS (
     SELECT DISTINCT date_trunc('hour', occurred_at, 'UTC') AS window_start
     FROM billing_event
-    WHERE ingested_at > %(since)s
+    WHERE ingested_at > %(since)s AND ingested_at <= %(through)s
       AND occurred_at >= %(windowed_from)s
       AND occurred_at < %(lookback_start)s
 ),
