@@ -449,6 +449,15 @@ def test_a_refused_downgrade_empties_nothing_even_with_drop_rated_data(
     assert migrations.revision_of(database_url) == migrations.head_revision()
 
 
+def test_a_downgrade_to_a_later_revision_than_the_warehouses_says_so_in_one_line(
+    empty_database_url: str,
+) -> None:
+    migrations.upgrade(empty_database_url, "0005")
+    with pytest.raises(migrations.UnknownRevision, match=r"at revision 0005.*0010 is not earlier"):
+        migrations.downgrade(empty_database_url, "0010")
+    assert migrations.revision_of(empty_database_url) == "0005"
+
+
 def test_a_downgrade_target_must_be_a_revision_this_release_ships(database_url: str) -> None:
     with pytest.raises(migrations.UnknownRevision, match="'-1'"):
         migrations.downgrade(database_url, "-1")
@@ -487,6 +496,61 @@ def test_downgrade_finishes_when_an_object_was_already_dropped_by_hand(
         conn.execute(dropped_by_hand)
     migrations.downgrade(url, drop_rated_data=True)
     assert _tables(url) == {"billing_event"}
+
+
+def _another_teams_invoice_line(url: str, on_search_path: bool) -> None:
+    """finance.invoice_line, two rows, on the database's search path after public or not."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA finance")
+        conn.execute("CREATE TABLE finance.invoice_line (id int)")
+        conn.execute("INSERT INTO finance.invoice_line VALUES (1), (2)")
+        if on_search_path:
+            database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET search_path = public, finance").format(
+                    sql.Identifier(database)
+                )
+            )
+
+
+def _finance_rows(url: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('finance.invoice_line')").fetchone() == (None,):
+            return None
+        return conn.execute("SELECT count(*) FROM finance.invoice_line").fetchone()[0]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("on_search_path", [True, False])
+def test_a_downgrade_never_counts_or_empties_another_schemas_table_of_a_revision_not_applied(
+    empty_database_url: str, on_search_path: bool
+) -> None:
+    """At 0010, invoice_line is not the project's (0011 creates it): another team's table of
+    that name is neither counted, nor emptied, nor dropped."""
+    url = empty_database_url
+    migrations.upgrade(url, "0010")
+    _another_teams_invoice_line(url, on_search_path)
+
+    migrations.downgrade(url, drop_rated_data=True)
+
+    assert _finance_rows(url) == 2
+
+
+def test_a_downgrade_refuses_when_a_project_table_name_finds_another_schemas_table(
+    empty_database_url: str,
+) -> None:
+    """The project's invoice_line was dropped by hand, so its name now finds finance's on
+    the search path: a revision's DROP would drop that one. Refused; nothing is dropped."""
+    url = empty_database_url
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE invoice_line")
+    _another_teams_invoice_line(url, on_search_path=True)
+
+    with pytest.raises(migrations.DowngradeRefused, match=r"finance\.invoice_line"):
+        migrations.downgrade(url, drop_rated_data=True)
+
+    assert _finance_rows(url) == 2
+    assert migrations.revision_of(url) == migrations.head_revision()
 
 
 # --- Migrations on upstream's live billing_event (issue 13, item 5; docs/warehouse.md) ---

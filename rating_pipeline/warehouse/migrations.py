@@ -9,7 +9,7 @@ Downgrade goes to base by default: it drops every table of the project and never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -148,20 +148,40 @@ CREATED_BY = {
 OUTPUT_TABLES = tuple(CREATED_BY)
 COUNT_ROWS = "SELECT count(*) FROM {table}"
 TRUNCATE = "TRUNCATE {tables}"
-PRESENT_TABLES = "SELECT relname FROM pg_class WHERE relname = ANY(%(tables)s) AND relkind = 'r'"
+# Each of the tables named, as a bare name finds it (the search path: a revision's DROP
+# finds it so), qualified, and whether it is in the schema the warehouse was migrated in.
+FOUND_TABLES = """
+SELECT name, format('%%I.%%I', namespace.nspname, found.relname),
+    found.relnamespace IS NOT DISTINCT FROM (
+        SELECT relnamespace FROM pg_class WHERE oid = to_regclass('alembic_version')
+    )
+FROM unnest(%(tables)s::text[]) AS name
+JOIN pg_class AS found ON found.oid = to_regclass(name)
+JOIN pg_namespace AS namespace ON namespace.oid = found.relnamespace
+"""
 
 
 class DowngradeRefused(RatingPipelineError):
     """Downgrading to base would drop rated data, and the caller did not say to."""
 
 
-def rated_rows(url: str) -> dict[str, int]:
-    """The rows each of the project's tables that exists holds."""
+def rated_rows(url: str, tables: Sequence[str] = OUTPUT_TABLES) -> dict[str, int]:
+    """The rows each of ``tables`` that exists holds. Raises DowngradeRefused when a name
+    finds a table outside the schema the warehouse was migrated in (the project's was
+    dropped by hand, and another schema's of that name is on the search path): a
+    revision's DROP would drop that table."""
     with connect(url) as conn:
-        present = conn.execute(PRESENT_TABLES, {"tables": list(OUTPUT_TABLES)}).fetchall()
+        found = conn.execute(FOUND_TABLES, {"tables": list(tables)}).fetchall()
+        foreign = [qualified for _, qualified, ours in found if not ours]
+        if foreign:
+            raise DowngradeRefused(
+                f"refusing to downgrade {redact_url(url)}: {', '.join(foreign)} is not the "
+                "warehouse's own table but has its name on the search path, so the downgrade "
+                "would drop it; take that schema off the search path first"
+            )
         return {
             table: int(count)
-            for (table,) in present
+            for table, _, _ in found
             for (count,) in conn.execute(sql.SQL(COUNT_ROWS).format(table=sql.Identifier(table)))
         }
 
@@ -206,11 +226,20 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
             f"not a revision this release ships: {revision!r} (give {BASE!r} or a revision "
             f"id, {', '.join(sorted(_shipped_revisions()))})"
         )
-    dropped = {
-        table: rows
-        for table, rows in rated_rows(target).items()
-        if revision == BASE or CREATED_BY[table] > revision  # revisions are 4 digits
-    }
+    if revision != BASE and (before is None or revision > before):
+        raise UnknownRevision(
+            f"the warehouse on {redact_url(target)} is at revision {before or BASE}: "
+            f"{revision} is not earlier, so there is nothing to downgrade to"
+        )
+    # The tables of the revisions the downgrade undoes (revisions are 4 digits).
+    undone = [
+        table
+        for table, created_by in CREATED_BY.items()
+        if before is not None
+        and created_by <= before
+        and (revision == BASE or revision < created_by)
+    ]
+    dropped = rated_rows(target, undone)
     held = {table: rows for table, rows in dropped.items() if rows}
     if held and not drop_rated_data:
         lost = ", ".join(f"{rows} {table} row{'s' * (rows != 1)}" for table, rows in held.items())
