@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -370,6 +370,8 @@ def test_a_closed_rollup_that_becomes_unpriced_is_reversed_whole(
     [
         (AFTER_WINDOW + timedelta(minutes=30), "not a whole UTC hour"),
         (AFTER_WINDOW.replace(tzinfo=None), "has no UTC offset"),
+        # The same instant, written at +02:00: bounds are UTC (contract 2), as for `rate`.
+        (AFTER_WINDOW.astimezone(timezone(timedelta(hours=2))), "is not UTC"),
         (AFTER_WINDOW - HOUR, "not after the current mark"),
         (AFTER_WINDOW, "not after the current mark"),
         (utc(2099, 1, 1), "lies in the future"),

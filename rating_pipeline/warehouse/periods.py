@@ -13,7 +13,7 @@ There is no reopen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 
 import psycopg
@@ -80,13 +80,18 @@ class PeriodClose:
 
 
 def require_whole_hour(through: datetime) -> None:
-    """CloseRefused unless ``through`` is an aware instant on a whole UTC hour."""
-    if through.tzinfo is None:
+    """CloseRefused unless ``through`` is a whole hour written in UTC, as every window
+    bound is (contract 2): another offset is refused even where it names the same instant."""
+    if through.tzinfo is None or through.utcoffset() is None:
         raise CloseRefused(f"close refused: {through.isoformat()} has no UTC offset")
-    utc = through.astimezone(UTC)
-    if (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
+    if through.utcoffset() != timedelta(0):
         raise CloseRefused(
-            f"close refused: {utc.isoformat()} is not a whole UTC hour; a close is through "
+            f"close refused: {through.isoformat()} is not UTC; write the hour in UTC, e.g. "
+            "2026-07-01T00:00:00Z"
+        )
+    if (through.minute, through.second, through.microsecond) != (0, 0, 0):
+        raise CloseRefused(
+            f"close refused: {through.isoformat()} is not a whole UTC hour; a close is through "
             "the start of an hour, e.g. 2026-07-01T00:00:00Z"
         )
 
