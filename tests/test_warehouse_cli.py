@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,25 @@ def test_rate_rejects_unaligned_or_unordered_bounds_in_one_line(
     assert captured.out == ""
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert message in captured.err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:00:00Z"),
+        "9999-12-31T23:00:00Z",  # a typo: refused at once, not after listing 70M windows
+    ],
+)
+def test_rate_refuses_a_range_reaching_an_hour_not_closed_yet_and_rates_nothing(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str], end: str
+) -> None:
+    """Its events are still arriving, as the Dagster asset says of such a range."""
+    assert _rate("--from", START, "--to", end, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert "has not closed yet" in captured.err and "nothing is rated" in captured.err
     assert _count(warehouse_env, "rating_log") == 0
 
 

@@ -53,7 +53,7 @@ from rating_pipeline.orchestration.sensors import SENSOR_NAME
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
 from rating_pipeline.warehouse import embedded, migrations
 from rating_pipeline.warehouse.close_mark import month_of
-from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.database import connect, database_clock
 from rating_pipeline.warehouse.invoices import build_invoice, new_run_id
 from rating_pipeline.warehouse.periods import close_period, period_status
 from rating_pipeline.windows import HOUR, Window
@@ -214,11 +214,11 @@ def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
     """Insert the late events (ingested now) and find the rated windows they changed, with
     the query the late-events sensor runs (its lookback widened to the demo day)."""
     with connect(warehouse_url) as conn:
-        before = queries.database_clock(conn)
+        before = database_clock(conn)
         conn.commit()
         add_late_events(conn, LATE_WINDOW.start, LATE_EVENTS, DEMO_SEED)
         conn.commit()
-        after = queries.database_clock(conn)
+        after = database_clock(conn)
         changed = queries.changed_windows(conn, queries.Ingested(before, after), DEMO_START)
         conn.rollback()
     return changed

@@ -23,7 +23,11 @@ from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.pricebook.loader import PricebookLoadError
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
-from rating_pipeline.warehouse.database import require_schema, require_whole_token_columns
+from rating_pipeline.warehouse.database import (
+    database_clock,
+    require_schema,
+    require_whole_token_columns,
+)
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.warehouse.outputs import window_tables
 from rating_pipeline.windows import HOUR, Window
@@ -69,7 +73,7 @@ def require_closed(conn: psycopg.Connection, windows: Sequence[Window]) -> None:
     """A Failure, before anything is read, if a window has not closed by the database's
     clock (the one that stamps ingested_at): a range's end can reach the hour still open,
     which a single key cannot (it is no partition yet), and its events are still arriving."""
-    now = queries.database_clock(conn)
+    now = database_clock(conn)
     conn.rollback()
     still_open = [window for window in windows if window.end > now]
     if still_open:

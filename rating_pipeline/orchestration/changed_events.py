@@ -37,6 +37,7 @@ from rating_pipeline.orchestration.sensors import (
     whole_setting,
 )
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
 from rating_pipeline.warehouse.extract import read_window_usage
 from rating_pipeline.warehouse.sqlfiles import load_sql
@@ -157,7 +158,7 @@ def scan(
 ) -> tuple[datetime, list[DigestCheck]]:
     """The database's clock and the next ``count`` rated windows after ``after``, checked,
     all in the caller's one snapshot."""
-    now = queries.database_clock(conn)
+    now = database_clock(conn)
     lookback_start = Window.containing(now).start - window_lookback
     return now, [
         DigestCheck(rated, digest_now(conn, rated.window, version_rated(pricebooks, rated)))

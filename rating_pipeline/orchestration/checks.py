@@ -54,6 +54,7 @@ from rating_pipeline.orchestration.queries import (
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.periods import (
     OpenAdjustments,
     open_adjustments,
@@ -399,7 +400,7 @@ def all_windows_billed(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     with warehouse.snapshot() as conn:
-        now = queries.database_clock(conn)
+        now = database_clock(conn)
         late = queries.late_windows(conn)
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))

@@ -23,6 +23,7 @@ from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import Span
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.orchestration.sensors import MINIMUM_INTERVAL_SECONDS
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.windows import HOUR, Window, WindowError
 
 SENSOR_NAME = "missed_hours"
@@ -104,7 +105,7 @@ def missed_hours_now(
 ) -> list[MissedHour]:
     """Every missed hour of the lookback, with its attempts so far."""
     with warehouse.snapshot() as conn:
-        now = queries.database_clock(conn)
+        now = database_clock(conn)
         since = Window.containing(now).start - window_lookback
         windows = queries.unrated_hours(conn, missed_span(now, since))
     return [MissedHour(w, attempts(instance, w), in_flight(instance, w)) for w in windows]

@@ -195,15 +195,6 @@ def rated_span(conn: psycopg.Connection) -> Span | None:
     return Span(row[0].astimezone(UTC), row[1].astimezone(UTC))
 
 
-def database_clock(conn: psycopg.Connection) -> datetime:
-    """The database's current time (the clock that stamps ``ingested_at``)."""
-    row = conn.execute(load_sql("orchestration_database_clock")).fetchone()
-    if row is None:
-        raise RuntimeError("orchestration_database_clock returned no row")
-    instant: datetime = row[0]
-    return instant.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class ChangedWindow:
     """A rated window whose events changed after its latest rating read them."""

@@ -32,6 +32,7 @@ from rating_pipeline.orchestration.jobs import rate_windows_job
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
@@ -128,7 +129,7 @@ def scan(
     fell in. A tick examines at most the lookback and an hour of ingestion, what a first
     tick examines: after a longer outage, the ticks catch up a span each.
     """
-    now = queries.database_clock(conn)
+    now = database_clock(conn)
     lookback_start = Window.containing(now).start - window_lookback
     since = lookback_start
     if cursor is not None:

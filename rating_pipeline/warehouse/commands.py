@@ -1,7 +1,8 @@
 """``rating-pipeline rate --from START --to END``: rate every hour in [START, END).
 
-Nothing is rated unless everything can be: the bounds are whole UTC hours in order, the
-pricebooks load without a single error, and a version covers every window. Each window is
+Nothing is rated unless everything can be: the bounds are whole UTC hours in order, every
+window has closed by the database's clock, the pricebooks load without a single error, and
+a version covers every window. Each window is
 then rated in its own transaction. Windows with ``ambiguous_base`` rollups are still
 reconciled in full (their clean rollups bill); the command names those rollups and exits
 non-zero once every window is done (contract 5.2).
@@ -21,11 +22,12 @@ from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
     connect,
+    database_clock,
     require_schema,
     require_whole_token_columns,
 )
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
-from rating_pipeline.windows import Window, windows_between
+from rating_pipeline.windows import Window, require_span, windows_between
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -48,13 +50,32 @@ class WindowRatingFailed(RatingPipelineError):
         )
 
 
+class WindowNotClosed(RatingPipelineError):
+    """A window of the range has not ended by the database's clock."""
+
+
+def require_closed(conn: psycopg.Connection, end: datetime) -> None:
+    """WindowNotClosed unless every window before ``end`` has ended by the database's clock
+    (the one that stamps ingested_at): a window still open is still receiving events."""
+    now = database_clock(conn)
+    conn.rollback()
+    if end > now:
+        last = Window.containing(now)
+        raise WindowNotClosed(
+            f"window {last.key} has not closed yet (it ends at {last.end.isoformat()}) and the "
+            f"range runs to {end.isoformat()}: nothing is rated; rate up to "
+            f"{last.start.isoformat()} at most"
+        )
+
+
 def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | None) -> int:
     """Rate each window in ``[start, end)``; return the exit code.
 
-    Raises WindowError for bounds that are not whole UTC hours or not in order, and
-    NoPricebookForWindow when a window has no version; both before anything is rated.
+    Raises WindowError for bounds that are not whole UTC hours or not in order,
+    WindowNotClosed when ``end`` is after the database's clock, and NoPricebookForWindow
+    when a window has no version; each before anything is rated.
     """
-    windows = list(windows_between(start, end))
+    start, end = require_span(start, end)
     directory = pricebook_dir or default_pricebook_dir()
     try:
         pricebooks = load_pricebooks(directory)
@@ -65,14 +86,16 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
             f"nothing rated: {len(exc.errors)} pricebook error(s) in {directory}", file=sys.stderr
         )
         return EXIT_FAILURE
-    for window in windows:
-        pricebooks.version_for(window)
 
     run_id = new_run_id()
     ambiguous: list[str] = []
     with connect() as conn:
         require_schema(conn)
         require_whole_token_columns(conn)
+        require_closed(conn, end)
+        windows = list(windows_between(start, end))
+        for window in windows:
+            pricebooks.version_for(window)
         for done, window in enumerate(windows):
             try:
                 rating = rate_window(conn, window, pricebooks, run_id)

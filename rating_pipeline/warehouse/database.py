@@ -8,6 +8,7 @@ PostgreSQL under ``.rating/``. URLs may hold a password: show them only through
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from psycopg.pq import TransactionStatus
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.pricebook.model import TOKEN_CLASSES
 from rating_pipeline.settings import configured_database_url
+from rating_pipeline.warehouse.sqlfiles import load_sql
 
 APPLICATION_NAME = "rating_pipeline"
 TOKEN_COLUMNS = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
@@ -179,6 +181,16 @@ def require_whole_token_columns(conn: psycopg.Connection) -> None:
             f"{columns}: a token count must be whole (an integer type or numeric(p, 0)); "
             "nothing rated"
         )
+
+
+def database_clock(conn: psycopg.Connection) -> datetime:
+    """The database's current time: the clock that stamps ``ingested_at``, and so the one
+    that says whether a window has closed."""
+    row = conn.execute(load_sql("select_database_clock")).fetchone()
+    if row is None:
+        raise RuntimeError("select_database_clock returned no row")
+    instant: datetime = row[0]
+    return instant.astimezone(UTC)
 
 
 def _scalar(conn: psycopg.Connection, query: str) -> Any:
