@@ -114,6 +114,36 @@ def test_rate_refuses_a_range_reaching_an_hour_not_closed_yet_and_rates_nothing(
     assert _count(warehouse_env, "rating_log") == 0
 
 
+@pytest.mark.parametrize(
+    ("alteration", "message"),
+    [
+        ("DROP COLUMN base_model", "billing_event has no base_model column"),
+        ("DROP COLUMN ingested_at", "billing_event has no ingested_at column"),
+        (
+            "ALTER COLUMN cache_read_tokens TYPE numeric(12, 2)",
+            "billing_event.cache_read_tokens is numeric(12,2): a token count must be whole",
+        ),
+    ],
+)
+def test_rate_refuses_an_upstream_billing_event_it_cannot_read_in_one_line(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    alteration: str,
+    message: str,
+) -> None:
+    """Upstream owns billing_event (contract 3): a column the rater reads that is missing,
+    or a count that can hold a fraction, is named before any window is rated."""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(f"ALTER TABLE billing_event {alteration}")
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert message in captured.err and "nothing rated" in captured.err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
 def test_rate_with_pricebook_errors_rates_nothing_and_prints_every_error(
     warehouse_env: str,
     pricebook_dir: Path,

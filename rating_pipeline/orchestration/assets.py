@@ -25,8 +25,8 @@ from rating_pipeline.pricebook.loader import PricebookLoadError
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import (
     database_clock,
+    require_readable_billing_event,
     require_schema,
-    require_whole_token_columns,
 )
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.warehouse.outputs import window_tables
@@ -202,7 +202,7 @@ def rated_usage(
     try:
         with warehouse.connect() as conn:
             require_schema(conn)
-            require_whole_token_columns(conn)
+            require_readable_billing_event(conn)
             require_closed(conn, windows)
             for done, window in enumerate(windows):
                 try:

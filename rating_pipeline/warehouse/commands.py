@@ -23,8 +23,8 @@ from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
     connect,
     database_clock,
+    require_readable_billing_event,
     require_schema,
-    require_whole_token_columns,
 )
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.windows import Window, require_span, windows_between
@@ -91,7 +91,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     ambiguous: list[str] = []
     with connect() as conn:
         require_schema(conn)
-        require_whole_token_columns(conn)
+        require_readable_billing_event(conn)
         require_closed(conn, end)
         windows = list(windows_between(start, end))
         for window in windows:

@@ -40,6 +40,19 @@ WHERE attrelid = to_regclass('billing_event') AND attname = ANY(%(columns)s::tex
   AND NOT (atttypid = 'numeric'::regtype AND atttypmod >= 4 AND (atttypmod - 4) & 65535 = 0)
 ORDER BY attnum
 """
+# The columns of billing_event the rater reads (contract 3): event_id only keys the table.
+READ_EVENT_COLUMNS = (
+    "auth_id", "model_id", "base_model", *TOKEN_COLUMNS, "service_tier", "occurred_at",
+    "ingested_at",
+)  # fmt: skip
+MISSING_EVENT_COLUMNS = """
+SELECT name FROM unnest(%(columns)s::text[]) WITH ORDINALITY AS wanted (name, position)
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_attribute
+    WHERE attrelid = to_regclass('billing_event') AND attname = name AND NOT attisdropped
+)
+ORDER BY position
+"""
 MISSING_TABLES = (
     "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL"
 )
@@ -64,7 +77,8 @@ class WarehouseConnectionError(RatingPipelineError):
 
 
 class UnusableBillingEvent(RatingPipelineError):
-    """Upstream's billing_event has a token column of a type that can hold a fraction."""
+    """Upstream's billing_event lacks a column the rater reads, or has a token column of a
+    type that can hold a fraction."""
 
 
 class SchemaNotMigrated(RatingPipelineError):
@@ -168,13 +182,22 @@ def require_schema(conn: psycopg.Connection) -> None:
         )
 
 
-def require_whole_token_columns(conn: psycopg.Connection) -> None:
+def require_readable_billing_event(conn: psycopg.Connection) -> None:
     """Raise UnusableBillingEvent, before anything is rated, when upstream's billing_event
-    keeps a token count in a type that can hold a fraction: 2.5 tokens have no price."""
+    lacks a column the rater reads, or keeps a token count in a type that can hold a
+    fraction: 2.5 tokens have no price."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
+    missing = conn.execute(MISSING_EVENT_COLUMNS, {"columns": list(READ_EVENT_COLUMNS)}).fetchall()
     fractional = conn.execute(FRACTIONAL_TOKEN_COLUMNS, {"columns": TOKEN_COLUMNS}).fetchall()
     if was_idle:
         conn.rollback()
+    if missing:
+        names = ", ".join(name for (name,) in missing)
+        raise UnusableBillingEvent(
+            f"billing_event has no {names} column{'s' * (len(missing) > 1)} (contract 3; "
+            "`rating-pipeline db upgrade` adds only the token classes and service_tier): "
+            "nothing rated"
+        )
     if fractional:
         columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in fractional)
         raise UnusableBillingEvent(
