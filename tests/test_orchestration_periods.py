@@ -19,7 +19,7 @@ from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.periods import close_period
-from rating_pipeline.windows import HOUR
+from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.factories import WINDOW_START, make_event
 from tests.test_orchestration_assets import (
@@ -138,3 +138,18 @@ def test_no_open_adjustments_warns_listing_each_corrected_window_until_a_close_s
     close(database_url, 2)
 
     assert audit(database_url, no_open_adjustments).passed
+
+
+def test_no_open_adjustments_keeps_warning_in_a_later_run_of_another_window(
+    database_url: str, instance: dg.DagsterInstance, corrected_after_close: list[BillingEvent]
+) -> None:
+    """The UI shows a check's latest evaluation: the next hour's run must not turn it green
+    while the corrected window's adjustments are still open (contract 10, "Seen")."""
+    assert materialize(database_url, instance=instance).success
+    next_hour = Window.starting(WINDOW_START + HOUR).key
+
+    later = checks(materialize(database_url, partition_key=next_hour, instance=instance))
+
+    evaluation = later[NO_OPEN_ADJUSTMENTS]
+    assert not evaluation.passed, evaluation.description
+    assert [row["window"] for row in records(evaluation.metadata["corrected_windows"])] == [KEY]

@@ -18,7 +18,8 @@ every window ever rated. Each check reads one REPEATABLE READ snapshot.
   the run's partitions.
 - ``no_open_adjustments`` (WARN): no closed window was corrected since the last close
   (contract 10, "Seen"): its open adjustments bill on the next invoice until a close stamps
-  them.
+  them. It audits every window, whatever the run's partitions: the UI shows a check's
+  latest evaluation, which the next hour's run must not turn green while they are open.
 
 A closed window's billed output is its frozen rows plus every adjustment of it, stamped and
 open (contract 10); an open window has no adjustments.
@@ -492,21 +493,15 @@ def no_open_adjustments(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     with warehouse.snapshot() as conn:
-        span = audited_span(context, conn)
-        if span is None:
-            return _nothing_rated()
-        windows = open_adjustments(conn, span.start, span.end)
-    return evaluate_open_adjustments(span, windows)
+        windows = open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL)
+    return evaluate_open_adjustments(windows)
 
 
-def evaluate_open_adjustments(
-    span: Span, windows: Sequence[OpenAdjustments]
-) -> dg.AssetCheckResult:
+def evaluate_open_adjustments(windows: Sequence[OpenAdjustments]) -> dg.AssetCheckResult:
     """WARN with every window listed (the first WINDOWS_LISTED in a table), else pass."""
     count = sum(w.adjustments for w in windows)
     cost = sum((w.cost_usd for w in windows), Decimal(0))
     checked: dict[str, Any] = {
-        "windows": dg.MetadataValue.text(str(span)),
         "windows_with_open_adjustments": dg.MetadataValue.int(len(windows)),
         "open_adjustments": dg.MetadataValue.int(count),
         "open_adjustment_cost_usd": money(cost),
@@ -526,10 +521,10 @@ def evaluate_open_adjustments(
         )
     months = sorted({f"{w.bill_month:%Y-%m}" for w in windows})
     description = (
-        f"No window of {span} has open adjustments."
+        "No window has open adjustments."
         if not windows
         else (
-            f"{len(windows)} closed windows of {span} were corrected after their close: "
+            f"{len(windows)} closed windows were corrected after their close: "
             f"{count} open adjustments, {usd_text(cost)} USD, billed on the invoice of "
             f"{', '.join(months)}. Their rows stay frozen; the next close stamps them."
         )
