@@ -32,6 +32,7 @@ from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
+from tests.conftest import delete_events
 from tests.factories import make_version, own
 from tests.sensing import PRICEBOOK_DIR, REPOSITORY, event, events_in, hours_ago, rate, tick
 
@@ -86,6 +87,30 @@ def test_late_events_beyond_the_lookback_stay_listed_until_a_rating_reads_them(
         "not re-rated automatically"
     }
     assert settled.passed and "windows" not in settled.metadata
+
+
+def test_a_late_window_whose_late_events_were_deleted_again_is_no_longer_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The window bills its events as they stand again: listing it, with an event count it
+    no longer holds, would warn about what is not true."""
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-old")])
+    tick(LATE_EVENTS, database_url, instance)
+    more = [event(OLD, 41, "late-old-2"), event(OLD, 42, "late-old-3")]
+    add_events(more)
+    delete_events(database_url, ["late-old"])
+
+    still_late = listed(check(database_url, instance))
+    delete_events(database_url, ["late-old-2", "late-old-3"])
+    settled = check(database_url, instance)
+
+    assert still_late == {
+        OLD.key: "4 events now, 2 read by its latest rating: older than the lookback, "
+        "not re-rated automatically"
+    }
+    assert settled.passed, settled.description
 
 
 def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(

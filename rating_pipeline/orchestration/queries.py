@@ -312,7 +312,8 @@ def undated_events(conn: psycopg.Connection) -> int:
 @dataclass(frozen=True)
 class LateWindow:
     """A window older than the lookback that the late_events sensor found changed after its
-    latest rating, and that no rating has read since."""
+    latest rating, that no rating has read since, and whose events still differ from what
+    that rating read (``events_now``: counted now)."""
 
     window: Window
     events_now: int
@@ -321,7 +322,7 @@ class LateWindow:
 
 
 def late_windows(conn: psycopg.Connection) -> list[LateWindow]:
-    """Every recorded late window still billed as before its late events, in order."""
+    """Every recorded late window still billed other than as its events stand, in order."""
     return [
         LateWindow(_window(row[0]), int(row[1]), int(row[2]), row[3].astimezone(UTC))
         for row in conn.execute(load_sql("orchestration_late_windows"))
