@@ -127,8 +127,21 @@ def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(
 
     assert not evaluation.passed
     assert listed(evaluation) == {
-        OLD.key: "never rated (missed_hours made 0 of its 3 attempts)",
+        # missed_hours never requests an hour older than the lookback: say so, not "0 of 3".
+        OLD.key: "never rated; older than the lookback, so no sensor requests it: materialize it",
         MISSED.key: "never rated (missed_hours made 3 of its 3 attempts)",
+    }
+
+
+def test_an_hour_never_rated_whose_run_is_in_flight_is_listed_as_such(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+    tags = {PARTITION_TAG: MISSED.key}
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
+
+    assert listed(check(database_url, instance)) == {
+        MISSED.key: "never rated; a run of it is in flight"
     }
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from rating_pipeline.orchestration import missed_hours, queries
+from rating_pipeline.orchestration import missed_hours, queries, sensors
 from rating_pipeline.orchestration.assets import rated_usage
 from rating_pipeline.orchestration.metadata import (
     int_column,
@@ -406,14 +406,31 @@ def all_windows_billed(
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = queries.undated_events(conn)
-    attempts = {w: missed_hours.attempts(context.instance, w) for w in never_rated[:WINDOWS_LISTED]}
-    return evaluate_billed(late, never_rated, attempts, before_first, undated)
+    lookback_start = Window.containing(now).start - sensors.lookback()
+    states = {
+        w: never_rated_state(context.instance, w, lookback_start)
+        for w in never_rated[:WINDOWS_LISTED]
+    }
+    return evaluate_billed(late, never_rated, states, before_first, undated)
+
+
+def never_rated_state(
+    instance: dg.DagsterInstance, window: Window, lookback_start: datetime
+) -> str:
+    """What becomes of an hour never rated: a run of it in flight, missed_hours' attempts,
+    or nothing automatic (older than the lookback)."""
+    if missed_hours.in_flight(instance, window):
+        return "never rated; a run of it is in flight"
+    if window.start < lookback_start:
+        return "never rated; older than the lookback, so no sensor requests it: materialize it"
+    made = missed_hours.attempts(instance, window)
+    return f"never rated (missed_hours made {made} of its {missed_hours.MAX_ATTEMPTS} attempts)"
 
 
 def evaluate_billed(
     late: list[LateWindow],
     never_rated: list[Window],
-    attempts: dict[Window, int],
+    never_rated_states: dict[Window, str],
     before_first: list[datetime],
     undated: int,
 ) -> dg.AssetCheckResult:
@@ -425,10 +442,7 @@ def evaluate_billed(
         "older than the lookback, not re-rated automatically"
         for w in late
     }
-    for window, made in attempts.items():
-        why[window] = (
-            f"never rated (missed_hours made {made} of its {missed_hours.MAX_ATTEMPTS} attempts)"
-        )
+    why.update(never_rated_states)
     checked: dict[str, Any] = {
         "late_windows": dg.MetadataValue.int(len(late)),
         "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
