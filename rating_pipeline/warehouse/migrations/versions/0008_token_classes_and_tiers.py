@@ -182,10 +182,10 @@ def check_downgrade(bind: Connection) -> None:
     )
     found = [(table, count) for table, count in bind.execute(text(query)) if count]
     if found:
-        counts = ", ".join(f"{count} in {table}" for table, count in found)
+        counts = ", ".join(f"{count} {table} row{'s' * (count != 1)}" for table, count in found)
         raise DowngradeWouldLoseRows(
-            f"refusing to downgrade below revision 0008: {counts} rows hold a service tier, "
-            "a context tier or token classes that revision 0007 cannot; they would be lost"
+            f"refusing to downgrade below revision 0008: {counts} would be lost, holding a "
+            "service tier, a context tier or token classes that revision 0007 cannot"
         )
 
 
