@@ -13,6 +13,7 @@ import dagster as dg
 import psycopg
 import pytest
 
+from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
     LOOKBACK_VARIABLE,
@@ -23,6 +24,7 @@ from rating_pipeline.orchestration.sensors import (
 )
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import WarehouseConnectionError
+from rating_pipeline.windows import HOUR, Window
 from tests import sensing
 from tests.conftest import database_url_for
 from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate
@@ -198,6 +200,20 @@ def test_windows_older_than_the_lookback_never_rated_are_reported(
     assert f"window {OLD.key}: 2 events, never rated; older than the lookback" in (
         found.skip_message or ""
     )
+
+
+def test_late_events_before_the_first_partition_say_how_they_can_be_rated(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """No partition holds them, so "materialize its partition" cannot be done."""
+    before_first = Window.starting(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    add_events(events_in(before_first, 2))
+
+    message = tick(database_url, instance).skip_message or ""
+
+    assert f"window {before_first.key}: 2 events, never rated" in message
+    assert "before the first partition" in message and "rating-pipeline rate" in message
+    assert "materialize its partition" not in message
 
 
 def test_sensor_does_not_warn_about_late_events_already_rated(

@@ -187,10 +187,16 @@ def _unbilled_state(late: LateBeyondLookback) -> str:
 
 def beyond_lookback_lines(found: LateEventsScan) -> list[str]:
     """One line per reported window (at most REPORTED_WINDOWS), then how many more."""
+    first = hourly_windows.start.astimezone(UTC)
     lines = [
         f"window {late.window.key}: {_unbilled_state(late)}; older than the lookback "
-        f"({found.lookback_start.isoformat()}): not rated automatically; materialize its "
-        "partition to bill them"
+        f"({found.lookback_start.isoformat()}): not rated automatically; "
+        + (
+            "materialize its partition to bill them"
+            if late.window.start >= first
+            else f"it is before the first partition ({Window.starting(first).key}): rate it "
+            "with `rating-pipeline rate` and a pricebook version that covers it"
+        )
         for late in found.beyond_lookback[:REPORTED_WINDOWS]
     ]
     if len(found.beyond_lookback) > REPORTED_WINDOWS:
