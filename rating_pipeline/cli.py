@@ -185,7 +185,10 @@ def _invoice_export(args: argparse.Namespace) -> int:
         print(f"removed {path}: no account of {month:%Y-%m} has this file now")
     print(f"{len(exported.written)} account file(s) for {month:%Y-%m} in {args.out}")
     if not exported.written:
-        print(f"{month:%Y-%m} has no invoice lines: build it first (invoice build --month)")
+        print(
+            f"{month:%Y-%m} has no invoice lines: nothing was billed in it, or its lines are "
+            "not built yet (invoice build --month)"
+        )
     return EXIT_OK
 
 

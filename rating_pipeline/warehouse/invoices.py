@@ -71,8 +71,10 @@ def parse_month(text: str) -> datetime:
     """``YYYY-MM`` (years 1000 to 9998: every month has a next one) as the first instant of
     that UTC month; NotAMonth otherwise."""
     match = MONTH_TEXT.fullmatch(text)
-    if match is None or not 1000 <= int(match["year"]) < 9999:
+    if match is None:
         raise NotAMonth(f"not a month: {text!r}; expected YYYY-MM, e.g. 2026-06")
+    if not 1000 <= int(match["year"]) < 9999:
+        raise NotAMonth(f"month {text!r} is outside the years 1000 to 9998 invoices cover")
     return datetime(int(match["year"]), int(match["month"]), 1, tzinfo=UTC)
 
 
