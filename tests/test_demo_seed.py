@@ -263,6 +263,8 @@ def test_seed_parameters_that_describe_no_data_are_refused() -> None:
         small_spec(events_per_hour=-1)
     with pytest.raises(SeedError):
         small_spec(principals=0)
+    with pytest.raises(SeedError, match="no window holds"):
+        small_spec(start=datetime(9999, 12, 31, 22, tzinfo=UTC), hours=5)
 
 
 def test_demo_day_contains_every_interesting_case(conn: psycopg.Connection) -> None:

@@ -36,7 +36,7 @@ from psycopg import sql
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.pricebook.model import SERVICE_TIERS, STANDARD
-from rating_pipeline.windows import HOUR, require_hour_aligned_utc
+from rating_pipeline.windows import HOUR, WINDOWED_UNTIL, require_hour_aligned_utc
 
 # billing_event's columns as the demo writes them, with their binary COPY types. The COPY,
 # the late events' INSERT and every generated row follow this one tuple.
@@ -164,6 +164,11 @@ class SeedSpec:
             raise SeedError(f"events per hour must be >= 0, not {self.events_per_hour}")
         if self.principals < 1:
             raise SeedError(f"principals must be >= 1, not {self.principals}")
+        if self.hours > (WINDOWED_UNTIL - self.start) // HOUR:
+            raise SeedError(
+                f"{self.hours} hours from {self.start.isoformat()} run past "
+                f"{WINDOWED_UNTIL.isoformat()}, where no window holds events"
+            )
 
     @property
     def end(self) -> datetime:
