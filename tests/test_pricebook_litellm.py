@@ -176,7 +176,8 @@ def test_float_noise_without_round_is_an_error_naming_model_field_and_both_value
         "is 15.000020000000002 per 1M tokens, 15 decimal places (float noise); "
         "--round would import 15.00002",
         "free-tier/tiny-chat: input_cost_per_token 1e-13 is 0.0000001 per 1M tokens, "
-        "7 decimal places (float noise); it rounds to 0, so --round would leave it out",
+        "7 decimal places, finer than the 6 a rate holds; it rounds to 0, so --round would "
+        "leave it out",
     ]
 
 

@@ -143,10 +143,12 @@ class Rounded:
         )
 
     def as_noise(self) -> str:
-        places = f"{decimal_places(self.rate)} decimal places (float noise)"
-        if self.rounded.is_zero():
+        places = f"{decimal_places(self.rate)} decimal places"
+        if self.rounded.is_zero():  # a real price too small to hold, not noise on one
+            places += f", finer than the {RATE_PLACES} a rate holds"
             outcome = "it rounds to 0, so --round would leave it out"
         else:
+            places += " (float noise)"
             outcome = f"--round would import {self.rounded:f}"
         return (
             f"{self.model}: {self.field} {self.value} is {self.rate:f} per 1M tokens, "
