@@ -140,9 +140,10 @@ def _period_close(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse.database import connect, require_schema
     from rating_pipeline.warehouse.periods import close_period
 
+    closed_by = getpass.getuser() if args.by is None else args.by
     with connect() as conn:
         require_schema(conn)
-        closed = close_period(conn, args.through, args.by or getpass.getuser(), args.note)
+        closed = close_period(conn, args.through, closed_by, args.note)
     for line in closed.lines():
         print(line)
     return EXIT_OK

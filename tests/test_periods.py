@@ -389,6 +389,17 @@ def test_close_refused_writes_nothing(
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
 
 
+@pytest.mark.parametrize("by", ["", "   "])
+def test_a_close_by_nobody_is_refused(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent], by: str
+) -> None:
+    """closed_by is the audit trail of an act that cannot be undone: a blank one (an unset
+    variable in a script) is refused, never replaced by whoever runs the process."""
+    with pytest.raises(CloseRefused, match="who closes"):
+        close(database_url, AFTER_WINDOW + HOUR, by=by)
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
+
+
 def test_close_past_an_unrated_hour_is_refused_naming_it(
     database_url: str,
     reader: psycopg.Connection,

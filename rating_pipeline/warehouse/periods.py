@@ -107,6 +107,8 @@ def close_period(
     raise CloseRefused, writing nothing, when the close may not be made."""
     require_whole_hour(through)
     through = through.astimezone(UTC)
+    if not closed_by.strip():
+        raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RatingPipelineError("a close needs a connection outside any transaction")
     with conn.transaction():
