@@ -157,7 +157,7 @@ def test_a_failed_rerate_is_requested_again_on_a_later_tick_a_bounded_number_of_
         assert launches <= MAX_ATTEMPTS
 
     assert launches == MAX_ATTEMPTS
-    assert f"{window.key}: events changed, re-rate failed {MAX_ATTEMPTS} times" in (
+    assert f"{window.key}: events changed, {MAX_ATTEMPTS} re-rates failed or were" in (
         data.skip_message or ""
     )
 

@@ -112,9 +112,8 @@ class Rerate:
         if self.to_request:
             return f"{key}: events changed, requesting attempt {self.failed + 1}"
         return (
-            f"{key}: events changed, re-rate failed {self.failed} times (failed or "
-            "terminated); given up (read the "
-            "runs' errors, fix the cause, materialize the partition)"
+            f"{key}: events changed, {self.failed} re-rates failed or were terminated; given "
+            "up (read the runs' errors, fix the cause, materialize the partition)"
         )
 
 
