@@ -86,6 +86,7 @@ def test_a_connection_string_that_does_not_parse_never_shows_its_password(url: s
         "postgresql://bob:pw@S3cretPw@localhost:1/rating",  # an unescaped @ in the password
         "postgresql://bob:pw/S3cretPw@localhost:1/rating",  # an unescaped / in the password
         "postgres://bo@b:S3cretPw@localhost:1/rating",  # an unescaped @ in the user name
+        "postgresql://bob:pw?x@S3cretPw@localhost:1/rating",  # a ? then an @ in the password
     ],
 )
 def test_a_url_with_an_unescaped_delimiter_in_its_credentials_never_shows_its_password(
@@ -101,9 +102,29 @@ def test_a_url_with_an_unescaped_delimiter_in_its_credentials_never_shows_its_pa
     assert "RATING_DATABASE_URL" in str(raised.value) and "percent-encode" in str(raised.value)
 
 
-def test_a_url_with_delimiters_only_where_they_delimit_is_shown() -> None:
-    assert "db@archive" in database.redact_url("postgresql://bob:s3cret@db.example/db@archive")
-    assert "p@ss" not in database.redact_url("postgresql://bob:p%40ss@db.example/rating")
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bob:s3cret@db.example/db@archive", "db@archive"),
+        ("postgresql://bob:s3cret@[::1]:5433/rating", "::1"),
+        ("postgresql://bob:s3cret@h1:5432,h2:5433/rating", "h1,h2"),
+        ("postgresql://db.example/rating", "db.example"),
+        ("postgresql://bob:pw?x%40y@db.example/rating", "db.example"),
+        ("postgresql://bob:s3cret@db.example/rating?application_name=a@b", "a@b"),
+    ],
+)
+def test_a_url_with_delimiters_only_where_they_delimit_is_shown(url: str, shown: str) -> None:
+    redacted = database.redact_url(url)
+    assert shown in redacted and "s3cret" not in redacted and "pw?x" not in redacted
+
+
+def test_an_at_in_the_database_name_of_a_url_without_credentials_is_refused_as_ambiguous() -> None:
+    """libpq reads `host/db@archive` and `bob:pw/S3cret@host/db` the same way (no
+    credentials, then a path holding an @): the second would show part of a password, so
+    both are refused; %40 in the database name says which is meant."""
+    for url in ("postgresql://db.example/db@archive", "postgresql://bob:pw/S3cret@h/db"):
+        assert database.has_unescaped_delimiter(url)
+    assert not database.has_unescaped_delimiter("postgresql://db.example/db%40archive")
 
 
 def test_connections_read_timestamps_in_utc(database_url: str) -> None:

@@ -8,6 +8,7 @@ PostgreSQL under ``.rating/``. URLs may hold a password: show them only through
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,9 @@ UNPARSEABLE_URL = (
 
 
 AMBIGUOUS_URL = (
-    "cannot connect to the warehouse: RATING_DATABASE_URL holds an @ or / that libpq would "
-    "read as a delimiter, and so part of the password as the host or database (percent-encode "
-    "any @ or / in the user name, password or database name: %40, %2F)"
+    "cannot connect to the warehouse: RATING_DATABASE_URL holds an @ or / where libpq may "
+    "read part of a password as the host or database (percent-encode any @ or / in the user "
+    "name, password or database name: %40, %2F)"
 )
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -99,15 +100,20 @@ def database_url() -> str:
 
 
 def has_unescaped_delimiter(url: str) -> bool:
-    """``url`` is a URL whose user name or password holds a literal ``@`` or ``/``: libpq
-    takes the first ``@`` or ``/`` to end the credentials, so what it then reads as host,
-    port or database holds part of the password (a ``/`` before the ``@``, or an ``@``
-    in the host part after it)."""
+    """``url`` is a URL where libpq may read part of a password as the host or database.
+    libpq ends the credentials at the first ``@`` or ``/``, whichever comes first: an ``@``
+    left in the host part means the password held one; an ``@`` in the path of a URL
+    without credentials is either a ``/`` in a password or an ``@`` in a database name,
+    which libpq cannot tell apart (a database name writes it ``%40``)."""
     if not url.startswith(URL_SCHEMES):
         return False
-    before_query = url.partition("://")[2].partition("?")[0]
-    credentials, at, rest = before_query.partition("@")
-    return bool(at) and ("/" in credentials or "@" in rest.partition("/")[0])
+    rest = url.partition("://")[2]
+    ends = [i for i in (rest.find("@"), rest.find("/")) if i >= 0]
+    end = min(ends, default=len(rest))
+    if rest[end : end + 1] == "@":
+        host = re.split("[/?]", rest[end + 1 :], maxsplit=1)[0]
+        return "@" in host
+    return "@" in rest[end:].partition("?")[0]
 
 
 def redact_url(url: str) -> str:
