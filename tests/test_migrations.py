@@ -553,6 +553,30 @@ def test_a_downgrade_refuses_when_a_project_table_name_finds_another_schemas_tab
     assert migrations.revision_of(url) == migrations.head_revision()
 
 
+def test_a_downgrade_refuses_when_a_table_it_alters_finds_another_schemas_table(
+    empty_database_url: str,
+) -> None:
+    """To 0007, rated_usage is altered, not dropped: its name finding finance.rated_usage
+    (the project's dropped by hand) is refused the same way, before any revision runs."""
+    url = empty_database_url
+    migrations.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE rated_usage CASCADE")
+        conn.execute("CREATE SCHEMA finance")
+        conn.execute("CREATE TABLE finance.rated_usage (id int)")
+        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = public, finance").format(
+                sql.Identifier(database)
+            )
+        )
+
+    with pytest.raises(migrations.DowngradeRefused, match=r"finance\.rated_usage"):
+        migrations.downgrade(url, "0007", drop_rated_data=True)
+
+    assert migrations.revision_of(url) == migrations.head_revision()
+
+
 # --- Migrations on upstream's live billing_event (issue 13, item 5; docs/warehouse.md) ---
 
 GUARD_SECONDS = 60.0  # only against a hang: no assertion is ever made on elapsed time

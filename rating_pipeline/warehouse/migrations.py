@@ -165,23 +165,27 @@ class DowngradeRefused(RatingPipelineError):
     """Downgrading to base would drop rated data, and the caller did not say to."""
 
 
-def rated_rows(url: str, tables: Sequence[str] = OUTPUT_TABLES) -> dict[str, int]:
-    """The rows each of ``tables`` that exists holds. Raises DowngradeRefused when a name
-    finds a table outside the schema the warehouse was migrated in (the project's was
-    dropped by hand, and another schema's of that name is on the search path): a
-    revision's DROP would drop that table."""
+def rated_rows(
+    url: str, tables: Sequence[str] = OUTPUT_TABLES, touched: Sequence[str] = ()
+) -> dict[str, int]:
+    """The rows each of ``tables`` that exists holds. Raises DowngradeRefused when the name
+    of one of ``tables`` or ``touched`` finds a table outside the schema the warehouse was
+    migrated in (the project's was dropped by hand, and another schema's of that name is on
+    the search path): a revision's DROP or ALTER would change that table."""
     with connect(url) as conn:
-        found = conn.execute(FOUND_TABLES, {"tables": list(tables)}).fetchall()
+        names = list(dict.fromkeys([*tables, *touched]))
+        found = conn.execute(FOUND_TABLES, {"tables": names}).fetchall()
         foreign = [qualified for _, qualified, ours in found if not ours]
         if foreign:
             raise DowngradeRefused(
                 f"refusing to downgrade {redact_url(url)}: {', '.join(foreign)} is not the "
                 "warehouse's own table but has its name on the search path, so the downgrade "
-                "would drop it; take that schema off the search path first"
+                "would change it; take that schema off the search path first"
             )
         return {
             table: int(count)
             for table, _, _ in found
+            if table in tables
             for (count,) in conn.execute(sql.SQL(COUNT_ROWS).format(table=sql.Identifier(table)))
         }
 
@@ -239,7 +243,9 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
         and created_by <= before
         and (revision == BASE or revision < created_by)
     ]
-    dropped = rated_rows(target, undone)
+    # Every project table the warehouse has: a revision undone may alter any of them.
+    present = [t for t, created_by in CREATED_BY.items() if before and created_by <= before]
+    dropped = rated_rows(target, undone, touched=present)
     held = {table: rows for table, rows in dropped.items() if rows}
     if held and not drop_rated_data:
         lost = ", ".join(f"{rows} {table} row{'s' * (rows != 1)}" for table, rows in held.items())

@@ -240,7 +240,7 @@ def check_downgrade(bind: Connection) -> None:
     """Raise DowngradeWouldDropInvoicedHistory while any table of this revision holds a
     row. ``migrations.downgrade`` calls it before undoing any revision."""
     held = [
-        f"{count} in {table}"
+        f"{count} {table} row{'s' * (count != 1)}"
         for table in NEW_TABLES
         if bind.execute(text(PRESENT), {"table": table}).scalar()
         for count in [bind.execute(text(COUNT_ROWS.format(table=table))).scalar()]
@@ -248,7 +248,7 @@ def check_downgrade(bind: Connection) -> None:
     ]
     if held:
         raise DowngradeWouldDropInvoicedHistory(
-            f"refusing to downgrade below revision 0011: {', '.join(held)} rows; closes, "
+            f"refusing to downgrade below revision 0011: {', '.join(held)}; closes, "
             "adjustments, accounts and invoice lines are what was invoiced and would be lost"
         )
 
