@@ -43,6 +43,8 @@ from tests.services import Services
 
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
+# Some session waits for an advisory lock (a close for a rating, a build for a build).
+WAITING_FOR_A_LOCK = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
 DROP_DATABASE = "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
 
 EVENT_COLUMNS = (

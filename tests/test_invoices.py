@@ -13,6 +13,8 @@ import decimal
 import hashlib
 import itertools
 import re
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -25,6 +27,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg.conninfo import make_conninfo
 
 from rating_pipeline import cli
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
@@ -32,16 +35,19 @@ from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.invoices import (
+    INVOICE_NAMESPACE,
+    LOCK_MONTH,
     Exported,
     LinesBuilt,
     MonthTotal,
     build_invoice,
+    converge_month_lines,
     export_invoice,
     month_totals,
 )
 from rating_pipeline.warehouse.periods import PeriodClose, close_period
 from rating_pipeline.windows import Window
-from tests.conftest import delete_events, utc
+from tests.conftest import WAITING_FOR_A_LOCK, delete_events, utc
 from tests.factories import make_event, make_version, own
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -329,6 +335,29 @@ def test_identical_rebuild_writes_nothing(
     assert again.lines == len(before) == 7
     assert reader.execute(LINE_VERSIONS).fetchall() == before  # ctid, xmin, built_at, run_id
     assert "+0 inserted, ~0 updated, -0 deleted, =7 unchanged" in str(again)
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read"])
+def test_a_build_that_waited_for_another_sees_its_lines_whatever_the_session_isolation(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent], isolation: str
+) -> None:
+    """Under REPEATABLE READ the statement that waits would take the snapshot: the second
+    build would miss the first one's lines and insert them again (a unique violation)."""
+    level = isolation.replace(" ", "\\ ")
+    second_url = make_conninfo(database_url, options=f"-c default_transaction_isolation={level}")
+    built: list[LinesBuilt] = []
+    with connect(database_url) as first, first.transaction():
+        first.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": 2026 * 12 + 5})
+        converge_month_lines(first, JUNE, "first", utc(2026, 7, 1))
+        second = threading.Thread(target=lambda: built.append(build(second_url, JUNE)))
+        second.start()
+        while reader.execute(WAITING_FOR_A_LOCK).fetchone() == (0,):
+            reader.rollback()
+            time.sleep(0.01)
+        reader.rollback()
+    second.join(timeout=30)
+
+    assert [(b.inserted, b.updated, b.deleted, b.lines) for b in built] == [(0, 0, 0, 7)]
 
 
 def test_rebuild_converges_updating_changed_lines_and_deleting_stale_ones(

@@ -7,6 +7,8 @@ which the oracle computes independently from the events.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta, timezone
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
@@ -26,7 +29,7 @@ from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.periods import CloseRefused, close_period, period_status
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
-from tests.conftest import delete_events, utc
+from tests.conftest import WAITING_FOR_A_LOCK, delete_events, utc
 from tests.factories import WINDOW_START, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
@@ -445,6 +448,40 @@ def test_close_waits_for_a_rating_in_flight(
             closing.commit()
             with pytest.raises(Exception, match="lock timeout"):
                 close_period(closing, AFTER_WINDOW + HOUR, "finance")
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_a_close_that_waited_for_a_rating_stamps_what_it_wrote_whatever_the_session_isolation(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+    isolation: str,
+) -> None:
+    """A rating of the closed window writes open adjustments while a close waits for it;
+    the close must see them (contract 10: it stamps every open adjustment), even where the
+    session's default isolation would take its snapshot before the wait."""
+    add_events([make_event("org-1", "base-large", minutes=40)])
+    level = isolation.replace(" ", "\\ ")
+    closing_url = make_conninfo(database_url, options=f"-c default_transaction_isolation={level}")
+    closed: list[object] = []
+    with connect(database_url) as rating:
+        with rating.transaction():
+            engine.rate_window_in_transaction(rating, WINDOW, priced(), "late")
+            closer = threading.Thread(
+                target=lambda: closed.append(close(closing_url, AFTER_WINDOW + HOUR))
+            )
+            closer.start()
+            while reader.execute(WAITING_FOR_A_LOCK).fetchone() == (0,):
+                reader.rollback()
+                time.sleep(0.01)
+            reader.rollback()
+        closer.join(timeout=30)
+
+    assert len(closed) == 1
+    open_left = reader.execute("SELECT count(*) FROM rating_adjustment WHERE invoiced_by IS NULL")
+    assert open_left.fetchone() == (0,)
+    assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() != (0,)
 
 
 def test_period_status_reports_mark_and_open_adjustments(

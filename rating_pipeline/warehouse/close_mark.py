@@ -18,6 +18,14 @@ PERIODS_NAMESPACE = 0x434C4F53  # "CLOS"
 PERIODS_KEY = 0
 
 
+def begin_read_committed(conn: psycopg.Connection) -> None:
+    """Make the caller's transaction, before its first statement, READ COMMITTED whatever
+    the session's default: each statement after a lock wait then sees what committed while
+    it waited. Under REPEATABLE READ or SERIALIZABLE the statement that waits takes the
+    transaction's snapshot, before the rating or close it waits for commits."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
 def lock_periods(conn: psycopg.Connection, *, exclusive: bool) -> None:
     """Hold the periods lock until the transaction ends: shared by ratings and invoice
     builds, exclusive by a close."""

@@ -42,7 +42,12 @@ from rating_pipeline.records import (
     UNPRICED,
     RatingException,
 )
-from rating_pipeline.warehouse.close_mark import close_mark, lock_periods, month_of
+from rating_pipeline.warehouse.close_mark import (
+    begin_read_committed,
+    close_mark,
+    lock_periods,
+    month_of,
+)
 from rating_pipeline.warehouse.extract import (
     WindowRead,
     parse_bases_key,
@@ -58,7 +63,6 @@ logger = logging.getLogger("rating_pipeline")
 # Advisory lock keys: (LOCK_NAMESPACE, hours since the epoch of the window's start).
 LOCK_NAMESPACE = 0x52415445  # "RATE"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SET_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 # The instant the lock was granted: rated_at of every row this rating writes.
 LOCK_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_WORK_MEM = "64MB"
@@ -240,7 +244,7 @@ def begin_rating(
 ) -> RatingRun:
     """Take the window's lock first, so every later statement sees the latest committed
     state, including that of a rating this one waited for."""
-    conn.execute(SET_READ_COMMITTED)
+    begin_read_committed(conn)
     namespace, window_hour = window_lock_key(window)
     conn.execute(load_sql("lock_window"), {"namespace": namespace, "window_hour": window_hour})
     granted = conn.execute(LOCK_GRANTED_AT).fetchone()

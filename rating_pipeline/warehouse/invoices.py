@@ -26,6 +26,7 @@ from psycopg.pq import TransactionStatus
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import EXACT
 from rating_pipeline.warehouse.close_mark import (
+    begin_read_committed,
     close_mark,
     lock_periods,
     next_month,
@@ -178,6 +179,7 @@ def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> Lin
             f"building {month:%Y-%m} needs a connection outside any transaction"
         )
     with conn.transaction():
+        begin_read_committed(conn)
         lock_periods(conn, exclusive=False)
         conn.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": _month_key(month)})
         if wholly_closed(month, close_mark(conn)):

@@ -22,6 +22,7 @@ from psycopg.pq import TransactionStatus
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.money import EXACT
 from rating_pipeline.warehouse.close_mark import (
+    begin_read_committed,
     close_mark,
     lock_periods,
     month_of,
@@ -112,6 +113,7 @@ def close_period(
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RatingPipelineError("a close needs a connection outside any transaction")
     with conn.transaction():
+        begin_read_committed(conn)
         lock_periods(conn, exclusive=True)
         mark = close_mark(conn)
         refuse_unless_closable(conn, through, mark)
