@@ -11,6 +11,7 @@ isolated and child processes can connect to the same database by URL.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
 # Some session waits for an advisory lock (a close for a rating, a build for a build).
 WAITING_FOR_A_LOCK = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+LOCK_WAIT_GUARD_SECONDS = 30.0  # only against a hang: no assertion on elapsed time
 DROP_DATABASE = "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
 
 EVENT_COLUMNS = (
@@ -256,3 +258,14 @@ def services(dagster_home: LocalInstance, tmp_path: Path) -> Iterator[Services]:
         yield started
     finally:
         started.stop()
+
+
+def wait_until_a_lock_is_awaited(reader: psycopg.Connection) -> None:
+    """Return once some session waits for an advisory lock; fail after a long guard."""
+    deadline = time.monotonic() + LOCK_WAIT_GUARD_SECONDS
+    while reader.execute(WAITING_FOR_A_LOCK).fetchone() == (0,):
+        reader.rollback()
+        if time.monotonic() > deadline:
+            pytest.fail("no session ever waited for an advisory lock")
+        time.sleep(0.01)
+    reader.rollback()

@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import re
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -43,11 +42,12 @@ from rating_pipeline.warehouse.invoices import (
     build_invoice,
     converge_month_lines,
     export_invoice,
+    lock_export,
     month_totals,
 )
 from rating_pipeline.warehouse.periods import PeriodClose, close_period
 from rating_pipeline.windows import Window
-from tests.conftest import WAITING_FOR_A_LOCK, delete_events, utc
+from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
 from tests.factories import make_event, make_version, own
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -351,10 +351,7 @@ def test_a_build_that_waited_for_another_sees_its_lines_whatever_the_session_iso
         converge_month_lines(first, JUNE, "first", utc(2026, 7, 1))
         second = threading.Thread(target=lambda: built.append(build(second_url, JUNE)))
         second.start()
-        while reader.execute(WAITING_FOR_A_LOCK).fetchone() == (0,):
-            reader.rollback()
-            time.sleep(0.01)
-        reader.rollback()
+        wait_until_a_lock_is_awaited(reader)
     second.join(timeout=30)
 
     assert [(b.inserted, b.updated, b.deleted, b.lines) for b in built] == [(0, 0, 0, 7)]
@@ -824,6 +821,34 @@ def test_export_of_a_month_without_lines_removes_nothing(
 
     assert again == Exported((), ())
     assert [p.name for p in tmp_path.iterdir()] == ["2026-06_acct-a.csv"]
+
+
+def test_an_export_that_waited_for_another_of_its_month_writes_the_lines_built_meanwhile(
+    database_url: str, reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Exports of one month serialize, the later one reading the lines once it runs: never
+    one export sweeping the other's partial files, nor removing a file the other just wrote
+    from lines it read before they were built."""
+    add_a_line_each(reader, "acct-old")
+    exported: list[Exported] = []
+    with connect(database_url) as earlier, earlier.transaction():
+        lock_export(earlier, JUNE)
+        later = threading.Thread(
+            target=lambda: exported.append(export_in_own_connection(database_url, tmp_path))
+        )
+        later.start()
+        wait_until_a_lock_is_awaited(reader)
+        add_a_line_each(reader, "acct-new")
+    later.join(timeout=30)
+
+    assert [sorted(p.name for p in e.written) for e in exported] == [
+        ["2026-06_acct-new.csv", "2026-06_acct-old.csv"]
+    ]
+
+
+def export_in_own_connection(database_url: str, out: Path) -> Exported:
+    with connect(database_url) as conn:
+        return export_invoice(conn, JUNE, out)
 
 
 def test_export_removes_only_files_and_sweeps_its_own_partial_files(

@@ -8,7 +8,6 @@ which the oracle computes independently from the events.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta, timezone
@@ -29,7 +28,7 @@ from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.periods import CloseRefused, close_period, period_status
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
-from tests.conftest import WAITING_FOR_A_LOCK, delete_events, utc
+from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
 from tests.factories import WINDOW_START, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
@@ -472,10 +471,7 @@ def test_a_close_that_waited_for_a_rating_stamps_what_it_wrote_whatever_the_sess
                 target=lambda: closed.append(close(closing_url, AFTER_WINDOW + HOUR))
             )
             closer.start()
-            while reader.execute(WAITING_FOR_A_LOCK).fetchone() == (0,):
-                reader.rollback()
-                time.sleep(0.01)
-            reader.rollback()
+            wait_until_a_lock_is_awaited(reader)
         closer.join(timeout=30)
 
     assert len(closed) == 1

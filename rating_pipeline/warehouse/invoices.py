@@ -36,6 +36,7 @@ from rating_pipeline.warehouse.sqlfiles import load_sql
 
 # Ratings never take it: builds of one month serialize on (INVOICE_NAMESPACE, month key).
 INVOICE_NAMESPACE = 0x494E5643  # "INVC"
+EXPORT_NAMESPACE = 0x45585054  # "EXPT"
 LOCK_MONTH = "SELECT pg_advisory_xact_lock(%(namespace)s, %(key)s)"
 NOW = "SELECT clock_timestamp()"
 LINE_COLUMNS = (
@@ -216,6 +217,13 @@ class Exported:
     removed: tuple[Path, ...]
 
 
+def lock_export(conn: psycopg.Connection, month: datetime) -> None:
+    """Hold ``month``'s export lock until the transaction ends: exports of a month
+    serialize, so none sweeps another's partial files or removes a file another wrote from
+    lines it read before they were built."""
+    conn.execute(LOCK_MONTH, {"namespace": EXPORT_NAMESPACE, "key": _month_key(month)})
+
+
 def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> Exported:
     """Write one CSV per account of ``month`` into ``out_dir``: a header, one row per line,
     then a ``total`` row (the exact sum, the invoice total: the sum of the rounded lines,
@@ -224,8 +232,17 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     The month's files in ``out_dir`` (``YYYY-MM_*.csv``) are the export's: each is replaced
     whole (written and synced aside, then renamed over it), and those of accounts without
     lines now are removed, so the directory holds exactly the month's invoices. A month
-    without any line (not built yet, or another database) writes and removes nothing."""
-    frame = invoice_frame(conn, month)
+    without any line (not built yet, or another database) writes and removes nothing.
+    Exports of one month serialize on its export lock, each reading the lines once it holds
+    it."""
+    with conn.transaction():
+        lock_export(conn, month)
+        frame = invoice_frame(conn, month)
+        return _write_month(frame, month, out_dir)
+
+
+def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exported:
+    """export_invoice's files, from ``month``'s lines in ``frame``."""
     frame[RESIDUAL] = ""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
