@@ -144,6 +144,16 @@ def test_rate_refuses_an_upstream_billing_event_it_cannot_read_in_one_line(
     assert _count(warehouse_env, "rating_log") == 0
 
 
+def test_rate_from_a_start_no_version_covers_is_refused_before_listing_its_windows(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the start (year 1) is refused at once, not after listing 17M windows."""
+    assert _rate("--from", "0001-01-01T00:00Z", "--to", END, "--pricebooks", str(pricebook_dir))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no pricebook version covers window [0001-01-01T00:00" in err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
 def test_rate_with_pricebook_errors_rates_nothing_and_prints_every_error(
     warehouse_env: str,
     pricebook_dir: Path,

@@ -93,6 +93,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
         require_schema(conn)
         require_readable_billing_event(conn)
         require_closed(conn, end)
+        pricebooks.version_for(Window.starting(start))  # a typo'd start fails before listing
         windows = list(windows_between(start, end))
         for window in windows:
             pricebooks.version_for(window)
