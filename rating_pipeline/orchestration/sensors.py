@@ -232,6 +232,12 @@ def evaluate(
             context.log.warning(line)
     if len(found.beyond_lookback) > REPORTED_WINDOWS:
         context.log.warning(reported[-1])
+    if found.ingested.through < found.now:
+        context.log.info(
+            f"catching up after an outage: events ingested after "
+            f"{found.ingested.since.isoformat()} through {found.ingested.through.isoformat()} "
+            "examined; the next ticks examine the rest"
+        )
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=found.cursor.serialize())
     summary = (
