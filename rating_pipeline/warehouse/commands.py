@@ -2,10 +2,10 @@
 
 Nothing is rated unless everything can be: the bounds are whole UTC hours in order, every
 window has closed by the database's clock, the pricebooks load without a single error, and
-a version covers every window. Each window is
-then rated in its own transaction. Windows with ``ambiguous_base`` rollups are still
-reconciled in full (their clean rollups bill); the command names those rollups and exits
-non-zero once every window is done (contract 5.2).
+a version covers every window. Each window is then rated in its own transaction. Windows
+with ``ambiguous_base`` rollups are still reconciled in full (their clean rollups bill);
+the command names those rollups and exits non-zero once every window is done (contract
+5.2).
 """
 
 from __future__ import annotations
