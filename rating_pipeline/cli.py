@@ -20,8 +20,12 @@ EXIT_FAILURE = 1
 
 def _utc_instant(text: str) -> datetime:
     """argparse type: an ISO-8601 instant with an explicit UTC offset or ``Z``."""
+    from rating_pipeline.windows import WindowError, parse_instant
+
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_instant(text)
+    except WindowError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from exc
 

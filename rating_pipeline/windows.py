@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,20 @@ PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
 class WindowError(RatingPipelineError, ValueError):
     """Window bounds that are not whole UTC hours, or that are out of order."""
+
+
+# A fraction of a second past the microsecond, in the time or in the offset: what
+# datetime.fromisoformat drops without a word.
+FINER_THAN_A_MICROSECOND = re.compile(r"[.,]\d{7,}|[+-]\d{2}:?\d{2}:?\d{2}[.,]\d")
+
+
+def parse_instant(text: str) -> datetime:
+    """``text`` as an ISO-8601 instant, exactly: ValueError where it is not one, WindowError
+    where it is finer than a microsecond (datetime would drop that, and see a whole hour
+    where there is none)."""
+    if FINER_THAN_A_MICROSECOND.search(text):
+        raise WindowError(f"{text!r} is finer than a microsecond, so not on a whole hour")
+    return datetime.fromisoformat(text.strip())
 
 
 def require_hour_aligned_utc(instant: datetime, what: str = "instant") -> datetime:

@@ -592,6 +592,9 @@ def test_a_version_name_with_surrounding_blanks_is_rejected(tmp_path, name):
         ('"2026-06-01T00:30:00Z"', "is not on a whole hour"),
         ('"2026-06-01T00:00:01+00:00"', "is not on a whole hour"),
         ('"first of June"', "is not an ISO-8601 instant"),
+        # Finer than a microsecond: datetime would drop it and see a whole UTC hour.
+        ('"2026-06-01T00:00:00.0000001Z"', "finer than a microsecond"),
+        ('"2026-06-01T00:00:00+00:00:00.5"', "finer than a microsecond"),
     ],
 )
 def test_effective_from_must_be_an_hour_aligned_utc_instant(tmp_path, written, message):

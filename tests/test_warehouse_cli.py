@@ -154,6 +154,15 @@ def test_rate_from_a_start_no_version_covers_is_refused_before_listing_its_windo
     assert _count(warehouse_env, "rating_log") == 0
 
 
+def test_rate_refuses_a_bound_finer_than_a_microsecond_that_datetime_would_drop(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _rate("--from", "2026-06-15T10:00:00.0000001Z", "--to", END)
+    assert "finer than a microsecond" in capsys.readouterr().err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
 def test_rate_with_pricebook_errors_rates_nothing_and_prints_every_error(
     warehouse_env: str,
     pricebook_dir: Path,

@@ -52,7 +52,7 @@ from rating_pipeline.pricebook.yaml_nodes import (
     text_value,
 )
 from rating_pipeline.records import BLANK_CHARACTERS
-from rating_pipeline.windows import WindowError, require_hour_aligned_utc
+from rating_pipeline.windows import WindowError, parse_instant, require_hour_aligned_utc
 
 VERSION_SUFFIXES = (".yaml", ".yml")
 CURRENCY = "USD"
@@ -394,7 +394,10 @@ def _effective_from(entry: Entry | None, errors: _FileErrors) -> tuple[datetime,
         errors.add(exc.line, None, exc.message)
         return None
     try:
-        instant = datetime.fromisoformat(text.strip())
+        instant = parse_instant(text)
+    except WindowError as exc:  # a ValueError too
+        errors.add(line, None, f"effective_from {exc}")
+        return None
     except ValueError:
         errors.add(
             line,
