@@ -775,6 +775,23 @@ def test_cross_model_rules_are_reported_in_the_same_run_as_a_models_own_errors(t
     assert "\n" not in str(error) and str(error).startswith("3 pricebook errors: a:2: z")
 
 
+def test_an_unacceptable_character_is_reported_on_its_line_after_text_beyond_ascii(tmp_path):
+    """libyaml counts the position in UTF-8 bytes: a comment of euro signs above the
+    character must not push the reported line down."""
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        # {"€" * 40}
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: "USD\x07"
+        models:
+          base-large: {{input_per_mtok: "2.50", output_per_mtok: "10.00"}}
+        """,
+    )
+    assert (error.line, error.message) == (4, "invalid YAML: unacceptable character #x0007")
+
+
 # --- the directory --------------------------------------------------------------------------
 
 

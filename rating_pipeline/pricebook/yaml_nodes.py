@@ -71,7 +71,10 @@ def compose_document(text: str) -> Node | None:
             message = f"{message} ({exc.context} at line {exc.context_mark.line + 1})"
         raise YamlDocumentError(mark.line + 1 if mark else None, _one_line(message)) from exc
     except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
+        if _LOADER is yaml.SafeLoader:
+            line = text[: exc.position].count("\n") + 1
+        else:  # libyaml counts the position in UTF-8 bytes
+            line = text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n") + 1
         raise YamlDocumentError(
             line, f"invalid YAML: unacceptable character #x{exc.character:04x}"
         ) from exc
