@@ -775,6 +775,24 @@ def test_cross_model_rules_are_reported_in_the_same_run_as_a_models_own_errors(t
     assert "\n" not in str(error) and str(error).startswith("3 pricebook errors: a:2: z")
 
 
+def test_a_model_id_that_is_no_clean_id_is_quoted_so_each_error_stays_one_line(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          "a\\nb": {input_per_mtok: "1", output_per_mtok: "2", bogus: "1"}
+          "ft:y ": {input_per_mtok: "1", output_per_mtok: "2", bogus: "1"}
+        """,
+    )
+    lines = [str(error) for error in errors]
+    assert all("\n" not in line for line in lines), lines
+    assert any(": 'a\\nb': unknown key 'bogus'" in line for line in lines), lines
+    assert any(": 'ft:y ': unknown key 'bogus'" in line for line in lines), lines
+
+
 def test_an_unacceptable_character_is_reported_on_its_line_after_text_beyond_ascii(tmp_path):
     """libyaml counts the position in UTF-8 bytes: a comment of euro signs above the
     character must not push the reported line down."""

@@ -94,7 +94,9 @@ class PricebookError:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         if self.model is None:
             return f"{where}: {self.message}"
-        return f"{where}: {self.model}: {self.message}"
+        # An id with a line break or surrounding blanks is quoted: one error, one line.
+        clean = self.model.isprintable() and self.model == self.model.strip() and self.model
+        return f"{where}: {self.model if clean else repr(self.model)}: {self.message}"
 
 
 def _report_order(error: PricebookError) -> tuple[str, int]:
