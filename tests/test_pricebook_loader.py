@@ -775,6 +775,24 @@ def test_cross_model_rules_are_reported_in_the_same_run_as_a_models_own_errors(t
     assert "\n" not in str(error) and str(error).startswith("3 pricebook errors: a:2: z")
 
 
+def test_a_model_whose_id_is_invalid_is_still_checked_by_rules_5_and_6(tmp_path):
+    """docs/pricebooks.md: one run reports every error, the derivation's too."""
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base: {input_per_mtok: "0.000001", output_per_mtok: "1"}
+          "ft:y ": {derived_from: base, multiplier: "0.1"}
+        """,
+    )
+    messages = [error.message for error in errors]
+    assert any("must not start or end with blanks" in m for m in messages), messages
+    assert any("input_per_mtok" in m and "rounds to 0" in m for m in messages), messages
+
+
 def test_a_model_id_that_is_no_clean_id_is_quoted_so_each_error_stays_one_line(tmp_path):
     errors = errors_of(
         tmp_path,

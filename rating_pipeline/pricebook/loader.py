@@ -501,37 +501,35 @@ def _models(
     if not entries.entries and not entries.bad_keys:
         errors.add(line_of(entry.key_node), None, "models is empty: list at least one model")
     for model_entry in entries.entries:
-        model_id = _model_id(model_entry, errors)
-        model, base = _model(model_entry, model_id is not None, errors)
+        _check_model_id(model_entry, errors)
+        model, base = _model(model_entry, errors)
         models[model_entry.key] = model
         if base is not None:
             declared.append(_Declared(model_entry.key, model_entry.line, base))
     return models, declared
 
 
-def _model_id(entry: Entry, errors: _FileErrors) -> str | None:
+def _check_model_id(entry: Entry, errors: _FileErrors) -> None:
     """A model id is a non-blank string without surrounding blanks (an event matches it)."""
     try:
         model_id = text_value(entry.key_node, "a model id")
     except NodeValueError as exc:
         errors.add(exc.line, None, exc.message)
-        return None
+        return
     if not model_id.strip(BLANK_CHARACTERS) or not model_id.isprintable():
         errors.add(entry.line, None, f"a model id must be printable, not blank: {model_id!r}")
-        return None
-    if model_id != model_id.strip(BLANK_CHARACTERS):
+    elif model_id != model_id.strip(BLANK_CHARACTERS):
         errors.add(entry.line, model_id, "a model id must not start or end with blanks")
-        return None
-    return model_id
 
 
-def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
+def _model(entry: Entry, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
     """One model checked by rules 1-4, and its valid derived_from if it names one.
 
     The entry carries what of its price read cleanly even when another part of it has an
-    error (an unknown key, a missing multiplier), so that rules 5 and 6, which look across
-    models, report in the same run; a version with any error never loads. A model that
-    mixes own rates with a derivation carries neither: which one was meant is unknown.
+    error (an unknown key, a missing multiplier, an invalid id), so that rules 5 and 6,
+    which look across models, report in the same run; a version with any error never loads.
+    A model that mixes own rates with a derivation carries neither: which one was meant is
+    unknown.
     """
     model_id = entry.key
     broken = ModelEntry(model_id=model_id, line=entry.line)
@@ -542,8 +540,7 @@ def _model(entry: Entry, id_is_valid: bool, errors: _FileErrors) -> tuple[ModelE
     base_entry, multiplier_entry = fields.get(DERIVED_FROM), fields.get(MULTIPLIER)
     multiplier = _multiplier(multiplier_entry, model_id, errors) if multiplier_entry else None
     derived_from = _derived_from(base_entry, model_id, errors) if base_entry else None
-    mixed = _check_own_or_derived(entry, fields, errors)
-    if mixed or not id_is_valid:
+    if _check_own_or_derived(entry, fields, errors):
         return broken, derived_from
     if own_rates is not None:
         return ModelEntry(model_id, entry.line, own_rates=own_rates), None
