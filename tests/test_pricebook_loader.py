@@ -775,6 +775,23 @@ def test_cross_model_rules_are_reported_in_the_same_run_as_a_models_own_errors(t
     assert "\n" not in str(error) and str(error).startswith("3 pricebook errors: a:2: z")
 
 
+def test_a_model_listed_twice_has_its_second_listing_checked_in_the_same_run(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          m: {input_per_mtok: "1", output_per_mtok: "2"}
+          m: {input_per_mtok: "abc", output_per_mtok: "2"}
+        """,
+    )
+    assert [(error.line, error.model) for error in errors] == [(6, "m"), (6, "m")]
+    assert "model listed twice (first at line 5)" in errors[0].message + errors[1].message
+    assert any("abc" in error.message for error in errors)
+
+
 def test_a_model_whose_id_is_invalid_is_still_checked_by_rules_5_and_6(tmp_path):
     """docs/pricebooks.md: one run reports every error, the derivation's too."""
     errors = errors_of(

@@ -498,6 +498,7 @@ def _models(
             duplicate.entry.key,
             f"model listed twice (first at line {duplicate.first.line})",
         )
+        _model(duplicate.entry, errors)  # its own errors too, in this run
     if not entries.entries and not entries.bad_keys:
         errors.add(line_of(entry.key_node), None, "models is empty: list at least one model")
     for model_entry in entries.entries:
