@@ -183,6 +183,44 @@ def test_a_canceled_rerate_is_requested_again_as_the_next_attempt(
     assert retry.run_key == (request.run_key or "").removesuffix(":1") + ":2"
 
 
+def test_a_new_change_after_an_earlier_state_was_given_up_is_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """Giving up is per state: once the operator fixed the cause and re-rated, the next
+    deletion is billed again, as attempt 1."""
+    window = hours_ago(3)
+    add_events(events_in(window, 4))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    for _ in range(MAX_ATTEMPTS):
+        [request] = tick(SENSOR, database_url, instance).run_requests or []
+        launched(instance, request, dg.DagsterRunStatus.FAILURE)
+    assert tick(SENSOR, database_url, instance).run_requests == []
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-2"])
+
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+
+    assert request.partition_key == window.key and (request.run_key or "").endswith(":1")
+
+
+def test_changed_events_never_rerates_a_window_older_than_the_lookback(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """An older window may be invoiced: a re-rate would make adjustments nobody asked for."""
+    old, recent = hours_ago(DEFAULT_LOOKBACK_HOURS + 30), hours_ago(3)
+    add_events([*events_in(old, 3), *events_in(recent, 2)])
+    rate(database_url, old, recent)
+    delete_events(database_url, [f"{old.key}-1"])
+
+    cursor = None
+    for _ in range(3):
+        data = tick(SENSOR, database_url, instance, cursor)
+        cursor = data.cursor
+        assert data.run_requests == []
+        assert old.key not in (data.skip_message or "")
+
+
 def test_a_changed_window_whose_rerate_is_in_flight_is_not_requested_again(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

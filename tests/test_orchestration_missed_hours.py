@@ -16,10 +16,17 @@ from dagster._core.storage.tags import (
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
-from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG, SENSOR_NAME
+from rating_pipeline.orchestration.missed_hours import (
+    IN_FLIGHT,
+    MAX_ATTEMPTS,
+    PARTITION_TAG,
+    SENSOR_NAME,
+    missed_span,
+)
 from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
+from tests.conftest import utc
 from tests.sensing import REPOSITORY, events_in, hours_ago, rate, tick
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -98,6 +105,48 @@ def test_a_missed_hour_inside_a_range_run_in_flight_is_not_requested_again(
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
     assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_a_missed_hour_that_ends_a_range_run_in_flight_is_not_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+    earlier = Window(MISSED.start - 2 * HOUR)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: earlier.key, ASSET_PARTITION_RANGE_END_TAG: MISSED.key}
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_a_queued_run_is_in_flight() -> None:
+    """With a run queue, a queued run must hold the hour back, or each tick would spend an
+    attempt while the first waits (a QUEUED run needs a remote origin to be created here)."""
+    assert dg.DagsterRunStatus.QUEUED in IN_FLIGHT
+
+
+def test_runs_of_the_partition_that_missed_hours_did_not_make_are_not_its_attempts(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The schedule's failed run (why the hour was missed) and runs by hand leave the
+    sensor's three attempts whole."""
+    add_events(events_in(MISSED, 2))
+    for _ in range(MAX_ATTEMPTS):
+        create_run_for_test(
+            instance,
+            job_name=JOB_NAME,
+            tags={PARTITION_TAG: MISSED.key},
+            status=dg.DagsterRunStatus.FAILURE,
+        )
+
+    [request] = tick(SENSOR, database_url, instance).run_requests or []
+
+    assert request.run_key == f"{MISSED.key}:missed:1"
+
+
+def test_an_hour_is_missed_only_once_it_closed_an_hour_and_a_half_ago() -> None:
+    """Earlier, the sensor would race the schedule's own run of the hour."""
+    assert missed_span(utc(2026, 7, 1, 12, 20)).end == utc(2026, 7, 1, 10)
+    assert missed_span(utc(2026, 7, 1, 12, 40)).end == utc(2026, 7, 1, 11)
 
 
 def test_a_range_run_in_flight_that_ends_before_the_hour_does_not_hold_it_back(

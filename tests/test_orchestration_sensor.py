@@ -26,7 +26,7 @@ from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import WarehouseConnectionError
 from rating_pipeline.windows import HOUR, Window
 from tests import sensing
-from tests.conftest import database_url_for
+from tests.conftest import database_url_for, delete_events
 from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -214,6 +214,35 @@ def test_late_events_before_the_first_partition_say_how_they_can_be_rated(
     assert f"window {before_first.key}: 2 events, never rated" in message
     assert "before the first partition" in message and "rating-pipeline rate" in message
     assert "materialize its partition" not in message
+
+
+def test_a_late_event_that_replaces_a_deleted_one_requests_a_rerate(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The same count, another latest ingested_at: the window's events changed."""
+    add_events(events_in(RECENT, 2))
+    rate(database_url, RECENT)
+    add_events([event(RECENT, 40, "late-a")])
+    delete_events(database_url, [f"{RECENT.key}-0"])
+
+    found = tick(database_url, instance)
+
+    assert [r.partition_key for r in found.run_requests or []] == [RECENT.key]
+
+
+def test_the_oldest_hour_of_the_lookback_is_rerated_and_the_one_before_it_reported(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The lookback holds as many hours as missed_hours and changed_events give it."""
+    inside, outside = hours_ago(DEFAULT_LOOKBACK_HOURS), hours_ago(DEFAULT_LOOKBACK_HOURS + 1)
+    add_events([*events_in(inside, 2, ingested_at=inside.end)])
+    add_events([*events_in(outside, 2, ingested_at=outside.end)])
+    rate(database_url, inside, outside)
+    add_events([event(inside, 40, "late-in"), event(outside, 40, "late-out")])
+
+    found = tick(database_url, instance)
+
+    assert [r.partition_key for r in found.run_requests or []] == [inside.key]
 
 
 def test_sensor_does_not_warn_about_late_events_already_rated(

@@ -113,6 +113,72 @@ def test_a_late_window_whose_late_events_were_deleted_again_is_no_longer_listed(
     assert settled.passed, settled.description
 
 
+def test_an_old_window_whose_count_is_unchanged_but_whose_events_are_not_is_reported(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A late event in, a billed one deleted: the count alone would hide it for ever, and
+    nothing else looks beyond the lookback."""
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-old")])
+    delete_events(database_url, [f"{OLD.key}-0"])
+
+    found = tick(LATE_EVENTS, database_url, instance)
+
+    assert f"window {OLD.key}: 2 events now, 2 read by its latest rating" in (
+        found.skip_message or ""
+    )
+    assert OLD.key in listed(check(database_url, instance))
+
+
+def test_a_late_window_stays_listed_when_a_billed_event_is_deleted_to_the_same_count(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-old")])
+    tick(LATE_EVENTS, database_url, instance)
+    delete_events(database_url, [f"{OLD.key}-0"])  # billed, now gone; late-old unbilled
+
+    assert listed(check(database_url, instance)) == {
+        OLD.key: "2 events now, 2 read by its latest rating: older than the lookback, "
+        "not re-rated automatically"
+    }
+
+
+def test_a_late_window_rerated_then_changed_again_to_the_same_count_is_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The second finding records the new rating it compared, not the first one's."""
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    add_events([event(OLD, 40, "late-1")])
+    tick(LATE_EVENTS, database_url, instance)  # recorded: 3 now, 2 read
+    rate(database_url, OLD)  # reads 3
+    add_events([event(OLD, 41, "late-2")])
+    delete_events(database_url, [f"{OLD.key}-0"])  # 3 again, not the 3 it read
+    tick(LATE_EVENTS, database_url, instance)
+
+    assert listed(check(database_url, instance)) == {
+        OLD.key: "3 events now, 3 read by its latest rating: older than the lookback, "
+        "not re-rated automatically"
+    }
+
+
+def test_every_changed_window_beyond_the_lookback_is_recorded_not_only_those_reported(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The tick's report names 20; late_window must hold them all, or the rest vanish from
+    every report once they leave the rescan."""
+    old = [hours_ago(DEFAULT_LOOKBACK_HOURS + 10 + n) for n in range(21)]
+    add_events([e for w in old for e in events_in(w, 1, ingested_at=w.end)])
+    rate(database_url, *old)
+    add_events([event(w, 40, f"late-{n}") for n, w in enumerate(old)])
+    tick(LATE_EVENTS, database_url, instance)
+
+    assert check(database_url, instance).metadata["late_windows"].value == 21
+
+
 def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
