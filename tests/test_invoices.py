@@ -31,6 +31,7 @@ from psycopg.conninfo import make_conninfo
 from rating_pipeline import cli
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
 from rating_pipeline.records import BillingEvent
+from rating_pipeline.warehouse.close_mark import lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.invoices import (
@@ -355,6 +356,45 @@ def test_a_build_that_waited_for_another_sees_its_lines_whatever_the_session_iso
     second.join(timeout=30)
 
     assert [(b.inserted, b.updated, b.deleted, b.lines) for b in built] == [(0, 0, 0, 7)]
+
+
+def test_a_rebuild_that_updates_a_line_rounds_its_amount_half_even(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """The update path rounds as the insert path does: 25,000 tokens at 1 USD is a tie."""
+    dollar = Pricebooks((make_version({"one-dollar": own("1", "1")}),))
+    first = [usage("tie", "one-dollar", at(6, 15, 10), 1_000)]
+    add_events(first)
+    rate(database_url, first, dollar)
+    build(database_url, JUNE)
+    more = [usage("tie", "one-dollar", at(6, 15, 10, 20), 24_000)]
+    add_events(more)
+    rate(database_url, more, dollar)
+
+    rebuilt = build(database_url, JUNE)
+
+    assert rebuilt.updated == 1
+    [row] = lines(reader, JUNE)
+    assert (row[8], row[9]) == (Decimal("0.025"), Decimal("0.02"))
+    assert rebuilt.amount == Decimal("0.02")
+    assert lines(reader, JUNE) == expected_lines(reader, JUNE)
+
+
+def test_a_build_waits_for_a_close_in_flight(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
+) -> None:
+    """A build reads the mark only once no close is in flight (the close holds the periods
+    lock exclusively): it never rewrites the lines of a month a close is freezing."""
+    built: list[LinesBuilt] = []
+    with connect(database_url) as closing, closing.transaction():
+        lock_periods(closing, exclusive=True)
+        builder = threading.Thread(target=lambda: built.append(build(database_url, JUNE)))
+        builder.start()
+        wait_until_a_lock_is_awaited(reader)
+        assert built == []
+    builder.join(timeout=30)
+
+    assert [b.lines for b in built] == [7]
 
 
 def test_rebuild_converges_updating_changed_lines_and_deleting_stale_ones(

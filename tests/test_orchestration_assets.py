@@ -429,6 +429,37 @@ def test_unpriced_usage_warns_without_failing_the_run(
     assert checks(result)[NO_AMBIGUOUS_BASE].passed
 
 
+def test_invalid_events_alone_fail_all_usage_priced(
+    database_url: str, add_events: AddEvents
+) -> None:
+    """An invalid_event bills nothing, as an unpriced one does: it warns the same way."""
+    add_events([*traffic(0), make_event("org-5", "base-large", None, -1, minutes=20)])
+
+    evaluation = checks(materialize(database_url))[ALL_USAGE_PRICED]
+
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["events_not_priced"].value == 1
+
+
+def test_cost_check_fails_when_a_windows_rows_no_longer_add_up_to_its_logged_total(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    """A rollup deleted outside the rater leaves every remaining row reconstructing: the
+    window's total against its rating_log row is what catches it."""
+    add_events(traffic(0))
+    assert materialize(database_url).success
+    reader.execute("DELETE FROM rated_usage WHERE auth_id = 'org-2'")
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = cost_reconstructs(context)
+
+    assert evaluation.metadata["rows_not_reconstructing"].value == 0
+    assert evaluation.metadata["windows_total_not_logged"].value == 1
+    assert not evaluation.passed
+
+
 def test_broken_pricebooks_fail_with_every_error_and_rate_nothing(
     database_url: str, add_events: AddEvents, reader: psycopg.Connection, tmp_path: Path
 ) -> None:

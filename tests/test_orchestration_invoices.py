@@ -197,6 +197,13 @@ TAMPERING = [
         ],
         id="a line deleted",
     ),
+    pytest.param(
+        "UPDATE invoice_line SET quantity_tokens = quantity_tokens * 2, "
+        "unit_rate_per_mtok = unit_rate_per_mtok / 2 "
+        "WHERE account_id = 'org-2' AND token_class = 'output'",
+        [("org-2", 2, 2, "lines_sha256 differ from what close 1 recorded")],
+        id="quantity and rate changed, amounts as they were",
+    ),
 ]
 
 

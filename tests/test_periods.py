@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,7 +25,12 @@ from rating_pipeline.warehouse import engine
 from rating_pipeline.warehouse.close_mark import lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
-from rating_pipeline.warehouse.periods import CloseRefused, close_period, period_status
+from rating_pipeline.warehouse.periods import (
+    CURRENT_HOUR,
+    CloseRefused,
+    close_period,
+    period_status,
+)
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
@@ -253,6 +258,18 @@ def test_close_stamps_open_adjustments_and_later_corrections_add_to_them(
         == stamped
     )
     assert billed_and_adjusted(reader) == latest_per_key(priced("2.75"), [*closed_window, late])
+    # A later close stamps only what is open: what an earlier close stamped keeps its close.
+    open_now = reader.execute(
+        "SELECT count(*) FROM rating_adjustment WHERE invoiced_by IS NULL"
+    ).fetchone()
+    third = close(database_url, AFTER_WINDOW + 2 * HOUR)
+    assert open_now is not None and third.adjustments_stamped == open_now[0] > 0  # type: ignore[attr-defined]
+    first_ids = [adjustment_id for adjustment_id, _ in stamped]
+    kept = reader.execute(
+        "SELECT DISTINCT invoiced_by FROM rating_adjustment WHERE adjustment_id = ANY(%s)",
+        (first_ids,),
+    ).fetchall()
+    assert kept == [(second.close_id,)]  # type: ignore[attr-defined]
 
 
 def test_a_late_event_at_a_new_rate_rides_on_the_latest_rates_input_row(
@@ -400,6 +417,18 @@ def test_a_close_by_nobody_is_refused(
     with pytest.raises(CloseRefused, match="who closes"):
         close(database_url, AFTER_WINDOW + HOUR, by=by)
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
+
+
+def test_a_close_through_the_start_of_the_current_hour_is_accepted(database_url: str) -> None:
+    """Contract 10: T is not after the start of the current hour; T equal to it is fine (a
+    month-end close run just after midnight)."""
+    with connect(database_url) as conn:
+        row = conn.execute(CURRENT_HOUR).fetchone()
+        conn.rollback()
+        assert row is not None
+        through = row[0].replace(tzinfo=UTC)
+        closed = close_period(conn, through, "finance")
+    assert closed.closed_through == through
 
 
 def test_close_past_an_unrated_hour_is_refused_naming_it(
