@@ -245,6 +245,21 @@ def test_the_oldest_hour_of_the_lookback_is_rerated_and_the_one_before_it_report
     assert [r.partition_key for r in found.run_requests or []] == [inside.key]
 
 
+def test_a_late_event_at_the_lookback_start_instant_is_rerated(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The lookback's first instant is inside it: the event is neither skipped by the
+    re-rating query nor left to the beyond-the-lookback report."""
+    first = hours_ago(DEFAULT_LOOKBACK_HOURS)
+    add_events(events_in(first, 2, ingested_at=first.start))  # before the first tick's scan
+    rate(database_url, first)
+    add_events([event(first, 0, "late-at-start")])
+
+    found = tick(database_url, instance)
+
+    assert [r.partition_key for r in found.run_requests or []] == [first.key]
+
+
 def test_sensor_does_not_warn_about_late_events_already_rated(
     database_url: str,
     add_events: AddEvents,

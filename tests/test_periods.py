@@ -431,6 +431,21 @@ def test_a_close_through_the_start_of_the_current_hour_is_accepted(database_url:
     assert closed.closed_through == through
 
 
+def test_an_event_at_the_close_instant_does_not_hold_the_close_back(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    """An event at exactly T belongs to hour T, which a close through T leaves open."""
+    through = AFTER_WINDOW + HOUR
+    add_events([make_event("org-1", "base-large", occurred_at=through)])
+
+    close(database_url, through)
+
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (2,)
+
+
 def test_close_past_an_unrated_hour_is_refused_naming_it(
     database_url: str,
     reader: psycopg.Connection,
