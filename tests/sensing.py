@@ -6,6 +6,7 @@ clock; they are rated directly by the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +62,19 @@ def rate(database_url: str, *windows: Window) -> None:
     with connect(database_url) as conn:
         for window in windows:
             rate_window(conn, window, PRICEBOOKS, "test-sensor")
+
+
+def rated_then_late(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    window: Window,
+    late_id: str = "late-old",
+) -> None:
+    """``window`` rated with its two events (ingested as it closed), then one more event,
+    ``late_id``, ingested now: a window billed as before its late event."""
+    add_events(events_in(window, 2, ingested_at=window.end))
+    rate(database_url, window)
+    add_events([event(window, 40, late_id)])
 
 
 def tick(

@@ -27,7 +27,7 @@ from rating_pipeline.warehouse.database import WarehouseConnectionError
 from rating_pipeline.windows import HOUR, Window
 from tests import sensing
 from tests.conftest import database_url_for, delete_events
-from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate
+from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate, rated_then_late
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def("late_events")
@@ -129,9 +129,7 @@ def test_an_event_committed_late_with_an_earlier_ingested_at_is_still_found(
 def test_windows_older_than_the_lookback_are_reported_not_rerated(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-old")])
+    rated_then_late(database_url, add_events, OLD)
 
     found = tick(database_url, instance)
 
@@ -267,9 +265,7 @@ def test_sensor_does_not_warn_about_late_events_already_rated(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     # What `./dev demo` leaves: an old window, rated, then late events, then rated again.
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-old")])
+    rated_then_late(database_url, add_events, OLD)
     reported = tick(database_url, instance)
     assert OLD.key in (reported.skip_message or "") and OLD.key in capfd.readouterr().err
     rate(database_url, OLD)

@@ -34,7 +34,16 @@ from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.factories import make_version, own
-from tests.sensing import PRICEBOOK_DIR, REPOSITORY, event, events_in, hours_ago, rate, tick
+from tests.sensing import (
+    PRICEBOOK_DIR,
+    REPOSITORY,
+    event,
+    events_in,
+    hours_ago,
+    rate,
+    rated_then_late,
+    tick,
+)
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 LATE_EVENTS = REPOSITORY.get_sensor_def("late_events")
@@ -68,9 +77,7 @@ def listed(evaluation: dg.AssetCheckEvaluation) -> dict[str, str]:
 def test_late_events_beyond_the_lookback_stay_listed_until_a_rating_reads_them(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-old")])
+    rated_then_late(database_url, add_events, OLD)
     found = tick(LATE_EVENTS, database_url, instance)
     # A tick long after: the late event is out of its rescan, and out of its cursor.
     later = LateEventsCursor(datetime.now(UTC) + timedelta(hours=1)).serialize()
@@ -94,9 +101,7 @@ def test_a_late_window_whose_late_events_were_deleted_again_is_no_longer_listed(
 ) -> None:
     """The window bills its events as they stand again: listing it, with an event count it
     no longer holds, would warn about what is not true."""
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-old")])
+    rated_then_late(database_url, add_events, OLD)
     tick(LATE_EVENTS, database_url, instance)
     more = [event(OLD, 41, "late-old-2"), event(OLD, 42, "late-old-3")]
     add_events(more)
@@ -118,9 +123,7 @@ def test_an_old_window_whose_count_is_unchanged_but_whose_events_are_not_is_repo
 ) -> None:
     """A late event in, a billed one deleted: the count alone would hide it for ever, and
     nothing else looks beyond the lookback."""
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-old")])
+    rated_then_late(database_url, add_events, OLD)
     delete_events(database_url, [f"{OLD.key}-0"])
 
     found = tick(LATE_EVENTS, database_url, instance)
@@ -134,9 +137,7 @@ def test_an_old_window_whose_count_is_unchanged_but_whose_events_are_not_is_repo
 def test_a_late_window_stays_listed_when_a_billed_event_is_deleted_to_the_same_count(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-old")])
+    rated_then_late(database_url, add_events, OLD)
     tick(LATE_EVENTS, database_url, instance)
     delete_events(database_url, [f"{OLD.key}-0"])  # billed, now gone; late-old unbilled
 
@@ -150,9 +151,7 @@ def test_a_late_window_rerated_then_changed_again_to_the_same_count_is_listed(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """The second finding records the new rating it compared, not the first one's."""
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-1")])
+    rated_then_late(database_url, add_events, OLD, "late-1")
     tick(LATE_EVENTS, database_url, instance)  # recorded: 3 now, 2 read
     rate(database_url, OLD)  # reads 3
     add_events([event(OLD, 41, "late-2")])
