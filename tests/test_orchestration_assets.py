@@ -592,3 +592,29 @@ def test_conservation_check_flags_events_that_arrived_after_the_rating(
             "why": "events changed after the rating (late or deleted)",
         }
     ]
+
+
+def test_cost_check_fails_on_a_row_with_tokens_and_no_rate(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    """A class with tokens and no frozen rate cannot reconstruct, even where the other
+    classes add up to the row's cost: coalescing the missing product to 0 must not pass."""
+    cached = replace(make_event("org-1", "base-large", None, 1_000, 10), cache_read_tokens=5_000)
+    add_events([cached])
+    assert materialize(database_url).success
+    reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_priced_classes_have_rates")
+    reader.execute(
+        "UPDATE rated_usage SET cache_read_rate_per_mtok = NULL,"
+        " cost_usd = cost_usd - cache_read_tokens * cache_read_rate_per_mtok * 0.000001"
+    )
+
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    evaluation = cost_reconstructs(context)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["rows_not_reconstructing"].value == 1
+    [row] = records(evaluation.metadata["rows"].value)
+    assert row["auth_id"] == "org-1"
+    assert row["reconstructed_usd"] == "no rate for a class with tokens"
