@@ -550,6 +550,35 @@ def test_an_adjustment_after_a_close_bills_on_the_next_invoice_and_stays_there(
     ]
 
 
+def test_adjustments_netting_to_zero_within_an_account_leave_no_line(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """A correction that moves usage between two auth_ids of one account nets to nothing
+    on the account's invoice: no zero-quantity adjustment line (contract 11)."""
+    reader.execute(
+        "INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme'), "
+        "('org-2', 'acme')"
+    )
+    moved = usage("org-2", "base-large", at(6, 15, 11), 40_000)
+    events = [usage("org-1", "base-large", at(6, 15, 10), 100_000), moved]
+    add_events(events)
+    rate(database_url, events)
+    close(database_url, JULY)
+    late = usage("org-1", "base-large", at(6, 15, 10, 50), 40_000)
+    add_events([late])
+    reader.execute("DELETE FROM billing_event WHERE event_id = %s", (moved.event_id,))
+    rate(database_url, [late, moved])  # two closed windows: adjustments, billed on July
+
+    build(database_url, JULY)
+
+    adjusted = reader.execute(
+        "SELECT auth_id, token_class, quantity_tokens FROM rating_adjustment"
+        " WHERE quantity_tokens <> 0 ORDER BY auth_id"
+    ).fetchall()
+    assert adjusted == [("org-1", "input", 40_000), ("org-2", "input", -40_000)]
+    assert lines(reader, JULY) == expected_lines(reader, JULY) == []
+
+
 def test_an_invoices_rounding_residual_is_within_half_a_cent_per_line(
     database_url: str, reader: psycopg.Connection, add_events: AddEvents
 ) -> None:
