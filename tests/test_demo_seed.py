@@ -27,7 +27,7 @@ from rating_pipeline.demo.seed import (
 )
 from rating_pipeline.demo.summary import summarize
 from rating_pipeline.pricebook.loader import load_pricebooks
-from rating_pipeline.pricebook.model import LONG, STANDARD, PricebookVersion
+from rating_pipeline.pricebook.model import LONG, STANDARD, Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.engine import rate_window
@@ -38,6 +38,8 @@ from rating_pipeline.warehouse.outputs import (
     stored_rollups,
 )
 from rating_pipeline.windows import HOUR, Window, WindowError
+from tests.conftest import insert_events
+from tests.factories import make_event, make_version, own
 
 START = datetime(2026, 6, 15, tzinfo=UTC)
 SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
@@ -510,3 +512,31 @@ def test_seed_command_loads_the_range_and_reports_the_rate(
     assert "events/s" in out
     with psycopg.connect(warehouse_env) as check:
         assert check.execute("SELECT count(*) FROM billing_event").fetchone() == (2_000,)
+
+
+def test_summary_lists_principals_costliest_first_within_its_range_rounding_half_even(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    version = make_version({"m": own("1", "0")})
+    first = START + timedelta(minutes=5)
+    insert_events(
+        database_url,
+        [
+            make_event("org-cheap", "m", None, 250, 0, occurred_at=first),  # 0.00025
+            make_event("org-dear", "m", None, 1_000, 0, occurred_at=first),  # 0.001
+            *(make_event(f"org-{n:02}", "mystery", occurred_at=first) for n in range(20)),
+            make_event("org-next-hour", "m", None, 10**6, 0, occurred_at=first + HOUR),
+        ],
+    )
+    for hour in (START, START + HOUR):
+        rate_window(conn, Window.starting(hour), Pricebooks((version,)), "test-summary")
+
+    text = summarize(conn, START, START + HOUR)
+
+    principals = text.split("principals by cost")[1].split("Exceptions by reason")[0]
+    assert "org-next-hour" not in principals  # its window is outside the range
+    assert principals.index("org-dear") < principals.index("org-cheap")
+    assert re.search(r"\norg-cheap .* 0\.0002 ", principals)  # 0.00025, half-even
+    assert "events read:     22\n" in text  # 2 billed + 20 excepted
+    assert "cost USD:        0.0012 (exact: 0.001250000000)" in text  # half-even
+    assert "more" not in text  # exactly EXCEPTIONS_LISTED exception rows: all listed

@@ -75,3 +75,7 @@ def test_decimal_places_is_exact_beyond_the_default_context_precision():
     assert decimal_places(Decimal("2.5000000000000000000000000001")) == 28
     assert decimal_places(Decimal("0.00000050000000000000000000000010")) == 31
     assert decimal_places(Decimal("0E-9")) == 0
+
+
+def test_decimal_places_drops_trailing_zeros_down_to_one_significant_digit():
+    assert [decimal_places(Decimal(t)) for t in ("0.10", "1.0", "0.0000010")] == [1, 0, 6]

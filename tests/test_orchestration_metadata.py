@@ -11,16 +11,29 @@ from rating_pipeline.money import micro_usd
 from rating_pipeline.orchestration.assets import failed_window
 from rating_pipeline.orchestration.metadata import (
     COSTLIEST_ROLLUP_COLUMNS,
+    adjustment_metadata,
     cost_by_tier_table,
     cost_by_token_class_table,
     costliest_rollups_table,
+    exception_totals_by_reason,
     int_column,
     table,
     text_column,
     usd_text,
 )
-from rating_pipeline.records import RATE_EVENT, RATE_OWN, RatedRollup
+from rating_pipeline.records import (
+    AMBIGUOUS_BASE,
+    INVALID_EVENT,
+    RATE_EVENT,
+    RATE_OWN,
+    UNPRICED,
+    RatedRollup,
+    RatingException,
+)
+from rating_pipeline.warehouse.engine import WindowRating
+from rating_pipeline.warehouse.extract import WindowRead
 from rating_pipeline.warehouse.outputs import ClassCost, TierCost
+from rating_pipeline.warehouse.reconcile import Reconciled
 from rating_pipeline.windows import HOUR, Window
 from tests.factories import WINDOW_START
 
@@ -164,3 +177,53 @@ def test_a_failed_window_names_the_committed_windows_before_it() -> None:
     )
     assert "before it (2026-06-15-10:00...2026-06-15-11:00 (2 windows)) are rated and" in message
     assert "nothing of this run was rated" in failed_window(windows, 0, TimeoutError("x"))
+
+
+def excepted(reason: str, events: int) -> RatingException:
+    return RatingException(
+        window_start=WINDOW.start,
+        window_end=WINDOW.end,
+        auth_id="org-a",
+        model_id="m",
+        reason=reason,
+        detail="",
+        event_count=events,
+        input_tokens=0,
+        output_tokens=0,
+        pricebook_version="2026-06-01",
+    )
+
+
+def test_exceptions_by_reason_count_rollups_and_their_events_for_every_reason() -> None:
+    totals = exception_totals_by_reason(
+        [excepted(UNPRICED, 3), excepted(UNPRICED, 4), excepted(INVALID_EVENT, 2)]
+    )
+
+    assert totals == {
+        UNPRICED: {"rollups": 2, "events": 7},
+        AMBIGUOUS_BASE: {"rollups": 0, "events": 0},
+        INVALID_EVENT: {"rollups": 1, "events": 2},
+    }
+
+
+def test_open_adjustments_are_the_windows_open_rows_not_this_runs_writes() -> None:
+    nothing = Reconciled(0, 0, 0, 0, 0, {})
+    rating = WindowRating(
+        window=WINDOW,
+        run_id="run-2",
+        rated_at=WINDOW.end,
+        pricebook_version="2026-06-01",
+        pricebook_sha256="0" * 64,
+        read=WindowRead("digest", 0, {}, None, ()),
+        usage=nothing,
+        exceptions=nothing,
+        exception_rows=(),
+        adjustments=Reconciled(1, 2, 0, 5, 3, {}, Decimal("-0.003500000000")),
+    )
+
+    meta = adjustment_metadata(rating)
+
+    assert meta["window_closed"].value is True
+    assert meta["open_adjustments"].value == 5  # 1 inserted, 2 updated, 2 unchanged
+    assert meta["adjustments_unchanged"].value == 2
+    assert meta["open_adjustment_cost_usd"].value == "-0.003500000000"

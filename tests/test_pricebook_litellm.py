@@ -517,3 +517,33 @@ def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_fla
         assert result.models == 0
         assert [str(note) for note in result.not_imported] == [f"qwen-flash: {reason}"]
         assert {note.reason for note in result.unmapped} == {f"model not imported: {reason}"}
+
+
+def test_price_ranges_split_off_a_whole_thousand_tokens_leave_the_model_out():
+    """A threshold is written in thousands (``_above_128k_tokens``): a split at 128,500
+    would bill prompts of 128,001 to 128,500 tokens at the long-context rates."""
+    text = tiered(
+        [(0, 128500, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (128500, 1000000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
+        input_cost_per_token=1e-07, output_cost_per_token=1e-06,
+    )  # fmt: skip
+    result = convert(text)
+    assert result.models == 0
+    assert [str(note) for note in result.not_imported] == [
+        "qwen-flash: price ranges by prompt size the contract cannot hold (2 ranges)"
+    ]
+
+
+def test_a_tier_price_inside_a_price_range_is_reported_never_mapped():
+    text = tiered([
+        (0, 256000, {"input_cost_per_token": 5e-08, "output_cost_per_token": 4e-07,
+                     "input_cost_per_token_batches": 2.5e-08,
+                     "output_cost_per_token_batches": 2e-07}),
+        (256000, 1000000, {"input_cost_per_token": 2.5e-07, "output_cost_per_token": 2e-06}),
+    ])  # fmt: skip
+    result, version = imported(text)
+    assert rates(version, "qwen-flash").rate_set("batch", STANDARD) is None
+    assert set(unmapped_of(result, "qwen-flash")) == {
+        "tiered_pricing[0].input_cost_per_token_batches",
+        "tiered_pricing[0].output_cost_per_token_batches",
+    }

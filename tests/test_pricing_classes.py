@@ -120,6 +120,28 @@ def test_an_event_path_fine_tune_takes_its_bases_threshold(rate_events):
     assert tiers == {"a": ("long", Decimal("7.5")), "b": ("standard", Decimal("3.75"))}
 
 
+def test_a_fine_tune_in_a_version_without_fine_tune_multiplier_is_standard_context(
+    rate_events,
+):
+    book = make_version({"base-large": LARGE})  # no fine_tune_multiplier: no path 3
+    event = make_event("a", "ft:globex:chat", "base-large", 300_000, 0)
+    (excepted,) = rate_events(book, event).exceptions
+    assert (excepted.reason, excepted.context_tier) == (UNPRICED, "standard")
+
+
+def test_a_fine_tune_whose_base_is_an_own_rate_fine_tune_takes_no_threshold(rate_events):
+    own_fine_tune = schedule(
+        {("standard", "standard"): {"input": "1", "output": "1"},
+         ("standard", "long"): {"input": "2", "output": "2"}},
+        above=1_000,
+    )  # fmt: skip
+    book = make_version({"ft:acme:support": own_fine_tune}, fine_tune_multiplier="1.5")
+    event = make_event("a", "ft:globex:chat", "ft:acme:support", 5_000, 0)
+    (excepted,) = rate_events(book, event).exceptions
+    assert (excepted.reason, excepted.context_tier) == (UNPRICED, "standard")
+    assert "one hop only" in excepted.detail
+
+
 def test_ambiguous_bases_exclude_the_pair_in_every_tier(rate_events):
     events = [
         make_event("a", "ft:globex:chat", "base-large"),
