@@ -446,6 +446,27 @@ def test_an_event_at_the_close_instant_does_not_hold_the_close_back(
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (2,)
 
 
+def test_the_window_starting_at_the_close_mark_is_open_and_rates_into_rated_usage(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    """A close through T closes the windows that start before T: hour T stays open."""
+    at_mark = Window(AFTER_WINDOW)
+    add_events([make_event("org-1", "base-large", occurred_at=AFTER_WINDOW)])
+    with connect(database_url) as conn:
+        rating = rate_window(conn, at_mark, Pricebooks((priced(),)), "run-2")
+
+    assert (rating.closed, rating.usage.inserted) == (False, 1)
+    stored = reader.execute(
+        "SELECT count(*) FROM rated_usage WHERE window_start = %(start)s",
+        {"start": at_mark.start},
+    ).fetchone()
+    assert stored == (1,)
+    assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
+
+
 def test_close_past_an_unrated_hour_is_refused_naming_it(
     database_url: str,
     reader: psycopg.Connection,

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from rating_pipeline.records import INVALID_EVENT, UNPRICED
+from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from tests.factories import derived, make_event, make_version, schedule
 
 # Priced as a provider prices a 2026 model: cache reads at a tenth of input, writes at
@@ -263,3 +263,29 @@ def test_a_negative_count_in_each_class_is_excepted_once_and_never_billed(rate_e
     assert [r.auth_id for r in stored.rollups] == ["b"]
     assert (excepted.reason, excepted.detail) == (INVALID_EVENT, f"negative {token_class}_tokens")
     assert excepted.event_count == 1
+
+
+def test_a_base_model_longer_than_256_characters_is_an_invalid_event_on_a_listed_model(
+    rate_events,
+):
+    """Contract 6: invalid whatever its model, though a listed model ignores its base."""
+    long_base = make_event("a", "base-large", "b" * 257)
+    stored = rate_events(BOOK, long_base, make_event("a", "base-large"))
+    assert [(r.auth_id, r.event_count) for r in stored.rollups] == [("a", 1)]
+    assert [(e.reason, e.detail, e.event_count) for e in stored.exceptions] == [
+        (INVALID_EVENT, "base_model longer than 256 characters", 1)
+    ]
+
+
+def test_an_invalid_event_of_an_ambiguous_pair_stays_invalid_never_merged_into_it(rate_events):
+    events = [
+        make_event("a", "ft:globex:chat", "base-large"),
+        make_event("a", "ft:globex:chat", "base-other"),
+        make_event("a", "ft:globex:chat", "base-large", input_tokens=-5),
+    ]
+    stored = rate_events(BOOK, *events)
+    assert not stored.rollups
+    assert [(e.reason, e.event_count, e.input_tokens) for e in stored.exceptions] == [
+        (INVALID_EVENT, 1, -5),
+        (AMBIGUOUS_BASE, 2, 2_000),
+    ]

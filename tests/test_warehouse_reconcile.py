@@ -510,3 +510,158 @@ def test_a_rate_the_database_would_round_is_refused_before_anything_is_written(
         rate_window(conn, WINDOW, Pricebooks((unvalidated,)), "run-1")
     assert reader.execute("SELECT count(*) FROM rated_usage").fetchone() == (0,)
     assert reader.execute("SELECT count(*) FROM rating_log").fetchone() == (0,)
+
+
+def test_rerate_updates_a_row_whose_event_count_alone_changed(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """An event without tokens changes no sum and no cost, only the row's event count."""
+    events = [make_event("org-1", "base-large")]
+    add_events(events)
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    events.append(make_event("org-1", "base-large", input_tokens=0, output_tokens=0))
+    add_events(events[1:])
+
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+
+    assert (second.usage.updated, second.usage.unchanged) == (1, 0)
+    assert [r.event_count for r in _stored_rollups(conn)] == [2]
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, events)
+
+
+def test_rerate_updates_a_row_whose_derivation_base_alone_changed(
+    conn: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    """Path 3: the base comes from the events, so the same version can derive a fine-tune
+    from another base at the very same rates."""
+    version = make_version(
+        {"base-a": own("1", "2"), "base-b": own("1", "2")}, fine_tune_multiplier="1.5"
+    )
+    books = Pricebooks((version,))
+    from_a, from_b = make_event("org-1", "ft:x", "base-a"), make_event("org-1", "ft:x", "base-b")
+    add_events([from_a])
+    rate_window(conn, WINDOW, books, "run-1")
+    delete_events(database_url, [from_a.event_id])
+    add_events([from_b])
+
+    second = rate_window(conn, WINDOW, books, "run-2")
+
+    assert second.usage.updated == 1
+    assert [r.derivation_base for r in _stored_rollups(conn)] == ["base-b"]
+    _assert_window_matches_oracle(conn, WINDOW, version, [from_b])
+
+
+def test_rerate_freezes_the_latest_rate_of_every_class_even_one_without_tokens(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    classes = ("cache_read", "cache_write", "cache_write_1h", "reasoning", "audio_input",
+               "audio_output", "image_input")  # fmt: skip
+    before = make_version({"base-large": own("2.50", "10.00", **dict.fromkeys(classes, "1"))})
+    after = make_version({"base-large": own("3.00", "12.00", **dict.fromkeys(classes, "2"))})
+    events = [make_event("org-1", "base-large")]
+    add_events(events)
+    rate_window(conn, WINDOW, Pricebooks((before,)), "run-1")
+
+    second = rate_window(conn, WINDOW, Pricebooks((after,)), "run-2")
+
+    assert second.usage.updated == 1
+    _assert_window_matches_oracle(conn, WINDOW, after, events)
+
+
+def test_rerate_updates_an_exception_whose_detail_alone_changed(
+    conn: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    """Same key, events and tokens; another problem: the detail must follow."""
+    unknown_tier = replace(make_event("org-1", "base-large"), service_tier="gold")
+    long_base = make_event("org-1", "base-large", "b" * 257)
+    add_events([unknown_tier])
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    delete_events(database_url, [unknown_tier.event_id])
+    add_events([long_base])
+
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+
+    assert second.exceptions.updated == 1
+    assert [(e.reason, e.detail) for e in second.exception_rows] == [
+        (INVALID_EVENT, "base_model longer than 256 characters")
+    ]
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, [long_base])
+
+
+def test_rerate_under_another_version_stamps_it_on_otherwise_unchanged_exceptions(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """An invalid event's detail names no version: only pricebook_version changes."""
+    renamed = make_version(
+        {"base-large": own("2.50", "10.00")}, version="2026-06-02", fine_tune_multiplier="1.5"
+    )
+    events = [make_event("org-1", "base-large", input_tokens=-1)]
+    add_events(events)
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+
+    second = rate_window(conn, WINDOW, Pricebooks((renamed,)), "run-2")
+
+    assert second.exceptions.updated == 1
+    assert [e.pricebook_version for e in second.exception_rows] == ["2026-06-02"]
+    _assert_window_matches_oracle(conn, WINDOW, renamed, events)
+
+
+def test_rerate_turns_an_unpriced_exception_that_became_ambiguous_into_ambiguous_base(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """Same rollup key, another reason: the old row goes (archived), the new one comes, and
+    the rating reports the ambiguity (contract 5.2)."""
+    events = [make_event("org-1", "ft:x", "base-unknown")]
+    add_events(events)
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    assert [e.reason for e in first.exception_rows] == [UNPRICED]
+    events.append(make_event("org-1", "ft:x", "base-large"))
+    add_events(events[1:])
+
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+
+    assert (second.exceptions.inserted, second.exceptions.deleted) == (1, 1)
+    assert [(e.model_id, e.event_count) for e in second.ambiguous] == [("ft:x", 2)]
+    assert reader.execute(EXCEPTION_ARCHIVE).fetchall() == [
+        ("org-1", "ft:x", UNPRICED, "deleted", "run-2")
+    ]
+    _assert_window_matches_oracle(conn, WINDOW, VERSION, events)
+
+
+def test_rating_log_counts_the_rollups_a_rerate_deleted(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    gone = make_event("org-9", "base-small")
+    add_events([make_event("org-1", "base-large"), gone])
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
+    delete_events(database_url, [gone.event_id])
+
+    rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
+
+    logged = reader.execute(
+        "SELECT rows_inserted, rows_updated, rows_deleted, rows_unchanged, exceptions_deleted"
+        " FROM rating_log WHERE run_id = 'run-2'"
+    ).fetchall()
+    assert logged == [(0, 0, 1, 1, 0)]
+
+
+def test_a_rating_names_only_the_rows_it_deleted_though_its_run_id_rated_the_window_before(
+    conn: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    """A run id may rate the same window twice (a retried backfill): each rating names its
+    own deletions, told apart by its instant."""
+    first_gone, second_gone = make_event("org-1", "base-large"), make_event("org-2", "base-small")
+    add_events([first_gone, second_gone, make_event("org-3", "base-large")])
+    rate_window(conn, WINDOW, PRICEBOOKS, "backfill")
+    delete_events(database_url, [first_gone.event_id])
+    first = rate_window(conn, WINDOW, PRICEBOOKS, "backfill")
+    delete_events(database_url, [second_gone.event_id])
+
+    second = rate_window(conn, WINDOW, PRICEBOOKS, "backfill")
+
+    assert first.deleted_rows == (
+        "rated_usage row auth_id='org-1' model_id='base-large' tiers=standard/standard",
+    )
+    assert second.deleted_rows == (
+        "rated_usage row auth_id='org-2' model_id='base-small' tiers=standard/standard",
+    )

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rating_pipeline import cli, pricing
-from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
 from rating_pipeline.warehouse import engine, migrations
 from rating_pipeline.warehouse.database import connect
@@ -128,6 +128,29 @@ def test_conservation_failure_rolls_back_every_write(
         return rows
 
     monkeypatch.setattr(engine, "resolve_window", losing_resolve_window)
+    with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    written = reader.execute(
+        "SELECT (SELECT count(*) FROM rated_usage), (SELECT count(*) FROM rating_exception),"
+        " (SELECT count(*) FROM rating_log)"
+    ).fetchone()
+    assert written == (0, 0, 0)
+
+
+def test_tokens_lost_without_their_event_fail_conservation_and_roll_back_every_write(
+    database_url: str, reader: psycopg.Connection, monkeypatch: Any
+) -> None:
+    """Conservation holds every class's tokens, not only the events (contract 6)."""
+    insert_events(database_url, [make_event("org-1"), make_event("org-2")])
+    version = make_version({"base-large": own("2.5", "10")})
+    resolve_window = engine.resolve_window
+
+    def token_losing_resolve_window(conn: psycopg.Connection, *args: Any) -> Any:
+        rows = resolve_window(conn, *args)
+        conn.execute("UPDATE window_sums SET input_tokens = input_tokens - 1")
+        return rows
+
+    monkeypatch.setattr(engine, "resolve_window", token_losing_resolve_window)
     with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
         rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
     written = reader.execute(
@@ -336,6 +359,50 @@ def test_an_upstream_null_is_an_invalid_event_and_the_rest_of_its_window_bills(
         ("gamma", "", "invalid_event", "blank model_id", 1),
     ]
     assert rating.events_read == 6 == stored.events_read
+
+
+EVERY_CLASS_NULLABLE_TABLE = f"""
+CREATE TABLE billing_event (
+    event_id text PRIMARY KEY,
+    auth_id text NOT NULL,
+    model_id text NOT NULL,
+    base_model text,
+    {", ".join(f"{c}_tokens bigint" for c in TOKEN_CLASSES)},
+    occurred_at timestamptz NOT NULL,
+    ingested_at timestamptz
+)
+"""
+
+
+def test_a_null_count_in_any_class_is_an_invalid_event_and_the_window_bills(
+    empty_database_url: str,
+) -> None:
+    """Every class, not only input and cache_read: one event per class with that count
+    null, each excepted under its own auth_id; the clean event bills."""
+    columns = ", ".join(f"{c}_tokens" for c in TOKEN_CLASSES)
+    rows = [f"('clean', 'clean', 'm', {', '.join('1' for _ in TOKEN_CLASSES)}, %(at)s, now())"]
+    rows += [
+        f"('{c}', '{c}', 'm', {', '.join('NULL' if o == c else '1' for o in TOKEN_CLASSES)},"
+        " %(at)s, now())"
+        for c in TOKEN_CLASSES
+    ]
+    upstream_warehouse(
+        empty_database_url,
+        EVERY_CLASS_NULLABLE_TABLE,
+        f"INSERT INTO billing_event (event_id, auth_id, model_id, {columns}, occurred_at, "
+        f"ingested_at) VALUES {', '.join(rows)}",
+    )
+    rates = {c: "1" for c in TOKEN_CLASSES if c not in ("input", "output")}
+    version = make_version({"m": own("1", "1", **rates)})
+    with connect(empty_database_url) as conn:
+        rating = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+
+    assert [(r.auth_id, r.event_count) for r in stored.rollups] == [("clean", 1)]
+    assert sorted((e.auth_id, e.reason, e.detail, e.event_count) for e in stored.exceptions) == [
+        (c, "invalid_event", f"null {c}_tokens", 1) for c in sorted(TOKEN_CLASSES)
+    ]
+    assert rating.events_read == 1 + len(TOKEN_CLASSES) == stored.events_read
 
 
 @pytest.mark.parametrize("report", [cost_by_token_class, cost_by_tier])
