@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rating_pipeline.warehouse import database, embedded
 
@@ -54,6 +54,11 @@ def test_redact_url_never_shows_a_password() -> None:
     assert "s3cret" not in database.redact_url("postgresql://bob:s3cret@[bad")
 
 
+def test_redact_url_replaces_the_whole_password_not_part_of_it() -> None:
+    for url in ("postgresql://bob:s3cret@db.example/rating", "host=x password=s3cret dbname=y"):
+        assert conninfo_to_dict(database.redact_url(url))["password"] == "***"
+
+
 def test_connection_error_names_the_database_without_its_password(tmp_path: Path) -> None:
     url = f"postgresql://bob:s3cret@/nowhere?host={tmp_path}"
     with pytest.raises(database.WarehouseConnectionError) as raised:
@@ -91,6 +96,27 @@ def test_a_connection_string_libpq_cannot_read_safely_never_shows_its_password(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:pw/x?application_name=S3cretPw@localhost:1/rating",
+        "postgresql://bob:S3cretPw/x",
+        "postgresql://bob:S3cretPw?application_name=x",
+        "postgresql://db.example:5432,bob:S3cretPw/x",
+        "postgresql://[::1]:S3cretPw/x",
+    ],
+)
+def test_a_password_holding_a_slash_never_shows_as_a_port_or_a_parameter(url: str) -> None:
+    """libpq reads `bob:pw/x?application_name=S3cretPw@localhost:1/rating` as host bob,
+    port pw, database x and an application_name holding the rest of the password: a URL
+    whose port is not a number is refused, whatever follows."""
+    assert "S3cretPw" not in database.redact_url(url)
+    assert "pw" not in database.redact_url(url)
+    with pytest.raises(database.WarehouseConnectionError) as raised:
+        database.connect(url)
+    assert "S3cretPw" not in "".join(traceback.format_exception(raised.value))
+
+
+@pytest.mark.parametrize(
     ("url", "shown"),
     [
         ("postgresql://bob:s3cret@db.example/db@archive", "db@archive"),
@@ -99,6 +125,8 @@ def test_a_connection_string_libpq_cannot_read_safely_never_shows_its_password(
         ("postgresql://db.example/rating", "db.example"),
         ("postgresql://bob:pw?x%40y@db.example/rating", "db.example"),
         ("postgresql://bob:s3cret@db.example/rating?application_name=a@b", "a@b"),
+        ("postgresql://bob:s3cret@db.example?application_name=a@b", "a@b"),
+        ("postgresql://db.example/rating?application_name=a@b", "a@b"),
     ],
 )
 def test_a_url_with_delimiters_only_where_they_delimit_is_shown(url: str, shown: str) -> None:

@@ -100,11 +100,12 @@ def database_url() -> str:
 
 
 def has_unescaped_delimiter(url: str) -> bool:
-    """``url`` is a URL where libpq may read part of a password as the host or database.
-    libpq ends the credentials at the first ``@`` or ``/``, whichever comes first: an ``@``
-    left in the host part means the password held one; an ``@`` in the path of a URL
-    without credentials is either a ``/`` in a password or an ``@`` in a database name,
-    which libpq cannot tell apart (a database name writes it ``%40``)."""
+    """``url`` is a URL where libpq may read part of a password as the host, port, database
+    or a parameter. libpq ends the credentials at the first ``@`` or ``/``, whichever comes
+    first: an ``@`` left in the host part means the password held one. A URL without
+    credentials is refused where a ``/`` in a password would make it one: an ``@`` in its
+    path (libpq cannot tell it from an ``@`` in a database name, which is written ``%40``),
+    or a port that is not a number (``user:pass/word``; libpq could not use it anyway)."""
     if not url.startswith(URL_SCHEMES):
         return False
     rest = url.partition("://")[2]
@@ -113,7 +114,17 @@ def has_unescaped_delimiter(url: str) -> bool:
     if rest[end : end + 1] == "@":
         host = re.split("[/?]", rest[end + 1 :], maxsplit=1)[0]
         return "@" in host
-    return "@" in rest[end:].partition("?")[0]
+    hosts = re.split("[/?]", rest, maxsplit=1)[0]
+    return "@" in rest[end:].partition("?")[0] or any(
+        not re.fullmatch("[0-9]*", _port(host)) for host in hosts.split(",")
+    )
+
+
+def _port(host: str) -> str:
+    """The port written after ``host`` (``db:5432``, ``[::1]:5432``), or ""."""
+    if host.startswith("["):
+        host = host.partition("]")[2]
+    return host.rpartition(":")[2] if ":" in host else ""
 
 
 def redact_url(url: str) -> str:
