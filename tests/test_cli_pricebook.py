@@ -90,3 +90,13 @@ def test_validate_runs_as_a_module_from_the_shell(tmp_path):
     assert bad.returncode == 1 and bad.stdout == ""
     assert len(bad.stderr.splitlines()) == 3 and "Traceback" not in bad.stderr
     assert all(ERROR_LINE.match(line) for line in bad.stderr.splitlines())
+
+
+def test_an_interrupted_command_exits_130_as_a_shell_expects(tmp_path, monkeypatch):
+    """Ctrl-C is 128 + SIGINT, never the 1 of a command that ran and found errors."""
+
+    def interrupted(directory):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rating_pipeline.pricebook.loader.load_pricebooks", interrupted)
+    assert main(["pricebook", "validate", str(tmp_path)]) == 130

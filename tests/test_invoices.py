@@ -796,6 +796,10 @@ def test_cli_builds_closes_reports_and_exports_a_month(
         (("invoice", "export", "--month", "2026-06", "--out", "/proc/nowhere"), "cannot write"),
         (("period", "close", "--through", "2026-07-01T00:30:00Z"), "is not a whole UTC hour"),
         (("period", "close", "--through", "2099-01-01T00:00:00Z"), "lies in the future"),
+        (
+            ("period", "close", "--through", "2026-07-01T00:00:00Z", "--by", ""),
+            "closed_by is blank",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_1(
@@ -811,6 +815,28 @@ def test_cli_bad_input_is_one_line_and_exit_1(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
+
+
+def test_cli_close_refuses_a_through_finer_than_a_microsecond_that_datetime_would_drop(
+    warehouse_env: str, reader: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Just after midnight is not midnight: a close through it is refused, not rounded."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["period", "close", "--through", "2026-07-01T00:00:00.0000001Z", "--by", "x"])
+    assert exited.value.code == 2
+    assert "finer than a microsecond" in capsys.readouterr().err
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
+
+
+def test_cli_export_of_a_month_without_lines_exits_0_and_says_why(
+    warehouse_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+    assert (code, err) == (0, "")
+    assert out[0] == f"0 account file(s) for 2026-06 in {tmp_path}"
+    assert out[1].startswith("2026-06 has no invoice lines")
 
 
 def test_a_close_converges_every_month_it_wholly_closes_even_one_whose_usage_is_gone(

@@ -20,6 +20,7 @@ from rating_pipeline.pricebook.loader import (
     PricebookError,
     PricebookLoadError,
     load_pricebooks,
+    load_version_beside,
     load_version_text,
 )
 from rating_pipeline.pricebook.model import (
@@ -242,6 +243,77 @@ def test_zero_base_deriving_zero_loads(tmp_path):
     assert books.versions[0].models["ft:acme:embed"].multiplier == Decimal("0.000001")
 
 
+def test_fine_tune_multiplier_projects_true_bases_only_not_own_rate_fine_tunes(tmp_path):
+    """An own-rate fine-tune is no derivation base: nothing is priced by projecting it."""
+    books = load_one(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0.4"
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:acme:tiny: {input_per_mtok: "0.000001", output_per_mtok: "1"}
+        """,
+    )
+    assert standard_rates(books.versions[0], "ft:acme:tiny")["input"] == Decimal("0.000001")
+
+
+def test_a_derived_rate_equal_to_the_rate_limit_is_rejected(tmp_path):
+    """The limit is exclusive for derived rates as for own ones: 10^18 does not fit."""
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-big: {input_per_mtok: "500000000000000000", output_per_mtok: "1"}
+          ft:double: {derived_from: base-big, multiplier: "2"}
+        """,
+    )
+    assert (error.line, error.model) == (6, "ft:double")
+    assert "derives 1000000000000000000.000000, not below the rate limit" in error.message
+
+
+@pytest.mark.parametrize(("places", "loads"), [(39, True), (40, False)])
+def test_a_multiplier_may_span_forty_digits_written_out_and_no_more(tmp_path, places, loads):
+    multiplier = "0." + "0" * (places - 1) + "1"  # places + 1 digits written out
+    text = f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          embed-small: {{input_per_mtok: "0", output_per_mtok: "0"}}
+          ft:acme:embed: {{derived_from: embed-small, multiplier: "{multiplier}"}}
+        """
+    if loads:
+        model = load_one(tmp_path, text).versions[0].models["ft:acme:embed"]
+        assert model.multiplier == Decimal(multiplier)
+    else:
+        error = the_error(tmp_path, text)
+        assert (error.line, error.model) == (6, "ft:acme:embed")
+        assert error.message.endswith("has more than 40 digits written out in full")
+
+
+def test_a_negative_zero_rate_loads_as_unsigned_zero(tmp_path):
+    """-0 is 0: no sign may show in a rate (or in what is derived from it)."""
+    books = load_one(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          embed-small: {input_per_mtok: -0, output_per_mtok: "-0.00"}
+        """,
+    )
+    rates = standard_rates(books.versions[0], "embed-small")
+    assert [f"{rate:f}" for rate in rates.values()] == ["0", "0.00"]
+    assert not any(rate.is_signed() for rate in rates.values())
+
+
 # --- rules 1 and 2: duplicated and unknown keys ----------------------------------------
 
 
@@ -408,6 +480,7 @@ def test_rate_with_more_than_six_decimal_places_is_rejected(tmp_path):
         "1_000",
         "0x10",
         "010",
+        "+010",  # a sign does not make a leading zero unambiguous
         "1e999999999",
         "1e-999999999",
         "1e-9999999999999999999",
@@ -580,6 +653,21 @@ def test_a_version_name_with_surrounding_blanks_is_rejected(tmp_path, name):
     assert error.message.startswith("version must not start or end with blanks")
 
 
+def test_a_version_name_with_a_control_character_is_rejected(tmp_path):
+    """A tab inside a name would print as blanks no reader tells from a space."""
+    error = the_error(
+        tmp_path,
+        """
+        version: "v\t1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
+        """,
+    )
+    assert (error.line, error.model) == (1, None)
+    assert error.message.startswith("version must be printable, not blank")
+
+
 # --- rule 7: effective_from, unique versions and instants -------------------------------
 
 
@@ -591,6 +679,7 @@ def test_a_version_name_with_surrounding_blanks_is_rejected(tmp_path, name):
         ('"2026-06-01T02:00:00+02:00"', "is not UTC"),
         ('"2026-06-01T00:30:00Z"', "is not on a whole hour"),
         ('"2026-06-01T00:00:01+00:00"', "is not on a whole hour"),
+        ('"2026-06-01T00:00:00.000001Z"', "is not on a whole hour"),
         ('"first of June"', "is not an ISO-8601 instant"),
         # Finer than a microsecond: datetime would drop it and see a whole UTC hour.
         ('"2026-06-01T00:00:00.0000001Z"', "finer than a microsecond"),
@@ -673,6 +762,53 @@ def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp
     assert books.version_for(at("2026-09-01-00:00")).version == "2026-09-01"
     with pytest.raises(NoPricebookForWindow, match=r"window \[2026-05-31T23:00:00\+00:00"):
         books.version_for(at("2026-05-31-23:00"))
+
+
+def test_a_version_beside_others_is_not_refused_for_their_clashes_with_each_other(tmp_path):
+    """A new version answers for its own errors and its clashes with the others, not for
+    a clash between two files already there."""
+    clashing = """
+        version: "2026-06-01"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models: {m: {input_per_mtok: 1, output_per_mtok: 1}}
+        """
+    books = write_books(tmp_path / "books", a_yaml=clashing, b_yaml=clashing)
+    new = textwrap.dedent(
+        """
+        version: "2026-07-01"
+        effective_from: "2026-07-01T00:00:00Z"
+        currency: USD
+        models: {m: {input_per_mtok: 2, output_per_mtok: 2}}
+        """
+    ).lstrip("\n")
+    version = load_version_beside(new, books / "c.yaml")
+    assert version.version == "2026-07-01"
+    with pytest.raises(PricebookLoadError) as caught:
+        load_version_beside(new.replace("2026-07-01", "2026-06-01"), books / "c.yaml")
+    assert {e.file for e in caught.value.errors} == {str(books / "c.yaml")}
+
+
+def test_versions_are_ordered_by_effective_from_not_by_file_name(tmp_path):
+    books = load_pricebooks(
+        write_books(
+            tmp_path / "books",
+            a_yaml="""
+            version: "2026-09-01"
+            effective_from: "2026-09-01T00:00:00Z"
+            currency: USD
+            models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
+            """,
+            b_yaml="""
+            version: "2026-06-01"
+            effective_from: "2026-06-01T00:00:00Z"
+            currency: USD
+            models: {m: {input_per_mtok: "2", output_per_mtok: "2"}}
+            """,
+        )
+    )
+    assert [v.version for v in books.versions] == ["2026-06-01", "2026-09-01"]
+    assert books.version_for(Window.from_key("2026-10-01-00:00")).version == "2026-09-01"
 
 
 # --- every error, every file, one run -------------------------------------------------------
@@ -808,6 +944,24 @@ def test_a_model_whose_id_is_invalid_is_still_checked_by_rules_5_and_6(tmp_path)
     messages = [error.message for error in errors]
     assert any("must not start or end with blanks" in m for m in messages), messages
     assert any("input_per_mtok" in m and "rounds to 0" in m for m in messages), messages
+
+
+def test_a_model_mixing_own_rates_with_a_derivation_has_its_derived_from_checked_too(tmp_path):
+    """Rule 5 reports in the same run as the model's own rule 4 error."""
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base: {input_per_mtok: "1", output_per_mtok: "1"}
+          ft:y: {input_per_mtok: "1", output_per_mtok: "1", derived_from: bsae, multiplier: "2"}
+        """,
+    )
+    assert [(e.line, e.model) for e in errors] == [(6, "ft:y"), (6, "ft:y")]
+    assert errors[0].message.startswith("mixes own rates")
+    assert errors[1].message == "derived_from 'bsae' is not a model of this version"
 
 
 def test_a_model_id_that_is_no_clean_id_is_quoted_so_each_error_stays_one_line(tmp_path):

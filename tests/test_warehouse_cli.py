@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,6 +113,33 @@ def test_rate_refuses_a_range_reaching_an_hour_not_closed_yet_and_rates_nothing(
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert "has not closed yet" in captured.err and "nothing is rated" in captured.err
     assert _count(warehouse_env, "rating_log") == 0
+
+
+def test_rate_refuses_a_range_ending_as_the_current_hour_ends_and_rates_nothing(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The current hour is still open until its very end: a range up to its end waits."""
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second >= 30:  # the hour would end while the test runs
+        time.sleep(61 - now.second)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = (f"{t:%Y-%m-%dT%H:00:00Z}" for t in (hour, hour + timedelta(hours=1)))
+    assert _rate("--from", start, "--to", end, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "has not closed yet" in captured.err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
+@pytest.mark.parametrize("missing", ["--from", "--to"])
+def test_rate_without_both_bounds_is_a_usage_error(
+    missing: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bounds = {"--from": START, "--to": END}
+    del bounds[missing]
+    with pytest.raises(SystemExit) as exited:
+        _rate(*(arg for pair in bounds.items() for arg in pair))
+    assert exited.value.code == 2
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
