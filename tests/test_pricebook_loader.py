@@ -738,16 +738,17 @@ def test_versions_and_effective_instants_are_unique_across_files(tmp_path):
 
 
 def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp_path):
+    """Versions are ordered by effective_from, not by their files' names."""
     books = load_pricebooks(
         write_books(
             tmp_path / "books",
-            late_yaml="""
+            a_late_yaml="""
             version: "2026-09-01"
             effective_from: "2026-09-01T00:00:00Z"
             currency: USD
             models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
             """,
-            early_yaml="""
+            b_early_yaml="""
             version: "2026-06-01"
             effective_from: "2026-06-01T00:00:00Z"
             currency: USD
@@ -760,6 +761,7 @@ def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp
     assert books.version_for(at("2026-06-01-00:00")).version == "2026-06-01"
     assert books.version_for(at("2026-08-31-23:00")).version == "2026-06-01"
     assert books.version_for(at("2026-09-01-00:00")).version == "2026-09-01"
+    assert books.version_for(at("2026-10-01-00:00")).version == "2026-09-01"
     with pytest.raises(NoPricebookForWindow, match=r"window \[2026-05-31T23:00:00\+00:00"):
         books.version_for(at("2026-05-31-23:00"))
 
@@ -787,28 +789,6 @@ def test_a_version_beside_others_is_not_refused_for_their_clashes_with_each_othe
     with pytest.raises(PricebookLoadError) as caught:
         load_version_beside(new.replace("2026-07-01", "2026-06-01"), books / "c.yaml")
     assert {e.file for e in caught.value.errors} == {str(books / "c.yaml")}
-
-
-def test_versions_are_ordered_by_effective_from_not_by_file_name(tmp_path):
-    books = load_pricebooks(
-        write_books(
-            tmp_path / "books",
-            a_yaml="""
-            version: "2026-09-01"
-            effective_from: "2026-09-01T00:00:00Z"
-            currency: USD
-            models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
-            """,
-            b_yaml="""
-            version: "2026-06-01"
-            effective_from: "2026-06-01T00:00:00Z"
-            currency: USD
-            models: {m: {input_per_mtok: "2", output_per_mtok: "2"}}
-            """,
-        )
-    )
-    assert [v.version for v in books.versions] == ["2026-06-01", "2026-09-01"]
-    assert books.version_for(Window.from_key("2026-10-01-00:00")).version == "2026-09-01"
 
 
 # --- every error, every file, one run -------------------------------------------------------

@@ -115,42 +115,27 @@ def test_bases_key_keeps_null_as_a_value(conn: psycopg.Connection, add_events: A
     assert result.exception_rows == oracle.rate_window(WINDOW, version, events).exceptions
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "DELETE FROM window_resolution",  # the rollups' answers go missing
+        "UPDATE window_sums SET input_tokens = input_tokens - 1",  # tokens, not their events
+    ],
+)
 def test_conservation_failure_rolls_back_every_write(
-    database_url: str, reader: psycopg.Connection, monkeypatch: Any
+    database_url: str, reader: psycopg.Connection, monkeypatch: Any, loss: str
 ) -> None:
+    """Conservation holds events and every class's tokens (contract 6)."""
     insert_events(database_url, [make_event("org-1"), make_event("org-2")])
     version = make_version({"base-large": own("2.5", "10")})
     resolve_window = engine.resolve_window
 
     def losing_resolve_window(conn: psycopg.Connection, *args: Any) -> Any:
         rows = resolve_window(conn, *args)
-        conn.execute("DELETE FROM window_resolution")  # the rollups' answers go missing
+        conn.execute(loss)
         return rows
 
     monkeypatch.setattr(engine, "resolve_window", losing_resolve_window)
-    with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
-        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
-    written = reader.execute(
-        "SELECT (SELECT count(*) FROM rated_usage), (SELECT count(*) FROM rating_exception),"
-        " (SELECT count(*) FROM rating_log)"
-    ).fetchone()
-    assert written == (0, 0, 0)
-
-
-def test_tokens_lost_without_their_event_fail_conservation_and_roll_back_every_write(
-    database_url: str, reader: psycopg.Connection, monkeypatch: Any
-) -> None:
-    """Conservation holds every class's tokens, not only the events (contract 6)."""
-    insert_events(database_url, [make_event("org-1"), make_event("org-2")])
-    version = make_version({"base-large": own("2.5", "10")})
-    resolve_window = engine.resolve_window
-
-    def token_losing_resolve_window(conn: psycopg.Connection, *args: Any) -> Any:
-        rows = resolve_window(conn, *args)
-        conn.execute("UPDATE window_sums SET input_tokens = input_tokens - 1")
-        return rows
-
-    monkeypatch.setattr(engine, "resolve_window", token_losing_resolve_window)
     with connect(database_url) as conn, pytest.raises(engine.ConservationError, match="read"):
         rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
     written = reader.execute(
