@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import psycopg
 import pytest
+from alembic import command
 from psycopg import sql
 
 from rating_pipeline import cli
@@ -35,6 +37,13 @@ PROJECT_TABLES = {
     "billing_account",
     "invoice_line",
 }
+NEW_CLASSES = (
+    "cache_read", "cache_write", "cache_write_1h", "reasoning", "audio_input", "audio_output",
+    "image_input",
+)  # fmt: skip
+OUTPUT_TABLES = (
+    "rated_usage", "rating_exception", "rated_usage_archive", "rating_exception_archive",
+)  # fmt: skip
 TABLES = """
 SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'
 """
@@ -187,6 +196,62 @@ def test_money_and_token_columns_are_numeric_never_float(database_url: str) -> N
     assert types["multiplier"] == "numeric"
 
 
+OUTPUT_COLUMN_TYPES = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+WHERE c.relname IN ('rated_usage', 'rated_usage_archive', 'rating_exception',
+    'rating_exception_archive')
+  AND a.attname ~ '_(tokens|rate_per_mtok)$'
+  AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+def test_every_class_sum_and_rate_has_the_exact_type_of_input_and_output(
+    database_url: str,
+) -> None:
+    """Every class's sum is numeric(30, 0) and its frozen rate numeric(24, 6), as input's
+    and output's: a narrower rate would round the price the row was billed at."""
+    with psycopg.connect(database_url) as conn:
+        columns = conn.execute(OUTPUT_COLUMN_TYPES).fetchall()
+    classes = ("input", "output", *NEW_CLASSES)
+    expected = {
+        (table, f"{c}_tokens", "numeric(30,0)") for table in OUTPUT_TABLES for c in classes
+    } | {
+        (table, f"{c}_rate_per_mtok", "numeric(24,6)")
+        for table in ("rated_usage", "rated_usage_archive")
+        for c in classes
+    }
+    assert set(columns) == expected
+
+
+TIER_DEFAULTS = """
+SELECT table_name, column_name, column_default FROM information_schema.columns
+WHERE table_schema = 'public' AND column_name IN ('service_tier', 'context_tier')
+  AND table_name <> 'billing_event'
+ORDER BY 1, 2
+"""
+
+
+def test_the_outputs_tiers_have_no_default_so_every_writer_states_them(
+    database_url: str,
+) -> None:
+    """'standard' is only what rows that existed before 0008 became: a row written since
+    without its tier is refused, never billed silently as standard."""
+    with psycopg.connect(database_url) as conn:
+        defaults = conn.execute(TIER_DEFAULTS).fetchall()
+    assert {table for table, _, _ in defaults} >= set(OUTPUT_TABLES)
+    assert [row for row in defaults if row[2] is not None] == []
+
+
+def test_the_rollup_key_is_window_auth_model_and_both_tiers(database_url: str) -> None:
+    """Contract 6: the primary key of rated_usage."""
+    with psycopg.connect(database_url) as conn:
+        key = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'rated_usage_pkey'"
+        ).fetchone()
+    assert key == ("PRIMARY KEY (window_start, auth_id, model_id, service_tier, context_tier)",)
+
+
 def test_db_commands_print_one_line_each(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -304,6 +369,85 @@ def test_a_downgrade_that_would_lose_rows_refuses_and_says_so(
     assert migrations.revision_of(url) == migrations.head_revision()
 
 
+ARCHIVES_AT_0007 = """
+INSERT INTO rated_usage_archive (
+    window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
+    rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+    cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id, change, superseded_at,
+    superseded_by_run_id
+)
+SELECT window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
+    rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+    cost_usd, pricebook_version, pricebook_sha256, rated_at, run_id, 'updated', now(), 'run-2'
+FROM rated_usage;
+INSERT INTO rating_exception_archive (
+    window_start, window_end, auth_id, model_id, reason, detail, event_count, input_tokens,
+    output_tokens, pricebook_version, rated_at, run_id, change, superseded_at,
+    superseded_by_run_id
+)
+SELECT window_start, window_end, auth_id, model_id, reason, detail, event_count, input_tokens,
+    output_tokens, pricebook_version, rated_at, run_id, 'deleted', now(), 'run-2'
+FROM rating_exception WHERE reason = 'unpriced'
+"""
+# What revision 0007 cannot hold, in each output table: every tier but standard, the long
+# context, and tokens of each new class (with a rate where the table has one).
+BEYOND_0007 = [
+    *(("rated_usage", f"service_tier = '{tier}'") for tier in ("batch", "priority", "flex")),
+    *((table, "service_tier = 'flex'") for table in OUTPUT_TABLES[1:]),
+    *((table, "context_tier = 'long'") for table in OUTPUT_TABLES),
+    *((table, f"{c}_tokens = 1") for table in OUTPUT_TABLES for c in NEW_CLASSES),
+]
+BACK_TO_0007 = "service_tier = 'standard', context_tier = 'standard', " + ", ".join(
+    f"{c}_tokens = 0" for c in NEW_CLASSES
+)
+
+
+def _set_priced_rows(url: str, table: str, assignments: str) -> None:
+    """Set ``assignments`` on the table's one rated row, or its unpriced exception."""
+    rated = table.startswith("rated_usage")
+    if rated and "_tokens = 1" in assignments:
+        assignments += ", " + assignments.replace("_tokens = 1", "_rate_per_mtok = 0")
+    where = "" if rated else " WHERE reason = 'unpriced'"
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            sql.SQL("UPDATE {} SET {}{}").format(
+                sql.Identifier(table), sql.SQL(assignments), sql.SQL(where)
+            )
+        )
+
+
+def test_a_downgrade_below_0008_refuses_for_every_tier_and_class_in_every_output_and_archive(
+    empty_database_url: str,
+) -> None:
+    """Archived rows are history too (contract 6, audit): another tier, a long context or
+    tokens of any new class, in any of the four tables, refuses the downgrade."""
+    url = empty_database_url
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        conn.execute(ROWS_AT_0007)
+        conn.execute(ARCHIVES_AT_0007)
+    migrations.upgrade(url)
+    for table, beyond in BEYOND_0007:
+        _set_priced_rows(url, table, beyond)
+        with pytest.raises(
+            RatingPipelineError, match=rf"below revision 0008: 1 {table} row would be lost"
+        ):
+            migrations.downgrade(url, "0007")
+        _set_priced_rows(url, table, BACK_TO_0007)
+    assert migrations.revision_of(url) == migrations.head_revision()
+    assert "to 0007" in migrations.downgrade(url, "0007")
+
+
+def test_a_refused_downgrade_below_0008_counts_the_rows_each_table_would_lose(
+    database_url: str,
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'"))
+        conn.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'flex', 'long'"))
+    with pytest.raises(RatingPipelineError, match=r"0008: 2 rated_usage rows would be lost"):
+        migrations.downgrade(database_url, "0007")
+
+
 EVENT_STORAGE = """
 SELECT c.relfilenode, a.attname, a.atthasmissing
 FROM pg_class AS c
@@ -342,6 +486,60 @@ def test_token_classes_are_added_to_billing_event_without_rewriting_it(
     with psycopg.connect(url) as conn:
         kept = {name for _, name, _ in conn.execute(EVENT_STORAGE)}
     assert set(added) <= kept
+
+
+EVENT_COLUMN_TYPES = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+    pg_get_expr(d.adbin, d.adrelid)
+FROM pg_attribute AS a
+LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = 'billing_event'::regclass AND a.attname = ANY(%(names)s)
+ORDER BY a.attnum
+"""
+
+
+def test_the_class_columns_added_to_billing_event_are_the_contracts_types(
+    empty_database_url: str,
+) -> None:
+    """Contract 3: each class bigint, not null, default 0; service_tier text, null."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        names = [f"{c}_tokens" for c in NEW_CLASSES] + ["service_tier"]
+        columns = conn.execute(EVENT_COLUMN_TYPES, {"names": names}).fetchall()
+    assert columns == [(f"{c}_tokens", "bigint", True, "0") for c in NEW_CLASSES] + [
+        ("service_tier", "text", False, None)
+    ]
+
+
+def test_no_lock_is_taken_on_a_billing_event_that_already_has_every_class_column(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upstream added the columns itself: 0008 needs no ACCESS EXCLUSIVE lock on its table,
+    so a long reader of billing_event never holds the upgrade back."""
+    url = empty_database_url
+    monkeypatch.setattr(online_ddl, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(online_ddl, "LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(online_ddl, "FIRST_BACKOFF_SECONDS", 0.01)
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "ALTER TABLE billing_event "
+            + ", ".join(f"ADD COLUMN {c}_tokens bigint NOT NULL DEFAULT 0" for c in NEW_CLASSES)
+            + ", ADD COLUMN service_tier text NULL"
+        )
+    reader = psycopg.connect(url)
+    reader.execute("SELECT count(*) FROM billing_event")  # ACCESS SHARE until it ends
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url, "0008")
+        try:
+            upgrade.result(timeout=GUARD_SECONDS)
+        finally:
+            reader.rollback()
+    reader.close()
+    assert migrations.revision_of(url) == "0008"
 
 
 ROW_AT_HEAD = """
@@ -449,6 +647,50 @@ def test_a_refused_downgrade_empties_nothing_even_with_drop_rated_data(
     assert migrations.revision_of(database_url) == migrations.head_revision()
 
 
+LATE_WINDOW_ROW = """
+INSERT INTO late_window (window_start, events_now, events_read, log_id, found_at)
+VALUES ('2026-06-15 10:00Z', 3, 2, 1, now())
+"""
+
+
+def test_a_downgrade_from_the_revision_that_created_a_table_refuses_to_drop_its_rows(
+    empty_database_url: str,
+) -> None:
+    """At 0010, late_window is the newest revision's table: a downgrade to base drops it."""
+    url = empty_database_url
+    migrations.upgrade(url, "0010")
+    with psycopg.connect(url) as conn:
+        conn.execute(LATE_WINDOW_ROW)
+    with pytest.raises(migrations.DowngradeRefused, match="1 late_window row"):
+        migrations.downgrade(url)
+    assert migrations.revision_of(url) == "0010"
+    assert migrations.rated_rows(url)["late_window"] == 1
+
+
+def test_a_downgrade_to_the_revision_that_created_a_table_keeps_it_and_its_rows(
+    database_url: str,
+) -> None:
+    """To 0010, late_window stays: its rows are neither lost nor a reason to refuse."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(LATE_WINDOW_ROW)
+    assert "to 0010" in migrations.downgrade(database_url, "0010")
+    assert migrations.rated_rows(database_url)["late_window"] == 1
+
+
+def test_a_refused_downgrade_to_base_counts_the_rows_each_table_would_lose(
+    database_url: str,
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD)
+        conn.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'"))
+        conn.execute(LATE_WINDOW_ROW)
+    with pytest.raises(migrations.DowngradeRefused) as refused:
+        migrations.downgrade(database_url)
+    assert "2 rated_usage rows" in str(refused.value)
+    assert "1 late_window row;" in str(refused.value) or "1 late_window row," in str(refused.value)
+    assert migrations.revision_of(database_url) == migrations.head_revision()
+
+
 def test_a_downgrade_to_a_later_revision_than_the_warehouses_says_so_in_one_line(
     empty_database_url: str,
 ) -> None:
@@ -456,6 +698,30 @@ def test_a_downgrade_to_a_later_revision_than_the_warehouses_says_so_in_one_line
     with pytest.raises(migrations.UnknownRevision, match=r"at revision 0005.*0010 is not earlier"):
         migrations.downgrade(empty_database_url, "0010")
     assert migrations.revision_of(empty_database_url) == "0005"
+
+
+def test_a_downgrade_to_the_warehouses_own_revision_is_harmless(database_url: str) -> None:
+    """Only a later target is refused: the warehouse's own revision is not later."""
+    before = _snapshot(database_url)
+    head = migrations.head_revision()
+    migrations.downgrade(database_url, head)
+    assert migrations.revision_of(database_url) == head
+    assert _snapshot(database_url) == before
+
+
+def test_revision_0008_refuses_on_its_own_a_downgrade_that_would_lose_rows(
+    database_url: str,
+) -> None:
+    """0008's downgrade checks again, in its own transaction, as it drops the columns: a
+    batch row is kept even where the downgrade reached it without the checks beforehand."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'"))
+    with pytest.raises(RatingPipelineError, match="1 rated_usage row would be lost"):
+        migrations._run(database_url, command.downgrade, "0007")
+    assert migrations.revision_of(database_url) == "0008"
+    with psycopg.connect(database_url) as conn:
+        tiers = conn.execute("SELECT service_tier FROM rated_usage").fetchall()
+    assert tiers == [("batch",)]
 
 
 def test_a_downgrade_target_must_be_a_revision_this_release_ships(database_url: str) -> None:
@@ -989,3 +1255,95 @@ def test_adding_the_class_columns_gives_up_cleanly_while_billing_event_is_locked
 
     migrations.upgrade(url)
     assert migrations.revision_of(url) == migrations.head_revision()
+
+
+def test_adding_the_class_columns_takes_the_lock_freed_before_its_last_attempt(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LOCK_ATTEMPTS attempts, with a pause between each two: a reader that ends during the
+    last pause holds the upgrade back no further."""
+    url = empty_database_url
+    monkeypatch.setattr(online_ddl, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(online_ddl, "LOCK_ATTEMPTS", 3)
+    migrations.upgrade(url, "0007")
+    reader = psycopg.connect(url)
+    reader.execute("SELECT count(*) FROM billing_event")  # ACCESS SHARE until it ends
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == online_ddl.LOCK_ATTEMPTS - 1:
+            reader.rollback()
+
+    monkeypatch.setattr(online_ddl, "time", SimpleNamespace(sleep=pause))
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url, "0008")
+        try:
+            upgrade.result(timeout=GUARD_SECONDS)
+        finally:
+            reader.rollback()
+    reader.close()
+    assert pauses == [online_ddl.FIRST_BACKOFF_SECONDS, 2 * online_ddl.FIRST_BACKOFF_SECONDS]
+    assert migrations.revision_of(url) == "0008"
+
+
+WAITING_ON_RATED_USAGE = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE relation = to_regclass('rated_usage') AND NOT granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+"""
+
+
+def test_the_lock_timeout_on_billing_event_binds_its_own_statement_alone(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lock_timeout is set for the billing_event ALTER's own transaction: the outputs' DDL
+    of the same revision, on the project's own tables, waits out a reader of them."""
+    url = empty_database_url
+    monkeypatch.setattr(online_ddl, "LOCK_TIMEOUT", "50ms")
+    migrations.upgrade(url, "0007")
+    reader = psycopg.connect(url)
+    reader.execute("SELECT count(*) FROM rated_usage")  # ACCESS SHARE until it ends
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(url, autocommit=True) as watcher:
+        upgrade = pool.submit(migrations.upgrade, url, "0008")
+        try:
+            for _ in range(int(GUARD_SECONDS / 0.02)):
+                if upgrade.done() or watcher.execute(WAITING_ON_RATED_USAGE).fetchone()[0]:  # type: ignore[index]
+                    break
+                time.sleep(0.02)
+            time.sleep(0.2)  # past the lock_timeout: it must wait on, not fail
+        finally:
+            reader.rollback()
+        upgrade.result(timeout=GUARD_SECONDS)
+    reader.close()
+    assert migrations.revision_of(url) == "0008"
+
+
+NEGATIVE_TOKENS_INDEX = "SELECT pg_get_indexdef('billing_event_negative_tokens_idx'::regclass)"
+
+
+def _negative_tokens_index(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        return str(conn.execute(NEGATIVE_TOKENS_INDEX).fetchone()[0])  # type: ignore[index]
+
+
+def test_the_negative_tokens_index_covers_every_class_at_head_and_below_0012(
+    empty_database_url: str,
+) -> None:
+    """0012's covers null counts of every class too; 0009's, which 0012's downgrade
+    restores exactly, negative counts of every class."""
+    url = empty_database_url
+    migrations.upgrade(url, "0011")
+    built = _negative_tokens_index(url)
+    migrations.upgrade(url)
+    at_head = _negative_tokens_index(url)
+    assert at_head.endswith("IS NOT TRUE)"), at_head
+    for token_class in ("input", "output", *NEW_CLASSES):
+        assert f"({token_class}_tokens >= 0)" in at_head, at_head
+    migrations.downgrade(url, "0011")
+    assert _negative_tokens_index(url) == built
+    assert "IS NOT TRUE" not in built
+    for token_class in ("input", "output", *NEW_CLASSES):
+        assert f"({token_class}_tokens < 0)" in built, built
