@@ -704,7 +704,9 @@ def test_a_downgrade_to_the_warehouses_own_revision_is_harmless(database_url: st
     """Only a later target is refused: the warehouse's own revision is not later."""
     before = _snapshot(database_url)
     head = migrations.head_revision()
-    migrations.downgrade(database_url, head)
+    said = migrations.downgrade(database_url, head)
+    assert said.startswith(f"warehouse already at revision {head} on ")
+    assert said.endswith("; nothing downgraded")
     assert migrations.revision_of(database_url) == head
     assert _snapshot(database_url) == before
 

@@ -261,6 +261,8 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     where = redact_url(target)
     if before is None:
         return f"warehouse already at base on {where}; nothing dropped, billing_event kept"
+    if revision == before:
+        return f"warehouse already at revision {before} on {where}; nothing downgraded"
     if revision != BASE:
         return f"warehouse downgraded from revision {before} to {revision} on {where}"
     return (
