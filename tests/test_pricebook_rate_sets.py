@@ -194,6 +194,12 @@ def test_unknown_tier_key_is_a_load_error_with_its_line(tier):
         ("{}", "batch is empty: a rate set needs input_per_mtok and output_per_mtok"),
         ("", "batch must be a mapping of rates, got null"),
         ('"1.25"', "batch must be a mapping of rates, got '1.25'"),
+        # Written below its key: still the key's line, not the first rate's.
+        (
+            '\n            input_per_mtok: "1.25"',
+            "batch has input_per_mtok but is missing output_per_mtok",
+        ),
+        ("\n            {}", "batch is empty: a rate set needs input_per_mtok and output_per_mtok"),
     ],
 )
 def test_a_tier_without_input_or_output_is_a_load_error_with_its_line(tier_body, message):
@@ -203,27 +209,6 @@ def test_a_tier_without_input_or_output_is_a_load_error_with_its_line(tier_body,
           input_per_mtok: "2.50"
           output_per_mtok: "10"
           batch: {tier_body}
-        """
-    )
-    assert (error.line, error.model, error.message) == (8, "base-large", message)
-
-
-@pytest.mark.parametrize(
-    ("written", "message"),
-    [
-        ('input_per_mtok: "1.25"', "batch has input_per_mtok but is missing output_per_mtok"),
-        ("{}", "batch is empty: a rate set needs input_per_mtok and output_per_mtok"),
-    ],
-)
-def test_an_incomplete_tier_written_below_its_key_is_reported_at_the_key_line(written, message):
-    """The set is named at its key's line, not at the line its first rate is written on."""
-    error = the_error(
-        f"""
-        base-large:
-          input_per_mtok: "2.50"
-          output_per_mtok: "10"
-          batch:
-            {written}
         """
     )
     assert (error.line, error.model, error.message) == (8, "base-large", message)
