@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.warehouse import engine
+from rating_pipeline.warehouse import engine, periods
 from rating_pipeline.warehouse.close_mark import lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
@@ -555,6 +555,27 @@ def test_period_status_reports_mark_and_open_adjustments(
     assert lines[1] == "next invoice: 2026-06"
     assert lines[2] == "open adjustments: 2 in 1 window(s), 0.002000000000 USD"
     assert lines[3] == "  2026-06-15T10:00Z: 2 adjustment(s), 0.002000000000 USD, billed on 2026-06"
+
+
+def test_period_status_reads_mark_and_adjustments_in_one_snapshot(
+    database_url: str,
+    closed_window: list[BillingEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A close that commits while status reads must not show the old mark without the
+    adjustments it had open: they were stamped, but the status says they bill next."""
+    rate(database_url, priced("3.00"), "run-2")
+    read_open = periods.open_adjustments
+
+    def close_first(*args: object) -> object:
+        close(database_url, AFTER_WINDOW + HOUR)
+        return read_open(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(periods, "open_adjustments", close_first)
+    with connect(database_url) as conn:
+        lines = period_status(conn).lines()
+    assert lines[0].startswith("closed through 2026-06-15T11:00:00+00:00 (close 1,")
+    assert lines[2] == "open adjustments: 2 in 1 window(s), 0.002000000000 USD"
 
 
 def test_a_failed_rating_of_a_closed_window_leaves_its_adjustments_as_they_were(

@@ -40,6 +40,7 @@ FIRST_BILLED = (
     "(SELECT min(month) FROM invoice_line))"
 )
 UNRATED_HOURS_NAMED = 20
+ONE_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 LAST_CLOSE = (
     "SELECT close_id, closed_through, closed_at, closed_by, note FROM rating_period_close "
     "ORDER BY close_id DESC LIMIT 1"
@@ -267,9 +268,15 @@ def open_adjustments(
 
 
 def period_status(conn: psycopg.Connection) -> PeriodStatus:
-    """What ``period status`` prints."""
-    last = conn.execute(LAST_CLOSE).fetchone()
-    return PeriodStatus(
-        last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
-        open_adjustments=open_adjustments(conn, *EVERYTHING),
-    )
+    """What ``period status`` prints: the mark and the open adjustments of one snapshot, so a
+    close committing meanwhile shows either wholly or not at all. ``conn`` must not be in a
+    transaction: this reads in a read-only one of its own."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RatingPipelineError("period status needs a connection outside any transaction")
+    with conn.transaction():
+        conn.execute(ONE_SNAPSHOT)
+        last = conn.execute(LAST_CLOSE).fetchone()
+        return PeriodStatus(
+            last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
+            open_adjustments=open_adjustments(conn, *EVERYTHING),
+        )
