@@ -419,14 +419,21 @@ def test_a_close_by_nobody_is_refused(
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
 
 
-def test_a_close_through_the_start_of_the_current_hour_is_accepted(database_url: str) -> None:
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+def test_a_close_through_the_start_of_the_current_hour_is_accepted_and_no_later(
+    database_url: str, zone: str
+) -> None:
     """Contract 10: T is not after the start of the current hour; T equal to it is fine (a
-    month-end close run just after midnight)."""
-    with connect(database_url) as conn:
+    month-end close run just after midnight). The hour is an instant: a caller's own
+    connection in another time zone neither lets the next hour through nor holds this one
+    back."""
+    with psycopg.connect(database_url, options=f"-c TimeZone={zone}") as conn:
         row = conn.execute(CURRENT_HOUR).fetchone()
         conn.rollback()
         assert row is not None
-        through = row[0].replace(tzinfo=UTC)
+        through = row[0].astimezone(UTC)
+        with pytest.raises(CloseRefused, match="lies in the future"):
+            close_period(conn, through + HOUR, "finance")
         closed = close_period(conn, through, "finance")
     assert closed.closed_through == through
 

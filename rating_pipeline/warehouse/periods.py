@@ -160,7 +160,7 @@ def refuse_unless_closable(
         )
     current = conn.execute(CURRENT_HOUR).fetchone()
     assert current is not None
-    current_hour = current[0].replace(tzinfo=UTC)
+    current_hour = current[0].astimezone(UTC)
     if through > current_hour:
         raise CloseRefused(
             f"close refused: {through.isoformat()} lies in the future; the latest instant a "
