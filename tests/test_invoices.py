@@ -47,6 +47,7 @@ from rating_pipeline.warehouse.invoices import (
     month_totals,
 )
 from rating_pipeline.warehouse.periods import PeriodClose, close_period
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
 from tests.factories import make_event, make_version, own
@@ -384,7 +385,9 @@ def test_a_build_waits_for_a_close_in_flight(
     database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
 ) -> None:
     """A build reads the mark only once no close is in flight (the close holds the periods
-    lock exclusively): it never rewrites the lines of a month a close is freezing."""
+    lock exclusively): it never rewrites the lines of a month a close is freezing. Here the
+    close in flight records a mark through July without building June's lines: a build that
+    waited for it finds June frozen and writes nothing."""
     built: list[LinesBuilt] = []
     with connect(database_url) as closing, closing.transaction():
         lock_periods(closing, exclusive=True)
@@ -392,9 +395,14 @@ def test_a_build_waits_for_a_close_in_flight(
         builder.start()
         wait_until_a_lock_is_awaited(reader)
         assert built == []
+        closing.execute(
+            load_sql("insert_period_close"),
+            {"closed_through": JULY, "closed_by": "finance", "note": None},
+        )
     builder.join(timeout=30)
 
-    assert [b.lines for b in built] == [7]
+    assert [(b.frozen, b.lines) for b in built] == [(True, 0)]
+    assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
 
 
 def test_rebuild_converges_updating_changed_lines_and_deleting_stale_ones(

@@ -22,7 +22,7 @@ from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import engine, periods
-from rating_pipeline.warehouse.close_mark import lock_periods
+from rating_pipeline.warehouse.close_mark import begin_read_committed, lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.periods import (
@@ -31,6 +31,7 @@ from rating_pipeline.warehouse.periods import (
     close_period,
     period_status,
 )
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
@@ -550,6 +551,43 @@ def test_a_close_that_waited_for_a_rating_stamps_what_it_wrote_whatever_the_sess
     open_left = reader.execute("SELECT count(*) FROM rating_adjustment WHERE invoiced_by IS NULL")
     assert open_left.fetchone() == (0,)
     assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() != (0,)
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_a_rating_that_waited_for_a_close_treats_its_window_as_closed_whatever_the_isolation(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    isolation: str,
+) -> None:
+    """The mirror of the test above: a rating that starts while a close is in flight waits
+    for it, then must see its mark (contract 10: a closed window's rows never change again),
+    even where the session's default isolation would take its snapshot before the wait."""
+    add_events([make_event("org-1", "base-large", input_tokens=1000, output_tokens=10)])
+    rate(database_url, priced(), "run-1")
+    frozen = reader.execute(ROW_VERSIONS).fetchall()
+    add_events([make_event("org-1", "base-large", minutes=40)])
+    level = isolation.replace(" ", "\\ ")
+    rating_url = make_conninfo(database_url, options=f"-c default_transaction_isolation={level}")
+    rated: list[WindowRating] = []
+    with connect(database_url) as closing:
+        with closing.transaction():  # a close in flight, as close_period runs one
+            begin_read_committed(closing)
+            lock_periods(closing, exclusive=True)
+            rater = threading.Thread(
+                target=lambda: rated.append(rate(rating_url, priced(), "late"))
+            )
+            rater.start()
+            wait_until_a_lock_is_awaited(reader)
+            closing.execute(
+                load_sql("insert_period_close"),
+                {"closed_through": AFTER_WINDOW, "closed_by": "finance", "note": None},
+            )
+        rater.join(timeout=30)
+
+    assert len(rated) == 1 and rated[0].closed
+    assert reader.execute(ROW_VERSIONS).fetchall() == frozen
+    assert reader.execute("SELECT sum(event_count) FROM rating_adjustment").fetchone() == (1,)
 
 
 def test_period_status_reports_mark_and_open_adjustments(
