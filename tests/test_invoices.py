@@ -663,6 +663,7 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     free = next(row for row in org_1 if row["model_id"] == "free")
     assert (tiny["amount_exact"], tiny["amount"]) == ("0.000000150000", "0.00")
     assert (free["amount_exact"], free["amount"]) == ("0.000000000000", "0.00")
+    assert org_1[-1]["month"] == tiny["month"] == "2026-06-01T00:00:00+0000"
     assert org_1[-1]["amount_exact"] == "2.500332650000"  # 2.50000250 + 0.00033 + 0.00000015
 
 
@@ -684,14 +685,18 @@ def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_a
     can pass the 255 bytes a file name holds. Long ones keep a prefix and a digest."""
     long_ascii = "a" * 250
     long_kana = "株式会社サンプル・ソフトウェア開発本部第二事業部請求先アカウント"
-    accounts = [long_ascii, long_ascii[:-1] + "b", long_kana, "short"]
+    just_fits = "b" * 243  # 2026-06_ + 243 + .csv: exactly 255 bytes, kept whole
+    accounts = [long_ascii, long_ascii[:-1] + "b", long_kana, "short", just_fits]
     add_a_line_each(reader, *accounts)
 
     written = export_invoice(reader, JUNE, tmp_path).written
 
     assert len({path.name for path in written}) == len(accounts) == len(list(tmp_path.iterdir()))
     assert all(len(path.name.encode()) <= 255 for path in written)
-    assert "2026-06_short.csv" in {path.name for path in written}
+    names = {path.name for path in written}
+    digest = hashlib.sha256(long_ascii.encode()).hexdigest()
+    assert {"2026-06_short.csv", f"2026-06_{just_fits}.csv"} <= names
+    assert f"2026-06_{'a' * 96}+sha256-{digest}.csv" in names  # 96 encoded bytes, then the digest
     for path in written:
         *_, total = csv.DictReader(path.open())
         assert total["account_id"] in accounts
@@ -790,6 +795,11 @@ def test_cli_builds_closes_reports_and_exports_a_month(
         str(tmp_path / "2026-06_org-2.csv"),
         f"2 account file(s) for 2026-06 in {tmp_path}",
     ]
+    *rows, _ = csv.DictReader((tmp_path / "2026-06_org-1.csv").open())
+    key = ("model_id", "service_tier", "context_tier", "token_class", "unit_rate_per_mtok")
+    assert [tuple(row[k] for k in key) for row in rows] == [
+        (*line[2:6], f"{line[6]:.6f}") for line in JUNE_LINES if line[0] == "org-1"
+    ]  # key order, rates ascending
 
 
 @pytest.mark.parametrize(

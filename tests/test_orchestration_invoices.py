@@ -186,6 +186,11 @@ TAMPERING = [
         id="lines moved to another account",
     ),
     pytest.param(
+        "UPDATE invoice_line SET kind = 'adjustment' WHERE account_id = 'org-2'",
+        [("org-2", 2, 2, "lines_sha256 differ from what close 1 recorded")],
+        id="usage relabelled as an adjustment",
+    ),
+    pytest.param(
         "DELETE FROM invoice_line WHERE account_id = 'org-1' AND token_class = 'output'",
         [
             (

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
 from rating_pipeline.definitions import defs
-from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.partitions import hourly_windows, is_partition
 from rating_pipeline.orchestration.schedules import (
     GRACE_VARIABLE,
     ScheduleSettingError,
     build_hourly_schedule,
     grace_minutes,
 )
+from rating_pipeline.windows import HOUR, Window
 
 REPOSITORY = defs.get_repository_def()
 
@@ -51,6 +52,8 @@ def test_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert build_hourly_schedule(grace_minutes()).cron_schedule == "25 * * * *"
     monkeypatch.delenv(GRACE_VARIABLE)
     assert grace_minutes() == 10
+    assert grace_minutes("   ") == 10  # set but blank: the default, not an error
+    assert (grace_minutes("0"), grace_minutes("59")) == (0, 59)  # the hour's first and last
 
 
 @pytest.mark.parametrize("text", ["60", "-1", "ten", "1.5"])
@@ -72,3 +75,8 @@ def test_the_first_tick_of_history_skips_the_hour_before_the_first_partition() -
         )
         result = schedule.evaluate_tick(context)
     assert result.run_requests == [] and "before the first partition" in (result.skip_message or "")
+    # An hour later, the first partition has closed: it is requested, not skipped.
+    assert tick(schedule, first.replace(hour=1, minute=10)).partition_key == "2026-06-01-00:00"
+    assert is_partition(Window(first), first + HOUR)
+    assert not is_partition(Window(first), first + HOUR - timedelta(microseconds=1))
+    assert not is_partition(Window(first - HOUR), first + HOUR)

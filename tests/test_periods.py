@@ -389,6 +389,9 @@ def test_a_closed_rollup_that_becomes_unpriced_is_reversed_whole(
     ("through", "reason"),
     [
         (AFTER_WINDOW + timedelta(minutes=30), "not a whole UTC hour"),
+        # A second or a microsecond past an hour would close that hour's window too.
+        (AFTER_WINDOW + HOUR + timedelta(seconds=1), "not a whole UTC hour"),
+        (AFTER_WINDOW + HOUR + timedelta(microseconds=1), "not a whole UTC hour"),
         (AFTER_WINDOW.replace(tzinfo=None), "has no UTC offset"),
         # The same instant, written at +02:00: bounds are UTC (contract 2), as for `rate`.
         (AFTER_WINDOW.astimezone(timezone(timedelta(hours=2))), "is not UTC"),
@@ -439,19 +442,26 @@ def test_a_close_through_the_start_of_the_current_hour_is_accepted_and_no_later(
     assert closed.closed_through == through
 
 
+@pytest.mark.parametrize("rated_before", [True, False], ids=["after-a-close", "first-event"])
 def test_an_event_at_the_close_instant_does_not_hold_the_close_back(
     database_url: str,
     reader: psycopg.Connection,
     add_events: Callable[[Iterable[BillingEvent]], int],
-    closed_window: list[BillingEvent],
+    rated_before: bool,
 ) -> None:
-    """An event at exactly T belongs to hour T, which a close through T leaves open."""
+    """An event at exactly T belongs to hour T, which a close through T leaves open:
+    whether an earlier hour holds events or the event at T is the only one there is."""
+    if rated_before:
+        add_events([make_event("org-1", "base-large")])
+        rate(database_url, priced(), "run-1")
+        close(database_url)
     through = AFTER_WINDOW + HOUR
     add_events([make_event("org-1", "base-large", occurred_at=through)])
 
     close(database_url, through)
 
-    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (2,)
+    closes = 2 if rated_before else 1
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (closes,)
 
 
 def test_the_window_starting_at_the_close_mark_is_open_and_rates_into_rated_usage(
@@ -475,15 +485,26 @@ def test_the_window_starting_at_the_close_mark_is_open_and_rates_into_rated_usag
     assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
 
 
-def test_close_past_an_unrated_hour_is_refused_naming_it(
+@pytest.mark.parametrize("hours", [1, 20, 21])
+def test_close_past_unrated_hours_is_refused_naming_the_first_20_and_counting_the_rest(
     database_url: str,
     reader: psycopg.Connection,
     add_events: Callable[[Iterable[BillingEvent]], int],
     closed_window: list[BillingEvent],
+    hours: int,
 ) -> None:
-    add_events([make_event(occurred_at=AFTER_WINDOW + 2 * HOUR + timedelta(minutes=1))])
-    with pytest.raises(CloseRefused, match=r"1 hour\(s\).*2026-06-15T13:00Z"):
-        close(database_url, AFTER_WINDOW + 5 * HOUR)
+    """Every unrated hour counts, consecutive ones too (docs/periods.md: the message
+    names the first 20 and a count), and the close writes nothing."""
+    first = AFTER_WINDOW + 2 * HOUR  # 13:00; 12:00 holds no event
+    add_events(
+        [make_event(occurred_at=first + k * HOUR + timedelta(minutes=1)) for k in range(hours)]
+    )
+    with pytest.raises(CloseRefused) as refused:
+        close(database_url, first + (hours + 1) * HOUR)
+    named = ", ".join(f"{first + k * HOUR:%Y-%m-%dT%H:%MZ}" for k in range(min(hours, 20)))
+    more = f" and {hours - 20} more" if hours > 20 else ""
+    assert f" {hours} hour(s) before " in str(refused.value)
+    assert f"never rated: {named}{more}; rate them first" in str(refused.value)
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
 
@@ -588,6 +609,34 @@ def test_a_rating_that_waited_for_a_close_treats_its_window_as_closed_whatever_t
     assert len(rated) == 1 and rated[0].closed
     assert reader.execute(ROW_VERSIONS).fetchall() == frozen
     assert reader.execute("SELECT sum(event_count) FROM rating_adjustment").fetchone() == (1,)
+
+
+def test_after_a_second_close_the_mark_and_status_are_the_latest_closes(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    """The mark is the latest close's T: a window only the second close closed is frozen,
+    a close through it again is refused, and status reports the second close."""
+    later = Window(AFTER_WINDOW)
+    add_events([make_event("org-1", "base-large", occurred_at=AFTER_WINDOW + timedelta(minutes=5))])
+    with connect(database_url) as conn:
+        rate_window(conn, later, Pricebooks((priced(),)), "run-2")
+    close(database_url, AFTER_WINDOW + HOUR)
+    frozen = reader.execute(ROW_VERSIONS).fetchall()
+    add_events(
+        [make_event("org-1", "base-large", occurred_at=AFTER_WINDOW + timedelta(minutes=40))]
+    )
+
+    with connect(database_url) as conn:
+        rating = rate_window(conn, later, Pricebooks((priced(),)), "run-3")
+        lines = period_status(conn).lines()
+
+    assert rating.closed and reader.execute(ROW_VERSIONS).fetchall() == frozen
+    assert lines[0].startswith("closed through 2026-06-15T12:00:00+00:00 (close 2,")
+    with pytest.raises(CloseRefused, match="not after the current mark 2026-06-15T12:00"):
+        close(database_url, AFTER_WINDOW + HOUR)
 
 
 def test_period_status_reports_mark_and_open_adjustments(

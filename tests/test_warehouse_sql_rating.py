@@ -7,7 +7,9 @@ and its Python work grows with the distinct (model, bases) of a window, never wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -16,14 +18,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rating_pipeline import cli, pricing
-from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
+from rating_pipeline.pricebook.model import (
+    CONTEXT_TIERS,
+    SERVICE_TIERS,
+    TOKEN_CLASSES,
+    Pricebooks,
+    PricebookVersion,
+)
 from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
 from rating_pipeline.warehouse import engine, migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import parse_bases_key
-from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class, costliest_rollups
-from rating_pipeline.windows import WindowError
+from rating_pipeline.warehouse.outputs import (
+    ClassCost,
+    TierCost,
+    cost_by_tier,
+    cost_by_token_class,
+    costliest_rollups,
+)
+from rating_pipeline.windows import Window, WindowError
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
 from tests.factories import make_event, make_version, own
@@ -241,6 +255,9 @@ def test_largest_rollups_are_the_costliest_with_ties_broken_by_code_point(
             ("org-e", "base-small", 1),
             ("org-f", "base-large", 7),
             ("org-g", "base-large", 100_000),
+            # 0.375 USD each: the key decides, auth_id before model_id
+            ("org-h", "base-small", 500_000),
+            ("org-i", "base-large", 30_000),
         ]
     ]
     add_events(events)
@@ -248,8 +265,10 @@ def test_largest_rollups_are_the_costliest_with_ties_broken_by_code_point(
     expected = sorted(
         oracle.rate_window(WINDOW, version, events).rollups,
         key=lambda r: (-r.cost_usd, r.auth_id, r.model_id),
-    )[:5]
-    assert costliest_rollups(conn, WINDOW, 5) == tuple(expected)
+    )[:6]  # cut between org-a and org-b, tied
+    assert [r.auth_id for r in expected] == ["org-g", "org-d", "org-h", "org-i", "Org-c", "org-a"]
+    assert costliest_rollups(conn, WINDOW, 6) == tuple(expected)
+    assert costliest_rollups(conn, WINDOW, 3) == tuple(expected[:3])  # org-h, not org-i
 
 
 def test_rollup_bases_come_from_the_snapshot_the_usage_was_summed_in(
@@ -407,6 +426,75 @@ def test_reports_over_a_span_reject_bounds_that_are_not_whole_utc_hours(
         ):
             with pytest.raises(WindowError):
                 report(conn, *bounds)
+
+
+def test_reports_over_a_span_count_every_class_of_its_windows_only_in_promised_order(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """cost_by_token_class and cost_by_tier cover [start, end): the window that starts at
+    end is another window's figure. A tier's tokens are every class's; classes come in
+    TOKEN_CLASSES order, tiers in the contract's, rows in key order (code point)."""
+    extra = {
+        c: str(k) for k, c in enumerate(TOKEN_CLASSES, start=1) if c not in ("input", "output")
+    }
+    version = make_version(
+        {
+            "m": own(
+                "1", "2", batch=own("0.5", "1"), long_context=own("3", "4"),
+                long_context_above_tokens=1_000, **extra,
+            )
+        }
+    )  # fmt: skip
+    every_class = {f"{c}_tokens": 10 * k for k, c in enumerate(TOKEN_CLASSES, start=1)}
+    events = [
+        replace(make_event("org-1", "m", None, 0, 0), **every_class),
+        replace(make_event("org-1", "m", None, 500, 10), service_tier="batch"),
+        make_event("org-1", "m", None, 5_000, 10),  # a prompt above 1,000 tokens: long
+    ]
+    next_hour = replace(make_event("org-1", "m", None, 0, 0), **every_class)
+    next_hour = replace(next_hour, occurred_at=WINDOW.end + timedelta(minutes=5))
+    add_events([*events, next_hour])
+    for window in (WINDOW, Window(WINDOW.end)):
+        rate_window(conn, window, Pricebooks((version,)), "run-1")
+    rollups = oracle.rate_window(WINDOW, version, events).rollups
+
+    assert stored_window(conn, WINDOW).rollups == rollups
+    assert [(r.service_tier, r.context_tier) for r in rollups] == [
+        ("batch", "standard"),
+        ("standard", "long"),
+        ("standard", "standard"),
+    ]
+    by_class = [
+        ClassCost(
+            c,
+            sum(getattr(r, f"{c}_tokens") for r in rollups),
+            sum(
+                (getattr(r, f"{c}_tokens") * getattr(r, f"{c}_rate_per_mtok") / 10**6
+                 for r in rollups if getattr(r, f"{c}_tokens")),
+                Decimal(0),
+            ),
+        )
+        for c in TOKEN_CLASSES
+    ]  # fmt: skip
+    assert cost_by_token_class(conn, WINDOW.start, WINDOW.end) == tuple(by_class)
+    by_tier = [
+        TierCost(
+            r.service_tier,
+            r.context_tier,
+            1,
+            r.event_count,
+            sum(getattr(r, f"{c}_tokens") for c in TOKEN_CLASSES),
+            r.cost_usd,
+        )
+        for r in sorted(
+            rollups,
+            key=lambda r: (
+                SERVICE_TIERS.index(r.service_tier),
+                CONTEXT_TIERS.index(r.context_tier),
+            ),
+        )
+    ]
+    assert cost_by_tier(conn, WINDOW.start, WINDOW.end) == tuple(by_tier)
 
 
 UPSTREAM_TYPES_TABLE = """
