@@ -968,15 +968,17 @@ def test_export_removes_only_files_and_sweeps_its_own_partial_files(
     reader: psycopg.Connection, tmp_path: Path
 ) -> None:
     """A directory named like a month's file is not an invoice; a partial file a killed
-    export left is the month's, and goes."""
+    export left is the month's, and goes; so does a dangling link named like an invoice
+    (its target went: nothing else would ever remove it)."""
     add_a_line_each(reader, "acct-a")
     (tmp_path / "2026-06_a-directory.csv").mkdir()
     (tmp_path / "2026-06_zz-stale.csv").write_text("stale\n")
+    (tmp_path / "2026-06_zz-dangling.csv").symlink_to(tmp_path / "gone.csv")
     (tmp_path / ".2026-06_0123abcd.partial").write_text("half an invoice")
 
     exported = export_invoice(reader, JUNE, tmp_path)
 
-    assert [p.name for p in exported.removed] == ["2026-06_zz-stale.csv"]
+    assert [p.name for p in exported.removed] == ["2026-06_zz-dangling.csv", "2026-06_zz-stale.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "2026-06_a-directory.csv",
         "2026-06_acct-a.csv",
