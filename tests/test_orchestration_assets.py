@@ -27,13 +27,15 @@ from rating_pipeline.orchestration.checks import (
     events_conserved,
 )
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
-from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
+from rating_pipeline.records import AMBIGUOUS_BASE, UNPRICED, BillingEvent
 from rating_pipeline.settings import project_root
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.factories import WINDOW_START, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
+MINUTE = timedelta(minutes=1)
+CONSERVED_FIGURES = ("windows_audited", "events", "events_billed", "events_excepted")
 ASSETS = [pricebook, window_usage, rated_usage, *RATED_USAGE_CHECKS]
 KEY = "2026-06-15-10:00"
 RANGE = ("2026-06-15-10:00", "2026-06-15-12:00")
@@ -81,6 +83,14 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
 def records(value: dg.TableMetadataValue) -> list[dict]:
     """A table metadata value's rows, as the UI shows them."""
     return [dict(record.data) for record in value.records]
+
+
+def audit(database_url: str, check: dg.AssetChecksDefinition) -> dg.AssetCheckResult:
+    """Run a check outside any run: it audits every rated window."""
+    context = dg.build_asset_check_context(
+        resources={"warehouse": WarehouseResource(database_url=database_url)}
+    )
+    return check(context)  # type: ignore[no-any-return]
 
 
 def rows(reader: psycopg.Connection, statement: str) -> list[tuple]:
@@ -390,6 +400,7 @@ def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
             *traffic(0),
             make_event("org-9", "ft:globex:chat", "base-medium", minutes=10),
             make_event("org-9", "ft:globex:chat", "base-small", minutes=11),
+            make_event("org-5", "mystery-model", minutes=12),  # unpriced: not this check's
         ]
     )
 
@@ -397,13 +408,16 @@ def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
 
     assert not result.success
     assert rows(reader, "SELECT count(*) FROM rated_usage") == [(3,)]
-    assert rows(reader, "SELECT auth_id, reason FROM rating_exception") == [
-        ("org-9", AMBIGUOUS_BASE)
+    assert rows(reader, "SELECT auth_id, reason FROM rating_exception ORDER BY 1") == [
+        ("org-5", UNPRICED),
+        ("org-9", AMBIGUOUS_BASE),
     ]
-    assert materializations(result, "rated_usage")[KEY]["events_excepted"] == 2
+    assert materializations(result, "rated_usage")[KEY]["events_excepted"] == 3
     evaluation = checks(result)[NO_AMBIGUOUS_BASE]
     assert not evaluation.passed and evaluation.blocking
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["ambiguous_rollups"].value == 1
+    assert evaluation.metadata["ambiguous_events"].value == 2
     [ambiguous] = records(evaluation.metadata["rollups"].value)
     assert (ambiguous["auth_id"], ambiguous["model_id"], ambiguous["events"]) == (
         "org-9",
@@ -417,7 +431,14 @@ def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
 def test_unpriced_usage_warns_without_failing_the_run(
     database_url: str, add_events: AddEvents
 ) -> None:
-    add_events([*traffic(0), make_event("org-5", "mystery-model", minutes=20)])
+    add_events(
+        [
+            *traffic(0),
+            make_event("org-5", "mystery-model", minutes=20),
+            make_event("org-6", "mystery-model", minutes=21),
+            make_event("org-6", "mystery-model", minutes=22),
+        ]
+    )
 
     result = materialize(database_url)
 
@@ -425,8 +446,21 @@ def test_unpriced_usage_warns_without_failing_the_run(
     evaluation = checks(result)[ALL_USAGE_PRICED]
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert evaluation.metadata["events_not_priced"].value == 1
+    # Events, not rollups: two rollups hold the three events that did not bill.
+    assert evaluation.metadata["events_not_priced"].value == 3
+    assert evaluation.metadata["exceptions_by_reason"].value[UNPRICED] == {
+        "rollups": 2,
+        "events": 3,
+    }
+    # The rollups a billing engineer looks at first: most events first.
+    assert [(r["auth_id"], r["events"]) for r in records(evaluation.metadata["rollups"])] == [
+        ("org-6", 2),
+        ("org-5", 1),
+    ]
     assert checks(result)[NO_AMBIGUOUS_BASE].passed
+    conserved = checks(result)[EVENTS_CONSERVED]
+    assert conserved.passed, conserved.description
+    assert [conserved.metadata[figure].value for figure in CONSERVED_FIGURES] == [1, 7, 4, 3]
 
 
 def test_invalid_events_alone_fail_all_usage_priced(
@@ -525,17 +559,34 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
 def test_cost_check_reconstructs_every_token_class(
     database_url: str, add_events: AddEvents
 ) -> None:
-    cached = replace(make_event("org-1", "base-large", None, 1_000, 10), cache_read_tokens=5_000)
-    add_events([cached, replace(make_event("org-2", "base-large"), cache_write_tokens=7)])
+    """A correct row with tokens of any class the rater prices (1-hour cache writes,
+    reasoning, audio, images) must not fail the blocking check: every class counts."""
+    add_events(
+        [
+            # 1,000 x 2.50 + 10 x 10 + 5,000 cache read x 0.25 = 0.00385
+            replace(make_event("org-1", "base-large", None, 1_000, 10), cache_read_tokens=5_000),
+            # 1,000 x 2.50 + 100 x 10 + 7 x 3.125 + 11 1-hour cache write x 5 = 0.003576875
+            replace(make_event("org-2", "base-large"), cache_write_tokens=7,
+                    cache_write_1h_tokens=11),
+            # 1,000 x 0.15 + 100 x 0.60 + 13 reasoning x 3.50 + 17 audio x 1 + 19 image x 0.15
+            # = 0.00027535
+            replace(make_event("org-3", "base-flash"), reasoning_tokens=13,
+                    audio_input_tokens=17, image_input_tokens=19),
+            # 1,000 x 0.15 + 100 x 0.60 + 23 audio in x 10 + 29 audio out x 20 = 0.00102
+            replace(make_event("org-4", "base-small"), audio_input_tokens=23,
+                    audio_output_tokens=29),
+            # A request of no tokens: a row that costs 0, audited like any other.
+            make_event("org-5", "embed-small", None, 0, 0),
+        ]
+    )  # fmt: skip
     assert materialize(database_url).success
 
-    context = dg.build_asset_check_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    evaluation = cost_reconstructs(context)
+    evaluation = audit(database_url, cost_reconstructs)
 
     assert evaluation.passed, evaluation.description
-    assert evaluation.metadata["rows_audited"].value == 2
+    assert evaluation.metadata["rows_audited"].value == 5
+    assert evaluation.metadata["rows_not_reconstructing"].value == 0
+    assert evaluation.metadata["total_cost_usd"].value == "0.008722225000"
 
 
 def test_cost_check_finds_a_tampered_row_among_rows_with_every_token_class(
@@ -582,6 +633,9 @@ def test_conservation_check_flags_events_that_arrived_after_the_rating(
 
     assert not evaluation.passed
     assert "1 changed after" in (evaluation.description or "")
+    # The events held now, not those the rating read: the figure a billing engineer compares.
+    assert [evaluation.metadata[figure].value for figure in CONSERVED_FIGURES] == [1, 5, 4, 0]
+    assert evaluation.metadata["windows_not_conserved"].value == 1
     assert records(evaluation.metadata["not_conserved"].value) == [
         {
             "window": "2026-06-15-10:00",
@@ -618,3 +672,129 @@ def test_cost_check_fails_on_a_row_with_tokens_and_no_rate(
     [row] = records(evaluation.metadata["rows"].value)
     assert row["auth_id"] == "org-1"
     assert row["reconstructed_usd"] == "no rate for a class with tokens"
+
+
+OUTSIDE_THE_RATER = [
+    pytest.param(
+        "UPDATE rated_usage SET input_rate_per_mtok = input_rate_per_mtok * 2",
+        (3, 0),
+        None,
+        id="every row's frozen rate changed, its cost and the window's total as logged",
+    ),
+    pytest.param(
+        "DELETE FROM rated_usage",
+        (0, 1),
+        "output does not match what the rating read",
+        id="every row of the window deleted",
+    ),
+    pytest.param(
+        "DELETE FROM rated_usage WHERE auth_id = 'org-2'; "
+        "DELETE FROM billing_event WHERE auth_id = 'org-2'",
+        (0, 1),
+        "output does not match what the rating read",
+        id="a row deleted with its events",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tampering", "not_reconstructing", "why"), OUTSIDE_THE_RATER)
+def test_the_error_checks_fail_on_rated_usage_written_outside_the_rater(
+    database_url: str,
+    add_events: AddEvents,
+    reader: psycopg.Connection,
+    tampering: str,
+    not_reconstructing: tuple[int, int],
+    why: str | None,
+) -> None:
+    """Either half of cost_reconstructs fails it on its own (a row, a window's total), a
+    window with no rows left is still audited, and a window whose events went with its rows
+    still bills other than its rating read: ERROR, whatever the other figures say."""
+    add_events(traffic(0))
+    assert materialize(database_url).success
+    reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_cost_reconstructs")
+    reader.execute(tampering)
+
+    cost = audit(database_url, cost_reconstructs)
+    conserved = audit(database_url, events_conserved)
+
+    assert not cost.passed and cost.severity == dg.AssetCheckSeverity.ERROR
+    assert (
+        cost.metadata["rows_not_reconstructing"].value,
+        cost.metadata["windows_total_not_logged"].value,
+    ) == not_reconstructing
+    if why is None:
+        assert conserved.passed, conserved.description
+    else:
+        assert not conserved.passed and conserved.severity == dg.AssetCheckSeverity.ERROR
+        [window] = records(conserved.metadata["not_conserved"])
+        assert (window["window"], window["why"]) == (KEY, why)
+        assert "1 hold output that does not match" in (conserved.description or "")
+
+
+def ambiguous(window_start: datetime) -> list[BillingEvent]:
+    """A fine-tune whose two events name two bases: an ambiguous_base rollup."""
+    return [
+        make_event("org-9", "ft:globex:chat", base, occurred_at=window_start + minute * MINUTE)
+        for base, minute in (("base-medium", 10), ("base-small", 11))
+    ]
+
+
+def test_a_range_runs_checks_audit_every_window_of_the_range_and_no_other(
+    database_url: str, add_events: AddEvents
+) -> None:
+    """The blocking check fails on the range's last window, and on no window outside it."""
+    nine, noon = WINDOW_START - HOUR, WINDOW_START + 2 * HOUR
+    add_events([*traffic(0), *ambiguous(nine), *ambiguous(noon)])
+    assert not materialize(database_url, partition_key=Window.starting(nine).key).success
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert not result.success
+    evaluations = checks(result)
+    evaluation = evaluations[NO_AMBIGUOUS_BASE]
+    assert not evaluation.passed
+    assert [r["window"] for r in records(evaluation.metadata["rollups"])] == [RANGE[1]]
+    for name in (COST_RECONSTRUCTS, EVENTS_CONSERVED, NO_AMBIGUOUS_BASE, ALL_USAGE_PRICED):
+        assert evaluations[name].metadata["windows"].value == f"{RANGE[0]}...{RANGE[1]}"
+    assert evaluations[EVENTS_CONSERVED].metadata["windows_audited"].value == 3
+
+
+def test_a_partitions_checks_audit_its_window_and_not_the_next_hour(
+    database_url: str, add_events: AddEvents
+) -> None:
+    """The window predicate is half-open: the next hour's rows and its ambiguous rollup are
+    the next hour's run's to report, never this partition's to fail."""
+    next_hour = WINDOW_START + HOUR
+    add_events([*traffic(0), *traffic(1), *ambiguous(next_hour)])
+    assert not materialize(database_url, partition_key=Window.starting(next_hour).key).success
+
+    result = materialize(database_url)
+
+    assert result.success
+    evaluations = checks(result)
+    assert evaluations[NO_AMBIGUOUS_BASE].passed
+    assert evaluations[NO_AMBIGUOUS_BASE].metadata["windows"].value == KEY
+    cost = evaluations[COST_RECONSTRUCTS]
+    assert cost.metadata["rows_audited"].value == 3
+    assert cost.metadata["total_cost_usd"].value == "0.020355000000"
+    assert evaluations[EVENTS_CONSERVED].metadata["windows_audited"].value == 1
+
+
+def test_a_window_holds_its_events_from_its_first_instant_up_to_not_including_its_end(
+    database_url: str, add_events: AddEvents
+) -> None:
+    """An event at 10:00:00 is the 10:00 window's; one at 11:00:00 the next window's: the
+    count window_usage reports and the one events_conserved compares agree with the rating."""
+    at_the_start = make_event("org-1", "base-large", occurred_at=WINDOW_START)
+    next_window = [
+        make_event("org-2", "base-small", occurred_at=WINDOW_START + HOUR) for _ in range(2)
+    ]
+    add_events([at_the_start, *traffic(0), *next_window])
+
+    result = materialize(database_url)
+
+    assert materializations(result, "rated_usage")[KEY]["events_read"] == 5
+    assert materializations(result, "window_usage")[KEY]["events"] == 5
+    conserved = checks(result)[EVENTS_CONSERVED]
+    assert conserved.passed, conserved.description
+    assert conserved.metadata["events"].value == 5

@@ -209,6 +209,14 @@ TAMPERING = [
         [("org-2", 2, 2, "lines_sha256 differ from what close 1 recorded")],
         id="quantity and rate changed, amounts as they were",
     ),
+    pytest.param(
+        "DELETE FROM invoice_line",
+        [
+            ("org-1", 2, None, "close 1 recorded lines; there are none"),
+            ("org-2", 2, None, "close 1 recorded lines; there are none"),
+        ],
+        id="every line of the month deleted",
+    ),
 ]
 
 
@@ -262,3 +270,35 @@ def test_the_check_outside_a_run_audits_every_wholly_closed_month_and_no_open_on
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["months_audited"].value == 1
     assert evaluation.metadata["months"].value == JUNE
+
+
+def test_a_range_of_months_builds_each_month_in_its_own_transaction(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    june: list[BillingEvent],
+) -> None:
+    """A backfill of several months is one run (single-run policy): each month's build
+    starts outside any transaction, after the month before it committed."""
+    july = [make_event("org-3", occurred_at=utc(2026, 7, 2, 1))]
+    add_events(july)
+    rate(database_url, july)
+
+    result = dg.materialize(
+        [invoice_lines, *INVOICE_CHECKS],
+        tags={
+            "dagster/asset_partition_range_start": JUNE,
+            "dagster/asset_partition_range_end": JULY,
+        },
+        instance=instance,
+        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        raise_on_error=False,
+    )
+
+    assert result.success
+    built = materializations(result, "invoice_lines")
+    assert {month: meta["lines"] for month, meta in built.items()} == {JUNE: 4, JULY: 2}
+    assert reader.execute(
+        "SELECT to_char(month, 'YYYY-MM'), count(*) FROM invoice_line GROUP BY 1 ORDER BY 1"
+    ).fetchall() == [(JUNE, 4), (JULY, 2)]

@@ -153,3 +153,22 @@ def test_no_open_adjustments_keeps_warning_in_a_later_run_of_another_window(
     evaluation = later[NO_OPEN_ADJUSTMENTS]
     assert not evaluation.passed, evaluation.description
     assert [row["window"] for row in records(evaluation.metadata["corrected_windows"])] == [KEY]
+
+
+def test_a_stamped_adjustments_events_still_count_as_billed_for_conservation(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A late event in a closed window bills as an adjustment; the next close stamps it.
+    It is billed output from then on (contract 10): the checks count it, stamped or open."""
+    add_events(traffic(0))
+    assert materialize(database_url, instance=instance).success
+    close(database_url)
+    add_events([make_event("org-1", "base-large", minutes=40)])
+    assert materialize(database_url, instance=instance).success
+    close(database_url, 2)
+
+    for check in (events_conserved, cost_reconstructs):
+        evaluation = audit(database_url, check)
+        assert evaluation.passed, evaluation.description
+    conserved = audit(database_url, events_conserved)
+    assert (conserved.metadata["events"].value, conserved.metadata["events_billed"].value) == (5, 5)

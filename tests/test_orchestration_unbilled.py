@@ -21,7 +21,7 @@ from rating_pipeline.orchestration.checks import (
     all_windows_billed,
 )
 from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
-from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG
+from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, MISSED_AFTER, PARTITION_TAG
 from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOURS
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
@@ -253,13 +253,15 @@ def test_events_without_an_occurred_at_are_named_since_no_window_holds_them(
 def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_whole(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    """An occurred_at of -infinity, before year 1 or infinite names no hour: the sensor's
+    """An occurred_at of -infinity, before year 1, from WINDOWED_UNTIL (9999-12-31 23:00,
+    the first instant no window holds) or infinite names no hour: the sensor's
     queries pass over it (a window start outside Python's datetimes failed every tick) and
     the check counts it with the events that have no occurred_at."""
     add_events(events_in(MISSED, 1))
     rate(database_url, MISSED)
     with psycopg.connect(database_url) as conn:
-        for index, instant in enumerate(("-infinity", "0044-03-15 12:00:00+00 BC", "infinity")):
+        instants = ("-infinity", "0044-03-15 12:00:00+00 BC", "9999-12-31 23:00:00+00", "infinity")
+        for index, instant in enumerate(instants):
             conn.execute(
                 "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
                 "output_tokens, occurred_at) VALUES (%s, 'org-1', 'base-large', 1, 1, %s)",
@@ -271,7 +273,7 @@ def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_wh
     evaluation = check(database_url, instance)
 
     assert [request.partition_key for request in ticked.run_requests] == [MISSED.key]
-    assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(3)
+    assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(4)
     assert evaluation.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)
 
 
@@ -298,3 +300,49 @@ def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_read
     assert before.key in (named.description or "")
     assert settled.passed
     assert settled.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)
+
+
+def test_the_hour_at_the_lookbacks_start_is_the_missed_hours_sensors_the_one_before_is_not(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """missed_hours requests every hour from the lookback's start on (a run per attempt):
+    the check must not send an operator to materialize that hour by hand, nor promise
+    attempts for the hour before it, which no sensor requests."""
+    current = Window.containing(datetime.now(UTC))
+    first = Window.starting(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
+    before = Window.starting(first.start - HOUR)
+    add_events([*events_in(first, 1), *events_in(before, 1)])
+
+    assert listed(check(database_url, instance)) == {
+        before.key: "never rated; older than the lookback, so no sensor requests it: "
+        "materialize it",
+        first.key: f"never rated (missed_hours made 0 of its {MAX_ATTEMPTS} attempts)",
+    }
+
+
+def test_an_event_at_an_hours_first_instant_leaves_the_hour_before_it_without_events(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """Hours are half-open: an event at MISSED's first instant is MISSED's, so once MISSED
+    is rated no hour holds events never rated, and the check passes."""
+    add_events([event(MISSED, 0, "on-the-hour")])
+    rate(database_url, MISSED)
+
+    evaluation = check(database_url, instance)
+
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["never_rated_hours"] == dg.MetadataValue.int(0)
+
+
+def test_an_hour_closed_less_than_the_missed_hours_grace_ago_is_not_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The hour holding now - MISSED_AFTER has not closed MISSED_AFTER ago: the schedule
+    may still be rating it, so it is no missed hour yet, and the check does not warn."""
+    pending = Window.containing(datetime.now(UTC) - MISSED_AFTER)
+    add_events(events_in(pending, 2))
+
+    evaluation = check(database_url, instance)
+
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["never_rated_hours"] == dg.MetadataValue.int(0)

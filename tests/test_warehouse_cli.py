@@ -279,6 +279,25 @@ def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_windo
     assert _count(warehouse_env, "rating_exception") == 2
 
 
+def test_rate_exits_nonzero_on_a_single_ambiguous_rollup(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One rollup not billed is as much a failure as two (contract 5.2)."""
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "ft:mixed", "base-large"),
+            make_event("org-1", "ft:mixed", "base-small"),
+        ]
+    )
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    assert "1 rollup(s) not billed, ambiguous_base" in capsys.readouterr().err
+    assert _count(warehouse_env, "rated_usage") == 1
+
+
 def test_rate_on_an_unmigrated_database_says_to_upgrade(
     empty_database_url: str,
     pricebook_dir: Path,
