@@ -37,6 +37,7 @@ from tests.factories import make_version, own
 from tests.sensing import (
     PRICEBOOK_DIR,
     REPOSITORY,
+    clear_of_an_hours_end,
     event,
     events_in,
     hours_ago,
@@ -308,7 +309,7 @@ def test_the_hour_at_the_lookbacks_start_is_the_missed_hours_sensors_the_one_bef
     """missed_hours requests every hour from the lookback's start on (a run per attempt):
     the check must not send an operator to materialize that hour by hand, nor promise
     attempts for the hour before it, which no sensor requests."""
-    current = Window.containing(datetime.now(UTC))
+    current = Window.containing(clear_of_an_hours_end())
     first = Window.starting(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
     before = Window.starting(first.start - HOUR)
     add_events([*events_in(first, 1), *events_in(before, 1)])
@@ -339,7 +340,7 @@ def test_an_hour_closed_less_than_the_missed_hours_grace_ago_is_not_listed(
 ) -> None:
     """The hour holding now - MISSED_AFTER has not closed MISSED_AFTER ago: the schedule
     may still be rating it, so it is no missed hour yet, and the check does not warn."""
-    pending = Window.containing(datetime.now(UTC) - MISSED_AFTER)
+    pending = Window.containing(clear_of_an_hours_end(lag=MISSED_AFTER) - MISSED_AFTER)
     add_events(events_in(pending, 2))
 
     evaluation = check(database_url, instance)
