@@ -250,52 +250,37 @@ def test_rate_prints_one_line_per_window_and_exits_zero(
     assert "+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in again[0]
 
 
+@pytest.mark.parametrize("tiers", [("standard",), ("batch", "standard")], ids=["one", "two"])
 def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_window(
     warehouse_env: str,
     pricebook_dir: Path,
     add_events: Callable[[Iterable[BillingEvent]], int],
     capsys: pytest.CaptureFixture[str],
+    tiers: tuple[str, ...],
 ) -> None:
+    """One rollup not billed is as much a failure as two (contract 5.2)."""
+    mixed = [
+        dataclasses.replace(make_event("org-1", "ft:mixed", base), service_tier=tier)
+        for tier in tiers
+        for base in ("base-large", "base-small")
+    ]
     add_events(
         [
             make_event("org-1", "base-large"),
-            make_event("org-1", "ft:mixed", "base-large"),
-            make_event("org-1", "ft:mixed", "base-small"),
-            dataclasses.replace(
-                make_event("org-1", "ft:mixed", "base-small"), service_tier="batch"
-            ),
+            *mixed,
             make_event("org-2", "base-small", occurred_at=WINDOW_START + timedelta(hours=1)),
         ]
     )
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 2  # both windows rated, then the failure
-    assert "2 rollup(s) not billed, ambiguous_base" in captured.err
+    assert f"{len(tiers)} rollup(s) not billed, ambiguous_base" in captured.err
     # each rollup by its whole key: the pair's rollups differ only in their tiers
     named = "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'"
-    assert f"{named} service_tier='batch' context_tier='standard'" in captured.err
-    assert f"{named} service_tier='standard' context_tier='standard'" in captured.err
+    for tier in tiers:
+        assert f"{named} service_tier='{tier}' context_tier='standard'" in captured.err
     assert _count(warehouse_env, "rated_usage") == 2  # the clean rollups bill
-    assert _count(warehouse_env, "rating_exception") == 2
-
-
-def test_rate_exits_nonzero_on_a_single_ambiguous_rollup(
-    warehouse_env: str,
-    pricebook_dir: Path,
-    add_events: Callable[[Iterable[BillingEvent]], int],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """One rollup not billed is as much a failure as two (contract 5.2)."""
-    add_events(
-        [
-            make_event("org-1", "base-large"),
-            make_event("org-1", "ft:mixed", "base-large"),
-            make_event("org-1", "ft:mixed", "base-small"),
-        ]
-    )
-    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
-    assert "1 rollup(s) not billed, ambiguous_base" in capsys.readouterr().err
-    assert _count(warehouse_env, "rated_usage") == 1
+    assert _count(warehouse_env, "rating_exception") == len(tiers)
 
 
 def test_rate_on_an_unmigrated_database_says_to_upgrade(
