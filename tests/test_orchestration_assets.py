@@ -484,10 +484,7 @@ def test_cost_check_fails_when_a_windows_rows_no_longer_add_up_to_its_logged_tot
     assert materialize(database_url).success
     reader.execute("DELETE FROM rated_usage WHERE auth_id = 'org-2'")
 
-    context = dg.build_asset_check_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    evaluation = cost_reconstructs(context)
+    evaluation = audit(database_url, cost_reconstructs)
 
     assert evaluation.metadata["rows_not_reconstructing"].value == 0
     assert evaluation.metadata["windows_total_not_logged"].value == 1
@@ -535,10 +532,7 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
         "UPDATE rated_usage SET cost_usd = cost_usd + 0.000000000001 WHERE auth_id = 'org-2'"
     )
 
-    context = dg.build_asset_check_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    evaluation = cost_reconstructs(context)
+    evaluation = audit(database_url, cost_reconstructs)
 
     assert not evaluation.passed
     assert evaluation.metadata["rows_not_reconstructing"].value == 1
@@ -599,10 +593,7 @@ def test_cost_check_finds_a_tampered_row_among_rows_with_every_token_class(
         "UPDATE rated_usage SET cost_usd = cost_usd + 0.000000000001 WHERE auth_id = 'org-2'"
     )
 
-    context = dg.build_asset_check_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    evaluation = cost_reconstructs(context)
+    evaluation = audit(database_url, cost_reconstructs)
 
     assert not evaluation.passed
     assert evaluation.metadata["rows_not_reconstructing"].value == 1  # of 4, all with classes
@@ -626,10 +617,7 @@ def test_conservation_check_flags_events_that_arrived_after_the_rating(
     assert materialize(database_url).success
     add_events([make_event("org-1", "base-large", minutes=30)])
 
-    context = dg.build_asset_check_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    evaluation = events_conserved(context)
+    evaluation = audit(database_url, events_conserved)
 
     assert not evaluation.passed
     assert "1 changed after" in (evaluation.description or "")
@@ -662,10 +650,7 @@ def test_cost_check_fails_on_a_row_with_tokens_and_no_rate(
         " cost_usd = cost_usd - cache_read_tokens * cache_read_rate_per_mtok * 0.000001"
     )
 
-    context = dg.build_asset_check_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    evaluation = cost_reconstructs(context)
+    evaluation = audit(database_url, cost_reconstructs)
 
     assert not evaluation.passed
     assert evaluation.metadata["rows_not_reconstructing"].value == 1
