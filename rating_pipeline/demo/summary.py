@@ -50,7 +50,7 @@ SELECT auth_id, count(*), sum(event_count), sum(input_tokens), sum(output_tokens
 FROM rated_usage
 WHERE window_start >= %(start)s AND window_start < %(end)s
 GROUP BY auth_id
-ORDER BY cost_usd DESC, auth_id
+ORDER BY cost_usd DESC, auth_id COLLATE "C"
 LIMIT %(limit)s
 """
 
@@ -59,14 +59,15 @@ SELECT reason, count(*), sum(event_count), sum(input_tokens), sum(output_tokens)
 FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
 GROUP BY reason
-ORDER BY reason
+ORDER BY reason COLLATE "C"
 """
 
 SUMMARY_EXCEPTION_ROWS = """
 SELECT window_start, auth_id, model_id, service_tier, context_tier, reason, detail, event_count
 FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
-ORDER BY window_start, auth_id, model_id, reason, service_tier, context_tier
+ORDER BY window_start, auth_id COLLATE "C", model_id COLLATE "C", reason COLLATE "C",
+    service_tier COLLATE "C", context_tier COLLATE "C"
 LIMIT %(limit)s
 """
 

@@ -32,5 +32,6 @@ SELECT
     micro_usd * 0.000001 AS reconstructed_cost_usd
 FROM audited
 WHERE micro_usd IS NULL OR cost_usd * 1000000 <> micro_usd
-ORDER BY window_start, auth_id, model_id, service_tier, context_tier
+ORDER BY window_start, auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",
+    context_tier COLLATE "C"
 LIMIT %(limit)s

@@ -4,5 +4,6 @@ SELECT window_start, auth_id, model_id, reason, detail, event_count
 FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
   AND reason = ANY(%(reasons)s)
-ORDER BY event_count DESC, window_start, auth_id, model_id, reason
+ORDER BY event_count DESC, window_start, auth_id COLLATE "C", model_id COLLATE "C",
+    reason COLLATE "C"
 LIMIT %(limit)s

@@ -9,4 +9,4 @@ SELECT
 FROM rating_exception
 WHERE window_start >= %(start)s AND window_start < %(end)s
 GROUP BY reason
-ORDER BY reason
+ORDER BY reason COLLATE "C"

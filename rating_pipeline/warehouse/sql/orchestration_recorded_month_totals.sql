@@ -3,4 +3,4 @@
 SELECT month, account_id, close_id, line_count, amount_exact, amount, lines_sha256
 FROM rating_period_close_total
 WHERE month >= %(start)s::timestamptz AND month < %(end)s::timestamptz
-ORDER BY month, account_id
+ORDER BY month, account_id COLLATE "C"

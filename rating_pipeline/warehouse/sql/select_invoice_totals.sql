@@ -16,4 +16,4 @@ SELECT
 FROM invoice_line
 WHERE month = %(month)s::timestamptz
 GROUP BY account_id
-ORDER BY account_id
+ORDER BY account_id COLLATE "C"
