@@ -11,8 +11,10 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+import sqlalchemy
 from alembic import command
 from psycopg import sql
+from sqlalchemy.pool import NullPool
 
 from rating_pipeline import cli
 from rating_pipeline.errors import RatingPipelineError
@@ -1033,6 +1035,52 @@ def test_a_partitioned_build_interrupted_midway_is_cleaned_up_and_built_again(
     assert indexes["billing_event_negative_tokens_idx"] is True
 
 
+PARTITIONED_WITH_A_FOREIGN_PARTITION = (
+    """
+    CREATE TABLE billing_event (
+        event_id text NOT NULL,
+        auth_id text NOT NULL,
+        model_id text NOT NULL,
+        base_model text,
+        input_tokens bigint NOT NULL,
+        output_tokens bigint NOT NULL,
+        occurred_at timestamptz NOT NULL,
+        ingested_at timestamptz NOT NULL DEFAULT now()
+    ) PARTITION BY RANGE (occurred_at)
+    """,
+    "CREATE TABLE billing_event_2026_06 PARTITION OF billing_event "
+    "FOR VALUES FROM ('2026-06-01Z') TO ('2026-07-01Z')",
+    "CREATE FOREIGN DATA WRAPPER archive_wrapper",
+    "CREATE SERVER archive FOREIGN DATA WRAPPER archive_wrapper",
+    "CREATE FOREIGN TABLE billing_event_2026_05 PARTITION OF billing_event "
+    "FOR VALUES FROM ('2026-05-01Z') TO ('2026-06-01Z') SERVER archive",
+)
+INDEXES_OF_BILLING_EVENT = """
+SELECT count(*) FROM pg_index
+WHERE indrelid IN (SELECT relid FROM pg_partition_tree('billing_event'))
+"""
+
+
+def test_a_billing_event_with_a_foreign_partition_is_refused_in_one_line_before_any_index(
+    empty_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A foreign table takes no index: the upgrade names it and says what to do by hand,
+    having built nothing on the other partitions or the parent."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        for statement in PARTITIONED_WITH_A_FOREIGN_PARTITION:
+            conn.execute(statement)
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, url)
+    assert cli.main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "foreign-table partitions (billing_event_2026_05)" in err and "by hand" in err, err
+    with psycopg.connect(url) as conn:
+        assert conn.execute(INDEXES_OF_BILLING_EVENT).fetchone() == (0,)
+
+
 def _upstream_table_with_a_writer_in_flight(url: str) -> psycopg.Connection:
     """An open transaction that inserted into billing_event: a concurrent index build waits
     for it; a plain CREATE INDEX queues behind it, and every later insert behind that."""
@@ -1287,6 +1335,40 @@ def test_adding_the_class_columns_takes_the_lock_freed_before_its_last_attempt(
     reader.close()
     assert pauses == [online_ddl.FIRST_BACKOFF_SECONDS, 2 * online_ddl.FIRST_BACKOFF_SECONDS]
     assert migrations.revision_of(url) == "0008"
+
+
+HOLD_BILLING_EVENT = "SELECT count(*) FROM billing_event"  # ACCESS SHARE until it ends
+# Refused at once while any lock is held: one lock timeout, without waiting one out.
+LOCK_BILLING_EVENT_NOWAIT = "LOCK TABLE billing_event IN ACCESS EXCLUSIVE MODE NOWAIT"
+
+
+def test_a_lock_never_granted_is_given_up_after_the_documented_attempts_and_pauses(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/warehouse.md: lock_timeout 2 s, up to 6 attempts, pausing 1, 2, 4, 8 and 16 s
+    between them; inserts wait at most 2 s at a time, the revision gives up within 43 s."""
+    pauses: list[float] = []
+    monkeypatch.setattr(online_ddl, "time", SimpleNamespace(sleep=pauses.append))
+    engine = sqlalchemy.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(database_url),
+        poolclass=NullPool,
+    )
+    with psycopg.connect(database_url) as reader:
+        reader.execute(HOLD_BILLING_EVENT)
+        with engine.connect() as bind, pytest.raises(online_ddl.LockNotGranted) as refused:
+            online_ddl.with_lock_timeout(
+                bind.execution_options(isolation_level="AUTOCOMMIT"),
+                LOCK_BILLING_EVENT_NOWAIT,
+                "billing_event",
+                "locking billing_event",
+            )
+    engine.dispose()
+    assert pauses == [1, 2, 4, 8, 16]
+    assert str(refused.value).startswith(
+        "locking billing_event: 6 attempts under lock_timeout 2s each found another "
+        "transaction holding a lock on billing_event"
+    )
 
 
 WAITING_ON_RATED_USAGE = """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
@@ -286,6 +288,27 @@ def test_unset_variables_fall_back_to_the_defaults(monkeypatch: pytest.MonkeyPat
 
     assert warehouse_from_environment().database_url is None
     assert pricebooks_from_environment().directory == str(project_root() / "pricebooks")
+
+
+def test_a_set_pricebook_dir_is_the_one_runs_price_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RATING_PRICEBOOK_DIR reaches the run, not only the CLI: a run never prices from the
+    shipped pricebooks/ when another directory is configured."""
+    directory = tmp_path / "pricebooks"
+    directory.mkdir()
+    configured = directory / "2026-06-01.yaml"
+    configured.write_text((project_root() / "pricebooks" / "2026-06-01.yaml").read_text())
+    monkeypatch.setenv(PRICEBOOK_DIR_VARIABLE, str(directory))
+
+    result = dg.materialize(
+        [pricebook],
+        partition_key="2026-06-15-10:00",
+        resources={"pricebooks": pricebooks_from_environment()},
+    )
+
+    [materialization] = result.asset_materializations_for_node("pricebook")
+    assert materialization.metadata["source_file"].value == str(configured)
 
 
 def test_a_run_with_the_database_url_unset_uses_the_embedded_default(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from rating_pipeline.orchestration.instance import (
     PRODUCTION_YAML,
     STORAGE_URL_VARIABLE,
+    environment,
     local_instance,
     open_instance,
     prepare_dagster_home,
@@ -75,6 +77,34 @@ def test_preparing_a_dagster_home_twice_changes_nothing(tmp_path: Path) -> None:
     prepare_dagster_home(tmp_path / "home")
 
     assert (home / "dagster.yaml").stat().st_mtime_ns == written
+
+
+def test_preparing_a_dagster_home_replaces_a_stale_dagster_yaml(tmp_path: Path) -> None:
+    """A home prepared by an earlier release gets this release's configuration."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage:\n  sqlite:\n    base_dir: history\n")
+
+    prepare_dagster_home(home)
+
+    assert (home / "dagster.yaml").read_text() == PRODUCTION_YAML.read_text()
+
+
+def test_the_instance_environment_is_undone_when_its_block_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The quickstart opens its instance inside a process that goes on: the warehouse it
+    pointed RATING_DATABASE_URL at, and the storage URL, must not outlive the block."""
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, "postgresql://before.invalid/warehouse")
+    monkeypatch.delenv(STORAGE_URL_VARIABLE, raising=False)
+    during = {
+        DATABASE_URL_VARIABLE: "postgresql://during.invalid/warehouse",
+        STORAGE_URL_VARIABLE: "postgresql+psycopg2://during.invalid/dagster",
+    }
+    with environment(during):
+        assert {name: os.environ[name] for name in during} == during
+    assert os.environ[DATABASE_URL_VARIABLE] == "postgresql://before.invalid/warehouse"
+    assert STORAGE_URL_VARIABLE not in os.environ
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,10 @@ def test_rate_without_both_bounds_is_a_usage_error(
             "ALTER COLUMN cache_read_tokens TYPE numeric(12, 2)",
             "billing_event.cache_read_tokens is numeric(12,2): a token count must be whole",
         ),
+        (
+            "ALTER COLUMN reasoning_tokens TYPE double precision",
+            "billing_event.reasoning_tokens is double precision: a token count must be whole",
+        ),
     ],
 )
 def test_rate_refuses_an_upstream_billing_event_it_cannot_read_in_one_line(
@@ -170,6 +174,42 @@ def test_rate_refuses_an_upstream_billing_event_it_cannot_read_in_one_line(
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert message in captured.err and "nothing rated" in captured.err
     assert _count(warehouse_env, "rating_log") == 0
+
+
+def test_rate_reads_token_counts_kept_in_any_whole_number_type(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An integer type or numeric(p, 0), as the refusal above says: upstream may keep a
+    count in a narrower type than the contract's bigint."""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(
+            "ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE smallint, "
+            "ALTER COLUMN output_tokens TYPE integer, "
+            "ALTER COLUMN reasoning_tokens TYPE numeric(20, 0)"
+        )
+    add_events([make_event()])
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    assert capsys.readouterr().err == ""
+    assert _count(warehouse_env, "rated_usage") == 1
+
+
+@pytest.mark.parametrize(
+    "table", ["billing_event", "rated_usage", "rating_exception", "rating_log"]
+)
+def test_rate_on_a_migrated_warehouse_missing_a_table_names_it_in_one_line(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str], table: str
+) -> None:
+    """At this release's revision, but a table dropped by hand: one line naming it, not a
+    missing relation in the middle of a window."""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(table)))
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    assert f"has no {table} table" in captured.err and "db upgrade" in captured.err
 
 
 def test_rate_from_a_start_no_version_covers_is_refused_before_listing_its_windows(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +12,14 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from rating_pipeline.settings import project_root, state_dir
 from rating_pipeline.warehouse import database, embedded
+
+# A command of its own: start the embedded server as every command does, print its URL, exit.
+START_AND_EXIT = (
+    "import sys; from pathlib import Path; from rating_pipeline.warehouse import embedded; "
+    "print(embedded.start(Path(sys.argv[1])))"
+)
 
 
 def test_embedded_server_starts_tuned_keeps_fsync_on_and_is_reused(tmp_path: Path) -> None:
@@ -40,6 +49,56 @@ def test_embedded_server_starts_tuned_keeps_fsync_on_and_is_reused(tmp_path: Pat
     finally:
         assert embedded.stop_server(data_dir)
     assert not embedded.stop_server(data_dir)
+
+
+def test_the_embedded_server_outlives_the_command_that_started_it(tmp_path: Path) -> None:
+    """Every later command, and a concurrent one, reuses the running server instead of
+    paying a cold start: a command's exit does not stop it; `stop_server` does."""
+    data_dir = tmp_path / "pgdata"
+    started = subprocess.run(
+        [sys.executable, "-c", START_AND_EXIT, str(data_dir)],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    try:
+        with psycopg.connect(started.stdout.strip()) as conn:
+            dbname = conn.execute("SELECT current_database()").fetchone()
+        assert dbname == (embedded.APPLICATION_DATABASE,)
+    finally:
+        embedded.stop_server(data_dir)
+
+
+def test_a_database_another_process_creates_first_is_not_an_error(
+    pg_server_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commands starting at once both find no database and both CREATE it: the one
+    that loses the race goes on with the database the other made."""
+    name = str(conninfo_to_dict(database_url)["dbname"])
+    # The other process creates it between this one's check and its CREATE.
+    monkeypatch.setattr(embedded, "DATABASE_EXISTS", "SELECT 1 WHERE %(name)s::text IS NULL")
+    assert embedded.ensure_database(pg_server_url, name) is False
+
+
+def test_a_data_directory_the_server_cannot_start_in_is_named_with_its_log(
+    tmp_path: Path,
+) -> None:
+    """E.g. one a PostgreSQL of another major version initialized."""
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text("16\n")
+    with pytest.raises(embedded.EmbeddedDatabaseError) as raised:
+        embedded.start(data_dir, stop_at_exit=True)
+    message = str(raised.value)
+    assert str(data_dir) in message and str(data_dir / "log") in message
+
+
+def test_the_users_warehouse_is_kept_under_rating_apart_from_the_test_cluster() -> None:
+    """Contract 8: under the project's `.rating/`, where an upgrade finds it again; never
+    the test cluster's directory, which runs with fsync off."""
+    assert embedded.default_data_dir() == project_root() / ".rating" / "pgdata"
+    assert embedded.default_data_dir() != state_dir() / "test-pg"
 
 
 def test_database_url_prefers_rating_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
