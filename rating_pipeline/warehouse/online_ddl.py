@@ -66,7 +66,13 @@ JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE h.inhparent = to_regclass(:table)
 ORDER BY c.oid
 """
-FOREIGN_TABLE = "f"
+# Foreign tables anywhere below the table, sub-partitions' included: they take no index.
+FOREIGN_PARTITIONS = """
+SELECT c.oid::regclass::text
+FROM pg_partition_tree(to_regclass(:table)) AS tree JOIN pg_class AS c ON c.oid = tree.relid
+WHERE c.relkind = 'f'
+ORDER BY c.oid
+"""
 PARTITION_INDEX_PREFIX = "rating_idx_"
 # Partition indexes of ours that no parent index holds: left by an interrupted build.
 # Partitioned ones first: dropping one drops the partition indexes attached to it.
@@ -135,6 +141,12 @@ def build_index(bind: Connection, name: str, create_concurrently: str) -> None:
     if _relkind(bind, table) != PARTITIONED_TABLE:
         bind.execute(text(create_concurrently))
         return
+    foreign = bind.execute(text(FOREIGN_PARTITIONS), {"table": table}).scalars().all()
+    if foreign:
+        raise UnsupportedTable(
+            f"index {name}: {table} has foreign-table partitions ({', '.join(foreign)}), which "
+            "take no index; create the project's indexes on the other partitions by hand"
+        )
     for (orphan,) in bind.execute(text(UNATTACHED_PARTITION_INDEXES), {"table": table}).all():
         drop_index(bind, orphan)
     oid = bind.execute(text("SELECT to_regclass(:table)::oid"), {"table": table}).scalar()
@@ -149,12 +161,6 @@ def _build_partitioned(
     made ON ONLY ``table``, then each partition's built and attached. Making it and each
     attach take brief locks that inserts wait behind: they run under the lock timeout."""
     partitions = bind.execute(text(PARTITIONS), {"table": table}).fetchall()
-    foreign = [partition for _, partition, kind, _ in partitions if kind == FOREIGN_TABLE]
-    if foreign:
-        raise UnsupportedTable(
-            f"index {name}: {table} has foreign-table partitions ({', '.join(foreign)}), which "
-            "take no index; create the project's indexes on the other partitions by hand"
-        )
     with_lock_timeout(
         bind, f"CREATE INDEX {name} ON ONLY {table} {definition}", table, f"indexing {table}"
     )
