@@ -22,6 +22,7 @@ from rating_pipeline.orchestration.changed_events import (
     DEFAULT_INTERVAL_MINUTES,
     INTERVAL_VARIABLE,
     MAX_ATTEMPTS,
+    MAX_WINDOWS_PER_TICK,
     build_changed_events_sensor,
     interval,
     windows_per_tick,
@@ -35,10 +36,12 @@ from rating_pipeline.orchestration.sensors import (
     SensorSettingError,
 )
 from rating_pipeline.records import BillingEvent
+from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.sensing import (
     PRICEBOOK_DIR,
     REPOSITORY,
+    clear_of_an_hours_end,
     events_in,
     hours_ago,
     rate,
@@ -50,6 +53,12 @@ AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def("changed_events")
 LOOKBACK = timedelta(hours=DEFAULT_LOOKBACK_HOURS)
 CORRECT_IN_PLACE = "UPDATE billing_event SET input_tokens = input_tokens + 1 WHERE event_id = %s"
+REVERT_CORRECTION = "UPDATE billing_event SET input_tokens = input_tokens - 1 WHERE event_id = %s"
+
+
+def correct(database_url: str, statement: str, event_id: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(statement, (event_id,))
 
 
 def test_an_event_deleted_from_a_rated_window_requests_its_rerate(
@@ -90,6 +99,25 @@ def test_windows_whose_events_did_not_change_are_not_rerated(
 
     assert quiet.run_requests == []
     assert all(window.key in (quiet.skip_message or "") for window in windows)
+
+
+def test_a_window_whose_latest_rating_logged_no_digest_is_rerated_once(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A rating logged before revision 0006 has no events digest: nothing says what it
+    read, so the window is re-rated, and its new rating's digest settles it."""
+    window = hours_ago(3)
+    add_events(events_in(window, 2))
+    rate(database_url, window)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE rating_log SET events_digest = NULL")
+
+    first = tick(SENSOR, database_url, instance)
+    rate(database_url, window)
+    settled = tick(SENSOR, database_url, instance, first.cursor)
+
+    assert requested(first) == [window.key]
+    assert settled.run_requests == []
 
 
 def test_a_changed_state_is_requested_once_until_a_rating_settles_it(
@@ -138,7 +166,10 @@ def new_keys(instance: dg.DagsterInstance, data: dg.SensorExecutionData) -> list
 
 
 def test_a_failed_rerate_is_requested_again_on_a_later_tick_a_bounded_number_of_times(
-    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     window = hours_ago(3)
     add_events(events_in(window, 3))
@@ -157,9 +188,9 @@ def test_a_failed_rerate_is_requested_again_on_a_later_tick_a_bounded_number_of_
         assert launches <= MAX_ATTEMPTS
 
     assert launches == MAX_ATTEMPTS
-    assert f"{window.key}: events changed, {MAX_ATTEMPTS} re-rates failed or were" in (
-        data.skip_message or ""
-    )
+    given_up = f"{window.key}: events changed, {MAX_ATTEMPTS} re-rates failed or were"
+    assert given_up in (data.skip_message or "")
+    assert f"WARNING - {given_up}" in capfd.readouterr().err  # the tick's log says it too
 
 
 def test_a_canceled_rerate_is_requested_again_as_the_next_attempt(
@@ -204,6 +235,48 @@ def test_a_new_change_after_an_earlier_state_was_given_up_is_requested_again(
     assert request.partition_key == window.key and (request.run_key or "").endswith(":1")
 
 
+def test_a_further_change_to_a_window_given_up_on_is_requested_again_as_attempt_1(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """Giving up is per state, and the digest now is part of it: a further deletion (an
+    operator's fix of what failed the re-rates, say) is a new state, even without a rating
+    in between."""
+    window = hours_ago(3)
+    add_events(events_in(window, 4))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    for _ in range(MAX_ATTEMPTS):
+        [request] = tick(SENSOR, database_url, instance).run_requests or []
+        launched(instance, request, dg.DagsterRunStatus.FAILURE)
+    assert tick(SENSOR, database_url, instance).run_requests == []
+    delete_events(database_url, [f"{window.key}-2"])
+
+    again = tick(SENSOR, database_url, instance)
+
+    assert new_keys(instance, again) == [window.key]
+    [request] = again.run_requests or []
+    assert (request.run_key or "").endswith(":1")
+
+
+def test_a_correction_reverted_then_made_again_is_rerated_each_time(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The window's digest returns to one it had before, at a later rating: the state is
+    keyed by that rating too, or the daemon would skip the run key of the first time and
+    the window would bill the reverted numbers."""
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+
+    for statement in (CORRECT_IN_PLACE, REVERT_CORRECTION, CORRECT_IN_PLACE):
+        correct(database_url, statement, f"{window.key}-1")
+        data = tick(SENSOR, database_url, instance)
+        assert new_keys(instance, data) == [window.key], statement
+        [request] = data.run_requests or []
+        launched(instance, request, dg.DagsterRunStatus.SUCCESS)
+        rate(database_url, window)  # what the run did
+
+
 def test_changed_events_never_rerates_a_window_older_than_the_lookback(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
@@ -219,6 +292,32 @@ def test_changed_events_never_rerates_a_window_older_than_the_lookback(
         cursor = data.cursor
         assert data.run_requests == []
         assert old.key not in (data.skip_message or "")
+
+
+def test_the_window_at_the_lookbacks_start_is_rerated_and_the_one_before_it_is_not(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The lookback is the same hours for every sensor: its first window is re-rated, the
+    one before it may be invoiced, and all_windows_billed reports it instead."""
+    current = Window.containing(clear_of_an_hours_end())
+    first = Window.starting(current.start - LOOKBACK)
+    before = Window.starting(first.start - HOUR)
+    add_events([*events_in(first, 2), *events_in(before, 2)])
+    rate(database_url, first, before)
+    delete_events(database_url, [f"{first.key}-0", f"{before.key}-0"])
+
+    data = tick(SENSOR, database_url, instance)  # 3 windows a tick: it checks every one
+
+    assert requested(data) == [first.key]
+
+
+def test_a_tick_with_no_rated_window_in_the_lookback_says_so(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
+    data = tick(SENSOR, database_url, instance)
+
+    assert data.run_requests == []
+    assert "none rated in the lookback" in (data.skip_message or "")
 
 
 def test_a_changed_window_whose_rerate_is_in_flight_is_not_requested_again(
@@ -302,6 +401,12 @@ def test_the_interval_comes_from_the_environment_and_fits_the_tick_budget(
         with pytest.raises(SensorSettingError, match=INTERVAL_VARIABLE):
             interval(bad)
     assert windows_per_tick(LOOKBACK, timedelta(minutes=60)) == 3
+    # 12 ticks in half of 24 minutes: the most a tick may check is allowed, one more is not.
+    lookback = MAX_WINDOWS_PER_TICK * 12 * HOUR
+    assert windows_per_tick(lookback, timedelta(minutes=24)) == MAX_WINDOWS_PER_TICK
+    for within in (timedelta(minutes=22), timedelta(minutes=1)):  # 11 ticks; none at all
+        with pytest.raises(SensorSettingError, match="windows per tick"):
+            windows_per_tick(lookback, within)
     with pytest.raises(SensorSettingError, match="windows per tick"):
         windows_per_tick(LOOKBACK, timedelta(minutes=10))
 
@@ -337,3 +442,21 @@ def test_a_new_pricebook_version_alone_does_not_rerate_a_window(
     data = tick(SENSOR, database_url, instance, pricebook_dir=tmp_path)
 
     assert data.run_requests == []
+
+
+def test_a_window_rated_with_a_version_since_removed_is_checked_with_the_one_rating_it_now(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """docs/operations.md: a pricebook version removed from the directory leaves its
+    windows checked, with the version that would rate them now."""
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    versions = sorted(PRICEBOOK_DIR.glob("*.yaml"))
+    assert len(versions) > 1  # the window was rated with the latest, which goes
+    shutil.copy(versions[0], tmp_path)
+    delete_events(database_url, [f"{window.key}-1"])
+
+    data = tick(SENSOR, database_url, instance, pricebook_dir=tmp_path)
+
+    assert requested(data) == [window.key]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import dagster as dg
+import pytest
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -27,7 +28,16 @@ from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import utc
-from tests.sensing import REPOSITORY, events_in, hours_ago, rate, tick
+from tests.sensing import (
+    REPOSITORY,
+    clear_of_an_hours_end,
+    event,
+    events_in,
+    hours_ago,
+    rate,
+    requested,
+    tick,
+)
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def(SENSOR_NAME)
@@ -61,6 +71,39 @@ def test_hours_rated_empty_or_beyond_the_lookback_are_not_requested(
     assert tick(SENSOR, database_url, instance).run_requests == []
 
 
+def test_the_hour_at_the_lookbacks_start_is_requested_and_the_one_before_it_is_not(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """all_windows_billed promises missed_hours' attempts for every hour from the
+    lookback's start, and sends the operator to the hour before it."""
+    current = Window.containing(clear_of_an_hours_end())
+    first = Window.starting(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
+    before = Window.starting(first.start - HOUR)
+    add_events([*events_in(first, 1), *events_in(before, 1)])
+
+    assert requested(tick(SENSOR, database_url, instance)) == [first.key]
+
+
+def test_an_hour_whose_only_event_is_at_its_first_instant_is_requested(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """Windows are half-open: the event is the hour's, which holds events, never rated."""
+    add_events([event(MISSED, 0, "on-the-hour")])
+
+    assert requested(tick(SENSOR, database_url, instance)) == [MISSED.key]
+
+
+def test_an_hour_rated_whose_events_were_all_excepted_is_not_missed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A rating that billed nothing (an unknown model) still rated the hour: its rating_log
+    row says so, and a run more would except the same events again."""
+    add_events([event(MISSED, 5, "unpriced", model_id="mystery-model")])
+    rate(database_url, MISSED)
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
+
+
 def test_the_hour_that_just_closed_is_left_to_the_schedule(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
@@ -86,11 +129,23 @@ def test_a_missed_hour_is_requested_at_most_three_times_then_reported(
     assert f"{MISSED.key}: never rated, requested 3 times" in (given_up.skip_message or "")
 
 
+@pytest.mark.parametrize(
+    "status",
+    [
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,  # still running until it is canceled
+    ],
+)
 def test_a_missed_hour_whose_run_is_in_flight_is_not_requested_again(
-    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    status: dg.DagsterRunStatus,
 ) -> None:
     add_events(events_in(MISSED, 2))
-    earlier_run(instance, MISSED, dg.DagsterRunStatus.STARTED)
+    earlier_run(instance, MISSED, status)
 
     assert tick(SENSOR, database_url, instance).run_requests == []
 
@@ -113,6 +168,17 @@ def test_a_missed_hour_that_ends_a_range_run_in_flight_is_not_requested_again(
     add_events(events_in(MISSED, 2))
     earlier = Window(MISSED.start - 2 * HOUR)
     tags = {ASSET_PARTITION_RANGE_START_TAG: earlier.key, ASSET_PARTITION_RANGE_END_TAG: MISSED.key}
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
+
+    assert tick(SENSOR, database_url, instance).run_requests == []
+
+
+def test_a_missed_hour_that_starts_a_range_run_in_flight_is_not_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    add_events(events_in(MISSED, 2))
+    later = Window(MISSED.start + 2 * HOUR)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: MISSED.key, ASSET_PARTITION_RANGE_END_TAG: later.key}
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
     assert tick(SENSOR, database_url, instance).run_requests == []

@@ -9,15 +9,23 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from rating_pipeline.demo.day import demo_day
 from rating_pipeline.demo.quickstart import (
     DEMO_HOURS,
+    DEMO_SEED,
     DEMO_START,
     LATE_EVENTS,
     LATE_WINDOW,
+    QuickstartError,
+    RunOutcome,
     quickstart,
+    require_expected,
 )
+from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
 from rating_pipeline.orchestration.instance import local_instance, open_instance
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
+from rating_pipeline.settings import project_root
+from rating_pipeline.windows import HOUR, Window
 
 BILLED = """
 SELECT window_start, auth_id, model_id, service_tier, context_tier, event_count, cost_usd,
@@ -29,6 +37,36 @@ EXCEPTED = """
 SELECT reason, count(DISTINCT (window_start, auth_id, model_id))::int, sum(event_count)::int
 FROM rating_exception GROUP BY reason ORDER BY reason
 """
+OPERATIONS = (project_root() / "docs" / "operations.md").read_text()
+
+
+def test_the_demo_day_is_the_one_docs_operations_describes(conn: psycopg.Connection) -> None:
+    """What the docs say ``./dev demo`` loads, and where its late events land, is what the
+    quickstart does (its own report is worded from the same constants)."""
+    day = demo_day(conn, DEMO_START, DEMO_SEED)
+
+    assert conn.execute("SELECT count(*) FROM billing_event").fetchone() == (day.events,)
+    assert f"loads the demo day {DEMO_START:%Y-%m-%d} ({day.events:,} events:" in OPERATIONS
+    assert f"lands {LATE_EVENTS} late events in `{LATE_WINDOW.key}`" in OPERATIONS
+
+
+def test_a_run_that_left_a_window_unrated_stops_the_quickstart() -> None:
+    """The blocking check may fail the day's run (it fails after every window is
+    reconciled); a window the run did not rate may not pass for rated."""
+    windows = [Window.starting(DEMO_START + offset * HOUR) for offset in range(2)]
+    outcome = RunOutcome(
+        run_id="run-1",
+        label="the day",
+        success=False,
+        windows_rated=(windows[0].key,),
+        failed_checks=(NO_AMBIGUOUS_BASE,),
+        warning_checks=(),
+        failed_steps=(f"rated_usage_{NO_AMBIGUOUS_BASE}",),
+    )
+    require_expected(outcome, windows[:1], {NO_AMBIGUOUS_BASE})
+
+    with pytest.raises(QuickstartError, match=f"windows not rated \\['{windows[1].key}'\\]"):
+        require_expected(outcome, windows, {NO_AMBIGUOUS_BASE})
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from datetime import timedelta
 import psycopg
 from psycopg import sql
 
-from rating_pipeline.pricebook.model import Pricebooks
+from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
 from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEvent
 from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import connect
@@ -141,6 +141,49 @@ def test_events_digest_changes_with_every_summed_value_and_only_with_them(
     reingested = "UPDATE billing_event SET event_id = event_id || '-again', "
     reingested += "ingested_at = ingested_at + interval '1 day'"
     assert digest_after(reingested) == before
+
+
+def test_events_digest_changes_with_each_token_class_the_model_the_count_and_validity(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """Every column a rollup is billed by: a correction of one token class alone (each is
+    priced on its own), of the model, an event moved between principals without tokens
+    (each rollup's event_count), a count made null (the event is excepted, not billed).
+    The changed-events sensor re-rates only what changes the digest."""
+    add_events(
+        [
+            make_event(auth_id="org-1", input_tokens=10, output_tokens=1),
+            make_event(auth_id="org-2", input_tokens=20, output_tokens=2),
+            make_event(auth_id="org-2", input_tokens=0, output_tokens=0, event_id="idle"),
+        ]
+    )
+    version = BOOK.version_for(WINDOW)
+
+    def digest_after(correction: str | None = None) -> str:
+        with conn.transaction(force_rollback=True):
+            if correction is not None:
+                conn.execute(correction)
+            return read_window_usage(conn, WINDOW, version).events_digest
+
+    corrections = {
+        f"{token_class} corrected": f"UPDATE billing_event SET {token_class}_tokens = "
+        f"{token_class}_tokens + 1 WHERE auth_id = 'org-1'"
+        for token_class in TOKEN_CLASSES
+    }
+    corrections["the model corrected"] = (
+        "UPDATE billing_event SET model_id = 'base-medium' WHERE auth_id = 'org-1'"
+    )
+    corrections["an event without tokens moved to another principal"] = (
+        "UPDATE billing_event SET auth_id = 'org-1' WHERE event_id = 'idle'"
+    )
+    corrections["a zero count made null, where upstream's column allows it"] = (
+        "ALTER TABLE billing_event ALTER COLUMN reasoning_tokens DROP NOT NULL; "
+        "UPDATE billing_event SET reasoning_tokens = NULL WHERE auth_id = 'org-1'"
+    )
+    before = digest_after()
+    digests = {name: digest_after(correction) for name, correction in corrections.items()}
+    assert [name for name, digest in digests.items() if digest == before] == []
+    assert len(set(digests.values())) == len(digests)
 
 
 def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
