@@ -102,6 +102,21 @@ def test_extraction_reports_the_latest_ingested_at(
     assert (empty.events_read, empty.max_ingested_at) == (0, None)
 
 
+def digests_after(
+    conn: psycopg.Connection, corrections: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """WINDOW's events digest as it stands, and after each correction (rolled back)."""
+    version = BOOK.version_for(WINDOW)
+
+    def digest_after(correction: str | None = None) -> str:
+        with conn.transaction(force_rollback=True):
+            if correction is not None:
+                conn.execute(correction)
+            return read_window_usage(conn, WINDOW, version).events_digest
+
+    return digest_after(), {name: digest_after(fix) for name, fix in corrections.items()}
+
+
 def test_events_digest_changes_with_every_summed_value_and_only_with_them(
     conn: psycopg.Connection, add_events: AddEvents
 ) -> None:
@@ -114,14 +129,6 @@ def test_events_digest_changes_with_every_summed_value_and_only_with_them(
             make_event(auth_id="org-2", input_tokens=20, output_tokens=2),
         ]
     )
-    version = BOOK.version_for(WINDOW)
-
-    def digest_after(correction: str | None = None) -> str:
-        with conn.transaction(force_rollback=True):
-            if correction is not None:
-                conn.execute(correction)
-            return read_window_usage(conn, WINDOW, version).events_digest
-
     same_totals = {
         "inputs swapped between principals": "UPDATE billing_event SET input_tokens = "
         "CASE auth_id WHEN 'org-1' THEN 20 ELSE 10 END",
@@ -134,13 +141,12 @@ def test_events_digest_changes_with_every_summed_value_and_only_with_them(
         "a service tier given": "UPDATE billing_event SET service_tier = 'batch' "
         "WHERE auth_id = 'org-1'",
     }
-    before = digest_after()
-    digests = {name: digest_after(correction) for name, correction in same_totals.items()}
-    assert before not in digests.values()
-    assert len(set(digests.values())) == len(digests)
     reingested = "UPDATE billing_event SET event_id = event_id || '-again', "
     reingested += "ingested_at = ingested_at + interval '1 day'"
-    assert digest_after(reingested) == before
+    before, digests = digests_after(conn, {**same_totals, "reingested": reingested})
+    assert digests.pop("reingested") == before
+    assert before not in digests.values()
+    assert len(set(digests.values())) == len(digests)
 
 
 def test_events_digest_changes_with_each_token_class_the_model_the_count_and_validity(
@@ -157,14 +163,6 @@ def test_events_digest_changes_with_each_token_class_the_model_the_count_and_val
             make_event(auth_id="org-2", input_tokens=0, output_tokens=0, event_id="idle"),
         ]
     )
-    version = BOOK.version_for(WINDOW)
-
-    def digest_after(correction: str | None = None) -> str:
-        with conn.transaction(force_rollback=True):
-            if correction is not None:
-                conn.execute(correction)
-            return read_window_usage(conn, WINDOW, version).events_digest
-
     corrections = {
         f"{token_class} corrected": f"UPDATE billing_event SET {token_class}_tokens = "
         f"{token_class}_tokens + 1 WHERE auth_id = 'org-1'"
@@ -180,8 +178,7 @@ def test_events_digest_changes_with_each_token_class_the_model_the_count_and_val
         "ALTER TABLE billing_event ALTER COLUMN reasoning_tokens DROP NOT NULL; "
         "UPDATE billing_event SET reasoning_tokens = NULL WHERE auth_id = 'org-1'"
     )
-    before = digest_after()
-    digests = {name: digest_after(correction) for name, correction in corrections.items()}
+    before, digests = digests_after(conn, corrections)
     assert [name for name, digest in digests.items() if digest == before] == []
     assert len(set(digests.values())) == len(digests)
 
