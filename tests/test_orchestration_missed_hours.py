@@ -136,6 +136,7 @@ def test_a_missed_hour_is_requested_at_most_three_times_then_reported(
         dg.DagsterRunStatus.STARTING,
         dg.DagsterRunStatus.STARTED,
         dg.DagsterRunStatus.CANCELING,  # still running until it is canceled
+        dg.DagsterRunStatus.SUSPENDED,  # started, waiting without a worker: it resumes
     ],
 )
 def test_a_missed_hour_whose_run_is_in_flight_is_not_requested_again(

@@ -32,11 +32,13 @@ MISSED_AFTER = HOUR + LATE_AFTER
 PARTITION_TAG = "dagster/partition"  # Dagster's own tags: on a partition's runs,
 RANGE_START_TAG = "dagster/asset_partition_range_start"  # and on a range run's
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Every status of a run not finished, as Dagster counts them: a suspended run resumes.
 IN_FLIGHT = (
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.SUSPENDED,
     dg.DagsterRunStatus.CANCELING,
 )
 
