@@ -371,6 +371,33 @@ def test_duplicated_key_is_rejected_at_every_level(tmp_path, text, line, model, 
     assert (error.line, error.model, error.message) == (line, model, message)
 
 
+def test_a_key_that_is_not_a_plain_string_is_a_load_error_at_every_level(tmp_path):
+    """Rule 2: a key written as a list or a mapping names nothing; it is never skipped."""
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        ? [fine_tune_multiplier]
+        : "1.5"
+        models:
+          base-large:
+            input_per_mtok: "2.50"
+            output_per_mtok: "10.00"
+            ? {cache_read_per_mtok: x}
+            : "0.25"
+          ? [ft:acme:legal]
+          : {derived_from: base-large, multiplier: "1.25"}
+        """,
+    )
+    assert [(e.line, e.model, e.message) for e in errors] == [
+        (4, None, "a key must be a plain string, got a list"),
+        (10, "base-large", "a key must be a plain string, got a mapping"),
+        (12, None, "a model id must be a string, got a list"),
+    ]
+
+
 def test_unknown_key_is_rejected_with_its_line(tmp_path):
     errors = errors_of(
         tmp_path,
@@ -481,6 +508,8 @@ def test_rate_with_more_than_six_decimal_places_is_rejected(tmp_path):
         "0x10",
         "010",
         "+010",  # a sign does not make a leading zero unambiguous
+        "0010",  # eight to a YAML 1.1 reader
+        '" 010"',  # blanks around it do not either
         "1e999999999",
         "1e-999999999",
         "1e-9999999999999999999",
@@ -762,7 +791,8 @@ def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp
     assert books.version_for(at("2026-08-31-23:00")).version == "2026-06-01"
     assert books.version_for(at("2026-09-01-00:00")).version == "2026-09-01"
     assert books.version_for(at("2026-10-01-00:00")).version == "2026-09-01"
-    with pytest.raises(NoPricebookForWindow, match=r"window \[2026-05-31T23:00:00\+00:00"):
+    before_first = r"window \[2026-05-31T23:00:00\+00:00.*first takes effect at 2026-06-01T00:00"
+    with pytest.raises(NoPricebookForWindow, match=before_first):
         books.version_for(at("2026-05-31-23:00"))
 
 

@@ -102,10 +102,28 @@ def test_ambiguity_is_judged_per_principal(rate):
     assert not rating.exceptions
 
 
+def test_ambiguity_is_judged_per_model_of_one_principal(rate):
+    """Two fine-tunes of one principal, each of mixed bases: each pair is excluded with its
+    own events only."""
+    rating = rate(
+        make_event("a", "ft:globex:chat", "base-large", 100, 10),
+        make_event("a", "ft:globex:chat", "base-small", 100, 10),
+        make_event("a", "ft:initech:chat", None, 1, 1),
+        make_event("a", "ft:initech:chat", "base-large", 1, 1),
+    )
+    assert not rating.rollups
+    assert [(e.model_id, e.reason, e.event_count, e.input_tokens) for e in rating.exceptions] == [
+        ("ft:globex:chat", AMBIGUOUS_BASE, 2, 200),
+        ("ft:initech:chat", AMBIGUOUS_BASE, 2, 2),
+    ]
+
+
 @pytest.mark.parametrize(
     ("model_id", "base_model", "fine_tune_multiplier", "detail_part"),
     [
         ("mystery-model", None, "1.5", "unknown model"),
+        ("ftx:globex:chat", "base-large", "1.5", "unknown model"),  # starts "ft", not "ft:"
+        ("globex/ft:chat", "base-large", "1.5", "unknown model"),  # "ft:", not at the start
         ("ft:globex:chat", None, "1.5", "without a base"),
         ("ft:globex:chat", "ft:acme:support", "1.5", "one hop only"),
         ("ft:globex:chat", "ft:acme:legal", "1.5", "one hop only"),

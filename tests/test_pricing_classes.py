@@ -120,6 +120,22 @@ def test_an_event_path_fine_tune_takes_its_bases_threshold(rate_events):
     assert tiers == {"a": ("long", Decimal("7.5")), "b": ("standard", Decimal("3.75"))}
 
 
+def test_an_event_path_fine_tune_takes_its_own_bases_threshold_among_several(rate_events):
+    small = schedule(
+        {("standard", "standard"): {"input": "1", "output": "1"},
+         ("standard", "long"): {"input": "2", "output": "2"}},
+        above=1_000,
+    )  # fmt: skip
+    book = make_version({"base-large": LARGE, "base-small": small}, fine_tune_multiplier="1.5")
+    events = [
+        make_event("a", "ft:globex:chat", "base-large", 5_000, 0),
+        make_event("b", "ft:globex:chat", "base-small", 5_000, 0),
+    ]
+    stored = rate_events(book, *events)
+    # 5,000 prompt tokens: under base-large's 200,000, over base-small's 1,000
+    assert {r.auth_id: r.context_tier for r in stored.rollups} == {"a": "standard", "b": "long"}
+
+
 def test_a_fine_tune_in_a_version_without_fine_tune_multiplier_is_standard_context(
     rate_events,
 ):

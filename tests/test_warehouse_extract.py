@@ -4,6 +4,7 @@ digest tells every correction apart."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -43,6 +44,13 @@ def test_extraction_window_is_half_open(conn: psycopg.Connection, add_events: Ad
     )
     assert rate(conn).read.amounts[:2] == (2, 110)
     assert rate(conn, Window(WINDOW.end)).read.amounts[:2] == (1, 1000)
+
+
+def test_blank_characters_are_exactly_unicodes_white_space() -> None:
+    """Every code point of the White_Space property, and nothing else: Python's whitespace
+    less the four information separators U+001C..U+001F, which Unicode does not count."""
+    whitespace = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert sorted(BLANK_CHARACTERS) == sorted(whitespace - set("\x1c\x1d\x1e\x1f"))
 
 
 def test_extraction_flags_every_blank_character_and_negative_tokens(
@@ -102,6 +110,32 @@ def test_extraction_reports_the_latest_ingested_at(
     assert (empty.events_read, empty.max_ingested_at) == (0, None)
 
 
+def test_the_latest_ingested_at_counts_the_events_that_do_not_bill(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """The late-events sensor compares a window's latest ingested_at with its rating's:
+    events excepted as invalid, or merged as a pair of mixed bases, were read as well, and
+    the latest of each rollup's must count, or the window looks changed after every rating."""
+    late = WINDOW.end + timedelta(days=2)
+    last_two = (late - timedelta(hours=1), late)
+    next_hour = Window(WINDOW.end)
+    add_events(
+        [
+            replace(make_event(), ingested_at=WINDOW.end),
+            *(replace(make_event("org-2", input_tokens=-1), ingested_at=at) for at in last_two),
+            replace(make_event(occurred_at=next_hour.start), ingested_at=next_hour.end),
+            *(
+                replace(
+                    make_event("org-2", "ft:x", base, occurred_at=next_hour.start), ingested_at=at
+                )
+                for base, at in zip(("base-a", "base-b"), last_two, strict=True)
+            ),
+        ]
+    )
+    assert rate(conn).max_ingested_at == late
+    assert rate(conn, next_hour).max_ingested_at == late
+
+
 def digests_after(
     conn: psycopg.Connection, corrections: dict[str, str]
 ) -> tuple[str, dict[str, str]]:
@@ -121,25 +155,31 @@ def test_events_digest_changes_with_every_summed_value_and_only_with_them(
     conn: psycopg.Connection, add_events: AddEvents
 ) -> None:
     """The digest the changed-events sensor compares: any correction that keeps the
-    window's event count and token totals still changes it; new ids and ingest times,
+    window's event count and token totals still changes it (whichever class, or the count
+    of events of a rollup, or a null where upstream allows one); new ids and ingest times,
     which change no sum, do not."""
+    ones, twos = ({f"{c}_tokens": n for c in TOKEN_CLASSES} for n in (1, 2))
     add_events(
         [
-            make_event(auth_id="org-1", input_tokens=10, output_tokens=1),
-            make_event(auth_id="org-2", input_tokens=20, output_tokens=2),
+            replace(make_event("org-1"), **ones),  # type: ignore[arg-type]
+            replace(make_event("org-2"), **twos),  # type: ignore[arg-type]
+            *(make_event("org-3", input_tokens=0, output_tokens=0) for _ in range(2)),
         ]
     )
+    swapped = "UPDATE billing_event SET {0} = 3 - {0} WHERE auth_id <> 'org-3'"
     same_totals = {
-        "inputs swapped between principals": "UPDATE billing_event SET input_tokens = "
-        "CASE auth_id WHEN 'org-1' THEN 20 ELSE 10 END",
-        "outputs swapped between principals": "UPDATE billing_event SET output_tokens = "
-        "CASE auth_id WHEN 'org-1' THEN 2 ELSE 1 END",
-        "a token moved to another class": "UPDATE billing_event SET input_tokens = 9, "
-        "cache_read_tokens = 1 WHERE auth_id = 'org-1'",
+        **{f"{c} swapped between principals": swapped.format(f"{c}_tokens") for c in TOKEN_CLASSES},
+        "a token moved to another class": "UPDATE billing_event SET input_tokens = 0, "
+        "cache_read_tokens = 2 WHERE auth_id = 'org-1'",
         "a base_model given": "UPDATE billing_event SET base_model = 'base-large' "
         "WHERE auth_id = 'org-1'",
         "a service tier given": "UPDATE billing_event SET service_tier = 'batch' "
         "WHERE auth_id = 'org-1'",
+        "an event of no tokens moved to another principal": "UPDATE billing_event "
+        "SET auth_id = 'org-1' WHERE event_id = "
+        "(SELECT min(event_id) FROM billing_event WHERE auth_id = 'org-3')",
+        "a count of 0 made null": "ALTER TABLE billing_event ALTER COLUMN output_tokens "
+        "DROP NOT NULL; UPDATE billing_event SET output_tokens = NULL WHERE auth_id = 'org-3'",
     }
     reingested = "UPDATE billing_event SET event_id = event_id || '-again', "
     reingested += "ingested_at = ingested_at + interval '1 day'"
@@ -149,18 +189,15 @@ def test_events_digest_changes_with_every_summed_value_and_only_with_them(
     assert len(set(digests.values())) == len(digests)
 
 
-def test_events_digest_changes_with_each_token_class_the_model_the_count_and_validity(
+def test_events_digest_changes_with_each_token_class_and_the_model(
     conn: psycopg.Connection, add_events: AddEvents
 ) -> None:
-    """Every column a rollup is billed by: a correction of one token class alone (each is
-    priced on its own), of the model, an event moved between principals without tokens
-    (each rollup's event_count), a count made null (the event is excepted, not billed).
-    The changed-events sensor re-rates only what changes the digest."""
+    """A correction of one token class alone (each is priced on its own), or of the model,
+    changes the digest: the changed-events sensor re-rates only what changes it."""
     add_events(
         [
             make_event(auth_id="org-1", input_tokens=10, output_tokens=1),
             make_event(auth_id="org-2", input_tokens=20, output_tokens=2),
-            make_event(auth_id="org-2", input_tokens=0, output_tokens=0, event_id="idle"),
         ]
     )
     corrections = {
@@ -171,13 +208,6 @@ def test_events_digest_changes_with_each_token_class_the_model_the_count_and_val
     corrections["the model corrected"] = (
         "UPDATE billing_event SET model_id = 'base-medium' WHERE auth_id = 'org-1'"
     )
-    corrections["an event without tokens moved to another principal"] = (
-        "UPDATE billing_event SET auth_id = 'org-1' WHERE event_id = 'idle'"
-    )
-    corrections["a zero count made null, where upstream's column allows it"] = (
-        "ALTER TABLE billing_event ALTER COLUMN reasoning_tokens DROP NOT NULL; "
-        "UPDATE billing_event SET reasoning_tokens = NULL WHERE auth_id = 'org-1'"
-    )
     before, digests = digests_after(conn, corrections)
     assert [name for name, digest in digests.items() if digest == before] == []
     assert len(set(digests.values())) == len(digests)
@@ -187,7 +217,8 @@ def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
     pg_server_url: str,
 ) -> None:
     """LATIN1 holds the no-break space (and U+0085), not the ideographic one: those it
-    holds are blank there too, and binding one it cannot hold would fail every rating."""
+    holds are blank there too, and binding one it cannot hold would fail every rating,
+    whatever the client's encoding."""
     name = f"rating_latin1_{uuid.uuid4().hex[:12]}"
     admin = "CREATE DATABASE {} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'"
     with psycopg.connect(pg_server_url, autocommit=True) as server:
@@ -199,6 +230,10 @@ def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
         with connect(url) as latin1:
             rating = rate(latin1)
             stored = stored_window(latin1, WINDOW)
+        with connect(url) as utf8_client:  # the server never converts one it cannot hold
+            utf8_client.execute("SET client_encoding TO 'UTF8'")
+            utf8_client.commit()
+            assert rate(utf8_client).events_read == 2
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as server:
             server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
