@@ -213,6 +213,21 @@ def test_events_digest_changes_with_each_token_class_and_the_model(
     assert len(set(digests.values())) == len(digests)
 
 
+def test_a_client_in_another_encoding_flags_the_blank_characters_both_hold(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """PGCLIENTENCODING=LATIN1 on a UTF8 warehouse: the no-break space is in both, so an id
+    of no-break spaces is still blank, not billed."""
+    add_events([make_event(auth_id="\u00a0\u00a0"), make_event(auth_id="org-1")])
+    conn.execute("SET client_encoding TO 'LATIN1'")
+    conn.commit()
+    rating = rate(conn)
+    assert rating.events_rated == 1
+    assert [(e.auth_id, e.detail) for e in stored_window(conn, WINDOW).exceptions] == [
+        ("\u00a0\u00a0", "blank auth_id")
+    ]
+
+
 def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
     pg_server_url: str,
 ) -> None:
@@ -233,7 +248,7 @@ def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
         with connect(url) as utf8_client:  # the server never converts one it cannot hold
             utf8_client.execute("SET client_encoding TO 'UTF8'")
             utf8_client.commit()
-            assert rate(utf8_client).events_read == 2
+            assert rate(utf8_client).events_rated == 1
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as server:
             server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

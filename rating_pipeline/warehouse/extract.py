@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg._encodings import pg2pyenc  # psycopg's map of PostgreSQL encodings
 
 from rating_pipeline import pricing
 from rating_pipeline.pricebook.model import (
@@ -96,13 +97,19 @@ def usage_params(
 
 
 def blank_characters(conn: psycopg.Connection) -> str:
-    """The BLANK_CHARACTERS the warehouse's encoding holds (an id cannot hold the others,
-    and sending one would fail the statement); only the ASCII ones where the client's
-    encoding is not the server's, so the server never converts one it cannot hold."""
-    info = conn.info
-    if info.parameter_status("client_encoding") != info.parameter_status("server_encoding"):
-        return "".join(c for c in BLANK_CHARACTERS if c.isascii())
-    return "".join(c for c in BLANK_CHARACTERS if _encodes(c, info.encoding))
+    """The BLANK_CHARACTERS both the warehouse's encoding and the client's hold: an id
+    cannot hold the others, and sending one would fail the statement, on the client or in
+    the server's conversion."""
+    codecs = (conn.info.encoding, _server_codec(conn))
+    return "".join(c for c in BLANK_CHARACTERS if all(_encodes(c, codec) for codec in codecs))
+
+
+def _server_codec(conn: psycopg.Connection) -> str:
+    """The Python codec of the warehouse's encoding; ASCII where Python has none."""
+    try:
+        return pg2pyenc((conn.info.parameter_status("server_encoding") or "SQL_ASCII").encode())
+    except psycopg.NotSupportedError:
+        return "ascii"
 
 
 def _encodes(character: str, codec: str) -> bool:
