@@ -25,7 +25,7 @@ INVALID_EVENT = "invalid_event"
 REASONS = (UNPRICED, AMBIGUOUS_BASE, INVALID_EVENT)
 
 # What makes an event invalid (contract 6), in the order a detail names them. The SQL
-# reads a window's problems as bits: the name at index i is bit 1 << i (PROBLEM_BITS).
+# reads a window's problems as bits: the name at index i is bit 1 << i.
 BLANK_AUTH_ID = "blank auth_id"
 BLANK_MODEL_ID = "blank model_id"
 PROBLEMS = (
@@ -39,7 +39,6 @@ PROBLEMS = (
     # Only an upstream table that allows nulls (contract 3) has these; never read as 0.
     *(f"null {token_class}_tokens" for token_class in TOKEN_CLASSES),
 )
-PROBLEM_BITS: dict[int, str] = {1 << index: name for index, name in enumerate(PROBLEMS)}
 # An id is blank when nothing but these remain: every code point of Unicode's White_Space
 # property (no-break and ideographic spaces among them). The SQL binds those the
 # warehouse's encoding holds (extract.blank_characters).
@@ -51,9 +50,6 @@ BLANK_CHARACTERS = (
 # An exception row keys such an id by its first ID_PREFIX_LENGTH characters and its sha256.
 MAX_ID_LENGTH = 256
 ID_PREFIX_LENGTH = 64
-# The service_tier and context_tier of an invalid_event exception: an invalid event may
-# have no valid tier, so these rows are not split by tier.
-NO_TIER = "-"
 
 
 @dataclass(frozen=True)
