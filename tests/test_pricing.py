@@ -163,6 +163,16 @@ def test_invalid_event_is_excepted_whatever_its_model(
     assert (excepted.input_tokens, excepted.output_tokens) == (input_tokens, output_tokens)
 
 
+def test_an_id_of_256_characters_bills_and_one_of_257_is_invalid(rate):
+    rating = rate(make_event("a" * 256, "base-large"), make_event("b" * 257, "base-large"))
+    assert [r.auth_id for r in rating.rollups] == ["a" * 256]
+    (excepted,) = rating.exceptions
+    assert (excepted.reason, excepted.detail) == (
+        INVALID_EVENT,
+        "auth_id longer than 256 characters",
+    )
+
+
 def test_invalid_events_do_not_make_a_valid_rollup_ambiguous(rate):
     rating = rate(
         make_event("a", "ft:globex:chat", "base-large"),
