@@ -214,11 +214,12 @@ def test_a_canceled_rerate_is_requested_again_as_the_next_attempt(
     assert retry.run_key == (request.run_key or "").removesuffix(":1") + ":2"
 
 
-def test_a_new_change_after_an_earlier_state_was_given_up_is_requested_again(
-    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+@pytest.mark.parametrize("rerated_first", [True, False], ids=["rerated", "not-rerated"])
+def test_a_new_change_after_an_earlier_state_was_given_up_is_requested_again_as_attempt_1(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, rerated_first: bool
 ) -> None:
-    """Giving up is per state: once the operator fixed the cause and re-rated, the next
-    deletion is billed again, as attempt 1."""
+    """Giving up is per state, and the digest now is part of it: once the operator fixed
+    the cause (and re-rated, or not), the next deletion is a new state, billed again."""
     window = hours_ago(3)
     add_events(events_in(window, 4))
     rate(database_url, window)
@@ -227,28 +228,8 @@ def test_a_new_change_after_an_earlier_state_was_given_up_is_requested_again(
         [request] = tick(SENSOR, database_url, instance).run_requests or []
         launched(instance, request, dg.DagsterRunStatus.FAILURE)
     assert tick(SENSOR, database_url, instance).run_requests == []
-    rate(database_url, window)
-    delete_events(database_url, [f"{window.key}-2"])
-
-    [request] = tick(SENSOR, database_url, instance).run_requests or []
-
-    assert request.partition_key == window.key and (request.run_key or "").endswith(":1")
-
-
-def test_a_further_change_to_a_window_given_up_on_is_requested_again_as_attempt_1(
-    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
-) -> None:
-    """Giving up is per state, and the digest now is part of it: a further deletion (an
-    operator's fix of what failed the re-rates, say) is a new state, even without a rating
-    in between."""
-    window = hours_ago(3)
-    add_events(events_in(window, 4))
-    rate(database_url, window)
-    delete_events(database_url, [f"{window.key}-1"])
-    for _ in range(MAX_ATTEMPTS):
-        [request] = tick(SENSOR, database_url, instance).run_requests or []
-        launched(instance, request, dg.DagsterRunStatus.FAILURE)
-    assert tick(SENSOR, database_url, instance).run_requests == []
+    if rerated_first:
+        rate(database_url, window)
     delete_events(database_url, [f"{window.key}-2"])
 
     again = tick(SENSOR, database_url, instance)
