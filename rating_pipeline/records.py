@@ -40,8 +40,8 @@ PROBLEMS = (
     *(f"null {token_class}_tokens" for token_class in TOKEN_CLASSES),
 )
 # An id is blank when nothing but these remain: every code point of Unicode's White_Space
-# property (no-break and ideographic spaces among them). The SQL binds those the
-# warehouse's encoding holds (extract.blank_characters).
+# property (no-break and ideographic spaces among them). The SQL binds those both the
+# warehouse's and the client's encodings hold (extract.blank_characters).
 BLANK_CHARACTERS = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
