@@ -490,8 +490,9 @@ def test_two_price_ranges_by_prompt_size_are_one_long_context_threshold():
 
 
 def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_flat_prices():
-    """Three ranges, or flat prices that differ from the first range's: importing the flat
-    prices would bill the larger prompts at them."""
+    """Three ranges, or flat prices that differ from the range that prices the same prompts:
+    importing the flat prices would bill those prompts at them, and dropping them would
+    change a price silently."""
     three = tiered(
         [(0, 32000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
          (32000, 128000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06}),
@@ -508,10 +509,20 @@ def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_fla
          (100000, 200000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
         input_cost_per_token="cheap", output_cost_per_token=1e-06,
     )  # fmt: skip
+    differing_long = tiered(
+        [(0, 100000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (100000, 200000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
+        input_cost_per_token=1e-07, output_cost_per_token=1e-06,
+        input_cost_per_token_above_100k_tokens=9e-07,
+    )  # fmt: skip
     for text, reason in (
         (three, "price ranges by prompt size the contract cannot hold (3 ranges)"),
         (differing, "input_cost_per_token differs from tiered_pricing[0]'s"),
         (quoted, "input_cost_per_token differs from tiered_pricing[0]'s"),
+        (
+            differing_long,
+            "input_cost_per_token_above_100k_tokens differs from tiered_pricing[1]'s",
+        ),
     ):
         result = convert(text)
         assert result.models == 0

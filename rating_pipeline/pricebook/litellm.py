@@ -389,8 +389,8 @@ def _flattened(
     range's prices as the standard fields, the second's as ``_above_<N/1000>k_tokens``
     fields (LiteLLM bills a whole request at the range its prompt falls in, start < prompt
     <= end: the contract's exclusive threshold N). NotImported where ranges the contract
-    cannot hold (or flat prices that differ from the first range's) would bill some prompts
-    at the flat prices."""
+    cannot hold would bill some prompts at the flat prices; where a flat price differs from
+    the range's price of the same prompts, using either would change a price silently."""
     ranges = entry.get(TIERED_PRICING)
     if ranges is None:
         return entry
@@ -412,9 +412,10 @@ def _flattened(
                 where = f"{TIERED_PRICING}[{index}].{name}"
                 report.unmap(model_id, where, value, _why_not_a_price(name) or "not a price")
                 continue
-            if index == 0 and name in flat and not _same_price(flat[name], value):
-                return NotImported(model_id, f"{name} differs from {TIERED_PRICING}[0]'s")
-            flat[name + suffix] = value
+            field = name + suffix
+            if field in flat and not _same_price(flat[field], value):
+                return NotImported(model_id, f"{field} differs from {TIERED_PRICING}[{index}]'s")
+            flat[field] = value
     return flat
 
 
