@@ -558,3 +558,285 @@ def test_a_tier_price_inside_a_price_range_is_reported_never_mapped():
         "tiered_pricing[0].input_cost_per_token_batches",
         "tiered_pricing[0].output_cost_per_token_batches",
     }
+
+
+# --- exactness: no price changed silently ------------------------------------------------
+
+
+def test_a_rate_of_exactly_six_places_is_imported_as_is_without_round():
+    """Six places per million is what a rate holds: no float noise, nothing rounded."""
+    result = convert(
+        one_model('"input_cost_per_token": 1.234567e-06, "output_cost_per_token": 1e-06'),
+        round_rates=False,
+    )
+    assert as_text(rates(load_version_text(result.text, "litellm-1.yaml"), "m")) == {
+        "input": "1.234567",
+        "output": "1",
+    }
+    assert result.rounded == () and result.unmapped == ()
+
+
+def test_a_price_with_more_digits_than_a_float_holds_is_never_rounded_silently():
+    """32 significant digits: beyond a default decimal context (28), so scaling it there
+    would round it to 1 with no report. Here it is float noise like any other."""
+    long = one_model(
+        '"input_cost_per_token": 1.0000000000000000000000000000001e-06, '
+        '"output_cost_per_token": 1e-06'
+    )
+    with pytest.raises(FloatNoiseError) as caught:
+        convert(long, round_rates=False)
+    assert caught.value.report_lines() == [
+        "m: input_cost_per_token 1.0000000000000000000000000000001e-06 is "
+        "1.0000000000000000000000000000001 per 1M tokens, 31 decimal places (float noise); "
+        "--round would import 1"
+    ]
+    result, _ = imported(long)
+    assert [note.field for note in result.rounded] == ["input_cost_per_token"]
+
+
+def test_a_price_with_too_many_digits_to_scale_exactly_is_reported_not_dropped():
+    digits = "1." + "0" * 88 + "1e-06"  # 90 significant digits: more than exact arithmetic's 80
+    result, version = imported(
+        one_model(f'"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, '
+                  f'"cache_read_input_token_cost": {digits}')
+    )  # fmt: skip
+    assert as_text(rates(version, "m")) == {"input": "1", "output": "1"}
+    assert unmapped_of(result, "m") == {
+        "cache_read_input_token_cost": "too many digits to scale exactly"
+    }
+
+
+def test_a_rate_the_warehouse_cannot_hold_is_reported_and_the_rest_imported():
+    """numeric(24, 6): a rate must be below 10^18 per 1M tokens; the largest one below is
+    imported, one at the limit is reported rather than failing the whole version."""
+    result, version = imported(
+        one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, '
+                  '"cache_read_input_token_cost": 1e+12, '
+                  '"cache_creation_input_token_cost": 9.99999999999999999e+11')
+    )  # fmt: skip
+    assert as_text(rates(version, "m")) == {
+        "input": "1",
+        "output": "1",
+        "cache_write": "999999999999999999",
+    }
+    assert unmapped_of(result, "m") == {
+        "cache_read_input_token_cost": "not below 1000000000000000000 per 1M tokens"
+    }
+
+
+def test_a_price_written_as_a_json_string_is_reported_never_read_as_a_number():
+    text = (
+        '{"m": {"mode": "chat", "input_cost_per_token": "3e-06", "output_cost_per_token": '
+        '1.5e-05}, "ok": {"mode": "chat", "input_cost_per_token": 1e-06, '
+        '"output_cost_per_token": 1e-06}}'
+    )
+    result, version = imported(text)
+    assert list(version.models) == ["ok"]
+    assert [str(note) for note in result.not_imported] == ["m: no usable input_cost_per_token"]
+    assert unmapped_of(result, "m")["input_cost_per_token"] == "not a number"
+
+
+# --- what it reports (more) ---------------------------------------------------------------
+
+
+def test_each_price_it_cannot_map_is_reported_by_what_it_is_priced_per():
+    """``output_cost_per_image_token`` is priced per token (of image output, a class the
+    contract does not know), not per image; a ``price`` field is reported like a ``cost``."""
+    result, _ = imported(
+        one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, '
+                  '"output_cost_per_image_token": 4e-05, "output_cost_per_image": 0.04, '
+                  '"search_price_per_query": 0.01')
+    )  # fmt: skip
+    assert unmapped_of(result, "m") == {
+        "output_cost_per_image_token": (
+            "a per-token price of a class, tier or threshold the contract does not know"
+        ),
+        "output_cost_per_image": "priced per image: the contract prices tokens only",
+        "search_price_per_query": "priced per query: the contract prices tokens only",
+    }
+
+
+def test_a_model_id_with_a_control_character_is_not_imported_and_reported():
+    """The loader refuses such an id: importing it would fail the whole version."""
+    prices = {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
+    result, version = imported(json.dumps({"tab\tid": prices, "ok": prices}))
+    assert list(version.models) == ["ok"]
+    assert [str(note) for note in result.not_imported] == ["tab\tid: no usable model id"]
+
+
+def test_a_model_id_with_quotes_and_backslashes_is_written_as_the_same_id():
+    prices = {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    model_id = 'acme/"quoted"\\model: #1'
+    _, version = imported(json.dumps({model_id: prices}))
+    assert as_text(rates(version, model_id)) == {"input": "1", "output": "2"}
+
+
+def test_a_long_context_price_without_a_complete_set_sets_no_threshold():
+    """A threshold with no long-context set to price above it would not load: the model is
+    imported at its standard rates, the lone long-context price reported."""
+    result, version = imported(
+        one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
+                  '"input_cost_per_token_above_200k_tokens": 2e-06')
+    )  # fmt: skip
+    model = rates(version, "m")
+    assert model.long_context_above_tokens is None and set(model.sets) == {(STANDARD, STANDARD)}
+    assert unmapped_of(result, "m") == {
+        "input_cost_per_token_above_200k_tokens": (
+            "long-context rates lack output_cost_per_token_above_200k_tokens: "
+            "a rate set needs input and output"
+        )
+    }
+
+
+def test_each_price_of_a_model_left_out_is_reported_once_with_its_own_reason():
+    result = convert(
+        one_model('"input_cost_per_token_above_200k_tokens": 2e-06, '
+                  '"output_cost_per_token_above_200k_tokens": 4e-06, '
+                  '"input_cost_per_token_batches": 5e-07')
+    )  # fmt: skip
+    assert result.models == 0
+    assert [str(note) for note in result.not_imported] == [
+        "m: no usable input_cost_per_token, output_cost_per_token"
+    ]
+    left_out = "model not imported: it has no usable input_cost_per_token, output_cost_per_token"
+    assert sorted(str(note) for note in result.unmapped) == [
+        "m: input_cost_per_token_above_200k_tokens 2e-06: " + left_out,
+        "m: input_cost_per_token_batches 5e-07: batch rates lack output_cost_per_token_batches: "
+        "a rate set needs input and output",
+        "m: output_cost_per_token_above_200k_tokens 4e-06: " + left_out,
+    ]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_price_that_is_no_json_number_fails_the_import(constant):
+    """NaN and Infinity are no JSON: the file is refused, nothing read through a float."""
+    with pytest.raises(LitellmFormatError, match=f"{constant} is not a price"):
+        convert(one_model(f'"input_cost_per_token": {constant}, "output_cost_per_token": 1e-06'))
+
+
+# --- price ranges (more) ------------------------------------------------------------------
+
+
+def test_a_flat_price_equal_to_its_first_range_but_written_differently_is_the_same_price():
+    text = tiered(
+        [(0, 128000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (128000, 1000000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
+        input_cost_per_token=1e-07, output_cost_per_token=1e-06,
+    )  # fmt: skip
+    text = text.replace('"input_cost_per_token": 1e-07,', '"input_cost_per_token": 1.00e-07,', 1)
+    assert text.index("1.00e-07") < text.index("tiered_pricing")  # the flat price
+    result, version = imported(text)
+    assert rates(version, "qwen-flash").long_context_above_tokens == 128_000
+    assert result.not_imported == ()
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [((1000, 128000), (128000, 1000000)), ((0, 128000), (256000, 1000000))],
+    ids=["not-from-zero", "gap-between"],
+)
+def test_price_ranges_not_from_zero_or_with_a_gap_leave_the_model_out(bounds):
+    """Prompts outside both ranges would bill at the flat prices."""
+    (low, split), (again, high) = bounds
+    text = tiered(
+        [(low, split, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+         (again, high, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
+        input_cost_per_token=1e-07, output_cost_per_token=1e-06,
+    )  # fmt: skip
+    result = convert(text)
+    assert result.models == 0
+    assert [str(note) for note in result.not_imported] == [
+        "qwen-flash: price ranges by prompt size the contract cannot hold (2 ranges)"
+    ]
+
+
+def test_every_price_of_a_model_priced_by_ranges_it_cannot_hold_is_reported():
+    """The ranges themselves too, with or without flat prices beside them."""
+    ranges = [
+        (0, 32000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+        (32000, 128000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06}),
+        (128000, 256000, {"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06}),
+    ]
+    with_flat = convert(tiered(ranges, input_cost_per_token=1e-07, output_cost_per_token=1e-06))
+    assert set(unmapped_of(with_flat, "qwen-flash")) == {
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "tiered_pricing",
+    }
+    only_ranges = convert(tiered(ranges))
+    assert [str(note) for note in only_ranges.not_imported] == [
+        "qwen-flash: no usable input_cost_per_token, output_cost_per_token"
+    ]
+    assert [str(note) for note in only_ranges.unmapped] == [
+        "qwen-flash: tiered_pricing [...]: price ranges by prompt size other than two: "
+        "the contract has one threshold"
+    ]
+
+
+def test_a_long_context_price_inside_a_price_range_is_reported_never_mapped():
+    text = tiered([
+        (0, 256000, {"input_cost_per_token": 5e-08, "output_cost_per_token": 4e-07,
+                     "input_cost_per_token_above_128k_tokens": 1e-07}),
+        (256000, 1000000, {"input_cost_per_token": 2.5e-07, "output_cost_per_token": 2e-06,
+                           "cache_read_input_token_cost_above_512k_tokens": 1e-07}),
+    ])  # fmt: skip
+    result, version = imported(text)
+    flash = rates(version, "qwen-flash")
+    assert flash.long_context_above_tokens == 256_000
+    assert as_text(flash, STANDARD, LONG) == {"input": "0.25", "output": "2"}
+    assert set(unmapped_of(result, "qwen-flash")) == {
+        "tiered_pricing[0].input_cost_per_token_above_128k_tokens",
+        "tiered_pricing[1].cache_read_input_token_cost_above_512k_tokens",
+    }
+
+
+# --- the command (more) -----------------------------------------------------------------
+
+
+def test_import_command_reports_left_out_models_then_rounded_then_unmapped_then_skipped(
+    tmp_path, capsys
+):
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert code == EXIT_OK
+    kinds = [line.split(": ", 1)[0] for line in lines]
+    assert kinds == sorted(kinds, key=["not imported", "rounded", "not mapped", "skipped"].index)
+    assert set(kinds) == {"not imported", "rounded", "not mapped", "skipped"}
+
+
+def test_import_command_counts_every_skipped_entry_by_its_mode(tmp_path, capsys):
+    source = tmp_path / "prices.json"
+    source.write_text(json.dumps({
+        "chat": {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
+        "embed-a": {"mode": "embedding", "input_cost_per_token": 1e-08},
+        "embed-b": {"mode": "embedding", "input_cost_per_token": 1e-08},
+        "modeless": {"input_cost_per_token": 1e-06},
+    }))  # fmt: skip
+    code = run_import("--version", "v", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path / "books"), source=source)  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_OK
+    assert "(1 chat or responses entries; 3 entries of other modes skipped)" in lines[0]
+    assert lines[-1] == "skipped: 1 (no mode), 2 embedding"
+
+
+def test_import_command_refuses_a_version_that_would_write_outside_the_directory(tmp_path, capsys):
+    out = tmp_path / "books"
+    out.mkdir()
+    code = run_import("--version", "v/../../escaped", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(out), "--round")  # fmt: skip
+    assert code == EXIT_FAILURE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["books"] and not any(out.iterdir())
+    assert "must be a plain file name" in capsys.readouterr().err
+
+
+def test_import_command_reports_a_file_that_is_not_utf8_in_one_line(tmp_path, capsys):
+    source = tmp_path / "prices.json"
+    source.write_bytes(b'{"caf\xe9": {"mode": "chat"}}')
+    code = run_import("--version", "v", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path / "books"), source=source)  # fmt: skip
+    stdout, stderr = capsys.readouterr()
+    assert (code, stdout) == (EXIT_FAILURE, "")
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"error: cannot read {source}: ")
