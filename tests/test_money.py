@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, Inexact
 
 import pytest
 
@@ -10,6 +10,7 @@ from rating_pipeline.money import (
     MoneyFormatError,
     decimal_places,
     derive_rate,
+    exact_rate,
     parse_decimal,
 )
 
@@ -79,3 +80,12 @@ def test_decimal_places_is_exact_beyond_the_default_context_precision():
 
 def test_decimal_places_drops_trailing_zeros_down_to_one_significant_digit():
     assert [decimal_places(Decimal(t)) for t in ("0.10", "1.0", "0.0000010")] == [1, 0, 6]
+
+
+def test_exact_rate_carries_a_rate_to_six_places_and_never_rounds_one():
+    """The warehouse's numeric(24, 6) would round a seventh place silently: refuse it."""
+    assert str(exact_rate(Decimal("2.5"))) == "2.500000"
+    assert str(exact_rate(Decimal("0.0000010"))) == "0.000001"
+    for seven_places in ("0.0000001", "2.5000005", "0.0000015"):
+        with pytest.raises(Inexact):
+            exact_rate(Decimal(seven_places))

@@ -150,6 +150,24 @@ def test_derived_from_a_missing_model_is_rejected_with_its_own_message(tmp_path)
     assert len(set(messages.values())) == 3  # missing, own-rate fine-tune, derived: distinct
 
 
+def test_a_blank_derived_from_is_reported_as_blank_at_its_line(tmp_path):
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
+          ft:acme:x:
+            derived_from: " "
+            multiplier: "1.25"
+        """,
+    )
+    assert (error.line, error.model) == (7, "ft:acme:x")
+    assert error.message == "derived_from must not be blank"
+
+
 def test_derivation_from_a_true_base_loads(tmp_path):
     books = load_one(
         tmp_path,
@@ -796,6 +814,32 @@ def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp
         books.version_for(at("2026-05-31-23:00"))
 
 
+def test_versions_are_ordered_by_effective_from_not_by_their_names(tmp_path):
+    """A version named to sort first but taking effect later must not price earlier windows,
+    nor be passed over for the windows it covers."""
+    books = load_pricebooks(
+        write_books(
+            tmp_path / "books",
+            summer_yaml="""
+            version: "summer"
+            effective_from: "2026-06-01T00:00:00Z"
+            currency: USD
+            models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
+            """,
+            autumn_yaml="""
+            version: "autumn"
+            effective_from: "2026-09-01T00:00:00Z"
+            currency: USD
+            models: {m: {input_per_mtok: "2", output_per_mtok: "2"}}
+            """,
+        )
+    )
+    assert [v.version for v in books.versions] == ["summer", "autumn"]
+    at = Window.from_key
+    assert books.version_for(at("2026-07-01-00:00")).version == "summer"
+    assert books.version_for(at("2026-09-01-00:00")).version == "autumn"
+
+
 def test_a_version_beside_others_is_not_refused_for_their_clashes_with_each_other(tmp_path):
     """A new version answers for its own errors and its clashes with the others, not for
     a clash between two files already there."""
@@ -1043,6 +1087,27 @@ def test_only_yaml_files_directly_in_the_directory_are_versions(tmp_path):
     assert [v.source_file for v in books.versions] == [
         str(tmp_path / "v1.yaml"),
         str(tmp_path / "v2.yml"),
+    ]
+
+
+def test_a_version_file_with_an_upper_case_suffix_is_a_version_not_skipped(tmp_path):
+    """A price change saved as ``V2.YAML`` must not be silently left out."""
+    body = 'currency: USD\nmodels: {m: {input_per_mtok: "1", output_per_mtok: "1"}}\n'
+    (tmp_path / "v1.yaml").write_text(
+        f'version: v1\neffective_from: "2026-06-01T00:00:00Z"\n{body}'
+    )
+    (tmp_path / "V2.YAML").write_text(
+        f'version: v2\neffective_from: "2026-07-01T00:00:00Z"\n{body}'
+    )
+    (tmp_path / "V3.Yml").write_text("version: [broken\n")
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    assert [error.file for error in caught.value.errors] == [str(tmp_path / "V3.Yml")]
+    (tmp_path / "V3.Yml").unlink()
+    books = load_pricebooks(tmp_path)
+    assert [v.source_file for v in books.versions] == [
+        str(tmp_path / "v1.yaml"),
+        str(tmp_path / "V2.YAML"),
     ]
 
 

@@ -118,6 +118,58 @@ def test_ambiguity_is_judged_per_model_of_one_principal(rate):
     ]
 
 
+def test_a_listed_model_is_priced_whatever_mix_of_bases_its_events_carry(rate):
+    """Paths 1 and 2 ignore the events' base_model: the ambiguity gate is path 3's only."""
+    rating = rate(
+        *(
+            make_event("a", model_id, base, 1_000_000, 0)
+            for model_id in ("base-large", "ft:acme:support", "ft:acme:legal")
+            for base in (None, "base-small", "base-large")
+        )
+    )
+    assert not rating.exceptions
+    assert [(r.model_id, r.rate_source, r.event_count) for r in rating.rollups] == [
+        ("base-large", "own", 3),
+        ("ft:acme:legal", "declared", 3),
+        ("ft:acme:support", "own", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "fine_tune_multiplier", "detail_part"),
+    [
+        ("mystery-model", "1.5", "unknown model"),
+        ("ft:globex:chat", None, "no fine_tune_multiplier"),
+    ],
+)
+def test_mixed_bases_off_the_event_path_are_unpriced_never_ambiguous(
+    rate, model_id, fine_tune_multiplier, detail_part
+):
+    """Mixed bases exclude as ambiguous only a rollup path 3 would price; any other rollup
+    is unpriced with its own reason, whatever bases its events carry."""
+    book = make_version(MODELS, fine_tune_multiplier=fine_tune_multiplier)
+    events = [make_event("a", model_id, base, 7, 3) for base in (None, "base-large", "base-small")]
+    rating = rate(*events, book=book)
+    assert not rating.rollups
+    (excepted,) = rating.exceptions
+    assert excepted.reason == UNPRICED
+    assert detail_part in excepted.detail
+    assert (excepted.event_count, excepted.input_tokens) == (3, 21)
+
+
+def test_an_event_base_that_is_a_derived_non_fine_tune_is_unpriced_as_itself_derived(rate):
+    book = make_version(
+        {**MODELS, "base-alias": derived("base-large", "2")}, fine_tune_multiplier="1.5"
+    )
+    rating = rate(make_event("a", "ft:globex:chat", "base-alias", 7, 3), book=book)
+    assert not rating.rollups
+    (excepted,) = rating.exceptions
+    assert excepted.reason == UNPRICED
+    assert excepted.detail == (
+        f'base "base-alias" is itself derived in pricebook {book.version}, not a true base'
+    )
+
+
 @pytest.mark.parametrize(
     ("model_id", "base_model", "fine_tune_multiplier", "detail_part"),
     [
