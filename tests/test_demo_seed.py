@@ -25,18 +25,20 @@ from rating_pipeline.demo.seed import (
     rows,
     seed_events,
 )
-from rating_pipeline.demo.summary import summarize
+from rating_pipeline.demo.summary import invoices_summary, summarize
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.pricebook.model import LONG, STANDARD, Pricebooks, PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.invoices import build_invoice
 from rating_pipeline.warehouse.outputs import (
     cost_by_tier,
     cost_by_token_class,
     stored_exceptions,
     stored_rollups,
 )
+from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window, WindowError
 from tests.conftest import insert_events
 from tests.factories import make_event, make_version, own
@@ -540,3 +542,53 @@ def test_summary_lists_principals_costliest_first_within_its_range_rounding_half
     assert "events read:     22\n" in text  # 2 billed + 20 excepted
     assert "cost USD:        0.0012 (exact: 0.001250000000)" in text  # half-even
     assert "more" not in text  # exactly EXCEPTIONS_LISTED exception rows: all listed
+
+
+def test_invoice_summary_residuals_are_the_invoiced_total_minus_the_exact_sum(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    """Residual = amount - amount_exact (operations.md), per account and for all of them:
+    org-a's 0.00025 USD invoices 0.00, org-b's 0.006 USD invoices 0.01."""
+    version = make_version({"m": own("1", "0")})
+    at = START + timedelta(minutes=5)
+    insert_events(
+        database_url,
+        [
+            make_event("org-a", "m", None, 250, 0, occurred_at=at),
+            make_event("org-b", "m", None, 6_000, 0, occurred_at=at),
+        ],
+    )
+    rate_window(conn, Window.starting(START), Pricebooks((version,)), "test-invoice-summary")
+    build_invoice(conn, START.replace(day=1), "test-invoice-summary")
+
+    text = invoices_summary(conn, [START])
+
+    assert text.startswith("Invoice 2026-06 (open), per account\n")
+    assert re.search(r"\norg-a +1 +0\.000250000000 +0\.00 +-0\.000250000000\n", text), text
+    assert re.search(r"\norg-b +1 +0\.006000000000 +0\.01 +0\.004000000000\n", text), text
+    assert text.endswith(
+        "  all accounts: 0.01 USD invoiced, 0.006250000000 exact, residual 0.003750000000\n"
+    )
+
+
+def test_summary_of_a_closed_hour_corrected_late_lists_its_adjustments(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    """A late event in a closed hour bills as an adjustment, not in rated_usage: the
+    report's totals say so, or the hour's correction would not show anywhere in it."""
+    version = make_version({"m": own("1", "0")})
+    pricebooks = Pricebooks((version,))
+    at = START + timedelta(minutes=5)
+    insert_events(database_url, [make_event("org-a", "m", None, 1_000, 0, occurred_at=at)])
+    rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
+    close_period(conn, START + HOUR, "test")
+    insert_events(database_url, [make_event("org-a", "m", None, 500, 0, occurred_at=at)])
+    rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
+
+    text = summarize(conn, START, START + HOUR)
+
+    assert "  cost USD:        0.0010 (exact: 0.001000000000)\n" in text  # the frozen row
+    assert (
+        "  adjustments:     1 rows, +1 events, cost USD 0.0005 (exact: 0.000500000000): "
+        "closed hours' corrections, on the next invoice\n"
+    ) in text

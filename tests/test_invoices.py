@@ -857,6 +857,30 @@ def test_cli_export_of_a_month_without_lines_exits_0_and_says_why(
     assert out[1].startswith("2026-06 has no invoice lines")
 
 
+def test_cli_export_names_each_file_it_removed(
+    warehouse_env: str,
+    reader: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: the month's files no account has now are removed and named."""
+    add_a_line_each(reader, "acct-a")
+    stale = tmp_path / "2026-06_acct-gone.csv"
+    stale.write_text("an invoice no longer\n")
+
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+
+    assert (code, err) == (0, "")
+    assert out == [
+        str(tmp_path / "2026-06_acct-a.csv"),
+        f"removed {stale}: no account of 2026-06 has this file now",
+        f"1 account file(s) for 2026-06 in {tmp_path}",
+    ]
+    assert not stale.exists()
+
+
 def test_a_close_converges_every_month_it_wholly_closes_even_one_whose_usage_is_gone(
     database_url: str, reader: psycopg.Connection, add_events: AddEvents
 ) -> None:

@@ -285,6 +285,24 @@ def test_range_run_shows_each_window_the_tables_of_its_own_rows(
             assert sum(costs, Decimal(0)) == Decimal(meta["cost_usd"])
 
 
+def test_a_partitions_tables_leave_out_the_rows_of_the_next_window_already_rated(
+    database_url: str, add_events: AddEvents
+) -> None:
+    """Hour-scoped (contract 7): 11:00 rated first, then 10:00 alone; 10:00's tables
+    still show its own rows only."""
+    add_events([*traffic(0), *traffic(1)])
+    assert materialize(database_url, partition_key="2026-06-15-11:00").success
+
+    result = materialize(database_url)
+
+    assert result.success
+    meta = materializations(result, "rated_usage")[KEY]
+    for table in ("cost_by_token_class", "cost_by_tier"):
+        costs = [Decimal(row["cost_usd"]) for row in records(meta[table])]
+        assert sum(costs, Decimal(0)) == Decimal(meta["cost_usd"]), table
+    assert sum(row["rollups"] for row in records(meta["cost_by_tier"])) == meta["rollups"]
+
+
 def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_failure(
     database_url: str, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
@@ -17,9 +18,13 @@ from rating_pipeline.orchestration.metadata import (
     costliest_rollups_table,
     exception_totals_by_reason,
     int_column,
+    invoice_metadata,
+    pricebook_metadata,
+    rating_metadata,
     table,
     text_column,
     usd_text,
+    version_spans,
 )
 from rating_pipeline.records import (
     AMBIGUOUS_BASE,
@@ -32,10 +37,11 @@ from rating_pipeline.records import (
 )
 from rating_pipeline.warehouse.engine import WindowRating
 from rating_pipeline.warehouse.extract import WindowRead
+from rating_pipeline.warehouse.invoices import LinesBuilt
 from rating_pipeline.warehouse.outputs import ClassCost, TierCost
 from rating_pipeline.warehouse.reconcile import Reconciled
 from rating_pipeline.windows import HOUR, Window
-from tests.factories import WINDOW_START
+from tests.factories import WINDOW_START, make_version, own
 
 WINDOW = Window(WINDOW_START)
 
@@ -227,3 +233,73 @@ def test_open_adjustments_are_the_windows_open_rows_not_this_runs_writes() -> No
     assert meta["open_adjustments"].value == 5  # 1 inserted, 2 updated, 2 unchanged
     assert meta["adjustments_unchanged"].value == 2
     assert meta["open_adjustment_cost_usd"].value == "-0.003500000000"
+
+
+def test_every_reconcile_count_is_surfaced_under_its_own_key() -> None:
+    """Contract 7: inserted, updated, deleted and unchanged of both tables on the
+    materialization, each its own figure; the plotted cost is rounded half-even."""
+    ingested = datetime(2026, 6, 15, 10, 59, tzinfo=UTC)
+    rating = WindowRating(
+        window=WINDOW,
+        run_id="run-1",
+        rated_at=WINDOW.end,
+        pricebook_version="2026-06-01",
+        pricebook_sha256="0" * 64,
+        read=WindowRead("digest", 12, {}, ingested, ()),
+        usage=Reconciled(1, 2, 3, 7, 10, {}, Decimal("0.000001500000")),  # 4 unchanged
+        exceptions=Reconciled(5, 6, 7, 19, 2, {}),  # 8 unchanged
+        exception_rows=(),
+    )
+
+    meta = {key: value.value for key, value in rating_metadata(rating).items()}
+
+    rows = ("inserted", "updated", "deleted", "unchanged")
+    assert [meta[f"rows_{count}"] for count in rows] == [1, 2, 3, 4]
+    assert [meta[f"exceptions_{count}"] for count in rows] == [5, 6, 7, 8]
+    assert (meta["events_read"], meta["events_rated"], meta["events_excepted"]) == (12, 10, 2)
+    assert (meta["rollups"], meta["dagster/partition_row_count"]) == (7, 7)
+    assert meta["cost_usd"] == "0.000001500000"
+    assert meta["cost_micro_usd"] == 2  # 1.5 micro-USD, half-even: 2, not truncated to 1
+    assert meta["max_ingested_at"] == "2026-06-15T10:59:00+00:00"
+
+
+def test_an_invoice_months_row_count_is_its_lines_after_the_build_not_its_writes() -> None:
+    built = LinesBuilt(
+        WINDOW_START.replace(day=1, hour=0), 1, 2, 3, 10, Decimal("1.004"), Decimal("1.00")
+    )
+
+    meta = {key: value.value for key, value in invoice_metadata(built, []).items()}
+
+    assert [meta[f"lines_{n}"] for n in ("inserted", "updated", "deleted", "unchanged")] == [
+        1,
+        2,
+        3,
+        7,
+    ]
+    assert (meta["lines"], meta["dagster/partition_row_count"]) == (10, 10)
+    assert (meta["amount_exact"], meta["amount"], meta["residual"]) == ("1.004", "1.00", "-0.004")
+
+
+def test_a_pricebook_partition_shows_its_version_file_and_model_count() -> None:
+    version = make_version({"m-1": own("1", "2"), "m-2": own("3", "4"), "m-3": own("5", "6")})
+
+    meta = {key: value.value for key, value in pricebook_metadata(version).items()}
+
+    assert meta["pricebook_version"] == "2026-06-01"
+    assert meta["effective_from"] == "2026-06-01T00:00:00+00:00"
+    assert meta["pricebook_sha256"] == version.sha256
+    assert meta["models"] == 3
+
+
+def test_version_spans_name_every_run_of_windows_and_its_version_the_last_one_too() -> None:
+    june = make_version({"m": own("1", "2")})
+    july = make_version({"m": own("2", "2")}, version="2026-07-01")
+    windows = [Window(WINDOW_START + n * HOUR) for n in range(3)]
+
+    lines = version_spans({windows[0]: june, windows[1]: june, windows[2]: july})
+
+    assert len(lines) == 2
+    assert lines[0].startswith(
+        "2026-06-15-10:00...2026-06-15-11:00 (2 windows): pricebook 2026-06-01 ("
+    )
+    assert lines[1].startswith("2026-06-15-12:00: pricebook 2026-07-01 (")

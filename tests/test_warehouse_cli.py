@@ -15,7 +15,8 @@ from psycopg import sql
 
 from rating_pipeline import cli
 from rating_pipeline.records import BillingEvent
-from rating_pipeline.warehouse import engine, migrations
+from rating_pipeline.warehouse import commands, engine, migrations
+from tests.conftest import delete_events
 from tests.factories import WINDOW_START, make_event
 
 PRICEBOOK = """\
@@ -222,6 +223,40 @@ def test_rate_from_a_start_no_version_covers_is_refused_before_listing_its_windo
     assert _count(warehouse_env, "rating_log") == 0
 
 
+def test_rate_from_a_start_no_version_covers_never_lists_the_range(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refusal comes from the start's own window: the range's windows are never listed."""
+
+    def never(*bounds: datetime) -> Any:
+        raise AssertionError("the range's windows were listed")
+
+    monkeypatch.setattr(commands, "windows_between", never)
+    assert _rate("--from", "0001-01-01T00:00Z", "--to", END, "--pricebooks", str(pricebook_dir))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no pricebook version covers window [0001-01-01T00:00" in err
+
+
+def test_rate_up_to_the_start_of_the_current_hour_rates_the_hour_just_closed(
+    warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal of an open hour says "rate up to <its start> at most": that bound is
+    accepted, the hour before it has closed."""
+    (pricebook_dir / "2000-01-01.yaml").write_text(
+        PRICEBOOK.replace("2026-06-01", "2000-01-01")
+    )  # whatever the clock says, a version covers the last closed hour
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = (f"{t:%Y-%m-%dT%H:00:00Z}" for t in (hour - timedelta(hours=1), hour))
+    assert _rate("--from", start, "--to", end, "--pricebooks", str(pricebook_dir)) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.splitlines()[-1].startswith("rated 1 window(s), run cli-")
+    assert _count(warehouse_env, "rating_log") == 1
+
+
 def test_rate_refuses_a_bound_finer_than_a_microsecond_that_datetime_would_drop(
     warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -288,6 +323,45 @@ def test_rate_prints_one_line_per_window_and_exits_zero(
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
     again = capsys.readouterr().out.splitlines()
     assert "+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in again[0]
+
+
+def test_rate_prints_the_run_id_its_rating_log_rows_carry(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The run named on the last line is the one to look up in rating_log and the archive."""
+    add_events([make_event("org-1", "base-large")])
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    run_id = capsys.readouterr().out.splitlines()[-1].rsplit(" ", 1)[1]
+    with psycopg.connect(warehouse_env) as conn:
+        logged = conn.execute("SELECT DISTINCT run_id FROM rating_log").fetchall()
+    assert logged == [(run_id,)]
+
+
+def test_rate_line_of_a_window_that_lost_a_rollup_counts_the_deletion(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A re-rate whose events vanished prints the window's counts line, -1 deleted, not the
+    line naming the deleted row (that goes to the log)."""
+    gone = make_event("org-2", "base-small")
+    add_events([make_event("org-1", "base-large"), gone])
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    capsys.readouterr()
+    delete_events(warehouse_env, [gone.event_id])
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(
+        "2026-06-15-10:00 pricebook 2026-06-01: rated_usage +0 inserted, ~0 updated, "
+        "-1 deleted, =1 unchanged;"
+    )
+    assert _count(warehouse_env, "rated_usage") == 1
 
 
 @pytest.mark.parametrize("tiers", [("standard",), ("batch", "standard")], ids=["one", "two"])
@@ -402,4 +476,36 @@ def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(
     (line,) = captured.err.splitlines()
     assert line.startswith("error: rating window 2026-06-15-11:00 failed: ProgramLimitExceeded:")
     assert "index row size 6432" in line and "1 window(s) before it" in line
+    assert _count(warehouse_env, "rated_usage") == 1
+
+
+def test_a_window_whose_rating_is_refused_by_the_engine_names_it_and_the_windows_before(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine's own refusal (ConservationError, contract 6) mid-range is reported like a
+    database error: the window, the cause, and how many windows before it committed."""
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=1)),
+        ]
+    )
+    converge = engine.converge
+
+    def unconserved_second_window(
+        conn: psycopg.Connection, run: engine.RatingRun, read: Any
+    ) -> Any:
+        if run.window.start != WINDOW_START:
+            raise engine.ConservationError(f"window {run.window.key}: read (1,) but (0,)")
+        return converge(conn, run, read)
+
+    monkeypatch.setattr(engine, "converge", unconserved_second_window)
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: rating window 2026-06-15-11:00 failed: ConservationError:")
+    assert "1 window(s) before it" in line
     assert _count(warehouse_env, "rated_usage") == 1
