@@ -1451,3 +1451,201 @@ def test_the_negative_tokens_index_covers_every_class_at_head_and_below_0012(
     assert "IS NOT TRUE" not in built
     for token_class in ("input", "output", *NEW_CLASSES):
         assert f"({token_class}_tokens < 0)" in built, built
+
+
+def test_an_upstream_billing_event_with_some_class_columns_gets_only_the_absent_ones(
+    empty_database_url: str,
+) -> None:
+    """Contract 3: on an existing table only the absent class columns and service_tier are
+    added. Upstream's own cache_read_tokens and service_tier, and their values, are kept."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+        conn.execute(
+            "ALTER TABLE billing_event ADD COLUMN cache_read_tokens bigint NOT NULL DEFAULT 0, "
+            "ADD COLUMN service_tier text NULL"
+        )
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, cache_read_tokens, service_tier, occurred_at) "
+            "VALUES ('e1', 'a', 'm', 1, 2, 7, 'batch', now())"
+        )
+    migrations.upgrade(url)
+    assert migrations.revision_of(url) == migrations.head_revision()
+    with psycopg.connect(url) as conn:
+        names = [f"{c}_tokens" for c in NEW_CLASSES] + ["service_tier"]
+        columns = conn.execute(EVENT_COLUMN_TYPES, {"names": names}).fetchall()
+        row = conn.execute(
+            "SELECT cache_read_tokens, cache_write_tokens, image_input_tokens, service_tier "
+            "FROM billing_event"
+        ).fetchone()
+    assert sorted(columns) == sorted(
+        [(f"{c}_tokens", "bigint", True, "0") for c in NEW_CLASSES]
+        + [("service_tier", "text", False, None)]
+    )
+    assert row == (7, 0, 0, "batch")
+
+
+def test_0008_gathers_statistics_on_billing_events_service_tier_at_once(
+    empty_database_url: str,
+) -> None:
+    """docs/warehouse.md: the ANALYZE billing_event (service_tier) that follows the ALTER
+    gives the planner the new column's statistics before the first rating groups by it."""
+    url = empty_database_url
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        for event_id in ("e1", "e2", "e3"):
+            conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
+    migrations.upgrade(url, "0008")
+    with psycopg.connect(url) as conn:
+        stats = conn.execute(
+            "SELECT null_frac FROM pg_stats "
+            "WHERE tablename = 'billing_event' AND attname = 'service_tier'"
+        ).fetchall()
+    assert stats == [(1.0,)]
+
+
+def test_revision_0011_refuses_on_its_own_a_downgrade_that_would_drop_a_close(
+    database_url: str,
+) -> None:
+    """0011's downgrade checks again, in its own transaction, before it drops its tables: a
+    close is history, kept even where the downgrade reached it without the checks first."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO rating_period_close (closed_through, closed_at, closed_by) "
+            "VALUES ('2026-06-15 12:00Z', now(), 'test')"
+        )
+    with pytest.raises(
+        RatingPipelineError, match="below revision 0011: 1 rating_period_close row;"
+    ):
+        migrations._run(database_url, command.downgrade, "0010")
+    assert migrations.revision_of(database_url) == "0011"
+    assert migrations.rated_rows(database_url)["rating_period_close"] == 1
+
+
+def test_a_downgrade_below_0009_restores_the_negative_tokens_index_of_0003(
+    empty_database_url: str,
+) -> None:
+    """0009's downgrade restores exactly 0003's narrower index, as 0012's restores 0009's."""
+    url = empty_database_url
+    migrations.upgrade(url, "0008")
+    built = _negative_tokens_index(url)
+    migrations.upgrade(url)
+    migrations.downgrade(url, "0008")
+    assert _negative_tokens_index(url) == built
+    assert built.endswith("WHERE ((input_tokens < 0) OR (output_tokens < 0))"), built
+
+
+# One row the docs' checks on rated_usage rule out, each breaking one check alone.
+RATED_USAGE_RULED_OUT = [
+    ("cache_read_tokens = 5", "rated_usage_priced_classes_have_rates"),
+    (
+        "image_input_tokens = 1000000, image_input_rate_per_mtok = 1",
+        "rated_usage_cost_reconstructs",
+    ),
+    ("cache_read_rate_per_mtok = -1", "rated_usage_classes_not_negative"),
+    (
+        "audio_output_tokens = -1000000, audio_output_rate_per_mtok = 0",
+        "rated_usage_classes_not_negative",
+    ),
+    ("context_tier = 'short'", "rated_usage_tiers_known"),
+]
+
+
+@pytest.mark.parametrize("ruled_out, check", RATED_USAGE_RULED_OUT)
+def test_rated_usage_refuses_a_row_its_documented_checks_rule_out(
+    database_url: str, ruled_out: str, check: str
+) -> None:
+    """docs/warehouse.md: tiers are known; tokens and rates are not negative; a class with
+    tokens has a rate; cost_usd * 1000000 is the sum over every class of tokens * rate."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD)
+        with pytest.raises(psycopg.errors.CheckViolation, match=check):
+            conn.execute(sql.SQL("UPDATE rated_usage SET {}").format(sql.SQL(ruled_out)))
+
+
+EXCEPTION_AT_HEAD = """
+INSERT INTO rating_exception (
+    window_start, window_end, auth_id, model_id, service_tier, context_tier, reason, detail,
+    event_count, input_tokens, output_tokens, pricebook_version, rated_at, run_id
+) VALUES (
+    '2026-06-15 10:00Z', '2026-06-15 11:00Z', 'org-1', %(model)s, %(service)s, %(context)s,
+    %(reason)s, 'x', 1, 5, 6, 'v1', now(), 'run-1'
+)
+"""
+
+
+@pytest.mark.parametrize(
+    "reason, service, context",
+    [("invalid_event", "standard", "-"), ("invalid_event", "-", "standard"),
+     ("unpriced", "-", "-")],
+)  # fmt: skip
+def test_only_invalid_event_exceptions_carry_the_dash_tiers(
+    database_url: str, reason: str, service: str, context: str
+) -> None:
+    """docs/warehouse.md: an invalid_event row carries '-' for both tiers; any other row
+    carries its rollup's known tiers."""
+    refused = pytest.raises(psycopg.errors.CheckViolation, match="rating_exception_tiers_known")
+    with psycopg.connect(database_url) as conn, refused:
+        conn.execute(
+            EXCEPTION_AT_HEAD,
+            {"model": "m", "service": service, "context": context, "reason": reason},
+        )
+
+
+def test_the_exception_key_is_window_auth_model_both_tiers_and_reason(database_url: str) -> None:
+    """An unpriced rollup of the standard context and one of the long context are two rows."""
+    with psycopg.connect(database_url) as conn:
+        for context in ("standard", "long"):
+            conn.execute(
+                EXCEPTION_AT_HEAD,
+                {"model": "m", "service": "batch", "context": context, "reason": "unpriced"},
+            )
+        key = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'rating_exception_pkey'"
+        ).fetchone()
+    assert key == (
+        "PRIMARY KEY (window_start, auth_id, model_id, service_tier, context_tier, reason)",
+    )
+
+
+def test_a_refused_downgrade_below_0008_names_every_table_that_would_lose_rows(
+    empty_database_url: str,
+) -> None:
+    """docs/warehouse.md: 0008's refusal names how many rows, per table: all of them."""
+    url = empty_database_url
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url) as conn:
+        conn.execute(ROWS_AT_0007)
+        conn.execute(ARCHIVES_AT_0007)
+    migrations.upgrade(url)
+    _set_priced_rows(url, "rated_usage", "service_tier = 'batch'")
+    _set_priced_rows(url, "rating_exception_archive", "context_tier = 'long'")
+    with pytest.raises(RatingPipelineError) as refused:
+        migrations.downgrade(url, "0007")
+    assert "1 rated_usage row, 1 rating_exception_archive row would be lost" in str(refused.value)
+
+
+def test_our_invalid_index_left_by_a_failed_build_goes_even_where_upstreams_stands_in(
+    empty_database_url: str,
+) -> None:
+    """0001: upstream's valid index leads with occurred_at, so none of ours is built; the
+    invalid one a failed build of ours left, paid for by every insert, is dropped all the
+    same."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+        conn.execute("CREATE INDEX upstream_occurred ON billing_event (occurred_at)")
+        for event_id in ("e1", "e2"):
+            conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(FAILED_BUILDS["billing_event_occurred_at_idx"][2])
+    migrations.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        indexes = {name: valid for name, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES)}
+    assert indexes == {
+        "billing_event_pkey": True,
+        "upstream_occurred": True,
+        "billing_event_ingested_at_idx": True,
+    }
