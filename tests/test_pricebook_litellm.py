@@ -530,21 +530,6 @@ def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_fla
         assert {note.reason for note in result.unmapped} == {f"model not imported: {reason}"}
 
 
-def test_price_ranges_split_off_a_whole_thousand_tokens_leave_the_model_out():
-    """A threshold is written in thousands (``_above_128k_tokens``): a split at 128,500
-    would bill prompts of 128,001 to 128,500 tokens at the long-context rates."""
-    text = tiered(
-        [(0, 128500, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
-         (128500, 1000000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
-        input_cost_per_token=1e-07, output_cost_per_token=1e-06,
-    )  # fmt: skip
-    result = convert(text)
-    assert result.models == 0
-    assert [str(note) for note in result.not_imported] == [
-        "qwen-flash: price ranges by prompt size the contract cannot hold (2 ranges)"
-    ]
-
-
 def test_a_tier_price_inside_a_price_range_is_reported_never_mapped():
     text = tiered([
         (0, 256000, {"input_cost_per_token": 5e-08, "output_cost_per_token": 4e-07,
@@ -732,11 +717,17 @@ def test_a_flat_price_equal_to_its_first_range_but_written_differently_is_the_sa
 
 @pytest.mark.parametrize(
     "bounds",
-    [((1000, 128000), (128000, 1000000)), ((0, 128000), (256000, 1000000))],
-    ids=["not-from-zero", "gap-between"],
+    [
+        ((1000, 128000), (128000, 1000000)),
+        ((0, 128000), (256000, 1000000)),
+        ((0, 128500), (128500, 1000000)),
+    ],
+    ids=["not-from-zero", "gap-between", "not-whole-thousands"],
 )
-def test_price_ranges_not_from_zero_or_with_a_gap_leave_the_model_out(bounds):
-    """Prompts outside both ranges would bill at the flat prices."""
+def test_price_ranges_the_contract_cannot_read_as_one_threshold_leave_the_model_out(bounds):
+    """Prompts outside both ranges would bill at the flat prices; a threshold is written in
+    thousands (``_above_128k_tokens``), so a split at 128,500 would bill prompts of 128,001
+    to 128,500 tokens at the long-context rates."""
     (low, split), (again, high) = bounds
     text = tiered(
         [(low, split, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),

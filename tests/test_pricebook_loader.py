@@ -143,29 +143,15 @@ def test_derived_from_a_missing_model_is_rejected_with_its_own_message(tmp_path)
           ft:a: {derived_from: base-larg, multiplier: "1.25"}
           ft:b: {derived_from: "ft:acme:own", multiplier: "1.25"}
           ft:c: {derived_from: "ft:a", multiplier: "1.25"}
+          ft:d: {derived_from: " ", multiplier: "1.25"}
         """,
     )
     messages = {error.model: error.message for error in errors}
     assert messages["ft:a"] == "derived_from 'base-larg' is not a model of this version"
-    assert len(set(messages.values())) == 3  # missing, own-rate fine-tune, derived: distinct
-
-
-def test_a_blank_derived_from_is_reported_as_blank_at_its_line(tmp_path):
-    error = the_error(
-        tmp_path,
-        """
-        version: "v1"
-        effective_from: "2026-06-01T00:00:00Z"
-        currency: USD
-        models:
-          base-large: {input_per_mtok: "2.50", output_per_mtok: "10.00"}
-          ft:acme:x:
-            derived_from: " "
-            multiplier: "1.25"
-        """,
-    )
-    assert (error.line, error.model) == (7, "ft:acme:x")
-    assert error.message == "derived_from must not be blank"
+    assert messages["ft:d"] == "derived_from must not be blank"
+    assert [e.line for e in errors if e.model == "ft:d"] == [10]
+    # missing, own-rate fine-tune, derived, blank: distinct
+    assert len(set(messages.values())) == 4
 
 
 def test_derivation_from_a_true_base_loads(tmp_path):
@@ -785,50 +771,20 @@ def test_versions_and_effective_instants_are_unique_across_files(tmp_path):
 
 
 def test_version_for_picks_the_latest_effective_from_at_or_before_the_window(tmp_path):
-    """Versions are ordered by effective_from, not by their files' names."""
+    """Versions are ordered by effective_from, not by their files' names nor their own: here
+    both sort the later version first."""
     books = load_pricebooks(
         write_books(
             tmp_path / "books",
             a_late_yaml="""
-            version: "2026-09-01"
+            version: "autumn"
             effective_from: "2026-09-01T00:00:00Z"
             currency: USD
             models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
             """,
             b_early_yaml="""
-            version: "2026-06-01"
-            effective_from: "2026-06-01T00:00:00Z"
-            currency: USD
-            models: {m: {input_per_mtok: "2", output_per_mtok: "2"}}
-            """,
-        )
-    )
-    assert [v.version for v in books.versions] == ["2026-06-01", "2026-09-01"]
-    at = Window.from_key
-    assert books.version_for(at("2026-06-01-00:00")).version == "2026-06-01"
-    assert books.version_for(at("2026-08-31-23:00")).version == "2026-06-01"
-    assert books.version_for(at("2026-09-01-00:00")).version == "2026-09-01"
-    assert books.version_for(at("2026-10-01-00:00")).version == "2026-09-01"
-    before_first = r"window \[2026-05-31T23:00:00\+00:00.*first takes effect at 2026-06-01T00:00"
-    with pytest.raises(NoPricebookForWindow, match=before_first):
-        books.version_for(at("2026-05-31-23:00"))
-
-
-def test_versions_are_ordered_by_effective_from_not_by_their_names(tmp_path):
-    """A version named to sort first but taking effect later must not price earlier windows,
-    nor be passed over for the windows it covers."""
-    books = load_pricebooks(
-        write_books(
-            tmp_path / "books",
-            summer_yaml="""
             version: "summer"
             effective_from: "2026-06-01T00:00:00Z"
-            currency: USD
-            models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
-            """,
-            autumn_yaml="""
-            version: "autumn"
-            effective_from: "2026-09-01T00:00:00Z"
             currency: USD
             models: {m: {input_per_mtok: "2", output_per_mtok: "2"}}
             """,
@@ -836,8 +792,13 @@ def test_versions_are_ordered_by_effective_from_not_by_their_names(tmp_path):
     )
     assert [v.version for v in books.versions] == ["summer", "autumn"]
     at = Window.from_key
-    assert books.version_for(at("2026-07-01-00:00")).version == "summer"
+    assert books.version_for(at("2026-06-01-00:00")).version == "summer"
+    assert books.version_for(at("2026-08-31-23:00")).version == "summer"
     assert books.version_for(at("2026-09-01-00:00")).version == "autumn"
+    assert books.version_for(at("2026-10-01-00:00")).version == "autumn"
+    before_first = r"window \[2026-05-31T23:00:00\+00:00.*first takes effect at 2026-06-01T00:00"
+    with pytest.raises(NoPricebookForWindow, match=before_first):
+        books.version_for(at("2026-05-31-23:00"))
 
 
 def test_a_version_beside_others_is_not_refused_for_their_clashes_with_each_other(tmp_path):

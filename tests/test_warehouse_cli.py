@@ -449,13 +449,28 @@ def test_rate_on_a_database_of_a_newer_release_refuses(
     assert err.count("\n") == 1 and "revision 9999" in err and "newer" in err, err
 
 
+@pytest.mark.parametrize(
+    ("failure", "named"),
+    [
+        (
+            psycopg.errors.ProgramLimitExceeded("index row size 6432 exceeds maximum 2704"),
+            "ProgramLimitExceeded: index row size 6432",
+        ),
+        # The engine's own refusal (contract 6) is reported like a database error.
+        (engine.ConservationError("window 2026-06-15-11:00: read (1,)"), "ConservationError:"),
+    ],
+    ids=["database", "engine"],
+)
 def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(
     warehouse_env: str,
     pricebook_dir: Path,
     add_events: Callable[[Iterable[BillingEvent]], int],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+    named: str,
 ) -> None:
+    """The window, the cause, and how many windows before it committed."""
     add_events(
         [
             make_event("org-1", "base-large"),
@@ -466,7 +481,7 @@ def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(
 
     def failing_second_window(conn: psycopg.Connection, run: engine.RatingRun, read: Any) -> Any:
         if run.window.start != WINDOW_START:
-            raise psycopg.errors.ProgramLimitExceeded("index row size 6432 exceeds maximum 2704")
+            raise failure
         return converge(conn, run, read)
 
     monkeypatch.setattr(engine, "converge", failing_second_window)
@@ -474,38 +489,6 @@ def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     (line,) = captured.err.splitlines()
-    assert line.startswith("error: rating window 2026-06-15-11:00 failed: ProgramLimitExceeded:")
-    assert "index row size 6432" in line and "1 window(s) before it" in line
-    assert _count(warehouse_env, "rated_usage") == 1
-
-
-def test_a_window_whose_rating_is_refused_by_the_engine_names_it_and_the_windows_before(
-    warehouse_env: str,
-    pricebook_dir: Path,
-    add_events: Callable[[Iterable[BillingEvent]], int],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The engine's own refusal (ConservationError, contract 6) mid-range is reported like a
-    database error: the window, the cause, and how many windows before it committed."""
-    add_events(
-        [
-            make_event("org-1", "base-large"),
-            make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=1)),
-        ]
-    )
-    converge = engine.converge
-
-    def unconserved_second_window(
-        conn: psycopg.Connection, run: engine.RatingRun, read: Any
-    ) -> Any:
-        if run.window.start != WINDOW_START:
-            raise engine.ConservationError(f"window {run.window.key}: read (1,) but (0,)")
-        return converge(conn, run, read)
-
-    monkeypatch.setattr(engine, "converge", unconserved_second_window)
-    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("error: rating window 2026-06-15-11:00 failed: ConservationError:")
+    assert line.startswith(f"error: rating window 2026-06-15-11:00 failed: {named}")
     assert "1 window(s) before it" in line
     assert _count(warehouse_env, "rated_usage") == 1
