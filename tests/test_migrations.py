@@ -422,7 +422,8 @@ def test_a_downgrade_below_0008_refuses_for_every_tier_and_class_in_every_output
     empty_database_url: str,
 ) -> None:
     """Archived rows are history too (contract 6, audit): another tier, a long context or
-    tokens of any new class, in any of the four tables, refuses the downgrade."""
+    tokens of any new class, in any of the four tables, refuses the downgrade, naming each
+    table that would lose rows."""
     url = empty_database_url
     migrations.upgrade(url, "0007")
     with psycopg.connect(url) as conn:
@@ -435,6 +436,15 @@ def test_a_downgrade_below_0008_refuses_for_every_tier_and_class_in_every_output
             RatingPipelineError, match=rf"below revision 0008: 1 {table} row would be lost"
         ):
             migrations.downgrade(url, "0007")
+        _set_priced_rows(url, table, BACK_TO_0007)
+    beyond_in_two = (("rated_usage", "service_tier = 'batch'"),
+                     ("rating_exception_archive", "context_tier = 'long'"))  # fmt: skip
+    for table, beyond in beyond_in_two:
+        _set_priced_rows(url, table, beyond)
+    both = "1 rated_usage row, 1 rating_exception_archive row would be lost"
+    with pytest.raises(RatingPipelineError, match=both):  # every table named, not the first
+        migrations.downgrade(url, "0007")
+    for table, _ in beyond_in_two:
         _set_priced_rows(url, table, BACK_TO_0007)
     assert migrations.revision_of(url) == migrations.head_revision()
     assert "to 0007" in migrations.downgrade(url, "0007")
@@ -1608,23 +1618,6 @@ def test_the_exception_key_is_window_auth_model_both_tiers_and_reason(database_u
     assert key == (
         "PRIMARY KEY (window_start, auth_id, model_id, service_tier, context_tier, reason)",
     )
-
-
-def test_a_refused_downgrade_below_0008_names_every_table_that_would_lose_rows(
-    empty_database_url: str,
-) -> None:
-    """docs/warehouse.md: 0008's refusal names how many rows, per table: all of them."""
-    url = empty_database_url
-    migrations.upgrade(url, "0007")
-    with psycopg.connect(url) as conn:
-        conn.execute(ROWS_AT_0007)
-        conn.execute(ARCHIVES_AT_0007)
-    migrations.upgrade(url)
-    _set_priced_rows(url, "rated_usage", "service_tier = 'batch'")
-    _set_priced_rows(url, "rating_exception_archive", "context_tier = 'long'")
-    with pytest.raises(RatingPipelineError) as refused:
-        migrations.downgrade(url, "0007")
-    assert "1 rated_usage row, 1 rating_exception_archive row would be lost" in str(refused.value)
 
 
 def test_our_invalid_index_left_by_a_failed_build_goes_even_where_upstreams_stands_in(
