@@ -13,7 +13,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from rating_pipeline.orchestration import assets
+from rating_pipeline.orchestration import assets, queries
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.checks import (
     ALL_USAGE_PRICED,
@@ -654,18 +654,36 @@ def test_conservation_check_flags_events_that_arrived_after_the_rating(
     ]
 
 
+# Each optional token class, on a model of the shipped pricebook that has a rate for it.
+OPTIONAL_CLASS_MODELS = [
+    ("cache_read", "base-large"),
+    ("cache_write", "base-large"),
+    ("cache_write_1h", "base-large"),
+    ("reasoning", "base-flash"),
+    ("audio_input", "base-flash"),
+    ("audio_output", "base-small"),
+    ("image_input", "base-flash"),
+]
+
+
+@pytest.mark.parametrize(("token_class", "model"), OPTIONAL_CLASS_MODELS)
 def test_cost_check_fails_on_a_row_with_tokens_and_no_rate(
-    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+    database_url: str,
+    add_events: AddEvents,
+    reader: psycopg.Connection,
+    token_class: str,
+    model: str,
 ) -> None:
     """A class with tokens and no frozen rate cannot reconstruct, even where the other
-    classes add up to the row's cost: coalescing the missing product to 0 must not pass."""
-    cached = replace(make_event("org-1", "base-large", None, 1_000, 10), cache_read_tokens=5_000)
-    add_events([cached])
+    classes add up to the row's cost: coalescing the missing product to 0 must not pass,
+    whichever class it is."""
+    event = replace(make_event("org-1", model, None, 1_000, 10), **{f"{token_class}_tokens": 5_000})
+    add_events([event])
     assert materialize(database_url).success
     reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_priced_classes_have_rates")
     reader.execute(
-        "UPDATE rated_usage SET cache_read_rate_per_mtok = NULL,"
-        " cost_usd = cost_usd - cache_read_tokens * cache_read_rate_per_mtok * 0.000001"
+        f"UPDATE rated_usage SET {token_class}_rate_per_mtok = NULL, cost_usd = cost_usd"
+        f" - {token_class}_tokens * {token_class}_rate_per_mtok * 0.000001"
     )
 
     evaluation = audit(database_url, cost_reconstructs)
@@ -777,6 +795,7 @@ def test_a_partitions_checks_audit_its_window_and_not_the_next_hour(
     evaluations = checks(result)
     assert evaluations[NO_AMBIGUOUS_BASE].passed
     assert evaluations[NO_AMBIGUOUS_BASE].metadata["windows"].value == KEY
+    assert "rollups" not in evaluations[NO_AMBIGUOUS_BASE].metadata  # no next-hour rollup
     cost = evaluations[COST_RECONSTRUCTS]
     assert cost.metadata["rows_audited"].value == 3
     assert cost.metadata["total_cost_usd"].value == "0.020355000000"
@@ -801,3 +820,152 @@ def test_a_window_holds_its_events_from_its_first_instant_up_to_not_including_it
     conserved = checks(result)[EVENTS_CONSERVED]
     assert conserved.passed, conserved.description
     assert conserved.metadata["events"].value == 5
+
+
+def test_a_range_runs_conservation_counts_each_window_its_own_billed_and_excepted_events(
+    database_url: str, add_events: AddEvents
+) -> None:
+    """Every window of the range bills and excepts events: each is matched with its own
+    output, never with another window's (contract 6, per rated window)."""
+    noon = WINDOW_START + 2 * HOUR
+    add_events(
+        [
+            *traffic(0),
+            make_event("org-5", "mystery-model", minutes=20),
+            *traffic(2)[:1],
+            make_event("org-6", "mystery-model", occurred_at=noon + 20 * MINUTE),
+            make_event("org-6", "mystery-model", occurred_at=noon + 21 * MINUTE),
+        ]
+    )
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert result.success
+    conserved = checks(result)[EVENTS_CONSERVED]
+    assert conserved.passed, conserved.description
+    assert [conserved.metadata[figure].value for figure in CONSERVED_FIGURES] == [3, 8, 5, 3]
+    assert conserved.metadata["windows_not_conserved"].value == 0
+
+
+def test_rated_usage_alone_over_a_range_that_reaches_the_open_hour_rates_nothing(
+    database_url: str, reader: psycopg.Connection
+) -> None:
+    """Materializing rated_usage without window_usage (the UI lets one select it alone)
+    must refuse the open hour itself, before it rates any window of the range."""
+    now = Window.containing(datetime.now(UTC))
+    tags = {
+        "dagster/asset_partition_range_start": Window(now.start - HOUR).key,
+        "dagster/asset_partition_range_end": now.key,
+    }
+
+    result = dg.materialize(
+        ASSETS,
+        selection=[rated_usage.key],
+        tags=tags,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "rated_usage"
+    assert f"{now.key} has not closed" in failure.step_failure_data.error.message
+
+
+def test_a_window_committed_before_its_tables_fail_still_records_its_materialization(
+    database_url: str,
+    add_events: AddEvents,
+    reader: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """11:00's rating commits, then reading its UI tables fails: its new rows bill, so the
+    UI must show its materialization (with the rating's figures), not an earlier run's."""
+    add_events([*traffic(0), *traffic(1), *traffic(2)])
+    tables_for_real = assets.window_tables
+
+    def failing_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-11:00":
+            raise TimeoutError("canceling statement due to statement timeout")
+        return tables_for_real(conn, window, *args)
+
+    monkeypatch.setattr(assets, "window_tables", failing_at_eleven)
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert not result.success
+    rated = materializations(result, "rated_usage")
+    assert sorted(rated) == ["2026-06-15-10:00", "2026-06-15-11:00"]
+    assert rated["2026-06-15-11:00"]["rows_inserted"] == 3
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(2,)]
+
+
+def test_rated_usage_refuses_a_billing_event_whose_token_column_can_hold_a_fraction(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    """2.5 tokens have no price (docs/events.md): the asset names the column and rates
+    nothing, before it reads any window."""
+    reader.execute("ALTER TABLE billing_event ALTER COLUMN cache_read_tokens TYPE numeric(12, 2)")
+    add_events(traffic(0))
+
+    result = materialize(database_url)
+
+    assert not result.success
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "rated_usage"
+    error = failure.step_failure_data.error
+    assert error is not None
+    assert "billing_event.cache_read_tokens is numeric(12,2)" in error.to_string()
+
+
+def test_cost_check_lists_every_window_off_its_logged_total_and_a_spans_own_rows_only(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    """Three windows tampered outside the rater: the check's window_totals names each one,
+    and a partition's rows table lists its own rows, never the next hour's."""
+    add_events([*traffic(0), *traffic(1), *traffic(2)])
+    assert materialize(database_url, partition_key=None, tags=RANGE_TAGS).success
+    reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_cost_reconstructs")
+    reader.execute(
+        "UPDATE rated_usage SET cost_usd = cost_usd + 0.000000000001 WHERE auth_id = 'org-2'"
+    )
+
+    evaluation = audit(database_url, cost_reconstructs)
+    ten = queries.cost_mismatches(reader, queries.Span.of([Window(WINDOW_START)]))
+
+    assert evaluation.metadata["windows_total_not_logged"].value == 3
+    assert [t["window"] for t in records(evaluation.metadata["window_totals"].value)] == [
+        "2026-06-15-10:00",
+        "2026-06-15-11:00",
+        "2026-06-15-12:00",
+    ]
+    assert [(m.window.key, m.auth_id) for m in ten] == [(KEY, "org-2")]
+
+
+def test_a_window_no_pricebook_version_covers_fails_naming_it_and_rates_nothing(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    add_events(traffic(0))
+    (tmp_path / "2026-06-15.yaml").write_text(
+        'version: "2026-06-15"\n'
+        'effective_from: "2026-06-15T11:00:00Z"\n'
+        "currency: USD\n"
+        "models:\n"
+        "  base-large:\n"
+        '    input_per_mtok: "2.50"\n'
+        '    output_per_mtok: "10.00"\n'
+    )
+
+    result = materialize(database_url, pricebook_dir=tmp_path)
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "pricebook"
+    message = failure.step_failure_data.user_failure_data.description
+    assert "covers window [2026-06-15T10:00:00+00:00" in message
+    assert message.endswith("; nothing is rated")
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]

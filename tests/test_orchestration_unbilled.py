@@ -278,6 +278,28 @@ def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_wh
     assert evaluation.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)
 
 
+def test_events_at_the_first_and_last_instants_a_window_holds_are_not_undated(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
+    """WINDOWED_FROM (year 1, 00:00) is the first instant of a window and 9999-12-31
+    22:59:59.999999 the last one: their events are some hour's, so the check names them as
+    such (the year-1 hour never rated), never as events no window holds."""
+    with psycopg.connect(database_url) as conn:
+        instants = ("0001-01-01 00:00:00+00", "9999-12-31 22:59:59.999999+00")
+        for index, instant in enumerate(instants):
+            conn.execute(
+                "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+                "output_tokens, occurred_at) VALUES (%s, 'org-1', 'base-large', 1, 1, %s)",
+                (f"edge-{index}", instant),
+            )
+
+    evaluation = check(database_url, instance)
+
+    assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(0)
+    assert evaluation.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(1)
+    assert "events have no occurred_at" not in (evaluation.description or "")
+
+
 def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_reads_them(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
