@@ -405,6 +405,18 @@ def test_a_build_waits_for_a_close_in_flight(
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
 
 
+def test_a_build_does_not_wait_for_a_rating_or_build_holding_the_periods_lock(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
+) -> None:
+    """Ratings and builds hold the periods lock shared: only a close waits for them."""
+    impatient = make_conninfo(database_url, options="-c lock_timeout=5s")
+    with connect(database_url) as rating, rating.transaction():
+        lock_periods(rating, exclusive=False)
+        built = build(impatient, JUNE)  # a LockNotAvailable error if it waited
+
+    assert (built.inserted, built.lines) == (7, 7)
+
+
 def test_rebuild_converges_updating_changed_lines_and_deleting_stale_ones(
     database_url: str, reader: psycopg.Connection, add_events: AddEvents, june: list[BillingEvent]
 ) -> None:
@@ -1025,3 +1037,94 @@ def test_the_first_and_last_hours_of_a_month_are_on_that_months_invoice_only(
         "SELECT month, quantity_tokens FROM invoice_line WHERE token_class = 'input' ORDER BY month"
     ).fetchall()
     assert lines == [(JUNE, 1_000_000), (JULY, 2_000_000)]
+
+
+def test_each_token_class_is_billed_at_its_own_rate(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """Every class at a rate of its own, so a line priced at another class's rate shows."""
+    rates = {c: str(k + 1) for k, c in enumerate(TOKEN_CLASSES)}  # input 1, ..., image_input 9
+    pricebooks = Pricebooks(
+        (make_version({"m": own(rates["input"], rates["output"], **{
+            c: r for c, r in rates.items() if c not in ("input", "output")
+        })}),)
+    )  # fmt: skip
+    tokens = {f"{c}_tokens": 1_000 * (k + 1) for k, c in enumerate(TOKEN_CLASSES)}
+    event = usage("org-1", "m", at(6, 15, 10), **tokens)
+    add_events([event])
+    rate(database_url, [event], pricebooks)
+
+    build(database_url, JUNE)
+
+    assert lines(reader, JUNE) == expected_lines(reader, JUNE)
+    assert {row[5]: (row[6], row[7]) for row in lines(reader, JUNE)} == {
+        c: (Decimal(rates[c]), 1_000 * (k + 1)) for k, c in enumerate(TOKEN_CLASSES)
+    }
+
+
+def test_a_rebuild_keeps_a_usage_line_and_an_adjustment_line_of_the_same_key_apart(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, june: list[BillingEvent]
+) -> None:
+    """July holds a usage line and an adjustment line alike in all but kind; a rebuild after
+    July's usage changed updates the usage line only."""
+    close(database_url, JULY)
+    late = usage("org-1", "base-large", at(6, 21, 8, 30), 40_000)  # adjustment: 3.00, input
+    july = usage("org-1", "base-large", at(7, 2, 0, 30), 1_000)  # usage: 3.00, input
+    add_events([late])
+    rate(database_url, [late])
+    build(database_url, JULY)
+    add_events([july])
+    rate(database_url, [july])
+
+    rebuilt = build(database_url, JULY)
+
+    assert (rebuilt.inserted, rebuilt.updated, rebuilt.deleted) == (0, 1, 0)
+    assert lines(reader, JULY) == expected_lines(reader, JULY) == [
+        line("org-1", "adjustment", "base-large", "standard/standard", "input", "3", 40_000,
+             "0.12", "0.12"),
+        line("org-1", "usage", "base-large", "standard/standard", "input", "3", 10_999,
+             "0.032997", "0.03"),
+    ]  # fmt: skip
+    assert build(database_url, JULY).written == 0
+
+
+def test_an_adjustment_is_on_its_bill_months_invoice_and_no_later_ones(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, june: list[BillingEvent]
+) -> None:
+    close(database_url, JULY)
+    late = usage("org-1", "base-large", at(6, 15, 10, 50), 40_000)
+    add_events([late])
+    rate(database_url, [late])  # billed on July
+    close(database_url, AUGUST)  # stamps it; it stays on July's invoice
+
+    build(database_url, AUGUST)
+
+    assert lines(reader, AUGUST) == expected_lines(reader, AUGUST) == []
+    assert [row[1] for row in lines(reader, JULY)] == ["adjustment", "usage"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "kind = 'adjustment'",
+        "model_id = 'n'",
+        "service_tier = 'batch'",
+        "context_tier = 'long'",
+        "token_class = 'output'",
+        "unit_rate_per_mtok = 2, quantity_tokens = 500000",  # the same amounts
+    ],
+)
+def test_the_sha256_a_close_records_changes_with_any_key_column_of_a_line(
+    reader: psycopg.Connection, change: str
+) -> None:
+    """Line count and totals alike, only the sha256 tells a closed month's line changed."""
+    add_a_line_each(reader, "acct")
+    [before] = month_totals(reader, JUNE)
+    with reader.transaction(force_rollback=True):
+        reader.execute(f"UPDATE invoice_line SET {change}")
+        [after] = month_totals(reader, JUNE)
+
+    assert (after.line_count, after.amount_exact, after.amount) == (
+        before.line_count, before.amount_exact, before.amount,
+    )  # fmt: skip
+    assert after.lines_sha256 != before.lines_sha256

@@ -28,6 +28,7 @@ from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.periods import (
     CURRENT_HOUR,
     CloseRefused,
+    PeriodClose,
     close_period,
     period_status,
 )
@@ -82,7 +83,7 @@ def rate(url: str, version: PricebookVersion, run_id: str) -> WindowRating:
         return rate_window(conn, WINDOW, Pricebooks((version,)), run_id)
 
 
-def close(url: str, through: object = AFTER_WINDOW, by: str = "finance") -> object:
+def close(url: str, through: object = AFTER_WINDOW, by: str = "finance") -> PeriodClose:
     with connect(url) as conn:
         return close_period(conn, through, by)  # type: ignore[arg-type]
 
@@ -202,6 +203,64 @@ def test_rate_correction_reverses_billed_quantity_at_billed_rate_and_charges_lat
     assert billed_and_adjusted(reader) == latest_per_key(priced("3.00"), closed_window)
 
 
+def test_open_adjustments_carry_the_pricebook_version_of_the_latest_rating(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    """Same quantities and costs under another version: the open rows are updated to name
+    it (contract 10 and 7: every row carries the version and sha256 that rated it)."""
+    rate(database_url, priced("3.00"), "run-2")
+    reissued = replace(priced("3.00"), version="2026-06-02", sha256="f" * 64)
+
+    again = rate(database_url, reissued, "run-3")
+
+    assert again.adjustments is not None and again.adjustments.updated == 2
+    assert reader.execute(
+        "SELECT DISTINCT pricebook_version, pricebook_sha256, run_id FROM rating_adjustment"
+    ).fetchall() == [("2026-06-02", "f" * 64, "run-3")]
+    assert billed_and_adjusted(reader) == latest_per_key(reissued, closed_window)
+
+
+def test_a_late_event_in_every_class_of_a_closed_window_is_adjusted_class_by_class(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Each class at its own rate and quantity: the rating's check of billed + adjusted
+    against the latest output holds class by class, and the rating commits."""
+    rates = {c: str(k + 1) for k, c in enumerate(TOKEN_CLASSES)}
+    version = make_version({"m": own(rates["input"], rates["output"], **{
+        c: r for c, r in rates.items() if c not in ("input", "output")
+    })})  # fmt: skip
+
+    def every_class(minutes: int) -> BillingEvent:
+        tokens = {f"{c}_tokens": minutes * (k + 1) for k, c in enumerate(TOKEN_CLASSES)}
+        return replace(make_event("org-1", "m", minutes=minutes), **tokens)
+
+    add_events([every_class(5)])
+    rate(database_url, version, "run-1")
+    close(database_url)
+    late = every_class(7)
+    add_events([late])
+
+    rate(database_url, version, "run-2")
+
+    adjusted = reader.execute(
+        "SELECT token_class, quantity_tokens FROM rating_adjustment ORDER BY token_class"
+    ).fetchall()
+    assert adjusted == sorted((c, 7 * (k + 1)) for k, c in enumerate(TOKEN_CLASSES))
+    assert billed_and_adjusted(reader) == latest_per_key(version, [every_class(5), late])
+
+
+def test_a_close_records_when_it_was_made(database_url: str, reader: psycopg.Connection) -> None:
+    [(before,)] = reader.execute("SELECT clock_timestamp()").fetchall()
+    closed = close(database_url)
+    [(after,)] = reader.execute("SELECT clock_timestamp()").fetchall()
+    assert before <= closed.closed_at <= after
+    assert reader.execute("SELECT closed_at FROM rating_period_close").fetchall() == [
+        (closed.closed_at,)
+    ]
+
+
 def test_rate_change_on_a_class_without_tokens_is_a_zero_difference_with_no_row(
     database_url: str,
     reader: psycopg.Connection,
@@ -242,7 +301,7 @@ def test_close_stamps_open_adjustments_and_later_corrections_add_to_them(
 ) -> None:
     rate(database_url, priced("3.00"), "run-2")
     second = close(database_url, AFTER_WINDOW + HOUR)
-    assert second.adjustments_stamped == 2  # type: ignore[attr-defined]
+    assert second.adjustments_stamped == 2
     stamped = reader.execute(
         "SELECT adjustment_id, xmin FROM rating_adjustment ORDER BY 1"
     ).fetchall()
@@ -264,13 +323,13 @@ def test_close_stamps_open_adjustments_and_later_corrections_add_to_them(
         "SELECT count(*) FROM rating_adjustment WHERE invoiced_by IS NULL"
     ).fetchone()
     third = close(database_url, AFTER_WINDOW + 2 * HOUR)
-    assert open_now is not None and third.adjustments_stamped == open_now[0] > 0  # type: ignore[attr-defined]
+    assert open_now is not None and third.adjustments_stamped == open_now[0] > 0
     first_ids = [adjustment_id for adjustment_id, _ in stamped]
     kept = reader.execute(
         "SELECT DISTINCT invoiced_by FROM rating_adjustment WHERE adjustment_id = ANY(%s)",
         (first_ids,),
     ).fetchall()
-    assert kept == [(second.close_id,)]  # type: ignore[attr-defined]
+    assert kept == [(second.close_id,)]
 
 
 def test_a_late_event_at_a_new_rate_rides_on_the_latest_rates_input_row(
@@ -509,6 +568,19 @@ def test_close_past_unrated_hours_is_refused_naming_the_first_20_and_counting_th
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
 
 
+def test_an_unrated_event_in_the_last_hour_before_the_close_holds_it_back(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """The hour just before T is closed by it: an unrated event in its last minute, the
+    only event there is, refuses the close."""
+    add_events([make_event(occurred_at=AFTER_WINDOW - timedelta(minutes=1))])
+    with pytest.raises(CloseRefused, match=r"1 hour\(s\) .* never rated: 2026-06-15T10:00Z;"):
+        close(database_url, AFTER_WINDOW)
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
+
+
 UNWINDOWED_INSTANTS = ("-infinity", "0044-03-15 12:00:00+00 BC", "infinity")
 
 
@@ -649,6 +721,18 @@ def test_period_status_reports_mark_and_open_adjustments(
     assert lines[1] == "next invoice: 2026-06"
     assert lines[2] == "open adjustments: 2 in 1 window(s), 0.002000000000 USD"
     assert lines[3] == "  2026-06-15T10:00Z: 2 adjustment(s), 0.002000000000 USD, billed on 2026-06"
+
+
+def test_period_status_lists_no_adjustment_a_close_stamped(
+    database_url: str, closed_window: list[BillingEvent]
+) -> None:
+    """Stamped adjustments are billed output: status lists only the open ones."""
+    rate(database_url, priced("3.00"), "run-2")
+    close(database_url, AFTER_WINDOW + HOUR)
+    with connect(database_url) as conn:
+        lines = period_status(conn).lines()
+    assert lines[0].startswith("closed through 2026-06-15T12:00:00+00:00 (close 2,")
+    assert lines[2:] == ["open adjustments: 0 in 0 window(s), 0 USD"]
 
 
 def test_period_status_reads_mark_and_adjustments_in_one_snapshot(
