@@ -83,7 +83,9 @@ class Window:
 
     @property
     def key(self) -> str:
-        return self.start.strftime(PARTITION_KEY_FORMAT)
+        """``PARTITION_KEY_FORMAT``, with four digits of year in every year (``%Y`` alone
+        prints year 999 as ``999`` on Linux, a key ``from_key`` cannot read back)."""
+        return self.start.strftime(PARTITION_KEY_FORMAT.replace("%Y", f"{self.start.year:04d}"))
 
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
