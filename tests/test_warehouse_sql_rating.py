@@ -544,20 +544,26 @@ def test_upstream_column_types_other_than_the_contracts_are_read_as_their_text_a
     ]
 
 
-def test_a_token_column_that_can_hold_a_fraction_stops_rating_naming_it(
+@pytest.mark.parametrize("column_type", ["numeric", "numeric(21,0)"])
+def test_a_token_column_that_can_hold_a_fraction_or_too_wide_a_count_stops_rating_naming_it(
     empty_database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    column_type: str,
 ) -> None:
-    """A count of 2.5 tokens has no price: the rater says which column can hold one,
-    before it reads any window, rather than failing each window on the cost constraint."""
+    """A count of 2.5 tokens has no price, and one of 10^30 overflows the outputs' sums,
+    stopping its whole window (contract 3: one bad row never holds back its window): the
+    rater says which column can hold one, before it reads any window, rather than failing
+    each window on the cost constraint or a numeric overflow."""
     url = empty_database_url
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(NULLABLE_UPSTREAM_TABLE)
-        admin.execute("ALTER TABLE billing_event ADD COLUMN reasoning_tokens numeric DEFAULT 0")
+        admin.execute(
+            f"ALTER TABLE billing_event ADD COLUMN reasoning_tokens {column_type} DEFAULT 0"
+        )
     migrations.upgrade(url)
     monkeypatch.setenv("RATING_DATABASE_URL", url)
     code = cli.main(["rate", "--from", WINDOW.start.isoformat(), "--to", WINDOW.end.isoformat()])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err
-    assert "billing_event.reasoning_tokens" in err and "numeric" in err, err
+    assert f"billing_event.reasoning_tokens is {column_type}" in err, err

@@ -30,15 +30,21 @@ MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
 # Alembic's own table: one row, the revision, once anything is migrated.
 HAS_SCHEMA_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
-# Token columns whose type can hold a fraction (or is a float): 2.5 tokens have no price.
-# Integer types and numeric(p, 0) are whole; numeric's scale is (typmod - 4) & 65535.
-FRACTIONAL_TOKEN_COLUMNS = """
+# The widest numeric(p, 0) a count may have: the outputs' numeric(30, 0) sums then hold
+# any rollup of fewer than ten billion events.
+MAX_COUNT_PRECISION = 20
+# Token columns no rating can take: a type that can hold a fraction (or a float; 2.5 tokens
+# have no price), or a count wider than MAX_COUNT_PRECISION digits. Integer types and
+# numeric(p, 0) are whole; numeric's scale is (typmod - 4) & 65535, its precision
+# (typmod - 4) >> 16.
+UNRATEABLE_TOKEN_COLUMNS = """
 SELECT attname, format_type(atttypid, atttypmod)
 FROM pg_attribute
 WHERE attrelid = to_regclass('billing_event') AND attname = ANY(%(columns)s::text[])
   AND NOT attisdropped
   AND atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
-  AND NOT (atttypid = 'numeric'::regtype AND atttypmod >= 4 AND (atttypmod - 4) & 65535 = 0)
+  AND NOT (atttypid = 'numeric'::regtype AND atttypmod >= 4 AND (atttypmod - 4) & 65535 = 0
+           AND (atttypmod - 4) >> 16 <= %(max_precision)s)
 ORDER BY attnum
 """
 # The columns of billing_event the rater reads (contract 3): event_id only keys the table.
@@ -202,10 +208,13 @@ def require_schema(conn: psycopg.Connection) -> None:
 def require_readable_billing_event(conn: psycopg.Connection) -> None:
     """Raise UnusableBillingEvent, before anything is rated, when upstream's billing_event
     lacks a column the rater reads, or keeps a token count in a type that can hold a
-    fraction: 2.5 tokens have no price."""
+    fraction (2.5 tokens have no price) or more than MAX_COUNT_PRECISION digits."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     missing = conn.execute(MISSING_EVENT_COLUMNS, {"columns": list(READ_EVENT_COLUMNS)}).fetchall()
-    fractional = conn.execute(FRACTIONAL_TOKEN_COLUMNS, {"columns": TOKEN_COLUMNS}).fetchall()
+    unrateable = conn.execute(
+        UNRATEABLE_TOKEN_COLUMNS,
+        {"columns": TOKEN_COLUMNS, "max_precision": MAX_COUNT_PRECISION},
+    ).fetchall()
     if was_idle:
         conn.rollback()
     if missing:
@@ -215,10 +224,11 @@ def require_readable_billing_event(conn: psycopg.Connection) -> None:
             "`rating-pipeline db upgrade` adds only the token classes and service_tier): "
             "nothing rated"
         )
-    if fractional:
-        columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in fractional)
+    if unrateable:
+        columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in unrateable)
         raise UnusableBillingEvent(
-            f"{columns}: a token count must be whole (an integer type or numeric(p, 0)); "
+            f"{columns}: a token count must be whole and at most {MAX_COUNT_PRECISION} "
+            f"digits (an integer type or numeric(p, 0) with p <= {MAX_COUNT_PRECISION}); "
             "nothing rated"
         )
 
