@@ -961,6 +961,64 @@ def test_a_model_whose_id_is_invalid_is_still_checked_by_rules_5_and_6(tmp_path)
     assert any("input_per_mtok" in m and "rounds to 0" in m for m in messages), messages
 
 
+@pytest.mark.parametrize(
+    ("base", "incomplete", "rate"),
+    [
+        # the standard set lacks output: no set of the model is checked
+        (
+            'input_per_mtok: "1", batch: {input_per_mtok: "0.000001", output_per_mtok: "1"}',
+            "is missing output_per_mtok",
+            "batch input_per_mtok",
+        ),
+        # a tier lacks input: its output goes unchecked
+        (
+            'input_per_mtok: "1", output_per_mtok: "1", batch: {output_per_mtok: "0.000001"}',
+            "batch has output_per_mtok but is missing input_per_mtok",
+            "batch output_per_mtok",
+        ),
+        # a long_context set lacks output: its input goes unchecked
+        (
+            'input_per_mtok: "1", output_per_mtok: "1", long_context_above_tokens: 10, '
+            'long_context: {input_per_mtok: "0.000001"}',
+            "long_context has input_per_mtok but is missing output_per_mtok",
+            "long_context input_per_mtok",
+        ),
+    ],
+    ids=["standard", "batch", "long_context"],
+)
+def test_a_rate_set_missing_input_or_output_still_has_its_rates_checked_by_rule_6(
+    tmp_path, base, incomplete, rate
+):
+    """docs/pricebooks.md: a model with an error of its own is still checked against rules
+    5 and 6, "so one run reports them all"; contract 4: "all errors are collected and
+    reported together". A set that lacks input or output is such an error; the rates it
+    does have must still be checked for round-to-zero, through a declared derivation and
+    through fine_tune_multiplier, or adding the missing key reveals errors the first run
+    hid."""
+    errors = errors_of(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        fine_tune_multiplier: "0.4"
+        models:
+          base: {{{base}}}
+          ft:x: {{derived_from: base, multiplier: "0.4"}}
+        """,
+    )
+    found = [(error.line, error.model, error.message) for error in errors]
+    assert any(model == "base" and incomplete in message for _, model, message in found), found
+    assert any(
+        (line, model) == (4, "base") and f"{rate} 0.000001 rounds to 0" in message
+        for line, model, message in found
+    ), found
+    assert any(
+        (line, model) == (7, "ft:x") and f"derived {rate}:" in message
+        for line, model, message in found
+    ), found
+
+
 def test_a_model_mixing_own_rates_with_a_derivation_has_its_derived_from_checked_too(tmp_path):
     """Rule 5 reports in the same run as the model's own rule 4 error."""
     errors = errors_of(

@@ -607,14 +607,17 @@ class _SetsRead:
 
 def _own_rates(fields: MappingEntries, model_id: str, errors: _FileErrors) -> ModelRates | None:
     """Every rate set of a model (its standard set: the top-level rate keys; a set per tier;
-    each one's long_context) and its threshold; None when it has no complete standard set.
+    each one's long_context) and its threshold; None when it writes no own rate key.
 
-    Nothing is inherited: each set holds exactly the rates written in it.
+    Nothing is inherited: each set holds exactly the rates written in it. A set that lacks
+    input or output (an error, reported) still holds the rates it has, so that rule 6
+    checks them in the same run; a version with any error never loads.
     """
+    if all(fields.get(key) is None for key in OWN_RATE_KEYS):
+        return None
     read = _SetsRead()
     standard = _rate_values(fields, "", model_id, errors)
-    if fields.get(INPUT) is not None and fields.get(OUTPUT) is not None:
-        read.sets[(STANDARD, STANDARD)] = RateSet(MappingProxyType(standard))
+    read.sets[(STANDARD, STANDARD)] = RateSet(MappingProxyType(standard))
     _long_context(fields, STANDARD, model_id, errors, read)
     for tier in TIER_KEYS:
         tier_entry = fields.get(tier)
@@ -626,8 +629,6 @@ def _own_rates(fields: MappingEntries, model_id: str, errors: _FileErrors) -> Mo
         if tier_fields is not None:
             _long_context(tier_fields, tier, model_id, errors, read)
     threshold = _threshold(fields.get(LONG_CONTEXT_ABOVE), read, model_id, errors)
-    if (STANDARD, STANDARD) not in read.sets:
-        return None
     return ModelRates(MappingProxyType(read.sets), threshold)
 
 
@@ -649,7 +650,8 @@ def _rate_set(
     entry: Entry, where: str, allowed: tuple[str, ...], model_id: str, errors: _FileErrors
 ) -> tuple[RateSet | None, MappingEntries | None]:
     """A tier's or a long_context's set (``where`` names it): a mapping of known keys, every
-    rate valid, input and output present. Returns the set if complete, and the keys."""
+    rate valid, input and output present. Returns its valid rates (complete or not: a
+    missing rate is reported here) and its keys; neither when it is no mapping."""
     if not isinstance(entry.value, MappingNode) or not is_mapping(entry.value):
         message = f"{where} must be a mapping of rates, got {describe(entry.value)}"
         errors.add(entry.line, model_id, message)
@@ -663,8 +665,6 @@ def _rate_set(
     elif missing:
         has = f" has {', '.join(present)} but" if present else ""
         errors.add(entry.line, model_id, f"{where}{has} is missing {', '.join(missing)}")
-    if missing:
-        return None, fields
     return RateSet(MappingProxyType(rates)), fields
 
 
