@@ -139,18 +139,31 @@ def _add_period_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _period_close(args: argparse.Namespace) -> int:
-    import getpass
-
     from rating_pipeline.warehouse.database import connect, require_schema
     from rating_pipeline.warehouse.periods import close_period
 
-    closed_by = getpass.getuser() if args.by is None else args.by
+    closed_by = _os_user() if args.by is None else args.by
     with connect() as conn:
         require_schema(conn)
         closed = close_period(conn, args.through, closed_by, args.note)
     for line in closed.lines():
         print(line)
     return EXIT_OK
+
+
+def _os_user() -> str:
+    """Who closes when --by does not say: the OS user. A container may run as a uid with
+    no name (no USER or LOGNAME, no passwd entry): then the close is refused, asking."""
+    import getpass
+
+    from rating_pipeline.warehouse.periods import CloseRefused
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as exc:
+        raise CloseRefused(
+            "close refused: the OS user has no name to record; say who closes (--by)"
+        ) from exc
 
 
 def _period_status(args: argparse.Namespace) -> int:

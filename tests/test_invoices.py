@@ -858,6 +858,30 @@ def test_cli_close_refuses_a_through_finer_than_a_microsecond_that_datetime_woul
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
 
 
+def test_cli_close_by_an_os_user_without_a_name_is_one_line_asking_for_by(
+    warehouse_env: str,
+    reader: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A container runs the CLI as a uid /etc/passwd does not list, without USER or
+    LOGNAME: the default closer cannot be named. Like a blank --by, that is one line and
+    exit 1 (cli.py: expected failures print one clean line), never a traceback."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def no_such_uid(uid: int) -> object:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr("pwd.getpwuid", no_such_uid)
+
+    code, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+
+    assert (code, out) == (1, [])
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--by" in err, err
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
+
+
 def test_cli_export_of_a_month_without_lines_exits_0_and_says_why(
     warehouse_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
