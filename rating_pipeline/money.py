@@ -7,6 +7,8 @@ It does not compute costs. A cost is computed in exactly one place, the pricing
 statement (``warehouse/sql/price_window.sql``), exactly, at COST_PLACES places, and the
 database's CHECK constraint refuses a row whose cost does not reconstruct from its own
 tokens and rates. The independent oracle in ``tests/`` computes it again.
+Amounts the warehouse returned are added up in Python only by ``exact_sum``: every digit
+kept, where Python's default context keeps 28 and rounds the rest away without a word.
 Off the money path, ``micro_usd`` rounds a copy of an amount, half-even, into a whole number
 for the UI's charts; nothing stores, bills or adds up what it returns.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from rating_pipeline.errors import RatingPipelineError
@@ -89,6 +92,14 @@ def derive_rate(base_rate: Decimal, multiplier: Decimal) -> Decimal:
     """``base_rate * multiplier`` rounded half-even to RATE_PLACES places."""
     product = EXACT.multiply(base_rate, multiplier)
     return product.quantize(RATE_QUANTUM, context=ROUNDING)
+
+
+def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
+    """The sum of ``amounts``, exactly (decimal.Inexact if it needs more than 80 digits)."""
+    total = Decimal(0)
+    for amount in amounts:
+        total = EXACT.add(total, amount)
+    return total
 
 
 def micro_usd(amount: Decimal) -> int:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 from decimal import Decimal, Inexact
+from pathlib import Path
 
 import pytest
 
+import rating_pipeline
 from rating_pipeline.money import (
     MoneyFormatError,
     decimal_places,
     derive_rate,
     exact_rate,
+    exact_sum,
     parse_decimal,
 )
+
+PACKAGE = Path(rating_pipeline.__file__).parent
 
 
 @pytest.mark.parametrize(
@@ -89,3 +95,38 @@ def test_exact_rate_carries_a_rate_to_six_places_and_never_rounds_one():
     for seven_places in ("0.0000001", "2.5000005", "0.0000015"):
         with pytest.raises(Inexact):
             exact_rate(Decimal(seven_places))
+
+
+def test_exact_sum_keeps_every_digit_where_the_default_context_rounds():
+    """A total of closed-period costs at 12 places past the point passes 28 digits long
+    before it passes any real bill: Python's sum would round it without a word."""
+    amounts = [Decimal("12345678901234567.000000000001"), Decimal("0.000000000001")]
+    assert sum(amounts, Decimal(0)) != Decimal("12345678901234567.000000000002")
+    assert exact_sum(amounts) == Decimal("12345678901234567.000000000002")
+    assert exact_sum([]) == 0 and type(exact_sum([])) is Decimal
+    with pytest.raises(Inexact):
+        exact_sum([Decimal(10) ** 80, Decimal("0.1")])
+
+
+def _decimal_sums(path: Path) -> list[str]:
+    """Calls of the builtin sum that start from a Decimal: money added in the default
+    context."""
+    tree = ast.parse(path.read_text())
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "sum"
+        and len(node.args) == 2
+        and isinstance(node.args[1], ast.Call)
+        and isinstance(node.args[1].func, ast.Name)
+        and node.args[1].func.id == "Decimal"
+    ]
+
+
+def test_the_package_adds_money_up_only_through_exact_sum():
+    found = [use for path in sorted(PACKAGE.rglob("*.py")) for use in _decimal_sums(path)]
+    assert not found, "sum(..., Decimal(0)) rounds past 28 digits; use money.exact_sum:\n" + (
+        "\n".join(found)
+    )

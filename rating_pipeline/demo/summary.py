@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import psycopg
 
-from rating_pipeline.money import EXACT
+from rating_pipeline.money import EXACT, exact_sum
 from rating_pipeline.warehouse.close_mark import close_mark, month_of, wholly_closed
 from rating_pipeline.warehouse.invoices import month_totals
 from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class
@@ -171,7 +171,7 @@ class HourTotals:
             rollups=sum(int(row[1]) for row in hours),
             billed=sum(int(row[2]) for row in hours),
             excepted=sum(int(row[3]) for row in hours),
-            cost=sum((Decimal(row[4]) for row in hours), Decimal(0)),
+            cost=exact_sum(Decimal(row[4]) for row in hours),
         )
 
 
@@ -207,7 +207,7 @@ def _classes_section(
     classes = cost_by_token_class(conn, start, end)
     if not classes:
         return ["(nothing billed)"]
-    cost = sum((c.cost_usd for c in classes), Decimal(0))
+    cost = exact_sum(c.cost_usd for c in classes)
     rows = [
         (c.token_class, f"{c.tokens:,}", usd(c.cost_usd), _share(c.cost_usd, total))
         for c in classes
@@ -224,7 +224,7 @@ def _tiers_section(
     tiers = cost_by_tier(conn, start, end)
     if not tiers:
         return ["(nothing billed)"]
-    cost = sum((t.cost_usd for t in tiers), Decimal(0))
+    cost = exact_sum(t.cost_usd for t in tiers)
     rows = [
         (
             t.service_tier,
@@ -343,11 +343,10 @@ def invoices_summary(conn: psycopg.Connection, months: Sequence[datetime]) -> st
         ]
         headers = ("account", "lines", "exact USD", "invoice USD", "residual USD")
         sections.append(_table(headers, rows, (False, True, True, True, True)))
-        with localcontext(EXACT):
-            exact = sum((t.amount_exact for t in totals), Decimal(0))
-            invoiced = sum((t.amount for t in totals), Decimal(0))
+        exact = exact_sum(t.amount_exact for t in totals)
+        invoiced = exact_sum(t.amount for t in totals)
         sections.append(
             f"  all accounts: {invoiced:f} USD invoiced, {exact_usd(exact)} exact, "
-            f"residual {invoiced - exact:f}"
+            f"residual {EXACT.subtract(invoiced, exact):f}"
         )
     return "\n".join(sections[1:]) + "\n"

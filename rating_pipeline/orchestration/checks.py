@@ -27,12 +27,12 @@ open (contract 10); an open window has no adjustments.
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 import psycopg
 
+from rating_pipeline.money import exact_sum
 from rating_pipeline.orchestration import missed_hours, queries, sensors
 from rating_pipeline.orchestration.assets import rated_usage
 from rating_pipeline.orchestration.metadata import (
@@ -514,7 +514,7 @@ def no_open_adjustments(
 def evaluate_open_adjustments(windows: Sequence[OpenAdjustments]) -> dg.AssetCheckResult:
     """WARN with every window listed (the first WINDOWS_LISTED in a table), else pass."""
     count = sum(w.adjustments for w in windows)
-    cost = sum((w.cost_usd for w in windows), Decimal(0))
+    cost = exact_sum(w.cost_usd for w in windows)
     checked: dict[str, Any] = {
         "windows_with_open_adjustments": dg.MetadataValue.int(len(windows)),
         "open_adjustments": dg.MetadataValue.int(count),

@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,7 +24,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from rating_pipeline.errors import RatingPipelineError
-from rating_pipeline.money import EXACT
+from rating_pipeline.money import EXACT, exact_sum
 from rating_pipeline.warehouse.close_mark import (
     begin_read_committed,
     close_mark,
@@ -185,14 +185,13 @@ def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> Lin
         conn.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": _month_key(month)})
         if wholly_closed(month, close_mark(conn)):
             totals = month_totals(conn, month)
-            with localcontext(EXACT):  # the default context keeps 28 digits, and rounds
-                return LinesBuilt(
-                    month, 0, 0, 0,
-                    lines=sum(t.line_count for t in totals),
-                    amount_exact=sum((t.amount_exact for t in totals), Decimal(0)),
-                    amount=sum((t.amount for t in totals), Decimal(0)),
-                    frozen=True,
-                )  # fmt: skip
+            return LinesBuilt(
+                month, 0, 0, 0,
+                lines=sum(t.line_count for t in totals),
+                amount_exact=exact_sum(t.amount_exact for t in totals),
+                amount=exact_sum(t.amount for t in totals),
+                frozen=True,
+            )  # fmt: skip
         built_at = conn.execute(NOW).fetchone()
         assert built_at is not None
         return converge_month_lines(conn, month, run_id, built_at[0])
@@ -252,10 +251,9 @@ def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exporte
         return Exported((), ())
     written: list[Path] = []
     for account_id, lines in frame.groupby("account_id", sort=True):
-        with localcontext(EXACT):  # the default context keeps 28 digits and rounds silently
-            exact = sum(lines["amount_exact"], Decimal(0))
-            amount = sum(lines["amount"], Decimal(0))
-            residual = amount - exact
+        exact = exact_sum(lines["amount_exact"])
+        amount = exact_sum(lines["amount"])
+        residual = EXACT.subtract(amount, exact)
         total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
         total.update(
             month=lines["month"].iloc[0],

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
 from rating_pipeline.errors import RatingPipelineError
-from rating_pipeline.money import EXACT
+from rating_pipeline.money import exact_sum
 from rating_pipeline.warehouse.close_mark import (
     begin_read_committed,
     close_mark,
@@ -238,8 +238,7 @@ class PeriodStatus:
             + (f": {note})" if note else ")"),
             f"next invoice: {month_of(through):%Y-%m}",
         ]
-        with localcontext(EXACT):
-            total = sum((w.cost_usd for w in self.open_adjustments), Decimal(0))
+        total = exact_sum(w.cost_usd for w in self.open_adjustments)
         lines.append(
             f"open adjustments: {sum(w.adjustments for w in self.open_adjustments)} in "
             f"{len(self.open_adjustments)} window(s), {total:f} USD"
