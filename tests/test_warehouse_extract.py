@@ -11,12 +11,14 @@ from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
+import pytest
 from psycopg import sql
 
+from rating_pipeline import cli
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
 from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEvent
 from rating_pipeline.warehouse import migrations
-from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.extract import read_window_usage
 from rating_pipeline.windows import Window
@@ -255,3 +257,29 @@ def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
 
     assert rating.events_rated == 1
     assert [(e.auth_id, e.detail) for e in stored.exceptions] == [("\u00a0\u00a0", "blank auth_id")]
+
+
+def test_a_sql_ascii_warehouse_is_refused_in_one_line_before_anything_runs(
+    pg_server_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQL_ASCII gives text no encoding (psycopg reads it as bytes): an id could not be
+    compared or even read as text. Every path connects through database.connect, which
+    refuses it naming the encoding, rather than a TypeError deep inside a migration or a
+    rating."""
+    name = f"rating_sql_ascii_{uuid.uuid4().hex[:12]}"
+    admin = "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII' LOCALE 'C'"
+    with psycopg.connect(pg_server_url, autocommit=True) as server:
+        server.execute(sql.SQL(admin).format(sql.Identifier(name)))
+    url = database_url_for(pg_server_url, name)
+    monkeypatch.setenv("RATING_DATABASE_URL", url)
+    try:
+        with pytest.raises(WarehouseConnectionError, match="SQL_ASCII"):
+            connect(url)
+        for command in (["db", "upgrade"], ["period", "status"]):
+            assert cli.main(command) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and err.count("\n") == 1, err
+            assert "SQL_ASCII" in err and "UTF8" in err, err
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as server:
+            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

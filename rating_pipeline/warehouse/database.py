@@ -164,12 +164,19 @@ def connect(url: str | None = None) -> psycopg.Connection:
         # Timestamps come back in UTC whatever the server's or the role's default zone.
         conn.execute(SET_UTC)
         conn.commit()
-        return conn
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WarehouseConnectionError(
             f"cannot connect to the warehouse {redact_url(target)}: {reason}"
         ) from exc
+    if conn.info.parameter_status("server_encoding") == "SQL_ASCII":
+        conn.close()
+        raise WarehouseConnectionError(
+            f"the warehouse {redact_url(target)} is a SQL_ASCII database, whose text has no "
+            "encoding, so no id can be read as text: use a database created with ENCODING "
+            "'UTF8' (or another real encoding)"
+        )
+    return conn
 
 
 def shipped_revision() -> str:
