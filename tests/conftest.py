@@ -198,9 +198,11 @@ def add_events(database_url: str) -> Callable[[Iterable[BillingEvent]], int]:
     return lambda events: insert_events(database_url, list(events))
 
 
-def utc(*parts: int) -> datetime:
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
     """``utc(2026, 6, 15, 10)``: an aware UTC datetime."""
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def stored_window(conn: psycopg.Connection, window: Window) -> OracleRating:

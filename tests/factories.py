@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -42,13 +43,16 @@ def own(
     batch: Own | None = None,
     priority: Own | None = None,
     flex: Own | None = None,
+    by_class: Mapping[str, str] | None = None,
     **classes: str,
 ) -> Own:
     """Own rates; ``classes`` by token class (``cache_read="0.25"``), tiers and long context
-    as further ``own(...)`` (a tier's own ``long_context``; the threshold on the model's)."""
+    as further ``own(...)`` (a tier's own ``long_context``; the threshold on the model's).
+    ``by_class`` holds classes named at run time: ``**`` of a ``dict[str, str]`` would also
+    fill, for mypy, the tier and long-context parameters."""
     tiers = {"batch": batch, "priority": priority, "flex": flex}
     return Own(
-        rates={"input": input_rate, "output": output_rate, **classes},
+        rates={"input": input_rate, "output": output_rate, **(by_class or {}), **classes},
         tiers={tier: rates for tier, rates in tiers.items() if rates is not None},
         long_context=long_context,
         long_context_above_tokens=long_context_above_tokens,
@@ -88,7 +92,7 @@ def schedule(sets: dict[tuple[str, str], dict[str, str]], above: int | None = No
 
 
 def make_version(
-    models: dict[str, Own | ModelRates | dict[str, str]],
+    models: Mapping[str, Own | ModelRates | Mapping[str, str]],
     *,
     version: str = "2026-06-01",
     effective_from: datetime = datetime(2026, 6, 1, tzinfo=UTC),
@@ -146,3 +150,10 @@ def make_event(
         occurred_at=occurred_at or WINDOW_START + timedelta(minutes=minutes),
         ingested_at=None,
     )
+
+
+def with_tokens(event: BillingEvent, /, **counts: int) -> BillingEvent:
+    """``event`` with these token counts (``cache_read_tokens=5``), for classes named at run
+    time: ``replace(event, **counts)`` that mypy accepts once, here."""
+    # mypy checks ``**`` of a dict[str, int] against every field, str ones too; only *_tokens.
+    return replace(event, **counts)  # type: ignore[arg-type]

@@ -146,7 +146,7 @@ def _resolve(
         if base not in distinct:
             distinct.append(base)
     if len(distinct) > 1:
-        listed: list[str | None] = sorted(b for b in distinct if b is not None)
+        listed: list[str | None] = [*sorted(b for b in distinct if b is not None)]
         if None in distinct:
             listed.append(None)
         return (
@@ -207,7 +207,10 @@ def rate_window(
             rollup_groups.setdefault(tiers, []).append(event)
         for (tier, context), group in rollup_groups.items():
             row = _price(window, version, auth_id, model_id, tier, context, group, outcome)
-            (rollups if isinstance(row, RatedRollup) else exceptions).append(row)
+            if isinstance(row, RatedRollup):
+                rollups.append(row)
+            else:
+                exceptions.append(row)
     for (auth_id, model_id), group in invalid.items():
         seen = {problem for event in group for problem in _problems(event)}
         order = [

@@ -69,6 +69,7 @@ def test_load_all_generates_every_expected_event_and_every_pair(conn: psycopg.Co
     count, _, hundredths, negative, not_after, busiest = window_query(
         conn, WINDOW_SHAPE, layout.hot
     )
+    assert isinstance(count, int), count
     assert (count, hundredths, negative, not_after) == (TINY.hot_events, count // 100, 0, 0)
     assert busiest == "org-0001"
     assert window_query(conn, IDS_OUT_OF_TIME_ORDER, layout.hot) == (0,)

@@ -227,7 +227,7 @@ def test_copied_rows_are_exactly_the_generated_events(conn: psycopg.Connection) 
     seed_events(conn, spec)
     conn.commit()
     columns = generate_hour(spec, START)
-    assert conn.execute(SELECT_EVENTS).fetchall() == sorted(rows(columns))
+    assert conn.execute(SELECT_EVENTS).fetchall() == sorted(tuple(row) for row in rows(columns))
     for occurred, ingested in zip(columns["occurred_at"], columns["ingested_at"], strict=True):
         assert START <= occurred < START + HOUR
         assert occurred < ingested < occurred + timedelta(minutes=5)

@@ -116,8 +116,8 @@ def _example(title: str, body: str) -> Example:
         total=total,
         cost_numerator=numerator,
         cost_usd=cost,
-        rated=rated.groups() if rated else None,
-        excepted=excepted.groups() if excepted else None,
+        rated=(rated[1], rated[2], rated[3]) if rated else None,
+        excepted=(excepted[1], excepted[2], excepted[3], excepted[4]) if excepted else None,
     )
 
 

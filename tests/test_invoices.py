@@ -15,7 +15,7 @@ import itertools
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -169,9 +169,12 @@ def half_even_cents(amount: Decimal) -> Decimal:
 def expected_lines(reader: psycopg.Connection, month: datetime) -> list[tuple[Any, ...]]:
     """The month's lines computed in Python from rated_usage, rating_adjustment and
     billing_account: the oracle of reconcile_invoice_line.sql."""
-    accounts = dict(reader.execute("SELECT auth_id, account_id FROM billing_account").fetchall())
+    accounts: dict[str, str] = dict(
+        reader.execute("SELECT auth_id, account_id FROM billing_account").fetchall()
+    )
     next_month = utc(month.year + month.month // 12, month.month % 12 + 1, 1)
     quantities: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    key: Sequence[Any]  # a usage line's key, an adjustment's columns, a quantity's key
     for auth_id, model_id, service_tier, context_tier, *parts in reader.execute(
         USAGE_PARTS, {"month": month, "next": next_month}
     ):
@@ -615,7 +618,8 @@ def test_an_invoices_rounding_residual_is_within_half_a_cent_per_line(
 
     by_account = {t.account_id: t for t in totals(database_url, JUNE)}
     assert by_account["org-1"].residual == Decimal("-0.05")
-    for total in [*by_account.values(), built]:
+    figures: list[MonthTotal | LinesBuilt] = [*by_account.values(), built]
+    for total in figures:
         count = total.line_count if isinstance(total, MonthTotal) else total.lines
         assert abs(total.amount - total.amount_exact) <= Decimal("0.005") * count
     assert built.residual == sum(t.residual for t in by_account.values())
@@ -1069,7 +1073,7 @@ def test_each_token_class_is_billed_at_its_own_rate(
     """Every class at a rate of its own, so a line priced at another class's rate shows."""
     rates = {c: str(k + 1) for k, c in enumerate(TOKEN_CLASSES)}  # input 1, ..., image_input 9
     pricebooks = Pricebooks(
-        (make_version({"m": own(rates["input"], rates["output"], **{
+        (make_version({"m": own(rates["input"], rates["output"], by_class={
             c: r for c, r in rates.items() if c not in ("input", "output")
         })}),)
     )  # fmt: skip

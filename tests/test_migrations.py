@@ -184,7 +184,7 @@ def test_money_and_token_columns_are_numeric_never_float(database_url: str) -> N
             "SELECT table_name, column_name FROM information_schema.columns "
             "WHERE table_schema = 'public' AND data_type IN ('real', 'double precision')"
         ).fetchall()
-        types = dict(
+        types: dict[str, str] = dict(
             conn.execute(
                 "SELECT column_name, format_type(atttypid, atttypmod) FROM pg_attribute "
                 "JOIN information_schema.columns ON table_name = 'rated_usage' "

@@ -16,6 +16,8 @@ def _float_uses(path: Path) -> list[str]:
     lines = source.splitlines()
     found = []
     for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Name | ast.Constant):  # what the checks below look at
+            continue
         is_float_name = isinstance(node, ast.Name) and node.id == "float"
         is_float_literal = isinstance(node, ast.Constant) and type(node.value) is float
         is_float_dtype = isinstance(node, ast.Constant) and node.value in ("float", "float64")

@@ -3,7 +3,7 @@ with the real resources, the real pricebooks and the real checks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from rating_pipeline.records import AMBIGUOUS_BASE, UNPRICED, BillingEvent
 from rating_pipeline.settings import project_root
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
-from tests.factories import WINDOW_START, make_event
+from tests.factories import WINDOW_START, make_event, with_tokens
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 MINUTE = timedelta(minutes=1)
@@ -80,8 +80,10 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def records(value: dg.TableMetadataValue) -> list[dict]:
-    """A table metadata value's rows, as the UI shows them."""
+def records(value: object) -> list[dict]:
+    """A table metadata value's rows, as the UI shows them (``value`` as a check's metadata
+    holds it, or its ``.value``, the same object)."""
+    assert isinstance(value, dg.TableMetadataValue), value
     return [dict(record.data) for record in value.records]
 
 
@@ -90,7 +92,9 @@ def audit(database_url: str, check: dg.AssetChecksDefinition) -> dg.AssetCheckRe
     context = dg.build_asset_check_context(
         resources={"warehouse": WarehouseResource(database_url=database_url)}
     )
-    return check(context)  # type: ignore[no-any-return]
+    result = check(context)  # typed object: a definition's __call__ returns anything
+    assert isinstance(result, dg.AssetCheckResult), result
+    return result
 
 
 def rows(reader: psycopg.Connection, statement: str) -> list[tuple]:
@@ -130,10 +134,7 @@ def test_materializing_one_partition_rates_that_window_only(
     # 2000 x 3.125 (2.50 x 1.25) = 0.00625
     assert meta["cost_usd"] == "0.020355000000"
     assert (meta["cost_micro_usd"], meta["rollups"]) == (20_355, 3)  # plotted; exact above
-    assert (
-        Decimal(meta["cost_usd"])
-        == reader.execute("SELECT sum(cost_usd) FROM rated_usage").fetchone()[0]
-    )
+    assert Decimal(meta["cost_usd"]) == rows(reader, "SELECT sum(cost_usd) FROM rated_usage")[0][0]
     assert meta["pricebook_version"] == "2026-06-01"
     assert meta["exceptions_by_reason"][AMBIGUOUS_BASE] == {"rollups": 0, "events": 0}
     costliest = records(meta["costliest_rollups"])
@@ -466,7 +467,9 @@ def test_unpriced_usage_warns_without_failing_the_run(
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     # Events, not rollups: two rollups hold the three events that did not bill.
     assert evaluation.metadata["events_not_priced"].value == 3
-    assert evaluation.metadata["exceptions_by_reason"].value[UNPRICED] == {
+    by_reason = evaluation.metadata["exceptions_by_reason"].value
+    assert isinstance(by_reason, Mapping), by_reason
+    assert by_reason[UNPRICED] == {
         "rollups": 2,
         "events": 3,
     }
@@ -531,9 +534,11 @@ def test_broken_pricebooks_fail_with_every_error_and_rate_nothing(
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_key == "pricebook"
-    message = failure.step_failure_data.user_failure_data.description
+    failure_data = failure.step_failure_data.user_failure_data
+    assert failure_data is not None and failure_data.description is not None
+    message = failure_data.description
     assert "base-large" in message and "ouptut_per_mtok" in message
-    errors = records(failure.step_failure_data.user_failure_data.metadata["errors"])
+    errors = records(failure_data.metadata["errors"])
     assert {(e["line"], e["model"]) for e in errors} >= {(5, "base-large"), (10, "base-small")}
     assert all(e["file"].endswith("2026-06-01.yaml") for e in errors)
     assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
@@ -677,7 +682,9 @@ def test_cost_check_fails_on_a_row_with_tokens_and_no_rate(
     """A class with tokens and no frozen rate cannot reconstruct, even where the other
     classes add up to the row's cost: coalescing the missing product to 0 must not pass,
     whichever class it is."""
-    event = replace(make_event("org-1", model, None, 1_000, 10), **{f"{token_class}_tokens": 5_000})
+    event = with_tokens(
+        make_event("org-1", model, None, 1_000, 10), **{f"{token_class}_tokens": 5_000}
+    )
     add_events([event])
     assert materialize(database_url).success
     reader.execute("ALTER TABLE rated_usage DROP CONSTRAINT rated_usage_priced_classes_have_rates")
@@ -873,7 +880,8 @@ def test_rated_usage_alone_over_a_range_that_reaches_the_open_hour_rates_nothing
     assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]
     failure = result.get_step_failure_events()[0]
     assert failure.step_key == "rated_usage"
-    assert f"{now.key} has not closed" in failure.step_failure_data.error.message
+    error = failure.step_failure_data.error
+    assert error is not None and f"{now.key} has not closed" in error.message
 
 
 def test_a_window_committed_before_its_tables_fail_still_records_its_materialization(
@@ -965,7 +973,9 @@ def test_a_window_no_pricebook_version_covers_fails_naming_it_and_rates_nothing(
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_key == "pricebook"
-    message = failure.step_failure_data.user_failure_data.description
+    failure_data = failure.step_failure_data.user_failure_data
+    assert failure_data is not None and failure_data.description is not None
+    message = failure_data.description
     assert "covers window [2026-06-15T10:00:00+00:00" in message
     assert message.endswith("; nothing is rated")
     assert rows(reader, "SELECT count(*) FROM rating_log") == [(0,)]

@@ -349,6 +349,7 @@ def test_a_deleted_event_is_rebilled_within_the_interval(
     assert first.run_requests == []
     delete_events(database_url, [f"{windows[0].key}-0"])
 
+    requests: list[dg.RunRequest]
     cursor, ticks, requests = first.cursor, 0, []
     while not requests and ticks < 100:
         data = tick(SENSOR, database_url, instance, cursor)

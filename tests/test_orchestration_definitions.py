@@ -200,7 +200,9 @@ def snapshot(definitions: dg.Definitions) -> dict[str, object]:
             for s in repository.sensor_defs
         },
         "resources": sorted(repository.get_top_level_resources()),
-        "executor": definitions.executor.name if definitions.executor else None,
+        "executor": definitions.executor.name
+        if isinstance(definitions.executor, dg.ExecutorDefinition)
+        else None,
     }
 
 
@@ -258,9 +260,11 @@ def test_the_workspace_maps_each_invoice_month_to_its_hours_of_rated_usage() -> 
             name: entry.load_error for name, entry in context.get_code_location_entries().items()
         } == {"rating": None, "invoicing": None}
         graph = context.asset_graph
-        hours = graph.get_parent_partition_keys_for_child(
-            "2026-06", dg.AssetKey("rated_usage"), dg.AssetKey("invoice_lines")
-        ).partitions_subset.get_partition_keys()
+        hours = list(
+            graph.get_parent_partition_keys_for_child(
+                "2026-06", dg.AssetKey("rated_usage"), dg.AssetKey("invoice_lines")
+            ).partitions_subset.get_partition_keys()
+        )
     assert len(hours) == 720
     assert (min(hours), max(hours)) == ("2026-06-01-00:00", "2026-06-30-23:00")
 

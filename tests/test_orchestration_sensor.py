@@ -138,7 +138,8 @@ def test_windows_older_than_the_lookback_are_reported_not_rerated(
         found.skip_message or ""
     )
     assert "not rated automatically" in (found.skip_message or "")
-    assert LateEventsCursor.parse(found.cursor).beyond_lookback == (f"{OLD.key}:3",)
+    parsed = LateEventsCursor.parse(found.cursor)
+    assert parsed is not None and parsed.beyond_lookback == (f"{OLD.key}:3",)
 
 
 def test_late_events_that_landed_during_an_outage_longer_than_the_lookback_are_reported(
@@ -172,7 +173,7 @@ def test_ticks_after_a_long_outage_catch_up_a_bounded_span_each(
     cursor = LateEventsCursor(now - timedelta(hours=300)).serialize()
     span = timedelta(hours=DEFAULT_LOOKBACK_HOURS + 1)
 
-    ticks = []
+    ticks: list[dg.SensorExecutionData] = []
     while len(ticks) < 10:
         found = tick(database_url, instance, cursor)
         ticks.append(found)
@@ -274,7 +275,8 @@ def test_sensor_does_not_warn_about_late_events_already_rated(
     for after in (tick(database_url, instance, reported.cursor), tick(database_url, instance)):
         assert after.run_requests == []
         assert OLD.key not in (after.skip_message or "")
-        assert LateEventsCursor.parse(after.cursor).beyond_lookback == ()
+        parsed = LateEventsCursor.parse(after.cursor)
+        assert parsed is not None and parsed.beyond_lookback == ()
     assert OLD.key not in capfd.readouterr().err  # the tick's log: no WARNING about it
 
 

@@ -68,7 +68,10 @@ def check(database_url: str, instance: dg.DagsterInstance) -> dg.AssetCheckEvalu
     return evaluation
 
 
-def listed(evaluation: dg.AssetCheckEvaluation) -> dict[str, str]:
+Cell = str | int | float | bool | None  # a dg.TableRecord's value
+
+
+def listed(evaluation: dg.AssetCheckEvaluation) -> dict[Cell, Cell]:
     """Window key -> why, from the check's table."""
     table = evaluation.metadata["windows"]
     assert isinstance(table, dg.TableMetadataValue)

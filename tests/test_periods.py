@@ -36,7 +36,7 @@ from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
-from tests.factories import WINDOW_START, make_event, make_version, own
+from tests.factories import WINDOW_START, make_event, make_version, own, with_tokens
 
 WINDOW = Window(WINDOW_START)
 AFTER_WINDOW = WINDOW_START + HOUR
@@ -228,13 +228,13 @@ def test_a_late_event_in_every_class_of_a_closed_window_is_adjusted_class_by_cla
     """Each class at its own rate and quantity: the rating's check of billed + adjusted
     against the latest output holds class by class, and the rating commits."""
     rates = {c: str(k + 1) for k, c in enumerate(TOKEN_CLASSES)}
-    version = make_version({"m": own(rates["input"], rates["output"], **{
+    version = make_version({"m": own(rates["input"], rates["output"], by_class={
         c: r for c, r in rates.items() if c not in ("input", "output")
     })})  # fmt: skip
 
     def every_class(minutes: int) -> BillingEvent:
         tokens = {f"{c}_tokens": minutes * (k + 1) for k, c in enumerate(TOKEN_CLASSES)}
-        return replace(make_event("org-1", "m", minutes=minutes), **tokens)
+        return with_tokens(make_event("org-1", "m", minutes=minutes), **tokens)
 
     add_events([every_class(5)])
     rate(database_url, version, "run-1")

@@ -10,11 +10,11 @@ import pytest
 
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from rating_pipeline.windows import Window
-from tests.factories import WINDOW_START, derived, make_event, make_version, own
+from tests.factories import WINDOW_START, Own, derived, make_event, make_version, own
 from tests.oracle import OracleRating
 
 WINDOW = Window(WINDOW_START)
-MODELS = {
+MODELS: dict[str, Own | dict[str, str]] = {
     "base-large": own("2.50", "10.00"),
     "base-small": own("0.15", "0.60"),
     "ft:acme:support": own("3.75", "15"),
@@ -252,7 +252,8 @@ def test_every_rollup_cost_reconstructs_from_its_own_rates_and_tokens(rate):
         make_event("c", "ft:globex:chat", "base-small", 1, 1),
     ]
     for rollup in rate(*events).rollups:
-        with localcontext(prec=100, traps=[Inexact]):
+        # typeshed types localcontext's traps as a dict only; like Context's, a list is documented.
+        with localcontext(prec=100, traps=[Inexact]):  # type: ignore[arg-type]
             rebuilt = (
                 rollup.input_tokens * rollup.input_rate_per_mtok
                 + rollup.output_tokens * rollup.output_rate_per_mtok

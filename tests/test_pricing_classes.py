@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
-from tests.factories import derived, make_event, make_version, schedule
+from tests.factories import derived, make_event, make_version, schedule, with_tokens
 
 # Priced as a provider prices a 2026 model: cache reads at a tenth of input, writes at
 # 1.25 x, batch at half, a long-context set above 200,000 prompt tokens.
@@ -246,7 +246,7 @@ def test_tokens_of_any_class_without_a_rate_make_only_their_rollup_unpriced(
     rate_events, token_class
 ):
     """Never priced at 0 nor at another class's rate; the rest of the window bills."""
-    event = replace(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": 5})
+    event = with_tokens(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": 5})
     stored = rate_events(TWO_CLASS_BOOK, event, make_event("b", "m", None, 10, 10))
     (excepted,) = stored.exceptions
     assert [r.auth_id for r in stored.rollups] == ["b"]
@@ -256,7 +256,7 @@ def test_tokens_of_any_class_without_a_rate_make_only_their_rollup_unpriced(
 
 def test_a_rollup_of_every_class_costs_the_sum_of_each_class_at_its_rate(rate_events):
     counts = {f"{c}_tokens": 1_000 for c in OPTIONAL_CLASSES}
-    event = replace(make_event("a", "m", None, 0, 1_000_000), **counts)
+    event = with_tokens(make_event("a", "m", None, 0, 1_000_000), **counts)
     (rollup,) = rate_events(EVERY_CLASS_BOOK, event).rollups
     # prompt 5 x 1,000 > 1,000: long. 1,000,000 x 20 + 1,000 x (30+40+50+60+70+80+90), per 1M
     assert rollup.context_tier == "long"
@@ -265,15 +265,15 @@ def test_a_rollup_of_every_class_costs_the_sum_of_each_class_at_its_rate(rate_ev
 
 @pytest.mark.parametrize("token_class", PROMPT_CLASSES)
 def test_every_input_side_class_counts_toward_the_prompt_size(rate_events, token_class):
-    at = replace(make_event("a", "m", None, 999, 0), **{f"{token_class}_tokens": 1})
-    above = replace(make_event("b", "m", None, 999, 0), **{f"{token_class}_tokens": 2})
+    at = with_tokens(make_event("a", "m", None, 999, 0), **{f"{token_class}_tokens": 1})
+    above = with_tokens(make_event("b", "m", None, 999, 0), **{f"{token_class}_tokens": 2})
     stored = rate_events(EVERY_CLASS_BOOK, at, above)
     assert {r.auth_id: r.context_tier for r in stored.rollups} == {"a": "standard", "b": "long"}
 
 
 @pytest.mark.parametrize("token_class", ("input", "output", *OPTIONAL_CLASSES))
 def test_a_negative_count_in_each_class_is_excepted_once_and_never_billed(rate_events, token_class):
-    event = replace(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": -1})
+    event = with_tokens(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": -1})
     stored = rate_events(EVERY_CLASS_BOOK, event, make_event("b", "m", None, 10, 10))
     (excepted,) = stored.exceptions
     assert [r.auth_id for r in stored.rollups] == ["b"]

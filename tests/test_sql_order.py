@@ -35,7 +35,10 @@ def _statements() -> Iterator[tuple[str, str]]:
                 text = node.value
             elif isinstance(node, ast.JoinedStr):
                 text = "".join(
-                    part.value if isinstance(part, ast.Constant) else "?" for part in node.values
+                    part.value
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str)
+                    else "?"
+                    for part in node.values
                 )
             else:
                 continue

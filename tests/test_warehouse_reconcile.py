@@ -241,7 +241,7 @@ def test_identical_rerun_writes_nothing_and_locks_nothing(
     # not yet flushed transactions. (The probe's own locks leave an xmax: it comes last.)
     with connect(database_url) as fresh, fresh.transaction():
         third = rate_window_in_transaction(fresh, WINDOW, VERSION, "run-3")
-        writes = dict(fresh.execute(XACT_WRITES).fetchall())
+        writes: dict[str, int] = dict(fresh.execute(XACT_WRITES).fetchall())
         assert writes and all(count == 0 for count in writes.values()), writes
         locked = reader.execute("SELECT auth_id FROM rated_usage FOR UPDATE NOWAIT").fetchall()
         assert len(locked) == len(rows_before)
@@ -484,7 +484,8 @@ def test_cost_check_refuses_a_row_whose_cost_does_not_reconstruct(
     """
     big = 10**25 + 7
     rate = Decimal("999999.999999")
-    with decimal.localcontext(prec=100, traps=[decimal.Inexact]):
+    # typeshed types localcontext's traps as a dict only; like Context's, a list is documented.
+    with decimal.localcontext(prec=100, traps=[decimal.Inexact]):  # type: ignore[arg-type]
         exact = (big * rate + big * rate).scaleb(-6)
     params = {
         "start": WINDOW.start,
@@ -556,8 +557,10 @@ def test_rerate_freezes_the_latest_rate_of_every_class_even_one_without_tokens(
 ) -> None:
     classes = ("cache_read", "cache_write", "cache_write_1h", "reasoning", "audio_input",
                "audio_output", "image_input")  # fmt: skip
-    before = make_version({"base-large": own("2.50", "10.00", **dict.fromkeys(classes, "1"))})
-    after = make_version({"base-large": own("3.00", "12.00", **dict.fromkeys(classes, "2"))})
+    before = make_version(
+        {"base-large": own("2.50", "10.00", by_class=dict.fromkeys(classes, "1"))}
+    )
+    after = make_version({"base-large": own("3.00", "12.00", by_class=dict.fromkeys(classes, "2"))})
     events = [make_event("org-1", "base-large")]
     add_events(events)
     rate_window(conn, WINDOW, Pricebooks((before,)), "run-1")

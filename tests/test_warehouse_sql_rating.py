@@ -40,7 +40,7 @@ from rating_pipeline.warehouse.outputs import (
 from rating_pipeline.windows import Window, WindowError
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
-from tests.factories import make_event, make_version, own
+from tests.factories import make_event, make_version, own, with_tokens
 from tests.strategies import WINDOW, pricebook_versions
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -397,7 +397,7 @@ def test_a_null_count_in_any_class_is_an_invalid_event_and_the_window_bills(
         f"ingested_at) VALUES {', '.join(rows)}",
     )
     rates = {c: "1" for c in TOKEN_CLASSES if c not in ("input", "output")}
-    version = make_version({"m": own("1", "1", **rates)})
+    version = make_version({"m": own("1", "1", by_class=rates)})
     with connect(empty_database_url) as conn:
         rating = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
         stored = stored_window(conn, WINDOW)
@@ -441,17 +441,17 @@ def test_reports_over_a_span_count_every_class_of_its_windows_only_in_promised_o
         {
             "m": own(
                 "1", "2", batch=own("0.5", "1"), long_context=own("3", "4"),
-                long_context_above_tokens=1_000, **extra,
+                long_context_above_tokens=1_000, by_class=extra,
             )
         }
     )  # fmt: skip
     every_class = {f"{c}_tokens": 10 * k for k, c in enumerate(TOKEN_CLASSES, start=1)}
     events = [
-        replace(make_event("org-1", "m", None, 0, 0), **every_class),
+        with_tokens(make_event("org-1", "m", None, 0, 0), **every_class),
         replace(make_event("org-1", "m", None, 500, 10), service_tier="batch"),
         make_event("org-1", "m", None, 5_000, 10),  # a prompt above 1,000 tokens: long
     ]
-    next_hour = replace(make_event("org-1", "m", None, 0, 0), **every_class)
+    next_hour = with_tokens(make_event("org-1", "m", None, 0, 0), **every_class)
     next_hour = replace(next_hour, occurred_at=WINDOW.end + timedelta(minutes=5))
     add_events([*events, next_hour])
     for window in (WINDOW, Window(WINDOW.end)):
