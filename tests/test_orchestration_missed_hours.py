@@ -24,7 +24,12 @@ from rating_pipeline.orchestration.missed_hours import (
     SENSOR_NAME,
     missed_span,
 )
-from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS
+from rating_pipeline.orchestration.sensors import (
+    DEFAULT_LOOKBACK_HOURS,
+    LOOKBACK_VARIABLE,
+    SensorSettingError,
+    lookback,
+)
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import utc
@@ -245,3 +250,15 @@ def test_an_invoice_backfill_in_flight_holds_back_no_hour(
 
     [request] = tick(SENSOR, database_url, instance).run_requests or []
     assert request.partition_key == MISSED.key
+
+
+def test_a_lookback_too_short_to_hold_a_missed_hour_stops_the_code_location() -> None:
+    """An hour is missed once it closed MISSED_AFTER (1 h 30) ago: a 1-hour lookback holds
+    none, at any minute, so missed_hours could never request the hour a failed scheduled
+    run left unbilled. From 2 hours on, each minute's span holds an hour or will."""
+    with pytest.raises(SensorSettingError, match=f"{LOOKBACK_VARIABLE}='1'.*2 or more"):
+        lookback("1")
+    last_minute = utc(2026, 7, 1, 12, 59)
+    for hours in ("2", str(DEFAULT_LOOKBACK_HOURS)):
+        span = missed_span(last_minute, Window.containing(last_minute).start - lookback(hours))
+        assert span.start < span.end, hours

@@ -25,7 +25,11 @@ from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, MISSED_AFTE
 from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOURS
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
-from rating_pipeline.orchestration.sensors import DEFAULT_LOOKBACK_HOURS, LateEventsCursor
+from rating_pipeline.orchestration.sensors import (
+    DEFAULT_LOOKBACK_HOURS,
+    LateEventsCursor,
+    build_late_events_sensor,
+)
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import migrations
@@ -372,3 +376,27 @@ def test_an_hour_closed_less_than_the_missed_hours_grace_ago_is_not_listed(
 
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["never_rated_hours"] == dg.MetadataValue.int(0)
+
+
+def test_a_late_window_that_leaves_the_lookback_before_a_rating_reads_its_events_is_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """late_events found the window changed while it was inside the lookback and requested
+    a re-rate that never committed (its runs failed, or were terminated). Once the window is
+    older than the lookback no sensor requests it again, so all_windows_billed must list
+    it; while it is inside, the sensor's request is what bills it, and it is not listed."""
+    rated_then_late(database_url, add_events, OLD)
+    recent = hours_ago(5)
+    rated_then_late(database_url, add_events, recent, late_id="late-recent")
+    # A tick of the time OLD was inside the lookback (the lookback was longer then).
+    then = build_late_events_sensor(timedelta(hours=DEFAULT_LOOKBACK_HOURS + 40))
+    found = tick(then, database_url, instance)
+
+    reported = check(database_url, instance)
+
+    assert sorted(r.partition_key for r in found.run_requests or []) == [OLD.key, recent.key]
+    assert not reported.passed, reported.description
+    assert listed(reported) == {
+        OLD.key: "3 events now, 2 read by its latest rating: older than the lookback, "
+        "not re-rated automatically"
+    }

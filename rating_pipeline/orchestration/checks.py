@@ -402,11 +402,11 @@ def all_windows_billed(
 ) -> dg.AssetCheckResult:
     with warehouse.snapshot() as conn:
         now = database_clock(conn)
-        late = queries.late_windows(conn)
+        lookback_start = Window.containing(now).start - sensors.lookback()
+        late = queries.late_windows(conn, lookback_start)
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = queries.undated_events(conn)
-    lookback_start = Window.containing(now).start - sensors.lookback()
     states = {
         w: never_rated_state(context.instance, w, lookback_start)
         for w in never_rated[:WINDOWS_LISTED]

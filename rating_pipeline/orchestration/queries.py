@@ -204,6 +204,7 @@ class ChangedWindow:
     max_ingested_at_now: datetime | None
     events_read: int
     max_ingested_at_rated: datetime | None
+    log_id: int  # the latest rating's rating_log row, the one compared
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,9 @@ def changed_windows(
     (count, max ingested_at) differs from their latest rating's."""
     params = {**ingested.bound(), "lookback_start": lookback_start}
     return [
-        ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]))
+        ChangedWindow(
+            _window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]), int(row[5])
+        )
         for row in conn.execute(load_sql("orchestration_changed_windows"), params)
     ]
 
@@ -321,11 +324,14 @@ class LateWindow:
     found_at: datetime
 
 
-def late_windows(conn: psycopg.Connection) -> list[LateWindow]:
-    """Every recorded late window still billed other than as its events stand, in order."""
+def late_windows(conn: psycopg.Connection, lookback_start: datetime) -> list[LateWindow]:
+    """Every recorded late window older than the lookback still billed other than as its
+    events stand, in order."""
     return [
         LateWindow(_window(row[0]), int(row[1]), int(row[2]), row[3].astimezone(UTC))
-        for row in conn.execute(load_sql("orchestration_late_windows"))
+        for row in conn.execute(
+            load_sql("orchestration_late_windows"), {"lookback_start": lookback_start}
+        )
     ]
 
 

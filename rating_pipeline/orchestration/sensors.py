@@ -13,8 +13,9 @@ Windows older than the lookback (``RATING_LATE_EVENT_LOOKBACK_HOURS``, default 7
 never re-rated automatically. Those among them that received such events and whose events
 now differ from their latest rating's (or that were never rated) are reported in the tick's
 log and skip reason, and in the cursor; a window rated since its late events landed is not.
-The rated ones are also recorded in ``late_window``, which the ``all_windows_billed`` check
-lists until a rating reads their events.
+Every rated window found changed, inside the lookback or not, is also recorded in
+``late_window``: the ``all_windows_billed`` check lists those older than the lookback until a
+rating reads their events (a window whose requested re-rates never committed included).
 A database error is not a skip: it raises, and the tick shows the error.
 """
 
@@ -44,13 +45,20 @@ MINIMUM_INTERVAL_SECONDS = 60
 REPORTED_WINDOWS = 20
 
 
+# missed_hours requests an hour MISSED_AFTER (1 h 30) after it closed: a shorter lookback
+# holds no such hour at any minute, and a failed scheduled run would stay unbilled.
+MINIMUM_LOOKBACK_HOURS = 2
+
+
 class SensorSettingError(RatingPipelineError, ValueError):
-    """RATING_LATE_EVENT_LOOKBACK_HOURS is not a positive whole number of hours."""
+    """A sensor's setting is not a whole number within its bounds."""
 
 
-def whole_setting(variable: str, value: str | None, default: int, unit: str) -> int:
+def whole_setting(
+    variable: str, value: str | None, default: int, unit: str, minimum: int = 1
+) -> int:
     """``value`` (else the environment's ``variable``, else ``default``) as a whole number,
-    1 or more; SensorSettingError otherwise."""
+    ``minimum`` or more; SensorSettingError otherwise."""
     text = os.environ.get(variable) if value is None else value
     if text is None or not text.strip():
         return default
@@ -58,14 +66,17 @@ def whole_setting(variable: str, value: str | None, default: int, unit: str) -> 
         number = int(text)
     except ValueError:
         number = 0
-    if number < 1:
-        raise SensorSettingError(f"{variable}={text!r}: expected whole {unit}, 1 or more")
+    if number < minimum:
+        raise SensorSettingError(f"{variable}={text!r}: expected whole {unit}, {minimum} or more")
     return number
 
 
 def lookback(value: str | None = None) -> timedelta:
     """How far back (from the current hour) windows are re-rated automatically."""
-    return timedelta(hours=whole_setting(LOOKBACK_VARIABLE, value, DEFAULT_LOOKBACK_HOURS, "hours"))
+    hours = whole_setting(
+        LOOKBACK_VARIABLE, value, DEFAULT_LOOKBACK_HOURS, "hours", MINIMUM_LOOKBACK_HOURS
+    )
+    return timedelta(hours=hours)
 
 
 @dataclass(frozen=True)
@@ -142,19 +153,29 @@ def scan(
 
 
 def record_late_windows(warehouse: WarehouseResource, found: LateEventsScan) -> None:
-    """Record the rated windows beyond the lookback that the tick found changed, in their
-    own transaction (the never-rated ones the all_windows_billed check finds itself)."""
-    rated = [late for late in found.beyond_lookback if late.log_id is not None]
+    """Record every rated window the tick found changed, in their own transaction: beyond
+    the lookback, and inside it too, as one whose requested re-rate never commits leaves the
+    lookback unbilled, past every later tick's scan. all_windows_billed lists the recorded
+    windows older than the lookback (the never-rated ones it finds itself)."""
+    rated: list[tuple[Window, int, int | None, int]] = [
+        (w.window, w.events_now, w.events_read, w.log_id) for w in found.changed
+    ]
+    rated += [
+        (late.window, late.events_now, late.events_read, late.log_id)
+        for late in found.beyond_lookback
+        if late.log_id is not None
+    ]
     if not rated:
         return
+    windows, events_now, events_read, log_ids = zip(*rated, strict=True)
     with warehouse.connect() as conn, conn.transaction():
         conn.execute(
             load_sql("record_late_windows"),
             {
-                "window_starts": [late.window.start for late in rated],
-                "events_now": [late.events_now for late in rated],
-                "events_read": [late.events_read for late in rated],
-                "log_ids": [late.log_id for late in rated],
+                "window_starts": [window.start for window in windows],
+                "events_now": list(events_now),
+                "events_read": list(events_read),
+                "log_ids": list(log_ids),
                 "found_at": found.now,
             },
         )

@@ -12,7 +12,8 @@ WITH touched AS (
 ),
 latest AS (
     SELECT DISTINCT ON (rating_log.window_start)
-        rating_log.window_start, rating_log.events_read, rating_log.max_ingested_at
+        rating_log.window_start, rating_log.log_id, rating_log.events_read,
+        rating_log.max_ingested_at
     FROM rating_log
     JOIN touched ON touched.window_start = rating_log.window_start
     ORDER BY rating_log.window_start, rating_log.log_id DESC
@@ -33,7 +34,8 @@ SELECT
     now_in_window.event_count AS events_now,
     now_in_window.max_ingested_at AS max_ingested_at_now,
     latest.events_read,
-    latest.max_ingested_at AS max_ingested_at_rated
+    latest.max_ingested_at AS max_ingested_at_rated,
+    latest.log_id
 FROM latest
 JOIN now_in_window ON now_in_window.window_start = latest.window_start
 WHERE now_in_window.event_count <> latest.events_read

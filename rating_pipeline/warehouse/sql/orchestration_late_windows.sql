@@ -1,7 +1,8 @@
--- The recorded late windows still billed other than as their events stand now: those whose
--- latest rating is the one the late_events sensor compared (no later rating read the
--- events) and whose (count, max ingested_at) now still differs from what it read (the
--- sensor's comparison). Events now are counted now: upstream may have deleted them again.
+-- The recorded late windows older than the lookback (starting before %(lookback_start)s)
+-- still billed other than as their events stand now: those whose latest rating is the one
+-- the late_events sensor compared (no later rating read the events) and whose (count, max
+-- ingested_at) now still differs from what it read (the sensor's comparison). Events now
+-- are counted now: upstream may have deleted them again.
 SELECT late.window_start, now_in_window.events_now, latest.events_read, late.found_at
 FROM late_window AS late
 CROSS JOIN LATERAL (
@@ -16,7 +17,8 @@ CROSS JOIN LATERAL (
     FROM billing_event
     WHERE occurred_at >= late.window_start AND occurred_at < late.window_start + interval '1 hour'
 ) AS now_in_window
-WHERE latest.log_id = late.log_id
+WHERE late.window_start < %(lookback_start)s
+  AND latest.log_id = late.log_id
   AND (now_in_window.events_now <> latest.events_read
        OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at)
 ORDER BY late.window_start
