@@ -14,12 +14,16 @@ import psycopg
 import pytest
 
 from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.queries import Ingested, LateBeyondLookback
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
     LOOKBACK_VARIABLE,
+    REPORTED_WINDOWS,
     RESCAN_OVERLAP,
     LateEventsCursor,
+    LateEventsScan,
     SensorSettingError,
+    evaluate,
     lookback,
 )
 from rating_pipeline.records import BillingEvent
@@ -278,6 +282,24 @@ def test_sensor_does_not_warn_about_late_events_already_rated(
         parsed = LateEventsCursor.parse(after.cursor)
         assert parsed is not None and parsed.beyond_lookback == ()
     assert OLD.key not in capfd.readouterr().err  # the tick's log: no WARNING about it
+
+
+def test_a_tick_warns_of_each_reported_window_and_of_how_many_more_once(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Past REPORTED_WINDOWS windows beyond the lookback, one line says how many more."""
+    now = datetime.now(UTC)
+    beyond = tuple(
+        LateBeyondLookback(hours_ago(DEFAULT_LOOKBACK_HOURS + 2 + k), 3, now, 2, None, now, k)
+        for k in range(REPORTED_WINDOWS + 2)
+    )
+    found = LateEventsScan(now, Ingested(now - HOUR, now), now - lookback(), (), beyond)
+
+    evaluate(dg.build_sensor_context(), found)
+
+    err = capfd.readouterr().err
+    assert err.count("3 events now, 2 read by its latest rating") == REPORTED_WINDOWS, err
+    assert err.count("... and 2 more windows") == 1, err
 
 
 def test_windows_never_rated_are_left_to_the_schedule(

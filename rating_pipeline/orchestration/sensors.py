@@ -248,7 +248,7 @@ def evaluate(
         requests.append(run_request(window))
     reported = beyond_lookback_lines(found)
     already = set(previous.beyond_lookback) if previous else set()
-    for late, line in zip(found.beyond_lookback, reported, strict=False):
+    for late, line in zip(found.beyond_lookback[:REPORTED_WINDOWS], reported, strict=False):
         if _reported(late) not in already:
             context.log.warning(line)
     if len(found.beyond_lookback) > REPORTED_WINDOWS:
