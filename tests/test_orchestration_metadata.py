@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -114,19 +115,23 @@ def test_a_row_with_another_number_of_cells_is_an_error() -> None:
         table((text_column("auth_id"), text_column("model_id")), [("org-1",)])
 
 
-def test_costliest_rollups_table_rank_by_cost_then_key() -> None:
+def test_costliest_rollups_table_rank_by_cost_then_key_and_name_both_tiers() -> None:
+    """Two rollups of one auth and model in two tiers are two rows the table tells apart."""
+    batch = replace(rollup("org-a", "ft:x", "0.5", base="base-large"), service_tier="batch")
     value = costliest_rollups_table(
         [
             rollup("org-b", "base-large", "0.5"),
             rollup("org-a", "ft:x", "0.5", base="base-large"),
+            batch,
             rollup("org-c", "base-small", "0.000001"),
         ],
-        limit=2,
+        limit=3,
     )
 
     assert [tuple(record.data.values()) for record in value.records] == [
-        ("org-a", "ft:x", 1, 10, 0, "event (base-large)", "0.5"),
-        ("org-b", "base-large", 1, 10, 0, "own", "0.5"),
+        ("org-a", "ft:x", "batch", "standard", 1, 10, 0, "event (base-large)", "0.5"),
+        ("org-a", "ft:x", "standard", "standard", 1, 10, 0, "event (base-large)", "0.5"),
+        ("org-b", "base-large", "standard", "standard", 1, 10, 0, "own", "0.5"),
     ]
 
 

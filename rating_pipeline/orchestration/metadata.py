@@ -107,6 +107,8 @@ def exception_totals_by_reason(exceptions: Iterable[RatingException]) -> dict[st
 COSTLIEST_ROLLUP_COLUMNS = (
     text_column("auth_id"),
     text_column("model_id"),
+    text_column("service_tier"),
+    text_column("context_tier"),
     int_column("events"),
     int_column("input_tokens"),
     int_column("output_tokens"),
@@ -118,14 +120,19 @@ COSTLIEST_ROLLUP_COLUMNS = (
 def costliest_rollups_table(
     rollups: Iterable[RatedRollup], limit: int = COSTLIEST_ROLLUPS
 ) -> dg.TableMetadataValue:
-    """The ``limit`` costliest rollups as a table (ties broken by key)."""
-    ranked = sorted(rollups, key=lambda r: (-r.cost_usd, r.auth_id, r.model_id))[:limit]
+    """The ``limit`` costliest rollups as a table (ties broken by key, both tiers in it)."""
+    ranked = sorted(
+        rollups,
+        key=lambda r: (-r.cost_usd, r.auth_id, r.model_id, r.service_tier, r.context_tier),
+    )[:limit]
     return table(
         COSTLIEST_ROLLUP_COLUMNS,
         (
             (
                 r.auth_id,
                 r.model_id,
+                r.service_tier,
+                r.context_tier,
                 r.event_count,
                 r.input_tokens,
                 r.output_tokens,
