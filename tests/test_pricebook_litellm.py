@@ -252,6 +252,29 @@ def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
     ]
 
 
+def test_an_older_cache_hit_price_is_the_cache_read_price_where_the_newer_field_is_absent():
+    """LiteLLM's deepseek/deepseek-coder (and deepseek-r1, deepseek-v3.2, openrouter/deepseek/*)
+    carry only ``input_cost_per_token_cache_hit``: it is their cache-read price, read as such
+    and reported under no name; beside the newer field, the newer is read and the older
+    reported (docs/pricebooks.md: the import never changes a price silently)."""
+    entry = {
+        "mode": "chat", "litellm_provider": "deepseek", "input_cost_per_token": 1.4e-07,
+        "output_cost_per_token": 2.8e-07, "input_cost_per_token_cache_hit": 1.4e-08,
+    }  # fmt: skip
+    both = {**entry, "cache_read_input_token_cost": 2e-08}
+    result, version = imported(json.dumps({"deepseek/deepseek-coder": entry, "newer": both}))
+
+    for model_id, cache_read in (("deepseek/deepseek-coder", "0.014"), ("newer", "0.02")):
+        standard = rates(version, model_id).rate_set(STANDARD, STANDARD)
+        assert standard is not None and standard.rate("cache_read") == Decimal(cache_read)
+    assert unmapped_of(result, "deepseek/deepseek-coder") == {}
+    assert unmapped_of(result, "newer") == {
+        "input_cost_per_token_cache_hit": (
+            "an older name for cache_read_input_token_cost, which is read instead"
+        )
+    }
+
+
 def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat():
     """One threshold per model is what the contract holds; importing the rest of such a
     model would price its long prompts at standard rates (contract 5: never another
@@ -528,6 +551,65 @@ def test_price_ranges_the_contract_cannot_hold_leave_the_model_out_even_with_fla
         assert result.models == 0
         assert [str(note) for note in result.not_imported] == [f"qwen-flash: {reason}"]
         assert {note.reason for note in result.unmapped} == {f"model not imported: {reason}"}
+
+
+def test_an_xai_model_priced_by_two_ranges_keeps_the_ranges_exclusive_threshold():
+    """LiteLLM picks a range by start < prompt <= end for every provider, xAI included
+    (tiered_pricing.select_tier_for_input): a prompt of exactly N tokens bills at the first
+    range, so the threshold is N, not N - 1 (which is only for xAI's _above_Nk_tokens
+    fields)."""
+    text = tiered([
+        (0, 128000, {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}),
+        (128000, 1000000, {"input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06}),
+    ], litellm_provider="xai")  # fmt: skip
+    _, version = imported(text)
+    assert rates(version, "qwen-flash").long_context_above_tokens == 128_000
+
+
+def test_a_flat_price_beside_price_ranges_is_reported_never_billed_with_a_range():
+    """LiteLLM bills a ranged request wholly at its range's prices: a cache read, reasoning
+    or tier price the ranges do not list is never the flat one. Importing it into the first
+    range's set would bill short prompts at a price LiteLLM never charges (docs/pricebooks.md:
+    the import never changes a price silently): it is reported, the class left unpriced."""
+    ranges = [
+        (0, 128000, {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}),
+        (128000, 1000000, {"input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06}),
+    ]
+    for name, token_class in (
+        ("cache_read_input_token_cost", "cache_read"),
+        ("output_cost_per_reasoning_token", "reasoning"),
+        ("cache_read_input_token_cost_above_128k_tokens", "cache_read"),
+    ):
+        result, version = imported(tiered(ranges, **{name: 9e-06}))
+        model = rates(version, "qwen-flash")
+        for context in (STANDARD, LONG):
+            rate_set = model.rate_set(STANDARD, context)
+            assert rate_set is not None and rate_set.rate(token_class) is None, name
+        reason = unmapped_of(result, "qwen-flash")[name]
+        assert reason.startswith("beside tiered_pricing") and "never charged" in reason, reason
+    result, version = imported(tiered(ranges, input_cost_per_token_batches=5e-07))
+    assert rates(version, "qwen-flash").rate_set("batch", STANDARD) is None
+    assert "input_cost_per_token_batches" in unmapped_of(result, "qwen-flash")
+
+
+def test_a_price_inside_a_range_is_reported_by_the_field_the_source_has():
+    """The report names model, field and value (docs/pricebooks.md, What it reports): a
+    price read from tiered_pricing[1] is named there, never by a field the file lacks
+    (``input_cost_per_token_above_128k_tokens``), nor as the flat field beside it."""
+    text = tiered([
+        (0, 128000, {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}),
+        (128000, 1000000, {"input_cost_per_token": 3e-06}),
+    ])  # fmt: skip
+    result, _ = imported(text)
+    assert set(unmapped_of(result, "qwen-flash")) == {"tiered_pricing[1].input_cost_per_token"}
+    noisy = tiered([
+        (0, 128000, {"input_cost_per_token": 1.0000000000000002e-06,
+                     "output_cost_per_token": 2e-06}),
+        (128000, 1000000, {"input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06}),
+    ])  # fmt: skip
+    assert [note.field for note in convert(noisy).rounded] == [
+        "tiered_pricing[0].input_cost_per_token"
+    ]
 
 
 def test_a_tier_price_inside_a_price_range_is_reported_never_mapped():

@@ -86,11 +86,8 @@ _UNIT = re.compile(
     r"_per_(?P<unit>second|query|image|character|pixel|page|request|session|credit|"
     r"text_message|1k_calls|gb_per_day|unit)(_|$)"
 )
-_ALIASES = {
-    "input_cost_per_token_cache_hit": (
-        "an older name for cache_read_input_token_cost, which is read instead"
-    ),
-}
+# An older name of a price field, read as the newer one only where the entry lacks that.
+_ALIASES = {"input_cost_per_token_cache_hit": "cache_read_input_token_cost"}
 # A file name made of the version: nothing that could leave the output directory.
 _VERSION_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -200,9 +197,15 @@ class _Report:
     rounded: list[Rounded] = field(default_factory=list)
     noise: list[Rounded] = field(default_factory=list)
     unmapped: list[Unmapped] = field(default_factory=list)
+    # The model at hand's fields read under another name than the source's (a range's
+    # prices, an older name): reports name each as the source does.
+    source_names: dict[str, str] = field(default_factory=dict)
+
+    def source_name(self, name: str) -> str:
+        return self.source_names.get(name, name)
 
     def unmap(self, model: str, name: str, value: object, reason: str) -> None:
-        self.unmapped.append(Unmapped(model, name, _shown(value), reason))
+        self.unmapped.append(Unmapped(model, self.source_name(name), _shown(value), reason))
 
 
 @dataclass(frozen=True)
@@ -344,6 +347,12 @@ def write_version(directory: Path, version: str, text: str) -> Path:
 def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> ModelRates | None:
     """The model's rate sets, or None when it has no usable input and output price, or
     prices the contract cannot hold without billing some prompts at other rates."""
+    report.source_names = {}
+    for older, newer in _ALIASES.items():
+        if older in entry and newer not in entry:
+            entry = {newer if name == older else name: value for name, value in entry.items()}
+            report.source_names[newer] = older
+    ranged = TIERED_PRICING in entry
     flat = _flattened(model_id, entry, report)
     if isinstance(flat, NotImported):
         report.not_imported.append(flat)
@@ -378,7 +387,8 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
         return None
     if threshold is None or not any(context == LONG for _, context in sets):
         return ModelRates(MappingProxyType(sets), None)
-    inclusive = entry.get(PROVIDER) in INCLUSIVE_THRESHOLD_PROVIDERS
+    # Ranges are exclusive for every provider (start < prompt <= end).
+    inclusive = not ranged and entry.get(PROVIDER) in INCLUSIVE_THRESHOLD_PROVIDERS
     return ModelRates(MappingProxyType(sets), threshold * 1000 - (1 if inclusive else 0))
 
 
@@ -390,7 +400,9 @@ def _flattened(
     fields (LiteLLM bills a whole request at the range its prompt falls in, start < prompt
     <= end: the contract's exclusive threshold N). NotImported where ranges the contract
     cannot hold would bill some prompts at the flat prices; where a flat price differs from
-    the range's price of the same prompts, using either would change a price silently."""
+    the range's price of the same prompts, using either would change a price silently. A
+    flat price of another class or tier, at no threshold or the split, is reported and left
+    out: LiteLLM bills a request in a range at that range's prices only."""
     ranges = entry.get(TIERED_PRICING)
     if ranges is None:
         return entry
@@ -403,6 +415,7 @@ def _flattened(
             )
         return entry  # reported as not mapped; without prices the model is not imported
     flat = {name: value for name, value in entry.items() if name != TIERED_PRICING}
+    from_ranges: dict[str, Any] = {}
     for index, suffix in ((0, ""), (1, f"_above_{split // 1000}k_tokens")):
         for name, value in ranges[index].items():
             if name == RANGE:
@@ -415,8 +428,21 @@ def _flattened(
             field = name + suffix
             if field in flat and not _same_price(flat[field], value):
                 return NotImported(model_id, f"{field} differs from {TIERED_PRICING}[{index}]'s")
-            flat[field] = value
-    return flat
+            from_ranges[field] = value
+            report.source_names[field] = f"{TIERED_PRICING}[{index}].{name}"
+    for name, value in list(flat.items()):
+        slot = _slot(name)
+        if slot is None or name in from_ranges or slot.thousands not in (None, split // 1000):
+            continue
+        del flat[name]
+        report.unmap(
+            model_id,
+            name,
+            value,
+            f"beside {TIERED_PRICING}, whose ranges LiteLLM "
+            "bills at their own prices only: never charged",
+        )
+    return {**flat, **from_ranges}
 
 
 def _same_price(one: object, other: object) -> bool:
@@ -460,7 +486,7 @@ def _slot(name: str) -> _Slot | None:
 def _why_not_a_price(name: str) -> str | None:
     """Why a field that is no contract price is reported, or None for a non-price field."""
     if name in _ALIASES:
-        return _ALIASES[name]
+        return f"an older name for {_ALIASES[name]}, which is read instead"
     if name == "off_peak_pricing":
         return "prices by time of day: the contract has none"
     if name == "provider_specific_entry":
@@ -509,7 +535,7 @@ def _rounded(
     """Float noise: rounded half-even to RATE_PLACES places when asked, always reported.
     A positive price that rounds to 0 is never imported: it would bill a class free."""
     rounded = rate.quantize(RATE_QUANTUM, context=ROUNDING)
-    note = Rounded(model_id, name, value, rate, rounded.normalize(EXACT))
+    note = Rounded(model_id, report.source_name(name), value, rate, rounded.normalize(EXACT))
     if not report.round_rates:
         report.noise.append(note)
         return None
@@ -540,7 +566,7 @@ def _complete_sets(
             }
             if not members:
                 continue
-            problem = _incomplete(tier, context, members, sets)
+            problem = _incomplete(tier, context, members, sets, report)
             if problem is not None and tier == STANDARD and (STANDARD, STANDARD) not in sets:
                 return sets  # the model is not imported: _not_imported reports its prices
             if problem is None:
@@ -557,6 +583,7 @@ def _incomplete(
     context: str,
     members: dict[str, tuple[str, Decimal]],
     sets: dict[tuple[str, str], RateSet],
+    report: _Report,
 ) -> str | None:
     """Why a set cannot be imported, or None."""
     label = ("" if tier == STANDARD else f"{tier} ") + ("long-context " if context == LONG else "")
@@ -566,8 +593,17 @@ def _incomplete(
     if not missing:
         return None
     some = next(iter(members.values()))[0]
-    names = [_field_like(some, cls) for cls in missing]
+    names = [_missing_field(some, cls, report) for cls in missing]
     return f"{label}rates lack {', '.join(names)}: a rate set needs input and output"
+
+
+def _missing_field(example: str, token_class: str, report: _Report) -> str:
+    """The field the source would price ``token_class`` with, beside ``example``: in the
+    same range when ``example`` was read from one (``tiered_pricing[1].output_cost_per_token``)."""
+    source = report.source_name(example)
+    if source.startswith(f"{TIERED_PRICING}["):
+        return f"{source.split('.')[0]}.{FIELD_OF_CLASS[token_class]}"
+    return _field_like(example, token_class)
 
 
 def _field_like(example: str, token_class: str) -> str:
@@ -591,7 +627,7 @@ def _not_imported(
     reported = {note.field for note in report.unmapped if note.model == model_id}
     reason = f"model not imported: it has no usable {', '.join(missing)}"
     for name, _ in slots.values():
-        if name not in reported:
+        if report.source_name(name) not in reported:
             report.unmap(model_id, name, entry[name], reason)
 
 
