@@ -233,8 +233,9 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     lines now are removed, so the directory holds exactly the month's invoices. A month
     without any line (not built yet, or another database) writes and removes nothing.
     Exports of one month serialize on its export lock, each reading the lines once it holds
-    it."""
+    it (READ COMMITTED whatever the session's default, so its snapshot follows the lock)."""
     with conn.transaction():
+        begin_read_committed(conn)
         lock_export(conn, month)
         frame = invoice_frame(conn, month)
         return _write_month(frame, month, out_dir)
