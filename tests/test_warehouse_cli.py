@@ -197,6 +197,35 @@ def test_rate_reads_token_counts_kept_in_any_whole_number_type(
     assert _count(warehouse_env, "rated_usage") == 1
 
 
+def test_rate_reads_token_counts_kept_in_a_domain_over_a_whole_number_type(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/events.md: counts are read "in any integer type or numeric(p, 0) with p at most
+    20". Upstream often keeps counts in a domain over bigint (with its own CHECK): its values
+    are bigints, the rating's SQL reads them as such, and refusing the table would stop
+    every rating of a warehouse that can be rated."""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("CREATE DOMAIN token_count AS bigint CHECK (VALUE >= 0)")
+        conn.execute("CREATE DOMAIN cache_count AS numeric(20, 0)")
+        conn.execute(
+            "ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE token_count, "
+            "ALTER COLUMN cache_read_tokens TYPE cache_count"
+        )
+    add_events([make_event()])
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    assert capsys.readouterr().err == ""
+    assert _count(warehouse_env, "rated_usage") == 1
+    with psycopg.connect(warehouse_env) as conn:  # a domain over a domain over a fraction
+        conn.execute("CREATE DOMAIN cents AS numeric(12, 2)")
+        conn.execute("CREATE DOMAIN reasoning_count AS cents")
+        conn.execute("ALTER TABLE billing_event ALTER COLUMN reasoning_tokens TYPE reasoning_count")
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    assert "billing_event.reasoning_tokens is reasoning_count" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "table", ["billing_event", "rated_usage", "rating_exception", "rating_log"]
 )

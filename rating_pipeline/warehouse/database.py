@@ -35,16 +35,25 @@ SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 MAX_COUNT_PRECISION = 20
 # Token columns no rating can take: a type that can hold a fraction (or a float; 2.5 tokens
 # have no price), or a count wider than MAX_COUNT_PRECISION digits. Integer types and
-# numeric(p, 0) are whole; numeric's scale is (typmod - 4) & 65535, its precision
-# (typmod - 4) >> 16.
+# numeric(p, 0) are whole, and so is a domain over one (followed to its base type);
+# numeric's scale is (typmod - 4) & 65535, its precision (typmod - 4) >> 16.
 UNRATEABLE_TOKEN_COLUMNS = """
-SELECT attname, format_type(atttypid, atttypmod)
-FROM pg_attribute
-WHERE attrelid = to_regclass('billing_event') AND attname = ANY(%(columns)s::text[])
-  AND NOT attisdropped
-  AND atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
-  AND NOT (atttypid = 'numeric'::regtype AND atttypmod >= 4 AND (atttypmod - 4) & 65535 = 0
-           AND (atttypmod - 4) >> 16 <= %(max_precision)s)
+WITH RECURSIVE column_type (attnum, attname, shown, type_id, type_mod) AS (
+    SELECT attnum, attname, format_type(atttypid, atttypmod), atttypid, atttypmod
+    FROM pg_attribute
+    WHERE attrelid = to_regclass('billing_event') AND attname = ANY(%(columns)s::text[])
+      AND NOT attisdropped
+    UNION ALL
+    SELECT column_type.attnum, column_type.attname, column_type.shown, typbasetype, typtypmod
+    FROM column_type JOIN pg_type ON pg_type.oid = column_type.type_id
+    WHERE typtype = 'd'
+)
+SELECT attname, shown
+FROM column_type JOIN pg_type ON pg_type.oid = column_type.type_id
+WHERE typtype <> 'd'
+  AND type_id NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+  AND NOT (type_id = 'numeric'::regtype AND type_mod >= 4 AND (type_mod - 4) & 65535 = 0
+           AND (type_mod - 4) >> 16 <= %(max_precision)s)
 ORDER BY attnum
 """
 # The columns of billing_event the rater reads (contract 3): event_id only keys the table.
