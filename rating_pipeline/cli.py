@@ -311,7 +311,9 @@ def _demo_ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return its exit code. Expected failures print one clean line."""
+    """Run one command; return its exit code. Expected failures print one clean line: the
+    project's errors, and a statement the warehouse refused (a lock or statement timeout, a
+    missing privilege) that no command named more precisely."""
     from rating_pipeline.errors import RatingPipelineError
 
     args = build_parser().parse_args(argv)
@@ -322,3 +324,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        refusal = _warehouse_refusal(exc)
+        if refusal is None:
+            raise
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _warehouse_refusal(exc: Exception) -> str | None:
+    """One line for a database error (psycopg's, or SQLAlchemy's around one), else None.
+    The server's message never holds the connection's password."""
+    import psycopg
+
+    cause = exc if isinstance(exc, psycopg.Error) else getattr(exc, "orig", None)
+    if not isinstance(cause, psycopg.Error):
+        return None
+    reason = (str(cause).strip().splitlines() or [""])[0]
+    return f"the warehouse refused a statement: {type(cause).__name__}: {reason}"

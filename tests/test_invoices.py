@@ -886,6 +886,39 @@ def test_cli_close_by_an_os_user_without_a_name_is_one_line_asking_for_by(
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    ("argv", "holder"),
+    [
+        (("period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance"), False),
+        (("invoice", "build", "--month", "2026-06"), True),
+    ],
+    ids=["close-behind-a-rating", "build-behind-a-close"],
+)
+def test_cli_close_or_build_that_gives_up_waiting_for_the_periods_lock_is_one_line(
+    database_url: str,
+    reader: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+    holder: bool,
+) -> None:
+    """A close waits for the ratings and builds in flight, a build for a close in flight
+    (docs/periods.md). Where the warehouse's role has a lock_timeout, as production roles
+    often do, giving up that wait is an expected failure: one `error:` line that says it
+    gave up waiting for the lock (cli.py: expected failures print one clean line), never a
+    psycopg traceback. Nothing was written either way: the close is one transaction."""
+    impatient = make_conninfo(database_url, options="-c lock_timeout=200ms")
+    monkeypatch.setenv("RATING_DATABASE_URL", impatient)
+    with connect(database_url) as in_flight, in_flight.transaction():
+        lock_periods(in_flight, exclusive=holder)
+        code, out, err = run_cli(capsys, *argv)
+
+    assert (code, out) == (1, [])
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "lock" in err, err
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
+
+
 def test_cli_export_of_a_month_without_lines_exits_0_and_says_why(
     warehouse_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1012,6 +1045,33 @@ def test_an_export_that_waited_for_another_of_its_month_writes_the_lines_built_m
         lock_export(earlier, JUNE)
         later = threading.Thread(
             target=lambda: exported.append(export_in_own_connection(database_url, tmp_path))
+        )
+        later.start()
+        wait_until_a_lock_is_awaited(reader)
+        add_a_line_each(reader, "acct-new")
+    later.join(timeout=30)
+
+    assert [sorted(p.name for p in e.written) for e in exported] == [
+        ["2026-06_acct-new.csv", "2026-06_acct-old.csv"]
+    ]
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_an_export_that_waited_for_another_writes_the_lines_built_meanwhile_whatever_the_isolation(
+    database_url: str, reader: psycopg.Connection, tmp_path: Path, isolation: str
+) -> None:
+    """As builds, closes and ratings do, an export reads the lines once it holds its lock,
+    whatever the session's default isolation: under REPEATABLE READ the statement that waits
+    for the lock would take the snapshot, and the later export would write (and sweep the
+    directory to) the lines as they stood before the build it waited past."""
+    add_a_line_each(reader, "acct-old")
+    level = isolation.replace(" ", "\\ ")
+    later_url = make_conninfo(database_url, options=f"-c default_transaction_isolation={level}")
+    exported: list[Exported] = []
+    with connect(database_url) as earlier, earlier.transaction():
+        lock_export(earlier, JUNE)
+        later = threading.Thread(
+            target=lambda: exported.append(export_in_own_connection(later_url, tmp_path))
         )
         later.start()
         wait_until_a_lock_is_awaited(reader)

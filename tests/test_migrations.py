@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy
 from alembic import command
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.pool import NullPool
 
 from rating_pipeline import cli
@@ -1642,3 +1644,37 @@ def test_our_invalid_index_left_by_a_failed_build_goes_even_where_upstreams_stan
         "upstream_occurred": True,
         "billing_event_ingested_at_idx": True,
     }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["db", "current"],
+        ["db", "upgrade"],
+        ["db", "downgrade"],
+        ["rate", "--from", "2026-06-15T10:00Z", "--to", "2026-06-15T11:00Z"],
+    ],
+)
+def test_a_statement_the_database_refuses_before_any_revision_fails_in_one_line(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Each command "prints one line, a failure too" (docs/warehouse.md), and the CLI turns
+    expected failures into one clean line. A role that may not read the warehouse's tables
+    (a read-only or monitoring role, or a rater role before its grants) is refused by the
+    database in the checks that run before any revision or window: the refusal, naming the
+    table, must be that one line, not a traceback."""
+    role = f"no_grants_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        monkeypatch.setenv(DATABASE_URL_VARIABLE, make_conninfo(database_url, user=role))
+        assert cli.main(command) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "permission denied" in err
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
