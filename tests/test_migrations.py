@@ -1646,6 +1646,37 @@ def test_our_invalid_index_left_by_a_failed_build_goes_even_where_upstreams_stan
     }
 
 
+def test_a_downgrade_never_drops_rows_a_rating_committed_while_it_was_under_way(
+    database_url: str,
+) -> None:
+    """`db downgrade` refuses "while any table it would drop holds rows" (docs/warehouse.md).
+    It counts them once, before its first revision, yet the warehouse stays at the head until
+    that revision commits: 0012's downgrade first rebuilds the negative-tokens index
+    concurrently (minutes on a large billing_event), and the hourly rating goes on meanwhile.
+    Rows it commits then must stop the downgrade, not be dropped with rated_usage."""
+    url = database_url
+    _insert_with_short_lock_timeout(url, "arrived-before-the-downgrade")
+    writer = _upstream_table_with_a_writer_in_flight(url)
+    with ThreadPoolExecutor(1) as pool:
+        downgrade = pool.submit(migrations.downgrade, url)
+        try:
+            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
+            with database.connect(url) as conn:
+                database.require_schema(conn)  # still at the head: ratings are not refused
+                version = make_version({"m": own("1", "1")})
+                window = Window.from_key("2026-06-15-10:00")
+                rating = rate_window(conn, window, Pricebooks((version,)), "mid-downgrade")
+            assert rating.usage.inserted == 1
+        finally:
+            writer.commit()
+        with pytest.raises(migrations.DowngradeRefused, match="1 rated_usage row"):
+            downgrade.result(timeout=GUARD_SECONDS)
+    writer.close()
+    with psycopg.connect(url) as conn:
+        kept = conn.execute("SELECT count(*) FROM rated_usage").fetchone()[0]  # type: ignore[index]
+    assert kept == 1
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy
 import sqlalchemy.exc
-from alembic import command
+from alembic import command, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -28,15 +28,22 @@ from rating_pipeline.warehouse.database import connect, database_url, redact_url
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 BASE = "base"
+# The Alembic config attribute that tells a revision's downgrade it may drop rows.
+DROP_RATED_DATA = "drop_rated_data"
+# Tables locked against every rating's write until the revision commits.
+LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
 
 
-def _config(connection: sqlalchemy.Connection | None = None) -> Config:
+def _config(
+    connection: sqlalchemy.Connection | None = None, drop_rated_data: bool = False
+) -> Config:
     config = Config()
     # ConfigParser interpolation: a literal % in the path must be doubled.
     config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
     if connection is not None:
         config.attributes["connection"] = connection
+    config.attributes[DROP_RATED_DATA] = drop_rated_data
     return config
 
 
@@ -74,13 +81,18 @@ class UnknownRevision(RatingPipelineError):
     """The warehouse is at a revision this release does not ship (a newer release's)."""
 
 
-def _run(url: str, alembic_command: Callable[[Config, str], None], revision: str) -> None:
+def _run(
+    url: str,
+    alembic_command: Callable[[Config, str], None],
+    revision: str,
+    drop_rated_data: bool = False,
+) -> None:
     """Run an Alembic command on a connection in no transaction: ``env.py`` takes the
     migration lock, then runs each revision in a transaction of its own. A revision the
     database refuses raises MigrationFailed naming it and where the warehouse stopped."""
     try:
         with _engine(url) as engine, engine.connect() as connection:
-            alembic_command(_config(connection), revision)
+            alembic_command(_config(connection, drop_rated_data), revision)
     except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
         cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
         reason = (str(cause).strip().splitlines() or [""])[0]
@@ -163,6 +175,36 @@ JOIN pg_namespace AS namespace ON namespace.oid = found.relnamespace
 
 class DowngradeRefused(RatingPipelineError):
     """Downgrading to base would drop rated data, and the caller did not say to."""
+
+
+def refuse_to_drop_rows(bind: sqlalchemy.Connection, revision: str, tables: Sequence[str]) -> None:
+    """In the downgrade of ``revision``, before it drops ``tables``: raise DowngradeRefused
+    while any of them holds a row, unless the downgrade was given --drop-rated-data.
+    ``downgrade`` counted them before its first revision, but ratings go on until this
+    revision runs (an index build before it takes minutes); from the lock on, none can."""
+    config = op.get_context().config
+    if config is not None and config.attributes.get(DROP_RATED_DATA):
+        return
+    present = [
+        table
+        for table in tables
+        if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
+    ]
+    if not present:
+        return
+    bind.exec_driver_sql(LOCK_TABLES.format(tables=", ".join(present)))
+    held = [
+        f"{count} {table} row{'s' * (count != 1)}"
+        for table in present
+        for count in [bind.exec_driver_sql(COUNT_ROWS.format(table=table)).scalar()]
+        if count
+    ]
+    if held:
+        raise DowngradeRefused(
+            f"refusing to undo revision {revision}: it would drop {', '.join(held)}, written "
+            f"since the downgrade counted them; the warehouse stays at revision {revision} "
+            "(`db upgrade` restores the revisions above it), or rerun with --drop-rated-data"
+        )
 
 
 def rated_rows(
@@ -257,7 +299,7 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     _check_downgrade(target, revision, emptied)
     if emptied:
         _truncate(target, emptied)
-    _run(target, command.downgrade, revision)
+    _run(target, command.downgrade, revision, drop_rated_data)
     where = redact_url(target)
     if before is None:
         return f"warehouse already at base on {where}; nothing dropped, billing_event kept"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from rating_pipeline.warehouse.migrations import refuse_to_drop_rows
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -175,6 +177,14 @@ CREATE INDEX rating_log_window_start_idx ON rating_log (window_start, log_id)
 """
 
 # Reverse order of creation; IF EXISTS so that a repeated or partial downgrade is harmless.
+# What the downgrade drops, the tables ratings write first leading: the order it locks them.
+DROPPED = (
+    "rated_usage",
+    "rating_exception",
+    "rated_usage_archive",
+    "rating_exception_archive",
+    "rating_log",
+)
 DROP_TABLES = (
     "DROP TABLE IF EXISTS rating_log",
     "DROP TABLE IF EXISTS rating_exception_archive",
@@ -199,5 +209,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_to_drop_rows(op.get_bind(), revision, DROPPED)
     for statement in DROP_TABLES:
         op.execute(statement)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from rating_pipeline.warehouse.migrations import refuse_to_drop_rows
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
@@ -34,4 +36,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_to_drop_rows(op.get_bind(), revision, ["late_window"])
     op.execute(DROP_LATE_WINDOW)
