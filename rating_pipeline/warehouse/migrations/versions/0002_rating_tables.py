@@ -176,7 +176,6 @@ CREATE_RATING_LOG_INDEX = """
 CREATE INDEX rating_log_window_start_idx ON rating_log (window_start, log_id)
 """
 
-# Reverse order of creation; IF EXISTS so that a repeated or partial downgrade is harmless.
 # What the downgrade drops, the tables ratings write first leading: the order it locks them.
 DROPPED = (
     "rated_usage",
@@ -185,6 +184,7 @@ DROPPED = (
     "rating_exception_archive",
     "rating_log",
 )
+# Reverse order of creation; IF EXISTS so that a repeated or partial downgrade is harmless.
 DROP_TABLES = (
     "DROP TABLE IF EXISTS rating_log",
     "DROP TABLE IF EXISTS rating_exception_archive",
