@@ -15,6 +15,7 @@ import psycopg
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
+from rating_pipeline.orchestration.changed_events import build_changed_events_sensor
 from rating_pipeline.orchestration.checks import (
     ALL_WINDOWS_BILLED,
     RATED_USAGE_CHECKS,
@@ -400,3 +401,39 @@ def test_a_late_window_that_leaves_the_lookback_before_a_rating_reads_its_events
         OLD.key: "3 events now, 2 read by its latest rating: older than the lookback, "
         "not re-rated automatically"
     }
+
+
+def test_a_corrected_window_that_leaves_the_lookback_before_a_rating_reads_its_events_is_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """changed_events found an event of the window corrected in place while the window was
+    inside the lookback, and requested a re-rate that never committed (its run failed).
+    Once the window is older than the lookback no sensor looks at it again, so
+    all_windows_billed must list it, as it lists a late window in the same case: the
+    window bills the tokens the correction took away."""
+    add_events(events_in(OLD, 2, ingested_at=OLD.end))
+    rate(database_url, OLD)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE billing_event SET input_tokens = input_tokens + 1 WHERE event_id = %s",
+            (f"{OLD.key}-0",),
+        )
+    # A tick of the time OLD was inside the lookback (the lookback was longer then).
+    then = build_changed_events_sensor(
+        timedelta(hours=DEFAULT_LOOKBACK_HOURS + 40), timedelta(minutes=60)
+    )
+    [request] = tick(then, database_url, instance).run_requests or []
+    tags = {**request.tags, PARTITION_TAG: request.partition_key or ""}
+    create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.FAILURE)
+
+    reported = check(database_url, instance)
+    rate(database_url, OLD)
+    settled = check(database_url, instance)
+
+    assert request.partition_key == OLD.key
+    assert not reported.passed, reported.description
+    assert listed(reported) == {
+        OLD.key: "2 events now, 2 read by its latest rating, corrected since (its events "
+        "digest differs): older than the lookback, not re-rated automatically"
+    }
+    assert settled.passed, settled.description

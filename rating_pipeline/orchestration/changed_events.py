@@ -12,6 +12,9 @@ requested again, as attempt 2, then 3, while no run of the partition is in fligh
 MAX_ATTEMPTS runs of it failed or were terminated (counted from the runs the instance keeps,
 Dagster's retries of a dead run included); then the tick's skip reason says it gave up.
 
+A changed window is recorded in ``late_window`` too: should no re-rate commit before it
+leaves the lookback, the ``all_windows_billed`` check lists it from then on.
+
 Every rated window of the lookback is checked within half of
 ``RATING_CHANGED_EVENT_INTERVAL_MINUTES`` when the sensor ticks at its minimum interval; the
 other half absorbs later ticks and the re-rate's run. The cursor is the last window checked.
@@ -33,13 +36,15 @@ from rating_pipeline.orchestration.resources import PricebookResource, Warehouse
 from rating_pipeline.orchestration.sensors import (
     LOOKBACK_VARIABLE,
     MINIMUM_INTERVAL_SECONDS,
+    ChangedAfterRating,
     SensorSettingError,
+    record_late_windows,
     whole_setting,
 )
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
-from rating_pipeline.warehouse.extract import read_window_usage
+from rating_pipeline.warehouse.extract import WindowRead, read_window_usage
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
@@ -78,6 +83,7 @@ class DigestCheck:
 
     rated: LatestRating
     digest_now: str
+    events_now: int
 
     @property
     def window(self) -> Window:
@@ -132,20 +138,28 @@ def rerate(instance: dg.DagsterInstance, check: DigestCheck) -> Rerate:
     return Rerate(check, failed_attempts(instance, check), in_flight(instance, check.window))
 
 
-def version_rated(pricebooks: Pricebooks, rated: LatestRating) -> PricebookVersion:
+def version_rated(pricebooks: Pricebooks, window: Window, version_name: str) -> PricebookVersion:
     """The version the window was rated with; the one that would rate it now if it is gone."""
     for version in pricebooks.versions:
-        if version.version == rated.pricebook_version:
+        if version.version == version_name:
             return version
-    return pricebooks.version_for(rated.window)
+    return pricebooks.version_for(window)
 
 
-def digest_now(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> str:
-    """The events digest a rating of ``window`` would log now, in a savepoint rolled back
-    (the extraction's temp table goes with it)."""
+def read_now(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> WindowRead:
+    """What a rating of ``window`` would read now (its events digest, its count), in a
+    savepoint rolled back (the extraction's temp table goes with it)."""
     with conn.transaction(force_rollback=True):
         conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
-        return read_window_usage(conn, window, version).events_digest
+        return read_window_usage(conn, window, version)
+
+
+def check_now(conn: psycopg.Connection, pricebooks: Pricebooks, rated: LatestRating) -> DigestCheck:
+    """``rated``'s window as a rating with its version would read it now."""
+    read = read_now(
+        conn, rated.window, version_rated(pricebooks, rated.window, rated.pricebook_version)
+    )
+    return DigestCheck(rated, read.events_digest, read.event_count)
 
 
 def scan(
@@ -160,7 +174,7 @@ def scan(
     now = database_clock(conn)
     lookback_start = Window.containing(now).start - window_lookback
     return now, [
-        DigestCheck(rated, digest_now(conn, rated.window, version_rated(pricebooks, rated)))
+        check_now(conn, pricebooks, rated)
         for rated in queries.rotation(conn, lookback_start, now, after, count)
     ]
 
@@ -250,6 +264,12 @@ def build_changed_events_sensor(
         books = pricebooks.load()
         with warehouse.rolled_back() as conn:
             now, checked = scan(conn, books, previous, window_lookback, per_tick)
+        changed = [
+            ChangedAfterRating(c.window, c.events_now, c.rated.events_read, c.rated.log_id)
+            for c in checked
+            if c.changed
+        ]
+        record_late_windows(warehouse, changed, now)
         return evaluate(context, now, checked, previous)
 
     return changed_events

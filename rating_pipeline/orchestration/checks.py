@@ -33,7 +33,7 @@ import dagster as dg
 import psycopg
 
 from rating_pipeline.money import exact_sum
-from rating_pipeline.orchestration import missed_hours, queries, sensors
+from rating_pipeline.orchestration import changed_events, missed_hours, queries, sensors
 from rating_pipeline.orchestration.assets import rated_usage
 from rating_pipeline.orchestration.metadata import (
     int_column,
@@ -53,7 +53,7 @@ from rating_pipeline.orchestration.queries import (
     Span,
     WindowConservation,
 )
-from rating_pipeline.orchestration.resources import WarehouseResource
+from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.periods import (
@@ -398,12 +398,15 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     ),
 )
 def all_windows_billed(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    pricebooks: PricebookResource,
 ) -> dg.AssetCheckResult:
-    with warehouse.snapshot() as conn:
+    with warehouse.rolled_back() as conn:  # a digest reads into a scratch temp table
         now = database_clock(conn)
         lookback_start = Window.containing(now).start - sensors.lookback()
-        late = queries.late_windows(conn, lookback_start)
+        recorded = queries.late_windows(conn, lookback_start)
+        late = [w for w in recorded if changed(conn, pricebooks, w)]
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = queries.undated_events(conn)
@@ -412,6 +415,17 @@ def all_windows_billed(
         for w in never_rated[:WINDOWS_LISTED]
     }
     return evaluate_billed(late, never_rated, states, before_first, undated)
+
+
+def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow) -> bool:
+    """A recorded window's events still differ from what its latest rating read: in count
+    or max(ingested_at), else in their digest (a correction in place; only then are the
+    pricebooks read: the rating's version sets what the digest covers)."""
+    if late.counts_differ:
+        return True
+    books = pricebooks.load()
+    version = changed_events.version_rated(books, late.window, late.pricebook_version)
+    return changed_events.read_now(conn, late.window, version).events_digest != late.events_digest
 
 
 def never_rated_state(
@@ -438,8 +452,9 @@ def evaluate_billed(
     before the first window never rated, and the events no window holds (no occurred_at,
     or one outside windows.WINDOWED_FROM..WINDOWED_UNTIL), else pass."""
     why = {
-        w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating: "
-        "older than the lookback, not re-rated automatically"
+        w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating"
+        + ("" if w.counts_differ else ", corrected since (its events digest differs)")
+        + ": older than the lookback, not re-rated automatically"
         for w in late
     }
     why.update(never_rated_states)

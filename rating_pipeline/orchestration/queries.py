@@ -275,6 +275,7 @@ class LatestRating:
     log_id: int
     pricebook_version: str
     events_digest: str | None
+    events_read: int
 
 
 def rotation(
@@ -288,7 +289,7 @@ def rotation(
     ``after`` first, then from the lookback's start again."""
     params = {"lookback_start": lookback_start, "now": now, "after": after, "limit": limit}
     return [
-        LatestRating(_window(row[0]), int(row[1]), row[2], row[3])
+        LatestRating(_window(row[0]), int(row[1]), row[2], row[3], int(row[4]))
         for row in conn.execute(load_sql("orchestration_rotation"), params)
     ]
 
@@ -314,21 +315,24 @@ def undated_events(conn: psycopg.Connection) -> int:
 
 @dataclass(frozen=True)
 class LateWindow:
-    """A window older than the lookback that the late_events sensor found changed after its
-    latest rating, that no rating has read since, and whose events still differ from what
-    that rating read (``events_now``: counted now)."""
+    """A window older than the lookback that a sensor found changed after its latest rating
+    (rating_log row ``log_id``), that no rating has read since (``events_now``: counted now;
+    ``counts_differ``: the count or max(ingested_at) differs from what it read)."""
 
     window: Window
     events_now: int
     events_read: int
     found_at: datetime
+    counts_differ: bool
+    pricebook_version: str
+    events_digest: str | None
 
 
 def late_windows(conn: psycopg.Connection, lookback_start: datetime) -> list[LateWindow]:
-    """Every recorded late window older than the lookback still billed other than as its
-    events stand, in order."""
+    """Every recorded window older than the lookback that no rating read since it was
+    recorded, in order (whether its events still differ is the caller's to tell)."""
     return [
-        LateWindow(_window(row[0]), int(row[1]), int(row[2]), row[3].astimezone(UTC))
+        LateWindow(_window(row[0]), int(row[1]), int(row[2]), row[3].astimezone(UTC), *row[4:7])
         for row in conn.execute(
             load_sql("orchestration_late_windows"), {"lookback_start": lookback_start}
         )

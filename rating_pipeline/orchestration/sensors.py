@@ -21,8 +21,10 @@ A database error is not a skip: it raises, and the tick shows the error.
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import dagster as dg
 import psycopg
@@ -152,33 +154,48 @@ def scan(
     return LateEventsScan(now, span, lookback_start, tuple(changed), tuple(beyond))
 
 
-def record_late_windows(warehouse: WarehouseResource, found: LateEventsScan) -> None:
-    """Record every rated window the tick found changed, in their own transaction: beyond
-    the lookback, and inside it too, as one whose requested re-rate never commits leaves the
-    lookback unbilled, past every later tick's scan. all_windows_billed lists the recorded
-    windows older than the lookback (the never-rated ones it finds itself)."""
-    rated: list[tuple[Window, int, int | None, int]] = [
-        (w.window, w.events_now, w.events_read, w.log_id) for w in found.changed
-    ]
-    rated += [
-        (late.window, late.events_now, late.events_read, late.log_id)
-        for late in found.beyond_lookback
-        if late.log_id is not None
-    ]
-    if not rated:
+class ChangedAfterRating(NamedTuple):
+    """A rated window a sensor found changed after its latest rating (rating_log row
+    ``log_id``, which read ``events_read`` events; ``events_now`` now)."""
+
+    window: Window
+    events_now: int
+    events_read: int
+    log_id: int
+
+
+def record_late_windows(
+    warehouse: WarehouseResource, changed: Sequence[ChangedAfterRating], found_at: datetime
+) -> None:
+    """Record the rated windows a tick found changed, in their own transaction, inside the
+    lookback too: one whose requested re-rates never commit leaves the lookback unbilled,
+    past every later tick. all_windows_billed lists the recorded windows older than the
+    lookback that no rating read since (the never-rated ones it finds itself)."""
+    if not changed:
         return
-    windows, events_now, events_read, log_ids = zip(*rated, strict=True)
     with warehouse.connect() as conn, conn.transaction():
         conn.execute(
             load_sql("record_late_windows"),
             {
-                "window_starts": [window.start for window in windows],
-                "events_now": list(events_now),
-                "events_read": list(events_read),
-                "log_ids": list(log_ids),
-                "found_at": found.now,
+                "window_starts": [c.window.start for c in changed],
+                "events_now": [c.events_now for c in changed],
+                "events_read": [c.events_read for c in changed],
+                "log_ids": [c.log_id for c in changed],
+                "found_at": found_at,
             },
         )
+
+
+def late_windows_found(found: LateEventsScan) -> list[ChangedAfterRating]:
+    """The rated windows a late-events tick found changed, inside the lookback or beyond."""
+    changed = [
+        ChangedAfterRating(w.window, w.events_now, w.events_read, w.log_id) for w in found.changed
+    ]
+    return changed + [
+        ChangedAfterRating(late.window, late.events_now, late.events_read, late.log_id)
+        for late in found.beyond_lookback
+        if late.log_id is not None and late.events_read is not None
+    ]
 
 
 def run_key(window: ChangedWindow) -> str:
@@ -292,7 +309,7 @@ def build_late_events_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
         previous = LateEventsCursor.parse(context.cursor)
         with warehouse.snapshot() as conn:
             found = scan(conn, previous, window_lookback)
-        record_late_windows(warehouse, found)
+        record_late_windows(warehouse, late_windows_found(found), found.now)
         return evaluate(context, found, previous)
 
     return late_events

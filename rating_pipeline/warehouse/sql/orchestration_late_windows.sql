@@ -1,12 +1,16 @@
--- The recorded late windows older than the lookback (starting before %(lookback_start)s)
--- still billed other than as their events stand now: those whose latest rating is the one
--- the late_events sensor compared (no later rating read the events) and whose (count, max
--- ingested_at) now still differs from what it read (the sensor's comparison). Events now
+-- The recorded windows older than the lookback (starting before %(lookback_start)s) whose
+-- latest rating is still the one a sensor compared (no later rating read the events), with
+-- whether their (count, max ingested_at) now differs from what it read, and that rating's
+-- version and events digest: a correction in place changes the digest alone. Events now
 -- are counted now: upstream may have deleted them again.
-SELECT late.window_start, now_in_window.events_now, latest.events_read, late.found_at
+SELECT late.window_start, now_in_window.events_now, latest.events_read, late.found_at,
+    (now_in_window.events_now <> latest.events_read
+     OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at) AS counts_differ,
+    latest.pricebook_version, latest.events_digest
 FROM late_window AS late
 CROSS JOIN LATERAL (
-    SELECT rating_log.log_id, rating_log.events_read, rating_log.max_ingested_at
+    SELECT rating_log.log_id, rating_log.events_read, rating_log.max_ingested_at,
+        rating_log.pricebook_version, rating_log.events_digest
     FROM rating_log
     WHERE rating_log.window_start = late.window_start
     ORDER BY rating_log.log_id DESC
@@ -19,6 +23,4 @@ CROSS JOIN LATERAL (
 ) AS now_in_window
 WHERE late.window_start < %(lookback_start)s
   AND latest.log_id = late.log_id
-  AND (now_in_window.events_now <> latest.events_read
-       OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at)
 ORDER BY late.window_start
