@@ -1,5 +1,6 @@
--- The late_events sensor's record of rated windows whose events changed after their latest
--- rating (rating_log row %(log_ids)s), seen at %(found_at)s, inside the lookback or not.
+-- A sensor's record (late_events' or changed_events') of rated windows whose events
+-- changed after their latest rating (rating_log row %(log_ids)s), seen at %(found_at)s,
+-- inside the lookback or not.
 -- A window recorded against the same rating with the same count keeps its row as it is.
 -- Bound: %(window_starts)s, %(events_now)s, %(events_read)s, %(log_ids)s, %(found_at)s.
 INSERT INTO late_window AS recorded (window_start, events_now, events_read, log_id, found_at)
