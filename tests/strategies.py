@@ -5,7 +5,7 @@ Shared by the pure property tests and the database property tests.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import strategies as st
@@ -25,14 +25,23 @@ from tests.factories import WINDOW_START, derived, make_version, schedule
 
 WINDOW = Window(WINDOW_START)
 TRUE_BASES = ("base-a", "base-b", "base-c")
-AUTH_IDS = ("org-1", "org-2", "o'brien; DROP TABLE x;--", "ünïcode\\tab\there", "a" * 256)
-INVALID_AUTH_IDS = ("", " \t", "\u00a0\u3000", "a" * 257)
-INVALID_TIERS = ("Batch", "")
+# U+001C is whitespace to Python's str.isspace but not Unicode White_Space; U+200B is a
+# format character: neither is blank. 256 characters outside the BMP is the longest valid id.
+AUTH_IDS = ("org-1", "org-2", "o'brien; DROP TABLE x;--", "ünïcode\\tab\there", "a" * 256,
+            "\x1c", "\u200b", "\U0001f600" * 256)  # fmt: skip
+# Two long ids with one 64-character prefix: their shortened keys must still differ.
+INVALID_AUTH_IDS = ("", " \t", "\u00a0\u3000", "\x85\u2028", "a" * 257, "p" * 64 + "q" * 193,
+                    "p" * 64 + "r" * 9000)  # fmt: skip
+INVALID_TIERS = ("Batch", "", "standard ", "\u00a0flex")
 # Thresholds and token counts meet: a prompt exactly at its threshold is standard context.
-THRESHOLDS = (1, 100, 1000)
+THRESHOLDS = (1, 100, 1000, 2**62)
 OPTIONAL_CLASSES = TOKEN_CLASSES[2:]
-UNLISTED_MODELS = ("mystery", "ft:unlisted:1", "ft:unlisted:2", "", "ft:")
-STRAY_BASES = ("nowhere", "alias-x", "ft:own:0", "ft:decl:0", "")
+# Unlisted ids at and over the 256-character limit, blank ones, a fine-tune prefix in caps.
+UNLISTED_MODELS = ("mystery", "ft:unlisted:1", "ft:unlisted:2", "", "ft:", "\u2029", "FT:x",
+                   "ft:" + "m" * 253, "ft:" + "m" * 254, "z" * 257)  # fmt: skip
+STRAY_BASES = ("nowhere", "alias-x", "ft:own:0", "ft:decl:0", "", "base-a ", "b" * 257)
+# The versions pricebook_versions names: one long in effect, one from WINDOW's start.
+VERSION_EFFECTIVE = {"2026-06-01": datetime(2026, 6, 1, tzinfo=UTC), "2026-06-15": WINDOW_START}
 
 rates = st.one_of(
     st.just("0"),
@@ -65,6 +74,7 @@ token_counts = st.one_of(
     st.integers(0, 10_000),
     st.integers(0, 2**62),
     st.just(2**62),
+    st.just(2**63 - 1),
     st.just(0),
     st.integers(0, 10**7),
     st.integers(-3, -1),
@@ -107,7 +117,14 @@ def pricebook_versions(draw: st.DrawFn) -> PricebookVersion:
     if draw(st.booleans()):
         models["alias-x"] = derived(draw(st.sampled_from(bases)), draw(multipliers))
     fine_tune_multiplier = draw(st.one_of(st.none(), multipliers))
-    return make_version(models, fine_tune_multiplier=fine_tune_multiplier)
+    # Two names: one in effect well before WINDOW, one from WINDOW's start exactly.
+    name = draw(st.sampled_from(tuple(VERSION_EFFECTIVE)))
+    return make_version(
+        models,
+        version=name,
+        effective_from=VERSION_EFFECTIVE[name],
+        fine_tune_multiplier=fine_tune_multiplier,
+    )
 
 
 def weighted(usual: tuple[object, ...], rare: tuple[object, ...]) -> st.SearchStrategy:

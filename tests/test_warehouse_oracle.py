@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from datetime import datetime
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -23,7 +25,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
@@ -85,11 +87,18 @@ def test_every_class_tier_and_context_prices_as_the_oracle(
     assert sum(r.event_count for r in stored.rollups) == len(events)
 
 
+def effective_from(version: PricebookVersion) -> datetime:
+    return version.effective_from
+
+
 class ReratingMachine(RuleBasedStateMachine):
     """Events come and go, the pricebook changes, windows are re-rated in any order.
 
-    After every step each rated window holds exactly the oracle's output for its latest
-    rating, and a window never rated holds nothing.
+    Versions come in two names, one in effect from WINDOW's start: each window is rated by
+    the latest switched-in version of the name in effect at its start, and a window before
+    every switched-in version is refused and left as it was. After every step each rated
+    window holds exactly the oracle's output for its latest rating, and a window never
+    rated holds nothing.
     """
 
     event_ids = Bundle("event_ids")
@@ -100,19 +109,24 @@ class ReratingMachine(RuleBasedStateMachine):
         truncate_all(url)
         self.conn: psycopg.Connection = connect(url)
         self.events: dict[str, BillingEvent] = {}
-        self.version: PricebookVersion | None = None
+        self.versions: dict[str, PricebookVersion] = {}
         self.expected: dict[Window, OracleRating] = {}
         self.ratings = 0
         self.ids = itertools.count()
 
     @initialize(version=pricebook_versions())
     def choose_pricebook(self, version: PricebookVersion) -> None:
-        self.version = version
+        self.versions[version.version] = version
+
+    def in_effect(self, window: Window) -> PricebookVersion | None:
+        """The latest effective_from at or before the window's start, chosen here."""
+        eligible = [v for v in self.versions.values() if v.effective_from <= window.start]
+        return max(eligible, key=lambda v: v.effective_from, default=None)
 
     @rule(target=event_ids, data=st.data())
     def add_events(self, data: st.DataObject) -> object:
-        assert self.version is not None
-        drawn = data.draw(window_events(self.version, max_size=8))
+        version = self.versions[data.draw(st.sampled_from(sorted(self.versions)))]
+        drawn = data.draw(window_events(version, max_size=8))
         events = [replace(e, event_id=f"ev-{next(self.ids)}") for e in drawn]
         insert_events(self.url, events)
         self.events.update((e.event_id, e) for e in events)
@@ -126,14 +140,20 @@ class ReratingMachine(RuleBasedStateMachine):
 
     @rule(version=pricebook_versions())
     def switch_pricebook(self, version: PricebookVersion) -> None:
-        self.version = version
+        self.versions[version.version] = version
 
     @rule(window=st.sampled_from(WINDOWS))
     def rate(self, window: Window) -> None:
-        assert self.version is not None
+        pricebooks = Pricebooks(tuple(sorted(self.versions.values(), key=effective_from)))
+        version = self.in_effect(window)
+        if version is None:
+            with pytest.raises(NoPricebookForWindow):
+                rate_window(self.conn, window, pricebooks, "run-refused")
+            self.conn.rollback()
+            return
         self.ratings += 1
-        rate_window(self.conn, window, Pricebooks((self.version,)), f"run-{self.ratings}")
-        self.expected[window] = oracle.rate_window(window, self.version, self.events.values())
+        rate_window(self.conn, window, pricebooks, f"run-{self.ratings}")
+        self.expected[window] = oracle.rate_window(window, version, self.events.values())
 
     @invariant()
     def tables_hold_the_latest_rating_of_each_window(self) -> None:
