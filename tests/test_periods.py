@@ -191,6 +191,25 @@ def test_identical_rerate_of_closed_window_writes_no_adjustment(
     assert reader.execute(ADJUSTMENT_VERSIONS).fetchall() == before
 
 
+def test_identical_rerate_of_closed_window_locks_no_adjustment_frozen_row_or_exception(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    """Contract 10: the rules of section 7 hold for open adjustments, so an identical re-run
+    neither writes nor locks them (a lock would make NOWAIT fail from another session)."""
+    add_events([make_event("org-1", "base-large", input_tokens=1), make_event("org-3", "nope")])
+    rate(database_url, priced("3.00"), "run-2")
+
+    with connect(database_url) as conn, conn.transaction():
+        again = engine.rate_window_in_transaction(conn, WINDOW, priced("3.00"), "run-3")
+        assert again.rows_written == 0 and again.adjustments is not None
+        for table in ("rating_adjustment", "rated_usage", "rating_exception"):
+            locked = reader.execute(f"SELECT 1 FROM {table} FOR UPDATE NOWAIT").fetchall()
+            assert locked, table
+
+
 def test_rate_correction_reverses_billed_quantity_at_billed_rate_and_charges_latest(
     database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
 ) -> None:
