@@ -943,6 +943,29 @@ def test_a_model_listed_twice_has_its_second_listing_checked_in_the_same_run(tmp
     assert any("abc" in error.message for error in errors)
 
 
+def test_a_model_listed_twice_has_its_second_listing_checked_by_rules_5_and_6(tmp_path):
+    """Contract 4: every violation is reported together. The second listing of a model is
+    checked for its own errors (above); its derivation must be checked too, or fixing the
+    duplicate brings a second round of errors that one run should have reported."""
+    errors = errors_of(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base: {input_per_mtok: "0.000001", output_per_mtok: "1"}
+          ft:x: {derived_from: base, multiplier: "2"}
+          ft:x: {derived_from: no-such-base, multiplier: "2"}
+          ft:y: {derived_from: base, multiplier: "2"}
+          ft:y: {derived_from: base, multiplier: "0.1"}
+        """,
+    )
+    messages = [f"{error.line}: {error.message}" for error in errors]
+    assert any(m.startswith("7: derived_from 'no-such-base'") for m in messages), messages
+    assert any(m.startswith("9: ") and "rounds to 0" in m for m in messages), messages
+
+
 def test_a_model_whose_id_is_invalid_is_still_checked_by_rules_5_and_6(tmp_path):
     """docs/pricebooks.md: one run reports every error, the derivation's too."""
     errors = errors_of(

@@ -130,11 +130,13 @@ class _FileErrors:
 
 @dataclass(frozen=True)
 class _Declared:
-    """A model that names a ``derived_from``, whether or not the rest of it is valid."""
+    """A model that names a ``derived_from``, whether or not the rest of it is valid (a
+    second listing of a model too), with its multiplier if that read cleanly."""
 
     model_id: str
     line: int
     base: str
+    multiplier: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -498,7 +500,11 @@ def _models(
             duplicate.entry.key,
             f"model listed twice (first at line {duplicate.first.line})",
         )
-        _model(duplicate.entry, errors)  # its own errors too, in this run
+        model, base = _model(duplicate.entry, errors)  # its own errors too, in this run
+        if base is not None:
+            declared.append(
+                _Declared(duplicate.entry.key, duplicate.entry.line, base, model.multiplier)
+            )
     if not entries.entries and not entries.bad_keys:
         errors.add(line_of(entry.key_node), None, "models is empty: list at least one model")
     for model_entry in entries.entries:
@@ -506,7 +512,7 @@ def _models(
         model, base = _model(model_entry, errors)
         models[model_entry.key] = model
         if base is not None:
-            declared.append(_Declared(model_entry.key, model_entry.line, base))
+            declared.append(_Declared(model_entry.key, model_entry.line, base, model.multiplier))
     return models, declared
 
 
@@ -760,7 +766,7 @@ def _check_derivations(
             if reason is not None:
                 errors.add(declaration.line, declaration.model_id, reason)
             continue
-        multiplier = candidate.models[declaration.model_id].multiplier
+        multiplier = declaration.multiplier
         base_rates = candidate.models[base].own_rates
         if multiplier is None or base_rates is None:  # the model's own errors are reported
             continue
