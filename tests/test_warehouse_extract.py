@@ -20,7 +20,7 @@ from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEven
 from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
-from rating_pipeline.warehouse.extract import read_window_usage
+from rating_pipeline.warehouse.extract import UnstorablePricebook, read_window_usage
 from rating_pipeline.windows import Window
 from tests.conftest import database_url_for, insert_events, stored_window
 from tests.factories import WINDOW_START, make_event, make_version, own
@@ -230,6 +230,33 @@ def test_a_client_in_another_encoding_flags_the_blank_characters_both_hold(
     ]
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        make_event(auth_id="org-2", model_id="\u6a21\u578b-x"),  # an unknown model
+        make_event(auth_id="\u7528\u6237-2", model_id="mystery"),  # a principal's
+        make_event(auth_id="org-2", model_id="ft:x", base_model="\u6a21\u578b"),  # a base
+    ],
+    ids=["model_id", "auth_id", "base_model"],
+)
+def test_a_client_environment_in_another_encoding_still_bills_every_id_of_a_window(
+    database_url: str,
+    add_events: AddEvents,
+    monkeypatch: pytest.MonkeyPatch,
+    other: BillingEvent,
+) -> None:
+    """Contract 3 and 6: one event never stops the rest of its window from billing. With
+    PGCLIENTENCODING=LATIN1 on a UTF8 warehouse, an event whose model_id, auth_id or
+    base_model LATIN1 cannot hold is still a valid event: connect() speaks UTF8 whatever
+    the environment says, so it is billed or explained and the clean events bill."""
+    add_events([make_event(auth_id="org-1"), other])
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    with connect(database_url) as conn:
+        rating = rate(conn)
+    # org-1 bills; the other event is explained in rating_exception (unpriced).
+    assert (rating.events_read, rating.events_rated, rating.events_excepted) == (2, 1, 1)
+
+
 def test_a_warehouse_not_in_utf8_flags_the_blank_characters_its_encoding_holds(
     pg_server_url: str,
 ) -> None:
@@ -280,6 +307,33 @@ def test_a_sql_ascii_warehouse_is_refused_in_one_line_before_anything_runs(
             err = capsys.readouterr().err
             assert err.startswith("error: ") and err.count("\n") == 1, err
             assert "SQL_ASCII" in err and "UTF8" in err, err
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as server:
+            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_version_a_latin1_warehouse_cannot_spell_is_refused_naming_it_and_what(
+    pg_server_url: str,
+) -> None:
+    """Contract 4: an error says where and what. A version name is any printable text
+    (docs/pricebooks.md) and every rated row carries it: a LATIN1 warehouse refuses a name
+    it cannot store before reading a window, naming the version, its file and the text,
+    never failing every rating of the version with a bare encoding error."""
+    name = f"rating_latin1_{uuid.uuid4().hex[:12]}"
+    admin = "CREATE DATABASE {} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'"
+    with psycopg.connect(pg_server_url, autocommit=True) as server:
+        server.execute(sql.SQL(admin).format(sql.Identifier(name)))
+    url = database_url_for(pg_server_url, name)
+    version = make_version({"base-large": own("2.50", "10.00")}, version="v1 \u2013 cut")
+    try:
+        migrations.upgrade(url)
+        insert_events(url, [make_event(auth_id="org-1")])
+        with connect(url) as latin1, pytest.raises(UnstorablePricebook) as refused:
+            rate_window(latin1, WINDOW, Pricebooks((version,)), "run-1")
+        assert all(
+            part in str(refused.value)
+            for part in ("'v1 \u2013 cut'", version.source_file, "LATIN1")
+        ), refused.value
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as server:
             server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

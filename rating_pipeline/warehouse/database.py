@@ -169,7 +169,11 @@ def connect(url: str | None = None) -> psycopg.Connection:
     if has_unescaped_delimiter(target):
         raise WarehouseConnectionError(AMBIGUOUS_URL)
     try:
-        conn = psycopg.connect(target, autocommit=False, application_name=APPLICATION_NAME)
+        # UTF8 whatever PGCLIENTENCODING or the URL says: every server encoding converts
+        # to it, so no id upstream stored can fail a window on its way to the rater.
+        conn = psycopg.connect(
+            target, autocommit=False, application_name=APPLICATION_NAME, client_encoding="UTF8"
+        )
         # Timestamps come back in UTC whatever the server's or the role's default zone.
         conn.execute(SET_UTC)
         conn.commit()

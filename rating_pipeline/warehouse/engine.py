@@ -52,6 +52,7 @@ from rating_pipeline.warehouse.extract import (
     WindowRead,
     parse_bases_key,
     read_window_usage,
+    require_storable,
 )
 from rating_pipeline.warehouse.outputs import stored_exceptions
 from rating_pipeline.warehouse.reconcile import Reconciled, reconcile
@@ -212,10 +213,12 @@ def rate_window(
     """Rate ``window`` and converge its rows to this rating's output, in one transaction.
 
     Raises NoPricebookForWindow before touching the database when no version covers the
-    window. ``conn`` must not be inside a transaction: this function owns one and commits
-    it. Ratings of the same window serialize on an advisory lock.
+    window, and UnstorablePricebook when the version holds text the warehouse cannot store.
+    ``conn`` must not be inside a transaction: this function owns one and commits it.
+    Ratings of the same window serialize on an advisory lock.
     """
     version = pricebooks.version_for(window)
+    require_storable(conn, version)
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise ConnectionInTransaction(
             f"rating window {window.key} needs a connection outside any transaction"

@@ -8,6 +8,7 @@ for ``pricing.resolve`` (``sql/select_resolution_keys.sql``).
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ import psycopg
 from psycopg._encodings import pg2pyenc  # psycopg's map of PostgreSQL encodings
 
 from rating_pipeline import pricing
+from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.pricebook.model import (
     FINE_TUNE_PREFIX,
     SERVICE_TIERS,
@@ -104,6 +106,32 @@ def blank_characters(conn: psycopg.Connection) -> str:
     return "".join(c for c in BLANK_CHARACTERS if all(_encodes(c, codec) for codec in codecs))
 
 
+class UnstorablePricebook(RatingPipelineError):
+    """A pricebook version holds text the warehouse's encoding cannot store."""
+
+
+def require_storable(conn: psycopg.Connection, version: PricebookVersion) -> None:
+    """Raise UnstorablePricebook, before a window is read, when the version's name, a model
+    id or a declared base is text the warehouse's encoding cannot hold (a LATIN1 warehouse,
+    an en dash): binding it would fail every window the version rates, in a bare encoding
+    error. Every text is storable in a UTF8 warehouse."""
+    codec = _server_codec(conn)
+    if codecs.lookup(codec).name == "utf-8":
+        return
+    texts = [version.version, *version.models]
+    texts += [m.derived_from for m in version.models.values() if m.derived_from is not None]
+    unstorable = [text for text in texts if not _encodes(text, codec)]
+    if unstorable:
+        encoding = conn.info.parameter_status("server_encoding")
+        raise UnstorablePricebook(
+            f"pricebook version {version.version!r} ({version.source_file}) holds text the "
+            f"warehouse's encoding {encoding} cannot store: "
+            f"{', '.join(repr(text) for text in unstorable[:5])}"
+            f"{f' and {len(unstorable) - 5} more' if len(unstorable) > 5 else ''}; "
+            "nothing rated: rename it, or rate into a UTF8 warehouse"
+        )
+
+
 def _server_codec(conn: psycopg.Connection) -> str:
     """The Python codec of the warehouse's encoding; ASCII where Python has none."""
     try:
@@ -112,9 +140,9 @@ def _server_codec(conn: psycopg.Connection) -> str:
         return "ascii"
 
 
-def _encodes(character: str, codec: str) -> bool:
+def _encodes(text: str, codec: str) -> bool:
     try:
-        character.encode(codec)
+        text.encode(codec)
     except UnicodeEncodeError:
         return False
     return True
