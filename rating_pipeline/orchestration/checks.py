@@ -428,6 +428,10 @@ def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateW
     return changed_events.read_now(conn, late.window, version).events_digest != late.events_digest
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
 def never_rated_state(
     instance: dg.DagsterInstance, window: Window, lookback_start: datetime
 ) -> str:
@@ -469,13 +473,14 @@ def evaluate_billed(
         checked["windows"] = table(UNBILLED_COLUMNS, ((w.key, text) for w, text in listed))
     unbilled = len(late) + len(never_rated)
     description = (
-        "Every window with events is rated, and no window older than the lookback received "
-        "events after its rating."
+        "Every window with events is rated, and no window older than the lookback had its "
+        "events changed after its rating."
         if not unbilled
         else (
-            f"{len(late)} windows older than the lookback received events after their latest "
-            f"rating, and {len(never_rated)} hours with events were never rated. Decide whether "
-            "their invoice period is open, and if so materialize their partitions."
+            f"{_count(len(late), 'window')} older than the lookback had their events changed "
+            f"after their latest rating, and {_count(len(never_rated), 'hour')} with events "
+            "were never rated: materialize their partitions (in a closed period, the "
+            "difference bills as adjustments on the next invoice)."
         )
     )
     if before_first:
