@@ -473,10 +473,11 @@ def test_unpriced_usage_warns_without_failing_the_run(
         "rollups": 2,
         "events": 3,
     }
-    # The rollups a billing engineer looks at first: most events first.
-    assert [(r["auth_id"], r["events"]) for r in records(evaluation.metadata["rollups"])] == [
-        ("org-6", 2),
-        ("org-5", 1),
+    # The rollups a billing engineer looks at first: most events first, keyed by both tiers.
+    listed = records(evaluation.metadata["rollups"])
+    assert [(r["auth_id"], r["service_tier"], r["context_tier"], r["events"]) for r in listed] == [
+        ("org-6", "standard", "standard", 2),
+        ("org-5", "standard", "standard", 1),
     ]
     assert checks(result)[NO_AMBIGUOUS_BASE].passed
     conserved = checks(result)[EVENTS_CONSERVED]

@@ -100,6 +100,8 @@ EXCEPTION_COLUMNS = (
     text_column("window"),
     text_column("auth_id"),
     text_column("model_id"),
+    text_column("service_tier", "- for an invalid_event row"),
+    text_column("context_tier", "- for an invalid_event row"),
     text_column("reason"),
     int_column("events"),
     text_column("detail"),
@@ -381,7 +383,19 @@ def evaluate_priced(
 def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     return table(
         EXCEPTION_COLUMNS,
-        ((r.window.key, r.auth_id, r.model_id, r.reason, r.event_count, r.detail) for r in rows),
+        (
+            (
+                r.window.key,
+                r.auth_id,
+                r.model_id,
+                r.service_tier,
+                r.context_tier,
+                r.reason,
+                r.event_count,
+                r.detail,
+            )
+            for r in rows
+        ),
     )
 
 

@@ -171,6 +171,8 @@ class ExceptionRow:
     window: Window
     auth_id: str
     model_id: str
+    service_tier: str
+    context_tier: str
     reason: str
     detail: str
     event_count: int
@@ -182,7 +184,7 @@ def exception_rows(
     """The rows of ``reasons`` in ``span``, most events first, at most ``limit``."""
     params = {**span.params(), "reasons": list(reasons), "limit": limit}
     return [
-        ExceptionRow(_window(row[0]), row[1], row[2], row[3], row[4], int(row[5]))
+        ExceptionRow(_window(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], int(row[7]))
         for row in conn.execute(load_sql("orchestration_exception_rows"), params)
     ]
 
