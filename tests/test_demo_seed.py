@@ -575,20 +575,28 @@ def test_summary_of_a_closed_hour_corrected_late_lists_its_adjustments(
     database_url: str, conn: psycopg.Connection
 ) -> None:
     """A late event in a closed hour bills as an adjustment, not in rated_usage: the
-    report's totals say so, or the hour's correction would not show anywhere in it."""
+    report's totals say so, or the hour's correction would not show anywhere in it. Its
+    "events read" is what the hour's latest rating read: billed output's events + the
+    adjustments' + the exceptions' (contract 10), not the frozen rows' and exceptions'."""
     version = make_version({"m": own("1", "0")})
     pricebooks = Pricebooks((version,))
     at = START + timedelta(minutes=5)
     insert_events(database_url, [make_event("org-a", "m", None, 1_000, 0, occurred_at=at)])
     rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
     close_period(conn, START + HOUR, "test")
-    insert_events(database_url, [make_event("org-a", "m", None, 500, 0, occurred_at=at)])
-    rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
+    late = [
+        make_event("org-a", "m", None, 500, 0, occurred_at=at),
+        make_event("", "m", None, 1, 0, occurred_at=at),  # invalid: blank auth_id
+    ]
+    insert_events(database_url, late)
+    latest = rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
 
     text = summarize(conn, START, START + HOUR)
 
     assert "  cost USD:        0.0010 (exact: 0.001000000000)\n" in text  # the frozen row
     assert (
         "  adjustments:     1 rows, +1 events, cost USD 0.0005 (exact: 0.000500000000): "
-        "closed hours' corrections, on the next invoice\n"
+        "closed hours' corrections, each billed on the invoice after its hour's close\n"
     ) in text
+    assert "  events billed:   1 in 1 rollups\n  events excepted: 1\n" in text
+    assert latest.events_read == 3 and "  events read:     3\n" in text, text

@@ -147,11 +147,7 @@ def summarize(conn: psycopg.Connection, start: datetime, end: datetime) -> str:
         *_exception_sections(conn, params),
         "",
         "Totals",
-        f"  events read:     {totals.billed + totals.excepted:,}",
-        f"  events billed:   {totals.billed:,} in {totals.rollups:,} rollups",
-        f"  events excepted: {totals.excepted:,}",
-        f"  cost USD:        {usd(totals.cost)} (exact: {exact_usd(totals.cost)})",
-        *_adjustments_lines(conn, params),
+        *_totals_lines(conn, params, totals),
     ]
     return "\n".join(sections) + "\n"
 
@@ -265,17 +261,28 @@ def _principals_table(conn: psycopg.Connection, params: dict[str, object], total
     )
 
 
-def _adjustments_lines(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
-    """Closed hours' corrections: not in the rows above, billed on the next invoice."""
+def _totals_lines(
+    conn: psycopg.Connection, params: dict[str, object], totals: HourTotals
+) -> list[str]:
+    """The span's events and cost, and closed hours' corrections: adjustments, not in the
+    rows above, whose events the latest ratings read too (contract 10: events read =
+    billed output + adjustments + exceptions)."""
     row = conn.execute(SUMMARY_ADJUSTMENTS, params).fetchone()
     assert row is not None
     count, events, cost = row
-    if not count:
-        return []
-    return [
-        f"  adjustments:     {int(count):,} rows, {int(events):+,} events, cost USD {usd(cost)} "
-        f"(exact: {exact_usd(cost)}): closed hours' corrections, on the next invoice",
+    lines = [
+        f"  events read:     {totals.billed + totals.excepted + int(events):,}",
+        f"  events billed:   {totals.billed:,} in {totals.rollups:,} rollups",
+        f"  events excepted: {totals.excepted:,}",
+        f"  cost USD:        {usd(totals.cost)} (exact: {exact_usd(totals.cost)})",
     ]
+    if count:
+        lines.append(
+            f"  adjustments:     {int(count):,} rows, {int(events):+,} events, cost USD "
+            f"{usd(cost)} (exact: {exact_usd(cost)}): closed hours' corrections, each billed "
+            "on the invoice after its hour's close"
+        )
+    return lines
 
 
 def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
