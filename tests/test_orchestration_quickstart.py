@@ -23,9 +23,14 @@ from rating_pipeline.demo.quickstart import (
 )
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
 from rating_pipeline.orchestration.instance import local_instance, open_instance
+from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from rating_pipeline.settings import project_root
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
+from tests.conftest import insert_events
+from tests.factories import make_event
 
 BILLED = """
 SELECT window_start, auth_id, model_id, service_tier, context_tier, event_count, cost_usd,
@@ -114,3 +119,35 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
         # per quickstart: the day, the late window, the correction of a closed hour
         assert len(instance.get_run_records()) == 6
     assert billed[0][0] == DEMO_START
+
+
+@pytest.mark.slow
+def test_quickstart_refuses_other_events_before_its_close_before_emptying_the_ledger(
+    database_url: str,
+    storage_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An hour of June outside the demo day holds events, and was rated, as the close
+    refusal advises ("rate them first"). The quickstart empties the ledger, so that rating
+    would be gone when it closes June: it refuses, naming the hour, before it has emptied
+    anything; never rate the day, wipe the ledger, then stop at the close with advice that
+    no re-run can follow."""
+    monkeypatch.setattr(
+        "rating_pipeline.demo.quickstart.local_instance",
+        lambda url, path: local_instance(url, path, storage_database),
+    )
+    other = Window.starting(DEMO_START + DEMO_HOURS * HOUR)  # 2026-06-16-00:00
+    at = other.start + HOUR / 2
+    insert_events(
+        database_url, [make_event("org-trial", "base-medium", None, 10, 1, occurred_at=at)]
+    )
+    with connect(database_url) as conn:
+        rate_window(conn, other, load_pricebooks(project_root() / "pricebooks"), "test-trial")
+        conn.commit()
+
+    with pytest.raises(QuickstartError, match=r"2026-06-16-00:00 \(1\)"):
+        quickstart(database_url, tmp_path / "dagster_home", io.StringIO())
+    with psycopg.connect(database_url) as conn:
+        trial = conn.execute("SELECT count(*) FROM rated_usage WHERE auth_id = 'org-trial'")
+        assert trial.fetchone() == (1,), "refused after emptying the ledger"

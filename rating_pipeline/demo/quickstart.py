@@ -17,7 +17,9 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
 8. prints the summary, both months' invoices per account, and how to open the UI.
 
 Each run starts from an empty ledger (the project's tables, never ``billing_event``): a
-close cannot be undone, and the demo's story begins before its close.
+close cannot be undone, and the demo's story begins before its close. So it refuses,
+changing nothing, when events outside the demo day precede its close (``demo seed`` can
+put them there): their hours would hold the close back, their ratings emptied.
 
 It always uses the embedded database (it writes synthetic events, so it never touches the
 warehouse RATING_DATABASE_URL names) and the shipped ``pricebooks/`` the demo day is made for.
@@ -56,7 +58,7 @@ from rating_pipeline.warehouse.close_mark import month_of
 from rating_pipeline.warehouse.database import connect, database_clock
 from rating_pipeline.warehouse.invoices import build_invoice, new_run_id
 from rating_pipeline.warehouse.periods import close_period, period_status
-from rating_pipeline.windows import HOUR, Window
+from rating_pipeline.windows import HOUR, WINDOWED_FROM, Window
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -80,6 +82,16 @@ DEFAULT_UI_PORT = 3000
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 ANALYZE_BILLING_EVENT = "ANALYZE billing_event"
+# Hours before the demo's close, outside the demo day, that hold events a close would need
+# rated: the ledger is emptied first, so no rating of them survives to the close.
+OTHER_HOURS_BEFORE_CLOSE = """
+SELECT date_trunc('hour', occurred_at, 'UTC') AS hour, count(*)
+FROM billing_event
+WHERE occurred_at >= %(windowed_from)s AND occurred_at < %(close_through)s
+  AND NOT (occurred_at >= %(day_start)s AND occurred_at < %(day_end)s)
+GROUP BY 1
+ORDER BY 1
+"""
 # The run's events go to the instance (the UI shows them); the terminal gets the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -184,6 +196,30 @@ def require_expected(
         )
 
 
+def require_only_the_demo_before_its_close(warehouse_url: str) -> None:
+    """Raise QuickstartError, changing nothing, when events outside the demo day precede
+    its close: the close would refuse their hours as never rated, after the ledger (their
+    ratings with it) was emptied."""
+    bounds = {
+        "windowed_from": WINDOWED_FROM,
+        "close_through": CLOSE_THROUGH,
+        "day_start": DEMO_START,
+        "day_end": DEMO_START + DEMO_HOURS * HOUR,
+    }
+    with connect(warehouse_url) as conn:
+        hours = conn.execute(OTHER_HOURS_BEFORE_CLOSE, bounds).fetchall()
+        conn.rollback()
+    if hours:
+        named = ", ".join(f"{Window.starting(hour).key} ({count})" for hour, count in hours[:5])
+        more = f" and {len(hours) - 5} more hours" if len(hours) > 5 else ""
+        raise QuickstartError(
+            f"the demo's warehouse holds events outside the demo day before its close "
+            f"through {CLOSE_THROUGH:%Y-%m-%d}: {named}{more}; the demo empties the ledger "
+            "and closes June, which those hours would hold back; nothing was changed: delete "
+            "them from billing_event, or remove .rating/pgdata to start over"
+        )
+
+
 def load_demo_day(warehouse_url: str) -> DemoDay:
     """An empty ledger, the demo day's events and the demo's billing accounts."""
     with connect(warehouse_url) as conn:
@@ -233,6 +269,7 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
 
     windows = [Window.starting(DEMO_START + offset * HOUR) for offset in range(DEMO_HOURS)]
     say(migrations.upgrade(warehouse_url))
+    require_only_the_demo_before_its_close(warehouse_url)
     local = local_instance(warehouse_url, dagster_home)
     say(f"Dagster instance: DAGSTER_HOME={local.home} (runs and event log in PostgreSQL)")
     for line in loaded_lines(load_demo_day(warehouse_url)):
