@@ -9,6 +9,7 @@ import dagster as dg
 import psycopg
 import pytest
 
+from rating_pipeline.orchestration import invoices as orchestration_invoices
 from rating_pipeline.orchestration.invoices import (
     CLOSED_MONTHS_MATCH_THEIR_CLOSE,
     HOURS_OF_THE_MONTH,
@@ -306,3 +307,49 @@ def test_a_range_of_months_builds_each_month_in_its_own_transaction(
     assert reader.execute(
         "SELECT to_char(month, 'YYYY-MM'), count(*) FROM invoice_line GROUP BY 1 ORDER BY 1"
     ).fetchall() == [(JUNE, 4), (JULY, 2)]
+
+
+def test_a_range_run_that_fails_records_the_months_it_committed_before_the_failure(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    june: list[BillingEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """June's lines are built and committed before July's build fails (a statement
+    timeout, a terminated backfill): June's new lines are what export and a close read,
+    so the UI must show June's materialization with its figures, not an earlier run's (as
+    rated_usage does for the windows it committed), and the failure names the month."""
+    july = [make_event("org-3", occurred_at=utc(2026, 7, 2, 1))]
+    add_events(july)
+    rate(database_url, july)
+    build_for_real = orchestration_invoices.build_invoice
+
+    def failing_in_july(conn, month, run_id):  # type: ignore[no-untyped-def]
+        if month == utc(2026, 7, 1):
+            raise TimeoutError("canceling statement due to statement timeout")
+        return build_for_real(conn, month, run_id)
+
+    monkeypatch.setattr(orchestration_invoices, "build_invoice", failing_in_july)
+
+    result = dg.materialize(
+        [invoice_lines, *INVOICE_CHECKS],
+        tags={
+            "dagster/asset_partition_range_start": JUNE,
+            "dagster/asset_partition_range_end": JULY,
+        },
+        instance=instance,
+        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    assert reader.execute(
+        "SELECT to_char(month, 'YYYY-MM'), count(*) FROM invoice_line GROUP BY 1"
+    ).fetchall() == [(JUNE, 4)]
+    built = materializations(result, "invoice_lines")
+    assert sorted(built) == [JUNE]
+    assert built[JUNE]["lines_inserted"] == 4 and built[JUNE]["amount"] == "0.62"
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and JULY in failure.message

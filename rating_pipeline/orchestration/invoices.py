@@ -8,7 +8,7 @@ close recorded in ``rating_period_close_total``.
 """
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,18 +61,45 @@ HOURS_OF_THE_MONTH = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_pa
 )
 def invoice_lines(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    with warehouse.connect() as conn:
-        require_schema(conn)
-        for month in months_in(context.partition_time_window):
-            built = build_invoice(conn, month, context.run.run_id)
-            context.log.info(str(built))
-            accounts = month_totals(conn, month)
-            conn.commit()
-            context.add_asset_metadata(
-                metadata.invoice_metadata(built, accounts), partition_key=month_key(month)
-            )
-    return dg.MaterializeResult()
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+    months = months_in(context.partition_time_window)
+    committed: dict[str, dict[str, Any]] = {}
+    try:
+        with warehouse.connect() as conn:
+            require_schema(conn)
+            for done, month in enumerate(months):
+                try:
+                    built = build_invoice(conn, month, context.run.run_id)
+                except Exception as exc:
+                    raise dg.Failure(description=failed_month(months, done, exc)) from exc
+                context.log.info(str(built))
+                accounts = month_totals(conn, month)
+                conn.commit()
+                committed[month_key(month)] = metadata.invoice_metadata(built, accounts)
+    except GeneratorExit:
+        raise
+    except BaseException:
+        # As rated_usage does: the months built before the failure stay committed, and the
+        # UI must show their new lines, not an earlier run's.
+        for key, month_metadata in committed.items():
+            yield dg.AssetMaterialization(context.asset_key, partition=key, metadata=month_metadata)
+        raise
+    for key, month_metadata in committed.items():
+        context.add_asset_metadata(month_metadata, partition_key=key)
+    yield dg.MaterializeResult()
+
+
+def failed_month(months: Sequence[datetime], done: int, error: Exception) -> str:
+    """Which month's build failed, and that the months before it are built and committed."""
+    where = f"building the invoice lines of {month_key(months[done])} failed: "
+    where += f"{type(error).__name__}: {error}. It was rolled back"
+    if done == 0:
+        return f"{where}; nothing of this run was built."
+    before = ", ".join(month_key(month) for month in months[:done])
+    return (
+        f"{where}; the months before it ({before}) are built and committed. Re-running the "
+        "same range is safe: a built month converges without writing."
+    )
 
 
 @dataclass(frozen=True)
