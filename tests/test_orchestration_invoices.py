@@ -277,6 +277,22 @@ def test_the_check_outside_a_run_audits_every_wholly_closed_month_and_no_open_on
     assert evaluation.metadata["months"].value == JUNE
 
 
+def build_june_and_july(
+    database_url: str, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """One run of invoice_lines over June and July, as a backfill of the two runs it."""
+    return dg.materialize(
+        [invoice_lines, *INVOICE_CHECKS],
+        tags={
+            "dagster/asset_partition_range_start": JUNE,
+            "dagster/asset_partition_range_end": JULY,
+        },
+        instance=instance,
+        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        raise_on_error=False,
+    )
+
+
 def test_a_range_of_months_builds_each_month_in_its_own_transaction(
     database_url: str,
     reader: psycopg.Connection,
@@ -290,16 +306,7 @@ def test_a_range_of_months_builds_each_month_in_its_own_transaction(
     add_events(july)
     rate(database_url, july)
 
-    result = dg.materialize(
-        [invoice_lines, *INVOICE_CHECKS],
-        tags={
-            "dagster/asset_partition_range_start": JUNE,
-            "dagster/asset_partition_range_end": JULY,
-        },
-        instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
-        raise_on_error=False,
-    )
+    result = build_june_and_july(database_url, instance)
 
     assert result.success
     built = materializations(result, "invoice_lines")
@@ -333,16 +340,7 @@ def test_a_range_run_that_fails_records_the_months_it_committed_before_the_failu
 
     monkeypatch.setattr(orchestration_invoices, "build_invoice", failing_in_july)
 
-    result = dg.materialize(
-        [invoice_lines, *INVOICE_CHECKS],
-        tags={
-            "dagster/asset_partition_range_start": JUNE,
-            "dagster/asset_partition_range_end": JULY,
-        },
-        instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
-        raise_on_error=False,
-    )
+    result = build_june_and_july(database_url, instance)
 
     assert not result.success
     assert reader.execute(
