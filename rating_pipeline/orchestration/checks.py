@@ -442,7 +442,7 @@ def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateW
     return changed_events.read_now(conn, late.window, version).events_digest != late.events_digest
 
 
-def _count(number: int, noun: str) -> str:
+def _plural(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
 
@@ -491,8 +491,8 @@ def evaluate_billed(
         "events changed after its rating."
         if not unbilled
         else (
-            f"{_count(len(late), 'window')} older than the lookback had their events changed "
-            f"after their latest rating, and {_count(len(never_rated), 'hour')} with events "
+            f"{_plural(len(late), 'window')} older than the lookback had their events changed "
+            f"after their latest rating, and {_plural(len(never_rated), 'hour')} with events "
             "were never rated: materialize their partitions (in a closed period, the "
             "difference bills as adjustments on the next invoice)."
         )
