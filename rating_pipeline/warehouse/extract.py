@@ -84,13 +84,15 @@ def usage_params(
     (the version's context thresholds, the service tiers, the blank characters the
     warehouse's encoding can hold, the longest id)."""
     thresholds = pricing.context_thresholds(version)
+    with_threshold = {m: above for m, above in thresholds.listed.items() if above is not None}
     return {
         "start": window.start,
         "end": window.end,
         "listed_models": list(thresholds.listed),
-        "listed_thresholds": list(thresholds.listed.values()),
+        "threshold_models": list(with_threshold),
+        "model_thresholds": list(with_threshold.values()),
         "event_bases": list(thresholds.event_bases),
-        "event_base_thresholds": list(thresholds.event_bases.values()),
+        "base_thresholds": list(thresholds.event_bases.values()),
         "fine_tune_prefix": FINE_TUNE_PREFIX,
         "service_tiers": list(SERVICE_TIERS),
         "blank_characters": blank_characters(conn),
