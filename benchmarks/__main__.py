@@ -24,7 +24,7 @@ from psycopg.conninfo import make_conninfo
 from benchmarks.data import SCALES, expected_events, write_pricebooks
 from benchmarks.profile import profile_appendix
 from benchmarks.report import console, kept_by_hand, machine_facts, markdown
-from benchmarks.runner import Bench, Results, run
+from benchmarks.runner import DAGSTER_STORAGE_DATABASE, Bench, Results, run
 from benchmarks.suite import CASE_NAMES, CASES
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.settings import configured_database_url, project_root, state_dir
@@ -105,6 +105,7 @@ def bench_database(args: argparse.Namespace, say: Callable[[str], None]) -> Iter
     finally:
         if cleanup and not args.reuse_data:
             _admin(server, DROP_DATABASE, BENCH_DATABASE)
+            _admin(server, DROP_DATABASE, DAGSTER_STORAGE_DATABASE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results=Results(scale=scale, rounds=args.rounds),
         )
         cases = [case for case in CASES if args.case is None or case.name in args.case]
-        results = run(bench, cases, load=not (args.reuse_data and already))
+        with bench.closing:
+            results = run(bench, cases, load=not (args.reuse_data and already))
         appendix = profile_appendix(bench) if args.profile else []
     elapsed = time.perf_counter() - began
     command = shlex.join(["python", "-m", "benchmarks", *(argv or sys.argv[1:])])

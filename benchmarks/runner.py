@@ -10,8 +10,10 @@ apart on a machine whose speed drifts over minutes. The cases are in ``suite.py`
 from __future__ import annotations
 
 import statistics
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,12 @@ from benchmarks import steps
 from benchmarks.data import Layout, Loaded, Scale, layout_for, load_all
 from benchmarks.measure import Samples
 from benchmarks.steps import Span, Taken
+from rating_pipeline.orchestration.instance import local_instance, open_instance
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.warehouse.database import connect
+
+# The Dagster cases' instance storage: a database of its own next to the benchmark's.
+DAGSTER_STORAGE_DATABASE = "rating_bench_dagster"
 
 AT_MOST = "at most"  # measured <= limit x the sum of the bases
 AT_LEAST = "at least"  # measured >= limit x the sum of the bases
@@ -140,6 +146,7 @@ class Bench:
     runs: int = 0
     changes: int = 0  # 1% changes applied to the hot hour's events (steps.CHANGE_ONE_PERCENT)
     instance: Any = None
+    closing: ExitStack = field(default_factory=ExitStack)  # closed when the run ends
 
     def __post_init__(self) -> None:
         self.layout = layout_for(self.scale)
@@ -157,11 +164,13 @@ class Bench:
                 conn.commit()
 
     def dagster_instance(self) -> Any:
-        """An ephemeral Dagster instance, one per benchmark run."""
+        """The production Dagster instance, as users run on it: ``dagster.yaml`` in a
+        DAGSTER_HOME of its own, runs and event log in PostgreSQL on the benchmark's server
+        (DAGSTER_STORAGE_DATABASE); opened once, closed with ``closing``."""
         if self.instance is None:
-            import dagster as dg
-
-            self.instance = dg.DagsterInstance.ephemeral()
+            home = self.closing.enter_context(tempfile.TemporaryDirectory(prefix="bench-dg-"))
+            local = local_instance(self.url, Path(home), DAGSTER_STORAGE_DATABASE)
+            self.instance = self.closing.enter_context(open_instance(local))
         return self.instance
 
 

@@ -517,8 +517,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def materialize(bench: Bench, span: Span) -> Taken:
     """One in-process Dagster run of the rating code location's assets and checks over the
-    span (its partition, or its hours as one range run) on an ephemeral instance; its parts
-    are each Dagster step's own seconds."""
+    span (its partition, or its hours as one range run) on the production instance
+    (``Bench.dagster_instance``); its parts are each Dagster step's own seconds."""
     import dagster as dg
 
     from rating_pipeline.definitions import defs

@@ -286,7 +286,7 @@ CASES: tuple[Case, ...] = (
             Step(
                 "materialize",
                 "one Dagster run of the hour's partition, checks included "
-                "(in process, ephemeral instance)",
+                "(in process, the production instance)",
                 steps.materialize,
                 prepare=steps.empty_outputs,
             ),
