@@ -135,7 +135,8 @@ def failed_attempts(instance: dg.DagsterInstance, check: DigestCheck) -> int:
 
 
 def rerate(instance: dg.DagsterInstance, check: DigestCheck) -> Rerate:
-    return Rerate(check, failed_attempts(instance, check), in_flight(instance, check.window))
+    running = check.window in in_flight(instance, [check.window])
+    return Rerate(check, failed_attempts(instance, check), running)
 
 
 def version_rated(pricebooks: Pricebooks, window: Window, version_name: str) -> PricebookVersion:

@@ -424,10 +424,7 @@ def all_windows_billed(
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = queries.undated_events(conn)
-    states = {
-        w: never_rated_state(context.instance, w, lookback_start)
-        for w in never_rated[:WINDOWS_LISTED]
-    }
+    states = never_rated_states(context.instance, never_rated[:WINDOWS_LISTED], lookback_start)
     return evaluate_billed(late, never_rated, states, before_first, undated)
 
 
@@ -446,17 +443,25 @@ def _plural(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
 
-def never_rated_state(
-    instance: dg.DagsterInstance, window: Window, lookback_start: datetime
-) -> str:
-    """What becomes of an hour never rated: a run of it in flight, missed_hours' attempts,
+def never_rated_states(
+    instance: dg.DagsterInstance, windows: list[Window], lookback_start: datetime
+) -> dict[Window, str]:
+    """What becomes of each hour never rated: a run of it in flight, missed_hours' attempts,
     or nothing automatic (older than the lookback)."""
-    if missed_hours.in_flight(instance, window):
-        return "never rated; a run of it is in flight"
-    if window.start < lookback_start:
-        return "never rated; older than the lookback, so no sensor requests it: materialize it"
-    made = missed_hours.attempts(instance, window)
-    return f"never rated (missed_hours made {made} of its {missed_hours.MAX_ATTEMPTS} attempts)"
+    running = missed_hours.in_flight(instance, windows)
+    made = missed_hours.attempts(instance, windows)
+    states = {}
+    for w in windows:
+        if w in running:
+            states[w] = "never rated; a run of it is in flight"
+        elif w.start < lookback_start:
+            states[w] = (
+                "never rated; older than the lookback, so no sensor requests it: materialize it"
+            )
+        else:
+            attempts = f"{made[w]} of its {missed_hours.MAX_ATTEMPTS} attempts"
+            states[w] = f"never rated (missed_hours made {attempts})"
+    return states
 
 
 def evaluate_billed(

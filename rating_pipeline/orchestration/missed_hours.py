@@ -10,7 +10,8 @@ from the runs the instance keeps, retries of a dead run included); then the
 ``all_windows_billed`` check reports it.
 """
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -50,22 +51,28 @@ def missed_span(now: datetime, since: datetime | None = None) -> Span:
     return Span(max(since or first, first), Window.containing(now - MISSED_AFTER).start)
 
 
-def attempts(instance: dg.DagsterInstance, window: Window) -> int:
-    """How many runs this sensor has made for ``window``, whatever became of them."""
-    tags = {PARTITION_TAG: window.key, TRIGGER_TAG: SENSOR_NAME}
-    return instance.get_runs_count(dg.RunsFilter(tags=tags))
-
-
-def in_flight(instance: dg.DagsterInstance, window: Window) -> bool:
-    """A run of ``window``'s partition is queued or running, whoever asked for it: a run of
-    that partition, or a range run (a single-run backfill) whose range holds it."""
-    runs = dg.RunsFilter(tags={PARTITION_TAG: window.key}, statuses=list(IN_FLIGHT))
-    if instance.get_runs_count(runs) > 0:
-        return True
-    return any(
-        _range_holds(run.tags, window)
-        for run in instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)))
+def attempts(instance: dg.DagsterInstance, windows: Sequence[Window]) -> dict[Window, int]:
+    """How many runs this sensor has made for each of ``windows``, whatever became of them."""
+    if not windows:
+        return {}
+    tags = {PARTITION_TAG: [w.key for w in windows], TRIGGER_TAG: SENSOR_NAME}
+    made = Counter(
+        run.tags.get(PARTITION_TAG) for run in instance.get_runs(dg.RunsFilter(tags=tags))
     )
+    return {w: made[w.key] for w in windows}
+
+
+def in_flight(instance: dg.DagsterInstance, windows: Sequence[Window]) -> set[Window]:
+    """Those of ``windows`` whose partition a queued or running run rates, whoever asked for
+    it: a run of that partition, or a range run (a single-run backfill) whose range holds it."""
+    if not windows:
+        return set()
+    runs = instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)))
+    return {
+        w
+        for w in windows
+        if any(run.tags.get(PARTITION_TAG) == w.key or _range_holds(run.tags, w) for run in runs)
+    }
 
 
 def _range_holds(tags: Mapping[str, str], window: Window) -> bool:
@@ -110,7 +117,8 @@ def missed_hours_now(
         now = database_clock(conn)
         since = Window.containing(now).start - window_lookback
         windows = queries.unrated_hours(conn, missed_span(now, since))
-    return [MissedHour(w, attempts(instance, w), in_flight(instance, w)) for w in windows]
+    made, running = attempts(instance, windows), in_flight(instance, windows)
+    return [MissedHour(w, made[w], w in running) for w in windows]
 
 
 def evaluate(context: dg.SensorEvaluationContext, missed: list[MissedHour]) -> dg.SensorResult:
