@@ -44,9 +44,9 @@ def _quadratic_joins(plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def _fill_plan(database_url: str) -> dict[str, Any]:
+def _fill_plan(database_url: str, books: Pricebooks = BOOKS) -> dict[str, Any]:
     """The plan of WINDOW's fill statement, planned as a rating plans it, rolled back."""
-    version = BOOKS.version_for(WINDOW)
+    version = books.version_for(WINDOW)
     with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
         engine.begin_rating(conn, WINDOW, version, "plan")
         conn.execute(load_sql("create_window_sums"))
@@ -134,6 +134,32 @@ def test_window_events_are_grouped_by_hash_whatever_the_planner_expects(
     nodes = list(_nodes(_fill_plan(database_url)))
     assert [n["Node Type"] for n in nodes if n["Node Type"] == "Sort"] == []
     assert any(n.get("Strategy") == "Hashed" for n in nodes)
+
+
+def test_each_event_finds_its_models_threshold_by_hash_however_many_models_have_one(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """A version can list thousands of models with a long-context threshold (LiteLLM's
+    map): an event looks its model's up in a hash of them, not along an array, which took
+    10 x the aggregate floor with 2,000 models."""
+    long_context = own("5.00", "20.00")
+    models = {
+        f"model-{n:04d}": own("2.50", "10.00", long_context=long_context,
+                              long_context_above_tokens=100_000 + n)
+        for n in range(2_000)
+    }  # fmt: skip
+    add_events(
+        make_event(f"org-{n % 70:02d}", model_id=f"model-{n % 2_000:04d}") for n in range(700)
+    )
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("ANALYZE billing_event")
+    joins = [
+        node["Hash Cond"]
+        for node in _nodes(_fill_plan(database_url, Pricebooks((make_version(models),))))
+        if node["Node Type"] == "Hash Join"
+    ]
+    assert any("listed.model_id" in condition for condition in joins), joins
 
 
 def test_events_with_a_bad_count_are_found_through_the_partial_index_not_a_second_scan(

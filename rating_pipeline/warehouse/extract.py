@@ -84,13 +84,18 @@ def usage_params(
     (the version's context thresholds, the service tiers, the blank characters the
     warehouse's encoding can hold, the longest id)."""
     thresholds = pricing.context_thresholds(version)
-    with_threshold = {m: above for m, above in thresholds.listed.items() if above is not None}
+    # The listed models an event can find a threshold by: those with one and, when unlisted
+    # fine-tunes take their base's, the listed fine-tunes, which never do.
+    listed = {
+        model_id: above
+        for model_id, above in thresholds.listed.items()
+        if above is not None or (thresholds.event_bases and model_id.startswith(FINE_TUNE_PREFIX))
+    }
     return {
         "start": window.start,
         "end": window.end,
-        "listed_models": list(thresholds.listed),
-        "threshold_models": list(with_threshold),
-        "model_thresholds": list(with_threshold.values()),
+        "listed_models": list(listed),
+        "listed_thresholds": list(listed.values()),
         "event_bases": list(thresholds.event_bases),
         "base_thresholds": list(thresholds.event_bases.values()),
         "fine_tune_prefix": FINE_TUNE_PREFIX,

@@ -1,14 +1,18 @@
 -- Sum one window's events into window_sums, one row per (auth_id, model_id, base_model,
 -- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
--- An event is long-context when its prompt exceeds the threshold of its model's rates:
--- listed models' in %(threshold_models)s, unlisted fine-tunes' from their base's in
--- %(event_bases)s. Invalid events keep their problem_bits (records.PROBLEMS); a null id is
--- blank; events with a negative or null count come through the partial index of revision
--- 0012. Valid rows carry their one base as bases_key; merge_mixed_bases.sql merges a rollup
--- of several. Bound: %(start)s, %(end)s, %(listed_models)s, %(threshold_models)s,
--- %(model_thresholds)s, %(event_bases)s, %(base_thresholds)s, %(fine_tune_prefix)s,
--- %(service_tiers)s, %(blank_characters)s, %(max_id_length)s.
-WITH events AS NOT MATERIALIZED (
+-- An event is long-context when its prompt exceeds its model's threshold: a listed model's
+-- from %(listed_models)s (null: none), an unlisted fine-tune's from its base in
+-- %(event_bases)s; with neither, the planner folds the test to false. Invalid events keep
+-- their problem_bits (records.PROBLEMS); events with a negative or null count come through
+-- the partial index of revision 0012. Valid rows carry their one base as bases_key. Bound:
+-- %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s, %(event_bases)s,
+-- %(base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s, %(blank_characters)s,
+-- %(max_id_length)s.
+WITH listed AS (
+    SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
+        AS listed (model_id, above)
+),
+events AS NOT MATERIALIZED (
     -- Ids and tiers as text whatever upstream's types (a number, an enum): no-ops on text.
     SELECT
         auth_id::text AS auth_id, model_id::text AS model_id, base_model::text AS base_model,
@@ -17,28 +21,30 @@ WITH events AS NOT MATERIALIZED (
         audio_output_tokens, image_input_tokens, occurred_at, ingested_at
     FROM billing_event
 ),
+thresholded AS NOT MATERIALIZED (
+    SELECT
+        e.*,
+        coalesce(e.service_tier, 'standard') AS tier,
+        CASE
+            WHEN l.model_id IS NOT NULL THEN l.above
+            WHEN starts_with(e.model_id, %(fine_tune_prefix)s) THEN (%(base_thresholds)s
+                ::bigint[])[array_position(%(event_bases)s::text[], e.base_model)]
+        END AS above
+    FROM events AS e
+    LEFT JOIN listed AS l ON l.model_id = e.model_id
+    WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s
+),
 classified AS NOT MATERIALIZED (
     SELECT
         *,
-        coalesce(service_tier, 'standard') AS tier,
         CASE
-            -- A version without thresholds: folded to false when the statement is planned.
-            WHEN cardinality(%(threshold_models)s::text[]) + cardinality(%(event_bases)s::text[])
+            WHEN cardinality(%(listed_models)s::text[]) + cardinality(%(event_bases)s::text[])
                 = 0 THEN false
-            WHEN model_id = ANY (%(threshold_models)s::text[]) THEN
-                (%(model_thresholds)s::bigint[])[array_position(%(threshold_models)s::text[],
-                    model_id)] < input_tokens::numeric + cache_read_tokens + cache_write_tokens
-                    + cache_write_1h_tokens + audio_input_tokens + image_input_tokens
-            WHEN starts_with(model_id, %(fine_tune_prefix)s)
-                AND NOT model_id = ANY (%(listed_models)s::text[])
-                AND base_model = ANY (%(event_bases)s::text[]) THEN
-                (%(base_thresholds)s::bigint[])[array_position(%(event_bases)s::text[],
-                    base_model)] < input_tokens::numeric + cache_read_tokens + cache_write_tokens
-                    + cache_write_1h_tokens + audio_input_tokens + image_input_tokens
-            ELSE false
+            WHEN above IS NULL THEN false
+            ELSE above < input_tokens::numeric + cache_read_tokens + cache_write_tokens
+                + cache_write_1h_tokens + audio_input_tokens + image_input_tokens
         END AS long_context
-    FROM events
-    WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
+    FROM thresholded
 ),
 nonnegative AS (
     SELECT
