@@ -162,6 +162,34 @@ def test_each_event_finds_its_models_threshold_by_hash_however_many_models_have_
     assert any("listed.model_id" in condition for condition in joins), joins
 
 
+def test_each_fine_tune_event_finds_its_bases_threshold_by_hash_however_many_bases_have_one(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Unlisted fine-tunes take the threshold of their event's base (fine_tune_multiplier):
+    found in a hash of the true bases that have one, not along an array of them, which
+    took 6 x the aggregate floor with 2,000 bases."""
+    long_context = own("5.00", "20.00")
+    models = {
+        f"base-{n:04d}": own("2.50", "10.00", long_context=long_context,
+                             long_context_above_tokens=100_000 + n)
+        for n in range(2_000)
+    }  # fmt: skip
+    version = make_version(models, fine_tune_multiplier="1.5")
+    add_events(
+        make_event(f"org-{n % 70:02d}", model_id=f"ft:acme:{n % 7}", base_model=f"base-{n:04d}")
+        for n in range(700)
+    )
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("ANALYZE billing_event")
+    joins = [
+        node["Hash Cond"]
+        for node in _nodes(_fill_plan(database_url, Pricebooks((version,))))
+        if node["Node Type"] == "Hash Join"
+    ]
+    assert any("bases.base_model" in condition for condition in joins), joins
+
+
 def test_events_with_a_bad_count_are_found_through_the_partial_index_not_a_second_scan(
     database_url: str,
     add_events: Callable[[Iterable[BillingEvent]], int],

@@ -1,7 +1,7 @@
 -- Sum one window's events into window_sums, one row per (auth_id, model_id, base_model,
 -- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
--- An event is long-context when its prompt exceeds its model's threshold: a listed model's
--- from %(listed_models)s (null: none), an unlisted fine-tune's from its base in
+-- An event is long-context when its prompt exceeds its model's threshold, found by hash: a
+-- listed model's in %(listed_models)s (null: none), an unlisted fine-tune's by its base in
 -- %(event_bases)s; with neither, the planner folds the test to false. Invalid events keep
 -- their problem_bits (records.PROBLEMS); events with a negative or null count come through
 -- the partial index of revision 0012. Valid rows carry their one base as bases_key. Bound:
@@ -11,6 +11,10 @@
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
+),
+bases AS (
+    SELECT * FROM unnest(%(event_bases)s::text[], %(base_thresholds)s::bigint[])
+        AS bases (base_model, above)
 ),
 events AS NOT MATERIALIZED (
     -- Ids and tiers as text whatever upstream's types (a number, an enum): no-ops on text.
@@ -27,11 +31,11 @@ thresholded AS NOT MATERIALIZED (
         coalesce(e.service_tier, 'standard') AS tier,
         CASE
             WHEN l.model_id IS NOT NULL THEN l.above
-            WHEN starts_with(e.model_id, %(fine_tune_prefix)s) THEN (%(base_thresholds)s
-                ::bigint[])[array_position(%(event_bases)s::text[], e.base_model)]
+            WHEN starts_with(e.model_id, %(fine_tune_prefix)s) THEN b.above
         END AS above
     FROM events AS e
     LEFT JOIN listed AS l ON l.model_id = e.model_id
+    LEFT JOIN bases AS b ON b.base_model = e.base_model
     WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s
 ),
 classified AS NOT MATERIALIZED (
