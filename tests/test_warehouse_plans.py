@@ -8,14 +8,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from rating_pipeline.pricebook.model import Pricebooks
+from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import engine, reconcile
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import usage_params
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
-from tests.factories import WINDOW_START, make_event, make_version, own
+from tests.factories import WINDOW_START, Own, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 BOOKS = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
@@ -136,6 +136,24 @@ def test_window_events_are_grouped_by_hash_whatever_the_planner_expects(
     assert any(n.get("Strategy") == "Hashed" for n in nodes)
 
 
+def _with_thresholds(prefix: str) -> dict[str, Own]:
+    """2,000 models of own rates, each with a long-context threshold of its own."""
+    long_context = own("5.00", "20.00")
+    return {
+        f"{prefix}-{n:04d}": own("2.50", "10.00", long_context=long_context,
+                                 long_context_above_tokens=100_000 + n)
+        for n in range(2_000)
+    }  # fmt: skip
+
+
+def _hash_conditions(database_url: str, version: PricebookVersion) -> list[str]:
+    """The hash joins of the fill statement's plan under ``version``, statistics fresh."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("ANALYZE billing_event")
+    plan = _fill_plan(database_url, Pricebooks((version,)))
+    return [node["Hash Cond"] for node in _nodes(plan) if node["Node Type"] == "Hash Join"]
+
+
 def test_each_event_finds_its_models_threshold_by_hash_however_many_models_have_one(
     database_url: str,
     add_events: Callable[[Iterable[BillingEvent]], int],
@@ -143,22 +161,8 @@ def test_each_event_finds_its_models_threshold_by_hash_however_many_models_have_
     """A version can list thousands of models with a long-context threshold (LiteLLM's
     map): an event looks its model's up in a hash of them, not along an array, which took
     10 x the aggregate floor with 2,000 models."""
-    long_context = own("5.00", "20.00")
-    models = {
-        f"model-{n:04d}": own("2.50", "10.00", long_context=long_context,
-                              long_context_above_tokens=100_000 + n)
-        for n in range(2_000)
-    }  # fmt: skip
-    add_events(
-        make_event(f"org-{n % 70:02d}", model_id=f"model-{n % 2_000:04d}") for n in range(700)
-    )
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("ANALYZE billing_event")
-    joins = [
-        node["Hash Cond"]
-        for node in _nodes(_fill_plan(database_url, Pricebooks((make_version(models),))))
-        if node["Node Type"] == "Hash Join"
-    ]
+    add_events(make_event(f"org-{n % 70:02d}", model_id=f"model-{n:04d}") for n in range(700))
+    joins = _hash_conditions(database_url, make_version(_with_thresholds("model")))
     assert any("listed.model_id" in condition for condition in joins), joins
 
 
@@ -169,24 +173,12 @@ def test_each_fine_tune_event_finds_its_bases_threshold_by_hash_however_many_bas
     """Unlisted fine-tunes take the threshold of their event's base (fine_tune_multiplier):
     found in a hash of the true bases that have one, not along an array of them, which
     took 6 x the aggregate floor with 2,000 bases."""
-    long_context = own("5.00", "20.00")
-    models = {
-        f"base-{n:04d}": own("2.50", "10.00", long_context=long_context,
-                             long_context_above_tokens=100_000 + n)
-        for n in range(2_000)
-    }  # fmt: skip
-    version = make_version(models, fine_tune_multiplier="1.5")
     add_events(
         make_event(f"org-{n % 70:02d}", model_id=f"ft:acme:{n % 7}", base_model=f"base-{n:04d}")
         for n in range(700)
     )
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("ANALYZE billing_event")
-    joins = [
-        node["Hash Cond"]
-        for node in _nodes(_fill_plan(database_url, Pricebooks((version,))))
-        if node["Node Type"] == "Hash Join"
-    ]
+    version = make_version(_with_thresholds("base"), fine_tune_multiplier="1.5")
+    joins = _hash_conditions(database_url, version)
     assert any("bases.base_model" in condition for condition in joins), joins
 
 
