@@ -63,10 +63,13 @@ class BenchModel:
     derived_from: str | None = None
     multiplier: str | None = None
     base: str | None = None
+    long_context: bool = False  # OWN only: priced above LONG_CONTEXT_FACTOR x input_median
 
 
-def _own(model_id: str, rates: tuple[str, str], tokens: tuple[int, int]) -> BenchModel:
-    return BenchModel(model_id, OWN, *tokens, rates=rates)
+def _own(
+    model_id: str, rates: tuple[str, str], tokens: tuple[int, int], long_context: bool = False
+) -> BenchModel:
+    return BenchModel(model_id, OWN, *tokens, rates=rates, long_context=long_context)
 
 
 def _declared(model_id: str, base: str, multiplier: str, tokens: tuple[int, int]) -> BenchModel:
@@ -86,20 +89,20 @@ MODELS: tuple[BenchModel, ...] = (
     _event("ft:globex:chat", "atlas-medium", (800, 400)),
     _own("atlas-embed", ("0.02", "0"), (400, 0)),
     _declared("ft:acme:legal", "atlas-large", "1.25", (3_500, 700)),
-    _own("boreal-mini", ("0.25", "1.25"), (700, 200)),
-    _own("boreal-large", ("3.00", "15.00"), (2_000, 500)),
+    _own("boreal-mini", ("0.25", "1.25"), (700, 200), long_context=True),
+    _own("boreal-large", ("3.00", "15.00"), (2_000, 500), long_context=True),
     _own("ft:initech:triage", ("0.60", "2.40"), (700, 150)),
-    _own("cirrus-flash", ("0.075", "0.30"), (900, 250)),
+    _own("cirrus-flash", ("0.075", "0.30"), (900, 250), long_context=True),
     _event("ft:wayne:summarize", "cirrus-flash", (4_000, 200)),
     _own("delta-70b", ("0.59", "0.79"), (1_500, 400)),
     _declared("ft:umbrella:med", "boreal-large", "1.4", (2_000, 400)),
     _own("delta-8b", ("0.05", "0.08"), (800, 200)),
-    _own("cirrus-pro", ("1.25", "10.00"), (3_000, 800)),
+    _own("cirrus-pro", ("1.25", "10.00"), (3_000, 800), long_context=True),
     _own("ft:hooli:search", ("0.30", "1.20"), (500, 80)),
     _event("ft:tyrell:agent", "delta-70b", (1_500, 600)),
-    _own("cirrus-lite", ("0.0375", "0.15"), (500, 120)),
+    _own("cirrus-lite", ("0.0375", "0.15"), (500, 120), long_context=True),
     _declared("ft:stark:code", "ember-code", "1.1", (3_000, 1_000)),
-    _own("boreal-xl", ("5.00", "15.00"), (2_500, 600)),
+    _own("boreal-xl", ("5.00", "15.00"), (2_500, 600), long_context=True),
     _own("ember-code", ("0.90", "0.90"), (3_500, 900)),
     _own("ember-chat", ("0.20", "0.20"), (1_000, 300)),
     _own("delta-405b", ("2.70", "2.70"), (2_200, 500)),
@@ -112,6 +115,14 @@ MODELS: tuple[BenchModel, ...] = (
     BenchModel("ft:cyberdyne:beta", UNPRICED, 600, 200),
 )
 UNPRICED_WEIGHT = 0.05
+
+
+# The long-context models are priced as Anthropic and Google price theirs: a prompt above
+# the threshold priced wholly at 2 x input and cache reads and 1.5 x output, in batch too.
+# Thresholds are LONG_CONTEXT_FACTOR x the model's median input (this data's token counts
+# are small): a few percent of those models' events are long, most with a cached prefix
+# (their prompt three times their input).
+LONG_CONTEXT_FACTOR = 16
 
 
 def _rate_lines(rates: tuple[str, ...], indent: str) -> list[str]:
@@ -129,7 +140,8 @@ def pricebook_yaml() -> str:
     lines = [
         "# Written by the benchmark (benchmarks/data.py). Fine-tunes: 3 own-rate, 3 declared,",
         "# 3 unlisted that price through fine_tune_multiplier, 1 unlisted and unpriced. Every",
-        "# own-rate model prices cache reads and has a batch tier at half its rates.",
+        "# own-rate model prices cache reads and has a batch tier at half its rates; six price",
+        "# prompts above a threshold at long-context rates.",
         f'version: "{PRICEBOOK_VERSION}"',
         f'effective_from: "{PRICEBOOK_EFFECTIVE_FROM}"',
         "currency: USD",
@@ -138,8 +150,13 @@ def pricebook_yaml() -> str:
     ]
     for model in MODELS:
         if model.rates is not None:
-            lines += [f"  {model.model_id}:", *_rate_lines(model.rates, "    "), "    batch:"]
-            lines += _rate_lines(tuple(str(Decimal(r) / 2) for r in model.rates), "      ")
+            lines.append(f"  {model.model_id}:")
+            if model.long_context:
+                threshold = LONG_CONTEXT_FACTOR * model.input_median
+                lines.append(f"    long_context_above_tokens: {threshold}")
+            lines += _rate_set_lines(model, model.rates, "    ")
+            batch = tuple(str(Decimal(r) / 2) for r in model.rates)
+            lines += ["    batch:", *_rate_set_lines(model, batch, "      ")]
         elif model.kind == DECLARED:
             lines += [
                 f"  {model.model_id}:",
@@ -147,6 +164,15 @@ def pricebook_yaml() -> str:
                 f'    multiplier: "{model.multiplier}"',
             ]
     return "\n".join(lines) + "\n"
+
+
+def _rate_set_lines(model: BenchModel, rates: tuple[str, ...], indent: str) -> list[str]:
+    """A tier's rate set, and its long_context set when the model has one."""
+    lines = _rate_lines(rates, indent)
+    if model.long_context:
+        long_rates = (str(Decimal(rates[0]) * 2), str(Decimal(rates[1]) * Decimal("1.5")))
+        lines += [f"{indent}long_context:", *_rate_lines(long_rates, indent + "  ")]
+    return lines
 
 
 def write_pricebooks(directory: Path) -> Path:

@@ -23,6 +23,7 @@ from benchmarks.invoice_month import ADJUSTMENTS
 from benchmarks.steps import INVOICE_FLOOR
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.warehouse.close_mark import next_month
+from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.invoices import build_invoice
 from rating_pipeline.windows import HOUR, Window
 
@@ -144,3 +145,27 @@ def test_the_invoice_floor_makes_exactly_the_usage_lines_a_build_makes(
     assert floor == usage
     adjusted = conn.execute("SELECT count(*) FROM invoice_line WHERE kind = 'adjustment'")
     assert adjusted.fetchone() == (min(ADJUSTMENTS, TINY.invoice_rollups * 3 // 2),)
+
+
+LONG_CONTEXT_SHARE = """
+SELECT sum(event_count) FILTER (WHERE context_tier = 'long')::float8 / sum(event_count),
+       count(DISTINCT service_tier) FILTER (WHERE context_tier = 'long')
+FROM rated_usage WHERE model_id = ANY (%(models)s)
+"""
+UNPRICED_MODELS = "SELECT DISTINCT model_id FROM rating_exception"
+
+
+def test_the_hot_hour_bills_a_few_percent_of_the_long_context_models_events_as_long(
+    conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The benchmark measures the product classifying prompts (issue 12), as a pricebook
+    priced like a real provider's makes it: some events long, in both tiers, all priced."""
+    layout = layout_for(TINY)
+    load_all(conn, TINY)
+    conn.commit()
+    rate_window(conn, layout.hot, load_pricebooks(write_pricebooks(tmp_path)), "test-long")
+    long_models = [m.model_id for m in MODELS if m.long_context]
+    long_models += [m.model_id for m in MODELS if (m.base or m.derived_from) in long_models]
+    share, tiers = conn.execute(LONG_CONTEXT_SHARE, {"models": long_models}).fetchone() or ()
+    assert 0.005 < share < 0.06 and tiers == 2, (share, tiers)
+    assert conn.execute(UNPRICED_MODELS).fetchall() == [("ft:cyberdyne:beta",)]
