@@ -22,6 +22,7 @@ from rating_pipeline.pricebook.litellm import (
 )
 from rating_pipeline.pricebook.loader import load_pricebooks, load_version_text
 from rating_pipeline.pricebook.model import LONG, STANDARD, ModelRates, PricebookVersion
+from rating_pipeline.records import MAX_ID_LENGTH
 
 FIXTURE = Path(__file__).parent / "fixtures" / "litellm_model_prices.json"
 EFFECTIVE_FROM = "2026-10-01T00:00:00Z"
@@ -913,3 +914,12 @@ def test_import_command_reports_a_file_that_is_not_utf8_in_one_line(tmp_path, ca
     assert (code, stdout) == (EXIT_FAILURE, "")
     (line,) = stderr.splitlines()
     assert line.startswith(f"error: cannot read {source}: ")
+
+
+def test_a_model_id_longer_than_an_event_can_carry_is_not_imported_and_reported():
+    """The loader refuses an id no valid event can carry (over MAX_ID_LENGTH characters)."""
+    prices = {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
+    longest, too_long = "m" * MAX_ID_LENGTH, "m" * (MAX_ID_LENGTH + 1)
+    result, version = imported(json.dumps({longest: prices, too_long: prices}))
+    assert list(version.models) == [longest]
+    assert [str(note) for note in result.not_imported] == [f"{too_long}: no usable model id"]

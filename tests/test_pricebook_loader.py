@@ -33,6 +33,7 @@ from rating_pipeline.pricebook.model import (
     PricebookVersion,
     is_derivation_base,
 )
+from rating_pipeline.records import MAX_ID_LENGTH
 from rating_pipeline.settings import project_root
 from rating_pipeline.windows import Window
 
@@ -668,6 +669,27 @@ def test_header_and_model_ids_are_checked(tmp_path, header, models, message):
         """,
     )
     assert error.message.startswith(message)
+
+
+def test_a_model_id_no_valid_event_can_carry_is_a_load_error_with_its_line(tmp_path):
+    """Contract 6: an event whose model_id is longer than 256 characters is an invalid_event,
+    so a model listed under such an id would never bill."""
+    errors = errors_of(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          {"m" * MAX_ID_LENGTH}: {{input_per_mtok: "1", output_per_mtok: "1"}}
+          {"m" * (MAX_ID_LENGTH + 1)}: {{input_per_mtok: "1", output_per_mtok: "1"}}
+        """,
+    )
+    assert [(e.line, e.model) for e in errors] == [(6, None)]
+    assert errors[0].message.startswith(
+        f"a model id must be at most {MAX_ID_LENGTH} characters, as an event's is"
+    )
+    assert errors[0].message.endswith(f"{MAX_ID_LENGTH + 1} characters")
 
 
 @pytest.mark.parametrize("name", ['"v1 "', '" v1"', "' v1 '"])

@@ -54,7 +54,7 @@ from rating_pipeline.pricebook.model import (
     ModelRates,
     RateSet,
 )
-from rating_pipeline.records import BLANK_CHARACTERS
+from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
 
 IMPORTED_MODES = ("chat", "responses")
 MODE = "mode"
@@ -270,9 +270,15 @@ def version_file_name(version: str) -> str:
 
 
 def _usable_id(model_id: str) -> bool:
-    """An id a pricebook can list: printable, not blank, no blanks around it."""
+    """An id a pricebook can list: printable, not blank, no blanks around it, no longer
+    than an event's can be."""
     stripped = model_id.strip(BLANK_CHARACTERS)
-    return bool(stripped) and stripped == model_id and model_id.isprintable()
+    return (
+        bool(stripped)
+        and stripped == model_id
+        and model_id.isprintable()
+        and len(model_id) <= MAX_ID_LENGTH
+    )
 
 
 # --- reading the JSON ---------------------------------------------------------------------

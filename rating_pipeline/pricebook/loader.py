@@ -51,7 +51,7 @@ from rating_pipeline.pricebook.yaml_nodes import (
     plain_integer,
     text_value,
 )
-from rating_pipeline.records import BLANK_CHARACTERS
+from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
 from rating_pipeline.windows import WindowError, parse_instant, require_hour_aligned_utc
 
 VERSION_SUFFIXES = (".yaml", ".yml")
@@ -517,7 +517,8 @@ def _models(
 
 
 def _check_model_id(entry: Entry, errors: _FileErrors) -> None:
-    """A model id is a non-blank string without surrounding blanks (an event matches it)."""
+    """A model id is an id a valid event can carry (contract 6): a non-blank string without
+    surrounding blanks, at most MAX_ID_LENGTH characters."""
     try:
         model_id = text_value(entry.key_node, "a model id")
     except NodeValueError as exc:
@@ -527,6 +528,14 @@ def _check_model_id(entry: Entry, errors: _FileErrors) -> None:
         errors.add(entry.line, None, f"a model id must be printable, not blank: {model_id!r}")
     elif model_id != model_id.strip(BLANK_CHARACTERS):
         errors.add(entry.line, model_id, "a model id must not start or end with blanks")
+    elif len(model_id) > MAX_ID_LENGTH:
+        errors.add(
+            entry.line,
+            None,
+            f"a model id must be at most {MAX_ID_LENGTH} characters, as an event's is (an "
+            f"event with a longer one is an invalid_event, so this model would never bill): "
+            f"{model_id[:40]!r}... has {len(model_id)} characters",
+        )
 
 
 def _model(entry: Entry, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
