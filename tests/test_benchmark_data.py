@@ -4,6 +4,7 @@ closable hour; the invoiced month's rated rows, and the invoice floor over them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -148,7 +149,7 @@ def test_the_invoice_floor_makes_exactly_the_usage_lines_a_build_makes(
 
 
 LONG_CONTEXT_SHARE = """
-SELECT sum(event_count) FILTER (WHERE context_tier = 'long')::float8 / sum(event_count),
+SELECT sum(event_count) FILTER (WHERE context_tier = 'long') / sum(event_count),
        count(DISTINCT service_tier) FILTER (WHERE context_tier = 'long')
 FROM rated_usage WHERE model_id = ANY (%(models)s)
 """
@@ -167,5 +168,5 @@ def test_the_hot_hour_bills_a_few_percent_of_the_long_context_models_events_as_l
     long_models = [m.model_id for m in MODELS if m.long_context]
     long_models += [m.model_id for m in MODELS if (m.base or m.derived_from) in long_models]
     share, tiers = conn.execute(LONG_CONTEXT_SHARE, {"models": long_models}).fetchone() or ()
-    assert 0.005 < share < 0.06 and tiers == 2, (share, tiers)
+    assert Decimal("0.005") < share < Decimal("0.06") and tiers == 2, (share, tiers)
     assert conn.execute(UNPRICED_MODELS).fetchall() == [("ft:cyberdyne:beta",)]
