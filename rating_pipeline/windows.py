@@ -37,7 +37,8 @@ def parse_instant(text: str) -> datetime:
 
 
 def require_hour_aligned_utc(instant: datetime, what: str = "instant") -> datetime:
-    """``instant`` itself if it is timezone-aware, UTC and on the hour; else WindowError."""
+    """``instant`` in UTC if it is timezone-aware, at UTC's offset and on the hour; else
+    WindowError."""
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise WindowError(f"{what} {instant.isoformat()} has no timezone; windows are UTC")
     if instant.utcoffset() != timedelta(0):
@@ -54,11 +55,13 @@ class Window:
     start: datetime
 
     def __post_init__(self) -> None:
-        require_hour_aligned_utc(self.start, "window start")
+        # Kept in UTC: a zone at UTC's offset can leave it within the hour (Atlantic/Azores
+        # falls back at 01:00 UTC), and start + HOUR would be two hours.
+        object.__setattr__(self, "start", require_hour_aligned_utc(self.start, "window start"))
 
     @classmethod
     def starting(cls, start: datetime) -> Window:
-        return cls(require_hour_aligned_utc(start, "window start"))
+        return cls(start)
 
     @classmethod
     def from_key(cls, key: str) -> Window:

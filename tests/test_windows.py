@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from rating_pipeline.windows import (
+    HOUR,
     WINDOWED_FROM,
     WINDOWED_UNTIL,
     Window,
@@ -63,6 +65,19 @@ def test_an_instant_falls_in_the_utc_hour_that_holds_it() -> None:
 def test_a_window_starts_only_on_a_whole_utc_hour(start: datetime, message: str) -> None:
     with pytest.raises(WindowError, match=message):
         Window.starting(start)
+
+
+def test_a_window_is_one_utc_hour_whatever_zone_names_its_start() -> None:
+    """Contract 2: one UTC hour. 00:00 in Atlantic/Azores on 2026-10-25 is 00:00 UTC, and
+    the zone falls back an hour within it: a start kept in that zone made a two-hour window."""
+    start = datetime(2026, 10, 25, 0, tzinfo=ZoneInfo("Atlantic/Azores"))
+    assert start.utcoffset() == timedelta(0)
+    utc_start = datetime(2026, 10, 25, 0, tzinfo=UTC)
+    one_window = windows_between(start, utc_start + HOUR)
+    for window in (Window(start), Window.starting(start), *one_window):
+        assert window == Window.from_key("2026-10-25-00:00")
+        assert (window.start, window.end) == (utc_start, utc_start + HOUR)
+        assert window.end - window.start == HOUR and window.start.tzinfo is UTC
 
 
 def test_windows_between_covers_start_up_to_but_not_including_end() -> None:
