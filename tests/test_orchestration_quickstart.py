@@ -28,6 +28,7 @@ from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import insert_events
 from tests.factories import make_event
@@ -151,3 +152,38 @@ def test_quickstart_refuses_other_events_before_its_close_before_emptying_the_le
     with psycopg.connect(database_url) as conn:
         trial = conn.execute("SELECT count(*) FROM rated_usage WHERE auth_id = 'org-trial'")
         assert trial.fetchone() == (1,), "refused after emptying the ledger"
+
+
+LEDGER_COUNTS = """
+SELECT (SELECT count(*) FROM rated_usage), (SELECT count(*) FROM rating_period_close),
+       (SELECT count(*) FROM invoice_line), (SELECT count(*) FROM billing_account)
+"""
+
+
+def test_quickstart_refuses_a_warehouse_whose_closes_and_accounts_it_did_not_make(
+    database_url: str, storage_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contract 10, no reopen: the demo empties the ledger of the embedded default, which may
+    be a warehouse in use. An hour of August rated, closed by finance and invoiced, and an
+    account mapped: the quickstart refuses, naming both, before it changes anything."""
+    monkeypatch.setattr(
+        "rating_pipeline.demo.quickstart.local_instance",
+        lambda url, path: local_instance(url, path, storage_database),
+    )
+    hour = Window.starting(DEMO_START.replace(month=8, day=10))
+    insert_events(database_url, [make_event("org-1", "base-medium", None, 10, 1,
+                                            occurred_at=hour.start)])  # fmt: skip
+    with connect(database_url) as conn:
+        conn.execute("INSERT INTO billing_account VALUES ('org-1', 'acct-1')")
+        conn.commit()
+        rate_window(conn, hour, load_pricebooks(project_root() / "pricebooks"), "test-real")
+        close_period(conn, hour.start.replace(month=9, day=1, hour=0), "finance")
+    with psycopg.connect(database_url) as conn:
+        before = conn.execute(LEDGER_COUNTS).fetchone()
+    assert before is not None and before[0] == before[1] == 1 and before[2] > 0
+
+    with pytest.raises(QuickstartError, match=r"through 2026-09-01.*org-1 -> acct-1"):
+        quickstart(database_url, tmp_path / "dagster_home", io.StringIO())
+
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(LEDGER_COUNTS).fetchone() == before

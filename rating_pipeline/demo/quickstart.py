@@ -19,7 +19,9 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
 Each run starts from an empty ledger (the project's tables, never ``billing_event``): a
 close cannot be undone, and the demo's story begins before its close. So it refuses,
 changing nothing, when events outside the demo day precede its close (``demo seed`` can
-put them there): their hours would hold the close back, their ratings emptied.
+put them there): their hours would hold the close back, their ratings emptied; and when
+the ledger holds what it did not make and no re-rate rebuilds (a close by anyone else, an
+account mapping other than its own): the embedded default may be a warehouse in use.
 
 It always uses the embedded database (it writes synthetic events, so it never touches the
 warehouse RATING_DATABASE_URL names) and the shipped ``pricebooks/`` the demo day is made for.
@@ -38,7 +40,13 @@ from typing import TextIO
 
 import dagster as dg
 
-from rating_pipeline.demo.day import DemoDay, add_late_events, demo_day, load_demo_accounts
+from rating_pipeline.demo.day import (
+    DemoDay,
+    add_late_events,
+    demo_accounts,
+    demo_day,
+    load_demo_accounts,
+)
 from rating_pipeline.demo.summary import invoices_summary, summarize
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
@@ -91,6 +99,16 @@ WHERE occurred_at >= %(windowed_from)s AND occurred_at < %(close_through)s
   AND NOT (occurred_at >= %(day_start)s AND occurred_at < %(day_end)s)
 GROUP BY 1
 ORDER BY 1
+"""
+# What the demo would empty that it did not make and no re-rate rebuilds: closes (and
+# what they froze) by others, account mappings other than its own.
+LEDGER_NOT_THE_DEMOS = """
+SELECT
+    (SELECT array_agg(closed_through ORDER BY closed_through) FROM rating_period_close
+     WHERE closed_by <> %(closed_by)s),
+    (SELECT array_agg(auth_id || ' -> ' || account_id ORDER BY auth_id) FROM billing_account
+     WHERE (auth_id, account_id) NOT IN (
+         SELECT * FROM unnest(%(auth_ids)s::text[], %(account_ids)s::text[])))
 """
 # The run's events go to the instance (the UI shows them); the terminal gets the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -220,6 +238,37 @@ def require_only_the_demo_before_its_close(warehouse_url: str) -> None:
         )
 
 
+def require_only_the_demos_ledger(warehouse_url: str) -> None:
+    """Raise QuickstartError, changing nothing, when the ledger holds what the demo would
+    empty, did not make, and no re-rate rebuilds: a close by anyone else (a close is never
+    undone, contract 10), an account mapping other than the demo's. Ratings of other
+    windows (the UI's schedule makes them) are emptied: re-rating rebuilds them."""
+    accounts = demo_accounts()
+    params = {
+        "closed_by": CLOSED_BY,
+        "auth_ids": [auth_id for auth_id, _ in accounts],
+        "account_ids": [account_id for _, account_id in accounts],
+    }
+    with connect(warehouse_url) as conn:
+        row = conn.execute(LEDGER_NOT_THE_DEMOS, params).fetchone()
+        conn.rollback()
+    closed, mapped = row if row is not None else (None, None)
+    found = []
+    if closed:
+        through = closed[-1].astimezone(UTC)
+        found.append(f"{len(closed)} close(s) not the demo's (through {through:%Y-%m-%d})")
+    if mapped:
+        more = ", ..." if len(mapped) > 1 else ""
+        found.append(f"{len(mapped)} account mapping(s) not the demo's ({mapped[0]}{more})")
+    if found:
+        raise QuickstartError(
+            f"the demo's warehouse (the embedded default) holds what the demo would empty "
+            f"and did not make: {'; '.join(found)}; a close is never undone, so nothing was "
+            "changed: run the demo on a fresh clone, or remove .rating/pgdata once nothing "
+            "in it is needed"
+        )
+
+
 def load_demo_day(warehouse_url: str) -> DemoDay:
     """An empty ledger, the demo day's events and the demo's billing accounts."""
     with connect(warehouse_url) as conn:
@@ -270,6 +319,7 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     windows = [Window.starting(DEMO_START + offset * HOUR) for offset in range(DEMO_HOURS)]
     say(migrations.upgrade(warehouse_url))
     require_only_the_demo_before_its_close(warehouse_url)
+    require_only_the_demos_ledger(warehouse_url)
     local = local_instance(warehouse_url, dagster_home)
     say(f"Dagster instance: DAGSTER_HOME={local.home} (runs and event log in PostgreSQL)")
     for line in loaded_lines(load_demo_day(warehouse_url)):
