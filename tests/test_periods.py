@@ -35,7 +35,7 @@ from rating_pipeline.warehouse.periods import (
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
-from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
+from tests.conftest import delete_events, insert_events, utc, wait_until_a_lock_is_awaited
 from tests.factories import WINDOW_START, make_event, make_version, own, with_tokens
 
 WINDOW = Window(WINDOW_START)
@@ -817,3 +817,25 @@ def test_rate_command_on_a_closed_window_reports_its_open_adjustments(
     assert "open costing" in line
     with connect(warehouse_env) as conn:
         assert conn.execute(ROW_VERSIONS).fetchall() == frozen
+
+
+def test_period_status_lists_the_open_adjustments_of_every_window_even_before_1970(
+    database_url: str,
+) -> None:
+    """Contract 10: ``period status`` prints the open adjustments, of any window: a window
+    before 1970 (an upstream clock at the epoch's edge, priced by a version from that hour)
+    is one the no_open_adjustments check sees. Found by a review of the ledger."""
+    hour = utc(1969, 12, 31, 19)
+    version = make_version(
+        {"base-small": own("0.15", "0.60")}, version="1969-12-31", effective_from=hour
+    )
+    late = make_event("org-1", "base-small", None, 1_000_000, 0, occurred_at=hour + HOUR / 2)
+    insert_events(database_url, [late])
+    with connect(database_url) as conn:
+        rate_window(conn, Window.starting(hour), Pricebooks((version,)), "run-1")
+        periods.close_period(conn, utc(2026, 6, 1), "review")
+    delete_events(database_url, [late.event_id])
+    with connect(database_url) as conn:
+        rate_window(conn, Window.starting(hour), Pricebooks((version,)), "run-2")
+        listed = [w.window_start for w in period_status(conn).open_adjustments]
+    assert listed == [hour]

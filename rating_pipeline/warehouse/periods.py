@@ -30,7 +30,7 @@ from rating_pipeline.warehouse.close_mark import (
 )
 from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import WINDOWED_FROM
+from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
 # The first instant anything was billed or invoiced: a month can hold lines after its
@@ -251,9 +251,6 @@ class PeriodStatus:
         return lines
 
 
-EVERYTHING = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
-
-
 def open_adjustments(
     conn: psycopg.Connection, start: datetime, end: datetime
 ) -> tuple[OpenAdjustments, ...]:
@@ -277,5 +274,5 @@ def period_status(conn: psycopg.Connection) -> PeriodStatus:
         last = conn.execute(LAST_CLOSE).fetchone()
         return PeriodStatus(
             last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
-            open_adjustments=open_adjustments(conn, *EVERYTHING),
+            open_adjustments=open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
         )
