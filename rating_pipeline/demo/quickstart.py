@@ -106,7 +106,8 @@ LEDGER_NOT_THE_DEMOS = """
 SELECT
     (SELECT array_agg(closed_through ORDER BY closed_through) FROM rating_period_close
      WHERE closed_by <> %(closed_by)s),
-    (SELECT array_agg(auth_id || ' -> ' || account_id ORDER BY auth_id) FROM billing_account
+    (SELECT array_agg(auth_id || ' -> ' || account_id ORDER BY auth_id COLLATE "C")
+     FROM billing_account
      WHERE (auth_id, account_id) NOT IN (
          SELECT * FROM unnest(%(auth_ids)s::text[], %(account_ids)s::text[])))
 """
