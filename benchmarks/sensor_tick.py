@@ -32,9 +32,9 @@ from benchmarks.measure import Samples, repeat
 from rating_pipeline.definitions import defs
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.changed_events import (
+    Cursor,
     build_changed_events_sensor,
     interval,
-    parse_cursor,
     windows_per_tick,
 )
 from rating_pipeline.orchestration.checks import RATED_USAGE_CHECKS, all_windows_billed
@@ -148,7 +148,7 @@ def rebilled(setup: Setup, instance: dg.DagsterInstance, say: Callable[[str], No
     """Delete an event just after its window was checked; tick until the request; run it."""
     tick = ticker(setup, build_changed_events_sensor(lookback(), interval()), instance)
     first = tick(None)
-    checked = Window.starting(parse_cursor(first.cursor) or datetime.now(UTC))
+    checked = Window.starting(Cursor.parse(first.cursor).after or datetime.now(UTC))
     with psycopg.connect(setup.url) as conn:
         conn.execute(DELETE_ONE, {"start": checked.start, "end": checked.end})
     cursor, ticks = first.cursor, 0

@@ -17,12 +17,14 @@ import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 
+from rating_pipeline.orchestration import changed_events, checks
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.changed_events import (
     DEFAULT_INTERVAL_MINUTES,
     INTERVAL_VARIABLE,
     MAX_ATTEMPTS,
     MAX_WINDOWS_PER_TICK,
+    Cursor,
     build_changed_events_sensor,
     interval,
     windows_per_tick,
@@ -32,6 +34,7 @@ from rating_pipeline.orchestration.missed_hours import PARTITION_TAG
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
+    LOOKBACK_VARIABLE,
     MINIMUM_INTERVAL_SECONDS,
     SensorSettingError,
 )
@@ -39,6 +42,7 @@ from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.sensing import (
+    CURRENT,
     PRICEBOOK_DIR,
     REPOSITORY,
     clear_of_an_hours_end,
@@ -442,3 +446,84 @@ def test_a_window_rated_with_a_version_since_removed_is_checked_with_the_one_rat
     data = tick(SENSOR, database_url, instance, pricebook_dir=tmp_path)
 
     assert requested(data) == [window.key]
+
+
+def test_a_window_corrected_just_before_it_left_the_lookback_is_listed_by_all_windows_billed(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every window leaves the lookback once more checked: a correction made after the
+    rotation's last pass over it (the oldest window, just before its hour turns) would be
+    neither re-rated nor reported. Found by a review of the sensors."""
+    sensor = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))  # 2 a tick
+    monkeypatch.setenv(LOOKBACK_VARIABLE, "4")
+    clock = [CURRENT.end - timedelta(minutes=10)]
+    for module in (changed_events, checks):
+        monkeypatch.setattr(module, "database_clock", lambda conn: clock[0])
+    windows = [hours_ago(h) for h in (4, 3, 2, 1)]
+    for window in windows:
+        add_events(events_in(window, 2, ingested_at=window.end))
+    rate(database_url, *windows)
+    first = tick(sensor, database_url, instance)
+    assert first.run_requests == []  # it checked the two oldest, unchanged
+    correct(database_url, CORRECT_IN_PLACE, f"{windows[0].key}-0")
+
+    clock[0] = CURRENT.end + timedelta(minutes=5)  # the oldest has left the lookback
+    second = tick(sensor, database_url, instance, first.cursor)
+
+    assert second.run_requests == []  # a window older than the lookback is not re-rated
+    assert windows[0].key in (second.skip_message or "")
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
+        selection=dg.AssetSelection.checks(checks.all_windows_billed),
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+        instance=instance,
+    )
+    [billed] = result.get_asset_check_evaluations()
+    assert not billed.passed and windows[0].key in str(billed.metadata)
+
+
+def test_the_cursor_round_trips_and_reads_its_older_form() -> None:
+    """A sensor upgraded in place keeps its rotation: its old cursor was the last window."""
+    after, leaving_from = hours_ago(3).start, hours_ago(5).start
+    assert Cursor.parse(Cursor(after, leaving_from).serialized()) == Cursor(after, leaving_from)
+    assert Cursor.parse(Cursor().serialized()) == Cursor()
+    assert Cursor.parse(after.isoformat()) == Cursor(after, None)
+    assert Cursor.parse(None) == Cursor.parse("") == Cursor()
+    for unreadable in ("yesterday", '{"after": 3}', '{"leaving_from": null}'):
+        with pytest.raises(SensorSettingError, match="unreadable cursor"):
+            Cursor.parse(unreadable)
+
+
+def test_windows_that_left_the_lookback_while_the_sensor_was_stopped_are_each_checked_once(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five windows left while it was stopped, two checked a tick: the leaving windows'
+    cursor goes on where it stopped, and every changed one is recorded once."""
+    sensor = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))  # 2 a tick
+    clock = [CURRENT.start - 5 * HOUR + timedelta(minutes=10)]
+    monkeypatch.setattr(changed_events, "database_clock", lambda conn: clock[0])
+    windows = [hours_ago(h) for h in range(9, 4, -1)]  # in the lookback at the first tick
+    for window in windows:
+        add_events(events_in(window, 2, ingested_at=window.end))
+    rate(database_url, *windows)
+    first = tick(sensor, database_url, instance)
+    for window in windows:
+        correct(database_url, CORRECT_IN_PLACE, f"{window.key}-0")
+
+    clock[0] = CURRENT.start + timedelta(minutes=10)  # all five have left the lookback
+    cursor, found = first.cursor, []
+    for _ in range(4):
+        data = tick(sensor, database_url, instance, cursor)
+        cursor = data.cursor
+        found += [w.key for w in windows if f"{w.key}: events changed" in (data.skip_message or "")]
+
+    assert found == [w.key for w in windows]

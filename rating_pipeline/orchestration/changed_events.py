@@ -17,9 +17,13 @@ leaves the lookback, the ``all_windows_billed`` check lists it from then on.
 
 Every rated window of the lookback is checked within half of
 ``RATING_CHANGED_EVENT_INTERVAL_MINUTES`` when the sensor ticks at its minimum interval; the
-other half absorbs later ticks and the re-rate's run. The cursor is the last window checked.
+other half absorbs later ticks and the re-rate's run. A window is checked once more when it
+has left the lookback (a correction made after the rotation's last pass over it would
+otherwise go unseen): changed, it is recorded, not re-rated. The cursor is the last window
+of the rotation checked and the start of the windows still to be checked on leaving.
 """
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,7 +55,9 @@ from rating_pipeline.windows import HOUR, Window
 SENSOR_NAME = "changed_events"
 INTERVAL_VARIABLE = "RATING_CHANGED_EVENT_INTERVAL_MINUTES"
 DEFAULT_INTERVAL_MINUTES = 60
-# A tick's cost is this many window extractions at most (BENCHMARKS.md: about one rating's).
+# A tick's cost is this many window extractions at most (BENCHMARKS.md: about one rating's)
+# in its rotation, and as many for windows leaving the lookback (one an hour, more after
+# the sensor was stopped).
 MAX_WINDOWS_PER_TICK = 6
 # The changed state a run was requested for: a failed run of it counts as an attempt.
 STATE_TAG = "rating/changed_state"
@@ -163,33 +169,80 @@ def check_now(conn: psycopg.Connection, pricebooks: Pricebooks, rated: LatestRat
     return DigestCheck(rated, read.events_digest, read.event_count)
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where the rotation is (``after``: the last window it checked; None: from the start),
+    and from which window those that left the lookback are still to be checked once more
+    (None: from the lookback's start at the next tick)."""
+
+    after: datetime | None = None
+    leaving_from: datetime | None = None
+
+    def serialized(self) -> str:
+        return json.dumps({"after": _iso(self.after), "leaving_from": _iso(self.leaving_from)})
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Cursor":
+        """A cursor from ``serialized``, or from before leaving windows were checked (the
+        last window checked alone)."""
+        if not text:
+            return cls()
+        try:
+            if not text.startswith("{"):
+                return cls(after=_instant(text))
+            fields = json.loads(text)
+            return cls(_instant(fields["after"]), _instant(fields["leaving_from"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SensorSettingError(
+                f"{SENSOR_NAME} sensor: unreadable cursor {text!r}; reset it in the UI"
+            ) from exc
+
+
+def _iso(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.isoformat()
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One tick's checks, in one snapshot: the lookback's windows next in rotation, and the
+    windows that left the lookback since they were last checked."""
+
+    now: datetime
+    rotation: list[DigestCheck]
+    leaving: list[DigestCheck]
+    cursor: Cursor
+
+
 def scan(
     conn: psycopg.Connection,
     pricebooks: Pricebooks,
-    after: datetime | None,
+    previous: Cursor,
     window_lookback: timedelta,
     count: int,
-) -> tuple[datetime, list[DigestCheck]]:
-    """The database's clock and the next ``count`` rated windows after ``after``, checked,
-    all in the caller's one snapshot."""
+) -> Scan:
+    """The database's clock, the next ``count`` rated windows of the rotation, and up to
+    ``count`` rated windows that left the lookback since ``previous``, all checked."""
     now = database_clock(conn)
     lookback_start = Window.containing(now).start - window_lookback
-    return now, [
-        check_now(conn, pricebooks, rated)
-        for rated in queries.rotation(conn, lookback_start, now, after, count)
-    ]
-
-
-def parse_cursor(text: str | None) -> datetime | None:
-    """The start of the last window the previous tick checked; None: start the rotation."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError as exc:
-        raise SensorSettingError(
-            f"{SENSOR_NAME} sensor: unreadable cursor {text!r}; reset it in the UI"
-        ) from exc
+    rotation = queries.rotation(conn, lookback_start, now, previous.after, count)
+    leaving_from = previous.leaving_from or lookback_start
+    # Windows of [leaving_from, lookback_start), whole: rotation() reads [start, end).
+    leaving = queries.rotation(conn, leaving_from, lookback_start, None, count)
+    if len(leaving) == count:  # maybe more: the next tick goes on from here
+        leaving_from = leaving[-1].window.end
+    else:
+        leaving_from = max(leaving_from, lookback_start)
+    after = rotation[-1].window.start if rotation else previous.after
+    return Scan(
+        now,
+        [check_now(conn, pricebooks, rated) for rated in rotation],
+        [check_now(conn, pricebooks, rated) for rated in leaving],
+        Cursor(after, leaving_from),
+    )
 
 
 def run_request(rerate: Rerate) -> dg.RunRequest:
@@ -203,21 +256,24 @@ def run_request(rerate: Rerate) -> dg.RunRequest:
     )
 
 
-def evaluate(
-    context: dg.SensorEvaluationContext,
-    now: datetime,
-    checked: list[DigestCheck],
-    previous: datetime | None,
-) -> dg.SensorResult:
-    """Run requests for the changed windows still to be tried; the cursor moves to the last
-    window checked."""
-    cursor = checked[-1].window.start if checked else previous
-    serialized = None if cursor is None else cursor.isoformat()
+def evaluate(context: dg.SensorEvaluationContext, found: Scan) -> dg.SensorResult:
+    """Run requests for the changed windows of the lookback still to be tried; a warning
+    for each changed window that left it (recorded: all_windows_billed lists it)."""
+    serialized = found.cursor.serialized()
     changed = [
         rerate(context.instance, check)
-        for check in checked
-        if check.changed and is_partition(check.window, now)
+        for check in found.rotation
+        if check.changed and is_partition(check.window, found.now)
     ]
+    left = [
+        f"{check.window.key}: events changed since its latest rating, found as it left the "
+        "lookback: no sensor re-rates it now; all_windows_billed lists it until a rating "
+        "reads its events (materialize the partition)"
+        for check in found.leaving
+        if check.changed
+    ]
+    for line in left:
+        context.log.warning(line)
     requests = []
     for change in changed:
         check = change.check
@@ -231,9 +287,9 @@ def evaluate(
             context.log.warning(change.state())
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=serialized)
-    unchanged = [check.window.key for check in checked if not check.changed]
-    states = [change.state() for change in changed]
-    if unchanged or not checked:
+    unchanged = [check.window.key for check in found.rotation if not check.changed]
+    states = [*left, *(change.state() for change in changed)]
+    if unchanged or not found.rotation:
         keys = ", ".join(unchanged) or "none rated in the lookback"
         states.append(f"windows checked, events unchanged since rated: {keys}")
     return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(states)), cursor=serialized)
@@ -253,7 +309,9 @@ def build_changed_events_sensor(
             "Re-rates a rated window whose events were deleted or corrected in place: "
             f"recomputes {per_tick} windows' events digests a tick, so that every window of "
             f"the {window_lookback // HOUR} h lookback is checked within "
-            f"{within // timedelta(minutes=1) // 2} minutes ({INTERVAL_VARIABLE})."
+            f"{within // timedelta(minutes=1) // 2} minutes ({INTERVAL_VARIABLE}), and each "
+            "once more as it leaves the lookback (changed then, it is recorded for "
+            "all_windows_billed, not re-rated)."
         ),
     )
     def changed_events(
@@ -261,16 +319,16 @@ def build_changed_events_sensor(
         warehouse: WarehouseResource,
         pricebooks: PricebookResource,
     ) -> dg.SensorResult:
-        previous = parse_cursor(context.cursor)
+        previous = Cursor.parse(context.cursor)
         books = pricebooks.load()
         with warehouse.rolled_back() as conn:
-            now, checked = scan(conn, books, previous, window_lookback, per_tick)
+            found = scan(conn, books, previous, window_lookback, per_tick)
         changed = [
             ChangedAfterRating(c.window, c.events_now, c.rated.events_read, c.rated.log_id)
-            for c in checked
+            for c in (*found.rotation, *found.leaving)
             if c.changed
         ]
-        record_late_windows(warehouse, changed, now)
-        return evaluate(context, now, checked, previous)
+        record_late_windows(warehouse, changed, found.now)
+        return evaluate(context, found)
 
     return changed_events
