@@ -156,6 +156,15 @@ def test_rate_without_both_bounds_is_a_usage_error(
             "ALTER COLUMN reasoning_tokens TYPE double precision",
             "billing_event.reasoning_tokens is double precision: a token count must be whole",
         ),
+        (  # the wall clock of whichever session wrote it: 02:30 UTC from New York is 22:30
+            "ALTER COLUMN occurred_at TYPE timestamp",
+            "billing_event.occurred_at is timestamp without time zone: an event's time must "
+            "be an instant",
+        ),
+        (
+            "ALTER COLUMN occurred_at TYPE date",
+            "billing_event.occurred_at is date: an event's time must be an instant",
+        ),
     ],
 )
 def test_rate_refuses_an_upstream_billing_event_it_cannot_read_in_one_line(
@@ -166,7 +175,8 @@ def test_rate_refuses_an_upstream_billing_event_it_cannot_read_in_one_line(
     message: str,
 ) -> None:
     """Upstream owns billing_event (contract 3): a column the rater reads that is missing,
-    or a count that can hold a fraction, is named before any window is rated."""
+    a count that can hold a fraction, or a time that is no instant, is named before any
+    window is rated."""
     with psycopg.connect(warehouse_env) as conn:
         conn.execute(f"ALTER TABLE billing_event {alteration}")
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1

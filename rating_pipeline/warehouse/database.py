@@ -33,11 +33,9 @@ SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 # The widest numeric(p, 0) a count may have: the outputs' numeric(30, 0) sums then hold
 # any rollup of fewer than ten billion events.
 MAX_COUNT_PRECISION = 20
-# Token columns no rating can take: a type that can hold a fraction (or a float; 2.5 tokens
-# have no price), or a count wider than MAX_COUNT_PRECISION digits. Integer types and
-# numeric(p, 0) are whole, and so is a domain over one (followed to its base type);
-# numeric's scale is (typmod - 4) & 65535, its precision (typmod - 4) >> 16.
-UNRATEABLE_TOKEN_COLUMNS = """
+# Each of %(columns)s of billing_event with its declared type (shown) and, followed through
+# any domain, its base type (type_id, type_mod).
+COLUMN_BASE_TYPES = """
 WITH RECURSIVE column_type (attnum, attname, shown, type_id, type_mod) AS (
     SELECT attnum, attname, format_type(atttypid, atttypmod), atttypid, atttypmod
     FROM pg_attribute
@@ -48,6 +46,14 @@ WITH RECURSIVE column_type (attnum, attname, shown, type_id, type_mod) AS (
     FROM column_type JOIN pg_type ON pg_type.oid = column_type.type_id
     WHERE typtype = 'd'
 )
+"""
+# Token columns no rating can take: a type that can hold a fraction (or a float; 2.5 tokens
+# have no price), or a count wider than MAX_COUNT_PRECISION digits. Integer types and
+# numeric(p, 0) are whole; numeric's scale is (typmod - 4) & 65535, its precision
+# (typmod - 4) >> 16.
+UNRATEABLE_TOKEN_COLUMNS = (
+    COLUMN_BASE_TYPES
+    + """
 SELECT attname, shown
 FROM column_type JOIN pg_type ON pg_type.oid = column_type.type_id
 WHERE typtype <> 'd'
@@ -56,6 +62,20 @@ WHERE typtype <> 'd'
            AND (type_mod - 4) >> 16 <= %(max_precision)s)
 ORDER BY attnum
 """
+)
+# Time columns no rating can read as instants: anything but timestamptz. A timestamp
+# without time zone holds the wall clock of whichever session wrote it, so no reader knows
+# its hour; a date or a text is no instant at all.
+INSTANT_COLUMNS = ["occurred_at", "ingested_at"]
+UNRATEABLE_TIME_COLUMNS = (
+    COLUMN_BASE_TYPES
+    + """
+SELECT attname, shown
+FROM column_type JOIN pg_type ON pg_type.oid = column_type.type_id
+WHERE typtype <> 'd' AND type_id <> 'timestamptz'::regtype
+ORDER BY attnum
+"""
+)
 # The columns of billing_event the rater reads (contract 3): event_id only keys the table.
 READ_EVENT_COLUMNS = (
     "auth_id", "model_id", "base_model", *TOKEN_COLUMNS, "service_tier", "occurred_at",
@@ -227,14 +247,16 @@ def require_schema(conn: psycopg.Connection) -> None:
 
 def require_readable_billing_event(conn: psycopg.Connection) -> None:
     """Raise UnusableBillingEvent, before anything is rated, when upstream's billing_event
-    lacks a column the rater reads, or keeps a token count in a type that can hold a
-    fraction (2.5 tokens have no price) or more than MAX_COUNT_PRECISION digits."""
+    lacks a column the rater reads, keeps a token count in a type that can hold a fraction
+    (2.5 tokens have no price) or more than MAX_COUNT_PRECISION digits, or keeps
+    occurred_at or ingested_at in a type other than timestamptz."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     missing = conn.execute(MISSING_EVENT_COLUMNS, {"columns": list(READ_EVENT_COLUMNS)}).fetchall()
     unrateable = conn.execute(
         UNRATEABLE_TOKEN_COLUMNS,
         {"columns": TOKEN_COLUMNS, "max_precision": MAX_COUNT_PRECISION},
     ).fetchall()
+    zoneless = conn.execute(UNRATEABLE_TIME_COLUMNS, {"columns": INSTANT_COLUMNS}).fetchall()
     if was_idle:
         conn.rollback()
     if missing:
@@ -249,6 +271,13 @@ def require_readable_billing_event(conn: psycopg.Connection) -> None:
         raise UnusableBillingEvent(
             f"{columns}: a token count must be whole and at most {MAX_COUNT_PRECISION} "
             f"digits (an integer type or numeric(p, 0) with p <= {MAX_COUNT_PRECISION}); "
+            "nothing rated"
+        )
+    if zoneless:
+        columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in zoneless)
+        raise UnusableBillingEvent(
+            f"{columns}: an event's time must be an instant, timestamp with time zone "
+            "(contract 3): without its zone no reader knows which hour it falls in; "
             "nothing rated"
         )
 
