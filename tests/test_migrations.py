@@ -1709,3 +1709,58 @@ def test_a_statement_the_database_refuses_before_any_revision_fails_in_one_line(
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+CLOSE_ROW = """
+INSERT INTO rating_period_close (closed_through, closed_at, closed_by)
+VALUES ('2026-06-15 11:00Z', now(), 'ops')
+"""
+WAITING_ON_CLOSES = """
+SELECT count(*) FROM pg_locks
+WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass('rating_period_close')
+"""
+
+
+def test_a_close_committed_while_a_downgrade_runs_is_counted_under_its_lock_and_kept(
+    database_url: str,
+) -> None:
+    """Contract 10, no reopen: the downgrade below 0011 counts its tables again under the
+    lock its drop takes. A close in flight when the downgrade first counted, committed
+    while it waited, was dropped with the downgrade reporting success. Found by a review."""
+    closing = psycopg.connect(database_url)
+    closing.execute(CLOSE_ROW)  # a `period close` in flight, not yet committed
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(database_url, autocommit=True) as look:
+        downgrading = pool.submit(migrations.downgrade, database_url, "0010")
+        while look.execute(WAITING_ON_CLOSES).fetchone() == (0,):
+            time.sleep(0.05)
+        closing.commit()
+        closing.close()
+        with pytest.raises(RatingPipelineError, match="1 rating_period_close row"):
+            downgrading.result(timeout=120)
+    assert migrations.rated_rows(database_url)["rating_period_close"] == 1
+    assert migrations.revision_of(database_url) == "0011"
+
+
+WAITING_ON_RATED_USAGE = """
+SELECT count(*) FROM pg_locks
+WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass('rated_usage')
+"""
+
+
+def test_a_batch_row_committed_while_a_downgrade_to_0007_runs_is_counted_and_kept(
+    database_url: str,
+) -> None:
+    """The same for 0008's refusal: a rating committing a batch rollup while the downgrade
+    waited for its lock would lose its tier unseen."""
+    rating = psycopg.connect(database_url)
+    rating.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'"))
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(database_url, autocommit=True) as look:
+        downgrading = pool.submit(migrations.downgrade, database_url, "0007")
+        while look.execute(WAITING_ON_RATED_USAGE).fetchone() == (0,):
+            time.sleep(0.05)
+        rating.commit()
+        rating.close()
+        with pytest.raises(RatingPipelineError, match="1 rated_usage row"):
+            downgrading.result(timeout=120)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT service_tier FROM rated_usage").fetchall() == [("batch",)]

@@ -177,6 +177,21 @@ class DowngradeRefused(RatingPipelineError):
     """Downgrading to base would drop rated data, and the caller did not say to."""
 
 
+def lock_tables(bind: sqlalchemy.Connection, tables: Sequence[str]) -> list[str]:
+    """Lock those of ``tables`` that exist against every reader and writer until the
+    revision's transaction ends, once every transaction writing them has; return them. A
+    revision that counts rows before it drops or narrows a table counts under this lock,
+    or rows committed while it waited are lost unseen."""
+    present = [
+        table
+        for table in tables
+        if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
+    ]
+    if present:
+        bind.exec_driver_sql(LOCK_TABLES.format(tables=", ".join(present)))
+    return present
+
+
 def refuse_to_drop_rows(bind: sqlalchemy.Connection, revision: str, tables: Sequence[str]) -> None:
     """In the downgrade of ``revision``, before it drops ``tables``: raise DowngradeRefused
     while any of them holds a row, unless the downgrade was given --drop-rated-data.
@@ -185,14 +200,7 @@ def refuse_to_drop_rows(bind: sqlalchemy.Connection, revision: str, tables: Sequ
     config = op.get_context().config
     if config is not None and config.attributes.get(DROP_RATED_DATA):
         return
-    present = [
-        table
-        for table in tables
-        if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
-    ]
-    if not present:
-        return
-    bind.exec_driver_sql(LOCK_TABLES.format(tables=", ".join(present)))
+    present = lock_tables(bind, tables)
     held = [
         f"{count} {table} row{'s' * (count != 1)}"
         for table in present

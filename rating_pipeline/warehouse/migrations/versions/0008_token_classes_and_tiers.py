@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.warehouse import online_ddl
+from rating_pipeline.warehouse.migrations import lock_tables
 
 revision = "0008"
 down_revision = "0007"
@@ -190,6 +191,7 @@ def check_downgrade(bind: Connection) -> None:
 
 
 def downgrade() -> None:
+    lock_tables(op.get_bind(), OUTPUTS)  # a row committed since the first check is checked
     check_downgrade(op.get_bind())
     op.execute(RESTORE_RATED_USAGE)
     op.execute(RESTORE_RATING_EXCEPTION_KEY)

@@ -17,6 +17,7 @@ from alembic import op
 from sqlalchemy import Connection, text
 
 from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.warehouse.migrations import lock_tables
 
 revision = "0011"
 down_revision = "0010"
@@ -254,6 +255,7 @@ def check_downgrade(bind: Connection) -> None:
 
 
 def downgrade() -> None:
+    lock_tables(op.get_bind(), NEW_TABLES)  # a close committed since the first count counts
     check_downgrade(op.get_bind())
     for table in NEW_TABLES:
         op.execute(f"DROP TABLE IF EXISTS {table}")
