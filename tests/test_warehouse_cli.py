@@ -207,6 +207,27 @@ def test_rate_reads_token_counts_kept_in_any_whole_number_type(
     assert _count(warehouse_env, "rated_usage") == 1
 
 
+def test_a_nan_count_in_a_numeric_column_stops_its_window_in_one_line_naming_it(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """numeric(p, 0) holds 'NaN', which passes every comparison a count is checked with
+    (NaN >= 0 in PostgreSQL) and is no number of tokens: the window stops, naming its hour
+    and the class, instead of a traceback. Found by a review of upstream's types."""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric(20, 0)")
+    add_events([make_event(event_id="clean"), make_event(event_id="nan")])
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = 'nan'")
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert "2026-06-15-10:00" in captured.err and "NaN input_tokens" in captured.err
+    assert _count(warehouse_env, "rating_log") == 0
+
+
 def test_rate_reads_token_counts_kept_in_a_domain_over_a_whole_number_type(
     warehouse_env: str,
     pricebook_dir: Path,

@@ -12,6 +12,7 @@ import codecs
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import psycopg
 from psycopg._encodings import pg2pyenc  # psycopg's map of PostgreSQL encodings
@@ -62,6 +63,7 @@ def read_window_usage(
     row = conn.execute(load_sql("select_window_read")).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
     digest, events, *sums, max_ingested_at = row
+    require_numbers(window, sums)
     keys = resolution_keys(conn)
     # A rollup of several bases needs a model with several; without one there is no merge.
     if len({model_id for model_id, _ in keys}) < len(keys):
@@ -75,6 +77,24 @@ def read_window_usage(
         max_ingested_at=max_ingested_at,
         keys=keys,
     )
+
+
+class UncountableEvents(RatingPipelineError):
+    """A window's events hold a token count that is no number: 'NaN' in a numeric column."""
+
+
+def require_numbers(window: Window, sums: list[Decimal]) -> None:
+    """Raise UncountableEvents when a class's sum over the window is NaN: an upstream
+    numeric(p, 0) column holds 'NaN', which passes the checks a count gets (NaN >= 0 in
+    PostgreSQL) and prices as nothing."""
+    not_numbers = [c for c, total in zip(TOKEN_CLASSES, sums, strict=True) if total.is_nan()]
+    if not_numbers:
+        named = ", ".join(f"NaN {token_class}_tokens" for token_class in not_numbers)
+        raise UncountableEvents(
+            f"window {window.key}: billing_event holds {named} (a numeric column can hold "
+            f"'NaN', which is no count); nothing of the window rated: correct or delete "
+            f"those events (WHERE {not_numbers[0]}_tokens = 'NaN')"
+        )
 
 
 def usage_params(
