@@ -308,6 +308,33 @@ def test_events_at_the_first_and_last_instants_a_window_holds_are_not_undated(
     assert "events have no occurred_at" not in (evaluation.description or "")
 
 
+FUTURE_EVENT = (
+    "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, output_tokens, "
+    "occurred_at) VALUES (%s, 'org-1', 'base-large', 5000000, 1, %s)"
+)
+
+
+def test_events_dated_in_an_hour_that_has_not_begun_are_named(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
+    """Contract 6, every event billed or explained: an event a year ahead (a client's clock
+    ahead) is read by no rating until its hour, after every close of the hours before it.
+    The current hour's events are not: their window is still open. Found by a review."""
+    now = clear_of_an_hours_end()
+    with psycopg.connect(database_url) as conn:
+        conn.execute(FUTURE_EVENT, ("now", now))
+        conn.execute(FUTURE_EVENT, ("ahead", now + timedelta(days=365)))
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["events_in_hours_not_begun"] == dg.MetadataValue.int(1)
+    ahead = Window.containing(now + timedelta(days=365)).key
+    assert f"1 events are dated in hours that have not begun (the first {ahead})" in (
+        evaluation.description or ""
+    )
+
+
 def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_reads_them(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

@@ -424,8 +424,9 @@ def all_windows_billed(
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = queries.undated_events(conn)
+        not_begun = queries.events_not_begun(conn, Window.containing(now).end)
     states = never_rated_states(context.instance, never_rated[:WINDOWS_LISTED], lookback_start)
-    return evaluate_billed(late, never_rated, states, before_first, undated)
+    return evaluate_billed(late, never_rated, states, before_first, undated, not_begun)
 
 
 def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow) -> bool:
@@ -470,10 +471,12 @@ def evaluate_billed(
     never_rated_states: dict[Window, str],
     before_first: list[datetime],
     undated: int,
+    not_begun: tuple[int, Window | None],
 ) -> dg.AssetCheckResult:
     """WARN with every window listed (the first WINDOWS_LISTED in a table), the hours
-    before the first window never rated, and the events no window holds (no occurred_at,
-    or one outside windows.WINDOWED_FROM..WINDOWED_UNTIL), else pass."""
+    before the first window never rated, the events no window holds (no occurred_at, or one
+    outside windows.WINDOWED_FROM..WINDOWED_UNTIL), and those dated in hours that have not
+    begun, else pass."""
     why = {
         w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating"
         + ("" if w.counts_differ else ", corrected since (its events digest differs)")
@@ -486,6 +489,7 @@ def evaluate_billed(
         "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
         "never_rated_hours_before_first_window": dg.MetadataValue.int(len(before_first)),
         "undated_events": dg.MetadataValue.int(undated),
+        "events_in_hours_not_begun": dg.MetadataValue.int(not_begun[0]),
     }
     if why:
         listed = sorted(why.items())[:WINDOWS_LISTED]
@@ -502,27 +506,44 @@ def evaluate_billed(
             "difference bills as adjustments on the next invoice)."
         )
     )
+    unread = unread_events(before_first, undated, not_begun)
+    return dg.AssetCheckResult(
+        passed=not unbilled and not unread,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=checked,
+        description=description + unread,
+    )
+
+
+def unread_events(
+    before_first: list[datetime], undated: int, not_begun: tuple[int, Window | None]
+) -> str:
+    """What no rating reads, each with its way out: hours before the first window, events no
+    window holds, events dated in hours that have not begun; "" when there are none."""
+    notes = ""
     if before_first:
         first = hourly_windows.start.astimezone(UTC)
         named = ", ".join(Window.starting(h).key for h in before_first[:WINDOWS_LISTED])
-        description += (
+        notes += (
             f" {len(before_first)} hours before the first window ({Window.starting(first).key}) "
             f"hold events no rating read ({named}): no shipped pricebook prices them, so no "
             "partition rates them and every close through them is refused. Rate them with "
             "a version that covers them (`rating-pipeline rate`), or correct them upstream."
         )
     if undated:
-        description += (
+        notes += (
             f" {undated} events have no occurred_at, or one no window holds (before "
             f"{WINDOWED_FROM:%Y-%m-%d}, from {WINDOWED_UNTIL:%Y-%m-%d %H:%M} UTC, or "
             "infinite): nothing rates them; correct them upstream."
         )
-    return dg.AssetCheckResult(
-        passed=not unbilled and not before_first and not undated,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata=checked,
-        description=description,
-    )
+    ahead, first_ahead = not_begun
+    if first_ahead is not None:
+        notes += (
+            f" {ahead} events are dated in hours that have not begun (the first "
+            f"{first_ahead.key}): a client's clock ahead? No rating reads them until their "
+            "hour, after every close of the hours before it; correct them upstream."
+        )
+    return notes
 
 
 OPEN_ADJUSTMENT_COLUMNS = (

@@ -315,6 +315,16 @@ def undated_events(conn: psycopg.Connection) -> int:
     return int(row[0])
 
 
+def events_not_begun(conn: psycopg.Connection, not_begun: datetime) -> tuple[int, Window | None]:
+    """How many events are dated from ``not_begun`` (the current hour's end) on, in hours a
+    window can hold, and the window of the first."""
+    bounds = {"not_begun": not_begun, "windowed_until": WINDOWED_UNTIL}
+    row = conn.execute(load_sql("orchestration_events_not_begun"), bounds).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    count, first = row
+    return int(count), None if first is None else Window.containing(first)
+
+
 @dataclass(frozen=True)
 class LateWindow:
     """A window older than the lookback that a sensor found changed after its latest rating
