@@ -407,8 +407,9 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
         "lookback whose events changed after their latest rating (late events the sensors do "
         "not re-rate), the hours with events that were never rated (missed hours, with "
         "the missed_hours sensor's attempts), the hours before the first window that hold "
-        "events no rating read, and how many events no window holds (no occurred_at, or one "
-        "outside the instants a window can hold)."
+        "events no rating read, how many events no window holds (no occurred_at, or one "
+        "outside the instants a window can hold), and how many are dated in hours that have "
+        "not begun."
     ),
 )
 def all_windows_billed(
