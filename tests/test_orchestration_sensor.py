@@ -331,3 +331,14 @@ def test_lookback_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert lookback() == timedelta(hours=24)
     with pytest.raises(SensorSettingError, match=LOOKBACK_VARIABLE):
         lookback("0")
+
+
+@pytest.mark.parametrize("hours", ["87601", "99999999999"])
+def test_a_lookback_reaching_back_past_any_window_is_a_setting_error_naming_it(
+    hours: str,
+) -> None:
+    """Ten years of hours at most: no one means a longer one, and far longer ones failed
+    the daemon on a bare OverflowError that named no setting. Found by a review."""
+    assert lookback("87600") == timedelta(hours=87600)
+    with pytest.raises(SensorSettingError, match=f"{LOOKBACK_VARIABLE}='{hours}'.*87600 or less"):
+        lookback(hours)

@@ -41,6 +41,10 @@ from rating_pipeline.windows import HOUR, Window
 
 LOOKBACK_VARIABLE = "RATING_LATE_EVENT_LOOKBACK_HOURS"
 DEFAULT_LOOKBACK_HOURS = 72
+# Ten years: no one means a longer lookback, and far longer ones overflow a datetime.
+MAXIMUM_LOOKBACK_HOURS = 87_600
+# Any other whole setting: a year of minutes.
+MAXIMUM_SETTING = 525_600
 RESCAN_OVERLAP = timedelta(minutes=15)
 SENSOR_NAME = "late_events"
 MINIMUM_INTERVAL_SECONDS = 60
@@ -57,26 +61,38 @@ class SensorSettingError(RatingPipelineError, ValueError):
 
 
 def whole_setting(
-    variable: str, value: str | None, default: int, unit: str, minimum: int = 1
+    variable: str,
+    value: str | None,
+    default: int,
+    unit: str,
+    minimum: int = 1,
+    maximum: int = MAXIMUM_SETTING,
 ) -> int:
-    """``value`` (else the environment's ``variable``, else ``default``) as a whole number,
-    ``minimum`` or more; SensorSettingError otherwise."""
+    """``value`` (else the environment's ``variable``, else ``default``) as a whole number
+    from ``minimum`` to ``maximum``; SensorSettingError otherwise."""
     text = os.environ.get(variable) if value is None else value
     if text is None or not text.strip():
         return default
     try:
         number = int(text)
     except ValueError:
-        number = 0
-    if number < minimum:
-        raise SensorSettingError(f"{variable}={text!r}: expected whole {unit}, {minimum} or more")
+        number = minimum - 1
+    if not minimum <= number <= maximum:
+        raise SensorSettingError(
+            f"{variable}={text!r}: expected whole {unit}, {minimum} or more and {maximum} or less"
+        )
     return number
 
 
 def lookback(value: str | None = None) -> timedelta:
     """How far back (from the current hour) windows are re-rated automatically."""
     hours = whole_setting(
-        LOOKBACK_VARIABLE, value, DEFAULT_LOOKBACK_HOURS, "hours", MINIMUM_LOOKBACK_HOURS
+        LOOKBACK_VARIABLE,
+        value,
+        DEFAULT_LOOKBACK_HOURS,
+        "hours",
+        MINIMUM_LOOKBACK_HOURS,
+        MAXIMUM_LOOKBACK_HOURS,
     )
     return timedelta(hours=hours)
 
