@@ -1715,10 +1715,24 @@ CLOSE_ROW = """
 INSERT INTO rating_period_close (closed_through, closed_at, closed_by)
 VALUES ('2026-06-15 11:00Z', now(), 'ops')
 """
-WAITING_ON_CLOSES = """
+WAITING_ON = """
 SELECT count(*) FROM pg_locks
-WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass('rating_period_close')
+WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass(%s)
 """
+
+
+def downgrade_past_a_commit(database_url: str, write: str, table: str, target: str) -> str:
+    """``migrations.downgrade`` to ``target`` with ``write`` in flight, committed once the
+    downgrade waits for a lock on ``table``: what the downgrade returns, or raises."""
+    writing = psycopg.connect(database_url)
+    writing.execute(write)
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(database_url, autocommit=True) as look:
+        downgrading = pool.submit(migrations.downgrade, database_url, target)
+        while look.execute(WAITING_ON, (table,)).fetchone() == (0,):
+            time.sleep(0.05)
+        writing.commit()
+        writing.close()
+        return downgrading.result(timeout=120)
 
 
 def test_a_close_committed_while_a_downgrade_runs_is_counted_under_its_lock_and_kept(
@@ -1727,24 +1741,10 @@ def test_a_close_committed_while_a_downgrade_runs_is_counted_under_its_lock_and_
     """Contract 10, no reopen: the downgrade below 0011 counts its tables again under the
     lock its drop takes. A close in flight when the downgrade first counted, committed
     while it waited, was dropped with the downgrade reporting success. Found by a review."""
-    closing = psycopg.connect(database_url)
-    closing.execute(CLOSE_ROW)  # a `period close` in flight, not yet committed
-    with ThreadPoolExecutor(1) as pool, psycopg.connect(database_url, autocommit=True) as look:
-        downgrading = pool.submit(migrations.downgrade, database_url, "0010")
-        while look.execute(WAITING_ON_CLOSES).fetchone() == (0,):
-            time.sleep(0.05)
-        closing.commit()
-        closing.close()
-        with pytest.raises(RatingPipelineError, match="1 rating_period_close row"):
-            downgrading.result(timeout=120)
+    with pytest.raises(RatingPipelineError, match="1 rating_period_close row"):
+        downgrade_past_a_commit(database_url, CLOSE_ROW, "rating_period_close", "0010")
     assert migrations.rated_rows(database_url)["rating_period_close"] == 1
     assert migrations.revision_of(database_url) == "0011"
-
-
-WAITING_ON_RATED_USAGE = """
-SELECT count(*) FROM pg_locks
-WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass('rated_usage')
-"""
 
 
 def test_a_batch_row_committed_while_a_downgrade_to_0007_runs_is_counted_and_kept(
@@ -1752,15 +1752,8 @@ def test_a_batch_row_committed_while_a_downgrade_to_0007_runs_is_counted_and_kep
 ) -> None:
     """The same for 0008's refusal: a rating committing a batch rollup while the downgrade
     waited for its lock would lose its tier unseen."""
-    rating = psycopg.connect(database_url)
-    rating.execute(ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'"))
-    with ThreadPoolExecutor(1) as pool, psycopg.connect(database_url, autocommit=True) as look:
-        downgrading = pool.submit(migrations.downgrade, database_url, "0007")
-        while look.execute(WAITING_ON_RATED_USAGE).fetchone() == (0,):
-            time.sleep(0.05)
-        rating.commit()
-        rating.close()
-        with pytest.raises(RatingPipelineError, match="1 rated_usage row"):
-            downgrading.result(timeout=120)
+    batch_row = ROW_AT_HEAD.replace("'standard', 'standard'", "'batch', 'standard'")
+    with pytest.raises(RatingPipelineError, match="1 rated_usage row"):
+        downgrade_past_a_commit(database_url, batch_row, "rated_usage", "0007")
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT service_tier FROM rated_usage").fetchall() == [("batch",)]
