@@ -15,16 +15,19 @@ import pytest
 
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import Ingested, LateBeyondLookback
+from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
     LOOKBACK_VARIABLE,
     REPORTED_WINDOWS,
     RESCAN_OVERLAP,
+    ChangedAfterRating,
     LateEventsCursor,
     LateEventsScan,
     SensorSettingError,
     evaluate,
     lookback,
+    record_late_windows,
 )
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import WarehouseConnectionError
@@ -342,3 +345,24 @@ def test_a_lookback_reaching_back_past_any_window_is_a_setting_error_naming_it(
     assert lookback("87600") == timedelta(hours=87600)
     with pytest.raises(SensorSettingError, match=f"{LOOKBACK_VARIABLE}='{hours}'.*87600 or less"):
         lookback(hours)
+
+
+LATE_WINDOW_ROWS = "SELECT window_start, events_now, log_id FROM late_window"
+
+
+def test_a_record_against_an_older_rating_never_replaces_one_against_a_newer(
+    database_url: str,
+) -> None:
+    """Two sensors' ticks interleave around a rating's commit: the one that read before it
+    records against the older rating, after the other recorded against the newer. The
+    newer finding stands; taking the older, all_windows_billed would see a rating read
+    since and drop a window still changed. Found by a review of the sensors."""
+    window, warehouse = hours_ago(80), WarehouseResource(database_url=database_url)
+    found_at = datetime.now(UTC)
+    record_late_windows(warehouse, [ChangedAfterRating(window, 7, 6, 11)], found_at)
+    record_late_windows(warehouse, [ChangedAfterRating(window, 6, 5, 10)], found_at)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(LATE_WINDOW_ROWS).fetchall() == [(window.start, 7, 11)]
+    record_late_windows(warehouse, [ChangedAfterRating(window, 8, 7, 12)], found_at)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(LATE_WINDOW_ROWS).fetchall() == [(window.start, 8, 12)]

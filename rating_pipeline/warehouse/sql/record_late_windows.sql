@@ -1,7 +1,9 @@
 -- A sensor's record (late_events' or changed_events') of rated windows whose events
 -- changed after their latest rating (rating_log row %(log_ids)s), seen at %(found_at)s,
 -- inside the lookback or not.
--- A window recorded against the same rating with the same count keeps its row as it is.
+-- A window recorded against the same rating with the same count keeps its row as it is;
+-- a record against an older rating (a tick that read before a rating committed) never
+-- replaces one against a newer.
 -- Bound: %(window_starts)s, %(events_now)s, %(events_read)s, %(log_ids)s, %(found_at)s.
 INSERT INTO late_window AS recorded (window_start, events_now, events_read, log_id, found_at)
 SELECT found.window_start, found.events_now, found.events_read, found.log_id, %(found_at)s
@@ -15,3 +17,4 @@ SET events_now = excluded.events_now,
     log_id = excluded.log_id,
     found_at = excluded.found_at
 WHERE (recorded.events_now, recorded.log_id) IS DISTINCT FROM (excluded.events_now, excluded.log_id)
+  AND recorded.log_id <= excluded.log_id
