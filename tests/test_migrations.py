@@ -1308,6 +1308,30 @@ def test_an_invalid_upstream_index_does_not_stand_in_for_one_leading_with_the_co
     }
 
 
+@pytest.mark.parametrize(
+    "upstream_index",
+    [
+        "CREATE INDEX upstream_occurred ON billing_event (occurred_at) "
+        "WHERE occurred_at > '2030-01-01'",
+        "CREATE INDEX upstream_occurred ON billing_event USING hash (occurred_at)",
+    ],
+)
+def test_an_upstream_index_no_window_read_can_use_does_not_stand_in_for_ours(
+    empty_database_url: str, upstream_index: str
+) -> None:
+    """A partial index serves only the rows of its predicate and a hash index no range: a
+    window's read of [start, end) can use neither, so with either standing in every rating
+    scanned the whole table. Found by a review of upstream's shapes."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+        conn.execute(upstream_index)
+    migrations.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        indexes = {name: valid for name, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES)}
+    assert indexes.get("billing_event_occurred_at_idx") is True, indexes
+
+
 def test_adding_the_class_columns_gives_up_cleanly_while_billing_event_is_locked(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,11 +35,16 @@ FIRST_BACKOFF_SECONDS = 1.0  # a pause, not money (noqa: money-ok)
 
 INDEX_IS_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"
 # A usable index whose first key is the column, whatever its name (upstream's counts).
+# A valid btree index of the whole table leading with the column: what a range read of it
+# can use (a partial index serves only its predicate's rows, a hash index no range).
 VALID_INDEX_LEADING_WITH = """
 SELECT EXISTS (
     SELECT 1 FROM pg_index AS i
     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    JOIN pg_class AS index_class ON index_class.oid = i.indexrelid
+    JOIN pg_am AS method ON method.oid = index_class.relam
     WHERE i.indrelid = to_regclass(:table) AND a.attname = :column AND i.indisvalid
+      AND i.indpred IS NULL AND method.amname = 'btree'
 )
 """
 DROP_INDEX_CONCURRENTLY = "DROP INDEX CONCURRENTLY IF EXISTS {name}"
