@@ -376,6 +376,22 @@ def test_a_duplicated_key_in_the_json_fails_the_import():
         convert('{"m": {"mode": "chat"}, "m": {"mode": "chat"}}')
 
 
+def test_a_duplicated_key_in_a_price_range_fails_the_import():
+    """An object inside a list (a tiered_pricing range) is checked as one inside an object
+    is: a parser keeps the last of two input prices, 9 in place of 1, unseen. Found by a
+    review of the importer."""
+    text = (
+        '{"m": {"mode": "chat", "tiered_pricing": ['
+        '{"range": [0, 256000], "input_cost_per_token": 1e-06, "input_cost_per_token": 9e-06, '
+        '"output_cost_per_token": 2e-06}, {"range": [256000, 1000000], '
+        '"input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06}]}}'
+    )
+    with pytest.raises(
+        LitellmFormatError, match=r"duplicated key 'input_cost_per_token' in 'tiered_pricing'\[0\]"
+    ):
+        convert(text)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("[]", "a JSON object of models"), ("{", "not valid JSON"), ('{"m": 1}', "'m' is not")],

@@ -22,7 +22,7 @@ import decimal
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -317,18 +317,30 @@ class _Object(dict[str, Any]):
 
 
 def _object(pairs: list[tuple[str, Any]]) -> _Object:
-    """A JSON object; a key written twice in an object inside it is an error here, where
-    the object's own key can be named (objects are built innermost first)."""
+    """A JSON object; a key written twice in an object inside it, directly or in a list,
+    is an error here, where the object's own key can be named (objects are built
+    innermost first)."""
     result = _Object()
     duplicates = []
     for key, value in pairs:
         if key in result:
             duplicates.append(key)
-        if isinstance(value, _Object) and value.duplicates:
-            raise LitellmFormatError(f"duplicated key {value.duplicates[0]!r} in {key!r}")
+        for where, inner in _objects_within(repr(key), value):
+            if inner.duplicates:
+                raise LitellmFormatError(f"duplicated key {inner.duplicates[0]!r} in {where}")
         result[key] = value
     result.duplicates = tuple(duplicates)
     return result
+
+
+def _objects_within(where: str, value: Any) -> Iterator[tuple[str, _Object]]:
+    """``value`` if it is an object, or the objects of a list, of lists in it, named by
+    their place (``'tiered_pricing'[0]``)."""
+    if isinstance(value, _Object):
+        yield where, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _objects_within(f"{where}[{index}]", item)
 
 
 def write_version(directory: Path, version: str, text: str) -> Path:
