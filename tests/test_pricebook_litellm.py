@@ -290,6 +290,26 @@ def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat
     assert len(unmapped_of(result, "kyma/qwen3.7-flash")) == 6  # every price it has
 
 
+def test_a_model_whose_long_context_prices_make_no_whole_set_is_not_imported():
+    """A threshold with no complete long-context set to price above it: importing the
+    rest would bill its long prompts at standard rates, as with thresholds that differ.
+    Found by a review of the importer."""
+    text = json.dumps(
+        {
+            "m": {"mode": "chat", "litellm_provider": "x", "input_cost_per_token": 3e-06,
+                  "output_cost_per_token": 1.5e-05,
+                  "input_cost_per_token_above_200k_tokens": 6e-06},
+            "ok": {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
+        }
+    )  # fmt: skip
+    result, version = imported(text)
+    assert list(version.models) == ["ok"]
+    why = "long-context prices above 200k tokens make no complete rate set"
+    assert f"m: {why}" in {str(note) for note in result.not_imported}
+    assert set(unmapped_of(result, "m").values()) == {f"model not imported: {why}"}
+    assert len(unmapped_of(result, "m")) == 3  # every price it has
+
+
 def test_prices_by_time_of_day_or_by_region_are_reported_not_ignored():
     text = json.dumps(
         {
@@ -617,8 +637,11 @@ def test_a_price_inside_a_range_is_reported_by_the_field_the_source_has():
         (0, 128000, {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}),
         (128000, 1000000, {"input_cost_per_token": 3e-06}),
     ])  # fmt: skip
-    result, _ = imported(text)
-    assert set(unmapped_of(result, "qwen-flash")) == {"tiered_pricing[1].input_cost_per_token"}
+    assert set(unmapped_of(convert(text), "qwen-flash")) == {
+        "tiered_pricing[0].input_cost_per_token",
+        "tiered_pricing[0].output_cost_per_token",
+        "tiered_pricing[1].input_cost_per_token",
+    }  # not imported: its long prompts have no complete set
     noisy = tiered([
         (0, 128000, {"input_cost_per_token": 1.0000000000000002e-06,
                      "output_cost_per_token": 2e-06}),
@@ -753,23 +776,6 @@ def test_a_model_id_with_quotes_and_backslashes_is_written_as_the_same_id():
     model_id = 'acme/"quoted"\\model: #1'
     _, version = imported(json.dumps({model_id: prices}))
     assert as_text(rates(version, model_id)) == {"input": "1", "output": "2"}
-
-
-def test_a_long_context_price_without_a_complete_set_sets_no_threshold():
-    """A threshold with no long-context set to price above it would not load: the model is
-    imported at its standard rates, the lone long-context price reported."""
-    result, version = imported(
-        one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
-                  '"input_cost_per_token_above_200k_tokens": 2e-06')
-    )  # fmt: skip
-    model = rates(version, "m")
-    assert model.long_context_above_tokens is None and set(model.sets) == {(STANDARD, STANDARD)}
-    assert unmapped_of(result, "m") == {
-        "input_cost_per_token_above_200k_tokens": (
-            "long-context rates lack output_cost_per_token_above_200k_tokens: "
-            "a rate set needs input and output"
-        )
-    }
 
 
 def test_each_price_of_a_model_left_out_is_reported_once_with_its_own_reason():

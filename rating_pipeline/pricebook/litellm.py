@@ -403,8 +403,19 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
     if (STANDARD, STANDARD) not in sets:
         _not_imported(model_id, entry, slots, report)
         return None
-    if threshold is None or not any(context == LONG for _, context in sets):
+    if threshold is None:
         return ModelRates(MappingProxyType(sets), None)
+    if not any(context == LONG for _, context in sets):
+        # Imported without it, its long prompts would bill at standard rates.
+        why = f"long-context prices above {threshold}k tokens make no complete rate set"
+        report.not_imported.append(NotImported(model_id, why))
+        priced = {report.source_name(name) for name, _ in slots.values()}
+        report.unmapped = [
+            note for note in report.unmapped if note.model != model_id or note.field not in priced
+        ]
+        for name, _ in slots.values():
+            report.unmap(model_id, name, entry[name], f"model not imported: {why}")
+        return None
     # Ranges are exclusive for every provider (start < prompt <= end).
     inclusive = not ranged and entry.get(PROVIDER) in INCLUSIVE_THRESHOLD_PROVIDERS
     return ModelRates(MappingProxyType(sets), threshold * 1000 - (1 if inclusive else 0))
