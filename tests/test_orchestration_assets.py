@@ -513,6 +513,29 @@ def test_cost_check_fails_when_a_windows_rows_no_longer_add_up_to_its_logged_tot
     assert not evaluation.passed
 
 
+def test_cost_check_fails_on_rows_in_a_window_no_rating_logged(
+    database_url: str, add_events: AddEvents, reader: psycopg.Connection
+) -> None:
+    """Rows copied outside the rater into an hour never rated reconstruct row by row, and
+    no rating_log row stands behind them: the window's total against its latest rating
+    (none) catches them, or they would be invoiced. Found by a review of the checks."""
+    add_events(traffic(0))
+    assert materialize(database_url).success
+    reader.execute(
+        "CREATE TEMP TABLE forged AS SELECT * FROM rated_usage WHERE auth_id = 'org-1'; "
+        "UPDATE forged SET window_start = window_start + interval '1 hour', "
+        "window_end = window_end + interval '1 hour'; "
+        "INSERT INTO rated_usage SELECT * FROM forged"
+    )
+
+    evaluation = audit(database_url, cost_reconstructs)
+
+    assert evaluation.metadata["windows_total_not_logged"].value == 1
+    [total] = records(evaluation.metadata["window_totals"].value)
+    assert total["window"] == "2026-06-15-11:00" and total["logged_cost_usd"] == "no rating"
+    assert not evaluation.passed
+
+
 def test_broken_pricebooks_fail_with_every_error_and_rate_nothing(
     database_url: str, add_events: AddEvents, reader: psycopg.Connection, tmp_path: Path
 ) -> None:

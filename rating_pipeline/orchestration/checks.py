@@ -83,7 +83,9 @@ COST_MISMATCH_COLUMNS = (
 )
 WINDOW_TOTAL_COLUMNS = (
     text_column("window"),
-    text_column("logged_cost_usd", "the total its latest rating_log row recorded, exact"),
+    text_column(
+        "logged_cost_usd", "the total its latest rating_log row recorded, exact ('no rating')"
+    ),
     text_column(
         "billed_cost_usd", "its rated_usage rows plus, once closed, its adjustments; exact"
     ),
@@ -183,7 +185,11 @@ def evaluate_cost(
         checked["window_totals"] = table(
             WINDOW_TOTAL_COLUMNS,
             (
-                (t.window.key, usd_text(t.logged_cost_usd), usd_text(t.billed_cost_usd))
+                (
+                    t.window.key,
+                    "no rating" if t.logged_cost_usd is None else usd_text(t.logged_cost_usd),
+                    usd_text(t.billed_cost_usd),
+                )
                 for t in totals[:WINDOWS_LISTED]
             ),
         )

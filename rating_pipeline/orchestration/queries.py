@@ -79,10 +79,11 @@ class CostMismatch:
 
 @dataclass(frozen=True)
 class LoggedTotalMismatch:
-    """A rated window whose rows no longer add up to the total its latest rating logged."""
+    """A window whose rows no longer add up to the total its latest rating logged, or that
+    bills with no rating logged (``logged_cost_usd`` None)."""
 
     window: Window
-    logged_cost_usd: Decimal
+    logged_cost_usd: Decimal | None
     billed_cost_usd: Decimal
 
 
