@@ -62,12 +62,16 @@ def test_invalid_pricebook_exits_one_with_every_error_on_its_own_line(tmp_path, 
     ]
 
 
-@pytest.mark.parametrize("make", ["missing", "empty"])
+@pytest.mark.parametrize("make", ["missing", "empty", "unreachable"])
 def test_unusable_directory_exits_one_with_a_one_line_reason(tmp_path, capsys, make):
+    """``unreachable``: a path the system cannot even look up (a name longer than it
+    allows; a parent the process may not search fails the same way), found by a review."""
     directory = tmp_path / "pricebooks"
     if make == "empty":
         directory.mkdir()
         (directory / "README.md").write_text("nothing here\n")
+    if make == "unreachable":
+        directory = tmp_path / ("p" * 300) / "pricebooks"
     assert main(["pricebook", "validate", str(directory)]) == EXIT_FAILURE
     out, err = capsys.readouterr()
     assert out == ""

@@ -158,14 +158,14 @@ def load_pricebooks(directory: Path) -> Pricebooks:
     """
     directory = Path(directory)
     where = str(directory)
-    if not directory.exists():
-        raise _directory_error(where, "pricebook directory does not exist")
-    if not directory.is_dir():
-        raise _directory_error(where, "is not a directory; expected a pricebook directory")
     try:
+        if not directory.exists():
+            raise _directory_error(where, "pricebook directory does not exist")
+        if not directory.is_dir():
+            raise _directory_error(where, "is not a directory; expected a pricebook directory")
         paths = sorted(path for path in directory.iterdir() if _is_version_file(path))
-    except OSError as exc:
-        raise _directory_error(where, f"cannot list pricebook directory: {exc.strerror}") from exc
+    except OSError as exc:  # a parent it may not search, a name too long to look up
+        raise _directory_error(where, f"cannot read pricebook directory: {exc.strerror}") from exc
     if not paths:
         raise _directory_error(
             where, "no pricebook version files (*.yaml, *.yml) in this directory"
