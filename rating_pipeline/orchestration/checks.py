@@ -182,17 +182,7 @@ def evaluate_cost(
             ),
         )
     if totals:
-        checked["window_totals"] = table(
-            WINDOW_TOTAL_COLUMNS,
-            (
-                (
-                    t.window.key,
-                    "no rating" if t.logged_cost_usd is None else usd_text(t.logged_cost_usd),
-                    usd_text(t.billed_cost_usd),
-                )
-                for t in totals[:WINDOWS_LISTED]
-            ),
-        )
+        checked["window_totals"] = window_totals_table(totals[:WINDOWS_LISTED])
     description = (
         f"{audit.rows_audited} rows of {span} reconstruct; "
         f"total {usd_text(audit.total_cost_usd)} USD."
@@ -209,6 +199,21 @@ def evaluate_cost(
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=checked,
         description=description,
+    )
+
+
+def window_totals_table(totals: list[LoggedTotalMismatch]) -> dg.TableMetadataValue:
+    """Each window off its logged total: logged (``no rating`` when none was), billed."""
+    return table(
+        WINDOW_TOTAL_COLUMNS,
+        (
+            (
+                t.window.key,
+                "no rating" if t.logged_cost_usd is None else usd_text(t.logged_cost_usd),
+                usd_text(t.billed_cost_usd),
+            )
+            for t in totals
+        ),
     )
 
 
