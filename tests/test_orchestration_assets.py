@@ -327,6 +327,39 @@ def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_fail
     assert all(meta["rows_inserted"] > 0 for meta in rated.values())
 
 
+def test_a_range_run_that_fails_names_the_ambiguous_rollups_of_the_windows_it_committed(
+    database_url: str, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contract 5.2, fail loud: 10:00 commits an ambiguous_base rollup, 12:00 fails, and no
+    check runs after a failed asset; a re-run of 12:00 alone would pass them all. The
+    failure names the rollups. Found by a review of the entry points."""
+    add_events(
+        [
+            *traffic(0),
+            make_event("org-9", "ft:globex:chat", "base-medium", minutes=10),
+            make_event("org-9", "ft:globex:chat", "base-small", minutes=11),
+            *traffic(2),
+        ]
+    )
+    rate_for_real = assets.rate_window
+
+    def failing_at_noon(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == RANGE[1]:
+            raise TimeoutError("canceling statement due to lock timeout")
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(assets, "rate_window", failing_at_noon)
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure is not None and "1 rollup(s) excluded as ambiguous_base" in str(
+        failure.description
+    )
+    assert "2026-06-15-10:00 org-9 ft:globex:chat standard standard" in str(failure.description)
+
+
 def test_a_range_that_reaches_the_open_hour_rates_nothing(
     database_url: str, reader: psycopg.Connection
 ) -> None:

@@ -457,6 +457,33 @@ def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_windo
     assert _count(warehouse_env, "rating_exception") == len(tiers)
 
 
+def test_a_range_failing_after_an_ambiguous_window_still_names_its_ambiguous_rollups(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Contract 5.2: the CLI exits non-zero and names the rollups. 10:00 commits with an
+    ambiguous rollup, 11:00 fails: the failure alone left 10:00's rollup unnamed, and a
+    re-run of 11:00 alone exits 0. Found by a review of the entry points."""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric(20, 0)")
+    add_events(
+        [
+            make_event("org-1", "ft:mixed", "base-large"),
+            make_event("org-1", "ft:mixed", "base-small"),
+            make_event("org-2", occurred_at=WINDOW_START + timedelta(hours=1), event_id="nan"),
+        ]
+    )
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = 'nan'")
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
+    err = capsys.readouterr().err
+    assert "1 rollup(s) not billed, ambiguous_base" in err
+    assert "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'" in err
+    assert err.splitlines()[-1].startswith("error: rating window 2026-06-15-11:00 failed")
+
+
 def test_rate_on_an_unmigrated_database_says_to_upgrade(
     empty_database_url: str,
     pricebook_dir: Path,

@@ -39,6 +39,8 @@ GROUP = "rating"
 # A backfill of any length is one run: Dagster's fixed cost per run (~9 s) is paid once,
 # and `dg launch --partition-range` needs this policy.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+# How many ambiguous rollups a failed range's message names.
+ROLLUPS_NAMED = 10
 
 
 # rated_usage is late when no window has been rated for an hour plus LATE_AFTER: the hourly
@@ -115,15 +117,30 @@ def resolve_versions(
     return pricebooks, versions
 
 
-def failed_window(windows: Sequence[Window], done: int, error: Exception) -> str:
-    """Which window failed, and what the windows before it hold (each one committed)."""
+def failed_window(
+    windows: Sequence[Window], done: int, error: Exception, ambiguous: Sequence[str] = ()
+) -> str:
+    """Which window failed, and what the windows before it hold (each one committed): the
+    rollups they excluded as ambiguous_base too, which no check of the failed run names."""
     where = f"rating window {windows[done].key} failed: {type(error).__name__}: {error}"
     if done == 0:
         return f"{where}. It was rolled back; nothing of this run was rated."
+    held = ""
+    if ambiguous:
+        listed = "; ".join(ambiguous[:ROLLUPS_NAMED])
+        more = (
+            f"; and {len(ambiguous) - ROLLUPS_NAMED} more" if len(ambiguous) > ROLLUPS_NAMED else ""
+        )
+        held = (
+            f" They hold {len(ambiguous)} rollup(s) excluded as ambiguous_base, not billed "
+            f"(window auth_id model_id service_tier context_tier: {listed}{more}); the "
+            "no_ambiguous_base check of a run over them names them again."
+        )
     return (
         f"{where}. It was rolled back; the {done} window(s) before it "
-        f"({metadata.windows_label(windows[:done])}) are rated and committed (see rating_log). "
-        "Re-running the same range is safe: already-rated windows converge without writing."
+        f"({metadata.windows_label(windows[:done])}) are rated and committed (see rating_log)."
+        f"{held} Re-running the same range is safe: already-rated windows converge without "
+        "writing."
     )
 
 
@@ -199,6 +216,7 @@ def rated_usage(
     windows = run_windows(context)
     resolved, _ = resolve_versions(pricebooks, windows)
     committed: dict[str, dict[str, Any]] = {}
+    ambiguous: list[str] = []
     try:
         with warehouse.connect() as conn:
             require_schema(conn)
@@ -208,8 +226,13 @@ def rated_usage(
                 try:
                     rating = rate_window(conn, window, resolved, context.run.run_id)
                 except Exception as exc:
-                    raise dg.Failure(description=failed_window(windows, done, exc)) from exc
+                    failure = failed_window(windows, done, exc, ambiguous)
+                    raise dg.Failure(description=failure) from exc
                 committed[window.key] = metadata.rating_metadata(rating)
+                ambiguous += [
+                    f"{window.key} {e.auth_id} {e.model_id} {e.service_tier} {e.context_tier}"
+                    for e in rating.ambiguous
+                ]
                 for line in rating_log_lines(rating):
                     context.log.info(line)
                 # After the commit: the UI's tables are no part of the rating's transaction.

@@ -101,6 +101,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
             try:
                 rating = rate_window(conn, window, pricebooks, run_id)
             except (psycopg.Error, RatingPipelineError) as exc:
+                report_ambiguous(ambiguous)  # the windows before it are committed with them
                 raise WindowRatingFailed(window, done, exc) from exc
             print(rating_log_lines(rating)[0])
             ambiguous.extend(
@@ -110,13 +111,20 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 for exception in rating.ambiguous
             )
     if ambiguous:
-        print(
-            f"error: {len(ambiguous)} rollup(s) not billed, ambiguous_base "
-            "(their windows are otherwise rated):",
-            file=sys.stderr,
-        )
-        for line in ambiguous:
-            print(f"  {line}", file=sys.stderr)
+        report_ambiguous(ambiguous)
         return EXIT_FAILURE
     print(f"rated {len(windows)} window(s), run {run_id}")
     return EXIT_OK
+
+
+def report_ambiguous(ambiguous: list[str]) -> None:
+    """Name on stderr the committed rollups excluded as ambiguous_base (contract 5.2)."""
+    if not ambiguous:
+        return
+    print(
+        f"error: {len(ambiguous)} rollup(s) not billed, ambiguous_base "
+        "(their windows are otherwise rated):",
+        file=sys.stderr,
+    )
+    for line in ambiguous:
+        print(f"  {line}", file=sys.stderr)
