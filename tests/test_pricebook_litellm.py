@@ -945,3 +945,30 @@ def test_a_model_id_longer_than_an_event_can_carry_is_not_imported_and_reported(
     result, version = imported(json.dumps({longest: prices, too_long: prices}))
     assert list(version.models) == [longest]
     assert [str(note) for note in result.not_imported] == [f"{too_long}: no usable model id"]
+
+
+def test_a_provider_that_is_no_text_is_a_format_error_not_a_crash():
+    """Found by a review of the importer: a list where LiteLLM writes a provider's name
+    failed with a bare TypeError."""
+    text = json.dumps(
+        {"m": {"mode": "chat", "litellm_provider": ["xai"], "input_cost_per_token": 1e-06,
+               "output_cost_per_token": 2e-06, "input_cost_per_token_above_128k_tokens": 2e-06,
+               "output_cost_per_token_above_128k_tokens": 4e-06}}
+    )  # fmt: skip
+    result = convert(text)
+    assert result.models == 1  # not xai's inclusive threshold: a provider is a name
+
+
+def test_a_dangling_link_at_the_output_path_is_an_existing_file(tmp_path, capsys):
+    """Found by a review of the importer: exists() is false for a link to nothing, and the
+    exclusive open then failed with a FileExistsError traceback."""
+    out = tmp_path / "pricebooks"
+    out.mkdir()
+    (out / "v3.yaml").symlink_to(tmp_path / "gone.yaml")
+    source = tmp_path / "map.json"
+    source.write_text(FIXTURE.read_text())
+    command = ["pricebook", "import", "litellm", str(source), "--version", "v3",
+               "--effective-from", EFFECTIVE_FROM, "--round", "--out", str(out)]  # fmt: skip
+    assert main(command) == EXIT_FAILURE
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and "already exists" in line

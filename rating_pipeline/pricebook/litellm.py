@@ -348,7 +348,7 @@ def write_version(directory: Path, version: str, text: str) -> Path:
     the versions already in it (else its PricebookLoadError, nothing written); never over
     an existing file."""
     path = Path(directory) / version_file_name(version)
-    if path.exists():
+    if path.exists() or path.is_symlink():  # a link to nothing is a name taken too
         raise LitellmFormatError(
             f"{path} already exists: a version file is never rewritten; choose another --version"
         )
@@ -417,7 +417,10 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
             report.unmap(model_id, name, entry[name], f"model not imported: {why}")
         return None
     # Ranges are exclusive for every provider (start < prompt <= end).
-    inclusive = not ranged and entry.get(PROVIDER) in INCLUSIVE_THRESHOLD_PROVIDERS
+    provider = entry.get(PROVIDER)
+    inclusive = (
+        not ranged and isinstance(provider, str) and provider in INCLUSIVE_THRESHOLD_PROVIDERS
+    )
     return ModelRates(MappingProxyType(sets), threshold * 1000 - (1 if inclusive else 0))
 
 
