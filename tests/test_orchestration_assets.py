@@ -304,12 +304,8 @@ def test_a_partitions_tables_leave_out_the_rows_of_the_next_window_already_rated
     assert sum(row["rollups"] for row in records(meta["cost_by_tier"])) == meta["rollups"]
 
 
-def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_failure(
-    database_url: str, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """10:00 and 11:00 are rated and committed before 12:00 fails: the UI must show their
-    new counts and cost, not the materializations of an earlier run."""
-    add_events([*traffic(0), *traffic(1), *traffic(2)])
+def fail_at_noon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The range's 12:00 window fails as a lock timeout would; the others rate for real."""
     rate_for_real = assets.rate_window
 
     def failing_at_noon(conn, window, *args):  # type: ignore[no-untyped-def]
@@ -318,6 +314,15 @@ def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_fail
         return rate_for_real(conn, window, *args)
 
     monkeypatch.setattr(assets, "rate_window", failing_at_noon)
+
+
+def test_a_range_run_that_fails_records_the_windows_it_committed_before_the_failure(
+    database_url: str, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10:00 and 11:00 are rated and committed before 12:00 fails: the UI must show their
+    new counts and cost, not the materializations of an earlier run."""
+    add_events([*traffic(0), *traffic(1), *traffic(2)])
+    fail_at_noon(monkeypatch)
 
     result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
 
@@ -341,14 +346,7 @@ def test_a_range_run_that_fails_names_the_ambiguous_rollups_of_the_windows_it_co
             *traffic(2),
         ]
     )
-    rate_for_real = assets.rate_window
-
-    def failing_at_noon(conn, window, *args):  # type: ignore[no-untyped-def]
-        if window.key == RANGE[1]:
-            raise TimeoutError("canceling statement due to lock timeout")
-        return rate_for_real(conn, window, *args)
-
-    monkeypatch.setattr(assets, "rate_window", failing_at_noon)
+    fail_at_noon(monkeypatch)
 
     result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
 
