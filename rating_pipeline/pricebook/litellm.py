@@ -394,9 +394,7 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
     if len(thresholds) > 1:
         listed = ", ".join(f"{thousands}k" for thousands in thresholds)
         why = f"long-context thresholds differ within it ({listed} tokens)"
-        report.not_imported.append(NotImported(model_id, why.replace(" within it", "")))
-        for name, _ in slots.values():
-            report.unmap(model_id, name, entry[name], f"model not imported: {why}")
+        _leave_out(model_id, entry, slots, report, why, why.replace(" within it", ""))
         return None
     threshold = thresholds[0] if thresholds else None
     sets = _complete_sets(model_id, entry, slots, report)
@@ -408,13 +406,7 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
     if not any(context == LONG for _, context in sets):
         # Imported without it, its long prompts would bill at standard rates.
         why = f"long-context prices above {threshold}k tokens make no complete rate set"
-        report.not_imported.append(NotImported(model_id, why))
-        priced = {report.source_name(name) for name, _ in slots.values()}
-        report.unmapped = [
-            note for note in report.unmapped if note.model != model_id or note.field not in priced
-        ]
-        for name, _ in slots.values():
-            report.unmap(model_id, name, entry[name], f"model not imported: {why}")
+        _leave_out(model_id, entry, slots, report, why, why)
         return None
     # Ranges are exclusive for every provider (start < prompt <= end).
     provider = entry.get(PROVIDER)
@@ -645,6 +637,26 @@ def _field_like(example: str, token_class: str) -> str:
     above = "" if slot.thousands is None else f"_above_{slot.thousands}k_tokens"
     suffix = SUFFIX_OF_TIER.get(slot.tier, "")
     return FIELD_OF_CLASS[token_class] + above + suffix
+
+
+def _leave_out(
+    model_id: str,
+    entry: dict[str, Any],
+    slots: dict[_Slot, tuple[str, Decimal]],
+    report: _Report,
+    why: str,
+    told: str,
+) -> None:
+    """A model whose prices the contract cannot hold without billing some prompts at other
+    rates: left out (``told`` in the list of models not imported), each of its prices
+    reported once, for ``why``, in place of any note on it so far."""
+    report.not_imported.append(NotImported(model_id, told))
+    priced = {report.source_name(name) for name, _ in slots.values()}
+    report.unmapped = [
+        note for note in report.unmapped if note.model != model_id or note.field not in priced
+    ]
+    for name, _ in slots.values():
+        report.unmap(model_id, name, entry[name], f"model not imported: {why}")
 
 
 def _not_imported(
