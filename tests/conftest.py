@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -227,6 +227,25 @@ def rate_events(database_url: str) -> Callable[..., OracleRating]:
         return stored
 
     return rating
+
+
+def clear_of_an_hours_end(lag: timedelta = timedelta(0)) -> datetime:
+    """Now, once ``now - lag`` is at least a minute before the end of its hour (waiting for
+    the next hour when it is not): a test that places events on an hour counted from now
+    must not see that hour turn before its check has run."""
+    now = datetime.now(UTC)
+    left = Window.containing(now - lag).end - (now - lag)
+    if left < timedelta(minutes=1):
+        time.sleep(left.total_seconds() + 1)
+        now = datetime.now(UTC)
+    return now
+
+
+@pytest.fixture
+def an_hour_that_will_not_turn() -> None:
+    """For tests that count windows from the current hour: they start at least a minute
+    before it ends, and the longest of them takes seconds."""
+    clear_of_an_hours_end()
 
 
 @pytest.fixture

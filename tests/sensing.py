@@ -6,7 +6,6 @@ clock; they are rated directly by the engine.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,24 +26,17 @@ from tests.factories import make_event
 REPOSITORY = defs.get_repository_def()
 PRICEBOOK_DIR = project_root() / "pricebooks"
 PRICEBOOKS = load_pricebooks(PRICEBOOK_DIR)
-CURRENT = Window.containing(datetime.now(UTC))
 
 
-def clear_of_an_hours_end(lag: timedelta = timedelta(0)) -> datetime:
-    """Now, once ``now - lag`` is at least a minute before the end of its hour (waiting for
-    the next hour when it is not): a test that places events on an hour counted from now
-    must not see that hour turn before its check has run."""
-    now = datetime.now(UTC)
-    left = Window.containing(now - lag).end - (now - lag)
-    if left < timedelta(minutes=1):
-        time.sleep(left.total_seconds() + 1)
-        now = datetime.now(UTC)
-    return now
+def current_window() -> Window:
+    """The hour the clock is in now, read at each call: a suite collected in one hour runs
+    on into the next, so no test counts hours from its module's import."""
+    return Window.containing(datetime.now(UTC))
 
 
 def hours_ago(hours: int) -> Window:
     """The window that started ``hours`` hours before the current one."""
-    return Window.starting(CURRENT.start - hours * HOUR)
+    return Window.starting(current_window().start - hours * HOUR)
 
 
 def event(

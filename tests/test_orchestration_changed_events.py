@@ -40,12 +40,11 @@ from rating_pipeline.orchestration.sensors import (
 )
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
-from tests.conftest import delete_events
+from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.sensing import (
-    CURRENT,
     PRICEBOOK_DIR,
     REPOSITORY,
-    clear_of_an_hours_end,
+    current_window,
     events_in,
     hours_ago,
     rate,
@@ -55,6 +54,7 @@ from tests.sensing import (
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def("changed_events")
+pytestmark = pytest.mark.usefixtures("an_hour_that_will_not_turn")
 LOOKBACK = timedelta(hours=DEFAULT_LOOKBACK_HOURS)
 CORRECT_IN_PLACE = "UPDATE billing_event SET input_tokens = input_tokens + 1 WHERE event_id = %s"
 REVERT_CORRECTION = "UPDATE billing_event SET input_tokens = input_tokens - 1 WHERE event_id = %s"
@@ -459,7 +459,7 @@ def test_a_window_corrected_just_before_it_left_the_lookback_is_listed_by_all_wi
     neither re-rated nor reported. Found by a review of the sensors."""
     sensor = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))  # 2 a tick
     monkeypatch.setenv(LOOKBACK_VARIABLE, "4")
-    clock = [CURRENT.end - timedelta(minutes=10)]
+    clock = [current_window().end - timedelta(minutes=10)]
     for module in (changed_events, checks):
         monkeypatch.setattr(module, "database_clock", lambda conn: clock[0])
     windows = [hours_ago(h) for h in (4, 3, 2, 1)]
@@ -470,7 +470,7 @@ def test_a_window_corrected_just_before_it_left_the_lookback_is_listed_by_all_wi
     assert first.run_requests == []  # it checked the two oldest, unchanged
     correct(database_url, CORRECT_IN_PLACE, f"{windows[0].key}-0")
 
-    clock[0] = CURRENT.end + timedelta(minutes=5)  # the oldest has left the lookback
+    clock[0] = current_window().end + timedelta(minutes=5)  # the oldest has left the lookback
     second = tick(sensor, database_url, instance, first.cursor)
 
     assert second.run_requests == []  # a window older than the lookback is not re-rated
@@ -509,7 +509,7 @@ def test_windows_that_left_the_lookback_while_the_sensor_was_stopped_are_each_ch
     """Five windows left while it was stopped, two checked a tick: the leaving windows'
     cursor goes on where it stopped, and every changed one is recorded once."""
     sensor = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))  # 2 a tick
-    clock = [CURRENT.start - 5 * HOUR + timedelta(minutes=10)]
+    clock = [current_window().start - 5 * HOUR + timedelta(minutes=10)]
     monkeypatch.setattr(changed_events, "database_clock", lambda conn: clock[0])
     windows = [hours_ago(h) for h in range(9, 4, -1)]  # in the lookback at the first tick
     for window in windows:
@@ -519,7 +519,7 @@ def test_windows_that_left_the_lookback_while_the_sensor_was_stopped_are_each_ch
     for window in windows:
         correct(database_url, CORRECT_IN_PLACE, f"{window.key}-0")
 
-    clock[0] = CURRENT.start + timedelta(minutes=10)  # all five have left the lookback
+    clock[0] = current_window().start + timedelta(minutes=10)  # all five have left the lookback
     cursor, found = first.cursor, []
     for _ in range(4):
         data = tick(sensor, database_url, instance, cursor)

@@ -32,10 +32,9 @@ from rating_pipeline.orchestration.sensors import (
 )
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
-from tests.conftest import utc
+from tests.conftest import clear_of_an_hours_end, utc
 from tests.sensing import (
     REPOSITORY,
-    clear_of_an_hours_end,
     event,
     events_in,
     hours_ago,
@@ -46,7 +45,12 @@ from tests.sensing import (
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def(SENSOR_NAME)
-MISSED = hours_ago(3)  # closed at least two hours ago, whatever the minute
+pytestmark = pytest.mark.usefixtures("an_hour_that_will_not_turn")
+
+
+def missed_hour() -> Window:
+    """Closed at least two hours ago, whatever the minute."""
+    return hours_ago(3)
 
 
 def earlier_run(instance: dg.DagsterInstance, window: Window, status: dg.DagsterRunStatus) -> None:
@@ -58,11 +62,11 @@ def earlier_run(instance: dg.DagsterInstance, window: Window, status: dg.Dagster
 def test_a_past_hour_with_events_and_no_rating_is_requested(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(MISSED, 2))
+    add_events(events_in(missed_hour(), 2))
 
     [request] = tick(SENSOR, database_url, instance).run_requests or []
 
-    assert request.partition_key == MISSED.key
+    assert request.partition_key == missed_hour().key
     assert request.tags[TRIGGER_TAG] == SENSOR_NAME
 
 
@@ -93,9 +97,9 @@ def test_an_hour_whose_only_event_is_at_its_first_instant_is_requested(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """Windows are half-open: the event is the hour's, which holds events, never rated."""
-    add_events([event(MISSED, 0, "on-the-hour")])
+    add_events([event(missed_hour(), 0, "on-the-hour")])
 
-    assert requested(tick(SENSOR, database_url, instance)) == [MISSED.key]
+    assert requested(tick(SENSOR, database_url, instance)) == [missed_hour().key]
 
 
 def test_an_hour_rated_whose_events_were_all_excepted_is_not_missed(
@@ -103,8 +107,8 @@ def test_an_hour_rated_whose_events_were_all_excepted_is_not_missed(
 ) -> None:
     """A rating that billed nothing (an unknown model) still rated the hour: its rating_log
     row says so, and a run more would except the same events again."""
-    add_events([event(MISSED, 5, "unpriced", model_id="mystery-model")])
-    rate(database_url, MISSED)
+    add_events([event(missed_hour(), 5, "unpriced", model_id="mystery-model")])
+    rate(database_url, missed_hour())
 
     assert tick(SENSOR, database_url, instance).run_requests == []
 
@@ -120,18 +124,18 @@ def test_the_hour_that_just_closed_is_left_to_the_schedule(
 def test_a_missed_hour_is_requested_at_most_three_times_then_reported(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(MISSED, 2))
+    add_events(events_in(missed_hour(), 2))
     keys = []
     for _ in range(MAX_ATTEMPTS):
         [request] = tick(SENSOR, database_url, instance).run_requests or []
         keys.append(request.run_key)
-        earlier_run(instance, MISSED, dg.DagsterRunStatus.FAILURE)
+        earlier_run(instance, missed_hour(), dg.DagsterRunStatus.FAILURE)
 
     given_up = tick(SENSOR, database_url, instance)
 
     assert MAX_ATTEMPTS == 3 and len(set(keys)) == 3
     assert given_up.run_requests == []
-    assert f"{MISSED.key}: never rated, requested 3 times" in (given_up.skip_message or "")
+    assert f"{missed_hour().key}: never rated, requested 3 times" in (given_up.skip_message or "")
 
 
 @pytest.mark.parametrize(
@@ -150,8 +154,8 @@ def test_a_missed_hour_whose_run_is_in_flight_is_not_requested_again(
     instance: dg.DagsterInstance,
     status: dg.DagsterRunStatus,
 ) -> None:
-    add_events(events_in(MISSED, 2))
-    earlier_run(instance, MISSED, status)
+    add_events(events_in(missed_hour(), 2))
+    earlier_run(instance, missed_hour(), status)
 
     assert tick(SENSOR, database_url, instance).run_requests == []
 
@@ -160,8 +164,8 @@ def test_a_missed_hour_inside_a_range_run_in_flight_is_not_requested_again(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """A single-run backfill tags its run with the range it covers, not each partition."""
-    add_events(events_in(MISSED, 2))
-    before, after = Window(MISSED.start - HOUR), Window(MISSED.start + HOUR)
+    add_events(events_in(missed_hour(), 2))
+    before, after = Window(missed_hour().start - HOUR), Window(missed_hour().start + HOUR)
     tags = {ASSET_PARTITION_RANGE_START_TAG: before.key, ASSET_PARTITION_RANGE_END_TAG: after.key}
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
@@ -171,9 +175,10 @@ def test_a_missed_hour_inside_a_range_run_in_flight_is_not_requested_again(
 def test_a_missed_hour_that_ends_a_range_run_in_flight_is_not_requested_again(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(MISSED, 2))
-    earlier = Window(MISSED.start - 2 * HOUR)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: earlier.key, ASSET_PARTITION_RANGE_END_TAG: MISSED.key}
+    add_events(events_in(missed_hour(), 2))
+    missed = missed_hour()
+    earlier = Window(missed.start - 2 * HOUR)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: earlier.key, ASSET_PARTITION_RANGE_END_TAG: missed.key}
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
     assert tick(SENSOR, database_url, instance).run_requests == []
@@ -182,9 +187,10 @@ def test_a_missed_hour_that_ends_a_range_run_in_flight_is_not_requested_again(
 def test_a_missed_hour_that_starts_a_range_run_in_flight_is_not_requested_again(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(MISSED, 2))
-    later = Window(MISSED.start + 2 * HOUR)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: MISSED.key, ASSET_PARTITION_RANGE_END_TAG: later.key}
+    add_events(events_in(missed_hour(), 2))
+    missed = missed_hour()
+    later = Window(missed.start + 2 * HOUR)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: missed.key, ASSET_PARTITION_RANGE_END_TAG: later.key}
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
     assert tick(SENSOR, database_url, instance).run_requests == []
@@ -201,18 +207,18 @@ def test_runs_of_the_partition_that_missed_hours_did_not_make_are_not_its_attemp
 ) -> None:
     """The schedule's failed run (why the hour was missed) and runs by hand leave the
     sensor's three attempts whole."""
-    add_events(events_in(MISSED, 2))
+    add_events(events_in(missed_hour(), 2))
     for _ in range(MAX_ATTEMPTS):
         create_run_for_test(
             instance,
             job_name=JOB_NAME,
-            tags={PARTITION_TAG: MISSED.key},
+            tags={PARTITION_TAG: missed_hour().key},
             status=dg.DagsterRunStatus.FAILURE,
         )
 
     [request] = tick(SENSOR, database_url, instance).run_requests or []
 
-    assert request.run_key == f"{MISSED.key}:missed:1"
+    assert request.run_key == f"{missed_hour().key}:missed:1"
 
 
 def test_an_hour_is_missed_only_once_it_closed_an_hour_and_a_half_ago() -> None:
@@ -224,32 +230,32 @@ def test_an_hour_is_missed_only_once_it_closed_an_hour_and_a_half_ago() -> None:
 def test_a_range_run_in_flight_that_ends_before_the_hour_does_not_hold_it_back(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(MISSED, 2))
-    earlier = Window(MISSED.start - 2 * HOUR)
+    add_events(events_in(missed_hour(), 2))
+    earlier = Window(missed_hour().start - 2 * HOUR)
     tags = {
         ASSET_PARTITION_RANGE_START_TAG: earlier.key,
-        ASSET_PARTITION_RANGE_END_TAG: Window(MISSED.start - HOUR).key,
+        ASSET_PARTITION_RANGE_END_TAG: Window(missed_hour().start - HOUR).key,
     }
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
     [request] = tick(SENSOR, database_url, instance).run_requests or []
-    assert request.partition_key == MISSED.key
+    assert request.partition_key == missed_hour().key
 
 
 def test_an_invoice_backfill_in_flight_holds_back_no_hour(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """invoice_lines' range runs carry month keys, which sort around every hour of them."""
-    add_events(events_in(MISSED, 2))
-    month = MISSED.start.strftime("%Y-%m")
-    next_month = (MISSED.start + 32 * 24 * HOUR).strftime("%Y-%m")  # sorts after every hour
+    add_events(events_in(missed_hour(), 2))
+    month = missed_hour().start.strftime("%Y-%m")
+    next_month = (missed_hour().start + 32 * 24 * HOUR).strftime("%Y-%m")  # sorts after every hour
     tags = {ASSET_PARTITION_RANGE_START_TAG: month, ASSET_PARTITION_RANGE_END_TAG: next_month}
     create_run_for_test(
         instance, job_name="invoice_lines_job", tags=tags, status=dg.DagsterRunStatus.STARTED
     )
 
     [request] = tick(SENSOR, database_url, instance).run_requests or []
-    assert request.partition_key == MISSED.key
+    assert request.partition_key == missed_hour().key
 
 
 def test_a_lookback_too_short_to_hold_a_missed_hour_stops_the_code_location() -> None:

@@ -38,9 +38,19 @@ from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate, rated_t
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 SENSOR = REPOSITORY.get_sensor_def("late_events")
-RECENT = hours_ago(3)
-OTHER = hours_ago(2)
-OLD = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
+pytestmark = pytest.mark.usefixtures("an_hour_that_will_not_turn")
+
+
+def recent_hour() -> Window:
+    return hours_ago(3)
+
+
+def other_hour() -> Window:
+    return hours_ago(2)
+
+
+def old_hour() -> Window:
+    return hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
 
 
 def tick(
@@ -52,46 +62,46 @@ def tick(
 def test_late_events_request_exactly_the_windows_they_changed(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events([*events_in(RECENT, 3), *events_in(OTHER, 2)])
-    rate(database_url, RECENT, OTHER)
+    add_events([*events_in(recent_hour(), 3), *events_in(other_hour(), 2)])
+    rate(database_url, recent_hour(), other_hour())
     quiet = tick(database_url, instance)
     assert quiet.run_requests == [] and "no rated window" in (quiet.skip_message or "")
 
-    add_events([event(RECENT, 50, "late-1")])
+    add_events([event(recent_hour(), 50, "late-1")])
     found = tick(database_url, instance, quiet.cursor)
 
     [request] = found.run_requests or []
-    assert request.partition_key == RECENT.key
-    assert request.run_key is not None and request.run_key.startswith(f"{RECENT.key}:4:")
+    assert request.partition_key == recent_hour().key
+    assert request.run_key is not None and request.run_key.startswith(f"{recent_hour().key}:4:")
     assert request.tags["rating/trigger"] == "late_events"
 
 
 def test_the_same_late_state_keeps_the_same_run_key_and_a_new_one_changes_it(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(RECENT, 2))
-    rate(database_url, RECENT)
-    add_events([event(RECENT, 40, "late-a")])
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
+    add_events([event(recent_hour(), 40, "late-a")])
 
     first = tick(database_url, instance)
     again = tick(database_url, instance, first.cursor)
-    add_events([event(RECENT, 41, "late-b")])
+    add_events([event(recent_hour(), 41, "late-b")])
     more = tick(database_url, instance, again.cursor)
 
     keys = [[r.run_key for r in t.run_requests or []] for t in (first, again, more)]
     assert keys[0] == keys[1] and len(keys[0]) == 1
-    assert keys[2] != keys[0] and keys[2][0].startswith(f"{RECENT.key}:4:")
+    assert keys[2] != keys[0] and keys[2][0].startswith(f"{recent_hour().key}:4:")
 
 
 def test_rerating_the_window_settles_it(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(RECENT, 2))
-    rate(database_url, RECENT)
-    add_events([event(RECENT, 40, "late-a")])
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
+    add_events([event(recent_hour(), 40, "late-a")])
     assert tick(database_url, instance).run_requests
 
-    rate(database_url, RECENT)
+    rate(database_url, recent_hour())
 
     assert tick(database_url, instance).run_requests == []
 
@@ -110,10 +120,10 @@ def test_an_event_without_an_event_id_is_counted_as_the_rating_counted_it(
         conn.execute(
             "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
             "output_tokens, occurred_at) VALUES (NULL, 'org-1', 'base-large', 1, 1, %s)",
-            (RECENT.start,),
+            (recent_hour().start,),
         )
-    add_events(events_in(RECENT, 2))
-    rate(database_url, RECENT)
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
 
     assert tick(database_url, instance).run_requests == []
 
@@ -121,32 +131,32 @@ def test_an_event_without_an_event_id_is_counted_as_the_rating_counted_it(
 def test_an_event_committed_late_with_an_earlier_ingested_at_is_still_found(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(RECENT, 2))
-    rate(database_url, RECENT)
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
     cursor = LateEventsCursor(datetime.now(UTC)).serialize()
     # A slow ingest transaction: stamped before the cursor, visible only after it.
     stamped = datetime.now(UTC) - RESCAN_OVERLAP / 3
-    add_events([event(RECENT, 30, "slow-1", ingested_at=stamped)])
+    add_events([event(recent_hour(), 30, "slow-1", ingested_at=stamped)])
 
     found = tick(database_url, instance, cursor)
 
-    assert [r.partition_key for r in found.run_requests or []] == [RECENT.key]
+    assert [r.partition_key for r in found.run_requests or []] == [recent_hour().key]
 
 
 def test_windows_older_than_the_lookback_are_reported_not_rerated(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    rated_then_late(database_url, add_events, OLD)
+    rated_then_late(database_url, add_events, old_hour())
 
     found = tick(database_url, instance)
 
     assert found.run_requests == []
-    assert f"window {OLD.key}: 3 events now, 2 read by its latest rating" in (
+    assert f"window {old_hour().key}: 3 events now, 2 read by its latest rating" in (
         found.skip_message or ""
     )
     assert "not rated automatically" in (found.skip_message or "")
     parsed = LateEventsCursor.parse(found.cursor)
-    assert parsed is not None and parsed.beyond_lookback == (f"{OLD.key}:3",)
+    assert parsed is not None and parsed.beyond_lookback == (f"{old_hour().key}:3",)
 
 
 def test_late_events_that_landed_during_an_outage_longer_than_the_lookback_are_reported(
@@ -155,14 +165,14 @@ def test_late_events_that_landed_during_an_outage_longer_than_the_lookback_are_r
     """The sensor was stopped for 98 hours; 90 hours ago, an event landed in a window that
     is now older than the lookback. The first tick after the outage still reports it."""
     now = datetime.now(UTC)
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-in-outage", ingested_at=now - timedelta(hours=90))])
+    add_events(events_in(old_hour(), 2, ingested_at=old_hour().end))
+    rate(database_url, old_hour())
+    add_events([event(old_hour(), 40, "late-in-outage", ingested_at=now - timedelta(hours=90))])
     cursor = LateEventsCursor(now - timedelta(hours=98)).serialize()
 
     found = tick(database_url, instance, cursor)
 
-    assert f"window {OLD.key}: 3 events now, 2 read by its latest rating" in (
+    assert f"window {old_hour().key}: 3 events now, 2 read by its latest rating" in (
         found.skip_message or ""
     )
 
@@ -174,9 +184,9 @@ def test_ticks_after_a_long_outage_catch_up_a_bounded_span_each(
     examines: after a 300-hour outage the cursor catches up over a few ticks and every
     tick is as cheap as the first, instead of one tick timing out for ever."""
     now = datetime.now(UTC)
-    add_events(events_in(OLD, 2, ingested_at=now - timedelta(hours=6)))
-    rate(database_url, OLD)
-    add_events([event(OLD, 40, "late-in-outage", ingested_at=now - timedelta(hours=5))])
+    add_events(events_in(old_hour(), 2, ingested_at=now - timedelta(hours=6)))
+    rate(database_url, old_hour())
+    add_events([event(old_hour(), 40, "late-in-outage", ingested_at=now - timedelta(hours=5))])
     cursor = LateEventsCursor(now - timedelta(hours=300)).serialize()
     span = timedelta(hours=DEFAULT_LOOKBACK_HOURS + 1)
 
@@ -189,7 +199,7 @@ def test_ticks_after_a_long_outage_catch_up_a_bounded_span_each(
         assert previous is not None and parsed is not None
         assert parsed.ingested_through - (previous.ingested_through - RESCAN_OVERLAP) <= span
         cursor = found.cursor
-        if f"window {OLD.key}: 3 events now" in (found.skip_message or ""):
+        if f"window {old_hour().key}: 3 events now" in (found.skip_message or ""):
             break
 
     assert 3 < len(ticks) < 10
@@ -198,12 +208,12 @@ def test_ticks_after_a_long_outage_catch_up_a_bounded_span_each(
 def test_windows_older_than_the_lookback_never_rated_are_reported(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(OLD, 2))
+    add_events(events_in(old_hour(), 2))
 
     found = tick(database_url, instance)
 
     assert found.run_requests == []
-    assert f"window {OLD.key}: 2 events, never rated; older than the lookback" in (
+    assert f"window {old_hour().key}: 2 events, never rated; older than the lookback" in (
         found.skip_message or ""
     )
 
@@ -226,14 +236,14 @@ def test_a_late_event_that_replaces_a_deleted_one_requests_a_rerate(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """The same count, another latest ingested_at: the window's events changed."""
-    add_events(events_in(RECENT, 2))
-    rate(database_url, RECENT)
-    add_events([event(RECENT, 40, "late-a")])
-    delete_events(database_url, [f"{RECENT.key}-0"])
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
+    add_events([event(recent_hour(), 40, "late-a")])
+    delete_events(database_url, [f"{recent_hour().key}-0"])
 
     found = tick(database_url, instance)
 
-    assert [r.partition_key for r in found.run_requests or []] == [RECENT.key]
+    assert [r.partition_key for r in found.run_requests or []] == [recent_hour().key]
 
 
 def test_the_oldest_hour_of_the_lookback_is_rerated_and_the_one_before_it_reported(
@@ -273,18 +283,19 @@ def test_sensor_does_not_warn_about_late_events_already_rated(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     # What `./dev demo` leaves: an old window, rated, then late events, then rated again.
-    rated_then_late(database_url, add_events, OLD)
+    rated_then_late(database_url, add_events, old_hour())
     reported = tick(database_url, instance)
-    assert OLD.key in (reported.skip_message or "") and OLD.key in capfd.readouterr().err
-    rate(database_url, OLD)
+    assert old_hour().key in (reported.skip_message or "")
+    assert old_hour().key in capfd.readouterr().err
+    rate(database_url, old_hour())
 
     # The next tick of the same sensor, and a first tick (a fresh instance, as `./dev ui`).
     for after in (tick(database_url, instance, reported.cursor), tick(database_url, instance)):
         assert after.run_requests == []
-        assert OLD.key not in (after.skip_message or "")
+        assert old_hour().key not in (after.skip_message or "")
         parsed = LateEventsCursor.parse(after.cursor)
         assert parsed is not None and parsed.beyond_lookback == ()
-    assert OLD.key not in capfd.readouterr().err  # the tick's log: no WARNING about it
+    assert old_hour().key not in capfd.readouterr().err  # the tick's log: no WARNING about it
 
 
 def test_a_tick_warns_of_each_reported_window_and_of_how_many_more_once(
@@ -308,7 +319,7 @@ def test_a_tick_warns_of_each_reported_window_and_of_how_many_more_once(
 def test_windows_never_rated_are_left_to_the_schedule(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(RECENT, 2))
+    add_events(events_in(recent_hour(), 2))
 
     assert tick(database_url, instance).run_requests == []
 

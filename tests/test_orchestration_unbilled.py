@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
+import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
@@ -37,12 +38,11 @@ from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
-from tests.conftest import delete_events
+from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.factories import make_version, own
 from tests.sensing import (
     PRICEBOOK_DIR,
     REPOSITORY,
-    clear_of_an_hours_end,
     event,
     events_in,
     hours_ago,
@@ -53,8 +53,15 @@ from tests.sensing import (
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 LATE_EVENTS = REPOSITORY.get_sensor_def("late_events")
-OLD = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
-MISSED = hours_ago(3)
+pytestmark = pytest.mark.usefixtures("an_hour_that_will_not_turn")
+
+
+def old_hour() -> Window:
+    return hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
+
+
+def missed_hour() -> Window:
+    return hours_ago(3)
 
 
 def check(database_url: str, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
@@ -86,20 +93,20 @@ def listed(evaluation: dg.AssetCheckEvaluation) -> dict[Cell, Cell]:
 def test_late_events_beyond_the_lookback_stay_listed_until_a_rating_reads_them(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    rated_then_late(database_url, add_events, OLD)
+    rated_then_late(database_url, add_events, old_hour())
     found = tick(LATE_EVENTS, database_url, instance)
     # A tick long after: the late event is out of its rescan, and out of its cursor.
     later = LateEventsCursor(datetime.now(UTC) + timedelta(hours=1)).serialize()
     assert tick(LATE_EVENTS, database_url, instance, later).run_requests == []
 
     reported = check(database_url, instance)
-    rate(database_url, OLD)
+    rate(database_url, old_hour())
     settled = check(database_url, instance)
 
     assert found.run_requests == []
     assert not reported.passed and reported.severity == dg.AssetCheckSeverity.WARN
     assert listed(reported) == {
-        OLD.key: "3 events now, 2 read by its latest rating: older than the lookback, "
+        old_hour().key: "3 events now, 2 read by its latest rating: older than the lookback, "
         "not re-rated automatically"
     }
     assert settled.passed and "windows" not in settled.metadata
@@ -110,9 +117,9 @@ def test_a_late_window_whose_late_events_were_deleted_again_is_no_longer_listed(
 ) -> None:
     """The window bills its events as they stand again: listing it, with an event count it
     no longer holds, would warn about what is not true."""
-    rated_then_late(database_url, add_events, OLD)
+    rated_then_late(database_url, add_events, old_hour())
     tick(LATE_EVENTS, database_url, instance)
-    more = [event(OLD, 41, "late-old-2"), event(OLD, 42, "late-old-3")]
+    more = [event(old_hour(), 41, "late-old-2"), event(old_hour(), 42, "late-old-3")]
     add_events(more)
     delete_events(database_url, ["late-old"])
 
@@ -121,7 +128,7 @@ def test_a_late_window_whose_late_events_were_deleted_again_is_no_longer_listed(
     settled = check(database_url, instance)
 
     assert still_late == {
-        OLD.key: "4 events now, 2 read by its latest rating: older than the lookback, "
+        old_hour().key: "4 events now, 2 read by its latest rating: older than the lookback, "
         "not re-rated automatically"
     }
     assert settled.passed, settled.description
@@ -132,26 +139,26 @@ def test_an_old_window_whose_count_is_unchanged_but_whose_events_are_not_is_repo
 ) -> None:
     """A late event in, a billed one deleted: the count alone would hide it for ever, and
     nothing else looks beyond the lookback."""
-    rated_then_late(database_url, add_events, OLD)
-    delete_events(database_url, [f"{OLD.key}-0"])
+    rated_then_late(database_url, add_events, old_hour())
+    delete_events(database_url, [f"{old_hour().key}-0"])
 
     found = tick(LATE_EVENTS, database_url, instance)
 
-    assert f"window {OLD.key}: 2 events now, 2 read by its latest rating" in (
+    assert f"window {old_hour().key}: 2 events now, 2 read by its latest rating" in (
         found.skip_message or ""
     )
-    assert OLD.key in listed(check(database_url, instance))
+    assert old_hour().key in listed(check(database_url, instance))
 
 
 def test_a_late_window_stays_listed_when_a_billed_event_is_deleted_to_the_same_count(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    rated_then_late(database_url, add_events, OLD)
+    rated_then_late(database_url, add_events, old_hour())
     tick(LATE_EVENTS, database_url, instance)
-    delete_events(database_url, [f"{OLD.key}-0"])  # billed, now gone; late-old unbilled
+    delete_events(database_url, [f"{old_hour().key}-0"])  # billed, now gone; late-old unbilled
 
     assert listed(check(database_url, instance)) == {
-        OLD.key: "2 events now, 2 read by its latest rating: older than the lookback, "
+        old_hour().key: "2 events now, 2 read by its latest rating: older than the lookback, "
         "not re-rated automatically"
     }
 
@@ -160,15 +167,15 @@ def test_a_late_window_rerated_then_changed_again_to_the_same_count_is_listed(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """The second finding records the new rating it compared, not the first one's."""
-    rated_then_late(database_url, add_events, OLD, "late-1")
+    rated_then_late(database_url, add_events, old_hour(), "late-1")
     tick(LATE_EVENTS, database_url, instance)  # recorded: 3 now, 2 read
-    rate(database_url, OLD)  # reads 3
-    add_events([event(OLD, 41, "late-2")])
-    delete_events(database_url, [f"{OLD.key}-0"])  # 3 again, not the 3 it read
+    rate(database_url, old_hour())  # reads 3
+    add_events([event(old_hour(), 41, "late-2")])
+    delete_events(database_url, [f"{old_hour().key}-0"])  # 3 again, not the 3 it read
     tick(LATE_EVENTS, database_url, instance)
 
     assert listed(check(database_url, instance)) == {
-        OLD.key: "3 events now, 3 read by its latest rating: older than the lookback, "
+        old_hour().key: "3 events now, 3 read by its latest rating: older than the lookback, "
         "not re-rated automatically"
     }
 
@@ -190,9 +197,9 @@ def test_every_changed_window_beyond_the_lookback_is_recorded_not_only_those_rep
 def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events([*events_in(MISSED, 2), *events_in(OLD, 1)])
+    add_events([*events_in(missed_hour(), 2), *events_in(old_hour(), 1)])
     for _ in range(MAX_ATTEMPTS):
-        tags = {PARTITION_TAG: MISSED.key, TRIGGER_TAG: MISSED_HOURS}
+        tags = {PARTITION_TAG: missed_hour().key, TRIGGER_TAG: MISSED_HOURS}
         create_run_for_test(
             instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.FAILURE
         )
@@ -202,28 +209,31 @@ def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(
     assert not evaluation.passed
     assert listed(evaluation) == {
         # missed_hours never requests an hour older than the lookback: say so, not "0 of 3".
-        OLD.key: "never rated; older than the lookback, so no sensor requests it: materialize it",
-        MISSED.key: "never rated (missed_hours made 3 of its 3 attempts)",
+        old_hour().key: (
+            "never rated; older than the lookback, so no sensor requests it: materialize it"
+        ),
+        missed_hour().key: "never rated (missed_hours made 3 of its 3 attempts)",
     }
 
 
 def test_an_hour_never_rated_whose_run_is_in_flight_is_listed_as_such(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events(events_in(MISSED, 2))
-    tags = {PARTITION_TAG: MISSED.key}
+    add_events(events_in(missed_hour(), 2))
+    tags = {PARTITION_TAG: missed_hour().key}
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.STARTED)
 
     assert listed(check(database_url, instance)) == {
-        MISSED.key: "never rated; a run of it is in flight"
+        missed_hour().key: "never rated; a run of it is in flight"
     }
 
 
 def test_the_check_passes_when_every_window_bills_as_its_events_stand(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    add_events([*events_in(MISSED, 2), *events_in(OLD, 1, ingested_at=OLD.end)])
-    rate(database_url, MISSED, OLD)
+    missed, old = missed_hour(), old_hour()
+    add_events([*events_in(missed, 2), *events_in(old, 1, ingested_at=old.end)])
+    rate(database_url, missed, old)
     tick(LATE_EVENTS, database_url, instance)
 
     evaluation = check(database_url, instance)
@@ -266,8 +276,8 @@ def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_wh
     the first instant no window holds) or infinite names no hour: the sensor's
     queries pass over it (a window start outside Python's datetimes failed every tick) and
     the check counts it with the events that have no occurred_at."""
-    add_events(events_in(MISSED, 1))
-    rate(database_url, MISSED)
+    add_events(events_in(missed_hour(), 1))
+    rate(database_url, missed_hour())
     with psycopg.connect(database_url) as conn:
         instants = ("-infinity", "0044-03-15 12:00:00+00 BC", "9999-12-31 23:00:00+00", "infinity")
         for index, instant in enumerate(instants):
@@ -276,12 +286,12 @@ def test_events_no_window_can_hold_are_counted_and_leave_the_late_events_tick_wh
                 "output_tokens, occurred_at) VALUES (%s, 'org-1', 'base-large', 1, 1, %s)",
                 (f"unwindowed-{index}", instant),
             )
-    add_events([event(MISSED, 40, "late")])
+    add_events([event(missed_hour(), 40, "late")])
 
     ticked = tick(LATE_EVENTS, database_url, instance)
     evaluation = check(database_url, instance)
 
-    assert [request.partition_key for request in ticked.run_requests] == [MISSED.key]
+    assert [request.partition_key for request in ticked.run_requests] == [missed_hour().key]
     assert evaluation.metadata["undated_events"] == dg.MetadataValue.int(4)
     assert evaluation.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)
 
@@ -381,10 +391,10 @@ def test_the_hour_at_the_lookbacks_start_is_the_missed_hours_sensors_the_one_bef
 def test_an_event_at_an_hours_first_instant_leaves_the_hour_before_it_without_events(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    """Hours are half-open: an event at MISSED's first instant is MISSED's, so once MISSED
+    """Hours are half-open: an event at an hour's first instant is that hour's, so once it
     is rated no hour holds events never rated, and the check passes."""
-    add_events([event(MISSED, 0, "on-the-hour")])
-    rate(database_url, MISSED)
+    add_events([event(missed_hour(), 0, "on-the-hour")])
+    rate(database_url, missed_hour())
 
     evaluation = check(database_url, instance)
 
@@ -413,19 +423,19 @@ def test_a_late_window_that_leaves_the_lookback_before_a_rating_reads_its_events
     a re-rate that never committed (its runs failed, or were terminated). Once the window is
     older than the lookback no sensor requests it again, so all_windows_billed must list
     it; while it is inside, the sensor's request is what bills it, and it is not listed."""
-    rated_then_late(database_url, add_events, OLD)
+    rated_then_late(database_url, add_events, old_hour())
     recent = hours_ago(5)
     rated_then_late(database_url, add_events, recent, late_id="late-recent")
-    # A tick of the time OLD was inside the lookback (the lookback was longer then).
+    # A tick of the time the old hour was inside the lookback (the lookback was longer then).
     then = build_late_events_sensor(timedelta(hours=DEFAULT_LOOKBACK_HOURS + 40))
     found = tick(then, database_url, instance)
 
     reported = check(database_url, instance)
 
-    assert sorted(r.partition_key for r in found.run_requests or []) == [OLD.key, recent.key]
+    assert sorted(r.partition_key for r in found.run_requests or []) == [old_hour().key, recent.key]
     assert not reported.passed, reported.description
     assert listed(reported) == {
-        OLD.key: "3 events now, 2 read by its latest rating: older than the lookback, "
+        old_hour().key: "3 events now, 2 read by its latest rating: older than the lookback, "
         "not re-rated automatically"
     }
 
@@ -438,14 +448,14 @@ def test_a_corrected_window_that_leaves_the_lookback_before_a_rating_reads_its_e
     Once the window is older than the lookback no sensor looks at it again, so
     all_windows_billed must list it, as it lists a late window in the same case: the
     window bills the tokens the correction took away."""
-    add_events(events_in(OLD, 2, ingested_at=OLD.end))
-    rate(database_url, OLD)
+    add_events(events_in(old_hour(), 2, ingested_at=old_hour().end))
+    rate(database_url, old_hour())
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "UPDATE billing_event SET input_tokens = input_tokens + 1 WHERE event_id = %s",
-            (f"{OLD.key}-0",),
+            (f"{old_hour().key}-0",),
         )
-    # A tick of the time OLD was inside the lookback (the lookback was longer then).
+    # A tick of the time the old hour was inside the lookback (the lookback was longer then).
     then = build_changed_events_sensor(
         timedelta(hours=DEFAULT_LOOKBACK_HOURS + 40), timedelta(minutes=60)
     )
@@ -454,13 +464,13 @@ def test_a_corrected_window_that_leaves_the_lookback_before_a_rating_reads_its_e
     create_run_for_test(instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.FAILURE)
 
     reported = check(database_url, instance)
-    rate(database_url, OLD)
+    rate(database_url, old_hour())
     settled = check(database_url, instance)
 
-    assert request.partition_key == OLD.key
+    assert request.partition_key == old_hour().key
     assert not reported.passed, reported.description
     assert listed(reported) == {
-        OLD.key: "2 events now, 2 read by its latest rating, corrected since (its events "
+        old_hour().key: "2 events now, 2 read by its latest rating, corrected since (its events "
         "digest differs): older than the lookback, not re-rated automatically"
     }
     assert settled.passed, settled.description

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from psycopg import sql
 from rating_pipeline import cli
 from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import commands, engine, migrations
-from tests.conftest import delete_events
+from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.factories import WINDOW_START, make_event
 
 PRICEBOOK = """\
@@ -120,10 +119,7 @@ def test_rate_refuses_a_range_ending_as_the_current_hour_ends_and_rates_nothing(
     warehouse_env: str, pricebook_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The current hour is still open until its very end: a range up to its end waits."""
-    now = datetime.now(UTC)
-    if now.minute == 59 and now.second >= 30:  # the hour would end while the test runs
-        time.sleep(61 - now.second)
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hour = clear_of_an_hours_end().replace(minute=0, second=0, microsecond=0)
     start, end = (f"{t:%Y-%m-%dT%H:00:00Z}" for t in (hour, hour + timedelta(hours=1)))
     assert _rate("--from", start, "--to", end, "--pricebooks", str(pricebook_dir)) == 1
     captured = capsys.readouterr()
