@@ -443,7 +443,9 @@ def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_windo
     )
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 2  # both windows rated, then the failure
+    # both windows rated, and the run named: its rating_log rows are the record
+    assert len(captured.out.splitlines()) == 3
+    assert captured.out.splitlines()[-1].startswith("rated 2 window(s), run cli-")
     assert f"{len(tiers)} rollup(s) not billed, ambiguous_base" in captured.err
     # each rollup by its whole key: the pair's rollups differ only in their tiers
     named = "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'"

@@ -110,11 +110,9 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 f"context_tier={exception.context_tier!r}: {exception.detail}"
                 for exception in rating.ambiguous
             )
-    if ambiguous:
-        report_ambiguous(ambiguous)
-        return EXIT_FAILURE
     print(f"rated {len(windows)} window(s), run {run_id}")
-    return EXIT_OK
+    report_ambiguous(ambiguous)
+    return EXIT_FAILURE if ambiguous else EXIT_OK
 
 
 def report_ambiguous(ambiguous: list[str]) -> None:
