@@ -216,10 +216,14 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sensor_tick")
-    parser.add_argument("--hours", type=int, default=24)
-    parser.add_argument("--events-per-hour", type=int, default=1_000_000)
+    parser.add_argument("--hours", type=int, default=24, help="busy hours loaded (default 24)")
+    parser.add_argument(
+        "--events-per-hour", type=int, default=1_000_000, help="events in each (default 1M)"
+    )
     parser.add_argument("--ticks", type=int, default=5, help="ticks timed per sensor")
-    parser.add_argument("--reuse-data", action="store_true")
+    parser.add_argument(
+        "--reuse-data", action="store_true", help="keep rating_sensor_bench's data if loaded"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", module="platformdirs")
