@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from rating_pipeline.orchestration.resources import PricebookResource, Warehouse
 from rating_pipeline.records import AMBIGUOUS_BASE, UNPRICED, BillingEvent
 from rating_pipeline.settings import project_root
 from rating_pipeline.windows import HOUR, Window
-from tests.conftest import delete_events
+from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.factories import WINDOW_START, make_event, with_tokens
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -363,7 +363,7 @@ def test_a_range_that_reaches_the_open_hour_rates_nothing(
 ) -> None:
     """A single partition key of the open hour is no partition yet; a range's end must not
     smuggle it in: its events are still arriving, and the schedule rates it once closed."""
-    now = Window.containing(datetime.now(UTC))
+    now = Window.containing(clear_of_an_hours_end())
     tags = {
         "dagster/asset_partition_range_start": Window(now.start - HOUR).key,
         "dagster/asset_partition_range_end": now.key,
@@ -914,7 +914,7 @@ def test_rated_usage_alone_over_a_range_that_reaches_the_open_hour_rates_nothing
 ) -> None:
     """Materializing rated_usage without window_usage (the UI lets one select it alone)
     must refuse the open hour itself, before it rates any window of the range."""
-    now = Window.containing(datetime.now(UTC))
+    now = Window.containing(clear_of_an_hours_end())
     tags = {
         "dagster/asset_partition_range_start": Window(now.start - HOUR).key,
         "dagster/asset_partition_range_end": now.key,

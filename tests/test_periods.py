@@ -501,6 +501,7 @@ def test_a_close_by_nobody_is_refused(
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
 
 
+@pytest.mark.usefixtures("an_hour_that_will_not_turn")
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
 def test_a_close_through_the_start_of_the_current_hour_is_accepted_and_no_later(
     database_url: str, zone: str
