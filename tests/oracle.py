@@ -173,14 +173,12 @@ def _resolve(
     return ("event", base, multiplier, base_rates)
 
 
-def _set_name(model_id: str, tier: str, context: str) -> str:
+def _set_words(tier: str, context: str) -> str:
     if tier == "standard" and context == "standard":
-        words = "standard"
-    elif context == "long":
-        words = "long-context" if tier == "standard" else f"{tier} long-context"
-    else:
-        words = tier
-    return f"{words} rates of {model_id}"
+        return "standard"
+    if context == "long":
+        return "long-context" if tier == "standard" else f"{tier} long-context"
+    return tier
 
 
 def rate_window(
@@ -252,8 +250,8 @@ def _price(
     source, base, multiplier, schedule = outcome
     rate_set = schedule.sets.get((tier, context))
     if rate_set is None:
-        name = _set_name(model_id, tier, context).replace(" rates of ", " rates for ")
-        return _exception(window, version, key, group, "unpriced", f"no {name}")
+        detail = f"no {_set_words(tier, context)} rates for {model_id}"
+        return _exception(window, version, key, group, "unpriced", detail)
     rates: dict[str, Decimal | None] = {}
     for c in CLASSES:
         listed = rate_set.rates.get(c)
@@ -261,7 +259,7 @@ def _price(
     missing = [c for c in CLASSES if rates[c] is None and any(_tokens(e, c) for e in group)]
     if missing:
         detail = ", ".join(f"no {c} rate" for c in missing)
-        detail += " in " + _set_name(model_id, tier, context)
+        detail += f" in {_set_words(tier, context)} rates of {model_id}"
         return _exception(window, version, key, group, "unpriced", detail)
     cost = Decimal(0)
     for event in group:

@@ -93,6 +93,14 @@ def test_a_tier_without_a_rate_set_is_unpriced_never_priced_at_standard(rate_eve
     assert (excepted.reason, excepted.detail) == (UNPRICED, "no flex rates for base-large")
 
 
+def test_a_missing_set_names_a_model_whose_id_says_rates_of_by_its_whole_id(rate_events):
+    """The detail's words go around the id, never into it. Found by fuzzing the oracle."""
+    book = make_version({"m rates of n": LARGE})
+    event = replace(make_event("a", "m rates of n", None, 10, 10), service_tier="flex")
+    (excepted,) = rate_events(book, event).exceptions
+    assert excepted.detail == "no flex rates for m rates of n"
+
+
 def test_long_context_in_a_tier_without_long_rates_is_unpriced(rate_events):
     event = replace(make_event("a", "base-large", None, 300_000, 10), service_tier="batch")
     (excepted,) = rate_events(BOOK, event).exceptions
