@@ -47,9 +47,11 @@ BLANK_CHARACTERS = (
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 # Longer ids are invalid: they could not key a row (a B-tree entry holds ~2,700 bytes).
-# An exception row keys such an id by its first ID_PREFIX_LENGTH characters and its sha256.
+# An exception row keys such an id by its first ID_PREFIX_LENGTH characters, "...sha256:"
+# and the 64 hex digits of its sha256: MAX_ID_LENGTH + 1 characters, so that no id kept
+# whole is ever another's shortened form.
 MAX_ID_LENGTH = 256
-ID_PREFIX_LENGTH = 64
+ID_PREFIX_LENGTH = MAX_ID_LENGTH + 1 - len("...sha256:") - 64
 
 
 @dataclass(frozen=True)

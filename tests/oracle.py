@@ -84,9 +84,10 @@ def _problems(event: BillingEvent) -> list[str]:
 
 
 def _shortened(text: str) -> str:
+    """257 characters: one more than any id kept whole."""
     if len(text) <= 256:
         return text
-    return text[:64] + "...sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text[:183] + "...sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _true_base_rates(version: PricebookVersion, model_id: str | None) -> ModelRates | None:

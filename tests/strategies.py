@@ -29,9 +29,9 @@ TRUE_BASES = ("base-a", "base-b", "base-c")
 # format character: neither is blank. 256 characters outside the BMP is the longest valid id.
 AUTH_IDS = ("org-1", "org-2", "o'brien; DROP TABLE x;--", "ünïcode\\tab\there", "a" * 256,
             "\x1c", "\u200b", "\U0001f600" * 256)  # fmt: skip
-# Two long ids with one 64-character prefix: their shortened keys must still differ.
-INVALID_AUTH_IDS = ("", " \t", "\u00a0\u3000", "\x85\u2028", "a" * 257, "p" * 64 + "q" * 193,
-                    "p" * 64 + "r" * 9000)  # fmt: skip
+# Two long ids with one 183-character prefix: their shortened keys must still differ.
+INVALID_AUTH_IDS = ("", " \t", "\u00a0\u3000", "\x85\u2028", "a" * 257, "p" * 183 + "q" * 74,
+                    "p" * 183 + "r" * 9000)  # fmt: skip
 INVALID_TIERS = ("Batch", "", "standard ", "\u00a0flex")
 # Thresholds and token counts meet: a prompt exactly at its threshold is standard context.
 THRESHOLDS = (1, 100, 1000, 2**62)

@@ -206,9 +206,20 @@ def test_a_poison_auth_id_is_excepted_under_a_shortened_key_and_the_window_bills
     stored = rate_events(BOOK, poison, *good)
     (excepted,) = stored.exceptions
     assert excepted.detail == "auth_id longer than 256 characters"
-    assert excepted.auth_id.startswith("p" * 64 + "...sha256:") and len(excepted.auth_id) < 256
+    assert excepted.auth_id.startswith("p" * 183 + "...sha256:") and len(excepted.auth_id) == 257
     assert sum(r.event_count for r in stored.rollups) == 300
     assert sum(r.cost_usd for r in stored.rollups) == 300 * Decimal("0.0035")
+
+
+def test_an_id_kept_whole_never_shares_an_exception_row_with_a_shortened_one(rate_events):
+    """Contract 6: the shortened form still tells ids apart, also from an id whose text is
+    that form. Found by fuzzing: a 138-character form was a valid length, so an event
+    carrying it was grouped with the long id's."""
+    long_id = make_event("p" * 300, "base-large")
+    (shortened,) = rate_events(BOOK, long_id).exceptions
+    carrying_it = replace(make_event(shortened.auth_id, "base-large"), input_tokens=-1)
+    stored = rate_events(BOOK, long_id, carrying_it)
+    assert sorted(e.event_count for e in stored.exceptions) == [1, 1]
 
 
 def test_a_fine_tune_pair_with_long_ids_and_many_bases_never_stops_the_window(rate_events):
