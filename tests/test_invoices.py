@@ -679,8 +679,28 @@ def test_export_writes_one_csv_per_account_with_exact_decimal_text_and_a_total_r
     free = next(row for row in org_1 if row["model_id"] == "free")
     assert (tiny["amount_exact"], tiny["amount"]) == ("0.000000150000", "0.00")
     assert (free["amount_exact"], free["amount"]) == ("0.000000000000", "0.00")
-    assert org_1[-1]["month"] == tiny["month"] == "2026-06-01T00:00:00+0000"
+    assert org_1[-1]["month"] == tiny["month"] == "2026-06-01T00:00:00+00:00"
     assert org_1[-1]["amount_exact"] == "2.500332650000"  # 2.50000250 + 0.00033 + 0.00000015
+
+
+def test_export_writes_each_instant_whole_so_a_file_row_matches_its_stored_line(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents, tmp_path: Path
+) -> None:
+    events = [usage("org-1", "base-large", at(6, 15, 10), 1_000)]
+    add_events(events)
+    rate(database_url, events)
+    build(database_url, JUNE)
+    reader.execute("UPDATE invoice_line SET built_at = '2026-07-01 09:30:00.123456+00'")
+    reader.commit()
+
+    with connect(database_url) as conn:
+        (path,) = export_invoice(conn, JUNE, tmp_path).written
+
+    *lines, total = csv.DictReader(path.open())
+    assert [(row["month"], row["built_at"]) for row in lines] == [
+        ("2026-06-01T00:00:00+00:00", "2026-07-01T09:30:00.123456+00:00")
+    ]
+    assert (total["month"], total["built_at"]) == ("2026-06-01T00:00:00+00:00", "")
 
 
 def add_a_line_each(reader: psycopg.Connection, *accounts: str) -> None:

@@ -55,6 +55,7 @@ RESIDUAL = "residual"  # on the total row only: the invoice total minus the exac
 # Written as plain decimal text: str(Decimal) writes 0.00000015 as 1.50000E-7 and 0 at 12
 # places as 0E-12.
 DECIMAL_COLUMNS = ["unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount", RESIDUAL]
+INSTANT_COLUMNS = ["month", "built_at"]
 # A file name holds 255 bytes; a longer percent-encoded account id keeps this much of its
 # encoding, then the sha256 of the whole id.
 MAX_FILE_NAME_BYTES = 255
@@ -266,6 +267,7 @@ def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exporte
         )
         table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
         table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
+        table[INSTANT_COLUMNS] = table[INSTANT_COLUMNS].map(_instant_text)
         path = out_dir / invoice_file_name(month, str(account_id))
         try:
             _replace_whole(path, table, out_dir / f".{month:%Y-%m}_{uuid.uuid4().hex}.partial")
@@ -298,7 +300,7 @@ def _replace_whole(path: Path, table: pd.DataFrame, partial: Path) -> None:
     failed export or a crash never leaves half a file at ``path``."""
     try:
         with partial.open("w", encoding="utf-8", newline="") as file:
-            table.to_csv(file, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+            table.to_csv(file, index=False)
             file.flush()
             os.fsync(file.fileno())
         partial.replace(path)
@@ -326,3 +328,9 @@ def invoice_file_name(month: datetime, account_id: str) -> str:
 def _decimal_text(value: object) -> object:
     """A Decimal as its exact digits, never in exponent notation; anything else as it is."""
     return format(value, "f") if isinstance(value, Decimal) else value
+
+
+def _instant_text(value: object) -> object:
+    """An instant whole, in RFC 3339 UTC (microseconds when it has them); anything else as
+    it is."""
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
