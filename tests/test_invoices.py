@@ -481,6 +481,19 @@ def recorded(total: MonthTotal, close_id: int) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def test_a_close_after_a_far_past_mark_walks_only_the_months_that_billed(
+    database_url: str, june: list[BillingEvent]
+) -> None:
+    """A first close through year 1 (a typo) is accepted: it closes nothing that billed.
+    The next close then wholly closes two millennia of months that hold nothing to record."""
+    close(database_url, utc(1, 1, 1, 1))
+
+    closed = close(database_url, JULY)
+
+    assert closed.months_closed == (JUNE,)
+    assert closed.lines()[0].endswith("months wholly closed: 2026-06")
+
+
 def test_a_close_records_the_totals_of_the_lines_of_each_month_it_wholly_closes(
     database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
 ) -> None:

@@ -194,16 +194,13 @@ def unrated_hours_before(conn: psycopg.Connection, through: datetime) -> list[da
 def months_wholly_closed(
     conn: psycopg.Connection, mark: datetime | None, through: datetime
 ) -> tuple[datetime, ...]:
-    """The months a close through ``through`` wholly closes that ``mark`` had not: from
-    the month holding the mark (or, at the first close, the first month with rated usage
-    or invoice lines)."""
-    if mark is not None:
-        month = month_of(mark)
-    else:
-        first = conn.execute(FIRST_BILLED).fetchone()
-        if first is None or first[0] is None:
-            return ()
-        month = month_of(first[0])
+    """The months a close through ``through`` wholly closes that ``mark`` had not and that
+    may hold lines: from the month holding the mark or, if later, the first month with
+    rated usage or invoice lines (a month before it has nothing to build or record)."""
+    first = conn.execute(FIRST_BILLED).fetchone()
+    if first is None or first[0] is None:
+        return ()
+    month = month_of(first[0]) if mark is None else max(month_of(mark), month_of(first[0]))
     months = []
     while next_month(month) <= through:
         months.append(month)
