@@ -469,9 +469,8 @@ def rating_log_lines(rating: WindowRating) -> list[str]:
         f"{window}: run {rating.run_id} deleted {row} (archived)"
         for row in deleted[:DELETIONS_LOGGED]
     )
-    if len(deleted) > DELETIONS_LOGGED:
-        lines.append(
-            f"{window}: run {rating.run_id} deleted {len(deleted) - DELETIONS_LOGGED} more rows "
-            "(archived)"
-        )
+    unnamed = len(deleted) - DELETIONS_LOGGED
+    if unnamed > 0:
+        rows = "row" if unnamed == 1 else "rows"
+        lines.append(f"{window}: run {rating.run_id} deleted {unnamed} more {rows} (archived)")
     return lines
