@@ -494,6 +494,27 @@ def test_a_close_after_a_far_past_mark_walks_only_the_months_that_billed(
     assert closed.lines()[0].endswith("months wholly closed: 2026-06")
 
 
+def test_a_close_builds_the_month_its_adjustments_bill_on_when_nothing_else_billed(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """Only adjustments bill: the window's events were unpriced when it closed (no rows),
+    then a pricebook priced them. The close that wholly closes their month invoices them."""
+    events = [usage("org-1", "new-model", at(6, 15, 10), 1_000_000)]
+    add_events(events)
+    rate(database_url, events)  # unpriced: rating_exception only
+    close(database_url, utc(2026, 6, 20))
+    priced = make_version({"new-model": own("2", "8")}, version="priced")
+    rate(database_url, events, Pricebooks((priced,)))
+
+    closed = close(database_url, JULY)
+
+    assert closed.months_closed == (JUNE,)
+    assert lines(reader, JUNE) == [
+        line("org-1", "adjustment", "new-model", "standard/standard", "input", "2", 1_000_000,
+             "2.000000000000", "2.00"),
+    ]  # fmt: skip
+
+
 def test_a_close_records_the_totals_of_the_lines_of_each_month_it_wholly_closes(
     database_url: str, reader: psycopg.Connection, june: list[BillingEvent]
 ) -> None:

@@ -34,10 +34,11 @@ from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
 # The first instant anything was billed or invoiced: a month can hold lines after its
-# usage is gone (deleted events, re-rated away), and a close must converge those too.
+# usage is gone (deleted events, re-rated away), or only adjustments (a window whose events
+# priced only after it closed), and a close must converge those too.
 FIRST_BILLED = (
     "SELECT least((SELECT min(window_start) FROM rated_usage), "
-    "(SELECT min(month) FROM invoice_line))"
+    "(SELECT min(bill_month) FROM rating_adjustment), (SELECT min(month) FROM invoice_line))"
 )
 UNRATED_HOURS_NAMED = 20
 ONE_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -196,7 +197,8 @@ def months_wholly_closed(
 ) -> tuple[datetime, ...]:
     """The months a close through ``through`` wholly closes that ``mark`` had not and that
     may hold lines: from the month holding the mark or, if later, the first month with
-    rated usage or invoice lines (a month before it has nothing to build or record)."""
+    rated usage, adjustments or invoice lines (a month before it has nothing to build or
+    record)."""
     first = conn.execute(FIRST_BILLED).fetchone()
     if first is None or first[0] is None:
         return ()
