@@ -488,6 +488,79 @@ def test_a_window_corrected_just_before_it_left_the_lookback_is_listed_by_all_wi
     assert not billed.passed and windows[0].key in str(billed.metadata)
 
 
+MAKE_INPUT_NUMERIC = "ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric(20, 0)"
+CORRECT_TO_NAN = "UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = %s"
+
+
+def test_a_nan_count_in_one_rated_window_never_stops_the_checks_of_the_others(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A numeric(p, 0) count corrected to 'NaN' makes its window unreadable: its re-rate is
+    requested (and fails, naming the events to correct), and the windows after it in the
+    rotation are still checked. Before, every tick raised on it, for good. Found by a
+    review of what goes unbilled around the rating."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(MAKE_INPUT_NUMERIC)
+    poisoned, deleted = hours_ago(3), hours_ago(2)
+    for window in (poisoned, deleted):
+        add_events(events_in(window, 2))
+    rate(database_url, poisoned, deleted)
+    correct(database_url, CORRECT_TO_NAN, f"{poisoned.key}-0")
+    delete_events(database_url, [f"{deleted.key}-0"])
+
+    data = tick(SENSOR, database_url, instance)
+
+    assert requested(data) == [poisoned.key, deleted.key]
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
+        selection=dg.AssetSelection.checks(checks.all_windows_billed),
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+        instance=instance,
+    )
+    [billed] = result.get_asset_check_evaluations()
+    assert billed.passed  # both are in the lookback: the sensor re-rates them
+
+
+def test_a_window_that_left_the_lookback_holding_a_nan_count_is_listed_as_unbilled(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sensor = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))  # 2 a tick
+    monkeypatch.setenv(LOOKBACK_VARIABLE, "4")
+    clock = [current_window().end - timedelta(minutes=10)]
+    for module in (changed_events, checks):
+        monkeypatch.setattr(module, "database_clock", lambda conn: clock[0])
+    with psycopg.connect(database_url) as conn:
+        conn.execute(MAKE_INPUT_NUMERIC)
+    windows = [hours_ago(h) for h in (4, 3, 2, 1)]
+    for window in windows:
+        add_events(events_in(window, 2, ingested_at=window.end))
+    rate(database_url, *windows)
+    first = tick(sensor, database_url, instance)
+    correct(database_url, CORRECT_TO_NAN, f"{windows[0].key}-0")
+
+    clock[0] = current_window().end + timedelta(minutes=5)  # the oldest has left the lookback
+    second = tick(sensor, database_url, instance, first.cursor)
+
+    assert second.run_requests == [] and windows[0].key in (second.skip_message or "")
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
+        selection=dg.AssetSelection.checks(checks.all_windows_billed),
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+        instance=instance,
+    )
+    [billed] = result.get_asset_check_evaluations()
+    assert not billed.passed and windows[0].key in str(billed.metadata)
+
+
 def test_the_cursor_round_trips_and_reads_its_older_form() -> None:
     """A sensor upgraded in place keeps its rotation: its old cursor was the last window."""
     after, leaving_from = hours_ago(3).start, hours_ago(5).start

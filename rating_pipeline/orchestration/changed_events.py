@@ -48,7 +48,7 @@ from rating_pipeline.orchestration.sensors import (
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
-from rating_pipeline.warehouse.extract import WindowRead, read_window_usage
+from rating_pipeline.warehouse.extract import UncountableEvents, WindowRead, read_window_usage
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
@@ -61,6 +61,8 @@ DEFAULT_INTERVAL_MINUTES = 60
 MAX_WINDOWS_PER_TICK = 6
 # The changed state a run was requested for: a failed run of it counts as an attempt.
 STATE_TAG = "rating/changed_state"
+# The digest of a window whose events hold a 'NaN' count: no rating can read them.
+UNCOUNTABLE = "uncountable"
 
 
 def interval(value: str | None = None) -> timedelta:
@@ -162,10 +164,16 @@ def read_now(conn: psycopg.Connection, window: Window, version: PricebookVersion
 
 
 def check_now(conn: psycopg.Connection, pricebooks: Pricebooks, rated: LatestRating) -> DigestCheck:
-    """``rated``'s window as a rating with its version would read it now."""
-    read = read_now(
-        conn, rated.window, version_rated(pricebooks, rated.window, rated.pricebook_version)
-    )
+    """``rated``'s window as a rating with its version would read it now. A window holding
+    a 'NaN' count, which no rating reads, changed since its rating: its digest is
+    UNCOUNTABLE, so its re-rate is requested (and fails, naming the events to correct)
+    while the other windows are still checked."""
+    version = version_rated(pricebooks, rated.window, rated.pricebook_version)
+    try:
+        read = read_now(conn, rated.window, version)
+    except UncountableEvents:
+        events = queries.window_event_counts(conn, queries.Span.of([rated.window]))
+        return DigestCheck(rated, UNCOUNTABLE, events.get(rated.window, 0))
     return DigestCheck(rated, read.events_digest, read.event_count)
 
 
