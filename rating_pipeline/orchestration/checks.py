@@ -514,8 +514,9 @@ def evaluate_billed(
         checked["windows"] = table(UNBILLED_COLUMNS, ((w.key, text) for w, text in listed))
     unbilled = len(late) + len(never_rated)
     description = (
-        "Every window with events is rated, and no window older than the lookback had its "
-        "events changed after its rating."
+        "Every window with events is rated, and no change was seen to the events of a window "
+        "older than the lookback after its rating (no sensor digests windows there: a "
+        "correction made there shows only in events_conserved, executed on its own)."
         if not unbilled
         else (
             f"{_plural(len(late), 'window')} older than the lookback had their events changed "
