@@ -65,6 +65,21 @@ def correct(database_url: str, statement: str, event_id: str) -> None:
         conn.execute(statement, (event_id,))
 
 
+def all_windows_billed(database_url: str, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
+    """The all_windows_billed check, executed on its own."""
+    result = dg.materialize(
+        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
+        selection=dg.AssetSelection.checks(checks.all_windows_billed),
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+        },
+        instance=instance,
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
 def test_an_event_deleted_from_a_rated_window_requests_its_rerate(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
@@ -475,16 +490,7 @@ def test_a_window_corrected_just_before_it_left_the_lookback_is_listed_by_all_wi
 
     assert second.run_requests == []  # a window older than the lookback is not re-rated
     assert windows[0].key in (second.skip_message or "")
-    result = dg.materialize(
-        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
-        selection=dg.AssetSelection.checks(checks.all_windows_billed),
-        resources={
-            "warehouse": WarehouseResource(database_url=database_url),
-            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
-        },
-        instance=instance,
-    )
-    [billed] = result.get_asset_check_evaluations()
+    billed = all_windows_billed(database_url, instance)
     assert not billed.passed and windows[0].key in str(billed.metadata)
 
 
@@ -511,16 +517,7 @@ def test_a_nan_count_in_one_rated_window_never_stops_the_checks_of_the_others(
     data = tick(SENSOR, database_url, instance)
 
     assert requested(data) == [poisoned.key, deleted.key]
-    result = dg.materialize(
-        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
-        selection=dg.AssetSelection.checks(checks.all_windows_billed),
-        resources={
-            "warehouse": WarehouseResource(database_url=database_url),
-            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
-        },
-        instance=instance,
-    )
-    [billed] = result.get_asset_check_evaluations()
+    billed = all_windows_billed(database_url, instance)
     assert billed.passed  # both are in the lookback: the sensor re-rates them
 
 
@@ -548,16 +545,7 @@ def test_a_window_that_left_the_lookback_holding_a_nan_count_is_listed_as_unbill
     second = tick(sensor, database_url, instance, first.cursor)
 
     assert second.run_requests == [] and windows[0].key in (second.skip_message or "")
-    result = dg.materialize(
-        [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
-        selection=dg.AssetSelection.checks(checks.all_windows_billed),
-        resources={
-            "warehouse": WarehouseResource(database_url=database_url),
-            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
-        },
-        instance=instance,
-    )
-    [billed] = result.get_asset_check_evaluations()
+    billed = all_windows_billed(database_url, instance)
     assert not billed.passed and windows[0].key in str(billed.metadata)
 
 
