@@ -964,6 +964,16 @@ def test_a_window_committed_before_its_tables_fail_still_records_its_materializa
     assert sorted(rated) == ["2026-06-15-10:00", "2026-06-15-11:00"]
     assert rated["2026-06-15-11:00"]["rows_inserted"] == 3
     assert rows(reader, "SELECT count(*) FROM rating_log") == [(2,)]
+    # The failure says what is committed, as a failed rating's does. Found by a review of
+    # the Dagster layer: it was the bare TimeoutError.
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert error is not None
+    assert (
+        "Failure: reading the UI tables of window 2026-06-15-11:00 failed: TimeoutError: "
+        "canceling statement due to statement timeout. Its rating was committed: the 2 "
+        "window(s) through it (2026-06-15-10:00...2026-06-15-11:00 (2 windows)) are rated and "
+        "committed"
+    ) in error.message
 
 
 def test_rated_usage_refuses_a_billing_event_whose_token_column_can_hold_a_fraction(

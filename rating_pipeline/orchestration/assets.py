@@ -118,13 +118,33 @@ def resolve_versions(
 
 
 def failed_window(
-    windows: Sequence[Window], done: int, error: Exception, ambiguous: Sequence[str] = ()
+    windows: Sequence[Window],
+    done: int,
+    error: Exception,
+    ambiguous: Sequence[str] = (),
+    *,
+    committed: bool = False,
 ) -> str:
-    """Which window failed, and what the windows before it hold (each one committed): the
-    rollups they excluded as ambiguous_base too, which no check of the failed run names."""
-    where = f"rating window {windows[done].key} failed: {type(error).__name__}: {error}"
-    if done == 0:
-        return f"{where}. It was rolled back; nothing of this run was rated."
+    """Which window failed, and what the windows committed hold: the rollups they excluded
+    as ambiguous_base too, which no check of the failed run names. ``committed``: the
+    window's rating committed, and reading its UI tables after it failed."""
+    failure = f"{type(error).__name__}: {error}"
+    rated = done + 1 if committed else done
+    if committed:
+        where = (
+            f"reading the UI tables of window {windows[done].key} failed: {failure}. Its "
+            f"rating was committed: the {rated} window(s) through it"
+        )
+    elif done == 0:
+        return (
+            f"rating window {windows[0].key} failed: {failure}. It was rolled back; nothing "
+            "of this run was rated."
+        )
+    else:
+        where = (
+            f"rating window {windows[done].key} failed: {failure}. It was rolled back; the "
+            f"{done} window(s) before it"
+        )
     held = ""
     if ambiguous:
         listed = "; ".join(ambiguous[:ROLLUPS_NAMED])
@@ -137,10 +157,9 @@ def failed_window(
             "no_ambiguous_base check of a run over them names them again."
         )
     return (
-        f"{where}. It was rolled back; the {done} window(s) before it "
-        f"({metadata.windows_label(windows[:done])}) are rated and committed (see rating_log)."
-        f"{held} Re-running the same range is safe: already-rated windows converge without "
-        "writing."
+        f"{where} ({metadata.windows_label(windows[:rated])}) are rated and committed (see "
+        f"rating_log).{held} Re-running the same range is safe: already-rated windows "
+        "converge without writing."
     )
 
 
@@ -236,8 +255,12 @@ def rated_usage(
                 for line in rating_log_lines(rating):
                     context.log.info(line)
                 # After the commit: the UI's tables are no part of the rating's transaction.
-                tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
-                conn.commit()
+                try:
+                    tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
+                    conn.commit()
+                except Exception as exc:
+                    failure = failed_window(windows, done, exc, ambiguous, committed=True)
+                    raise dg.Failure(description=failure) from exc
                 committed[window.key] = metadata.rating_metadata(rating, tables)
     except GeneratorExit:
         raise
