@@ -185,8 +185,9 @@ def evaluate_cost(
     if totals:
         checked["window_totals"] = window_totals_table(totals[:WINDOWS_LISTED])
     description = (
-        f"{audit.rows_audited} rows of {span} reconstruct; "
-        f"total {usd_text(audit.total_cost_usd)} USD."
+        f"{audit.rows_audited} rows of {span} reconstruct (the rows total "
+        f"{usd_text(audit.total_cost_usd)} USD), and each window's billed output, with its "
+        "adjustments once closed, adds up to its latest logged total."
         if passed
         else (
             f"{audit.rows_not_reconstructing} rows of {span} do not reconstruct from their own "
