@@ -1117,6 +1117,31 @@ def test_an_unacceptable_character_is_reported_on_its_line_after_text_beyond_asc
     assert (error.line, error.message) == (4, "invalid YAML: unacceptable character #x0007")
 
 
+@pytest.mark.parametrize("hidden", ["\u2028", "\u2029", "\x85"])
+def test_a_line_break_that_editors_do_not_show_is_refused_so_no_rate_hides_behind_it(
+    tmp_path, hidden
+):
+    """YAML reads U+2028, U+2029 and NEL as line breaks; editors, grep and diffs do not. A
+    rate after one in a comment would bill while every review saw it as part of the comment.
+    Found by a review of pricebook input."""
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: "USD"
+        models:
+          base-large:
+            input_per_mtok: "2.50"
+            output_per_mtok: "10.00"  # cache reads are billed{hidden}    cache_read_per_mtok: "0"
+        """,
+    )
+    code = f"U+{ord(hidden):04X}"
+    assert error.line == 7 and error.model is None
+    assert error.message.startswith(f"character {code} ("), error.message
+    assert "a line break to YAML" in error.message
+
+
 # --- the directory --------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import decimal
 import difflib
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -279,6 +280,10 @@ def _cross_file_errors(paths: list[Path], results: list[_FileResult]) -> list[Pr
 def _check_text(text: str, source: str, sha256: str) -> _FileResult:
     """Rules 1-6 and the per-file part of rule 7 for one version file."""
     errors = _FileErrors(source)
+    for line, message in _hidden_line_breaks(text):
+        errors.add(line, None, message)
+    if errors.errors:
+        return _FileResult(None, tuple(errors.errors))
     try:
         root = compose_document(text)
     except YamlDocumentError as exc:
@@ -328,6 +333,29 @@ def _check_text(text: str, source: str, sha256: str) -> _FileResult:
         version_name=version_name,
         effective_from=effective_from,
     )
+
+
+# Line breaks to YAML 1.1 that editors, grep and diffs show inside a line: text after one
+# in a comment would be read as a key, a price nobody reviewing the file saw.
+HIDDEN_LINE_BREAKS = {
+    "\x85": "NEXT LINE",
+    "\u2028": "LINE SEPARATOR",
+    "\u2029": "PARAGRAPH SEPARATOR",
+}
+HIDDEN_LINE_BREAK = re.compile("[" + "".join(HIDDEN_LINE_BREAKS) + "]")
+
+
+def _hidden_line_breaks(text: str) -> list[tuple[int, str]]:
+    """Each hidden line break, on its line as an editor counts lines."""
+    return [
+        (
+            text.count("\n", 0, found.start()) + 1,
+            f"character U+{ord(found.group()):04X} ({HIDDEN_LINE_BREAKS[found.group()]}) is a "
+            "line break to YAML but not to editors or diffs: what follows it could price "
+            "unseen; remove it",
+        )
+        for found in HIDDEN_LINE_BREAK.finditer(text)
+    ]
 
 
 def _known_entries(
