@@ -293,6 +293,22 @@ def test_long_context_without_its_threshold_is_a_load_error_with_its_line():
     ]
 
 
+def test_a_threshold_of_thousands_of_digits_is_a_load_error_not_a_crash():
+    """Python refuses to convert more than 4300 digits to an int: the loader must answer
+    before that, with its line. Found by a review of pricebook input."""
+    error = the_error(
+        f"""
+        base-large:
+          input_per_mtok: "2.50"
+          output_per_mtok: "10"
+          long_context_above_tokens: {"9" * 5000}
+          long_context: {{input_per_mtok: "5", output_per_mtok: "15"}}
+        """
+    )
+    assert (error.line, error.model) == (8, "base-large")
+    assert error.message.startswith("long_context_above_tokens must be a positive integer")
+
+
 def test_threshold_without_a_long_context_set_is_a_load_error_with_its_line():
     error = the_error(
         """

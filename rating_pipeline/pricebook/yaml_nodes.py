@@ -35,6 +35,8 @@ _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
 # ten times as fast: a LiteLLM-sized version (issue 12) validates in seconds, not a minute.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+# Longer than any count a pricebook holds, far below the 4300 digits Python converts.
+MAX_INTEGER_DIGITS = 40
 
 
 class YamlDocumentError(Exception):
@@ -190,12 +192,15 @@ def decimal_value(node: Node, what: str) -> Decimal:
 
 
 def plain_integer(node: Node) -> int | None:
-    """The integer a scalar's text spells in plain digits (``200000``, ``"200000"``, ``-1``);
-    None for anything else (``2e5``, ``200_000``, ``010``, ``200000.0``, null, a list)."""
+    """The integer a scalar's text spells in plain digits (``200000``, ``"200000"``, ``-1``),
+    at most MAX_INTEGER_DIGITS of them; None for anything else (``2e5``, ``200_000``,
+    ``010``, ``200000.0``, null, a list, thousands of digits)."""
     if not isinstance(node, ScalarNode) or node.tag not in _NUMBER_TAGS:
         return None
     text = str(node.value).strip()
-    return int(text) if _PLAIN_INTEGER.fullmatch(text) else None
+    if len(text) > MAX_INTEGER_DIGITS + 1 or not _PLAIN_INTEGER.fullmatch(text):
+        return None
+    return int(text)
 
 
 def fixed_point_digits(value: Decimal) -> int:
