@@ -213,6 +213,20 @@ def test_a_positive_price_that_would_round_to_zero_is_never_imported_free():
     )
 
 
+def test_a_threshold_field_of_thousands_of_digits_is_reported_not_a_crash():
+    """Python refuses to convert more than 4300 digits to an int. Found by a review of
+    pricebook input."""
+    field = f"input_cost_per_token_above_{'9' * 5000}k_tokens"
+    result = convert(
+        one_model(
+            f'"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "{field}": 3e-06'
+        )
+    )
+    assert unmapped_of(result, "m") == {
+        field: "a per-token price of a class, tier or threshold the contract does not know"
+    }
+
+
 def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
     result, _ = imported()
     assert unmapped_of(result, "claude-sonnet-4-5") == {
@@ -820,25 +834,38 @@ def test_a_flat_price_equal_to_its_first_range_but_written_differently_is_the_sa
     assert result.not_imported == ()
 
 
+# Stands in for 1e-999999999 in a test's JSON, which no Python float holds.
+TINY = 987654321
+
+
 @pytest.mark.parametrize(
     "bounds",
     [
         ((1000, 128000), (128000, 1000000)),
         ((0, 128000), (256000, 1000000)),
         ((0, 128500), (128500, 1000000)),
+        ((0, TINY), (TINY, 3)),
+        ((0, 1e31), (1e31, 2e31)),
+        ((0, 128000), (128000, 1000)),
+        ((False, 128000), (128000, 1000000)),
     ],
-    ids=["not-from-zero", "gap-between", "not-whole-thousands"],
-)
+    ids=[
+        "not-from-zero", "gap-between", "not-whole-thousands", "tiny-split",
+        "split-past-decimal-precision", "second-range-inverted", "boolean-start",
+    ],
+)  # fmt: skip
 def test_price_ranges_the_contract_cannot_read_as_one_threshold_leave_the_model_out(bounds):
     """Prompts outside both ranges would bill at the flat prices; a threshold is written in
     thousands (``_above_128k_tokens``), so a split at 128,500 would bill prompts of 128,001
-    to 128,500 tokens at the long-context rates."""
+    to 128,500 tokens at the long-context rates. A split of 1e-999999999 once underflowed to
+    a threshold of 0, billing every prompt at the first range's prices, and 1e31 crashed
+    the import (found by a review of pricebook input)."""
     (low, split), (again, high) = bounds
     text = tiered(
         [(low, split, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
          (again, high, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06})],
         input_cost_per_token=1e-07, output_cost_per_token=1e-06,
-    )  # fmt: skip
+    ).replace(str(TINY), "1e-999999999")  # fmt: skip
     result = convert(text)
     assert result.models == 0
     assert [str(note) for note in result.not_imported] == [

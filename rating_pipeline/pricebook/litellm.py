@@ -41,6 +41,7 @@ from rating_pipeline.money import (
 from rating_pipeline.pricebook.loader import (
     LONG_CONTEXT,
     LONG_CONTEXT_ABOVE,
+    MAX_THRESHOLD,
     RATE_KEYS,
     TIER_KEYS,
     load_version_beside,
@@ -80,8 +81,9 @@ FIELD_OF_CLASS = {token_class: name for name, token_class in CLASS_FIELDS.items(
 # A field's tier suffix, e.g. ``input_cost_per_token_batches``.
 TIER_SUFFIXES = {"_batches": "batch", "_priority": "priority", "_flex": "flex"}
 SUFFIX_OF_TIER = {tier: suffix for suffix, tier in TIER_SUFFIXES.items()}
-# A field's long-context infix, before any tier suffix: ``..._above_200k_tokens``.
-_ABOVE = re.compile(r"(?P<field>.+)_above_(?P<thousands>[1-9][0-9]*)k_tokens")
+# A field's long-context infix, before any tier suffix: ``..._above_200k_tokens``; at most
+# 16 digits of thousands, past MAX_THRESHOLD and far below the 4300 digits int() converts.
+_ABOVE = re.compile(r"(?P<field>.+)_above_(?P<thousands>[1-9][0-9]{0,15})k_tokens")
 _UNIT = re.compile(
     r"_per_(?P<unit>second|query|image|character|pixel|page|request|session|credit|"
     r"text_message|1k_calls|gb_per_day|unit)(_|$)"
@@ -476,20 +478,25 @@ def _same_price(one: object, other: object) -> bool:
 
 
 def _split_at(ranges: object) -> int | None:
-    """N for exactly two ranges [0, N] and [N, M] with N a positive multiple of 1000 tokens
-    (how thresholds are written), else None."""
+    """N for exactly two ranges [0, N] and [N, M], M > N, with N a multiple of 1000 tokens
+    (how thresholds are written) from 1000 to MAX_THRESHOLD, else None. Bounds are JSON
+    numbers, compared exactly: no decimal context rounds or traps on the way."""
     if not isinstance(ranges, list) or len(ranges) != 2:
         return None
     bounds = [r.get(RANGE) if isinstance(r, dict) else None for r in ranges]
     if not all(isinstance(b, list) and len(b) == 2 for b in bounds):
         return None
+    numbers = [v for b in bounds for v in b]  # type: ignore[union-attr]
+    if not all(isinstance(v, _JsonNumber) for v in numbers):
+        return None
     try:
-        (low, split), (again, _) = [[Decimal(v) for v in b] for b in bounds]  # type: ignore[union-attr]
-    except (TypeError, decimal.DecimalException):
+        low, split, again, end = (Decimal(v) for v in numbers)
+    except decimal.DecimalException:
         return None
-    if low != 0 or again != split or split <= 0 or split % 1000 != 0:
+    if low != 0 or again != split or not 0 < split <= MAX_THRESHOLD or end <= split:
         return None
-    return int(split)
+    whole = int(split)  # at most MAX_THRESHOLD: exact
+    return whole if whole == split and whole % 1000 == 0 else None
 
 
 def _slot(name: str) -> _Slot | None:
