@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -1176,6 +1177,23 @@ def test_only_yaml_files_directly_in_the_directory_are_versions(tmp_path):
     assert [v.source_file for v in books.versions] == [
         str(tmp_path / "v1.yaml"),
         str(tmp_path / "v2.yml"),
+    ]
+
+
+def test_a_version_name_on_a_fifo_is_an_error_never_skipped_nor_read(tmp_path):
+    """A FIFO named like a version was skipped without a word, and a link to one would
+    have blocked the loader on reading it. Found by a review of pricebook input."""
+    body = 'currency: USD\nmodels: {m: {input_per_mtok: "1", output_per_mtok: "1"}}\n'
+    (tmp_path / "v1.yaml").write_text(
+        f'version: v1\neffective_from: "2026-06-01T00:00:00Z"\n{body}'
+    )
+    os.mkfifo(tmp_path / "v2.yaml")
+    (tmp_path / "v3.yaml").symlink_to(tmp_path / "v2.yaml")
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    assert [(error.file, error.message) for error in caught.value.errors] == [
+        (str(tmp_path / name), "cannot read: not a regular file (a FIFO, socket or device)")
+        for name in ("v2.yaml", "v3.yaml")
     ]
 
 

@@ -182,11 +182,12 @@ def load_pricebooks(directory: Path) -> Pricebooks:
 
 
 def _is_version_file(path: Path) -> bool:
-    """A ``*.yaml``/``*.yml`` name, not hidden, that is a file or a link (a dangling link
-    is a version gone missing, reported as unreadable); a directory is none."""
+    """A ``*.yaml``/``*.yml`` name, not hidden, that is no directory: a file, or a link,
+    FIFO, socket or device, reported as unreadable (a dangling link is a version gone
+    missing)."""
     if path.name.startswith(".") or path.suffix.lower() not in VERSION_SUFFIXES:
         return False
-    return path.is_symlink() or path.is_file()
+    return path.is_symlink() or not path.is_dir()
 
 
 def load_version_text(text: str, source_file: str) -> PricebookVersion:
@@ -224,6 +225,10 @@ def _directory_error(directory: str, reason: str) -> PricebookLoadError:
 
 def _check_file(path: Path) -> _FileResult:
     source = str(path)
+    if path.exists() and not path.is_file():  # reading a FIFO would wait for a writer
+        kind = "a directory" if path.is_dir() else "a FIFO, socket or device"
+        message = f"cannot read: not a regular file ({kind})"
+        return _FileResult(None, (PricebookError(source, None, None, message),))
     try:
         data = path.read_bytes()
     except OSError as exc:
