@@ -227,6 +227,23 @@ def test_a_threshold_field_of_thousands_of_digits_is_reported_not_a_crash():
     }
 
 
+def test_a_threshold_past_the_largest_a_pricebook_holds_leaves_the_model_out():
+    """Imported, it made a version the loader refuses: one odd field failed the whole
+    import on a line of a file nobody wrote. Found by a second reading of the change."""
+    above = "_above_9999999999999999k_tokens"
+    result = convert(
+        one_model(
+            '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
+            f'"input_cost_per_token{above}": 3e-06, "output_cost_per_token{above}": 4e-06'
+        )
+    )
+    assert result.models == 0
+    assert [str(note) for note in result.not_imported] == [
+        "m: a long-context threshold of 9999999999999999k tokens is past the largest a "
+        "pricebook holds (9223372036854775807 tokens)"
+    ]
+
+
 def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
     result, _ = imported()
     assert unmapped_of(result, "claude-sonnet-4-5") == {

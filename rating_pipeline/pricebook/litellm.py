@@ -399,6 +399,13 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
         _leave_out(model_id, entry, slots, report, why, why.replace(" within it", ""))
         return None
     threshold = thresholds[0] if thresholds else None
+    if threshold is not None and threshold * 1000 > MAX_THRESHOLD:
+        why = (
+            f"a long-context threshold of {threshold}k tokens is past the largest a pricebook "
+            f"holds ({MAX_THRESHOLD} tokens)"
+        )
+        _leave_out(model_id, entry, slots, report, why, why)
+        return None
     sets = _complete_sets(model_id, entry, slots, report)
     if (STANDARD, STANDARD) not in sets:
         _not_imported(model_id, entry, slots, report)
