@@ -1118,13 +1118,14 @@ def test_an_unacceptable_character_is_reported_on_its_line_after_text_beyond_asc
     assert (error.line, error.message) == (4, "invalid YAML: unacceptable character #x0007")
 
 
-@pytest.mark.parametrize("hidden", ["\u2028", "\u2029", "\x85"])
+@pytest.mark.parametrize("hidden", ["\u2028", "\u2029", "\x85", "\r"])
 def test_a_line_break_that_editors_do_not_show_is_refused_so_no_rate_hides_behind_it(
     tmp_path, hidden
 ):
-    """YAML reads U+2028, U+2029 and NEL as line breaks; editors, grep and diffs do not. A
-    rate after one in a comment would bill while every review saw it as part of the comment.
-    Found by a review of pricebook input."""
+    """YAML reads U+2028, U+2029, NEL and a carriage return without a line feed as line
+    breaks; editors, grep and diffs do not (a lone CR shows as ^M inside the line). A rate
+    after one in a comment would bill while every review saw it as part of the comment.
+    Found by a review of pricebook input and a second reading of its fix."""
     error = the_error(
         tmp_path,
         f"""
@@ -1141,6 +1142,14 @@ def test_a_line_break_that_editors_do_not_show_is_refused_so_no_rate_hides_behin
     assert error.line == 7 and error.model is None
     assert error.message.startswith(f"character {code} ("), error.message
     assert "a line break to YAML" in error.message
+
+
+def test_a_file_with_windows_line_endings_loads(tmp_path):
+    text = 'version: v1\r\neffective_from: "2026-06-01T00:00:00Z"\r\ncurrency: USD\r\n'
+    text += 'models: {m: {input_per_mtok: "1", output_per_mtok: "2"}}\r\n'
+    (tmp_path / "v1.yaml").write_bytes(text.encode())
+    (version,) = load_pricebooks(tmp_path).versions
+    assert standard_rates(version, "m") == {"input": Decimal("1"), "output": Decimal("2")}
 
 
 # --- the directory --------------------------------------------------------------------------

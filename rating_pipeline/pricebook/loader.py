@@ -340,14 +340,16 @@ def _check_text(text: str, source: str, sha256: str) -> _FileResult:
     )
 
 
-# Line breaks to YAML 1.1 that editors, grep and diffs show inside a line: text after one
-# in a comment would be read as a key, a price nobody reviewing the file saw.
+# Line breaks to YAML 1.1 that editors, grep and diffs show inside a line (a lone CR as
+# ^M): text after one in a comment would be read as a key, a price nobody reviewing the
+# file saw. A CR before a LF is a Windows line end, and stays.
 HIDDEN_LINE_BREAKS = {
+    "\r": "CARRIAGE RETURN without a line feed",
     "\x85": "NEXT LINE",
     "\u2028": "LINE SEPARATOR",
     "\u2029": "PARAGRAPH SEPARATOR",
 }
-HIDDEN_LINE_BREAK = re.compile("[" + "".join(HIDDEN_LINE_BREAKS) + "]")
+HIDDEN_LINE_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 
 
 def _hidden_line_breaks(text: str) -> list[tuple[int, str]]:
