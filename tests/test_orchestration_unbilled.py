@@ -240,7 +240,9 @@ def test_the_check_passes_when_every_window_bills_as_its_events_stand(
 
     assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     # It claims no more than the sensors can see: nothing digests a window past the lookback.
-    assert "events_conserved, executed on its own" in (evaluation.description or "")
+    assert "events_conserved, executed on its own; a correction of tokens in place, nowhere" in (
+        evaluation.description or ""
+    )
 
 
 def test_events_without_an_occurred_at_are_named_since_no_window_holds_them(

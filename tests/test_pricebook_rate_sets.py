@@ -307,6 +307,7 @@ def test_a_threshold_of_thousands_of_digits_is_a_load_error_not_a_crash():
     )
     assert (error.line, error.model) == (8, "base-large")
     assert error.message.startswith("long_context_above_tokens must be a positive integer")
+    assert error.message.endswith(f"got {'9' * 60!r}... (5000 characters)")
 
 
 def test_threshold_without_a_long_context_set_is_a_load_error_with_its_line():

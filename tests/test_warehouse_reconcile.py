@@ -468,24 +468,27 @@ def test_counts_and_each_deletion_are_logged_at_info(
     )
 
 
+@pytest.mark.parametrize("unnamed, more", [(1, "1 more row"), (2, "2 more rows")])
 def test_a_rerate_names_its_first_deletions_in_the_log_and_counts_the_rest(
     conn: psycopg.Connection,
     add_events: AddEvents,
     database_url: str,
     caplog: pytest.LogCaptureFixture,
+    unnamed: int,
+    more: str,
 ) -> None:
-    gone = [make_event(f"org-{n:02}", "base-small") for n in range(DELETIONS_LOGGED + 1)]
+    gone = [make_event(f"org-{n:02}", "base-small") for n in range(DELETIONS_LOGGED + unnamed)]
     add_events([make_event("org-kept", "base-large"), *gone])
     rate_window(conn, WINDOW, PRICEBOOKS, "run-1")
     delete_events(database_url, [event.event_id for event in gone])
     with caplog.at_level(logging.INFO, logger="rating_pipeline"):
         rating = rate_window(conn, WINDOW, PRICEBOOKS, "run-2")
 
-    assert len(rating.deleted_rows) == DELETIONS_LOGGED + 1
+    assert len(rating.deleted_rows) == DELETIONS_LOGGED + unnamed
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     named = [m for m in messages if ": run run-2 deleted rated_usage row auth_id=" in m]
     assert len(named) == DELETIONS_LOGGED
-    assert messages[-1] == f"{WINDOW.key}: run run-2 deleted 1 more row (archived)"
+    assert messages[-1] == f"{WINDOW.key}: run run-2 deleted {more} (archived)"
 
 
 def test_cost_check_refuses_a_row_whose_cost_does_not_reconstruct(

@@ -186,8 +186,8 @@ def evaluate_cost(
         checked["window_totals"] = window_totals_table(totals[:WINDOWS_LISTED])
     description = (
         f"{audit.rows_audited} rows of {span} reconstruct (the rows total "
-        f"{usd_text(audit.total_cost_usd)} USD), and each window's billed output, with its "
-        "adjustments once closed, adds up to its latest logged total."
+        f"{usd_text(audit.total_cost_usd)} USD), and each window's rows (in a closed window, "
+        "with all its adjustments) add up to its latest logged total."
         if passed
         else (
             f"{audit.rows_not_reconstructing} rows of {span} do not reconstruct from their own "
@@ -517,7 +517,8 @@ def evaluate_billed(
     description = (
         "Every window with events is rated, and no change was seen to the events of a window "
         "older than the lookback after its rating (no sensor digests windows there: a "
-        "correction made there shows only in events_conserved, executed on its own)."
+        "changed event count there shows only in events_conserved, executed on its own; a "
+        "correction of tokens in place, nowhere)."
         if not unbilled
         else (
             f"{_plural(len(late), 'window')} older than the lookback had their events changed "

@@ -37,6 +37,8 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
 # Longer than any count a pricebook holds, far below the 4300 digits Python converts.
 MAX_INTEGER_DIGITS = 40
+# How much of a long value an error shows: one error stays one readable line.
+SHOWN_CHARACTERS = 60
 
 
 class YamlDocumentError(Exception):
@@ -152,9 +154,13 @@ def describe(node: Node) -> str:
         return "null"
     if node.tag == BOOL_TAG:
         return f"the boolean {node.value}"
-    if node.tag not in _TEXT_TAGS:
-        return f"{node.value!r} tagged {node.tag}"
-    return repr(node.value)
+    value = str(node.value)
+    shown = (
+        repr(value)
+        if len(value) <= SHOWN_CHARACTERS
+        else (f"{value[:SHOWN_CHARACTERS]!r}... ({len(value)} characters)")
+    )
+    return shown if node.tag in _TEXT_TAGS else f"{shown} tagged {node.tag}"
 
 
 def text_value(node: Node, what: str) -> str:
@@ -198,7 +204,7 @@ def plain_integer(node: Node) -> int | None:
     if not isinstance(node, ScalarNode) or node.tag not in _NUMBER_TAGS:
         return None
     text = str(node.value).strip()
-    if len(text) > MAX_INTEGER_DIGITS + 1 or not _PLAIN_INTEGER.fullmatch(text):
+    if len(text.lstrip("+-")) > MAX_INTEGER_DIGITS or not _PLAIN_INTEGER.fullmatch(text):
         return None
     return int(text)
 
