@@ -113,6 +113,15 @@ def test_redact_url_never_shows_a_password() -> None:
     assert "s3cret" not in database.redact_url("postgresql://bob:s3cret@[bad")
 
 
+@pytest.mark.parametrize("secret", ["sslpassword", "oauth_client_secret"])
+def test_redact_url_never_shows_any_secret_libpq_takes(secret: str) -> None:
+    """libpq 18 takes three secrets, not one: the key's passphrase and the OAuth client's
+    secret were printed whole. Found by a review of the command line."""
+    for url in (f"postgresql://bob@db.example/x?{secret}=s3cret", f"host=x {secret}=s3cret"):
+        redacted = database.redact_url(url)
+        assert "s3cret" not in redacted and conninfo_to_dict(redacted)[secret] == "***"
+
+
 def test_redact_url_replaces_the_whole_password_not_part_of_it() -> None:
     for url in ("postgresql://bob:s3cret@db.example/rating", "host=x password=s3cret dbname=y"):
         assert conninfo_to_dict(database.redact_url(url))["password"] == "***"

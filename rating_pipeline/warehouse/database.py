@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
@@ -163,16 +164,24 @@ def _port(host: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` fit for a log line or a message: any password replaced by ``***``."""
+    """``url`` fit for a log line or a message: every secret libpq takes (those it marks
+    for hiding: a password, a key's passphrase, an OAuth client secret) replaced by ``***``."""
     if has_unescaped_delimiter(url):
         return "<connection string with an unescaped @ or />"
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "<unparseable connection string>"
-    if params.get("password"):
-        params["password"] = "***"
+    for key in secret_parameters() & params.keys():
+        if params[key]:
+            params[key] = "***"
     return make_conninfo(**{k: str(v) for k, v in params.items() if v not in (None, "")})
+
+
+def secret_parameters() -> frozenset[str]:
+    """The connection parameters the linked libpq displays as ``*``: its secrets."""
+    secrets = {o.keyword.decode() for o in pq.Conninfo.get_defaults() if o.dispchar == b"*"}
+    return frozenset(secrets | {"password"})
 
 
 def connect(url: str | None = None) -> psycopg.Connection:
