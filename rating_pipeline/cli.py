@@ -65,13 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="synthetic data and the quickstart")
     demo_commands = demo.add_subparsers(dest="action", required=True, metavar="ACTION")
     seed = demo_commands.add_parser("seed", help="load synthetic billing events by COPY")
-    seed.add_argument("--start", type=_utc_instant, required=True, help="the first hour, UTC")
+    seed.add_argument(
+        "--start", type=_utc_instant, required=True, help="the first hour, UTC, from 1970"
+    )
     seed.add_argument("--hours", type=int, default=24, help="hours to load (default 24)")
     seed.add_argument(
         "--events-per-hour", type=int, default=10_000, help="events in each hour (default 10000)"
     )
     seed.add_argument(
-        "--seed", type=int, default=20260615, help="random seed: one seed, the same events"
+        "--seed", type=int, default=20260615, help="random seed >= 0: one seed, the same events"
     )
     seed.set_defaults(handler=_demo_seed)
     quickstart = demo_commands.add_parser(

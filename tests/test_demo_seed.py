@@ -271,6 +271,15 @@ def test_seed_parameters_that_describe_no_data_are_refused() -> None:
         small_spec(start=datetime(9999, 12, 31, 22, tzinfo=UTC), hours=5)
 
 
+def test_seed_parameters_the_generator_cannot_key_are_refused_in_one_line() -> None:
+    """numpy seeds from non-negative words: a negative seed, or an hour before 1970 (keyed
+    by the hours since then), was a traceback. Found by a review of the command line."""
+    with pytest.raises(SeedError, match="seed must be >= 0, not -1"):
+        small_spec(seed=-1)
+    with pytest.raises(SeedError, match="start must be 1970-01-01T00:00:00Z or later"):
+        small_spec(start=datetime(1969, 12, 31, 23, tzinfo=UTC))
+
+
 def test_demo_day_contains_every_interesting_case(conn: psycopg.Connection) -> None:
     day = demo_day(conn, START, seed=5, events_per_hour=300)
     conn.commit()

@@ -158,6 +158,13 @@ class SeedSpec:
 
     def __post_init__(self) -> None:
         require_hour_aligned_utc(self.start, "seed start")
+        # numpy seeds from non-negative words: the seed, and each hour since UNIX_EPOCH.
+        if self.seed < 0:
+            raise SeedError(f"seed must be >= 0, not {self.seed}")
+        if self.start < UNIX_EPOCH:
+            raise SeedError(
+                f"start must be 1970-01-01T00:00:00Z or later, not {self.start.isoformat()}"
+            )
         if self.hours < 1:
             raise SeedError(f"hours must be >= 1, not {self.hours}")
         if self.events_per_hour < 0:
