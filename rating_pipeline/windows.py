@@ -22,9 +22,9 @@ class WindowError(RatingPipelineError, ValueError):
     """Window bounds that are not whole UTC hours, or that are out of order."""
 
 
-# A fraction of a second past the microsecond, in the time or in the offset: what
-# datetime.fromisoformat drops without a word.
-FINER_THAN_A_MICROSECOND = re.compile(r"[.,]\d{7,}|[+-]\d{2}:?\d{2}:?\d{2}[.,]\d")
+# A fraction of a second past the microsecond, in the time (a digit past the sixth that
+# is not 0) or in the offset: what datetime.fromisoformat drops without a word.
+FINER_THAN_A_MICROSECOND = re.compile(r"[.,]\d{6}\d*[1-9]|[+-]\d{2}:?\d{2}:?\d{2}[.,]\d")
 
 
 def parse_instant(text: str) -> datetime:

@@ -88,6 +88,16 @@ def test_windows_between_covers_start_up_to_but_not_including_end() -> None:
         list(windows_between(start, start))
 
 
+@pytest.mark.parametrize("zeros", [7, 9, 12])
+def test_an_instant_written_with_more_than_six_zero_fraction_digits_is_that_instant(
+    zeros: int,
+) -> None:
+    """Nanoseconds of zero are exactly the hour: refusing them as finer than a microsecond
+    said something false. Found by a review of the command line."""
+    text = f"2026-06-15T10:00:00.{'0' * zeros}Z"
+    assert parse_instant(text) == datetime(2026, 6, 15, 10, tzinfo=UTC)
+
+
 @pytest.mark.parametrize("text", ["2026-06-15T10:00:00.0000001Z", "2026-06-15T10:00:00+00:00:00.5"])
 def test_an_instant_finer_than_a_microsecond_is_refused_not_rounded(text: str) -> None:
     """datetime would drop the extra digits and see a whole hour where there is none."""
