@@ -484,6 +484,41 @@ def test_a_range_failing_after_an_ambiguous_window_still_names_its_ambiguous_rol
     assert err.splitlines()[-1].startswith("error: rating window 2026-06-15-11:00 failed")
 
 
+def test_an_interrupted_range_says_what_it_committed_and_exits_130(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C in 11:00's rating: 10:00 is committed with an ambiguous rollup. The command
+    said nothing; it now says what is committed and names the rollup. Found by a review of
+    the command line."""
+    add_events(
+        [
+            make_event("org-1", "ft:mixed", "base-large"),
+            make_event("org-1", "ft:mixed", "base-small"),
+        ]
+    )
+    rate_for_real = commands.rate_window
+
+    def interrupted_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-11:00":
+            raise KeyboardInterrupt
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(commands, "rate_window", interrupted_at_eleven)
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 130
+    err = capsys.readouterr().err
+    assert "2026-06-15-10:00: auth_id='org-1' model_id='ft:mixed'" in err
+    assert err.splitlines()[-1].startswith(
+        "interrupted: rating window 2026-06-15-11:00 was rolled back; the 1 window(s) before "
+        "it are rated and committed (run cli-"
+    ), err
+    assert _count(warehouse_env, "rating_log") == 1
+
+
 def test_rate_on_an_unmigrated_database_says_to_upgrade(
     empty_database_url: str,
     pricebook_dir: Path,

@@ -103,6 +103,15 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
             except (psycopg.Error, RatingPipelineError) as exc:
                 report_ambiguous(ambiguous)  # the windows before it are committed with them
                 raise WindowRatingFailed(window, done, exc) from exc
+            except KeyboardInterrupt:
+                report_ambiguous(ambiguous)
+                print(
+                    f"interrupted: rating window {window.key} was rolled back; the {done} "
+                    f"window(s) before it are rated and committed (run {run_id}), and "
+                    "re-running the range is safe",
+                    file=sys.stderr,
+                )
+                raise
             print(rating_log_lines(rating)[0])
             ambiguous.extend(
                 f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
