@@ -55,9 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
             )
 
     rate = commands.add_parser("rate", help="rate every hour in [--from, --to)")
-    rate.add_argument("--from", dest="start", type=_utc_instant, required=True, metavar="START")
-    rate.add_argument("--to", dest="end", type=_utc_instant, required=True, metavar="END")
-    rate.add_argument("--pricebooks", type=Path, default=None, metavar="DIR")
+    rate.add_argument(
+        "--from", dest="start", type=_utc_instant, required=True, metavar="START",
+        help="the first hour, a whole UTC hour such as 2026-06-15T10:00:00Z",
+    )  # fmt: skip
+    rate.add_argument(
+        "--to", dest="end", type=_utc_instant, required=True, metavar="END",
+        help="the hour after the last, a whole UTC hour, closed by the database's clock",
+    )  # fmt: skip
+    rate.add_argument(
+        "--pricebooks", type=Path, default=None, metavar="DIR",
+        help="the pricebook directory (default: RATING_PRICEBOOK_DIR, else pricebooks/)",
+    )  # fmt: skip
     rate.set_defaults(handler=_rate)
 
     _add_period_commands(commands)
