@@ -182,9 +182,9 @@ def load_pricebooks(directory: Path) -> Pricebooks:
 
 
 def _is_version_file(path: Path) -> bool:
-    """A ``*.yaml``/``*.yml`` name, not hidden, that is no directory: a file, or a link,
-    FIFO, socket or device, reported as unreadable (a dangling link is a version gone
-    missing)."""
+    """A ``*.yaml``/``*.yml`` name, not hidden, that is no directory: a file or a link to
+    one, and anything else by that name (a FIFO, a dangling link: a version gone missing),
+    which ``_check_file`` reports as unreadable rather than skip."""
     if path.name.startswith(".") or path.suffix.lower() not in VERSION_SUFFIXES:
         return False
     return path.is_symlink() or not path.is_dir()
