@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     rate.set_defaults(handler=_rate)
 
     _add_period_commands(commands)
+    _add_demo_commands(commands)
+    return parser
 
+
+def _add_demo_commands(commands: argparse._SubParsersAction) -> None:
+    """``demo seed``, ``demo quickstart`` and ``demo ui``."""
     demo = commands.add_parser("demo", help="synthetic data and the quickstart")
     demo_commands = demo.add_subparsers(dest="action", required=True, metavar="ACTION")
     seed = demo_commands.add_parser("seed", help="load synthetic billing events by COPY")
@@ -91,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.set_defaults(handler=_demo_quickstart)
     ui = demo_commands.add_parser("ui", help="run `dagster dev` on the embedded database")
     ui.set_defaults(handler=_demo_ui)
-    return parser
 
 
 def _add_pricebook_commands(commands: argparse._SubParsersAction) -> None:
