@@ -53,6 +53,7 @@ from tests.sensing import (
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 LATE_EVENTS = REPOSITORY.get_sensor_def("late_events")
+CHANGED_EVENTS = REPOSITORY.get_sensor_def("changed_events")
 pytestmark = pytest.mark.usefixtures("an_hour_that_will_not_turn")
 
 
@@ -226,6 +227,36 @@ def test_an_hour_never_rated_whose_run_is_in_flight_is_listed_as_such(
     assert listed(check(database_url, instance)) == {
         missed_hour().key: "never rated; a run of it is in flight"
     }
+
+
+def test_a_changed_window_no_sensor_rerated_within_its_interval_is_listed_inside_the_lookback(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """changed_events promises a re-rate within RATING_CHANGED_EVENT_INTERVAL_MINUTES. One
+    whose re-rates failed (or were given up) was only a warning in the sensor's ticks until
+    the window left the 72 h lookback; the UI's check said all was billed meanwhile."""
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    assert tick(CHANGED_EVENTS, database_url, instance).run_requests  # requested, recorded
+
+    just_found = check(database_url, instance)
+    with psycopg.connect(database_url) as conn:  # the interval passes; no re-rate commits
+        conn.execute("UPDATE late_window SET found_at = found_at - interval '61 minutes'")
+    overdue = check(database_url, instance)
+    rate(database_url, window)
+    settled = check(database_url, instance)
+
+    assert just_found.passed  # its re-rate may be on its way
+    assert not overdue.passed and overdue.severity == dg.AssetCheckSeverity.WARN
+    why = str(listed(overdue)[window.key])
+    assert why.startswith("2 events now, 3 read by its latest rating: found changed ")
+    assert why.endswith(
+        "and not re-rated within RATING_CHANGED_EVENT_INTERVAL_MINUTES (60): its re-rates "
+        "failed, were given up or still wait (see the sensors' ticks and runs)"
+    )
+    assert settled.passed
 
 
 def test_the_check_passes_when_every_window_bills_as_its_events_stand(

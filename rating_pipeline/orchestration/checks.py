@@ -13,9 +13,10 @@ every window ever rated. Each check reads one REPEATABLE READ snapshot.
   (contract 5.2: the window is reconciled in full first, then this check fails the run).
 - ``all_usage_priced`` (WARN): no ``unpriced`` and no ``invalid_event`` exceptions.
 - ``all_windows_billed`` (WARN): no window bills other events than it holds, unseen by the
-  sensors: windows older than the lookback that received events after their latest rating
-  (``late_window``), and hours with events never rated. It audits every window, whatever
-  the run's partitions.
+  sensors or left by them: windows whose events changed after their latest rating
+  (``late_window``) older than the lookback, or found longer ago than the changed-events
+  interval and not re-rated since; and hours with events never rated. It audits every
+  window, whatever the run's partitions.
 - ``no_open_adjustments`` (WARN): no closed window was corrected since the last close
   (contract 10, "Seen"): its open adjustments bill on the next invoice until a close stamps
   them. It audits every window, whatever the run's partitions: the UI shows a check's
@@ -26,7 +27,7 @@ open (contract 10); an open window has no adjustments.
 """
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -416,9 +417,10 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     asset=rated_usage,
     name=ALL_WINDOWS_BILLED,
     description=(
-        "No window bills other events than it holds unseen: lists the windows older than the "
-        "lookback whose events changed after their latest rating (late events the sensors do "
-        "not re-rate), the hours with events that were never rated (missed hours, with "
+        "No window bills other events than it holds unseen: lists the windows whose events "
+        "changed after their latest rating and that no sensor re-rates (older than the "
+        "lookback, or not re-rated within RATING_CHANGED_EVENT_INTERVAL_MINUTES), the hours "
+        "with events that were never rated (missed hours, with "
         "the missed_hours sensor's attempts), the hours before the first window that hold "
         "events no rating read, how many events no window holds (no occurred_at, or one "
         "outside the instants a window can hold), and how many are dated in hours that have "
@@ -433,14 +435,30 @@ def all_windows_billed(
     with warehouse.rolled_back() as conn:  # a digest reads into a scratch temp table
         now = database_clock(conn)
         lookback_start = Window.containing(now).start - sensors.lookback()
-        recorded = queries.late_windows(conn, lookback_start)
+        within = changed_events.interval()
+        recorded = queries.late_windows(conn, lookback_start, now - within)
         late = [w for w in recorded if changed(conn, pricebooks, w)]
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = queries.undated_events(conn)
         not_begun = queries.events_not_begun(conn, Window.containing(now).end)
     states = never_rated_states(context.instance, never_rated[:WINDOWS_LISTED], lookback_start)
+    states |= {w.window: late_state(w, lookback_start, within) for w in late}
     return evaluate_billed(late, never_rated, states, before_first, undated, not_begun)
+
+
+def late_state(late: LateWindow, lookback_start: datetime, within: timedelta) -> str:
+    """Why a recorded window bills other events than it holds: older than the lookback,
+    or found changed and not re-rated within the sensors' interval."""
+    found = f"{late.events_now} events now, {late.events_read} read by its latest rating"
+    found += "" if late.counts_differ else ", corrected since (its events digest differs)"
+    if late.window.start < lookback_start:
+        return f"{found}: older than the lookback, not re-rated automatically"
+    return (
+        f"{found}: found changed {late.found_at.isoformat()} and not re-rated within "
+        f"{changed_events.INTERVAL_VARIABLE} ({within // timedelta(minutes=1)}): its re-rates "
+        "failed, were given up or still wait (see the sensors' ticks and runs)"
+    )
 
 
 def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow) -> bool:
@@ -487,22 +505,15 @@ def never_rated_states(
 def evaluate_billed(
     late: list[LateWindow],
     never_rated: list[Window],
-    never_rated_states: dict[Window, str],
+    why: dict[Window, str],
     before_first: list[datetime],
     undated: int,
     not_begun: tuple[int, Window | None],
 ) -> dg.AssetCheckResult:
-    """WARN with every window listed (the first WINDOWS_LISTED in a table), the hours
-    before the first window never rated, the events no window holds (no occurred_at, or one
-    outside windows.WINDOWED_FROM..WINDOWED_UNTIL), and those dated in hours that have not
-    begun, else pass."""
-    why = {
-        w.window: f"{w.events_now} events now, {w.events_read} read by its latest rating"
-        + ("" if w.counts_differ else ", corrected since (its events digest differs)")
-        + ": older than the lookback, not re-rated automatically"
-        for w in late
-    }
-    why.update(never_rated_states)
+    """WARN with every window listed (the first WINDOWS_LISTED in a table, each with
+    ``why``), the hours before the first window never rated, the events no window holds (no
+    occurred_at, or one outside windows.WINDOWED_FROM..WINDOWED_UNTIL), and those dated in
+    hours that have not begun, else pass."""
     checked: dict[str, Any] = {
         "late_windows": dg.MetadataValue.int(len(late)),
         "never_rated_hours": dg.MetadataValue.int(len(never_rated)),
@@ -521,10 +532,11 @@ def evaluate_billed(
         "correction of tokens in place, nowhere)."
         if not unbilled
         else (
-            f"{_plural(len(late), 'window')} older than the lookback had their events changed "
-            f"after their latest rating, and {_plural(len(never_rated), 'hour')} with events "
-            "were never rated: materialize their partitions (in a closed period, the "
-            "difference bills as adjustments on the next invoice)."
+            f"{_plural(len(late), 'window')} had their events changed after their latest "
+            "rating and no sensor re-rated them (older than the lookback, or not within "
+            f"{changed_events.INTERVAL_VARIABLE}), and {_plural(len(never_rated), 'hour')} "
+            "with events were never rated: materialize their partitions (in a closed period, "
+            "the difference bills as adjustments on the next invoice)."
         )
     )
     unread = unread_events(before_first, undated, not_begun)

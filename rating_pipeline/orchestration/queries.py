@@ -328,8 +328,8 @@ def events_not_begun(conn: psycopg.Connection, not_begun: datetime) -> tuple[int
 
 @dataclass(frozen=True)
 class LateWindow:
-    """A window older than the lookback that a sensor found changed after its latest rating
-    (rating_log row ``log_id``), that no rating has read since (``events_now``: counted now;
+    """A window that a sensor found changed after its latest rating (rating_log row
+    ``log_id``) at ``found_at``, that no rating has read since (``events_now``: counted now;
     ``counts_differ``: the count or max(ingested_at) differs from what it read)."""
 
     window: Window
@@ -341,14 +341,16 @@ class LateWindow:
     events_digest: str | None
 
 
-def late_windows(conn: psycopg.Connection, lookback_start: datetime) -> list[LateWindow]:
-    """Every recorded window older than the lookback that no rating read since it was
-    recorded, in order (whether its events still differ is the caller's to tell)."""
+def late_windows(
+    conn: psycopg.Connection, lookback_start: datetime, overdue_before: datetime
+) -> list[LateWindow]:
+    """Every recorded window that no rating read since it was recorded, older than the
+    lookback or found before ``overdue_before``, in order (whether its events still differ
+    is the caller's to tell)."""
+    bounds = {"lookback_start": lookback_start, "overdue_before": overdue_before}
     return [
         LateWindow(_window(row[0]), int(row[1]), int(row[2]), row[3].astimezone(UTC), *row[4:7])
-        for row in conn.execute(
-            load_sql("orchestration_late_windows"), {"lookback_start": lookback_start}
-        )
+        for row in conn.execute(load_sql("orchestration_late_windows"), bounds)
     ]
 
 

@@ -1,4 +1,5 @@
--- The recorded windows older than the lookback (starting before %(lookback_start)s) whose
+-- The recorded windows older than the lookback (starting before %(lookback_start)s), or
+-- found before %(overdue_before)s (no sensor re-rated them within its interval), whose
 -- latest rating is still the one a sensor compared (no later rating read the events), with
 -- whether their (count, max ingested_at) now differs from what it read, and that rating's
 -- version and events digest: a correction in place changes the digest alone. Events now
@@ -21,6 +22,6 @@ CROSS JOIN LATERAL (
     FROM billing_event
     WHERE occurred_at >= late.window_start AND occurred_at < late.window_start + interval '1 hour'
 ) AS now_in_window
-WHERE late.window_start < %(lookback_start)s
+WHERE (late.window_start < %(lookback_start)s OR late.found_at < %(overdue_before)s)
   AND latest.log_id = late.log_id
 ORDER BY late.window_start
