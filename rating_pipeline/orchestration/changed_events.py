@@ -48,7 +48,7 @@ from rating_pipeline.orchestration.sensors import (
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
-from rating_pipeline.warehouse.extract import UncountableEvents, WindowRead, read_window_usage
+from rating_pipeline.warehouse.extract import UncountableEvents, read_window_usage
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
@@ -155,26 +155,28 @@ def version_rated(pricebooks: Pricebooks, window: Window, version_name: str) -> 
     return pricebooks.version_for(window)
 
 
-def read_now(conn: psycopg.Connection, window: Window, version: PricebookVersion) -> WindowRead:
-    """What a rating of ``window`` would read now (its events digest, its count), in a
-    savepoint rolled back (the extraction's temp table goes with it)."""
-    with conn.transaction(force_rollback=True):
-        conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
-        return read_window_usage(conn, window, version)
+def digest_now(
+    conn: psycopg.Connection, window: Window, version: PricebookVersion
+) -> tuple[str, int]:
+    """The events digest and count a rating of ``window`` would read now, in a savepoint
+    rolled back (the extraction's temp table goes with it). A window holding a 'NaN' count,
+    which no rating reads, has the digest UNCOUNTABLE, which no rating ever logged: it is
+    changed, its re-rate is requested (and fails, naming the events to correct), and the
+    other windows are still checked."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
+            read = read_window_usage(conn, window, version)
+    except UncountableEvents:
+        events = queries.window_event_counts(conn, queries.Span.of([window]))
+        return UNCOUNTABLE, events.get(window, 0)
+    return read.events_digest, read.event_count
 
 
 def check_now(conn: psycopg.Connection, pricebooks: Pricebooks, rated: LatestRating) -> DigestCheck:
-    """``rated``'s window as a rating with its version would read it now. A window holding
-    a 'NaN' count, which no rating reads, changed since its rating: its digest is
-    UNCOUNTABLE, so its re-rate is requested (and fails, naming the events to correct)
-    while the other windows are still checked."""
+    """``rated``'s window as a rating with its version would read it now."""
     version = version_rated(pricebooks, rated.window, rated.pricebook_version)
-    try:
-        read = read_now(conn, rated.window, version)
-    except UncountableEvents:
-        events = queries.window_event_counts(conn, queries.Span.of([rated.window]))
-        return DigestCheck(rated, UNCOUNTABLE, events.get(rated.window, 0))
-    return DigestCheck(rated, read.events_digest, read.event_count)
+    return DigestCheck(rated, *digest_now(conn, rated.window, version))
 
 
 @dataclass(frozen=True)

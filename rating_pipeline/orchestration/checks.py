@@ -57,7 +57,6 @@ from rating_pipeline.orchestration.queries import (
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.warehouse.database import database_clock
-from rating_pipeline.warehouse.extract import UncountableEvents
 from rating_pipeline.warehouse.periods import (
     OpenAdjustments,
     open_adjustments,
@@ -464,17 +463,13 @@ def late_state(late: LateWindow, lookback_start: datetime, within: timedelta) ->
 def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow) -> bool:
     """A recorded window's events still differ from what its latest rating read: in count
     or max(ingested_at), else in their digest (a correction in place; only then are the
-    pricebooks read: the rating's version sets what the digest covers). A window holding a
-    'NaN' count, which no rating reads, does."""
+    pricebooks read: the rating's version sets what the digest covers)."""
     if late.counts_differ:
         return True
     books = pricebooks.load()
     version = changed_events.version_rated(books, late.window, late.pricebook_version)
-    try:
-        read = changed_events.read_now(conn, late.window, version)
-    except UncountableEvents:
-        return True
-    return read.events_digest != late.events_digest
+    digest, _ = changed_events.digest_now(conn, late.window, version)
+    return digest != late.events_digest
 
 
 def _plural(number: int, noun: str) -> str:
