@@ -1182,12 +1182,13 @@ def test_the_upgrade_lock_is_held_by_its_session_across_revisions_and_released_a
     assert migrations.revision_of(url) == migrations.head_revision()
 
 
-def test_an_upgrade_started_during_another_waits_for_it_without_failing_its_builds(
+def test_an_upgrade_started_during_another_waits_for_it_and_says_it_applied_nothing(
     empty_database_url: str,
 ) -> None:
     """A concurrent build waits for every transaction with an older snapshot; the second
-    upgrade must not sit in one while it waits for the first's lock (a deadlock). The second
-    is another process: Alembic's ``op`` and ``context`` are globals of the process."""
+    upgrade must not sit in one while it waits for the first's lock (a deadlock). It then
+    finds the first's work done, and says so rather than claim it. The second is another
+    process: Alembic's ``op`` and ``context`` are globals of the process."""
     url = empty_database_url
     with psycopg.connect(url) as conn:
         conn.execute(UPSTREAM_BILLING_EVENT)
@@ -1209,7 +1210,8 @@ def test_an_upgrade_started_during_another_waits_for_it_without_failing_its_buil
         assert "upgraded from base" in first.result(timeout=GUARD_SECONDS)
         out, err = second.communicate(timeout=GUARD_SECONDS)
     writer.close()
-    assert second.returncode == 0 and "(head)" in out, err
+    head = migrations.head_revision()
+    assert second.returncode == 0 and f"already at revision {head} (head)" in out, (out, err)
     with psycopg.connect(url) as conn:
         assert all(valid for _, valid, _, _ in conn.execute(BILLING_EVENT_INDEXES))
 

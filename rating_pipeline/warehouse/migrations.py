@@ -30,6 +30,8 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 BASE = "base"
 # The Alembic config attribute that tells a revision's downgrade it may drop rows.
 DROP_RATED_DATA = "drop_rated_data"
+# The config attribute env.py lists the revisions a command applied in, in order.
+APPLIED = "applied"
 # Tables locked against every rating's write until the revision commits.
 LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
 
@@ -86,13 +88,16 @@ def _run(
     alembic_command: Callable[[Config, str], None],
     revision: str,
     drop_rated_data: bool = False,
-) -> None:
+) -> list[str]:
     """Run an Alembic command on a connection in no transaction: ``env.py`` takes the
-    migration lock, then runs each revision in a transaction of its own. A revision the
-    database refuses raises MigrationFailed naming it and where the warehouse stopped."""
+    migration lock, then runs each revision in a transaction of its own; return the
+    revisions it applied. A revision the database refuses raises MigrationFailed naming it
+    and where the warehouse stopped."""
     try:
         with _engine(url) as engine, engine.connect() as connection:
-            alembic_command(_config(connection, drop_rated_data), revision)
+            config = _config(connection, drop_rated_data)
+            alembic_command(config, revision)
+            return list(config.attributes.get(APPLIED, []))
     except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
         cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
         reason = (str(cause).strip().splitlines() or [""])[0]
@@ -111,6 +116,13 @@ def _next_revision(revision: str | None) -> str | None:
         if step.down_revision == revision:
             return step.revision
     return None
+
+
+def _previous_revision(revision: str) -> str | None:
+    """The revision ``revision`` upgrades from (None: base)."""
+    down = ScriptDirectory.from_config(_config()).get_revision(revision).down_revision
+    assert down is None or isinstance(down, str)  # the history is linear
+    return down
 
 
 def _known_revision(url: str) -> str | None:
@@ -136,15 +148,18 @@ def revision_of(url: str | None = None) -> str | None:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> str:
-    """Migrate the warehouse to ``revision`` (by default the head); idempotent."""
+    """Migrate the warehouse to ``revision`` (by default the head); idempotent. The line
+    says what this call applied: none, when another upgrade did the work while this one
+    waited for its lock."""
     target = url or database_url()
-    before = _known_revision(target)
-    _run(target, command.upgrade, revision)
+    _known_revision(target)
+    applied = _run(target, command.upgrade, revision)
     after = revision_of(target)
     where = redact_url(target)
     named = "(head)" if after == head_revision() else "(not the head)"
-    if before == after:
+    if not applied:
         return f"warehouse already at revision {after} {named} on {where}"
+    before = _previous_revision(applied[0])
     return f"warehouse upgraded from {before or BASE} to revision {after} {named} on {where}"
 
 

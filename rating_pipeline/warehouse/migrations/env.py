@@ -11,7 +11,10 @@ from __future__ import annotations
 import time
 
 from alembic import context
+from alembic.runtime.migration import MigrationInfo
 from sqlalchemy import Connection, text
+
+from rating_pipeline.warehouse.migrations import APPLIED
 
 # Two `db upgrade`s at once queue on this lock ("MIGR"), held by the session from before
 # the first revision to after the last, across their commits. It is polled, never waited
@@ -31,6 +34,12 @@ def take_migration_lock(connection: Connection) -> None:
     connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
+def record_applied(*, step: MigrationInfo, **_: object) -> None:
+    """Note each revision this command applied, for the line ``migrations.py`` prints: an
+    upgrade that waited for another's lock may find the work done."""
+    context.config.attributes.setdefault(APPLIED, []).append(step.up_revision_id)
+
+
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
@@ -45,6 +54,7 @@ def run_migrations_online() -> None:
             target_metadata=None,
             transactional_ddl=True,
             transaction_per_migration=True,
+            on_version_apply=record_applied,
         )
         with context.begin_transaction():
             context.run_migrations()
