@@ -38,6 +38,8 @@ PROBLEMS = (
     *(f"negative {token_class}_tokens" for token_class in TOKEN_CLASSES),
     # Only an upstream table that allows nulls (contract 3) has these; never read as 0.
     *(f"null {token_class}_tokens" for token_class in TOKEN_CLASSES),
+    # Only a numeric(p, 0) column can hold 'NaN', which is no count: summed as nothing.
+    *(f"NaN {token_class}_tokens" for token_class in TOKEN_CLASSES),
 )
 # An id is blank when nothing but these remain: every code point of Unicode's White_Space
 # property (no-break and ideographic spaces among them). The SQL binds those both the

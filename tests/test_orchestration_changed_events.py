@@ -501,10 +501,10 @@ CORRECT_TO_NAN = "UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id =
 def test_a_nan_count_in_one_rated_window_never_stops_the_checks_of_the_others(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
-    """A numeric(p, 0) count corrected to 'NaN' makes its window unreadable: its re-rate is
-    requested (and fails, naming the events to correct), and the windows after it in the
-    rotation are still checked. Before, every tick raised on it, for good. Found by a
-    review of what goes unbilled around the rating."""
+    """A numeric(p, 0) count corrected to 'NaN' changes its window (the event is now an
+    invalid_event): its re-rate is requested, and the windows after it in the rotation are
+    still checked. Before, every tick raised on it, for good. Found by a review of what
+    goes unbilled around the rating."""
     with psycopg.connect(database_url) as conn:
         conn.execute(MAKE_INPUT_NUMERIC)
     poisoned, deleted = hours_ago(3), hours_ago(2)
@@ -519,6 +519,26 @@ def test_a_nan_count_in_one_rated_window_never_stops_the_checks_of_the_others(
     assert requested(data) == [poisoned.key, deleted.key]
     billed = all_windows_billed(database_url, instance)
     assert billed.passed  # both are in the lookback: the sensor re-rates them
+
+
+def test_a_window_rerated_after_a_count_turned_nan_is_not_requested_again(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """The re-rate a 'NaN' correction asks for bills the window, the event excepted, and
+    logs the digest every later check reads: no tick asks again. Before, no rating could
+    read the window, and every turn of the rotation asked for a re-rate that failed."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(MAKE_INPUT_NUMERIC)
+    window = hours_ago(3)
+    add_events(events_in(window, 2))
+    rate(database_url, window)
+    correct(database_url, CORRECT_TO_NAN, f"{window.key}-0")
+    assert requested(tick(SENSOR, database_url, instance)) == [window.key]
+
+    rate(database_url, window)  # what the requested run does
+
+    assert requested(tick(SENSOR, database_url, instance)) == []
+    assert all_windows_billed(database_url, instance).passed
 
 
 def test_a_window_that_left_the_lookback_holding_a_nan_count_is_listed_as_unbilled(

@@ -205,25 +205,58 @@ def test_rate_reads_token_counts_kept_in_any_whole_number_type(
     assert _count(warehouse_env, "rated_usage") == 1
 
 
-def test_a_nan_count_in_a_numeric_column_stops_its_window_in_one_line_naming_it(
+MAKE_COUNTS_NUMERIC = (
+    "ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric(20, 0), "
+    "ALTER COLUMN output_tokens TYPE numeric(20, 0)"
+)
+EXCEPTIONS = (
+    "SELECT reason, detail, event_count, input_tokens, output_tokens FROM rating_exception "
+    'ORDER BY detail COLLATE "C"'
+)
+LOGGED_CHANGES = (
+    "SELECT rows_inserted + rows_updated + rows_deleted, exceptions_inserted "
+    "+ exceptions_updated + exceptions_deleted FROM rating_log ORDER BY log_id"
+)
+
+
+def test_an_event_with_a_nan_count_is_an_invalid_event_and_the_rest_of_its_window_bills(
     warehouse_env: str,
     pricebook_dir: Path,
     add_events: Callable[[Iterable[BillingEvent]], int],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """numeric(p, 0) holds 'NaN', which passes every comparison a count is checked with
-    (NaN >= 0 in PostgreSQL) and is no number of tokens: the window stops, naming its hour
-    and the class, instead of a traceback. Found by a review of upstream's types."""
+    """Contract 3 and 6: numeric(p, 0) holds 'NaN', which passes every comparison a count
+    is checked with (NaN >= 0 in PostgreSQL) and is no number of tokens. The event is an
+    invalid_event naming the class, its other counts excepted with it, and the rest of
+    the window bills; a re-run writes nothing. Before, the whole window stopped, and in a
+    range every window after it. Found by a review of upstream's types."""
     with psycopg.connect(warehouse_env) as conn:
-        conn.execute("ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric(20, 0)")
-    add_events([make_event(event_id="clean"), make_event(event_id="nan")])
+        conn.execute(MAKE_COUNTS_NUMERIC)
+    add_events(
+        [
+            make_event(event_id="clean"),
+            make_event("org-2", input_tokens=7, output_tokens=30, event_id="nan"),
+            make_event("org-2", input_tokens=-5, output_tokens=40, event_id="nan-negative"),
+            make_event("org-3", occurred_at=WINDOW_START + timedelta(hours=1)),
+        ]
+    )
     with psycopg.connect(warehouse_env) as conn:
-        conn.execute("UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = 'nan'")
-    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
-    captured = capsys.readouterr()
-    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
-    assert "2026-06-15-10:00" in captured.err and "NaN input_tokens" in captured.err
-    assert _count(warehouse_env, "rating_log") == 0
+        conn.execute(
+            "UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = 'nan';"
+            "UPDATE billing_event SET output_tokens = 'NaN' WHERE event_id = 'nan-negative'"
+        )
+    for _ in range(2):
+        assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    assert capsys.readouterr().err == ""
+    with psycopg.connect(warehouse_env) as conn:
+        excepted = conn.execute(EXCEPTIONS).fetchall()
+        billed = conn.execute("SELECT auth_id, event_count FROM rated_usage ORDER BY 1").fetchall()
+        changes = conn.execute(LOGGED_CHANGES).fetchall()
+    assert excepted == [
+        ("invalid_event", "negative input_tokens, NaN input_tokens, NaN output_tokens", 2, -5, 30)
+    ]
+    assert billed == [("org-1", 1), ("org-3", 1)]
+    assert changes[2:] == [(0, 0), (0, 0)]  # the second run changed nothing
 
 
 def test_rate_reads_token_counts_kept_in_a_domain_over_a_whole_number_type(
@@ -462,21 +495,26 @@ def test_a_range_failing_after_an_ambiguous_window_still_names_its_ambiguous_rol
     pricebook_dir: Path,
     add_events: Callable[[Iterable[BillingEvent]], int],
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Contract 5.2: the CLI exits non-zero and names the rollups. 10:00 commits with an
     ambiguous rollup, 11:00 fails: the failure alone left 10:00's rollup unnamed, and a
     re-run of 11:00 alone exits 0. Found by a review of the entry points."""
-    with psycopg.connect(warehouse_env) as conn:
-        conn.execute("ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric(20, 0)")
     add_events(
         [
             make_event("org-1", "ft:mixed", "base-large"),
             make_event("org-1", "ft:mixed", "base-small"),
-            make_event("org-2", occurred_at=WINDOW_START + timedelta(hours=1), event_id="nan"),
+            make_event("org-2", occurred_at=WINDOW_START + timedelta(hours=1)),
         ]
     )
-    with psycopg.connect(warehouse_env) as conn:
-        conn.execute("UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = 'nan'")
+    converge = engine.converge
+
+    def failing_second_window(conn: psycopg.Connection, run: engine.RatingRun, read: Any) -> Any:
+        if run.window.start != WINDOW_START:
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        return converge(conn, run, read)
+
+    monkeypatch.setattr(engine, "converge", failing_second_window)
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 1
     err = capsys.readouterr().err
     assert "1 rollup(s) not billed, ambiguous_base" in err

@@ -48,7 +48,7 @@ from rating_pipeline.orchestration.sensors import (
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
-from rating_pipeline.warehouse.extract import UncountableEvents, read_window_usage
+from rating_pipeline.warehouse.extract import read_window_usage
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
@@ -61,8 +61,6 @@ DEFAULT_INTERVAL_MINUTES = 60
 MAX_WINDOWS_PER_TICK = 6
 # The changed state a run was requested for: a failed run of it counts as an attempt.
 STATE_TAG = "rating/changed_state"
-# The digest of a window whose events hold a 'NaN' count: no rating can read them.
-UNCOUNTABLE = "uncountable"
 
 
 def interval(value: str | None = None) -> timedelta:
@@ -159,17 +157,10 @@ def digest_now(
     conn: psycopg.Connection, window: Window, version: PricebookVersion
 ) -> tuple[str, int]:
     """The events digest and count a rating of ``window`` would read now, in a savepoint
-    rolled back (the extraction's temp table goes with it). A window holding a 'NaN' count,
-    which no rating reads, has the digest UNCOUNTABLE, which no rating ever logged: it is
-    changed, its re-rate is requested (and fails, naming the events to correct), and the
-    other windows are still checked."""
-    try:
-        with conn.transaction(force_rollback=True):
-            conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
-            read = read_window_usage(conn, window, version)
-    except UncountableEvents:
-        events = queries.window_event_counts(conn, queries.Span.of([window]))
-        return UNCOUNTABLE, events.get(window, 0)
+    rolled back (the extraction's temp table goes with it)."""
+    with conn.transaction(force_rollback=True):
+        conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
+        read = read_window_usage(conn, window, version)
     return read.events_digest, read.event_count
 
 

@@ -12,7 +12,7 @@ import codecs
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from typing import Any
 
 import psycopg
 from psycopg._encodings import pg2pyenc  # psycopg's map of PostgreSQL encodings
@@ -59,11 +59,14 @@ def read_window_usage(
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
     conn.execute(load_sql("create_window_sums"))
-    conn.execute(load_sql("fill_window_sums"), usage_params(conn, window, version))
-    row = conn.execute(load_sql("select_window_read")).fetchone()
-    assert row is not None  # an aggregate without GROUP BY returns one row
-    digest, events, *sums, max_ingested_at = row
-    require_numbers(window, sums)
+    params = usage_params(conn, window, version)
+    digest, events, *sums, max_ingested_at = fill_window_sums(conn, params)
+    if any(total.is_nan() for total in sums):
+        # A numeric(p, 0) count holds 'NaN', which passed as valid (NaN >= 0 in PostgreSQL):
+        # sum again, telling such events apart (a cost no other window pays).
+        conn.execute(EMPTY_WINDOW_SUMS)
+        params["nan_counts"] = True
+        digest, events, *sums, max_ingested_at = fill_window_sums(conn, params)
     keys = resolution_keys(conn)
     # A rollup of several bases needs a model with several; without one there is no merge.
     if len({model_id for model_id, _ in keys}) < len(keys):
@@ -79,22 +82,16 @@ def read_window_usage(
     )
 
 
-class UncountableEvents(RatingPipelineError):
-    """A window's events hold a token count that is no number: 'NaN' in a numeric column."""
+EMPTY_WINDOW_SUMS = "TRUNCATE window_sums"
 
 
-def require_numbers(window: Window, sums: list[Decimal]) -> None:
-    """Raise UncountableEvents when a class's sum over the window is NaN: an upstream
-    numeric(p, 0) column holds 'NaN', which passes the checks a count gets (NaN >= 0 in
-    PostgreSQL) and prices as nothing."""
-    not_numbers = [c for c, total in zip(TOKEN_CLASSES, sums, strict=True) if total.is_nan()]
-    if not_numbers:
-        named = ", ".join(f"NaN {token_class}_tokens" for token_class in not_numbers)
-        raise UncountableEvents(
-            f"window {window.key}: billing_event holds {named} (a numeric column can hold "
-            f"'NaN', which is no count); nothing of the window rated: correct or delete "
-            f"those events (WHERE {not_numbers[0]}_tokens = 'NaN')"
-        )
+def fill_window_sums(conn: psycopg.Connection, params: dict[str, object]) -> tuple[Any, ...]:
+    """Sum the window's events into ``window_sums``; return ``select_window_read``'s row:
+    the digest, the event count, every class's sum and the latest ingested_at."""
+    conn.execute(load_sql("fill_window_sums"), params)
+    row = conn.execute(load_sql("select_window_read")).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return tuple(row)
 
 
 def usage_params(
@@ -102,7 +99,7 @@ def usage_params(
 ) -> dict[str, object]:
     """The values ``fill_window_sums.sql`` binds: the window, and what classifies its events
     (the version's context thresholds, the service tiers, the blank characters the
-    warehouse's encoding can hold, the longest id)."""
+    warehouse's encoding can hold, the longest id), 'NaN' counts not yet told apart."""
     thresholds = pricing.context_thresholds(version)
     # The listed models an event can find a threshold by: those with one and, when unlisted
     # fine-tunes take their base's, the listed fine-tunes, which never do.
@@ -122,6 +119,7 @@ def usage_params(
         "service_tiers": list(SERVICE_TIERS),
         "blank_characters": blank_characters(conn),
         "max_id_length": MAX_ID_LENGTH,
+        "nan_counts": False,
     }
 
 

@@ -7,7 +7,7 @@ CREATE TEMP TABLE window_sums (
     base_model text,
     service_tier text,
     context_tier text NOT NULL,
-    problem_bits integer NOT NULL,
+    problem_bits bigint NOT NULL,
     bases_key text,
     event_count bigint NOT NULL,
     input_tokens numeric NOT NULL,

@@ -1,13 +1,12 @@
 -- Sum one window's events into window_sums, one row per (auth_id, model_id, base_model,
 -- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
--- An event is long-context when its prompt exceeds its model's threshold, found by hash: a
--- listed model's in %(listed_models)s (null: none), an unlisted fine-tune's by its base in
--- %(event_bases)s; with neither, the planner folds the test to false. Invalid events keep
--- their problem_bits (records.PROBLEMS); events with a negative or null count come through
--- the partial index of revision 0012. Valid rows carry their one base as bases_key. Bound:
--- %(start)s, %(end)s, %(listed_models)s, %(listed_thresholds)s, %(event_bases)s,
--- %(base_thresholds)s, %(fine_tune_prefix)s, %(service_tiers)s, %(blank_characters)s,
--- %(max_id_length)s.
+-- An event is long-context when its prompt exceeds its model's threshold: a listed model's
+-- in %(listed_models)s, an unlisted fine-tune's by its base in %(event_bases)s (with
+-- neither, the planner folds the test to false). Invalid events keep their problem_bits
+-- (records.PROBLEMS) and come through the partial index of revision 0012, but for a 'NaN'
+-- count: only with %(nan_counts)s (else folded away) is it a problem, summed as nothing.
+-- Also bound: %(start)s, %(end)s, %(listed_thresholds)s, %(base_thresholds)s,
+-- %(fine_tune_prefix)s, %(service_tiers)s, %(blank_characters)s, %(max_id_length)s.
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
@@ -47,7 +46,13 @@ classified AS NOT MATERIALIZED (
             WHEN above IS NULL THEN false
             ELSE above < input_tokens::numeric + cache_read_tokens + cache_write_tokens
                 + cache_write_1h_tokens + audio_input_tokens + image_input_tokens
-        END AS long_context
+        END AS long_context,
+        -- x * 0 is 0 for every count but 'NaN' (and null).
+        NOT %(nan_counts)s OR (input_tokens * 0 = 0 AND output_tokens * 0 = 0
+            AND cache_read_tokens * 0 = 0 AND cache_write_tokens * 0 = 0
+            AND cache_write_1h_tokens * 0 = 0 AND reasoning_tokens * 0 = 0
+            AND audio_input_tokens * 0 = 0 AND audio_output_tokens * 0 = 0
+            AND image_input_tokens * 0 = 0) AS countable
     FROM thresholded
 ),
 nonnegative AS (
@@ -68,6 +73,7 @@ nonnegative AS (
     WHERE input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0
         AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0 AND reasoning_tokens >= 0
         AND audio_input_tokens >= 0 AND audio_output_tokens >= 0 AND image_input_tokens >= 0
+        AND countable
     GROUP BY auth_id, model_id, base_model, tier, long_context
 ),
 miscounted AS (
@@ -90,23 +96,51 @@ miscounted AS (
             | CASE WHEN reasoning_tokens IS NULL THEN 1048576 ELSE 0 END
             | CASE WHEN audio_input_tokens IS NULL THEN 2097152 ELSE 0 END
             | CASE WHEN audio_output_tokens IS NULL THEN 4194304 ELSE 0 END
-            | CASE WHEN image_input_tokens IS NULL THEN 8388608 ELSE 0 END) AS count_bits,
+            | CASE WHEN image_input_tokens IS NULL THEN 8388608 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND input_tokens * 0 <> 0
+                THEN 16777216 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND output_tokens * 0 <> 0
+                THEN 33554432 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND cache_read_tokens * 0 <> 0
+                THEN 67108864 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND cache_write_tokens * 0 <> 0
+                THEN 134217728 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND cache_write_1h_tokens * 0 <> 0
+                THEN 268435456 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND reasoning_tokens * 0 <> 0
+                THEN 536870912 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND audio_input_tokens * 0 <> 0
+                THEN 1073741824 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND audio_output_tokens * 0 <> 0
+                THEN 2147483648 ELSE 0 END
+            | CASE WHEN %(nan_counts)s AND image_input_tokens * 0 <> 0
+                THEN 4294967296 ELSE 0 END)
+            AS count_bits,
         count(*) AS event_count,
-        coalesce(sum(input_tokens), 0) AS input_tokens,
-        coalesce(sum(output_tokens), 0) AS output_tokens,
-        coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
-        coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-        coalesce(sum(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
-        coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-        coalesce(sum(audio_input_tokens), 0) AS audio_input_tokens,
-        coalesce(sum(audio_output_tokens), 0) AS audio_output_tokens,
-        coalesce(sum(image_input_tokens), 0) AS image_input_tokens,
+        coalesce(sum(input_tokens)
+            FILTER (WHERE countable OR input_tokens * 0 = 0), 0) AS input_tokens,
+        coalesce(sum(output_tokens)
+            FILTER (WHERE countable OR output_tokens * 0 = 0), 0) AS output_tokens,
+        coalesce(sum(cache_read_tokens)
+            FILTER (WHERE countable OR cache_read_tokens * 0 = 0), 0) AS cache_read_tokens,
+        coalesce(sum(cache_write_tokens)
+            FILTER (WHERE countable OR cache_write_tokens * 0 = 0), 0) AS cache_write_tokens,
+        coalesce(sum(cache_write_1h_tokens)
+            FILTER (WHERE countable OR cache_write_1h_tokens * 0 = 0), 0) AS cache_write_1h_tokens,
+        coalesce(sum(reasoning_tokens)
+            FILTER (WHERE countable OR reasoning_tokens * 0 = 0), 0) AS reasoning_tokens,
+        coalesce(sum(audio_input_tokens)
+            FILTER (WHERE countable OR audio_input_tokens * 0 = 0), 0) AS audio_input_tokens,
+        coalesce(sum(audio_output_tokens)
+            FILTER (WHERE countable OR audio_output_tokens * 0 = 0), 0) AS audio_output_tokens,
+        coalesce(sum(image_input_tokens)
+            FILTER (WHERE countable OR image_input_tokens * 0 = 0), 0) AS image_input_tokens,
         max(ingested_at) AS max_ingested_at
     FROM classified
     WHERE (input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0
         AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0 AND reasoning_tokens >= 0
-        AND audio_input_tokens >= 0 AND audio_output_tokens >= 0 AND image_input_tokens >= 0)
-        IS NOT TRUE
+        AND audio_input_tokens >= 0 AND audio_output_tokens >= 0 AND image_input_tokens >= 0
+        AND countable) IS NOT TRUE
     GROUP BY auth_id, model_id, base_model, tier, long_context, 6
 ),
 sums AS (

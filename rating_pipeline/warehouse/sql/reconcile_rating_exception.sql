@@ -62,7 +62,7 @@ output AS MATERIALIZED (
             ARRAY(
                 SELECT name
                 FROM unnest(%(problem_names)s::text[]) WITH ORDINALITY AS problem (name, bit)
-                WHERE bits & (1 << (bit::integer - 1)) <> 0
+                WHERE bits & (1::bigint << (bit::integer - 1)) <> 0
                 ORDER BY bit
             ),
             ', '
