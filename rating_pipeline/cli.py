@@ -294,14 +294,16 @@ def _failed(lines: list[str]) -> int:
 def _db(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse import migrations
 
-    if args.action == "downgrade":
-        print(migrations.downgrade(drop_rated_data=args.drop_rated_data))
-        return EXIT_OK
     action: Callable[[], str] = {
         "upgrade": migrations.upgrade,
+        "downgrade": lambda: migrations.downgrade(drop_rated_data=args.drop_rated_data),
         "current": migrations.current,
     }[args.action]
-    print(action())
+    try:
+        print(action())
+    except KeyboardInterrupt:
+        print(migrations.where_interrupted(args.action), file=sys.stderr)
+        raise
     return EXIT_OK
 
 

@@ -629,6 +629,33 @@ def test_a_revision_the_database_refuses_fails_in_one_line_naming_it_and_where_i
     assert "revision 0002" in err and "rated_usage" in err and "at revision 0001" in err, err
 
 
+@pytest.mark.parametrize(("action", "stops_at"), [("upgrade", "0005"), ("downgrade", "0009")])
+def test_an_interrupted_db_command_says_where_the_warehouse_stopped_and_exits_130(
+    empty_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    stops_at: str,
+) -> None:
+    """Ctrl-C in a migration (an index build on a large billing_event takes minutes): the
+    revisions before the interrupted one stay committed, and the person is told which."""
+    url = empty_database_url
+    if action == "downgrade":
+        migrations.upgrade(url)
+    run = migrations._run
+
+    def interrupted_after(url: str, alembic_command, revision: str, *args: object) -> list[str]:  # type: ignore[no-untyped-def]
+        run(url, alembic_command, stops_at, *args)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(migrations, "_run", interrupted_after)
+    monkeypatch.setenv("RATING_DATABASE_URL", url)
+    assert cli.main(["db", action]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("interrupted: "), err
+    assert f"at revision {stops_at}" in err and f"`db {action}`" in err, err
+
+
 def test_a_downgrade_to_any_revision_refuses_to_drop_tables_that_hold_rows(
     database_url: str,
 ) -> None:

@@ -336,6 +336,21 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     )
 
 
+def where_interrupted(action: str, url: str | None = None) -> str:
+    """The line for a ``db`` command stopped by Ctrl-C: each revision commits on its own, so
+    the warehouse is at the last one done (an interrupted index build is cleaned up and
+    built again by the next run)."""
+    target = url or database_url()
+    try:
+        revision = revision_of(target) or BASE
+    except Exception:  # the interrupt may have left no way to ask: say how to, then
+        return "interrupted: `db current` says at which revision the warehouse stopped"
+    return (
+        f"interrupted: the warehouse on {redact_url(target)} is at revision {revision}, the "
+        f"revisions before it committed; `db {action}` again goes on from there"
+    )
+
+
 def current(url: str | None = None) -> str:
     """The warehouse's revision and whether it is the head."""
     target = url or database_url()
