@@ -204,7 +204,11 @@ def _invoice_build(args: argparse.Namespace) -> int:
     month = parse_month(args.month)
     with connect() as conn:
         require_schema(conn)
-        print(build_invoice(conn, month, new_run_id()))
+        built = build_invoice(conn, month, new_run_id())
+    if built.differing:
+        print(f"error: {built}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(built)
     return EXIT_OK
 
 

@@ -872,6 +872,36 @@ def test_cli_builds_closes_reports_and_exports_a_month(
     ]  # key order, rates ascending
 
 
+def test_cli_build_of_a_closed_month_whose_lines_changed_since_its_close_says_so_and_fails(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Contract 11: a wholly closed month is frozen as its close recorded it. Its lines
+    written outside the pipeline made `invoice build` print the new total as "frozen as its
+    close built them", exit 0. Found by a review of closing and invoicing."""
+    run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance")
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("UPDATE invoice_line SET kind = 'adjustment' WHERE account_id = 'org-2'")
+    code, out, err = run_cli(capsys, "invoice", "build", "--month", "2026-06")
+    assert code == 1 and out == [], out
+    (line,) = err.splitlines()
+    assert line.startswith("error: 2026-06: wholly closed, but 1 invoice(s) differ"), line
+    assert "(org-2: lines_sha256 differ from what close 1 recorded)" in line
+
+
+def test_cli_build_of_a_closed_month_that_billed_nothing_says_so(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No close built lines for a closed month before anything billed: nothing was frozen."""
+    run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance")
+    code, out, _ = run_cli(capsys, "invoice", "build", "--month", "2026-01")
+    assert code == 0
+    assert out == ["2026-01: wholly closed with nothing billed in it: no lines"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

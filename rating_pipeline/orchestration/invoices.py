@@ -8,8 +8,7 @@ close recorded in ``rating_period_close_total``.
 """
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +24,17 @@ from rating_pipeline.orchestration.partitions import (
     months_between,
     months_in,
 )
-from rating_pipeline.orchestration.queries import RecordedTotal
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.close_mark import close_mark, next_month, wholly_closed
 from rating_pipeline.warehouse.database import require_schema
-from rating_pipeline.warehouse.invoices import MonthTotal, build_invoice, month_totals
+from rating_pipeline.warehouse.invoices import (
+    Mismatch,
+    MonthTotal,
+    build_invoice,
+    mismatches,
+    month_totals,
+    recorded_totals,
+)
 
 GROUP = "invoicing"
 CLOSED_MONTHS_MATCH_THEIR_CLOSE = "closed_months_match_their_close"
@@ -102,35 +107,6 @@ def failed_month(months: Sequence[datetime], done: int, error: Exception) -> str
     )
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    """A wholly closed month's invoice to one account that differs from its close's record
-    (``recorded`` None: the close recorded nothing; ``now`` None: no lines now)."""
-
-    month: datetime
-    account_id: str
-    recorded: RecordedTotal | None
-    now: MonthTotal | None
-
-    @property
-    def why(self) -> str:
-        if self.recorded is None:
-            return "lines the close recorded nothing for"
-        if self.now is None:
-            return f"close {self.recorded.close_id} recorded lines; there are none"
-        differ = [
-            name
-            for name, before, after in (
-                ("line count", self.recorded.line_count, self.now.line_count),
-                ("amount_exact", self.recorded.amount_exact, self.now.amount_exact),
-                ("amount", self.recorded.amount, self.now.amount),
-                ("lines_sha256", self.recorded.lines_sha256, self.now.lines_sha256),
-            )
-            if before != after
-        ]
-        return f"{', '.join(differ)} differ from what close {self.recorded.close_id} recorded"
-
-
 def closed_months(
     context: dg.AssetCheckExecutionContext, conn: psycopg.Connection
 ) -> list[datetime]:
@@ -142,28 +118,6 @@ def closed_months(
         first = queries.first_invoiced_month(conn)
         months = [] if first is None or mark is None else months_between(first, mark)
     return [month for month in months if wholly_closed(month, mark)]
-
-
-def mismatches(
-    months: Sequence[datetime],
-    now: Mapping[datetime, Sequence[MonthTotal]],
-    recorded: Iterable[RecordedTotal],
-) -> list[Mismatch]:
-    """Every (month, account) whose lines now and whose close's record are not the same."""
-    found = []
-    records = {(r.month, r.account_id): r for r in recorded}
-    for month in months:
-        current = {t.account_id: t for t in now.get(month, ())}
-        held = {account for (m, account) in records if m == month}
-        for account in sorted(held | current.keys()):
-            before, after = records.get((month, account)), current.get(account)
-            if before is None or after is None or _totals(before) != _totals(after):
-                found.append(Mismatch(month, account, before, after))
-    return found
-
-
-def _totals(total: RecordedTotal | MonthTotal) -> tuple[object, ...]:
-    return total.line_count, total.amount_exact, total.amount, total.lines_sha256
 
 
 MISMATCH_COLUMNS = (
@@ -193,9 +147,7 @@ def closed_months_match_their_close(
     with warehouse.snapshot() as conn:
         months = closed_months(context, conn)
         now = {month: month_totals(conn, month) for month in months}
-        recorded = (
-            queries.recorded_totals(conn, months[0], next_month(months[-1])) if months else []
-        )
+        recorded = recorded_totals(conn, months[0], next_month(months[-1])) if months else []
     return evaluate_closed_months(months, now, mismatches(months, now, recorded))
 
 

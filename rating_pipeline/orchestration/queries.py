@@ -354,31 +354,6 @@ def late_windows(
     ]
 
 
-@dataclass(frozen=True)
-class RecordedTotal:
-    """What close ``close_id`` recorded of one month's invoice to one account."""
-
-    month: datetime
-    account_id: str
-    close_id: int
-    line_count: int
-    amount_exact: Decimal
-    amount: Decimal
-    lines_sha256: str
-
-
-def recorded_totals(
-    conn: psycopg.Connection, start: datetime, end: datetime
-) -> list[RecordedTotal]:
-    """Every month and account of [start, end) a close recorded, in order."""
-    return [
-        RecordedTotal(row[0].astimezone(UTC), row[1], int(row[2]), int(row[3]), *row[4:])
-        for row in conn.execute(
-            load_sql("orchestration_recorded_month_totals"), {"start": start, "end": end}
-        )
-    ]
-
-
 def first_invoiced_month(conn: psycopg.Connection) -> datetime | None:
     """The first month holding invoice lines or a close's record of them (None: none)."""
     row = conn.execute(load_sql("orchestration_first_invoiced_month")).fetchone()

@@ -13,7 +13,8 @@ import hashlib
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -116,6 +117,8 @@ class LinesBuilt:
     amount_exact: Decimal
     amount: Decimal
     frozen: bool = False
+    # In a frozen month: the invoices whose lines differ from what its close recorded.
+    differing: tuple[Mismatch, ...] = field(default=())
 
     @property
     def written(self) -> int:
@@ -133,6 +136,17 @@ class LinesBuilt:
 
     def __str__(self) -> str:
         month = self.month.strftime("%Y-%m")
+        if self.differing:
+            listed = "; ".join(f"{m.account_id}: {m.why}" for m in self.differing[:3])
+            more = f"; and {len(self.differing) - 3} more" if len(self.differing) > 3 else ""
+            return (
+                f"{month}: wholly closed, but {len(self.differing)} invoice(s) differ from "
+                f"what its close recorded ({listed}{more}). Neither a build nor a close "
+                "rewrites a closed month, so its lines were written outside them: what was "
+                "invoiced is what the close recorded; find the write before billing from them"
+            )
+        if self.frozen and self.lines == 0:
+            return f"{month}: wholly closed with nothing billed in it: no lines"
         if self.frozen:
             return (
                 f"{month}: wholly closed, {self.lines} lines frozen as its close built them; "
@@ -173,9 +187,86 @@ def month_totals(conn: psycopg.Connection, month: datetime) -> list[MonthTotal]:
     ]
 
 
+@dataclass(frozen=True)
+class RecordedTotal:
+    """What close ``close_id`` recorded of one month's invoice to one account."""
+
+    month: datetime
+    account_id: str
+    close_id: int
+    line_count: int
+    amount_exact: Decimal
+    amount: Decimal
+    lines_sha256: str
+
+
+def recorded_totals(
+    conn: psycopg.Connection, start: datetime, end: datetime
+) -> list[RecordedTotal]:
+    """Every month and account of [start, end) a close recorded, in order."""
+    return [
+        RecordedTotal(row[0].astimezone(UTC), row[1], int(row[2]), int(row[3]), *row[4:])
+        for row in conn.execute(
+            load_sql("select_recorded_month_totals"), {"start": start, "end": end}
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A wholly closed month's invoice to one account that differs from its close's record
+    (``recorded`` None: the close recorded nothing; ``now`` None: no lines now)."""
+
+    month: datetime
+    account_id: str
+    recorded: RecordedTotal | None
+    now: MonthTotal | None
+
+    @property
+    def why(self) -> str:
+        if self.recorded is None:
+            return "lines the close recorded nothing for"
+        if self.now is None:
+            return f"close {self.recorded.close_id} recorded lines; there are none"
+        differ = [
+            name
+            for name, before, after in (
+                ("line count", self.recorded.line_count, self.now.line_count),
+                ("amount_exact", self.recorded.amount_exact, self.now.amount_exact),
+                ("amount", self.recorded.amount, self.now.amount),
+                ("lines_sha256", self.recorded.lines_sha256, self.now.lines_sha256),
+            )
+            if before != after
+        ]
+        return f"{', '.join(differ)} differ from what close {self.recorded.close_id} recorded"
+
+
+def mismatches(
+    months: Sequence[datetime],
+    now: Mapping[datetime, Sequence[MonthTotal]],
+    recorded: Iterable[RecordedTotal],
+) -> list[Mismatch]:
+    """Every (month, account) whose lines now and whose close's record are not the same."""
+    found = []
+    records = {(r.month, r.account_id): r for r in recorded}
+    for month in months:
+        current = {t.account_id: t for t in now.get(month, ())}
+        held = {account for (m, account) in records if m == month}
+        for account in sorted(held | current.keys()):
+            before, after = records.get((month, account)), current.get(account)
+            if before is None or after is None or _totals(before) != _totals(after):
+                found.append(Mismatch(month, account, before, after))
+    return found
+
+
+def _totals(total: RecordedTotal | MonthTotal) -> tuple[object, ...]:
+    return total.line_count, total.amount_exact, total.amount, total.lines_sha256
+
+
 def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> LinesBuilt:
     """Build ``month``'s lines in a transaction of its own: converge them, or, for a
-    wholly closed month, write nothing and report the lines its close froze."""
+    wholly closed month, write nothing and report the lines its close froze, and those
+    that differ from what it recorded."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RatingPipelineError(
             f"building {month:%Y-%m} needs a connection outside any transaction"
@@ -186,12 +277,14 @@ def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> Lin
         conn.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": _month_key(month)})
         if wholly_closed(month, close_mark(conn)):
             totals = month_totals(conn, month)
+            recorded = recorded_totals(conn, month, next_month(month))
             return LinesBuilt(
                 month, 0, 0, 0,
                 lines=sum(t.line_count for t in totals),
                 amount_exact=exact_sum(t.amount_exact for t in totals),
                 amount=exact_sum(t.amount for t in totals),
                 frozen=True,
+                differing=tuple(mismatches([month], {month: totals}, recorded)),
             )  # fmt: skip
         built_at = conn.execute(NOW).fetchone()
         assert built_at is not None
