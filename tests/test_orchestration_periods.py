@@ -4,6 +4,7 @@ checks, and what its metadata says about open adjustments. Real instance, real d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 
 import dagster as dg
 import psycopg
@@ -107,6 +108,24 @@ def test_rated_usage_metadata_says_whether_the_window_is_closed_and_what_it_adju
     assert before["cost_usd"] == "0.023750000000"  # the latest output: rows + adjustments
     again = materializations(materialize(database_url, instance=instance), "rated_usage")[KEY]
     assert (again["adjustments_inserted"], again["adjustments_unchanged"]) == (0, 4)
+
+
+def test_a_closed_windows_tables_and_its_adjustments_add_up_to_its_cost_once_stamped(
+    database_url: str, instance: dg.DagsterInstance, corrected_after_close: list[BillingEvent]
+) -> None:
+    """The tables split the stored rows; in a closed window cost_usd also holds every
+    adjustment, and once a close has stamped them none was open: nothing in the UI said
+    where the difference was. Found by a review of the Dagster UI."""
+    materialize(database_url, instance=instance)
+    close(database_url, 2)  # stamps the window's four adjustments
+
+    meta = materializations(materialize(database_url, instance=instance), "rated_usage")[KEY]
+
+    assert (meta["open_adjustments"], meta["open_adjustment_cost_usd"]) == (0, "0")
+    assert meta["adjustments_cost_usd"] == "0.003395000000"  # stamped and open
+    for table in ("cost_by_token_class", "cost_by_tier"):
+        stored = sum(Decimal(row["cost_usd"]) for row in records(meta[table]))
+        assert stored + Decimal(meta["adjustments_cost_usd"]) == Decimal(meta["cost_usd"])
 
 
 def test_an_open_windows_metadata_has_no_adjustments(

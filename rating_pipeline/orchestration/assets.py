@@ -100,7 +100,7 @@ def resolve_versions(
         raise dg.Failure(
             description=(
                 f"the pricebooks in {resource.directory} do not load "
-                f"({len(exc.errors)} errors); nothing is rated:\n" + "\n".join(exc.report_lines())
+                f"({len(exc.errors)} error(s)); nothing is rated:\n" + "\n".join(exc.report_lines())
             ),
             metadata={
                 "errors": metadata.table(
@@ -224,7 +224,9 @@ def window_usage(
         "priced and reconciled in one transaction: re-materializing converges to the latest "
         "run's output. Per window: cost_usd is the exact total as text; cost_micro_usd is that "
         "total in micro-USD rounded half-even, for plotting only; cost_by_token_class and "
-        "cost_by_tier split the exact total by token class and by tier."
+        "cost_by_tier split the stored rows' exact cost by token class and by tier. In a "
+        "closed window the rows are frozen and cost_usd is theirs plus adjustments_cost_usd, "
+        "every adjustment of the window, stamped and open."
     ),
 )
 def rated_usage(

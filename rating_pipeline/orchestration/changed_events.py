@@ -280,8 +280,8 @@ def evaluate(context: dg.SensorEvaluationContext, found: Scan) -> dg.SensorResul
         check = change.check
         if change.to_request:
             context.log.info(
-                f"window {check.window.key}: events digest {check.digest_now} now, "
-                f"{check.rated.events_digest} at its latest rating; {change.state()}"
+                f"{change.state()}: events digest {check.digest_now} now, "
+                f"{check.rated.events_digest} at its latest rating"
             )
             requests.append(run_request(change))
         elif not change.in_flight:

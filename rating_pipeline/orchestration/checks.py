@@ -271,12 +271,13 @@ def evaluate_conservation(span: Span, windows: list[WindowConservation]) -> dg.A
         )
     if not broken:
         description = (
-            f"Every event of the {len(windows)} rated windows of {span} is billed or excepted."
+            f"Every event of the {_plural(len(windows), 'rated window')} of {span} is billed "
+            "or excepted."
         )
     else:
         description = (
-            f"{len(broken)} windows of {span} are not conserved: {len(stale)} changed after "
-            "their rating (within the lookback, late_events re-rates late events and "
+            f"Not conserved: {_plural(len(broken), 'window')} of {span}; {len(stale)} "
+            "changed after their rating (within the lookback, late_events re-rates late events and "
             "changed_events deleted or corrected ones; re-materialize older windows), "
             f"{len(corrupt)} hold output that does not "
             "match what their rating read (written outside the rater: re-materialize them)."
@@ -416,14 +417,16 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     asset=rated_usage,
     name=ALL_WINDOWS_BILLED,
     description=(
-        "No window bills other events than it holds unseen: lists the windows whose events "
-        "changed after their latest rating and that no sensor re-rates (older than the "
-        "lookback, or not re-rated within RATING_CHANGED_EVENT_INTERVAL_MINUTES), the hours "
-        "with events that were never rated (missed hours, with "
-        "the missed_hours sensor's attempts), the hours before the first window that hold "
-        "events no rating read, how many events no window holds (no occurred_at, or one "
-        "outside the instants a window can hold), and how many are dated in hours that have "
-        "not begun."
+        "No window bills other events than it holds, as far as the sensors see: lists the "
+        "windows the sensors found changed after their latest rating (late arrivals at any "
+        "age; corrections and deletions while in the lookback) that none re-rates (older "
+        "than the lookback, or not re-rated within RATING_CHANGED_EVENT_INTERVAL_MINUTES), "
+        "the hours with events that were never rated (missed hours, with the missed_hours "
+        "sensor's attempts), the hours before the first window that hold events no rating "
+        "read, how many events no window holds (no occurred_at, or one outside the instants "
+        "a window can hold), and how many are dated in hours that have not begun. A "
+        "correction in place to a window past the lookback is seen by no sensor "
+        "(docs/operations.md)."
     ),
 )
 def all_windows_billed(
@@ -527,11 +530,11 @@ def evaluate_billed(
         "correction of tokens in place, nowhere)."
         if not unbilled
         else (
-            f"{_plural(len(late), 'window')} had their events changed after their latest "
-            "rating and no sensor re-rated them (older than the lookback, or not within "
-            f"{changed_events.INTERVAL_VARIABLE}), and {_plural(len(never_rated), 'hour')} "
-            "with events were never rated: materialize their partitions (in a closed period, "
-            "the difference bills as adjustments on the next invoice)."
+            f"Changed after the latest rating and re-rated by no sensor (older than the "
+            f"lookback, or not within {changed_events.INTERVAL_VARIABLE}): "
+            f"{_plural(len(late), 'window')}; never rated though holding events: "
+            f"{_plural(len(never_rated), 'hour')}. Materialize their partitions (in a closed "
+            "period, the difference bills as adjustments on the next invoice)."
         )
     )
     unread = unread_events(before_first, undated, not_begun)
@@ -626,9 +629,9 @@ def evaluate_open_adjustments(windows: Sequence[OpenAdjustments]) -> dg.AssetChe
         "No window has open adjustments."
         if not windows
         else (
-            f"{len(windows)} closed windows were corrected after their close: "
-            f"{count} open adjustments, {usd_text(cost)} USD, billed on the invoice of "
-            f"{', '.join(months)}. Their rows stay frozen; the next close stamps them."
+            f"Corrected after their close: {_plural(len(windows), 'closed window')}, with "
+            f"{_plural(count, 'open adjustment')} of {usd_text(cost)} USD, billed on the "
+            f"invoice of {', '.join(months)}. Their rows stay frozen; the next close stamps them."
         )
     )
     return dg.AssetCheckResult(

@@ -212,6 +212,7 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
         "costliest_rollups": costliest_rollups_table(tables.costliest),
         "cost_by_token_class": cost_by_token_class_table(tables.by_token_class),
         "cost_by_tier": cost_by_tier_table(tables.by_tier),
+        "adjustments_cost_usd": money(tables.adjustments_cost_usd),
         PARTITION_ROW_COUNT: dg.MetadataValue.int(rating.rated_usage_rows),
     }
 

@@ -117,18 +117,25 @@ def cost_by_tier(conn: psycopg.Connection, start: datetime, end: datetime) -> tu
 @dataclass(frozen=True)
 class WindowTables:
     """What the UI shows of one window's stored rows: its costliest rollups, and its tokens
-    and cost by token class and by tier."""
+    and cost by token class and by tier; and the cost of its adjustments, stamped and open,
+    which a closed window's cost adds to its frozen rows'."""
 
     costliest: tuple[RatedRollup, ...] = ()
     by_token_class: tuple[ClassCost, ...] = ()
     by_tier: tuple[TierCost, ...] = ()
+    adjustments_cost_usd: Decimal = Decimal(0)
 
 
 def window_tables(conn: psycopg.Connection, window: Window, costliest: int) -> WindowTables:
     """The window's tables as stored, as of the caller's snapshot (``costliest``: how many
     of the costliest rollups)."""
+    row = conn.execute(
+        load_sql("select_window_adjustments_cost"), {"window_start": window.start}
+    ).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
     return WindowTables(
         costliest_rollups(conn, window, costliest),
         cost_by_token_class(conn, window.start, window.end),
         cost_by_tier(conn, window.start, window.end),
+        row[0],
     )
