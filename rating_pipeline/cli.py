@@ -308,6 +308,9 @@ def _db(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(migrations.where_interrupted(args.action), file=sys.stderr)
         raise
+    refusal = migrations.billing_event_refusal() if args.action == "upgrade" else None
+    if refusal is not None:
+        print(f"warning: every rating will refuse this billing_event: {refusal}", file=sys.stderr)
     return EXIT_OK
 
 

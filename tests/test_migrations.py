@@ -629,6 +629,27 @@ def test_a_revision_the_database_refuses_fails_in_one_line_naming_it_and_where_i
     assert "revision 0002" in err and "rated_usage" in err and "at revision 0001" in err, err
 
 
+def test_an_upgrade_onto_a_billing_event_no_rating_can_read_warns_at_once(
+    empty_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Upstream keeps a count in a type that can hold a fraction: the upgrade succeeds (the
+    schema is the project's), but every rating will refuse; the person migrating hears it
+    now, not from the first hourly run. Found by a review of upstream's types."""
+    url = empty_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute(UPSTREAM_BILLING_EVENT)
+        conn.execute("ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE numeric")
+    monkeypatch.setenv("RATING_DATABASE_URL", url)
+    assert cli.main(["db", "upgrade"]) == 0
+    captured = capsys.readouterr()
+    assert "upgraded from base" in captured.out
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("warning: every rating will refuse this billing_event: "), warning
+    assert "billing_event.input_tokens is numeric" in warning
+
+
 @pytest.mark.parametrize(("action", "stops_at"), [("upgrade", "0005"), ("downgrade", "0009")])
 def test_an_interrupted_db_command_says_where_the_warehouse_stopped_and_exits_130(
     empty_database_url: str,

@@ -24,7 +24,13 @@ from psycopg import sql
 from sqlalchemy.pool import NullPool
 
 from rating_pipeline.errors import RatingPipelineError
-from rating_pipeline.warehouse.database import connect, database_url, redact_url
+from rating_pipeline.warehouse.database import (
+    UnusableBillingEvent,
+    connect,
+    database_url,
+    redact_url,
+    require_readable_billing_event,
+)
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 BASE = "base"
@@ -334,6 +340,17 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
         f"warehouse downgraded from revision {before} to base on {where}: "
         "rating tables dropped, billing_event kept"
     )
+
+
+def billing_event_refusal(url: str | None = None) -> str | None:
+    """Why every rating would refuse the warehouse's billing_event (a count that can hold a
+    fraction, a zoneless instant: upstream's types, which no revision changes), or None."""
+    with connect(url or database_url()) as conn:
+        try:
+            require_readable_billing_event(conn)
+        except UnusableBillingEvent as exc:
+            return str(exc)
+    return None
 
 
 def where_interrupted(action: str, url: str | None = None) -> str:
