@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -118,7 +118,7 @@ class LinesBuilt:
     amount: Decimal
     frozen: bool = False
     # In a frozen month: the invoices whose lines differ from what its close recorded.
-    differing: tuple[Mismatch, ...] = field(default=())
+    differing: tuple[Mismatch, ...] = ()
 
     @property
     def written(self) -> int:

@@ -158,7 +158,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     says what this call applied: none, when another upgrade did the work while this one
     waited for its lock."""
     target = url or database_url()
-    _known_revision(target)
+    _known_revision(target)  # refuses a warehouse of a newer release before any change
     applied = _run(target, command.upgrade, revision)
     after = revision_of(target)
     where = redact_url(target)
