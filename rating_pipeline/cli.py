@@ -158,13 +158,18 @@ def _add_period_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _period_close(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse import periods
     from rating_pipeline.warehouse.database import connect, require_schema
-    from rating_pipeline.warehouse.periods import close_period
 
     closed_by = _os_user() if args.by is None else args.by
-    with connect() as conn:
-        require_schema(conn)
-        closed = close_period(conn, args.through, closed_by, args.note)
+    try:
+        with connect() as conn:
+            require_schema(conn)
+            closed = periods.close_period(conn, args.through, closed_by, args.note)
+    except KeyboardInterrupt:
+        with connect() as conn:
+            print(periods.where_close_interrupted(conn, args.through), file=sys.stderr)
+        raise
     for line in closed.lines():
         print(line)
     return EXIT_OK

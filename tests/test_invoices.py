@@ -872,6 +872,34 @@ def test_cli_builds_closes_reports_and_exports_a_month(
     ]  # key order, rates ascending
 
 
+@pytest.mark.parametrize("committed", [False, True], ids=["before its commit", "after it"])
+def test_an_interrupted_close_says_whether_it_committed_and_exits_130(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    committed: bool,
+) -> None:
+    """A close is one transaction: Ctrl-C leaves it whole or not at all, and the person is
+    told which (the mark says). Before, it exited 130 with nothing on the screen."""
+
+    def interrupted(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+        if committed:
+            close_period(conn, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", interrupted)
+    code, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert code == 130 and out == []
+    if committed:
+        assert err == (
+            "interrupted after the close committed: closed through "
+            "2026-07-01T00:00:00+00:00 (`period status`)\n"
+        )
+    else:
+        assert err == "interrupted: the close was rolled back, nothing written; no close yet\n"
+
+
 def test_cli_build_of_a_closed_month_whose_lines_changed_since_its_close_says_so_and_fails(
     warehouse_env: str,
     june: list[BillingEvent],

@@ -275,3 +275,17 @@ def period_status(conn: psycopg.Connection) -> PeriodStatus:
             last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
             open_adjustments=open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
         )
+
+
+def where_close_interrupted(conn: psycopg.Connection, through: datetime) -> str:
+    """The line for a close stopped by Ctrl-C, read on a fresh ``conn``: a close is one
+    transaction, so it committed whole or wrote nothing, and the mark tells which."""
+    mark = close_mark(conn)
+    conn.rollback()
+    if mark is not None and mark >= through:
+        return (
+            f"interrupted after the close committed: closed through {mark.isoformat()} "
+            "(`period status`)"
+        )
+    stays = f"the mark stays {mark.isoformat()}" if mark is not None else "no close yet"
+    return f"interrupted: the close was rolled back, nothing written; {stays}"
