@@ -203,13 +203,21 @@ def _period_status(args: argparse.Namespace) -> int:
 
 
 def _invoice_build(args: argparse.Namespace) -> int:
+    from rating_pipeline.warehouse import invoices
     from rating_pipeline.warehouse.database import connect, require_schema
-    from rating_pipeline.warehouse.invoices import build_invoice, new_run_id, parse_month
 
-    month = parse_month(args.month)
-    with connect() as conn:
-        require_schema(conn)
-        built = build_invoice(conn, month, new_run_id())
+    month = invoices.parse_month(args.month)
+    try:
+        with connect() as conn:
+            require_schema(conn)
+            built = invoices.build_invoice(conn, month, invoices.new_run_id())
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {month:%Y-%m}'s lines were built whole or not at all; building "
+            "them again converges (an identical rebuild writes nothing)",
+            file=sys.stderr,
+        )
+        raise
     if built.differing:
         print(f"error: {built}", file=sys.stderr)
         return EXIT_FAILURE

@@ -900,6 +900,24 @@ def test_an_interrupted_close_says_whether_it_committed_and_exits_130(
         assert err == "interrupted: the close was rolled back, nothing written; no close yet\n"
 
 
+def test_an_interrupted_build_says_that_building_again_converges_and_exits_130(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(*args: Any) -> LinesBuilt:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rating_pipeline.warehouse.invoices.build_invoice", interrupted)
+    code, out, err = run_cli(capsys, "invoice", "build", "--month", "2026-06")
+    assert code == 130 and out == []
+    assert err == (
+        "interrupted: 2026-06's lines were built whole or not at all; building them again "
+        "converges (an identical rebuild writes nothing)\n"
+    )
+
+
 def test_cli_build_of_a_closed_month_whose_lines_changed_since_its_close_says_so_and_fails(
     warehouse_env: str,
     june: list[BillingEvent],
