@@ -215,15 +215,18 @@ def test_a_positive_price_that_would_round_to_zero_is_never_imported_free():
 
 def test_a_threshold_field_of_thousands_of_digits_is_reported_not_a_crash():
     """Python refuses to convert more than 4300 digits to an int. Found by a review of
-    pricebook input."""
+    pricebook input. Unread, it leaves the model out, as any long-context price not read."""
     field = f"input_cost_per_token_above_{'9' * 5000}k_tokens"
     result = convert(
         one_model(
             f'"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "{field}": 3e-06'
         )
     )
+    why = f"model not imported: a long-context price it cannot read ({field})"
     assert unmapped_of(result, "m") == {
-        field: "a per-token price of a class, tier or threshold the contract does not know"
+        "input_cost_per_token": why,
+        "output_cost_per_token": why,
+        field: why,
     }
 
 
@@ -341,22 +344,77 @@ def test_a_model_whose_long_context_prices_make_no_whole_set_is_not_imported():
     assert len(unmapped_of(result, "m")) == 3  # every price it has
 
 
-def test_prices_by_time_of_day_or_by_region_are_reported_not_ignored():
+def test_prices_by_region_are_reported_not_ignored():
+    text = json.dumps(
+        {
+            "m": {
+                "mode": "chat", "input_cost_per_token": 1.32e-06,
+                "output_cost_per_token": 3.96e-06,
+                "provider_specific_entry": {"us": "1.1", "fast": 2},
+            }
+        }
+    )  # fmt: skip
+    result, version = imported(text)
+    assert "m" in version.models
+    assert unmapped_of(result, "m") == {
+        "provider_specific_entry": "price multipliers by region or speed: the contract has none",
+    }
+
+
+def test_a_model_priced_by_time_of_day_is_not_imported_rather_than_billed_at_peak_rates():
+    """Off-peak prices replace the per-token prices part of the week; the contract's rates
+    hold at every hour, so importing the rest billed off-peak usage at twice its price.
+    Found by a review of the importer against LiteLLM's real map."""
     text = json.dumps(
         {
             "deepseek-v4-pro": {
                 "mode": "chat", "input_cost_per_token": 1.32e-06,
                 "output_cost_per_token": 3.96e-06,
                 "off_peak_pricing": {"input_cost_per_token": 6.6e-07, "windows": ["00:00-01:00"]},
-                "provider_specific_entry": {"us": "1.1", "fast": 2},
-            }
+            },
+            "ok": {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
         }
     )  # fmt: skip
-    result, _ = imported(text)
-    assert unmapped_of(result, "deepseek-v4-pro") == {
-        "off_peak_pricing": "prices by time of day: the contract has none",
-        "provider_specific_entry": "price multipliers by region or speed: the contract has none",
-    }
+    result, version = imported(text)
+    assert list(version.models) == ["ok"]
+    why = "prices by time of day replace its per-token prices part of the time"
+    assert f"deepseek-v4-pro: {why}" in {str(note) for note in result.not_imported}
+    assert set(unmapped_of(result, "deepseek-v4-pro").values()) == {f"model not imported: {why}"}
+    assert len(unmapped_of(result, "deepseek-v4-pro")) == 3  # every price it has
+
+
+def test_a_model_whose_only_prices_the_contract_cannot_hold_is_not_imported_rather_than_free():
+    """Tokens at 0 and a price per clip: imported, every request billed nothing. Found by
+    a review of the importer against LiteLLM's real map."""
+    text = one_model(
+        '"input_cost_per_token": 0, "output_cost_per_token": 0, "output_cost_per_image": 0.08'
+    )
+    result = convert(text)
+    assert result.models == 0
+    why = "every per-token price is 0 and it has prices the contract cannot hold"
+    assert f"m: {why}" in {str(note) for note in result.not_imported}
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "input_cost_per_token_priority_above_200k_tokens",  # LiteLLM reads this order too
+        "input_cost_per_token_above_200000_tokens",  # and thresholds without the k
+        "input_cost_per_token_above_0k_tokens",
+    ],
+)
+def test_a_long_context_price_it_cannot_read_leaves_the_model_out(field: str) -> None:
+    """Imported without it, the model's long prompts would bill at standard rates. Found by
+    a review of the importer against LiteLLM's cost code."""
+    text = one_model(
+        '"input_cost_per_token": 2e-06, "output_cost_per_token": 4e-06, '
+        f'"input_cost_per_token_priority": 2e-06, "output_cost_per_token_priority": 4e-06, '
+        f'"{field}": 9e-06'
+    )
+    result = convert(text)
+    assert result.models == 0
+    why = f"a long-context price it cannot read ({field})"
+    assert f"m: {why}" in {str(note) for note in result.not_imported}
 
 
 def test_an_xai_threshold_counts_a_prompt_at_it_as_long_as_litellm_does():

@@ -9,9 +9,11 @@ A price with more than RATE_PLACES places per million tokens is float noise
 (``2.9999900000000002e-06``): an error (``FloatNoiseError``) unless ``round_rates``, which
 rounds it half-even and reports it. Every price the contract cannot hold is reported
 (``Unmapped``), never guessed at: per-query, per-second and per-image prices, token
-classes and tiers the contract does not know, multipliers, prices by time of day, and
-sets without input and output. A model whose long-context thresholds differ is not
-imported: its long prompts would bill at standard rates. Nothing is inherited: a tier or
+classes and tiers the contract does not know, multipliers, and sets without input and
+output. A model is not imported where its per-token rates alone would bill it at prices not
+its own: long-context thresholds that differ or that it cannot read (its long prompts would
+bill at standard rates), prices by time of day, token prices of 0 beside prices it cannot
+hold. Nothing is inherited: a tier or
 long-context set without a cache rate in the source gets none. The YAML is written for the
 loader, which checks it.
 """
@@ -61,6 +63,7 @@ IMPORTED_MODES = ("chat", "responses")
 MODE = "mode"
 PROVIDER = "litellm_provider"
 TIERED_PRICING = "tiered_pricing"
+OFF_PEAK = "off_peak_pricing"
 RANGE = "range"
 # LiteLLM bills these providers' long-context rates from the threshold itself (a prompt of
 # N tokens or more); the contract's threshold is exclusive, so theirs is written as N - 1.
@@ -84,6 +87,11 @@ SUFFIX_OF_TIER = {tier: suffix for suffix, tier in TIER_SUFFIXES.items()}
 # A field's long-context infix, before any tier suffix: ``..._above_200k_tokens``; at most
 # 16 digits of thousands, past MAX_THRESHOLD and far below the 4300 digits int() converts.
 _ABOVE = re.compile(r"(?P<field>.+)_above_(?P<thousands>[1-9][0-9]{0,15})k_tokens")
+# A long-context price of a class in a spelling _ABOVE does not read (LiteLLM reads them):
+# the tier before the threshold, a threshold without its "k", or 0k.
+_ANY_ABOVE = re.compile(
+    r"(?P<field>.+?)(_batches|_priority|_flex)?_above_[0-9]+k?_tokens(_batches|_priority|_flex)?"
+)
 _UNIT = re.compile(
     r"_per_(?P<unit>second|query|image|character|pixel|page|request|session|credit|"
     r"text_message|1k_calls|gb_per_day|unit)(_|$)"
@@ -392,20 +400,12 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
         rate = _rate(model_id, name, value, report)
         if rate is not None:
             slots[slot] = (name, rate)
-    thresholds = sorted({slot.thousands for slot in slots if slot.thousands is not None})
-    if len(thresholds) > 1:
-        listed = ", ".join(f"{thousands}k" for thousands in thresholds)
-        why = f"long-context thresholds differ within it ({listed} tokens)"
-        _leave_out(model_id, entry, slots, report, why, why.replace(" within it", ""))
+    held_back = _prices_it_cannot_hold(entry, slots) or _threshold_it_cannot_hold(slots)
+    if held_back is not None:
+        why, told, causes = held_back
+        _leave_out(model_id, entry, slots, report, why, told, causes)
         return None
-    threshold = thresholds[0] if thresholds else None
-    if threshold is not None and threshold * 1000 > MAX_THRESHOLD:
-        why = (
-            f"a long-context threshold of {threshold}k tokens is past the largest a pricebook "
-            f"holds ({MAX_THRESHOLD} tokens)"
-        )
-        _leave_out(model_id, entry, slots, report, why, why)
-        return None
+    threshold = next((slot.thousands for slot in slots if slot.thousands is not None), None)
     sets = _complete_sets(model_id, entry, slots, report)
     if (STANDARD, STANDARD) not in sets:
         _not_imported(model_id, entry, slots, report)
@@ -423,6 +423,60 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
         not ranged and isinstance(provider, str) and provider in INCLUSIVE_THRESHOLD_PROVIDERS
     )
     return ModelRates(MappingProxyType(sets), threshold * 1000 - (1 if inclusive else 0))
+
+
+# Why a model is left out, as its prices are told and as the list of models tells it, and
+# the fields beside its per-token prices that are the cause.
+_HeldBack = tuple[str, str, list[str]]
+
+
+def _threshold_it_cannot_hold(slots: dict[_Slot, tuple[str, Decimal]]) -> _HeldBack | None:
+    """Thresholds that differ within the model, or one past the largest a pricebook holds."""
+    thresholds = sorted({slot.thousands for slot in slots if slot.thousands is not None})
+    if len(thresholds) > 1:
+        listed = ", ".join(f"{thousands}k" for thousands in thresholds)
+        why = f"long-context thresholds differ within it ({listed} tokens)"
+        return why, why.replace(" within it", ""), []
+    if thresholds and thresholds[0] * 1000 > MAX_THRESHOLD:
+        why = (
+            f"a long-context threshold of {thresholds[0]}k tokens is past the largest a "
+            f"pricebook holds ({MAX_THRESHOLD} tokens)"
+        )
+        return why, why, []
+    return None
+
+
+def _prices_it_cannot_hold(
+    entry: dict[str, Any], slots: dict[_Slot, tuple[str, Decimal]]
+) -> _HeldBack | None:
+    """Why the model's per-token rates alone would bill it at prices not its own, and the
+    fields that say so; None when they would not. Prices the contract cannot hold that come
+    on top of the tokens' (per query, per image beside token prices) are only reported."""
+    if OFF_PEAK in entry:
+        why = "prices by time of day replace its per-token prices part of the time"
+        return why, why, [OFF_PEAK]
+    unread = [
+        name
+        for name in entry
+        if (above := _ANY_ABOVE.fullmatch(name)) is not None
+        and above["field"] in CLASS_FIELDS
+        and _slot(name) is None
+    ]
+    if unread:
+        why = f"a long-context price it cannot read ({', '.join(unread)})"
+        return why, why, unread
+    beside = [
+        name
+        for name, value in entry.items()
+        if _slot(name) is None
+        and _why_not_a_price(name) is not None
+        and isinstance(value, _JsonNumber)
+        and Decimal(value) > 0
+    ]
+    if beside and slots and all(rate == 0 for _, rate in slots.values()):
+        why = "every per-token price is 0 and it has prices the contract cannot hold"
+        return why, why, beside
+    return None
 
 
 def _flattened(
@@ -525,7 +579,7 @@ def _why_not_a_price(name: str) -> str | None:
     """Why a field that is no contract price is reported, or None for a non-price field."""
     if name in _ALIASES:
         return f"an older name for {_ALIASES[name]}, which is read instead"
-    if name == "off_peak_pricing":
+    if name == OFF_PEAK:
         return "prices by time of day: the contract has none"
     if name == "provider_specific_entry":
         return "price multipliers by region or speed: the contract has none"
@@ -660,16 +714,19 @@ def _leave_out(
     report: _Report,
     why: str,
     told: str,
+    causes: Iterable[str] = (),
 ) -> None:
     """A model whose prices the contract cannot hold without billing some prompts at other
-    rates: left out (``told`` in the list of models not imported), each of its prices
-    reported once, for ``why``, in place of any note on it so far."""
+    rates: left out (``told`` in the list of models not imported), each of its prices and
+    the fields that ``causes`` it reported once, for ``why``, in place of any note on them
+    so far."""
     report.not_imported.append(NotImported(model_id, told))
-    priced = {report.source_name(name) for name, _ in slots.values()}
+    named = [*(name for name, _ in slots.values()), *causes]
+    told_of = {report.source_name(name) for name in named}
     report.unmapped = [
-        note for note in report.unmapped if note.model != model_id or note.field not in priced
+        note for note in report.unmapped if note.model != model_id or note.field not in told_of
     ]
-    for name, _ in slots.values():
+    for name in named:
         report.unmap(model_id, name, entry[name], f"model not imported: {why}")
 
 
