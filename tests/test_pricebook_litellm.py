@@ -281,8 +281,9 @@ def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
         )
     }
     rendered = [str(note) for note in result.unmapped if note.model == "perplexity/sonar"]
-    assert rendered == [
-        "perplexity/sonar: search_context_cost_per_query {...}: "
+    assert rendered == [  # the whole value, each number as the file writes it
+        'perplexity/sonar: search_context_cost_per_query {"search_context_size_high": 0.012, '
+        '"search_context_size_low": 0.005, "search_context_size_medium": 0.008}: '
         "priced per query: the contract prices tokens only"
     ]
 
@@ -966,8 +967,11 @@ def test_every_price_of_a_model_priced_by_ranges_it_cannot_hold_is_reported():
         "qwen-flash: no usable input_cost_per_token, output_cost_per_token"
     ]
     assert [str(note) for note in only_ranges.unmapped] == [
-        "qwen-flash: tiered_pricing [...]: price ranges by prompt size other than two: "
-        "the contract has one threshold"
+        'qwen-flash: tiered_pricing [{"range": [0, 32000], "input_cost_per_token": 1e-07, '
+        '"output_cost_per_token": 1e-06}, {"range": [32000, 128000], "input_cost_per_token": '
+        '2e-07, "output_cost_per_token": 2e-06}, {"range": [128000, 256000], '
+        '"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06}]: price ranges by '
+        "prompt size other than two: the contract has one threshold"
     ]
 
 

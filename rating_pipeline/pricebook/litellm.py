@@ -747,13 +747,15 @@ def _not_imported(
 
 
 def _shown(value: object) -> str:
-    """A JSON value as a report line shows it: a number's own text."""
+    """A JSON value as a report line shows it, whole, on one line: every number its own
+    text (an object of per-query prices, a list of price ranges)."""
     if isinstance(value, _JsonNumber):
         return str(value)
     if isinstance(value, dict):
-        return "{...}"
+        members = (f"{json.dumps(k, ensure_ascii=False)}: {_shown(v)}" for k, v in value.items())
+        return "{" + ", ".join(members) + "}"
     if isinstance(value, list):
-        return "[...]"
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 
