@@ -171,13 +171,13 @@ def test_float_noise_without_round_is_an_error_naming_model_field_and_both_value
         convert(FIXTURE.read_text(), round_rates=False)
     assert caught.value.report_lines() == [
         "databricks/databricks-claude-sonnet-4-1: input_cost_per_token 2.9999900000000002e-06 "
-        "is 2.9999900000000002 per 1M tokens, 16 decimal places (float noise); "
+        "is 2.9999900000000002 per 1M tokens, 16 decimal places, more than the 6 a rate holds; "
         "--round would import 2.99999",
         "databricks/databricks-claude-sonnet-4-1: output_cost_per_token 1.5000020000000002e-05 "
-        "is 15.000020000000002 per 1M tokens, 15 decimal places (float noise); "
+        "is 15.000020000000002 per 1M tokens, 15 decimal places, more than the 6 a rate holds; "
         "--round would import 15.00002",
         "free-tier/tiny-chat: input_cost_per_token 1e-13 is 0.0000001 per 1M tokens, "
-        "7 decimal places, finer than the 6 a rate holds; it rounds to 0, so --round would "
+        "7 decimal places, more than the 6 a rate holds; it rounds to 0, so --round would "
         "leave it out",
     ]
 
@@ -784,8 +784,8 @@ def test_a_price_with_more_digits_than_a_float_holds_is_never_rounded_silently()
         convert(long, round_rates=False)
     assert caught.value.report_lines() == [
         "m: input_cost_per_token 1.0000000000000000000000000000001e-06 is "
-        "1.0000000000000000000000000000001 per 1M tokens, 31 decimal places (float noise); "
-        "--round would import 1"
+        "1.0000000000000000000000000000001 per 1M tokens, 31 decimal places, more than the 6 "
+        "a rate holds; --round would import 1"
     ]
     result, _ = imported(long)
     assert [note.field for note in result.rounded] == ["input_cost_per_token"]

@@ -150,12 +150,13 @@ class Rounded:
         )
 
     def as_noise(self) -> str:
-        places = f"{decimal_places(self.rate)} decimal places"
-        if self.rounded.is_zero():  # a real price too small to hold, not noise on one
-            places += f", finer than the {RATE_PLACES} a rate holds"
+        # Float noise mostly (2.9999900000000002e-06), but not always: 3.59375e-08 is exact.
+        places = (
+            f"{decimal_places(self.rate)} decimal places, more than the {RATE_PLACES} a rate holds"
+        )
+        if self.rounded.is_zero():  # a real price too small to hold
             outcome = "it rounds to 0, so --round would leave it out"
         else:
-            places += " (float noise)"
             outcome = f"--round would import {self.rounded:f}"
         return (
             f"{self.model}: {self.field} {self.value} is {self.rate:f} per 1M tokens, "
