@@ -963,15 +963,14 @@ def test_every_price_of_a_model_priced_by_ranges_it_cannot_hold_is_reported():
         "tiered_pricing",
     }
     only_ranges = convert(tiered(ranges))
-    assert [str(note) for note in only_ranges.not_imported] == [
-        "qwen-flash: no usable input_cost_per_token, output_cost_per_token"
-    ]
+    why = "price ranges by prompt size the contract cannot hold (3 ranges)"
+    assert [str(note) for note in only_ranges.not_imported] == [f"qwen-flash: {why}"]
     assert [str(note) for note in only_ranges.unmapped] == [
         'qwen-flash: tiered_pricing [{"range": [0, 32000], "input_cost_per_token": 1e-07, '
         '"output_cost_per_token": 1e-06}, {"range": [32000, 128000], "input_cost_per_token": '
         '2e-07, "output_cost_per_token": 2e-06}, {"range": [128000, 256000], '
-        '"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06}]: price ranges by '
-        "prompt size other than two: the contract has one threshold"
+        '"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06}]: '
+        f"model not imported: {why}"
     ]
 
 

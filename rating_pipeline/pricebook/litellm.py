@@ -495,13 +495,11 @@ def _flattened(
     if ranges is None:
         return entry
     split = _split_at(ranges)
-    if split is None:
-        if any(_slot(name) is not None for name in entry):
-            count = len(ranges) if isinstance(ranges, list) else "unreadable"
-            return NotImported(
-                model_id, f"price ranges by prompt size the contract cannot hold ({count} ranges)"
-            )
-        return entry  # reported as not mapped; without prices the model is not imported
+    if split is None:  # with flat prices or without, the ranges are where its prices are
+        count = len(ranges) if isinstance(ranges, list) else "unreadable"
+        return NotImported(
+            model_id, f"price ranges by prompt size the contract cannot hold ({count} ranges)"
+        )
     flat = {name: value for name, value in entry.items() if name != TIERED_PRICING}
     from_ranges: dict[str, Any] = {}
     for index, suffix in ((0, ""), (1, f"_above_{split // 1000}k_tokens")):
@@ -584,8 +582,6 @@ def _why_not_a_price(name: str) -> str | None:
         return "prices by time of day: the contract has none"
     if name == "provider_specific_entry":
         return "price multipliers by region or speed: the contract has none"
-    if name == TIERED_PRICING:
-        return "price ranges by prompt size other than two: the contract has one threshold"
     if "multiplier" in name:
         return "a price multiplier: the contract has none"
     if "cost" not in name and "price" not in name:
