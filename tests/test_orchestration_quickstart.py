@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 
@@ -117,9 +118,48 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
     with psycopg.connect(database_url) as conn:
         assert conn.execute(BILLED).fetchall() == billed
     with open_instance(local_instance(database_url, home, storage_database)) as instance:
-        # per quickstart: the day, the late window, the correction of a closed hour
-        assert len(instance.get_run_records()) == 6
+        # per quickstart: the day, the late window, the correction of a closed hour, the invoices
+        assert len(instance.get_run_records()) == 8
     assert billed[0][0] == DEMO_START
+
+
+@pytest.mark.slow
+def test_quickstart_builds_both_invoices_through_dagster_so_the_ui_shows_them(
+    database_url: str,
+    storage_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The invoices the demo prints are invoice_lines materializations the UI shows, each
+    partition's metadata holding the lines the warehouse holds."""
+    home = tmp_path / "dagster_home"
+    monkeypatch.setattr(
+        "rating_pipeline.demo.quickstart.local_instance",
+        lambda url, path: local_instance(url, path, storage_database),
+    )
+    output = io.StringIO()
+
+    assert quickstart(database_url, home, output) == 0
+
+    with psycopg.connect(database_url) as conn:
+        lines: dict[str, int] = dict(
+            conn.execute(
+                "SELECT to_char(month AT TIME ZONE 'UTC', 'YYYY-MM'), count(*)::int "
+                "FROM invoice_line GROUP BY 1"
+            ).fetchall()
+        )
+    assert set(lines) == {"2026-06", "2026-07"}
+    with open_instance(local_instance(database_url, home, storage_database)) as instance:
+        shown: dict[str, object] = {}
+        for month in lines:
+            latest = dg.AssetRecordsFilter(dg.AssetKey("invoice_lines"), asset_partitions=[month])
+            records = instance.fetch_materializations(latest, limit=1).records
+            assert records, f"invoice_lines {month} not materialized"
+            materialization = records[0].asset_materialization
+            assert materialization is not None
+            shown[month] = materialization.metadata["lines"].value
+    assert shown == lines
+    assert "Building both invoices through Dagster" in output.getvalue()
 
 
 @pytest.mark.slow

@@ -13,8 +13,11 @@ The quickstart, on a fresh clone or for the tenth time (it converges):
    does, and re-rates it in its own run;
 6. closes the demo day's month (``period close``), which builds and freezes its invoice;
 7. lands a late correction in a closed hour and re-rates it: its rows stay as invoiced and
-   the difference becomes adjustments, billed on the next month's invoice, which it builds;
-8. prints the summary, both months' invoices per account, and how to open the UI.
+   the difference becomes adjustments, billed on the next month's invoice;
+8. builds both months' invoices in one Dagster run of the invoicing location (``invoice_lines``:
+   June as its close froze it, nothing written; July with the adjustments), so that the UI
+   shows the invoices the demo prints;
+9. prints the summary, both months' invoices per account, and how to open the UI.
 
 Each run starts from an empty ledger (the project's tables, never ``billing_event``): a
 close cannot be undone, and the demo's story begins before its close. So it refuses,
@@ -36,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import dagster as dg
 
@@ -59,12 +62,12 @@ from rating_pipeline.orchestration.instance import (
     open_instance,
 )
 from rating_pipeline.orchestration.jobs import JOB_NAME
+from rating_pipeline.orchestration.partitions import month_key
 from rating_pipeline.orchestration.sensors import SENSOR_NAME
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
 from rating_pipeline.warehouse import embedded, migrations
 from rating_pipeline.warehouse.close_mark import month_of
 from rating_pipeline.warehouse.database import connect, database_clock
-from rating_pipeline.warehouse.invoices import build_invoice, new_run_id
 from rating_pipeline.warehouse.periods import close_period, period_status
 from rating_pipeline.windows import HOUR, WINDOWED_FROM, Window
 
@@ -82,6 +85,7 @@ CLOSED_BY = "demo"
 CORRECTION_WINDOW = Window.starting(DEMO_START + 14 * HOUR)
 CORRECTION_EVENTS = 25
 NEXT_INVOICE = CLOSE_THROUGH  # the month an adjustment made after the close bills on
+INVOICE_MONTHS = (month_of(DEMO_START), NEXT_INVOICE)
 RESET_LEDGER = "TRUNCATE " + ", ".join(migrations.OUTPUT_TABLES) + " RESTART IDENTITY"
 UI_HOST = "127.0.0.1"
 UI_PORT_VARIABLE = "RATING_UI_PORT"
@@ -311,7 +315,7 @@ def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
 
 
 def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout) -> int:
-    """Steps 1-6 of the module doc against ``warehouse_url``, the Dagster instance in
+    """Steps 1-9 of the module doc against ``warehouse_url``, the Dagster instance in
     ``dagster_home``; raises QuickstartError when a run fails unexpectedly."""
 
     def say(text: str = "") -> None:
@@ -333,17 +337,18 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
         rerate_late_windows(instance, warehouse_url, say)
         close_demo_month(warehouse_url, say)
         correct_closed_hour(instance, warehouse_url, say)
+        build_invoices_through_dagster(instance, say)
     say()
     with connect(warehouse_url) as conn:
         say(summarize(conn, DEMO_START, DEMO_START + DEMO_HOURS * HOUR).rstrip())
         say()
-        say(invoices_summary(conn, [month_of(DEMO_START), NEXT_INVOICE]).rstrip())
+        say(invoices_summary(conn, list(INVOICE_MONTHS)).rstrip())
         conn.rollback()
     say()
     say("Open the Dagster UI on this same data:  ./dev ui")
     say(f"  then http://{UI_HOST}:{ui_port()}  (Runs: the runs above; Assets > rated_usage:")
     say("  each window's counts, cost, cost by token class and by tier, costliest rollups,")
-    say("  and the checks' results)")
+    say("  and the checks' results; Assets > invoice_lines: each month's invoice per account)")
     return EXIT_OK
 
 
@@ -412,7 +417,57 @@ def correct_closed_hour(
     with connect(warehouse_url) as conn:
         for line in period_status(conn).lines():
             say(f"  {line}")
-        say(f"  {build_invoice(conn, NEXT_INVOICE, new_run_id())}")
+        conn.rollback()
+
+
+def build_invoices_through_dagster(
+    instance: dg.DagsterInstance, say: Callable[[str], None]
+) -> None:
+    """Step 8: ``invoice_lines`` for both months in one run of the invoicing location, as
+    a backfill of two partitions would: June stays as its close froze it, July converges."""
+    from rating_pipeline.invoice_definitions import defs
+
+    first, last = (month_key(month) for month in INVOICE_MONTHS)
+    say("")
+    say(f"Building both invoices through Dagster (invoice_lines {first}...{last}, one run) ...")
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        run_config=QUIET,
+        instance=instance,
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+        raise_on_error=False,
+    )
+    built = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node("invoice_lines")
+    }
+    status = "SUCCESS" if result.success else "FAILURE"
+    say(
+        f"  Dagster run {result.run_id} (invoice_lines, {first}...{last}): {status}, "
+        f"{len(built)} month(s) built"
+    )
+    for month, shown in sorted(built.items(), key=lambda item: str(item[0])):
+        say(f"    {month}: {invoice_built_line(shown)}")
+    if not result.success or set(built) != {first, last}:
+        raise QuickstartError(
+            f"Dagster run {result.run_id} did not build both invoices ({first}, {last}); "
+            "open the run in the UI (./dev ui) for its logs"
+        )
+
+
+def invoice_built_line(shown: Mapping[str, Any]) -> str:
+    """One month's build, from its ``invoice_lines`` materialization's metadata."""
+    lines = shown["lines"].value
+    if shown["frozen"].value:
+        return f"{lines} lines, frozen as its close built them (nothing written)"
+    counts = ", ".join(
+        f"{sign}{shown[f'lines_{name}'].value} {name}"
+        for sign, name in (
+            ("+", "inserted"),
+            ("~", "updated"),
+            ("-", "deleted"),
+            ("=", "unchanged"),
+        )
+    )
+    return f"{lines} lines ({counts})"
 
 
 def embedded_warehouse(out: TextIO = sys.stdout) -> str:
