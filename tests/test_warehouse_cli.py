@@ -416,6 +416,35 @@ def test_rate_prints_one_line_per_window_and_exits_zero(
     assert "+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in again[0]
 
 
+def test_rate_warns_of_events_no_window_holds_since_no_rating_bills_or_excepts_them(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An event dated infinity (or null, or out of range) is in no window: ``rate`` says so
+    on stderr whatever its range, as the Dagster check does; the range rates as ever."""
+    add_events([make_event("org-1", "base-large")])
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    assert capsys.readouterr().err == ""
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 1, 1, "
+            "'infinity')"
+        )
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+
+    captured = capsys.readouterr()
+    assert "=1 unchanged" in captured.out
+    assert captured.err.splitlines() == [
+        "warning: 1 event in billing_event has an occurred_at no window holds (null, "
+        "infinite, or before year 1 or from 9999-12-31 23:00 UTC): no rating reads, bills "
+        "or excepts it; correct it upstream (docs/events.md)"
+    ]
+
+
 def test_rate_prints_the_run_id_its_rating_log_rows_carry(
     warehouse_env: str,
     pricebook_dir: Path,

@@ -57,6 +57,7 @@ from rating_pipeline.orchestration.queries import (
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.warehouse.database import database_clock
+from rating_pipeline.warehouse.extract import undated_events
 from rating_pipeline.warehouse.periods import (
     OpenAdjustments,
     open_adjustments,
@@ -442,7 +443,7 @@ def all_windows_billed(
         late = [w for w in recorded if changed(conn, pricebooks, w)]
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
-        undated = queries.undated_events(conn)
+        undated = undated_events(conn)
         not_begun = queries.events_not_begun(conn, Window.containing(now).end)
     states = never_rated_states(context.instance, never_rated[:WINDOWS_LISTED], lookback_start)
     states |= {w.window: late_state(w, lookback_start, within) for w in late}

@@ -307,15 +307,6 @@ def unrated_hours(conn: psycopg.Connection, span: Span) -> list[Window]:
     ]
 
 
-def undated_events(conn: psycopg.Connection) -> int:
-    """How many events no window holds: no occurred_at, or one outside the instants a
-    window can hold (``WINDOWED_FROM``)."""
-    bounds = {"windowed_from": WINDOWED_FROM, "windowed_until": WINDOWED_UNTIL}
-    row = conn.execute(load_sql("orchestration_undated_events"), bounds).fetchone()
-    assert row is not None  # a SELECT without FROM returns one row
-    return int(row[0])
-
-
 def events_not_begun(conn: psycopg.Connection, not_begun: datetime) -> tuple[int, Window | None]:
     """How many events are dated from ``not_begun`` (the current hour's end) on, in hours a
     window can hold, and the window of the first."""

@@ -27,6 +27,7 @@ from rating_pipeline.warehouse.database import (
     require_schema,
 )
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
+from rating_pipeline.warehouse.extract import undated_events
 from rating_pipeline.windows import Window, require_span, windows_between
 
 EXIT_OK = 0
@@ -119,9 +120,31 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 f"context_tier={exception.context_tier!r}: {exception.detail}"
                 for exception in rating.ambiguous
             )
+        undated = undated_events(conn)
+        conn.rollback()
     print(f"rated {len(windows)} window(s), run {run_id}")
+    report_undated(undated)
     report_ambiguous(ambiguous)
     return EXIT_FAILURE if ambiguous else EXIT_OK
+
+
+def report_undated(undated: int) -> None:
+    """Name on stderr the events no window holds, whatever the range: no rating reads them,
+    so nothing else would say they went unbilled (contract 6)."""
+    if not undated:
+        return
+    events = (
+        "1 event in billing_event has"
+        if undated == 1
+        else f"{undated:,} events in billing_event have"
+    )
+    it = "it" if undated == 1 else "them"
+    print(
+        f"warning: {events} an occurred_at no window holds (null, infinite, or before year 1 "
+        f"or from 9999-12-31 23:00 UTC): no rating reads, bills or excepts {it}; correct {it} "
+        "upstream (docs/events.md)",
+        file=sys.stderr,
+    )
 
 
 def report_ambiguous(ambiguous: list[str]) -> None:

@@ -27,7 +27,7 @@ from rating_pipeline.pricebook.model import (
 )
 from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import Window
+from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,15 @@ def usage_params(
         "max_id_length": MAX_ID_LENGTH,
         "nan_counts": False,
     }
+
+
+def undated_events(conn: psycopg.Connection) -> int:
+    """How many events no window holds, so no rating reads: no occurred_at, or one outside
+    the instants a window can hold (``windows.WINDOWED_FROM``)."""
+    bounds = {"windowed_from": WINDOWED_FROM, "windowed_until": WINDOWED_UNTIL}
+    row = conn.execute(load_sql("select_undated_events"), bounds).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    return int(row[0])
 
 
 def blank_characters(conn: psycopg.Connection) -> str:
