@@ -1,8 +1,8 @@
-"""The dumb, frozen records of rating: events in, rollups and exceptions out, and the
-names the output uses (rate sources, reasons, problems).
+"""The dumb, frozen records of rating: rollups and exceptions out, and the names the
+output uses (rate sources, reasons, problems).
 
 These hold data only. The warehouse reads its rows back as them, and the reference oracle
-(``tests/oracle.py``) speaks them too.
+(``tests/oracle.py``) speaks them too. Events in are summed in SQL, never read as records.
 """
 
 from __future__ import annotations
@@ -54,32 +54,6 @@ BLANK_CHARACTERS = (
 # whole is ever another's shortened form.
 MAX_ID_LENGTH = 256
 ID_PREFIX_LENGTH = MAX_ID_LENGTH + 1 - len("...sha256:") - 64
-
-
-@dataclass(frozen=True)
-class BillingEvent:
-    """One row of ``billing_event`` (contract 3); token classes absent upstream are 0."""
-
-    event_id: str
-    auth_id: str
-    model_id: str
-    base_model: str | None
-    input_tokens: int
-    output_tokens: int
-    occurred_at: datetime
-    ingested_at: datetime | None = None
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    reasoning_tokens: int = 0
-    audio_input_tokens: int = 0
-    audio_output_tokens: int = 0
-    image_input_tokens: int = 0
-    service_tier: str | None = None
-
-    def tokens(self) -> dict[str, int]:
-        """Every token class's count, in TOKEN_CLASSES order."""
-        return {c: getattr(self, f"{c}_tokens") for c in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from psycopg.conninfo import make_conninfo
 
 from rating_pipeline.orchestration.instance import LocalInstance, local_instance
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.settings import (
     DATABASE_URL_VARIABLE,
     PRICEBOOK_DIR_VARIABLE,
@@ -38,7 +37,7 @@ from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.outputs import stored_exceptions, stored_rollups
 from rating_pipeline.windows import Window
 from tests import oracle
-from tests.factories import WINDOW_START
+from tests.factories import WINDOW_START, BillingEvent
 from tests.oracle import OracleRating
 from tests.services import Services
 

@@ -13,15 +13,41 @@ from types import MappingProxyType
 from rating_pipeline.pricebook.model import (
     LONG,
     STANDARD,
+    TOKEN_CLASSES,
     ModelEntry,
     ModelRates,
     PricebookVersion,
     RateSet,
 )
-from rating_pipeline.records import BillingEvent
 
 WINDOW_START = datetime(2026, 6, 15, 10, tzinfo=UTC)
 _event_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class BillingEvent:
+    """One row of ``billing_event`` (contract 3), as a test writes it: classes not given are 0."""
+
+    event_id: str
+    auth_id: str
+    model_id: str
+    base_model: str | None
+    input_tokens: int
+    output_tokens: int
+    occurred_at: datetime
+    ingested_at: datetime | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_input_tokens: int = 0
+    service_tier: str | None = None
+
+    def tokens(self) -> dict[str, int]:
+        """Every token class's count, in TOKEN_CLASSES order."""
+        return {c: getattr(self, f"{c}_tokens") for c in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact
 
 from rating_pipeline.pricebook.model import ModelRates, PricebookVersion
-from rating_pipeline.records import BillingEvent, RatedRollup, RatingException
+from rating_pipeline.records import RatedRollup, RatingException
 from rating_pipeline.windows import Window
+from tests.factories import BillingEvent
 
 _CONTEXT = Context(prec=200, rounding=ROUND_HALF_EVEN, traps=[Inexact])
 _SIX_PLACES = Decimal("0.000001")

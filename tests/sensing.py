@@ -16,12 +16,11 @@ import dagster as dg
 from rating_pipeline.definitions import defs
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.pricebook.loader import load_pricebooks
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.settings import project_root
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
-from tests.factories import make_event
+from tests.factories import BillingEvent, make_event
 
 REPOSITORY = defs.get_repository_def()
 PRICEBOOK_DIR = project_root() / "pricebooks"

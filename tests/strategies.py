@@ -19,9 +19,8 @@ from rating_pipeline.pricebook.model import (
     ModelRates,
     PricebookVersion,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import Window
-from tests.factories import WINDOW_START, derived, make_version, schedule
+from tests.factories import WINDOW_START, BillingEvent, derived, make_version, schedule
 
 WINDOW = Window(WINDOW_START)
 TRUE_BASES = ("base-a", "base-b", "base-c")

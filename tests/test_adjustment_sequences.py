@@ -35,14 +35,13 @@ from rating_pipeline.pricebook.model import (
     Pricebooks,
     PricebookVersion,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, truncate_all
-from tests.factories import WINDOW_START, Own, derived, make_event, make_version, own
+from tests.factories import WINDOW_START, BillingEvent, Own, derived, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 WINDOWS = (WINDOW, Window(WINDOW.end))

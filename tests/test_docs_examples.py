@@ -17,9 +17,8 @@ import yaml
 
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.pricebook.model import TOKEN_CLASSES
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import Window
-from tests.factories import WINDOW_START
+from tests.factories import WINDOW_START, BillingEvent
 from tests.oracle import PROMPT_CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent

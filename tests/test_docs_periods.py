@@ -11,13 +11,12 @@ from pathlib import Path
 import psycopg
 
 from rating_pipeline.pricebook.loader import load_pricebooks
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.invoices import build_invoice
 from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import Window
-from tests.factories import make_event
+from tests.factories import BillingEvent, make_event
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIODS = (ROOT / "docs" / "periods.md").read_text()

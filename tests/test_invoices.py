@@ -30,7 +30,6 @@ from psycopg.conninfo import make_conninfo
 
 from rating_pipeline import cli
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.close_mark import lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
@@ -50,7 +49,7 @@ from rating_pipeline.warehouse.periods import PeriodClose, close_period
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
-from tests.factories import make_event, make_version, own
+from tests.factories import BillingEvent, make_event, make_version, own
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 JUNE, JULY, AUGUST = utc(2026, 6, 1), utc(2026, 7, 1), utc(2026, 8, 1)

@@ -42,7 +42,6 @@ from rating_pipeline.pricebook.model import (
     Pricebooks,
     PricebookVersion,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.close_mark import lock_periods, month_of, wholly_closed
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
@@ -52,7 +51,7 @@ from rating_pipeline.warehouse.periods import CloseRefused, close_period
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, truncate_all, utc
-from tests.factories import derived, make_event, make_version, own, schedule
+from tests.factories import BillingEvent, derived, make_event, make_version, own, schedule
 from tests.oracle import OracleRating
 from tests.strategies import (
     AUTH_IDS,

@@ -27,11 +27,11 @@ from rating_pipeline.orchestration.checks import (
     events_conserved,
 )
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
-from rating_pipeline.records import AMBIGUOUS_BASE, UNPRICED, BillingEvent
+from rating_pipeline.records import AMBIGUOUS_BASE, UNPRICED
 from rating_pipeline.settings import project_root
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import clear_of_an_hours_end, delete_events
-from tests.factories import WINDOW_START, make_event, with_tokens
+from tests.factories import WINDOW_START, BillingEvent, make_event, with_tokens
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 MINUTE = timedelta(minutes=1)

@@ -38,9 +38,9 @@ from rating_pipeline.orchestration.sensors import (
     MINIMUM_INTERVAL_SECONDS,
     SensorSettingError,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import clear_of_an_hours_end, delete_events
+from tests.factories import BillingEvent
 from tests.sensing import (
     PRICEBOOK_DIR,
     REPOSITORY,

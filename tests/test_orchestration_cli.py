@@ -13,10 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
 from rating_pipeline.windows import HOUR
-from tests.factories import WINDOW_START, make_event
+from tests.factories import WINDOW_START, BillingEvent, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 BIN = Path(sys.executable).parent

@@ -21,9 +21,8 @@ from rating_pipeline.orchestration.instance import (
     prepare_dagster_home,
     storage_url,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
-from tests.factories import make_event
+from tests.factories import BillingEvent, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 

@@ -19,13 +19,12 @@ from rating_pipeline.orchestration.invoices import (
 )
 from rating_pipeline.orchestration.partitions import hourly_windows, invoice_months
 from rating_pipeline.orchestration.resources import WarehouseResource
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import utc
-from tests.factories import make_event
+from tests.factories import BillingEvent, make_event
 from tests.sensing import PRICEBOOKS
 from tests.test_orchestration_assets import checks, materializations, records
 

@@ -30,9 +30,9 @@ from rating_pipeline.orchestration.sensors import (
     SensorSettingError,
     lookback,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import clear_of_an_hours_end, utc
+from tests.factories import BillingEvent
 from tests.sensing import (
     REPOSITORY,
     event,

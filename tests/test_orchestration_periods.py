@@ -17,12 +17,11 @@ from rating_pipeline.orchestration.checks import (
     no_open_adjustments,
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
-from tests.factories import WINDOW_START, make_event
+from tests.factories import WINDOW_START, BillingEvent, make_event
 from tests.test_orchestration_assets import (
     KEY,
     checks,

@@ -9,8 +9,7 @@ import psycopg
 import pytest
 
 from rating_pipeline.orchestration.resources import WarehouseResource
-from rating_pipeline.records import BillingEvent
-from tests.factories import make_event
+from tests.factories import BillingEvent, make_event
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 COUNT_EVENTS = "SELECT count(*) FROM billing_event"

@@ -26,11 +26,10 @@ from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
 from rating_pipeline.orchestration.instance import LocalInstance, open_instance
 from rating_pipeline.orchestration.jobs import JOB_NAME
 from rating_pipeline.orchestration.missed_hours import PARTITION_TAG
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.engine import window_lock_key
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
-from tests.factories import WINDOW_START, make_event
+from tests.factories import WINDOW_START, BillingEvent, make_event
 from tests.services import WORKSPACE, Services, wait_for
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]

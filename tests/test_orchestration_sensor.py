@@ -29,11 +29,11 @@ from rating_pipeline.orchestration.sensors import (
     lookback,
     record_late_windows,
 )
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import WarehouseConnectionError
 from rating_pipeline.windows import HOUR, Window
 from tests import sensing
 from tests.conftest import database_url_for, delete_events
+from tests.factories import BillingEvent
 from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate, rated_then_late
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]

@@ -33,13 +33,12 @@ from rating_pipeline.orchestration.sensors import (
     build_late_events_sensor,
 )
 from rating_pipeline.pricebook.model import Pricebooks
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import clear_of_an_hours_end, delete_events
-from tests.factories import make_version, own
+from tests.factories import BillingEvent, make_version, own
 from tests.sensing import (
     PRICEBOOK_DIR,
     REPOSITORY,

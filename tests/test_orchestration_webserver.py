@@ -16,9 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.windows import HOUR
-from tests.factories import WINDOW_START, make_event
+from tests.factories import WINDOW_START, BillingEvent, make_event
 from tests.services import WORKSPACE, Services, wait_for
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]

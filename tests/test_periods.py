@@ -20,7 +20,6 @@ from psycopg.conninfo import make_conninfo
 
 from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import engine, periods
 from rating_pipeline.warehouse.close_mark import begin_read_committed, lock_periods
 from rating_pipeline.warehouse.database import connect
@@ -36,7 +35,7 @@ from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, utc, wait_until_a_lock_is_awaited
-from tests.factories import WINDOW_START, make_event, make_version, own, with_tokens
+from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own, with_tokens
 
 WINDOW = Window(WINDOW_START)
 AFTER_WINDOW = WINDOW_START + HOUR

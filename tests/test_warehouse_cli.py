@@ -13,10 +13,9 @@ import pytest
 from psycopg import sql
 
 from rating_pipeline import cli
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import commands, engine, migrations
 from tests.conftest import clear_of_an_hours_end, delete_events
-from tests.factories import WINDOW_START, make_event
+from tests.factories import WINDOW_START, BillingEvent, make_event
 
 PRICEBOOK = """\
 version: "2026-06-01"

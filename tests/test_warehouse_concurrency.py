@@ -23,13 +23,12 @@ import psycopg
 import pytest
 
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.windows import Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window
-from tests.factories import WINDOW_START, make_event, make_version, own
+from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 SPAWN = multiprocessing.get_context("spawn")

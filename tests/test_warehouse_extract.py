@@ -16,14 +16,14 @@ from psycopg import sql
 
 from rating_pipeline import cli
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
-from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT, BillingEvent
+from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT
 from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.extract import UnstorablePricebook, read_window_usage
 from rating_pipeline.windows import Window
 from tests.conftest import database_url_for, insert_events, stored_window
-from tests.factories import WINDOW_START, make_event, make_version, own
+from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 BOOK = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))

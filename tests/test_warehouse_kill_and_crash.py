@@ -25,10 +25,10 @@ from benchmarks.kill_and_crash import (
     run_trials,
 )
 from rating_pipeline.pricebook.loader import load_pricebooks
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from tests import oracle
 from tests.conftest import EVENT_COLUMNS, stored_window
+from tests.factories import BillingEvent
 
 EVENTS_IN_WINDOW = (
     f"SELECT {', '.join(EVENT_COLUMNS)}, ingested_at FROM billing_event"

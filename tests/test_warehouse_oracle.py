@@ -26,12 +26,12 @@ from hypothesis.stateful import (
 )
 
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
+from tests.factories import BillingEvent
 from tests.oracle import OracleRating
 from tests.strategies import (
     WINDOW,

@@ -9,13 +9,12 @@ import psycopg
 import pytest
 
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
-from rating_pipeline.records import BillingEvent
 from rating_pipeline.warehouse import engine, reconcile
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import usage_params
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
-from tests.factories import WINDOW_START, Own, make_event, make_version, own
+from tests.factories import WINDOW_START, BillingEvent, Own, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 BOOKS = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))

@@ -22,7 +22,6 @@ from rating_pipeline.records import (
     INVALID_EVENT,
     RATE_EVENT,
     UNPRICED,
-    BillingEvent,
     RatedRollup,
 )
 from rating_pipeline.warehouse.database import connect
@@ -35,7 +34,7 @@ from rating_pipeline.warehouse.engine import (
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
 from tests.conftest import delete_events, stored_window
-from tests.factories import WINDOW_START, derived, make_event, make_version, own
+from tests.factories import WINDOW_START, BillingEvent, derived, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 VERSION = make_version(

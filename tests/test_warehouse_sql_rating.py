@@ -25,7 +25,7 @@ from rating_pipeline.pricebook.model import (
     Pricebooks,
     PricebookVersion,
 )
-from rating_pipeline.records import AMBIGUOUS_BASE, BillingEvent
+from rating_pipeline.records import AMBIGUOUS_BASE
 from rating_pipeline.warehouse import engine, migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
@@ -40,7 +40,7 @@ from rating_pipeline.warehouse.outputs import (
 from rating_pipeline.windows import Window, WindowError
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
-from tests.factories import make_event, make_version, own, with_tokens
+from tests.factories import BillingEvent, make_event, make_version, own, with_tokens
 from tests.strategies import WINDOW, pricebook_versions
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
