@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -45,6 +46,23 @@ SELECT reason, count(DISTINCT (window_start, auth_id, model_id))::int, sum(event
 FROM rating_exception GROUP BY reason ORDER BY reason
 """
 OPERATIONS = (project_root() / "docs" / "operations.md").read_text()
+INVOICE_LINES = (
+    "SELECT to_char(month AT TIME ZONE 'UTC', 'YYYY-MM'), count(*)::int FROM invoice_line "
+    "GROUP BY 1"
+)
+
+
+def invoice_lines_shown(database_url: str, home: Path, storage_database: str) -> dict[str, Any]:
+    """Per month: the line count the latest invoice_lines materialization shows."""
+    shown = {}
+    with open_instance(local_instance(database_url, home, storage_database)) as instance:
+        for month in ("2026-06", "2026-07"):
+            latest = dg.AssetRecordsFilter(dg.AssetKey("invoice_lines"), asset_partitions=[month])
+            for record in instance.fetch_materializations(latest, limit=1).records:
+                materialization = record.asset_materialization
+                assert materialization is not None
+                shown[month] = materialization.metadata["lines"].value
+    return shown
 
 
 def test_the_demo_day_is_the_one_docs_operations_describes(conn: psycopg.Connection) -> None:
@@ -109,9 +127,14 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
         billed = conn.execute(BILLED).fetchall()
         excepted = dict((r, (n, e)) for r, n, e in conn.execute(EXCEPTED).fetchall())
         windows = conn.execute("SELECT count(DISTINCT window_start) FROM rating_log").fetchone()
+        invoice_lines: dict[str, Any] = dict(conn.execute(INVOICE_LINES).fetchall())
     assert windows == (DEMO_HOURS,)
     assert {AMBIGUOUS_BASE, UNPRICED, INVALID_EVENT} <= set(excepted)
     assert excepted[AMBIGUOUS_BASE][0] == 2
+    # The invoices it prints are invoice_lines materializations the UI shows.
+    assert "Building both invoices through Dagster (invoice_lines 2026-06...2026-07" in report
+    assert "2026-06: wholly closed, 201 lines frozen as its close built them" in report
+    assert invoice_lines_shown(database_url, home, storage_database) == invoice_lines
 
     assert quickstart(database_url, home, io.StringIO()) == 0
 
@@ -121,45 +144,6 @@ def test_quickstart_rates_the_demo_day_through_dagster_and_converges_when_rerun(
         # per quickstart: the day, the late window, the correction of a closed hour, the invoices
         assert len(instance.get_run_records()) == 8
     assert billed[0][0] == DEMO_START
-
-
-@pytest.mark.slow
-def test_quickstart_builds_both_invoices_through_dagster_so_the_ui_shows_them(
-    database_url: str,
-    storage_database: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The invoices the demo prints are invoice_lines materializations the UI shows, each
-    partition's metadata holding the lines the warehouse holds."""
-    home = tmp_path / "dagster_home"
-    monkeypatch.setattr(
-        "rating_pipeline.demo.quickstart.local_instance",
-        lambda url, path: local_instance(url, path, storage_database),
-    )
-    output = io.StringIO()
-
-    assert quickstart(database_url, home, output) == 0
-
-    with psycopg.connect(database_url) as conn:
-        lines: dict[str, int] = dict(
-            conn.execute(
-                "SELECT to_char(month AT TIME ZONE 'UTC', 'YYYY-MM'), count(*)::int "
-                "FROM invoice_line GROUP BY 1"
-            ).fetchall()
-        )
-    assert set(lines) == {"2026-06", "2026-07"}
-    with open_instance(local_instance(database_url, home, storage_database)) as instance:
-        shown: dict[str, object] = {}
-        for month in lines:
-            latest = dg.AssetRecordsFilter(dg.AssetKey("invoice_lines"), asset_partitions=[month])
-            records = instance.fetch_materializations(latest, limit=1).records
-            assert records, f"invoice_lines {month} not materialized"
-            materialization = records[0].asset_materialization
-            assert materialization is not None
-            shown[month] = materialization.metadata["lines"].value
-    assert shown == lines
-    assert "Building both invoices through Dagster" in output.getvalue()
 
 
 @pytest.mark.slow

@@ -439,7 +439,7 @@ def test_rate_warns_of_events_no_window_holds_since_no_rating_bills_or_excepts_t
     assert "=1 unchanged" in captured.out
     assert captured.err.splitlines() == [
         "warning: 1 event in billing_event has an occurred_at no window holds (null, "
-        "infinite, or before year 1 or from 9999-12-31 23:00 UTC): no rating reads, bills "
+        "infinite, before 0001-01-01 or from 9999-12-31 23:00 UTC): no rating reads, bills "
         "or excepts it; correct it upstream (docs/events.md)"
     ]
 

@@ -564,8 +564,9 @@ def unread_events(
         )
     if undated:
         notes += (
-            f" {undated} events have no occurred_at, or one no window holds (before "
-            f"{WINDOWED_FROM:%Y-%m-%d}, from {WINDOWED_UNTIL:%Y-%m-%d %H:%M} UTC, or "
+            f" {_plural(undated, 'event')} {'has' if undated == 1 else 'have'} no occurred_at, "
+            "or one no window holds (before "
+            f"{WINDOWED_FROM.date().isoformat()}, from {WINDOWED_UNTIL:%Y-%m-%d %H:%M} UTC, or "
             "infinite): nothing rates them; correct them upstream."
         )
     ahead, first_ahead = not_begun

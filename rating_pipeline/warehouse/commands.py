@@ -5,7 +5,8 @@ window has closed by the database's clock, the pricebooks load without a single 
 a version covers every window. Each window is then rated in its own transaction. Windows
 with ``ambiguous_base`` rollups are still reconciled in full (their clean rollups bill);
 the command names those rollups and exits non-zero once every window is done (contract
-5.2).
+5.2). Events no window holds (an occurred_at null, infinite or out of range) are named on
+stderr, whatever the range: no rating reads them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from rating_pipeline.warehouse.database import (
 )
 from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.warehouse.extract import undated_events
-from rating_pipeline.windows import Window, require_span, windows_between
+from rating_pipeline.windows import (
+    WINDOWED_FROM,
+    WINDOWED_UNTIL,
+    Window,
+    require_span,
+    windows_between,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -98,6 +105,8 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
         windows = list(windows_between(start, end))
         for window in windows:
             pricebooks.version_for(window)
+        undated = undated_events(conn)  # counted first: a failure here rates nothing
+        conn.rollback()
         for done, window in enumerate(windows):
             try:
                 rating = rate_window(conn, window, pricebooks, run_id)
@@ -120,8 +129,6 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 f"context_tier={exception.context_tier!r}: {exception.detail}"
                 for exception in rating.ambiguous
             )
-        undated = undated_events(conn)
-        conn.rollback()
     print(f"rated {len(windows)} window(s), run {run_id}")
     report_undated(undated)
     report_ambiguous(ambiguous)
@@ -140,9 +147,9 @@ def report_undated(undated: int) -> None:
     )
     it = "it" if undated == 1 else "them"
     print(
-        f"warning: {events} an occurred_at no window holds (null, infinite, or before year 1 "
-        f"or from 9999-12-31 23:00 UTC): no rating reads, bills or excepts {it}; correct {it} "
-        "upstream (docs/events.md)",
+        f"warning: {events} an occurred_at no window holds (null, infinite, before "
+        f"{WINDOWED_FROM.date().isoformat()} or from {WINDOWED_UNTIL:%Y-%m-%d %H:%M} UTC): "
+        f"no rating reads, bills or excepts {it}; correct {it} upstream (docs/events.md)",
         file=sys.stderr,
     )
 

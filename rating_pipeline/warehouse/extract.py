@@ -1,4 +1,5 @@
-"""Reading one window's events, summed inside PostgreSQL (contract 3 and 6).
+"""Reading one window's events, summed inside PostgreSQL (contract 3 and 6), and counting
+the events no window holds.
 
 The sums stay in the temp table ``window_sums`` (``sql/fill_window_sums.sql``), one row per
 rollup of valid usage and rows of invalid usage; nothing per rollup crosses into Python:
