@@ -49,6 +49,7 @@ SELECT auth_id, model_id, token_class, unit_rate_per_mtok, event_count, quantity
 FROM rating_adjustment WHERE invoiced_by IS NULL
 ORDER BY auth_id, model_id, token_class, unit_rate_per_mtok
 """
+LATEST_LOG_IDS = "SELECT max(log_id) FROM rating_log GROUP BY window_start ORDER BY window_start"
 ADJUSTMENT_VERSIONS = "SELECT ctid, xmin FROM rating_adjustment ORDER BY adjustment_id"
 BILLED_PER_KEY = f"""
 SELECT auth_id, model_id, service_tier, context_tier, sum(event_count),
@@ -460,6 +461,47 @@ def test_a_closed_rollup_that_becomes_unpriced_is_reversed_whole(
         ("org-2", "base-small", "output", Decimal("0.600000"), 0, -50, Decimal("-0.00003")),
     ]
     assert ("org-2", "base-small", "standard", "standard") not in billed_and_adjusted(reader)
+
+
+def test_a_close_names_the_windows_the_sensors_found_changed_that_no_rating_read_since(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """A window the sensors recorded changed after its latest rating, and not rated since,
+    is closed with its old rows: the close says so, so that its correction is not a
+    surprise on the next invoice. One rated again since is not named."""
+    later = Window(AFTER_WINDOW)
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "base-large", occurred_at=later.start),
+        ]
+    )
+    pricebooks = Pricebooks((priced(),))
+    with connect(database_url) as conn:
+        for window in (WINDOW, later):
+            rate_window(conn, window, pricebooks, "run-1")
+        log_ids = [log_id for (log_id,) in conn.execute(LATEST_LOG_IDS)]
+        conn.execute(  # what the sensors record of a window they find changed
+            load_sql("record_late_windows"),
+            {
+                "window_starts": [WINDOW.start, later.start],
+                "events_now": [2, 2],
+                "events_read": [1, 1],
+                "log_ids": log_ids,
+                "found_at": utc(2026, 6, 15, 12, 5),
+            },
+        )
+        conn.commit()
+        rate_window(conn, later, pricebooks, "run-2")
+
+    closed = close(database_url, through=later.end)
+
+    assert closed.changed_not_rated == (WINDOW.start,)
+    assert closed.lines()[1] == (
+        "  warning: 1 window(s) closed here changed after their latest rating, as the sensors "
+        "found, and no rating read them since: 2026-06-15-10:00; rating them now bills the "
+        "difference as adjustments on the next invoice"
+    )
 
 
 @pytest.mark.parametrize(

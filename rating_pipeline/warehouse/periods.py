@@ -30,7 +30,7 @@ from rating_pipeline.warehouse.close_mark import (
 )
 from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL
+from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
 # The first instant anything was billed or invoiced: a month can hold lines after its
@@ -65,6 +65,7 @@ class PeriodClose:
     adjustments_stamped: int
     months_closed: tuple[datetime, ...]
     invoices: tuple[MonthTotal, ...]
+    changed_not_rated: tuple[datetime, ...] = ()
 
     def lines(self) -> list[str]:
         """How the CLI reports it."""
@@ -74,6 +75,14 @@ class PeriodClose:
             f"{self.closed_by}; stamped {self.adjustments_stamped} open adjustment(s); "
             f"months wholly closed: {months}"
         ]
+        if self.changed_not_rated:
+            named = ", ".join(Window.starting(start).key for start in self.changed_not_rated)
+            lines.append(
+                f"  warning: {len(self.changed_not_rated)} window(s) closed here changed after "
+                "their latest rating, as the sensors found, and no rating read them since: "
+                f"{named}; rating them now bills the difference as adjustments on the next "
+                "invoice"
+            )
         lines += [
             f"  {t.month:%Y-%m} {t.account_id}: {t.line_count} lines, total {t.amount:f} USD "
             f"(exact {t.amount_exact:f}, residual {t.residual:f})"
@@ -119,6 +128,7 @@ def close_period(
         lock_periods(conn, exclusive=True)
         mark = close_mark(conn)
         refuse_unless_closable(conn, through, mark)
+        changed = changed_not_rated(conn, mark, through)
         row = conn.execute(
             load_sql("insert_period_close"),
             {"closed_through": through, "closed_by": closed_by, "note": note},
@@ -145,7 +155,15 @@ def close_period(
                 )
                 invoices.append(total)
     return PeriodClose(
-        close_id, through, closed_at, closed_by, note, stamped.rowcount, months, tuple(invoices)
+        close_id,
+        through,
+        closed_at,
+        closed_by,
+        note,
+        stamped.rowcount,
+        months,
+        tuple(invoices),
+        changed,
     )
 
 
@@ -190,6 +208,16 @@ def unrated_hours_before(conn: psycopg.Connection, through: datetime) -> list[da
     (from ``WINDOWED_FROM``: earlier instants name no hour), oldest first."""
     bounds = {"windowed_from": WINDOWED_FROM, "through": through}
     return [hour for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), bounds)]
+
+
+def changed_not_rated(
+    conn: psycopg.Connection, mark: datetime | None, through: datetime
+) -> tuple[datetime, ...]:
+    """The windows a close through ``through`` closes that the sensors found changed after
+    their latest rating, with no rating since (late_window): their rows freeze as they are."""
+    bounds = {"start": WINDOWED_FROM if mark is None else mark, "through": through}
+    rows = conn.execute(load_sql("select_changed_windows_not_rated"), bounds)
+    return tuple(start.astimezone(UTC) for (start,) in rows)
 
 
 def months_wholly_closed(
