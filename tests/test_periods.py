@@ -498,9 +498,9 @@ def test_a_close_names_the_windows_the_sensors_found_changed_that_no_rating_read
 
     assert closed.changed_not_rated == (WINDOW.start,)
     assert closed.lines()[1] == (
-        "  warning: 1 window(s) closed here changed after their latest rating, as the sensors "
-        "found, and no rating read them since: 2026-06-15-10:00; rating them now bills the "
-        "difference as adjustments on the next invoice"
+        "  warning: 1 window(s) closed here were found changed by the sensors after their "
+        "latest rating, and no rating read them since: 2026-06-15-10:00; rating them now "
+        "bills any difference as adjustments on the next invoice"
     )
 
 

@@ -78,10 +78,10 @@ class PeriodClose:
         if self.changed_not_rated:
             named = ", ".join(Window.starting(start).key for start in self.changed_not_rated)
             lines.append(
-                f"  warning: {len(self.changed_not_rated)} window(s) closed here changed after "
-                "their latest rating, as the sensors found, and no rating read them since: "
-                f"{named}; rating them now bills the difference as adjustments on the next "
-                "invoice"
+                f"  warning: {len(self.changed_not_rated)} window(s) closed here were found "
+                "changed by the sensors after their latest rating, and no rating read them "
+                f"since: {named}; rating them now bills any difference as adjustments on the "
+                "next invoice"
             )
         lines += [
             f"  {t.month:%Y-%m} {t.account_id}: {t.line_count} lines, total {t.amount:f} USD "
