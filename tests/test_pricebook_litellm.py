@@ -467,6 +467,19 @@ def test_a_model_without_per_token_input_and_output_is_not_imported_and_reported
     ]
 
 
+def test_an_imported_fine_tune_entry_is_noted_as_pricing_only_its_exact_id():
+    """LiteLLM keys a fine-tune's prices by ``ft:<base>``; no served fine-tune's id equals
+    that, so the report says the listed model prices nothing until the user lists theirs."""
+    result, version = imported()
+    assert "ft:gpt-4o-2024-08-06" in version.models
+    assert [line for line in result.report_lines() if line.startswith("note: ")] == [
+        "note: ft:gpt-4o-2024-08-06: listed as it is, it prices only events whose model_id "
+        "is exactly ft:gpt-4o-2024-08-06; a fine-tune's own id (OpenAI's "
+        "ft:<base>:<org>:<suffix>:<id>) is another model, unpriced until listed with these "
+        "rates or priced by fine_tune_multiplier"
+    ]
+
+
 def test_a_model_id_no_pricebook_can_list_is_not_imported_and_reported():
     text = (
         '{" padded": {"mode": "chat", "input_cost_per_token": 1e-06, '
@@ -536,6 +549,7 @@ def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsy
     assert sum(line.startswith("not imported: ") for line in lines) == 3
     assert sum(line.startswith("rounded: ") for line in lines) == 2
     assert sum(line.startswith("not mapped: ") for line in lines) == 24
+    assert sum(line.startswith("note: ") for line in lines) == 1
     assert "skipped: 1 embedding, 1 image_generation, 1 one of: chat" in stdout
 
 
@@ -994,7 +1008,7 @@ def test_a_long_context_price_inside_a_price_range_is_reported_never_mapped():
 # --- the command (more) -----------------------------------------------------------------
 
 
-def test_import_command_reports_left_out_models_then_rounded_then_unmapped_then_skipped(
+def test_import_command_reports_left_out_then_rounded_then_unmapped_then_noted_then_skipped(
     tmp_path, capsys
 ):
     code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
@@ -1002,8 +1016,9 @@ def test_import_command_reports_left_out_models_then_rounded_then_unmapped_then_
     lines = capsys.readouterr().out.splitlines()[1:]
     assert code == EXIT_OK
     kinds = [line.split(": ", 1)[0] for line in lines]
-    assert kinds == sorted(kinds, key=["not imported", "rounded", "not mapped", "skipped"].index)
-    assert set(kinds) == {"not imported", "rounded", "not mapped", "skipped"}
+    order = ["not imported", "rounded", "not mapped", "note", "skipped"]
+    assert kinds == sorted(kinds, key=order.index)
+    assert set(kinds) == set(order)
 
 
 def test_import_command_counts_every_skipped_entry_by_its_mode(tmp_path, capsys):

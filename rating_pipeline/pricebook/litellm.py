@@ -14,8 +14,9 @@ output. A model is not imported where its per-token rates alone would bill it at
 its own: long-context thresholds that differ or that it cannot read (its long prompts would
 bill at standard rates), prices by time of day, token prices of 0 beside prices it cannot
 hold. Nothing is inherited: a tier or
-long-context set without a cache rate in the source gets none. The YAML is written for the
-loader, which checks it.
+long-context set without a cache rate in the source gets none. An entry keyed ``ft:<base>``
+is imported as it is and noted: it prices only that exact id, never a served fine-tune's.
+The YAML is written for the loader, which checks it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from rating_pipeline.pricebook.model import (
     TOKEN_CLASSES,
     ModelRates,
     RateSet,
+    is_fine_tune,
 )
 from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
 
@@ -98,6 +100,13 @@ _UNIT = re.compile(
 )
 # An older name of a price field, read as the newer one only where the entry lacks that.
 _ALIASES = {"input_cost_per_token_cache_hit": "cache_read_input_token_cost"}
+# LiteLLM keys a fine-tune's prices by its base (``ft:gpt-4o-2024-08-06``); a served
+# fine-tune's id is its own, so the listed entry prices only an event of exactly that id.
+FINE_TUNE_ENTRY = (
+    "listed as it is, it prices only events whose model_id is exactly {}; a fine-tune's own "
+    "id (OpenAI's ft:<base>:<org>:<suffix>:<id>) is another model, unpriced until listed with "
+    "these rates or priced by fine_tune_multiplier"
+)
 # A file name made of the version: nothing that could leave the output directory.
 _VERSION_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -187,14 +196,17 @@ class ImportedVersion:
     not_imported: tuple[NotImported, ...]
     rounded: tuple[Rounded, ...]
     unmapped: tuple[Unmapped, ...]
+    fine_tunes: tuple[str, ...] = ()
 
     def report_lines(self) -> list[str]:
-        """Every model left out, rate rounded and price not mapped, one line each."""
+        """Every model left out, rate rounded and price not mapped, and every fine-tune
+        entry imported (it prices one exact id), one line each."""
         skipped = ", ".join(f"{count} {mode}" for mode, count in self.skipped_modes.items())
         return [
             *(f"not imported: {note}" for note in self.not_imported),
             *(f"rounded: {note}" for note in self.rounded),
             *(f"not mapped: {note}" for note in self.unmapped),
+            *(f"note: {m}: {FINE_TUNE_ENTRY.format(m)}" for m in self.fine_tunes),
             *([f"skipped: {skipped}"] if skipped else []),
         ]
 
@@ -268,6 +280,7 @@ def convert_litellm(
         not_imported=tuple(report.not_imported),
         rounded=tuple(report.rounded),
         unmapped=tuple(report.unmapped),
+        fine_tunes=tuple(model_id for model_id in models if is_fine_tune(model_id)),
     )
 
 
