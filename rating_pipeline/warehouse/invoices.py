@@ -230,11 +230,8 @@ class Mismatch:
             return f"close {self.recorded.close_id} recorded lines; there are none"
         differ = [
             name
-            for name, before, after in (
-                ("line count", self.recorded.line_count, self.now.line_count),
-                ("amount_exact", self.recorded.amount_exact, self.now.amount_exact),
-                ("amount", self.recorded.amount, self.now.amount),
-                ("lines_sha256", self.recorded.lines_sha256, self.now.lines_sha256),
+            for name, before, after in zip(
+                TOTAL_NAMES, _totals(self.recorded), _totals(self.now), strict=True
             )
             if before != after
         ]
@@ -257,6 +254,10 @@ def mismatches(
             if before is None or after is None or _totals(before) != _totals(after):
                 found.append(Mismatch(month, account, before, after))
     return found
+
+
+# What a close records of an invoice and a build compares: the names, then the values.
+TOTAL_NAMES = ("line count", "amount_exact", "amount", "lines_sha256")
 
 
 def _totals(total: RecordedTotal | MonthTotal) -> tuple[object, ...]:
