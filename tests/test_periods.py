@@ -498,10 +498,51 @@ def test_a_close_names_the_windows_the_sensors_found_changed_that_no_rating_read
 
     assert closed.changed_not_rated == (WINDOW.start,)
     assert closed.lines()[1] == (
-        "  warning: 1 window(s) closed here were found changed by the sensors after their "
-        "latest rating, and no rating read them since: 2026-06-15-10:00; rating them now "
-        "bills any difference as adjustments on the next invoice"
+        "  warning: 1 window(s) closed here changed after their latest rating (found by the "
+        "sensors or by the close's count of their events), and no rating read them since: "
+        "2026-06-15-10:00; rating them now bills any difference as adjustments on the next "
+        "invoice"
     )
+
+
+def test_a_close_counts_its_windows_events_and_names_those_changed_that_no_sensor_saw(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """With no sensor running (a cron of ``rate``), a late event, a deleted one and one
+    moved by UPDATE into another window change what a close would freeze: the close counts
+    each window's events against its latest rating, names the changed ones, and records
+    them in late_window, where all_windows_billed lists them until a rating reads them."""
+    hours = [Window(WINDOW_START + HOUR * n) for n in range(4)]
+    moved, deleted = make_event("org-1", "base-large"), make_event("org-2", "base-small")
+    add_events(
+        [
+            moved,
+            deleted,
+            *(make_event("org-1", "base-large", occurred_at=w.start) for w in hours[1:]),
+        ]
+    )
+    pricebooks = Pricebooks((priced(),))
+    with connect(database_url) as conn:
+        for window in hours:
+            rate_window(conn, window, pricebooks, "run-1")
+    add_events([make_event("org-3", "base-large", occurred_at=hours[1].start)])  # late
+    reader.execute(
+        "UPDATE billing_event SET occurred_at = %s WHERE event_id = %s",
+        (hours[2].start, moved.event_id),
+    )
+    delete_events(database_url, [deleted.event_id])
+    with connect(database_url) as conn:  # rated again since: not named
+        rate_window(conn, hours[2], pricebooks, "run-2")
+
+    closed = close(database_url, through=hours[-1].end)
+
+    assert closed.changed_not_rated == (hours[0].start, hours[1].start)
+    recorded = reader.execute(
+        "SELECT window_start, events_now, events_read FROM late_window ORDER BY 1"
+    ).fetchall()
+    assert recorded == [(hours[0].start, 0, 2), (hours[1].start, 2, 1)]
 
 
 @pytest.mark.parametrize(

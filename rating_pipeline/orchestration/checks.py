@@ -418,9 +418,10 @@ def _exception_table(rows: Iterable[ExceptionRow]) -> dg.TableMetadataValue:
     asset=rated_usage,
     name=ALL_WINDOWS_BILLED,
     description=(
-        "No window bills other events than it holds, as far as the sensors see: lists the "
-        "windows the sensors found changed after their latest rating (late arrivals at any "
-        "age; corrections and deletions while in the lookback) that none re-rates (older "
+        "No window bills other events than it holds, as far as the sensors and closes see: "
+        "lists the windows found changed after their latest rating (by the sensors: late "
+        "arrivals at any age, corrections and deletions while in the lookback; by a period "
+        "close: another count of events in a window it closes) that none re-rates (older "
         "than the lookback, or not re-rated within RATING_CHANGED_EVENT_INTERVAL_MINUTES), "
         "the hours with events that were never rated (missed hours, with the missed_hours "
         "sensor's attempts), the hours before the first window that hold events no rating "

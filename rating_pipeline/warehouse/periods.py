@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -28,6 +29,7 @@ from rating_pipeline.warehouse.close_mark import (
     month_of,
     next_month,
 )
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
@@ -78,10 +80,10 @@ class PeriodClose:
         if self.changed_not_rated:
             named = ", ".join(Window.starting(start).key for start in self.changed_not_rated)
             lines.append(
-                f"  warning: {len(self.changed_not_rated)} window(s) closed here were found "
-                "changed by the sensors after their latest rating, and no rating read them "
-                f"since: {named}; rating them now bills any difference as adjustments on the "
-                "next invoice"
+                f"  warning: {len(self.changed_not_rated)} window(s) closed here changed after "
+                "their latest rating (found by the sensors or by the close's count of their "
+                f"events), and no rating read them since: {named}; rating them now bills any "
+                "difference as adjustments on the next invoice"
             )
         lines += [
             f"  {t.month:%Y-%m} {t.account_id}: {t.line_count} lines, total {t.amount:f} USD "
@@ -123,11 +125,13 @@ def close_period(
         raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RatingPipelineError("a close needs a connection outside any transaction")
+    counted = count_changed_windows(conn, through)
     with conn.transaction():
         begin_read_committed(conn)
         lock_periods(conn, exclusive=True)
         mark = close_mark(conn)
         refuse_unless_closable(conn, through, mark)
+        record_changed_windows(conn, counted)
         changed = changed_not_rated(conn, mark, through)
         row = conn.execute(
             load_sql("insert_period_close"),
@@ -210,11 +214,43 @@ def unrated_hours_before(conn: psycopg.Connection, through: datetime) -> list[da
     return [hour for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), bounds)]
 
 
+def count_changed_windows(conn: psycopg.Connection, through: datetime) -> list[tuple[Any, ...]]:
+    """The rated windows a close through ``through`` would close whose events changed after
+    their latest rating (their count or latest ingested_at), whether or not a sensor saw
+    them: rows for ``record_late_windows.sql``. Its own transaction, taking no lock and
+    refused as the close would be: it scans every event of the period while ratings go on."""
+    with conn.transaction():
+        begin_read_committed(conn)
+        mark = close_mark(conn)
+        refuse_unless_closable(conn, through, mark)
+        bounds = {"start": WINDOWED_FROM if mark is None else mark, "through": through}
+        return conn.execute(load_sql("select_windows_changed_since_rating"), bounds).fetchall()
+
+
+def record_changed_windows(conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> None:
+    """Record ``count_changed_windows``'s rows in late_window, as the sensors record theirs
+    (a row compared with an older rating than the latest is never named or listed)."""
+    if not changed:
+        return
+    window_starts, events_now, events_read, log_ids = zip(*changed, strict=True)
+    conn.execute(
+        load_sql("record_late_windows"),
+        {
+            "window_starts": list(window_starts),
+            "events_now": list(events_now),
+            "events_read": list(events_read),
+            "log_ids": list(log_ids),
+            "found_at": database_clock(conn),
+        },
+    )
+
+
 def changed_not_rated(
     conn: psycopg.Connection, mark: datetime | None, through: datetime
 ) -> tuple[datetime, ...]:
-    """The windows a close through ``through`` closes that the sensors found changed after
-    their latest rating, with no rating since (late_window): their rows freeze as they are."""
+    """The windows a close through ``through`` closes that the sensors or the close's count
+    found changed after their latest rating, with no rating since (late_window): their rows
+    freeze as they are."""
     bounds = {"start": WINDOWED_FROM if mark is None else mark, "through": through}
     rows = conn.execute(load_sql("select_changed_windows_not_rated"), bounds)
     return tuple(start.astimezone(UTC) for (start,) in rows)
