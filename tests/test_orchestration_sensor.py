@@ -21,15 +21,15 @@ from rating_pipeline.orchestration.sensors import (
     LOOKBACK_VARIABLE,
     REPORTED_WINDOWS,
     RESCAN_OVERLAP,
-    ChangedAfterRating,
     LateEventsCursor,
     LateEventsScan,
     SensorSettingError,
     evaluate,
     lookback,
-    record_late_windows,
+    record_changed,
 )
 from rating_pipeline.warehouse.database import WarehouseConnectionError
+from rating_pipeline.warehouse.late_windows import ChangedAfterRating
 from rating_pipeline.windows import HOUR, Window
 from tests import sensing
 from tests.conftest import database_url_for, delete_events
@@ -370,10 +370,10 @@ def test_a_record_against_an_older_rating_never_replaces_one_against_a_newer(
     since and drop a window still changed. Found by a review of the sensors."""
     window, warehouse = hours_ago(80), WarehouseResource(database_url=database_url)
     found_at = datetime.now(UTC)
-    record_late_windows(warehouse, [ChangedAfterRating(window, 7, 6, 11)], found_at)
-    record_late_windows(warehouse, [ChangedAfterRating(window, 6, 5, 10)], found_at)
+    record_changed(warehouse, [ChangedAfterRating(window, 7, 6, 11)], found_at)
+    record_changed(warehouse, [ChangedAfterRating(window, 6, 5, 10)], found_at)
     with psycopg.connect(database_url) as conn:
         assert conn.execute(LATE_WINDOW_ROWS).fetchall() == [(window.start, 7, 11)]
-    record_late_windows(warehouse, [ChangedAfterRating(window, 8, 7, 12)], found_at)
+    record_changed(warehouse, [ChangedAfterRating(window, 8, 7, 12)], found_at)
     with psycopg.connect(database_url) as conn:
         assert conn.execute(LATE_WINDOW_ROWS).fetchall() == [(window.start, 8, 12)]

@@ -545,6 +545,33 @@ def test_a_close_counts_its_windows_events_and_names_those_changed_that_no_senso
     assert recorded == [(hours[0].start, 0, 2), (hours[1].start, 2, 1)]
 
 
+def test_a_rating_that_commits_between_the_close_count_and_its_lock_hides_no_change(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """The close counts before taking its lock. A rating in flight that read the events
+    before one was deleted, and commits after the count, is the window's latest rating when
+    the close freezes it: the close counts that window again under its lock, and names it."""
+    kept, deleted = make_event("org-1"), make_event("org-2")
+    add_events([kept, deleted])
+    rate(database_url, priced(), "run-1")
+    closed: list[PeriodClose] = []
+    with connect(database_url) as rating, rating.transaction():
+        engine.rate_window_in_transaction(rating, WINDOW, priced(), "run-2")  # reads both
+        delete_events(database_url, [deleted.event_id])
+        closer = threading.Thread(target=lambda: closed.append(close(database_url)))
+        closer.start()  # counts 1 event against run-1's 2, then waits for run-2's lock
+        wait_until_a_lock_is_awaited(reader)
+    closer.join()
+
+    assert closed[0].changed_not_rated == (WINDOW.start,)
+    latest_log_id = reader.execute("SELECT max(log_id) FROM rating_log").fetchone()
+    assert reader.execute("SELECT events_now, events_read, log_id FROM late_window").fetchall() == [
+        (1, 2, latest_log_id[0] if latest_log_id else None)
+    ]
+
+
 @pytest.mark.parametrize(
     ("through", "reason"),
     [

@@ -40,15 +40,15 @@ from rating_pipeline.orchestration.resources import PricebookResource, Warehouse
 from rating_pipeline.orchestration.sensors import (
     LOOKBACK_VARIABLE,
     MINIMUM_INTERVAL_SECONDS,
-    ChangedAfterRating,
     SensorSettingError,
-    record_late_windows,
+    record_changed,
     whole_setting,
 )
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
 from rating_pipeline.warehouse.extract import read_window_usage
+from rating_pipeline.warehouse.late_windows import ChangedAfterRating
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 
@@ -329,7 +329,7 @@ def build_changed_events_sensor(
             for c in (*found.rotation, *found.leaving)
             if c.changed
         ]
-        record_late_windows(warehouse, changed, found.now)
+        record_changed(warehouse, changed, found.now)
         return evaluate(context, found)
 
     return changed_events

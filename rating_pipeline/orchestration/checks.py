@@ -461,7 +461,8 @@ def late_state(late: LateWindow, lookback_start: datetime, within: timedelta) ->
     return (
         f"{found}: found changed {late.found_at.isoformat()} and not re-rated within "
         f"{changed_events.INTERVAL_VARIABLE} ({within // timedelta(minutes=1)}): its re-rates "
-        "failed, were given up or still wait (see the sensors' ticks and runs)"
+        "failed, were given up or still wait, or no sensor runs (see the sensors' ticks and "
+        "runs)"
     )
 
 

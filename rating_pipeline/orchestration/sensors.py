@@ -24,7 +24,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 import dagster as dg
 import psycopg
@@ -36,7 +35,7 @@ from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.database import database_clock
-from rating_pipeline.warehouse.sqlfiles import load_sql
+from rating_pipeline.warehouse.late_windows import ChangedAfterRating, record_late_windows
 from rating_pipeline.windows import HOUR, Window
 
 LOOKBACK_VARIABLE = "RATING_LATE_EVENT_LOOKBACK_HOURS"
@@ -170,17 +169,7 @@ def scan(
     return LateEventsScan(now, span, lookback_start, tuple(changed), tuple(beyond))
 
 
-class ChangedAfterRating(NamedTuple):
-    """A rated window a sensor found changed after its latest rating (rating_log row
-    ``log_id``, which read ``events_read`` events; ``events_now`` now)."""
-
-    window: Window
-    events_now: int
-    events_read: int
-    log_id: int
-
-
-def record_late_windows(
+def record_changed(
     warehouse: WarehouseResource, changed: Sequence[ChangedAfterRating], found_at: datetime
 ) -> None:
     """Record the rated windows a tick found changed, in their own transaction, inside the
@@ -190,16 +179,7 @@ def record_late_windows(
     if not changed:
         return
     with warehouse.connect() as conn, conn.transaction():
-        conn.execute(
-            load_sql("record_late_windows"),
-            {
-                "window_starts": [c.window.start for c in changed],
-                "events_now": [c.events_now for c in changed],
-                "events_read": [c.events_read for c in changed],
-                "log_ids": [c.log_id for c in changed],
-                "found_at": found_at,
-            },
-        )
+        record_late_windows(conn, changed, found_at)
 
 
 def late_windows_found(found: LateEventsScan) -> list[ChangedAfterRating]:
@@ -325,7 +305,7 @@ def build_late_events_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
         previous = LateEventsCursor.parse(context.cursor)
         with warehouse.snapshot() as conn:
             found = scan(conn, previous, window_lookback)
-        record_late_windows(warehouse, late_windows_found(found), found.now)
+        record_changed(warehouse, late_windows_found(found), found.now)
         return evaluate(context, found, previous)
 
     return late_events

@@ -2,9 +2,11 @@
 
 A close through T closes every window that starts before T. Once closed, a window's
 ``rated_usage`` rows never change: a later rating of it reconciles its open adjustments
-instead (engine.converge). A close is one transaction under the periods lock, held
-exclusively (close_mark.py): it records itself, stamps every open adjustment with its id,
-and builds then records the invoice lines of every month it wholly closes. It is refused,
+instead (engine.converge). A close first counts the events of the windows it closes,
+against their latest ratings, taking no lock; then it is one transaction under the periods
+lock, held exclusively (close_mark.py): it records the windows found changed in
+late_window, records itself, stamps every open adjustment with its id, and builds then
+records the invoice lines of every month it wholly closes. It is refused,
 writing nothing, unless T is a whole UTC hour after the current mark and not after the
 start of the current hour, and every hour before T that holds events has been rated.
 There is no reopen.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import NamedTuple
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -31,6 +33,12 @@ from rating_pipeline.warehouse.close_mark import (
 )
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
+from rating_pipeline.warehouse.late_windows import (
+    ChangedAfterRating,
+    latest_log_id,
+    record_late_windows,
+    windows_changed_since_rating,
+)
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
 
@@ -131,7 +139,7 @@ def close_period(
         lock_periods(conn, exclusive=True)
         mark = close_mark(conn)
         refuse_unless_closable(conn, through, mark)
-        record_changed_windows(conn, counted)
+        record_changed_windows(conn, counted, mark, through)
         changed = changed_not_rated(conn, mark, through)
         row = conn.execute(
             load_sql("insert_period_close"),
@@ -214,35 +222,39 @@ def unrated_hours_before(conn: psycopg.Connection, through: datetime) -> list[da
     return [hour for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), bounds)]
 
 
-def count_changed_windows(conn: psycopg.Connection, through: datetime) -> list[tuple[Any, ...]]:
+class ChangedCount(NamedTuple):
+    """What a close's count found before its lock: the windows ``changed`` then, counted
+    against the ratings up to log_id ``counted_through``."""
+
+    changed: list[ChangedAfterRating]
+    counted_through: int
+
+
+def count_changed_windows(conn: psycopg.Connection, through: datetime) -> ChangedCount:
     """The rated windows a close through ``through`` would close whose events changed after
-    their latest rating (their count or latest ingested_at), whether or not a sensor saw
-    them: rows for ``record_late_windows.sql``. Its own transaction, taking no lock and
-    refused as the close would be: it scans every event of the period while ratings go on."""
+    their latest rating, whether or not a sensor saw them. Its own transaction, taking no
+    lock and refused as the close would be: it reads every event of the period while
+    ratings go on."""
     with conn.transaction():
         begin_read_committed(conn)
         mark = close_mark(conn)
         refuse_unless_closable(conn, through, mark)
-        bounds = {"start": WINDOWED_FROM if mark is None else mark, "through": through}
-        return conn.execute(load_sql("select_windows_changed_since_rating"), bounds).fetchall()
+        counted_through = latest_log_id(conn)  # before the count: a later rating is recounted
+        start = WINDOWED_FROM if mark is None else mark
+        return ChangedCount(windows_changed_since_rating(conn, start, through), counted_through)
 
 
-def record_changed_windows(conn: psycopg.Connection, changed: list[tuple[Any, ...]]) -> None:
-    """Record ``count_changed_windows``'s rows in late_window, as the sensors record theirs
-    (a row compared with an older rating than the latest is never named or listed)."""
-    if not changed:
-        return
-    window_starts, events_now, events_read, log_ids = zip(*changed, strict=True)
-    conn.execute(
-        load_sql("record_late_windows"),
-        {
-            "window_starts": list(window_starts),
-            "events_now": list(events_now),
-            "events_read": list(events_read),
-            "log_ids": list(log_ids),
-            "found_at": database_clock(conn),
-        },
-    )
+def record_changed_windows(
+    conn: psycopg.Connection, counted: ChangedCount, mark: datetime | None, through: datetime
+) -> None:
+    """Under the close's lock, record what the count found in late_window, and what a count
+    now finds of the windows rated since it: such a rating may have read the events before
+    the change the count saw, and is the one whose rows the close freezes."""
+    start = WINDOWED_FROM if mark is None else mark
+    found_at = database_clock(conn)
+    recounted = windows_changed_since_rating(conn, start, through, counted.counted_through)
+    record_late_windows(conn, counted.changed, found_at)
+    record_late_windows(conn, recounted, found_at)
 
 
 def changed_not_rated(

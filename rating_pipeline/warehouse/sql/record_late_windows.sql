@@ -1,5 +1,5 @@
--- A sensor's record (late_events' or changed_events') of rated windows whose events
--- changed after their latest rating (rating_log row %(log_ids)s), seen at %(found_at)s,
+-- A record, by a sensor (late_events, changed_events) or a close, of rated windows whose
+-- events changed after their latest rating (rating_log row %(log_ids)s), seen at %(found_at)s,
 -- inside the lookback or not.
 -- A window recorded against the same rating with the same count keeps its row as it is;
 -- a record against an older rating (a tick that read before a rating committed) never

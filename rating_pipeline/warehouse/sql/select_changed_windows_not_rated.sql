@@ -1,4 +1,4 @@
--- The windows of [%(start)s, %(through)s) that the sensors recorded changed after their
+-- The windows of [%(start)s, %(through)s) that late_window records changed after their
 -- latest rating (late_window, against that rating's rating_log row) and that no rating has
 -- read since, oldest first: a close through %(through)s freezes them with that rating's rows.
 SELECT late.window_start

@@ -1,25 +1,28 @@
--- The rated windows of [%(start)s, %(through)s) whose events differ now from what their
--- latest rating read: another count or another max(ingested_at) (late, deleted or moved
--- events; a correction in place that keeps both goes unseen). One scan of the range's
--- events by the occurred_at index. Rows as record_late_windows.sql binds them.
+-- The rated windows of [%(start)s, %(through)s) whose latest rating has a log_id above
+-- %(rated_after)s and read another count of events or another max(ingested_at) than the
+-- window holds now (late, deleted or moved events, unless they cancel out in both), with
+-- that rating's log_id, oldest first. Each window's events by the occurred_at index.
 WITH latest AS (
     SELECT DISTINCT ON (window_start) window_start, log_id, events_read, max_ingested_at
     FROM rating_log
     WHERE window_start >= %(start)s AND window_start < %(through)s
+      AND log_id > %(rated_after)s
     ORDER BY window_start, log_id DESC
 ),
 now_in_window AS (
     SELECT
-        date_trunc('hour', occurred_at, 'UTC') AS window_start,
-        count(*) AS events_now,
-        max(ingested_at) AS max_ingested_at
-    FROM billing_event
-    WHERE occurred_at >= %(start)s AND occurred_at < %(through)s
-    GROUP BY 1
+        latest.window_start,
+        count(billing_event.occurred_at) AS events_now,  -- every row the join found
+        max(billing_event.ingested_at) AS max_ingested_at
+    FROM latest
+    LEFT JOIN billing_event
+        ON billing_event.occurred_at >= latest.window_start
+       AND billing_event.occurred_at < latest.window_start + interval '1 hour'
+    GROUP BY latest.window_start
 )
-SELECT latest.window_start, coalesce(now.events_now, 0), latest.events_read, latest.log_id
+SELECT latest.window_start, now_in_window.events_now, latest.events_read, latest.log_id
 FROM latest
-LEFT JOIN now_in_window AS now ON now.window_start = latest.window_start
-WHERE coalesce(now.events_now, 0) <> latest.events_read
-   OR now.max_ingested_at IS DISTINCT FROM latest.max_ingested_at
+JOIN now_in_window ON now_in_window.window_start = latest.window_start
+WHERE now_in_window.events_now <> latest.events_read
+   OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at
 ORDER BY latest.window_start
