@@ -138,6 +138,12 @@ def _add_period_commands(commands: argparse._SubParsersAction) -> None:
     close.add_argument("--through", type=_utc_instant, required=True, metavar="T")
     close.add_argument("--by", default=None, help="who closes (default: the OS user)")
     close.add_argument("--note", default=None)
+    close.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what the close would do (refusals, windows changed since their rating) "
+        "and write nothing",
+    )
     close.set_defaults(handler=_period_close)
     status = period_commands.add_parser("status", help="the close mark and open adjustments")
     status.set_defaults(handler=_period_status)
@@ -161,6 +167,12 @@ def _period_close(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse import periods
     from rating_pipeline.warehouse.database import connect, require_schema
 
+    if args.dry_run:
+        with connect() as conn:
+            require_schema(conn)
+            preview = periods.preview_close(conn, args.through)
+        print("\n".join(preview.lines()))
+        return EXIT_OK
     closed_by = _os_user() if args.by is None else args.by
     try:
         with connect() as conn:

@@ -871,6 +871,44 @@ def test_cli_builds_closes_reports_and_exports_a_month(
     ]  # key order, rates ascending
 
 
+def test_a_dry_run_close_says_what_the_close_would_do_and_writes_nothing(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A close cannot be undone: ``--dry-run`` makes its refusals and its count of the
+    windows' events, and says what it would close and which windows it would freeze though
+    their events changed since their rating (so they can be rated first, onto this
+    invoice), writing nothing."""
+    add_events([usage("org-2", "base-small", at(6, 16, 9, 30), 100_000)])  # after rating
+    tables = ("rating_period_close", "late_window", "invoice_line")
+    before = [reader.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables]
+
+    code, out, _ = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--dry-run"
+    )
+
+    assert code == 0
+    assert out == [
+        "dry run: a close through 2026-07-01T00:00:00+00:00 may be made now; it would stamp "
+        "0 open adjustment(s) (0 USD) and wholly close 2026-06. Nothing was written.",
+        "  warning: 1 window(s) it would close changed after their latest rating (found by "
+        "the sensors or by the close's count of their events), and no rating read them "
+        "since: 2026-06-16-09:00; rate them first to bill the difference on the invoice of "
+        "their own month, or after the close as adjustments on the next invoice",
+        "  2026-06's lines, which it would freeze: `rating-pipeline invoice build --month "
+        "2026-06` builds them now, as a draft",
+    ]
+    assert [reader.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables] == before
+
+    code, _, err = run_cli(
+        capsys, "period", "close", "--through", "2099-01-01T00:00:00Z", "--dry-run"
+    )
+    assert code != 0 and "lies in the future" in err
+
+
 @pytest.mark.parametrize("committed", [False, True], ids=["before its commit", "after it"])
 def test_an_interrupted_close_says_whether_it_committed_and_exits_130(
     warehouse_env: str,

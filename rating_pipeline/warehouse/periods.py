@@ -86,12 +86,12 @@ class PeriodClose:
             f"months wholly closed: {months}"
         ]
         if self.changed_not_rated:
-            named = ", ".join(Window.starting(start).key for start in self.changed_not_rated)
             lines.append(
-                f"  warning: {len(self.changed_not_rated)} window(s) closed here changed after "
-                "their latest rating (found by the sensors or by the close's count of their "
-                f"events), and no rating read them since: {named}; rating them now bills any "
-                "difference as adjustments on the next invoice"
+                changed_warning(
+                    self.changed_not_rated,
+                    "closed here",
+                    "rating them now bills any difference as adjustments on the next invoice",
+                )
             )
         lines += [
             f"  {t.month:%Y-%m} {t.account_id}: {t.line_count} lines, total {t.amount:f} USD "
@@ -99,6 +99,56 @@ class PeriodClose:
             for t in self.invoices
         ]
         return lines
+
+
+@dataclass(frozen=True)
+class ClosePreview:
+    """What a close through ``closed_through`` would do now (``period close --dry-run``),
+    its refusals passed: the open adjustments it would stamp, the months it would wholly
+    close, and the windows it would freeze though their events changed after their latest
+    rating and no rating read them since."""
+
+    closed_through: datetime
+    open_adjustments: tuple[OpenAdjustments, ...]
+    months_closed: tuple[datetime, ...]
+    changed_not_rated: tuple[datetime, ...]
+
+    def lines(self) -> list[str]:
+        """How the CLI reports it."""
+        stamped = sum(w.adjustments for w in self.open_adjustments)
+        cost = exact_sum(w.cost_usd for w in self.open_adjustments)
+        months = ", ".join(f"{m:%Y-%m}" for m in self.months_closed) or "no month"
+        lines = [
+            f"dry run: a close through {self.closed_through.isoformat()} may be made now; it "
+            f"would stamp {stamped} open adjustment(s) ({cost:f} USD) and wholly close "
+            f"{months}. Nothing was written."
+        ]
+        if self.changed_not_rated:
+            lines.append(
+                changed_warning(
+                    self.changed_not_rated,
+                    "it would close",
+                    "rate them first to bill the difference on the invoice of their own "
+                    "month, or after the close as adjustments on the next invoice",
+                )
+            )
+        lines += [
+            f"  {m:%Y-%m}'s lines, which it would freeze: `rating-pipeline invoice build "
+            f"--month {m:%Y-%m}` builds them now, as a draft"
+            for m in self.months_closed
+        ]
+        return lines
+
+
+def changed_warning(window_starts: tuple[datetime, ...], closed: str, remedy: str) -> str:
+    """The line naming the windows a close freezes though their events changed after their
+    latest rating, with no rating since."""
+    named = ", ".join(Window.starting(start).key for start in window_starts)
+    return (
+        f"  warning: {len(window_starts)} window(s) {closed} changed after their latest "
+        "rating (found by the sensors or by the close's count of their events), and no "
+        f"rating read them since: {named}; {remedy}"
+    )
 
 
 def require_whole_hour(through: datetime) -> None:
@@ -131,8 +181,6 @@ def close_period(
     through = through.astimezone(UTC)
     if not closed_by.strip():
         raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise RatingPipelineError("a close needs a connection outside any transaction")
     counted = count_changed_windows(conn, through)
     with conn.transaction():
         begin_read_committed(conn)
@@ -235,6 +283,8 @@ def count_changed_windows(conn: psycopg.Connection, through: datetime) -> Change
     their latest rating, whether or not a sensor saw them. Its own transaction, taking no
     lock and refused as the close would be: it reads every event of the period while
     ratings go on."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RatingPipelineError("a close needs a connection outside any transaction")
     with conn.transaction():
         begin_read_committed(conn)
         mark = close_mark(conn)
@@ -255,6 +305,28 @@ def record_changed_windows(
     recounted = windows_changed_since_rating(conn, start, through, counted.counted_through)
     record_late_windows(conn, counted.changed, found_at)
     record_late_windows(conn, recounted, found_at)
+
+
+def preview_close(conn: psycopg.Connection, through: datetime) -> ClosePreview:
+    """What a close through ``through`` would do now, or CloseRefused as it would be: the
+    close's own steps up to its first write of its own, in a transaction rolled back, so
+    nothing is written. It takes no lock; the close itself may find more."""
+    require_whole_hour(through)
+    through = through.astimezone(UTC)
+    counted = count_changed_windows(conn, through)
+    with conn.transaction() as rolled_back:
+        begin_read_committed(conn)
+        mark = close_mark(conn)
+        refuse_unless_closable(conn, through, mark)
+        record_changed_windows(conn, counted, mark, through)
+        preview = ClosePreview(
+            through,
+            open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
+            months_wholly_closed(conn, mark, through),
+            changed_not_rated(conn, mark, through),
+        )
+        raise psycopg.Rollback(rolled_back)
+    return preview
 
 
 def changed_not_rated(
