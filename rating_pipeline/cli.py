@@ -167,13 +167,13 @@ def _period_close(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse import periods
     from rating_pipeline.warehouse.database import connect, require_schema
 
+    closed_by = _os_user() if args.by is None else args.by
     if args.dry_run:
         with connect() as conn:
             require_schema(conn)
-            preview = periods.preview_close(conn, args.through)
+            preview = periods.preview_close(conn, args.through, closed_by)
         print("\n".join(preview.lines()))
         return EXIT_OK
-    closed_by = _os_user() if args.by is None else args.by
     try:
         with connect() as conn:
             require_schema(conn)

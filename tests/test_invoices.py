@@ -907,6 +907,10 @@ def test_a_dry_run_close_says_what_the_close_would_do_and_writes_nothing(
         capsys, "period", "close", "--through", "2099-01-01T00:00:00Z", "--dry-run"
     )
     assert code != 0 and "lies in the future" in err
+    code, _, err = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", " ", "--dry-run"
+    )
+    assert code != 0 and "closed_by is blank" in err
 
 
 @pytest.mark.parametrize("committed", [False, True], ids=["before its commit", "after it"])

@@ -552,23 +552,27 @@ def test_a_rating_that_commits_between_the_close_count_and_its_lock_hides_no_cha
 ) -> None:
     """The close counts before taking its lock. A rating in flight that read the events
     before one was deleted, and commits after the count, is the window's latest rating when
-    the close freezes it: the close counts that window again under its lock, and names it."""
+    the close freezes it: the close counts that window again under its lock, and names it,
+    though another window's rating took a later log_id and committed before the count."""
+    later = Window(AFTER_WINDOW)
     kept, deleted = make_event("org-1"), make_event("org-2")
-    add_events([kept, deleted])
+    add_events([kept, deleted, make_event("org-3", occurred_at=later.start)])
     rate(database_url, priced(), "run-1")
     closed: list[PeriodClose] = []
     with connect(database_url) as rating, rating.transaction():
         engine.rate_window_in_transaction(rating, WINDOW, priced(), "run-2")  # reads both
+        with connect(database_url) as conn:
+            rate_window(conn, later, Pricebooks((priced(),)), "run-3")
         delete_events(database_url, [deleted.event_id])
-        closer = threading.Thread(target=lambda: closed.append(close(database_url)))
+        closer = threading.Thread(target=lambda: closed.append(close(database_url, later.end)))
         closer.start()  # counts 1 event against run-1's 2, then waits for run-2's lock
         wait_until_a_lock_is_awaited(reader)
     closer.join()
 
     assert closed[0].changed_not_rated == (WINDOW.start,)
-    latest_log_id = reader.execute("SELECT max(log_id) FROM rating_log").fetchone()
+    run_2 = reader.execute("SELECT log_id FROM rating_log WHERE run_id = 'run-2'").fetchone()
     assert reader.execute("SELECT events_now, events_read, log_id FROM late_window").fetchall() == [
-        (1, 2, latest_log_id[0] if latest_log_id else None)
+        (1, 2, run_2[0] if run_2 else None)
     ]
 
 

@@ -319,9 +319,9 @@ def events_not_begun(conn: psycopg.Connection, not_begun: datetime) -> tuple[int
 
 @dataclass(frozen=True)
 class LateWindow:
-    """A window that a sensor found changed after its latest rating (rating_log row
-    ``log_id``) at ``found_at``, that no rating has read since (``events_now``: counted now;
-    ``counts_differ``: the count or max(ingested_at) differs from what it read)."""
+    """A window that a sensor or a close found changed after its latest rating (rating_log
+    row ``log_id``) at ``found_at``, that no rating has read since (``events_now``: counted
+    now; ``counts_differ``: the count or max(ingested_at) differs from what it read)."""
 
     window: Window
     events_now: int

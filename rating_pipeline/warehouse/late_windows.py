@@ -14,8 +14,6 @@ import psycopg
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
-LATEST_LOG_ID = "SELECT coalesce(max(log_id), 0) FROM rating_log"
-
 
 class ChangedAfterRating(NamedTuple):
     """A rated window found changed after its latest rating (rating_log row ``log_id``,
@@ -46,23 +44,30 @@ def record_late_windows(
     )
 
 
-def latest_log_id(conn: psycopg.Connection) -> int:
-    """The latest rating's log_id (0 before any): a later one was committed after this."""
-    row = conn.execute(LATEST_LOG_ID).fetchone()
-    assert row is not None  # an aggregate without GROUP BY returns one row
-    return int(row[0])
+class Compared(NamedTuple):
+    """Rated windows compared with their latest ratings: those whose events differ now
+    (``changed``), and the log_id of every rating compared."""
+
+    changed: list[ChangedAfterRating]
+    log_ids: list[int]
 
 
-def windows_changed_since_rating(
-    conn: psycopg.Connection, start: datetime, through: datetime, rated_after: int = 0
-) -> list[ChangedAfterRating]:
-    """The rated windows starting in [start, through) whose events now differ in count or
-    latest ingested_at from what their latest rating read; with ``rated_after``, only
-    windows whose latest rating has a later log_id."""
-    bounds = {"start": start, "through": through, "rated_after": rated_after}
-    return [
-        ChangedAfterRating(Window.starting(window_start), events_now, events_read, log_id)
-        for window_start, events_now, events_read, log_id in conn.execute(
-            load_sql("select_windows_changed_since_rating"), bounds
-        )
-    ]
+def compare_with_latest_ratings(
+    conn: psycopg.Connection,
+    start: datetime,
+    through: datetime,
+    compared_before: Sequence[int] = (),
+) -> Compared:
+    """Compare each rated window starting in [start, through) with its latest rating, in
+    event count and latest ingested_at; skip the windows whose latest rating is one of
+    ``compared_before`` (their comparison stands)."""
+    bounds = {"start": start, "through": through, "compared_log_ids": list(compared_before)}
+    compared = Compared([], [])
+    for window_start, events_now, events_read, log_id, changed in conn.execute(
+        load_sql("compare_windows_with_latest_ratings"), bounds
+    ):
+        compared.log_ids.append(log_id)
+        if changed:
+            window = Window.starting(window_start)
+            compared.changed.append(ChangedAfterRating(window, events_now, events_read, log_id))
+    return compared

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -34,10 +33,9 @@ from rating_pipeline.warehouse.close_mark import (
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
 from rating_pipeline.warehouse.late_windows import (
-    ChangedAfterRating,
-    latest_log_id,
+    Compared,
+    compare_with_latest_ratings,
     record_late_windows,
-    windows_changed_since_rating,
 )
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
@@ -270,18 +268,10 @@ def unrated_hours_before(conn: psycopg.Connection, through: datetime) -> list[da
     return [hour for (hour,) in conn.execute(load_sql("select_unrated_hours_before"), bounds)]
 
 
-class ChangedCount(NamedTuple):
-    """What a close's count found before its lock: the windows ``changed`` then, counted
-    against the ratings up to log_id ``counted_through``."""
-
-    changed: list[ChangedAfterRating]
-    counted_through: int
-
-
-def count_changed_windows(conn: psycopg.Connection, through: datetime) -> ChangedCount:
-    """The rated windows a close through ``through`` would close whose events changed after
-    their latest rating, whether or not a sensor saw them. Its own transaction, taking no
-    lock and refused as the close would be: it reads every event of the period while
+def count_changed_windows(conn: psycopg.Connection, through: datetime) -> Compared:
+    """The rated windows a close through ``through`` would close, compared with their
+    latest ratings, whether or not a sensor saw them change. Its own transaction, taking
+    no lock and refused as the close would be: it reads every event of the period while
     ratings go on."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RatingPipelineError("a close needs a connection outside any transaction")
@@ -289,30 +279,32 @@ def count_changed_windows(conn: psycopg.Connection, through: datetime) -> Change
         begin_read_committed(conn)
         mark = close_mark(conn)
         refuse_unless_closable(conn, through, mark)
-        counted_through = latest_log_id(conn)  # before the count: a later rating is recounted
-        start = WINDOWED_FROM if mark is None else mark
-        return ChangedCount(windows_changed_since_rating(conn, start, through), counted_through)
+        return compare_with_latest_ratings(conn, WINDOWED_FROM if mark is None else mark, through)
 
 
 def record_changed_windows(
-    conn: psycopg.Connection, counted: ChangedCount, mark: datetime | None, through: datetime
+    conn: psycopg.Connection, counted: Compared, mark: datetime | None, through: datetime
 ) -> None:
-    """Under the close's lock, record what the count found in late_window, and what a count
-    now finds of the windows rated since it: such a rating may have read the events before
-    the change the count saw, and is the one whose rows the close freezes."""
+    """Under the close's lock, record in late_window what the count found changed, and
+    what a count now finds of the windows rated since the count compared them: such a
+    rating, committed after the count, may have read the events before the change the count
+    saw, and its rows are the ones the close freezes."""
     start = WINDOWED_FROM if mark is None else mark
     found_at = database_clock(conn)
-    recounted = windows_changed_since_rating(conn, start, through, counted.counted_through)
+    recounted = compare_with_latest_ratings(conn, start, through, counted.log_ids)
     record_late_windows(conn, counted.changed, found_at)
-    record_late_windows(conn, recounted, found_at)
+    record_late_windows(conn, recounted.changed, found_at)
 
 
-def preview_close(conn: psycopg.Connection, through: datetime) -> ClosePreview:
-    """What a close through ``through`` would do now, or CloseRefused as it would be: the
-    close's own steps up to its first write of its own, in a transaction rolled back, so
-    nothing is written. It takes no lock; the close itself may find more."""
+def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -> ClosePreview:
+    """What a close through ``through`` by ``closed_by`` would do now, or CloseRefused as it
+    would be: the close's own steps, its records of changed windows included, up to its
+    record of itself, in a transaction rolled back, so nothing is written. It takes no lock
+    a rating waits for; the close itself may find more."""
     require_whole_hour(through)
     through = through.astimezone(UTC)
+    if not closed_by.strip():
+        raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
     counted = count_changed_windows(conn, through)
     with conn.transaction() as rolled_back:
         begin_read_committed(conn)

@@ -1,9 +1,9 @@
 -- The recorded windows older than the lookback (starting before %(lookback_start)s), or
 -- found before %(overdue_before)s (no sensor re-rated them within its interval), whose
--- latest rating is still the one a sensor compared (no later rating read the events), with
--- whether their (count, max ingested_at) now differs from what it read, and that rating's
--- version and events digest: a correction in place changes the digest alone. Events now
--- are counted now: upstream may have deleted them again.
+-- latest rating is still the one a sensor or a close compared (no later rating read the
+-- events), with whether their (count, max ingested_at) now differs from what it read, and
+-- that rating's version and events digest: a correction in place changes the digest alone.
+-- Events now are counted now: upstream may have deleted them again.
 SELECT late.window_start, now_in_window.events_now, latest.events_read, late.found_at,
     (now_in_window.events_now <> latest.events_read
      OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at) AS counts_differ,
