@@ -22,6 +22,7 @@ from rating_pipeline.orchestration.checks import (
     EVENTS_CONSERVED,
     NO_AMBIGUOUS_BASE,
     NO_OPEN_ADJUSTMENTS,
+    PRICED_BY_CURRENT_PRICEBOOKS,
     RATED_USAGE_CHECKS,
     cost_reconstructs,
     events_conserved,
@@ -150,6 +151,7 @@ def test_materializing_one_partition_rates_that_window_only(
         ALL_USAGE_PRICED,
         ALL_WINDOWS_BILLED,
         NO_OPEN_ADJUSTMENTS,
+        PRICED_BY_CURRENT_PRICEBOOKS,
     }
     assert all(e.passed for name, e in evaluations.items() if name != ALL_WINDOWS_BILLED)
     # 11:00 holds events and was not rated: the WARN check names it, the run succeeds.

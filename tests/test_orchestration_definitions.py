@@ -80,11 +80,12 @@ EXPECTED = {
         "rated_usage:events_conserved": {"blocking": False},
         "rated_usage:no_ambiguous_base": {"blocking": True},
         "rated_usage:no_open_adjustments": {"blocking": False},
+        "rated_usage:priced_by_current_pricebooks": {"blocking": False},
     },
     "jobs": {
         "rate_windows": {
             "assets": ["pricebook", "rated_usage", "window_usage"],
-            "checks": 6,
+            "checks": 7,
             "partitions": HOURLY,
         }
     },

@@ -21,6 +21,10 @@ every window ever rated. Each check reads one REPEATABLE READ snapshot.
   (contract 10, "Seen"): its open adjustments bill on the next invoice until a close stamps
   them. It audits every window, whatever the run's partitions: the UI shows a check's
   latest evaluation, which the next hour's run must not turn green while they are open.
+- ``priced_by_current_pricebooks`` (WARN): every rated window's latest rating was priced
+  by the version and file the current pricebooks choose for it; a version file edited, or
+  a version added with an earlier effective_from, after the rating lists the window until
+  it is rated again. It audits every window, whatever the run's partitions.
 
 A closed window's billed output is its frozen rows plus every adjustment of it, stamped and
 open (contract 10); an open window has no adjustments.
@@ -63,6 +67,7 @@ from rating_pipeline.warehouse.periods import (
     open_adjustments,
     unrated_hours_before,
 )
+from rating_pipeline.warehouse.repricing import PricedOtherwise, windows_priced_otherwise
 from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
 
 COST_RECONSTRUCTS = "cost_reconstructs"
@@ -71,6 +76,7 @@ NO_AMBIGUOUS_BASE = "no_ambiguous_base"
 ALL_USAGE_PRICED = "all_usage_priced"
 ALL_WINDOWS_BILLED = "all_windows_billed"
 NO_OPEN_ADJUSTMENTS = "no_open_adjustments"
+PRICED_BY_CURRENT_PRICEBOOKS = "priced_by_current_pricebooks"
 NOT_PRICED_REASONS = (UNPRICED, INVALID_EVENT)
 WINDOWS_LISTED = 20
 
@@ -646,6 +652,78 @@ def evaluate_open_adjustments(windows: Sequence[OpenAdjustments]) -> dg.AssetChe
     )
 
 
+PRICED_OTHERWISE_COLUMNS = (
+    text_column("window"),
+    text_column("rated_with", "the version, and its file's sha256, of its latest rating"),
+    text_column("now_priced_by", "what the current pricebooks choose for it"),
+    text_column("period", "open, or closed: rating it again adjusts on the next invoice"),
+)
+
+
+@dg.asset_check(
+    asset=rated_usage,
+    name=PRICED_BY_CURRENT_PRICEBOOKS,
+    description=(
+        "Every rated window was last rated with the pricebook version and file the current "
+        "pricebooks choose for it: lists the windows a version file edited, or a version "
+        "added, since their latest rating would price otherwise, billed at the old prices "
+        "until they are rated again (in a closed window, the difference then becomes "
+        "adjustments on the next invoice)."
+    ),
+)
+def priced_by_current_pricebooks(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    pricebooks: PricebookResource,
+) -> dg.AssetCheckResult:
+    books = pricebooks.load()
+    with warehouse.snapshot() as conn:
+        windows = windows_priced_otherwise(conn, books)
+    return evaluate_pricebooks(windows)
+
+
+def _priced_by(version: str, sha256: str) -> str:
+    return f"{version} (sha256 {sha256[:12]})"
+
+
+def evaluate_pricebooks(windows: Sequence[PricedOtherwise]) -> dg.AssetCheckResult:
+    """WARN with every window counted (the first WINDOWS_LISTED in a table), else pass."""
+    checked: dict[str, Any] = {"windows_priced_otherwise": dg.MetadataValue.int(len(windows))}
+    if windows:
+        checked["windows"] = table(
+            PRICED_OTHERWISE_COLUMNS,
+            (
+                (
+                    w.window.key,
+                    _priced_by(w.rated_version, w.rated_sha256),
+                    "no version covers it"
+                    if w.current is None
+                    else _priced_by(w.current.version, w.current.sha256),
+                    "closed" if w.closed else "open",
+                )
+                for w in windows[:WINDOWS_LISTED]
+            ),
+        )
+    closed = sum(w.closed for w in windows)
+    description = (
+        "Every rated window was last rated with the pricebooks that price it now."
+        if not windows
+        else (
+            f"Rated with other pricebooks than today's: {_plural(len(windows), 'window')} "
+            f"({len(windows) - closed} open, {closed} closed), billed at the prices of their "
+            "latest rating. Rate them again (materialize their partitions): an open "
+            "window's rows converge; a closed window's difference becomes adjustments on the "
+            "next invoice."
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=not windows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=checked,
+        description=description,
+    )
+
+
 RATED_USAGE_CHECKS = (
     cost_reconstructs,
     events_conserved,
@@ -653,4 +731,5 @@ RATED_USAGE_CHECKS = (
     all_usage_priced,
     all_windows_billed,
     no_open_adjustments,
+    priced_by_current_pricebooks,
 )

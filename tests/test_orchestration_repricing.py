@@ -1,0 +1,93 @@
+"""The ``priced_by_current_pricebooks`` check: a pricebook edited or added after a window
+was rated leaves it billed at the old prices until someone re-rates it; the check says
+which windows, on the real database."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import dagster as dg
+
+from rating_pipeline.orchestration.checks import (
+    PRICED_BY_CURRENT_PRICEBOOKS,
+    priced_by_current_pricebooks,
+)
+from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
+from rating_pipeline.pricebook.loader import load_pricebooks
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.periods import close_period
+from rating_pipeline.windows import HOUR
+from tests.factories import WINDOW_START, BillingEvent
+from tests.test_orchestration_assets import (
+    KEY,
+    PRICEBOOK_DIR,
+    checks,
+    materialize,
+    records,
+    traffic,
+)
+
+LATER_KEY = "2026-06-15-11:00"
+JUNE_FILE = "2026-06-01.yaml"
+
+
+def audit(database_url: str, books: Path) -> dg.AssetCheckResult:
+    """Run the check outside any run, as the UI's "Execute" does."""
+    context = dg.build_asset_check_context(
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "pricebooks": PricebookResource(directory=str(books)),
+        }
+    )
+    result = priced_by_current_pricebooks(context)
+    assert isinstance(result, dg.AssetCheckResult), result
+    return result
+
+
+def test_priced_by_current_pricebooks_lists_each_window_a_pricebook_edit_would_price_otherwise(
+    database_url: str,
+    tmp_path: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    instance: dg.DagsterInstance,
+) -> None:
+    """Both windows rated under the shipped June version pass; once its file is edited
+    (base-small's output rate), both were priced by a file the pricebooks no longer hold,
+    until each is re-rated; a closed one says so, as re-rating it adjusts."""
+    books = tmp_path / "pricebooks"
+    shutil.copytree(PRICEBOOK_DIR, books)
+    add_events([*traffic(0), *traffic(1)])
+    first = materialize(database_url, partition_key=KEY, pricebook_dir=books, instance=instance)
+    assert checks(first)[PRICED_BY_CURRENT_PRICEBOOKS].passed
+    assert materialize(
+        database_url, partition_key=LATER_KEY, pricebook_dir=books, instance=instance
+    ).success
+    rated_sha = load_pricebooks(books).versions[0].sha256[:12]
+    june = books / JUNE_FILE
+    june.write_text(june.read_text().replace('output_per_mtok: "0.60"', 'output_per_mtok: "0.66"'))
+    edited_sha = load_pricebooks(books).versions[0].sha256[:12]
+
+    stale = audit(database_url, books)
+
+    assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
+    assert stale.metadata["windows_priced_otherwise"].value == 2
+    assert records(stale.metadata["windows"]) == [
+        {
+            "window": key,
+            "rated_with": f"2026-06-01 (sha256 {rated_sha})",
+            "now_priced_by": f"2026-06-01 (sha256 {edited_sha})",
+            "period": "open",
+        }
+        for key in (KEY, LATER_KEY)
+    ]
+
+    rerated = materialize(database_url, partition_key=KEY, pricebook_dir=books, instance=instance)
+    with connect(database_url) as conn:
+        close_period(conn, WINDOW_START + 2 * HOUR, "finance")
+
+    left = checks(rerated)[PRICED_BY_CURRENT_PRICEBOOKS]
+    assert [row["window"] for row in records(left.metadata["windows"])] == [LATER_KEY]
+    closed = records(audit(database_url, books).metadata["windows"])
+    assert [(row["window"], row["period"]) for row in closed] == [(LATER_KEY, "closed")]
+    assert "adjustments on the next invoice" in (audit(database_url, books).description or "")
