@@ -175,17 +175,10 @@ def close_period(
 ) -> PeriodClose:
     """Close every window that starts before ``through``, in one transaction of its own;
     raise CloseRefused, writing nothing, when the close may not be made."""
-    require_whole_hour(through)
-    through = through.astimezone(UTC)
-    if not closed_by.strip():
-        raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
+    through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction():
-        begin_read_committed(conn)
-        lock_periods(conn, exclusive=True)
-        mark = close_mark(conn)
-        refuse_unless_closable(conn, through, mark)
-        record_changed_windows(conn, counted, mark, through)
+        mark = begin_close(conn, through, counted, exclusive=True)
         changed = changed_not_rated(conn, mark, through)
         row = conn.execute(
             load_sql("insert_period_close"),
@@ -223,6 +216,30 @@ def close_period(
         tuple(invoices),
         changed,
     )
+
+
+def closable_through(through: datetime, closed_by: str) -> datetime:
+    """``through`` in UTC, or CloseRefused unless it is a whole UTC hour and ``closed_by``
+    names someone (the refusals that need no database)."""
+    require_whole_hour(through)
+    if not closed_by.strip():
+        raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
+    return through.astimezone(UTC)
+
+
+def begin_close(
+    conn: psycopg.Connection, through: datetime, counted: Compared, *, exclusive: bool
+) -> datetime | None:
+    """A close's first steps in its transaction: the periods lock (``exclusive`` for the
+    close itself; shared for a dry run, which no rating waits for) and the mark read after
+    it; CloseRefused unless the close may be made; then the windows found changed recorded
+    in late_window. Returns the mark."""
+    begin_read_committed(conn)
+    lock_periods(conn, exclusive=exclusive)
+    mark = close_mark(conn)
+    refuse_unless_closable(conn, through, mark)
+    record_changed_windows(conn, counted, mark, through)
+    return mark
 
 
 def refuse_unless_closable(
@@ -299,18 +316,12 @@ def record_changed_windows(
 def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -> ClosePreview:
     """What a close through ``through`` by ``closed_by`` would do now, or CloseRefused as it
     would be: the close's own steps, its records of changed windows included, up to its
-    record of itself, in a transaction rolled back, so nothing is written. It takes no lock
-    a rating waits for; the close itself may find more."""
-    require_whole_hour(through)
-    through = through.astimezone(UTC)
-    if not closed_by.strip():
-        raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
+    record of itself, in a transaction rolled back, so nothing is written. It holds the
+    periods lock shared, as ratings do; the close itself may find more."""
+    through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction() as rolled_back:
-        begin_read_committed(conn)
-        mark = close_mark(conn)
-        refuse_unless_closable(conn, through, mark)
-        record_changed_windows(conn, counted, mark, through)
+        mark = begin_close(conn, through, counted, exclusive=False)
         preview = ClosePreview(
             through,
             open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
