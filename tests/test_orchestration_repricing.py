@@ -91,3 +91,29 @@ def test_priced_by_current_pricebooks_lists_each_window_a_pricebook_edit_would_p
     closed = records(audit(database_url, books).metadata["windows"])
     assert [(row["window"], row["period"]) for row in closed] == [(LATER_KEY, "closed")]
     assert "adjustments on the next invoice" in (audit(database_url, books).description or "")
+
+
+def test_priced_by_current_pricebooks_skips_windows_billing_nothing_and_says_to_restore(
+    database_url: str,
+    tmp_path: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    instance: dg.DagsterInstance,
+) -> None:
+    """A window whose latest rating read no event bills nothing at any price: not listed.
+    A window no version covers any more cannot be rated again: the check says to restore
+    the version, not to re-rate."""
+    books = tmp_path / "pricebooks"
+    shutil.copytree(PRICEBOOK_DIR, books)
+    add_events(traffic(0))
+    for key in (KEY, LATER_KEY):  # 11:00 holds no event
+        materialize(database_url, partition_key=key, pricebook_dir=books, instance=instance)
+    (books / JUNE_FILE).unlink()
+
+    removed = audit(database_url, books)
+
+    assert removed.metadata["windows_priced_otherwise"].value == 1
+    assert [
+        (row["window"], row["now_priced_by"]) for row in records(removed.metadata["windows"])
+    ] == [(KEY, "no version covers it")]
+    assert "restore the version" in (removed.description or "")
+    assert "Rate them again" not in (removed.description or "")

@@ -89,18 +89,16 @@ def require_closed(conn: psycopg.Connection, windows: Sequence[Window]) -> None:
         )
 
 
-def resolve_versions(
-    resource: PricebookResource, windows: Sequence[Window]
-) -> tuple[Pricebooks, dict[Window, PricebookVersion]]:
-    """The validated pricebooks and the version of each window, or a Failure that lists
-    every pricebook error (file, line, model) and rates nothing."""
+def load_or_fail(resource: PricebookResource, outcome: str) -> Pricebooks:
+    """The validated pricebooks, or a Failure that lists every pricebook error (file, line,
+    model); ``outcome`` says what the step then does not do."""
     try:
-        pricebooks = resource.load()
+        return resource.load()
     except PricebookLoadError as exc:
         raise dg.Failure(
             description=(
                 f"the pricebooks in {resource.directory} do not load "
-                f"({len(exc.errors)} error(s)); nothing is rated:\n" + "\n".join(exc.report_lines())
+                f"({len(exc.errors)} error(s)); {outcome}:\n" + "\n".join(exc.report_lines())
             ),
             metadata={
                 "errors": metadata.table(
@@ -110,6 +108,14 @@ def resolve_versions(
             },
             allow_retries=False,
         ) from exc
+
+
+def resolve_versions(
+    resource: PricebookResource, windows: Sequence[Window]
+) -> tuple[Pricebooks, dict[Window, PricebookVersion]]:
+    """The validated pricebooks and the version of each window, or a Failure that lists
+    every pricebook error (file, line, model) and rates nothing."""
+    pricebooks = load_or_fail(resource, "nothing is rated")
     try:
         versions = {window: pricebooks.version_for(window) for window in windows}
     except NoPricebookForWindow as exc:

@@ -39,7 +39,7 @@ import psycopg
 
 from rating_pipeline.money import exact_sum
 from rating_pipeline.orchestration import changed_events, missed_hours, queries, sensors
-from rating_pipeline.orchestration.assets import rated_usage
+from rating_pipeline.orchestration.assets import load_or_fail, rated_usage
 from rating_pipeline.orchestration.metadata import (
     int_column,
     money,
@@ -664,10 +664,10 @@ PRICED_OTHERWISE_COLUMNS = (
     asset=rated_usage,
     name=PRICED_BY_CURRENT_PRICEBOOKS,
     description=(
-        "Every rated window was last rated with the pricebook version and file the current "
-        "pricebooks choose for it: lists the windows a version file edited, or a version "
-        "added, since their latest rating would price otherwise, billed at the old prices "
-        "until they are rated again (in a closed window, the difference then becomes "
+        "Every rated window that read events was last rated with the pricebook version and "
+        "file the current pricebooks choose for it: lists the windows a version file edited, "
+        "added or removed since their latest rating would price otherwise, billed at the old "
+        "prices until they are rated again (in a closed window, the difference then becomes "
         "adjustments on the next invoice)."
     ),
 )
@@ -676,7 +676,7 @@ def priced_by_current_pricebooks(
     warehouse: WarehouseResource,
     pricebooks: PricebookResource,
 ) -> dg.AssetCheckResult:
-    books = pricebooks.load()
+    books = load_or_fail(pricebooks, "no window is checked")
     with warehouse.snapshot() as conn:
         windows = windows_priced_otherwise(conn, books)
     return evaluate_pricebooks(windows)
@@ -704,24 +704,36 @@ def evaluate_pricebooks(windows: Sequence[PricedOtherwise]) -> dg.AssetCheckResu
                 for w in windows[:WINDOWS_LISTED]
             ),
         )
-    closed = sum(w.closed for w in windows)
-    description = (
-        "Every rated window was last rated with the pricebooks that price it now."
-        if not windows
-        else (
-            f"Rated with other pricebooks than today's: {_plural(len(windows), 'window')} "
-            f"({len(windows) - closed} open, {closed} closed), billed at the prices of their "
-            "latest rating. Rate them again (materialize their partitions): an open "
-            "window's rows converge; a closed window's difference becomes adjustments on the "
-            "next invoice."
-        )
-    )
     return dg.AssetCheckResult(
         passed=not windows,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=checked,
-        description=description,
+        description=repricing_description(windows),
     )
+
+
+def repricing_description(windows: Sequence[PricedOtherwise]) -> str:
+    """What to do about each kind of window the pricebooks would price otherwise."""
+    if not windows:
+        return "Every rated window was last rated with the pricebooks that price it now."
+    closed = sum(w.closed for w in windows)
+    uncovered = sum(w.current is None for w in windows)
+    said = (
+        f"Rated with other pricebooks than today's: {_plural(len(windows), 'window')} "
+        f"({len(windows) - closed} open, {closed} closed), billed at the prices of their "
+        "latest rating."
+    )
+    if uncovered < len(windows):
+        said += (
+            " Rate them again (materialize their partitions): an open window's rows "
+            "converge; a closed window's difference becomes adjustments on the next invoice."
+        )
+    if uncovered:
+        said += (
+            f" No version covers {_plural(uncovered, 'window')} any more: restore the version "
+            "that priced them (no window is rated without one)."
+        )
+    return said
 
 
 RATED_USAGE_CHECKS = (

@@ -50,6 +50,11 @@ def next_month(month: datetime) -> datetime:
     return month_of(month + timedelta(days=32))
 
 
+def window_closed(start: datetime, mark: datetime | None) -> bool:
+    """The window starting at ``start`` is closed under ``mark``: its rows are frozen."""
+    return mark is not None and start < mark
+
+
 def wholly_closed(month: datetime, mark: datetime | None) -> bool:
     """Every window of ``month`` is closed under ``mark``."""
     return mark is not None and next_month(month) <= mark

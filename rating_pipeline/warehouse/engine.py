@@ -47,6 +47,7 @@ from rating_pipeline.warehouse.close_mark import (
     close_mark,
     lock_periods,
     month_of,
+    window_closed,
 )
 from rating_pipeline.warehouse.extract import (
     WindowRead,
@@ -95,7 +96,7 @@ class RatingRun:
     @property
     def closed(self) -> bool:
         """The window is closed: its rated_usage rows are frozen (contract 10)."""
-        return self.closed_through is not None and self.window.start < self.closed_through
+        return window_closed(self.window.start, self.closed_through)
 
     @property
     def bill_month(self) -> datetime | None:

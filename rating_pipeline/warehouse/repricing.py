@@ -14,7 +14,7 @@ from datetime import UTC
 import psycopg
 
 from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
-from rating_pipeline.warehouse.close_mark import close_mark
+from rating_pipeline.warehouse.close_mark import close_mark, window_closed
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
 
@@ -35,8 +35,8 @@ class PricedOtherwise:
 def windows_priced_otherwise(
     conn: psycopg.Connection, pricebooks: Pricebooks
 ) -> list[PricedOtherwise]:
-    """Every rated window, oldest first, whose latest rating was priced by another version
-    or file than ``pricebooks`` choose for it now."""
+    """Every rated window, oldest first, whose latest rating read an event and was priced
+    by another version or file than ``pricebooks`` choose for it now."""
     mark = close_mark(conn)
     found = []
     for window_start, version, sha256 in conn.execute(load_sql("select_latest_pricebooks")):
@@ -46,6 +46,6 @@ def windows_priced_otherwise(
         except NoPricebookForWindow:
             current = None
         if current is None or (current.version, current.sha256) != (version, sha256):
-            closed = mark is not None and window.start < mark
+            closed = window_closed(window.start, mark)
             found.append(PricedOtherwise(window, version, sha256, current, closed))
     return found
