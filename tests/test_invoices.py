@@ -771,6 +771,26 @@ def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_a
         assert total["account_id"] in accounts
 
 
+def test_export_keeps_every_account_id_whole_in_its_file_whatever_line_break_it_holds(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """An id is any non-blank text: a lone carriage return in it is a line break to every
+    CSV reader, so it must be quoted like a line feed, a comma or a quote."""
+    accounts = ["cr\rinside", "lf\ninside", "crlf\r\ninside", "comma,inside", 'quote"inside']
+    add_a_line_each(reader, *accounts)
+
+    written = export_invoice(reader, JUNE, tmp_path).written
+
+    read_back = []
+    for path in written:
+        with path.open(newline="") as file:  # as the csv module asks a reader to open it
+            line, total = csv.DictReader(file)
+        assert (line["kind"], total["kind"]) == ("usage", "total"), path.name
+        assert line["account_id"] == total["account_id"]
+        read_back.append(line["account_id"])
+    assert sorted(read_back) == sorted(accounts)
+
+
 def test_export_total_row_states_how_far_the_invoice_total_is_from_the_exact_sum(
     reader: psycopg.Connection, tmp_path: Path
 ) -> None:

@@ -53,6 +53,7 @@ SELECT_LINES = (
 MONTH_TEXT = re.compile(r"(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])")
 TOTAL_KIND = "total"
 RESIDUAL = "residual"  # on the total row only: the invoice total minus the exact sum
+CSV_LINE_END = "\r\n"
 # Written as plain decimal text: str(Decimal) writes 0.00000015 as 1.50000E-7 and 0 at 12
 # places as 0E-12.
 DECIMAL_COLUMNS = ["unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount", RESIDUAL]
@@ -394,7 +395,9 @@ def _replace_whole(path: Path, table: pd.DataFrame, partial: Path) -> None:
     failed export or a crash never leaves half a file at ``path``."""
     try:
         with partial.open("w", encoding="utf-8", newline="") as file:
-            table.to_csv(file, index=False)
+            # CRLF ends a record (RFC 4180); the csv module quotes a field holding any
+            # character of it, so an id with a lone CR or LF stays one field.
+            table.to_csv(file, index=False, lineterminator=CSV_LINE_END)
             file.flush()
             os.fsync(file.fileno())
         partial.replace(path)
