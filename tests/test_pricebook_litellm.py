@@ -288,6 +288,25 @@ def test_prices_it_cannot_map_are_reported_by_model_field_value_and_reason():
     ]
 
 
+def test_a_price_named_by_neither_cost_nor_price_is_reported_never_dropped():
+    """LiteLLM's map grows new price fields: a field that looks like a price, by its name
+    or by the names inside it, is reported whatever it is called; counts and flags are not."""
+    result = convert(
+        one_model(
+            '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
+            '"priority_pricing": {"input_cost_per_token": 2e-06}, '
+            '"batch_rates": {"input_per_token": 5e-07}, "input_usd_per_token_cached": 1e-07, '
+            '"max_input_tokens": 128000, "supports_vision": true, '
+            '"tool_use_system_prompt_tokens": 159, "supported_modalities": ["text"]'
+        )
+    )
+    assert set(unmapped_of(result, "m")) == {
+        "priority_pricing",
+        "batch_rates",
+        "input_usd_per_token_cached",
+    }
+
+
 def test_an_older_cache_hit_price_is_the_cache_read_price_where_the_newer_field_is_absent():
     """LiteLLM's deepseek/deepseek-coder (and deepseek-r1, deepseek-v3.2, openrouter/deepseek/*)
     carry only ``input_cost_per_token_cache_hit``: it is their cache-read price, read as such
@@ -986,6 +1005,39 @@ def test_every_price_of_a_model_priced_by_ranges_it_cannot_hold_is_reported():
         '"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06}]: '
         f"model not imported: {why}"
     ]
+
+
+def test_an_older_cache_hit_name_inside_a_price_range_is_reported_as_not_read():
+    """Only a top-level older name is read as the newer one: inside a range it is left out,
+    and its report must not say it was read instead."""
+    text = tiered([
+        (0, 200000, {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06,
+                     "input_cost_per_token_cache_hit": 1e-07}),
+        (200000, 1000000, {"input_cost_per_token": 2e-06, "output_cost_per_token": 4e-06}),
+    ])  # fmt: skip
+    result, version = imported(text)
+    standard = rates(version, "qwen-flash").rate_set(STANDARD, STANDARD)
+    assert standard is not None and standard.rate("cache_read") is None
+    reason = unmapped_of(result, "qwen-flash")["tiered_pricing[0].input_cost_per_token_cache_hit"]
+    assert "read instead" not in reason and "not read inside a price range" in reason
+
+
+def test_a_model_left_out_for_its_price_ranges_still_reports_each_other_price():
+    ranges = [
+        (0, 32000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+        (32000, 128000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06}),
+        (128000, 256000, {"input_cost_per_token": 3e-07, "output_cost_per_token": 3e-06}),
+    ]
+    result = convert(
+        tiered(ranges, input_cost_per_second=0.0001, search_context_cost_per_query=0.01)
+    )
+    assert unmapped_of(result, "qwen-flash") == {
+        "tiered_pricing": (
+            "model not imported: price ranges by prompt size the contract cannot hold (3 ranges)"
+        ),
+        "input_cost_per_second": "priced per second: the contract prices tokens only",
+        "search_context_cost_per_query": "priced per query: the contract prices tokens only",
+    }
 
 
 def test_a_long_context_price_inside_a_price_range_is_reported_never_mapped():

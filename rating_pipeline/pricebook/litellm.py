@@ -98,6 +98,8 @@ _UNIT = re.compile(
     r"_per_(?P<unit>second|query|image|character|pixel|page|request|session|credit|"
     r"text_message|1k_calls|gb_per_day|unit)(_|$)"
 )
+# A field is a price when its name, or a name inside it, holds one of these.
+PRICE_WORDS = ("cost", "pric", "per_token")
 # An older name of a price field, read as the newer one only where the entry lacks that.
 _ALIASES = {"input_cost_per_token_cache_hit": "cache_read_input_token_cost"}
 # LiteLLM keys a fine-tune's prices by its base (``ft:gpt-4o-2024-08-06``); a served
@@ -401,13 +403,15 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
         for name, value in entry.items():
             if _slot(name) is not None or name == TIERED_PRICING:
                 report.unmap(model_id, name, value, f"model not imported: {flat.reason}")
+            elif (reason := _why_not_a_price(name, value)) is not None:
+                report.unmap(model_id, name, value, reason)
         return None
     entry = flat
     slots: dict[_Slot, tuple[str, Decimal]] = {}
     for name, value in entry.items():
         slot = _slot(name)
         if slot is None:
-            reason = _why_not_a_price(name)
+            reason = _why_not_a_price(name, value)
             if reason is not None:
                 report.unmap(model_id, name, value, reason)
             continue
@@ -483,7 +487,7 @@ def _prices_it_cannot_hold(
         name
         for name, value in entry.items()
         if _slot(name) is None
-        and _why_not_a_price(name) is not None
+        and _why_not_a_price(name, value) is not None
         and isinstance(value, _JsonNumber)
         and Decimal(value) > 0
     ]
@@ -522,7 +526,12 @@ def _flattened(
             slot = _slot(name)
             if slot is None or slot != _Slot(STANDARD, None, slot.token_class):
                 where = f"{TIERED_PRICING}[{index}].{name}"
-                report.unmap(model_id, where, value, _why_not_a_price(name) or "not a price")
+                reason = (
+                    f"an older name for {_ALIASES[name]}, not read inside a price range"
+                    if name in _ALIASES
+                    else _why_not_a_price(name, value) or "not a price"
+                )
+                report.unmap(model_id, where, value, reason)
                 continue
             field = name + suffix
             if field in flat and not _same_price(flat[field], value):
@@ -587,7 +596,19 @@ def _slot(name: str) -> _Slot | None:
     return None if token_class is None else _Slot(tier, thousands, token_class)
 
 
-def _why_not_a_price(name: str) -> str | None:
+def _looks_like_a_price(name: str, value: object) -> bool:
+    """A price by its name, or a structure with one inside: LiteLLM's map grows new price
+    fields, and one the importer does not know must be reported, never dropped."""
+    if any(word in name for word in PRICE_WORDS):
+        return True
+    if isinstance(value, dict):
+        return any(_looks_like_a_price(key, inner) for key, inner in value.items())
+    if isinstance(value, list):
+        return any(_looks_like_a_price("", item) for item in value)
+    return False
+
+
+def _why_not_a_price(name: str, value: object) -> str | None:
     """Why a field that is no contract price is reported, or None for a non-price field."""
     if name in _ALIASES:
         return f"an older name for {_ALIASES[name]}, which is read instead"
@@ -597,7 +618,7 @@ def _why_not_a_price(name: str) -> str | None:
         return "price multipliers by region or speed: the contract has none"
     if "multiplier" in name:
         return "a price multiplier: the contract has none"
-    if "cost" not in name and "price" not in name:
+    if not _looks_like_a_price(name, value):
         return None
     unit = _UNIT.search(name)
     if unit is not None and "token" not in name:
