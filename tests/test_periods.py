@@ -412,6 +412,31 @@ def test_a_closed_rating_whose_adjustments_miss_the_cost_is_rolled_back(
     assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
 
 
+def test_a_closed_rating_whose_adjustments_balance_only_in_total_is_rolled_back(
+    database_url: str,
+    reader: psycopg.Connection,
+    closed_window: list[BillingEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Contract 10 holds per rollup key: an adjustment booked to another key leaves the
+    window's totals right and two keys wrong, and fails the rating; nothing is written."""
+    reconcile = engine.reconcile
+
+    def to_another_key(conn: psycopg.Connection, statement: str, params: object) -> object:
+        done = reconcile(conn, statement, params)  # type: ignore[arg-type]
+        if statement == "reconcile_rating_adjustment":
+            conn.execute(
+                "UPDATE rating_adjustment SET auth_id = 'org-2', model_id = 'base-small' "
+                "WHERE invoiced_by IS NULL AND quantity_tokens > 0"
+            )
+        return done
+
+    monkeypatch.setattr(engine, "reconcile", to_another_key)
+    with pytest.raises(engine.ConservationError, match="billed output plus adjustments"):
+        rate(database_url, priced("3.00"), "run-2")
+    assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
+
+
 def test_a_rollup_back_at_its_billed_output_reverses_what_a_close_stamped(
     database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
 ) -> None:

@@ -335,7 +335,8 @@ def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Conv
     ``rated_usage``, or a closed window's open adjustments (its rows stay frozen), and
     ``rating_exception`` either way. Raises ConservationError, rolling everything back,
     unless every event and token read lands in exactly one rollup or exception (contract 6)
-    and, in a closed window, billed output plus adjustments equals the output (contract 10)."""
+    and, in a closed window, billed output plus adjustments equals the output per rollup key
+    (contract 10)."""
     resolve_window(conn, run.version, read.keys)
     conn.execute(load_sql("price_window"))
     adjustments, frozen_rows = None, None
@@ -343,13 +344,7 @@ def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Conv
         adjustments = reconcile(conn, "reconcile_rating_adjustment", run.bound())
         frozen_rows = _count(conn, "count_window_rated_usage", run.bound())
         usage = reconcile(conn, "select_window_output_totals", {})
-        billed = reconcile(conn, "select_billed_and_adjusted_totals", run.bound())
-        if (*billed.amounts, billed.cost_usd) != (*usage.amounts, usage.cost_usd):
-            raise ConservationError(
-                f"closed window {run.window.key}: billed output plus adjustments "
-                f"{(*billed.amounts, billed.cost_usd)} differ from the output "
-                f"{(*usage.amounts, usage.cost_usd)}; nothing was written"
-            )
+        require_balanced_keys(conn, run)
     else:
         usage = reconcile(conn, "reconcile_rated_usage", run.bound())
     exceptions = reconcile(conn, "reconcile_rating_exception", run.bound())
@@ -360,6 +355,22 @@ def converge(conn: psycopg.Connection, run: RatingRun, read: WindowRead) -> Conv
             f"{read.amounts} but the output accounts for {produced}; nothing was written"
         )
     return Converged(usage, exceptions, adjustments, frozen_rows)
+
+
+def require_balanced_keys(conn: psycopg.Connection, run: RatingRun) -> None:
+    """Raise ConservationError unless, per rollup key of the closed window, its frozen rows
+    plus all its adjustments equal its latest output in events, every class and cost."""
+    unbalanced = conn.execute(load_sql("select_unbalanced_rollup_keys"), run.bound()).fetchall()
+    if unbalanced:
+        named = "; ".join(
+            f"auth_id={auth_id!r} model_id={model_id!r} tiers={tier}/{context}"
+            for _, auth_id, model_id, tier, context in unbalanced
+        )
+        raise ConservationError(
+            f"closed window {run.window.key}: billed output plus adjustments differ from "
+            f"the output for {unbalanced[0][0]} rollup key(s), among them {named}; "
+            "nothing was written"
+        )
 
 
 def log_rating(
