@@ -421,6 +421,7 @@ def test_a_model_whose_only_prices_the_contract_cannot_hold_is_not_imported_rath
         "input_cost_per_token_priority_above_200k_tokens",  # LiteLLM reads this order too
         "input_cost_per_token_above_200000_tokens",  # and thresholds without the k
         "input_cost_per_token_above_0k_tokens",
+        "input_cost_per_token_above_1.5k_tokens",  # LiteLLM reads the number as a float
     ],
 )
 def test_a_long_context_price_it_cannot_read_leaves_the_model_out(field: str) -> None:
@@ -435,6 +436,18 @@ def test_a_long_context_price_it_cannot_read_leaves_the_model_out(field: str) ->
     assert result.models == 0
     why = f"a long-context price it cannot read ({field})"
     assert f"m: {why}" in {str(note) for note in result.not_imported}
+
+
+def test_a_long_context_price_of_a_class_it_does_not_know_is_reported_not_a_reason_to_leave_out():
+    """A 12-hour cache write above a threshold (OpenAI's in LiteLLM's map): the threshold
+    is read after the last "_above_", and the class is one the contract lacks."""
+    field = "cache_creation_input_token_cost_above_12hr_above_272k_tokens"
+    prices = f'"input_cost_per_token": 2e-06, "output_cost_per_token": 4e-06, "{field}": 1e-06'
+    result = convert(one_model(prices))
+    assert result.models == 1
+    assert unmapped_of(result, "m") == {
+        field: "a per-token price of a class, tier or threshold the contract does not know"
+    }
 
 
 def test_an_xai_threshold_counts_a_prompt_at_it_as_long_as_litellm_does():

@@ -90,9 +90,11 @@ SUFFIX_OF_TIER = {tier: suffix for suffix, tier in TIER_SUFFIXES.items()}
 # 16 digits of thousands, past MAX_THRESHOLD and far below the 4300 digits int() converts.
 _ABOVE = re.compile(r"(?P<field>.+)_above_(?P<thousands>[1-9][0-9]{0,15})k_tokens")
 # A long-context price of a class in a spelling _ABOVE does not read (LiteLLM reads them):
-# the tier before the threshold, a threshold without its "k", or 0k.
+# the tier before the threshold, or a threshold without its "k", of 0k, or of any other
+# text between the last "_above_" and "_tokens" (LiteLLM reads it through float(): "1.5k").
 _ANY_ABOVE = re.compile(
-    r"(?P<field>.+?)(_batches|_priority|_flex)?_above_[0-9]+k?_tokens(_batches|_priority|_flex)?"
+    r"(?P<field>.+?)(_batches|_priority|_flex)?_above_(?:(?!_above_).)+?_tokens"
+    r"(_batches|_priority|_flex)?"
 )
 _UNIT = re.compile(
     r"_per_(?P<unit>second|query|image|character|pixel|page|request|session|credit|"
