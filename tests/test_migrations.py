@@ -997,6 +997,41 @@ def test_an_upstream_billing_event_in_another_schema_on_the_search_path_is_the_o
     assert {"cache_read_tokens", "service_tier"} <= columns
 
 
+@pytest.mark.parametrize("upstream_revision", ["3f9a1c2b7d4e", None])
+def test_upstreams_own_alembic_version_on_the_search_path_is_never_the_warehouses(
+    empty_database_url: str, upstream_revision: str | None
+) -> None:
+    """Upstream may migrate its schema with Alembic too: its alembic_version, found along
+    the search path, is neither read as the warehouse's revision nor stamped by it; the
+    warehouse keeps its own beside its tables, and rates, upgrades and downgrades."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA upstream")
+        conn.execute("CREATE TABLE upstream.alembic_version (version_num varchar(32) PRIMARY KEY)")
+        if upstream_revision is not None:
+            conn.execute("INSERT INTO upstream.alembic_version VALUES (%s)", (upstream_revision,))
+        conn.execute(UPSTREAM_BILLING_EVENT.replace("billing_event", "upstream.billing_event", 1))
+        name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = public, upstream").format(
+                sql.Identifier(name)
+            )
+        )
+
+    migrations.upgrade(url)
+
+    assert migrations.revision_of(url) == migrations.head_revision()
+    with database.connect(url) as conn:
+        database.require_schema(conn)
+        assert conn.execute("SELECT version_num FROM public.alembic_version").fetchall() == [
+            (migrations.head_revision(),)
+        ]
+        upstream = conn.execute("SELECT version_num FROM upstream.alembic_version").fetchall()
+    assert upstream == ([] if upstream_revision is None else [(upstream_revision,)])
+    migrations.downgrade(url, "0011")
+    assert migrations.revision_of(url) == "0011"
+
+
 PARTITIONED_BILLING_EVENT = (
     """
     CREATE TABLE billing_event (

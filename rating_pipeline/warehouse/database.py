@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
@@ -28,9 +28,13 @@ TOKEN_COLUMNS = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
 REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
 SET_UTC = "SET TIME ZONE 'UTC'"
 MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
-# Alembic's own table: one row, the revision, once anything is migrated.
-HAS_SCHEMA_REVISION = "SELECT to_regclass('alembic_version') IS NOT NULL"
-SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
+# Alembic's own table (one row, the revision, once anything is migrated), kept in the schema
+# the project's tables are created in: the first of the search path that exists. Upstream's
+# own alembic_version, further along the path, is never taken for it.
+VERSION_TABLE_SCHEMA = "SELECT current_schema()"
+VERSION_TABLE = "quote_ident(current_schema()) || '.alembic_version'"
+HAS_SCHEMA_REVISION = f"SELECT to_regclass({VERSION_TABLE}) IS NOT NULL"
+SCHEMA_REVISION = "SELECT version_num FROM {schema}.alembic_version"
 # The widest numeric(p, 0) a count may have: the outputs' numeric(30, 0) sums then hold
 # any rollup of fewer than ten billion events.
 MAX_COUNT_PRECISION = 20
@@ -233,7 +237,8 @@ def require_schema(conn: psycopg.Connection) -> None:
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     revision = None
     if _scalar(conn, HAS_SCHEMA_REVISION):
-        revision = _scalar(conn, SCHEMA_REVISION)
+        schema = sql.Identifier(_scalar(conn, VERSION_TABLE_SCHEMA))
+        revision = _scalar(conn, sql.SQL(SCHEMA_REVISION).format(schema=schema))
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
     if was_idle:
         conn.rollback()
@@ -301,6 +306,6 @@ def database_clock(conn: psycopg.Connection) -> datetime:
     return instant.astimezone(UTC)
 
 
-def _scalar(conn: psycopg.Connection, query: str) -> Any:
+def _scalar(conn: psycopg.Connection, query: str | sql.Composed) -> Any:
     row = conn.execute(query).fetchone()
     return None if row is None else row[0]

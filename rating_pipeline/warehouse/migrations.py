@@ -25,6 +25,8 @@ from sqlalchemy.pool import NullPool
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.warehouse.database import (
+    VERSION_TABLE,
+    VERSION_TABLE_SCHEMA,
     UnusableBillingEvent,
     connect,
     database_url,
@@ -147,10 +149,22 @@ def _shipped_revisions() -> set[str]:
     return {step.revision for step in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
+def version_table_schema(connection: sqlalchemy.Connection) -> str | None:
+    """The schema of the warehouse's alembic_version: the one its tables are created in."""
+    schema = connection.exec_driver_sql(VERSION_TABLE_SCHEMA).scalar()
+    return None if schema is None else str(schema)
+
+
+def migration_context(connection: sqlalchemy.Connection) -> MigrationContext:
+    """Alembic's view of the warehouse's revision, on its own alembic_version."""
+    schema = version_table_schema(connection)
+    return MigrationContext.configure(connection, opts={"version_table_schema": schema})
+
+
 def revision_of(url: str | None = None) -> str | None:
     """The database's current revision; None when it was never migrated (or is at base)."""
     with _engine(url) as engine, engine.begin() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return migration_context(connection).get_current_revision()
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> str:
@@ -183,10 +197,10 @@ COUNT_ROWS = "SELECT count(*) FROM {table}"
 TRUNCATE = "TRUNCATE {tables}"
 # Each of the tables named, as a bare name finds it (the search path: a revision's DROP
 # finds it so), qualified, and whether it is in the schema the warehouse was migrated in.
-FOUND_TABLES = """
+FOUND_TABLES = f"""
 SELECT name, format('%%I.%%I', namespace.nspname, found.relname),
     found.relnamespace IS NOT DISTINCT FROM (
-        SELECT relnamespace FROM pg_class WHERE oid = to_regclass('alembic_version')
+        SELECT relnamespace FROM pg_class WHERE oid = to_regclass({VERSION_TABLE})
     )
 FROM unnest(%(tables)s::text[]) AS name
 JOIN pg_class AS found ON found.oid = to_regclass(name)
@@ -276,7 +290,7 @@ def _check_downgrade(url: str, revision: str, emptied: list[str]) -> None:
     tables once ``emptied`` are: inside a transaction that empties them, rolled back."""
     script = ScriptDirectory.from_config(_config())
     with _engine(url) as engine, engine.connect() as connection, connection.begin() as checks:
-        current = MigrationContext.configure(connection).get_current_revision()
+        current = migration_context(connection).get_current_revision()
         if emptied:
             names = ", ".join(f'"{table}"' for table in emptied)
             connection.exec_driver_sql(TRUNCATE.format(tables=names))

@@ -14,7 +14,7 @@ from alembic import context
 from alembic.runtime.migration import MigrationInfo
 from sqlalchemy import Connection, text
 
-from rating_pipeline.warehouse.migrations import APPLIED
+from rating_pipeline.warehouse.migrations import APPLIED, version_table_schema
 
 # Two `db upgrade`s at once queue on this lock ("MIGR"), held by the session from before
 # the first revision to after the last, across their commits. It is polled, never waited
@@ -48,9 +48,12 @@ def run_migrations_online() -> None:
             "which supplies the connection"
         )
     take_migration_lock(connection)
+    schema = version_table_schema(connection)
+    connection.commit()
     try:
         context.configure(
             connection=connection,
+            version_table_schema=schema,
             target_metadata=None,
             transactional_ddl=True,
             transaction_per_migration=True,
