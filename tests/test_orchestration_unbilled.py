@@ -259,6 +259,28 @@ def test_a_changed_window_no_sensor_rerated_within_its_interval_is_listed_inside
     assert settled.passed
 
 
+def test_a_window_changed_again_before_a_rerate_commits_stays_listed_from_its_first_finding(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A second change seen against the same rating is no rating read since: the window
+    stays overdue from when it was first found, or late events arriving less than an
+    interval apart would keep a window whose re-rates fail green. Found by an audit."""
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    assert tick(CHANGED_EVENTS, database_url, instance).run_requests
+    with psycopg.connect(database_url) as conn:  # the interval passes; no re-rate commits
+        conn.execute("UPDATE late_window SET found_at = found_at - interval '61 minutes'")
+    delete_events(database_url, [f"{window.key}-2"])
+    assert tick(CHANGED_EVENTS, database_url, instance).run_requests  # seen again, recorded
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed
+    assert str(listed(evaluation)[window.key]).startswith("1 events now, 3 read by its latest")
+
+
 def test_the_check_passes_when_every_window_bills_as_its_events_stand(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
