@@ -65,14 +65,16 @@ def correct(database_url: str, statement: str, event_id: str) -> None:
         conn.execute(statement, (event_id,))
 
 
-def all_windows_billed(database_url: str, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
+def all_windows_billed(
+    database_url: str, instance: dg.DagsterInstance, pricebook_dir: Path = PRICEBOOK_DIR
+) -> dg.AssetCheckEvaluation:
     """The all_windows_billed check, executed on its own."""
     result = dg.materialize(
         [pricebook, window_usage, rated_usage, *checks.RATED_USAGE_CHECKS],
         selection=dg.AssetSelection.checks(checks.all_windows_billed),
         resources={
             "warehouse": WarehouseResource(database_url=database_url),
-            "pricebooks": PricebookResource(directory=str(PRICEBOOK_DIR)),
+            "pricebooks": PricebookResource(directory=str(pricebook_dir)),
         },
         instance=instance,
     )
@@ -461,6 +463,65 @@ def test_a_window_rated_with_a_version_since_removed_is_checked_with_the_one_rat
     data = tick(SENSOR, database_url, instance, pricebook_dir=tmp_path)
 
     assert requested(data) == [window.key]
+
+
+PLAIN_VERSION = """\
+version: "{version}"
+effective_from: "{effective_from}"
+currency: USD
+models:
+  base-large: {{input_per_mtok: "2.50", output_per_mtok: "10.00"}}
+"""
+
+
+def only_a_later_version(directory: Path, effective: Window) -> Path:
+    """A pricebook directory whose one version takes effect at ``effective``: the windows
+    before it were rated with versions since removed, and none covers them now."""
+    effective_from = effective.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    (directory / "later.yaml").write_text(
+        PLAIN_VERSION.format(version="later", effective_from=effective_from)
+    )
+    return directory
+
+
+def test_a_window_no_pricebook_covers_any_more_never_stops_the_checks_of_the_others(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Its digest cannot be recomputed, nor the window re-rated (priced_by_current_pricebooks
+    asks for the version back): the tick says so and goes on. Found by an audit."""
+    uncovered, covered = hours_ago(6), hours_ago(3)
+    add_events([*events_in(uncovered, 2), *events_in(covered, 3)])
+    rate(database_url, uncovered, covered)
+    delete_events(database_url, [f"{covered.key}-1"])
+    books = only_a_later_version(tmp_path, hours_ago(5))
+
+    data = tick(SENSOR, database_url, instance, pricebook_dir=books)
+
+    assert requested(data) == [covered.key]
+    rate(database_url, covered)  # the re-rate commits: nothing left to request
+    quiet = tick(SENSOR, database_url, instance, pricebook_dir=books)
+    assert f"{uncovered.key}: no pricebook version covers it any more" in (quiet.skip_message or "")
+
+
+def test_a_recorded_window_no_pricebook_covers_any_more_stays_listed_by_all_windows_billed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Found corrected in place, then its version removed: whether its events still differ
+    cannot be told without one, so it stays listed, saying why, and the check still runs."""
+    window = hours_ago(6)
+    add_events(events_in(window, 2))
+    rate(database_url, window)
+    correct(database_url, CORRECT_IN_PLACE, f"{window.key}-0")
+    assert requested(tick(SENSOR, database_url, instance)) == [window.key]  # and recorded
+    with psycopg.connect(database_url) as conn:  # the interval passes; no re-rate commits
+        conn.execute("UPDATE late_window SET found_at = found_at - interval '61 minutes'")
+
+    billed = all_windows_billed(
+        database_url, instance, only_a_later_version(tmp_path, hours_ago(5))
+    )
+
+    assert not billed.passed
+    assert "no pricebook version covers it any more" in str(billed.metadata)
 
 
 def test_a_window_corrected_just_before_it_left_the_lookback_is_listed_by_all_windows_billed(

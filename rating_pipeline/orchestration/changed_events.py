@@ -44,7 +44,7 @@ from rating_pipeline.orchestration.sensors import (
     record_changed,
     whole_setting,
 )
-from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM
 from rating_pipeline.warehouse.extract import read_window_usage
@@ -145,12 +145,18 @@ def rerate(instance: dg.DagsterInstance, check: DigestCheck) -> Rerate:
     return Rerate(check, failed_attempts(instance, check), running)
 
 
-def version_rated(pricebooks: Pricebooks, window: Window, version_name: str) -> PricebookVersion:
-    """The version the window was rated with; the one that would rate it now if it is gone."""
+def version_rated(
+    pricebooks: Pricebooks, window: Window, version_name: str
+) -> PricebookVersion | None:
+    """The version the window was rated with; the one that would rate it now if it is gone;
+    None when none covers it any more (no rating can read it then either)."""
     for version in pricebooks.versions:
         if version.version == version_name:
             return version
-    return pricebooks.version_for(window)
+    try:
+        return pricebooks.version_for(window)
+    except NoPricebookForWindow:
+        return None
 
 
 def digest_now(
@@ -164,10 +170,24 @@ def digest_now(
     return read.events_digest, read.event_count
 
 
-def check_now(conn: psycopg.Connection, pricebooks: Pricebooks, rated: LatestRating) -> DigestCheck:
-    """``rated``'s window as a rating with its version would read it now."""
+def check_now(
+    conn: psycopg.Connection, pricebooks: Pricebooks, rated: LatestRating
+) -> DigestCheck | None:
+    """``rated``'s window as a rating with its version would read it now; None when no
+    version covers it any more."""
     version = version_rated(pricebooks, rated.window, rated.pricebook_version)
+    if version is None:
+        return None
     return DigestCheck(rated, *digest_now(conn, rated.window, version))
+
+
+def uncovered_line(rated: LatestRating) -> str:
+    """What a tick says of a rated window no pricebook version covers any more."""
+    return (
+        f"{rated.window.key}: no pricebook version covers it any more (it was rated with "
+        f"{rated.pricebook_version!r}): its events cannot be checked, nor the window re-rated, "
+        "until that version is back in the pricebooks (priced_by_current_pricebooks lists it)"
+    )
 
 
 @dataclass(frozen=True)
@@ -210,12 +230,14 @@ def _instant(text: str | None) -> datetime | None:
 @dataclass(frozen=True)
 class Scan:
     """One tick's checks, in one snapshot: the lookback's windows next in rotation, and the
-    windows that left the lookback since they were last checked."""
+    windows that left the lookback since they were last checked; and those of either that no
+    pricebook version covers any more, unchecked."""
 
     now: datetime
     rotation: list[DigestCheck]
     leaving: list[DigestCheck]
     cursor: Cursor
+    uncovered: list[LatestRating]
 
 
 def scan(
@@ -238,11 +260,13 @@ def scan(
     else:
         leaving_from = max(leaving_from, lookback_start)
     after = rotation[-1].window.start if rotation else previous.after
+    checked = {rated: check_now(conn, pricebooks, rated) for rated in [*rotation, *leaving]}
     return Scan(
         now,
-        [check_now(conn, pricebooks, rated) for rated in rotation],
-        [check_now(conn, pricebooks, rated) for rated in leaving],
+        [check for rated in rotation if (check := checked[rated]) is not None],
+        [check for rated in leaving if (check := checked[rated]) is not None],
         Cursor(after, leaving_from),
+        [rated for rated, check in checked.items() if check is None],
     )
 
 
@@ -259,21 +283,23 @@ def run_request(rerate: Rerate) -> dg.RunRequest:
 
 def evaluate(context: dg.SensorEvaluationContext, found: Scan) -> dg.SensorResult:
     """Run requests for the changed windows of the lookback still to be tried; a warning
-    for each changed window that left it (recorded: all_windows_billed lists it)."""
+    for each changed window that left it (recorded: all_windows_billed lists it), and for
+    each that no pricebook version covers any more."""
     serialized = found.cursor.serialized()
     changed = [
         rerate(context.instance, check)
         for check in found.rotation
         if check.changed and is_partition(check.window, found.now)
     ]
-    left = [
+    warnings = [
         f"{check.window.key}: events changed since its latest rating, found as it left the "
         "lookback: no sensor re-rates it now; all_windows_billed lists it until a rating "
         "reads its events (materialize the partition)"
         for check in found.leaving
         if check.changed
     ]
-    for line in left:
+    warnings += [uncovered_line(rated) for rated in found.uncovered]
+    for line in warnings:
         context.log.warning(line)
     requests = []
     for change in changed:
@@ -289,7 +315,7 @@ def evaluate(context: dg.SensorEvaluationContext, found: Scan) -> dg.SensorResul
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=serialized)
     unchanged = [check.window.key for check in found.rotation if not check.changed]
-    states = [*left, *(change.state() for change in changed)]
+    states = [*warnings, *(change.state() for change in changed)]
     if unchanged or not found.rotation:
         keys = ", ".join(unchanged) or "none rated in the lookback"
         states.append(f"windows checked, events unchanged since rated: {keys}")

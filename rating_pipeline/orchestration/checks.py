@@ -447,21 +447,22 @@ def all_windows_billed(
         lookback_start = Window.containing(now).start - sensors.lookback()
         within = changed_events.interval()
         recorded = queries.late_windows(conn, lookback_start, now - within)
-        late = [w for w in recorded if changed(conn, pricebooks, w)]
+        late = [(w, how) for w in recorded if (how := how_changed(conn, pricebooks, w)) is not None]
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = undated_events(conn)
         not_begun = queries.events_not_begun(conn, Window.containing(now).end)
     states = never_rated_states(context.instance, never_rated[:WINDOWS_LISTED], lookback_start)
-    states |= {w.window: late_state(w, lookback_start, within) for w in late}
-    return evaluate_billed(late, never_rated, states, before_first, undated, not_begun)
+    states |= {w.window: late_state(w, how, lookback_start, within) for w, how in late}
+    return evaluate_billed(
+        [w for w, _ in late], never_rated, states, before_first, undated, not_begun
+    )
 
 
-def late_state(late: LateWindow, lookback_start: datetime, within: timedelta) -> str:
-    """Why a recorded window bills other events than it holds: older than the lookback,
-    or found changed and not re-rated within the sensors' interval."""
-    found = f"{late.events_now} events now, {late.events_read} read by its latest rating"
-    found += "" if late.counts_differ else ", corrected since (its events digest differs)"
+def late_state(late: LateWindow, how: str, lookback_start: datetime, within: timedelta) -> str:
+    """Why a recorded window bills other events than it holds (``how``: from how_changed):
+    older than the lookback, or found changed and not re-rated within the sensors' interval."""
+    found = f"{late.events_now} events now, {late.events_read} read by its latest rating{how}"
     if late.window.start < lookback_start:
         return f"{found}: older than the lookback, not re-rated automatically"
     return (
@@ -472,16 +473,27 @@ def late_state(late: LateWindow, lookback_start: datetime, within: timedelta) ->
     )
 
 
-def changed(conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow) -> bool:
-    """A recorded window's events still differ from what its latest rating read: in count
-    or max(ingested_at), else in their digest (a correction in place; only then are the
-    pricebooks read: the rating's version sets what the digest covers)."""
+DIGEST_DIFFERS = ", corrected since (its events digest differs)"
+NO_VERSION_TO_DIGEST_WITH = (
+    ", not digested: no pricebook version covers it any more (restore the one it was rated with)"
+)
+
+
+def how_changed(
+    conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow
+) -> str | None:
+    """How a recorded window's events still differ from what its latest rating read, for
+    its line: "" in count or max(ingested_at); else in their digest (a correction in place;
+    only then are the pricebooks read: the rating's version sets what the digest covers).
+    None when they do not. Without a version to digest them with, it stays listed."""
     if late.counts_differ:
-        return True
+        return ""
     books = pricebooks.load()
     version = changed_events.version_rated(books, late.window, late.pricebook_version)
+    if version is None:
+        return NO_VERSION_TO_DIGEST_WITH
     digest, _ = changed_events.digest_now(conn, late.window, version)
-    return digest != late.events_digest
+    return DIGEST_DIFFERS if digest != late.events_digest else None
 
 
 def _plural(number: int, noun: str) -> str:
