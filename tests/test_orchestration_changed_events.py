@@ -669,3 +669,29 @@ def test_windows_that_left_the_lookback_while_the_sensor_was_stopped_are_each_ch
         found += [w.key for w in windows if f"{w.key}: events changed" in (data.skip_message or "")]
 
     assert found == [w.key for w in windows]
+
+
+def test_windows_a_longer_lookback_takes_back_in_are_checked_again_as_they_leave_it(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RATING_LATE_EVENT_LOOKBACK_HOURS raised between ticks: the cursor's start of the
+    windows still to check on leaving lies inside the new lookback, and the windows before
+    it would leave unchecked. Found by an audit of the Dagster layer."""
+    clock = [current_window().start + timedelta(minutes=10)]
+    monkeypatch.setattr(changed_events, "database_clock", lambda conn: clock[0])
+    window = hours_ago(6)  # outside a 4 h lookback, inside a 6 h one
+    add_events(events_in(window, 2, ingested_at=window.end))
+    rate(database_url, window)
+    shorter = build_changed_events_sensor(timedelta(hours=4), timedelta(minutes=4))
+    longer = build_changed_events_sensor(timedelta(hours=6), timedelta(minutes=6))
+    first = tick(shorter, database_url, instance)
+    second = tick(longer, database_url, instance, first.cursor)
+    correct(database_url, CORRECT_IN_PLACE, f"{window.key}-0")
+
+    clock[0] += HOUR  # the window leaves the longer lookback
+    third = tick(longer, database_url, instance, second.cursor)
+
+    assert f"{window.key}: events changed" in (third.skip_message or "")

@@ -252,7 +252,9 @@ def scan(
     now = database_clock(conn)
     lookback_start = Window.containing(now).start - window_lookback
     rotation = queries.rotation(conn, lookback_start, now, previous.after, count)
-    leaving_from = previous.leaving_from or lookback_start
+    # Past the lookback's start only when the lookback was lengthened since: the windows
+    # between are inside it again, and are checked once more when they leave it.
+    leaving_from = min(previous.leaving_from or lookback_start, lookback_start)
     # Windows of [leaving_from, lookback_start), whole: rotation() reads [start, end).
     leaving = queries.rotation(conn, leaving_from, lookback_start, None, count)
     if len(leaving) == count:  # maybe more: the next tick goes on from here
