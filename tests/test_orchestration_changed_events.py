@@ -503,6 +503,26 @@ def test_a_window_no_pricebook_covers_any_more_never_stops_the_checks_of_the_oth
     assert f"{uncovered.key}: no pricebook version covers it any more" in (quiet.skip_message or "")
 
 
+def test_a_window_no_pricebook_covers_is_recorded_so_a_change_meanwhile_is_listed_once_back(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Unchecked while no version covers it, it may leave the lookback so, and no tick
+    checks it again: recorded when met, it is listed by all_windows_billed, which tells its
+    events apart once the version is back. Found by a second reading."""
+    window = hours_ago(6)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    delete_events(database_url, [f"{window.key}-1"])
+    tick(SENSOR, database_url, instance, pricebook_dir=only_a_later_version(tmp_path, hours_ago(5)))
+    with psycopg.connect(database_url) as conn:  # the interval passes; no re-rate commits
+        conn.execute("UPDATE late_window SET found_at = found_at - interval '61 minutes'")
+
+    billed = all_windows_billed(database_url, instance)  # the version is back
+
+    assert not billed.passed
+    assert "2 events now, 3 read by its latest rating" in str(billed.metadata)
+
+
 def test_a_recorded_window_no_pricebook_covers_any_more_stays_listed_by_all_windows_billed(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:

@@ -186,7 +186,8 @@ def uncovered_line(rated: LatestRating) -> str:
     return (
         f"{rated.window.key}: no pricebook version covers it any more (it was rated with "
         f"{rated.pricebook_version!r}): its events cannot be checked, nor the window re-rated, "
-        "until that version is back in the pricebooks (priced_by_current_pricebooks lists it)"
+        "until that version is back in the pricebooks (priced_by_current_pricebooks lists it; "
+        "recorded, all_windows_billed lists it until its events are told apart)"
     )
 
 
@@ -356,6 +357,12 @@ def build_changed_events_sensor(
             ChangedAfterRating(c.window, c.events_now, c.rated.events_read, c.rated.log_id)
             for c in (*found.rotation, *found.leaving)
             if c.changed
+        ]
+        # Unchecked, so recorded: all_windows_billed counts its events again at each
+        # evaluation, and digests them once a version covers it, here or past the lookback.
+        changed += [
+            ChangedAfterRating(r.window, r.events_read, r.events_read, r.log_id)
+            for r in found.uncovered
         ]
         record_changed(warehouse, changed, found.now)
         return evaluate(context, found)

@@ -37,5 +37,6 @@ unbalanced AS (
 )
 SELECT count(*) OVER () AS unbalanced, auth_id, model_id, service_tier, context_tier
 FROM unbalanced
-ORDER BY auth_id COLLATE "C", model_id COLLATE "C", service_tier, context_tier
+ORDER BY auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",
+    context_tier COLLATE "C"
 LIMIT 5
