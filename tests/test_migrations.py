@@ -1032,6 +1032,57 @@ def test_upstreams_own_alembic_version_on_the_search_path_is_never_the_warehouse
     assert migrations.revision_of(url) == "0011"
 
 
+def test_a_role_whose_own_schema_leads_its_search_path_finds_the_warehouses_revision(
+    database_url: str,
+) -> None:
+    """A rater role with a schema of its own name ("$user", public: PostgreSQL's default
+    path) creates nothing there; the warehouse's revision is beside its rating_log. Found
+    by a second reading."""
+    role = f"rater_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE SCHEMA {0} AUTHORIZATION {0}").format(sql.Identifier(role)))
+        admin.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
+                sql.Identifier(role)
+            )
+        )
+    try:
+        with database.connect(make_conninfo(database_url, user=role)) as conn:
+            assert conn.execute("SELECT current_schema()").fetchone() == (role,)
+            database.require_schema(conn)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_warehouse_whose_revision_an_earlier_release_stamped_upstream_is_refused_with_the_fix(
+    empty_database_url: str,
+) -> None:
+    """Upstream's empty alembic_version on the path took the warehouse's revision before
+    it was kept beside its tables: an upgrade would run 0001 again and fail halfway at
+    0002. It refuses in one line saying where the revision is and what to do."""
+    url = empty_database_url
+    migrations.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA upstream")
+        conn.execute("ALTER TABLE public.alembic_version SET SCHEMA upstream")
+        name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = public, upstream").format(
+                sql.Identifier(name)
+            )
+        )
+
+    with pytest.raises(migrations.MigrationFailed, match=r"upstream\.alembic_version") as refused:
+        migrations.upgrade(url)
+
+    assert "public.alembic_version" in str(refused.value)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
+
+
 PARTITIONED_BILLING_EVENT = (
     """
     CREATE TABLE billing_event (

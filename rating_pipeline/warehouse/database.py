@@ -28,12 +28,22 @@ TOKEN_COLUMNS = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
 REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
 SET_UTC = "SET TIME ZONE 'UTC'"
 MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
-# Alembic's own table (one row, the revision, once anything is migrated), kept in the schema
-# the project's tables are created in: the first of the search path that exists. Upstream's
-# own alembic_version, further along the path, is never taken for it.
-VERSION_TABLE_SCHEMA = "SELECT current_schema()"
-VERSION_TABLE = "quote_ident(current_schema()) || '.alembic_version'"
-HAS_SCHEMA_REVISION = f"SELECT to_regclass({VERSION_TABLE}) IS NOT NULL"
+# The schema holding the warehouse's alembic_version (Alembic's table: one row, the
+# revision), if any: the one its tables are created in (the first of the search path that
+# exists) or, for a role whose path starts elsewhere, the one its rating_log is found in.
+# Never one further along the path: upstream may migrate its own schema with Alembic too.
+REVISION_SCHEMA = """
+SELECT name
+FROM (
+    SELECT 1, current_schema()
+    UNION ALL
+    SELECT 2, nspname FROM pg_namespace
+    WHERE oid = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('rating_log'))
+) AS candidate (rank, name)
+WHERE to_regclass(quote_ident(name) || '.alembic_version') IS NOT NULL
+ORDER BY rank
+LIMIT 1
+"""
 SCHEMA_REVISION = "SELECT version_num FROM {schema}.alembic_version"
 # The widest numeric(p, 0) a count may have: the outputs' numeric(30, 0) sums then hold
 # any rollup of fewer than ten billion events.
@@ -236,9 +246,10 @@ def require_schema(conn: psycopg.Connection) -> None:
     and every table rating needs exists."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     revision = None
-    if _scalar(conn, HAS_SCHEMA_REVISION):
-        schema = sql.Identifier(_scalar(conn, VERSION_TABLE_SCHEMA))
-        revision = _scalar(conn, sql.SQL(SCHEMA_REVISION).format(schema=schema))
+    schema = _scalar(conn, REVISION_SCHEMA)
+    if schema is not None:
+        query = sql.SQL(SCHEMA_REVISION).format(schema=sql.Identifier(schema))
+        revision = _scalar(conn, query)
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
     if was_idle:
         conn.rollback()

@@ -25,8 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.warehouse.database import (
-    VERSION_TABLE,
-    VERSION_TABLE_SCHEMA,
+    REVISION_SCHEMA,
     UnusableBillingEvent,
     connect,
     database_url,
@@ -40,6 +39,7 @@ BASE = "base"
 DROP_RATED_DATA = "drop_rated_data"
 # The config attribute env.py lists the revisions a command applied in, in order.
 APPLIED = "applied"
+CURRENT_SCHEMA = "SELECT current_schema()"
 # Tables locked against every rating's write until the revision commits.
 LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
 
@@ -150,8 +150,11 @@ def _shipped_revisions() -> set[str]:
 
 
 def version_table_schema(connection: sqlalchemy.Connection) -> str | None:
-    """The schema of the warehouse's alembic_version: the one its tables are created in."""
-    schema = connection.exec_driver_sql(VERSION_TABLE_SCHEMA).scalar()
+    """The schema of the warehouse's alembic_version (database.REVISION_SCHEMA), or before
+    there is one, the schema its tables are created in."""
+    schema = connection.exec_driver_sql(REVISION_SCHEMA).scalar()
+    if schema is None:
+        schema = connection.exec_driver_sql(CURRENT_SCHEMA).scalar()
     return None if schema is None else str(schema)
 
 
@@ -159,6 +162,47 @@ def migration_context(connection: sqlalchemy.Connection) -> MigrationContext:
     """Alembic's view of the warehouse's revision, on its own alembic_version."""
     schema = version_table_schema(connection)
     return MigrationContext.configure(connection, opts={"version_table_schema": schema})
+
+
+# The schema of the warehouse's rating_log and rated_usage as the search path finds them
+# (both in one schema), and each alembic_version anywhere in the database (no parameters:
+# % is format's own).
+TABLES_WITHOUT_REVISION = """
+SELECT format('%I', namespace.nspname),
+    (SELECT string_agg(format('%I.alembic_version', other.nspname), ', ')
+     FROM pg_class AS version JOIN pg_namespace AS other ON other.oid = version.relnamespace
+     WHERE version.relname = 'alembic_version' AND version.relkind IN ('r', 'p'))
+FROM pg_class AS rating_log JOIN pg_namespace AS namespace
+    ON namespace.oid = rating_log.relnamespace
+WHERE rating_log.oid = to_regclass('rating_log')
+  AND rating_log.relnamespace = (
+      SELECT relnamespace FROM pg_class WHERE oid = to_regclass('rated_usage')
+  )
+"""
+
+
+def _require_no_tables_without_revision(url: str) -> None:
+    """Raise MigrationFailed when the warehouse has no revision but has its tables: an
+    upgrade would run every revision again and fail halfway. A release before revisions
+    were kept beside the tables stamped an upstream alembic_version on the search path."""
+    with connect(url) as conn:
+        found = conn.execute(TABLES_WITHOUT_REVISION).fetchone()
+    if found is None:
+        return
+    schema, others = found
+    fix = (
+        f"an earlier release may have stamped another schema's on the search path ({others}): "
+        f"copy the warehouse's row from it into {schema}.alembic_version (version_num "
+        "varchar(32) PRIMARY KEY), restore that table's own row, and upgrade again"
+        if others
+        else f"create {schema}.alembic_version (version_num varchar(32) PRIMARY KEY) holding "
+        "the revision its tables are at, and upgrade again"
+    )
+    raise MigrationFailed(
+        f"the warehouse on {redact_url(url)} has its tables ({schema}.rated_usage, "
+        f"{schema}.rating_log) but no {schema}.alembic_version, so no revision: upgrading "
+        f"would run every revision again; {fix}"
+    )
 
 
 def revision_of(url: str | None = None) -> str | None:
@@ -172,7 +216,8 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     says what this call applied: none, when another upgrade did the work while this one
     waited for its lock."""
     target = url or database_url()
-    _known_revision(target)  # refuses a warehouse of a newer release before any change
+    if _known_revision(target) is None:  # refuses a newer release's warehouse before any change
+        _require_no_tables_without_revision(target)
     applied = _run(target, command.upgrade, revision)
     after = revision_of(target)
     where = redact_url(target)
@@ -200,7 +245,7 @@ TRUNCATE = "TRUNCATE {tables}"
 FOUND_TABLES = f"""
 SELECT name, format('%%I.%%I', namespace.nspname, found.relname),
     found.relnamespace IS NOT DISTINCT FROM (
-        SELECT relnamespace FROM pg_class WHERE oid = to_regclass({VERSION_TABLE})
+        SELECT oid FROM pg_namespace WHERE nspname = ({REVISION_SCHEMA})
     )
 FROM unnest(%(tables)s::text[]) AS name
 JOIN pg_class AS found ON found.oid = to_regclass(name)
