@@ -330,6 +330,19 @@ def test_an_older_cache_hit_price_is_the_cache_read_price_where_the_newer_field_
     }
 
 
+def test_an_older_cache_hit_name_of_a_model_left_out_is_not_said_to_be_read_instead():
+    """Beside the newer field it is reported; the model left out, nothing is read."""
+    both = one_model(
+        '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
+        '"cache_read_input_token_cost": 1e-07, "input_cost_per_token_cache_hit": 1e-07, '
+        '"input_cost_per_token_above_1.5k_tokens": 2e-06'
+    )
+    result = convert(both)
+    assert result.models == 0
+    reason = unmapped_of(result, "m")["input_cost_per_token_cache_hit"]
+    assert reason.startswith("model not imported: ")
+
+
 def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat():
     """One threshold per model is what the contract holds; importing the rest of such a
     model would price its long prompts at standard rates (contract 5: never another

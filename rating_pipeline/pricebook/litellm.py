@@ -754,7 +754,8 @@ def _leave_out(
     the fields that ``causes`` it reported once, for ``why``, in place of any note on them
     so far."""
     report.not_imported.append(NotImported(model_id, told))
-    named = [*(name for name, _ in slots.values()), *causes]
+    unread_aliases = [name for name in _ALIASES if name in entry]  # beside the newer name
+    named = [*(name for name, _ in slots.values()), *causes, *unread_aliases]
     told_of = {report.source_name(name) for name in named}
     report.unmapped = [
         note for note in report.unmapped if note.model != model_id or note.field not in told_of
