@@ -437,6 +437,33 @@ def test_a_closed_rating_whose_adjustments_balance_only_in_total_is_rolled_back(
     assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("token_class", [c for c in TOKEN_CLASSES if c != "input"])
+def test_a_correction_of_any_single_class_rate_in_a_closed_window_is_adjusted(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    token_class: str,
+) -> None:
+    """Only that class's rate changes: its billed quantity is reversed at the billed rate
+    and charged at the latest. Found by mutation testing: a reconcile that compared every
+    rate but one would have refused this correction for ever (ConservationError)."""
+    events = [with_tokens(make_event("org-1", "base-large"), **{f"{token_class}_tokens": 1000})]
+    add_events(events)
+
+    def version(rate: str) -> PricebookVersion:
+        rates = {c: "1" for c in TOKEN_CLASSES if c not in ("input", "output")}
+        return make_version(
+            {"base-large": own("2.50", "10", by_class={**rates, token_class: rate})}
+        )
+
+    rate(database_url, version("3"), "run-1")
+    close(database_url)
+    corrected = rate(database_url, version("4"), "run-2")
+
+    assert corrected.adjustments is not None and corrected.adjustments.inserted == 2
+    assert billed_and_adjusted(reader) == latest_per_key(version("4"), events)
+
+
 def test_a_rollup_back_at_its_billed_output_reverses_what_a_close_stamped(
     database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
 ) -> None:
