@@ -16,7 +16,12 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from rating_pipeline.pricebook.model import NoPricebookForWindow, Pricebooks, PricebookVersion
+from rating_pipeline.pricebook.model import (
+    TOKEN_CLASSES,
+    NoPricebookForWindow,
+    Pricebooks,
+    PricebookVersion,
+)
 from rating_pipeline.records import (
     AMBIGUOUS_BASE,
     INVALID_EVENT,
@@ -312,6 +317,30 @@ def test_rerate_with_new_prices_updates_rows_and_archives_old_values(
     ).fetchall()
     assert archived == [(r.model_id, r.cost_usd, VERSION.sha256, "run-1") for r in first_rollups]
     _assert_window_matches_oracle(conn, WINDOW, REPRICED, events)
+
+
+@pytest.mark.parametrize("token_class", TOKEN_CLASSES[2:])  # input and output move the cost
+def test_rerate_refreezes_every_class_rate_even_of_a_class_without_tokens(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, token_class: str
+) -> None:
+    """The same version and file read otherwise (a release that resolves a rate anew): a
+    rate frozen on the row changes though its class has no tokens and no cost moves, so
+    the row is rewritten. Found by mutation testing: a reconcile comparing every rate but
+    one passed every test."""
+    add_events([make_event("org-1", "base-large")])
+
+    def version(rate: str) -> Pricebooks:
+        models = make_version({"base-large": own("2.50", "10.00", by_class={token_class: rate})})
+        return Pricebooks((replace(VERSION, models=models.models),))  # VERSION's name and sha
+
+    rate_window(conn, WINDOW, version("1"), "run-1")
+    again = rate_window(conn, WINDOW, version("2"), "run-2")
+
+    assert (again.usage.updated, again.usage.unchanged) == (1, 0)
+    stored = reader.execute(
+        f"SELECT {token_class}_rate_per_mtok, pricebook_sha256 FROM rated_usage"
+    ).fetchall()
+    assert stored == [(Decimal("2"), VERSION.sha256)]
 
 
 def test_invalid_events_and_unpriced_models_are_excepted_and_conserved(
