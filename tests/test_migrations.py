@@ -828,6 +828,16 @@ def test_downgrade_finishes_when_an_object_was_already_dropped_by_hand(
     assert _tables(url) == {"billing_event"}
 
 
+def put_on_search_path(conn: psycopg.Connection, schema: str) -> None:
+    """The database's search path, for its next sessions: public, then ``schema``."""
+    name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET search_path = public, {}").format(
+            sql.Identifier(name), sql.Identifier(schema)
+        )
+    )
+
+
 def _another_teams_invoice_line(url: str, on_search_path: bool) -> None:
     """finance.invoice_line, two rows, on the database's search path after public or not."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -835,12 +845,7 @@ def _another_teams_invoice_line(url: str, on_search_path: bool) -> None:
         conn.execute("CREATE TABLE finance.invoice_line (id int)")
         conn.execute("INSERT INTO finance.invoice_line VALUES (1), (2)")
         if on_search_path:
-            database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET search_path = public, finance").format(
-                    sql.Identifier(database)
-                )
-            )
+            put_on_search_path(conn, "finance")
 
 
 def _finance_rows(url: str) -> int | None:
@@ -894,12 +899,7 @@ def test_a_downgrade_refuses_when_a_table_it_alters_finds_another_schemas_table(
         conn.execute("DROP TABLE rated_usage CASCADE")
         conn.execute("CREATE SCHEMA finance")
         conn.execute("CREATE TABLE finance.rated_usage (id int)")
-        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET search_path = public, finance").format(
-                sql.Identifier(database)
-            )
-        )
+        put_on_search_path(conn, "finance")
 
     with pytest.raises(migrations.DowngradeRefused, match=r"finance\.rated_usage"):
         migrations.downgrade(url, "0007", drop_rated_data=True)
@@ -975,12 +975,7 @@ def test_an_upstream_billing_event_in_another_schema_on_the_search_path_is_the_o
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA upstream")
         conn.execute(UPSTREAM_BILLING_EVENT.replace("billing_event", "upstream.billing_event", 1))
-        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET search_path = public, upstream").format(
-                sql.Identifier(database)
-            )
-        )
+        put_on_search_path(conn, "upstream")
     migrations.upgrade(url)
     with psycopg.connect(url) as conn:
         tables = conn.execute(
@@ -1011,12 +1006,7 @@ def test_upstreams_own_alembic_version_on_the_search_path_is_never_the_warehouse
         if upstream_revision is not None:
             conn.execute("INSERT INTO upstream.alembic_version VALUES (%s)", (upstream_revision,))
         conn.execute(UPSTREAM_BILLING_EVENT.replace("billing_event", "upstream.billing_event", 1))
-        name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET search_path = public, upstream").format(
-                sql.Identifier(name)
-            )
-        )
+        put_on_search_path(conn, "upstream")
 
     migrations.upgrade(url)
 
@@ -1068,12 +1058,7 @@ def test_a_warehouse_whose_revision_an_earlier_release_stamped_upstream_is_refus
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA upstream")
         conn.execute("ALTER TABLE public.alembic_version SET SCHEMA upstream")
-        name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET search_path = public, upstream").format(
-                sql.Identifier(name)
-            )
-        )
+        put_on_search_path(conn, "upstream")
 
     with pytest.raises(migrations.MigrationFailed, match=r"upstream\.alembic_version") as refused:
         migrations.upgrade(url)

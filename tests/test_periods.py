@@ -385,6 +385,20 @@ def test_a_correction_a_later_close_stamped_leaves_nothing_open_when_rated_again
     assert reader.execute(OPEN_ADJUSTMENTS).fetchall() == []
 
 
+def tamper_after_adjustments(monkeypatch: pytest.MonkeyPatch, statement: str) -> None:
+    """Run ``statement`` right after each reconcile of the open adjustments, in the
+    rating's transaction: a defect in that reconcile, for the check after it to catch."""
+    reconcile = engine.reconcile
+
+    def tampered(conn: psycopg.Connection, name: str, params: object) -> object:
+        done = reconcile(conn, name, params)  # type: ignore[arg-type]
+        if name == "reconcile_rating_adjustment":
+            conn.execute(statement)  # type: ignore[arg-type]
+        return done
+
+    monkeypatch.setattr(engine, "reconcile", tampered)
+
+
 def test_a_closed_rating_whose_adjustments_miss_the_cost_is_rolled_back(
     database_url: str,
     reader: psycopg.Connection,
@@ -394,19 +408,12 @@ def test_a_closed_rating_whose_adjustments_miss_the_cost_is_rolled_back(
     """Conservation in a closed window holds cost too: adjustments right in events and
     tokens but charged at another rate (each row consistent with its own rate) fail the
     rating, and nothing is written."""
-    reconcile = engine.reconcile
-
-    def at_other_rates(conn: psycopg.Connection, statement: str, params: object) -> object:
-        done = reconcile(conn, statement, params)  # type: ignore[arg-type]
-        if statement == "reconcile_rating_adjustment":
-            conn.execute(
-                "UPDATE rating_adjustment SET unit_rate_per_mtok = unit_rate_per_mtok + 1, "
-                "cost_usd = quantity_tokens * (unit_rate_per_mtok + 1) * 0.000001 "
-                "WHERE invoiced_by IS NULL AND quantity_tokens > 0"
-            )
-        return done
-
-    monkeypatch.setattr(engine, "reconcile", at_other_rates)
+    tamper_after_adjustments(
+        monkeypatch,
+        "UPDATE rating_adjustment SET unit_rate_per_mtok = unit_rate_per_mtok + 1, "
+        "cost_usd = quantity_tokens * (unit_rate_per_mtok + 1) * 0.000001 "
+        "WHERE invoiced_by IS NULL AND quantity_tokens > 0",
+    )
     with pytest.raises(engine.ConservationError, match="billed output plus adjustments"):
         rate(database_url, priced("3.00"), "run-2")
     assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)
@@ -420,18 +427,11 @@ def test_a_closed_rating_whose_adjustments_balance_only_in_total_is_rolled_back(
 ) -> None:
     """Contract 10 holds per rollup key: an adjustment booked to another key leaves the
     window's totals right and two keys wrong, and fails the rating; nothing is written."""
-    reconcile = engine.reconcile
-
-    def to_another_key(conn: psycopg.Connection, statement: str, params: object) -> object:
-        done = reconcile(conn, statement, params)  # type: ignore[arg-type]
-        if statement == "reconcile_rating_adjustment":
-            conn.execute(
-                "UPDATE rating_adjustment SET auth_id = 'org-2', model_id = 'base-small' "
-                "WHERE invoiced_by IS NULL AND quantity_tokens > 0"
-            )
-        return done
-
-    monkeypatch.setattr(engine, "reconcile", to_another_key)
+    tamper_after_adjustments(
+        monkeypatch,
+        "UPDATE rating_adjustment SET auth_id = 'org-2', model_id = 'base-small' "
+        "WHERE invoiced_by IS NULL AND quantity_tokens > 0",
+    )
     with pytest.raises(engine.ConservationError, match="billed output plus adjustments"):
         rate(database_url, priced("3.00"), "run-2")
     assert reader.execute("SELECT count(*) FROM rating_adjustment").fetchone() == (0,)

@@ -91,7 +91,7 @@ SUFFIX_OF_TIER = {tier: suffix for suffix, tier in TIER_SUFFIXES.items()}
 _ABOVE = re.compile(r"(?P<field>.+)_above_(?P<thousands>[1-9][0-9]{0,15})k_tokens")
 # A long-context price of a class in a spelling _ABOVE does not read (LiteLLM reads them):
 # the tier before the threshold, or a threshold without its "k", of 0k, or of any other
-# text between the last "_above_" and "_tokens" (LiteLLM reads it through float(): "1.5k").
+# text between the last "_above_" and "_tokens" (LiteLLM reads any number there: "1.5k").
 _ANY_ABOVE = re.compile(
     r"(?P<field>.+?)(_batches|_priority|_flex)?_above_(?:(?!_above_).)+?_tokens"
     r"(_batches|_priority|_flex)?"
