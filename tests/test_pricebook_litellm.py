@@ -330,12 +330,20 @@ def test_an_older_cache_hit_price_is_the_cache_read_price_where_the_newer_field_
     }
 
 
-def test_an_older_cache_hit_name_of_a_model_left_out_is_not_said_to_be_read_instead():
+@pytest.mark.parametrize(
+    "why_left_out",
+    [
+        '"output_cost_per_token": 2e-06, "input_cost_per_token_above_1.5k_tokens": 2e-06',
+        '"output_cost_per_token_batches": 2e-06',  # no standard output price
+    ],
+)
+def test_an_older_cache_hit_name_of_a_model_left_out_is_not_said_to_be_read_instead(
+    why_left_out: str,
+) -> None:
     """Beside the newer field it is reported; the model left out, nothing is read."""
     both = one_model(
-        '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
-        '"cache_read_input_token_cost": 1e-07, "input_cost_per_token_cache_hit": 1e-07, '
-        '"input_cost_per_token_above_1.5k_tokens": 2e-06'
+        '"input_cost_per_token": 1e-06, "cache_read_input_token_cost": 1e-07, '
+        f'"input_cost_per_token_cache_hit": 1e-07, {why_left_out}'
     )
     result = convert(both)
     assert result.models == 0

@@ -754,8 +754,11 @@ def _leave_out(
     the fields that ``causes`` it reported once, for ``why``, in place of any note on them
     so far."""
     report.not_imported.append(NotImported(model_id, told))
-    unread_aliases = [name for name in _ALIASES if name in entry]  # beside the newer name
-    named = [*(name for name, _ in slots.values()), *causes, *unread_aliases]
+    named = [
+        *(name for name, _ in slots.values()),
+        *causes,
+        *_unread_aliases(model_id, entry, report),
+    ]
     told_of = {report.source_name(name) for name in named}
     report.unmapped = [
         note for note in report.unmapped if note.model != model_id or note.field not in told_of
@@ -773,11 +776,22 @@ def _not_imported(
     }
     missing = tuple(FIELD_OF_CLASS[c] for c in ("input", "output") if c not in standard)
     report.not_imported.append(NotImported(model_id, f"no usable {', '.join(missing)}"))
+    unread_aliases = _unread_aliases(model_id, entry, report)
     reported = {note.field for note in report.unmapped if note.model == model_id}
     reason = f"model not imported: it has no usable {', '.join(missing)}"
-    for name, _ in slots.values():
+    for name in [*(name for name, _ in slots.values()), *unread_aliases]:
         if report.source_name(name) not in reported:
             report.unmap(model_id, name, entry[name], reason)
+
+
+def _unread_aliases(model_id: str, entry: dict[str, Any], report: _Report) -> list[str]:
+    """The older names in ``entry`` (beside their newer ones: never read), their notes so
+    far withdrawn: the model is left out, so nothing is read instead of them."""
+    aliases = [name for name in _ALIASES if name in entry]
+    report.unmapped = [
+        note for note in report.unmapped if note.model != model_id or note.field not in aliases
+    ]
+    return aliases
 
 
 def _shown(value: object) -> str:
