@@ -35,12 +35,13 @@ from rating_pipeline.orchestration.sensors import (
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import connect
-from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.engine import rate_window, rate_window_in_transaction
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.factories import BillingEvent, make_version, own
 from tests.sensing import (
     PRICEBOOK_DIR,
+    PRICEBOOKS,
     REPOSITORY,
     event,
     events_in,
@@ -279,6 +280,27 @@ def test_a_window_changed_again_before_a_rerate_commits_stays_listed_from_its_fi
 
     assert not evaluation.passed
     assert str(listed(evaluation)[window.key]).startswith("1 events now, 3 read by its latest")
+
+
+def test_a_rating_that_read_before_a_late_event_committed_leaves_its_window_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A rating of an old window reads its events, a late event commits and a tick records
+    the window against the rating before, then the rating commits: a newer rating that did
+    not read the late event settles nothing. Found by an audit of the sensors."""
+    old = old_hour()
+    add_events(events_in(old, 2, ingested_at=old.end))
+    rate(database_url, old)
+    with connect(database_url) as rating:
+        rate_window_in_transaction(rating, old, PRICEBOOKS.version_for(old), "overlapping")
+        add_events([event(old, 40, "late-during-a-rating")])
+        tick(LATE_EVENTS, database_url, instance)  # records it against the rating before
+        rating.commit()
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed
+    assert str(listed(evaluation)[old.key]).startswith("3 events now, 2 read by its latest")
 
 
 def test_the_check_passes_when_every_window_bills_as_its_events_stand(

@@ -1,9 +1,9 @@
 -- The recorded windows older than the lookback (starting before %(lookback_start)s), or
--- found before %(overdue_before)s (no sensor re-rated them within its interval), whose
--- latest rating is still the one a sensor or a close compared (no later rating read the
--- events), with whether their (count, max ingested_at) now differs from what it read, and
--- that rating's version and events digest: a correction in place changes the digest alone.
--- Events now are counted now: upstream may have deleted them again.
+-- found before %(overdue_before)s (no sensor re-rated them within its interval), that no
+-- rating has read since: their latest rating is still the one a sensor or a close compared,
+-- or a later one that read other events than they hold now (it read before they changed).
+-- With whether their (count, max ingested_at) now differs from what the latest read, and
+-- its version and events digest (a correction in place changes the digest alone).
 SELECT late.window_start, now_in_window.events_now, latest.events_read, late.found_at,
     (now_in_window.events_now <> latest.events_read
      OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at) AS counts_differ,
@@ -23,5 +23,7 @@ CROSS JOIN LATERAL (
     WHERE occurred_at >= late.window_start AND occurred_at < late.window_start + interval '1 hour'
 ) AS now_in_window
 WHERE (late.window_start < %(lookback_start)s OR late.found_at < %(overdue_before)s)
-  AND latest.log_id = late.log_id
+  AND (latest.log_id = late.log_id
+      OR now_in_window.events_now <> latest.events_read
+      OR now_in_window.max_ingested_at IS DISTINCT FROM latest.max_ingested_at)
 ORDER BY late.window_start
