@@ -1902,3 +1902,27 @@ def test_a_batch_row_committed_while_a_downgrade_to_0007_runs_is_counted_and_kep
         downgrade_past_a_commit(database_url, batch_row, "rated_usage", "0007")
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT service_tier FROM rated_usage").fetchall() == [("batch",)]
+
+
+def test_a_downgrade_locks_the_close_mark_first_as_closes_and_builds_read_it_first(
+    database_url: str,
+) -> None:
+    """A close or an invoice build reads rating_period_close, then writes the tables 0011
+    creates: a downgrade locking it last held those while it waited for it, a deadlock.
+    Found by an audit of the locks."""
+    engine = sqlalchemy.create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(database_url), poolclass=NullPool
+    )
+    statements: list[str] = []
+    with engine.connect() as bind, bind.begin():
+        sqlalchemy.event.listen(
+            bind, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+        locked = migrations.lock_tables(
+            bind, ("invoice_line", "rating_adjustment", "rating_period_close")
+        )
+
+    assert locked[0] == "rating_period_close"
+    assert [s for s in statements if s.startswith("LOCK")] == [
+        "LOCK TABLE rating_period_close, invoice_line, rating_adjustment IN ACCESS EXCLUSIVE MODE"
+    ]

@@ -8,9 +8,9 @@ which the oracle computes independently from the events.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from rating_pipeline.warehouse import engine, periods
 from rating_pipeline.warehouse.close_mark import begin_read_committed, lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
+from rating_pipeline.warehouse.late_windows import ChangedAfterRating
 from rating_pipeline.warehouse.periods import (
     CURRENT_HOUR,
     CloseRefused,
@@ -626,6 +627,43 @@ def test_a_rating_that_commits_between_the_close_count_and_its_lock_hides_no_cha
     assert reader.execute("SELECT events_now, events_read, log_id FROM late_window").fetchall() == [
         (1, 2, run_2[0] if run_2 else None)
     ]
+
+
+def test_a_close_records_the_windows_it_found_changed_in_one_statement_in_window_order(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sensors record theirs in window order, in one statement: a close recording what
+    its count found, then what its recount found, took late_window's row locks in another
+    order and could deadlock with a tick. Found by an audit of the locks."""
+    later = Window(AFTER_WINDOW)
+    gone_later = make_event("org-4", occurred_at=later.start)
+    kept, deleted = make_event("org-1"), make_event("org-2")
+    add_events([kept, deleted, make_event("org-3", occurred_at=later.start), gone_later])
+    rate(database_url, priced(), "run-1")
+    recorded: list[list[datetime]] = []
+    record = periods.record_late_windows
+
+    def spied(
+        conn: psycopg.Connection, changed: Sequence[ChangedAfterRating], at: datetime
+    ) -> None:
+        recorded.append([c.window.start for c in changed])
+        record(conn, changed, at)
+
+    monkeypatch.setattr(periods, "record_late_windows", spied)
+    with connect(database_url) as rating, rating.transaction():
+        engine.rate_window_in_transaction(rating, WINDOW, priced(), "run-2")  # reads both
+        with connect(database_url) as conn:
+            rate_window(conn, later, Pricebooks((priced(),)), "run-3")
+        delete_events(database_url, [deleted.event_id, gone_later.event_id])
+        closer = threading.Thread(target=lambda: close(database_url, later.end))
+        closer.start()  # counts both windows changed, then waits for run-2's lock
+        wait_until_a_lock_is_awaited(reader)
+    closer.join()
+
+    assert recorded == [[WINDOW.start, later.start]]
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,9 @@ class ChangedAfterRating(NamedTuple):
 def record_late_windows(
     conn: psycopg.Connection, changed: Sequence[ChangedAfterRating], found_at: datetime
 ) -> None:
-    """Record ``changed`` in late_window, in the caller's transaction. A record against an
-    older rating than the window's latest is never named or listed."""
+    """Record ``changed`` (one entry per window) in late_window, in the caller's transaction,
+    locking its rows in window order. A record against an older rating than the window's
+    latest is never named or listed."""
     if not changed:
         return
     conn.execute(

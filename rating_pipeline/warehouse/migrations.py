@@ -42,6 +42,9 @@ APPLIED = "applied"
 CURRENT_SCHEMA = "SELECT current_schema()"
 # Tables locked against every rating's write until the revision commits.
 LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
+# Closes and invoice builds read the close mark before they write the other tables: a
+# lock of several takes it first, or it would wait for it holding what they need next.
+LOCKED_FIRST = ("rating_period_close",)
 
 
 def _config(
@@ -259,14 +262,18 @@ class DowngradeRefused(RatingPipelineError):
 
 def lock_tables(bind: sqlalchemy.Connection, tables: Sequence[str]) -> list[str]:
     """Lock those of ``tables`` that exist against every reader and writer until the
-    revision's transaction ends, once every transaction writing them has; return them. A
-    revision that counts rows before it drops or narrows a table counts under this lock,
-    or rows committed while it waited are lost unseen."""
-    present = [
-        table
-        for table in tables
-        if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
-    ]
+    revision's transaction ends, once every transaction writing them has; return them, in
+    the order locked (LOCKED_FIRST first). A revision that counts rows before it drops or
+    narrows a table counts under this lock, or rows committed while it waited are lost
+    unseen."""
+    present = sorted(
+        (
+            table
+            for table in tables
+            if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
+        ),
+        key=lambda table: table not in LOCKED_FIRST,
+    )
     if present:
         bind.exec_driver_sql(LOCK_TABLES.format(tables=", ".join(present)))
     return present

@@ -11,6 +11,7 @@ FROM unnest(
     %(window_starts)s::timestamptz[], %(events_now)s::bigint[], %(events_read)s::bigint[],
     %(log_ids)s::bigint[]
 ) AS found (window_start, events_now, events_read, log_id)
+ORDER BY found.window_start
 ON CONFLICT (window_start) DO UPDATE
 SET events_now = excluded.events_now,
     events_read = excluded.events_read,
