@@ -309,10 +309,10 @@ def record_changed_windows(
     start = WINDOWED_FROM if mark is None else mark
     found_at = database_clock(conn)
     recounted = compare_with_latest_ratings(conn, start, through, counted.log_ids)
-    # One statement, as the sensors record theirs, so that both lock late_window's rows in
-    # window order; a window found again stands against the newer rating its recount read.
+    # One statement, as the sensors record theirs: each locks late_window's rows in window
+    # order. A window found again stands against the newer rating its recount read.
     found = {c.window: c for c in [*counted.changed, *recounted.changed]}
-    record_late_windows(conn, sorted(found.values(), key=lambda c: c.window.start), found_at)
+    record_late_windows(conn, list(found.values()), found_at)
 
 
 def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -> ClosePreview:
