@@ -32,8 +32,13 @@ from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
 from rating_pipeline.warehouse.outputs import window_tables
 from rating_pipeline.windows import HOUR, Window
 
-# BackfillPolicy is marked beta in Dagster 1.13: a warning on every load that nobody can act on.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+# Marked beta in Dagster 1.13, each a warning that nobody can act on: BackfillPolicy on every
+# load, and `include_sources` on every `dg launch --assets '*'` (or 'group:...') as Dagster
+# parses the selection after loading the code location.
+for beta_parameter in ("backfill_policy", "include_sources"):
+    warnings.filterwarnings(
+        "ignore", message=f"Parameter `{beta_parameter}`", category=dg.BetaWarning
+    )
 
 GROUP = "rating"
 # A backfill of any length is one run: Dagster's fixed cost per run (~9 s) is paid once,
