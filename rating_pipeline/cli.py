@@ -12,10 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK
 from rating_pipeline.settings import default_pricebook_dir
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
 
 def _utc_instant(text: str) -> datetime:

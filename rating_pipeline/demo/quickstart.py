@@ -51,7 +51,7 @@ from rating_pipeline.demo.day import (
     load_demo_accounts,
 )
 from rating_pipeline.demo.summary import invoices_summary, summarize
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import EXIT_OK, RatingPipelineError
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
 from rating_pipeline.orchestration.instance import (
@@ -61,7 +61,7 @@ from rating_pipeline.orchestration.instance import (
     local_instance,
     open_instance,
 )
-from rating_pipeline.orchestration.jobs import JOB_NAME
+from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
 from rating_pipeline.orchestration.partitions import month_key
 from rating_pipeline.orchestration.sensors import SENSOR_NAME
 from rating_pipeline.settings import DATABASE_URL_VARIABLE, PRICEBOOK_DIR_VARIABLE, project_root
@@ -71,8 +71,6 @@ from rating_pipeline.warehouse.database import connect, database_clock
 from rating_pipeline.warehouse.periods import close_period, period_status
 from rating_pipeline.windows import HOUR, WINDOWED_FROM, Window
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 DEMO_START = datetime(2026, 6, 15, tzinfo=UTC)
 DEMO_HOURS = 24
 DEMO_SEED = 20260615
@@ -384,7 +382,7 @@ def rerate_late_windows(
             f"  {window.window.key}: rated with {window.events_read:,} events, "
             f"{window.events_now:,} now"
         )
-        outcome = rate_through_dagster(instance, [window.window], {"rating/trigger": SENSOR_NAME})
+        outcome = rate_through_dagster(instance, [window.window], {TRIGGER_TAG: SENSOR_NAME})
         say(f"  {outcome.line()}")
         require_expected(outcome, [window.window], {NO_AMBIGUOUS_BASE})
 
@@ -411,7 +409,7 @@ def correct_closed_hour(
         f"{CORRECTION_EVENTS} late events landed in the closed hour {CORRECTION_WINDOW.key}; "
         "re-rating it leaves its invoiced rows as they are and adjusts:"
     )
-    outcome = rate_through_dagster(instance, [CORRECTION_WINDOW], {"rating/trigger": "demo"})
+    outcome = rate_through_dagster(instance, [CORRECTION_WINDOW], {TRIGGER_TAG: "demo"})
     say(f"  {outcome.line()}")
     require_expected(outcome, [CORRECTION_WINDOW], {NO_AMBIGUOUS_BASE})
     with connect(warehouse_url) as conn:

@@ -6,7 +6,7 @@ from datetime import datetime
 import dagster as dg
 
 from rating_pipeline.errors import RatingPipelineError
-from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.windows import HOUR, Window
 
@@ -66,7 +66,7 @@ def build_hourly_schedule(minutes_after_hour: int) -> dg.ScheduleDefinition:
         if window.start < hourly_windows.start:
             return dg.SkipReason(f"{window.key} is before the first partition: nothing to rate")
         return dg.RunRequest(
-            run_key=window.key, partition_key=window.key, tags={"rating/trigger": SCHEDULE_NAME}
+            run_key=window.key, partition_key=window.key, tags={TRIGGER_TAG: SCHEDULE_NAME}
         )
 
     return hourly_rating

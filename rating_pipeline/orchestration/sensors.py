@@ -30,7 +30,7 @@ import psycopg
 
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
-from rating_pipeline.orchestration.jobs import rate_windows_job
+from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
@@ -206,7 +206,7 @@ def run_request(window: ChangedWindow) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key(window),
         partition_key=window.window.key,
-        tags={"rating/trigger": SENSOR_NAME},
+        tags={TRIGGER_TAG: SENSOR_NAME},
     )
 
 

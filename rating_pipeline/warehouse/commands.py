@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
@@ -36,9 +36,6 @@ from rating_pipeline.windows import (
     require_span,
     windows_between,
 )
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
 
 def new_run_id() -> str:
