@@ -115,23 +115,17 @@ def test_a_row_with_another_number_of_cells_is_an_error() -> None:
         table((text_column("auth_id"), text_column("model_id")), [("org-1",)])
 
 
-def test_costliest_rollups_table_rank_by_cost_then_key_and_name_both_tiers() -> None:
+def test_costliest_rollups_table_names_both_tiers_in_the_order_given() -> None:
     """Two rollups of one auth and model in two tiers are two rows the table tells apart."""
     batch = replace(rollup("org-a", "ft:x", "0.5", base="base-large"), service_tier="batch")
     value = costliest_rollups_table(
-        [
-            rollup("org-b", "base-large", "0.5"),
-            rollup("org-a", "ft:x", "0.5", base="base-large"),
-            batch,
-            rollup("org-c", "base-small", "0.000001"),
-        ],
-        limit=3,
+        [batch, rollup("org-a", "ft:x", "0.5", base="base-large"), rollup("org-b", "x", "0.5")]
     )
 
     assert [tuple(record.data.values()) for record in value.records] == [
         ("org-a", "ft:x", "batch", "standard", 1, 10, 0, "event (base-large)", "0.5"),
         ("org-a", "ft:x", "standard", "standard", 1, 10, 0, "event (base-large)", "0.5"),
-        ("org-b", "base-large", "standard", "standard", 1, 10, 0, "own", "0.5"),
+        ("org-b", "x", "standard", "standard", 1, 10, 0, "own", "0.5"),
     ]
 
 

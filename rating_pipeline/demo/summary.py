@@ -17,6 +17,7 @@ from rating_pipeline.money import EXACT, exact_sum
 from rating_pipeline.warehouse.close_mark import close_mark, month_of, wholly_closed
 from rating_pipeline.warehouse.invoices import month_totals
 from rating_pipeline.warehouse.outputs import cost_by_tier, cost_by_token_class
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, require_hour_aligned_utc
 
 # One row per hour of the range, rated or not: billed rollups/events/cost, excepted events.
@@ -52,14 +53,6 @@ WHERE window_start >= %(start)s AND window_start < %(end)s
 GROUP BY auth_id
 ORDER BY cost_usd DESC, auth_id COLLATE "C"
 LIMIT %(limit)s
-"""
-
-SUMMARY_EXCEPTIONS_BY_REASON = """
-SELECT reason, count(*), sum(event_count), sum(input_tokens), sum(output_tokens)
-FROM rating_exception
-WHERE window_start >= %(start)s AND window_start < %(end)s
-GROUP BY reason
-ORDER BY reason COLLATE "C"
 """
 
 SUMMARY_EXCEPTION_ROWS = """
@@ -286,7 +279,7 @@ def _totals_lines(
 
 
 def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
-    reasons = conn.execute(SUMMARY_EXCEPTIONS_BY_REASON, params).fetchall()
+    reasons = conn.execute(load_sql("orchestration_exceptions_by_reason"), params).fetchall()
     if not reasons:
         return ["(none: every event was billed)"]
     by_reason = _table(

@@ -117,14 +117,9 @@ COSTLIEST_ROLLUP_COLUMNS = (
 )
 
 
-def costliest_rollups_table(
-    rollups: Iterable[RatedRollup], limit: int = COSTLIEST_ROLLUPS
-) -> dg.TableMetadataValue:
-    """The ``limit`` costliest rollups as a table (ties broken by key, both tiers in it)."""
-    ranked = sorted(
-        rollups,
-        key=lambda r: (-r.cost_usd, r.auth_id, r.model_id, r.service_tier, r.context_tier),
-    )[:limit]
+def costliest_rollups_table(rollups: Iterable[RatedRollup]) -> dg.TableMetadataValue:
+    """``rollups`` as a table, in the order given (``outputs.costliest_rollups`` ranks them),
+    both tiers of each in it."""
     return table(
         COSTLIEST_ROLLUP_COLUMNS,
         (
@@ -141,7 +136,7 @@ def costliest_rollups_table(
                 else f"{r.rate_source} ({r.derivation_base})",
                 usd_text(r.cost_usd),
             )
-            for r in ranked
+            for r in rollups
         ),
     )
 
