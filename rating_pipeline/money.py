@@ -4,7 +4,7 @@ RATE_PLACES places: the one rounding of a rate) and rates checked to fit the war
 numeric(24, 6) (``exact_rate``).
 
 It does not compute costs. A cost is computed in exactly one place, the pricing
-statement (``warehouse/sql/price_window.sql``), exactly, at COST_PLACES places, and the
+statement (``warehouse/sql/price_window.sql``), exactly, at 12 places, and the
 database's CHECK constraint refuses a row whose cost does not reconstruct from its own
 tokens and rates. The independent oracle in ``tests/`` computes it again.
 Amounts the warehouse returned are added up in Python only by ``exact_sum``: every digit
@@ -23,7 +23,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from rating_pipeline.errors import RatingPipelineError
 
 RATE_PLACES = 6
-COST_PLACES = 12
 RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
 # The warehouse stores rates as numeric(24, 6): 18 digits before the point.
 RATE_INTEGER_DIGITS = 18

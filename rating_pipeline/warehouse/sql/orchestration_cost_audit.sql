@@ -12,7 +12,7 @@ WITH audited AS (
             + coalesce(reasoning_tokens * reasoning_rate_per_mtok, 0)
             + coalesce(audio_input_tokens * audio_input_rate_per_mtok, 0)
             + coalesce(audio_output_tokens * audio_output_rate_per_mtok, 0)
-            + coalesce(image_input_tokens * image_input_rate_per_mtok, 0) AS micro_usd,
+            + coalesce(image_input_tokens * image_input_rate_per_mtok, 0) AS cost_times_1e6,
         (cache_read_tokens = 0 OR cache_read_rate_per_mtok IS NOT NULL)
             AND (cache_write_tokens = 0 OR cache_write_rate_per_mtok IS NOT NULL)
             AND (cache_write_1h_tokens = 0 OR cache_write_1h_rate_per_mtok IS NOT NULL)
@@ -25,7 +25,7 @@ WITH audited AS (
 )
 SELECT
     count(*) AS rows_audited,
-    count(*) FILTER (WHERE cost_usd * 1000000 <> micro_usd OR NOT rated)
+    count(*) FILTER (WHERE cost_usd * 1000000 <> cost_times_1e6 OR NOT rated)
         AS rows_not_reconstructing,
     coalesce(sum(cost_usd), 0) AS total_cost_usd
 FROM audited

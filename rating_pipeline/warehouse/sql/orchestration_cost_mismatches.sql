@@ -23,15 +23,15 @@ WITH audited AS (
             + CASE WHEN audio_output_tokens = 0 THEN 0
                 ELSE audio_output_tokens * audio_output_rate_per_mtok END
             + CASE WHEN image_input_tokens = 0 THEN 0
-                ELSE image_input_tokens * image_input_rate_per_mtok END) AS micro_usd
+                ELSE image_input_tokens * image_input_rate_per_mtok END) AS cost_times_1e6
     FROM rated_usage
     WHERE window_start >= %(start)s AND window_start < %(end)s
 )
 SELECT
     window_start, auth_id, model_id, service_tier, context_tier, cost_usd,
-    micro_usd * 0.000001 AS reconstructed_cost_usd
+    cost_times_1e6 * 0.000001 AS reconstructed_cost_usd
 FROM audited
-WHERE micro_usd IS NULL OR cost_usd * 1000000 <> micro_usd
+WHERE cost_times_1e6 IS NULL OR cost_usd * 1000000 <> cost_times_1e6
 ORDER BY window_start, auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",
     context_tier COLLATE "C"
 LIMIT %(limit)s
