@@ -292,6 +292,8 @@ def _pricebook_import_litellm(args: argparse.Namespace) -> int:
         return _failed([*exc.report_lines(), f"error: {exc}"])
     try:
         path = write_version(args.out or default_pricebook_dir(), args.version, result.text)
+    except OSError as exc:  # --out names a file, or a directory it may not write
+        return _failed([*result.report_lines(), f"error: cannot write the version: {exc}"])
     except PricebookLoadError as exc:
         # What the import left out, and why, may be why the version does not load.
         return _failed(

@@ -365,6 +365,23 @@ def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat
     assert len(unmapped_of(result, "kyma/qwen3.7-flash")) == 6  # every price it has
 
 
+def test_float_noise_of_a_model_left_out_is_never_reported_as_a_rate_it_would_import():
+    """A noisy price of a model whose thresholds differ: --round leaves the model out, so
+    no report may say it rounds (or would import) that price."""
+    text = one_model(
+        '"input_cost_per_token": 2.9999900000000002e-06, "output_cost_per_token": 2e-06, '
+        '"input_cost_per_token_above_200k_tokens": 6e-06, '
+        '"output_cost_per_token_above_200k_tokens": 9e-06, '
+        '"input_cost_per_token_above_128k_tokens": 5e-06'
+    )
+    with pytest.raises(FloatNoiseError) as caught:
+        convert(text, round_rates=False)
+    (line,) = caught.value.report_lines()
+    assert "--round would import" not in line and "the model is left out" in line
+    result = convert(text)
+    assert result.models == 0 and result.rounded == ()
+
+
 def test_a_model_whose_long_context_prices_make_no_whole_set_is_not_imported():
     """A threshold with no complete long-context set to price above it: importing the
     rest would bill its long prompts at standard rates, as with thresholds that differ.
@@ -432,6 +449,28 @@ def test_a_model_whose_only_prices_the_contract_cannot_hold_is_not_imported_rath
     )
     result = convert(text)
     assert result.models == 0
+    why = "every per-token price is 0 and it has prices the contract cannot hold"
+    assert f"m: {why}" in {str(note) for note in result.not_imported}
+
+
+@pytest.mark.parametrize(
+    "price",
+    [
+        '{"search_context_size_low": 0.01}',  # LiteLLM's per-query price object
+        "[0.01]",
+        '"0.01"',
+    ],
+)
+def test_zero_token_prices_beside_a_price_in_an_object_list_or_text_are_never_imported_free(
+    price: str,
+) -> None:
+    """Found by an audit: only a plain number counted as a price beside the zero ones."""
+    text = one_model(
+        '"input_cost_per_token": 0, "output_cost_per_token": 0, '
+        f'"search_context_cost_per_query": {price}'
+    )
+    result = convert(text)
+    assert result.models == 0, result.text
     why = "every per-token price is 0 and it has prices the contract cannot hold"
     assert f"m: {why}" in {str(note) for note in result.not_imported}
 
@@ -623,6 +662,15 @@ def test_import_command_never_overwrites_a_version_file(tmp_path, capsys):
     assert code == EXIT_FAILURE
     assert (tmp_path / "litellm-1.yaml").read_text() == "kept\n"
     assert "already exists" in capsys.readouterr().err
+
+
+def test_import_command_into_an_out_path_that_is_a_file_is_one_clean_error(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("kept\n")
+    code = run_import("--version", "v", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path / "a-file"), "--round")  # fmt: skip
+    assert code == EXIT_FAILURE
+    assert (tmp_path / "a-file").read_text() == "kept\n"
+    assert "cannot write the version" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_import_command_refuses_a_version_that_clashes_with_the_directory(tmp_path, capsys):

@@ -26,7 +26,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -155,6 +155,7 @@ class Rounded:
     value: str
     rate: Decimal
     rounded: Decimal
+    left_out: bool = False  # its model is not imported, with --round or without
 
     def __str__(self) -> str:
         return (
@@ -169,6 +170,8 @@ class Rounded:
         )
         if self.rounded.is_zero():  # a real price too small to hold
             outcome = "it rounds to 0, so --round would leave it out"
+        elif self.left_out:
+            outcome = "--round would not import it: the model is left out (see its other prices)"
         else:
             outcome = f"--round would import {self.rounded:f}"
         return (
@@ -271,9 +274,13 @@ def convert_litellm(
         if not _usable_id(model_id):
             report.not_imported.append(NotImported(model_id, "no usable model id"))
             continue
+        noise, rounded = len(report.noise), len(report.rounded)
         rates = _model_rates(model_id, entry, report)
         if rates is not None:
             models[model_id] = rates
+        else:  # a model left out imports no rate: none of its prices is rounded
+            del report.rounded[rounded:]
+            report.noise[noise:] = [replace(n, left_out=True) for n in report.noise[noise:]]
     if report.noise:
         raise FloatNoiseError(report.noise)
     return ImportedVersion(
@@ -490,13 +497,28 @@ def _prices_it_cannot_hold(
         for name, value in entry.items()
         if _slot(name) is None
         and _why_not_a_price(name, value) is not None
-        and isinstance(value, _JsonNumber)
-        and Decimal(value) > 0
+        and _holds_a_positive_price(value)
     ]
     if beside and slots and all(rate == 0 for _, rate in slots.values()):
         why = "every per-token price is 0 and it has prices the contract cannot hold"
         return why, why, beside
     return None
+
+
+def _holds_a_positive_price(value: object) -> bool:
+    """A number above 0, or an object, list or text holding one (a per-query price object)."""
+    if isinstance(value, _JsonNumber):
+        return Decimal(value) > 0
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip()) > 0
+        except decimal.DecimalException:
+            return False
+    if isinstance(value, dict):
+        return any(_holds_a_positive_price(inner) for inner in value.values())
+    if isinstance(value, list):
+        return any(_holds_a_positive_price(inner) for inner in value)
+    return False
 
 
 def _flattened(
@@ -662,8 +684,10 @@ def _rounded(
     rounded = rate.quantize(RATE_QUANTUM, context=ROUNDING)
     note = Rounded(model_id, report.source_name(name), value, rate, rounded.normalize(EXACT))
     if not report.round_rates:
+        # Nothing is written while any noise stands; the model is followed as --round
+        # would import it, so that noise of a model it would leave out is not told.
         report.noise.append(note)
-        return None
+        return None if rounded.is_zero() else rounded
     if rounded.is_zero():
         reason = (
             f"{rate:f} per 1M tokens rounds to 0 at {RATE_PLACES} places: "
