@@ -41,7 +41,7 @@ for beta_parameter in ("backfill_policy", "include_sources"):
     )
 
 GROUP = "rating"
-# A backfill of any length is one run: Dagster's fixed cost per run (~9 s) is paid once,
+# A backfill of any length is one run: Dagster's fixed cost per run is paid once,
 # and `dg launch --partition-range` needs this policy.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 # How many ambiguous rollups a failed range's message names.

@@ -31,8 +31,8 @@ _TEXT_TAGS = _NUMBER_TAGS | {_TAG + "timestamp"}
 MAX_DIGITS = 40
 # `010` is ten to us and eight to a YAML 1.1 reader: refused as ambiguous.
 _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
-# libyaml's parser, when PyYAML has it, composes the same nodes with the same marks about
-# ten times as fast: a LiteLLM-sized version (issue 12) validates in seconds, not a minute.
+# libyaml's parser, when PyYAML has it, composes the same nodes with the same marks, faster
+# (BENCHMARKS.md: pricebook validation at LiteLLM size).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
 # Longer than any count a pricebook holds, far below the 4300 digits Python converts.

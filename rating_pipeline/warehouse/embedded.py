@@ -45,7 +45,7 @@ class Setting:
 
 # Tuned for the 2-core machines the project runs on. Only settings that a reload applies.
 # Parallel query is off: with two cores a parallel aggregate competes with the leader and
-# with the other rating process, and measured no faster than a serial plan (docs/warehouse.md).
+# with the other rating process, and is no faster than a serial plan (docs/warehouse.md).
 # fsync, full_page_writes and synchronous_commit keep their safe defaults on the real data
 # directory; only the throwaway test cluster turns them off (TEST_SETTINGS).
 SERVER_SETTINGS: tuple[Setting, ...] = (
