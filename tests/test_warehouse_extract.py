@@ -15,12 +15,14 @@ import pytest
 from psycopg import sql
 
 from rating_pipeline import cli
+from rating_pipeline.orchestration import queries
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
 from rating_pipeline.records import BLANK_CHARACTERS, INVALID_EVENT
 from rating_pipeline.warehouse import migrations
-from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
+from rating_pipeline.warehouse.database import WarehouseConnectionError, connect, database_clock
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.extract import UnstorablePricebook, read_window_usage
+from rating_pipeline.warehouse.late_windows import compare_with_latest_ratings
 from rating_pipeline.windows import Window
 from tests.conftest import database_url_for, insert_events, stored_window
 from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
@@ -337,3 +339,58 @@ def test_a_version_a_latin1_warehouse_cannot_spell_is_refused_naming_it_and_what
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as server:
             server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+NO_DATETIME = ["infinity", "-infinity", "10000-01-01 00:00Z", "0044-03-15 00:00Z BC"]
+
+
+def set_ingested_at(conn: psycopg.Connection, auth_id: str, instant: str) -> None:
+    conn.execute(
+        "UPDATE billing_event SET ingested_at = %s::timestamptz WHERE auth_id = %s",
+        (instant, auth_id),
+    )
+    conn.commit()
+
+
+@pytest.mark.parametrize("instant", NO_DATETIME)
+def test_an_ingested_at_no_datetime_can_hold_never_holds_back_its_window(
+    conn: psycopg.Connection, add_events: AddEvents, instant: str
+) -> None:
+    """It bills, read as a null ingested_at is (docs/events.md); found by an audit: psycopg
+    cannot load it into Python, and the window's rating failed."""
+    add_events([replace(make_event("clean"), ingested_at=WINDOW.end), make_event("odd-clock")])
+    set_ingested_at(conn, "odd-clock", instant)
+    rating = rate(conn)
+    assert (rating.events_read, rating.events_rated, rating.max_ingested_at) == (
+        2, 2, WINDOW.end,
+    )  # fmt: skip
+    set_ingested_at(conn, "clean", instant)
+    assert rate(conn).max_ingested_at is None
+
+
+@pytest.mark.parametrize("instant", NO_DATETIME)
+def test_a_window_with_an_ingested_at_no_datetime_can_hold_is_unchanged_until_it_changes(
+    conn: psycopg.Connection, add_events: AddEvents, instant: str
+) -> None:
+    """The sensors and the close compare a window's latest ingested_at with its rating's
+    alike: such a window is not changed after its rating, and a late event changes it."""
+    add_events([make_event("clean"), make_event("odd-clock")])
+    set_ingested_at(conn, "odd-clock", instant)
+    rate(conn)
+    lookback_start = WINDOW.start - timedelta(days=1)
+
+    def changed() -> tuple[list[Window], list[Window], list[Window]]:
+        now = database_clock(conn)
+        ingested = queries.Ingested(now - timedelta(hours=1), now)
+        close = compare_with_latest_ratings(conn, WINDOW.start, WINDOW.end)
+        beyond = queries.late_beyond_lookback(conn, ingested, WINDOW.end)
+        conn.rollback()
+        return (
+            [c.window for c in queries.changed_windows(conn, ingested, lookback_start)],
+            [c.window for c in close.changed],
+            [c.window for c in beyond],
+        )
+
+    assert changed() == ([], [], [])
+    add_events([make_event("late")])
+    assert changed() == ([WINDOW], [WINDOW], [WINDOW])

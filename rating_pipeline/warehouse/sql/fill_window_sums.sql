@@ -68,7 +68,9 @@ nonnegative AS (
         sum(audio_input_tokens) AS audio_input_tokens,
         sum(audio_output_tokens) AS audio_output_tokens,
         sum(image_input_tokens) AS image_input_tokens,
-        max(ingested_at) AS max_ingested_at
+        max(ingested_at) FILTER (
+            WHERE ingested_at >= '0001-01-01 00:00Z' AND ingested_at < '10000-01-01 00:00Z'
+        ) AS max_ingested_at
     FROM classified
     WHERE input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0
         AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0 AND reasoning_tokens >= 0
@@ -135,7 +137,9 @@ miscounted AS (
             FILTER (WHERE countable OR audio_output_tokens * 0 = 0), 0) AS audio_output_tokens,
         coalesce(sum(image_input_tokens)
             FILTER (WHERE countable OR image_input_tokens * 0 = 0), 0) AS image_input_tokens,
-        max(ingested_at) AS max_ingested_at
+        max(ingested_at) FILTER (
+            WHERE ingested_at >= '0001-01-01 00:00Z' AND ingested_at < '10000-01-01 00:00Z'
+        ) AS max_ingested_at
     FROM classified
     WHERE (input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0
         AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0 AND reasoning_tokens >= 0

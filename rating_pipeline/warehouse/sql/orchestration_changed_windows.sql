@@ -22,7 +22,9 @@ now_in_window AS (
     SELECT
         latest.window_start,
         count(billing_event.occurred_at) AS event_count,  -- every row the join found
-        max(billing_event.ingested_at) AS max_ingested_at
+        max(billing_event.ingested_at) FILTER (
+            WHERE billing_event.ingested_at >= '0001-01-01 00:00Z' AND billing_event.ingested_at < '10000-01-01 00:00Z'
+        ) AS max_ingested_at
     FROM latest
     LEFT JOIN billing_event
         ON billing_event.occurred_at >= latest.window_start

@@ -23,7 +23,9 @@ now_in_window AS (
     SELECT
         touched.window_start,
         count(*) AS event_count,
-        max(billing_event.ingested_at) AS max_ingested_at
+        max(billing_event.ingested_at) FILTER (
+            WHERE billing_event.ingested_at >= '0001-01-01 00:00Z' AND billing_event.ingested_at < '10000-01-01 00:00Z'
+        ) AS max_ingested_at
     FROM touched
     JOIN billing_event
         ON billing_event.occurred_at >= touched.window_start

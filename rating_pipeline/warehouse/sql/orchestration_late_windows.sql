@@ -27,7 +27,11 @@ SELECT candidate.window_start, now_in_window.events_now, candidate.events_read,
     candidate.pricebook_version, candidate.events_digest
 FROM candidate
 CROSS JOIN LATERAL (
-    SELECT count(occurred_at) AS events_now, max(ingested_at) AS max_ingested_at
+    SELECT
+        count(occurred_at) AS events_now,
+        max(ingested_at) FILTER (
+            WHERE ingested_at >= '0001-01-01 00:00Z' AND ingested_at < '10000-01-01 00:00Z'
+        ) AS max_ingested_at
     FROM billing_event
     WHERE occurred_at >= candidate.window_start
       AND occurred_at < candidate.window_start + interval '1 hour'
