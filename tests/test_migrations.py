@@ -1926,3 +1926,33 @@ def test_a_downgrade_locks_the_close_mark_first_as_closes_and_builds_read_it_fir
     assert [s for s in statements if s.startswith("LOCK")] == [
         "LOCK TABLE rating_period_close, invoice_line, rating_adjustment IN ACCESS EXCLUSIVE MODE"
     ]
+
+
+@pytest.mark.parametrize(
+    ("upstream", "told"),
+    [
+        (
+            "CREATE TABLE billing_event (event_id text PRIMARY KEY, auth_id text NOT NULL,"
+            " model_id text NOT NULL, base_model text, input_tokens text NOT NULL,"
+            " output_tokens bigint NOT NULL, occurred_at timestamptz NOT NULL,"
+            " ingested_at timestamptz NOT NULL DEFAULT now())",
+            "billing_event.input_tokens is text",
+        ),
+        (
+            "CREATE VIEW billing_event AS SELECT 'e'::text AS event_id, 'a'::text AS auth_id,"
+            " 'm'::text AS model_id, NULL::text AS base_model, 1::bigint AS input_tokens,"
+            " 1::bigint AS output_tokens, now() AS occurred_at, now() AS ingested_at",
+            "views",
+        ),
+    ],
+)
+def test_an_upgrade_stopped_by_upstreams_billing_event_says_what_of_it(
+    empty_database_url: str, upstream: str, told: str
+) -> None:
+    """Found by an audit: the revision's bare database error was all a user saw, and the
+    refusal that names the column came only after an upgrade that succeeded."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(upstream)
+    with pytest.raises(migrations.MigrationFailed) as failed:
+        migrations.upgrade(empty_database_url)
+    assert told in str(failed.value)

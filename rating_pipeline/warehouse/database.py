@@ -271,10 +271,10 @@ def require_schema(conn: psycopg.Connection) -> None:
 
 
 def require_readable_billing_event(conn: psycopg.Connection) -> None:
-    """Raise UnusableBillingEvent, before anything is rated, when upstream's billing_event
-    lacks a column the rater reads, keeps a token count in a type that can hold a fraction
-    (2.5 tokens have no price) or more than MAX_COUNT_PRECISION digits, or keeps
-    occurred_at or ingested_at in a type other than timestamptz."""
+    """Raise UnusableBillingEvent, before anything is rated, naming every way upstream's
+    billing_event is unusable: a token count in a type that can hold a fraction (2.5 tokens
+    have no price) or more than MAX_COUNT_PRECISION digits, occurred_at or ingested_at in a
+    type other than timestamptz, a column the rater reads missing."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     missing = conn.execute(MISSING_EVENT_COLUMNS, {"columns": list(READ_EVENT_COLUMNS)}).fetchall()
     unrateable = conn.execute(
@@ -284,27 +284,27 @@ def require_readable_billing_event(conn: psycopg.Connection) -> None:
     zoneless = conn.execute(UNRATEABLE_TIME_COLUMNS, {"columns": INSTANT_COLUMNS}).fetchall()
     if was_idle:
         conn.rollback()
-    if missing:
-        names = ", ".join(name for (name,) in missing)
-        raise UnusableBillingEvent(
-            f"billing_event has no {names} column{'s' * (len(missing) > 1)} (contract 3; "
-            "`rating-pipeline db upgrade` adds only the token classes and service_tier): "
-            "nothing rated"
-        )
+    problems = []
     if unrateable:
         columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in unrateable)
-        raise UnusableBillingEvent(
+        problems.append(
             f"{columns}: a token count must be whole and at most {MAX_COUNT_PRECISION} "
-            f"digits (an integer type or numeric(p, 0) with p <= {MAX_COUNT_PRECISION}); "
-            "nothing rated"
+            f"digits (an integer type or numeric(p, 0) with p <= {MAX_COUNT_PRECISION})"
         )
     if zoneless:
         columns = ", ".join(f"billing_event.{name} is {kind}" for name, kind in zoneless)
-        raise UnusableBillingEvent(
+        problems.append(
             f"{columns}: an event's time must be an instant, timestamp with time zone "
-            "(contract 3): without its zone no reader knows which hour it falls in; "
-            "nothing rated"
+            "(contract 3): without its zone no reader knows which hour it falls in"
         )
+    if missing:
+        names = ", ".join(name for (name,) in missing)
+        problems.append(
+            f"billing_event has no {names} column{'s' * (len(missing) > 1)} (contract 3; "
+            "`rating-pipeline db upgrade` adds only the token classes and service_tier)"
+        )
+    if problems:
+        raise UnusableBillingEvent("; ".join(problems) + ": nothing rated")
 
 
 def database_clock(conn: psycopg.Connection) -> datetime:

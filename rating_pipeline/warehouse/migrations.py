@@ -112,13 +112,26 @@ def _run(
     except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
         cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
         reason = (str(cause).strip().splitlines() or [""])[0]
+        detail = getattr(getattr(cause, "diag", None), "message_detail", None)
         stopped = revision_of(url)
         failed = _next_revision(stopped) if alembic_command is command.upgrade else stopped
         which = f"revision {failed}" if failed else "the migration"
+        refusal = _upstream_refusal(url) if alembic_command is command.upgrade else None
         raise MigrationFailed(
-            f"{which} failed on {redact_url(url)}: {type(cause).__name__}: {reason}; "
-            f"the warehouse is at revision {stopped or BASE}, the revisions before it committed"
+            f"{which} failed on {redact_url(url)}: {type(cause).__name__}: {reason}"
+            f"{f' ({detail})' if detail else ''}; the warehouse is at revision "
+            f"{stopped or BASE}, the revisions before it committed"
+            f"{f'; upstream billing_event, as it is: {refusal}' if refusal else ''}"
         ) from None
+
+
+def _upstream_refusal(url: str) -> str | None:
+    """Why every rating would refuse upstream's billing_event, which may be why a revision
+    failed to index it; None when it is usable, absent, or cannot be asked about."""
+    try:
+        return billing_event_refusal(url)
+    except (psycopg.Error, RatingPipelineError):
+        return None
 
 
 def _next_revision(revision: str | None) -> str | None:
