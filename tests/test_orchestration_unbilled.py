@@ -303,6 +303,37 @@ def test_a_rating_that_read_before_a_late_event_committed_leaves_its_window_list
     assert str(listed(evaluation)[old.key]).startswith("3 events now, 2 read by its latest")
 
 
+def test_a_rating_that_read_before_a_correction_in_place_committed_leaves_its_window_listed(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """As above, for a correction that keeps the count and the latest ingested_at: the
+    rating that committed after the finding read the tokens before it, so its window bills
+    them. Found by an audit of the Dagster layer."""
+    window = hours_ago(3)
+    add_events(events_in(window, 3))
+    rate(database_url, window)
+    with connect(database_url) as rating:
+        rate_window_in_transaction(rating, window, PRICEBOOKS.version_for(window), "overlapping")
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE billing_event SET input_tokens = input_tokens + 5000 WHERE event_id = %s",
+                (f"{window.key}-1",),
+            )
+        assert tick(CHANGED_EVENTS, database_url, instance).run_requests  # found, recorded
+        rating.commit()
+    with psycopg.connect(database_url) as conn:  # the interval passes; no re-rate commits
+        conn.execute("UPDATE late_window SET found_at = found_at - interval '61 minutes'")
+        conn.execute(
+            "UPDATE rating_log SET rated_at = rated_at - interval '61 minutes'"
+            " WHERE run_id = 'overlapping'"
+        )
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed
+    assert "corrected since" in str(listed(evaluation)[window.key])
+
+
 def test_the_check_passes_when_every_window_bills_as_its_events_stand(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

@@ -1,12 +1,12 @@
 -- The recorded windows older than the lookback (starting before %(lookback_start)s), or
 -- found before %(overdue_before)s (no sensor re-rated them within its interval), that no
 -- rating has read since: their latest rating is the one a sensor or a close compared, or a
--- later one that began before the finding and read other events than they hold now. With
--- whether their (count, max ingested_at) now differs from what the latest read, and its
--- version and events digest (a correction in place changes the digest alone). Only those
--- candidates are counted: a rating begun after the finding read the events as found.
+-- later one that began before the finding (it may have read the events before the change).
+-- With whether their (count, max ingested_at) differs from what that rating read, its
+-- version and events digest: with equal counts, the caller compares digests (a correction
+-- in place). A rating begun after the finding read the events as found: it settles them.
 WITH candidate AS (
-    SELECT late.window_start, late.found_at, latest.*, latest.log_id = late.log_id AS compared
+    SELECT late.window_start, late.found_at, latest.*
     FROM late_window AS late
     CROSS JOIN LATERAL (
         SELECT rating_log.log_id, rating_log.events_read, rating_log.max_ingested_at,
@@ -36,7 +36,4 @@ CROSS JOIN LATERAL (
     WHERE occurred_at >= candidate.window_start
       AND occurred_at < candidate.window_start + interval '1 hour'
 ) AS now_in_window
-WHERE candidate.compared
-   OR now_in_window.events_now <> candidate.events_read
-   OR now_in_window.max_ingested_at IS DISTINCT FROM candidate.max_ingested_at
 ORDER BY candidate.window_start
