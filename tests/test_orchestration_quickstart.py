@@ -22,6 +22,7 @@ from rating_pipeline.demo.quickstart import (
     RunOutcome,
     quickstart,
     require_expected,
+    require_only_the_demos_ledger,
 )
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
 from rating_pipeline.orchestration.instance import local_instance, open_instance
@@ -211,3 +212,19 @@ def test_quickstart_refuses_a_warehouse_whose_closes_and_accounts_it_did_not_mak
 
     with psycopg.connect(database_url) as conn:
         assert conn.execute(LEDGER_COUNTS).fetchone() == before
+
+
+def test_quickstart_refuses_a_close_it_did_not_make_by_a_user_named_as_it_signs(
+    database_url: str,
+) -> None:
+    """`period close --by demo` (or an OS user named demo) is a real close: the demo tells
+    its own by what it closes and notes too, or it would empty a real ledger. Found by an
+    audit of the closes."""
+    hour = Window.starting(DEMO_START.replace(month=11, day=10))
+    insert_events(database_url, [make_event("org-1", occurred_at=hour.start)])
+    with connect(database_url) as conn:
+        rate_window(conn, hour, load_pricebooks(project_root() / "pricebooks"), "test-real")
+        close_period(conn, hour.start.replace(month=12, day=1, hour=0), "demo")
+
+    with pytest.raises(QuickstartError, match=r"through 2026-12-01"):
+        require_only_the_demos_ledger(database_url)

@@ -80,6 +80,7 @@ LATE_WINDOW = Window.starting(DEMO_START + 10 * HOUR)
 LATE_EVENTS = 40
 CLOSE_THROUGH = datetime(2026, 7, 1, tzinfo=UTC)  # wholly closes the demo day's month
 CLOSED_BY = "demo"
+CLOSE_NOTE = "the demo day's month"
 CORRECTION_WINDOW = Window.starting(DEMO_START + 14 * HOUR)
 CORRECTION_EVENTS = 25
 NEXT_INVOICE = CLOSE_THROUGH  # the month an adjustment made after the close bills on
@@ -107,7 +108,8 @@ ORDER BY 1
 LEDGER_NOT_THE_DEMOS = """
 SELECT
     (SELECT array_agg(closed_through ORDER BY closed_through) FROM rating_period_close
-     WHERE closed_by <> %(closed_by)s),
+     WHERE (closed_by, closed_through, note) IS DISTINCT FROM
+         (%(closed_by)s, %(close_through)s::timestamptz, %(close_note)s)),
     (SELECT array_agg(auth_id || ' -> ' || account_id ORDER BY auth_id COLLATE "C")
      FROM billing_account
      WHERE (auth_id, account_id) NOT IN (
@@ -249,6 +251,8 @@ def require_only_the_demos_ledger(warehouse_url: str) -> None:
     accounts = demo_accounts()
     params = {
         "closed_by": CLOSED_BY,
+        "close_through": CLOSE_THROUGH,
+        "close_note": CLOSE_NOTE,
         "auth_ids": [auth_id for auth_id, _ in accounts],
         "account_ids": [account_id for _, account_id in accounts],
     }
@@ -390,7 +394,7 @@ def rerate_late_windows(
 def close_demo_month(warehouse_url: str, say: Callable[[str], None]) -> None:
     """Step 6: close through the end of the demo day's month; its invoice is frozen."""
     with connect(warehouse_url) as conn:
-        closed = close_period(conn, CLOSE_THROUGH, CLOSED_BY, "the demo day's month")
+        closed = close_period(conn, CLOSE_THROUGH, CLOSED_BY, CLOSE_NOTE)
     say("")
     say(f"Closing the period through {CLOSE_THROUGH.isoformat()} (rating-pipeline period close):")
     for line in closed.lines():
