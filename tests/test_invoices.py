@@ -37,6 +37,7 @@ from rating_pipeline.warehouse.invoices import (
     INVOICE_NAMESPACE,
     LOCK_MONTH,
     Exported,
+    ExportFailed,
     LinesBuilt,
     MonthTotal,
     build_invoice,
@@ -1208,20 +1209,25 @@ def test_export_file_names_never_collide_even_with_an_id_shaped_like_a_digest_na
     assert len(set(written)) == len(lookalikes) == len(list(tmp_path.iterdir()))
 
 
-def test_export_of_a_month_without_lines_removes_nothing(
+def test_export_of_a_month_without_lines_refuses_while_files_of_it_stand(
     reader: psycopg.Connection, tmp_path: Path
 ) -> None:
     """No lines at all is an export before `invoice build`, or against another database,
-    far more often than a month whose every line went: it writes and removes nothing."""
+    more often than a month whose every line went: it removes nothing. But a file left from
+    an earlier export is an invoice the warehouse no longer holds (found by an audit: a
+    correction withdrawn to nothing left a 5 USD invoice standing), so it is an error that
+    names it, not a quiet success."""
     add_a_line_each(reader, "acct-a")
     export_invoice(reader, JUNE, tmp_path)
     reader.execute("DELETE FROM invoice_line")
     reader.commit()
 
-    again = export_invoice(reader, JUNE, tmp_path)
-
-    assert again == Exported((), ())
+    with pytest.raises(ExportFailed, match=r"2026-06 has no invoice lines, but .* holds "
+                       r"1 file of it from an earlier export: 2026-06_acct-a\.csv"):  # fmt: skip
+        export_invoice(reader, JUNE, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["2026-06_acct-a.csv"]
+    (tmp_path / "2026-06_acct-a.csv").unlink()
+    assert export_invoice(reader, JUNE, tmp_path) == Exported((), ())
 
 
 @pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])

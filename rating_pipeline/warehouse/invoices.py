@@ -327,7 +327,8 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     The month's files in ``out_dir`` (``YYYY-MM_*.csv``) are the export's: each is replaced
     whole (written and synced aside, then renamed over it), and those of accounts without
     lines now are removed, so the directory holds exactly the month's invoices. A month
-    without any line (not built yet, or another database) writes and removes nothing.
+    without any line (not built yet, or another database) writes and removes nothing, and
+    raises ExportFailed if the directory holds files of it.
     Exports of one month serialize on its export lock, each reading the lines once it holds
     it (READ COMMITTED whatever the session's default, so its snapshot follows the lock)."""
     with conn.transaction():
@@ -345,6 +346,7 @@ def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exporte
     except OSError as exc:
         raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
     if frame.empty:
+        _require_no_month_files(month, out_dir)
         return Exported((), ())
     written: list[Path] = []
     for account_id, lines in frame.groupby("account_id", sort=True):
@@ -388,6 +390,21 @@ def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exporte
                 f"{month:%Y-%m}: {exc.strerror}; every account's file is written"
             ) from exc
     return Exported(tuple(written), tuple(stale))
+
+
+def _require_no_month_files(month: datetime, out_dir: Path) -> None:
+    """ExportFailed, removing nothing, when ``out_dir`` holds files of a month without
+    lines: a month not built yet (or another database) looks the same as one whose every
+    line went, and only the second's files are invoices to withdraw."""
+    standing = sorted(path.name for path in out_dir.glob(f"{month:%Y-%m}_*.csv"))
+    if standing:
+        count = f"{len(standing)} file{'s' * (len(standing) > 1)}"
+        raise ExportFailed(
+            f"{month:%Y-%m} has no invoice lines, but {out_dir} holds {count} of it from an "
+            f"earlier export: {', '.join(standing)}; nothing written or removed. If the "
+            "month was built and its lines are gone, remove them; if it is not built yet "
+            "(or this is another warehouse), `invoice build` it first"
+        )
 
 
 def _replace_whole(path: Path, table: pd.DataFrame, partial: Path) -> None:
