@@ -1258,6 +1258,40 @@ def test_an_export_that_waited_for_another_of_its_month_writes_the_lines_built_m
     ]
 
 
+def test_an_export_waits_for_a_close_in_flight_and_writes_the_lines_it_froze(
+    database_url: str,
+    reader: psycopg.Connection,
+    june: list[BillingEvent],
+    add_events: AddEvents,
+    tmp_path: Path,
+) -> None:
+    """Contract 11: a wholly closed month's invoices are what its close recorded. An export
+    read the month's stale draft while a close in flight rebuilt the lines it then froze,
+    and wrote that draft after the close committed. Found by an audit of concurrency."""
+    build(database_url, JUNE)  # a draft of June
+    late = [usage("org-2", "base-small", at(6, 15, 10, 40), 9_000_000)]
+    add_events(late)
+    rate(database_url, late)  # the draft is stale now
+    exported: list[Exported] = []
+    with connect(database_url) as closing, closing.transaction():
+        lock_periods(closing, exclusive=True)  # a close in flight: it builds, then freezes
+        exporter = threading.Thread(
+            target=lambda: exported.append(export_in_own_connection(database_url, tmp_path))
+        )
+        exporter.start()
+        wait_until_a_lock_is_awaited(reader)
+        converge_month_lines(closing, JUNE, "closing", JULY)
+        closing.execute(
+            load_sql("insert_period_close"),
+            {"closed_through": JULY, "closed_by": "finance", "note": None},
+        )
+    exporter.join(timeout=30)
+
+    (org_2,) = [t for t in totals(database_url, JUNE) if t.account_id == "org-2"]
+    total_row = (tmp_path / "2026-06_org-2.csv").read_text().splitlines()[-1]
+    assert f",{org_2.amount_exact:f}," in total_row, total_row
+
+
 def export_in_own_connection(database_url: str, out: Path) -> Exported:
     with connect(database_url) as conn:
         return export_invoice(conn, JUNE, out)

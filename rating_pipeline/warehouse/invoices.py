@@ -330,9 +330,11 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     without any line (not built yet, or another database) writes and removes nothing, and
     raises ExportFailed if the directory holds files of it.
     Exports of one month serialize on its export lock, each reading the lines once it holds
-    it (READ COMMITTED whatever the session's default, so its snapshot follows the lock)."""
+    it (READ COMMITTED whatever the session's default, so its snapshot follows the lock);
+    a close in flight commits first (the periods lock, shared as a build holds it)."""
     with conn.transaction():
         begin_read_committed(conn)
+        lock_periods(conn, exclusive=False)  # a close in flight, which freezes lines, first
         lock_export(conn, month)
         frame = invoice_frame(conn, month)
         return _write_month(frame, month, out_dir)
