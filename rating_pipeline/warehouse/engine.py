@@ -66,7 +66,7 @@ logger = logging.getLogger("rating_pipeline")
 LOCK_NAMESPACE = 0x52415445  # "RATE"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The instant the lock was granted: rated_at of every row this rating writes.
-LOCK_GRANTED_AT = "SELECT clock_timestamp()"
+LOCKS_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
 DELETIONS_LOGGED = 50
@@ -246,15 +246,16 @@ def rate_window_in_transaction(
 def begin_rating(
     conn: psycopg.Connection, window: Window, version: PricebookVersion, run_id: str
 ) -> RatingRun:
-    """Take the window's lock first, so every later statement sees the latest committed
-    state, including that of a rating this one waited for."""
+    """Take the window's lock, then the periods lock, so every later statement sees the
+    latest committed state, including that of a rating or close this one waited for; the
+    rating is stamped once it holds both."""
     begin_read_committed(conn)
     namespace, window_hour = window_lock_key(window)
     conn.execute(load_sql("lock_window"), {"namespace": namespace, "window_hour": window_hour})
-    granted = conn.execute(LOCK_GRANTED_AT).fetchone()
-    assert granted is not None
     conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
     lock_periods(conn, exclusive=False)
+    granted = conn.execute(LOCKS_GRANTED_AT).fetchone()
+    assert granted is not None
     return RatingRun(window, version, run_id, rated_at=granted[0], closed_through=close_mark(conn))
 
 
