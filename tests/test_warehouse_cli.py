@@ -585,6 +585,42 @@ def test_an_interrupted_range_says_what_it_committed_and_exits_130(
     assert _count(warehouse_env, "rating_log") == 1
 
 
+@pytest.mark.parametrize(
+    ("stop", "code", "last_line"),
+    [
+        (KeyboardInterrupt, 130, "interrupted: rating window 2026-06-15-10:00 committed all the "),
+        (
+            psycopg.OperationalError("server closed the connection unexpectedly"),
+            1,
+            "error: rating window 2026-06-15-10:00 failed: OperationalError: server closed the "
+            "connection unexpectedly. It committed all the same",
+        ),
+    ],
+)
+def test_a_range_stopped_after_a_windows_commit_says_it_committed(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stop: BaseException,
+    code: int,
+    last_line: str,
+) -> None:
+    """Ctrl-C, or a connection lost, as the window's COMMIT went through (here right after
+    it): the command said the window was rolled back. Found by an audit of concurrency."""
+    add_events([make_event("org-1")])
+
+    def stopped_after_the_commit(line: object, *args: object) -> None:
+        raise stop
+
+    monkeypatch.setattr(engine.logger, "info", stopped_after_the_commit)
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == code
+    assert capsys.readouterr().err.splitlines()[-1].startswith(last_line)
+    assert _count(warehouse_env, "rating_log") == 1
+
+
 def test_rate_on_an_unmigrated_database_says_to_upgrade(
     empty_database_url: str,
     pricebook_dir: Path,

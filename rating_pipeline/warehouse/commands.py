@@ -44,15 +44,35 @@ def new_run_id() -> str:
 
 
 class WindowRatingFailed(RatingPipelineError):
-    """One window's rating failed and was rolled back; the windows before it committed."""
+    """One window's rating failed; the windows before it committed. Whether it committed
+    too (the failure came at or after its COMMIT) is what ``what_became_of`` found."""
 
-    def __init__(self, window: Window, committed: int, cause: Exception) -> None:
+    def __init__(self, window: Window, before: int, cause: Exception, became: str) -> None:
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else "no message"
         super().__init__(
-            f"rating window {window.key} failed: {type(cause).__name__}: {reason}. It was "
-            f"rolled back; the {committed} window(s) before it are rated and committed, "
-            "and re-running the range is safe"
+            f"rating window {window.key} failed: {type(cause).__name__}: {reason}. It {became}; "
+            f"the {before} window(s) before it are rated and committed, and re-running the "
+            "range is safe"
         )
+
+
+# Whether a run's rating of a window committed: its rating_log row, committed with it.
+RATING_LOGGED = "SELECT 1 FROM rating_log WHERE run_id = %(run_id)s AND window_start = %(start)s"
+
+
+def what_became_of(run_id: str, window: Window) -> str:
+    """What became of ``run_id``'s rating of ``window`` after it failed or was interrupted,
+    asked on a fresh connection: a failure during its COMMIT (a lost connection, Ctrl-C)
+    leaves the connection that sent it without an answer."""
+    try:
+        with connect() as fresh:
+            logged = fresh.execute(RATING_LOGGED, {"run_id": run_id, "start": window.start})
+            committed = logged.fetchone() is not None
+    except psycopg.Error:
+        return f"may have committed (the warehouse cannot be asked: rating_log says, run {run_id})"
+    if committed:
+        return "committed all the same (the failure came at or after its COMMIT)"
+    return "was rolled back"
 
 
 class WindowNotClosed(RatingPipelineError):
@@ -109,13 +129,14 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 rating = rate_window(conn, window, pricebooks, run_id)
             except (psycopg.Error, RatingPipelineError) as exc:
                 report_ambiguous(ambiguous)  # the windows before it are committed with them
-                raise WindowRatingFailed(window, done, exc) from exc
+                became = what_became_of(run_id, window)
+                raise WindowRatingFailed(window, done, exc, became) from exc
             except KeyboardInterrupt:
                 report_ambiguous(ambiguous)
                 print(
-                    f"interrupted: rating window {window.key} was rolled back; the {done} "
-                    f"window(s) before it are rated and committed (run {run_id}), and "
-                    "re-running the range is safe",
+                    f"interrupted: rating window {window.key} {what_became_of(run_id, window)}; "
+                    f"the {done} window(s) before it are rated and committed (run {run_id}), "
+                    "and re-running the range is safe",
                     file=sys.stderr,
                 )
                 raise
