@@ -162,6 +162,8 @@ def _add_period_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _period_close(args: argparse.Namespace) -> int:
+    import psycopg
+
     from rating_pipeline.warehouse import periods
     from rating_pipeline.warehouse.database import connect, require_schema
 
@@ -178,8 +180,14 @@ def _period_close(args: argparse.Namespace) -> int:
             closed = periods.close_period(conn, args.through, closed_by, args.note)
     except KeyboardInterrupt:
         with connect() as conn:
-            print(periods.where_close_interrupted(conn, args.through), file=sys.stderr)
+            print(periods.where_close_stopped(conn, args.through), file=sys.stderr)
         raise
+    except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
+        reason = (str(exc).strip().splitlines() or ["no message"])[0]
+        lost = f"error: the connection was lost ({type(exc).__name__}: {reason})"
+        with connect() as conn:
+            print(periods.where_close_stopped(conn, args.through, lost), file=sys.stderr)
+        return EXIT_FAILURE
     for line in closed.lines():
         print(line)
     return EXIT_OK

@@ -962,6 +962,39 @@ def test_an_interrupted_close_says_whether_it_committed_and_exits_130(
         assert err == "interrupted: the close was rolled back, nothing written; no close yet\n"
 
 
+@pytest.mark.parametrize("committed", [False, True], ids=["before its commit", "after it"])
+def test_a_close_whose_connection_is_lost_says_whether_it_committed(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    committed: bool,
+) -> None:
+    """As Ctrl-C, a connection lost during the COMMIT leaves the command without the
+    answer: it said "the warehouse refused a statement" of a close that had committed.
+    Found by an audit of concurrency."""
+
+    def lost(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+        if committed:
+            close_period(conn, *args)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", lost)
+    code, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert code == 1 and out == []
+    lost_line = (
+        "error: the connection was lost (OperationalError: server closed the connection "
+        "unexpectedly)"
+    )
+    if committed:
+        assert err == (
+            f"{lost_line} after the close committed: closed through "
+            "2026-07-01T00:00:00+00:00 (`period status`)\n"
+        )
+    else:
+        assert err == f"{lost_line}: the close was rolled back, nothing written; no close yet\n"
+
+
 def test_an_interrupted_build_says_that_building_again_converges_and_exits_130(
     warehouse_env: str,
     june: list[BillingEvent],

@@ -430,15 +430,17 @@ def period_status(conn: psycopg.Connection) -> PeriodStatus:
         )
 
 
-def where_close_interrupted(conn: psycopg.Connection, through: datetime) -> str:
-    """The line for a close stopped by Ctrl-C, read on a fresh ``conn``: a close is one
-    transaction, so it committed whole or wrote nothing, and the mark tells which."""
+def where_close_stopped(
+    conn: psycopg.Connection, through: datetime, stopped: str = "interrupted"
+) -> str:
+    """The line for a close ``stopped`` (by Ctrl-C, by a lost connection) before the
+    command heard how it ended, read on a fresh ``conn``: a close is one transaction, so it
+    committed whole or wrote nothing, and the mark tells which."""
     mark = close_mark(conn)
     conn.rollback()
     if mark is not None and mark >= through:
-        return (
-            f"interrupted after the close committed: closed through {mark.isoformat()} "
+        return f"{stopped} after the close committed: closed through {mark.isoformat()} " + (
             "(`period status`)"
         )
     stays = f"the mark stays {mark.isoformat()}" if mark is not None else "no close yet"
-    return f"interrupted: the close was rolled back, nothing written; {stays}"
+    return f"{stopped}: the close was rolled back, nothing written; {stays}"
