@@ -164,6 +164,7 @@ def _add_period_commands(commands: argparse._SubParsersAction) -> None:
 def _period_close(args: argparse.Namespace) -> int:
     import psycopg
 
+    from rating_pipeline.errors import RatingPipelineError
     from rating_pipeline.warehouse import periods
     from rating_pipeline.warehouse.database import connect, require_schema
 
@@ -183,10 +184,16 @@ def _period_close(args: argparse.Namespace) -> int:
             print(periods.where_close_stopped(conn, args.through), file=sys.stderr)
         raise
     except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
+        if exc.sqlstate is not None:  # the server answered: a refusal, not a lost connection
+            raise
         reason = (str(exc).strip().splitlines() or ["no message"])[0]
         lost = f"error: the connection was lost ({type(exc).__name__}: {reason})"
-        with connect() as conn:
-            print(periods.where_close_stopped(conn, args.through, lost), file=sys.stderr)
+        try:
+            with connect() as conn:
+                line = periods.where_close_stopped(conn, args.through, lost)
+        except (psycopg.Error, RatingPipelineError):
+            line = f"{lost}; the close may have committed: `period status` says"
+        print(line, file=sys.stderr)
         return EXIT_FAILURE
     for line in closed.lines():
         print(line)

@@ -53,6 +53,7 @@ from tests.conftest import delete_events, utc, wait_until_a_lock_is_awaited
 from tests.factories import BillingEvent, make_event, make_version, own
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"
 JUNE, JULY, AUGUST = utc(2026, 6, 1), utc(2026, 7, 1), utc(2026, 8, 1)
 CENT = Decimal("0.01")
 # Exact Decimal arithmetic for the expected amounts: any rounding would be an error.
@@ -993,6 +994,46 @@ def test_a_close_whose_connection_is_lost_says_whether_it_committed(
         )
     else:
         assert err == f"{lost_line}: the close was rolled back, nothing written; no close yet\n"
+
+
+def test_a_close_whose_connection_is_lost_with_the_warehouse_gone_says_it_may_have_committed(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a second reading: the fresh connection that reads the mark failed too, and
+    its error replaced the close's line."""
+
+    def lost(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+        monkeypatch.setenv("RATING_DATABASE_URL", UNREACHABLE)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", lost)
+    code, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert code == 1 and out == []
+    assert err.startswith("error: the connection was lost (OperationalError: ") and err.endswith(
+        "the close may have committed: `period status` says\n"
+    ), err
+
+
+def test_a_close_stopped_by_a_lock_timeout_is_a_refusal_not_a_lost_connection(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    reader: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LockNotAvailable is an OperationalError the server answered with. Found by a second
+    reading."""
+    monkeypatch.setenv(
+        "RATING_DATABASE_URL", make_conninfo(warehouse_env, options="-c lock_timeout=300")
+    )
+    with connect(warehouse_env) as holder, holder.transaction():
+        lock_periods(holder, exclusive=False)  # a rating in flight
+        code, _, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert code == 1 and "connection was lost" not in err
+    assert "LockNotAvailable" in err, err
 
 
 def test_an_interrupted_build_says_that_building_again_converges_and_exits_130(

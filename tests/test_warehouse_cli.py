@@ -621,6 +621,37 @@ def test_a_range_stopped_after_a_windows_commit_says_it_committed(
     assert _count(warehouse_env, "rating_log") == 1
 
 
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"
+
+
+@pytest.mark.parametrize(("stop", "code"), [(KeyboardInterrupt, 130), (ConnectionError, 1)])
+def test_a_range_stopped_with_the_warehouse_gone_still_names_the_window(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stop: type[BaseException],
+    code: int,
+) -> None:
+    """The server gone, the fresh connection that asks what became of the window fails as
+    well: the window's line still comes, saying it may have committed. Found by a second
+    reading of the change that asks."""
+    add_events([make_event("org-1")])
+
+    def gone(*args: object) -> None:
+        monkeypatch.setenv("RATING_DATABASE_URL", UNREACHABLE)
+        if stop is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(commands, "rate_window", gone)
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == code
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "rating window 2026-06-15-10:00" in last and "may have committed" in last, last
+
+
 def test_rate_on_an_unmigrated_database_says_to_upgrade(
     empty_database_url: str,
     pricebook_dir: Path,

@@ -68,7 +68,7 @@ def what_became_of(run_id: str, window: Window) -> str:
         with connect() as fresh:
             logged = fresh.execute(RATING_LOGGED, {"run_id": run_id, "start": window.start})
             committed = logged.fetchone() is not None
-    except psycopg.Error:
+    except (psycopg.Error, RatingPipelineError):  # connect() raises WarehouseConnectionError
         return f"may have committed (the warehouse cannot be asked: rating_log says, run {run_id})"
     if committed:
         return "committed all the same (the failure came at or after its COMMIT)"
