@@ -1956,3 +1956,23 @@ def test_an_upgrade_stopped_by_upstreams_billing_event_says_what_of_it(
     with pytest.raises(migrations.MigrationFailed) as failed:
         migrations.upgrade(empty_database_url)
     assert told in str(failed.value)
+
+
+def test_an_upgrade_failing_before_any_billing_event_exists_says_nothing_of_one(
+    empty_database_url: str,
+) -> None:
+    """A role that may not create tables fails the first revision: no billing_event exists,
+    so the error must not say it lacks every column. Found by a second reading."""
+    role = f"rating_no_create_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(empty_database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+    try:
+        with pytest.raises(migrations.MigrationFailed) as failed:
+            migrations.upgrade(make_conninfo(empty_database_url, user=role))
+        assert "InsufficientPrivilege" in str(failed.value)
+        assert "billing_event" not in str(failed.value)
+    finally:
+        with psycopg.connect(empty_database_url, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")

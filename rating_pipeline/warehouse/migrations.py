@@ -129,6 +129,10 @@ def _upstream_refusal(url: str) -> str | None:
     """Why every rating would refuse upstream's billing_event, which may be why a revision
     failed to index it; None when it is usable, absent, or cannot be asked about."""
     try:
+        with connect(url) as conn:
+            absent = conn.execute("SELECT to_regclass('billing_event') IS NULL").fetchone()
+        if absent is None or absent[0]:
+            return None
         return billing_event_refusal(url)
     except (psycopg.Error, RatingPipelineError):
         return None
