@@ -1,8 +1,8 @@
 """The close mark (contract section 10) and the lock that holds it still.
 
-Every window that starts before the mark is closed. Ratings and invoice builds hold the
-periods lock shared and read the mark after taking it; a close holds it exclusively, so
-the mark never moves under a rating or a build in flight.
+Every window that starts before the mark is closed. Ratings, invoice builds and exports
+hold the periods lock shared and read after taking it; a close holds it exclusively, so
+the mark never moves under a rating, a build or an export in flight.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def begin_read_committed(conn: psycopg.Connection) -> None:
 
 
 def lock_periods(conn: psycopg.Connection, *, exclusive: bool) -> None:
-    """Hold the periods lock until the transaction ends: shared by ratings and invoice
-    builds, exclusive by a close."""
+    """Hold the periods lock until the transaction ends: shared by ratings, invoice builds
+    and exports, exclusive by a close."""
     statement = "lock_periods_exclusive" if exclusive else "lock_periods_shared"
     conn.execute(load_sql(statement), {"namespace": PERIODS_NAMESPACE, "key": PERIODS_KEY})
 

@@ -65,7 +65,7 @@ logger = logging.getLogger("rating_pipeline")
 # Advisory lock keys: (LOCK_NAMESPACE, hours since the epoch of the window's start).
 LOCK_NAMESPACE = 0x52415445  # "RATE"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The instant the lock was granted: rated_at of every row this rating writes.
+# The instant both locks (window, periods) were held: rated_at of every row it writes.
 LOCKS_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
