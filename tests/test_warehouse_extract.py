@@ -22,7 +22,11 @@ from rating_pipeline.warehouse import migrations
 from rating_pipeline.warehouse.database import WarehouseConnectionError, connect, database_clock
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
 from rating_pipeline.warehouse.extract import UnstorablePricebook, read_window_usage
-from rating_pipeline.warehouse.late_windows import compare_with_latest_ratings
+from rating_pipeline.warehouse.late_windows import (
+    ChangedAfterRating,
+    compare_with_latest_ratings,
+    record_late_windows,
+)
 from rating_pipeline.windows import Window
 from tests.conftest import database_url_for, insert_events, stored_window
 from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
@@ -376,21 +380,28 @@ def test_a_window_with_an_ingested_at_no_datetime_can_hold_is_unchanged_until_it
     alike: such a window is not changed after its rating, and a late event changes it."""
     add_events([make_event("clean"), make_event("odd-clock")])
     set_ingested_at(conn, "odd-clock", instant)
-    rate(conn)
+    rating = rate(conn)
     lookback_start = WINDOW.start - timedelta(days=1)
+    log_id = conn.execute("SELECT max(log_id) FROM rating_log").fetchone()
+    assert log_id is not None
+    changed_after = ChangedAfterRating(WINDOW, 2, rating.events_read, log_id[0])
+    record_late_windows(conn, [changed_after], database_clock(conn))  # as a sensor records
+    conn.commit()
 
-    def changed() -> tuple[list[Window], list[Window], list[Window]]:
+    def changed() -> tuple[list[Window], ...]:
         now = database_clock(conn)
         ingested = queries.Ingested(now - timedelta(hours=1), now)
         close = compare_with_latest_ratings(conn, WINDOW.start, WINDOW.end)
         beyond = queries.late_beyond_lookback(conn, ingested, WINDOW.end)
+        listed = queries.late_windows(conn, WINDOW.end, now)
         conn.rollback()
         return (
             [c.window for c in queries.changed_windows(conn, ingested, lookback_start)],
             [c.window for c in close.changed],
             [c.window for c in beyond],
+            [late.window for late in listed if late.counts_differ],
         )
 
-    assert changed() == ([], [], [])
+    assert changed() == ([], [], [], [])
     add_events([make_event("late")])
-    assert changed() == ([WINDOW], [WINDOW], [WINDOW])
+    assert changed() == ([WINDOW], [WINDOW], [WINDOW], [WINDOW])
