@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -1093,7 +1094,6 @@ def test_cli_build_of_a_closed_month_that_billed_nothing_says_so(
         (("invoice", "build", "--month", "2026-6"), "not a month: '2026-6'"),
         (("invoice", "build", "--month", "0001-01"), "'0001-01' is outside the years 1000"),
         (("invoice", "build", "--month", "9999-12"), "'9999-12' is outside the years 1000"),
-        (("invoice", "export", "--month", "2026-06", "--out", "/proc/nowhere"), "cannot write"),
         (("period", "close", "--through", "2026-07-01T00:30:00Z"), "is not a whole UTC hour"),
         (("period", "close", "--through", "2099-01-01T00:00:00Z"), "lies in the future"),
         (
@@ -1115,6 +1115,17 @@ def test_cli_bad_input_is_one_line_and_exit_1(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
     assert reader.execute("SELECT count(*) FROM invoice_line").fetchone() == (0,)
+
+
+def test_cli_export_into_a_directory_it_cannot_make_is_one_line_and_exit_1(
+    warehouse_env: str, reader: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_a_line_each(reader, "acct-a")
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", "/proc/nowhere"
+    )
+    assert (code, out) == (1, [])
+    assert err == "error: cannot write invoices into /proc/nowhere: No such file or directory\n"
 
 
 def test_cli_close_refuses_a_through_finer_than_a_microsecond_that_datetime_would_drop(
@@ -1347,23 +1358,65 @@ def test_an_export_waits_for_a_close_in_flight_and_writes_the_lines_it_froze(
     add_events(late)
     rate(database_url, late)  # the draft is stale now
     exported: list[Exported] = []
-    with connect(database_url) as closing, closing.transaction():
-        lock_periods(closing, exclusive=True)  # a close in flight: it builds, then freezes
+    with connect(database_url) as blocker, blocker.transaction():
+        # A real close, held in flight once it has rebuilt June's lines: it waits to record
+        # their totals.
+        blocker.execute("LOCK TABLE rating_period_close_total IN ACCESS EXCLUSIVE MODE")
+        closer = threading.Thread(target=lambda: close(database_url, JULY))
+        closer.start()
+        wait_until_a_table_lock_is_awaited(reader)
         exporter = threading.Thread(
             target=lambda: exported.append(export_in_own_connection(database_url, tmp_path))
         )
         exporter.start()
         wait_until_a_lock_is_awaited(reader)
-        converge_month_lines(closing, JUNE, "closing", JULY)
-        closing.execute(
-            load_sql("insert_period_close"),
-            {"closed_through": JULY, "closed_by": "finance", "note": None},
-        )
+    closer.join(timeout=30)
     exporter.join(timeout=30)
 
     (org_2,) = [t for t in totals(database_url, JUNE) if t.account_id == "org-2"]
     total_row = (tmp_path / "2026-06_org-2.csv").read_text().splitlines()[-1]
     assert f",{org_2.amount_exact:f}," in total_row, total_row
+
+
+def wait_until_a_table_lock_is_awaited(reader: psycopg.Connection) -> None:
+    while reader.execute(WAITING_FOR_A_TABLE).fetchone() == (0,):
+        reader.rollback()
+        time.sleep(0.01)
+    reader.rollback()
+
+
+WAITING_FOR_A_TABLE = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted"
+
+
+def test_an_export_of_a_closed_month_whose_lines_differ_from_its_close_writes_nothing(
+    database_url: str, reader: psycopg.Connection, june: list[BillingEvent], tmp_path: Path
+) -> None:
+    """Contract 11: a wholly closed month's invoices are what its close recorded. `invoice
+    build` refused such a month, yet its export wrote the changed amounts (and removed the
+    file of an account whose lines went). Found by running the runbooks as written."""
+    close(database_url, JULY)
+    export_invoice(reader, JUNE, tmp_path)
+    issued = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    reader.execute(
+        "UPDATE invoice_line SET quantity_tokens = quantity_tokens + 1000000,"
+        " amount_exact = amount_exact + unit_rate_per_mtok,"
+        " amount = round_half_even(amount_exact + unit_rate_per_mtok, 2)"
+        " WHERE month = %s AND account_id = 'org-1' AND token_class = 'output'",
+        (JUNE,),
+    )
+    reader.execute("DELETE FROM invoice_line WHERE month = %s AND account_id = 'org-2'", (JUNE,))
+    reader.commit()
+
+    with pytest.raises(ExportFailed, match=r"2026-06 is wholly closed, but 2 invoice\(s\) differ"):
+        export_invoice(reader, JUNE, tmp_path)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == issued
+
+
+def test_an_export_of_a_month_without_lines_creates_no_directory(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    assert export_invoice(reader, JUNE, tmp_path / "new") == Exported((), ())
+    assert not (tmp_path / "new").exists()
 
 
 def export_in_own_connection(database_url: str, out: Path) -> Exported:

@@ -336,20 +336,38 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         begin_read_committed(conn)
         lock_periods(conn, exclusive=False)  # a close in flight, which freezes lines, first
         lock_export(conn, month)
+        if wholly_closed(month, close_mark(conn)):
+            require_as_recorded(conn, month)
         frame = invoice_frame(conn, month)
         return _write_month(frame, month, out_dir)
+
+
+def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
+    """ExportFailed unless every invoice of the wholly closed ``month`` is what its close
+    recorded (contract 11): what was invoiced is never exported changed."""
+    differing = mismatches(
+        [month], {month: month_totals(conn, month)}, recorded_totals(conn, month, next_month(month))
+    )
+    if differing:
+        listed = "; ".join(f"{m.account_id}: {m.why}" for m in differing[:3])
+        more = f"; and {len(differing) - 3} more" if len(differing) > 3 else ""
+        raise ExportFailed(
+            f"{month:%Y-%m} is wholly closed, but {len(differing)} invoice(s) differ from what "
+            f"its close recorded ({listed}{more}); nothing written or removed: the "
+            "closed_months_match_their_close check lists them"
+        )
 
 
 def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exported:
     """export_invoice's files, from ``month``'s lines in ``frame``."""
     frame[RESIDUAL] = ""
+    if frame.empty:
+        _require_no_month_files(month, out_dir)
+        return Exported((), ())
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
-    if frame.empty:
-        _require_no_month_files(month, out_dir)
-        return Exported((), ())
     written: list[Path] = []
     for account_id, lines in frame.groupby("account_id", sort=True):
         exact = exact_sum(lines["amount_exact"])
