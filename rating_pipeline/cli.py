@@ -291,7 +291,12 @@ def _pricebook_validate(args: argparse.Namespace) -> int:
 
 
 def _pricebook_import_litellm(args: argparse.Namespace) -> int:
-    from rating_pipeline.pricebook.litellm import FloatNoiseError, convert_litellm, write_version
+    from rating_pipeline.pricebook.litellm import (
+        FloatNoiseError,
+        convert_litellm,
+        models_dropped,
+        write_version,
+    )
     from rating_pipeline.pricebook.loader import PricebookLoadError
 
     try:
@@ -326,6 +331,9 @@ def _pricebook_import_litellm(args: argparse.Namespace) -> int:
     )
     for line in result.report_lines():
         print(line)
+    dropped = models_dropped(path)
+    if dropped:
+        print(dropped, file=sys.stderr)
     return EXIT_OK
 
 

@@ -690,6 +690,29 @@ def test_import_command_refuses_a_version_that_clashes_with_the_directory(tmp_pa
     load_pricebooks(tmp_path)  # the directory still loads
 
 
+def test_import_command_warns_of_the_models_the_version_before_it_prices_and_it_drops(
+    tmp_path, capsys
+):
+    """From the new version's effective_from, a model only the version before it priced is
+    an unknown model: its events go unpriced. Found by running the runbooks: importing
+    into the live directory dropped the shipped models without a word."""
+    (tmp_path / "live.yaml").write_text(
+        'version: "live"\neffective_from: "2026-06-01T00:00:00Z"\ncurrency: USD\nmodels:\n'
+        '  base-large: {input_per_mtok: "1", output_per_mtok: "2"}\n'
+        '  gpt-5.4: {input_per_mtok: "1", output_per_mtok: "2"}\n'
+        '  ft:acme:x: {derived_from: base-large, multiplier: "2"}\n'
+    )
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    err = capsys.readouterr().err.splitlines()
+    assert code == EXIT_OK
+    assert err[-1] == (
+        "warning: 2 models of version live are not in litellm-1: from "
+        "2026-10-01T00:00:00+00:00 their events are unpriced (unknown model): base-large, "
+        "ft:acme:x"
+    )
+
+
 def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(tmp_path, capsys):
     code = run_import("--version", "v", "--effective-from", "2026-10-01T00:30:00Z",
                       "--out", str(tmp_path), "--round")  # fmt: skip

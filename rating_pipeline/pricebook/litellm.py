@@ -47,6 +47,8 @@ from rating_pipeline.pricebook.loader import (
     MAX_THRESHOLD,
     RATE_KEYS,
     TIER_KEYS,
+    PricebookLoadError,
+    load_pricebooks,
     load_version_beside,
 )
 from rating_pipeline.pricebook.model import (
@@ -62,6 +64,7 @@ from rating_pipeline.pricebook.model import (
 from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
 
 IMPORTED_MODES = ("chat", "responses")
+MODELS_NAMED = 10  # how many dropped models the warning names
 MODE = "mode"
 PROVIDER = "litellm_provider"
 TIERED_PRICING = "tiered_pricing"
@@ -392,6 +395,30 @@ def write_version(directory: Path, version: str, text: str) -> Path:
     with path.open("x", encoding="utf-8") as file:
         file.write(text)
     return path
+
+
+def models_dropped(path: Path) -> str | None:
+    """The warning for the version just written at ``path``: the models the version before
+    it prices and it does not, whose events go unpriced from its effective_from (unknown
+    models). None when none, no version precedes it, or its directory does not load."""
+    try:
+        versions = load_pricebooks(path.parent).versions
+    except PricebookLoadError:
+        return None
+    at = next(i for i, v in enumerate(versions) if v.source_file == str(path))
+    if at == 0:
+        return None
+    before, written = versions[at - 1], versions[at]
+    dropped = sorted(set(before.models) - set(written.models))
+    if not dropped:
+        return None
+    named = ", ".join(dropped[:MODELS_NAMED])
+    more = f", and {len(dropped) - MODELS_NAMED} more" if len(dropped) > MODELS_NAMED else ""
+    return (
+        f"warning: {len(dropped)} models of version {before.version} are not in "
+        f"{written.version}: from {written.effective_from.isoformat()} their events are "
+        f"unpriced (unknown model): {named}{more}"
+    )
 
 
 # --- one model ----------------------------------------------------------------------------
