@@ -382,6 +382,23 @@ def test_float_noise_of_a_model_left_out_is_never_reported_as_a_rate_it_would_im
     assert result.models == 0 and result.rounded == ()
 
 
+def test_float_noise_of_a_price_whose_rate_set_is_left_out_is_never_reported_as_imported():
+    """A batch input price without its batch output: the batch set is not imported, so its
+    noisy price is neither rounded nor what --round would import. Found by a second
+    reading of the report's fix for a model left out."""
+    text = one_model(
+        '"input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05, '
+        '"input_cost_per_token_batches": 1.4999900000000002e-06'
+    )
+    with pytest.raises(FloatNoiseError) as caught:
+        convert(text, round_rates=False)
+    (line,) = caught.value.report_lines()
+    assert "--round would import" not in line and "--round would not import it" in line
+    result = convert(text)
+    assert result.models == 1 and result.rounded == ()
+    assert "input_cost_per_token_batches" in unmapped_of(result, "m")
+
+
 def test_a_model_whose_long_context_prices_make_no_whole_set_is_not_imported():
     """A threshold with no complete long-context set to price above it: importing the
     rest would bill its long prompts at standard rates, as with thresholds that differ.

@@ -158,7 +158,7 @@ class Rounded:
     value: str
     rate: Decimal
     rounded: Decimal
-    left_out: bool = False  # its model is not imported, with --round or without
+    left_out: str | None = None  # why --round would not import it (its model, its set)
 
     def __str__(self) -> str:
         return (
@@ -174,7 +174,7 @@ class Rounded:
         if self.rounded.is_zero():  # a real price too small to hold
             outcome = "it rounds to 0, so --round would leave it out"
         elif self.left_out:
-            outcome = "--round would not import it: the model is left out (see its other prices)"
+            outcome = f"--round would not import it: {self.left_out}"
         else:
             outcome = f"--round would import {self.rounded:f}"
         return (
@@ -277,13 +277,18 @@ def convert_litellm(
         if not _usable_id(model_id):
             report.not_imported.append(NotImported(model_id, "no usable model id"))
             continue
-        noise, rounded = len(report.noise), len(report.rounded)
+        noise, rounded, unmapped = len(report.noise), len(report.rounded), len(report.unmapped)
         rates = _model_rates(model_id, entry, report)
         if rates is not None:
             models[model_id] = rates
-        else:  # a model left out imports no rate: none of its prices is rounded
-            del report.rounded[rounded:]
-            report.noise[noise:] = [replace(n, left_out=True) for n in report.noise[noise:]]
+        # A price of a model, or of a rate set, left out imports no rate: it is not rounded.
+        unmapped_fields = {u.field for u in report.unmapped[unmapped:]}
+        report.rounded[rounded:] = [
+            r for r in report.rounded[rounded:] if not _left_out(r, rates, unmapped_fields)
+        ]
+        report.noise[noise:] = [
+            replace(n, left_out=_left_out(n, rates, unmapped_fields)) for n in report.noise[noise:]
+        ]
     if report.noise:
         raise FloatNoiseError(report.noise)
     return ImportedVersion(
@@ -395,6 +400,14 @@ def write_version(directory: Path, version: str, text: str) -> Path:
     with path.open("x", encoding="utf-8") as file:
         file.write(text)
     return path
+
+
+def _left_out(note: Rounded, rates: ModelRates | None, unmapped: set[str]) -> str | None:
+    """Why the price of ``note`` is not imported after all, or None: its model is left out
+    (``rates`` None), or its rate set is (the price is reported not mapped)."""
+    if rates is None:
+        return "the model is left out (see its other prices)"
+    return "it is not mapped (see its line)" if note.field in unmapped else None
 
 
 def models_dropped(path: Path) -> str | None:
