@@ -180,11 +180,17 @@ def _period_close(args: argparse.Namespace) -> int:
             require_schema(conn)
             closed = periods.close_period(conn, args.through, closed_by, args.note)
     except KeyboardInterrupt:
-        with connect() as conn:
-            print(periods.where_close_stopped(conn, args.through), file=sys.stderr)
+        try:
+            with connect() as conn:
+                line = periods.where_close_stopped(conn, args.through)
+        except (psycopg.Error, RatingPipelineError):
+            line = "interrupted; the close may have committed: `period status` says"
+        print(line, file=sys.stderr)
         raise
     except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
-        if exc.sqlstate is not None:  # the server answered: a refusal, not a lost connection
+        # A refusal the session survives (a lock or statement timeout) is no lost connection;
+        # class 08 (connection exception) and 57P (the server ended the session) are.
+        if exc.sqlstate is not None and not exc.sqlstate.startswith(("08", "57P")):
             raise
         reason = (str(exc).strip().splitlines() or ["no message"])[0]
         lost = f"error: the connection was lost ({type(exc).__name__}: {reason})"

@@ -1018,6 +1018,42 @@ def test_a_close_whose_connection_is_lost_with_the_warehouse_gone_says_it_may_ha
     ), err
 
 
+def test_an_interrupted_close_with_the_warehouse_gone_still_says_so_and_exits_130(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a second reading: Ctrl-C's fresh connection failed too, and exited 1."""
+
+    def interrupted(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+        monkeypatch.setenv("RATING_DATABASE_URL", UNREACHABLE)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", interrupted)
+    code, _, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert (code, err) == (130, "interrupted; the close may have committed: `period status` says\n")
+
+
+def test_a_close_whose_session_the_server_ends_says_what_became_of_it(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A terminated session is a lost connection, though its error carries an SQLSTATE
+    (57P01). Found by a second reading."""
+
+    def terminated(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        raise AssertionError("the session outlived its termination")
+
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", terminated)
+    code, _, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert code == 1 and err.startswith("error: the connection was lost (AdminShutdown: ")
+    assert err.endswith(": the close was rolled back, nothing written; no close yet\n"), err
+
+
 def test_a_close_stopped_by_a_lock_timeout_is_a_refusal_not_a_lost_connection(
     warehouse_env: str,
     june: list[BillingEvent],
