@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -138,16 +140,37 @@ def test_a_start_while_another_commands_server_is_still_starting_waits_for_it(
     data_dir = tmp_path / "pgdata"
     data_dir.mkdir()
     (data_dir / "PG_VERSION").write_text("18\n")
-    # A process not ours (as another command's postmaster is not) stands in for it.
+    # A process named postgres and not ours (as another command's postmaster is not).
+    postgres = tmp_path / "postgres"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", postgres)
     started = subprocess.run(
-        ["sh", "-c", "sleep 1 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
+        ["sh", "-c", f"{postgres} 2 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
     )
-    recovering = int(started.stdout)
-    (data_dir / "postmaster.pid").write_text(
-        f"{recovering}\n{data_dir}\n{int(time.time())}\n\n{data_dir}\n\n 1 1\nstarting\n"
-    )
+    write_postmaster_pid(data_dir, int(started.stdout), "starting")
     with pytest.raises(embedded.EmbeddedDatabaseError, match="stopped while starting"):
         embedded.start(data_dir, stop_at_exit=True)
+
+
+def test_a_stale_postmaster_pid_whose_pid_another_process_took_is_no_server_to_wait_for(
+    tmp_path: Path,
+) -> None:
+    """After a crash, the pid of a postmaster.pid left "starting" may belong to any process
+    by now: no wait for it (it failed at once before the wait, and must not hang for ten
+    minutes). Found by a second reading."""
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text("18\n")
+    write_postmaster_pid(data_dir, os.getpid(), "starting")  # this test's own process
+
+    assert not embedded._postmaster_runs(os.getpid())
+    with pytest.raises(embedded.EmbeddedDatabaseError):
+        embedded.start(data_dir, stop_at_exit=True)
+
+
+def write_postmaster_pid(data_dir: Path, pid: int, status: str) -> None:
+    (data_dir / "postmaster.pid").write_text(
+        f"{pid}\n{data_dir}\n{int(time.time())}\n\n{data_dir}\n\n 1 1\n{status}\n"
+    )
 
 
 def test_the_users_warehouse_is_kept_under_rating_apart_from_the_test_cluster() -> None:

@@ -32,7 +32,7 @@ logger = logging.getLogger("rating_pipeline")
 APPLICATION_DATABASE = "rating"
 # How long a start waits past pg_ctl's own 10 s for a server that is still starting: crash
 # recovery replays the WAL written since the last checkpoint.
-STARTUP_WAIT_SECONDS = 600.0
+STARTUP_WAIT_SECONDS = 600
 POSTMASTER_STATUS_LINE = 8  # postmaster.pid's eighth line: starting, ready, stopping
 MAINTENANCE_DATABASE = "postgres"
 
@@ -121,9 +121,9 @@ def _server(data_dir: Path, *, stop_at_exit: bool) -> PostgresServer:
             ) from exc
 
 
-def wait_until_ready(data_dir: Path, timeout_seconds: float = STARTUP_WAIT_SECONDS) -> None:
+def wait_until_ready(data_dir: Path, timeout_seconds: int = STARTUP_WAIT_SECONDS) -> None:
     """Return once the server of ``data_dir`` says it is ready (postmaster.pid's last line);
-    raise TimeoutError if its process is gone, or after ``timeout_seconds``."""
+    raise TimeoutError if no postmaster runs under that pid, or after ``timeout_seconds``."""
     logger.warning("embedded PostgreSQL in %s is still starting (recovering?): waiting", data_dir)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
@@ -131,30 +131,41 @@ def wait_until_ready(data_dir: Path, timeout_seconds: float = STARTUP_WAIT_SECON
             lines = (data_dir / "postmaster.pid").read_text().splitlines()
         except FileNotFoundError:
             raise TimeoutError("the server stopped while starting") from None
-        if lines and lines[0].strip().isdigit() and not _alive(int(lines[0])):
+        if lines and lines[0].strip().isdigit() and not _postmaster_runs(int(lines[0])):
             raise TimeoutError("the server stopped while starting")
         if len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready":
             return
-        time.sleep(0.5)  # or postmaster.pid was being written
-    raise TimeoutError(f"the server was not ready after {timeout_seconds:.0f} s")
+        time.sleep(1)  # or postmaster.pid was being written
+    raise TimeoutError(f"the server was not ready after {timeout_seconds} s")
 
 
 def _starting(data_dir: Path) -> bool:
     """A live postmaster of ``data_dir`` whose postmaster.pid does not say ready yet."""
     try:
         lines = (data_dir / "postmaster.pid").read_text().splitlines()
-        alive = bool(lines) and _alive(int(lines[0]))
+        alive = bool(lines) and _postmaster_runs(int(lines[0]))
     except (OSError, ValueError):
         return False
     return alive and not (len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready")
 
 
-def _alive(pid: int) -> bool:
+def _postmaster_runs(pid: int) -> bool:
+    """Whether ``pid`` is a running postgres process: where /proc says, one named postgres
+    and no zombie (a stale postmaster.pid's pid may belong to another process by now);
+    elsewhere, any process."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            text = stat.read_text()
+        except OSError:
+            return False
+        name, state = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2]
+        return name == "postgres" and state != "Z"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process: alive
+    except PermissionError:  # another user's process
         return True
     return True
 
