@@ -936,65 +936,48 @@ def test_a_dry_run_close_says_what_the_close_would_do_and_writes_nothing(
     assert code != 0 and "closed_by is blank" in err
 
 
+LOST = psycopg.OperationalError("server closed the connection unexpectedly")
+LOST_LINE = (
+    "error: the connection was lost (OperationalError: server closed the connection unexpectedly)"
+)
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [(KeyboardInterrupt(), 130, "interrupted"), (LOST, 1, LOST_LINE)],
+    ids=["ctrl-c", "connection lost"],
+)
 @pytest.mark.parametrize("committed", [False, True], ids=["before its commit", "after it"])
-def test_an_interrupted_close_says_whether_it_committed_and_exits_130(
+def test_a_stopped_close_says_whether_it_committed(
     warehouse_env: str,
     june: list[BillingEvent],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     committed: bool,
+    stop: BaseException,
+    code: int,
+    said: str,
 ) -> None:
-    """A close is one transaction: Ctrl-C leaves it whole or not at all, and the person is
-    told which (the mark says). Before, it exited 130 with nothing on the screen."""
+    """A close is one transaction: stopped by Ctrl-C, or by a connection lost during its
+    COMMIT, it committed whole or not at all, and the person is told which (the mark says).
+    Before, Ctrl-C exited 130 with nothing on the screen, and a lost connection said "the
+    warehouse refused a statement" of a close that had committed (found by an audit)."""
 
-    def interrupted(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+    def stopped(conn: psycopg.Connection, *args: Any) -> PeriodClose:
         if committed:
             close_period(conn, *args)
-        raise KeyboardInterrupt
+        raise stop
 
-    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", interrupted)
-    code, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
-    assert code == 130 and out == []
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", stopped)
+    got, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    assert got == code and out == []
     if committed:
         assert err == (
-            "interrupted after the close committed: closed through "
+            f"{said} after the close committed: closed through "
             "2026-07-01T00:00:00+00:00 (`period status`)\n"
         )
     else:
-        assert err == "interrupted: the close was rolled back, nothing written; no close yet\n"
-
-
-@pytest.mark.parametrize("committed", [False, True], ids=["before its commit", "after it"])
-def test_a_close_whose_connection_is_lost_says_whether_it_committed(
-    warehouse_env: str,
-    june: list[BillingEvent],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    committed: bool,
-) -> None:
-    """As Ctrl-C, a connection lost during the COMMIT leaves the command without the
-    answer: it said "the warehouse refused a statement" of a close that had committed.
-    Found by an audit of concurrency."""
-
-    def lost(conn: psycopg.Connection, *args: Any) -> PeriodClose:
-        if committed:
-            close_period(conn, *args)
-        raise psycopg.OperationalError("server closed the connection unexpectedly")
-
-    monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", lost)
-    code, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
-    assert code == 1 and out == []
-    lost_line = (
-        "error: the connection was lost (OperationalError: server closed the connection "
-        "unexpectedly)"
-    )
-    if committed:
-        assert err == (
-            f"{lost_line} after the close committed: closed through "
-            "2026-07-01T00:00:00+00:00 (`period status`)\n"
-        )
-    else:
-        assert err == f"{lost_line}: the close was rolled back, nothing written; no close yet\n"
+        assert err == f"{said}: the close was rolled back, nothing written; no close yet\n"
 
 
 def test_a_close_whose_connection_is_lost_with_the_warehouse_gone_says_it_may_have_committed(

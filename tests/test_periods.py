@@ -666,36 +666,6 @@ def test_a_close_records_the_windows_it_found_changed_in_one_statement_in_window
     assert recorded == [[WINDOW.start, later.start]]
 
 
-def test_a_rating_that_waited_for_a_close_is_stamped_after_the_close_it_waited_for(
-    database_url: str,
-    reader: psycopg.Connection,
-    add_events: Callable[[Iterable[BillingEvent]], int],
-) -> None:
-    """Contract 6: rated_at is when the values changed. A rating that waited behind a close
-    adjusts the window the close closed, so its log row and adjustments cannot predate the
-    close. Found by an audit of concurrency: stamped at the window's lock, they did."""
-    add_events([make_event("org-1")])
-    rate(database_url, priced(), "run-1")
-    add_events([make_event("org-1", minutes=40)])  # a late event
-    with connect(database_url) as closing, closing.transaction():
-        lock_periods(closing, exclusive=True)  # a close in flight
-        rater = threading.Thread(target=lambda: rate(database_url, priced(), "late"))
-        rater.start()
-        wait_until_a_lock_is_awaited(reader)
-        closing.execute(
-            load_sql("insert_period_close"),
-            {"closed_through": AFTER_WINDOW, "closed_by": "finance", "note": None},
-        )
-    rater.join(timeout=30)
-
-    assert reader.execute(
-        "SELECT bool_and(log.window_closed AND log.rated_at > close.closed_at"
-        "   AND adjustment.rated_at > close.closed_at)"
-        " FROM rating_log AS log, rating_period_close AS close, rating_adjustment AS adjustment"
-        " WHERE log.run_id = 'late'"
-    ).fetchone() == (True,)
-
-
 @pytest.mark.parametrize(
     ("through", "reason"),
     [
@@ -908,7 +878,10 @@ def test_a_rating_that_waited_for_a_close_treats_its_window_as_closed_whatever_t
 ) -> None:
     """The mirror of the test above: a rating that starts while a close is in flight waits
     for it, then must see its mark (contract 10: a closed window's rows never change again),
-    even where the session's default isolation would take its snapshot before the wait."""
+    even where the session's default isolation would take its snapshot before the wait.
+    Its log row and adjustments are stamped after the close (contract 6: rated_at is when
+    the values changed; found by an audit of concurrency: stamped at the window's lock,
+    they predated the close)."""
     add_events([make_event("org-1", "base-large", input_tokens=1000, output_tokens=10)])
     rate(database_url, priced(), "run-1")
     frozen = reader.execute(ROW_VERSIONS).fetchall()
@@ -933,6 +906,11 @@ def test_a_rating_that_waited_for_a_close_treats_its_window_as_closed_whatever_t
 
     assert len(rated) == 1 and rated[0].closed
     assert reader.execute(ROW_VERSIONS).fetchall() == frozen
+    assert reader.execute(
+        "SELECT bool_and(log.rated_at > close.closed_at AND adjustment.rated_at > close.closed_at)"
+        " FROM rating_log AS log, rating_period_close AS close, rating_adjustment AS adjustment"
+        " WHERE log.run_id = 'late'"
+    ).fetchone() == (True,)
     assert reader.execute("SELECT sum(event_count) FROM rating_adjustment").fetchone() == (1,)
 
 

@@ -365,38 +365,39 @@ def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat
     assert len(unmapped_of(result, "kyma/qwen3.7-flash")) == 6  # every price it has
 
 
-def test_float_noise_of_a_model_left_out_is_never_reported_as_a_rate_it_would_import():
-    """A noisy price of a model whose thresholds differ: --round leaves the model out, so
-    no report may say it rounds (or would import) that price."""
-    text = one_model(
-        '"input_cost_per_token": 2.9999900000000002e-06, "output_cost_per_token": 2e-06, '
-        '"input_cost_per_token_above_200k_tokens": 6e-06, '
-        '"output_cost_per_token_above_200k_tokens": 9e-06, '
-        '"input_cost_per_token_above_128k_tokens": 5e-06'
-    )
+@pytest.mark.parametrize(
+    ("body", "models", "left_out"),
+    [
+        (  # thresholds that differ: --round leaves the model out
+            '"input_cost_per_token": 2.9999900000000002e-06, "output_cost_per_token": 2e-06, '
+            '"input_cost_per_token_above_200k_tokens": 6e-06, '
+            '"output_cost_per_token_above_200k_tokens": 9e-06, '
+            '"input_cost_per_token_above_128k_tokens": 5e-06',
+            0,
+            "the model is left out",
+        ),
+        (  # a batch input price without its batch output: the batch set is left out
+            '"input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05, '
+            '"input_cost_per_token_batches": 1.4999900000000002e-06',
+            1,
+            "it is not mapped",
+        ),
+    ],
+    ids=["model left out", "rate set left out"],
+)
+def test_float_noise_of_a_price_left_out_is_never_reported_as_a_rate_it_would_import(
+    body: str, models: int, left_out: str
+) -> None:
+    """A noisy price of a model or a rate set the import leaves out: no report may say it
+    rounds (or would import) that price. Found by an audit, and the rate set by a second
+    reading of its fix."""
     with pytest.raises(FloatNoiseError) as caught:
-        convert(text, round_rates=False)
+        convert(one_model(body), round_rates=False)
     (line,) = caught.value.report_lines()
-    assert "--round would import" not in line and "the model is left out" in line
-    result = convert(text)
-    assert result.models == 0 and result.rounded == ()
-
-
-def test_float_noise_of_a_price_whose_rate_set_is_left_out_is_never_reported_as_imported():
-    """A batch input price without its batch output: the batch set is not imported, so its
-    noisy price is neither rounded nor what --round would import. Found by a second
-    reading of the report's fix for a model left out."""
-    text = one_model(
-        '"input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05, '
-        '"input_cost_per_token_batches": 1.4999900000000002e-06'
-    )
-    with pytest.raises(FloatNoiseError) as caught:
-        convert(text, round_rates=False)
-    (line,) = caught.value.report_lines()
-    assert "--round would import" not in line and "--round would not import it" in line
-    result = convert(text)
-    assert result.models == 1 and result.rounded == ()
-    assert "input_cost_per_token_batches" in unmapped_of(result, "m")
+    assert "--round would import" not in line
+    assert f"--round would not import it: {left_out}" in line
+    result = convert(one_model(body))
+    assert result.models == models and result.rounded == ()
 
 
 def test_a_model_whose_long_context_prices_make_no_whole_set_is_not_imported():
