@@ -40,6 +40,7 @@ DROP_RATED_DATA = "drop_rated_data"
 # The config attribute env.py lists the revisions a command applied in, in order.
 APPLIED = "applied"
 CURRENT_SCHEMA = "SELECT current_schema()"
+BILLING_EVENT_ABSENT = "SELECT to_regclass('billing_event') IS NULL"
 # Tables locked against every rating's write until the revision commits.
 LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
 # Closes and invoice builds read the close mark before they write the other tables: a
@@ -129,10 +130,6 @@ def _upstream_refusal(url: str) -> str | None:
     """Why every rating would refuse upstream's billing_event, which may be why a revision
     failed to index it; None when it is usable, absent, or cannot be asked about."""
     try:
-        with connect(url) as conn:
-            absent = conn.execute("SELECT to_regclass('billing_event') IS NULL").fetchone()
-        if absent is None or absent[0]:
-            return None
         return billing_event_refusal(url)
     except (psycopg.Error, RatingPipelineError):
         return None
@@ -427,8 +424,11 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
 
 def billing_event_refusal(url: str | None = None) -> str | None:
     """Why every rating would refuse the warehouse's billing_event (a count that can hold a
-    fraction, a zoneless instant: upstream's types, which no revision changes), or None."""
+    fraction, a zoneless instant: upstream's types, which no revision changes), or None
+    (None too when there is no billing_event yet)."""
     with connect(url or database_url()) as conn:
+        if conn.execute(BILLING_EVENT_ABSENT).fetchone() == (True,):
+            return None
         try:
             require_readable_billing_event(conn)
         except UnusableBillingEvent as exc:

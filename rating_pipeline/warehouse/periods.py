@@ -439,7 +439,8 @@ def where_close_stopped(
     mark = close_mark(conn)
     conn.rollback()
     if mark is not None and mark >= through:
-        return f"{stopped} after the close committed: closed through {mark.isoformat()} " + (
+        return (
+            f"{stopped} after the close committed: closed through {mark.isoformat()} "
             "(`period status`)"
         )
     stays = f"the mark stays {mark.isoformat()}" if mark is not None else "no close yet"
