@@ -978,6 +978,40 @@ def test_a_window_committed_before_its_tables_fail_still_records_its_materializa
     ) in error.message
 
 
+def test_a_window_whose_connection_is_lost_at_its_commit_is_said_to_have_committed(
+    database_url: str,
+    add_events: AddEvents,
+    reader: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """11:00's COMMIT goes through and its answer is lost (here: the error comes right
+    after it): the failure said the window was rolled back, as the CLI did. It asks, as the
+    CLI does now, and says the window committed."""
+    add_events([*traffic(0), *traffic(1), *traffic(2)])
+    rate_for_real = assets.rate_window
+
+    def lost_after_eleven_commits(conn, window, *args):  # type: ignore[no-untyped-def]
+        rating = rate_for_real(conn, window, *args)
+        if window.key == "2026-06-15-11:00":
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return rating
+
+    monkeypatch.setattr(assets, "rate_window", lost_after_eleven_commits)
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert not result.success
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(2,)]
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert error is not None
+    assert (
+        "rating window 2026-06-15-11:00 failed: OperationalError: server closed the connection "
+        "unexpectedly. It committed all the same (the failure came at or after its COMMIT); "
+        "the 2 window(s) through it (2026-06-15-10:00...2026-06-15-11:00 (2 windows)) are "
+        "rated and committed"
+    ) in error.message
+
+
 def test_rated_usage_refuses_a_billing_event_whose_token_column_can_hold_a_fraction(
     database_url: str, add_events: AddEvents, reader: psycopg.Connection
 ) -> None:

@@ -28,7 +28,12 @@ from rating_pipeline.warehouse.database import (
     require_readable_billing_event,
     require_schema,
 )
-from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
+from rating_pipeline.warehouse.engine import (
+    ROLLED_BACK,
+    rate_window,
+    rating_log_lines,
+    what_became_of,
+)
 from rating_pipeline.warehouse.outputs import window_tables
 from rating_pipeline.windows import HOUR, Window
 
@@ -135,16 +140,23 @@ def failed_window(
     ambiguous: Sequence[str] = (),
     *,
     committed: bool = False,
+    became: str = ROLLED_BACK,
 ) -> str:
     """Which window failed, and what the windows committed hold: the rollups they excluded
     as ambiguous_base too, which no check of the failed run names. ``committed``: the
-    window's rating committed, and reading its UI tables after it failed."""
+    window's rating committed, and reading its UI tables after it failed; ``became``: what
+    ``engine.what_became_of`` found of a rating that failed."""
     failure = f"{type(error).__name__}: {error}"
-    rated = done + 1 if committed else done
+    rated = done + 1 if committed or became != ROLLED_BACK else done
     if committed:
         where = (
             f"reading the UI tables of window {windows[done].key} failed: {failure}. Its "
             f"rating was committed: the {rated} window(s) through it"
+        )
+    elif became != ROLLED_BACK:
+        where = (
+            f"rating window {windows[done].key} failed: {failure}. It {became}; the {rated} "
+            "window(s) through it"
         )
     elif done == 0:
         return (
@@ -258,7 +270,8 @@ def rated_usage(
                 try:
                     rating = rate_window(conn, window, resolved, context.run.run_id)
                 except Exception as exc:
-                    failure = failed_window(windows, done, exc, ambiguous)
+                    became = what_became_of(warehouse.connect, context.run.run_id, window)
+                    failure = failed_window(windows, done, exc, ambiguous, became=became)
                     raise dg.Failure(description=failure) from exc
                 committed[window.key] = metadata.rating_metadata(rating)
                 ambiguous += [

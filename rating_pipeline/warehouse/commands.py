@@ -27,7 +27,7 @@ from rating_pipeline.warehouse.database import (
     require_readable_billing_event,
     require_schema,
 )
-from rating_pipeline.warehouse.engine import rate_window, rating_log_lines
+from rating_pipeline.warehouse.engine import rate_window, rating_log_lines, what_became_of
 from rating_pipeline.warehouse.extract import undated_events
 from rating_pipeline.windows import (
     WINDOWED_FROM,
@@ -54,25 +54,6 @@ class WindowRatingFailed(RatingPipelineError):
             f"the {before} window(s) before it are rated and committed, and re-running the "
             "range is safe"
         )
-
-
-# Whether a run's rating of a window committed: its rating_log row, committed with it.
-RATING_LOGGED = "SELECT 1 FROM rating_log WHERE run_id = %(run_id)s AND window_start = %(start)s"
-
-
-def what_became_of(run_id: str, window: Window) -> str:
-    """What became of ``run_id``'s rating of ``window`` after it failed or was interrupted,
-    asked on a fresh connection: a failure during its COMMIT (a lost connection, Ctrl-C)
-    leaves the connection that sent it without an answer."""
-    try:
-        with connect() as fresh:
-            logged = fresh.execute(RATING_LOGGED, {"run_id": run_id, "start": window.start})
-            committed = logged.fetchone() is not None
-    except (psycopg.Error, RatingPipelineError):  # connect() raises WarehouseConnectionError
-        return f"may have committed (the warehouse cannot be asked: rating_log says, run {run_id})"
-    if committed:
-        return "committed all the same (the failure came at or after its COMMIT)"
-    return "was rolled back"
 
 
 class WindowNotClosed(RatingPipelineError):
@@ -129,12 +110,13 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                 rating = rate_window(conn, window, pricebooks, run_id)
             except (psycopg.Error, RatingPipelineError) as exc:
                 report_ambiguous(ambiguous)  # the windows before it are committed with them
-                became = what_became_of(run_id, window)
+                became = what_became_of(connect, run_id, window)
                 raise WindowRatingFailed(window, done, exc, became) from exc
             except KeyboardInterrupt:
                 report_ambiguous(ambiguous)
+                became = what_became_of(connect, run_id, window)
                 print(
-                    f"interrupted: rating window {window.key} {what_became_of(run_id, window)}; "
+                    f"interrupted: rating window {window.key} {became}; "
                     f"the {done} window(s) before it are rated and committed (run {run_id}), "
                     "and re-running the range is safe",
                     file=sys.stderr,

@@ -12,7 +12,8 @@ back: the window stays as it was. docs/warehouse.md and docs/periods.md tell why
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -67,6 +68,8 @@ LOCK_NAMESPACE = 0x52415445  # "RATE"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The instant both locks (window, periods) were held: rated_at of every row it writes.
 LOCKS_GRANTED_AT = "SELECT clock_timestamp()"
+RATING_LOGGED = "SELECT 1 FROM rating_log WHERE run_id = %(run_id)s AND window_start = %(start)s"
+ROLLED_BACK = "was rolled back"
 RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
 DELETIONS_LOGGED = 50
@@ -201,6 +204,24 @@ def rows_unchanged(usage: Reconciled, frozen_rows: int | None) -> int:
     """rated_usage rows a rating left as they were: in a closed window (``frozen_rows``),
     all of them, whatever its latest output holds."""
     return usage.unchanged if frozen_rows is None else frozen_rows
+
+
+def what_became_of(
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]], run_id: str, window: Window
+) -> str:
+    """What became of ``run_id``'s rating of ``window`` that failed or was interrupted,
+    asked on a fresh connection from ``connect``: a failure during its COMMIT (a lost
+    connection, Ctrl-C) leaves the connection that sent it without an answer. Its
+    rating_log row commits with it."""
+    try:
+        with connect() as fresh:
+            logged = fresh.execute(RATING_LOGGED, {"run_id": run_id, "start": window.start})
+            committed = logged.fetchone() is not None
+    except (psycopg.Error, RatingPipelineError):  # the warehouse gone too
+        return f"may have committed (the warehouse cannot be asked: rating_log says, run {run_id})"
+    if committed:
+        return "committed all the same (the failure came at or after its COMMIT)"
+    return ROLLED_BACK
 
 
 def window_lock_key(window: Window) -> tuple[int, int]:
