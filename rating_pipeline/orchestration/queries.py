@@ -154,13 +154,13 @@ class ReasonTotals:
     reason: str
     rollups: int
     event_count: int
-    input_tokens: int
-    output_tokens: int
 
 
 def exceptions_by_reason(conn: psycopg.Connection, span: Span) -> dict[str, ReasonTotals]:
+    """Per reason, the span's exception rollups and events (the statement's token sums are
+    the demo summary's)."""
     return {
-        row[0]: ReasonTotals(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+        row[0]: ReasonTotals(row[0], int(row[1]), int(row[2]))
         for row in conn.execute(load_sql("orchestration_exceptions_by_reason"), span.params())
     }
 
