@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -675,6 +677,47 @@ def test_an_interrupted_db_command_says_where_the_warehouse_stopped_and_exits_13
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted: "), err
     assert f"at revision {stops_at}" in err and f"`db {action}`" in err, err
+
+
+WAITING_INDEX_DDL = (
+    "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%INDEX CONCURRENTLY%'"
+    " AND wait_event_type IS NOT NULL AND pid <> pg_backend_pid()"
+)
+
+
+def test_ctrl_c_inside_a_concurrent_index_statement_says_where_it_stopped_and_exits_130(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The interrupt lands while 0012's DROP INDEX CONCURRENTLY waits for a reader: the
+    statement runs in an autocommit block, and Alembic's commit at its end raised an error
+    of its own in place of the KeyboardInterrupt (a traceback, exit 1). Found by an audit
+    of the migrations."""
+    monkeypatch.setenv("RATING_DATABASE_URL", database_url)
+    main_thread = threading.get_ident()
+    with (
+        psycopg.connect(database_url) as reader,
+        psycopg.connect(database_url, autocommit=True) as watcher,
+    ):
+        reader.execute("LOCK TABLE billing_event IN ACCESS SHARE MODE")
+
+        def ctrl_c_once_it_waits() -> None:
+            deadline = time.monotonic() + 30  # only against a hang
+            while watcher.execute(WAITING_INDEX_DDL).fetchone() == (0,):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            signal.pthread_kill(main_thread, signal.SIGINT)
+
+        pressing = threading.Thread(target=ctrl_c_once_it_waits)
+        pressing.start()
+        try:
+            code = cli.main(["db", "downgrade"])
+        finally:
+            pressing.join(timeout=30)
+            reader.rollback()
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1, err
+    assert err.startswith("interrupted: ") and "at revision 0012" in err, err
 
 
 def test_a_downgrade_to_any_revision_refuses_to_drop_tables_that_hold_rows(

@@ -108,7 +108,15 @@ def _run(
     try:
         with _engine(url) as engine, engine.connect() as connection:
             config = _config(connection, drop_rated_data)
-            alembic_command(config, revision)
+            try:
+                alembic_command(config, revision)
+            except Exception as exc:
+                # Ctrl-C in a statement of an autocommit block (a concurrent index build)
+                # invalidates the connection; Alembic's commit at the block's end then
+                # raises PendingRollbackError in place of the KeyboardInterrupt.
+                if _interrupted(exc):
+                    raise KeyboardInterrupt from None
+                raise
             return list(config.attributes.get(APPLIED, []))
     except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
         cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
@@ -124,6 +132,18 @@ def _run(
             f"{stopped or BASE}, the revisions before it committed"
             f"{f'; upstream billing_event, as it is: {refusal}' if refusal else ''}"
         ) from None
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a KeyboardInterrupt."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _upstream_refusal(url: str) -> str | None:
