@@ -735,6 +735,31 @@ def test_a_downgrade_to_any_revision_refuses_to_drop_tables_that_hold_rows(
     assert _tables(database_url) == {"billing_event"}
 
 
+def test_a_downgrade_below_the_closes_names_the_close_figures_the_log_would_lose(
+    database_url: str,
+) -> None:
+    """Revision 0011's downgrade drops rating_log's close and adjustment columns too: the
+    refusal named only 0011's tables. Found by an audit of the migrations."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(INSERT_EVENT, {"event_id": "e1", "tokens": 1000})
+    with database.connect(database_url) as conn:
+        version = make_version({"m": own("1", "1")})
+        rate_window(conn, Window.from_key("2026-06-15-10:00"), Pricebooks((version,)), "r")
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO rating_period_close (closed_through, closed_at, closed_by) "
+            "VALUES ('2026-06-15 11:00Z', now(), 'test')"
+        )
+        conn.execute("UPDATE rating_log SET window_closed = true")  # a closed window's rating
+
+    with pytest.raises(
+        migrations.DowngradeRefused,
+        match=r"1 rating_period_close row, and the close and adjustment figures of 1 "
+        r"rating_log row;",
+    ):
+        migrations.downgrade(database_url, "0010")
+
+
 def test_a_refused_downgrade_empties_nothing_even_with_drop_rated_data(
     database_url: str,
 ) -> None:

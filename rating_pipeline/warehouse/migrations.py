@@ -276,6 +276,11 @@ CREATED_BY = {
 }  # fmt: skip
 OUTPUT_TABLES = tuple(CREATED_BY)
 COUNT_ROWS = "SELECT count(*) FROM {table}"
+LOG_ROWS_WITH_CLOSE_FIGURES = """
+SELECT count(*) FROM rating_log
+WHERE window_closed OR open_adjustment_cost_usd <> 0 OR adjustments_inserted <> 0
+    OR adjustments_updated <> 0 OR adjustments_deleted <> 0 OR adjustments_unchanged <> 0
+"""
 TRUNCATE = "TRUNCATE {tables}"
 # Each of the tables named, as a bare name finds it (the search path: a revision's DROP
 # finds it so), qualified, and whether it is in the schema the warehouse was migrated in.
@@ -361,6 +366,19 @@ def rated_rows(
         }
 
 
+def _log_figures_lost(url: str, undone: list[str], present: list[str]) -> str:
+    """What a downgrade undoing 0011 (the closes) loses of rating_log, which it keeps: the
+    close and adjustment figures of its rows (0011 drops their columns); "" if none."""
+    if "rating_period_close" not in undone or "rating_log" not in present or "rating_log" in undone:
+        return ""
+    with connect(url) as conn:
+        row = conn.execute(LOG_ROWS_WITH_CLOSE_FIGURES).fetchone()
+    logged = int(row[0]) if row else 0
+    if not logged:
+        return ""
+    return f", and the close and adjustment figures of {logged} rating_log row{'s' * (logged != 1)}"
+
+
 def _truncate(url: str, tables: list[str]) -> None:
     """Empty ``tables`` at once: what ``--drop-rated-data`` asked for, before any revision
     is undone, so that no revision's own refusal to lose rows stops a drop to base."""
@@ -420,6 +438,7 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     held = {table: rows for table, rows in dropped.items() if rows}
     if held and not drop_rated_data:
         lost = ", ".join(f"{rows} {table} row{'s' * (rows != 1)}" for table, rows in held.items())
+        lost += _log_figures_lost(target, undone, present)
         raise DowngradeRefused(
             f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
             "rerun with --drop-rated-data to drop them"
