@@ -133,7 +133,7 @@ def wait_until_ready(data_dir: Path, timeout_seconds: int = STARTUP_WAIT_SECONDS
             raise TimeoutError("the server stopped while starting") from None
         if lines and lines[0].strip().isdigit() and not _postmaster_runs(int(lines[0])):
             raise TimeoutError("the server stopped while starting")
-        if len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready":
+        if _says_ready(lines):
             return
         time.sleep(1)  # or postmaster.pid was being written
     raise TimeoutError(f"the server was not ready after {timeout_seconds} s")
@@ -146,7 +146,12 @@ def _starting(data_dir: Path) -> bool:
         alive = bool(lines) and _postmaster_runs(int(lines[0]))
     except (OSError, ValueError):
         return False
-    return alive and not (len(lines) >= POSTMASTER_STATUS_LINE and lines[-1].strip() == "ready")
+    return alive and not _says_ready(lines)
+
+
+def _says_ready(postmaster_pid: list[str]) -> bool:
+    """Whether postmaster.pid's lines end with its status line, saying ready."""
+    return len(postmaster_pid) >= POSTMASTER_STATUS_LINE and postmaster_pid[-1].strip() == "ready"
 
 
 def _postmaster_runs(pid: int) -> bool:
