@@ -217,6 +217,23 @@ def test_hours_never_rated_are_listed_with_the_missed_hours_attempts(
     }
 
 
+def test_a_missed_hour_rerun_by_hand_beyond_its_attempts_never_reads_more_than_all_of_them(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A run re-executed from the UI keeps the sensor's tags: count it apart, not as a
+    fourth of three attempts."""
+    add_events(events_in(missed_hour(), 2))
+    for _ in range(MAX_ATTEMPTS + 1):
+        tags = {PARTITION_TAG: missed_hour().key, TRIGGER_TAG: MISSED_HOURS}
+        create_run_for_test(
+            instance, job_name=JOB_NAME, tags=tags, status=dg.DagsterRunStatus.FAILURE
+        )
+
+    assert listed(check(database_url, instance)) == {
+        missed_hour().key: "never rated (missed_hours made its 3 attempts, and 1 re-execution)"
+    }
+
+
 def test_an_hour_never_rated_whose_run_is_in_flight_is_listed_as_such(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:

@@ -496,6 +496,14 @@ def how_changed(
     return DIGEST_DIFFERS if digest != late.events_digest else None
 
 
+def _attempts_made(runs: int) -> str:
+    """Runs beyond the sensor's attempts carry its tags because someone re-executed one."""
+    if runs <= missed_hours.MAX_ATTEMPTS:
+        return f"{runs} of its {missed_hours.MAX_ATTEMPTS} attempts"
+    extra = runs - missed_hours.MAX_ATTEMPTS
+    return f"its {missed_hours.MAX_ATTEMPTS} attempts, and {_plural(extra, 're-execution')}"
+
+
 def _plural(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
@@ -516,8 +524,7 @@ def never_rated_states(
                 "never rated; older than the lookback, so no sensor requests it: materialize it"
             )
         else:
-            attempts = f"{made[w]} of its {missed_hours.MAX_ATTEMPTS} attempts"
-            states[w] = f"never rated (missed_hours made {attempts})"
+            states[w] = f"never rated (missed_hours made {_attempts_made(made[w])})"
     return states
 
 
