@@ -400,12 +400,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could not be caught
+        return code
     except RatingPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Its reader went away (``| head``): the report ends there, as a pipe's writer's does.
+        from rating_pipeline.warehouse.commands import stdout_to_devnull
+
+        stdout_to_devnull()
+        return EXIT_FAILURE
     except Exception as exc:
         refusal = _warehouse_refusal(exc)
         if refusal is None:

@@ -8,6 +8,8 @@ entries cut down to their prices and one entry per case the importer must handle
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -639,6 +641,22 @@ def test_a_file_that_is_not_a_litellm_price_map_is_one_clean_error(text, message
 
 def run_import(*options: str, source: Path = FIXTURE) -> int:
     return main(["pricebook", "import", "litellm", str(source), *options])
+
+
+def test_a_command_whose_reader_goes_away_ends_its_report_without_a_traceback(tmp_path):
+    """``... | head``: the work is done (the version written); the report stops quietly and
+    the exit code says it did not reach its reader, as a pipe's writer's does."""
+    out = tmp_path / "books"
+    command = [sys.executable, "-m", "rating_pipeline", "pricebook", "import", "litellm",
+               str(FIXTURE), "--version", "v1", "--effective-from", EFFECTIVE_FROM, "--round",
+               "--out", str(out)]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    err = child.stderr.read().decode()
+
+    assert (child.wait(), err) == (EXIT_FAILURE, "")
+    assert (out / "v1.yaml").exists()
 
 
 def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsys):

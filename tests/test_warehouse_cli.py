@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -413,6 +415,28 @@ def test_rate_prints_one_line_per_window_and_exits_zero(
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
     again = capsys.readouterr().out.splitlines()
     assert "+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in again[0]
+
+
+def test_a_range_whose_reader_goes_away_still_rates_every_window(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """``rate ... | head -1``: the lines are a report; the rating is what was asked for.
+    The first print into the closed pipe raised BrokenPipeError mid-range, a traceback."""
+    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
+                for h in range(2)])  # fmt: skip
+    command = [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to", END,
+               "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader is gone before the first line
+    err = child.stderr.read().decode()
+    code = child.wait()
+
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 0
+    assert _count(warehouse_env, "rating_log") == 2
 
 
 def test_rate_warns_of_events_no_window_holds_since_no_rating_bills_or_excepts_them(
