@@ -1242,12 +1242,35 @@ def test_cli_export_names_each_file_it_removed(
     )
 
     assert (code, err) == (0, "")
-    assert out == [
+    assert out[:3] == [
         str(tmp_path / "2026-06_acct-a.csv"),
         f"removed {stale}: no account of 2026-06 has this file now",
         f"1 account file(s) for 2026-06 in {tmp_path}",
     ]
     assert not stale.exists()
+
+
+def test_cli_export_of_an_open_month_says_its_files_are_the_draft_as_last_built(
+    warehouse_env: str,
+    reader: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An export reads the built lines: of an open month, a rating since its build is not
+    in them. Said each time, with when they were built, so no one sends a stale draft."""
+    add_a_line_each(reader, "acct-a")
+    built = reader.execute("SELECT max(built_at) FROM invoice_line").fetchone()
+    assert built is not None
+
+    code, out, _ = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+
+    assert code == 0
+    assert out[-1] == (
+        f"2026-06 is open: these are its draft lines as built at {built[0].isoformat()}; a "
+        "rating since then reaches them at the next invoice build --month 2026-06"
+    )
 
 
 def test_a_close_converges_every_month_it_wholly_closes_even_one_whose_usage_is_gone(
