@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg
 import pytest
+from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import Ingested, LateBeyondLookback
@@ -65,7 +66,7 @@ def test_late_events_request_exactly_the_windows_they_changed(
     add_events([*events_in(recent_hour(), 3), *events_in(other_hour(), 2)])
     rate(database_url, recent_hour(), other_hour())
     quiet = tick(database_url, instance)
-    assert quiet.run_requests == [] and "no rated window" in (quiet.skip_message or "")
+    assert quiet.run_requests == [] and "no new late event" in (quiet.skip_message or "")
 
     add_events([event(recent_hour(), 50, "late-1")])
     found = tick(database_url, instance, quiet.cursor)
@@ -91,6 +92,43 @@ def test_the_same_late_state_keeps_the_same_run_key_and_a_new_one_changes_it(
     keys = [[r.run_key for r in t.run_requests or []] for t in (first, again, more)]
     assert keys[0] == keys[1] and len(keys[0]) == 1
     assert keys[2] != keys[0] and keys[2][0].startswith(f"{recent_hour().key}:4:")
+
+
+@pytest.mark.parametrize(
+    ("status", "then"),
+    [
+        (dg.DagsterRunStatus.STARTED, ""),
+        (dg.DagsterRunStatus.CANCELED, "; changed_events requests it again on the window's turn"),
+    ],
+)
+def test_a_late_state_already_requested_is_said_so_never_requested_again(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
+    status: dg.DagsterRunStatus,
+    then: str,
+) -> None:
+    """The daemon drops a request whose run key a kept run has: the ticks of the rescan
+    overlap logged "requesting a re-rate" each, and the skip said no window changed."""
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
+    add_events([event(recent_hour(), 40, "late-a")])
+    [request] = tick(database_url, instance).run_requests or []
+    launched = create_run_for_test(
+        instance, job_name="rate_windows", tags=request.tags, status=status
+    )
+    capfd.readouterr()
+
+    again = tick(database_url, instance)
+
+    assert again.run_requests == []
+    assert "requesting a re-rate" not in capfd.readouterr().err
+    assert (
+        f"window {recent_hour().key}: its late events' re-rate was requested already (run "
+        f"{launched.run_id[:8]}, {status.value}){then}"
+    ) in (again.skip_message or "")
+    assert (again.skip_message or "").startswith("no re-rate to request: no new late event")
 
 
 def test_rerating_the_window_settles_it(

@@ -46,6 +46,7 @@ MAXIMUM_LOOKBACK_HOURS = 87_600
 MAXIMUM_SETTING = 525_600
 RESCAN_OVERLAP = timedelta(minutes=15)
 SENSOR_NAME = "late_events"
+STATE_TAG = "rating/late_state"  # the late state a run was requested for: its run key
 MINIMUM_INTERVAL_SECONDS = 60
 REPORTED_WINDOWS = 20
 
@@ -206,8 +207,30 @@ def run_request(window: ChangedWindow) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key(window),
         partition_key=window.window.key,
-        tags={TRIGGER_TAG: SENSOR_NAME},
+        tags={TRIGGER_TAG: SENSOR_NAME, STATE_TAG: run_key(window)},
     )
+
+
+def requested_already(
+    instance: dg.DagsterInstance, windows: Sequence[ChangedWindow]
+) -> dict[str, dg.DagsterRun]:
+    """The latest run requested for each of ``windows``' late states, by state: the daemon
+    drops a request whose run key a kept run has, whatever became of that run."""
+    states = [run_key(window) for window in windows]
+    if not states:
+        return {}
+    runs = instance.get_runs(dg.RunsFilter(tags={STATE_TAG: states}))
+    return {run.tags[STATE_TAG]: run for run in reversed(runs)}  # newest last, so it wins
+
+
+def _requested_line(window: ChangedWindow, run: dg.DagsterRun) -> str:
+    line = (
+        f"window {window.window.key}: its late events' re-rate was requested already (run "
+        f"{run.run_id[:8]}, {run.status.value})"
+    )
+    if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        line += "; changed_events requests it again on the window's turn"
+    return line
 
 
 def _unbilled_state(late: LateBeyondLookback) -> str:
@@ -242,17 +265,23 @@ def evaluate(
     context: dg.SensorEvaluationContext,
     found: LateEventsScan,
     previous: LateEventsCursor | None = None,
+    requested: dict[str, dg.DagsterRun] | None = None,
 ) -> dg.SensorResult:
-    """Run requests for the changed windows that are partitions; the rest is reported.
+    """Run requests for the changed windows that are partitions, but for the states
+    ``requested`` already; the rest is reported.
 
     A window beyond the lookback is logged as a WARNING once (the rescan overlap shows it to
     several ticks); every tick's skip message lists all it saw.
     """
     first = hourly_windows.start.astimezone(UTC)
-    requests = []
+    requests, in_hand = [], []
     for window in found.changed:
         if window.window.start < first or window.window.end > found.now:
             continue  # not a partition (before the first pricebook, or not closed yet)
+        earlier = (requested or {}).get(run_key(window))
+        if earlier is not None:
+            in_hand.append(_requested_line(window, earlier))
+            continue
         context.log.info(
             f"window {window.window.key} changed after its rating: {window.events_read} events "
             f"read, {window.events_now} now (latest ingested_at {window.max_ingested_at_now}); "
@@ -275,14 +304,15 @@ def evaluate(
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=found.cursor.serialize())
     summary = (
-        f"no rated window since {found.lookback_start.isoformat()} changed "
-        f"(events ingested after {found.ingested.since.isoformat()} examined"
+        "no re-rate to request: no new late event in a rated window since "
+        f"{found.lookback_start.isoformat()} (events ingested after "
+        f"{found.ingested.since.isoformat()} examined"
     )
     if found.ingested.through < found.now:
         summary += f", through {found.ingested.through.isoformat()}: catching up"
     summary += ")"
     return dg.SensorResult(
-        skip_reason=dg.SkipReason("; ".join([summary, *reported])),
+        skip_reason=dg.SkipReason("; ".join([summary, *in_hand, *reported])),
         cursor=found.cursor.serialize(),
     )
 
@@ -306,6 +336,8 @@ def build_late_events_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
         with warehouse.snapshot() as conn:
             found = scan(conn, previous, window_lookback)
         record_changed(warehouse, late_windows_found(found), found.now)
-        return evaluate(context, found, previous)
+        return evaluate(
+            context, found, previous, requested_already(context.instance, found.changed)
+        )
 
     return late_events
