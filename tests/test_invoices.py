@@ -45,6 +45,7 @@ from rating_pipeline.warehouse.invoices import (
     converge_month_lines,
     export_invoice,
     lock_export,
+    mismatches,
     month_totals,
 )
 from rating_pipeline.warehouse.periods import PeriodClose, close_period
@@ -1594,3 +1595,33 @@ def test_the_sha256_a_close_records_changes_with_any_key_column_of_a_line(
         before.line_count, before.amount_exact, before.amount,
     )  # fmt: skip
     assert after.lines_sha256 != before.lines_sha256
+
+
+def test_lines_of_an_account_the_close_recorded_nothing_for_are_a_mismatch() -> None:
+    now = MonthTotal(JUNE, "org-9", 1, Decimal("1.5"), Decimal("1.50"), "0" * 64)
+    (found,) = mismatches([JUNE], {JUNE: [now]}, [])
+    assert (found.account_id, found.recorded, found.why) == (
+        "org-9", None, "lines the close recorded nothing for"
+    )  # fmt: skip
+
+
+def test_a_closed_month_whose_lines_moved_to_an_account_it_never_invoiced_is_refused(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Contract 11: build and export both name the invoice, and the export writes nothing."""
+    run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance")
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("UPDATE invoice_line SET account_id = 'org-9' WHERE account_id = 'org-2'")
+
+    code, out, err = run_cli(capsys, "invoice", "build", "--month", "2026-06")
+    assert (code, out) == (1, [])
+    assert "2 invoice(s) differ" in err and "org-9: lines the close recorded nothing for" in err
+
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path / "out")
+    )
+    assert code == 1 and "org-9: lines the close recorded nothing for" in err
+    assert not (tmp_path / "out").exists()

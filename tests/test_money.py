@@ -130,3 +130,15 @@ def test_the_package_adds_money_up_only_through_exact_sum():
     assert not found, "sum(..., Decimal(0)) rounds past 28 digits; use money.exact_sum:\n" + (
         "\n".join(found)
     )
+
+
+# 30 significant digits: rounded once to 6 places it is 0.000001; rounded first to 28
+# digits (Python's default context: 0.0000015000...) and then to 6 places, 0.000002.
+LONG_MULTIPLIER = "0.00000149999999999999999999999999999"
+
+
+def test_a_derived_rate_is_rounded_once_from_the_exact_product() -> None:
+    assert derive_rate(Decimal(1), Decimal(LONG_MULTIPLIER)) == Decimal("0.000001")
+    assert derive_rate(Decimal(3), Decimal("0.499999999999999999999999999999999")) == Decimal(
+        "1.500000"
+    )

@@ -31,6 +31,7 @@ from rating_pipeline.warehouse.periods import (
     PeriodClose,
     close_period,
     period_status,
+    preview_close,
 )
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
@@ -1051,3 +1052,20 @@ def test_period_status_lists_the_open_adjustments_of_every_window_even_before_19
         rate_window(conn, Window.starting(hour), Pricebooks((version,)), "run-2")
         listed = [w.window_start for w in period_status(conn).open_adjustments]
     assert listed == [hour]
+
+
+def test_a_close_names_only_the_changed_windows_it_closes_itself(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """A window an earlier close froze while changed and unrated is that close's news: a
+    later close (or its dry run) must not announce it again as closed here."""
+    first, second = WINDOW, Window(WINDOW_START + HOUR)
+    add_events([make_event("org-1", "base-large", occurred_at=first.start)])
+    with connect(database_url) as conn:
+        rate_window(conn, first, Pricebooks((priced(),)), "run-1")
+    add_events([make_event("org-2", "base-large", occurred_at=first.start)])  # late, unrated
+
+    assert close(database_url, through=first.end).changed_not_rated == (first.start,)
+    with connect(database_url) as conn:
+        assert preview_close(conn, second.end, "finance").changed_not_rated == ()
+    assert close(database_url, through=second.end).changed_not_rated == ()

@@ -1285,3 +1285,30 @@ def test_a_dangling_link_at_the_output_path_is_an_existing_file(tmp_path, capsys
     assert main(command) == EXIT_FAILURE
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and "already exists" in line
+
+
+def test_a_second_price_range_that_holds_no_prompt_is_no_long_context_set() -> None:
+    """Ranges [0, N] and [N, N]: LiteLLM bills no prompt at the second's prices (start <
+    prompt <= end holds for none); read as a threshold, every prompt above N would bill at
+    prices LiteLLM never charges. The model is left out instead."""
+    text = tiered([
+        (0, 200000, {"input_cost_per_token": 1e-07, "output_cost_per_token": 1e-06}),
+        (200000, 200000, {"input_cost_per_token": 2e-07, "output_cost_per_token": 2e-06}),
+    ])  # fmt: skip
+    result = convert(text)
+    assert result.models == 0
+    reason = "price ranges by prompt size the contract cannot hold (2 ranges)"
+    assert [str(note) for note in result.not_imported] == [f"qwen-flash: {reason}"]
+
+
+def test_a_model_free_in_every_price_is_imported_free() -> None:
+    """Only a positive price the contract cannot hold makes zero token prices a reason to
+    leave a model out: left out, a free model's usage would go unpriced."""
+    text = one_model(
+        '"input_cost_per_token": 0, "output_cost_per_token": 0, "output_cost_per_image": 0'
+    )
+    assert (convert(text).models, convert(text).not_imported) == (1, ())
+    _, version = imported(text)
+    standard = rates(version, "m").rate_set(STANDARD, STANDARD)
+    assert standard is not None
+    assert dict(standard.rates) == {"input": Decimal(0), "output": Decimal(0)}

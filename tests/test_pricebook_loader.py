@@ -34,6 +34,7 @@ from rating_pipeline.pricebook.model import (
     PricebookVersion,
     is_derivation_base,
 )
+from rating_pipeline.pricing import Priced, resolve
 from rating_pipeline.records import MAX_ID_LENGTH
 from rating_pipeline.settings import project_root
 from rating_pipeline.windows import Window
@@ -1332,3 +1333,49 @@ def test_a_rate_with_more_than_six_places_is_rejected_even_past_28_digits(tmp_pa
     )
     assert (error.line, error.model) == (5, "base-large")
     assert "decimal places" in error.message
+
+
+def test_a_declared_derivation_prices_at_the_exact_product_rounded_once(tmp_path: Path) -> None:
+    """A multiplier may carry 40 digits: its product must not pass through a 28-digit
+    context before the one half-even rounding to 6 places."""
+    multiplier = "0.00000149999999999999999999999999999"
+    version = load_one(tmp_path, f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          base: {{input_per_mtok: "1", output_per_mtok: "2"}}
+          ft:acme:long: {{derived_from: base, multiplier: "{multiplier}"}}
+        """).versions[0]  # fmt: skip
+    priced = resolve(version, "ft:acme:long", frozenset({None}))
+    assert isinstance(priced, Priced)
+    standard = priced.rates.rate_set(STANDARD, STANDARD)
+    assert standard is not None
+    assert dict(standard.rates) == {"input": Decimal("0.000001"), "output": Decimal("0.000003")}
+
+
+def test_a_currency_not_written_exactly_usd_is_a_load_error(tmp_path: Path) -> None:
+    error = the_error(tmp_path, """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: usd
+        models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
+        """)  # fmt: skip
+    assert (error.line, error.message) == (
+        3,
+        "currency must be USD (rates are USD per 1,000,000 tokens), got 'usd'",
+    )
+
+
+def test_a_tagged_top_level_mapping_is_a_load_error(tmp_path: Path) -> None:
+    """Every mapping of a version is plain, the top level too: another YAML reader may
+    construct a tagged one as something else."""
+    error = the_error(tmp_path, """
+        !pricebook
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models: {m: {input_per_mtok: "1", output_per_mtok: "1"}}
+        """)  # fmt: skip
+    assert error.line == 1
+    assert error.message.endswith("got a mapping tagged !pricebook")
