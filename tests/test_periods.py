@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.metadata import rating_metadata
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks, PricebookVersion
 from rating_pipeline.warehouse import engine, periods
@@ -1069,3 +1070,56 @@ def test_a_close_names_only_the_changed_windows_it_closes_itself(
     with connect(database_url) as conn:
         assert preview_close(conn, second.end, "finance").changed_not_rated == ()
     assert close(database_url, through=second.end).changed_not_rated == ()
+
+
+def test_rating_log_records_a_closed_windows_adjustment_counts_and_open_cost(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    add_events([make_event("org-1", "base-large", input_tokens=10, output_tokens=1)])
+    first = rate(database_url, priced(), "run-2")  # a late event: new adjustments
+    add_events([make_event("org-1", "base-large", input_tokens=10, output_tokens=1)])
+    second = rate(database_url, priced(), "run-3")  # another: the same rows grow
+
+    assert first.adjustments is not None and second.adjustments is not None
+    a, b = first.adjustments, second.adjustments
+    assert (a.inserted, a.updated, b.inserted, b.updated) == (2, 0, 0, 2)
+    logged = reader.execute(
+        "SELECT run_id, adjustments_inserted, adjustments_updated, adjustments_deleted, "
+        "adjustments_unchanged, open_adjustment_cost_usd FROM rating_log "
+        "WHERE run_id IN ('run-2', 'run-3') ORDER BY log_id"
+    ).fetchall()
+    assert logged == [
+        ("run-2", a.inserted, a.updated, a.deleted, a.unchanged, a.cost_usd),
+        ("run-3", b.inserted, b.updated, b.deleted, b.unchanged, b.cost_usd),
+    ]
+    open_cost = reader.execute(
+        "SELECT sum(cost_usd) FROM rating_adjustment WHERE invoiced_by IS NULL"
+    ).fetchone()
+    assert open_cost == (b.cost_usd,) and b.cost_usd != 0
+
+
+def test_a_closed_windows_rollup_count_counts_a_principals_second_model(
+    database_url: str,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    add_events([make_event("org-1", "base-small")])  # org-1 had base-large only
+
+    rating = rate(database_url, priced(), "run-2")
+
+    assert rating.rollup_count == 3
+    assert rating_metadata(rating)["rollups"].value == 3
+    assert (rating.rows_unchanged, rating.rated_usage_rows) == (2, 2)
+
+
+def test_an_unrated_hour_just_after_a_span_is_not_the_spans(
+    reader: psycopg.Connection, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """The current hour, say: the schedule rates it once it is over."""
+    add_events([make_event("org-1", "base-large"),
+                make_event("org-1", "base-large", occurred_at=WINDOW.end)])  # fmt: skip
+
+    assert queries.unrated_hours(reader, queries.Span(WINDOW.start, WINDOW.end)) == [WINDOW]

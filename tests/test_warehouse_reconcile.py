@@ -720,3 +720,64 @@ def test_a_rating_names_only_the_rows_it_deleted_though_its_run_id_rated_the_win
     assert second.deleted_rows == (
         "rated_usage row auth_id='org-2' model_id='base-small' tiers=standard/standard",
     )
+
+
+def test_the_archive_holds_the_old_values_of_the_context_tier_that_changed(
+    conn: psycopg.Connection,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """One principal bills in both context tiers; each re-rate changes one of them."""
+    books = Pricebooks((make_version({"base-large": own(
+        "2.50", "10.00", long_context=own("5.00", "20.00"), long_context_above_tokens=10_000
+    )}),))  # fmt: skip
+    add_events([make_event("org-1", "base-large", input_tokens=1_000),
+                make_event("org-1", "base-large", input_tokens=50_000)])  # fmt: skip
+    rate_window(conn, WINDOW, books, "run-1")
+    add_events([make_event("org-1", "base-large", input_tokens=2_000)])
+    rate_window(conn, WINDOW, books, "run-2")  # standard: 2 events
+    add_events([make_event("org-1", "base-large", input_tokens=60_000)])
+    rate_window(conn, WINDOW, books, "run-3")  # long: 2 events
+
+    archived = (
+        "SELECT context_tier, event_count, run_id FROM rated_usage_archive ORDER BY archive_id"
+    )
+    assert reader.execute(archived).fetchall() == [("standard", 1, "run-1"), ("long", 1, "run-1")]
+
+
+def test_rating_log_counts_an_updated_exception_as_updated_not_deleted(
+    conn: psycopg.Connection,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    books = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
+    add_events([make_event("org-1", "base-large"), make_event("org-1", "mystery")])
+    rate_window(conn, WINDOW, books, "run-1")
+    add_events([make_event("org-1", "mystery")])  # the unpriced rollup grows
+
+    assert rate_window(conn, WINDOW, books, "run-2").exceptions.updated == 1
+    logged = reader.execute(
+        "SELECT exceptions_inserted, exceptions_updated, exceptions_deleted, "
+        "exceptions_unchanged FROM rating_log WHERE run_id = 'run-2'"
+    ).fetchone()
+    assert logged == (0, 1, 0, 0)
+
+
+def test_rerate_refreezes_a_multiplier_that_changed_alone(
+    conn: psycopg.Connection,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Base 2.50/10 x 2 equals base 5/20 x 1: the rates stay, the explanation changes."""
+    first = make_version({"base-large": own("2.50", "10.00"), "ft:x": derived("base-large", "2")})
+    later = make_version({"base-large": own("5.00", "20.00"), "ft:x": derived("base-large", "1")})
+    add_events([make_event("org-1", "ft:x", "base-large")])
+    rate_window(conn, WINDOW, Pricebooks((first,)), "run-1")
+
+    again = rate_window(conn, WINDOW, Pricebooks((replace(first, models=later.models),)), "run-2")
+
+    assert (again.usage.updated, again.usage.unchanged) == (1, 0)
+    stored = reader.execute(
+        "SELECT multiplier, input_rate_per_mtok FROM rated_usage WHERE model_id = 'ft:x'"
+    ).fetchall()
+    assert stored == [(Decimal(1), Decimal(5))]

@@ -25,7 +25,7 @@ from rating_pipeline.pricebook.model import (
     Pricebooks,
     PricebookVersion,
 )
-from rating_pipeline.records import AMBIGUOUS_BASE
+from rating_pipeline.records import AMBIGUOUS_BASE, ID_PREFIX_LENGTH, INVALID_EVENT, UNPRICED
 from rating_pipeline.warehouse import engine, migrations
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
@@ -40,7 +40,7 @@ from rating_pipeline.warehouse.outputs import (
 from rating_pipeline.windows import Window, WindowError
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window, truncate_all
-from tests.factories import BillingEvent, make_event, make_version, own, with_tokens
+from tests.factories import BillingEvent, derived, make_event, make_version, own, with_tokens
 from tests.strategies import WINDOW, pricebook_versions
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -567,3 +567,89 @@ def test_a_token_column_that_can_hold_a_fraction_or_too_wide_a_count_stops_ratin
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err
     assert f"billing_event.reasoning_tokens is {column_type}" in err, err
+
+
+# --- what mutation testing of the statements showed no test held ---------------------------
+
+OPTIONAL_CLASSES = tuple(c for c in TOKEN_CLASSES if c not in ("input", "output"))
+
+
+def _rated_as_the_oracle_rates(
+    conn: psycopg.Connection, version: PricebookVersion, events: list[BillingEvent]
+) -> engine.WindowRating:
+    rating = rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+    stored = stored_window(conn, WINDOW)
+    conn.rollback()
+    assert stored == oracle.rate_window(WINDOW, version, events)
+    return rating
+
+
+def test_a_tokenless_event_of_an_unpriced_model_is_excepted_and_its_window_bills(
+    conn: psycopg.Connection, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """An excluded rollup without tokens passes every per-class rate test: only its reason
+    keeps it out of the output, or it lands in both tables and the window cannot rate."""
+    events = [make_event("org-1", "base-large"),
+              make_event("org-1", "mystery-model", input_tokens=0, output_tokens=0)]  # fmt: skip
+    add_events(events)
+
+    rating = _rated_as_the_oracle_rates(
+        conn, make_version({"base-large": own("2.50", "10")}), events
+    )
+
+    assert rating.usage.event_count == 1
+    assert [(e.model_id, e.reason) for e in rating.exception_rows] == [("mystery-model", UNPRICED)]
+
+
+def test_a_mixed_bases_pair_bills_every_class_of_its_events(
+    conn: psycopg.Connection, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    rates = dict.fromkeys(OPTIONAL_CLASSES, "1")
+    version = make_version({
+        "base-a": own("1", "2", by_class=rates),
+        "base-b": own("1", "2", by_class=rates),
+        "ft:listed": derived("base-a", "2"),
+    })  # fmt: skip
+    counts = {f"{c}_tokens": 10 * (n + 1) for n, c in enumerate(OPTIONAL_CLASSES)}  # all differ
+    events = [with_tokens(make_event("org-1", "ft:listed", base), **counts)
+              for base in ("base-a", "base-b")]  # fmt: skip
+    add_events(events)
+
+    rating = _rated_as_the_oracle_rates(conn, version, events)
+
+    assert {c: rating.usage.tokens[c] for c in OPTIONAL_CLASSES} == {
+        c: 2 * counts[f"{c}_tokens"] for c in OPTIONAL_CLASSES
+    }
+
+
+def test_an_invalid_exception_names_the_problems_of_all_its_events(
+    conn: psycopg.Connection, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """Problems of one (auth_id, model_id) come from rows of several tiers and counts."""
+    events = [replace(make_event("org-1", "base-large"), service_tier="gold"),
+              make_event("org-1", "base-large", input_tokens=-1)]  # fmt: skip
+    add_events(events)
+
+    rating = _rated_as_the_oracle_rates(
+        conn, make_version({"base-large": own("2.50", "10")}), events
+    )
+
+    assert [(e.reason, e.detail, e.event_count) for e in rating.exception_rows] == [
+        (INVALID_EVENT, "unknown service_tier, negative input_tokens", 2)
+    ]
+
+
+def test_two_long_auth_ids_with_one_prefix_are_two_exception_rows(
+    conn: psycopg.Connection, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    shared = "acct-" + "a" * (300 + ID_PREFIX_LENGTH)  # over MAX_ID_LENGTH; one prefix
+    events = [make_event(shared + "-first", "base-large"),
+              make_event(shared + "-second", "base-large")]  # fmt: skip
+    add_events(events)
+
+    rating = _rated_as_the_oracle_rates(
+        conn, make_version({"base-large": own("2.50", "10")}), events
+    )
+
+    assert [e.event_count for e in rating.exception_rows] == [1, 1]
+    assert len({e.auth_id for e in rating.exception_rows}) == 2
