@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from tests.factories import derived, make_event, make_version, schedule, with_tokens
 
@@ -260,13 +261,21 @@ TWO_CLASS_BOOK = make_version(
 )
 
 
+def every_rate_but(token_class: str) -> PricebookVersion:
+    rates = {"input": "1", "output": "2", **{c: "3" for c in OPTIONAL_CLASSES if c != token_class}}
+    return make_version({"m": schedule({("standard", "standard"): rates})})
+
+
 @pytest.mark.parametrize("token_class", OPTIONAL_CLASSES)
+@pytest.mark.parametrize("other_rates", ["none", "every other class's"])
 def test_tokens_of_any_class_without_a_rate_make_only_their_rollup_unpriced(
-    rate_events, token_class
+    rate_events, token_class, other_rates
 ):
-    """Never priced at 0 nor at another class's rate; the rest of the window bills."""
+    """Never priced at 0 nor at another class's rate (a set with a 5-minute cache-write rate
+    and no 1-hour one, say); the rest of the window bills."""
+    book = TWO_CLASS_BOOK if other_rates == "none" else every_rate_but(token_class)
     event = with_tokens(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": 5})
-    stored = rate_events(TWO_CLASS_BOOK, event, make_event("b", "m", None, 10, 10))
+    stored = rate_events(book, event, make_event("b", "m", None, 10, 10))
     (excepted,) = stored.exceptions
     assert [r.auth_id for r in stored.rollups] == ["b"]
     assert (excepted.auth_id, excepted.reason) == ("a", UNPRICED)
@@ -324,25 +333,3 @@ def test_an_invalid_event_of_an_ambiguous_pair_stays_invalid_never_merged_into_i
         (INVALID_EVENT, 1, -5),
         (AMBIGUOUS_BASE, 2, 2_000),
     ]
-
-
-OPTIONAL_CLASSES = (
-    "cache_read", "cache_write", "cache_write_1h", "reasoning", "audio_input", "audio_output",
-    "image_input",
-)  # fmt: skip
-
-
-@pytest.mark.parametrize("token_class", OPTIONAL_CLASSES)
-def test_tokens_of_the_one_class_without_a_rate_make_their_rollup_unpriced(
-    rate_events, token_class
-):
-    """Each class is priceable by its own rate: a set with every rate but one (a 5-minute
-    cache-write rate and no 1-hour one, say) must not read another class's."""
-    rates = {"input": "1", "output": "2", **{c: "3" for c in OPTIONAL_CLASSES if c != token_class}}
-    book = make_version({"m": schedule({("standard", "standard"): rates})})
-    event = with_tokens(make_event("a", "m", None, 10, 10), **{f"{token_class}_tokens": 5})
-    stored = rate_events(book, event, make_event("b", "m", None, 10, 10))
-    (excepted,) = stored.exceptions
-    assert [r.auth_id for r in stored.rollups] == ["b"]
-    assert (excepted.auth_id, excepted.reason) == ("a", UNPRICED)
-    assert excepted.detail == f"no {token_class} rate in standard rates of m"
