@@ -1010,6 +1010,13 @@ def test_a_window_whose_connection_is_lost_at_its_commit_is_said_to_have_committ
         "the 2 window(s) through it (2026-06-15-10:00...2026-06-15-11:00 (2 windows)) are "
         "rated and committed"
     ) in error.message
+    # Committed, so the UI shows the partition materialized by this run, its figures lost.
+    recorded = materializations(result, "rated_usage")
+    assert set(recorded) == {"2026-06-15-10:00", "2026-06-15-11:00"}
+    assert recorded["2026-06-15-11:00"] == {
+        "committed": "its rating committed as its connection was lost, and its figures with "
+        f"it: rating_log holds them (run {result.run_id})"
+    }
 
 
 def test_rated_usage_refuses_a_billing_event_whose_token_column_can_hold_a_fraction(

@@ -29,6 +29,7 @@ from rating_pipeline.warehouse.database import (
     require_schema,
 )
 from rating_pipeline.warehouse.engine import (
+    COMMITTED_ALL_THE_SAME,
     ROLLED_BACK,
     rate_window,
     rating_log_lines,
@@ -271,6 +272,8 @@ def rated_usage(
                     rating = rate_window(conn, window, resolved, context.run.run_id)
                 except Exception as exc:
                     became = what_became_of(warehouse.connect, context.run.run_id, window)
+                    if became == COMMITTED_ALL_THE_SAME:
+                        committed[window.key] = metadata.figures_lost(context.run.run_id)
                     failure = failed_window(windows, done, exc, ambiguous, became=became)
                     raise dg.Failure(description=failure) from exc
                 committed[window.key] = metadata.rating_metadata(rating)

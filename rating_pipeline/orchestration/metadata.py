@@ -212,6 +212,16 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
     }
 
 
+def figures_lost(run_id: str) -> dict[str, Any]:
+    """The metadata of a window whose rating committed as its connection was lost."""
+    return {
+        "committed": dg.MetadataValue.text(
+            "its rating committed as its connection was lost, and its figures with it: "
+            f"rating_log holds them (run {run_id})"
+        )
+    }
+
+
 def adjustment_metadata(rating: WindowRating) -> dict[str, Any]:
     """Whether the window is closed, and what the rating did to its open adjustments (all
     zeros in an open window, which has none): contract 10, "Seen"."""

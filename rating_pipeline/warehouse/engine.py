@@ -70,6 +70,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOCKS_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_LOGGED = "SELECT 1 FROM rating_log WHERE run_id = %(run_id)s AND window_start = %(start)s"
 ROLLED_BACK = "was rolled back"
+COMMITTED_ALL_THE_SAME = "committed all the same (the failure came at or after its COMMIT)"
 RATING_WORK_MEM = "64MB"
 # At most this many deleted rows are named one by one in the log.
 DELETIONS_LOGGED = 50
@@ -219,9 +220,7 @@ def what_became_of(
             committed = logged.fetchone() is not None
     except (psycopg.Error, RatingPipelineError):  # the warehouse gone too
         return f"may have committed (the warehouse cannot be asked: rating_log says, run {run_id})"
-    if committed:
-        return "committed all the same (the failure came at or after its COMMIT)"
-    return ROLLED_BACK
+    return COMMITTED_ALL_THE_SAME if committed else ROLLED_BACK
 
 
 def window_lock_key(window: Window) -> tuple[int, int]:
