@@ -744,8 +744,7 @@ def test_import_command_warns_of_the_models_the_version_before_it_prices_and_it_
     assert code == EXIT_OK
     assert err[-1] == (
         "warning: 2 models of version live are not in litellm-1: from "
-        "2026-10-01T00:00:00+00:00 their events are unpriced (unknown model): base-large, "
-        "ft:acme:x"
+        "2026-10-01T00:00:00+00:00 their events are unpriced: base-large, ft:acme:x"
     )
 
 

@@ -412,8 +412,10 @@ def _left_out(note: Rounded, rates: ModelRates | None, unmapped: set[str]) -> st
 
 def models_dropped(path: Path) -> str | None:
     """The warning for the version just written at ``path``: the models the version before
-    it prices and it does not, whose events go unpriced from its effective_from (unknown
-    models). None when none, no version precedes it, or its directory does not load."""
+    it prices and it does not, whose events go unpriced from its effective_from (an
+    imported version has no fine_tune_multiplier, so a dropped fine-tune goes unpriced
+    too, if not as an unknown model). None when none, no version precedes it, or its
+    directory does not load."""
     try:
         versions = load_pricebooks(path.parent).versions
     except PricebookLoadError:
@@ -430,7 +432,7 @@ def models_dropped(path: Path) -> str | None:
     return (
         f"warning: {len(dropped)} models of version {before.version} are not in "
         f"{written.version}: from {written.effective_from.isoformat()} their events are "
-        f"unpriced (unknown model): {named}{more}"
+        f"unpriced: {named}{more}"
     )
 
 
