@@ -922,8 +922,10 @@ def test_a_dry_run_close_says_what_the_close_would_do_and_writes_nothing(
         "the sensors or by the close's count of their events), and no rating read them "
         "since: 2026-06-16-09:00; rate them first to bill the difference on the invoice of "
         "their own month, or after the close as adjustments on the next invoice",
-        "  2026-06's lines, which it would freeze: `rating-pipeline invoice build --month "
-        "2026-06` builds them now, as a draft",
+        "  the invoices it would freeze, from the lines as they stand now:",
+        "  2026-06 org-1: 6 lines, total 18.57 USD (exact 18.575000000000, residual "
+        "-0.005000000000)",
+        "  2026-06 org-2: 1 lines, total 0.10 USD (exact 0.105000000000, residual -0.005000000000)",
     ]
     assert [reader.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables] == before
 

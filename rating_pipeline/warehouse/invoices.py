@@ -265,6 +265,15 @@ def _totals(total: RecordedTotal | MonthTotal) -> tuple[object, ...]:
     return total.line_count, total.amount_exact, total.amount, total.lines_sha256
 
 
+def draft_totals(conn: psycopg.Connection, month: datetime, built_at: datetime) -> list[MonthTotal]:
+    """``month``'s invoices as a build now would make them, in the caller's transaction
+    (which holds the periods lock, and rolls back to write nothing): the month's invoice
+    lock taken, as a build takes it, and its lines converged."""
+    conn.execute(LOCK_MONTH, {"namespace": INVOICE_NAMESPACE, "key": _month_key(month)})
+    converge_month_lines(conn, month, "draft", built_at)
+    return month_totals(conn, month)
+
+
 def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> LinesBuilt:
     """Build ``month``'s lines in a transaction of its own: converge them, or, for a
     wholly closed month, write nothing and report the lines its close froze, and those

@@ -31,7 +31,12 @@ from rating_pipeline.warehouse.close_mark import (
     next_month,
 )
 from rating_pipeline.warehouse.database import database_clock
-from rating_pipeline.warehouse.invoices import MonthTotal, converge_month_lines, month_totals
+from rating_pipeline.warehouse.invoices import (
+    MonthTotal,
+    converge_month_lines,
+    draft_totals,
+    month_totals,
+)
 from rating_pipeline.warehouse.late_windows import (
     Compared,
     compare_with_latest_ratings,
@@ -91,25 +96,29 @@ class PeriodClose:
                     "rating them now bills any difference as adjustments on the next invoice",
                 )
             )
-        lines += [
-            f"  {t.month:%Y-%m} {t.account_id}: {t.line_count} lines, total {t.amount:f} USD "
-            f"(exact {t.amount_exact:f}, residual {t.residual:f})"
-            for t in self.invoices
-        ]
-        return lines
+        return lines + [invoice_total_line(t) for t in self.invoices]
+
+
+def invoice_total_line(total: MonthTotal) -> str:
+    """How the CLI reports one invoice a close freezes (or would)."""
+    return (
+        f"  {total.month:%Y-%m} {total.account_id}: {total.line_count} lines, total "
+        f"{total.amount:f} USD (exact {total.amount_exact:f}, residual {total.residual:f})"
+    )
 
 
 @dataclass(frozen=True)
 class ClosePreview:
     """What a close through ``closed_through`` would do now (``period close --dry-run``),
     its refusals passed: the open adjustments it would stamp, the months it would wholly
-    close, and the windows it would freeze though their events changed after their latest
-    rating and no rating read them since."""
+    close and their invoices as their lines stand now, and the windows it would freeze
+    though their events changed after their latest rating and no rating read them since."""
 
     closed_through: datetime
     open_adjustments: tuple[OpenAdjustments, ...]
     months_closed: tuple[datetime, ...]
     changed_not_rated: tuple[datetime, ...]
+    invoices: tuple[MonthTotal, ...] = ()
 
     def lines(self) -> list[str]:
         """How the CLI reports it."""
@@ -130,12 +139,9 @@ class ClosePreview:
                     "month, or after the close as adjustments on the next invoice",
                 )
             )
-        lines += [
-            f"  {m:%Y-%m}'s lines, which it would freeze: `rating-pipeline invoice build "
-            f"--month {m:%Y-%m}` builds them now, as a draft"
-            for m in self.months_closed
-        ]
-        return lines
+        if self.invoices:
+            lines.append("  the invoices it would freeze, from the lines as they stand now:")
+        return lines + [invoice_total_line(t) for t in self.invoices]
 
 
 def changed_warning(window_starts: tuple[datetime, ...], closed: str, remedy: str) -> str:
@@ -318,17 +324,21 @@ def record_changed_windows(
 def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -> ClosePreview:
     """What a close through ``through`` by ``closed_by`` would do now, or CloseRefused as it
     would be: the close's own steps, its records of changed windows included, up to its
-    record of itself, in a transaction rolled back, so nothing is written. It holds the
-    periods lock shared, as ratings do; the close itself may find more."""
+    record of itself, and the lines of the months it would close, in a transaction rolled
+    back, so nothing is written. It holds the periods lock shared, as ratings do; the close
+    itself may find more."""
     through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction() as rolled_back:
         mark = begin_close(conn, through, counted, exclusive=False)
+        months = months_wholly_closed(conn, mark, through)
+        now = database_clock(conn)
         preview = ClosePreview(
             through,
             open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
-            months_wholly_closed(conn, mark, through),
+            months,
             changed_not_rated(conn, mark, through),
+            tuple(total for month in months for total in draft_totals(conn, month, now)),
         )
         raise psycopg.Rollback(rolled_back)
     return preview
