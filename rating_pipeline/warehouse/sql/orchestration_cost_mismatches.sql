@@ -1,6 +1,7 @@
 -- The first %(limit)s rated_usage rows of [%(start)s, %(end)s) whose cost does not
 -- reconstruct from their own frozen rates and tokens (as orchestration_cost_audit.sql
--- judges it), with the cost they should carry (NULL where a class with tokens has no rate).
+-- judges it, in the same form), with the cost they should carry (NULL where a class with
+-- tokens has no rate).
 WITH audited AS (
     SELECT
         window_start,
