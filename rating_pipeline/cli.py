@@ -7,10 +7,12 @@ everything it calls raises specific errors and prints nothing of its own.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TextIO, cast
 
 from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK
 from rating_pipeline.settings import default_pricebook_dir
@@ -405,27 +407,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rating_pipeline.errors import RatingPipelineError
 
     args = build_parser().parse_args(argv)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (None if s is None else cast(TextIO, Report(s)) for s in streams)
     try:
         code = int(args.handler(args))
-        sys.stdout.flush()  # here, not at exit, where a closed pipe could not be caught
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe escapes Report
         return code
     except RatingPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # Its reader went away (``| head``): the report ends there, as a pipe's writer's does.
-        from rating_pipeline.warehouse.commands import stdout_to_devnull
-
-        stdout_to_devnull()
-        return EXIT_FAILURE
     except Exception as exc:
         refusal = _warehouse_refusal(exc)
         if refusal is None:
             raise
         print(f"error: {refusal}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+class Report:
+    """A standard stream whose reader may go away (``| head``). A command's lines are a
+    report of its work, not the work: the first write into the closed pipe points the
+    stream at /dev/null, and the command goes on, its exit code its work's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def _warehouse_refusal(exc: Exception) -> str | None:

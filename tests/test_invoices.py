@@ -13,6 +13,8 @@ import decimal
 import hashlib
 import itertools
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -893,6 +895,22 @@ def test_cli_builds_closes_reports_and_exports_a_month(
     assert [tuple(row[k] for k in key) for row in rows] == [
         (*line[2:6], f"{line[6]:.6f}") for line in JUNE_LINES if line[0] == "org-1"
     ]  # key order, rates ascending
+
+
+def test_a_close_whose_reader_went_away_exits_as_its_close_did(
+    warehouse_env: str, june: list[BillingEvent], reader: psycopg.Connection
+) -> None:
+    """Its lines are a report of what committed: a closed pipe must not read as a failed
+    close to a script (``set -o pipefail``)."""
+    command = [sys.executable, "-m", "rating_pipeline", "period", "close", "--through",
+               "2026-07-01T00:00:00Z", "--by", "finance"]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    err = child.stderr.read().decode()
+
+    assert (child.wait(), err) == (0, "")
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
 
 
 def test_a_dry_run_close_says_what_the_close_would_do_and_writes_nothing(

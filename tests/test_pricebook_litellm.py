@@ -644,8 +644,8 @@ def run_import(*options: str, source: Path = FIXTURE) -> int:
 
 
 def test_a_command_whose_reader_goes_away_ends_its_report_without_a_traceback(tmp_path):
-    """``... | head``: the work is done (the version written); the report stops quietly and
-    the exit code says it did not reach its reader, as a pipe's writer's does."""
+    """``... | head``: the report stops quietly; the exit code is the work's (the version
+    is written)."""
     out = tmp_path / "books"
     command = [sys.executable, "-m", "rating_pipeline", "pricebook", "import", "litellm",
                str(FIXTURE), "--version", "v1", "--effective-from", EFFECTIVE_FROM, "--round",
@@ -655,7 +655,7 @@ def test_a_command_whose_reader_goes_away_ends_its_report_without_a_traceback(tm
     child.stdout.close()
     err = child.stderr.read().decode()
 
-    assert (child.wait(), err) == (EXIT_FAILURE, "")
+    assert (child.wait(), err) == (EXIT_OK, "")
     assert (out / "v1.yaml").exists()
 
 

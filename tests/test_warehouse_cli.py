@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -436,6 +437,47 @@ def test_a_range_whose_reader_goes_away_still_rates_every_window(
 
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code == 0
+    assert _count(warehouse_env, "rating_log") == 2
+
+
+def test_a_range_whose_stdout_and_stderr_reader_goes_away_keeps_its_exit_code(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """``rate ... 2>&1 | head``: the warning of an undated event met the closed pipe too,
+    and turned a clean rating into exit 1."""
+    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
+                for h in range(2)])  # fmt: skip
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 1, 1, "
+            "'infinity')"
+        )
+    command = [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to", END,
+               "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    read, write = os.pipe()
+    child = subprocess.Popen(command, stdout=write, stderr=write)
+    os.close(write)
+    os.close(read)  # the reader of both is gone
+
+    assert child.wait() == 0
+    assert _count(warehouse_env, "rating_log") == 2
+
+
+def test_a_range_with_stdout_closed_from_the_start_rates_and_exits_zero(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """``rate ... >&-`` (a cron line, say): Python has no sys.stdout at all."""
+    add_events([make_event("org-1", "base-large")])
+    command = ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "rating_pipeline", "rate",
+               "--from", START, "--to", END, "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    done = subprocess.run(command, stderr=subprocess.PIPE, check=False)
+
+    assert (done.returncode, done.stderr.decode()) == (0, "")
     assert _count(warehouse_env, "rating_log") == 2
 
 

@@ -11,7 +11,6 @@ stderr, whatever the range: no rating reads them.
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from datetime import datetime
@@ -123,34 +122,17 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                     file=sys.stderr,
                 )
                 raise
-            report_line(rating_log_lines(rating)[0])
+            print(rating_log_lines(rating)[0])
             ambiguous.extend(
                 f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
                 f"service_tier={exception.service_tier!r} "
                 f"context_tier={exception.context_tier!r}: {exception.detail}"
                 for exception in rating.ambiguous
             )
-    report_line(f"rated {len(windows)} window(s), run {run_id}")
+    print(f"rated {len(windows)} window(s), run {run_id}")
     report_undated(undated)
     report_ambiguous(ambiguous)
     return EXIT_FAILURE if ambiguous else EXIT_OK
-
-
-def report_line(line: str) -> None:
-    """Print one line of a command's report. A reader that went away (``| head``) stops the
-    report, never the work: the rest of the lines go to /dev/null."""
-    try:
-        print(line, flush=True)
-    except BrokenPipeError:
-        stdout_to_devnull()
-
-
-def stdout_to_devnull() -> None:
-    """Point the process's stdout at /dev/null, so neither a later line nor the
-    interpreter's last flush meets the closed pipe again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 def report_undated(undated: int) -> None:
