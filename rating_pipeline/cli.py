@@ -271,11 +271,11 @@ def _invoice_export(args: argparse.Namespace) -> int:
     for path in exported.removed:
         print(f"removed {path}: no account of {month:%Y-%m} has this file now")
     print(f"{len(exported.written)} account file(s) for {month:%Y-%m} in {args.out}")
-    if exported.draft_built_at is not None:
+    if exported.draft:
         print(
-            f"{month:%Y-%m} is open: these are its draft lines as built at "
-            f"{exported.draft_built_at.isoformat()}; a rating since then reaches them at the "
-            f"next invoice build --month {month:%Y-%m}"
+            f"{month:%Y-%m} is open: these files are its draft, its lines as last built; a "
+            f"rating committed since that build reaches them at the next invoice build "
+            f"--month {month:%Y-%m}"
         )
     if not exported.written:
         print(

@@ -315,12 +315,12 @@ def invoice_frame(conn: psycopg.Connection, month: datetime) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Exported:
     """An export's files: ``written``, one per account, and ``removed``, the month's files
-    of accounts that no longer have lines; and ``draft_built_at``, when the lines of a month
-    not wholly closed were last built (None for a wholly closed month, or no lines)."""
+    of accounts that no longer have lines; and ``draft``, whether they are the draft of a
+    month not wholly closed: its lines as last built."""
 
     written: tuple[Path, ...]
     removed: tuple[Path, ...]
-    draft_built_at: datetime | None = None
+    draft: bool = False
 
 
 def lock_export(conn: psycopg.Connection, month: datetime) -> None:
@@ -339,8 +339,8 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     whole (written and synced aside, then renamed over it), and those of accounts without
     lines now are removed, so the directory holds exactly the month's invoices. A month
     without any line (not built yet, or another database) writes and removes nothing, and
-    raises ExportFailed if the directory holds files of it. Of a month not wholly closed,
-    the export returns when its lines were built: they are the draft as of then.
+    raises ExportFailed if the directory holds files of it. The files of a month not wholly
+    closed are its draft: its lines as last built.
     Exports of one month serialize on its export lock, each reading the lines once it holds
     it (READ COMMITTED whatever the session's default, so its snapshot follows the lock);
     a close in flight commits first (the periods lock, shared as a build holds it)."""
@@ -352,8 +352,7 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         if closed:
             require_as_recorded(conn, month)
         frame = invoice_frame(conn, month)
-        draft_built_at = None if closed or frame.empty else frame["built_at"].max()
-        return replace(_write_month(frame, month, out_dir), draft_built_at=draft_built_at)
+        return replace(_write_month(frame, month, out_dir), draft=not closed and not frame.empty)
 
 
 def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
