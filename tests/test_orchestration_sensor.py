@@ -22,6 +22,8 @@ from rating_pipeline.orchestration.sensors import (
     LOOKBACK_VARIABLE,
     REPORTED_WINDOWS,
     RESCAN_OVERLAP,
+    RUN_KEY_TAG,
+    SENSOR_NAME_TAG,
     LateEventsCursor,
     LateEventsScan,
     SensorSettingError,
@@ -109,14 +111,17 @@ def test_a_late_state_already_requested_is_said_so_never_requested_again(
     status: dg.DagsterRunStatus,
     then: str,
 ) -> None:
-    """The daemon drops a request whose run key a kept run has: the ticks of the rescan
-    overlap logged "requesting a re-rate" each, and the skip said no window changed."""
+    """The daemon drops a request whose run key a run of the sensor has (a run of the
+    release before too): the ticks of the rescan overlap logged "requesting a re-rate"
+    each, and the skip said no window changed."""
     add_events(events_in(recent_hour(), 2))
     rate(database_url, recent_hour())
     add_events([event(recent_hour(), 40, "late-a")])
     [request] = tick(database_url, instance).run_requests or []
+    assert request.run_key is not None
+    launched_tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: "late_events"}
     launched = create_run_for_test(
-        instance, job_name="rate_windows", tags=request.tags, status=status
+        instance, job_name="rate_windows", tags=launched_tags, status=status
     )
     capfd.readouterr()
 
@@ -129,6 +134,12 @@ def test_a_late_state_already_requested_is_said_so_never_requested_again(
         f"{launched.run_id[:8]}, {status.value}){then}"
     ) in (again.skip_message or "")
     assert (again.skip_message or "").startswith("no re-rate to request: no new late event")
+
+
+def test_the_tags_a_request_is_matched_by_are_the_ones_the_sensor_daemon_sets() -> None:
+    from dagster._core.storage import tags
+
+    assert (RUN_KEY_TAG, SENSOR_NAME_TAG) == (tags.RUN_KEY_TAG, tags.SENSOR_NAME_TAG)
 
 
 def test_rerating_the_window_settles_it(

@@ -46,7 +46,10 @@ MAXIMUM_LOOKBACK_HOURS = 87_600
 MAXIMUM_SETTING = 525_600
 RESCAN_OVERLAP = timedelta(minutes=15)
 SENSOR_NAME = "late_events"
-STATE_TAG = "rating/late_state"  # the late state a run was requested for: its run key
+# The tags the sensor daemon sets on a run it launches; it drops a request whose run key a
+# run of the same sensor has (dagster._daemon.sensor), whatever became of that run.
+RUN_KEY_TAG = "dagster/run_key"
+SENSOR_NAME_TAG = "dagster/sensor_name"
 MINIMUM_INTERVAL_SECONDS = 60
 REPORTED_WINDOWS = 20
 
@@ -207,20 +210,20 @@ def run_request(window: ChangedWindow) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key(window),
         partition_key=window.window.key,
-        tags={TRIGGER_TAG: SENSOR_NAME, STATE_TAG: run_key(window)},
+        tags={TRIGGER_TAG: SENSOR_NAME},
     )
 
 
 def requested_already(
     instance: dg.DagsterInstance, windows: Sequence[ChangedWindow]
 ) -> dict[str, dg.DagsterRun]:
-    """The latest run requested for each of ``windows``' late states, by state: the daemon
-    drops a request whose run key a kept run has, whatever became of that run."""
-    states = [run_key(window) for window in windows]
-    if not states:
+    """The latest run launched for each of ``windows``' late states, by run key: the
+    daemon's own rule for dropping a request as already made."""
+    keys = [run_key(window) for window in windows]
+    if not keys:
         return {}
-    runs = instance.get_runs(dg.RunsFilter(tags={STATE_TAG: states}))
-    return {run.tags[STATE_TAG]: run for run in reversed(runs)}  # newest last, so it wins
+    runs = instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: keys, SENSOR_NAME_TAG: SENSOR_NAME}))
+    return {run.tags[RUN_KEY_TAG]: run for run in reversed(runs)}  # newest last, so it wins
 
 
 def _requested_line(window: ChangedWindow, run: dg.DagsterRun) -> str:
