@@ -1268,6 +1268,7 @@ def test_cli_export_names_each_file_it_removed(
         f"removed {stale}: no account of 2026-06 has this file now",
         f"1 account file(s) for 2026-06 in {tmp_path}",
     ]
+    assert len(out) == 4 and out[3].startswith("2026-06 is open: these files are its draft")
     assert not stale.exists()
 
 
