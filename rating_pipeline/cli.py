@@ -410,10 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = (None if s is None else cast(TextIO, Report(s)) for s in streams)
     try:
-        code = int(args.handler(args))
-        if sys.stdout is not None:
-            sys.stdout.flush()  # here, not at exit, where a closed pipe escapes Report
-        return code
+        return int(args.handler(args))
     except RatingPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -426,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe would escape Report
         sys.stdout, sys.stderr = streams
 
 

@@ -481,6 +481,76 @@ def test_a_range_with_stdout_closed_from_the_start_rates_and_exits_zero(
     assert _count(warehouse_env, "rating_log") == 2
 
 
+def _buffered() -> dict[str, str]:
+    """The environment with Python's stdout block-buffered into a file or pipe, as it is
+    unless PYTHONUNBUFFERED says otherwise (this machine sets it)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+def test_a_range_logged_to_one_file_names_each_window_as_it_commits(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    tmp_path: Path,
+) -> None:
+    """``rate ... > log 2>&1`` (cron): each window's line is flushed as it commits, so the
+    log of a killed run names what committed, and the warning follows the rated line."""
+    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
+                for h in range(2)])  # fmt: skip
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 1, 1, "
+            "'infinity')"
+        )
+    log = tmp_path / "rate.log"
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to",
+                   END, "--pricebooks", str(pricebook_dir)]  # fmt: skip
+        assert subprocess.call(command, stdout=out, stderr=out, env=_buffered()) == 0
+
+    lines = log.read_text().splitlines()
+    assert [line[:16] for line in lines[:2]] == ["2026-06-15-10:00", "2026-06-15-11:00"]
+    assert lines[2].startswith("rated 2 window(s)") and lines[3].startswith("warning: ")
+
+
+def test_ctrl_c_after_the_reader_went_away_exits_130_without_a_traceback(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Ctrl-C on ``rate ... | tee log`` ends tee too: the exit flush of what main left in
+    stdout's buffer met the closed pipe outside the wrapper (exit 120, 'Exception
+    ignored')."""
+    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
+                for h in range(2)])  # fmt: skip
+    script = (
+        "import sys\n"
+        "from rating_pipeline.warehouse import commands\n"
+        "real, calls = commands.rate_window, []\n"
+        "def rate_window(*a, **k):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(*a, **k)\n"
+        "commands.rate_window = rate_window\n"
+        "from rating_pipeline.cli import main\n"
+        "print('a line left in the buffer')\n"
+        "raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    read, write = os.pipe()
+    command = [sys.executable, "-c", script, "rate", "--from", START, "--to", END,
+               "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    child = subprocess.Popen(command, stdout=write, stderr=subprocess.PIPE, env=_buffered())
+    os.close(write)
+    os.close(read)
+    _, err = child.communicate()
+
+    assert child.returncode == 130, err.decode()
+    assert "interrupted: rating window 2026-06-15-11:00" in err.decode()
+    assert "Exception ignored" not in err.decode() and "Traceback" not in err.decode()
+
+
 def test_rate_warns_of_events_no_window_holds_since_no_rating_bills_or_excepts_them(
     warehouse_env: str,
     pricebook_dir: Path,

@@ -122,14 +122,14 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                     file=sys.stderr,
                 )
                 raise
-            print(rating_log_lines(rating)[0])
+            print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
             ambiguous.extend(
                 f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
                 f"service_tier={exception.service_tier!r} "
                 f"context_tier={exception.context_tier!r}: {exception.detail}"
                 for exception in rating.ambiguous
             )
-    print(f"rated {len(windows)} window(s), run {run_id}")
+    print(f"rated {len(windows)} window(s), run {run_id}", flush=True)  # before stderr's
     report_undated(undated)
     report_ambiguous(ambiguous)
     return EXIT_FAILURE if ambiguous else EXIT_OK
