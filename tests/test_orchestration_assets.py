@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from rating_pipeline.orchestration import assets, queries
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
@@ -1010,13 +1011,49 @@ def test_a_window_whose_connection_is_lost_at_its_commit_is_said_to_have_committ
         "the 2 window(s) through it (2026-06-15-10:00...2026-06-15-11:00 (2 windows)) are "
         "rated and committed"
     ) in error.message
-    # Committed, so the UI shows the partition materialized by this run, its figures lost.
+    # Committed, so the UI shows the partition materialized by this run, with the counts
+    # its rating_log row holds (contract 7: the counts are surfaced on the materialization).
     recorded = materializations(result, "rated_usage")
     assert set(recorded) == {"2026-06-15-10:00", "2026-06-15-11:00"}
-    assert recorded["2026-06-15-11:00"] == {
-        "committed": "its rating committed as its connection was lost, and its figures with "
-        f"it: rating_log holds them (run {result.run_id})"
-    }
+    logged = rows(
+        reader,
+        "SELECT rows_inserted, rows_unchanged, total_cost_usd FROM rating_log "
+        "WHERE window_start = '2026-06-15 11:00Z'",
+    )
+    eleven = recorded["2026-06-15-11:00"]
+    assert [
+        (eleven["rows_inserted"], eleven["rows_unchanged"], Decimal(eleven["cost_usd"]))
+    ] == logged
+    assert eleven["committed"] == (
+        "its rating committed as its connection was lost; these figures are its rating_log "
+        f"row's (run {result.run_id})"
+    )
+
+
+def test_a_window_committed_as_its_run_was_terminated_is_recorded_materialized(
+    database_url: str,
+    add_events: AddEvents,
+    reader: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Terminating a run from the UI raises DagsterExecutionInterruptedError, no Exception:
+    a window whose COMMIT it came at was neither asked about nor recorded."""
+    add_events([*traffic(0), *traffic(1), *traffic(2)])
+    rate_for_real = assets.rate_window
+
+    def terminated_after_eleven_commits(conn, window, *args):  # type: ignore[no-untyped-def]
+        rating = rate_for_real(conn, window, *args)
+        if window.key == "2026-06-15-11:00":
+            raise DagsterExecutionInterruptedError()
+        return rating
+
+    monkeypatch.setattr(assets, "rate_window", terminated_after_eleven_commits)
+
+    result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
+
+    assert not result.success
+    assert rows(reader, "SELECT count(*) FROM rating_log") == [(2,)]
+    assert set(materializations(result, "rated_usage")) == {"2026-06-15-10:00", "2026-06-15-11:00"}
 
 
 def test_rated_usage_refuses_a_billing_event_whose_token_column_can_hold_a_fraction(

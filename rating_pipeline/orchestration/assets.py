@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
+from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import metadata, queries
 from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
@@ -234,6 +235,19 @@ def window_usage(
     return dg.MaterializeResult()
 
 
+def logged_metadata(
+    warehouse: WarehouseResource, run: dg.DagsterRun, window: Window
+) -> dict[str, Any]:
+    """The materialization metadata of a window that committed as its connection was lost,
+    from its rating_log row; without it if the warehouse cannot be read now."""
+    try:
+        with warehouse.connect() as conn:
+            logged = queries.logged_rating(conn, run.run_id, window)
+    except (psycopg.Error, RatingPipelineError):
+        logged = None
+    return metadata.logged_rating_metadata(logged, run.run_id)
+
+
 @dg.asset(
     partitions_def=hourly_windows,
     backfill_policy=BACKFILL_POLICY,
@@ -270,10 +284,12 @@ def rated_usage(
             for done, window in enumerate(windows):
                 try:
                     rating = rate_window(conn, window, resolved, context.run.run_id)
-                except Exception as exc:
+                except BaseException as exc:  # a terminated run too: its COMMIT may be through
                     became = what_became_of(warehouse.connect, context.run.run_id, window)
                     if became == COMMITTED_ALL_THE_SAME:
-                        committed[window.key] = metadata.figures_lost(context.run.run_id)
+                        committed[window.key] = logged_metadata(warehouse, context.run, window)
+                    if not isinstance(exc, Exception):
+                        raise
                     failure = failed_window(windows, done, exc, ambiguous, became=became)
                     raise dg.Failure(description=failure) from exc
                 committed[window.key] = metadata.rating_metadata(rating)

@@ -212,13 +212,25 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
     }
 
 
-def figures_lost(run_id: str) -> dict[str, Any]:
-    """The metadata of a window whose rating committed as its connection was lost."""
+def logged_rating_metadata(logged: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
+    """The metadata of a window whose rating committed as its connection was lost: the
+    figures its rating_log row holds (``queries.logged_rating``), or none if unread."""
+    if logged is None:
+        said = "its figures went with the connection: rating_log holds them"
+        return {"committed": dg.MetadataValue.text(f"{said} (run {run_id})")}
+    cost = logged["total_cost_usd"]
+    counts = {name: value for name, value in logged.items() if isinstance(value, int)}
     return {
         "committed": dg.MetadataValue.text(
-            "its rating committed as its connection was lost, and its figures with it: "
-            f"rating_log holds them (run {run_id})"
-        )
+            "its rating committed as its connection was lost; these figures are its "
+            f"rating_log row's (run {run_id})"
+        ),
+        **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
+        "cost_usd": money(cost),
+        COST_MICRO_USD: dg.MetadataValue.int(micro_usd(cost)),
+        "pricebook_version": dg.MetadataValue.text(logged["pricebook_version"]),
+        "pricebook_sha256": dg.MetadataValue.text(logged["pricebook_sha256"]),
+        "max_ingested_at": _instant(logged["max_ingested_at"]),
     }
 
 

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, WINDOWED_FROM, WINDOWED_UNTIL, Window
@@ -349,3 +351,10 @@ def first_invoiced_month(conn: psycopg.Connection) -> datetime | None:
     """The first month holding invoice lines or a close's record of them (None: none)."""
     row = conn.execute(load_sql("orchestration_first_invoiced_month")).fetchone()
     return None if row is None or row[0] is None else row[0].astimezone(UTC)
+
+
+def logged_rating(conn: psycopg.Connection, run_id: str, window: Window) -> dict[str, Any] | None:
+    """The figures ``run_id``'s rating of ``window`` logged, by rating_log's column names."""
+    params = {"run_id": run_id, "window_start": window.start}
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(load_sql("select_logged_rating"), params).fetchone()
