@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -31,6 +31,8 @@ from rating_pipeline.orchestration.changed_events import (
 )
 from rating_pipeline.orchestration.jobs import JOB_NAME
 from rating_pipeline.orchestration.missed_hours import PARTITION_TAG
+from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.queries import LatestRating
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
@@ -715,3 +717,21 @@ def test_windows_a_longer_lookback_takes_back_in_are_checked_again_as_they_leave
     third = tick(longer, database_url, instance, second.cursor)
 
     assert f"{window.key}: events changed" in (third.skip_message or "")
+
+
+def test_changed_events_never_requests_a_window_that_is_not_a_partition(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A corrected window before the first partition (reachable with a long lookback) has
+    no partition: the tick must not request one, which Dagster refuses for the whole tick
+    (mutant CE8: is_partition dropped)."""
+    before_first = Window.starting(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    rated = LatestRating(before_first, 1, "2026-05-01", "digest-then", 2)
+    check = changed_events.DigestCheck(rated, "digest-now", 1)
+    found = changed_events.Scan(
+        before_first.end + 100 * HOUR, [check], [], changed_events.Cursor(), []
+    )
+
+    result = changed_events.evaluate(dg.build_sensor_context(instance=instance), found)
+
+    assert not result.run_requests

@@ -350,3 +350,27 @@ def test_a_range_run_that_fails_records_the_months_it_committed_before_the_failu
     assert built[JUNE]["lines_inserted"] == 4 and built[JUNE]["amount"] == "0.62"
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None and JULY in failure.message
+
+
+def test_a_closed_month_whose_lines_were_all_deleted_fails_the_check_though_later_months_hold_lines(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    june: list[BillingEvent],
+) -> None:
+    """Outside a run, closed_months_match_their_close starts at the first month holding lines
+    OR a close's record: June's invoice deleted outside the pipeline, with July built since,
+    is still audited and fails (mutant Q17: greatest() starts at July and passes)."""
+    close_june(database_url)
+    july = [make_event("org-3", occurred_at=utc(2026, 7, 2, 1))]
+    add_events(july)
+    rate(database_url, july)
+    assert build(database_url, JULY, instance).success
+    reader.execute("DELETE FROM invoice_line WHERE month = '2026-06-01'")
+
+    evaluation = audit(database_url)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["months_audited"].value == 1
+    assert evaluation.metadata["invoices_not_matching"].value == 2

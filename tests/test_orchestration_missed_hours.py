@@ -7,6 +7,7 @@ launched leaves the hour unrated. Attempts are counted from the runs the instanc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC
 
 import dagster as dg
 import pytest
@@ -24,6 +25,7 @@ from rating_pipeline.orchestration.missed_hours import (
     SENSOR_NAME,
     missed_span,
 )
+from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
     LOOKBACK_VARIABLE,
@@ -268,3 +270,14 @@ def test_a_lookback_too_short_to_hold_a_missed_hour_stops_the_code_location() ->
     for hours in ("2", str(DEFAULT_LOOKBACK_HOURS)):
         span = missed_span(last_minute, Window.containing(last_minute).start - lookback(hours))
         assert span.start < span.end, hours
+
+
+def test_missed_hours_never_reach_before_the_first_partition_however_long_the_lookback() -> None:
+    """An hour before the first partition is no partition: missed_hours must not request it,
+    even when the lookback (up to ten years) starts earlier (mutant M6: the span starts at
+    the lookback's start)."""
+    first = hourly_windows.start.astimezone(UTC)
+
+    span = missed_span(first + 100 * HOUR, since=first - 10 * HOUR)
+
+    assert span.start == first

@@ -4,6 +4,7 @@ checks, and what its metadata says about open adjustments. Real instance, real d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
@@ -13,12 +14,13 @@ import pytest
 from rating_pipeline.orchestration.checks import (
     NO_OPEN_ADJUSTMENTS,
     cost_reconstructs,
+    evaluate_open_adjustments,
     events_conserved,
     no_open_adjustments,
 )
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.database import connect
-from rating_pipeline.warehouse.periods import close_period
+from rating_pipeline.warehouse.periods import OpenAdjustments, close_period
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import delete_events
 from tests.factories import WINDOW_START, BillingEvent, make_event
@@ -192,3 +194,28 @@ def test_a_stamped_adjustments_events_still_count_as_billed_for_conservation(
         assert evaluation.passed, evaluation.description
     conserved = audit(database_url, events_conserved)
     assert (conserved.metadata["events"].value, conserved.metadata["events_billed"].value) == (5, 5)
+
+
+def test_open_adjustments_description_names_every_invoice_month_they_bill_on() -> None:
+    """Open adjustments of windows closed in two months bill on two invoices: the operator is
+    told both months (mutant C13: only the first)."""
+    windows = [
+        OpenAdjustments(
+            datetime(2026, 5, 31, 23, tzinfo=UTC),
+            1,
+            Decimal("1.5"),
+            datetime(2026, 6, 1, tzinfo=UTC),
+        ),
+        OpenAdjustments(
+            datetime(2026, 6, 30, 23, tzinfo=UTC),
+            2,
+            Decimal("-0.25"),
+            datetime(2026, 7, 1, tzinfo=UTC),
+        ),
+    ]
+
+    result = evaluate_open_adjustments(windows)
+
+    assert not result.passed
+    assert "billed on the invoice of 2026-06, 2026-07." in (result.description or "")
+    assert result.metadata["open_adjustment_cost_usd"] == dg.MetadataValue.text("1.25")

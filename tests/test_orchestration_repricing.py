@@ -12,14 +12,17 @@ import dagster as dg
 
 from rating_pipeline.orchestration.checks import (
     PRICED_BY_CURRENT_PRICEBOOKS,
+    evaluate_pricebooks,
     priced_by_current_pricebooks,
 )
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.periods import close_period
+from rating_pipeline.warehouse.repricing import PricedOtherwise
 from rating_pipeline.windows import HOUR
 from tests.factories import WINDOW_START, BillingEvent
+from tests.sensing import hours_ago
 from tests.test_orchestration_assets import (
     KEY,
     PRICEBOOK_DIR,
@@ -117,3 +120,17 @@ def test_priced_by_current_pricebooks_skips_windows_billing_nothing_and_says_to_
     ] == [(KEY, "no version covers it")]
     assert "restore the version" in (removed.description or "")
     assert "Rate them again" not in (removed.description or "")
+
+
+def test_priced_otherwise_description_counts_open_and_closed_windows_apart() -> None:
+    """Re-rating a closed window adjusts the next invoice, an open one does not: the
+    counts the operator reads must not be swapped (mutant C14)."""
+    current = load_pricebooks(PRICEBOOK_DIR).versions[-1]
+    windows = [
+        PricedOtherwise(hours_ago(n), current.version, "0" * 64, current, closed=(n == 3))
+        for n in (3, 2, 1)
+    ]
+
+    result = evaluate_pricebooks(windows)
+
+    assert "(2 open, 1 closed)" in (result.description or "")

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
+from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.partitions import hourly_windows
 from rating_pipeline.orchestration.queries import Ingested, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
@@ -27,16 +28,20 @@ from rating_pipeline.orchestration.sensors import (
     LateEventsCursor,
     LateEventsScan,
     SensorSettingError,
+    beyond_lookback_lines,
+    build_late_events_sensor,
     evaluate,
     lookback,
     record_changed,
 )
-from rating_pipeline.warehouse.database import WarehouseConnectionError
+from rating_pipeline.pricebook.model import Pricebooks
+from rating_pipeline.warehouse.database import WarehouseConnectionError, connect
+from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.late_windows import ChangedAfterRating
 from rating_pipeline.windows import HOUR, Window
 from tests import sensing
 from tests.conftest import database_url_for, delete_events
-from tests.factories import BillingEvent
+from tests.factories import BillingEvent, make_version, own
 from tests.sensing import REPOSITORY, event, events_in, hours_ago, rate, rated_then_late
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
@@ -426,3 +431,108 @@ def test_a_record_against_an_older_rating_never_replaces_one_against_a_newer(
     record_changed(warehouse, [ChangedAfterRating(window, 8, 7, 12)], found_at)
     with psycopg.connect(database_url) as conn:
         assert conn.execute(LATE_WINDOW_ROWS).fetchall() == [(window.start, 8, 12)]
+
+
+def test_a_late_window_before_the_first_partition_is_never_requested_as_a_run(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """With a lookback reaching before the first partition (allowed up to ten years), a
+    window rated there (by `rating-pipeline rate`) that receives a late event has no
+    partition to run: the late_events tick must not request one (mutant S4)."""
+    before_first = Window.starting(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    books = Pricebooks(
+        (make_version({"base-large": own("2.50", "10")}, effective_from=before_first.start),)
+    )
+    add_events(sensing.events_in(before_first, 2, ingested_at=before_first.end))
+    with connect(database_url) as conn:
+        rate_window(conn, before_first, books, "by-hand")
+    add_events([sensing.event(before_first, 40, "late", model_id="base-large")])
+    sensor = build_late_events_sensor(timedelta(hours=87_600))
+
+    found = sensing.tick(sensor, database_url, instance)
+
+    assert sensing.requested(found) == []
+
+
+def test_a_late_state_requested_twice_is_told_by_its_newest_run(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A failed re-rate run re-executed (its tags kept) and succeeding: the tick tells the
+    operator the newest run's status, not that the state failed and will be requested
+    again (mutant S7: the oldest run wins)."""
+    add_events(events_in(recent_hour(), 2))
+    rate(database_url, recent_hour())
+    add_events([event(recent_hour(), 40, "late-a")])
+    [request] = tick(database_url, instance).run_requests or []
+    assert request.run_key is not None
+    tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: "late_events"}
+    create_run_for_test(
+        instance, job_name="rate_windows", tags=tags, status=dg.DagsterRunStatus.FAILURE
+    )
+    newest = create_run_for_test(
+        instance, job_name="rate_windows", tags=tags, status=dg.DagsterRunStatus.SUCCESS
+    )
+
+    again = tick(database_url, instance)
+
+    assert f"(run {newest.run_id[:8]}, SUCCESS)" in (again.skip_message or "")
+    assert "requests it again" not in (again.skip_message or "")
+
+
+def test_a_window_beyond_the_lookback_is_warned_of_once_not_at_every_tick(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The rescan overlap shows a late window beyond the lookback to several ticks: the
+    WARNING is logged by the first only; the skip message still lists it (mutant S6)."""
+    add_events(events_in(old_hour(), 2))
+    first = tick(database_url, instance)
+    assert f"window {old_hour().key}" in capfd.readouterr().err
+
+    second = tick(database_url, instance, first.cursor)
+
+    assert f"window {old_hour().key}" not in capfd.readouterr().err
+    assert f"window {old_hour().key}: 2 events, never rated" in (second.skip_message or "")
+
+
+def test_a_late_window_at_the_first_partition_is_told_to_materialize_its_partition() -> None:
+    """The first partition's window is a partition: the operator is told to materialize it,
+    not to rate it by hand as if it were before the first partition (mutant S8)."""
+    first = Window.starting(hourly_windows.start.astimezone(UTC))
+    late = queries.LateBeyondLookback(first, 3, None, 2, None, first.end, 1)
+    found = LateEventsScan(
+        first.end, queries.Ingested(first.end, first.end), first.end, (), (late,)
+    )
+
+    [line] = beyond_lookback_lines(found)
+
+    assert "materialize its partition to bill them" in line
+    assert "before the first partition" not in line
+
+
+def test_a_non_numeric_sensor_setting_is_refused_not_replaced_by_its_default() -> None:
+    """RATING_LATE_EVENT_LOOKBACK_HOURS="72h" is a mistake the operator must hear of, not a
+    silent 72 (mutant S9: any unparsable text becomes the default)."""
+    with pytest.raises(SensorSettingError, match="expected whole hours"):
+        lookback("96h")
+
+
+def test_every_reported_window_beyond_the_lookback_is_warned_of_once(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The cursor carries every reported window, so the next tick of the rescan overlap
+    warns of none of them again (mutant S10: the cursor keeps the first only)."""
+    older = hours_ago(DEFAULT_LOOKBACK_HOURS + 40)
+    add_events([*events_in(old_hour(), 2), *events_in(older, 2)])
+    first = tick(database_url, instance)
+    assert f"window {older.key}" in capfd.readouterr().err
+
+    tick(database_url, instance, first.cursor)
+
+    err = capfd.readouterr().err
+    assert f"window {older.key}" not in err and f"window {old_hour().key}" not in err

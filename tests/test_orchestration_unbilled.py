@@ -21,11 +21,13 @@ from rating_pipeline.orchestration.checks import (
     ALL_WINDOWS_BILLED,
     RATED_USAGE_CHECKS,
     all_windows_billed,
+    late_state,
 )
 from rating_pipeline.orchestration.jobs import JOB_NAME, TRIGGER_TAG
 from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, MISSED_AFTER, PARTITION_TAG
 from rating_pipeline.orchestration.missed_hours import SENSOR_NAME as MISSED_HOURS
 from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.queries import LateWindow
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
@@ -603,3 +605,41 @@ def test_a_corrected_window_that_leaves_the_lookback_before_a_rating_reads_its_e
         "digest differs): older than the lookback, not re-rated automatically"
     }
     assert settled.passed, settled.description
+
+
+def test_an_event_at_the_first_instant_of_the_next_hour_is_dated_in_an_hour_not_begun(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
+    """The next hour has not begun at its first instant's own event: no rating reads it
+    until then, so all_windows_billed names it (mutant Q1: occurred_at > not_begun)."""
+    now = clear_of_an_hours_end()
+    next_hour = Window.containing(now).end
+    with psycopg.connect(database_url) as conn:
+        conn.execute(FUTURE_EVENT, ("at-next-hour", next_hour))
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["events_in_hours_not_begun"] == dg.MetadataValue.int(1)
+    assert f"(the first {Window.starting(next_hour).key})" in (evaluation.description or "")
+
+
+def test_a_late_window_at_the_lookbacks_first_hour_is_not_said_older_than_the_lookback() -> None:
+    """The window starting at the lookback's start is inside it (the sensors re-rate it):
+    all_windows_billed must not tell the operator it is older than the lookback and will not
+    be re-rated automatically (mutant C5: window.start <= lookback_start)."""
+    lookback_start = datetime(2026, 6, 15, 10, tzinfo=UTC)
+    late = LateWindow(
+        Window.starting(lookback_start),
+        3,
+        2,
+        lookback_start + timedelta(hours=80),
+        True,
+        "2026-06-01",
+        None,
+    )
+
+    said = late_state(late, "", lookback_start, timedelta(minutes=60))
+
+    assert "older than the lookback" not in said
+    assert "not re-rated within RATING_CHANGED_EVENT_INTERVAL_MINUTES (60)" in said

@@ -1123,3 +1123,28 @@ def test_an_unrated_hour_just_after_a_span_is_not_the_spans(
                 make_event("org-1", "base-large", occurred_at=WINDOW.end)])  # fmt: skip
 
     assert queries.unrated_hours(reader, queries.Span(WINDOW.start, WINDOW.end)) == [WINDOW]
+
+
+def test_a_close_names_a_window_whose_deleted_event_was_replaced_by_a_late_one(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """With no sensor running, an event deleted and another ingested late into the same
+    window keep its count: the close still tells them apart by max(ingested_at), names the
+    window it freezes as changed and records it (mutant L3: count alone)."""
+    window = Window(WINDOW_START)
+    kept, deleted = make_event("org-1", "base-large"), make_event("org-2", "base-small")
+    add_events([kept, deleted])
+    pricebooks = Pricebooks((priced(),))
+    with connect(database_url) as conn:
+        rate_window(conn, window, pricebooks, "run-1")
+    delete_events(database_url, [deleted.event_id])
+    add_events([make_event("org-3", "base-large", occurred_at=window.start)])  # late
+
+    closed = close(database_url, through=window.end)
+
+    assert closed.changed_not_rated == (window.start,)
+    assert reader.execute(
+        "SELECT window_start, events_now, events_read FROM late_window"
+    ).fetchall() == [(window.start, 2, 2)]
