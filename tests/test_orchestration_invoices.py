@@ -78,6 +78,17 @@ def close_june(database_url: str) -> None:
         close_period(conn, utc(2026, 7, 1), "finance")
 
 
+def close_june_and_build_july(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """June closed, and July rated and built: a month closed before one still open."""
+    close_june(database_url)
+    july = [make_event("org-3", occurred_at=utc(2026, 7, 2, 1))]
+    add_events(july)
+    rate(database_url, july)
+    assert build(database_url, JULY, instance).success
+
+
 def test_a_month_maps_to_every_hour_it_holds() -> None:
     assert invoice_lines.get_partition_mapping(dg.AssetKey("rated_usage")) == HOURS_OF_THE_MONTH
     june = invoice_months.empty_subset().with_partition_keys([JUNE])
@@ -261,11 +272,7 @@ def test_the_check_outside_a_run_audits_every_wholly_closed_month_and_no_open_on
     june: list[BillingEvent],
 ) -> None:
     assert audit(database_url).metadata["months_audited"].value == 0  # nothing closed
-    close_june(database_url)
-    july = [make_event("org-3", occurred_at=utc(2026, 7, 2, 1))]
-    add_events(july)
-    rate(database_url, july)
-    assert build(database_url, JULY, instance).success
+    close_june_and_build_july(database_url, add_events, instance)
     # An open month's lines may change: the check does not look at them.
     reader.execute("UPDATE invoice_line SET account_id = 'acme' WHERE month = '2026-07-01'")
 
@@ -362,11 +369,7 @@ def test_a_closed_month_whose_lines_were_all_deleted_fails_the_check_though_late
     """Outside a run, closed_months_match_their_close starts at the first month holding lines
     OR a close's record: June's invoice deleted outside the pipeline, with July built since,
     is still audited and fails (mutant Q17: greatest() starts at July and passes)."""
-    close_june(database_url)
-    july = [make_event("org-3", occurred_at=utc(2026, 7, 2, 1))]
-    add_events(july)
-    rate(database_url, july)
-    assert build(database_url, JULY, instance).success
+    close_june_and_build_july(database_url, add_events, instance)
     reader.execute("DELETE FROM invoice_line WHERE month = '2026-06-01'")
 
     evaluation = audit(database_url)

@@ -418,6 +418,30 @@ def test_rate_prints_one_line_per_window_and_exits_zero(
     assert "+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in again[0]
 
 
+def _rate_command(pricebook_dir: Path) -> list[str]:
+    """``rate`` over START..END in a process of its own, as a shell runs it."""
+    return [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to", END,
+            "--pricebooks", str(pricebook_dir)]  # fmt: skip
+
+
+def _one_event_in_each_of_two_hours() -> list[BillingEvent]:
+    return [make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
+            for h in range(2)]  # fmt: skip
+
+
+def _two_hours_and_an_undated_event(
+    url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """An event in each hour of the range, and one no window holds: rate warns of it."""
+    add_events(_one_event_in_each_of_two_hours())
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
+            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 1, 1, "
+            "'infinity')"
+        )
+
+
 def test_a_range_whose_reader_goes_away_still_rates_every_window(
     warehouse_env: str,
     pricebook_dir: Path,
@@ -425,10 +449,8 @@ def test_a_range_whose_reader_goes_away_still_rates_every_window(
 ) -> None:
     """``rate ... | head -1``: the lines are a report; the rating is what was asked for.
     The first print into the closed pipe raised BrokenPipeError mid-range, a traceback."""
-    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
-                for h in range(2)])  # fmt: skip
-    command = [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to", END,
-               "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    add_events(_one_event_in_each_of_two_hours())
+    command = _rate_command(pricebook_dir)
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None and child.stderr is not None
     child.stdout.close()  # the reader is gone before the first line
@@ -447,16 +469,8 @@ def test_a_range_whose_stdout_and_stderr_reader_goes_away_keeps_its_exit_code(
 ) -> None:
     """``rate ... 2>&1 | head``: the warning of an undated event met the closed pipe too,
     and turned a clean rating into exit 1."""
-    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
-                for h in range(2)])  # fmt: skip
-    with psycopg.connect(warehouse_env) as conn:
-        conn.execute(
-            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
-            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 1, 1, "
-            "'infinity')"
-        )
-    command = [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to", END,
-               "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    _two_hours_and_an_undated_event(warehouse_env, add_events)
+    command = _rate_command(pricebook_dir)
     read, write = os.pipe()
     child = subprocess.Popen(command, stdout=write, stderr=write)
     os.close(write)
@@ -495,18 +509,10 @@ def test_a_range_logged_to_one_file_names_each_window_as_it_commits(
 ) -> None:
     """``rate ... > log 2>&1`` (cron): each window's line is flushed as it commits, so the
     log of a killed run names what committed, and the warning follows the rated line."""
-    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
-                for h in range(2)])  # fmt: skip
-    with psycopg.connect(warehouse_env) as conn:
-        conn.execute(
-            "INSERT INTO billing_event (event_id, auth_id, model_id, input_tokens, "
-            "output_tokens, occurred_at) VALUES ('undated', 'org-1', 'base-large', 1, 1, "
-            "'infinity')"
-        )
+    _two_hours_and_an_undated_event(warehouse_env, add_events)
     log = tmp_path / "rate.log"
     with log.open("wb") as out:
-        command = [sys.executable, "-m", "rating_pipeline", "rate", "--from", START, "--to",
-                   END, "--pricebooks", str(pricebook_dir)]  # fmt: skip
+        command = _rate_command(pricebook_dir)
         assert subprocess.call(command, stdout=out, stderr=out, env=_buffered()) == 0
 
     lines = log.read_text().splitlines()
@@ -522,8 +528,7 @@ def test_ctrl_c_after_the_reader_went_away_exits_130_without_a_traceback(
     """Ctrl-C on ``rate ... | tee log`` ends tee too: the exit flush of what main left in
     stdout's buffer met the closed pipe outside the wrapper (exit 120, 'Exception
     ignored')."""
-    add_events([make_event("org-1", "base-large", occurred_at=WINDOW_START + timedelta(hours=h))
-                for h in range(2)])  # fmt: skip
+    add_events(_one_event_in_each_of_two_hours())
     script = (
         "import sys\n"
         "from rating_pipeline.warehouse import commands\n"
