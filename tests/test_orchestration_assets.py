@@ -1025,8 +1025,8 @@ def test_a_window_whose_connection_is_lost_at_its_commit_is_said_to_have_committ
         (eleven["rows_inserted"], eleven["rows_unchanged"], Decimal(eleven["cost_usd"]))
     ] == logged
     assert eleven["committed"] == (
-        "its rating committed as its connection was lost; these figures are its rating_log "
-        f"row's (run {result.run_id})"
+        "its rating committed as the run stopped; these figures are its rating_log row's "
+        f"(run {result.run_id})"
     )
 
 

@@ -238,8 +238,8 @@ def window_usage(
 def logged_metadata(
     warehouse: WarehouseResource, run: dg.DagsterRun, window: Window
 ) -> dict[str, Any]:
-    """The materialization metadata of a window that committed as its connection was lost,
-    from its rating_log row; without it if the warehouse cannot be read now."""
+    """The materialization metadata of a window whose rating committed though the run lost
+    the answer, from its rating_log row; without it if the warehouse cannot be read now."""
     try:
         with warehouse.connect() as conn:
             logged = queries.logged_rating(conn, run.run_id, window)

@@ -213,17 +213,18 @@ def rating_metadata(rating: WindowRating, tables: WindowTables | None = None) ->
 
 
 def logged_rating_metadata(logged: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
-    """The metadata of a window whose rating committed as its connection was lost: the
-    figures its rating_log row holds (``queries.logged_rating``), or none if unread."""
+    """The metadata of a window whose rating committed though the run lost the answer (a
+    lost connection, a run terminated at its COMMIT): the figures its rating_log row holds
+    (``queries.logged_rating``), or none if unread."""
     if logged is None:
-        said = "its figures went with the connection: rating_log holds them"
+        said = "its rating committed as the run stopped; rating_log holds its figures"
         return {"committed": dg.MetadataValue.text(f"{said} (run {run_id})")}
     cost = logged["total_cost_usd"]
     counts = {name: value for name, value in logged.items() if isinstance(value, int)}
     return {
         "committed": dg.MetadataValue.text(
-            "its rating committed as its connection was lost; these figures are its "
-            f"rating_log row's (run {run_id})"
+            "its rating committed as the run stopped; these figures are its rating_log "
+            f"row's (run {run_id})"
         ),
         **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
         "cost_usd": money(cost),
