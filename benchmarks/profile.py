@@ -28,7 +28,7 @@ from benchmarks.steps import (
     empty_outputs,
     vacuum_outputs,
 )
-from rating_pipeline.warehouse.database import SET_UTC, connect
+from rating_pipeline.warehouse.database import SESSION_SETTINGS, connect
 from rating_pipeline.warehouse.engine import (
     RATING_WORK_MEM,
     begin_rating,
@@ -118,7 +118,7 @@ def timed_pass(bench: Bench, windows: list[Window]) -> tuple[float, StatementClo
     """Rate ``windows`` one by one in process; the wall time and every statement's time."""
     TimedCursor.clock = StatementClock()
     with psycopg.connect(bench.url, cursor_factory=TimedCursor) as conn:
-        conn.execute(SET_UTC)
+        conn.execute(SESSION_SETTINGS)
         conn.commit()
         TimedCursor.clock = StatementClock()
         began = time.perf_counter()
@@ -207,7 +207,7 @@ def profile_appendix(bench: Bench) -> list[str]:
     lines = ["## Profile (`--profile`)", ""]
     lines += hour_section(bench, "hot hour", bench.layout.hot)
     lines += hour_section(bench, "wide hour", bench.layout.wide)
-    month_hour = Window.starting(bench.layout.month_start)
+    month_hour = Window(bench.layout.month_start)
     lines += hour_section(bench, "the month's first hour", month_hour)
     windows = list(windows_between(bench.layout.month_start, bench.layout.month_end))
     empty_outputs(bench, Span.of(bench.layout.hot))

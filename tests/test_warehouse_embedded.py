@@ -295,3 +295,14 @@ def test_connections_read_timestamps_in_utc(database_url: str) -> None:
     with database.connect(elsewhere) as conn:
         row = conn.execute("SELECT current_setting('TimeZone'), now()").fetchone()
     assert row is not None and row[0] == "UTC" and row[1].utcoffset() == timedelta(0)
+
+
+def test_connections_read_timestamps_whatever_the_datestyle(database_url: str) -> None:
+    """A role or database set to another DateStyle (German, SQL, Postgres) would send
+    timestamps psycopg cannot read: every connection reads them in ISO style."""
+    for style in ("German", "SQL, DMY", "Postgres, MDY"):
+        elsewhere = make_conninfo(database_url, options=f"-c DateStyle={style.replace(' ', '')}")
+        with database.connect(elsewhere) as conn:
+            row = conn.execute("SELECT now(), current_setting('DateStyle')").fetchone()
+        assert row is not None and row[0].utcoffset() == timedelta(0)
+        assert row[1].startswith("ISO")

@@ -26,7 +26,9 @@ from rating_pipeline.warehouse.sqlfiles import load_sql
 APPLICATION_NAME = "rating_pipeline"
 TOKEN_COLUMNS = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
 REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
-SET_UTC = "SET TIME ZONE 'UTC'"
+# Timestamps in UTC and in ISO style, the one psycopg reads, whatever the server's, the
+# database's or the role's defaults.
+SESSION_SETTINGS = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'"
 MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
 # The schema holding the warehouse's alembic_version (Alembic's table: one row, the
 # revision), if any: the one its tables are created in (the first of the search path that
@@ -199,7 +201,8 @@ def secret_parameters() -> frozenset[str]:
 
 
 def connect(url: str | None = None) -> psycopg.Connection:
-    """A new psycopg 3 connection to the warehouse (session time zone UTC, autocommit off).
+    """A new psycopg 3 connection to the warehouse (session time zone UTC, DateStyle ISO,
+    autocommit off).
 
     The caller closes it.
     """
@@ -217,8 +220,7 @@ def connect(url: str | None = None) -> psycopg.Connection:
         conn = psycopg.connect(
             target, autocommit=False, application_name=APPLICATION_NAME, client_encoding="UTF8"
         )
-        # Timestamps come back in UTC whatever the server's or the role's default zone.
-        conn.execute(SET_UTC)
+        conn.execute(SESSION_SETTINGS)
         conn.commit()
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
