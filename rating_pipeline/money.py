@@ -24,9 +24,10 @@ from rating_pipeline.errors import RatingPipelineError
 
 RATE_PLACES = 6
 RATE_QUANTUM = Decimal(1).scaleb(-RATE_PLACES)
-# The warehouse stores rates as numeric(24, 6): 18 digits before the point.
-RATE_INTEGER_DIGITS = 18
-RATE_LIMIT = Decimal(10) ** RATE_INTEGER_DIGITS  # every rate, own or derived, is below it
+# Every rate, own or derived, is below 10^12 USD per 1M tokens (a million USD a token):
+# then any rollup rated_usage holds (nine classes of numeric(30, 0) sums) costs less than
+# 9 x 10^36 USD, which its numeric(50, 12) cost holds. Rates are stored as numeric(24, 6).
+RATE_LIMIT = Decimal(10) ** 12
 
 # Exact arithmetic: enough digits for any bigint token sum times any rate, and any
 # inexact result is an error rather than a silent rounding.

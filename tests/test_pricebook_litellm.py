@@ -976,21 +976,21 @@ def test_a_price_with_too_many_digits_to_scale_exactly_is_reported_not_dropped()
     }
 
 
-def test_a_rate_the_warehouse_cannot_hold_is_reported_and_the_rest_imported():
-    """numeric(24, 6): a rate must be below 10^18 per 1M tokens; the largest one below is
+def test_a_rate_at_the_rate_limit_is_reported_and_the_rest_imported():
+    """A rate must be below the rate limit, 10^12 per 1M tokens; the largest one below is
     imported, one at the limit is reported rather than failing the whole version."""
     result, version = imported(
         one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, '
-                  '"cache_read_input_token_cost": 1e+12, '
-                  '"cache_creation_input_token_cost": 9.99999999999999999e+11')
+                  '"cache_read_input_token_cost": 1e+06, '
+                  '"cache_creation_input_token_cost": 9.99999999999999999e+05')
     )  # fmt: skip
     assert as_text(rates(version, "m")) == {
         "input": "1",
         "output": "1",
-        "cache_write": "999999999999999999",
+        "cache_write": "999999999999.999999",
     }
     assert unmapped_of(result, "m") == {
-        "cache_read_input_token_cost": "not below 1000000000000000000 per 1M tokens"
+        "cache_read_input_token_cost": "not below 1000000000000 per 1M tokens"
     }
 
 

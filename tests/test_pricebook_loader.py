@@ -268,7 +268,7 @@ def test_fine_tune_multiplier_projects_true_bases_only_not_own_rate_fine_tunes(t
 
 
 def test_a_derived_rate_equal_to_the_rate_limit_is_rejected(tmp_path):
-    """The limit is exclusive for derived rates as for own ones: 10^18 does not fit."""
+    """The limit is exclusive for derived rates as for own ones: 10^12 is refused."""
     error = the_error(
         tmp_path,
         """
@@ -276,12 +276,12 @@ def test_a_derived_rate_equal_to_the_rate_limit_is_rejected(tmp_path):
         effective_from: "2026-06-01T00:00:00Z"
         currency: USD
         models:
-          base-big: {input_per_mtok: "500000000000000000", output_per_mtok: "1"}
+          base-big: {input_per_mtok: "500000000000", output_per_mtok: "1"}
           ft:double: {derived_from: base-big, multiplier: "2"}
         """,
     )
     assert (error.line, error.model) == (6, "ft:double")
-    assert "derives 1000000000000000000.000000, not below the rate limit" in error.message
+    assert "derives 1000000000000.000000, not below the rate limit" in error.message
 
 
 @pytest.mark.parametrize(("places", "loads"), [(39, True), (40, False)])
@@ -1303,7 +1303,8 @@ def test_loaded_models_are_read_only():
         version.models["base-large"] = version.models["base-small"]  # type: ignore[index]
 
 
-def test_rates_own_or_derived_must_fit_the_warehouse_column(tmp_path):
+def test_rates_own_or_derived_must_be_below_the_rate_limit(tmp_path):
+    """10^12 USD per 1M tokens: below it, any rollup rated_usage holds has a cost it holds."""
     errors = errors_of(
         tmp_path,
         """
@@ -1311,8 +1312,8 @@ def test_rates_own_or_derived_must_fit_the_warehouse_column(tmp_path):
         effective_from: "2026-06-01T00:00:00Z"
         currency: USD
         models:
-          base-huge: {input_per_mtok: "1000000000000000000", output_per_mtok: "1"}
-          base-big: {input_per_mtok: "999999999999999999", output_per_mtok: "1"}
+          base-huge: {input_per_mtok: "1000000000000", output_per_mtok: "1"}
+          base-big: {input_per_mtok: "999999999999.999999", output_per_mtok: "1"}
           ft:bigger: {derived_from: base-big, multiplier: "2"}
         """,
     )

@@ -16,6 +16,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from rating_pipeline.money import RATE_LIMIT, RATE_QUANTUM
 from rating_pipeline.pricebook.model import (
     TOKEN_CLASSES,
     NoPricebookForWindow,
@@ -552,6 +553,44 @@ def test_cost_check_refuses_a_row_whose_cost_does_not_reconstruct(
         reader.execute("DELETE FROM rated_usage")
     with pytest.raises(psycopg.errors.CheckViolation, match="rated_usage_cost_reconstructs"):
         reader.execute(insert, {**params, "cost": exact + Decimal("0.000000000001")})
+
+
+def test_the_costliest_rollup_rated_usage_can_hold_has_a_cost_it_can_hold(
+    reader: psycopg.Connection,
+) -> None:
+    """Every class at the largest sum a row holds (numeric(30, 0)), each at the largest
+    rate a pricebook may give: its cost still fits numeric(50, 12), so no window fails
+    on a rollup's cost, whatever its events."""
+    columns = [f"{c}_tokens" for c in TOKEN_CLASSES] + [f"{c}_rate_per_mtok" for c in TOKEN_CLASSES]
+    tokens = 10**30 - 1
+    rate = RATE_LIMIT - RATE_QUANTUM
+    with decimal.localcontext(prec=100, traps=[decimal.Inexact]):  # type: ignore[arg-type]
+        cost = (tokens * rate * len(TOKEN_CLASSES)).scaleb(-6)
+    insert = f"""
+    INSERT INTO rated_usage (
+        window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
+        {", ".join(columns)}, rate_source, cost_usd, pricebook_version, pricebook_sha256,
+        rated_at, run_id
+    ) VALUES (
+        %(start)s, %(end)s, 'org-1', 'base-large', 'standard', 'standard', 1,
+        {", ".join(["%(tokens)s"] * len(TOKEN_CLASSES) + ["%(rate)s"] * len(TOKEN_CLASSES))},
+        'own', %(cost)s, 'v', 'sha', now(), 'run'
+    )
+    """
+    with reader.transaction():
+        reader.execute(
+            insert,
+            {
+                "start": WINDOW.start,
+                "end": WINDOW.end,
+                "tokens": tokens,
+                "rate": rate,
+                "cost": cost,
+            },
+        )
+        stored = reader.execute("SELECT cost_usd FROM rated_usage").fetchone()
+        reader.execute("DELETE FROM rated_usage")
+    assert stored == (cost,)
 
 
 def test_a_rate_the_database_would_round_is_refused_before_anything_is_written(
