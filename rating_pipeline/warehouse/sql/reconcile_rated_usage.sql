@@ -102,28 +102,6 @@ updated AS (
     FROM change
     WHERE change.change = 'updated'
       AND live.ctid = change.live_row
-      AND (
-          live.window_end, live.event_count, live.input_tokens, live.output_tokens,
-          live.cache_read_tokens, live.cache_write_tokens, live.cache_write_1h_tokens,
-          live.reasoning_tokens, live.audio_input_tokens, live.audio_output_tokens,
-          live.image_input_tokens, live.rate_source, live.derivation_base, live.multiplier,
-          live.input_rate_per_mtok, live.output_rate_per_mtok, live.cache_read_rate_per_mtok,
-          live.cache_write_rate_per_mtok, live.cache_write_1h_rate_per_mtok,
-          live.reasoning_rate_per_mtok, live.audio_input_rate_per_mtok,
-          live.audio_output_rate_per_mtok, live.image_input_rate_per_mtok, live.cost_usd,
-          live.pricebook_version, live.pricebook_sha256
-      ) IS DISTINCT FROM (
-          %(window_end)s::timestamptz, change.event_count, change.input_tokens,
-          change.output_tokens, change.cache_read_tokens, change.cache_write_tokens,
-          change.cache_write_1h_tokens, change.reasoning_tokens, change.audio_input_tokens,
-          change.audio_output_tokens, change.image_input_tokens, change.rate_source,
-          change.derivation_base, change.multiplier, change.input_rate_per_mtok,
-          change.output_rate_per_mtok, change.cache_read_rate_per_mtok,
-          change.cache_write_rate_per_mtok, change.cache_write_1h_rate_per_mtok,
-          change.reasoning_rate_per_mtok, change.audio_input_rate_per_mtok,
-          change.audio_output_rate_per_mtok, change.image_input_rate_per_mtok, change.cost_usd,
-          %(pricebook_version)s::text, %(pricebook_sha256)s::text
-      )
     RETURNING live.auth_id, live.model_id, live.service_tier, live.context_tier
 ),
 inserted AS (

@@ -164,17 +164,6 @@ updated AS (
     FROM change
     WHERE change.change = 'updated'
       AND live.ctid = change.live_row
-      AND (
-          live.window_end, live.detail, live.event_count, live.input_tokens, live.output_tokens,
-          live.cache_read_tokens, live.cache_write_tokens, live.cache_write_1h_tokens,
-          live.reasoning_tokens, live.audio_input_tokens, live.audio_output_tokens,
-          live.image_input_tokens, live.pricebook_version
-      ) IS DISTINCT FROM (
-          %(window_end)s::timestamptz, change.detail, change.event_count, change.input_tokens,
-          change.output_tokens, change.cache_read_tokens, change.cache_write_tokens,
-          change.cache_write_1h_tokens, change.reasoning_tokens, change.audio_input_tokens,
-          change.audio_output_tokens, change.image_input_tokens, %(pricebook_version)s::text
-      )
     RETURNING live.auth_id, live.model_id, live.service_tier, live.context_tier, live.reason
 ),
 inserted AS (
