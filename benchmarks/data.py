@@ -255,7 +255,7 @@ class Layout:
 
     @property
     def hot(self) -> Window:
-        return Window.starting(self.day_start + self.hot_hour_offset * HOUR)
+        return Window(self.day_start + self.hot_hour_offset * HOUR)
 
     @property
     def backfill_start(self) -> datetime:
@@ -267,15 +267,15 @@ class Layout:
 
     @property
     def rss_small(self) -> Window:
-        return Window.starting(datetime(2026, 6, 20, 10, tzinfo=UTC))
+        return Window(datetime(2026, 6, 20, 10, tzinfo=UTC))
 
     @property
     def rss_large(self) -> Window:
-        return Window.starting(datetime(2026, 6, 20, 11, tzinfo=UTC))
+        return Window(datetime(2026, 6, 20, 11, tzinfo=UTC))
 
     @property
     def wide(self) -> Window:
-        return Window.starting(datetime(2026, 6, 21, 10, tzinfo=UTC))
+        return Window(datetime(2026, 6, 21, 10, tzinfo=UTC))
 
     @property
     def month_start(self) -> datetime:
@@ -289,7 +289,7 @@ class Layout:
     def closable(self) -> Window:
         """A copy of the hot hour's events before every other data set: a close through its
         end closes it alone."""
-        return Window.starting(datetime(2026, 6, 1, 10, tzinfo=UTC))
+        return Window(datetime(2026, 6, 1, 10, tzinfo=UTC))
 
     @property
     def invoice_month(self) -> datetime:
@@ -299,7 +299,7 @@ class Layout:
     @property
     def empty(self) -> Window:
         """A priced hour without events: what a `rate` call costs before any rating."""
-        return Window.starting(datetime(2026, 6, 2, tzinfo=UTC))
+        return Window(datetime(2026, 6, 2, tzinfo=UTC))
 
 
 LAYOUT = Layout(day_start=datetime(2026, 6, 15, tzinfo=UTC), hot_hour_offset=10, backfill_hours=0)

@@ -96,7 +96,7 @@ def load_and_rate(args: argparse.Namespace, say: Callable[[str], None]) -> tuple
     pricebook_dir = write_pricebooks(state_dir() / "bench-pricebooks")
     books = load_pricebooks(pricebook_dir)
     last = Window.containing(datetime.now(UTC)).start
-    windows = [Window.starting(last - h * HOUR) for h in range(args.hours, 0, -1)]
+    windows = [Window(last - h * HOUR) for h in range(args.hours, 0, -1)]
     with connect(url) as conn:
         [(count,)] = conn.execute("SELECT count(*) FROM billing_event").fetchall()
         conn.commit()
@@ -148,7 +148,7 @@ def rebilled(setup: Setup, instance: dg.DagsterInstance, say: Callable[[str], No
     """Delete an event just after its window was checked; tick until the request; run it."""
     tick = ticker(setup, build_changed_events_sensor(lookback(), interval()), instance)
     first = tick(None)
-    checked = Window.starting(Cursor.parse(first.cursor).after or datetime.now(UTC))
+    checked = Window(Cursor.parse(first.cursor).after or datetime.now(UTC))
     with psycopg.connect(setup.url) as conn:
         conn.execute(DELETE_ONE, {"start": checked.start, "end": checked.end})
     cursor, ticks = first.cursor, 0

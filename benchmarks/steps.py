@@ -192,7 +192,7 @@ class Span:
         """The span's one window; a case spanning several hours has none."""
         if self.hours != 1:
             raise ValueError(f"{self} is {self.hours} hours, not one window")
-        return Window.starting(self.start)
+        return Window(self.start)
 
     def bound(self) -> dict[str, object]:
         return {"start": self.start, "end": self.end}

@@ -227,7 +227,7 @@ def rated_month(bench: Bench, span: Span) -> None:
     bench.say(f"writing {bench.scale.invoice_hours * bench.scale.invoice_rollups:,} rows of "
               f"rated_usage for {span.start:%Y-%m} ...")  # fmt: skip
     with connect(bench.url) as conn:
-        version = bench.pricebooks.version_for(Window.starting(span.start))
+        version = bench.pricebooks.version_for(Window(span.start))
         invoice_month.generate(conn, bench.scale, span.start, version)
     steps.checkpoint(bench)
     steps.invoice_floor(bench, span)

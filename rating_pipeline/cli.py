@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK
+from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, first_line
 from rating_pipeline.settings import default_pricebook_dir
 
 
@@ -194,7 +194,7 @@ def _period_close(args: argparse.Namespace) -> int:
         # class 08 (connection exception) and 57P (the server ended the session) are.
         if exc.sqlstate is not None and not exc.sqlstate.startswith(("08", "57P")):
             raise
-        reason = (str(exc).strip().splitlines() or ["no message"])[0]
+        reason = first_line(exc)
         lost = f"error: the connection was lost ({type(exc).__name__}: {reason})"
         try:
             with connect() as conn:
@@ -466,5 +466,5 @@ def _warehouse_refusal(exc: Exception) -> str | None:
     cause = exc if isinstance(exc, psycopg.Error) else getattr(exc, "orig", None)
     if not isinstance(cause, psycopg.Error):
         return None
-    reason = (str(cause).strip().splitlines() or [""])[0]
+    reason = first_line(cause, "")
     return f"the warehouse refused a statement: {type(cause).__name__}: {reason}"

@@ -7,3 +7,9 @@ EXIT_FAILURE = 1
 
 class RatingPipelineError(Exception):
     """A condition the user can act on (bad input, bad configuration, bad bounds)."""
+
+
+def first_line(error: object, empty: str = "no message") -> str:
+    """The first line of ``error``'s message (a server's may run to several), or ``empty``."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else empty

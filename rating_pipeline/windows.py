@@ -50,7 +50,8 @@ def require_hour_aligned_utc(instant: datetime, what: str = "instant") -> dateti
 
 @dataclass(frozen=True, order=True)
 class Window:
-    """One rating window. Construct through ``Window.starting``/``Window.from_key``."""
+    """One rating window, the hour from ``start`` (a whole UTC hour; ``Window.from_key``
+    reads one from its key)."""
 
     start: datetime
 
@@ -58,10 +59,6 @@ class Window:
         # Kept in UTC: a zone at UTC's offset can leave it within the hour (Atlantic/Azores
         # falls back at 01:00 UTC), and start + HOUR would be two hours.
         object.__setattr__(self, "start", require_hour_aligned_utc(self.start, "window start"))
-
-    @classmethod
-    def starting(cls, start: datetime) -> Window:
-        return cls(start)
 
     @classmethod
     def from_key(cls, key: str) -> Window:

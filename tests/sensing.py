@@ -35,7 +35,7 @@ def current_window() -> Window:
 
 def hours_ago(hours: int) -> Window:
     """The window that started ``hours`` hours before the current one."""
-    return Window.starting(current_window().start - hours * HOUR)
+    return Window(current_window().start - hours * HOUR)
 
 
 def event(

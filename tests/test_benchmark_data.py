@@ -78,7 +78,7 @@ def test_load_all_generates_every_expected_event_and_every_pair(conn: psycopg.Co
 
 
 def test_an_hour_is_the_same_whatever_range_generated_it(conn: psycopg.Connection) -> None:
-    second = Window.starting(START + HOUR)
+    second = Window(START + HOUR)
     assert generate(conn, Batch(START, 2, 500, 50)) == 1_000
     whole_range = window_query(conn, DIGEST, second)
     assert generate(conn, Batch(second.start, 1, 500, 50)) == 500

@@ -347,7 +347,7 @@ def test_demo_day_bills_its_ordinary_traffic_and_excepts_exactly_the_cases(
     excepted: set[tuple[str, str, str]] = set()
     tiers: set[tuple[str, str]] = set()
     for offset in range(24):
-        window = Window.starting(START + offset * HOUR)
+        window = Window(START + offset * HOUR)
         result = rate_window(conn, window, pricebooks, "test-demo-day")
         excepted |= {(e.auth_id, e.model_id, e.reason) for e in result.exception_rows}
         tiers |= {(r.service_tier, r.context_tier) for r in stored_rollups(conn, window)}
@@ -376,7 +376,7 @@ def test_each_tier_cache_and_long_context_case_lands_where_expected(
     pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
     for name, (auth_id, model_id, service_tier, context_tier, cost) in CASE_ROLLUPS.items():
         rows = [case for case in DEMO_CASES if case.name == name]
-        window = Window.starting(START + rows[0].hour_offset * HOUR)
+        window = Window(START + rows[0].hour_offset * HOUR)
         rate_window(conn, window, pricebooks, "test-cases")
         key = (auth_id, model_id, service_tier, context_tier)
         [rollup] = [
@@ -399,7 +399,7 @@ def test_cached_tokens_in_a_tier_without_a_cache_rate_are_unpriced(
     demo_day(conn, START, seed=5, events_per_hour=100)
     conn.commit()
     [case] = [case for case in DEMO_CASES if case.name == "unpriced_cache_in_batch"]
-    window = Window.starting(START + case.hour_offset * HOUR)
+    window = Window(START + case.hour_offset * HOUR)
     rate_window(conn, window, load_pricebooks(SHIPPED_PRICEBOOKS), "test-unpriced-class")
     [excepted] = [e for e in stored_exceptions(conn, window) if e.auth_id == case.auth_id]
     assert (excepted.model_id, excepted.service_tier, excepted.context_tier) == (
@@ -416,7 +416,7 @@ def test_cached_tokens_in_a_tier_without_a_cache_rate_are_unpriced(
 
 
 def test_late_events_arrive_after_a_rating_and_are_idempotent(conn: psycopg.Connection) -> None:
-    window = Window.starting(START + 2 * HOUR)
+    window = Window(START + 2 * HOUR)
     demo_day(conn, START, seed=5, events_per_hour=100)
     conn.commit()
     pricebooks = load_pricebooks(project_root() / "pricebooks")
@@ -460,7 +460,7 @@ def test_summary_reports_hours_principals_reasons_and_exact_totals(
     conn.commit()
     pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
     for offset in range(24):
-        rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-summary")
+        rate_window(conn, Window(START + offset * HOUR), pricebooks, "test-summary")
     text = summarize(conn, START, START + 24 * HOUR)
     conn.rollback()
     total = conn.execute("SELECT sum(cost_usd), sum(event_count) FROM rated_usage").fetchone()
@@ -491,7 +491,7 @@ def test_per_class_and_per_tier_costs_add_up_exactly_to_the_days_cost(
     conn.commit()
     pricebooks = load_pricebooks(SHIPPED_PRICEBOOKS)
     for offset in range(24):
-        rate_window(conn, Window.starting(START + offset * HOUR), pricebooks, "test-classes")
+        rate_window(conn, Window(START + offset * HOUR), pricebooks, "test-classes")
     end = START + 24 * HOUR
     classes, tiers = cost_by_token_class(conn, START, end), cost_by_tier(conn, START, end)
     total = conn.execute("SELECT sum(cost_usd), sum(event_count) FROM rated_usage").fetchone()
@@ -540,7 +540,7 @@ def test_summary_lists_principals_costliest_first_within_its_range_rounding_half
         ],
     )
     for hour in (START, START + HOUR):
-        rate_window(conn, Window.starting(hour), Pricebooks((version,)), "test-summary")
+        rate_window(conn, Window(hour), Pricebooks((version,)), "test-summary")
 
     text = summarize(conn, START, START + HOUR)
 
@@ -567,7 +567,7 @@ def test_invoice_summary_residuals_are_the_invoiced_total_minus_the_exact_sum(
             make_event("org-b", "m", None, 6_000, 0, occurred_at=at),
         ],
     )
-    rate_window(conn, Window.starting(START), Pricebooks((version,)), "test-invoice-summary")
+    rate_window(conn, Window(START), Pricebooks((version,)), "test-invoice-summary")
     build_invoice(conn, START.replace(day=1), "test-invoice-summary")
 
     text = invoices_summary(conn, [START])
@@ -591,14 +591,14 @@ def test_summary_of_a_closed_hour_corrected_late_lists_its_adjustments(
     pricebooks = Pricebooks((version,))
     at = START + timedelta(minutes=5)
     insert_events(database_url, [make_event("org-a", "m", None, 1_000, 0, occurred_at=at)])
-    rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
+    rate_window(conn, Window(START), pricebooks, "test-adjustments")
     close_period(conn, START + HOUR, "test")
     late = [
         make_event("org-a", "m", None, 500, 0, occurred_at=at),
         make_event("", "m", None, 1, 0, occurred_at=at),  # invalid: blank auth_id
     ]
     insert_events(database_url, late)
-    latest = rate_window(conn, Window.starting(START), pricebooks, "test-adjustments")
+    latest = rate_window(conn, Window(START), pricebooks, "test-adjustments")
 
     text = summarize(conn, START, START + HOUR)
 

@@ -831,7 +831,7 @@ def test_a_range_runs_checks_audit_every_window_of_the_range_and_no_other(
     """The blocking check fails on the range's last window, and on no window outside it."""
     nine, noon = WINDOW_START - HOUR, WINDOW_START + 2 * HOUR
     add_events([*traffic(0), *ambiguous(nine), *ambiguous(noon)])
-    assert not materialize(database_url, partition_key=Window.starting(nine).key).success
+    assert not materialize(database_url, partition_key=Window(nine).key).success
 
     result = materialize(database_url, partition_key=None, tags=RANGE_TAGS)
 
@@ -852,7 +852,7 @@ def test_a_partitions_checks_audit_its_window_and_not_the_next_hour(
     the next hour's run's to report, never this partition's to fail."""
     next_hour = WINDOW_START + HOUR
     add_events([*traffic(0), *traffic(1), *ambiguous(next_hour)])
-    assert not materialize(database_url, partition_key=Window.starting(next_hour).key).success
+    assert not materialize(database_url, partition_key=Window(next_hour).key).success
 
     result = materialize(database_url)
 

@@ -304,8 +304,8 @@ def test_the_window_at_the_lookbacks_start_is_rerated_and_the_one_before_it_is_n
     """The lookback is the same hours for every sensor: its first window is re-rated, the
     one before it may be invoiced, and all_windows_billed reports it instead."""
     current = Window.containing(clear_of_an_hours_end())
-    first = Window.starting(current.start - LOOKBACK)
-    before = Window.starting(first.start - HOUR)
+    first = Window(current.start - LOOKBACK)
+    before = Window(first.start - HOUR)
     add_events([*events_in(first, 2), *events_in(before, 2)])
     rate(database_url, first, before)
     delete_events(database_url, [f"{first.key}-0", f"{before.key}-0"])
@@ -725,7 +725,7 @@ def test_changed_events_never_requests_a_window_that_is_not_a_partition(
     """A corrected window before the first partition (reachable with a long lookback) has
     no partition: the tick must not request one, which Dagster refuses for the whole tick
     (mutant CE8: is_partition dropped)."""
-    before_first = Window.starting(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
     rated = LatestRating(before_first, 1, "2026-05-01", "digest-then", 2)
     check = changed_events.DigestCheck(rated, "digest-now", 1)
     found = changed_events.Scan(

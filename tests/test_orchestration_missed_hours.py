@@ -88,8 +88,8 @@ def test_the_hour_at_the_lookbacks_start_is_requested_and_the_one_before_it_is_n
     """all_windows_billed promises missed_hours' attempts for every hour from the
     lookback's start, and sends the operator to the hour before it."""
     current = Window.containing(clear_of_an_hours_end())
-    first = Window.starting(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
-    before = Window.starting(first.start - HOUR)
+    first = Window(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
+    before = Window(first.start - HOUR)
     add_events([*events_in(first, 1), *events_in(before, 1)])
 
     assert requested(tick(SENSOR, database_url, instance)) == [first.key]

@@ -168,7 +168,7 @@ def test_no_open_adjustments_keeps_warning_in_a_later_run_of_another_window(
     """The UI shows a check's latest evaluation: the next hour's run must not turn it green
     while the corrected window's adjustments are still open (contract 10, "Seen")."""
     assert materialize(database_url, instance=instance).success
-    next_hour = Window.starting(WINDOW_START + HOUR).key
+    next_hour = Window(WINDOW_START + HOUR).key
 
     later = checks(materialize(database_url, partition_key=next_hour, instance=instance))
 

@@ -79,7 +79,7 @@ def test_the_demo_day_is_the_one_docs_operations_describes(conn: psycopg.Connect
 def test_a_run_that_left_a_window_unrated_stops_the_quickstart() -> None:
     """The blocking check may fail the day's run (it fails after every window is
     reconciled); a window the run did not rate may not pass for rated."""
-    windows = [Window.starting(DEMO_START + offset * HOUR) for offset in range(2)]
+    windows = [Window(DEMO_START + offset * HOUR) for offset in range(2)]
     outcome = RunOutcome(
         run_id="run-1",
         label="the day",
@@ -163,7 +163,7 @@ def test_quickstart_refuses_other_events_before_its_close_before_emptying_the_le
         "rating_pipeline.demo.quickstart.local_instance",
         lambda url, path: local_instance(url, path, storage_database),
     )
-    other = Window.starting(DEMO_START + DEMO_HOURS * HOUR)  # 2026-06-16-00:00
+    other = Window(DEMO_START + DEMO_HOURS * HOUR)  # 2026-06-16-00:00
     at = other.start + HOUR / 2
     insert_events(
         database_url, [make_event("org-trial", "base-medium", None, 10, 1, occurred_at=at)]
@@ -195,7 +195,7 @@ def test_quickstart_refuses_a_warehouse_whose_closes_and_accounts_it_did_not_mak
         "rating_pipeline.demo.quickstart.local_instance",
         lambda url, path: local_instance(url, path, storage_database),
     )
-    hour = Window.starting(DEMO_START.replace(month=8, day=10))
+    hour = Window(DEMO_START.replace(month=8, day=10))
     insert_events(database_url, [make_event("org-1", "base-medium", None, 10, 1,
                                             occurred_at=hour.start)])  # fmt: skip
     with connect(database_url) as conn:
@@ -220,7 +220,7 @@ def test_quickstart_refuses_a_close_it_did_not_make_by_a_user_named_as_it_signs(
     """`period close --by demo` (or an OS user named demo) is a real close: the demo tells
     its own by what it closes and notes too, or it would empty a real ledger. Found by an
     audit of the closes."""
-    hour = Window.starting(DEMO_START.replace(month=11, day=10))
+    hour = Window(DEMO_START.replace(month=11, day=10))
     insert_events(database_url, [make_event("org-1", occurred_at=hour.start)])
     with connect(database_url) as conn:
         rate_window(conn, hour, load_pricebooks(project_root() / "pricebooks"), "test-real")

@@ -276,7 +276,7 @@ def test_late_events_before_the_first_partition_say_how_they_can_be_rated(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """No partition holds them, so "materialize its partition" cannot be done."""
-    before_first = Window.starting(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
     add_events(events_in(before_first, 2))
 
     message = tick(database_url, instance).skip_message or ""
@@ -358,7 +358,7 @@ def test_a_tick_warns_of_each_reported_window_and_of_how_many_more_once(
     """Past REPORTED_WINDOWS windows beyond the lookback, one line says how many more."""
     now = datetime.now(UTC)
     beyond = tuple(
-        LateBeyondLookback(hours_ago(DEFAULT_LOOKBACK_HOURS + 2 + k), 3, now, 2, None, now, k)
+        LateBeyondLookback(hours_ago(DEFAULT_LOOKBACK_HOURS + 2 + k), 3, now, 2, now, k)
         for k in range(REPORTED_WINDOWS + 2)
     )
     found = LateEventsScan(now, Ingested(now - HOUR, now), now - lookback(), (), beyond)
@@ -439,7 +439,7 @@ def test_a_late_window_before_the_first_partition_is_never_requested_as_a_run(
     """With a lookback reaching before the first partition (allowed up to ten years), a
     window rated there (by `rating-pipeline rate`) that receives a late event has no
     partition to run: the late_events tick must not request one (mutant S4)."""
-    before_first = Window.starting(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
     books = Pricebooks(
         (make_version({"base-large": own("2.50", "10")}, effective_from=before_first.start),)
     )
@@ -500,8 +500,8 @@ def test_a_window_beyond_the_lookback_is_warned_of_once_not_at_every_tick(
 def test_a_late_window_at_the_first_partition_is_told_to_materialize_its_partition() -> None:
     """The first partition's window is a partition: the operator is told to materialize it,
     not to rate it by hand as if it were before the first partition (mutant S8)."""
-    first = Window.starting(hourly_windows.start.astimezone(UTC))
-    late = queries.LateBeyondLookback(first, 3, None, 2, None, first.end, 1)
+    first = Window(hourly_windows.start.astimezone(UTC))
+    late = queries.LateBeyondLookback(first, 3, None, 2, first.end, 1)
     found = LateEventsScan(
         first.end, queries.Ingested(first.end, first.end), first.end, (), (late,)
     )

@@ -483,7 +483,7 @@ def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_read
     partition or sensor rates it and every close through it is refused: the check names
     such hours and the way out, until a version that covers them has rated them."""
     first = hourly_windows.start.astimezone(UTC)
-    before = Window.starting(first - 3 * HOUR)
+    before = Window(first - 3 * HOUR)
     add_events(events_in(before, 2))
 
     named = check(database_url, instance)
@@ -508,8 +508,8 @@ def test_the_hour_at_the_lookbacks_start_is_the_missed_hours_sensors_the_one_bef
     the check must not send an operator to materialize that hour by hand, nor promise
     attempts for the hour before it, which no sensor requests."""
     current = Window.containing(clear_of_an_hours_end())
-    first = Window.starting(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
-    before = Window.starting(first.start - HOUR)
+    first = Window(current.start - DEFAULT_LOOKBACK_HOURS * HOUR)
+    before = Window(first.start - HOUR)
     add_events([*events_in(first, 1), *events_in(before, 1)])
 
     assert listed(check(database_url, instance)) == {
@@ -621,7 +621,7 @@ def test_an_event_at_the_first_instant_of_the_next_hour_is_dated_in_an_hour_not_
 
     assert not evaluation.passed
     assert evaluation.metadata["events_in_hours_not_begun"] == dg.MetadataValue.int(1)
-    assert f"(the first {Window.starting(next_hour).key})" in (evaluation.description or "")
+    assert f"(the first {Window(next_hour).key})" in (evaluation.description or "")
 
 
 def test_a_late_window_at_the_lookbacks_first_hour_is_not_said_older_than_the_lookback() -> None:
@@ -630,7 +630,7 @@ def test_a_late_window_at_the_lookbacks_first_hour_is_not_said_older_than_the_lo
     be re-rated automatically (mutant C5: window.start <= lookback_start)."""
     lookback_start = datetime(2026, 6, 15, 10, tzinfo=UTC)
     late = LateWindow(
-        Window.starting(lookback_start),
+        Window(lookback_start),
         3,
         2,
         lookback_start + timedelta(hours=80),

@@ -1046,11 +1046,11 @@ def test_period_status_lists_the_open_adjustments_of_every_window_even_before_19
     late = make_event("org-1", "base-small", None, 1_000_000, 0, occurred_at=hour + HOUR / 2)
     insert_events(database_url, [late])
     with connect(database_url) as conn:
-        rate_window(conn, Window.starting(hour), Pricebooks((version,)), "run-1")
+        rate_window(conn, Window(hour), Pricebooks((version,)), "run-1")
         periods.close_period(conn, utc(2026, 6, 1), "review")
     delete_events(database_url, [late.event_id])
     with connect(database_url) as conn:
-        rate_window(conn, Window.starting(hour), Pricebooks((version,)), "run-2")
+        rate_window(conn, Window(hour), Pricebooks((version,)), "run-2")
         listed = [w.window_start for w in period_status(conn).open_adjustments]
     assert listed == [hour]
 

@@ -64,7 +64,7 @@ def test_an_instant_falls_in_the_utc_hour_that_holds_it() -> None:
 )
 def test_a_window_starts_only_on_a_whole_utc_hour(start: datetime, message: str) -> None:
     with pytest.raises(WindowError, match=message):
-        Window.starting(start)
+        Window(start)
 
 
 def test_a_window_is_one_utc_hour_whatever_zone_names_its_start() -> None:
@@ -74,7 +74,7 @@ def test_a_window_is_one_utc_hour_whatever_zone_names_its_start() -> None:
     assert start.utcoffset() == timedelta(0)
     utc_start = datetime(2026, 10, 25, 0, tzinfo=UTC)
     one_window = windows_between(start, utc_start + HOUR)
-    for window in (Window(start), Window.starting(start), *one_window):
+    for window in (Window(start), *one_window):
         assert window == Window.from_key("2026-10-25-00:00")
         assert (window.start, window.end) == (utc_start, utc_start + HOUR)
         assert window.end - window.start == HOUR and window.start.tzinfo is UTC

@@ -190,7 +190,7 @@ def load_demo_accounts(conn: psycopg.Connection) -> int:
 def late_events(window_start: datetime, count: int, seed: int) -> Columns:
     """``count`` ordinary demo events of the window starting at ``window_start``, without
     ``ingested_at``; ids ``ev-<seed>-late-<YYYYmmddHH>-<n>``."""
-    window = Window.starting(window_start)
+    window = Window(window_start)
     spec = SeedSpec(window.start, 1, count, seed, DEMO_PRINCIPALS)
     columns = generate_hour(spec, window.start, count, stream=LATE_STREAM)
     prefix = f"{seed_prefix(seed)}late-{hour_tag(window.start)}-"

@@ -76,12 +76,12 @@ DEMO_HOURS = 24
 DEMO_SEED = 20260615
 # The demo day is made for the shipped pricebooks, whatever RATING_PRICEBOOK_DIR says.
 SHIPPED_PRICEBOOKS = project_root() / "pricebooks"
-LATE_WINDOW = Window.starting(DEMO_START + 10 * HOUR)
+LATE_WINDOW = Window(DEMO_START + 10 * HOUR)
 LATE_EVENTS = 40
 CLOSE_THROUGH = datetime(2026, 7, 1, tzinfo=UTC)  # wholly closes the demo day's month
 CLOSED_BY = "demo"
 CLOSE_NOTE = "the demo day's month"
-CORRECTION_WINDOW = Window.starting(DEMO_START + 14 * HOUR)
+CORRECTION_WINDOW = Window(DEMO_START + 14 * HOUR)
 CORRECTION_EVENTS = 25
 NEXT_INVOICE = CLOSE_THROUGH  # the month an adjustment made after the close bills on
 INVOICE_MONTHS = (month_of(DEMO_START), NEXT_INVOICE)
@@ -233,7 +233,7 @@ def require_only_the_demo_before_its_close(warehouse_url: str) -> None:
         hours = conn.execute(OTHER_HOURS_BEFORE_CLOSE, bounds).fetchall()
         conn.rollback()
     if hours:
-        named = ", ".join(f"{Window.starting(hour).key} ({count})" for hour, count in hours[:5])
+        named = ", ".join(f"{Window(hour).key} ({count})" for hour, count in hours[:5])
         more = f" and {len(hours) - 5} more hours" if len(hours) > 5 else ""
         raise QuickstartError(
             f"the demo's warehouse holds events outside the demo day before its close "
@@ -295,7 +295,7 @@ def loaded_lines(day: DemoDay) -> list[str]:
         f"Loaded the demo day {DEMO_START:%Y-%m-%d}: {day.events:,} events in billing_event, "
         "among them these hand-made cases:",
         *(
-            f"  {Window.starting(DEMO_START + case.hour_offset * HOUR).key}  {case.name}, "
+            f"  {Window(DEMO_START + case.hour_offset * HOUR).key}  {case.name}, "
             f"{case.count} event(s): {case.expected}"
             for case in day.cases
         ),
@@ -323,7 +323,7 @@ def quickstart(warehouse_url: str, dagster_home: Path, out: TextIO = sys.stdout)
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    windows = [Window.starting(DEMO_START + offset * HOUR) for offset in range(DEMO_HOURS)]
+    windows = [Window(DEMO_START + offset * HOUR) for offset in range(DEMO_HOURS)]
     say(migrations.upgrade(warehouse_url))
     require_only_the_demo_before_its_close(warehouse_url)
     require_only_the_demos_ledger(warehouse_url)

@@ -64,11 +64,6 @@ ORDER BY window_start, auth_id COLLATE "C", model_id COLLATE "C", reason COLLATE
 LIMIT %(limit)s
 """
 
-SUMMARY_EXCEPTION_COUNT = """
-SELECT count(*) FROM rating_exception
-WHERE window_start >= %(start)s AND window_start < %(end)s
-"""
-
 SUMMARY_ADJUSTMENTS = """
 SELECT count(*), coalesce(sum(event_count), 0), coalesce(sum(cost_usd), 0)
 FROM rating_adjustment
@@ -300,8 +295,7 @@ def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> 
         (False, False, False, False, False, False, True, False),
     )
     sections = [by_reason, "", "Exceptions", rows]
-    count_row = conn.execute(SUMMARY_EXCEPTION_COUNT, params).fetchone()
-    remaining = (int(count_row[0]) if count_row else 0) - EXCEPTIONS_LISTED
+    remaining = sum(int(rollups) for _, rollups, *_ in reasons) - EXCEPTIONS_LISTED
     if remaining > 0:
         sections.append(f"... and {remaining:,} more")
     return sections

@@ -582,9 +582,9 @@ def unread_events(
     notes = ""
     if before_first:
         first = hourly_windows.start.astimezone(UTC)
-        named = ", ".join(Window.starting(h).key for h in before_first[:WINDOWS_LISTED])
+        named = ", ".join(Window(h).key for h in before_first[:WINDOWS_LISTED])
         notes += (
-            f" {len(before_first)} hours before the first window ({Window.starting(first).key}) "
+            f" {len(before_first)} hours before the first window ({Window(first).key}) "
             f"hold events no rating read ({named}): no shipped pricebook prices them, so no "
             "partition rates them and every close through them is refused. Rate them with "
             "a version that covers them (`rating-pipeline rate`), or correct them upstream."
@@ -645,7 +645,7 @@ def evaluate_open_adjustments(windows: Sequence[OpenAdjustments]) -> dg.AssetChe
             OPEN_ADJUSTMENT_COLUMNS,
             (
                 (
-                    Window.starting(w.window_start.astimezone(UTC)).key,
+                    Window(w.window_start.astimezone(UTC)).key,
                     w.adjustments,
                     usd_text(w.cost_usd),
                     f"{w.bill_month:%Y-%m}",

@@ -1,4 +1,5 @@
-"""The warehouse reads of the Dagster layer: the statements are ``warehouse/sql/orchestration_*``.
+"""The warehouse reads of the Dagster layer: the statements are ``warehouse/sql/orchestration_*``
+(and ``select_logged_rating``, a rating's own log row).
 
 Each function runs one named statement with bound values and returns frozen records. None
 of them writes; the caller owns the connection and its transaction.
@@ -37,7 +38,7 @@ class Span:
 
     def __str__(self) -> str:
         """The partition key, or ``first...last`` as Dagster writes a range."""
-        first, last = Window.starting(self.start).key, Window.starting(self.end - HOUR).key
+        first, last = Window(self.start).key, Window(self.end - HOUR).key
         return first if first == last else f"{first}...{last}"
 
 
@@ -46,7 +47,7 @@ def _utc(instant: datetime | None) -> datetime | None:
 
 
 def _window(instant: datetime) -> Window:
-    return Window.starting(instant.astimezone(UTC))
+    return Window(instant.astimezone(UTC))
 
 
 def window_event_counts(conn: psycopg.Connection, span: Span) -> dict[Window, int]:
@@ -208,7 +209,6 @@ class ChangedWindow:
     events_now: int
     max_ingested_at_now: datetime | None
     events_read: int
-    max_ingested_at_rated: datetime | None
     log_id: int  # the latest rating's rating_log row, the one compared
 
 
@@ -230,9 +230,7 @@ def changed_windows(
     (count, max ingested_at) differs from their latest rating's."""
     params = {**ingested.bound(), "lookback_start": lookback_start}
     return [
-        ChangedWindow(
-            _window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), _utc(row[4]), int(row[5])
-        )
+        ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), int(row[4]))
         for row in conn.execute(load_sql("orchestration_changed_windows"), params)
     ]
 
@@ -246,7 +244,6 @@ class LateBeyondLookback:
     events_now: int
     max_ingested_at_now: datetime | None
     events_read: int | None
-    max_ingested_at_rated: datetime | None
     rated_at: datetime | None
     log_id: int | None = None
 
@@ -263,9 +260,8 @@ def late_beyond_lookback(
             events_now=int(row[1]),
             max_ingested_at_now=_utc(row[2]),
             events_read=None if row[3] is None else int(row[3]),
-            max_ingested_at_rated=_utc(row[4]),
-            rated_at=_utc(row[5]),
-            log_id=None if row[6] is None else int(row[6]),
+            rated_at=_utc(row[4]),
+            log_id=None if row[5] is None else int(row[5]),
         )
         for row in conn.execute(load_sql("orchestration_late_beyond_lookback"), params)
     ]

@@ -41,7 +41,7 @@ def grace_minutes(value: str | None = None) -> int:
 
 def closed_window(tick: datetime) -> Window:
     """The window that closed last at ``tick``: the hour before the one ``tick`` falls in."""
-    return Window.starting(Window.containing(tick).start - HOUR)
+    return Window(Window.containing(tick).start - HOUR)
 
 
 def build_hourly_schedule(minutes_after_hour: int) -> dg.ScheduleDefinition:

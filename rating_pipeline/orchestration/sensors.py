@@ -31,7 +31,7 @@ import psycopg
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
-from rating_pipeline.orchestration.partitions import hourly_windows
+from rating_pipeline.orchestration.partitions import hourly_windows, is_partition
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.database import database_clock
@@ -254,7 +254,7 @@ def beyond_lookback_lines(found: LateEventsScan) -> list[str]:
         + (
             "materialize its partition to bill them"
             if late.window.start >= first
-            else f"it is before the first partition ({Window.starting(first).key}): rate it "
+            else f"it is before the first partition ({Window(first).key}): rate it "
             "with `rating-pipeline rate` and a pricebook version that covers it"
         )
         for late in found.beyond_lookback[:REPORTED_WINDOWS]
@@ -276,11 +276,10 @@ def evaluate(
     A window beyond the lookback is logged as a WARNING once (the rescan overlap shows it to
     several ticks); every tick's skip message lists all it saw.
     """
-    first = hourly_windows.start.astimezone(UTC)
     requests, in_hand = [], []
     for window in found.changed:
-        if window.window.start < first or window.window.end > found.now:
-            continue  # not a partition (before the first pricebook, or not closed yet)
+        if not is_partition(window.window, found.now):
+            continue  # before the first pricebook, or not closed yet
         earlier = (requested or {}).get(run_key(window))
         if earlier is not None:
             in_hand.append(_requested_line(window, earlier))

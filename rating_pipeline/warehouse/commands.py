@@ -5,8 +5,8 @@ window has closed by the database's clock, the pricebooks load without a single 
 a version covers every window. Each window is then rated in its own transaction. Windows
 with ``ambiguous_base`` rollups are still reconciled in full (their clean rollups bill);
 the command names those rollups and exits non-zero once every window is done (contract
-5.2). Events no window holds (an occurred_at null, infinite or out of range) are named on
-stderr, whatever the range: no rating reads them.
+5.2). Events no window holds (an occurred_at null, infinite or out of range) are counted
+on stderr, whatever the range: no rating reads them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError
+from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError, first_line
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
@@ -48,7 +48,7 @@ class WindowRatingFailed(RatingPipelineError):
     too (the failure came at or after its COMMIT) is what ``what_became_of`` found."""
 
     def __init__(self, window: Window, before: int, cause: Exception, became: str) -> None:
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else "no message"
+        reason = first_line(cause)
         super().__init__(
             f"rating window {window.key} failed: {type(cause).__name__}: {reason}. It {became}; "
             f"the {before} window(s) before it are rated and committed, and re-running the "
@@ -99,7 +99,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
         require_schema(conn)
         require_readable_billing_event(conn)
         require_closed(conn, end)
-        pricebooks.version_for(Window.starting(start))  # a typo'd start fails before listing
+        pricebooks.version_for(Window(start))  # a typo'd start fails before listing
         windows = list(windows_between(start, end))
         for window in windows:
             pricebooks.version_for(window)

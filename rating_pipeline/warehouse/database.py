@@ -18,7 +18,7 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, first_line
 from rating_pipeline.pricebook.model import TOKEN_CLASSES
 from rating_pipeline.settings import configured_database_url
 from rating_pipeline.warehouse.sqlfiles import load_sql
@@ -223,7 +223,7 @@ def connect(url: str | None = None) -> psycopg.Connection:
         conn.execute(SESSION_SETTINGS)
         conn.commit()
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, type(exc).__name__)
         raise WarehouseConnectionError(
             f"cannot connect to the warehouse {redact_url(target)}: {reason}"
         ) from exc

@@ -69,6 +69,6 @@ def compare_with_latest_ratings(
     ):
         compared.log_ids.append(log_id)
         if changed:
-            window = Window.starting(window_start)
+            window = Window(window_start)
             compared.changed.append(ChangedAfterRating(window, events_now, events_read, log_id))
     return compared

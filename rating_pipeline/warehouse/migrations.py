@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.pool import NullPool
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, first_line
 from rating_pipeline.warehouse.database import (
     REVISION_SCHEMA,
     UnusableBillingEvent,
@@ -120,7 +120,7 @@ def _run(
             return list(config.attributes.get(APPLIED, []))
     except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
         cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
-        reason = (str(cause).strip().splitlines() or [""])[0]
+        reason = first_line(cause, "")
         detail = getattr(getattr(cause, "diag", None), "message_detail", None)
         stopped = revision_of(url)
         failed = _next_revision(stopped) if alembic_command is command.upgrade else stopped

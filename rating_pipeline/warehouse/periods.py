@@ -147,7 +147,7 @@ class ClosePreview:
 def changed_warning(window_starts: tuple[datetime, ...], closed: str, remedy: str) -> str:
     """The line naming the windows a close freezes though their events changed after their
     latest rating, with no rating since."""
-    named = ", ".join(Window.starting(start).key for start in window_starts)
+    named = ", ".join(Window(start).key for start in window_starts)
     return (
         f"  warning: {len(window_starts)} window(s) {closed} changed after their latest "
         "rating (found by the sensors or by the close's count of their events), and no "

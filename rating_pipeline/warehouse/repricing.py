@@ -40,7 +40,7 @@ def windows_priced_otherwise(
     mark = close_mark(conn)
     found = []
     for window_start, version, sha256 in conn.execute(load_sql("select_latest_pricebooks")):
-        window = Window.starting(window_start.astimezone(UTC))
+        window = Window(window_start.astimezone(UTC))
         try:
             current: PricebookVersion | None = pricebooks.version_for(window)
         except NoPricebookForWindow:

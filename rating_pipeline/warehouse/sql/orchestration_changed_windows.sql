@@ -36,7 +36,6 @@ SELECT
     now_in_window.event_count AS events_now,
     now_in_window.max_ingested_at AS max_ingested_at_now,
     latest.events_read,
-    latest.max_ingested_at AS max_ingested_at_rated,
     latest.log_id
 FROM latest
 JOIN now_in_window ON now_in_window.window_start = latest.window_start

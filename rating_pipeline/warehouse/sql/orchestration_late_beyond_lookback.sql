@@ -37,7 +37,6 @@ SELECT
     now_in_window.event_count AS events_now,
     now_in_window.max_ingested_at AS max_ingested_at_now,
     latest.events_read,
-    latest.max_ingested_at AS max_ingested_at_rated,
     latest.rated_at,
     latest.log_id
 FROM now_in_window
