@@ -3,7 +3,7 @@ read from their text (``parse_decimal``), derived rates (``derive_rate``, half-e
 RATE_PLACES places: the one rounding of a rate) and rates checked to fit the warehouse's
 numeric(24, 6) (``exact_rate``).
 
-It does not compute costs. A cost is computed in exactly one place, the pricing
+It does not compute costs. A rollup's cost is computed in exactly one place, the pricing
 statement (``warehouse/sql/price_window.sql``), exactly, at 12 places, and the
 database's CHECK constraint refuses a row whose cost does not reconstruct from its own
 tokens and rates. The independent oracle in ``tests/`` computes it again.

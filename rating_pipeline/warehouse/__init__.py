@@ -15,7 +15,9 @@
   invoices.py    a month's invoice lines: build, totals, CSV export
   outputs.py     stored rows read back as records
   commands.py    the `rate` command
-  sql/           every statement, one per file
+  sql/           the rating's, the reconciles', the periods' and the Dagster layer's
+                 statements, one per file (short lookups and catalog queries stay as
+                 constants beside the code that runs them)
 
 The pricing rules are not here: ``pricing.resolve`` answers them once per distinct (model,
 bases) of a window; only the exact arithmetic on its answers runs here, in SQL.

@@ -1,4 +1,5 @@
-"""The warehouse's SQL, one statement per named ``.sql`` file under ``sql/``.
+"""The warehouse's named statements, one per ``.sql`` file under ``sql/`` (short lookups
+and catalog queries are constants beside the code that runs them).
 
 Values are always bound parameters (``%(name)s``); nothing is formatted into these texts.
 """
