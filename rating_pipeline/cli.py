@@ -87,7 +87,10 @@ def _add_demo_commands(commands: argparse._SubParsersAction) -> None:
         "--events-per-hour", type=int, default=10_000, help="events in each hour (default 10000)"
     )
     seed.add_argument(
-        "--seed", type=int, default=20260615, help="random seed >= 0: one seed, the same events"
+        "--seed",
+        type=int,
+        default=20260615,
+        help="random seed >= 0 (default %(default)s): one seed, the same events",
     )
     seed.set_defaults(handler=_demo_seed)
     quickstart = demo_commands.add_parser(
