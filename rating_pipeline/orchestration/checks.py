@@ -627,7 +627,7 @@ def no_open_adjustments(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     with warehouse.snapshot() as conn:
-        windows = open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL)
+        windows = open_adjustments(conn)
     return evaluate_open_adjustments(windows)
 
 

@@ -97,14 +97,12 @@ def cost_audit(conn: psycopg.Connection, span: Span) -> CostAudit:
     return CostAudit(int(row[0]), int(row[1]), row[2])
 
 
-def cost_mismatches(
-    conn: psycopg.Connection, span: Span, limit: int = ROWS_LISTED
-) -> list[CostMismatch]:
+def cost_mismatches(conn: psycopg.Connection, span: Span) -> list[CostMismatch]:
+    """The rows of ``span`` whose cost does not reconstruct, at most ROWS_LISTED."""
+    params = {**span.params(), "limit": ROWS_LISTED}
     return [
         CostMismatch(_window(row[0]), *row[1:])
-        for row in conn.execute(
-            load_sql("orchestration_cost_mismatches"), {**span.params(), "limit": limit}
-        )
+        for row in conn.execute(load_sql("orchestration_cost_mismatches"), params)
     ]
 
 
@@ -183,10 +181,10 @@ class ExceptionRow:
 
 
 def exception_rows(
-    conn: psycopg.Connection, span: Span, reasons: Sequence[str], limit: int = ROWS_LISTED
+    conn: psycopg.Connection, span: Span, reasons: Sequence[str]
 ) -> list[ExceptionRow]:
-    """The rows of ``reasons`` in ``span``, most events first, at most ``limit``."""
-    params = {**span.params(), "reasons": list(reasons), "limit": limit}
+    """The rows of ``reasons`` in ``span``, most events first, at most ROWS_LISTED."""
+    params = {**span.params(), "reasons": list(reasons), "limit": ROWS_LISTED}
     return [
         ExceptionRow(_window(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], int(row[7]))
         for row in conn.execute(load_sql("orchestration_exception_rows"), params)

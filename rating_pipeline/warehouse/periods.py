@@ -43,7 +43,7 @@ from rating_pipeline.warehouse.late_windows import (
     record_late_windows,
 )
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import WINDOWED_FROM, WINDOWED_UNTIL, Window
+from rating_pipeline.windows import WINDOWED_FROM, Window
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
 # The first instant anything was billed or invoiced: a month can hold lines after its
@@ -177,7 +177,6 @@ def close_period(
     through: datetime,
     closed_by: str,
     note: str | None = None,
-    run_id: str = "close",
 ) -> PeriodClose:
     """Close every window that starts before ``through``, in one transaction of its own;
     raise CloseRefused, writing nothing, when the close may not be made."""
@@ -196,7 +195,7 @@ def close_period(
         months = months_wholly_closed(conn, mark, through)
         invoices: list[MonthTotal] = []
         for month in months:
-            converge_month_lines(conn, month, f"{run_id}-{close_id}", closed_at)
+            converge_month_lines(conn, month, f"close-{close_id}", closed_at)
             for total in month_totals(conn, month):
                 conn.execute(
                     load_sql("insert_period_close_total"),
@@ -335,7 +334,7 @@ def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -
         now = database_clock(conn)
         preview = ClosePreview(
             through,
-            open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
+            open_adjustments(conn),
             months,
             changed_not_rated(conn, mark, through),
             tuple(total for month in months for total in draft_totals(conn, month, now)),
@@ -413,14 +412,12 @@ class PeriodStatus:
         return lines
 
 
-def open_adjustments(
-    conn: psycopg.Connection, start: datetime, end: datetime
-) -> tuple[OpenAdjustments, ...]:
-    """The windows of [start, end) with open adjustments."""
+def open_adjustments(conn: psycopg.Connection) -> tuple[OpenAdjustments, ...]:
+    """The windows with open adjustments."""
     return tuple(
         OpenAdjustments(window_start, int(count), cost, bill_month)
         for window_start, count, cost, bill_month in conn.execute(
-            load_sql("select_open_adjustments_by_window"), {"start": start, "end": end}
+            load_sql("select_open_adjustments_by_window")
         )
     )
 
@@ -436,7 +433,7 @@ def period_status(conn: psycopg.Connection) -> PeriodStatus:
         last = conn.execute(LAST_CLOSE).fetchone()
         return PeriodStatus(
             last_close=None if last is None else tuple(last),  # type: ignore[arg-type]
-            open_adjustments=open_adjustments(conn, WINDOWED_FROM, WINDOWED_UNTIL),
+            open_adjustments=open_adjustments(conn),
         )
 
 
