@@ -392,11 +392,12 @@ def test_a_window_with_an_ingested_at_no_datetime_can_hold_is_unchanged_until_it
         now = database_clock(conn)
         ingested = queries.Ingested(now - timedelta(hours=1), now)
         close = compare_with_latest_ratings(conn, WINDOW.start, WINDOW.end)
-        beyond = queries.late_beyond_lookback(conn, ingested, WINDOW.end)
+        _, beyond = queries.touched_windows(conn, ingested, WINDOW.end)
+        in_lookback, _ = queries.touched_windows(conn, ingested, lookback_start)
         listed = queries.late_windows(conn, WINDOW.end, now)
         conn.rollback()
         return (
-            [c.window for c in queries.changed_windows(conn, ingested, lookback_start)],
+            [c.window for c in in_lookback],
             [c.window for c in close.changed],
             [c.window for c in beyond],
             [late.window for late in listed if late.counts_differ],

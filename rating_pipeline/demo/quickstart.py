@@ -311,7 +311,7 @@ def land_late_events(warehouse_url: str) -> list[queries.ChangedWindow]:
         add_late_events(conn, LATE_WINDOW.start, LATE_EVENTS, DEMO_SEED)
         conn.commit()
         after = database_clock(conn)
-        changed = queries.changed_windows(conn, queries.Ingested(before, after), DEMO_START)
+        changed, _ = queries.touched_windows(conn, queries.Ingested(before, after), DEMO_START)
         conn.rollback()
     return changed
 

@@ -221,18 +221,6 @@ class Ingested:
         return {"since": self.since, "through": self.through}
 
 
-def changed_windows(
-    conn: psycopg.Connection, ingested: Ingested, lookback_start: datetime
-) -> list[ChangedWindow]:
-    """Rated windows from ``lookback_start`` on, touched by the ``ingested`` events, whose
-    (count, max ingested_at) differs from their latest rating's."""
-    params = {**ingested.bound(), "lookback_start": lookback_start}
-    return [
-        ChangedWindow(_window(row[0]), int(row[1]), _utc(row[2]), int(row[3]), int(row[4]))
-        for row in conn.execute(load_sql("orchestration_changed_windows"), params)
-    ]
-
-
 @dataclass(frozen=True)
 class LateBeyondLookback:
     """A window older than the lookback whose events differ from what its latest rating
@@ -246,23 +234,33 @@ class LateBeyondLookback:
     log_id: int | None = None
 
 
-def late_beyond_lookback(
+def touched_windows(
     conn: psycopg.Connection, ingested: Ingested, lookback_start: datetime
-) -> list[LateBeyondLookback]:
-    """Windows before ``lookback_start``, touched by the ``ingested`` events, that were never
-    rated or whose (count, max ingested_at) differs from their latest rating's."""
+) -> tuple[list[ChangedWindow], list[LateBeyondLookback]]:
+    """The windows the ``ingested`` events fell in, as the late-events sensor sees them: the
+    rated ones from ``lookback_start`` on whose (count, max ingested_at) differs from their
+    latest rating's, and the ones before it that differ or were never rated."""
     params = {**ingested.bound(), "lookback_start": lookback_start, "windowed_from": WINDOWED_FROM}
-    return [
-        LateBeyondLookback(
-            window=_window(row[0]),
-            events_now=int(row[1]),
-            max_ingested_at_now=_utc(row[2]),
-            events_read=None if row[3] is None else int(row[3]),
-            rated_at=_utc(row[4]),
-            log_id=None if row[5] is None else int(row[5]),
-        )
-        for row in conn.execute(load_sql("orchestration_late_beyond_lookback"), params)
-    ]
+    changed, beyond = [], []
+    for start, in_lookback, now, max_now, read, rated_at, log_id in conn.execute(
+        load_sql("orchestration_touched_windows"), params
+    ):
+        if in_lookback:
+            changed.append(
+                ChangedWindow(_window(start), int(now), _utc(max_now), int(read), log_id)
+            )
+        else:
+            beyond.append(
+                LateBeyondLookback(
+                    window=_window(start),
+                    events_now=int(now),
+                    max_ingested_at_now=_utc(max_now),
+                    events_read=None if read is None else int(read),
+                    rated_at=_utc(rated_at),
+                    log_id=log_id,
+                )
+            )
+    return changed, beyond
 
 
 @dataclass(frozen=True)

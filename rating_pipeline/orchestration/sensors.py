@@ -168,8 +168,7 @@ def scan(
         since = cursor.ingested_through - RESCAN_OVERLAP
     through = min(now, since + window_lookback + HOUR)
     span = queries.Ingested(since, through)
-    changed = queries.changed_windows(conn, span, lookback_start)
-    beyond = queries.late_beyond_lookback(conn, span, lookback_start)
+    changed, beyond = queries.touched_windows(conn, span, lookback_start)
     return LateEventsScan(now, span, lookback_start, tuple(changed), tuple(beyond))
 
 
