@@ -136,7 +136,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
 
 
 def report_undated(undated: int) -> None:
-    """Name on stderr the events no window holds, whatever the range: no rating reads them,
+    """Count on stderr the events no window holds, whatever the range: no rating reads them,
     so nothing else would say they went unbilled (contract 6)."""
     if not undated:
         return
