@@ -195,7 +195,24 @@ def test_money_and_token_columns_are_numeric_never_float(database_url: str) -> N
                 "AND column_name = attname WHERE attrelid = 'rated_usage'::regclass"
             ).fetchall()
         )
+        usd: dict[str, str] = {
+            f"{table}.{column}": shown
+            for table, column, shown in conn.execute(
+                "SELECT attrelid::regclass::text, attname, format_type(atttypid, atttypmod) "
+                "FROM pg_attribute WHERE attname LIKE '%%cost_usd' AND attnum > 0 "
+                "AND NOT attisdropped AND attrelid IN (SELECT oid FROM pg_class "
+                "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r')"
+            )
+        }
     assert floats == []
+    assert usd == {  # every exact USD amount, at the cost's 12 places
+        column: "numeric(50,12)"
+        for column in (
+            "rated_usage.cost_usd", "rated_usage_archive.cost_usd", "rating_adjustment.cost_usd",
+            "rating_adjustment_archive.cost_usd", "rating_log.total_cost_usd",
+            "rating_log.open_adjustment_cost_usd",
+        )
+    }  # fmt: skip
     assert types["cost_usd"] == "numeric(50,12)"
     assert types["input_rate_per_mtok"] == "numeric(24,6)"
     assert types["input_tokens"] == "numeric(30,0)"
@@ -295,6 +312,35 @@ def test_schema_at_head_has_no_triggers_and_downgrades_to_0006_and_back(
     assert _snapshot(url) == upgraded
 
 
+def test_a_downgrade_to_each_revision_leaves_the_schema_an_upgrade_to_it_builds(
+    empty_database_url: str,
+) -> None:
+    """Every downgrade restores its revision's schema exactly: columns, types, nullability,
+    constraints and their definitions. Two differences are by design: billing_event's
+    columns (from 0008 on they are upstream's, never dropped), and 0007's restored
+    ``output_checksum``, nullable (the log rows it is restored for have none)."""
+    url = empty_database_url
+    shipped = sorted(p.name[:4] for p in database.MIGRATION_VERSIONS.glob("[0-9]*_*.py"))
+
+    def ours(restored: bool) -> list[tuple[object, ...]]:
+        rows = []
+        for row in _snapshot(url):
+            if row[0] == "billing_event" or row[1] == "rating_log_output_checksum_not_null":
+                continue
+            if restored and row[:3] == ("rating_log", "r", "output_checksum"):
+                row = (*row[:4], True)  # as a fresh upgrade to 0002-0006 declares it
+            rows.append(row)
+        return sorted(rows, key=repr)
+
+    upgraded = {}
+    for revision in shipped:
+        migrations.upgrade(url, revision)
+        upgraded[revision] = ours(restored=False)
+    for revision in reversed(shipped[:-1]):
+        migrations.downgrade(url, revision)
+        assert ours(restored=True) == upgraded[revision], f"downgraded to {revision}"
+
+
 ROWS_AT_0007 = """
 INSERT INTO rated_usage (
     window_start, window_end, auth_id, model_id, event_count, input_tokens, output_tokens,
@@ -358,6 +404,8 @@ def test_rows_migrate_losslessly_to_standard_tiers_and_back(empty_database_url: 
         "UPDATE rated_usage SET service_tier = 'batch'",
         "UPDATE rated_usage SET context_tier = 'long'",
         "UPDATE rating_exception SET cache_read_tokens = 4 WHERE reason = 'unpriced'",
+        # invalid usage keeps its negative sums: they are lost as surely as positive ones
+        "UPDATE rating_exception SET cache_read_tokens = -3 WHERE reason = 'invalid_event'",
     ],
 )
 def test_a_downgrade_that_would_lose_rows_refuses_and_says_so(
@@ -735,6 +783,26 @@ def test_a_downgrade_to_any_revision_refuses_to_drop_tables_that_hold_rows(
     assert _tables(database_url) == {"billing_event"}
 
 
+def test_log_rows_from_before_the_closes_read_as_open_windows_without_adjustments(
+    database_url: str,
+) -> None:
+    """Revision 0011 adds the close and adjustment figures to rating_log: the rows it finds
+    were ratings of open windows (no close existed) and adjusted nothing."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(INSERT_EVENT, {"event_id": "e1", "tokens": 1000})
+    with database.connect(database_url) as conn:
+        version = make_version({"m": own("1", "1")})
+        rate_window(conn, Window.from_key("2026-06-15-10:00"), Pricebooks((version,)), "r")
+    migrations.downgrade(database_url, "0010")
+    migrations.upgrade(database_url)
+    with psycopg.connect(database_url) as conn:
+        figures = conn.execute(
+            "SELECT window_closed, adjustments_inserted, adjustments_updated, "
+            "adjustments_deleted, adjustments_unchanged, open_adjustment_cost_usd FROM rating_log"
+        ).fetchall()
+    assert figures == [(False, 0, 0, 0, 0, 0)]
+
+
 def test_a_downgrade_below_the_closes_names_the_close_figures_the_log_would_lose(
     database_url: str,
 ) -> None:
@@ -758,6 +826,23 @@ def test_a_downgrade_below_the_closes_names_the_close_figures_the_log_would_lose
         r"rating_log row;",
     ):
         migrations.downgrade(database_url, "0010")
+
+
+def test_a_warehouse_at_an_earlier_revision_counts_its_own_tables_before_a_downgrade(
+    empty_database_url: str,
+) -> None:
+    """At 0011 (not the head), a downgrade to 0010 undoes 0011's own tables: it counts them
+    up front, refusing with their rows named, or drops them with --drop-rated-data."""
+    url = empty_database_url
+    migrations.upgrade(url, "0011")
+    with psycopg.connect(url) as conn:
+        conn.execute(CLOSE_ROW)
+    with pytest.raises(
+        migrations.DowngradeRefused, match="it would drop 1 rating_period_close row"
+    ):
+        migrations.downgrade(url, "0010")
+    assert "to 0010" in migrations.downgrade(url, "0010", drop_rated_data=True)
+    assert "rating_period_close" not in _tables(url)
 
 
 def test_a_refused_downgrade_empties_nothing_even_with_drop_rated_data(
@@ -1343,6 +1428,38 @@ def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_built(
     assert all(valid for _, valid, _, _ in indexes)
 
 
+DROPPING_AN_INDEX_OF_BILLING_EVENT = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event IS NOT NULL
+      AND query ILIKE 'DROP INDEX%%billing_event%%'
+)
+"""
+
+
+def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_dropped(
+    empty_database_url: str,
+) -> None:
+    """Revision 0012 replaces an index: its drop waits for upstream's readers as its build
+    waits for writers, and no insert queues behind it (DROP INDEX CONCURRENTLY)."""
+    url = empty_database_url
+    migrations.upgrade(url, "0011")
+    reader = psycopg.connect(url)
+    reader.execute(HOLD_BILLING_EVENT)
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url, "0012")
+        try:
+            _wait_until(url, DROPPING_AN_INDEX_OF_BILLING_EVENT)
+            _insert_with_short_lock_timeout(url, "during-the-drop")
+        finally:
+            reader.rollback()
+        upgrade.result(timeout=GUARD_SECONDS)
+    reader.close()
+    with psycopg.connect(url) as conn:
+        events = {event_id for (event_id,) in conn.execute("SELECT event_id FROM billing_event")}
+    assert events == {"during-the-drop"}
+
+
 def test_the_upgrade_lock_is_held_by_its_session_across_revisions_and_released_at_the_end(
     empty_database_url: str,
 ) -> None:
@@ -1774,7 +1891,22 @@ RATED_USAGE_RULED_OUT = [
         "rated_usage_classes_not_negative",
     ),
     ("context_tier = 'short'", "rated_usage_tiers_known"),
+    ("event_count = 0", "rated_usage_amounts_not_negative"),  # a rollup holds an event
 ]
+
+
+def test_a_close_through_an_instant_after_it_was_made_is_refused(database_url: str) -> None:
+    """No close reaches past its own moment (contract 10): the table refuses it too."""
+    with (
+        psycopg.connect(database_url) as conn,
+        pytest.raises(
+            psycopg.errors.CheckViolation, match="rating_period_close_before_it_was_made"
+        ),
+    ):
+        conn.execute(
+            "INSERT INTO rating_period_close (closed_through, closed_at, closed_by) "
+            "VALUES ('2030-01-01 00:00Z', '2026-06-15 12:00Z', 'ops')"
+        )
 
 
 @pytest.mark.parametrize("ruled_out, check", RATED_USAGE_RULED_OUT)
@@ -1970,6 +2102,33 @@ def test_a_batch_row_committed_while_a_downgrade_to_0007_runs_is_counted_and_kep
         downgrade_past_a_commit(database_url, batch_row, "rated_usage", "0007")
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT service_tier FROM rated_usage").fetchall() == [("batch",)]
+
+
+def test_a_late_window_row_committed_while_a_downgrade_to_0009_runs_is_counted_and_kept(
+    database_url: str,
+) -> None:
+    """Revision 0010's own refusal, under the lock its drop takes."""
+    with pytest.raises(RatingPipelineError, match="1 late_window row"):
+        downgrade_past_a_commit(database_url, LATE_WINDOW_ROW, "late_window", "0009")
+    assert migrations.rated_rows(database_url)["late_window"] == 1
+
+
+def test_a_rating_log_row_committed_while_a_downgrade_to_base_runs_is_counted_and_kept(
+    database_url: str,
+) -> None:
+    """Revision 0002's refusal covers every table it drops, the log as much as the rows."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(INSERT_EVENT, {"event_id": "e1", "tokens": 1000})
+    with database.connect(database_url) as conn:
+        version = make_version({"m": own("1", "1")})
+        rate_window(conn, Window.from_key("2026-06-15-10:00"), Pricebooks((version,)), "r")
+    with psycopg.connect(database_url) as conn:  # the log row, set aside as in flight
+        conn.execute("CREATE TABLE logged AS SELECT * FROM rating_log")
+        conn.execute("TRUNCATE rated_usage, rating_exception, rating_log")
+    in_flight = "INSERT INTO rating_log SELECT * FROM logged"
+    with pytest.raises(RatingPipelineError, match="1 rating_log row"):
+        downgrade_past_a_commit(database_url, in_flight, "rating_log", migrations.BASE)
+    assert migrations.rated_rows(database_url)["rating_log"] == 1
 
 
 def test_a_downgrade_locks_the_close_mark_first_as_closes_and_builds_read_it_first(
