@@ -1406,6 +1406,25 @@ def _insert_with_short_lock_timeout(url: str, event_id: str) -> None:
         conn.execute(INSERT_EVENT, {"event_id": event_id, "tokens": 1})
 
 
+def _insert_during_upgrade(
+    url: str, target: str, holder: psycopg.Connection, at_work: str, event_id: str
+) -> set[str]:
+    """Upgrade to ``target`` while ``holder``'s transaction is open on billing_event; once
+    ``at_work`` is true, insert ``event_id`` (short lock timeout), end ``holder``; return
+    the event ids billing_event holds after the upgrade."""
+    with ThreadPoolExecutor(1) as pool:
+        upgrade = pool.submit(migrations.upgrade, url, target)
+        try:
+            _wait_until(url, at_work)
+            _insert_with_short_lock_timeout(url, event_id)
+        finally:
+            holder.commit()
+        upgrade.result(timeout=GUARD_SECONDS)
+    holder.close()
+    with psycopg.connect(url) as conn:
+        return {event for (event,) in conn.execute("SELECT event_id FROM billing_event")}
+
+
 @pytest.mark.parametrize(
     "start, target", [(None, "0001"), ("0002", "0003"), ("0008", "0009"), ("0011", "0012")]
 )
@@ -1418,18 +1437,11 @@ def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_built(
     if start:
         migrations.upgrade(url, start)
     writer = _upstream_table_with_a_writer_in_flight(url)
-    with ThreadPoolExecutor(1) as pool:
-        upgrade = pool.submit(migrations.upgrade, url, target)
-        try:
-            _wait_until(url, AT_WORK_ON_BILLING_EVENT)
-            _insert_with_short_lock_timeout(url, "during-the-build")
-        finally:
-            writer.commit()
-        upgrade.result(timeout=GUARD_SECONDS)
-    writer.close()
+    events = _insert_during_upgrade(
+        url, target, writer, AT_WORK_ON_BILLING_EVENT, "during-the-build"
+    )
     assert migrations.revision_of(url) == target
     with psycopg.connect(url) as conn:
-        events = {event_id for (event_id,) in conn.execute("SELECT event_id FROM billing_event")}
         indexes = conn.execute(BILLING_EVENT_INDEXES).fetchall()
     assert events == {"in-flight", "during-the-build"}
     assert all(valid for _, valid, _, _ in indexes)
@@ -1453,18 +1465,10 @@ def test_inserts_into_billing_event_proceed_while_an_index_on_it_is_dropped(
     migrations.upgrade(url, "0011")
     reader = psycopg.connect(url)
     reader.execute(HOLD_BILLING_EVENT)
-    with ThreadPoolExecutor(1) as pool:
-        upgrade = pool.submit(migrations.upgrade, url, "0012")
-        try:
-            _wait_until(url, DROPPING_AN_INDEX_OF_BILLING_EVENT)
-            _insert_with_short_lock_timeout(url, "during-the-drop")
-        finally:
-            reader.rollback()
-        upgrade.result(timeout=GUARD_SECONDS)
-    reader.close()
-    with psycopg.connect(url) as conn:
-        events = {event_id for (event_id,) in conn.execute("SELECT event_id FROM billing_event")}
-    assert events == {"during-the-drop"}
+    dropping = DROPPING_AN_INDEX_OF_BILLING_EVENT
+    assert _insert_during_upgrade(url, "0012", reader, dropping, "during-the-drop") == {
+        "during-the-drop"
+    }
 
 
 def test_the_upgrade_lock_is_held_by_its_session_across_revisions_and_released_at_the_end(
