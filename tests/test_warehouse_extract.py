@@ -27,7 +27,7 @@ from rating_pipeline.warehouse.late_windows import (
     compare_with_latest_ratings,
     record_late_windows,
 )
-from rating_pipeline.windows import Window
+from rating_pipeline.windows import HOUR, Window, WindowError
 from tests.conftest import database_url_for, insert_events, stored_window
 from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
 
@@ -370,6 +370,15 @@ def test_an_ingested_at_no_datetime_can_hold_never_holds_back_its_window(
     )  # fmt: skip
     set_ingested_at(conn, "clean", instant)
     assert rate(conn).max_ingested_at is None
+
+
+def test_the_late_events_scan_takes_a_lookback_that_starts_on_the_hour(
+    conn: psycopg.Connection,
+) -> None:
+    """A window is on one side of the lookback's start or the other, never across it."""
+    now = database_clock(conn)
+    with pytest.raises(WindowError, match="lookback start"):
+        queries.touched_windows(conn, queries.Ingested(now - HOUR, now), WINDOW.start + HOUR / 2)
 
 
 @pytest.mark.parametrize("instant", NO_DATETIME)

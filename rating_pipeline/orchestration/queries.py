@@ -17,7 +17,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import HOUR, WINDOWED_FROM, WINDOWED_UNTIL, Window
+from rating_pipeline.windows import (
+    HOUR,
+    WINDOWED_FROM,
+    WINDOWED_UNTIL,
+    Window,
+    require_hour_aligned_utc,
+)
 
 ROWS_LISTED = 20
 
@@ -239,7 +245,9 @@ def touched_windows(
 ) -> tuple[list[ChangedWindow], list[LateBeyondLookback]]:
     """The windows the ``ingested`` events fell in, as the late-events sensor sees them: the
     rated ones from ``lookback_start`` on whose (count, max ingested_at) differs from their
-    latest rating's, and the ones before it that differ or were never rated."""
+    latest rating's, and the ones before it that differ or were never rated. WindowError
+    unless ``lookback_start`` is a whole UTC hour: a window is on one side of it."""
+    lookback_start = require_hour_aligned_utc(lookback_start, "lookback start")
     params = {**ingested.bound(), "lookback_start": lookback_start, "windowed_from": WINDOWED_FROM}
     changed, beyond = [], []
     for start, in_lookback, now, max_now, read, rated_at, log_id in conn.execute(

@@ -19,7 +19,7 @@ latest AS (
     JOIN touched ON touched.window_start = rating_log.window_start
     ORDER BY rating_log.window_start, rating_log.log_id DESC
 ),
-candidate AS (
+candidate AS MATERIALIZED (  -- the join below counts these windows' events alone
     SELECT touched.window_start, latest.window_start IS NOT NULL AS rated, latest.events_read,
         latest.max_ingested_at, latest.rated_at, latest.log_id
     FROM touched
