@@ -728,7 +728,8 @@ def test_an_interrupted_db_command_says_where_the_warehouse_stopped_and_exits_13
 
 
 WAITING_INDEX_DDL = (
-    "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%INDEX CONCURRENTLY%'"
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND state = 'active' AND query ILIKE '%INDEX CONCURRENTLY%'"
     " AND wait_event_type IS NOT NULL AND pid <> pg_backend_pid()"
 )
 
@@ -2074,6 +2075,7 @@ VALUES ('2026-06-15 11:00Z', now(), 'ops')
 WAITING_ON = """
 SELECT count(*) FROM pg_locks
 WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass(%s)
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
@@ -2084,10 +2086,14 @@ def downgrade_past_a_commit(database_url: str, write: str, table: str, target: s
     writing.execute(write)
     with ThreadPoolExecutor(1) as pool, psycopg.connect(database_url, autocommit=True) as look:
         downgrading = pool.submit(migrations.downgrade, database_url, target)
-        while look.execute(WAITING_ON, (table,)).fetchone() == (0,):
-            time.sleep(0.05)
-        writing.commit()
-        writing.close()
+        deadline = time.monotonic() + GUARD_SECONDS  # only against a hang
+        try:
+            while look.execute(WAITING_ON, (table,)).fetchone() == (0,):
+                assert not downgrading.done() and time.monotonic() < deadline, "never waited"
+                time.sleep(0.05)
+        finally:
+            writing.commit()
+            writing.close()
         return downgrading.result(timeout=120)
 
 
