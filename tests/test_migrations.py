@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from types import SimpleNamespace
 
 import psycopg
@@ -762,7 +763,12 @@ def test_ctrl_c_inside_a_concurrent_index_statement_says_where_it_stopped_and_ex
                 signal.pthread_kill(main_thread, signal.SIGINT)
                 if returned.wait(5):
                     return
+            # Never heard: end the reader, so that the command ends and the test fails.
+            watcher.execute("SELECT pg_terminate_backend(%s)", [reader.info.backend_pid])
 
+        # As at a terminal: a non-interactive shell starts a `&` job with SIGINT ignored, and
+        # Python then keeps it ignored (the command would wait for the reader for ever).
+        ignored_or_not = signal.signal(signal.SIGINT, signal.default_int_handler)
         pressing = threading.Thread(target=ctrl_c_once_it_waits)
         pressing.start()
         try:
@@ -770,7 +776,9 @@ def test_ctrl_c_inside_a_concurrent_index_statement_says_where_it_stopped_and_ex
         finally:
             returned.set()
             pressing.join(timeout=30)
-            reader.rollback()
+            signal.signal(signal.SIGINT, ignored_or_not)
+            with suppress(psycopg.OperationalError):  # the reader ended, if never heard
+                reader.rollback()
     err = capsys.readouterr().err
     assert code == 130 and err.count("\n") == 1, err
     assert err.startswith("interrupted: ") and "at revision 0012" in err, err
