@@ -43,8 +43,13 @@ from tests.services import Services
 
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
-# Some session waits for an advisory lock (a close for a rating, a build for a build).
-WAITING_FOR_A_LOCK = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+# Some session of this database waits for an advisory lock (a close for a rating, a build
+# for a build); other tests' databases, on the same server, are not looked at.
+WAITING_FOR_A_LOCK = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND NOT granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
 LOCK_WAIT_GUARD_SECONDS = 30.0  # only against a hang: no assertion on elapsed time
 DROP_DATABASE = "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
 

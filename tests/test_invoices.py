@@ -1448,7 +1448,11 @@ def wait_until_a_table_lock_is_awaited(reader: psycopg.Connection) -> None:
     reader.rollback()
 
 
-WAITING_FOR_A_TABLE = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted"
+WAITING_FOR_A_TABLE = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'relation' AND NOT granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
 
 
 def test_an_export_of_a_closed_month_whose_lines_differ_from_its_close_writes_nothing(
