@@ -1,4 +1,5 @@
-"""The root of the project's expected errors: the CLI prints these as one line, no traceback."""
+"""The root of the project's expected errors (the CLI prints these as one line, no
+traceback), and how a message or report names what it is about."""
 
 # What every command returns to the shell.
 EXIT_OK = 0
@@ -13,3 +14,10 @@ def first_line(error: object, empty: str = "no message") -> str:
     """The first line of ``error``'s message (a server's may run to several), or ``empty``."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else empty
+
+
+def shown(name: str) -> str:
+    """``name`` (an account, auth or model id: upstream may put any character in one) for a
+    line of a report: as it is when all of it prints, else its repr, so that a line break or
+    a terminal escape inside it can write nothing of its own."""
+    return name if name.isprintable() else repr(name)

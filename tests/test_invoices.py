@@ -1113,6 +1113,38 @@ def test_cli_build_of_a_closed_month_whose_lines_changed_since_its_close_says_so
     assert "(org-2: lines_sha256 differ from what close 1 recorded)" in line
 
 
+# An unmapped auth_id is its own account id, and upstream may put any character in one.
+FORGING_ID = "mallory\n  2026-06 org-2: 1 lines, total 999.00 USD\x1b[2K"
+
+
+def test_a_report_lists_an_account_id_that_does_not_print_as_its_repr_on_its_own_line(
+    warehouse_env: str, add_events: AddEvents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The close report and a closed month's mismatch name account ids on lines of their
+    own: an id holding a line break or a terminal escape wrote a line of its choosing into
+    the operator's report. Such an id is shown as its repr; one that prints, as it is.
+    Found by an audit of invoices."""
+    events = [usage(FORGING_ID, "base-small", at(6, 15, 10), 700_000),
+              usage("org-2", "base-small", at(6, 15, 10), 700_000)]  # fmt: skip
+    add_events(events)
+    rate(warehouse_env, events)
+    code, out, _ = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance"
+    )
+    assert code == 0
+    assert out[1:] == [
+        f"  2026-06 {FORGING_ID!r}: 1 lines, total 0.10 USD (exact 0.105000000000, residual "
+        "-0.005000000000)",
+        "  2026-06 org-2: 1 lines, total 0.10 USD (exact 0.105000000000, residual -0.005000000000)",
+    ]
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute("UPDATE invoice_line SET kind = 'adjustment'")
+    for command in (("build",), ("export", "--out", "unused")):
+        code, out, err = run_cli(capsys, "invoice", *command, "--month", "2026-06")
+        assert code == 1 and len(err.splitlines()) == 1, err
+        assert f"({FORGING_ID!r}: lines_sha256 differ from what close 1 recorded; org-2: " in err
+
+
 def test_cli_build_of_a_closed_month_that_billed_nothing_says_so(
     warehouse_env: str,
     june: list[BillingEvent],

@@ -346,6 +346,8 @@ def test_a_range_run_that_fails_names_the_ambiguous_rollups_of_the_windows_it_co
             *traffic(0),
             make_event("org-9", "ft:globex:chat", "base-medium", minutes=10),
             make_event("org-9", "ft:globex:chat", "base-small", minutes=11),
+            make_event("org-9\nok", "ft:globex:chat", "base-medium", minutes=12),
+            make_event("org-9\nok", "ft:globex:chat", "base-small", minutes=13),
             *traffic(2),
         ]
     )
@@ -355,10 +357,12 @@ def test_a_range_run_that_fails_names_the_ambiguous_rollups_of_the_windows_it_co
 
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
-    assert failure is not None and "1 rollup(s) excluded as ambiguous_base" in str(
+    assert failure is not None and "2 rollup(s) excluded as ambiguous_base" in str(
         failure.description
     )
     assert "2026-06-15-10:00 org-9 ft:globex:chat standard standard" in str(failure.description)
+    # An id that does not print is shown as its repr (an upstream id may hold anything).
+    assert "2026-06-15-10:00 'org-9\\nok' ft:globex:chat standard" in str(failure.description)
 
 
 def test_a_range_that_reaches_the_open_hour_rates_nothing(

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, shown
 from rating_pipeline.orchestration import metadata, queries
 from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
@@ -294,7 +294,8 @@ def rated_usage(
                     raise dg.Failure(description=failure) from exc
                 committed[window.key] = metadata.rating_metadata(rating)
                 ambiguous += [
-                    f"{window.key} {e.auth_id} {e.model_id} {e.service_tier} {e.context_tier}"
+                    f"{window.key} {shown(e.auth_id)} {shown(e.model_id)} {e.service_tier} "
+                    f"{e.context_tier}"
                     for e in rating.ambiguous
                 ]
                 for line in rating_log_lines(rating):

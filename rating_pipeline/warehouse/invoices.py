@@ -24,7 +24,7 @@ import pandas as pd
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, shown
 from rating_pipeline.money import EXACT, exact_sum
 from rating_pipeline.warehouse.close_mark import (
     begin_read_committed,
@@ -138,11 +138,9 @@ class LinesBuilt:
     def __str__(self) -> str:
         month = self.month.strftime("%Y-%m")
         if self.differing:
-            listed = "; ".join(f"{m.account_id}: {m.why}" for m in self.differing[:3])
-            more = f"; and {len(self.differing) - 3} more" if len(self.differing) > 3 else ""
             return (
                 f"{month}: wholly closed, but {len(self.differing)} invoice(s) differ from "
-                f"what its close recorded ({listed}{more}). Neither a build nor a close "
+                f"what its close recorded ({listed(self.differing)}). Neither a build nor a close "
                 "rewrites a closed month, so its lines were written outside them: what was "
                 "invoiced is what the close recorded; find the write before billing from them"
             )
@@ -237,6 +235,12 @@ class Mismatch:
             if before != after
         ]
         return f"{', '.join(differ)} differ from what close {self.recorded.close_id} recorded"
+
+
+def listed(differing: Sequence[Mismatch], named: int = 3) -> str:
+    """The first ``named`` mismatches as ``account: why``, and how many more there are."""
+    first = "; ".join(f"{shown(m.account_id)}: {m.why}" for m in differing[:named])
+    return first + (f"; and {len(differing) - named} more" if len(differing) > named else "")
 
 
 def mismatches(
@@ -362,11 +366,9 @@ def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
         [month], {month: month_totals(conn, month)}, recorded_totals(conn, month, next_month(month))
     )
     if differing:
-        listed = "; ".join(f"{m.account_id}: {m.why}" for m in differing[:3])
-        more = f"; and {len(differing) - 3} more" if len(differing) > 3 else ""
         raise ExportFailed(
             f"{month:%Y-%m} is wholly closed, but {len(differing)} invoice(s) differ from what "
-            f"its close recorded ({listed}{more}); nothing written or removed: the "
+            f"its close recorded ({listed(differing)}); nothing written or removed: the "
             "closed_months_match_their_close check lists them"
         )
 

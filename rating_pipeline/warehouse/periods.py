@@ -21,7 +21,7 @@ from decimal import Decimal
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, shown
 from rating_pipeline.money import exact_sum
 from rating_pipeline.warehouse.close_mark import (
     begin_read_committed,
@@ -102,7 +102,7 @@ class PeriodClose:
 def invoice_total_line(total: MonthTotal) -> str:
     """How the CLI reports one invoice a close freezes (or would)."""
     return (
-        f"  {total.month:%Y-%m} {total.account_id}: {total.line_count} lines, total "
+        f"  {total.month:%Y-%m} {shown(total.account_id)}: {total.line_count} lines, total "
         f"{total.amount:f} USD (exact {total.amount_exact:f}, residual {total.residual:f})"
     )
 
