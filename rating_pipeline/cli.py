@@ -280,7 +280,9 @@ def _invoice_export(args: argparse.Namespace) -> int:
             f"rating committed since that build reaches them at the next invoice build "
             f"--month {month:%Y-%m}"
         )
-    if not exported.written:
+    if not exported.written and exported.closed:  # its close built its lines
+        print(f"{month:%Y-%m} is wholly closed and has no invoice lines: nothing was billed in it")
+    elif not exported.written:
         print(
             f"{month:%Y-%m} has no invoice lines: nothing was billed in it, or its lines are "
             "not built yet (invoice build --month)"

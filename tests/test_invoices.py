@@ -1279,6 +1279,24 @@ def test_cli_export_of_a_month_without_lines_exits_0_and_says_why(
     assert out[1].startswith("2026-06 has no invoice lines")
 
 
+def test_cli_export_of_a_wholly_closed_month_without_lines_says_nothing_was_billed(
+    warehouse_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A close builds the lines of every month it wholly closes: such a month without lines
+    billed nothing, and "its lines are not built yet (invoice build)" cannot be why. Found
+    by an audit of invoices."""
+    assert (
+        run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "x")[0] == 0
+    )
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+    assert (code, err) == (0, "")
+    assert out[1:] == [
+        "2026-06 is wholly closed and has no invoice lines: nothing was billed in it"
+    ]
+
+
 def test_cli_export_names_each_file_it_removed(
     warehouse_env: str,
     reader: psycopg.Connection,

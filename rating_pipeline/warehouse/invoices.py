@@ -319,12 +319,16 @@ def invoice_frame(conn: psycopg.Connection, month: datetime) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Exported:
     """An export's files: ``written``, one per account, and ``removed``, the month's files
-    of accounts that no longer have lines; and ``draft``, whether they are the draft of a
-    month not wholly closed: its lines as last built."""
+    of accounts that no longer have lines; and whether the month is wholly ``closed``."""
 
     written: tuple[Path, ...]
     removed: tuple[Path, ...]
-    draft: bool = False
+    closed: bool = False
+
+    @property
+    def draft(self) -> bool:
+        """The files are the draft of a month not wholly closed: its lines as last built."""
+        return bool(self.written) and not self.closed
 
 
 def lock_export(conn: psycopg.Connection, month: datetime) -> None:
@@ -356,7 +360,7 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         if closed:
             require_as_recorded(conn, month)
         frame = invoice_frame(conn, month)
-        return replace(_write_month(frame, month, out_dir), draft=not closed and not frame.empty)
+        return replace(_write_month(frame, month, out_dir), closed=closed)
 
 
 def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
