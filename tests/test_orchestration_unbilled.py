@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
+from rating_pipeline.orchestration import resources
 from rating_pipeline.orchestration.assets import pricebook, rated_usage, window_usage
 from rating_pipeline.orchestration.changed_events import build_changed_events_sensor
 from rating_pipeline.orchestration.checks import (
@@ -351,6 +353,43 @@ def test_a_rating_that_read_before_a_correction_in_place_committed_leaves_its_wi
 
     assert not evaluation.passed
     assert "corrected since" in str(listed(evaluation)[window.key])
+
+
+def test_the_check_reads_the_pricebooks_once_however_many_corrected_windows_it_digests(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A recorded window of unchanged counts is digested with the version its rating used:
+    the check loaded the whole pricebook directory again for each one (seconds per load at
+    LiteLLM's size; a removed version file makes every window of the lookback such a
+    window). Found by an audit of the Dagster layer."""
+    windows = [hours_ago(n) for n in (5, 4, 3)]
+    for window in windows:
+        add_events(events_in(window, 2))
+    rate(database_url, *windows)
+    with psycopg.connect(database_url) as conn:
+        for window in windows:
+            conn.execute(
+                "UPDATE billing_event SET input_tokens = input_tokens + 5000 WHERE event_id = %s",
+                (f"{window.key}-1",),
+            )
+    assert len(tick(CHANGED_EVENTS, database_url, instance).run_requests) == len(windows)
+    with psycopg.connect(database_url) as conn:  # the interval passes; no re-rate commits
+        conn.execute("UPDATE late_window SET found_at = found_at - interval '61 minutes'")
+    loads: list[Path] = []
+
+    def counted_load(directory: Path) -> Pricebooks:
+        loads.append(directory)
+        return PRICEBOOKS
+
+    monkeypatch.setattr(resources, "load_pricebooks", counted_load)
+
+    evaluation = check(database_url, instance)
+
+    assert set(listed(evaluation)) == {w.key for w in windows}
+    assert len(loads) == 1
 
 
 def test_the_check_passes_when_every_window_bills_as_its_events_stand(

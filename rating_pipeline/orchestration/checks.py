@@ -30,7 +30,8 @@ A closed window's billed output is its frozen rows plus every adjustment of it, 
 open (contract 10); an open window has no adjustments.
 """
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,7 @@ from rating_pipeline.orchestration.queries import (
     WindowConservation,
 )
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
+from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, REASONS, UNPRICED
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.extract import undated_events
@@ -447,7 +449,8 @@ def all_windows_billed(
         lookback_start = Window.containing(now).start - sensors.lookback()
         within = changed_events.interval()
         recorded = queries.late_windows(conn, lookback_start, now - within)
-        late = [(w, how) for w in recorded if (how := how_changed(conn, pricebooks, w)) is not None]
+        books = functools.cache(lambda: load_or_fail(pricebooks, "no window is checked"))
+        late = [(w, how) for w in recorded if (how := how_changed(conn, books, w)) is not None]
         never_rated = queries.unrated_hours(conn, missed_hours.missed_span(now))
         before_first = unrated_hours_before(conn, hourly_windows.start.astimezone(UTC))
         undated = undated_events(conn)
@@ -480,16 +483,16 @@ NO_VERSION_TO_DIGEST_WITH = (
 
 
 def how_changed(
-    conn: psycopg.Connection, pricebooks: PricebookResource, late: LateWindow
+    conn: psycopg.Connection, books: Callable[[], Pricebooks], late: LateWindow
 ) -> str | None:
     """How a recorded window's events still differ from what its latest rating read, for
     its line: "" in count or max(ingested_at); else in their digest (a correction in place;
-    only then are the pricebooks read: the rating's version sets what the digest covers).
-    None when they do not. Without a version to digest them with, it stays listed."""
+    only then are the pricebooks read, from ``books()``: the rating's version sets what the
+    digest covers). None when they do not. Without a version to digest them with, it stays
+    listed."""
     if late.counts_differ:
         return ""
-    books = pricebooks.load()
-    version = changed_events.version_rated(books, late.window, late.pricebook_version)
+    version = changed_events.version_rated(books(), late.window, late.pricebook_version)
     if version is None:
         return NO_VERSION_TO_DIGEST_WITH
     digest, _ = changed_events.digest_now(conn, late.window, version)
