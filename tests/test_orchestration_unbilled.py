@@ -534,7 +534,7 @@ def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_read
 
     assert not named.passed and named.severity == dg.AssetCheckSeverity.WARN
     assert named.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(1)
-    assert "1 hours before the first window" in (named.description or "")
+    assert "1 hour before the first window" in (named.description or "")
     assert before.key in (named.description or "")
     assert settled.passed
     assert settled.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)

@@ -587,7 +587,7 @@ def unread_events(
         first = hourly_windows.start.astimezone(UTC)
         named = ", ".join(Window(h).key for h in before_first[:WINDOWS_LISTED])
         notes += (
-            f" {len(before_first)} hours before the first window ({Window(first).key}) "
+            f" {_plural(len(before_first), 'hour')} before the first window ({Window(first).key}) "
             f"hold events no rating read ({named}): no shipped pricebook prices them, so no "
             "partition rates them and every close through them is refused. Rate them with "
             "a version that covers them (`rating-pipeline rate`), or correct them upstream."
