@@ -11,6 +11,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import psycopg
@@ -27,6 +28,7 @@ from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
 from rating_pipeline.warehouse import database, migrations, online_ddl
 from rating_pipeline.warehouse.engine import rate_window
+from rating_pipeline.warehouse.periods import PeriodClose, close_period
 from rating_pipeline.windows import Window
 from tests.factories import make_version, own
 
@@ -2087,6 +2089,13 @@ WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass(%s)
 """
 
 
+WAITING_FOR_TABLES = """
+SELECT count(DISTINCT pid) FROM pg_locks
+WHERE NOT granted AND locktype = 'relation'
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
 def downgrade_past_a_commit(database_url: str, write: str, table: str, target: str) -> str:
     """``migrations.downgrade`` to ``target`` with ``write`` in flight, committed once the
     downgrade waits for a lock on ``table``: what the downgrade returns, or raises."""
@@ -2178,6 +2187,46 @@ def test_a_downgrade_locks_the_close_mark_first_as_closes_and_builds_read_it_fir
     assert [s for s in statements if s.startswith("LOCK")] == [
         "LOCK TABLE rating_period_close, invoice_line, rating_adjustment IN ACCESS EXCLUSIVE MODE"
     ]
+
+
+def test_a_downgrade_dropping_rated_data_waits_for_a_close_in_flight_instead_of_deadlocking(
+    database_url: str,
+) -> None:
+    """--drop-rated-data empties the tables before it undoes any revision. Its TRUNCATEs
+    locked rating_period_close last: a close in flight (which read the mark, and writes
+    late_window and the rest next) waited for a table the downgrade held while the
+    downgrade waited for the mark, a deadlock. Found by an audit of interrupted closes."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(INSERT_EVENT, {"event_id": "e1", "tokens": 1000})
+    with database.connect(database_url) as conn:
+        version = make_version({"m": own("1", "1")})
+        rate_window(conn, Window.from_key("2026-06-15-10:00"), Pricebooks((version,)), "r")
+    with psycopg.connect(database_url) as conn:  # a late event: the close records its window
+        conn.execute(INSERT_EVENT, {"event_id": "e2", "tokens": 1000})
+
+    def close() -> PeriodClose:
+        with database.connect(database_url) as conn:
+            return close_period(conn, datetime(2026, 6, 15, 11, tzinfo=UTC), "ops")
+
+    def wait_until_waiting(sessions: int, look: psycopg.Connection) -> None:
+        deadline = time.monotonic() + GUARD_SECONDS  # only against a hang
+        while look.execute(WAITING_FOR_TABLES).fetchone() != (sessions,):
+            assert time.monotonic() < deadline, f"never {sessions} session(s) waiting"
+            time.sleep(0.05)
+
+    blocker = psycopg.connect(database_url)
+    blocker.execute("LOCK TABLE late_window IN SHARE MODE")  # holds the close at its insert
+    with ThreadPoolExecutor(2) as pool, psycopg.connect(database_url, autocommit=True) as look:
+        try:
+            closing = pool.submit(close)
+            wait_until_waiting(1, look)
+            downgrading = pool.submit(migrations.downgrade, database_url, migrations.BASE, True)
+            wait_until_waiting(2, look)  # on late_window, or on the mark the close holds
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert closing.result(timeout=120).closed_through == datetime(2026, 6, 15, 11, tzinfo=UTC)
+        assert "to base" in downgrading.result(timeout=120)
 
 
 @pytest.mark.parametrize(

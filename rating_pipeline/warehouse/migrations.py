@@ -9,7 +9,7 @@ Downgrade goes to base by default: it drops every table of the project and never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -299,19 +299,22 @@ class DowngradeRefused(RatingPipelineError):
     """Downgrading to base would drop rated data, and the caller did not say to."""
 
 
+def in_lock_order(tables: Iterable[str]) -> list[str]:
+    """``tables`` in the order a statement locking several must name them: LOCKED_FIRST
+    first, or a close or build in flight deadlocks with it."""
+    return sorted(tables, key=lambda table: table not in LOCKED_FIRST)
+
+
 def lock_tables(bind: sqlalchemy.Connection, tables: Sequence[str]) -> list[str]:
     """Lock those of ``tables`` that exist against every reader and writer until the
     revision's transaction ends, once every transaction writing them has; return them, in
     the order locked (LOCKED_FIRST first). A revision that counts rows before it drops or
     narrows a table counts under this lock, or rows committed while it waited are lost
     unseen."""
-    present = sorted(
-        (
-            table
-            for table in tables
-            if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
-        ),
-        key=lambda table: table not in LOCKED_FIRST,
+    present = in_lock_order(
+        table
+        for table in tables
+        if bind.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar() is not None
     )
     if present:
         bind.exec_driver_sql(LOCK_TABLES.format(tables=", ".join(present)))
@@ -443,7 +446,7 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
             f"refusing to downgrade {redact_url(target)}: it would drop {lost}; "
             "rerun with --drop-rated-data to drop them"
         )
-    emptied = list(dropped) if held else []  # empty ones too: they may reference a held one
+    emptied = in_lock_order(dropped) if held else []  # empty ones may reference a held one
     _check_downgrade(target, revision, emptied)
     if emptied:
         _truncate(target, emptied)
