@@ -373,7 +373,8 @@ def _db(args: argparse.Namespace) -> int:
     try:
         print(action())
     except KeyboardInterrupt:
-        print(migrations.where_interrupted(args.action), file=sys.stderr)
+        dropping = args.action == "downgrade" and args.drop_rated_data
+        print(migrations.where_interrupted(args.action, drop_rated_data=dropping), file=sys.stderr)
         raise
     refusal = migrations.billing_event_refusal() if args.action == "upgrade" else None
     if refusal is not None:

@@ -730,6 +730,37 @@ def test_an_interrupted_db_command_says_where_the_warehouse_stopped_and_exits_13
     assert f"at revision {stops_at}" in err and f"`db {action}`" in err, err
 
 
+@pytest.mark.parametrize("stop", ["interrupt", "failure"])
+def test_a_downgrade_dropping_rated_data_stopped_after_emptying_says_the_data_is_gone(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stop: str,
+) -> None:
+    """--drop-rated-data empties the tables (and commits) before it undoes any revision,
+    some of which take minutes: stopped there, the command named only the revision the
+    warehouse is at, as if nothing were lost, though every rating, close and invoice line
+    was gone (and `db upgrade` brings none back). Found by an audit of interruptions."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(ROW_AT_HEAD)
+
+    def stopped(*args: object) -> list[str]:
+        if stop == "interrupt":
+            raise KeyboardInterrupt
+        raise migrations.MigrationFailed(
+            "revision 0012 failed on the warehouse: AdminShutdown: terminating connection; "
+            "the warehouse is at revision 0012, the revisions before it committed"
+        )
+
+    monkeypatch.setattr(migrations, "_run", stopped)
+    monkeypatch.setenv("RATING_DATABASE_URL", database_url)
+    code = cli.main(["db", "downgrade", "--drop-rated-data"])
+    err = capsys.readouterr().err
+    assert code == (130 if stop == "interrupt" else 1) and err.count("\n") == 1, err
+    assert "at revision 0012" in err, err
+    assert "--drop-rated-data emptied the rating tables first: every rating, close and " in err
+
+
 WAITING_INDEX_DDL = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND state = 'active' AND query ILIKE '%INDEX CONCURRENTLY%'"

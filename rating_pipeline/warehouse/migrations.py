@@ -282,6 +282,10 @@ WHERE window_closed OR open_adjustment_cost_usd <> 0 OR adjustments_inserted <> 
     OR adjustments_updated <> 0 OR adjustments_deleted <> 0 OR adjustments_unchanged <> 0
 """
 TRUNCATE = "TRUNCATE {tables}"
+EMPTIED_FIRST = (
+    "--drop-rated-data emptied the rating tables first: every rating, close and invoice line "
+    "is gone, and `db upgrade` brings none back"
+)
 # Each of the tables named, as a bare name finds it (the search path: a revision's DROP
 # finds it so), qualified, and whether it is in the schema the warehouse was migrated in.
 FOUND_TABLES = f"""
@@ -450,7 +454,12 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
     _check_downgrade(target, revision, emptied)
     if emptied:
         _truncate(target, emptied)
-    _run(target, command.downgrade, revision, drop_rated_data)
+    try:
+        _run(target, command.downgrade, revision, drop_rated_data)
+    except MigrationFailed as exc:
+        if emptied:
+            raise MigrationFailed(f"{exc}; {EMPTIED_FIRST}") from None
+        raise
     where = redact_url(target)
     if before is None:
         return f"warehouse already at base on {where}; nothing dropped, billing_event kept"
@@ -478,18 +487,21 @@ def billing_event_refusal(url: str | None = None) -> str | None:
     return None
 
 
-def where_interrupted(action: str, url: str | None = None) -> str:
+def where_interrupted(action: str, url: str | None = None, drop_rated_data: bool = False) -> str:
     """The line for a ``db`` command stopped by Ctrl-C: each revision commits on its own, so
     the warehouse is at the last one done (an interrupted index build is cleaned up and
-    built again by the next run)."""
+    built again by the next run). A downgrade given ``drop_rated_data`` may have emptied
+    the tables before it: said when they are empty."""
     target = url or database_url()
     try:
         revision = revision_of(target) or BASE
+        emptied = drop_rated_data and not any(rated_rows(target).values())
     except Exception:  # the interrupt may have left no way to ask: say how to, then
         return "interrupted: `db current` says at which revision the warehouse stopped"
     return (
         f"interrupted: the warehouse on {redact_url(target)} is at revision {revision}, the "
         f"revisions before it committed; `db {action}` again goes on from there"
+        + (f"; {EMPTIED_FIRST}" if emptied else "")
     )
 
 
