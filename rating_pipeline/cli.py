@@ -266,9 +266,18 @@ def _invoice_export(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse.invoices import export_invoice, parse_month
 
     month = parse_month(args.month)
-    with connect() as conn:
-        require_schema(conn)
-        exported = export_invoice(conn, month, args.out)
+    try:
+        with connect() as conn:
+            require_schema(conn)
+            exported = export_invoice(conn, month, args.out)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {args.out} holds {month:%Y-%m}'s files as an earlier export wrote "
+            "them, or some as this one did: export the month again (nothing in the warehouse "
+            "changed)",
+            file=sys.stderr,
+        )
+        raise
     for path in exported.written:
         print(path)
     for path in exported.removed:

@@ -12,6 +12,7 @@ import csv
 import decimal
 import hashlib
 import itertools
+import os
 import re
 import subprocess
 import sys
@@ -1539,6 +1540,83 @@ def test_an_export_of_a_month_without_lines_creates_no_directory(
 def export_in_own_connection(database_url: str, out: Path) -> Exported:
     with connect(database_url) as conn:
         return export_invoice(conn, JUNE, out)
+
+
+def test_an_export_stopped_while_writing_leaves_the_previous_export_whole_and_says_so(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    reader: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each file was renamed into place as soon as written: stopped after the first, the
+    directory held the new file of an account beside the old file of the account its
+    lines had moved from, the same usage in two invoices, and the command said nothing.
+    Every file is now written and synced first, and only then are all renamed into place.
+    Found by an audit of interruptions."""
+    build(warehouse_env, JUNE)
+    assert (
+        run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path))[0] == 0
+    )
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
+    build(warehouse_env, JUNE)  # org-1's lines move to acme's invoice
+    synced = 0
+
+    def interrupted_at_the_second(descriptor: int) -> None:
+        nonlocal synced
+        synced += 1
+        if synced == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("rating_pipeline.warehouse.invoices.os.fsync", interrupted_at_the_second)
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+
+    assert code == 130 and out == []
+    assert err == (
+        f"interrupted: {tmp_path} holds 2026-06's files as an earlier export wrote them, or "
+        "some as this one did: export the month again (nothing in the warehouse changed)\n"
+    )
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_an_export_whose_session_ends_while_writing_replaces_nothing(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    reader: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its session gone, so is its export lock: it went on writing, renaming and sweeping
+    while another export could hold the lock (and have its files swept). It now asks the
+    warehouse before it renames anything. Found by an audit of interruptions."""
+    build(warehouse_env, JUNE)
+    assert (
+        run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path))[0] == 0
+    )
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
+    build(warehouse_env, JUNE)
+    real_fsync = os.fsync
+
+    def terminated_while_syncing(descriptor: int) -> None:
+        reader.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        real_fsync(descriptor)
+
+    monkeypatch.setattr("rating_pipeline.warehouse.invoices.os.fsync", terminated_while_syncing)
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+
+    assert code == 1 and out == [] and err.startswith("error: "), err
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
 def test_export_removes_only_files_and_sweeps_its_own_partial_files(

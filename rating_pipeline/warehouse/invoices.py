@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,6 +39,7 @@ from rating_pipeline.warehouse.sqlfiles import load_sql
 INVOICE_NAMESPACE = 0x494E5643  # "INVC"
 EXPORT_NAMESPACE = 0x45585054  # "EXPT"
 LOCK_MONTH = "SELECT pg_advisory_xact_lock(%(namespace)s, %(key)s)"
+STILL_CONNECTED = "SELECT 1"  # fails once the session, and with it the export lock, is gone
 NOW = "SELECT clock_timestamp()"
 LINE_COLUMNS = (
     "month", "account_id", "kind", "model_id", "service_tier", "context_tier", "token_class",
@@ -360,7 +361,8 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         if closed:
             require_as_recorded(conn, month)
         frame = invoice_frame(conn, month)
-        return replace(_write_month(frame, month, out_dir), closed=closed)
+        exported = _write_month(frame, month, out_dir, lambda: conn.execute(STILL_CONNECTED))
+        return replace(exported, closed=closed)
 
 
 def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
@@ -377,8 +379,13 @@ def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
         )
 
 
-def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exported:
-    """export_invoice's files, from ``month``'s lines in ``frame``."""
+def _write_month(
+    frame: pd.DataFrame, month: datetime, out_dir: Path, still_locked: Callable[[], object]
+) -> Exported:
+    """export_invoice's files, from ``month``'s lines in ``frame``: every account's file
+    written and synced aside, then, ``still_locked()`` raising nothing (the export lock
+    goes with a lost connection), all renamed into place in one run. Stopped before that,
+    it replaced nothing and leaves nothing aside."""
     frame[RESIDUAL] = ""
     if frame.empty:
         _require_no_month_files(month, out_dir)
@@ -387,32 +394,26 @@ def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exporte
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
-    written: list[Path] = []
-    for account_id, lines in frame.groupby("account_id", sort=True):
-        exact = exact_sum(lines["amount_exact"])
-        amount = exact_sum(lines["amount"])
-        residual = EXACT.subtract(amount, exact)
-        total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
-        total.update(
-            month=lines["month"].iloc[0],
-            account_id=account_id,
-            kind=TOTAL_KIND,
-            amount_exact=exact,
-            amount=amount,
-            residual=residual,
-        )
-        table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
-        table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
-        table[INSTANT_COLUMNS] = table[INSTANT_COLUMNS].map(_instant_text)
-        path = out_dir / invoice_file_name(month, str(account_id))
-        try:
-            _replace_whole(path, table, out_dir / f".{month:%Y-%m}_{uuid.uuid4().hex}.partial")
-        except OSError as exc:
-            raise ExportFailed(
-                f"cannot write {path}: {exc.strerror}; {len(written)} account file(s) written "
-                "before it"
-            ) from exc
-        written.append(path)
+    pending: list[tuple[Path, Path]] = []  # each account's file, written aside: (aside, path)
+    try:
+        for account_id, lines in frame.groupby("account_id", sort=True):
+            path = out_dir / invoice_file_name(month, str(account_id))
+            aside = out_dir / f".{month:%Y-%m}_{uuid.uuid4().hex}.partial"
+            pending.append((aside, path))
+            try:
+                _write_synced(_invoice_table(lines), aside)
+            except OSError as exc:
+                raise ExportFailed(
+                    f"cannot write {path}: {exc.strerror}; no file of {month:%Y-%m} was replaced"
+                ) from exc
+        still_locked()
+    except BaseException:
+        for aside, _ in pending:
+            aside.unlink(missing_ok=True)
+        raise
+    for aside, path in pending:  # all written and synced: renamed into place in one run
+        aside.replace(path)
+    written = [path for _, path in pending]
     for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
         partial.unlink(missing_ok=True)
     stale = sorted(
@@ -431,6 +432,26 @@ def _write_month(frame: pd.DataFrame, month: datetime, out_dir: Path) -> Exporte
     return Exported(tuple(written), tuple(stale))
 
 
+def _invoice_table(lines: pd.DataFrame) -> pd.DataFrame:
+    """One account's lines as its CSV holds them: the lines, then its ``total`` row."""
+    exact = exact_sum(lines["amount_exact"])
+    amount = exact_sum(lines["amount"])
+    residual = EXACT.subtract(amount, exact)
+    total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
+    total.update(
+        month=lines["month"].iloc[0],
+        account_id=lines["account_id"].iloc[0],
+        kind=TOTAL_KIND,
+        amount_exact=exact,
+        amount=amount,
+        residual=residual,
+    )
+    table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
+    table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
+    table[INSTANT_COLUMNS] = table[INSTANT_COLUMNS].map(_instant_text)
+    return table
+
+
 def _require_no_month_files(month: datetime, out_dir: Path) -> None:
     """ExportFailed, removing nothing, when ``out_dir`` holds files of a month without
     lines: a month not built yet (or another database) looks the same as one whose every
@@ -446,19 +467,15 @@ def _require_no_month_files(month: datetime, out_dir: Path) -> None:
         )
 
 
-def _replace_whole(path: Path, table: pd.DataFrame, partial: Path) -> None:
-    """Write ``table`` to ``partial`` and sync it, then rename it over ``path``: a reader, a
-    failed export or a crash never leaves half a file at ``path``."""
-    try:
-        with partial.open("w", encoding="utf-8", newline="") as file:
-            # CRLF ends a record (RFC 4180); the csv module quotes a field holding any
-            # character of it, so an id with a lone CR or LF stays one field.
-            table.to_csv(file, index=False, lineterminator=CSV_LINE_END)
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+def _write_synced(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` to ``path`` (a new file, aside) and sync it: renamed into place only
+    then, no reader, failed export or crash ever sees half a file."""
+    with path.open("x", encoding="utf-8", newline="") as file:
+        # CRLF ends a record (RFC 4180); the csv module quotes a field holding any
+        # character of it, so an id with a lone CR or LF stays one field.
+        table.to_csv(file, index=False, lineterminator=CSV_LINE_END)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def invoice_file_name(month: datetime, account_id: str) -> str:
