@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -991,15 +991,45 @@ def test_a_stopped_close_says_whether_it_committed(
         raise stop
 
     monkeypatch.setattr("rating_pipeline.warehouse.periods.close_period", stopped)
-    got, out, err = run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z")
+    got, out, err = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "bob"
+    )
     assert got == code and out == []
     if committed:
-        assert err == (
-            f"{said} after the close committed: closed through "
-            "2026-07-01T00:00:00+00:00 (`period status`)\n"
-        )
+        assert err.startswith(
+            f"{said} after a close committed: closed through 2026-07-01T00:00:00+00:00 by bob "
+            "(close 1, "
+        ), err
+        assert err.endswith("; `period status`)\n"), err
     else:
         assert err == f"{said}: the close was rolled back, nothing written; no close yet\n"
+
+
+def test_a_stopped_close_names_the_close_that_committed_meanwhile_not_itself(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bob's close waits for Alice's through the same hour and is interrupted: Alice's
+    committed, Bob's never will, and Bob was told "after the close committed". Found by an
+    audit of interruptions."""
+
+    def stopped_while_another_commits(conn: psycopg.Connection, *args: Any) -> PeriodClose:
+        with connect(warehouse_env) as alices:
+            close_period(alices, datetime(2026, 7, 1, tzinfo=UTC), "alice")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        "rating_pipeline.warehouse.periods.close_period", stopped_while_another_commits
+    )
+    code, _, err = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "bob"
+    )
+    assert code == 130
+    assert err.startswith(
+        "interrupted after a close committed: closed through 2026-07-01T00:00:00+00:00 by alice "
+    ), err
 
 
 def test_a_close_whose_connection_is_lost_with_the_warehouse_gone_says_it_may_have_committed(

@@ -442,13 +442,15 @@ def where_close_stopped(
 ) -> str:
     """The line for a close ``stopped`` (by Ctrl-C, by a lost connection) before the
     command heard how it ended, read on a fresh ``conn``: a close is one transaction, so it
-    committed whole or wrote nothing, and the mark tells which."""
-    mark = close_mark(conn)
+    committed whole or wrote nothing, and the mark tells which. A mark at ``through`` or
+    later may be another close's, made meanwhile: the line names the close that made it."""
+    last = conn.execute(LAST_CLOSE).fetchone()
     conn.rollback()
-    if mark is not None and mark >= through:
+    if last is not None and last[1] >= through:
+        close_id, mark, closed_at, closed_by, _ = last
         return (
-            f"{stopped} after the close committed: closed through {mark.isoformat()} "
-            "(`period status`)"
+            f"{stopped} after a close committed: closed through {mark.isoformat()} by "
+            f"{shown(closed_by)} (close {close_id}, {closed_at.isoformat()}; `period status`)"
         )
-    stays = f"the mark stays {mark.isoformat()}" if mark is not None else "no close yet"
+    stays = f"the mark stays {last[1].isoformat()}" if last is not None else "no close yet"
     return f"{stopped}: the close was rolled back, nothing written; {stays}"
