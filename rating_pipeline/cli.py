@@ -175,9 +175,13 @@ def _period_close(args: argparse.Namespace) -> int:
 
     closed_by = _os_user() if args.by is None else args.by
     if args.dry_run:
-        with connect() as conn:
-            require_schema(conn)
-            preview = periods.preview_close(conn, args.through, closed_by)
+        try:
+            with connect() as conn:
+                require_schema(conn)
+                preview = periods.preview_close(conn, args.through, closed_by)
+        except KeyboardInterrupt:
+            print("interrupted: a dry run writes nothing", file=sys.stderr)
+            raise
         print("\n".join(preview.lines()))
         return EXIT_OK
     try:
@@ -193,12 +197,9 @@ def _period_close(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
         raise
     except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
-        # A refusal the session survives (a lock or statement timeout) is no lost connection;
-        # class 08 (connection exception) and 57P (the server ended the session) are.
-        if exc.sqlstate is not None and not exc.sqlstate.startswith(("08", "57P")):
+        if not _connection_lost(exc):
             raise
-        reason = first_line(exc)
-        lost = f"error: the connection was lost ({type(exc).__name__}: {reason})"
+        lost = _lost_line(exc)
         try:
             with connect() as conn:
                 line = periods.where_close_stopped(conn, args.through, lost)
@@ -209,6 +210,17 @@ def _period_close(args: argparse.Namespace) -> int:
     for line in closed.lines():
         print(line)
     return EXIT_OK
+
+
+def _connection_lost(error: Exception) -> bool:
+    """A lost connection: class 08 (connection exception), 57P (the server ended the
+    session), or no SQLSTATE; not a refusal the session survives (a lock timeout)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+def _lost_line(error: Exception) -> str:
+    return f"error: the connection was lost ({type(error).__name__}: {first_line(error)})"
 
 
 def _os_user() -> str:
@@ -239,21 +251,28 @@ def _period_status(args: argparse.Namespace) -> int:
 
 
 def _invoice_build(args: argparse.Namespace) -> int:
+    import psycopg
+
     from rating_pipeline.warehouse import invoices
     from rating_pipeline.warehouse.database import connect, require_schema
 
     month = invoices.parse_month(args.month)
+    whole_or_not = (
+        f"{month:%Y-%m}'s lines were built whole or not at all; building them again converges "
+        "(an identical rebuild writes nothing)"
+    )
     try:
         with connect() as conn:
             require_schema(conn)
             built = invoices.build_invoice(conn, month, invoices.new_run_id())
     except KeyboardInterrupt:
-        print(
-            f"interrupted: {month:%Y-%m}'s lines were built whole or not at all; building "
-            "them again converges (an identical rebuild writes nothing)",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {whole_or_not}", file=sys.stderr)
         raise
+    except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
+        if not _connection_lost(exc):
+            raise
+        print(f"{_lost_line(exc)}: {whole_or_not}", file=sys.stderr)
+        return EXIT_FAILURE
     if built.differing:
         print(f"error: {built}", file=sys.stderr)
         return EXIT_FAILURE

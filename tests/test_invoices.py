@@ -1126,6 +1126,47 @@ def test_an_interrupted_build_says_that_building_again_converges_and_exits_130(
     )
 
 
+def test_a_build_whose_session_the_server_ends_says_building_again_converges(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lost connection (perhaps at the COMMIT, which may have gone through) was reported
+    as a statement the warehouse refused. Found by an audit of interruptions."""
+
+    def terminated(conn: psycopg.Connection, *args: Any) -> LinesBuilt:
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        raise AssertionError("the session outlived its termination")
+
+    monkeypatch.setattr("rating_pipeline.warehouse.invoices.build_invoice", terminated)
+    code, out, err = run_cli(capsys, "invoice", "build", "--month", "2026-06")
+    assert code == 1 and out == []
+    assert err.startswith("error: the connection was lost (AdminShutdown: "), err
+    assert err.endswith(
+        ": 2026-06's lines were built whole or not at all; building them again converges (an "
+        "identical rebuild writes nothing)\n"
+    ), err
+
+
+def test_an_interrupted_dry_run_says_it_wrote_nothing(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C exited 130 with nothing on the screen. Found by an audit of interruptions."""
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.preview_close", interrupted)
+    code, out, err = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--dry-run"
+    )
+    assert (code, out, err) == (130, [], "interrupted: a dry run writes nothing\n")
+
+
 def test_cli_build_of_a_closed_month_whose_lines_changed_since_its_close_says_so_and_fails(
     warehouse_env: str,
     june: list[BillingEvent],
