@@ -281,22 +281,28 @@ def _invoice_build(args: argparse.Namespace) -> int:
 
 
 def _invoice_export(args: argparse.Namespace) -> int:
+    import psycopg
+
     from rating_pipeline.warehouse.database import connect, require_schema
     from rating_pipeline.warehouse.invoices import export_invoice, parse_month
 
     month = parse_month(args.month)
+    as_they_stand = (
+        f"{args.out} holds {month:%Y-%m}'s files as an earlier export wrote them, or some or all "
+        "as this one did: export the month again (nothing in the warehouse changed)"
+    )
     try:
         with connect() as conn:
             require_schema(conn)
             exported = export_invoice(conn, month, args.out)
     except KeyboardInterrupt:
-        print(
-            f"interrupted: {args.out} holds {month:%Y-%m}'s files as an earlier export wrote "
-            "them, or some as this one did: export the month again (nothing in the warehouse "
-            "changed)",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {as_they_stand}", file=sys.stderr)
         raise
+    except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
+        if not _connection_lost(exc):
+            raise
+        print(f"{_lost_line(exc)}: {as_they_stand}", file=sys.stderr)
+        return EXIT_FAILURE
     for path in exported.written:
         print(path)
     for path in exported.removed:

@@ -1649,9 +1649,34 @@ def test_an_export_stopped_while_writing_leaves_the_previous_export_whole_and_sa
     assert code == 130 and out == []
     assert err == (
         f"interrupted: {tmp_path} holds 2026-06's files as an earlier export wrote them, or "
-        "some as this one did: export the month again (nothing in the warehouse changed)\n"
+        "some or all as this one did: export the month again (nothing in the warehouse "
+        "changed)\n"
     )
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_an_export_that_cannot_rename_a_file_into_place_says_which_in_one_line(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A directory where an account's file goes: the rename failed with a traceback,
+    leaving the files written aside behind. Found by a second reading."""
+    build(warehouse_env, JUNE)
+    (tmp_path / "2026-06_org-2.csv").mkdir()
+    code, out, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+    assert code == 1 and out == []
+    assert err == (
+        f"error: cannot replace {tmp_path / '2026-06_org-2.csv'}: Is a directory; 1 of the "
+        "month's 2 files replaced before it: export the month again once it can be\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "2026-06_org-1.csv",
+        "2026-06_org-2.csv",
+    ]
 
 
 def test_an_export_whose_session_ends_while_writing_replaces_nothing(
@@ -1686,7 +1711,9 @@ def test_an_export_whose_session_ends_while_writing_replaces_nothing(
         capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
     )
 
-    assert code == 1 and out == [] and err.startswith("error: "), err
+    assert code == 1 and out == []
+    assert err.startswith("error: the connection was lost (AdminShutdown: "), err
+    assert err.endswith(": export the month again (nothing in the warehouse changed)\n"), err
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 

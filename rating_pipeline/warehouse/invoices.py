@@ -411,8 +411,16 @@ def _write_month(
         for aside, _ in pending:
             aside.unlink(missing_ok=True)
         raise
-    for aside, path in pending:  # all written and synced: renamed into place in one run
-        aside.replace(path)
+    for done, (aside, path) in enumerate(pending):  # all written and synced: one run
+        try:
+            aside.replace(path)
+        except OSError as exc:
+            for left, _ in pending[done:]:
+                left.unlink(missing_ok=True)
+            raise ExportFailed(
+                f"cannot replace {path}: {exc.strerror}; {done} of the month's {len(pending)} "
+                "files replaced before it: export the month again once it can be"
+            ) from exc
     written = [path for _, path in pending]
     for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
         partial.unlink(missing_ok=True)
