@@ -212,6 +212,11 @@ def _period_close(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _notes(error: BaseException) -> str:
+    """What was added to ``error`` on its way up (``add_note``), for the end of its line."""
+    return "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
+
+
 def _connection_lost(error: Exception) -> bool:
     """A lost connection: class 08 (connection exception), 57P (the server ended the
     session), or no SQLSTATE; not a refusal the session survives (a lock timeout)."""
@@ -406,9 +411,8 @@ def _db(args: argparse.Namespace) -> int:
     }[args.action]
     try:
         print(action())
-    except KeyboardInterrupt:
-        dropping = args.action == "downgrade" and args.drop_rated_data
-        print(migrations.where_interrupted(args.action, drop_rated_data=dropping), file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(migrations.where_interrupted(args.action) + _notes(interrupt), file=sys.stderr)
         raise
     refusal = migrations.billing_event_refusal() if args.action == "upgrade" else None
     if refusal is not None:
@@ -452,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except RatingPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -730,35 +731,51 @@ def test_an_interrupted_db_command_says_where_the_warehouse_stopped_and_exits_13
     assert f"at revision {stops_at}" in err and f"`db {action}`" in err, err
 
 
-@pytest.mark.parametrize("stop", ["interrupt", "failure"])
+REVISION_FAILED = (
+    "revision 0012 failed on the warehouse: AdminShutdown: terminating connection; the "
+    "warehouse is at revision 0012, the revisions before it committed"
+)
+REVISION_REFUSED = "refusing to downgrade below revision 0011: 1 billing_account row"
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        (KeyboardInterrupt, 130),
+        (lambda: migrations.MigrationFailed(REVISION_FAILED), 1),
+        (lambda: migrations.DowngradeRefused(REVISION_REFUSED), 1),
+    ],
+    ids=["interrupted", "failed", "refused"],
+)
+@pytest.mark.parametrize("emptied", [True, False], ids=["after emptying", "while emptying"])
 def test_a_downgrade_dropping_rated_data_stopped_after_emptying_says_the_data_is_gone(
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    stop: str,
+    stop: Callable[[], BaseException],
+    code: int,
+    emptied: bool,
 ) -> None:
     """--drop-rated-data empties the tables (and commits) before it undoes any revision,
-    some of which take minutes: stopped there, the command named only the revision the
-    warehouse is at, as if nothing were lost, though every rating, close and invoice line
-    was gone (and `db upgrade` brings none back). Found by an audit of interruptions."""
+    some of which take minutes: stopped there (Ctrl-C, a revision's failure or refusal),
+    the command named only where the warehouse is, as if nothing were lost, though every
+    rating, close and invoice line was gone (and `db upgrade` brings none back). Stopped
+    before the emptying committed, it says nothing of the kind. Found by an audit of
+    interruptions, and a second reading."""
     with psycopg.connect(database_url) as conn:
         conn.execute(ROW_AT_HEAD)
 
-    def stopped(*args: object) -> list[str]:
-        if stop == "interrupt":
-            raise KeyboardInterrupt
-        raise migrations.MigrationFailed(
-            "revision 0012 failed on the warehouse: AdminShutdown: terminating connection; "
-            "the warehouse is at revision 0012, the revisions before it committed"
-        )
+    def stopped(*args: object) -> None:
+        raise stop()
 
-    monkeypatch.setattr(migrations, "_run", stopped)
+    monkeypatch.setattr(migrations, "_run" if emptied else "_truncate", stopped)
     monkeypatch.setenv("RATING_DATABASE_URL", database_url)
-    code = cli.main(["db", "downgrade", "--drop-rated-data"])
+    got = cli.main(["db", "downgrade", "--drop-rated-data"])
     err = capsys.readouterr().err
-    assert code == (130 if stop == "interrupt" else 1) and err.count("\n") == 1, err
-    assert "at revision 0012" in err, err
-    assert "--drop-rated-data emptied the rating tables first: every rating, close and " in err
+    assert got == code and err.count("\n") == 1, err
+    said = "--drop-rated-data emptied the rating tables first: every rating, close and "
+    assert (said in err) == emptied, err
+    assert migrations.rated_rows(database_url)["rated_usage"] == (0 if emptied else 1)
 
 
 WAITING_INDEX_DDL = (

@@ -282,6 +282,7 @@ WHERE window_closed OR open_adjustment_cost_usd <> 0 OR adjustments_inserted <> 
     OR adjustments_updated <> 0 OR adjustments_deleted <> 0 OR adjustments_unchanged <> 0
 """
 TRUNCATE = "TRUNCATE {tables}"
+# A note on what stops a downgrade once --drop-rated-data's emptying has committed.
 EMPTIED_FIRST = (
     "--drop-rated-data emptied the rating tables first: every rating, close and invoice line "
     "is gone, and `db upgrade` brings none back"
@@ -456,9 +457,9 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
         _truncate(target, emptied)
     try:
         _run(target, command.downgrade, revision, drop_rated_data)
-    except MigrationFailed as exc:
+    except BaseException as stopped:  # Ctrl-C, a revision's failure or refusal: say so too
         if emptied:
-            raise MigrationFailed(f"{exc}; {EMPTIED_FIRST}") from None
+            stopped.add_note(EMPTIED_FIRST)
         raise
     where = redact_url(target)
     if before is None:
@@ -487,21 +488,18 @@ def billing_event_refusal(url: str | None = None) -> str | None:
     return None
 
 
-def where_interrupted(action: str, url: str | None = None, drop_rated_data: bool = False) -> str:
+def where_interrupted(action: str, url: str | None = None) -> str:
     """The line for a ``db`` command stopped by Ctrl-C: each revision commits on its own, so
     the warehouse is at the last one done (an interrupted index build is cleaned up and
-    built again by the next run). A downgrade given ``drop_rated_data`` may have emptied
-    the tables before it: said when they are empty."""
+    built again by the next run)."""
     target = url or database_url()
     try:
         revision = revision_of(target) or BASE
-        emptied = drop_rated_data and not any(rated_rows(target).values())
     except Exception:  # the interrupt may have left no way to ask: say how to, then
         return "interrupted: `db current` says at which revision the warehouse stopped"
     return (
         f"interrupted: the warehouse on {redact_url(target)} is at revision {revision}, the "
         f"revisions before it committed; `db {action}` again goes on from there"
-        + (f"; {EMPTIED_FIRST}" if emptied else "")
     )
 
 
