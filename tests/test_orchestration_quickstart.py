@@ -18,6 +18,7 @@ from rating_pipeline.demo.quickstart import (
     DEMO_START,
     LATE_EVENTS,
     LATE_WINDOW,
+    RESET_LEDGER,
     QuickstartError,
     RunOutcome,
     quickstart,
@@ -74,6 +75,13 @@ def test_the_demo_day_is_the_one_docs_operations_describes(conn: psycopg.Connect
     assert conn.execute("SELECT count(*) FROM billing_event").fetchone() == (day.events,)
     assert f"loads the demo day {DEMO_START:%Y-%m-%d} ({day.events:,} events:" in OPERATIONS
     assert f"lands {LATE_EVENTS} late events in `{LATE_WINDOW.key}`" in OPERATIONS
+
+
+def test_the_quickstarts_reset_locks_the_close_mark_first() -> None:
+    """Its TRUNCATE named rating_period_close last, as the downgrade's did: a close, build
+    or rating in flight, which reads the mark first, could deadlock with it. Found by a
+    second reading."""
+    assert RESET_LEDGER.startswith("TRUNCATE rating_period_close, ")
 
 
 def test_a_run_that_left_a_window_unrated_stops_the_quickstart() -> None:

@@ -85,7 +85,9 @@ CORRECTION_WINDOW = Window(DEMO_START + 14 * HOUR)
 CORRECTION_EVENTS = 25
 NEXT_INVOICE = CLOSE_THROUGH  # the month an adjustment made after the close bills on
 INVOICE_MONTHS = (month_of(DEMO_START), NEXT_INVOICE)
-RESET_LEDGER = "TRUNCATE " + ", ".join(migrations.OUTPUT_TABLES) + " RESTART IDENTITY"
+RESET_LEDGER = (
+    f"TRUNCATE {', '.join(migrations.in_lock_order(migrations.OUTPUT_TABLES))} RESTART IDENTITY"
+)
 UI_HOST = "127.0.0.1"
 UI_PORT_VARIABLE = "RATING_UI_PORT"
 DEFAULT_UI_PORT = 3000
