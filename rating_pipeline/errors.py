@@ -17,7 +17,7 @@ def first_line(error: object, empty: str = "no message") -> str:
 
 
 def shown(name: str) -> str:
-    """``name`` (an account, auth or model id: upstream may put any character in one) for a
-    line of a report: as it is when all of it prints, else its repr, so that a line break or
-    a terminal escape inside it can write nothing of its own."""
+    """``name`` (an id, from upstream, or who closed and why, from an operator: any character
+    may be in one) for a line of a report: as it is when all of it prints, else its repr, so
+    that a line break or a terminal escape inside it can write nothing of its own."""
     return name if name.isprintable() else repr(name)

@@ -1189,6 +1189,22 @@ def test_cli_build_of_a_closed_month_whose_lines_changed_since_its_close_says_so
 FORGING_ID = "mallory\n  2026-06 org-2: 1 lines, total 999.00 USD\x1b[2K"
 
 
+def test_who_closed_and_the_note_are_shown_as_their_repr_when_they_do_not_print(
+    warehouse_env: str, june: list[BillingEvent], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--by` and `--note` with a line break wrote a forged line into the close report and
+    `period status`. Found by a second reading."""
+    forged = "ops\nclose 99: closed through 2030-01-01"
+    code, out, _ = run_cli(
+        capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", forged,
+        "--note", "n\nx",
+    )  # fmt: skip
+    assert code == 0 and out[0].startswith("close 1: closed through "), out
+    assert f"by {forged!r}; stamped" in out[0] and not out[1].startswith("close 99"), out
+    code, out, _ = run_cli(capsys, "period", "status")
+    assert out[0].endswith(f"by {forged!r}: 'n\\nx')") and out[1].startswith("next invoice"), out
+
+
 def test_a_report_lists_an_account_id_that_does_not_print_as_its_repr_on_its_own_line(
     warehouse_env: str, add_events: AddEvents, capsys: pytest.CaptureFixture[str]
 ) -> None:

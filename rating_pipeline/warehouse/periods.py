@@ -85,7 +85,7 @@ class PeriodClose:
         months = ", ".join(f"{m:%Y-%m}" for m in self.months_closed) or "none"
         lines = [
             f"close {self.close_id}: closed through {self.closed_through.isoformat()} by "
-            f"{self.closed_by}; stamped {self.adjustments_stamped} open adjustment(s); "
+            f"{shown(self.closed_by)}; stamped {self.adjustments_stamped} open adjustment(s); "
             f"months wholly closed: {months}"
         ]
         if self.changed_not_rated:
@@ -395,8 +395,8 @@ class PeriodStatus:
         close_id, through, closed_at, closed_by, note = self.last_close
         lines = [
             f"closed through {through.astimezone(UTC).isoformat()} (close {close_id}, "
-            f"{closed_at.astimezone(UTC).isoformat()} by {closed_by}"
-            + (f": {note})" if note else ")"),
+            f"{closed_at.astimezone(UTC).isoformat()} by {shown(closed_by)}"
+            + (f": {shown(note)})" if note else ")"),
             f"next invoice: {month_of(through):%Y-%m}",
         ]
         total = exact_sum(w.cost_usd for w in self.open_adjustments)
