@@ -1385,6 +1385,25 @@ def test_cli_export_of_a_wholly_closed_month_without_lines_says_nothing_was_bill
     ]
 
 
+def test_export_of_a_wholly_closed_month_without_lines_beside_its_files_does_not_say_build(
+    warehouse_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Such a month billed nothing (its close built its lines): "`invoice build` it first"
+    cannot be the way out. Found by a second reading."""
+    assert (
+        run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "x")[0] == 0
+    )
+    (tmp_path / "2026-06_acct-a.csv").write_text("an invoice of another warehouse\n")
+    code, _, err = run_cli(
+        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
+    )
+    assert code == 1 and "invoice build" not in err, err
+    assert err.endswith(
+        "nothing written or removed. The month is wholly closed and billed nothing: they are "
+        "no invoice of this warehouse (remove them)\n"
+    ), err
+
+
 def test_cli_export_names_each_file_it_removed(
     warehouse_env: str,
     reader: psycopg.Connection,

@@ -361,6 +361,9 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         if closed:
             require_as_recorded(conn, month)
         frame = invoice_frame(conn, month)
+        if frame.empty:
+            _require_no_month_files(month, out_dir, closed)
+            return Exported((), (), closed=closed)
         exported = _write_month(frame, month, out_dir, lambda: conn.execute(STILL_CONNECTED))
         return replace(exported, closed=closed)
 
@@ -387,9 +390,6 @@ def _write_month(
     goes with a lost connection), all renamed into place in one run. Stopped before that,
     it replaced nothing and leaves nothing aside."""
     frame[RESIDUAL] = ""
-    if frame.empty:
-        _require_no_month_files(month, out_dir)
-        return Exported((), ())
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -460,18 +460,24 @@ def _invoice_table(lines: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _require_no_month_files(month: datetime, out_dir: Path) -> None:
+def _require_no_month_files(month: datetime, out_dir: Path, closed: bool) -> None:
     """ExportFailed, removing nothing, when ``out_dir`` holds files of a month without
-    lines: a month not built yet (or another database) looks the same as one whose every
-    line went, and only the second's files are invoices to withdraw."""
+    lines: an open month not built yet (or another database) looks the same as one whose
+    every line went, and only the second's files are invoices to withdraw. A wholly
+    ``closed`` month without lines billed nothing (its close built its lines)."""
     standing = sorted(path.name for path in out_dir.glob(f"{month:%Y-%m}_*.csv"))
     if standing:
         count = f"{len(standing)} file{'s' * (len(standing) > 1)}"
+        way_out = (
+            "The month is wholly closed and billed nothing: they are no invoice of this "
+            "warehouse (remove them)"
+            if closed
+            else "If the month was built and its lines are gone, remove them; if it is not "
+            "built yet (or this is another warehouse), `invoice build` it first"
+        )
         raise ExportFailed(
             f"{month:%Y-%m} has no invoice lines, but {out_dir} holds {count} of it from an "
-            f"earlier export: {', '.join(standing)}; nothing written or removed. If the "
-            "month was built and its lines are gone, remove them; if it is not built yet "
-            "(or this is another warehouse), `invoice build` it first"
+            f"earlier export: {', '.join(standing)}; nothing written or removed. {way_out}"
         )
 
 
