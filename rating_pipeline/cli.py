@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         refusal = _warehouse_refusal(exc)
         if refusal is None:
             raise
-        print(f"error: {refusal}", file=sys.stderr)
+        print(f"error: {refusal}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         if sys.stdout is not None:

@@ -744,38 +744,50 @@ REVISION_REFUSED = "refusing to downgrade below revision 0011: 1 billing_account
         (KeyboardInterrupt, 130),
         (lambda: migrations.MigrationFailed(REVISION_FAILED), 1),
         (lambda: migrations.DowngradeRefused(REVISION_REFUSED), 1),
+        (lambda: psycopg.OperationalError("connection is bad"), 1),
     ],
-    ids=["interrupted", "failed", "refused"],
+    ids=["interrupted", "failed", "refused", "server gone"],
 )
-@pytest.mark.parametrize("emptied", [True, False], ids=["after emptying", "while emptying"])
+@pytest.mark.parametrize("when", ["after emptying", "as the emptying commits", "while emptying"])
 def test_a_downgrade_dropping_rated_data_stopped_after_emptying_says_the_data_is_gone(
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     stop: Callable[[], BaseException],
     code: int,
-    emptied: bool,
+    when: str,
 ) -> None:
     """--drop-rated-data empties the tables (and commits) before it undoes any revision,
-    some of which take minutes: stopped there (Ctrl-C, a revision's failure or refusal),
-    the command named only where the warehouse is, as if nothing were lost, though every
-    rating, close and invoice line was gone (and `db upgrade` brings none back). Stopped
-    before the emptying committed, it says nothing of the kind. Found by an audit of
-    interruptions, and a second reading."""
+    some of which take minutes: stopped there (Ctrl-C, a revision's failure or refusal, the
+    server gone), the command named only where the warehouse is, as if nothing were lost,
+    though every rating, close and invoice line was gone (and `db upgrade` brings none
+    back); so too when stopped as the emptying committed. Stopped before it committed, it
+    says nothing of the kind. Found by an audit of interruptions, and second readings."""
     with psycopg.connect(database_url) as conn:
         conn.execute(ROW_AT_HEAD)
+    truncate = migrations._truncate
 
     def stopped(*args: object) -> None:
         raise stop()
 
-    monkeypatch.setattr(migrations, "_run" if emptied else "_truncate", stopped)
+    def stopped_as_it_commits(url: str, tables: list[str]) -> None:
+        truncate(url, tables)
+        raise stop()
+
+    replaced = {
+        "after emptying": ("_run", stopped),
+        "as the emptying commits": ("_truncate", stopped_as_it_commits),
+        "while emptying": ("_truncate", stopped),
+    }[when]
+    monkeypatch.setattr(migrations, *replaced)
     monkeypatch.setenv("RATING_DATABASE_URL", database_url)
     got = cli.main(["db", "downgrade", "--drop-rated-data"])
     err = capsys.readouterr().err
     assert got == code and err.count("\n") == 1, err
+    gone = when != "while emptying"
     said = "--drop-rated-data emptied the rating tables first: every rating, close and "
-    assert (said in err) == emptied, err
-    assert migrations.rated_rows(database_url)["rated_usage"] == (0 if emptied else 1)
+    assert (said in err) == gone, err
+    assert migrations.rated_rows(database_url)["rated_usage"] == (0 if gone else 1)
 
 
 WAITING_INDEX_DDL = (
@@ -799,7 +811,7 @@ def test_ctrl_c_inside_a_concurrent_index_statement_says_where_it_stopped_and_ex
         psycopg.connect(database_url, autocommit=True) as watcher,
     ):
         reader.execute("LOCK TABLE billing_event IN ACCESS SHARE MODE")
-        returned = threading.Event()
+        returned, heard = threading.Event(), threading.Event()
 
         def ctrl_c_once_it_waits() -> None:
             deadline = time.monotonic() + 30  # only against a hang
@@ -807,17 +819,17 @@ def test_ctrl_c_inside_a_concurrent_index_statement_says_where_it_stopped_and_ex
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
-            # Once; again only if the command has not returned 5 s later (a loaded machine
-            # has been seen to lose the first), never into a hang.
+            # Once; again only if it was not heard 5 s later, never into a hang.
             for _ in range(6):
                 signal.pthread_kill(main_thread, signal.SIGINT)
-                if returned.wait(5):
+                if heard.wait(5) or returned.is_set():
                     return
             # Never heard: end the reader, so that the command ends and the test fails.
             watcher.execute("SELECT pg_terminate_backend(%s)", [reader.info.backend_pid])
 
-        def ctrl_c(signum: int, frame: object) -> None:  # a late press is not the test's end
-            if not returned.is_set():
+        def ctrl_c(signum: int, frame: object) -> None:  # once, and only while it runs
+            if not returned.is_set() and not heard.is_set():
+                heard.set()
                 raise KeyboardInterrupt
 
         # As at a terminal: a non-interactive shell starts a `&` job with SIGINT ignored, and

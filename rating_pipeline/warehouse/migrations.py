@@ -395,6 +395,15 @@ def _truncate(url: str, tables: list[str]) -> None:
         conn.execute(sql.SQL(TRUNCATE).format(tables=names))
 
 
+def _found_empty(url: str, tables: list[str]) -> bool:
+    """Whether ``tables`` hold no row now: an emptying stopped as it committed may have
+    committed all the same. False when the warehouse cannot be asked."""
+    try:
+        return not any(rated_rows(url, tables).values())
+    except Exception:
+        return False
+
+
 def _check_downgrade(url: str, revision: str, emptied: list[str]) -> None:
     """Run the ``check_downgrade(connection)`` of every revision a downgrade to ``revision``
     would undo, before any is undone (each revision commits on its own, so a refusal met
@@ -453,12 +462,14 @@ def downgrade(url: str | None = None, revision: str = BASE, drop_rated_data: boo
         )
     emptied = in_lock_order(dropped) if held else []  # empty ones may reference a held one
     _check_downgrade(target, revision, emptied)
-    if emptied:
-        _truncate(target, emptied)
+    truncated = False
     try:
+        if emptied:
+            _truncate(target, emptied)
+            truncated = True
         _run(target, command.downgrade, revision, drop_rated_data)
     except BaseException as stopped:  # Ctrl-C, a revision's failure or refusal: say so too
-        if emptied:
+        if truncated or (emptied and _found_empty(target, emptied)):
             stopped.add_note(EMPTIED_FIRST)
         raise
     where = redact_url(target)
