@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -175,13 +176,9 @@ def _period_close(args: argparse.Namespace) -> int:
 
     closed_by = _os_user() if args.by is None else args.by
     if args.dry_run:
-        try:
-            with connect() as conn:
-                require_schema(conn)
-                preview = periods.preview_close(conn, args.through, closed_by)
-        except KeyboardInterrupt:
-            print("interrupted: a dry run writes nothing", file=sys.stderr)
-            raise
+        with _stopped_says("a dry run writes nothing"), connect() as conn:
+            require_schema(conn)
+            preview = periods.preview_close(conn, args.through, closed_by)
         print("\n".join(preview.lines()))
         return EXIT_OK
     try:
@@ -199,7 +196,7 @@ def _period_close(args: argparse.Namespace) -> int:
     except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
         if not _connection_lost(exc):
             raise
-        lost = _lost_line(exc)
+        lost = f"error: {_lost(exc)}"
         try:
             with connect() as conn:
                 line = periods.where_close_stopped(conn, args.through, lost)
@@ -224,8 +221,28 @@ def _connection_lost(error: Exception) -> bool:
     return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
-def _lost_line(error: Exception) -> str:
-    return f"error: the connection was lost ({type(error).__name__}: {first_line(error)})"
+def _lost(error: Exception) -> str:
+    return f"the connection was lost ({type(error).__name__}: {first_line(error)})"
+
+
+@contextmanager
+def _stopped_says(outcome: str) -> Iterator[None]:
+    """Ctrl-C or a lost connection in the block (perhaps at its COMMIT, which may have gone
+    through): the person is told ``outcome``. Ctrl-C goes on up (exit 130); a lost
+    connection becomes the command's error (exit 1)."""
+    import psycopg
+
+    from rating_pipeline.errors import RatingPipelineError
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"interrupted: {outcome}", file=sys.stderr)
+        raise
+    except psycopg.OperationalError as exc:
+        if not _connection_lost(exc):
+            raise
+        raise RatingPipelineError(f"{_lost(exc)}: {outcome}") from exc
 
 
 def _os_user() -> str:
@@ -256,8 +273,6 @@ def _period_status(args: argparse.Namespace) -> int:
 
 
 def _invoice_build(args: argparse.Namespace) -> int:
-    import psycopg
-
     from rating_pipeline.warehouse import invoices
     from rating_pipeline.warehouse.database import connect, require_schema
 
@@ -266,18 +281,9 @@ def _invoice_build(args: argparse.Namespace) -> int:
         f"{month:%Y-%m}'s lines were built whole or not at all; building them again converges "
         "(an identical rebuild writes nothing)"
     )
-    try:
-        with connect() as conn:
-            require_schema(conn)
-            built = invoices.build_invoice(conn, month, invoices.new_run_id())
-    except KeyboardInterrupt:
-        print(f"interrupted: {whole_or_not}", file=sys.stderr)
-        raise
-    except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
-        if not _connection_lost(exc):
-            raise
-        print(f"{_lost_line(exc)}: {whole_or_not}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _stopped_says(whole_or_not), connect() as conn:
+        require_schema(conn)
+        built = invoices.build_invoice(conn, month, invoices.new_run_id())
     if built.differing:
         print(f"error: {built}", file=sys.stderr)
         return EXIT_FAILURE
@@ -286,8 +292,6 @@ def _invoice_build(args: argparse.Namespace) -> int:
 
 
 def _invoice_export(args: argparse.Namespace) -> int:
-    import psycopg
-
     from rating_pipeline.warehouse.database import connect, require_schema
     from rating_pipeline.warehouse.invoices import export_invoice, parse_month
 
@@ -296,18 +300,9 @@ def _invoice_export(args: argparse.Namespace) -> int:
         f"{args.out} holds {month:%Y-%m}'s files as an earlier export wrote them, or some or all "
         "as this one did: export the month again (nothing in the warehouse changed)"
     )
-    try:
-        with connect() as conn:
-            require_schema(conn)
-            exported = export_invoice(conn, month, args.out)
-    except KeyboardInterrupt:
-        print(f"interrupted: {as_they_stand}", file=sys.stderr)
-        raise
-    except psycopg.OperationalError as exc:  # the connection lost, perhaps at the COMMIT
-        if not _connection_lost(exc):
-            raise
-        print(f"{_lost_line(exc)}: {as_they_stand}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _stopped_says(as_they_stand), connect() as conn:
+        require_schema(conn)
+        exported = export_invoice(conn, month, args.out)
     for path in exported.written:
         print(path)
     for path in exported.removed:
