@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -841,6 +841,11 @@ def test_export_total_row_is_the_exact_sum_of_lines_of_more_than_28_digits(
     assert total["kind"] == "total" and (total["amount_exact"],) == stored
 
 
+def ctrl_c(*args: Any) -> NoReturn:
+    """A command's work, interrupted by Ctrl-C (to monkeypatch in)."""
+    raise KeyboardInterrupt
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
     code = cli.main(list(argv))
     captured = capsys.readouterr()
@@ -1114,10 +1119,7 @@ def test_an_interrupted_build_says_that_building_again_converges_and_exits_130(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def interrupted(*args: Any) -> LinesBuilt:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("rating_pipeline.warehouse.invoices.build_invoice", interrupted)
+    monkeypatch.setattr("rating_pipeline.warehouse.invoices.build_invoice", ctrl_c)
     code, out, err = run_cli(capsys, "invoice", "build", "--month", "2026-06")
     assert code == 130 and out == []
     assert err == (
@@ -1156,11 +1158,7 @@ def test_an_interrupted_dry_run_says_it_wrote_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ctrl-C exited 130 with nothing on the screen. Found by an audit of interruptions."""
-
-    def interrupted(*args: Any) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("rating_pipeline.warehouse.periods.preview_close", interrupted)
+    monkeypatch.setattr("rating_pipeline.warehouse.periods.preview_close", ctrl_c)
     code, out, err = run_cli(
         capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--dry-run"
     )
@@ -1648,6 +1646,19 @@ def export_in_own_connection(database_url: str, out: Path) -> Exported:
         return export_invoice(conn, JUNE, out)
 
 
+def exported_then_remapped(
+    url: str, reader: psycopg.Connection, capsys: pytest.CaptureFixture[str], out: Path
+) -> dict[str, bytes]:
+    """June built and exported into ``out``, then built again with org-1's lines moved to
+    acme's invoice; the exported files, by name."""
+    build(url, JUNE)
+    assert run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(out))[0] == 0
+    exported = {path.name: path.read_bytes() for path in out.iterdir()}
+    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
+    build(url, JUNE)
+    return exported
+
+
 def test_an_export_stopped_while_writing_leaves_the_previous_export_whole_and_says_so(
     warehouse_env: str,
     june: list[BillingEvent],
@@ -1661,13 +1672,7 @@ def test_an_export_stopped_while_writing_leaves_the_previous_export_whole_and_sa
     lines had moved from, the same usage in two invoices, and the command said nothing.
     Every file is now written and synced first, and only then are all renamed into place.
     Found by an audit of interruptions."""
-    build(warehouse_env, JUNE)
-    assert (
-        run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path))[0] == 0
-    )
-    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
-    build(warehouse_env, JUNE)  # org-1's lines move to acme's invoice
+    before = exported_then_remapped(warehouse_env, reader, capsys, tmp_path)
     synced = 0
 
     def interrupted_at_the_second(descriptor: int) -> None:
@@ -1725,13 +1730,7 @@ def test_an_export_whose_session_ends_while_writing_replaces_nothing(
     """Its session gone, so is its export lock: it went on writing, renaming and sweeping
     while another export could hold the lock (and have its files swept). It now asks the
     warehouse before it renames anything. Found by an audit of interruptions."""
-    build(warehouse_env, JUNE)
-    assert (
-        run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path))[0] == 0
-    )
-    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-    reader.execute("INSERT INTO billing_account (auth_id, account_id) VALUES ('org-1', 'acme')")
-    build(warehouse_env, JUNE)
+    before = exported_then_remapped(warehouse_env, reader, capsys, tmp_path)
     real_fsync = os.fsync
 
     def terminated_while_syncing(descriptor: int) -> None:
