@@ -33,6 +33,7 @@ from rating_pipeline.orchestration.queries import LateWindow
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
+    LOOKBACK_VARIABLE,
     LateEventsCursor,
     build_late_events_sensor,
 )
@@ -538,6 +539,34 @@ def test_hours_before_the_first_window_never_rated_are_named_until_a_rating_read
     assert before.key in (named.description or "")
     assert settled.passed
     assert settled.metadata["never_rated_hours_before_first_window"] == dg.MetadataValue.int(0)
+
+
+def test_a_late_window_before_the_first_partition_is_listed_with_how_to_rate_it(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """However long the lookback, no sensor re-rates a window before the first partition
+    (it has none): a late event there is listed at once, with `rating-pipeline rate` as the
+    way out, not as a re-rate that failed or a partition to materialize."""
+    monkeypatch.setenv(LOOKBACK_VARIABLE, "87600")
+    before = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    earlier = make_version({"base-large": own("2.50", "10")}, version="early",
+                           effective_from=before.start)  # fmt: skip
+    add_events(events_in(before, 2, ingested_at=before.end))
+    with connect(database_url) as conn:
+        rate_window(conn, before, Pricebooks((earlier,)), "test-early")
+    add_events([event(before, 40, "late-early", model_id="base-large")])
+    tick(build_late_events_sensor(timedelta(hours=87_600)), database_url, instance)
+
+    evaluation = check(database_url, instance)
+
+    assert not evaluation.passed
+    why = str(listed(evaluation)[before.key])
+    assert why.startswith("3 events now, 2 read by its latest rating: before the first partition")
+    assert "`rating-pipeline rate`" in why and "materialize" not in why.lower()
+    assert "rate by hand those before the first partition" in (evaluation.description or "")
 
 
 def test_the_hour_at_the_lookbacks_start_is_the_missed_hours_sensors_the_one_before_is_not(

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from rating_pipeline.orchestration import queries
+from rating_pipeline.orchestration import partitions, queries
 from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
 from rating_pipeline.orchestration.missed_hours import MAX_ATTEMPTS, PARTITION_TAG, in_flight
 from rating_pipeline.orchestration.partitions import is_partition
@@ -251,7 +251,7 @@ def scan(
     """The database's clock, the next ``count`` rated windows of the rotation, and up to
     ``count`` rated windows that left the lookback since ``previous``, all checked."""
     now = database_clock(conn)
-    lookback_start = Window.containing(now).start - window_lookback
+    lookback_start = partitions.lookback_start(now, window_lookback)
     rotation = queries.rotation(conn, lookback_start, now, previous.after, count)
     # Past the lookback's start only when the lookback was lengthened since: the windows
     # between are inside it again, and are checked once more when they leave it.

@@ -39,7 +39,7 @@ import dagster as dg
 import psycopg
 
 from rating_pipeline.money import exact_sum
-from rating_pipeline.orchestration import changed_events, missed_hours, queries, sensors
+from rating_pipeline.orchestration import changed_events, missed_hours, partitions, queries, sensors
 from rating_pipeline.orchestration.assets import load_or_fail, rated_usage
 from rating_pipeline.orchestration.metadata import (
     int_column,
@@ -446,7 +446,7 @@ def all_windows_billed(
 ) -> dg.AssetCheckResult:
     with warehouse.rolled_back() as conn:  # a digest reads into a scratch temp table
         now = database_clock(conn)
-        lookback_start = Window.containing(now).start - sensors.lookback()
+        lookback_start = partitions.lookback_start(now, sensors.lookback())
         within = changed_events.interval()
         recorded = queries.late_windows(conn, lookback_start, now - within)
         books = functools.cache(lambda: load_or_fail(pricebooks, "no window is checked"))
@@ -466,6 +466,13 @@ def late_state(late: LateWindow, how: str, lookback_start: datetime, within: tim
     """Why a recorded window bills other events than it holds (``how``: from how_changed):
     older than the lookback, or found changed and not re-rated within the sensors' interval."""
     found = f"{late.events_now} events now, {late.events_read} read by its latest rating{how}"
+    first = hourly_windows.start.astimezone(UTC)
+    if late.window.start < first:
+        return (
+            f"{found}: before the first partition ({Window(first).key}), so no sensor "
+            "re-rates it: rate it with `rating-pipeline rate` and a pricebook version that "
+            "covers it"
+        )
     if late.window.start < lookback_start:
         return f"{found}: older than the lookback, not re-rated automatically"
     return (
@@ -554,6 +561,12 @@ def evaluate_billed(
         listed = sorted(why.items())[:WINDOWS_LISTED]
         checked["windows"] = table(UNBILLED_COLUMNS, ((w.key, text) for w, text in listed))
     unbilled = len(late) + len(never_rated)
+    first = hourly_windows.start.astimezone(UTC)
+    by_hand = (
+        ", and rate by hand those before the first partition (`rating-pipeline rate`)"
+        if any(w.window.start < first for w in late)
+        else ""
+    )
     description = (
         "Every window with events is rated, and no change was seen to the events of a window "
         "older than the lookback after its rating (no sensor digests windows there: a "
@@ -564,8 +577,8 @@ def evaluate_billed(
             f"Changed after the latest rating and re-rated by no sensor (older than the "
             f"lookback, or not within {changed_events.INTERVAL_VARIABLE}): "
             f"{_plural(len(late), 'window')}; never rated though holding events: "
-            f"{_plural(len(never_rated), 'hour')}. Materialize their partitions (in a closed "
-            "period, the difference bills as adjustments on the next invoice)."
+            f"{_plural(len(never_rated), 'hour')}. Materialize their partitions{by_hand} (in "
+            "a closed period, the difference bills as adjustments on the next invoice)."
         )
     )
     unread = unread_events(before_first, undated, not_begun)

@@ -3,7 +3,7 @@ window (contract 2), one monthly, UTC partition per invoice month (contract 11).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -63,3 +63,11 @@ def month_key(month: datetime) -> str:
 def is_partition(window: Window, now: datetime) -> bool:
     """``window`` is a partition at ``now``: on or after the first, and closed."""
     return window.start >= hourly_windows.start.astimezone(UTC) and window.end <= now
+
+
+def lookback_start(now: datetime, window_lookback: timedelta) -> datetime:
+    """The first window the sensors re-rate at ``now``: ``window_lookback`` before the
+    current hour, never before the first partition (a window there has no partition to run,
+    so it is older than the lookback however long the lookback is)."""
+    since = Window.containing(now).start - window_lookback
+    return max(since, hourly_windows.start.astimezone(UTC))

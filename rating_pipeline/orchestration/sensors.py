@@ -31,7 +31,7 @@ import psycopg
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
-from rating_pipeline.orchestration.partitions import hourly_windows, is_partition
+from rating_pipeline.orchestration.partitions import hourly_windows, is_partition, lookback_start
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.database import database_clock
@@ -162,14 +162,14 @@ def scan(
     tick examines: after a longer outage, the ticks catch up a span each.
     """
     now = database_clock(conn)
-    lookback_start = Window.containing(now).start - window_lookback
-    since = lookback_start
+    since = Window.containing(now).start - window_lookback
     if cursor is not None:
         since = cursor.ingested_through - RESCAN_OVERLAP
     through = min(now, since + window_lookback + HOUR)
     span = queries.Ingested(since, through)
-    changed, beyond = queries.touched_windows(conn, span, lookback_start)
-    return LateEventsScan(now, span, lookback_start, tuple(changed), tuple(beyond))
+    start = lookback_start(now, window_lookback)
+    changed, beyond = queries.touched_windows(conn, span, start)
+    return LateEventsScan(now, span, start, tuple(changed), tuple(beyond))
 
 
 def record_changed(
