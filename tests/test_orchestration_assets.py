@@ -26,6 +26,7 @@ from rating_pipeline.orchestration.checks import (
     PRICED_BY_CURRENT_PRICEBOOKS,
     RATED_USAGE_CHECKS,
     cost_reconstructs,
+    evaluate_cost,
     events_conserved,
 )
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
@@ -633,6 +634,23 @@ def test_cost_check_fails_on_a_row_that_does_not_reconstruct(
             "reconstructed_usd": "0.000105000000",
         }
     ]
+
+
+def test_cost_check_counts_one_row_and_one_window_in_the_singular() -> None:
+    """The UI reads the description as a sentence: "1 row", never "1 rows"."""
+    window = Window(WINDOW_START)
+    span = queries.Span.of([window])
+    one_bad = queries.CostAudit(rows_audited=1, rows_not_reconstructing=1,
+                                total_cost_usd=Decimal("1"))  # fmt: skip
+    off_total = queries.LoggedTotalMismatch(window, Decimal("2"), Decimal("1"))
+
+    failed = evaluate_cost(span, one_bad, [], [off_total]).description or ""
+    passed = evaluate_cost(span, replace(one_bad, rows_not_reconstructing=0), [], [])
+
+    assert "1 row of" in failed and "1 window:" in failed
+    assert "1 rows" not in failed and "1 windows" not in failed
+    assert "(1 row, 1 USD in all)" in (passed.description or "")
+    assert "1 rows" not in (passed.description or "")
 
 
 def test_cost_check_reconstructs_every_token_class(

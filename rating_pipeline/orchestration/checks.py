@@ -194,15 +194,16 @@ def evaluate_cost(
     if totals:
         checked["window_totals"] = window_totals_table(totals[:WINDOWS_LISTED])
     description = (
-        f"{audit.rows_audited} rows of {span} reconstruct (the rows total "
-        f"{usd_text(audit.total_cost_usd)} USD), and each window's rows (in a closed window, "
-        "with all its adjustments) add up to its latest logged total."
+        f"Every row of {span} reconstructs ({_plural(audit.rows_audited, 'row')}, "
+        f"{usd_text(audit.total_cost_usd)} USD in all), and each window's rows (in a closed "
+        "window, with all its adjustments) add up to its latest logged total."
         if passed
         else (
-            f"{audit.rows_not_reconstructing} rows of {span} do not reconstruct from their own "
-            f"rates and tokens, and {len(totals)} windows do not add up to their logged total: "
-            "the table was written outside the rater. Re-materialize the windows; the archive "
-            "tables keep the rows they replace."
+            "Not reconstructing from their own rates and tokens: "
+            f"{_plural(audit.rows_not_reconstructing, 'row')} of {span}; not adding up to "
+            f"their logged total: {_plural(len(totals), 'window')}: the table was written "
+            "outside the rater. Re-materialize the windows; the archive tables keep the rows "
+            "they replace."
         )
     )
     return dg.AssetCheckResult(
