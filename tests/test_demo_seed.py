@@ -580,6 +580,31 @@ def test_invoice_summary_residuals_are_the_invoiced_total_minus_the_exact_sum(
     )
 
 
+def test_an_id_that_does_not_print_cannot_write_a_line_of_the_summary(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    """Upstream's ids may hold a line break or a terminal escape: the summary's principals,
+    exceptions and invoice accounts (an unmapped auth_id is its own account) show it
+    quoted, so it cannot forge a line of the report."""
+    version = make_version({"m": own("1", "0")})
+    at = START + timedelta(minutes=5)
+    forged = "org-x\nall accounts: 0.00 USD invoiced\x1b[2K"
+    insert_events(
+        database_url,
+        [
+            make_event(forged, "m", None, 1_000, 0, occurred_at=at),
+            make_event(forged, "mystery", occurred_at=at),  # an exception row
+        ],
+    )
+    rate_window(conn, Window(START), Pricebooks((version,)), "test-unprintable")
+    build_invoice(conn, START.replace(day=1), "test-unprintable")
+
+    text = summarize(conn, START, START + HOUR) + invoices_summary(conn, [START])
+
+    assert "\x1b" not in text and "\nall accounts: 0.00" not in text
+    assert text.count(repr(forged)) == 3
+
+
 def test_summary_of_a_closed_hour_corrected_late_lists_its_adjustments(
     database_url: str, conn: psycopg.Connection
 ) -> None:

@@ -222,6 +222,23 @@ def test_quickstart_refuses_a_warehouse_whose_closes_and_accounts_it_did_not_mak
         assert conn.execute(LEDGER_COUNTS).fetchone() == before
 
 
+def test_an_account_mapping_that_does_not_print_is_quoted_in_the_quickstarts_refusal(
+    database_url: str,
+) -> None:
+    """The refusal names a mapping it found; an auth_id from upstream may hold a line break
+    or a terminal escape, which must not write a line of the error of its own."""
+    with connect(database_url) as conn:
+        conn.execute("INSERT INTO billing_account VALUES ('org-1\nerror: x\x1b[2K', 'acct-1')")
+        conn.commit()
+
+    with pytest.raises(QuickstartError) as refused:
+        require_only_the_demos_ledger(database_url)
+
+    message = str(refused.value)
+    assert "\n" not in message and "\x1b" not in message
+    assert repr("org-1\nerror: x\x1b[2K -> acct-1") in message
+
+
 def test_quickstart_refuses_a_close_it_did_not_make_by_a_user_named_as_it_signs(
     database_url: str,
 ) -> None:

@@ -51,7 +51,7 @@ from rating_pipeline.demo.day import (
     load_demo_accounts,
 )
 from rating_pipeline.demo.summary import invoices_summary, summarize
-from rating_pipeline.errors import EXIT_OK, RatingPipelineError
+from rating_pipeline.errors import EXIT_OK, RatingPipelineError, shown
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
 from rating_pipeline.orchestration.instance import (
@@ -268,7 +268,7 @@ def require_only_the_demos_ledger(warehouse_url: str) -> None:
         found.append(f"{len(closed)} close(s) not the demo's (through {through:%Y-%m-%d})")
     if mapped:
         more = ", ..." if len(mapped) > 1 else ""
-        found.append(f"{len(mapped)} account mapping(s) not the demo's ({mapped[0]}{more})")
+        found.append(f"{len(mapped)} account mapping(s) not the demo's ({shown(mapped[0])}{more})")
     if found:
         raise QuickstartError(
             f"the demo's warehouse (the embedded default) holds what the demo would empty "

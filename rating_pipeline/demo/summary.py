@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from rating_pipeline.errors import shown
 from rating_pipeline.money import EXACT, exact_sum
 from rating_pipeline.warehouse.close_mark import close_mark, month_of, wholly_closed
 from rating_pipeline.warehouse.invoices import month_totals
@@ -92,6 +93,9 @@ def _hour(instant: datetime) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """Aligned columns; a cell that does not all print (an id or a detail naming one, from
+    upstream) is quoted, so that it cannot write a line of its own."""
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
@@ -230,7 +234,7 @@ def _principals_table(conn: psycopg.Connection, params: dict[str, object], total
     principals = conn.execute(SUMMARY_TOP_PRINCIPALS, {**params, "limit": TOP_PRINCIPALS})
     rows = [
         (
-            auth,
+            _id(auth),
             f"{int(rollups):,}",
             f"{int(events):,}",
             f"{int(tokens_in):,}",
@@ -327,7 +331,7 @@ def invoices_summary(conn: psycopg.Connection, months: Sequence[datetime]) -> st
             continue
         rows = [
             (
-                t.account_id,
+                _id(t.account_id),
                 f"{t.line_count:,}",
                 exact_usd(t.amount_exact),
                 f"{t.amount:f}",
