@@ -91,6 +91,59 @@ def test_extraction_flags_every_blank_character_and_negative_tokens(
     assert [(r.auth_id, r.event_count) for r in stored.rollups] == [("org-4", 1)]
 
 
+CASE_INSENSITIVE = (
+    "CREATE COLLATION case_insensitive "
+    "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+)
+
+
+def test_ids_under_upstreams_case_insensitive_collation_are_told_apart_byte_for_byte(
+    conn: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """Upstream may keep its ids and tiers under a nondeterministic (ICU) collation, where
+    org-a equals ORG-A: the rating compares them as the warehouse's own text, byte for byte,
+    so two accounts never merge, BASE-LARGE finds no rates, BATCH is no tier, and a fine-tune
+    of base-large and BASE-LARGE is ambiguous. Skipped on a server built without ICU, as the
+    embedded one is: RATING_TEST_DATABASE_URL points the tests at one with it."""
+    try:
+        conn.execute(CASE_INSENSITIVE)
+    except psycopg.errors.FeatureNotSupported as no_icu:
+        pytest.skip(f"this PostgreSQL has no nondeterministic collation: {no_icu}")
+    for column in ("auth_id", "model_id", "base_model", "service_tier"):
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE billing_event ALTER COLUMN {} TYPE text COLLATE case_insensitive"
+            ).format(sql.Identifier(column))
+        )
+    conn.commit()
+    batch = replace(make_event("org-tier", input_tokens=7), service_tier="BATCH")
+    add_events(
+        [
+            make_event("org-a", input_tokens=1000, output_tokens=0),
+            make_event("ORG-A", input_tokens=2000, output_tokens=0),
+            make_event("org-model", "BASE-LARGE"),
+            make_event("org-unlisted", "mystery"),
+            batch,
+            make_event("org-ft", "ft:x", "base-large"),
+            make_event("org-ft", "ft:x", "BASE-LARGE"),
+        ]
+    )
+
+    book = make_version({"base-large": own("2.50", "10.00")}, fine_tune_multiplier="1.5")
+    rate_window(conn, WINDOW, Pricebooks((book,)), "run-1")
+
+    stored = stored_window(conn, WINDOW)
+    assert sorted((r.auth_id, r.input_tokens) for r in stored.rollups) == [
+        ("ORG-A", 2000), ("org-a", 1000)
+    ]  # fmt: skip
+    assert sorted((e.auth_id, e.reason) for e in stored.exceptions) == [
+        ("org-ft", "ambiguous_base"),
+        ("org-model", "unpriced"),
+        ("org-tier", INVALID_EVENT),
+        ("org-unlisted", "unpriced"),
+    ]
+
+
 def test_extraction_sums_beyond_bigint_exactly(
     conn: psycopg.Connection, add_events: AddEvents
 ) -> None:

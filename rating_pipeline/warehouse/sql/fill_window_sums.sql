@@ -16,10 +16,14 @@ bases AS (
         AS bases (base_model, above)
 ),
 events AS NOT MATERIALIZED (
-    -- Ids and tiers as text whatever upstream's types (a number, an enum): no-ops on text.
+    -- Ids and tiers as the warehouse's text whatever upstream's types (a number, an enum)
+    -- and collation (a case-insensitive one would merge org-a and ORG-A): byte for byte.
     SELECT
-        auth_id::text AS auth_id, model_id::text AS model_id, base_model::text AS base_model,
-        service_tier::text AS service_tier, input_tokens, output_tokens, cache_read_tokens,
+        auth_id::text COLLATE "default" AS auth_id,
+        model_id::text COLLATE "default" AS model_id,
+        base_model::text COLLATE "default" AS base_model,
+        service_tier::text COLLATE "default" AS service_tier,
+        input_tokens, output_tokens, cache_read_tokens,
         cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, audio_input_tokens,
         audio_output_tokens, image_input_tokens, occurred_at, ingested_at
     FROM billing_event
