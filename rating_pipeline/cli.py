@@ -363,6 +363,13 @@ def _pricebook_import_litellm(args: argparse.Namespace) -> int:
         )
     except FloatNoiseError as exc:
         return _failed([*exc.report_lines(), f"error: {exc}"])
+    if not result.models:
+        return _failed(
+            [
+                *result.report_lines(),
+                "error: no model imported (see the lines above); nothing written",
+            ]
+        )
     try:
         path = write_version(args.out or default_pricebook_dir(), args.version, result.text)
     except OSError as exc:  # --out names a file, or a directory it may not write

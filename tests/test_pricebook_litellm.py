@@ -611,6 +611,30 @@ def test_a_duplicated_key_in_the_json_fails_the_import():
         convert('{"m": {"mode": "chat"}, "m": {"mode": "chat"}}')
 
 
+def test_a_duplicated_key_deep_in_a_model_is_named_with_its_model():
+    """In a map of thousands of models, the duplicate's place names its model."""
+    text = '{"m": {"mode": "chat", "x": {"y": {"z": 1, "z": 2}}}}'
+    with pytest.raises(LitellmFormatError, match=r"duplicated key 'z' in 'm'\['x'\]\['y'\]"):
+        convert(text)
+
+
+def test_a_file_nested_too_deeply_is_one_clean_error():
+    """A price field holding lists nested hundreds deep is no price map: an error that
+    names the model, not a RecursionError's traceback."""
+    deep = "[" * 600 + "1" + "]" * 600
+    with pytest.raises(LitellmFormatError, match=r"model 'm' holds values nested more than"):
+        convert(one_model('"x_cost": ' + deep))
+    with pytest.raises(LitellmFormatError, match="nested more than"):
+        convert("[" * 5000 + "]" * 5000)
+
+
+def test_an_effective_from_that_is_no_text_is_one_clean_error(tmp_path, capsys):
+    code = run_import("--version", "v1", "--effective-from", EFFECTIVE_FROM + "\udcff",
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    assert code == EXIT_FAILURE
+    assert "--effective-from '2026-10-01T00:00:00Z\\udcff'" in capsys.readouterr().err
+
+
 def test_a_duplicated_key_in_a_price_range_fails_the_import():
     """An object inside a list (a tiered_pricing range) is checked as one inside an object
     is: a parser keeps the last of two input prices, 9 in place of 1, unseen. Found by a
@@ -622,7 +646,8 @@ def test_a_duplicated_key_in_a_price_range_fails_the_import():
         '"input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06}]}}'
     )
     with pytest.raises(
-        LitellmFormatError, match=r"duplicated key 'input_cost_per_token' in 'tiered_pricing'\[0\]"
+        LitellmFormatError,
+        match=r"duplicated key 'input_cost_per_token' in 'm'\['tiered_pricing'\]\[0\]",
     ):
         convert(text)
 
@@ -755,9 +780,9 @@ def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(
     assert "is not on a whole hour" in capsys.readouterr().err
 
 
-def test_import_command_keeps_its_own_report_when_the_loader_rejects_the_version(tmp_path, capsys):
+def test_import_command_that_imports_no_model_says_so_with_its_report(tmp_path, capsys):
     """Why nothing was imported (every model dropped, each with its reason) is what the
-    user needs when the version then fails to load for want of models."""
+    user needs, not the loader's complaint about a file that was never written."""
     source = tmp_path / "prices.json"
     source.write_text('{"per-query/search": {"mode": "chat", "input_cost_per_query": 0.01}}')
     code = run_import("--version", "v", "--effective-from", EFFECTIVE_FROM,
@@ -766,7 +791,9 @@ def test_import_command_keeps_its_own_report_when_the_loader_rejects_the_version
     assert code == EXIT_FAILURE and not (tmp_path / "books").exists()
     assert "not imported: per-query/search: no usable input_cost_per_token" in stderr
     assert "not mapped: per-query/search: input_cost_per_query" in stderr
-    assert stderr.splitlines()[-1].startswith("error: the converted version does not load")
+    assert stderr.splitlines()[-1] == (
+        "error: no model imported (see the lines above); nothing written"
+    )
 
 
 def test_import_command_rejects_a_version_name_that_is_no_file_name(tmp_path, capsys):
@@ -1031,7 +1058,32 @@ def test_a_model_id_with_a_control_character_is_not_imported_and_reported():
     prices = {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
     result, version = imported(json.dumps({"tab\tid": prices, "ok": prices}))
     assert list(version.models) == ["ok"]
-    assert [str(note) for note in result.not_imported] == ["tab\tid: no usable model id"]
+    assert [str(note) for note in result.not_imported] == ["'tab\\tid': no usable model id"]
+
+
+def test_every_report_line_is_one_printable_line_whatever_the_source_holds(tmp_path, capsys):
+    """Ids, field names and modes come from the file: one with a line break would forge a
+    line of the report, and a lone surrogate (valid JSON) would end the command after the
+    version was written, its report lost. Each is shown quoted and escaped."""
+    prices = '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06'
+    source = tmp_path / "map.json"
+    source.write_text(
+        '{"e": {"mode": "embedding\\udfff"}, '
+        '"evil\\nrounded: m": {"mode": "chat", ' + prices + "}, "
+        '"bad\\ud800": {"mode": "chat", ' + prices + "}, "
+        '"m": {"mode": "chat", "x_cost\\nnot mapped: m": 1, ' + prices + "}}"
+    )
+
+    code = run_import("--version", "v1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path / "books"), source=source)  # fmt: skip
+
+    stdout, stderr = capsys.readouterr()
+    assert (code, stderr) == (EXIT_OK, "")
+    lines = stdout.splitlines()
+    assert all(line.isprintable() for line in lines)
+    assert len(lines) == 1 + 3 + 1  # the summary, 2 not imported, 1 not mapped, skipped
+    assert sum(line.startswith("not mapped: ") for line in lines) == 1
+    assert sum(line.startswith("rounded: ") for line in lines) == 0
 
 
 def test_a_model_id_with_quotes_and_backslashes_is_written_as_the_same_id():
@@ -1061,10 +1113,22 @@ def test_each_price_of_a_model_left_out_is_reported_once_with_its_own_reason():
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
-def test_a_price_that_is_no_json_number_fails_the_import(constant):
-    """NaN and Infinity are no JSON: the file is refused, nothing read through a float."""
-    with pytest.raises(LitellmFormatError, match=f"{constant} is not a price"):
-        convert(one_model(f'"input_cost_per_token": {constant}, "output_cost_per_token": 1e-06'))
+def test_a_non_finite_price_is_reported_by_model_and_field_and_the_rest_imported(constant):
+    """NaN and Infinity are no JSON numbers and no prices: each is reported where it is, a
+    model's other fields and the other models are read as ever, nothing through a float.
+    Refusing the whole file named neither model nor field, in a map of 3,000 models."""
+    prices = '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06'
+    text = (
+        '{"a": {"mode": "chat", "input_cost_per_token": ' + constant + ", "
+        '"output_cost_per_token": 1e-06}, '
+        '"b": {"mode": "chat", "max_tokens": ' + constant + ", " + prices + "}}"
+    )
+
+    result, version = imported(text)
+
+    assert list(version.models) == ["b"]
+    assert as_text(rates(version, "b")) == {"input": "1", "output": "2"}
+    assert f"a: input_cost_per_token {constant}: not a finite number" in map(str, result.unmapped)
 
 
 # --- price ranges (more) ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, shown
 from rating_pipeline.money import (
     EXACT,
     RATE_LIMIT,
@@ -146,7 +146,7 @@ class Unmapped:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.model}: {self.field} {self.value}: {self.reason}"
+        return f"{shown(self.model)}: {shown(self.field)} {self.value}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,8 @@ class Rounded:
 
     def __str__(self) -> str:
         return (
-            f"{self.model}: {self.field} {self.value} is {self.rate:f} per 1M tokens, "
-            f"rounded half-even to {self.rounded:f}"
+            f"{shown(self.model)}: {shown(self.field)} {self.value} is {self.rate:f} per 1M "
+            f"tokens, rounded half-even to {self.rounded:f}"
         )
 
     def as_noise(self) -> str:
@@ -178,8 +178,8 @@ class Rounded:
         else:
             outcome = f"--round would import {self.rounded:f}"
         return (
-            f"{self.model}: {self.field} {self.value} is {self.rate:f} per 1M tokens, "
-            f"{places}; {outcome}"
+            f"{shown(self.model)}: {shown(self.field)} {self.value} is {self.rate:f} per 1M "
+            f"tokens, {places}; {outcome}"
         )
 
 
@@ -192,7 +192,7 @@ class NotImported:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.model}: {self.reason}"
+        return f"{shown(self.model)}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,13 @@ class _JsonNumber(str):
     __slots__ = ()
 
 
+class _JsonConstant(str):
+    """NaN, Infinity or -Infinity, which Python's JSON parser reads (JSON has none): no
+    price, reported where it stands as one."""
+
+    __slots__ = ()
+
+
 def convert_litellm(
     text: str, *, version: str, effective_from: str, round_rates: bool
 ) -> ImportedVersion:
@@ -265,6 +272,10 @@ def convert_litellm(
     key), and FloatNoiseError when a price has float noise and ``round_rates`` is false.
     The text is not validated here: ``write_version`` loads it before it writes it.
     """
+    if not effective_from.isprintable():  # the loader reads the rest of it
+        raise LitellmFormatError(
+            f"--effective-from {shown(effective_from)} is no instant such as 2026-10-01T00:00:00Z"
+        )
     entries = _parse(text)
     report = _Report(round_rates)
     skipped: Counter[str] = Counter()
@@ -272,7 +283,7 @@ def convert_litellm(
     for model_id, entry in sorted(entries.items()):
         mode = entry.get(MODE)
         if mode not in IMPORTED_MODES:
-            skipped["(no mode)" if mode is None else str(mode)] += 1
+            skipped["(no mode)" if mode is None else _mode_name(mode)] += 1
             continue
         if not _usable_id(model_id):
             report.not_imported.append(NotImported(model_id, "no usable model id"))
@@ -301,6 +312,12 @@ def convert_litellm(
         unmapped=tuple(report.unmapped),
         fine_tunes=tuple(model_id for model_id in models if is_fine_tune(model_id)),
     )
+
+
+def _mode_name(mode: object) -> str:
+    """A mode as the skipped line counts it: its text, or its JSON when that does not print
+    or it is no string."""
+    return mode if isinstance(mode, str) and mode.isprintable() else _shown(mode)
 
 
 def version_file_name(version: str) -> str:
@@ -334,56 +351,83 @@ def _parse(text: str) -> dict[str, dict[str, Any]]:
             text,
             parse_float=_JsonNumber,
             parse_int=_JsonNumber,
-            parse_constant=_no_constant,
+            parse_constant=_JsonConstant,
             object_pairs_hook=_object,
         )
     except json.JSONDecodeError as exc:
         raise LitellmFormatError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise LitellmFormatError(TOO_DEEP.format(where="the file")) from None
     if not isinstance(data, _Object):
         raise LitellmFormatError("expected a JSON object of models, as LiteLLM's price map is")
-    if data.duplicates:
-        raise LitellmFormatError(f"model {data.duplicates[0]!r} is listed twice")
+    if data.duplicate is not None:
+        path, key = data.duplicate
+        if not path:
+            raise LitellmFormatError(f"model {key!r} is listed twice")
+        inside = repr(path[0]) + "".join(f"[{place!r}]" for place in path[1:])
+        raise LitellmFormatError(f"duplicated key {key!r} in {inside}")
     for model_id, entry in data.items():
         if not isinstance(entry, dict):
             raise LitellmFormatError(f"{model_id!r} is not a JSON object of fields")
+        if _nesting(entry) > MAX_NESTING:
+            raise LitellmFormatError(TOO_DEEP.format(where=f"model {model_id!r}"))
     return data
 
 
-def _no_constant(name: str) -> None:
-    raise LitellmFormatError(f"{name} is not a price")
+# LiteLLM's deepest price (a range's bound) is 3 levels inside its model's object.
+MAX_NESTING = 16
+TOO_DEEP = f"{{where}} holds values nested more than {MAX_NESTING} levels deep: no price map does"
+
+
+def _nesting(value: Any) -> int:
+    """How many objects and lists deep ``value`` goes (1 for a flat object), counted
+    without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            inner = item.values() if isinstance(item, dict) else item
+            stack.extend((nested, depth + 1) for nested in inner)
+    return deepest
 
 
 class _Object(dict[str, Any]):
-    """A JSON object, and the keys written twice in it (a JSON parser keeps the last)."""
+    """A JSON object, and the first key written twice in it or in an object inside it (a
+    JSON parser keeps the last), with the keys and list places down to that object."""
 
-    duplicates: tuple[str, ...] = ()
+    duplicate: tuple[tuple[str | int, ...], str] | None = None
 
 
 def _object(pairs: list[tuple[str, Any]]) -> _Object:
-    """A JSON object; a key written twice in an object inside it, directly or in a list,
-    is an error here, where the object's own key can be named (objects are built
-    innermost first)."""
+    """A JSON object, carrying up the first duplicated key found in it or inside it
+    (objects are built innermost first), for _parse to name it from the model down."""
     result = _Object()
-    duplicates = []
     for key, value in pairs:
-        if key in result:
-            duplicates.append(key)
-        for where, inner in _objects_within(repr(key), value):
-            if inner.duplicates:
-                raise LitellmFormatError(f"duplicated key {inner.duplicates[0]!r} in {where}")
+        if result.duplicate is None and key in result:
+            result.duplicate = ((), key)
+        if result.duplicate is None:
+            for place, inner in _objects_within((key,), value):
+                if inner.duplicate is not None:
+                    path, duplicated = inner.duplicate
+                    result.duplicate = (place + path, duplicated)
+                    break
         result[key] = value
-    result.duplicates = tuple(duplicates)
     return result
 
 
-def _objects_within(where: str, value: Any) -> Iterator[tuple[str, _Object]]:
-    """``value`` if it is an object, or the objects of a list, of lists in it, named by
-    their place (``'tiered_pricing'[0]``)."""
-    if isinstance(value, _Object):
-        yield where, value
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _objects_within(f"{where}[{index}]", item)
+def _objects_within(
+    place: tuple[str | int, ...], value: Any
+) -> Iterator[tuple[tuple[str | int, ...], _Object]]:
+    """``value`` if it is an object, or the objects of a list, of lists in it, with their
+    place: the keys and list indexes down to each (``("tiered_pricing", 0)``)."""
+    stack = [(place, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, _Object):
+            yield where, item
+        elif isinstance(item, list):
+            stack.extend(reversed([((*where, i), inner) for i, inner in enumerate(item)]))
 
 
 def write_version(directory: Path, version: str, text: str) -> Path:
@@ -696,6 +740,9 @@ def _why_not_a_price(name: str, value: object) -> str | None:
 
 def _rate(model_id: str, name: str, value: object, report: _Report) -> Decimal | None:
     """USD per 1,000,000 tokens, exactly, from the JSON text; None (reported) if unusable."""
+    if isinstance(value, _JsonConstant):
+        report.unmap(model_id, name, value, "not a finite number")
+        return None
     if not isinstance(value, _JsonNumber):
         report.unmap(model_id, name, value, "not a number")
         return None
@@ -862,15 +909,24 @@ def _unread_aliases(model_id: str, entry: dict[str, Any], report: _Report) -> li
 
 def _shown(value: object) -> str:
     """A JSON value as a report line shows it, whole, on one line: every number its own
-    text (an object of per-query prices, a list of price ranges)."""
-    if isinstance(value, _JsonNumber):
+    text (an object of per-query prices, a list of price ranges), every string as JSON
+    writes it, with \\u escapes when a character of it does not print."""
+    text = _json_text(value, ascii_only=False)
+    return text if text.isprintable() else _json_text(value, ascii_only=True)
+
+
+def _json_text(value: object, *, ascii_only: bool) -> str:
+    if isinstance(value, _JsonNumber | _JsonConstant):
         return str(value)
     if isinstance(value, dict):
-        members = (f"{json.dumps(k, ensure_ascii=False)}: {_shown(v)}" for k, v in value.items())
+        members = (
+            f"{json.dumps(k, ensure_ascii=ascii_only)}: {_json_text(v, ascii_only=ascii_only)}"
+            for k, v in value.items()
+        )
         return "{" + ", ".join(members) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(_shown(item) for item in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
+        return "[" + ", ".join(_json_text(item, ascii_only=ascii_only) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_only)
 
 
 # --- writing the YAML ---------------------------------------------------------------------
