@@ -184,6 +184,25 @@ def test_a_failed_window_names_the_committed_windows_before_it() -> None:
     assert "nothing of this run was rated" in failed_window(windows, 0, TimeoutError("x"))
 
 
+def test_a_failed_window_that_may_have_committed_is_not_said_committed() -> None:
+    """When the warehouse cannot be asked what became of the failed rating, the window is
+    neither counted among those rated and committed nor said to be one of them."""
+    windows = [Window(WINDOW_START + n * HOUR) for n in range(4)]
+    unknown = "may have committed (the warehouse cannot be asked: rating_log says, run abc)"
+
+    after_two = failed_window(windows, 2, OSError("server closed"), became=unknown)
+    first = failed_window(windows, 0, OSError("server closed"), became=unknown)
+
+    assert f"It {unknown}; the 2 window(s) before it (2026-06-15-10:00...2026-06-15-11:00 " in (
+        after_two
+    )
+    assert "through it" not in after_two
+    assert first == (
+        f"rating window 2026-06-15-10:00 failed: OSError: server closed. It {unknown}; no "
+        "window of this run before it was rated."
+    )
+
+
 def excepted(reason: str, events: int) -> RatingException:
     return RatingException(
         window_start=WINDOW.start,

@@ -94,8 +94,9 @@ def require_closed(conn: psycopg.Connection, windows: Sequence[Window]) -> None:
         raise dg.Failure(
             description=(
                 f"window {still_open[0].key} has not closed yet (it ends at "
-                f"{still_open[0].end.isoformat()}): nothing is rated; the schedule rates it "
-                "once it has"
+                f"{still_open[0].end.isoformat()}, by the database's clock): nothing is "
+                "rated; launch the run again once it has (a run the schedule made is not "
+                "made again: missed_hours rates the hour 1 h 30 after it closes)"
             ),
             allow_retries=False,
         )
@@ -149,25 +150,29 @@ def failed_window(
     window's rating committed, and reading its UI tables after it failed; ``became``: what
     ``engine.what_became_of`` found of a rating that failed."""
     failure = f"{type(error).__name__}: {error}"
-    rated = done + 1 if committed or became != ROLLED_BACK else done
+    rated = done + 1 if committed or became == COMMITTED_ALL_THE_SAME else done
+    # What became of it: rolled back, committed all the same, or unknown (may have).
+    outcome = "was rolled back" if became == ROLLED_BACK else became
     if committed:
         where = (
             f"reading the UI tables of window {windows[done].key} failed: {failure}. Its "
             f"rating was committed: the {rated} window(s) through it"
         )
-    elif became != ROLLED_BACK:
+    elif rated > done:
         where = (
             f"rating window {windows[done].key} failed: {failure}. It {became}; the {rated} "
             "window(s) through it"
         )
     elif done == 0:
-        return (
-            f"rating window {windows[0].key} failed: {failure}. It was rolled back; nothing "
-            "of this run was rated."
+        nothing = (
+            "nothing of this run was rated"
+            if became == ROLLED_BACK
+            else "no window of this run before it was rated"
         )
+        return f"rating window {windows[0].key} failed: {failure}. It {outcome}; {nothing}."
     else:
         where = (
-            f"rating window {windows[done].key} failed: {failure}. It was rolled back; the "
+            f"rating window {windows[done].key} failed: {failure}. It {outcome}; the "
             f"{done} window(s) before it"
         )
     held = ""

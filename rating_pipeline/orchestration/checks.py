@@ -515,6 +515,12 @@ def _attempts_made(runs: int) -> str:
     return f"its {missed_hours.MAX_ATTEMPTS} attempts, and {_plural(extra, 're-execution')}"
 
 
+def _duration(span: timedelta) -> str:
+    """``1 h 30`` for 90 minutes, ``2 h`` for two hours."""
+    hours, minutes = divmod(span // timedelta(minutes=1), 60)
+    return f"{hours} h {minutes:02}" if minutes else f"{hours} h"
+
+
 def _plural(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
@@ -569,8 +575,10 @@ def evaluate_billed(
         else ""
     )
     description = (
-        "Every window with events is rated, and no change was seen to the events of a window "
-        "older than the lookback after its rating (no sensor digests windows there: a "
+        f"Every hour with events that closed {_duration(missed_hours.MISSED_AFTER)} or more "
+        "ago is rated (a later one is the schedule's to rate, then missed_hours'), and no "
+        "change was seen to the events of a window older than the lookback after its "
+        "rating (no sensor digests windows there: a "
         "changed event count there shows only in events_conserved, executed on its own; a "
         "correction of tokens in place, nowhere)."
         if not unbilled

@@ -25,8 +25,9 @@ hourly_windows = dg.HourlyPartitionsDefinition(
 # A month's key is how `rating-pipeline invoice build --month` takes it: 2026-06.
 MONTH_KEY_FORMAT = "%Y-%m"
 # From the month of the first window. end_offset=1: the newest partition is the month in
-# progress, whose lines are a draft (rebuilt as its hours are rated) until a close wholly
-# closes it; adjustments made now bill on it, or on the month holding the close mark.
+# progress, whose lines are a draft (rebuilt by each materialization of its partition, and
+# by each close) until a close wholly closes it; adjustments made now bill on it, or on the
+# month holding the close mark.
 invoice_months = dg.MonthlyPartitionsDefinition(
     start_date=hourly_windows.start.strftime(MONTH_KEY_FORMAT),
     fmt=MONTH_KEY_FORMAT,
