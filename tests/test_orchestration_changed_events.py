@@ -40,6 +40,9 @@ from rating_pipeline.orchestration.sensors import (
     MINIMUM_INTERVAL_SECONDS,
     SensorSettingError,
 )
+from rating_pipeline.pricebook.loader import load_pricebooks
+from rating_pipeline.warehouse.database import connect
+from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
 from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.factories import BillingEvent
@@ -717,6 +720,37 @@ def test_windows_a_longer_lookback_takes_back_in_are_checked_again_as_they_leave
     third = tick(longer, database_url, instance, second.cursor)
 
     assert f"{window.key}: events changed" in (third.skip_message or "")
+
+
+def test_a_hand_rated_window_before_the_first_partition_is_digested_reported_and_recorded(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """With a lookback reaching before the first partition, a window rated there by hand
+    is checked as any other: an event deleted from it is reported with how to rate it (no
+    run can) and recorded for all_windows_billed; it is never requested."""
+    books = tmp_path / "books"
+    shutil.copytree(PRICEBOOK_DIR, books)
+    before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
+    effective_from = f"{before_first.start:%Y-%m-%dT%H:%M:%SZ}"
+    (books / "early.yaml").write_text(
+        NEW_VERSION.format(version="early", effective_from=effective_from)
+    )
+    add_events(events_in(before_first, 3, ingested_at=before_first.end))
+    with connect(database_url) as conn:
+        rate_window(conn, before_first, load_pricebooks(books), "by-hand")
+    delete_events(database_url, [f"{before_first.key}-1"])
+    sensor = build_changed_events_sensor(timedelta(hours=87_600), timedelta(days=365))
+
+    found = tick(sensor, database_url, instance, pricebook_dir=books)
+
+    assert requested(found) == []
+    assert f"{before_first.key}: events changed since its latest rating" in (
+        found.skip_message or ""
+    )
+    assert "`rating-pipeline rate`" in (found.skip_message or "")
+    with psycopg.connect(database_url) as conn:
+        recorded = conn.execute("SELECT window_start, events_now FROM late_window").fetchall()
+    assert recorded == [(before_first.start, 2)]
 
 
 def test_changed_events_never_requests_a_window_that_is_not_a_partition(

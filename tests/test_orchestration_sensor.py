@@ -438,7 +438,8 @@ def test_a_late_window_before_the_first_partition_is_never_requested_as_a_run(
 ) -> None:
     """With a lookback reaching before the first partition (allowed up to ten years), a
     window rated there (by `rating-pipeline rate`) that receives a late event has no
-    partition to run: the late_events tick must not request one (mutant S4)."""
+    partition to run: the late_events tick must not request one (it is older than the
+    lookback, partitions.lookback_start)."""
     before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
     books = Pricebooks(
         (make_version({"base-large": own("2.50", "10")}, effective_from=before_first.start),)

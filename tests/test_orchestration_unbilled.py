@@ -615,7 +615,7 @@ def test_an_hour_closed_less_than_the_missed_hours_grace_ago_is_not_listed(
     assert evaluation.metadata["never_rated_hours"] == dg.MetadataValue.int(0)
     # It passes, but does not claim the pending hour rated (found by an audit).
     assert (evaluation.description or "").startswith(
-        "Every hour with events that closed 1 h 30 or more ago is rated"
+        "Every hour with events from the first partition on that closed 1 h 30 or more ago is rated"
     )
 
 

@@ -777,7 +777,9 @@ def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(
     code = run_import("--version", "v", "--effective-from", "2026-10-01T00:30:00Z",
                       "--out", str(tmp_path), "--round")  # fmt: skip
     assert code == EXIT_FAILURE and list(tmp_path.iterdir()) == []
-    assert "is not on a whole hour" in capsys.readouterr().err
+    stderr = capsys.readouterr().err
+    assert "is not on a whole hour" in stderr
+    assert stderr.splitlines()[-1] == "error: the converted version does not load; nothing written"
 
 
 def test_import_command_that_imports_no_model_says_so_with_its_report(tmp_path, capsys):
@@ -1071,7 +1073,11 @@ def test_every_report_line_is_one_printable_line_whatever_the_source_holds(tmp_p
         '{"e": {"mode": "embedding\\udfff"}, '
         '"evil\\nrounded: m": {"mode": "chat", ' + prices + "}, "
         '"bad\\ud800": {"mode": "chat", ' + prices + "}, "
-        '"m": {"mode": "chat", "x_cost\\nnot mapped: m": 1, ' + prices + "}}"
+        '"m": {"mode": "chat", "x_cost\\nnot mapped: m": 1, ' + prices + "}, "
+        '"n": {"mode": " chat", ' + prices + "}, "
+        '"o": {"mode": "chat", "input_cost_per_token_above_\\r\\u001b[2Kx\\u0085y_tokens": 3e-06, '
+        + prices
+        + "}}"
     )
 
     code = run_import("--version", "v1", "--effective-from", EFFECTIVE_FROM,
@@ -1081,8 +1087,10 @@ def test_every_report_line_is_one_printable_line_whatever_the_source_holds(tmp_p
     assert (code, stderr) == (EXIT_OK, "")
     lines = stdout.splitlines()
     assert all(line.isprintable() for line in lines)
-    assert len(lines) == 1 + 3 + 1  # the summary, 2 not imported, 1 not mapped, skipped
-    assert sum(line.startswith("not mapped: ") for line in lines) == 1
+    # the summary, 3 not imported, 3 not mapped (o's 3 prices, left out), skipped
+    assert len(lines) == 1 + 3 + 4 + 1, lines
+    assert sum(line.startswith("not mapped: ") for line in lines) == 4
+    assert 'skipped: 1 " chat", 1 "embedding\\udfff"' in lines
     assert sum(line.startswith("rounded: ") for line in lines) == 0
 
 

@@ -151,8 +151,6 @@ def failed_window(
     ``engine.what_became_of`` found of a rating that failed."""
     failure = f"{type(error).__name__}: {error}"
     rated = done + 1 if committed or became == COMMITTED_ALL_THE_SAME else done
-    # What became of it: rolled back, committed all the same, or unknown (may have).
-    outcome = "was rolled back" if became == ROLLED_BACK else became
     if committed:
         where = (
             f"reading the UI tables of window {windows[done].key} failed: {failure}. Its "
@@ -169,10 +167,10 @@ def failed_window(
             if became == ROLLED_BACK
             else "no window of this run before it was rated"
         )
-        return f"rating window {windows[0].key} failed: {failure}. It {outcome}; {nothing}."
+        return f"rating window {windows[0].key} failed: {failure}. It {became}; {nothing}."
     else:
         where = (
-            f"rating window {windows[done].key} failed: {failure}. It {outcome}; the "
+            f"rating window {windows[done].key} failed: {failure}. It {became}; the "
             f"{done} window(s) before it"
         )
     held = ""

@@ -251,7 +251,9 @@ def scan(
     """The database's clock, the next ``count`` rated windows of the rotation, and up to
     ``count`` rated windows that left the lookback since ``previous``, all checked."""
     now = database_clock(conn)
-    lookback_start = partitions.lookback_start(now, window_lookback)
+    # Not clamped at the first partition: a window rated by hand before it is digested as
+    # any other of the lookback, to be reported and recorded (no run can rate it).
+    lookback_start = Window.containing(now).start - window_lookback
     rotation = queries.rotation(conn, lookback_start, now, previous.after, count)
     # Past the lookback's start only when the lookback was lengthened since: the windows
     # between are inside it again, and are checked once more when they leave it.
@@ -297,9 +299,16 @@ def evaluate(context: dg.SensorEvaluationContext, found: Scan) -> dg.SensorResul
     warnings = [
         f"{check.window.key}: events changed since its latest rating, found as it left the "
         "lookback: no sensor re-rates it now; all_windows_billed lists it until a rating "
-        "reads its events (materialize the partition)"
+        f"reads its events ({_way_out(check.window)})"
         for check in found.leaving
         if check.changed
+    ]
+    warnings += [
+        f"{check.window.key}: events changed since its latest rating; no sensor re-rates a "
+        "window before the first partition: all_windows_billed lists it until a rating "
+        f"reads its events ({_way_out(check.window)})"
+        for check in found.rotation
+        if check.changed and partitions.before_first_partition(check.window)
     ]
     warnings += [uncovered_line(rated) for rated in found.uncovered]
     for line in warnings:
@@ -323,6 +332,12 @@ def evaluate(context: dg.SensorEvaluationContext, found: Scan) -> dg.SensorResul
         keys = ", ".join(unchanged) or "none rated in the lookback"
         states.append(f"windows checked, events unchanged since rated: {keys}")
     return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(states)), cursor=serialized)
+
+
+def _way_out(window: Window) -> str:
+    if partitions.before_first_partition(window):
+        return partitions.RATE_BY_HAND
+    return "materialize the partition"
 
 
 def build_changed_events_sensor(

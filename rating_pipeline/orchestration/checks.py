@@ -467,12 +467,11 @@ def late_state(late: LateWindow, how: str, lookback_start: datetime, within: tim
     """Why a recorded window bills other events than it holds (``how``: from how_changed):
     older than the lookback, or found changed and not re-rated within the sensors' interval."""
     found = f"{late.events_now} events now, {late.events_read} read by its latest rating{how}"
-    first = hourly_windows.start.astimezone(UTC)
-    if late.window.start < first:
+    if partitions.before_first_partition(late.window):
+        first = Window(hourly_windows.start.astimezone(UTC))
         return (
-            f"{found}: before the first partition ({Window(first).key}), so no sensor "
-            "re-rates it: rate it with `rating-pipeline rate` and a pricebook version that "
-            "covers it"
+            f"{found}: before the first partition ({first.key}), so no sensor re-rates it: "
+            f"{partitions.RATE_BY_HAND}"
         )
     if late.window.start < lookback_start:
         return f"{found}: older than the lookback, not re-rated automatically"
@@ -568,15 +567,15 @@ def evaluate_billed(
         listed = sorted(why.items())[:WINDOWS_LISTED]
         checked["windows"] = table(UNBILLED_COLUMNS, ((w.key, text) for w, text in listed))
     unbilled = len(late) + len(never_rated)
-    first = hourly_windows.start.astimezone(UTC)
     by_hand = (
         ", and rate by hand those before the first partition (`rating-pipeline rate`)"
-        if any(w.window.start < first for w in late)
+        if any(partitions.before_first_partition(w.window) for w in late)
         else ""
     )
     description = (
-        f"Every hour with events that closed {_duration(missed_hours.MISSED_AFTER)} or more "
-        "ago is rated (a later one is the schedule's to rate, then missed_hours'), and no "
+        "Every hour with events from the first partition on that closed "
+        f"{_duration(missed_hours.MISSED_AFTER)} or more ago is rated (a later one is the "
+        "schedule's to rate, then missed_hours'), and no "
         "change was seen to the events of a window older than the lookback after its "
         "rating (no sensor digests windows there: a "
         "changed event count there shows only in events_conserved, executed on its own; a "

@@ -66,9 +66,18 @@ def is_partition(window: Window, now: datetime) -> bool:
     return window.start >= hourly_windows.start.astimezone(UTC) and window.end <= now
 
 
+# What an operator does with a window before the first partition, which no run can rate.
+RATE_BY_HAND = "rate it with `rating-pipeline rate` and a pricebook version that covers it"
+
+
+def before_first_partition(window: Window) -> bool:
+    return window.start < hourly_windows.start.astimezone(UTC)
+
+
 def lookback_start(now: datetime, window_lookback: timedelta) -> datetime:
     """The first window the sensors re-rate at ``now``: ``window_lookback`` before the
     current hour, never before the first partition (a window there has no partition to run,
-    so it is older than the lookback however long the lookback is)."""
+    so it is older than the lookback however long the lookback is; changed_events still
+    digests the ones of its lookback, to report and record them)."""
     since = Window.containing(now).start - window_lookback
     return max(since, hourly_windows.start.astimezone(UTC))

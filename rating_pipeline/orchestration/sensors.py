@@ -31,7 +31,12 @@ import psycopg
 from rating_pipeline.errors import RatingPipelineError
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.jobs import TRIGGER_TAG, rate_windows_job
-from rating_pipeline.orchestration.partitions import hourly_windows, is_partition, lookback_start
+from rating_pipeline.orchestration.partitions import (
+    RATE_BY_HAND,
+    hourly_windows,
+    is_partition,
+    lookback_start,
+)
 from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.database import database_clock
@@ -253,8 +258,7 @@ def beyond_lookback_lines(found: LateEventsScan) -> list[str]:
         + (
             "materialize its partition to bill them"
             if late.window.start >= first
-            else f"it is before the first partition ({Window(first).key}): rate it "
-            "with `rating-pipeline rate` and a pricebook version that covers it"
+            else f"it is before the first partition ({Window(first).key}): {RATE_BY_HAND}"
         )
         for late in found.beyond_lookback[:REPORTED_WINDOWS]
     ]

@@ -315,9 +315,11 @@ def convert_litellm(
 
 
 def _mode_name(mode: object) -> str:
-    """A mode as the skipped line counts it: its text, or its JSON when that does not print
-    or it is no string."""
-    return mode if isinstance(mode, str) and mode.isprintable() else _shown(mode)
+    """A mode as the skipped line counts it: its text, or its JSON when it is no string,
+    does not print, or is padded."""
+    if isinstance(mode, str) and mode.isprintable() and mode == mode.strip():
+        return mode
+    return _shown(mode)
 
 
 def version_file_name(version: str) -> str:
@@ -576,7 +578,7 @@ def _prices_it_cannot_hold(
         and _slot(name) is None
     ]
     if unread:
-        why = f"a long-context price it cannot read ({', '.join(unread)})"
+        why = f"a long-context price it cannot read ({', '.join(map(shown, unread))})"
         return why, why, unread
     beside = [
         name
