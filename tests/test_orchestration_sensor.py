@@ -433,13 +433,14 @@ def test_a_record_against_an_older_rating_never_replaces_one_against_a_newer(
         assert conn.execute(LATE_WINDOW_ROWS).fetchall() == [(window.start, 8, 12)]
 
 
-def test_a_late_window_before_the_first_partition_is_never_requested_as_a_run(
+def test_a_late_window_before_the_first_partition_is_reported_never_requested(
     database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
 ) -> None:
     """With a lookback reaching before the first partition (allowed up to ten years), a
     window rated there (by `rating-pipeline rate`) that receives a late event has no
-    partition to run: the late_events tick must not request one (it is older than the
-    lookback, partitions.lookback_start)."""
+    partition to run: the tick must not request one (Dagster would refuse the whole tick),
+    and must not pass over it in silence either: it is older than the lookback
+    (partitions.lookback_start), reported with `rating-pipeline rate` as the way out."""
     before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
     books = Pricebooks(
         (make_version({"base-large": own("2.50", "10")}, effective_from=before_first.start),)
@@ -453,26 +454,7 @@ def test_a_late_window_before_the_first_partition_is_never_requested_as_a_run(
     found = sensing.tick(sensor, database_url, instance)
 
     assert sensing.requested(found) == []
-
-
-def test_a_late_window_before_the_first_partition_is_reported_with_how_to_rate_it(
-    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
-) -> None:
-    """A lookback reaching before the first partition does not make a window there one the
-    sensor re-rates: it is reported as beyond it, with `rating-pipeline rate` as the way out,
-    never passed over in silence."""
-    before_first = Window(hourly_windows.start.astimezone(UTC) - 10 * HOUR)
-    books = Pricebooks(
-        (make_version({"base-large": own("2.50", "10")}, effective_from=before_first.start),)
-    )
-    add_events(sensing.events_in(before_first, 2, ingested_at=before_first.end))
-    with connect(database_url) as conn:
-        rate_window(conn, before_first, books, "by-hand")
-    add_events([sensing.event(before_first, 40, "late", model_id="base-large")])
-    sensor = build_late_events_sensor(timedelta(hours=87_600))
-
-    message = sensing.tick(sensor, database_url, instance).skip_message or ""
-
+    message = found.skip_message or ""
     assert f"window {before_first.key}: 3 events now, 2 read by its latest rating" in message
     assert "before the first partition" in message and "rating-pipeline rate" in message
 
