@@ -290,6 +290,38 @@ def test_amount_is_amount_exact_rounded_half_even_to_cents_on_charges_and_credit
     assert lines(reader, JULY) == expected_lines(reader, JULY)
 
 
+SHADOWING_ROUND = """
+CREATE SCHEMA shadow;
+CREATE FUNCTION shadow.round(value numeric, places integer) RETURNS numeric
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.round(value + 0.01, places) $$;
+DO $$ BEGIN
+    EXECUTE format('ALTER DATABASE %I SET search_path = shadow, pg_catalog, public',
+                   current_database());
+END $$;
+"""
+
+
+def test_invoice_amounts_round_half_even_whatever_the_search_path_puts_before_pg_catalog(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    """A search_path may list another schema before pg_catalog, with its own round():
+    the rater's sessions call PostgreSQL's own functions, so a tie still rounds to even
+    (audit: every amount came out a cent higher, and every check passed)."""
+    reader.execute(SHADOWING_ROUND)
+    dollar = Pricebooks((make_version({"one-dollar": own("1", "1")}),))
+    events = [
+        usage(auth_id, "one-dollar", at(6, 15, 10), tokens)
+        for auth_id, tokens, _, _ in ROUNDING_CASES
+    ]
+    add_events(events)
+
+    rate(database_url, events, dollar)
+    build(database_url, JUNE)
+
+    billed = {row[0]: row[9] for row in lines(reader, JUNE)}
+    assert billed == {auth_id: Decimal(charge) for auth_id, _, charge, _ in ROUNDING_CASES}
+
+
 def decimal_from(digits: int, places: int) -> Decimal:
     """``digits`` x 10^-places, built from text (exact whatever the context's precision)."""
     return Decimal(f"{digits}E-{places}")

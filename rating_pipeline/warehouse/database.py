@@ -29,6 +29,18 @@ REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_l
 # Timestamps in UTC and in ISO style, the one psycopg reads, whatever the server's, the
 # database's or the role's defaults.
 SESSION_SETTINGS = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'"
+# PostgreSQL's own functions and operators first, whatever the path: a path that lists
+# pg_catalog after another schema lets a round() there change every invoice amount. Left
+# out of the path, pg_catalog is searched first; the tables are still found (and created)
+# where the path says.
+BUILT_INS_FIRST = """
+SELECT set_config(
+    'search_path', coalesce(string_agg(quote_ident(name), ', ' ORDER BY n), ''), false
+)
+FROM unnest(current_schemas(false)) WITH ORDINALITY AS listed (name, n)
+WHERE name <> 'pg_catalog'
+HAVING 'pg_catalog' = ANY (current_schemas(false))
+"""
 MIGRATION_VERSIONS = Path(__file__).parent / "migrations" / "versions"
 # The schema holding the warehouse's alembic_version (Alembic's table: one row, the
 # revision), if any: the one its tables are created in (the first of the search path that
@@ -221,6 +233,7 @@ def connect(url: str | None = None) -> psycopg.Connection:
             target, autocommit=False, application_name=APPLICATION_NAME, client_encoding="UTF8"
         )
         conn.execute(SESSION_SETTINGS)
+        conn.execute(BUILT_INS_FIRST)
         conn.commit()
     except psycopg.OperationalError as exc:
         reason = first_line(exc, type(exc).__name__)
