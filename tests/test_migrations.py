@@ -1200,6 +1200,28 @@ def _wait_until(url: str, query: str) -> None:
     raise AssertionError(f"never true: {query}")
 
 
+def test_rating_refuses_a_project_table_found_in_another_schema_ahead_on_the_search_path(
+    empty_database_url: str,
+) -> None:
+    """A rated_usage in a schema put ahead of the warehouse's after it was migrated would
+    take the ratings while rating_log and the invoices stay behind (audit: every command
+    exited 0). Every command that needs the schema refuses, naming both."""
+    url = empty_database_url
+    migrations.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA up")
+        conn.execute("CREATE TABLE up.rated_usage (LIKE public.rated_usage INCLUDING ALL)")
+        name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = up, public").format(sql.Identifier(name))
+        )
+
+    with database.connect(url) as conn, pytest.raises(database.SchemaNotMigrated) as refused:
+        database.require_schema(conn)
+
+    assert "up.rated_usage" in str(refused.value) and "public" in str(refused.value)
+
+
 def test_an_upstream_billing_event_in_another_schema_on_the_search_path_is_the_one_used(
     empty_database_url: str,
 ) -> None:

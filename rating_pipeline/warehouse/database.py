@@ -18,7 +18,7 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
-from rating_pipeline.errors import RatingPipelineError, first_line
+from rating_pipeline.errors import RatingPipelineError, first_line, shown
 from rating_pipeline.pricebook.model import TOKEN_CLASSES
 from rating_pipeline.settings import configured_database_url
 from rating_pipeline.warehouse.sqlfiles import load_sql
@@ -26,6 +26,15 @@ from rating_pipeline.warehouse.sqlfiles import load_sql
 APPLICATION_NAME = "rating_pipeline"
 TOKEN_COLUMNS = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
 REQUIRED_TABLES = ("billing_event", "rated_usage", "rating_exception", "rating_log")
+# The project's tables, each with the revision that creates it: a downgrade below that
+# revision drops the table and its rows.
+CREATED_BY = {
+    "rated_usage": "0002", "rating_exception": "0002", "rated_usage_archive": "0002",
+    "rating_exception_archive": "0002", "rating_log": "0002", "late_window": "0010",
+    "invoice_line": "0011", "billing_account": "0011", "rating_adjustment_archive": "0011",
+    "rating_adjustment": "0011", "rating_period_close_total": "0011",
+    "rating_period_close": "0011",
+}  # fmt: skip
 # Timestamps in UTC and in ISO style, the one psycopg reads, whatever the server's, the
 # database's or the role's defaults.
 SESSION_SETTINGS = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'"
@@ -121,6 +130,16 @@ ORDER BY position
 MISSING_TABLES = (
     "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL"
 )
+# The project's tables that their bare names find in another schema than %(schema)s, the
+# warehouse's: a same-named table put ahead of it on the search path.
+TABLES_ELSEWHERE = """
+SELECT format('%%I.%%I', namespace.nspname, found.relname)
+FROM unnest(%(names)s::text[]) AS name
+JOIN pg_class AS found ON found.oid = to_regclass(name)
+JOIN pg_namespace AS namespace ON namespace.oid = found.relnamespace
+WHERE namespace.nspname <> %(schema)s
+ORDER BY 1
+"""
 
 
 UNPARSEABLE_URL = (
@@ -257,8 +276,9 @@ def shipped_revision() -> str:
 
 
 def require_schema(conn: psycopg.Connection) -> None:
-    """Raise SchemaNotMigrated unless the warehouse is at this release's schema revision
-    and every table rating needs exists."""
+    """Raise SchemaNotMigrated unless the warehouse is at this release's schema revision,
+    every table rating needs exists, and the project's tables are found in the warehouse's
+    own schema."""
     was_idle = conn.info.transaction_status == TransactionStatus.IDLE
     revision = None
     schema = _scalar(conn, REVISION_SCHEMA)
@@ -266,6 +286,10 @@ def require_schema(conn: psycopg.Connection) -> None:
         query = sql.SQL(SCHEMA_REVISION).format(schema=sql.Identifier(schema))
         revision = _scalar(conn, query)
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
+    elsewhere = []
+    if schema is not None:
+        found = conn.execute(TABLES_ELSEWHERE, {"names": list(CREATED_BY), "schema": schema})
+        elsewhere = [row[0] for row in found]
     if was_idle:
         conn.rollback()
     shipped = shipped_revision()
@@ -282,6 +306,12 @@ def require_schema(conn: psycopg.Connection) -> None:
     if missing:
         raise SchemaNotMigrated(
             f"the warehouse has no {', '.join(missing)} table: run `rating-pipeline db upgrade`"
+        )
+    if elsewhere:
+        raise SchemaNotMigrated(
+            f"the search path finds {', '.join(map(shown, elsewhere))} before the warehouse's "
+            f"own in schema {shown(schema or '')}: every statement would read and write "
+            "there; put the warehouse's schema first on the search path, or rename that table"
         )
 
 

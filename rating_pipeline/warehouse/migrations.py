@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from rating_pipeline.errors import RatingPipelineError, first_line
 from rating_pipeline.warehouse.database import (
+    CREATED_BY,
     REVISION_SCHEMA,
     UnusableBillingEvent,
     connect,
@@ -265,15 +266,6 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     return f"warehouse upgraded from {before or BASE} to revision {after} {named} on {where}"
 
 
-# The project's tables, each with the revision that creates it: a downgrade below that
-# revision drops the table and its rows.
-CREATED_BY = {
-    "rated_usage": "0002", "rating_exception": "0002", "rated_usage_archive": "0002",
-    "rating_exception_archive": "0002", "rating_log": "0002", "late_window": "0010",
-    "invoice_line": "0011", "billing_account": "0011", "rating_adjustment_archive": "0011",
-    "rating_adjustment": "0011", "rating_period_close_total": "0011",
-    "rating_period_close": "0011",
-}  # fmt: skip
 OUTPUT_TABLES = tuple(CREATED_BY)
 COUNT_ROWS = "SELECT count(*) FROM {table}"
 LOG_ROWS_WITH_CLOSE_FIGURES = """
