@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -446,22 +448,34 @@ def _demo_ui(args: argparse.Namespace) -> int:
     return ui_command()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, `docker stop`, systemd, a cancelled CI job), raised where the
+    command is, so that it says what Ctrl-C would have said of its work."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code. Expected failures print one clean line: the
     project's errors, and a statement the warehouse refused (a lock or statement timeout, a
-    missing privilege) that no command named more precisely."""
+    missing privilege) that no command named more precisely. Ctrl-C exits 130 and SIGTERM
+    143, each after the command said what it left done."""
     from rating_pipeline.errors import RatingPipelineError
 
     args = build_parser().parse_args(argv)
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = (None if s is None else cast(TextIO, Report(s)) for s in streams)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals' only
+    on_sigterm = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         return int(args.handler(args))
     except RatingPipelineError as exc:
         print(f"error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:
+        return 143 if isinstance(stop, Terminated) else 130
     except Exception as exc:
         refusal = _warehouse_refusal(exc)
         if refusal is None:
@@ -469,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {refusal}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, on_sigterm)
         if sys.stdout is not None:
             sys.stdout.flush()  # here, not at exit, where a closed pipe would escape Report
         sys.stdout, sys.stderr = streams

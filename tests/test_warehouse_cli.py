@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -760,6 +761,82 @@ def test_a_range_stopped_after_a_windows_commit_says_it_committed(
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == code
     assert capsys.readouterr().err.splitlines()[-1].startswith(last_line)
     assert _count(warehouse_env, "rating_log") == 1
+
+
+@pytest.mark.parametrize(
+    ("stopped_at", "last_line"),
+    [
+        ("2026-06-15-11:00", "interrupted: the 2 window(s) through 2026-06-15-11:00 are rated"),
+        (None, "interrupted: no window was rated (run cli-"),
+    ],
+)
+def test_ctrl_c_between_windows_or_before_the_first_says_what_is_committed(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stopped_at: str | None,
+    last_line: str,
+) -> None:
+    """Ctrl-C while a committed window's line is printed (a reader that stalls, `| less`),
+    or while the checks before the first window wait on a lock: the command exited 130
+    saying nothing, the committed window never named. Found by an audit of interruptions."""
+    add_events(
+        [make_event("org-1"), make_event("org-1", occurred_at=WINDOW_START + timedelta(hours=1))]
+    )
+    print_lines_for_real = commands.rating_log_lines
+
+    def stopped_printing(rating):  # type: ignore[no-untyped-def]
+        if rating.window.key == stopped_at:
+            raise KeyboardInterrupt
+        return print_lines_for_real(rating)
+
+    def stopped_waiting(conn):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "rating_log_lines", stopped_printing)
+    if stopped_at is None:
+        monkeypatch.setattr(commands, "undated_events", stopped_waiting)
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 130
+    assert capsys.readouterr().err.splitlines()[-1].startswith(last_line)
+    assert _count(warehouse_env, "rating_log") == (2 if stopped_at else 0)
+
+
+def test_sigterm_during_a_range_says_what_is_committed_and_exits_143(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM is what `timeout`, `docker stop`, systemd and a cancelled CI job send: the
+    command died at once, saying nothing of the windows it had committed. It now says what
+    Ctrl-C says, and exits 143 (128 + SIGTERM). Found by an audit of interruptions."""
+    add_events(
+        [make_event("org-1"), make_event("org-1", occurred_at=WINDOW_START + timedelta(hours=1))]
+    )
+    rate_for_real = commands.rate_window
+
+    def terminated_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-11:00":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(commands, "rate_window", terminated_at_eleven)
+    before = signal.getsignal(signal.SIGTERM)
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 143
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .startswith(
+            "interrupted: rating window 2026-06-15-11:00 was rolled back; the 1 window(s) before "
+            "it are rated and committed (run cli-"
+        )
+    )
+    assert signal.getsignal(signal.SIGTERM) is before  # restored for whoever called main
 
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"

@@ -95,44 +95,64 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
 
     run_id = new_run_id()
     ambiguous: list[str] = []
-    with connect() as conn:
-        require_schema(conn)
-        require_readable_billing_event(conn)
-        require_closed(conn, end)
-        pricebooks.version_for(Window(start))  # a typo'd start fails before listing
-        windows = list(windows_between(start, end))
-        for window in windows:
-            pricebooks.version_for(window)
-        undated = undated_events(conn)  # counted first: a failure here rates nothing
-        conn.rollback()
-        for done, window in enumerate(windows):
-            try:
-                rating = rate_window(conn, window, pricebooks, run_id)
-            except (psycopg.Error, RatingPipelineError) as exc:
-                report_ambiguous(ambiguous)  # the windows before it are committed with them
-                became = what_became_of(connect, run_id, window)
-                raise WindowRatingFailed(window, done, exc, became) from exc
-            except KeyboardInterrupt:
-                report_ambiguous(ambiguous)
-                became = what_became_of(connect, run_id, window)
-                print(
-                    f"interrupted: rating window {window.key} {became}; "
-                    f"the {done} window(s) before it are rated and committed (run {run_id}), "
-                    "and re-running the range is safe",
-                    file=sys.stderr,
+    windows: list[Window] = []
+    rated = 0  # windows of the range committed, in order
+    under_way: Window | None = None  # the window being rated, if any
+    try:
+        with connect() as conn:
+            require_schema(conn)
+            require_readable_billing_event(conn)
+            require_closed(conn, end)
+            pricebooks.version_for(Window(start))  # a typo'd start fails before listing
+            windows = list(windows_between(start, end))
+            for window in windows:
+                pricebooks.version_for(window)
+            undated = undated_events(conn)  # counted first: a failure here rates nothing
+            conn.rollback()
+            for window in windows:
+                under_way = window
+                try:
+                    rating = rate_window(conn, window, pricebooks, run_id)
+                except (psycopg.Error, RatingPipelineError) as exc:
+                    report_ambiguous(ambiguous)  # the windows before it are committed
+                    became = what_became_of(connect, run_id, window)
+                    raise WindowRatingFailed(window, rated, exc, became) from exc
+                under_way, rated = None, rated + 1
+                ambiguous.extend(
+                    f"{window.key}: auth_id={exception.auth_id!r} "
+                    f"model_id={exception.model_id!r} "
+                    f"service_tier={exception.service_tier!r} "
+                    f"context_tier={exception.context_tier!r}: {exception.detail}"
+                    for exception in rating.ambiguous
                 )
-                raise
-            print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
-            ambiguous.extend(
-                f"{window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
-                f"service_tier={exception.service_tier!r} "
-                f"context_tier={exception.context_tier!r}: {exception.detail}"
-                for exception in rating.ambiguous
-            )
-    print(f"rated {len(windows)} window(s), run {run_id}", flush=True)  # before stderr's
+                print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
+        print(f"rated {len(windows)} window(s), run {run_id}", flush=True)  # before stderr's
+    except KeyboardInterrupt:
+        report_ambiguous(ambiguous)
+        print(interrupted_line(windows, rated, under_way, run_id), file=sys.stderr)
+        raise
     report_undated(undated)
     report_ambiguous(ambiguous)
     return EXIT_FAILURE if ambiguous else EXIT_OK
+
+
+def interrupted_line(
+    windows: list[Window], rated: int, under_way: Window | None, run_id: str
+) -> str:
+    """What an interrupted range committed: the windows before the one under way (which
+    the warehouse is asked about), or those through the last one committed."""
+    if under_way is not None:
+        became = what_became_of(connect, run_id, under_way)
+        return (
+            f"interrupted: rating window {under_way.key} {became}; the {rated} window(s) before "
+            f"it are rated and committed (run {run_id}), and re-running the range is safe"
+        )
+    if rated == 0:
+        return f"interrupted: no window was rated (run {run_id}); re-running the range is safe"
+    return (
+        f"interrupted: the {rated} window(s) through {windows[rated - 1].key} are rated and "
+        f"committed (run {run_id}), and re-running the range is safe"
+    )
 
 
 def report_undated(undated: int) -> None:
