@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, first_line
+from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, Terminated, first_line
 from rating_pipeline.settings import default_pricebook_dir
 
 
@@ -446,11 +446,6 @@ def _demo_ui(args: argparse.Namespace) -> int:
     from rating_pipeline.demo.quickstart import ui_command
 
     return ui_command()
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`timeout`, `docker stop`, systemd, a cancelled CI job), raised where the
-    command is, so that it says what Ctrl-C would have said of its work."""
 
 
 def _terminated(signum: int, frame: object) -> None:

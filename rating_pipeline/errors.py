@@ -10,6 +10,11 @@ class RatingPipelineError(Exception):
     """A condition the user can act on (bad input, bad configuration, bad bounds)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, `docker stop`, systemd, a cancelled CI job), raised where the
+    command is (``cli.main``), so that it says what Ctrl-C would have said of its work."""
+
+
 def first_line(error: object, empty: str = "no message") -> str:
     """The first line of ``error``'s message (a server's may run to several), or ``empty``."""
     lines = str(error).strip().splitlines()

@@ -4,13 +4,21 @@ in a row it converges to the same billed rows."""
 from __future__ import annotations
 
 import io
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
 import psycopg
 import pytest
 
+from rating_pipeline import cli
+from rating_pipeline.demo import quickstart as quickstart_module
 from rating_pipeline.demo.day import demo_day
 from rating_pipeline.demo.quickstart import (
     DEMO_HOURS,
@@ -253,3 +261,41 @@ def test_quickstart_refuses_a_close_it_did_not_make_by_a_user_named_as_it_signs(
 
     with pytest.raises(QuickstartError, match=r"through 2026-12-01"):
         require_only_the_demos_ledger(database_url)
+
+
+# A stand-in for `dagster dev`: says it is up, then records the signal that stops it.
+FAKE_DAGSTER_DEV = """
+import pathlib, signal, sys, time
+stopped = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: (stopped.write_text("SIGTERM"), sys.exit(0)))
+stopped.with_suffix(".up").write_text("up")
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_the_ui_command_is_passed_on_to_dagster_dev(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker stop` or systemd sends SIGTERM to `rating-pipeline demo ui` alone, which now
+    hears it as Ctrl-C (cli.main): `dagster dev` must be told to stop too, not killed nor
+    left running with its webserver and daemon, and the command exits 143 once it has."""
+    stopped = tmp_path / "stopped"
+    monkeypatch.setattr(quickstart_module, "embedded_warehouse", lambda: "unused")
+    monkeypatch.setattr(quickstart_module.migrations, "upgrade", lambda url: None)
+    monkeypatch.setattr(
+        quickstart_module, "local_instance", lambda url, home: SimpleNamespace(home=home)
+    )
+    monkeypatch.setattr(quickstart_module, "ui_environment", lambda local: {})
+    fake = [sys.executable, "-c", FAKE_DAGSTER_DEV, str(stopped)]
+    monkeypatch.setattr(quickstart_module, "dagster_dev_command", lambda port: fake)
+
+    def terminate_once_it_is_up() -> None:
+        deadline = time.monotonic() + 30
+        while not stopped.with_suffix(".up").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_it_is_up, daemon=True).start()
+
+    assert cli.main(["demo", "ui"]) == 143
+    assert stopped.read_text() == "SIGTERM"

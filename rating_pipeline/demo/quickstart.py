@@ -51,7 +51,7 @@ from rating_pipeline.demo.day import (
     load_demo_accounts,
 )
 from rating_pipeline.demo.summary import invoices_summary, summarize
-from rating_pipeline.errors import EXIT_OK, RatingPipelineError, shown
+from rating_pipeline.errors import EXIT_OK, RatingPipelineError, Terminated, shown
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
 from rating_pipeline.orchestration.instance import (
@@ -517,4 +517,14 @@ def ui_command() -> int:
         "warehouse); Ctrl-C stops it.",
         flush=True,
     )
-    return subprocess.call(dagster_dev_command(port), env=ui_environment(local), cwd=project_root())
+    env, cwd = ui_environment(local), project_root()
+    with subprocess.Popen(dagster_dev_command(port), env=env, cwd=cwd) as dev:
+        try:
+            return dev.wait()
+        except KeyboardInterrupt as stop:
+            # Ctrl-C reached dagster dev from the terminal too; SIGTERM came to this process
+            # alone: pass it on, so that dagster dev stops its webserver and daemon.
+            if isinstance(stop, Terminated):
+                dev.terminate()
+            dev.wait()
+            raise
