@@ -24,7 +24,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.pool import NullPool
 
 from rating_pipeline import cli
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, Terminated
 from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.settings import DATABASE_URL_VARIABLE
 from rating_pipeline.warehouse import database, migrations, online_ddl
@@ -1220,6 +1220,21 @@ def test_rating_refuses_a_project_table_found_in_another_schema_ahead_on_the_sea
         database.require_schema(conn)
 
     assert "up.rated_usage" in str(refused.value) and "public" in str(refused.value)
+
+
+def test_sigterm_inside_a_concurrent_index_build_stays_sigterm(empty_database_url: str) -> None:
+    """An interrupt in an autocommit block surfaces as Alembic's PendingRollbackError; the
+    migration raises the interrupt again, and a SIGTERM (errors.Terminated) must stay one,
+    or the command exits 130 where SIGTERM exits 143. Found by a second reading."""
+
+    def interrupted_build(config: object, revision: str) -> None:
+        try:
+            raise Terminated
+        except Terminated:
+            raise sqlalchemy.exc.PendingRollbackError("can't reconnect", None, None) from None
+
+    with pytest.raises(Terminated):
+        migrations._run(empty_database_url, interrupted_build, "head")
 
 
 def test_an_upstream_billing_event_in_another_schema_on_the_search_path_is_the_one_used(

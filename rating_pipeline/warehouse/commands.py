@@ -115,6 +115,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                     rating = rate_window(conn, window, pricebooks, run_id)
                 except (psycopg.Error, RatingPipelineError) as exc:
                     report_ambiguous(ambiguous)  # the windows before it are committed
+                    ambiguous.clear()  # told: an interrupt from here on does not repeat them
                     became = what_became_of(connect, run_id, window)
                     raise WindowRatingFailed(window, rated, exc, became) from exc
                 under_way, rated = None, rated + 1

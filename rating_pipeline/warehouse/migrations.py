@@ -115,8 +115,9 @@ def _run(
                 # Ctrl-C in a statement of an autocommit block (a concurrent index build)
                 # invalidates the connection; Alembic's commit at the block's end then
                 # raises PendingRollbackError in place of the KeyboardInterrupt.
-                if _interrupted(exc):
-                    raise KeyboardInterrupt from None
+                interrupt = _interrupted(exc)
+                if interrupt is not None:
+                    raise type(interrupt)() from None  # Ctrl-C, or SIGTERM (Terminated)
                 raise
             return list(config.attributes.get(APPLIED, []))
     except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
@@ -135,16 +136,16 @@ def _run(
         ) from None
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised while handling a KeyboardInterrupt."""
+def _interrupted(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt ``exc`` was raised while handling, if any."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, KeyboardInterrupt):
-            return True
+            return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    return False
+    return None
 
 
 def _upstream_refusal(url: str) -> str | None:
