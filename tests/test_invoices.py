@@ -266,19 +266,27 @@ ROUNDING_CASES = [
 ]
 
 
-def test_amount_is_amount_exact_rounded_half_even_to_cents_on_charges_and_credits(
-    database_url: str, reader: psycopg.Connection, add_events: AddEvents
-) -> None:
-    dollar = Pricebooks((make_version({"one-dollar": own("1", "1")}),))
+ONE_DOLLAR = Pricebooks((make_version({"one-dollar": own("1", "1")}),))
+
+
+def rate_the_rounding_cases(url: str, add_events: AddEvents) -> list[BillingEvent]:
+    """One event per ROUNDING_CASES row on 2026-06-15 10:00, at 1 USD per million, rated."""
     events = [
         usage(auth_id, "one-dollar", at(6, 15, 10), tokens)
         for auth_id, tokens, _, _ in ROUNDING_CASES
     ]
     add_events(events)
-    rate(database_url, events, dollar)
+    rate(url, events, ONE_DOLLAR)
+    return events
+
+
+def test_amount_is_amount_exact_rounded_half_even_to_cents_on_charges_and_credits(
+    database_url: str, reader: psycopg.Connection, add_events: AddEvents
+) -> None:
+    events = rate_the_rounding_cases(database_url, add_events)
     close(database_url, JULY)  # builds June's lines
     delete_events(database_url, [e.event_id for e in events])
-    rate(database_url, events, dollar)  # every rollup credited back, on July's invoice
+    rate(database_url, events, ONE_DOLLAR)  # every rollup credited back, on July's invoice
     build(database_url, JULY)
 
     billed = {row[0]: (row[8], row[9]) for row in lines(reader, JUNE)}
@@ -308,14 +316,8 @@ def test_invoice_amounts_round_half_even_whatever_the_search_path_puts_before_pg
     the rater's sessions call PostgreSQL's own functions, so a tie still rounds to even
     (audit: every amount came out a cent higher, and every check passed)."""
     reader.execute(SHADOWING_ROUND)
-    dollar = Pricebooks((make_version({"one-dollar": own("1", "1")}),))
-    events = [
-        usage(auth_id, "one-dollar", at(6, 15, 10), tokens)
-        for auth_id, tokens, _, _ in ROUNDING_CASES
-    ]
-    add_events(events)
 
-    rate(database_url, events, dollar)
+    rate_the_rounding_cases(database_url, add_events)
     build(database_url, JUNE)
 
     billed = {row[0]: row[9] for row in lines(reader, JUNE)}
