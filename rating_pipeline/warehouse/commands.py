@@ -27,7 +27,12 @@ from rating_pipeline.warehouse.database import (
     require_readable_billing_event,
     require_schema,
 )
-from rating_pipeline.warehouse.engine import rate_window, rating_log_lines, what_became_of
+from rating_pipeline.warehouse.engine import (
+    WindowRating,
+    rate_window,
+    rating_log_lines,
+    what_became_of,
+)
 from rating_pipeline.warehouse.extract import undated_events
 from rating_pipeline.windows import (
     WINDOWED_FROM,
@@ -119,13 +124,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                     became = what_became_of(connect, run_id, window)
                     raise WindowRatingFailed(window, rated, exc, became) from exc
                 under_way, rated = None, rated + 1
-                ambiguous.extend(
-                    f"{window.key}: auth_id={exception.auth_id!r} "
-                    f"model_id={exception.model_id!r} "
-                    f"service_tier={exception.service_tier!r} "
-                    f"context_tier={exception.context_tier!r}: {exception.detail}"
-                    for exception in rating.ambiguous
-                )
+                ambiguous.extend(ambiguous_lines(rating))
                 print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
         print(f"rated {len(windows)} window(s), run {run_id}", flush=True)  # before stderr's
     except KeyboardInterrupt:
@@ -135,6 +134,16 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     report_undated(undated)
     report_ambiguous(ambiguous)
     return EXIT_FAILURE if ambiguous else EXIT_OK
+
+
+def ambiguous_lines(rating: WindowRating) -> list[str]:
+    """One line per rollup of ``rating`` excluded as ambiguous_base, for report_ambiguous."""
+    return [
+        f"{rating.window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
+        f"service_tier={exception.service_tier!r} "
+        f"context_tier={exception.context_tier!r}: {exception.detail}"
+        for exception in rating.ambiguous
+    ]
 
 
 def interrupted_line(
