@@ -68,6 +68,17 @@ ORDER BY rank
 LIMIT 1
 """
 SCHEMA_REVISION = "SELECT version_num FROM {schema}.alembic_version"
+# Each of the tables named, as a bare name finds it (the search path: a revision's DROP
+# finds it so), qualified, and whether it is in the schema the warehouse was migrated in.
+FOUND_TABLES = f"""
+SELECT name, format('%%I.%%I', namespace.nspname, found.relname),
+    found.relnamespace IS NOT DISTINCT FROM (
+        SELECT oid FROM pg_namespace WHERE nspname = ({REVISION_SCHEMA})
+    )
+FROM unnest(%(tables)s::text[]) AS name
+JOIN pg_class AS found ON found.oid = to_regclass(name)
+JOIN pg_namespace AS namespace ON namespace.oid = found.relnamespace
+"""
 # The widest numeric(p, 0) a count may have: the outputs' numeric(30, 0) sums then hold
 # any rollup of fewer than ten billion events.
 MAX_COUNT_PRECISION = 20
@@ -130,16 +141,6 @@ ORDER BY position
 MISSING_TABLES = (
     "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL"
 )
-# The project's tables that their bare names find in another schema than %(schema)s, the
-# warehouse's: a same-named table put ahead of it on the search path.
-TABLES_ELSEWHERE = """
-SELECT format('%%I.%%I', namespace.nspname, found.relname)
-FROM unnest(%(names)s::text[]) AS name
-JOIN pg_class AS found ON found.oid = to_regclass(name)
-JOIN pg_namespace AS namespace ON namespace.oid = found.relnamespace
-WHERE namespace.nspname <> %(schema)s
-ORDER BY 1
-"""
 
 
 UNPARSEABLE_URL = (
@@ -286,10 +287,8 @@ def require_schema(conn: psycopg.Connection) -> None:
         query = sql.SQL(SCHEMA_REVISION).format(schema=sql.Identifier(schema))
         revision = _scalar(conn, query)
     missing = [row[0] for row in conn.execute(MISSING_TABLES, {"names": list(REQUIRED_TABLES)})]
-    elsewhere = []
-    if schema is not None:
-        found = conn.execute(TABLES_ELSEWHERE, {"names": list(CREATED_BY), "schema": schema})
-        elsewhere = [row[0] for row in found]
+    found = conn.execute(FOUND_TABLES, {"tables": list(CREATED_BY)}).fetchall()
+    elsewhere = sorted(qualified for _, qualified, in_warehouse in found if not in_warehouse)
     if was_idle:
         conn.rollback()
     shipped = shipped_revision()

@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from rating_pipeline.errors import RatingPipelineError, first_line
 from rating_pipeline.warehouse.database import (
     CREATED_BY,
+    FOUND_TABLES,
     REVISION_SCHEMA,
     UnusableBillingEvent,
     connect,
@@ -280,17 +281,6 @@ EMPTIED_FIRST = (
     "--drop-rated-data emptied the rating tables first: every rating, close and invoice line "
     "is gone, and `db upgrade` brings none back"
 )
-# Each of the tables named, as a bare name finds it (the search path: a revision's DROP
-# finds it so), qualified, and whether it is in the schema the warehouse was migrated in.
-FOUND_TABLES = f"""
-SELECT name, format('%%I.%%I', namespace.nspname, found.relname),
-    found.relnamespace IS NOT DISTINCT FROM (
-        SELECT oid FROM pg_namespace WHERE nspname = ({REVISION_SCHEMA})
-    )
-FROM unnest(%(tables)s::text[]) AS name
-JOIN pg_class AS found ON found.oid = to_regclass(name)
-JOIN pg_namespace AS namespace ON namespace.oid = found.relnamespace
-"""
 
 
 class DowngradeRefused(RatingPipelineError):
