@@ -886,6 +886,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[s
     return code, captured.out.splitlines(), captured.err
 
 
+def export_june(capsys: pytest.CaptureFixture[str], out: Path) -> tuple[int, list[str], str]:
+    """`invoice export --month 2026-06 --out OUT`, as run_cli runs it."""
+    return run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(out))
+
+
 def test_cli_builds_closes_reports_and_exports_a_month(
     warehouse_env: str,
     june: list[BillingEvent],
@@ -921,9 +926,7 @@ def test_cli_builds_closes_reports_and_exports_a_month(
     assert code == 0
     assert out[0].startswith("2026-06: wholly closed, 7 lines frozen as its close built them")
 
-    code, out, _ = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, _ = export_june(capsys, tmp_path)
     assert code == 0
     assert out == [
         str(tmp_path / "2026-06_org-1.csv"),
@@ -1391,9 +1394,7 @@ def test_cli_close_or_build_that_gives_up_waiting_for_the_periods_lock_is_one_li
 def test_cli_export_of_a_month_without_lines_exits_0_and_says_why(
     warehouse_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, err = export_june(capsys, tmp_path)
     assert (code, err) == (0, "")
     assert out[0] == f"0 account file(s) for 2026-06 in {tmp_path}"
     assert out[1].startswith("2026-06 has no invoice lines")
@@ -1408,9 +1409,7 @@ def test_cli_export_of_a_wholly_closed_month_without_lines_says_nothing_was_bill
     assert (
         run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "x")[0] == 0
     )
-    code, out, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, err = export_june(capsys, tmp_path)
     assert (code, err) == (0, "")
     assert out[1:] == [
         "2026-06 is wholly closed and has no invoice lines: nothing was billed in it"
@@ -1426,9 +1425,7 @@ def test_export_of_a_wholly_closed_month_without_lines_beside_its_files_does_not
         run_cli(capsys, "period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "x")[0] == 0
     )
     (tmp_path / "2026-06_acct-a.csv").write_text("an invoice of another warehouse\n")
-    code, _, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, _, err = export_june(capsys, tmp_path)
     assert code == 1 and "invoice build" not in err, err
     assert err.endswith(
         "nothing written or removed. The month is wholly closed and billed nothing: they are "
@@ -1447,9 +1444,7 @@ def test_cli_export_names_each_file_it_removed(
     stale = tmp_path / "2026-06_acct-gone.csv"
     stale.write_text("an invoice no longer\n")
 
-    code, out, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, err = export_june(capsys, tmp_path)
 
     assert (code, err) == (0, "")
     assert out[:3] == [
@@ -1472,9 +1467,7 @@ def test_cli_export_of_an_open_month_says_its_files_are_the_draft_as_last_built(
     when a build last changed it, and a rating is stamped before it commits.)"""
     add_a_line_each(reader, "acct-a")
 
-    code, out, _ = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, _ = export_june(capsys, tmp_path)
 
     assert code == 0
     assert out[-1] == (
@@ -1716,9 +1709,7 @@ def test_an_export_stopped_while_writing_leaves_the_previous_export_whole_and_sa
             raise KeyboardInterrupt
 
     monkeypatch.setattr("rating_pipeline.warehouse.invoices.os.fsync", interrupted_at_the_second)
-    code, out, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, err = export_june(capsys, tmp_path)
 
     assert code == 130 and out == []
     assert err == (
@@ -1739,9 +1730,7 @@ def test_an_export_that_cannot_rename_a_file_into_place_says_which_in_one_line(
     leaving the files written aside behind. Found by a second reading."""
     build(warehouse_env, JUNE)
     (tmp_path / "2026-06_org-2.csv").mkdir()
-    code, out, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, err = export_june(capsys, tmp_path)
     assert code == 1 and out == []
     assert err == (
         f"error: cannot replace {tmp_path / '2026-06_org-2.csv'}: Is a directory; 1 of the "
@@ -1775,9 +1764,7 @@ def test_an_export_whose_session_ends_while_writing_replaces_nothing(
         real_fsync(descriptor)
 
     monkeypatch.setattr("rating_pipeline.warehouse.invoices.os.fsync", terminated_while_syncing)
-    code, out, err = run_cli(
-        capsys, "invoice", "export", "--month", "2026-06", "--out", str(tmp_path)
-    )
+    code, out, err = export_june(capsys, tmp_path)
 
     assert code == 1 and out == []
     assert err.startswith("error: the connection was lost (AdminShutdown: "), err
