@@ -634,3 +634,37 @@ def test_summary_of_a_closed_hour_corrected_late_lists_its_adjustments(
     ) in text
     assert "  events billed:   1 in 1 rollups\n  events excepted: 1\n" in text
     assert latest.events_read == 3 and "  events read:     3\n" in text, text
+
+
+@pytest.mark.parametrize(
+    ("module", "stopped_in", "loaded", "said"),
+    [
+        ("seed", "copy_events", 0, "before its commit: nothing was loaded"),
+        ("commands", "analyze_billing_event", 2_000, "after its commit: the 2,000 events"),
+    ],
+)
+def test_a_seed_stopped_by_ctrl_c_says_whether_its_events_were_loaded(
+    warehouse_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    stopped_in: str,
+    loaded: int,
+    said: str,
+) -> None:
+    from rating_pipeline.demo import commands, seed
+
+    where = {"seed": seed, "commands": commands}[module]
+    real = getattr(where, stopped_in)
+
+    def interrupted(conn: psycopg.Connection, *args: object) -> None:
+        real(conn, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(where, stopped_in, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        commands.seed_command(START, 2, 1_000, 3)
+
+    assert said in capsys.readouterr().err
+    with psycopg.connect(warehouse_env) as check:
+        assert check.execute("SELECT count(*) FROM billing_event").fetchone() == (loaded,)

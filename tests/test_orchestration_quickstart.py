@@ -299,3 +299,16 @@ def test_sigterm_to_the_ui_command_is_passed_on_to_dagster_dev(
 
     assert cli.main(["demo", "ui"]) == 143
     assert stopped.read_text() == "SIGTERM"
+
+
+def test_a_quickstart_stopped_by_ctrl_c_says_that_running_it_again_converges(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def stopped(url: str, home: Path) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quickstart_module, "embedded_warehouse", lambda: "unused")
+    monkeypatch.setattr(quickstart_module, "quickstart", stopped)
+
+    assert cli.main(["demo", "quickstart"]) == 130
+    assert "./dev demo` again" in capsys.readouterr().err

@@ -50,6 +50,7 @@ from rating_pipeline.demo.day import (
     demo_day,
     load_demo_accounts,
 )
+from rating_pipeline.demo.seed import analyze_billing_event
 from rating_pipeline.demo.summary import invoices_summary, summarize
 from rating_pipeline.errors import EXIT_OK, RatingPipelineError, Terminated, shown
 from rating_pipeline.orchestration import queries
@@ -94,7 +95,6 @@ DEFAULT_UI_PORT = 3000
 # Run tags Dagster reads a partition range from (dagster._core.storage.tags).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-ANALYZE_BILLING_EVENT = "ANALYZE billing_event"
 # Hours before the demo's close, outside the demo day, that hold events a close would need
 # rated: the ledger is emptied first, so no rating of them survives to the close.
 OTHER_HOURS_BEFORE_CLOSE = """
@@ -286,7 +286,7 @@ def load_demo_day(warehouse_url: str) -> DemoDay:
         load_demo_accounts(conn)
         day = demo_day(conn, DEMO_START, DEMO_SEED)
         conn.commit()
-        conn.execute(ANALYZE_BILLING_EVENT)
+        analyze_billing_event(conn)
         conn.commit()
     return day
 
@@ -475,8 +475,17 @@ def embedded_warehouse(out: TextIO = sys.stdout) -> str:
 
 
 def quickstart_command() -> int:
-    """``rating-pipeline demo quickstart`` (``./dev demo``)."""
-    return quickstart(embedded_warehouse(), default_dagster_home())
+    """``rating-pipeline demo quickstart`` (``./dev demo``). Stopped by Ctrl-C, it says how
+    to go on."""
+    try:
+        return quickstart(embedded_warehouse(), default_dagster_home())
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the demo stopped part way, every step it finished committed; "
+            "`./dev demo` again converges (it empties its ledger and loads the day afresh)",
+            file=sys.stderr,
+        )
+        raise
 
 
 def ui_port() -> int:

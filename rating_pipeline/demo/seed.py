@@ -345,14 +345,19 @@ def replace_seeded(
     """Delete the events in ``[start, end)`` whose id starts with ``ev-<seed>-``, then COPY
     ``events``; return how many were deleted.
 
-    One transaction (a savepoint if the caller already holds one); the caller commits when
-    its connection is not in autocommit mode.
+    One transaction, committed on return (a savepoint if the caller already holds one, which
+    the caller commits).
     """
     with conn.transaction(), conn.cursor() as cursor:
         bounds = {"start": start, "end": end, "prefix": seed_prefix(seed)}
         deleted = cursor.execute(DELETE_SEEDED_RANGE, bounds).rowcount
         copy_events(conn, events)
     return deleted
+
+
+def analyze_billing_event(conn: psycopg.Connection) -> None:
+    """Fresh planner statistics after a load, for the ratings that follow."""
+    conn.execute("ANALYZE billing_event")
 
 
 def seed_events(conn: psycopg.Connection, spec: SeedSpec) -> SeedResult:
