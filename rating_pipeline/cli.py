@@ -520,8 +520,10 @@ def _warehouse_refusal(exc: Exception) -> str | None:
     The server's message never holds the connection's password."""
     import psycopg
 
+    from rating_pipeline.warehouse.database import refusal_note
+
     cause = exc if isinstance(exc, psycopg.Error) else getattr(exc, "orig", None)
     if not isinstance(cause, psycopg.Error):
         return None
-    reason = first_line(cause, "")
+    reason = f"{first_line(cause, '')}{refusal_note(cause)}"
     return f"the warehouse refused a statement: {type(cause).__name__}: {reason}"

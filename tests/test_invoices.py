@@ -1930,3 +1930,29 @@ def test_a_closed_month_whose_lines_moved_to_an_account_it_never_invoiced_is_ref
     )
     assert code == 1 and "org-9: lines the close recorded nothing for" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("period", "close", "--through", "2026-07-01T00:00:00Z"),
+        ("invoice", "build", "--month", "2026-06"),
+        ("rate", "--from", "2026-06-30T23:00:00Z", "--to", "2026-07-01T00:00:00Z"),
+    ],
+)
+def test_a_command_pointed_at_a_read_only_session_says_so_and_where_to_go(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+) -> None:
+    """A standby, or a role with default_transaction_read_only: the server's own message
+    names a statement (`cannot execute SELECT`), not the cause."""
+    monkeypatch.setenv(
+        "RATING_DATABASE_URL",
+        make_conninfo(warehouse_env, options="-c default_transaction_read_only=on"),
+    )
+    code, _, err = run_cli(capsys, *command)
+    assert code == 1
+    assert "the session is read-only" in err and "the primary" in err, err

@@ -24,6 +24,7 @@ from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
     connect,
     database_clock,
+    refusal_note,
     require_readable_billing_event,
     require_schema,
 )
@@ -55,7 +56,8 @@ class WindowRatingFailed(RatingPipelineError):
     def __init__(self, window: Window, before: int, cause: Exception, became: str) -> None:
         reason = first_line(cause)
         super().__init__(
-            f"rating window {window.key} failed: {type(cause).__name__}: {reason}. It {became}; "
+            f"rating window {window.key} failed: {type(cause).__name__}: {reason}"
+            f"{refusal_note(cause)}. It {became}; "
             f"the {before} window(s) before it are rated and committed, and re-running the "
             "range is safe"
         )

@@ -172,6 +172,16 @@ class SchemaNotMigrated(RatingPipelineError):
 
 
 @functools.cache
+def refusal_note(cause: BaseException) -> str:
+    """What a refusal's server message leaves out of its cause, for the end of its line."""
+    if isinstance(cause, psycopg.errors.ReadOnlySqlTransaction):
+        return (
+            "; the session is read-only (a standby, or default_transaction_read_only set for "
+            "the role or database?): point RATING_DATABASE_URL at the primary"
+        )
+    return ""
+
+
 def _embedded_url() -> str:
     from rating_pipeline.warehouse import embedded
 
