@@ -584,11 +584,41 @@ def test_an_imported_fine_tune_entry_is_noted_as_pricing_only_its_exact_id():
     that, so the report says the listed model prices nothing until the user lists theirs."""
     result, version = imported()
     assert "ft:gpt-4o-2024-08-06" in version.models
-    assert [line for line in result.report_lines() if line.startswith("note: ")] == [
+    assert [line for line in result.report_lines() if line.startswith("note: ft:")] == [
         "note: ft:gpt-4o-2024-08-06: listed as it is, it prices only events whose model_id "
         "is exactly ft:gpt-4o-2024-08-06; a fine-tune's own id (OpenAI's "
         "ft:<base>:<org>:<suffix>:<id>) is another model, unpriced until listed with these "
         "rates or priced by fine_tune_multiplier"
+    ]
+
+
+def test_a_tier_priced_flat_beside_a_threshold_is_noted_as_unpriced_above_it():
+    """A model has one threshold (contract 4), and a tier the source prices flat gets no
+    long-context set: its prompts above the threshold are unpriced, and the report says so
+    per model and tier instead of leaving it to the first invoice."""
+    text = json.dumps(
+        {
+            "m": {
+                "mode": "chat",
+                "input_cost_per_token": 3e-06,
+                "output_cost_per_token": 1.5e-05,
+                "input_cost_per_token_above_200k_tokens": 6e-06,
+                "output_cost_per_token_above_200k_tokens": 2.25e-05,
+                "input_cost_per_token_batches": 1.5e-06,
+                "output_cost_per_token_batches": 7.5e-06,
+                "input_cost_per_token_priority": 6e-06,
+                "output_cost_per_token_priority": 3e-05,
+                "input_cost_per_token_above_200k_tokens_priority": 1.2e-05,
+                "output_cost_per_token_above_200k_tokens_priority": 4.5e-05,
+            }
+        }
+    )
+    result, version = imported(text)
+    assert rates(version, "m").rate_set("batch", LONG) is None
+    assert [line for line in result.report_lines() if line.startswith("note: ")] == [
+        "note: m: its batch rates have no long-context set in the source: batch requests "
+        "whose prompt is above 200000 tokens are unpriced until one is added (a model has "
+        "one threshold, and nothing is inherited)"
     ]
 
 
@@ -702,7 +732,7 @@ def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsy
     assert sum(line.startswith("not imported: ") for line in lines) == 3
     assert sum(line.startswith("rounded: ") for line in lines) == 2
     assert sum(line.startswith("not mapped: ") for line in lines) == 24
-    assert sum(line.startswith("note: ") for line in lines) == 1
+    assert sum(line.startswith("note: ") for line in lines) == 4  # a fine-tune, 3 flat tiers
     assert "skipped: 1 embedding, 1 image_generation, 1 one of: chat" in stdout
 
 

@@ -206,17 +206,17 @@ class ImportedVersion:
     not_imported: tuple[NotImported, ...]
     rounded: tuple[Rounded, ...]
     unmapped: tuple[Unmapped, ...]
-    fine_tunes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # "<model>: <what an imported model will not bill>"
 
     def report_lines(self) -> list[str]:
-        """Every model left out, rate rounded and price not mapped, and every fine-tune
-        entry imported (it prices one exact id), one line each."""
+        """Every model left out, rate rounded and price not mapped, and what an imported
+        model will not bill (``_notes``), one line each."""
         skipped = ", ".join(f"{count} {mode}" for mode, count in self.skipped_modes.items())
         return [
             *(f"not imported: {note}" for note in self.not_imported),
             *(f"rounded: {note}" for note in self.rounded),
             *(f"not mapped: {note}" for note in self.unmapped),
-            *(f"note: {m}: {FINE_TUNE_ENTRY.format(m)}" for m in self.fine_tunes),
+            *(f"note: {note}" for note in self.notes),
             *([f"skipped: {skipped}"] if skipped else []),
         ]
 
@@ -310,8 +310,24 @@ def convert_litellm(
         not_imported=tuple(report.not_imported),
         rounded=tuple(report.rounded),
         unmapped=tuple(report.unmapped),
-        fine_tunes=tuple(model_id for model_id in models if is_fine_tune(model_id)),
+        notes=tuple(note for model_id, rates in models.items() for note in _notes(model_id, rates)),
     )
+
+
+def _notes(model_id: str, rates: ModelRates) -> Iterator[str]:
+    """What the imported model will not bill as its source might: an ``ft:<base>`` entry
+    prices one exact id, and a tier priced flat beside a threshold is unpriced above it."""
+    if is_fine_tune(model_id):
+        yield f"{shown(model_id)}: {FINE_TUNE_ENTRY.format(shown(model_id))}"
+    threshold = rates.long_context_above_tokens
+    for tier, context in rates.sets:
+        if threshold is None or context != STANDARD or (tier, LONG) in rates.sets:
+            continue
+        yield (
+            f"{shown(model_id)}: its {tier} rates have no long-context set in the source: "
+            f"{tier} requests whose prompt is above {threshold} tokens are unpriced until one "
+            "is added (a model has one threshold, and nothing is inherited)"
+        )
 
 
 def _mode_name(mode: object) -> str:
