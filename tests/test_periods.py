@@ -560,6 +560,41 @@ def test_a_close_names_the_windows_the_sensors_found_changed_that_no_rating_read
     )
 
 
+def test_a_close_and_its_dry_run_count_the_events_of_its_hours_that_bill_nothing(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """Month-end: usage excepted in the hours a close freezes bills on no invoice unless a
+    re-rate prices it (as adjustments), so the close and its dry run say how much there is,
+    per reason, before and as it freezes them."""
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "mystery-model"),
+            make_event("org-2", "mystery-model"),
+            make_event("org-3", "base-small", input_tokens=-1),
+        ]
+    )
+    rate(database_url, priced(), "run-1")
+    counted = (
+        "3 events that bill nothing (rating_exception: 1 invalid_event in 1 rollup, "
+        "2 unpriced in 2 rollups)"
+    )
+
+    with connect(database_url) as conn:
+        preview = preview_close(conn, AFTER_WINDOW, "finance")
+    closed = close(database_url)
+
+    assert (
+        f"  note: the hours it would close hold {counted}; priced or corrected and rated "
+        "again before the close, they bill on their own month's invoice; after it, as "
+        "adjustments on the next"
+    ) in preview.lines()
+    assert (
+        f"  note: the hours closed here hold {counted}; priced or corrected and rated again, "
+        "they bill as adjustments on the next invoice"
+    ) in closed.lines()
+
+
 def test_a_close_counts_its_windows_events_and_names_those_changed_that_no_sensor_saw(
     database_url: str,
     reader: psycopg.Connection,
@@ -675,7 +710,7 @@ def test_a_close_records_the_windows_it_found_changed_in_one_statement_in_window
         # A second or a microsecond past an hour would close that hour's window too.
         (AFTER_WINDOW + HOUR + timedelta(seconds=1), "not a whole UTC hour"),
         (AFTER_WINDOW + HOUR + timedelta(microseconds=1), "not a whole UTC hour"),
-        (AFTER_WINDOW.replace(tzinfo=None), "has no UTC offset"),
+        (AFTER_WINDOW.replace(tzinfo=None), "has no timezone; closes are UTC"),
         # The same instant, written at +02:00: bounds are UTC (contract 2), as for `rate`.
         (AFTER_WINDOW.astimezone(timezone(timedelta(hours=2))), "is not UTC"),
         (AFTER_WINDOW - HOUR, "not after the current mark"),

@@ -79,6 +79,7 @@ class PeriodClose:
     months_closed: tuple[datetime, ...]
     invoices: tuple[MonthTotal, ...]
     changed_not_rated: tuple[datetime, ...] = ()
+    unbilled: tuple[Unbilled, ...] = ()
 
     def lines(self) -> list[str]:
         """How the CLI reports it."""
@@ -94,6 +95,15 @@ class PeriodClose:
                     self.changed_not_rated,
                     "closed here",
                     "rating them now bills any difference as adjustments on the next invoice",
+                )
+            )
+        if self.unbilled:
+            lines.append(
+                unbilled_note(
+                    self.unbilled,
+                    "closed here",
+                    "priced or corrected and rated again, they bill as adjustments on the "
+                    "next invoice",
                 )
             )
         return lines + [invoice_total_line(t) for t in self.invoices]
@@ -119,6 +129,7 @@ class ClosePreview:
     months_closed: tuple[datetime, ...]
     changed_not_rated: tuple[datetime, ...]
     invoices: tuple[MonthTotal, ...] = ()
+    unbilled: tuple[Unbilled, ...] = ()
 
     def lines(self) -> list[str]:
         """How the CLI reports it."""
@@ -139,6 +150,15 @@ class ClosePreview:
                     "month, or after the close as adjustments on the next invoice",
                 )
             )
+        if self.unbilled:
+            lines.append(
+                unbilled_note(
+                    self.unbilled,
+                    "it would close",
+                    "priced or corrected and rated again before the close, they bill on "
+                    "their own month's invoice; after it, as adjustments on the next",
+                )
+            )
         if self.invoices:
             lines.append("  the invoices it would freeze, from the lines as they stand now:")
         return lines + [invoice_total_line(t) for t in self.invoices]
@@ -155,11 +175,43 @@ def changed_warning(window_starts: tuple[datetime, ...], closed: str, remedy: st
     )
 
 
+@dataclass(frozen=True)
+class Unbilled:
+    """The rating_exception rows of one reason in the hours a close freezes."""
+
+    reason: str
+    rollups: int
+    events: int
+
+
+def unbilled_in(
+    conn: psycopg.Connection, mark: datetime | None, through: datetime
+) -> tuple[Unbilled, ...]:
+    """Per reason, the exceptions of the windows a close through ``through`` closes."""
+    span = {"start": WINDOWED_FROM if mark is None else mark, "end": through}
+    rows = conn.execute(load_sql("orchestration_exceptions_by_reason"), span)
+    return tuple(
+        Unbilled(reason, int(rollups), int(events)) for reason, rollups, events, *_ in rows
+    )
+
+
+def unbilled_note(unbilled: tuple[Unbilled, ...], closed: str, remedy: str) -> str:
+    """The line counting the events of the hours a close freezes that bill nothing."""
+    events = sum(u.events for u in unbilled)
+    reasons = ", ".join(
+        f"{u.events} {u.reason} in {u.rollups} rollup{'s' * (u.rollups != 1)}" for u in unbilled
+    )
+    return (
+        f"  note: the hours {closed} hold {events} event{'s' * (events != 1)} that bill "
+        f"nothing (rating_exception: {reasons}); {remedy}"
+    )
+
+
 def require_whole_hour(through: datetime) -> None:
     """CloseRefused unless ``through`` is a whole hour written in UTC, as every window
     bound is (contract 2): another offset is refused even where it names the same instant."""
     if through.tzinfo is None or through.utcoffset() is None:
-        raise CloseRefused(f"close refused: {through.isoformat()} has no UTC offset")
+        raise CloseRefused(f"close refused: {through.isoformat()} has no timezone; closes are UTC")
     if through.utcoffset() != timedelta(0):
         raise CloseRefused(
             f"close refused: {through.isoformat()} is not UTC; write the hour in UTC, e.g. "
@@ -185,6 +237,7 @@ def close_period(
     with conn.transaction():
         mark = begin_close(conn, through, counted, exclusive=True)
         changed = changed_not_rated(conn, mark, through)
+        unbilled = unbilled_in(conn, mark, through)
         row = conn.execute(
             load_sql("insert_period_close"),
             {"closed_through": through, "closed_by": closed_by, "note": note},
@@ -220,6 +273,7 @@ def close_period(
         months,
         tuple(invoices),
         changed,
+        unbilled,
     )
 
 
@@ -338,6 +392,7 @@ def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -
             months,
             changed_not_rated(conn, mark, through),
             tuple(total for month in months for total in draft_totals(conn, month, now)),
+            unbilled_in(conn, mark, through),
         )
         raise psycopg.Rollback(rolled_back)
     return preview
