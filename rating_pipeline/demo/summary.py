@@ -278,7 +278,7 @@ def _totals_lines(
 
 
 def _exception_sections(conn: psycopg.Connection, params: dict[str, object]) -> list[str]:
-    reasons = conn.execute(load_sql("orchestration_exceptions_by_reason"), params).fetchall()
+    reasons = conn.execute(load_sql("select_exceptions_by_reason"), params).fetchall()
     if not reasons:
         return ["(none: every event was billed)"]
     by_reason = _table(

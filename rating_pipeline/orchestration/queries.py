@@ -168,7 +168,7 @@ def exceptions_by_reason(conn: psycopg.Connection, span: Span) -> dict[str, Reas
     the demo summary's)."""
     return {
         row[0]: ReasonTotals(row[0], int(row[1]), int(row[2]))
-        for row in conn.execute(load_sql("orchestration_exceptions_by_reason"), span.params())
+        for row in conn.execute(load_sql("select_exceptions_by_reason"), span.params())
     }
 
 

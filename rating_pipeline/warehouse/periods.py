@@ -189,7 +189,7 @@ def unbilled_in(
 ) -> tuple[Unbilled, ...]:
     """Per reason, the exceptions of the windows a close through ``through`` closes."""
     span = {"start": WINDOWED_FROM if mark is None else mark, "end": through}
-    rows = conn.execute(load_sql("orchestration_exceptions_by_reason"), span)
+    rows = conn.execute(load_sql("select_exceptions_by_reason"), span)
     return tuple(
         Unbilled(reason, int(rollups), int(events)) for reason, rollups, events, *_ in rows
     )
