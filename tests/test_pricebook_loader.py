@@ -1380,3 +1380,77 @@ def test_a_tagged_top_level_mapping_is_a_load_error(tmp_path: Path) -> None:
         """)  # fmt: skip
     assert error.line == 1
     assert error.message.endswith("got a mapping tagged !pricebook")
+
+
+def test_a_rate_error_is_one_line_whatever_the_text_of_the_rate(tmp_path):
+    """A quoted rate may hold an escaped line break; its error must not (FILE:LINE: MODEL:
+    message, one line). Found by fuzzing the loader."""
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          a: {input_per_mtok: "0.0000001\\n", output_per_mtok: "1"}
+        """,
+    )
+    assert (error.line, error.model) == (5, "a")
+    assert error.message == (
+        "input_per_mtok '0.0000001\\n' has 7 decimal places; a rate has at most 6"
+    )
+
+
+def test_a_byte_order_mark_past_the_start_of_a_file_is_refused_at_its_line(tmp_path):
+    """libyaml skips U+FEFF at the start of any line, PyYAML's pure reader only at the start
+    of the file: the same file would load or not by how PyYAML was installed."""
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+        \ufeff  a: {input_per_mtok: "1", output_per_mtok: "1"}
+        """,
+    )
+    assert (error.line, error.model) == (5, None)
+    assert error.message.startswith("character U+FEFF (BYTE ORDER MARK) past the start")
+
+
+def test_a_tagged_key_is_not_read_as_the_plain_key(tmp_path):
+    """`!!null input_per_mtok` is a null key to every other YAML reader: rule 2."""
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          a: {input_per_mtok: "1", output_per_mtok: "1", !custom cache_read_per_mtok: "1"}
+        """,
+    )
+    assert (error.line, error.model) == (5, "a")
+    assert error.message == (
+        "a key must be a plain string, got 'cache_read_per_mtok' tagged !custom"
+    )
+
+
+@pytest.mark.parametrize("written", ["+200000", '"+200000"', '" 200000"'])
+def test_a_threshold_is_plain_digits_without_a_sign_or_padding(tmp_path, written):
+    error = the_error(
+        tmp_path,
+        f"""
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        currency: USD
+        models:
+          a:
+            input_per_mtok: "1"
+            output_per_mtok: "1"
+            long_context_above_tokens: {written}
+            long_context: {{input_per_mtok: "2", output_per_mtok: "2"}}
+        """,
+    )
+    assert (error.line, error.model) == (8, "a")
+    assert error.message.startswith("long_context_above_tokens must be a positive integer")

@@ -50,6 +50,7 @@ from rating_pipeline.pricebook.yaml_nodes import (
     line_of,
     mapping_entries,
     plain_integer,
+    shown_text,
     text_value,
 )
 from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
@@ -285,7 +286,7 @@ def _cross_file_errors(paths: list[Path], results: list[_FileResult]) -> list[Pr
 def _check_text(text: str, source: str, sha256: str) -> _FileResult:
     """Rules 1-6 and the per-file part of rule 7 for one version file."""
     errors = _FileErrors(source)
-    for line, message in _hidden_line_breaks(text):
+    for line, message in _hidden_characters(text):
         errors.add(line, None, message)
     if errors.errors:
         return _FileResult(None, tuple(errors.errors))
@@ -350,19 +351,31 @@ HIDDEN_LINE_BREAKS = {
     "\u2029": "PARAGRAPH SEPARATOR",
 }
 HIDDEN_LINE_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+BYTE_ORDER_MARK = re.compile("\ufeff")
 
 
-def _hidden_line_breaks(text: str) -> list[tuple[int, str]]:
-    """Each hidden line break, on its line as an editor counts lines."""
-    return [
+def _hidden_characters(text: str) -> list[tuple[int, str]]:
+    """Each hidden line break, and each byte order mark past the start of the file, on its
+    line as an editor counts lines."""
+    breaks = [
         (
-            text.count("\n", 0, found.start()) + 1,
+            found.start(),
             f"character U+{ord(found.group()):04X} ({HIDDEN_LINE_BREAKS[found.group()]}) is a "
             "line break to YAML but not to editors or diffs: what follows it could price "
             "unseen; remove it",
         )
         for found in HIDDEN_LINE_BREAK.finditer(text)
     ]
+    marks = [
+        (
+            found.start(),
+            "character U+FEFF (BYTE ORDER MARK) past the start of the file: libyaml skips it "
+            "at the start of a line, PyYAML's own reader does not, so whether the file loads "
+            "would depend on the install; remove it",
+        )
+        for found in BYTE_ORDER_MARK.finditer(text, 1)
+    ]
+    return [(text.count("\n", 0, at) + 1, message) for at, message in sorted(breaks + marks)]
 
 
 def _known_entries(
@@ -501,7 +514,7 @@ def _rate(entry: Entry, name: str, model: str, errors: _FileErrors) -> Decimal |
         errors.add(
             line,
             model,
-            f"{name} {entry.value.value} has {decimal_places(value)} decimal places; "
+            f"{name} {shown_text(entry.value.value)} has {decimal_places(value)} decimal places; "
             f"a rate has at most {RATE_PLACES}",
         )
         return None

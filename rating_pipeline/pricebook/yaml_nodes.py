@@ -34,7 +34,7 @@ _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
 # libyaml's parser, when PyYAML has it, composes the same nodes with the same marks, faster
 # (BENCHMARKS.md: pricebook validation at LiteLLM size).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_PLAIN_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+_PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 # Longer than any count a pricebook holds, far below the 4300 digits Python converts.
 MAX_INTEGER_DIGITS = 40
 # How much of a long value an error shows: one error stays one readable line.
@@ -128,13 +128,15 @@ def is_mapping(node: Node) -> bool:
 
 
 def mapping_entries(node: MappingNode) -> MappingEntries:
-    """Every pair of ``node``; keys compare by their text, so ``a`` and ``"a"`` collide."""
+    """Every pair of ``node``; keys compare by their text, so ``a`` and ``"a"`` collide. A
+    key that is no plain string (``!custom rate``, ``null``) is a bad key, never read as
+    its text."""
     first: dict[str, Entry] = {}
     duplicates: list[Duplicate] = []
     bad_keys: list[Node] = []
     for key_node, value_node in node.value:
-        if not isinstance(key_node, ScalarNode):
-            bad_keys.append(key_node)
+        if not isinstance(key_node, ScalarNode) or key_node.tag not in _TEXT_TAGS:
+            bad_keys.append(key_node)  # a list, a mapping, null, or tagged: no plain name
             continue
         entry = Entry(key=key_node.value, key_node=key_node, value=value_node)
         if entry.key in first:
@@ -154,13 +156,20 @@ def describe(node: Node) -> str:
         return "null"
     if node.tag == BOOL_TAG:
         return f"the boolean {node.value}"
-    value = str(node.value)
-    shown = (
-        repr(value)
-        if len(value) <= SHOWN_CHARACTERS
-        else (f"{value[:SHOWN_CHARACTERS]!r}... ({len(value)} characters)")
-    )
+    shown = quoted(str(node.value))
     return shown if node.tag in _TEXT_TAGS else f"{shown} tagged {node.tag}"
+
+
+def quoted(text: str) -> str:
+    """``text`` as its repr, cut at SHOWN_CHARACTERS: one error stays one readable line."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARACTERS]!r}... ({len(text)} characters)"
+
+
+def shown_text(text: str) -> str:
+    """``text`` as it is where all of it prints and it is short, else ``quoted``."""
+    return text if text.isprintable() and len(text) <= SHOWN_CHARACTERS else quoted(text)
 
 
 def text_value(node: Node, what: str) -> str:
@@ -181,17 +190,18 @@ def decimal_value(node: Node, what: str) -> Decimal:
         value = parse_decimal(text)
     except MoneyFormatError:
         raise NodeValueError(
-            line_of(node), f"{what} must be a decimal number, got {text!r}"
+            line_of(node), f"{what} must be a decimal number, got {quoted(text)}"
         ) from None
     if _LEADING_ZERO.match(text.strip()):
         raise NodeValueError(
             line_of(node),
-            f"{what} {text!r} has a leading zero, which some YAML readers take as octal; "
+            f"{what} {quoted(text)} has a leading zero, which some YAML readers take as octal; "
             "write it without",
         )
     if fixed_point_digits(value) > MAX_DIGITS:
         raise NodeValueError(
-            line_of(node), f"{what} {text!r} has more than {MAX_DIGITS} digits written out in full"
+            line_of(node),
+            f"{what} {quoted(text)} has more than {MAX_DIGITS} digits written out in full",
         )
     # -0 is 0: a sign on zero means nothing and must not show in a rate.
     return value.copy_abs() if value.is_zero() else value
@@ -200,11 +210,11 @@ def decimal_value(node: Node, what: str) -> Decimal:
 def plain_integer(node: Node) -> int | None:
     """The integer a scalar's text spells in plain digits (``200000``, ``"200000"``, ``-1``),
     at most MAX_INTEGER_DIGITS of them; None for anything else (``2e5``, ``200_000``,
-    ``010``, ``200000.0``, null, a list, thousands of digits)."""
+    ``010``, ``200000.0``, ``+5``, ``" 5"``, null, a list, thousands of digits)."""
     if not isinstance(node, ScalarNode) or node.tag not in _NUMBER_TAGS:
         return None
-    text = str(node.value).strip()
-    if len(text.lstrip("+-")) > MAX_INTEGER_DIGITS or not _PLAIN_INTEGER.fullmatch(text):
+    text = str(node.value)
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS or not _PLAIN_INTEGER.fullmatch(text):
         return None
     return int(text)
 
