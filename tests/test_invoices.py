@@ -1742,6 +1742,33 @@ def test_an_export_that_cannot_rename_a_file_into_place_says_which_in_one_line(
     ]
 
 
+def test_an_export_stopped_during_its_renames_leaves_no_file_aside(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C (or SIGTERM) after the first rename left every file not yet renamed aside, a
+    whole hidden invoice each, until the next export (found by an audit)."""
+    build(warehouse_env, JUNE)
+    real_replace = Path.replace
+    renamed = 0
+
+    def interrupted_after_the_first(self: Path, target: Path) -> Path:
+        nonlocal renamed
+        renamed += 1
+        if renamed == 2:
+            raise KeyboardInterrupt
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", interrupted_after_the_first)
+    code, _, _ = export_june(capsys, tmp_path)
+
+    assert code == 130
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["2026-06_org-1.csv"]
+
+
 def test_an_export_whose_session_ends_while_writing_replaces_nothing(
     warehouse_env: str,
     june: list[BillingEvent],

@@ -4,6 +4,7 @@ month with the real resources, after its windows were rated and, some of them, c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 
 import dagster as dg
 import psycopg
@@ -23,7 +24,7 @@ from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window
-from tests.conftest import utc
+from tests.conftest import insert_events, utc
 from tests.factories import BillingEvent, make_event
 from tests.sensing import PRICEBOOKS
 from tests.test_orchestration_assets import checks, materializations, records
@@ -235,6 +236,35 @@ TAMPERING = [
 ]
 
 
+def test_a_months_accounts_table_is_of_the_lines_its_totals_are_of(
+    database_url: str,
+    instance: dg.DagsterInstance,
+    june: list[BillingEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-account table was read after the build committed, with no lock: a rating and
+    build of the month landing in between showed in it and not in the totals (found by an
+    audit). Both are now read in the build's own transaction."""
+    real = orchestration_invoices.build_invoice
+
+    def then_another_build_lands(conn: psycopg.Connection, month, run_id):  # type: ignore[no-untyped-def]
+        built = real(conn, month, run_id)
+        late = [make_event("org-9", "base-large", None, 1_000_000, 0, occurred_at=utc(2026, 6, 20))]
+        insert_events(database_url, late)
+        rate(database_url, late)
+        with connect(database_url) as other:
+            real(other, month, "another-run")
+        return built
+
+    monkeypatch.setattr(orchestration_invoices, "build_invoice", then_another_build_lands)
+    result = build(database_url, JUNE, instance)
+
+    meta = materializations(result, "invoice_lines")[JUNE]
+    accounts = records(meta["by_account"])
+    assert [a["account_id"] for a in accounts] == ["org-1", "org-2"]
+    assert sum(Decimal(a["amount"]) for a in accounts) == Decimal(meta["amount"])
+
+
 @pytest.mark.parametrize(("tampering", "found"), TAMPERING)
 def test_the_blocking_check_fails_when_a_closed_months_lines_differ_from_its_close(
     database_url: str,
@@ -262,6 +292,10 @@ def test_the_blocking_check_fails_when_a_closed_months_lines_differ_from_its_clo
         assert checked.metadata["invoices_not_matching"].value == len(found)
     failed = {e.step_key for e in result.all_events if e.is_step_failure}
     assert failed == {f"invoice_lines_{CLOSED_MONTHS_MATCH_THEIR_CLOSE}"}
+    # The step wrote nothing and says so; its materialization must not pass the altered
+    # lines off as what the close built (found by an audit).
+    meta = materializations(result, "invoice_lines")[JUNE]
+    assert meta["invoices_differing_from_close"] == len(found)
 
 
 def test_the_check_outside_a_run_audits_every_wholly_closed_month_and_no_open_one(

@@ -286,7 +286,7 @@ def test_an_invoice_months_row_count_is_its_lines_after_the_build_not_its_writes
         WINDOW_START.replace(day=1, hour=0), 1, 2, 3, 10, Decimal("1.004"), Decimal("1.00")
     )
 
-    meta = {key: value.value for key, value in invoice_metadata(built, []).items()}
+    meta = {key: value.value for key, value in invoice_metadata(built).items()}
 
     assert [meta[f"lines_{n}"] for n in ("inserted", "updated", "deleted", "unchanged")] == [
         1,

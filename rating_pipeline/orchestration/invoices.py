@@ -77,10 +77,8 @@ def invoice_lines(
                     built = build_invoice(conn, month, context.run.run_id)
                 except Exception as exc:
                     raise dg.Failure(description=failed_month(months, done, exc)) from exc
-                context.log.info(str(built))
-                accounts = month_totals(conn, month)
-                conn.commit()
-                committed[month_key(month)] = metadata.invoice_metadata(built, accounts)
+                (context.log.error if built.differing else context.log.info)(str(built))
+                committed[month_key(month)] = metadata.invoice_metadata(built)
     except GeneratorExit:
         raise
     except BaseException:

@@ -18,7 +18,7 @@ from rating_pipeline.money import micro_usd
 from rating_pipeline.pricebook.model import PricebookVersion
 from rating_pipeline.records import REASONS, RatedRollup, RatingException
 from rating_pipeline.warehouse.engine import WindowRating
-from rating_pipeline.warehouse.invoices import LinesBuilt, MonthTotal
+from rating_pipeline.warehouse.invoices import LinesBuilt
 from rating_pipeline.warehouse.outputs import ClassCost, TierCost, WindowTables
 from rating_pipeline.warehouse.reconcile import Reconciled
 from rating_pipeline.windows import Window
@@ -259,8 +259,9 @@ ACCOUNT_COLUMNS = (
 )
 
 
-def invoice_metadata(built: LinesBuilt, accounts: Sequence[MonthTotal]) -> dict[str, Any]:
+def invoice_metadata(built: LinesBuilt) -> dict[str, Any]:
     """What building one month's invoice lines did, its totals, and each account's invoice."""
+    accounts = built.accounts
     return {
         "lines_inserted": dg.MetadataValue.int(built.inserted),
         "lines_updated": dg.MetadataValue.int(built.updated),
@@ -272,6 +273,7 @@ def invoice_metadata(built: LinesBuilt, accounts: Sequence[MonthTotal]) -> dict[
         "amount": money(built.amount),
         "residual": money(built.residual),
         "frozen": dg.MetadataValue.bool(built.frozen),
+        "invoices_differing_from_close": dg.MetadataValue.int(len(built.differing)),
         "by_account": table(
             ACCOUNT_COLUMNS,
             (

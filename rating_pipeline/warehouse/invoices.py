@@ -121,6 +121,8 @@ class LinesBuilt:
     frozen: bool = False
     # In a frozen month: the invoices whose lines differ from what its close recorded.
     differing: tuple[Mismatch, ...] = ()
+    # Each account's invoice, read in the build's transaction (build_invoice's only).
+    accounts: tuple[MonthTotal, ...] = ()
 
     @property
     def written(self) -> int:
@@ -282,7 +284,7 @@ def draft_totals(conn: psycopg.Connection, month: datetime, built_at: datetime) 
 def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> LinesBuilt:
     """Build ``month``'s lines in a transaction of its own: converge them, or, for a
     wholly closed month, write nothing and report the lines its close froze, and those
-    that differ from what it recorded."""
+    that differ from what it recorded; with each account's invoice as it then stands."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RatingPipelineError(
             f"building {month:%Y-%m} needs a connection outside any transaction"
@@ -301,10 +303,12 @@ def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> Lin
                 amount=exact_sum(t.amount for t in totals),
                 frozen=True,
                 differing=tuple(mismatches([month], {month: totals}, recorded)),
+                accounts=tuple(totals),
             )  # fmt: skip
         built_at = conn.execute(NOW).fetchone()
         assert built_at is not None
-        return converge_month_lines(conn, month, run_id, built_at[0])
+        built = converge_month_lines(conn, month, run_id, built_at[0])
+        return replace(built, accounts=tuple(month_totals(conn, month)))
 
 
 def _month_key(month: datetime) -> int:
@@ -411,16 +415,7 @@ def _write_month(
         for aside, _ in pending:
             aside.unlink(missing_ok=True)
         raise
-    for done, (aside, path) in enumerate(pending):  # all written and synced: one run
-        try:
-            aside.replace(path)
-        except OSError as exc:
-            for left, _ in pending[done:]:
-                left.unlink(missing_ok=True)
-            raise ExportFailed(
-                f"cannot replace {path}: {exc.strerror}; {done} of the month's {len(pending)} "
-                "files replaced before it: export the month again once it can be"
-            ) from exc
+    _rename_into_place(pending, out_dir)
     written = [path for _, path in pending]
     for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
         partial.unlink(missing_ok=True)
@@ -490,6 +485,35 @@ def _write_synced(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(file, index=False, lineterminator=CSV_LINE_END)
         file.flush()
         os.fsync(file.fileno())
+
+
+def _rename_into_place(pending: list[tuple[Path, Path]], out_dir: Path) -> None:
+    """Rename each file written aside over its name, in one run, then sync the directory.
+    Stopped (a refused rename, Ctrl-C), it leaves nothing aside."""
+    done = 0
+    try:
+        for aside, path in pending:
+            aside.replace(path)
+            done += 1
+    except BaseException as exc:
+        for left, _ in pending[done:]:
+            left.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportFailed(
+                f"cannot replace {pending[done][1]}: {exc.strerror}; {done} of the month's "
+                f"{len(pending)} files replaced before it: export the month again once it can be"
+            ) from exc
+        raise
+    _sync_directory(out_dir)
+
+
+def _sync_directory(path: Path) -> None:
+    """Sync ``path``'s entries: the renames into it outlive a power loss, as the files do."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def invoice_file_name(month: datetime, account_id: str) -> str:
