@@ -242,6 +242,23 @@ def test_open_adjustments_carry_the_pricebook_version_of_the_latest_rating(
     assert billed_and_adjusted(reader) == latest_per_key(reissued, closed_window)
 
 
+def test_a_late_event_without_tokens_in_a_closed_window_adjusts_its_event_count(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    closed_window: list[BillingEvent],
+) -> None:
+    """Contract 10: billed output + open adjustments = latest output in event count too. A
+    change of the count alone was in no test (a mutation audit: the statement's comparison
+    without event_count, or adjustments kept only where tokens moved, went unseen)."""
+    late = make_event("org-1", "base-large", input_tokens=0, output_tokens=0)
+    add_events([late])
+
+    rate(database_url, priced(), "run-2")
+
+    assert billed_and_adjusted(reader) == latest_per_key(priced(), [*closed_window, late])
+
+
 def test_a_late_event_in_every_class_of_a_closed_window_is_adjusted_class_by_class(
     database_url: str,
     reader: psycopg.Connection,

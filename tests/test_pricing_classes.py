@@ -119,6 +119,33 @@ def test_a_declared_fine_tune_derives_every_rate_of_every_set_and_the_threshold(
     assert rollup.cache_read_rate_per_mtok == Decimal("0.625")  # 0.50 x 1.25
 
 
+def test_a_declared_fine_tune_takes_its_declared_bases_threshold_whatever_base_its_events_name(
+    rate_events,
+):
+    """Contract 5.1: a listed model's rates, and threshold, are its own; the base its events
+    name is read only for a fine-tune not listed. Only the property tests caught the event's
+    base's threshold tried first (a mutation audit): it billed long-context rates here."""
+    small = schedule(
+        {
+            ("standard", "standard"): {"input": "1", "output": "1"},
+            ("standard", "long"): {"input": "2", "output": "2"},
+        },
+        above=1_000,
+    )
+    book = make_version(
+        {"base-large": LARGE, "base-small": small, "ft:acme:legal": derived("base-large", "1.25")},
+        fine_tune_multiplier="1.5",
+    )
+    # 5,000 prompt tokens: below base-large's 200,000 (declared), above base-small's 1,000
+    event = make_event("a", "ft:acme:legal", "base-small", 5_000, 0)
+    (rollup,) = rate_events(book, event).rollups
+    assert (rollup.context_tier, rollup.rate_source, rollup.input_rate_per_mtok) == (
+        "standard",
+        "declared",
+        Decimal("3.125"),
+    )
+
+
 def test_an_event_path_fine_tune_takes_its_bases_threshold(rate_events):
     events = [
         make_event("a", "ft:globex:chat", "base-large", 300_000, 0),
@@ -289,6 +316,17 @@ def test_a_rollup_of_every_class_costs_the_sum_of_each_class_at_its_rate(rate_ev
     # prompt 5 x 1,000 > 1,000: long. 1,000,000 x 20 + 1,000 x (30+40+50+60+70+80+90), per 1M
     assert rollup.context_tier == "long"
     assert rollup.cost_usd == Decimal("20.42")
+
+
+def test_a_cost_down_to_the_twelfth_decimal_place_is_stored_exactly(rate_events):
+    """One token at the smallest rate a pricebook holds (0.000001 USD per million tokens)
+    costs 10^-12 USD: every place of `numeric(50, 12)` is used, none rounded away. Only
+    the property tests caught a narrower cost (a mutation audit)."""
+    book = make_version(
+        {"m": schedule({("standard", "standard"): {"input": "0.000001", "output": "0"}})}
+    )
+    (rollup,) = rate_events(book, make_event("a", "m", None, 1, 0)).rollups
+    assert rollup.cost_usd == Decimal("0.000000000001")
 
 
 @pytest.mark.parametrize("token_class", PROMPT_CLASSES)

@@ -4,6 +4,7 @@ digest tells every correction apart."""
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ from rating_pipeline.warehouse.late_windows import (
     compare_with_latest_ratings,
     record_late_windows,
 )
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window, WindowError
 from tests.conftest import database_url_for, insert_events, stored_window
 from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
@@ -142,6 +144,16 @@ def test_ids_under_upstreams_case_insensitive_collation_are_told_apart_byte_for_
         ("org-tier", INVALID_EVENT),
         ("org-unlisted", "unpriced"),
     ]
+
+
+@pytest.mark.parametrize("column", ["auth_id", "model_id", "base_model", "service_tier"])
+def test_every_id_and_tier_the_rating_reads_is_read_in_the_default_collation(column: str) -> None:
+    """Where the test above skips (no ICU, as on the embedded server), this holds the one
+    statement that reads upstream's ids to reading each byte for byte: without the cast, a
+    nondeterministic collation upstream merges org-a and ORG-A into one account (a mutation
+    audit found the guard skipped in CI)."""
+    statement = load_sql("fill_window_sums")
+    assert re.search(rf'\b{column}::text COLLATE "default" AS {column}\b', statement)
 
 
 def test_extraction_sums_beyond_bigint_exactly(
