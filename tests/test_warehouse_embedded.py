@@ -199,6 +199,27 @@ def test_database_url_prefers_rating_database_url(monkeypatch: pytest.MonkeyPatc
     assert database.database_url() == "postgresql://u:pw@db.invalid/x"
 
 
+def test_the_embedded_server_is_attached_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Dagster connect() and sensor tick asks database_url(): without a URL set, the
+    embedded server is started (or found running) once, not on each call (a decorator
+    moved to another function once, unseen: found by a second reading)."""
+    started: list[str] = []
+
+    def start() -> str:
+        started.append("start")
+        return "postgresql://x"
+
+    monkeypatch.delenv("RATING_DATABASE_URL", raising=False)
+    monkeypatch.setattr(embedded, "start", start)
+    database._embedded_url.cache_clear()
+    try:
+        for _ in range(3):
+            assert database.database_url() == "postgresql://x"
+    finally:
+        database._embedded_url.cache_clear()
+    assert started == ["start"]
+
+
 def test_redact_url_never_shows_a_password() -> None:
     redacted = database.redact_url("postgresql://bob:s3cret@db.example:5433/rating")
     assert "s3cret" not in redacted and "***" in redacted and "db.example" in redacted

@@ -171,7 +171,6 @@ class SchemaNotMigrated(RatingPipelineError):
     newer release), or lacks a table rating needs."""
 
 
-@functools.cache
 def refusal_note(cause: BaseException) -> str:
     """What a refusal's server message leaves out of its cause, for the end of its line."""
     if isinstance(cause, psycopg.errors.ReadOnlySqlTransaction):
@@ -182,6 +181,7 @@ def refusal_note(cause: BaseException) -> str:
     return ""
 
 
+@functools.cache
 def _embedded_url() -> str:
     from rating_pipeline.warehouse import embedded
 
