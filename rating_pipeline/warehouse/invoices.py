@@ -9,6 +9,7 @@ were built by the close that closed it, and a build leaves them as they are.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -415,7 +416,7 @@ def _write_month(
         for aside, _ in pending:
             aside.unlink(missing_ok=True)
         raise
-    _rename_into_place(pending, out_dir)
+    _rename_into_place(pending)
     written = [path for _, path in pending]
     for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
         partial.unlink(missing_ok=True)
@@ -432,6 +433,7 @@ def _write_month(
                 f"cannot remove {path}, the file of an account without lines in "
                 f"{month:%Y-%m}: {exc.strerror}; every account's file is written"
             ) from exc
+    _sync_directory(out_dir)
     return Exported(tuple(written), tuple(stale))
 
 
@@ -487,9 +489,9 @@ def _write_synced(table: pd.DataFrame, path: Path) -> None:
         os.fsync(file.fileno())
 
 
-def _rename_into_place(pending: list[tuple[Path, Path]], out_dir: Path) -> None:
-    """Rename each file written aside over its name, in one run, then sync the directory.
-    Stopped (a refused rename, Ctrl-C), it leaves nothing aside."""
+def _rename_into_place(pending: list[tuple[Path, Path]]) -> None:
+    """Rename each file written aside over its name, in one run. Stopped (a refused
+    rename, Ctrl-C), it leaves nothing aside."""
     done = 0
     try:
         for aside, path in pending:
@@ -504,14 +506,21 @@ def _rename_into_place(pending: list[tuple[Path, Path]], out_dir: Path) -> None:
                 f"{len(pending)} files replaced before it: export the month again once it can be"
             ) from exc
         raise
-    _sync_directory(out_dir)
 
 
 def _sync_directory(path: Path) -> None:
-    """Sync ``path``'s entries: the renames into it outlive a power loss, as the files do."""
+    """Sync ``path``'s entries, so that the renames and removals outlive a power loss as the
+    files do; where the filesystem cannot sync a directory (EINVAL: some network and FUSE
+    ones), the files alone are synced."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise ExportFailed(
+                f"every file of the export is in {path}, but syncing the directory failed: "
+                f"{exc.strerror}; export the month again"
+            ) from exc
     finally:
         os.close(descriptor)
 
