@@ -2378,3 +2378,15 @@ def test_an_upgrade_failing_before_any_billing_event_exists_says_nothing_of_one(
         with psycopg.connect(empty_database_url, autocommit=True) as admin:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_an_upgrade_against_a_read_only_session_says_so_and_where_to_go(
+    empty_database_url: str,
+) -> None:
+    """A standby, or a role with default_transaction_read_only: the first revision's own
+    message names a statement (`cannot execute CREATE TABLE`), not the cause."""
+    read_only = make_conninfo(empty_database_url, options="-c default_transaction_read_only=on")
+    with pytest.raises(migrations.MigrationFailed) as failed:
+        migrations.upgrade(read_only)
+    assert "the session is read-only" in str(failed.value), failed.value
+    assert "the warehouse is at revision base" in str(failed.value)

@@ -1419,7 +1419,8 @@ def test_a_byte_order_mark_past_the_start_of_a_file_is_refused_at_its_line(tmp_p
 
 
 def test_a_tagged_key_is_not_read_as_the_plain_key(tmp_path):
-    """`!!null input_per_mtok` is a null key to every other YAML reader: rule 2."""
+    """`!custom cache_read_per_mtok` is no plain key to any other YAML reader (and
+    `!!null input_per_mtok` a null one): rule 2."""
     error = the_error(
         tmp_path,
         """

@@ -171,7 +171,7 @@ class SchemaNotMigrated(RatingPipelineError):
     newer release), or lacks a table rating needs."""
 
 
-def refusal_note(cause: BaseException) -> str:
+def refusal_note(cause: BaseException | None) -> str:
     """What a refusal's server message leaves out of its cause, for the end of its line."""
     if isinstance(cause, psycopg.errors.ReadOnlySqlTransaction):
         return (

@@ -32,6 +32,7 @@ from rating_pipeline.warehouse.database import (
     connect,
     database_url,
     redact_url,
+    refusal_note,
     require_readable_billing_event,
 )
 
@@ -131,8 +132,8 @@ def _run(
         refusal = _upstream_refusal(url) if alembic_command is command.upgrade else None
         raise MigrationFailed(
             f"{which} failed on {redact_url(url)}: {type(cause).__name__}: {reason}"
-            f"{f' ({detail})' if detail else ''}; the warehouse is at revision "
-            f"{stopped or BASE}, the revisions before it committed"
+            f"{f' ({detail})' if detail else ''}{refusal_note(cause)}; the warehouse is at "
+            f"revision {stopped or BASE}, the revisions before it committed"
             f"{f'; upstream billing_event, as it is: {refusal}' if refusal else ''}"
         ) from None
 
