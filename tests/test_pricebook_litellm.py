@@ -384,8 +384,13 @@ def test_a_model_whose_thresholds_differ_is_not_imported_rather_than_billed_flat
             1,
             "it is not mapped",
         ),
+        (  # its input price rounds to 0: --round leaves the model out (a mutation audit)
+            '"input_cost_per_token": 1e-13, "output_cost_per_token": 2.9999900000000002e-06',
+            0,
+            "the model is left out",
+        ),
     ],
-    ids=["model left out", "rate set left out"],
+    ids=["model left out", "rate set left out", "input rounds to zero"],
 )
 def test_float_noise_of_a_price_left_out_is_never_reported_as_a_rate_it_would_import(
     body: str, models: int, left_out: str
@@ -395,7 +400,7 @@ def test_float_noise_of_a_price_left_out_is_never_reported_as_a_rate_it_would_im
     reading of its fix."""
     with pytest.raises(FloatNoiseError) as caught:
         convert(one_model(body), round_rates=False)
-    (line,) = caught.value.report_lines()
+    line = caught.value.report_lines()[-1]  # the last noisy price of the entry
     assert "--round would import" not in line
     assert f"--round would not import it: {left_out}" in line
     result = convert(one_model(body))

@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from rating_pipeline import cli
+from rating_pipeline.pricebook.model import TOKEN_CLASSES
 from rating_pipeline.warehouse import commands, engine, migrations
 from tests.conftest import clear_of_an_hours_end, delete_events
 from tests.factories import WINDOW_START, BillingEvent, make_event
@@ -260,6 +261,41 @@ def test_an_event_with_a_nan_count_is_an_invalid_event_and_the_rest_of_its_windo
     ]
     assert billed == [("org-1", 1), ("org-3", 1)]
     assert changes[2:] == [(0, 0), (0, 0)]  # the second run changed nothing
+
+
+@pytest.mark.parametrize("token_class", TOKEN_CLASSES)
+def test_a_nan_count_of_any_class_alone_is_an_invalid_event_and_the_rest_bills(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    token_class: str,
+) -> None:
+    """The test above puts NaN in input and output together: a mutation audit found that a
+    NaN in any other class, or in output alone, could slip past the statement's checks
+    unseen and stop the window (`cannot convert NaN to integer`)."""
+    column = f"{token_class}_tokens"
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE billing_event ALTER COLUMN {} TYPE numeric(20, 0)").format(
+                sql.Identifier(column)
+            )
+        )
+    add_events([make_event(event_id="clean"), make_event("org-2", event_id="nan")])
+    with psycopg.connect(warehouse_env) as conn:
+        conn.execute(
+            sql.SQL("UPDATE billing_event SET {} = 'NaN' WHERE event_id = 'nan'").format(
+                sql.Identifier(column)
+            )
+        )
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+
+    assert capsys.readouterr().err == ""
+    with psycopg.connect(warehouse_env) as conn:
+        excepted = conn.execute("SELECT reason, detail FROM rating_exception").fetchall()
+        billed = conn.execute("SELECT auth_id FROM rated_usage").fetchall()
+    assert (excepted, billed) == ([("invalid_event", f"NaN {column}")], [("org-1",)])
 
 
 def test_rate_reads_token_counts_kept_in_a_domain_over_a_whole_number_type(
