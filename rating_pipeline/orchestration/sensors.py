@@ -308,11 +308,14 @@ def evaluate(
         )
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=found.cursor.serialize())
+    lookback = f"of the lookback (from {found.lookback_start.isoformat()})"
     summary = (
-        "no re-rate to request: no new late event in a rated window since "
-        f"{found.lookback_start.isoformat()} (events ingested after "
-        f"{found.ingested.since.isoformat()} examined"
+        f"no re-rate to request: every rated window {lookback} whose events changed after "
+        "its rating was requested already"
+        if in_hand
+        else f"no re-rate to request: no rated window {lookback} received events after its rating"
     )
+    summary += f" (events ingested after {found.ingested.since.isoformat()} examined"
     if found.ingested.through < found.now:
         summary += f", through {found.ingested.through.isoformat()}: catching up"
     summary += ")"
