@@ -1325,6 +1325,25 @@ def test_cli_export_into_a_directory_it_cannot_make_is_one_line_and_exit_1(
     assert err == "error: cannot write invoices into /proc/nowhere: No such file or directory\n"
 
 
+@pytest.mark.parametrize("with_lines", [True, False], ids=["lines", "no-lines"])
+def test_cli_export_onto_a_regular_file_says_it_is_not_a_directory_and_exits_1(
+    warehouse_env: str,
+    reader: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    with_lines: bool,
+) -> None:
+    """A mistyped --out naming a file fails the same whether or not the month has lines."""
+    if with_lines:
+        add_a_line_each(reader, "acct-a")
+    a_file = tmp_path / "invoices.csv"
+    a_file.write_text("kept\n")
+    code, out, err = export_june(capsys, a_file)
+    assert (code, out) == (1, [])
+    assert err == f"error: cannot write invoices into {a_file}: it is not a directory\n"
+    assert a_file.read_text() == "kept\n" and list(tmp_path.iterdir()) == [a_file]
+
+
 def test_cli_close_refuses_a_through_finer_than_a_microsecond_that_datetime_would_drop(
     warehouse_env: str, reader: psycopg.Connection, capsys: pytest.CaptureFixture[str]
 ) -> None:

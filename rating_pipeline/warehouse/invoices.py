@@ -358,6 +358,8 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     Exports of one month serialize on its export lock, each reading the lines once it holds
     it (READ COMMITTED whatever the session's default, so its snapshot follows the lock);
     a close in flight commits first (the periods lock, shared as a build holds it)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportFailed(f"cannot write invoices into {out_dir}: it is not a directory")
     with conn.transaction():
         begin_read_committed(conn)
         lock_periods(conn, exclusive=False)  # a close in flight, which freezes lines, first
