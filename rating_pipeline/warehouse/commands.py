@@ -88,24 +88,24 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     WindowNotClosed when ``end`` is after the database's clock, and NoPricebookForWindow
     when a window has no version; each before anything is rated.
     """
-    start, end = require_span(start, end)
-    directory = pricebook_dir or default_pricebook_dir()
-    try:
-        pricebooks = load_pricebooks(directory)
-    except PricebookLoadError as exc:
-        for line in exc.report_lines():
-            print(line, file=sys.stderr)
-        print(
-            f"nothing rated: {len(exc.errors)} pricebook error(s) in {directory}", file=sys.stderr
-        )
-        return EXIT_FAILURE
-
     run_id = new_run_id()
     ambiguous: list[str] = []
     windows: list[Window] = []
     rated = 0  # windows of the range committed, in order
     under_way: Window | None = None  # the window being rated, if any
     try:
+        start, end = require_span(start, end)
+        directory = pricebook_dir or default_pricebook_dir()
+        try:
+            pricebooks = load_pricebooks(directory)
+        except PricebookLoadError as exc:
+            for line in exc.report_lines():
+                print(line, file=sys.stderr)
+            print(
+                f"nothing rated: {len(exc.errors)} pricebook error(s) in {directory}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
         with connect() as conn:
             require_schema(conn)
             require_readable_billing_event(conn)
