@@ -7,6 +7,7 @@ everything it calls raises specific errors and prints nothing of its own.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -448,6 +449,9 @@ def _demo_ui(args: argparse.Namespace) -> int:
     return ui_command()
 
 
+_DRIVER_WARNINGS = logging.NullHandler()
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise Terminated
 
@@ -464,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout, sys.stderr = (None if s is None else cast(TextIO, Report(s)) for s in streams)
     in_main_thread = threading.current_thread() is threading.main_thread()  # signals' only
     on_sigterm = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    # psycopg warns of what it ignored on the way out of a failed or interrupted statement
+    # (a rollback it could not send); the command's own line says what became of the work.
+    logging.getLogger("psycopg").addHandler(_DRIVER_WARNINGS)
     try:
         return int(args.handler(args))
     except RatingPipelineError as exc:
@@ -478,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {refusal}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        logging.getLogger("psycopg").removeHandler(_DRIVER_WARNINGS)
         if in_main_thread:
             signal.signal(signal.SIGTERM, on_sigterm)
         if sys.stdout is not None:
