@@ -593,6 +593,35 @@ def test_ctrl_c_after_the_reader_went_away_exits_130_without_a_traceback(
     assert "Exception ignored" not in err.decode() and "Traceback" not in err.decode()
 
 
+def test_an_interrupted_range_says_one_line_whatever_psycopg_ignored_on_the_way_out(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Ctrl-C mid-statement: psycopg's own warnings about the rollback it then skipped
+    ("error ignored in rollback ...: another command is already in progress") reached
+    stderr through logging's last resort, above the command's one line. Found by an audit
+    of the docs (about 1 Ctrl-C in 20)."""
+    add_events(_one_event_in_each_of_two_hours())
+    script = (
+        "import logging, sys\n"
+        "from rating_pipeline.warehouse import commands\n"
+        "def rate_window(*a, **k):\n"
+        "    logging.getLogger('psycopg').warning(\n"
+        "        'error ignored in rollback of x: another command is already in progress')\n"
+        "    raise KeyboardInterrupt\n"
+        "commands.rate_window = rate_window\n"
+        "from rating_pipeline.cli import main\n"
+        "raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    command = [sys.executable, "-c", script, "rate", "--from", START, "--to", END,
+               "--pricebooks", str(pricebook_dir)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("interrupted: "), done.stderr
+
+
 def test_rate_warns_of_events_no_window_holds_since_no_rating_bills_or_excepts_them(
     warehouse_env: str,
     pricebook_dir: Path,
@@ -761,6 +790,26 @@ def test_an_interrupted_range_says_what_it_committed_and_exits_130(
         "it are rated and committed (run cli-"
     ), err
     assert _count(warehouse_env, "rating_log") == 1
+
+
+def test_a_range_interrupted_while_its_pricebooks_load_says_none_was_rated(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C before the first window (here while a large price list validates) exited 130
+    saying nothing, where the docs promise a line. Found by an audit of the docs."""
+
+    def interrupted(directory: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "load_pricebooks", interrupted)
+
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted: no window was rated (run cli-"), err
+    assert _count(warehouse_env, "rating_log") == 0
 
 
 @pytest.mark.parametrize(
