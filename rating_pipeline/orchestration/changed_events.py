@@ -9,8 +9,10 @@ logged (``rating_log.events_digest``). A difference requests a run of the partit
 by (partition, latest log row, digest now, attempt): one state is requested once per
 attempt. A re-rate that failed commits nothing, so the next tick sees the same state: it is
 requested again, as attempt 2, then 3, while no run of the partition is in flight, until
-MAX_ATTEMPTS runs of it failed or were terminated (counted from the runs the instance keeps,
-Dagster's retries of a dead run included); then the tick's skip reason says it gave up.
+MAX_ATTEMPTS runs of it ended (counted from the runs the instance keeps, Dagster's retries
+of a dead run included); then the tick's skip reason says it gave up. A run that succeeded
+counts too: its rating made a new state, so seeing its state again means that rating is
+gone (a warehouse restored from before it), and the daemon skips a key any kept run has.
 
 A changed window is recorded in ``late_window`` too: should no re-rate commit before it
 leaves the lookback, the ``all_windows_billed`` check lists it from then on.
@@ -59,7 +61,7 @@ DEFAULT_INTERVAL_MINUTES = 60
 # in its rotation, and as many for windows leaving the lookback (one an hour, more after
 # the sensor was stopped).
 MAX_WINDOWS_PER_TICK = 6
-# The changed state a run was requested for: a failed run of it counts as an attempt.
+# The changed state a run was requested for: an ended run of it counts as an attempt.
 STATE_TAG = "rating/changed_state"
 
 
@@ -110,39 +112,46 @@ class Rerate:
     """A changed window, and what became of the re-rates requested for its state so far."""
 
     check: DigestCheck
-    failed: int
+    attempts: int
     in_flight: bool
 
     @property
     def to_request(self) -> bool:
-        return not self.in_flight and self.failed < MAX_ATTEMPTS
+        return not self.in_flight and self.attempts < MAX_ATTEMPTS
 
     def state(self) -> str:
         key = self.check.window.key
         if self.in_flight:
             return f"{key}: events changed, a run of it is in flight"
         if self.to_request:
-            return f"{key}: events changed, requesting attempt {self.failed + 1}"
+            return f"{key}: events changed, requesting attempt {self.attempts + 1}"
         return (
-            f"{key}: events changed, {self.failed} re-rates failed or were terminated; given "
-            "up (read the runs' errors, fix the cause, materialize the partition)"
+            f"{key}: events changed, {self.attempts} re-rates of it ended and left it so "
+            "(failed, terminated, or their ratings lost); given up (read the runs' errors, "
+            "fix the cause, materialize the partition)"
         )
 
 
-def failed_attempts(instance: dg.DagsterInstance, check: DigestCheck) -> int:
-    """How many runs requested for ``check``'s state failed or were terminated (retries of a
-    dead run included: they carry their parent's tags). A terminated run counts: the daemon
-    skips a run key any kept run has, so its key must not be requested again."""
+def attempts_made(instance: dg.DagsterInstance, check: DigestCheck) -> int:
+    """How many runs requested for ``check``'s state ended (retries of a dead run included:
+    they carry their parent's tags), whatever their end: the daemon skips a run key any
+    kept run has, so none of their keys may be requested again. One that succeeded made a
+    new state: seen again, its rating is gone (a warehouse restored from before it), or it
+    committed while this tick read the warehouse (a second run then writes nothing)."""
     runs = dg.RunsFilter(
         tags={PARTITION_TAG: check.window.key, STATE_TAG: check.state},
-        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+        statuses=[
+            dg.DagsterRunStatus.FAILURE,
+            dg.DagsterRunStatus.CANCELED,
+            dg.DagsterRunStatus.SUCCESS,
+        ],
     )
     return instance.get_runs_count(runs)
 
 
 def rerate(instance: dg.DagsterInstance, check: DigestCheck) -> Rerate:
     running = check.window in in_flight(instance, [check.window])
-    return Rerate(check, failed_attempts(instance, check), running)
+    return Rerate(check, attempts_made(instance, check), running)
 
 
 def version_rated(
@@ -277,10 +286,10 @@ def scan(
 
 def run_request(rerate: Rerate) -> dg.RunRequest:
     """Keyed by the latest rating, the digest now and the attempt: a new rating, a new
-    change or a failed attempt makes a new key."""
+    change or an ended attempt makes a new key."""
     check = rerate.check
     return dg.RunRequest(
-        run_key=f"{check.state}:{rerate.failed + 1}",
+        run_key=f"{check.state}:{rerate.attempts + 1}",
         partition_key=check.window.key,
         tags={TRIGGER_TAG: SENSOR_NAME, STATE_TAG: check.state},
     )
@@ -352,11 +361,11 @@ def build_changed_events_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Re-rates a rated window whose events were deleted or corrected in place: "
-            f"recomputes {per_tick} windows' events digests a tick, so that every window of "
-            f"the {window_lookback // HOUR} h lookback is checked within "
-            f"{within // timedelta(minutes=1) // 2} minutes ({INTERVAL_VARIABLE}), and each "
-            "once more as it leaves the lookback (changed then, it is recorded for "
-            "all_windows_billed, not re-rated)."
+            f"recomputes {per_tick} windows' events digests a tick, so that a change is "
+            f"re-rated within {within // timedelta(minutes=1)} minutes ({INTERVAL_VARIABLE}): "
+            f"every window of the {window_lookback // HOUR} h lookback is checked within half "
+            "of that, and each once more as it leaves the lookback (changed then, it is "
+            "recorded for all_windows_billed, not re-rated)."
         ),
     )
     def changed_events(
