@@ -514,12 +514,6 @@ def _attempts_made(runs: int) -> str:
     return f"its {missed_hours.MAX_ATTEMPTS} attempts, and {_plural(extra, 're-execution')}"
 
 
-def _duration(span: timedelta) -> str:
-    """``1 h 30`` for 90 minutes, ``2 h`` for two hours."""
-    hours, minutes = divmod(span // timedelta(minutes=1), 60)
-    return f"{hours} h {minutes:02}" if minutes else f"{hours} h"
-
-
 def _plural(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
@@ -574,8 +568,8 @@ def evaluate_billed(
     )
     description = (
         "Every hour with events from the first partition on that closed "
-        f"{_duration(missed_hours.MISSED_AFTER)} or more ago is rated (a later one is the "
-        "schedule's to rate, then missed_hours'), and no "
+        f"{missed_hours.duration_text(missed_hours.MISSED_AFTER)} or more ago is rated (a "
+        "later one is the schedule's to rate, then missed_hours'), and no "
         "change was seen to the events of a window older than the lookback after its "
         "rating (no sensor digests windows there: a "
         "changed event count there shows only in events_conserved, executed on its own; a "

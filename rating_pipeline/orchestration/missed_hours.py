@@ -141,6 +141,12 @@ def evaluate(context: dg.SensorEvaluationContext, missed: list[MissedHour]) -> d
     return dg.SensorResult(skip_reason=dg.SkipReason(states or "no missed hour in the lookback"))
 
 
+def duration_text(span: timedelta) -> str:
+    """``1 h 30`` for 90 minutes, ``2 h`` for two hours."""
+    hours, minutes = divmod(span // timedelta(minutes=1), 60)
+    return f"{hours} h {minutes:02}" if minutes else f"{hours} h"
+
+
 def build_missed_hours_sensor(window_lookback: timedelta) -> dg.SensorDefinition:
     @dg.sensor(
         name=SENSOR_NAME,
@@ -149,7 +155,8 @@ def build_missed_hours_sensor(window_lookback: timedelta) -> dg.SensorDefinition
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Rates an hour of the lookback that holds events but was never rated, once it "
-            f"closed {MISSED_AFTER} ago: at most {MAX_ATTEMPTS} runs per hour, then the "
+            f"closed {duration_text(MISSED_AFTER)} ago: at most {MAX_ATTEMPTS} runs per "
+            "hour, then the "
             "all_windows_billed check reports it."
         ),
     )
