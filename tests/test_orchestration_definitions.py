@@ -357,7 +357,7 @@ def test_the_sensors_descriptions_say_their_settings_as_the_docs_do() -> None:
     """The UI showed `closed 1:30:00 ago`, and `checked within 30 minutes
     (RATING_CHANGED_EVENT_INTERVAL_MINUTES)` as if the setting were 30 (it is 60, the
     re-rate's bound). Found by an audit of the UI."""
-    described = {sensor.name: sensor.description or "" for sensor in defs.sensors}
+    described = {sensor.name: sensor.description or "" for sensor in defs.sensors or []}
     assert "once it closed 1 h 30 ago" in described["missed_hours"]
     assert (
         "a change is re-rated within 60 minutes (RATING_CHANGED_EVENT_INTERVAL_MINUTES)"
