@@ -5,10 +5,28 @@
 -- half-even to cents. Changed lines are updated, stale ones deleted, identical ones
 -- neither written nor locked. Returns the counts and the lines' totals.
 -- Bound: %(month)s, %(next_month)s, %(built_at)s, %(run_id)s.
-WITH quantities AS (
+WITH usage AS (  -- the month's rows summed per rate set first: a month holds each ~720 times
+    SELECT auth_id, model_id, service_tier, context_tier,
+        input_rate_per_mtok, output_rate_per_mtok, cache_read_rate_per_mtok,
+        cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok, reasoning_rate_per_mtok,
+        audio_input_rate_per_mtok, audio_output_rate_per_mtok, image_input_rate_per_mtok,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+        sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
+        sum(reasoning_tokens) AS reasoning_tokens, sum(audio_input_tokens) AS audio_input_tokens,
+        sum(audio_output_tokens) AS audio_output_tokens,
+        sum(image_input_tokens) AS image_input_tokens
+    FROM rated_usage
+    WHERE window_start >= %(month)s::timestamptz AND window_start < %(next_month)s::timestamptz
+    GROUP BY auth_id, model_id, service_tier, context_tier,
+        input_rate_per_mtok, output_rate_per_mtok, cache_read_rate_per_mtok,
+        cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok, reasoning_rate_per_mtok,
+        audio_input_rate_per_mtok, audio_output_rate_per_mtok, image_input_rate_per_mtok
+),
+quantities AS (
     SELECT u.auth_id, 'usage' AS kind, u.model_id, u.service_tier, u.context_tier,
         part.token_class, part.rate AS unit_rate_per_mtok, part.tokens AS quantity_tokens
-    FROM rated_usage AS u
+    FROM usage AS u
     CROSS JOIN LATERAL (VALUES
         ('input', u.input_tokens, u.input_rate_per_mtok),
         ('output', u.output_tokens, u.output_rate_per_mtok),
@@ -20,8 +38,7 @@ WITH quantities AS (
         ('audio_output', u.audio_output_tokens, u.audio_output_rate_per_mtok),
         ('image_input', u.image_input_tokens, u.image_input_rate_per_mtok)
     ) AS part (token_class, tokens, rate)
-    WHERE u.window_start >= %(month)s::timestamptz AND u.window_start < %(next_month)s::timestamptz
-      AND part.tokens <> 0
+    WHERE part.tokens <> 0
     UNION ALL
     SELECT auth_id, 'adjustment', model_id, service_tier, context_tier, token_class,
         unit_rate_per_mtok, quantity_tokens
