@@ -422,10 +422,11 @@ def _write_month(
     written = [path for _, path in pending]
     for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
         partial.unlink(missing_ok=True)
+    kept = set(written)
     stale = sorted(
         path
         for path in out_dir.glob(f"{month:%Y-%m}_*.csv")
-        if path not in written and (path.is_symlink() or path.is_file())
+        if path not in kept and (path.is_symlink() or path.is_file())
     )
     for path in stale:
         try:
