@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -32,9 +33,10 @@ from rating_pipeline.demo.quickstart import (
     quickstart,
     require_expected,
     require_only_the_demos_ledger,
+    ui_environment,
 )
 from rating_pipeline.orchestration.checks import NO_AMBIGUOUS_BASE
-from rating_pipeline.orchestration.instance import local_instance, open_instance
+from rating_pipeline.orchestration.instance import LocalInstance, local_instance, open_instance
 from rating_pipeline.pricebook.loader import load_pricebooks
 from rating_pipeline.records import AMBIGUOUS_BASE, INVALID_EVENT, UNPRICED
 from rating_pipeline.settings import project_root
@@ -312,3 +314,32 @@ def test_a_quickstart_stopped_by_ctrl_c_says_that_running_it_again_converges(
 
     assert cli.main(["demo", "quickstart"]) == 130
     assert "./dev demo` again" in capsys.readouterr().err
+
+
+SUPERSEDED_DEV = """
+from dagster._annotations import superseded
+
+@superseded(additional_warn_text="Use 'dg dev' instead.", emit_runtime_warning=True)
+def dev_command() -> None:
+    pass
+
+dev_command()
+"""
+
+
+def test_the_ui_command_keeps_dagster_devs_supersession_warning_off_its_first_line(
+    tmp_path: Path,
+) -> None:
+    """`./dev ui` opened with `SupersessionWarning: Function `dev_command` is superseded
+    ... Use 'dg dev' instead.` on every start; `dg dev` cannot serve the two code locations
+    of workspace.yaml (docs/operations.md). Dagster's own decorator, warning as `dagster
+    dev` does, is silent under the command's environment and only there. Found by an audit
+    of the UI."""
+    local = LocalInstance(tmp_path, "postgresql:///dagster", "postgresql:///rating")
+    run = [sys.executable, "-c", SUPERSEDED_DEV]
+    as_is = subprocess.run(run, capture_output=True, text=True, check=True)
+    under_ui = subprocess.run(
+        run, capture_output=True, text=True, check=True, env=ui_environment(local)
+    )
+    assert "SupersessionWarning" in as_is.stderr
+    assert under_ui.stderr == ""

@@ -511,8 +511,14 @@ def dagster_dev_command(port: int) -> list[str]:
     ]
 
 
+# `dagster dev` warns on every start that `dg dev` supersedes it; `dg dev` serves dg
+# projects, not the two code locations of workspace.yaml (docs/operations.md).
+DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
+
+
 def ui_environment(local: LocalInstance) -> dict[str, str]:
-    return {**os.environ, **local.environment()}
+    warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), DEV_SUPERSEDED]))
+    return {**os.environ, **local.environment(), "PYTHONWARNINGS": warnings}
 
 
 def ui_command() -> int:
