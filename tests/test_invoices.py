@@ -1344,6 +1344,25 @@ def test_cli_export_onto_a_regular_file_says_it_is_not_a_directory_and_exits_1(
     assert a_file.read_text() == "kept\n" and list(tmp_path.iterdir()) == [a_file]
 
 
+@pytest.mark.parametrize("with_lines", [True, False], ids=["lines", "no-lines"])
+def test_cli_export_into_a_path_the_system_refuses_to_look_up_is_one_line_and_exit_1(
+    warehouse_env: str,
+    reader: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    with_lines: bool,
+) -> None:
+    """A name longer than the filesystem takes (or a directory that cannot be searched)
+    fails the lookup itself: a traceback, where every other unwritable --out is one line.
+    Found by a second reading."""
+    if with_lines:
+        add_a_line_each(reader, "acct-a")
+    too_long = tmp_path / ("a" * 300)
+    code, out, err = export_june(capsys, too_long)
+    assert (code, out) == (1, [])
+    assert err == f"error: cannot write invoices into {too_long}: File name too long\n"
+
+
 def test_cli_close_refuses_a_through_finer_than_a_microsecond_that_datetime_would_drop(
     warehouse_env: str, reader: psycopg.Connection, capsys: pytest.CaptureFixture[str]
 ) -> None:

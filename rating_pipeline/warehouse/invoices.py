@@ -358,8 +358,7 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
     Exports of one month serialize on its export lock, each reading the lines once it holds
     it (READ COMMITTED whatever the session's default, so its snapshot follows the lock);
     a close in flight commits first (the periods lock, shared as a build holds it)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportFailed(f"cannot write invoices into {out_dir}: it is not a directory")
+    _require_a_directory_or_none(out_dir)
     with conn.transaction():
         begin_read_committed(conn)
         lock_periods(conn, exclusive=False)  # a close in flight, which freezes lines, first
@@ -373,6 +372,18 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
             return Exported((), (), closed=closed)
         exported = _write_month(frame, month, out_dir, lambda: conn.execute(STILL_CONNECTED))
         return replace(exported, closed=closed)
+
+
+def _require_a_directory_or_none(out_dir: Path) -> None:
+    """ExportFailed unless ``out_dir`` is a directory or nothing yet (the export makes it)."""
+    try:
+        out_dir.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
+    if not out_dir.is_dir():
+        raise ExportFailed(f"cannot write invoices into {out_dir}: it is not a directory")
 
 
 def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
