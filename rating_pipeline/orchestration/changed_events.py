@@ -137,7 +137,7 @@ def attempts_made(instance: dg.DagsterInstance, check: DigestCheck) -> int:
     they carry their parent's tags), whatever their end: the daemon skips a run key any
     kept run has, so none of their keys may be requested again. One that succeeded made a
     new state: seen again, its rating is gone (a warehouse restored from before it), or it
-    committed while this tick read the warehouse (a second run then writes nothing)."""
+    committed while this tick read the warehouse (a second run then changes no row)."""
     runs = dg.RunsFilter(
         tags={PARTITION_TAG: check.window.key, STATE_TAG: check.state},
         statuses=[
