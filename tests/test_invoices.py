@@ -36,6 +36,7 @@ from psycopg.conninfo import make_conninfo
 
 from rating_pipeline import cli
 from rating_pipeline.pricebook.model import TOKEN_CLASSES, Pricebooks
+from rating_pipeline.warehouse import invoices
 from rating_pipeline.warehouse.close_mark import lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
@@ -788,6 +789,35 @@ def add_a_line_each(reader: psycopg.Connection, *accounts: str) -> None:
             (JUNE, account),
         )
     reader.commit()
+
+
+def test_an_accounts_lines_split_across_fetches_of_the_cursor_make_one_whole_file(
+    reader: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export reads the month an account at a time through a server-side cursor (its
+    memory is one account's lines): an account whose lines straddle two fetches is still
+    one file with every line and one total, byte for byte what one fetch gives."""
+    for account, models in [("acct-a", 3), ("acct-b", 4), ("acct-c", 1)]:
+        for model in range(models):
+            reader.execute(
+                "INSERT INTO invoice_line VALUES (%s, %s, 'usage', %s, 'standard', 'standard', "
+                "'input', 1, 1000000, 1, 1, now(), 'test')",
+                (JUNE, account, f"m{model}"),
+            )
+    reader.commit()
+    whole = export_invoice(reader, JUNE, tmp_path / "whole")
+    monkeypatch.setattr(invoices, "LINES_PER_FETCH", 2)
+    fetched_in_twos = export_invoice(reader, JUNE, tmp_path / "twos")
+
+    assert [path.name for path in fetched_in_twos.written] == [
+        "2026-06_acct-a.csv",
+        "2026-06_acct-b.csv",
+        "2026-06_acct-c.csv",
+    ]
+    for path, same in zip(whole.written, fetched_in_twos.written, strict=True):
+        assert path.read_bytes() == same.read_bytes()
+    b_rows = (tmp_path / "twos" / "2026-06_acct-b.csv").read_text().splitlines()
+    assert len(b_rows) == 1 + 4 + 1 and b_rows[-1].split(",")[2] == "total"
 
 
 def test_export_names_every_account_a_file_the_filesystem_takes_and_tells_them_apart(

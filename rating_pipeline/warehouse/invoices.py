@@ -9,19 +9,20 @@ were built by the close that closed it, and a build leaves them as they are.
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
+import itertools
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
-import pandas as pd
 import psycopg
 from psycopg.pq import TransactionStatus
 
@@ -56,10 +57,10 @@ MONTH_TEXT = re.compile(r"(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])")
 TOTAL_KIND = "total"
 RESIDUAL = "residual"  # on the total row only: the invoice total minus the exact sum
 CSV_LINE_END = "\r\n"
-# Written as plain decimal text: str(Decimal) writes 0.00000015 as 1.50000E-7 and 0 at 12
-# places as 0E-12.
-DECIMAL_COLUMNS = ["unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount", RESIDUAL]
-INSTANT_COLUMNS = ["month", "built_at"]
+FILE_COLUMNS = (*LINE_COLUMNS, RESIDUAL)
+MONTH_AT, ACCOUNT_AT, KIND_AT = (LINE_COLUMNS.index(c) for c in ("month", "account_id", "kind"))
+EXACT_AT, AMOUNT_AT = LINE_COLUMNS.index("amount_exact"), LINE_COLUMNS.index("amount")
+LINES_PER_FETCH = 10_000
 # A file name holds 255 bytes; a longer percent-encoded account id keeps this much of its
 # encoding, then the sha256 of the whole id.
 MAX_FILE_NAME_BYTES = 255
@@ -316,10 +317,15 @@ def _month_key(month: datetime) -> int:
     return month.year * 12 + month.month - 1
 
 
-def invoice_frame(conn: psycopg.Connection, month: datetime) -> pd.DataFrame:
-    """``month``'s lines, every column of ``invoice_line``; amounts stay ``Decimal``."""
-    rows = conn.execute(SELECT_LINES, {"month": month}).fetchall()
-    return pd.DataFrame(rows, columns=list(LINE_COLUMNS), dtype=object)
+def lines_by_account(conn: psycopg.Connection, month: datetime) -> Iterator[list[tuple]]:
+    """``month``'s lines (every column of ``invoice_line``, amounts ``Decimal``), one
+    account's at a time in SELECT_LINES' order, through a server-side cursor: the export
+    holds one account's lines, never the month's. Inside a transaction."""
+    with conn.cursor(name="invoice_lines_by_account") as cursor:
+        cursor.itersize = LINES_PER_FETCH
+        cursor.execute(SELECT_LINES, {"month": month})
+        for _, lines in itertools.groupby(cursor, key=lambda line: line[ACCOUNT_AT]):
+            yield list(lines)
 
 
 @dataclass(frozen=True)
@@ -366,11 +372,13 @@ def export_invoice(conn: psycopg.Connection, month: datetime, out_dir: Path) -> 
         closed = wholly_closed(month, close_mark(conn))
         if closed:
             require_as_recorded(conn, month)
-        frame = invoice_frame(conn, month)
-        if frame.empty:
+        accounts = lines_by_account(conn, month)
+        first = next(accounts, None)
+        if first is None:
             _require_no_month_files(month, out_dir, closed)
             return Exported((), (), closed=closed)
-        exported = _write_month(frame, month, out_dir, lambda: conn.execute(STILL_CONNECTED))
+        accounts = itertools.chain([first], accounts)
+        exported = _write_month(accounts, month, out_dir, lambda: conn.execute(STILL_CONNECTED))
         return replace(exported, closed=closed)
 
 
@@ -401,25 +409,27 @@ def require_as_recorded(conn: psycopg.Connection, month: datetime) -> None:
 
 
 def _write_month(
-    frame: pd.DataFrame, month: datetime, out_dir: Path, still_locked: Callable[[], object]
+    accounts: Iterable[list[tuple]],
+    month: datetime,
+    out_dir: Path,
+    still_locked: Callable[[], object],
 ) -> Exported:
-    """export_invoice's files, from ``month``'s lines in ``frame``: every account's file
-    written and synced aside, then, ``still_locked()`` raising nothing (the export lock
-    goes with a lost connection), all renamed into place in one run. Stopped before that,
-    it replaced nothing and leaves nothing aside."""
-    frame[RESIDUAL] = ""
+    """export_invoice's files, from ``month``'s lines, each account's in turn: every
+    account's file written and synced aside, then, ``still_locked()`` raising nothing (the
+    export lock goes with a lost connection), all renamed into place in one run. Stopped
+    before that, it replaced nothing and leaves nothing aside."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
     pending: list[tuple[Path, Path]] = []  # each account's file, written aside: (aside, path)
     try:
-        for account_id, lines in frame.groupby("account_id", sort=True):
-            path = out_dir / invoice_file_name(month, str(account_id))
+        for lines in accounts:
+            path = out_dir / invoice_file_name(month, str(lines[0][ACCOUNT_AT]))
             aside = out_dir / f".{month:%Y-%m}_{uuid.uuid4().hex}.partial"
             pending.append((aside, path))
             try:
-                _write_synced(_invoice_table(lines), aside)
+                _write_synced(_invoice_rows(lines), aside)
             except OSError as exc:
                 raise ExportFailed(
                     f"cannot write {path}: {exc.strerror}; no file of {month:%Y-%m} was replaced"
@@ -451,24 +461,20 @@ def _write_month(
     return Exported(tuple(written), tuple(stale))
 
 
-def _invoice_table(lines: pd.DataFrame) -> pd.DataFrame:
-    """One account's lines as its CSV holds them: the lines, then its ``total`` row."""
-    exact = exact_sum(lines["amount_exact"])
-    amount = exact_sum(lines["amount"])
-    residual = EXACT.subtract(amount, exact)
-    total: dict[str, object] = {column: "" for column in LINE_COLUMNS}
-    total.update(
-        month=lines["month"].iloc[0],
-        account_id=lines["account_id"].iloc[0],
-        kind=TOTAL_KIND,
-        amount_exact=exact,
-        amount=amount,
-        residual=residual,
+def _invoice_rows(lines: list[tuple]) -> list[list[object]]:
+    """One account's lines as its CSV holds them (FILE_COLUMNS): the lines, then its
+    ``total`` row."""
+    exact = exact_sum(line[EXACT_AT] for line in lines)
+    amount = exact_sum(line[AMOUNT_AT] for line in lines)
+    total: list[object] = [""] * len(LINE_COLUMNS)
+    total[MONTH_AT], total[ACCOUNT_AT], total[KIND_AT] = (
+        lines[0][MONTH_AT],
+        lines[0][ACCOUNT_AT],
+        TOTAL_KIND,
     )
-    table = pd.concat([lines, pd.DataFrame([total], dtype=object)], ignore_index=True)
-    table[DECIMAL_COLUMNS] = table[DECIMAL_COLUMNS].map(_decimal_text)
-    table[INSTANT_COLUMNS] = table[INSTANT_COLUMNS].map(_instant_text)
-    return table
+    total[EXACT_AT], total[AMOUNT_AT] = exact, amount
+    rows = [[*line, ""] for line in lines] + [[*total, EXACT.subtract(amount, exact)]]
+    return [[_field_text(value) for value in row] for row in rows]
 
 
 def _require_no_month_files(month: datetime, out_dir: Path, closed: bool) -> None:
@@ -492,13 +498,15 @@ def _require_no_month_files(month: datetime, out_dir: Path, closed: bool) -> Non
         )
 
 
-def _write_synced(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` to ``path`` (a new file, aside) and sync it: renamed into place only
-    then, no reader, failed export or crash ever sees half a file."""
+def _write_synced(rows: list[list[object]], path: Path) -> None:
+    """Write FILE_COLUMNS, then ``rows``, to ``path`` (a new file, aside) and sync it:
+    renamed into place only then, no reader, failed export or crash ever sees half a file."""
     with path.open("x", encoding="utf-8", newline="") as file:
         # CRLF ends a record (RFC 4180); the csv module quotes a field holding any
         # character of it, so an id with a lone CR or LF stays one field.
-        table.to_csv(file, index=False, lineterminator=CSV_LINE_END)
+        writer = csv.writer(file, lineterminator=CSV_LINE_END)
+        writer.writerow(FILE_COLUMNS)
+        writer.writerows(rows)
         file.flush()
         os.fsync(file.fileno())
 
@@ -556,12 +564,12 @@ def invoice_file_name(month: datetime, account_id: str) -> str:
     return f"{month:%Y-%m}_{prefix}+sha256-{digest}.csv"
 
 
-def _decimal_text(value: object) -> object:
-    """A Decimal as its exact digits, never in exponent notation; anything else as it is."""
-    return format(value, "f") if isinstance(value, Decimal) else value
-
-
-def _instant_text(value: object) -> object:
-    """An instant whole, in RFC 3339 UTC (microseconds when it has them); anything else as
-    it is."""
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+def _field_text(value: object) -> object:
+    """A Decimal as its exact digits, never in exponent notation (str() writes 0.00000015
+    as 1.50000E-7, and 0 at 12 places as 0E-12); an instant whole, in RFC 3339 UTC
+    (microseconds when it has them); anything else as it is."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
