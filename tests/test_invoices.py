@@ -1839,6 +1839,7 @@ def test_an_export_stopped_during_its_renames_leaves_no_file_aside(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["2026-06_org-1.csv"]
 
 
+@pytest.mark.parametrize("refusal", [errno.EINVAL, errno.ENOTSUP], ids=["EINVAL", "ENOTSUP"])
 def test_an_export_onto_a_filesystem_that_cannot_sync_a_directory_completes(
     warehouse_env: str,
     june: list[BillingEvent],
@@ -1846,16 +1847,18 @@ def test_an_export_onto_a_filesystem_that_cannot_sync_a_directory_completes(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    refusal: int,
 ) -> None:
-    """Some network and FUSE filesystems refuse fsync on a directory (EINVAL): the export
-    ended in a traceback after its renames, the moved account's old file left in place
-    (found by a second reading). Files are still synced one by one."""
+    """Some network and FUSE filesystems refuse fsync on a directory (EINVAL, or ENOTSUP):
+    the export ended in a traceback after its renames, the moved account's old file left in
+    place (found by a second reading; ENOTSUP untested, found by a mutation pass). Files are
+    still synced one by one."""
     exported_then_remapped(warehouse_env, reader, capsys, tmp_path)
     real_fsync = os.fsync
 
     def refused_on_directories(descriptor: int) -> None:
         if stat.S_ISDIR(os.fstat(descriptor).st_mode):
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            raise OSError(refusal, os.strerror(refusal))
         real_fsync(descriptor)
 
     monkeypatch.setattr("rating_pipeline.warehouse.invoices.os.fsync", refused_on_directories)
@@ -2082,3 +2085,27 @@ def test_a_command_pointed_at_a_read_only_session_says_so_and_where_to_go(
     code, _, err = run_cli(capsys, *command)
     assert code == 1
     assert "the session is read-only" in err and "the primary" in err, err
+
+
+def test_a_zero_residual_is_written_as_plain_decimal_text(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """An invoice whose total equals its exact sum: `0.000000000000`, never `0E-12`. Only
+    a non-zero residual was pinned. Found by a mutation pass."""
+    add_a_line_each(reader, "acct-a")
+    [written] = export_invoice(reader, JUNE, tmp_path).written
+    *_, total = csv.DictReader(written.open(newline=""))
+    assert total["residual"] == "0.000000000000"
+
+
+def test_an_export_through_a_session_in_another_time_zone_writes_instants_in_utc(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """connect() sets UTC, but export_invoice takes any connection: its instants are UTC
+    text whatever the session's zone. Found by a mutation pass."""
+    add_a_line_each(reader, "acct-a")
+    reader.execute("SET TIME ZONE 'Asia/Kathmandu'")
+    [written] = export_invoice(reader, JUNE, tmp_path).written
+    line, total = csv.DictReader(written.open(newline=""))
+    assert line["month"] == total["month"] == "2026-06-01T00:00:00+00:00"
+    assert line["built_at"].endswith("+00:00")

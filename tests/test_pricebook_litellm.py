@@ -627,6 +627,16 @@ def test_a_tier_priced_flat_beside_a_threshold_is_noted_as_unpriced_above_it():
     ]
 
 
+def test_a_model_id_beyond_the_basic_multilingual_plane_is_written_as_itself():
+    """The id is written as YAML text; a \\ud83d surrogate escape would not load (found by a
+    mutation pass: no test held an id outside the BMP)."""
+    result, version = imported(
+        one_model('"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06', "m\U0001f600")
+    )
+    assert list(version.models) == ["m\U0001f600"]
+    assert "m\U0001f600" in result.text
+
+
 def test_a_model_id_no_pricebook_can_list_is_not_imported_and_reported():
     text = (
         '{" padded": {"mode": "chat", "input_cost_per_token": 1e-06, '
@@ -806,6 +816,38 @@ def test_import_command_warns_of_the_models_the_version_before_it_prices_and_it_
         "warning: 2 models of version live are not in litellm-1: from "
         "2026-10-01T00:00:00+00:00 their events are unpriced: base-large, ft:acme:x"
     )
+
+
+@pytest.mark.parametrize(("dropped", "tail"), [(10, ""), (12, ", and 2 more")])
+def test_import_command_names_ten_dropped_models_and_counts_the_rest(
+    tmp_path, capsys, dropped, tail
+):
+    """Found by a mutation pass: the only test dropped two models."""
+    models = [f"old-{n:02}" for n in range(dropped)]
+    (tmp_path / "live.yaml").write_text(
+        'version: "live"\neffective_from: "2026-06-01T00:00:00Z"\ncurrency: USD\nmodels:\n'
+        + "".join(f'  {m}: {{input_per_mtok: "1", output_per_mtok: "2"}}\n' for m in models)
+    )
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    err = capsys.readouterr().err.splitlines()
+    assert code == EXIT_OK
+    assert err[-1].endswith(f"their events are unpriced: {', '.join(models[:10])}{tail}")
+
+
+def test_import_command_before_every_version_of_the_directory_warns_of_no_dropped_model(
+    tmp_path, capsys
+):
+    """No version precedes it, so none of its models go unpriced from its effective_from
+    (the later version's models are that version's business). Found by a mutation pass."""
+    (tmp_path / "later.yaml").write_text(
+        'version: "later"\neffective_from: "2027-01-01T00:00:00Z"\ncurrency: USD\nmodels:\n'
+        '  base-large: {input_per_mtok: "1", output_per_mtok: "2"}\n'
+    )
+    code = run_import("--version", "litellm-1", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+    assert code == EXIT_OK
+    assert "warning:" not in capsys.readouterr().err
 
 
 def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(tmp_path, capsys):

@@ -1050,3 +1050,41 @@ def test_a_window_that_fails_to_rate_is_one_line_naming_it_and_its_cause(
     assert line.startswith(f"error: rating window 2026-06-15-11:00 failed: {named}")
     assert "1 window(s) before it" in line
     assert _count(warehouse_env, "rated_usage") == 1
+
+
+def test_a_nan_events_counts_in_every_other_class_are_excepted_with_it(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """docs/events.md: a NaN count's event is excepted whole, its other counts with it and
+    the NaN summed as nothing. The tests gave it input and output only: an optional class's
+    sum could go missing from the exception row unseen. Found by a mutation pass."""
+    columns = [f"{token_class}_tokens" for token_class in TOKEN_CLASSES]
+    with psycopg.connect(warehouse_env) as conn:
+        for column in columns:
+            conn.execute(
+                sql.SQL("ALTER TABLE billing_event ALTER COLUMN {} TYPE numeric(20, 0)").format(
+                    sql.Identifier(column)
+                )
+            )
+    add_events([make_event(event_id="clean"), make_event("org-2", event_id="nan")])
+    counts = {column: 10 * (n + 1) for n, column in enumerate(columns)}
+    with psycopg.connect(warehouse_env) as conn:
+        for column, count in counts.items():
+            conn.execute(
+                sql.SQL("UPDATE billing_event SET {} = %s WHERE event_id = 'nan'").format(
+                    sql.Identifier(column)
+                ),
+                (count,),
+            )
+        conn.execute("UPDATE billing_event SET input_tokens = 'NaN' WHERE event_id = 'nan'")
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    with psycopg.connect(warehouse_env) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT {} FROM rating_exception").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+        ).fetchone()
+    assert row is not None
+    assert dict(zip(columns, map(int, row), strict=True)) == {**counts, "input_tokens": 0}

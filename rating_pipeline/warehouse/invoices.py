@@ -532,8 +532,8 @@ def _rename_into_place(pending: list[tuple[Path, Path]]) -> None:
 
 def _sync_directory(path: Path) -> None:
     """Sync ``path``'s entries, so that the renames and removals outlive a power loss as the
-    files do; where the filesystem cannot sync a directory (EINVAL: some network and FUSE
-    ones), the files alone are synced."""
+    files do; where the filesystem cannot sync a directory (EINVAL or ENOTSUP: some network
+    and FUSE ones), the files alone are synced."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
