@@ -1621,6 +1621,21 @@ def test_export_of_a_month_without_lines_refuses_while_files_of_it_stand(
     assert export_invoice(reader, JUNE, tmp_path) == Exported((), ())
 
 
+def test_a_refusal_over_thousands_of_standing_files_names_ten_and_counts_the_rest(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Its one line named every file: hundreds of KB for 3,052 files. Found by an audit."""
+    for n in range(12):
+        (tmp_path / f"2026-06_acct-{n:02}.csv").write_text("kept\n")
+    with pytest.raises(ExportFailed) as refused:
+        export_invoice(reader, JUNE, tmp_path)
+    named = ", ".join(f"2026-06_acct-{n:02}.csv" for n in range(10))
+    assert f"holds 12 files of it from an earlier export: {named}, and 2 more; " in str(
+        refused.value
+    )
+    assert len(list(tmp_path.iterdir())) == 12
+
+
 @pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
 def test_an_export_that_waited_for_another_of_its_month_writes_the_lines_built_meanwhile(
     database_url: str, reader: psycopg.Connection, tmp_path: Path, isolation: str

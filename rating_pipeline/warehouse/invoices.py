@@ -61,6 +61,7 @@ FILE_COLUMNS = (*LINE_COLUMNS, RESIDUAL)
 MONTH_AT, ACCOUNT_AT, KIND_AT = (LINE_COLUMNS.index(c) for c in ("month", "account_id", "kind"))
 EXACT_AT, AMOUNT_AT = LINE_COLUMNS.index("amount_exact"), LINE_COLUMNS.index("amount")
 LINES_PER_FETCH = 10_000
+FILES_NAMED = 10  # how many of a month's standing files a refusal names
 # A file name holds 255 bytes; a longer percent-encoded account id keeps this much of its
 # encoding, then the sha256 of the whole id.
 MAX_FILE_NAME_BYTES = 255
@@ -461,7 +462,7 @@ def _write_month(
     return Exported(tuple(written), tuple(stale))
 
 
-def _invoice_rows(lines: list[tuple]) -> list[list[object]]:
+def _invoice_rows(lines: list[tuple]) -> Iterator[list[object]]:
     """One account's lines as its CSV holds them (FILE_COLUMNS): the lines, then its
     ``total`` row."""
     exact = exact_sum(line[EXACT_AT] for line in lines)
@@ -473,8 +474,10 @@ def _invoice_rows(lines: list[tuple]) -> list[list[object]]:
         TOTAL_KIND,
     )
     total[EXACT_AT], total[AMOUNT_AT] = exact, amount
-    rows = [[*line, ""] for line in lines] + [[*total, EXACT.subtract(amount, exact)]]
-    return [[_field_text(value) for value in row] for row in rows]
+    rows = itertools.chain(
+        ([*line, ""] for line in lines), [[*total, EXACT.subtract(amount, exact)]]
+    )
+    return ([_field_text(value) for value in row] for row in rows)
 
 
 def _require_no_month_files(month: datetime, out_dir: Path, closed: bool) -> None:
@@ -492,13 +495,15 @@ def _require_no_month_files(month: datetime, out_dir: Path, closed: bool) -> Non
             else "If the month was built and its lines are gone, remove them; if it is not "
             "built yet (or this is another warehouse), `invoice build` it first"
         )
+        named = ", ".join(standing[:FILES_NAMED])
+        more = f", and {len(standing) - FILES_NAMED} more" if len(standing) > FILES_NAMED else ""
         raise ExportFailed(
             f"{month:%Y-%m} has no invoice lines, but {out_dir} holds {count} of it from an "
-            f"earlier export: {', '.join(standing)}; nothing written or removed. {way_out}"
+            f"earlier export: {named}{more}; nothing written or removed. {way_out}"
         )
 
 
-def _write_synced(rows: list[list[object]], path: Path) -> None:
+def _write_synced(rows: Iterable[list[object]], path: Path) -> None:
     """Write FILE_COLUMNS, then ``rows``, to ``path`` (a new file, aside) and sync it:
     renamed into place only then, no reader, failed export or crash ever sees half a file."""
     with path.open("x", encoding="utf-8", newline="") as file:
