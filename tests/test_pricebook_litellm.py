@@ -1246,10 +1246,11 @@ TINY = 987654321
         ((0, 1e31), (1e31, 2e31)),
         ((0, 128000), (128000, 1000)),
         ((False, 128000), (128000, 1000000)),
+        ((0, 0), (0, 1000000)),
     ],
     ids=[
         "not-from-zero", "gap-between", "not-whole-thousands", "tiny-split",
-        "split-past-decimal-precision", "second-range-inverted", "boolean-start",
+        "split-past-decimal-precision", "second-range-inverted", "boolean-start", "zero-split",
     ],
 )  # fmt: skip
 def test_price_ranges_the_contract_cannot_read_as_one_threshold_leave_the_model_out(bounds):
