@@ -187,7 +187,7 @@ def _period_close(args: argparse.Namespace) -> int:
     try:
         with connect() as conn:
             require_schema(conn)
-            closed = periods.close_period(conn, args.through, closed_by, args.note)
+            closed = periods.close_period(conn, args.through, closed_by, args.note, _close_waits)
     except KeyboardInterrupt:
         try:
             with connect() as conn:
@@ -210,6 +210,17 @@ def _period_close(args: argparse.Namespace) -> int:
     for line in closed.lines():
         print(line)
     return EXIT_OK
+
+
+def _close_waits(holders: int) -> None:
+    sessions = "1 other session" if holders == 1 else f"{holders} other sessions"
+    print(
+        f"waiting for the periods lock, held by {sessions} (a rating, an invoice build or "
+        "export, a dry run): every rating that starts now waits behind this close until it "
+        "commits; Ctrl-C stops the close, closing nothing",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _notes(error: BaseException) -> str:

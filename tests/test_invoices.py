@@ -923,6 +923,30 @@ def export_june(capsys: pytest.CaptureFixture[str], out: Path) -> tuple[int, lis
     return run_cli(capsys, "invoice", "export", "--month", "2026-06", "--out", str(out))
 
 
+def test_cli_close_says_when_it_waits_for_the_periods_lock_and_what_waits_behind_it(
+    warehouse_env: str,
+    june: list[BillingEvent],
+    reader: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An export holds the lock shared for as long as it writes: the close's one line says
+    it waits, and that ratings starting now wait behind it. Found by an audit at scale."""
+    codes: list[int] = []
+    close = ["period", "close", "--through", "2026-07-01T00:00:00Z", "--by", "finance"]
+    with connect(warehouse_env) as export, export.transaction():
+        lock_periods(export, exclusive=False)
+        closer = threading.Thread(target=lambda: codes.append(cli.main(close)))
+        closer.start()
+        wait_until_a_lock_is_awaited(reader)
+    closer.join(timeout=60)
+    assert codes == [0]
+    assert capsys.readouterr().err == (
+        "waiting for the periods lock, held by 1 other session (a rating, an invoice build "
+        "or export, a dry run): every rating that starts now waits behind this close until "
+        "it commits; Ctrl-C stops the close, closing nothing\n"
+    )
+
+
 def test_cli_builds_closes_reports_and_exports_a_month(
     warehouse_env: str,
     june: list[BillingEvent],
@@ -1439,16 +1463,20 @@ def test_cli_close_or_build_that_gives_up_waiting_for_the_periods_lock_is_one_li
     (docs/periods.md). Where the warehouse's role has a lock_timeout, as production roles
     often do, giving up that wait is an expected failure: one `error:` line that says it
     gave up waiting for the lock (cli.py: expected failures print one clean line), never a
-    psycopg traceback. Nothing was written either way: the close is one transaction."""
+    psycopg traceback; a close first says that it waits. Nothing was written either way:
+    the close is one transaction."""
     impatient = make_conninfo(database_url, options="-c lock_timeout=200ms")
     monkeypatch.setenv("RATING_DATABASE_URL", impatient)
     with connect(database_url) as in_flight, in_flight.transaction():
         lock_periods(in_flight, exclusive=holder)
         code, out, err = run_cli(capsys, *argv)
 
+    *first, last = err.splitlines()
     assert (code, out) == (1, [])
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "lock" in err, err
+    assert last.startswith("error: ") and "lock" in last, err
+    assert [line.split(",")[0] for line in first] == (
+        [] if holder else ["waiting for the periods lock"]
+    )
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
 
 

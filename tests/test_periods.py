@@ -892,6 +892,30 @@ def test_close_waits_for_a_rating_in_flight(
                 close_period(closing, AFTER_WINDOW + HOUR, "finance")
 
 
+def test_a_close_that_must_wait_for_the_periods_lock_says_so_before_it_waits(
+    database_url: str, reader: psycopg.Connection, closed_window: list[BillingEvent]
+) -> None:
+    """While a close waits, every rating that starts waits behind it (PostgreSQL grants
+    lock requests in order): an export or a large build holding the lock shared stalled
+    the hourly ratings with no word from the close. Found by an audit at scale."""
+    said: list[int] = []
+
+    def close_through(through: datetime) -> None:
+        with connect(database_url) as closing:
+            close_period(closing, through, "finance", None, said.append)
+
+    with connect(database_url) as export, export.transaction():
+        lock_periods(export, exclusive=False)
+        closer = threading.Thread(target=close_through, args=(AFTER_WINDOW + HOUR,))
+        closer.start()
+        wait_until_a_lock_is_awaited(reader)
+        assert said == [1]  # said before it waited, naming the one holder
+    closer.join(timeout=30)
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (2,)
+    close_through(AFTER_WINDOW + 2 * HOUR)  # the lock free: it says nothing
+    assert said == [1]
+
+
 @pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
 def test_a_close_that_waited_for_a_rating_stamps_what_it_wrote_whatever_the_session_isolation(
     database_url: str,

@@ -7,6 +7,7 @@ the mark never moves under a rating, a build or an export in flight.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -31,6 +32,19 @@ def lock_periods(conn: psycopg.Connection, *, exclusive: bool) -> None:
     and exports, exclusive by a close."""
     statement = "lock_periods_exclusive" if exclusive else "lock_periods_shared"
     conn.execute(load_sql(statement), {"namespace": PERIODS_NAMESPACE, "key": PERIODS_KEY})
+
+
+def lock_periods_exclusively(conn: psycopg.Connection, waiting: Callable[[int], object]) -> None:
+    """lock_periods(exclusive=True), calling ``waiting`` first with how many sessions hold
+    the lock when it is not free: while a close waits, every rating that starts waits
+    behind it (PostgreSQL grants lock requests in order)."""
+    keys = {"namespace": PERIODS_NAMESPACE, "key": PERIODS_KEY}
+    free = conn.execute(load_sql("try_lock_periods_exclusive"), keys).fetchone()
+    if free is not None and free[0]:
+        return
+    holders = conn.execute(load_sql("select_periods_lock_holders"), keys).fetchone()
+    waiting(0 if holders is None else int(holders[0]))
+    lock_periods(conn, exclusive=True)
 
 
 def close_mark(conn: psycopg.Connection) -> datetime | None:

@@ -14,6 +14,7 @@ There is no reopen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from rating_pipeline.warehouse.close_mark import (
     begin_read_committed,
     close_mark,
     lock_periods,
+    lock_periods_exclusively,
     month_of,
     next_month,
 )
@@ -229,13 +231,15 @@ def close_period(
     through: datetime,
     closed_by: str,
     note: str | None = None,
+    waiting: Callable[[int], object] = lambda holders: None,
 ) -> PeriodClose:
     """Close every window that starts before ``through``, in one transaction of its own;
-    raise CloseRefused, writing nothing, when the close may not be made."""
+    raise CloseRefused, writing nothing, when the close may not be made. ``waiting`` hears
+    how many sessions hold the periods lock, before the close waits for them."""
     through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction():
-        mark = begin_close(conn, through, counted, exclusive=True)
+        mark = begin_close(conn, through, counted, waiting=waiting)
         changed = changed_not_rated(conn, mark, through)
         unbilled = unbilled_in(conn, mark, through)
         row = conn.execute(
@@ -287,14 +291,21 @@ def closable_through(through: datetime, closed_by: str) -> datetime:
 
 
 def begin_close(
-    conn: psycopg.Connection, through: datetime, counted: Compared, *, exclusive: bool
+    conn: psycopg.Connection,
+    through: datetime,
+    counted: Compared,
+    *,
+    waiting: Callable[[int], object] | None,
 ) -> datetime | None:
-    """A close's first steps in its transaction: the periods lock (``exclusive`` for the
-    close itself; shared for a dry run, which no rating waits for) and the mark read after
-    it; CloseRefused unless the close may be made; then the windows found changed recorded
-    in late_window. Returns the mark."""
+    """A close's first steps in its transaction: the periods lock (exclusive for the close
+    itself, ``waiting`` told when it must wait; shared for a dry run, ``waiting`` None, which
+    no rating waits for) and the mark read after it; CloseRefused unless the close may be
+    made; then the windows found changed recorded in late_window. Returns the mark."""
     begin_read_committed(conn)
-    lock_periods(conn, exclusive=exclusive)
+    if waiting is None:
+        lock_periods(conn, exclusive=False)
+    else:
+        lock_periods_exclusively(conn, waiting)
     mark = close_mark(conn)
     refuse_unless_closable(conn, through, mark)
     record_changed_windows(conn, counted, mark, through)
@@ -383,7 +394,7 @@ def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -
     through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction() as rolled_back:
-        mark = begin_close(conn, through, counted, exclusive=False)
+        mark = begin_close(conn, through, counted, waiting=None)
         months = months_wholly_closed(conn, mark, through)
         now = database_clock(conn)
         preview = ClosePreview(
