@@ -43,7 +43,8 @@ def lock_periods_exclusively(conn: psycopg.Connection, waiting: Callable[[int], 
     if free is not None and free[0]:
         return
     holders = conn.execute(load_sql("select_periods_lock_holders"), keys).fetchone()
-    waiting(0 if holders is None else int(holders[0]))
+    if holders is not None and holders[0]:  # none: they let go in between
+        waiting(int(holders[0]))
     lock_periods(conn, exclusive=True)
 
 

@@ -239,7 +239,7 @@ def close_period(
     through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction():
-        mark = begin_close(conn, through, counted, waiting=waiting)
+        mark = begin_close(conn, through, counted, exclusive=True, waiting=waiting)
         changed = changed_not_rated(conn, mark, through)
         unbilled = unbilled_in(conn, mark, through)
         row = conn.execute(
@@ -295,17 +295,18 @@ def begin_close(
     through: datetime,
     counted: Compared,
     *,
-    waiting: Callable[[int], object] | None,
+    exclusive: bool,
+    waiting: Callable[[int], object] = lambda holders: None,
 ) -> datetime | None:
-    """A close's first steps in its transaction: the periods lock (exclusive for the close
-    itself, ``waiting`` told when it must wait; shared for a dry run, ``waiting`` None, which
-    no rating waits for) and the mark read after it; CloseRefused unless the close may be
+    """A close's first steps in its transaction: the periods lock (``exclusive`` for the
+    close itself, ``waiting`` told first when it must wait; shared for a dry run, which no
+    rating waits for) and the mark read after it; CloseRefused unless the close may be
     made; then the windows found changed recorded in late_window. Returns the mark."""
     begin_read_committed(conn)
-    if waiting is None:
-        lock_periods(conn, exclusive=False)
-    else:
+    if exclusive:
         lock_periods_exclusively(conn, waiting)
+    else:
+        lock_periods(conn, exclusive=False)
     mark = close_mark(conn)
     refuse_unless_closable(conn, through, mark)
     record_changed_windows(conn, counted, mark, through)
@@ -394,7 +395,7 @@ def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -
     through = closable_through(through, closed_by)
     counted = count_changed_windows(conn, through)
     with conn.transaction() as rolled_back:
-        mark = begin_close(conn, through, counted, waiting=None)
+        mark = begin_close(conn, through, counted, exclusive=False)
         months = months_wholly_closed(conn, mark, through)
         now = database_clock(conn)
         preview = ClosePreview(
