@@ -904,7 +904,14 @@ def test_a_close_that_must_wait_for_the_periods_lock_says_so_before_it_waits(
         with connect(database_url) as closing:
             close_period(closing, through, "finance", None, said.append)
 
-    with connect(database_url) as export, export.transaction():
+    another_database = make_conninfo(database_url, dbname="postgres")
+    with (
+        connect(another_database) as elsewhere,
+        elsewhere.transaction(),
+        connect(database_url) as export,
+        export.transaction(),
+    ):
+        lock_periods(elsewhere, exclusive=False)  # another warehouse of the server: not counted
         lock_periods(export, exclusive=False)
         closer = threading.Thread(target=close_through, args=(AFTER_WINDOW + HOUR,))
         closer.start()
