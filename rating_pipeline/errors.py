@@ -1,6 +1,8 @@
 """The root of the project's expected errors (the CLI prints these as one line, no
 traceback), and how a message or report names what it is about."""
 
+from collections.abc import Sequence
+
 # What every command returns to the shell.
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -19,6 +21,13 @@ def first_line(error: object, empty: str = "no message") -> str:
     """The first line of ``error``'s message (a server's may run to several), or ``empty``."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else empty
+
+
+def first_named(names: Sequence[str], count: int, separator: str = ", ") -> str:
+    """The first ``count`` of ``names`` joined by ``separator``, then how many more there
+    are (``a, b, and 3 more``): a report's line stays one line however many there are."""
+    more = f"{separator}and {len(names) - count} more" if len(names) > count else ""
+    return separator.join(names[:count]) + more
 
 
 def shown(name: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from rating_pipeline.errors import RatingPipelineError, shown
+from rating_pipeline.errors import RatingPipelineError, first_named, shown
 from rating_pipeline.orchestration import metadata, queries
 from rating_pipeline.orchestration.partitions import hourly_windows, windows_in
 from rating_pipeline.orchestration.resources import PricebookResource, WarehouseResource
@@ -175,13 +175,10 @@ def failed_window(
         )
     held = ""
     if ambiguous:
-        listed = "; ".join(ambiguous[:ROLLUPS_NAMED])
-        more = (
-            f"; and {len(ambiguous) - ROLLUPS_NAMED} more" if len(ambiguous) > ROLLUPS_NAMED else ""
-        )
         held = (
             f" They hold {len(ambiguous)} rollup(s) excluded as ambiguous_base, not billed "
-            f"(window auth_id model_id service_tier context_tier: {listed}{more}); the "
+            "(window auth_id model_id service_tier context_tier: "
+            f"{first_named(ambiguous, ROLLUPS_NAMED, '; ')}); the "
             "no_ambiguous_base check of a run over them names them again."
         )
     return (

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rating_pipeline.errors import RatingPipelineError, shown
+from rating_pipeline.errors import RatingPipelineError, first_named, shown
 from rating_pipeline.money import (
     EXACT,
     RATE_LIMIT,
@@ -489,12 +489,10 @@ def models_dropped(path: Path) -> str | None:
     dropped = sorted(set(before.models) - set(written.models))
     if not dropped:
         return None
-    named = ", ".join(dropped[:MODELS_NAMED])
-    more = f", and {len(dropped) - MODELS_NAMED} more" if len(dropped) > MODELS_NAMED else ""
     return (
         f"warning: {len(dropped)} models of version {before.version} are not in "
         f"{written.version}: from {written.effective_from.isoformat()} their events are "
-        f"unpriced: {named}{more}"
+        f"unpriced: {first_named(dropped, MODELS_NAMED)}"
     )
 
 

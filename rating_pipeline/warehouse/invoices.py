@@ -26,7 +26,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from rating_pipeline.errors import RatingPipelineError, shown
+from rating_pipeline.errors import RatingPipelineError, first_named, shown
 from rating_pipeline.money import EXACT, exact_sum
 from rating_pipeline.warehouse.close_mark import (
     begin_read_committed,
@@ -245,8 +245,7 @@ class Mismatch:
 
 def listed(differing: Sequence[Mismatch], named: int = 3) -> str:
     """The first ``named`` mismatches as ``account: why``, and how many more there are."""
-    first = "; ".join(f"{shown(m.account_id)}: {m.why}" for m in differing[:named])
-    return first + (f"; and {len(differing) - named} more" if len(differing) > named else "")
+    return first_named([f"{shown(m.account_id)}: {m.why}" for m in differing], named, "; ")
 
 
 def mismatches(
@@ -495,11 +494,10 @@ def _require_no_month_files(month: datetime, out_dir: Path, closed: bool) -> Non
             else "If the month was built and its lines are gone, remove them; if it is not "
             "built yet (or this is another warehouse), `invoice build` it first"
         )
-        named = ", ".join(standing[:FILES_NAMED])
-        more = f", and {len(standing) - FILES_NAMED} more" if len(standing) > FILES_NAMED else ""
         raise ExportFailed(
             f"{month:%Y-%m} has no invoice lines, but {out_dir} holds {count} of it from an "
-            f"earlier export: {named}{more}; nothing written or removed. {way_out}"
+            f"earlier export: {first_named(standing, FILES_NAMED)}; nothing written or "
+            f"removed. {way_out}"
         )
 
 
