@@ -36,6 +36,15 @@ def parse_instant(text: str) -> datetime:
     return datetime.fromisoformat(text.strip())
 
 
+def parse_utc_instant(text: str) -> datetime:
+    """``text`` as an ISO-8601 instant with its offset, in UTC: ValueError where it is none,
+    or has no offset (it would be read in the local zone)."""
+    instant = datetime.fromisoformat(text)
+    if instant.utcoffset() is None:
+        raise WindowError(f"{text!r} has no UTC offset")
+    return instant.astimezone(UTC)
+
+
 def require_hour_aligned_utc(instant: datetime, what: str = "instant") -> datetime:
     """``instant`` in UTC if it is timezone-aware, at UTC's offset and on the hour; else
     WindowError."""

@@ -688,6 +688,14 @@ def test_the_cursor_round_trips_and_reads_its_older_form() -> None:
             Cursor.parse(unreadable)
 
 
+def test_a_cursor_instant_without_an_offset_is_unreadable_not_read_in_the_local_zone() -> None:
+    """A cursor typed by hand without its offset names no instant: read in the daemon's
+    zone, it would skip or repeat hours of the rotation. Found by a review."""
+    for unreadable in ("2026-06-15T10:00", '{"after": "2026-06-15T10:00", "leaving_from": null}'):
+        with pytest.raises(SensorSettingError, match="unreadable cursor"):
+            Cursor.parse(unreadable)
+
+
 def test_windows_that_left_the_lookback_while_the_sensor_was_stopped_are_each_checked_once(
     database_url: str,
     add_events: AddEvents,

@@ -401,6 +401,15 @@ def test_a_database_without_the_tables_is_an_error_not_a_skip(
         tick(empty_database_url, instance)
 
 
+def test_a_cursor_instant_without_an_offset_is_unreadable_not_read_in_the_local_zone() -> None:
+    """A cursor typed by hand without its offset names no instant: read in the daemon's
+    zone, it would skip or rescan hours of ingestion. Found by a review."""
+    aware = '{"ingested_through": "2026-06-15T10:00:00+00:00"}'
+    assert LateEventsCursor.parse(aware) == LateEventsCursor(datetime(2026, 6, 15, 10, tzinfo=UTC))
+    with pytest.raises(SensorSettingError, match="unreadable cursor"):
+        LateEventsCursor.parse('{"ingested_through": "2026-06-15T10:00:00"}')
+
+
 def test_lookback_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(LOOKBACK_VARIABLE, "24")
     assert lookback() == timedelta(hours=24)

@@ -28,7 +28,7 @@ of the rotation checked and the start of the windows still to be checked on leav
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import psycopg
@@ -52,7 +52,7 @@ from rating_pipeline.warehouse.engine import RATING_WORK_MEM
 from rating_pipeline.warehouse.extract import read_window_usage
 from rating_pipeline.warehouse.late_windows import ChangedAfterRating
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import HOUR, Window
+from rating_pipeline.windows import HOUR, Window, parse_utc_instant
 
 SENSOR_NAME = "changed_events"
 INTERVAL_VARIABLE = "RATING_CHANGED_EVENT_INTERVAL_MINUTES"
@@ -234,7 +234,7 @@ def _iso(instant: datetime | None) -> str | None:
 
 
 def _instant(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+    return None if text is None else parse_utc_instant(text)
 
 
 @dataclass(frozen=True)

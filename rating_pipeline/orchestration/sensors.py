@@ -41,7 +41,7 @@ from rating_pipeline.orchestration.queries import ChangedWindow, LateBeyondLookb
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.late_windows import ChangedAfterRating, record_late_windows
-from rating_pipeline.windows import HOUR, Window
+from rating_pipeline.windows import HOUR, Window, parse_utc_instant
 
 LOOKBACK_VARIABLE = "RATING_LATE_EVENT_LOOKBACK_HOURS"
 DEFAULT_LOOKBACK_HOURS = 72
@@ -128,7 +128,7 @@ class LateEventsCursor:
             return None
         try:
             data = json.loads(text)
-            through = datetime.fromisoformat(data["ingested_through"]).astimezone(UTC)
+            through = parse_utc_instant(data["ingested_through"])
             return cls(through, tuple(data.get("beyond_lookback", ())))
         except (ValueError, KeyError, TypeError) as exc:
             raise SensorSettingError(
