@@ -296,6 +296,7 @@ def test_an_invoice_months_row_count_is_its_lines_after_the_build_not_its_writes
     ]
     assert (meta["lines"], meta["dagster/partition_row_count"]) == (10, 10)
     assert (meta["amount_exact"], meta["amount"], meta["residual"]) == ("1.004", "1.00", "-0.004")
+    assert meta["amount_micro_usd"] == 1_000_000  # the invoice total, for the UI's chart
 
 
 def test_a_pricebook_partition_shows_its_version_file_and_model_count() -> None:

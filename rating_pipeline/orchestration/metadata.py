@@ -1,8 +1,9 @@
 """What the UI shows on each materialization, built from the engine's records (contract 7).
 
 Money is shown as exact decimal text, never as a float metadata value. For the UI's charts
-a window's cost also appears as ``cost_micro_usd``: an integer of micro-USD rounded
-half-even, for plotting only; the exact amount is the text of ``cost_usd``.
+a window's cost also appears as ``cost_micro_usd`` (a month's invoice total as
+``amount_micro_usd``): an integer of micro-USD rounded half-even, for plotting only; the
+exact amount is the text beside it.
 """
 
 from __future__ import annotations
@@ -271,6 +272,7 @@ def invoice_metadata(built: LinesBuilt) -> dict[str, Any]:
         "accounts": dg.MetadataValue.int(len(accounts)),
         "amount_exact": money(built.amount_exact),
         "amount": money(built.amount),
+        "amount_micro_usd": dg.MetadataValue.int(micro_usd(built.amount)),
         "residual": money(built.residual),
         "frozen": dg.MetadataValue.bool(built.frozen),
         "invoices_differing_from_close": dg.MetadataValue.int(len(built.differing)),
