@@ -1438,6 +1438,44 @@ def test_a_partitioned_build_interrupted_midway_is_cleaned_up_and_built_again(
     assert indexes["billing_event_negative_tokens_idx"] is True
 
 
+def test_partitions_named_with_a_colon_word_are_indexed_and_cleaned_up_by_name(
+    empty_database_url: str,
+) -> None:
+    """SQLAlchemy's text() read ``:june`` in a quoted catalog name as a bind parameter, and
+    the upgrade failed on every try. Found by an audit."""
+    url = empty_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(BILLING_EVENT_BY_RANGE)
+        conn.execute('CREATE SCHEMA "ops-:x"')
+        conn.execute(
+            'CREATE TABLE "ops-:x"."be-:june" PARTITION OF billing_event '
+            "FOR VALUES FROM ('2026-06-01Z') TO ('2026-07-01Z')"
+        )
+    migrations.upgrade(url, "0002")
+    with psycopg.connect(url, autocommit=True) as conn:  # an interrupted build's leftovers
+        conn.execute(
+            "CREATE INDEX billing_event_negative_tokens_idx ON ONLY billing_event (occurred_at) "
+            "WHERE input_tokens < 0 OR output_tokens < 0"
+        )
+        parent, partition = conn.execute(
+            "SELECT 'billing_event_negative_tokens_idx'::regclass::oid, "
+            """'"ops-:x"."be-:june"'::regclass::oid"""
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            f'CREATE INDEX rating_idx_{parent}_{partition} ON "ops-:x"."be-:june" '
+            "(occurred_at) WHERE input_tokens < 0 OR output_tokens < 0"
+        )
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        indexes = {name: valid for name, valid, *_ in conn.execute(BILLING_EVENT_INDEXES)}
+        on_partition = conn.execute(
+            "SELECT count(*) FILTER (WHERE NOT indisvalid), count(*) FROM pg_index "
+            """WHERE indrelid = '"ops-:x"."be-:june"'::regclass"""
+        ).fetchone()
+    assert all(indexes.values()) and on_partition is not None
+    assert on_partition[0] == 0 and on_partition[1] >= 3, on_partition
+
+
 # No primary key: a foreign table cannot be a partition under a unique index.
 BILLING_EVENT_BY_RANGE = """
 CREATE TABLE billing_event (

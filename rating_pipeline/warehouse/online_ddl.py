@@ -2,7 +2,9 @@
 
 Revisions call these inside ``op.get_context().autocommit_block()``: each statement commits
 on its own, so no lock outlives it. Index names and statements come from the revisions'
-own constants; every value is bound.
+own constants; every value is bound. A statement naming what the catalog holds (a
+partition, a schema: quoted, it may hold ``:name``, which SQLAlchemy's ``text()`` would read
+as a parameter) goes to psycopg without parameters, as text is never read there.
 
 - ``build_index`` builds ``CREATE INDEX CONCURRENTLY``: inserts go on during the build. A
   failed concurrent build leaves its index INVALID (used by no query, still paid for by
@@ -127,7 +129,7 @@ def drop_index(bind: Connection, name: str) -> None:
     if _relkind(bind, name) == PARTITIONED_INDEX:
         with_lock_timeout(bind, DROP_INDEX.format(name=name), name, f"dropping index {name}")
         return
-    bind.execute(text(DROP_INDEX_CONCURRENTLY.format(name=name)))
+    _driver(bind).execute(DROP_INDEX_CONCURRENTLY.format(name=name))
 
 
 def build_index(bind: Connection, name: str, create_concurrently: str) -> None:
@@ -176,7 +178,7 @@ def _build_partitioned(
         if kind == PARTITIONED_TABLE:
             _build_partitioned(bind, child, qualified_child, partition, definition)
         else:
-            bind.execute(text(f"CREATE INDEX CONCURRENTLY {child} ON {partition} {definition}"))
+            _driver(bind).execute(f"CREATE INDEX CONCURRENTLY {child} ON {partition} {definition}")
         with_lock_timeout(
             bind,
             f"ALTER INDEX {qualified} ATTACH PARTITION {qualified_child}",
