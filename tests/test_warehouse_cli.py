@@ -725,6 +725,26 @@ def test_rate_exits_nonzero_naming_ambiguous_rollups_after_reconciling_the_windo
     assert _count(warehouse_env, "rating_exception") == len(tiers)
 
 
+def test_an_ambiguous_rollups_bases_cannot_break_or_forge_its_line(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The detail names upstream's base_model values, which JSON leaves unescaped past
+    U+001F: a U+2028 or U+0085 in one broke the line, a U+202E turned it around. Found by
+    an audit."""
+    hostile = "base-\u2028fake line\x85\u202e"
+    add_events([make_event("org-1", "ft:mixed", base) for base in ("base-large", hostile)])
+    assert (
+        _rate("--from", START, "--to", "2026-06-15T11:00:00Z", "--pricebooks", str(pricebook_dir))
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert not any(character in err for character in "\u2028\x85\u202e")
+    assert "auth_id='org-1' model_id='ft:mixed'" in err
+
+
 def test_a_range_failing_after_an_ambiguous_window_still_names_its_ambiguous_rollups(
     warehouse_env: str,
     pricebook_dir: Path,

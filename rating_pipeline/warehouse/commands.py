@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError, first_line
+from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError, first_line, shown
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
@@ -143,7 +143,7 @@ def ambiguous_lines(rating: WindowRating) -> list[str]:
     return [
         f"{rating.window.key}: auth_id={exception.auth_id!r} model_id={exception.model_id!r} "
         f"service_tier={exception.service_tier!r} "
-        f"context_tier={exception.context_tier!r}: {exception.detail}"
+        f"context_tier={exception.context_tier!r}: {shown(exception.detail)}"
         for exception in rating.ambiguous
     ]
 
