@@ -1628,6 +1628,46 @@ def test_export_file_names_never_collide_even_with_an_id_shaped_like_a_digest_na
     assert len(set(written)) == len(lookalikes) == len(list(tmp_path.iterdir()))
 
 
+def test_export_file_names_differ_where_case_is_ignored_as_on_macos_and_windows(
+    reader: psycopg.Connection, tmp_path: Path
+) -> None:
+    """ORG-A and org-a are two accounts; on a case-insensitive filesystem (APFS, NTFS,
+    SMB) their plain names are one file, and the second rename replaced the first's
+    invoice, reported as written. Ids that differ only in case take the digest form.
+    Found by an audit."""
+    accounts = ["ORG-A", "org-a", "Org-A", "org-b"]
+    add_a_line_each(reader, *accounts)
+
+    written = export_invoice(reader, JUNE, tmp_path).written
+
+    assert len({path.name.casefold() for path in written}) == len(accounts)
+    assert "2026-06_org-b.csv" in {path.name for path in written}  # no twin: kept plain
+    for path in written:
+        *_, total = csv.DictReader(path.open(newline=""))
+        assert total["account_id"] in accounts
+
+
+def test_a_written_file_the_directory_lists_under_another_name_is_not_swept_as_stale(
+    reader: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case-insensitive filesystem may keep an earlier file's spelling (ORG-A.csv) when
+    the export renames org-a's over it: a sweep by name removed the invoice just written.
+    Simulated with a second name of the same file."""
+    add_a_line_each(reader, "org-a")
+    rename_into_place = invoices._rename_into_place
+
+    def renamed_then_listed_twice(pending: list[tuple[Path, Path]]) -> None:
+        rename_into_place(pending)
+        for _, path in pending:
+            os.link(path, path.with_name(path.name.upper().replace(".CSV", ".csv")))
+
+    monkeypatch.setattr(invoices, "_rename_into_place", renamed_then_listed_twice)
+    exported = export_invoice(reader, JUNE, tmp_path)
+
+    assert exported.removed == ()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2026-06_ORG-A.csv", "2026-06_org-a.csv"]
+
+
 def test_export_of_a_month_without_lines_refuses_while_files_of_it_stand(
     reader: psycopg.Connection, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -422,32 +423,44 @@ def _write_month(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportFailed(f"cannot write invoices into {out_dir}: {exc.strerror}") from exc
-    pending: list[tuple[Path, Path]] = []  # each account's file, written aside: (aside, path)
+    pending: list[tuple[Path, str]] = []  # each account's file, written aside, and its id
     try:
         for lines in accounts:
-            path = out_dir / invoice_file_name(month, str(lines[0][ACCOUNT_AT]))
+            account_id = str(lines[0][ACCOUNT_AT])
             aside = out_dir / f".{month:%Y-%m}_{uuid.uuid4().hex}.partial"
-            pending.append((aside, path))
+            pending.append((aside, account_id))
             try:
                 _write_synced(_invoice_rows(lines), aside)
             except OSError as exc:
                 raise ExportFailed(
-                    f"cannot write {path}: {exc.strerror}; no file of {month:%Y-%m} was replaced"
+                    f"cannot write {out_dir / invoice_file_name(month, account_id)}: "
+                    f"{exc.strerror}; no file of {month:%Y-%m} was replaced"
                 ) from exc
         still_locked()
     except BaseException:
         for aside, _ in pending:
             aside.unlink(missing_ok=True)
         raise
-    _rename_into_place(pending)
-    written = [path for _, path in pending]
+    names = invoice_file_names(month, [account_id for _, account_id in pending])
+    placed = [(aside, out_dir / name) for (aside, _), name in zip(pending, names, strict=True)]
+    _rename_into_place(placed)
+    written = [path for _, path in placed]
     for partial in out_dir.glob(f".{month:%Y-%m}_*.partial"):  # a killed export's
         partial.unlink(missing_ok=True)
-    kept = set(written)
+    stale = _remove_stale(month, out_dir, written)
+    _sync_directory(out_dir)
+    return Exported(tuple(written), stale)
+
+
+def _remove_stale(month: datetime, out_dir: Path, written: list[Path]) -> tuple[Path, ...]:
+    """Remove ``month``'s files in ``out_dir`` that are none of the ``written`` ones: told
+    apart as files (device and inode), not by name, which a case-insensitive filesystem
+    may list in an earlier file's spelling."""
+    kept = {_file_identity(path) for path in written}
     stale = sorted(
         path
         for path in out_dir.glob(f"{month:%Y-%m}_*.csv")
-        if path not in kept and (path.is_symlink() or path.is_file())
+        if (path.is_symlink() or path.is_file()) and _file_identity(path) not in kept
     )
     for path in stale:
         try:
@@ -457,8 +470,12 @@ def _write_month(
                 f"cannot remove {path}, the file of an account without lines in "
                 f"{month:%Y-%m}: {exc.strerror}; every account's file is written"
             ) from exc
-    _sync_directory(out_dir)
-    return Exported(tuple(written), tuple(stale))
+    return tuple(stale)
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = path.lstat()
+    return status.st_dev, status.st_ino
 
 
 def _invoice_rows(lines: list[tuple]) -> Iterator[list[object]]:
@@ -550,12 +567,13 @@ def _sync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-def invoice_file_name(month: datetime, account_id: str) -> str:
+def invoice_file_name(month: datetime, account_id: str, digested: bool = False) -> str:
     """``YYYY-MM_<account_id percent-encoded>.csv``; where that passes the 255 bytes of a
-    file name, the encoding's first ENCODED_PREFIX_BYTES and ``+sha256-<hex>`` of the id.
-    Percent-encoding leaves no ``+``, so no id's name is another's digest name."""
+    file name, or ``digested``, the encoding's first ENCODED_PREFIX_BYTES and
+    ``+sha256-<hex>`` of the id. Percent-encoding leaves no ``+``, so no id's name is
+    another's digest name."""
     name = f"{month:%Y-%m}_{quote(account_id, safe='')}.csv"
-    if len(name.encode()) <= MAX_FILE_NAME_BYTES:
+    if len(name.encode()) <= MAX_FILE_NAME_BYTES and not digested:
         return name
     prefix = ""
     for character in account_id:
@@ -565,6 +583,18 @@ def invoice_file_name(month: datetime, account_id: str) -> str:
         prefix = encoded
     digest = hashlib.sha256(account_id.encode()).hexdigest()
     return f"{month:%Y-%m}_{prefix}+sha256-{digest}.csv"
+
+
+def invoice_file_names(month: datetime, account_ids: Sequence[str]) -> list[str]:
+    """Each account's ``invoice_file_name``, those of ids whose names differ only in case
+    (ORG-A, org-a: one file on APFS or NTFS) in the digest form: no two of the month's
+    names are one where case is ignored (the names are ASCII; the digest is lowercase)."""
+    plain = [invoice_file_name(month, account_id) for account_id in account_ids]
+    spellings = Counter(name.casefold() for name in plain)
+    return [
+        invoice_file_name(month, account_id, digested=spellings[name.casefold()] > 1)
+        for account_id, name in zip(account_ids, plain, strict=True)
+    ]
 
 
 def _field_text(value: object) -> object:
