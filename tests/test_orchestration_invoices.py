@@ -265,6 +265,29 @@ def test_a_months_accounts_table_is_of_the_lines_its_totals_are_of(
     assert sum(Decimal(a["amount"]) for a in accounts) == Decimal(meta["amount"])
 
 
+def test_the_mismatches_table_shows_the_exact_amounts_where_only_they_differ(
+    database_url: str,
+    reader: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    june: list[BillingEvent],
+) -> None:
+    """A tampered line whose rounded amount stayed the same showed the same numbers twice
+    and named amount_exact as the difference without showing it. Found by an audit."""
+    close_june(database_url)
+    reader.execute(
+        "UPDATE invoice_line SET quantity_tokens = quantity_tokens + 1, "
+        "amount_exact = amount_exact + 0.0000006 "
+        "WHERE account_id = 'org-2' AND token_class = 'output'"
+    )
+
+    (row,) = records(audit(database_url).metadata["mismatches"])
+
+    assert row["recorded_amount"] == row["amount"]
+    assert Decimal(row["amount_exact"]) - Decimal(row["recorded_amount_exact"]) == Decimal(
+        "0.0000006"
+    )
+
+
 @pytest.mark.parametrize(("tampering", "found"), TAMPERING)
 def test_the_blocking_check_fails_when_a_closed_months_lines_differ_from_its_close(
     database_url: str,

@@ -125,6 +125,8 @@ MISMATCH_COLUMNS = (
     int_column("lines", "now"),
     text_column("recorded_amount", "the invoice total its close recorded"),
     text_column("amount", "the invoice total now"),
+    text_column("recorded_amount_exact", "the exact sum its close recorded"),
+    text_column("amount_exact", "the exact sum now"),
     text_column("why"),
 )
 
@@ -173,6 +175,8 @@ def evaluate_closed_months(
                     m.now.line_count if m.now else None,
                     usd_text(m.recorded.amount) if m.recorded else None,
                     usd_text(m.now.amount) if m.now else None,
+                    usd_text(m.recorded.amount_exact) if m.recorded else None,
+                    usd_text(m.now.amount_exact) if m.now else None,
                     m.why,
                 )
                 for m in found[:MISMATCHES_LISTED]
