@@ -2139,6 +2139,9 @@ def test_a_closed_month_whose_lines_moved_to_an_account_it_never_invoiced_is_ref
     "command",
     [
         ("period", "close", "--through", "2026-07-01T00:00:00Z"),
+        # a dry run that would write nothing answered that the close may be made; found by
+        # an audit
+        ("period", "close", "--through", "2026-06-15T11:00:00Z", "--dry-run"),
         ("invoice", "build", "--month", "2026-06"),
         ("rate", "--from", "2026-06-30T23:00:00Z", "--to", "2026-07-01T00:00:00Z"),
     ],

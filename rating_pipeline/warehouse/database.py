@@ -171,13 +171,16 @@ class SchemaNotMigrated(RatingPipelineError):
     newer release), or lacks a table rating needs."""
 
 
+READ_ONLY_SESSION = (
+    "the session is read-only (a standby, or default_transaction_read_only set for the role "
+    "or database?): point RATING_DATABASE_URL at the primary"
+)
+
+
 def refusal_note(cause: BaseException | None) -> str:
     """What a refusal's server message leaves out of its cause, for the end of its line."""
     if isinstance(cause, psycopg.errors.ReadOnlySqlTransaction):
-        return (
-            "; the session is read-only (a standby, or default_transaction_read_only set for "
-            "the role or database?): point RATING_DATABASE_URL at the primary"
-        )
+        return f"; {READ_ONLY_SESSION}"
     return ""
 
 

@@ -32,7 +32,7 @@ from rating_pipeline.warehouse.close_mark import (
     month_of,
     next_month,
 )
-from rating_pipeline.warehouse.database import database_clock
+from rating_pipeline.warehouse.database import READ_ONLY_SESSION, database_clock
 from rating_pipeline.warehouse.invoices import (
     MonthTotal,
     converge_month_lines,
@@ -56,6 +56,7 @@ FIRST_BILLED = (
     "(SELECT min(bill_month) FROM rating_adjustment), (SELECT min(month) FROM invoice_line))"
 )
 UNRATED_HOURS_NAMED = 20
+TRANSACTION_READ_ONLY = "SHOW transaction_read_only"
 ONE_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 LAST_CLOSE = (
     "SELECT close_id, closed_through, closed_at, closed_by, note FROM rating_period_close "
@@ -391,8 +392,13 @@ def preview_close(conn: psycopg.Connection, through: datetime, closed_by: str) -
     would be: the close's own steps, its records of changed windows included, up to its
     record of itself, and the lines of the months it would close, in a transaction rolled
     back, so nothing is written. It holds the periods lock shared, as ratings do; the close
-    itself may find more."""
+    itself may find more. A read-only session is refused, as the close would be, even where
+    the close would write nothing but its record."""
     through = closable_through(through, closed_by)
+    with conn.transaction():
+        read_only = conn.execute(TRANSACTION_READ_ONLY).fetchone() == ("on",)
+    if read_only:
+        raise CloseRefused(f"close refused: {READ_ONLY_SESSION}")
     counted = count_changed_windows(conn, through)
     with conn.transaction() as rolled_back:
         mark = begin_close(conn, through, counted, exclusive=False)
