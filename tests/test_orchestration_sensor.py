@@ -148,6 +148,38 @@ def test_a_late_state_already_requested_is_said_so_never_requested_again(
     assert "no new late event" not in (again.skip_message or "")
 
 
+def test_a_tick_that_requests_a_window_still_says_which_states_were_requested_already(
+    database_url: str,
+    add_events: AddEvents,
+    instance: dg.DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A run requested earlier that failed is changed_events' to request again; a tick that
+    also requested another window returned no skip message, and said nothing of it. Found
+    by an audit."""
+    earlier_hour = Window(recent_hour().start - HOUR)
+    for window in (earlier_hour, recent_hour()):
+        add_events(events_in(window, 2))
+        rate(database_url, window)
+    add_events([event(earlier_hour, 40, "late-a")])
+    [request] = tick(database_url, instance).run_requests or []
+    assert request.run_key is not None
+    launched_tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: "late_events"}
+    launched = create_run_for_test(
+        instance, job_name="rate_windows", tags=launched_tags, status=dg.DagsterRunStatus.FAILURE
+    )
+    add_events([event(recent_hour(), 40, "late-b")])
+    capfd.readouterr()
+
+    [again] = tick(database_url, instance).run_requests or []
+
+    assert again.partition_key == recent_hour().key
+    assert (
+        f"window {earlier_hour.key}: its late events' re-rate was requested already (run "
+        f"{launched.run_id[:8]}, FAILURE); changed_events requests it again"
+    ) in capfd.readouterr().err
+
+
 def test_the_tags_a_request_is_matched_by_are_the_ones_the_sensor_daemon_sets() -> None:
     from dagster._core.storage import tags
 

@@ -307,6 +307,8 @@ def evaluate(
             "examined; the next ticks examine the rest"
         )
     if requests:
+        for line in in_hand:  # no skip message to carry them
+            context.log.info(line)
         return dg.SensorResult(run_requests=requests, cursor=found.cursor.serialize())
     lookback = f"of the lookback (from {found.lookback_start.isoformat()})"
     summary = (
