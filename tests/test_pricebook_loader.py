@@ -442,6 +442,21 @@ def test_invalid_yaml_is_one_error_with_its_line(tmp_path):
     assert error.message.startswith("invalid YAML: ")
 
 
+def test_an_undefined_alias_is_named_whichever_yaml_parser_reads_the_file(tmp_path):
+    """libyaml says only "found undefined alias"; which one, on a line of several, is the
+    question. Found by a review."""
+    error = the_error(
+        tmp_path,
+        """
+        version: "v1"
+        effective_from: "2026-06-01T00:00:00Z"
+        models:
+          base-large: {input_per_mtok: "2.50", output_per_mtok: *large_out}
+        """,
+    )
+    assert (error.line, error.message) == (4, "invalid YAML: found undefined alias 'large_out'")
+
+
 def test_more_than_one_document_in_a_file_is_rejected(tmp_path):
     error = the_error(tmp_path, "version: v1\n---\nversion: v2\n")
     assert error.line == 2 and "single document" in error.message

@@ -34,6 +34,9 @@ _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
 # libyaml's parser, when PyYAML has it, composes the same nodes with the same marks, faster
 # (BENCHMARKS.md: pricebook validation at LiteLLM size).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+UNDEFINED_ALIAS = "found undefined alias"
+_ALIAS = re.compile(r"\*([^\s,\[\]{}]+)")
+_YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 _PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 # Longer than any count a pricebook holds, far below the 4300 digits Python converts.
 MAX_INTEGER_DIGITS = 40
@@ -71,6 +74,9 @@ def compose_document(text: str) -> Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or exc.context or "malformed document"
+        if message == UNDEFINED_ALIAS and mark is not None:  # libyaml's, which names none
+            alias = _alias_at(text, mark.line, mark.column)
+            message += f" {alias!r}" if alias is not None else ""
         if exc.context and exc.problem and exc.context_mark is not None:
             message = f"{message} ({exc.context} at line {exc.context_mark.line + 1})"
         raise YamlDocumentError(mark.line + 1 if mark else None, _one_line(message)) from exc
@@ -84,6 +90,15 @@ def compose_document(text: str) -> Node | None:
         ) from exc
     except yaml.YAMLError as exc:
         raise YamlDocumentError(None, _one_line(str(exc))) from exc
+
+
+def _alias_at(text: str, line: int, column: int) -> str | None:
+    """The alias (``*name``) at ``column`` of ``line`` (0-based), else the line's first."""
+    lines = _YAML_LINE_BREAK.split(text)
+    if line >= len(lines):
+        return None
+    found = _ALIAS.match(lines[line], column) or _ALIAS.search(lines[line])
+    return found[1] if found else None
 
 
 def _one_line(message: str) -> str:
