@@ -1117,6 +1117,20 @@ def test_a_model_id_that_is_no_clean_id_is_quoted_so_each_error_stays_one_line(t
     assert any(": 'ft:y ': unknown key 'bogus'" in line for line in lines), lines
 
 
+def test_a_file_name_with_a_line_break_is_quoted_so_each_error_stays_one_line(tmp_path):
+    """A file's name is anyone's text too (found by a review)."""
+    (tmp_path / "2026-06\nfake.yaml").write_text(
+        'version: "v1"\neffective_from: "2026-06-01T00:00:00Z"\ncurrency: USD\n'
+        'models:\n  m: {input_per_mtok: "a", output_per_mtok: "2"}\n'
+    )
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    (error,) = caught.value.errors
+    assert "\n" not in str(error) and str(error).startswith(
+        repr(str(tmp_path / "2026-06\nfake.yaml"))
+    )
+
+
 def test_an_unacceptable_character_is_reported_on_its_line_after_text_beyond_ascii(tmp_path):
     """libyaml counts the position in UTF-8 bytes: a comment of euro signs above the
     character must not push the reported line down."""

@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from yaml.nodes import MappingNode, ScalarNode
 
-from rating_pipeline.errors import RatingPipelineError
+from rating_pipeline.errors import RatingPipelineError, shown
 from rating_pipeline.money import RATE_LIMIT, RATE_PLACES, decimal_places, derive_rate
 from rating_pipeline.pricebook.model import (
     CONTEXT_TIERS,
@@ -93,7 +93,7 @@ class PricebookError:
     message: str
 
     def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        where = shown(self.file) if self.line is None else f"{shown(self.file)}:{self.line}"
         if self.model is None:
             return f"{where}: {self.message}"
         # An id with a line break or surrounding blanks is quoted: one error, one line.
