@@ -339,6 +339,7 @@ def _invoice_export(args: argparse.Namespace) -> int:
 
 
 def _pricebook_validate(args: argparse.Namespace) -> int:
+    from rating_pipeline.errors import shown
     from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
 
     directory = args.directory or default_pricebook_dir()
@@ -350,7 +351,7 @@ def _pricebook_validate(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     for version in pricebooks.versions:
         print(
-            f"{version.source_file}: version {version.version} effective "
+            f"{shown(version.source_file)}: version {version.version} effective "
             f"{version.effective_from.isoformat()} {version.currency}, "
             f"{len(version.models)} models, sha256 {version.sha256[:12]}"
         )

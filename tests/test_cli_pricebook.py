@@ -46,6 +46,18 @@ def test_validate_defaults_to_the_configured_directory(tmp_path, monkeypatch, ca
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'v1.yaml'}: version v1 ")
 
 
+def test_validate_quotes_a_file_name_that_would_forge_a_line(tmp_path, capsys):
+    """A file named 'a<newline>error: forged.yaml' printed an error line on success.
+    Found by a review."""
+    (tmp_path / "a\nerror: forged.yaml").write_text(
+        'version: "v1"\neffective_from: "2026-06-01T00:00:00Z"\ncurrency: USD\n'
+        'models:\n  m: {input_per_mtok: "1", output_per_mtok: "2"}\n'
+    )
+    assert main(["pricebook", "validate", str(tmp_path)]) == EXIT_OK
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(repr(str(tmp_path / "a\nerror: forged.yaml")))
+
+
 def test_invalid_pricebook_exits_one_with_every_error_on_its_own_line(tmp_path, capsys):
     book = tmp_path / "2026-06-01.yaml"
     book.write_text(textwrap.dedent(BROKEN).lstrip())

@@ -455,6 +455,8 @@ def test_an_undefined_alias_is_named_whichever_yaml_parser_reads_the_file(tmp_pa
         """,
     )
     assert (error.line, error.message) == (4, "invalid YAML: found undefined alias 'large_out'")
+    as_a_key = the_error(tmp_path, 'version: "v1"\nmodels:\n  *m1: {input_per_mtok: "1"}\n')
+    assert as_a_key.message == "invalid YAML: found undefined alias 'm1'"
 
 
 def test_more_than_one_document_in_a_file_is_rejected(tmp_path):
@@ -1117,6 +1119,12 @@ def test_a_model_id_that_is_no_clean_id_is_quoted_so_each_error_stays_one_line(t
     assert any(": 'ft:y ': unknown key 'bogus'" in line for line in lines), lines
 
 
+VALID_V1 = (
+    'version: "v1"\neffective_from: "2026-06-01T00:00:00Z"\ncurrency: USD\n'
+    'models:\n  m: {input_per_mtok: "1", output_per_mtok: "2"}\n'
+)
+
+
 def test_a_file_name_with_a_line_break_is_quoted_so_each_error_stays_one_line(tmp_path):
     """A file's name is anyone's text too (found by a review)."""
     (tmp_path / "2026-06\nfake.yaml").write_text(
@@ -1129,6 +1137,12 @@ def test_a_file_name_with_a_line_break_is_quoted_so_each_error_stays_one_line(tm
     assert "\n" not in str(error) and str(error).startswith(
         repr(str(tmp_path / "2026-06\nfake.yaml"))
     )
+    # named as the other file of a version declared twice, too
+    (tmp_path / "2026-06\nfake.yaml").write_text(VALID_V1)
+    (tmp_path / "b.yaml").write_text(VALID_V1)
+    with pytest.raises(PricebookLoadError) as caught:
+        load_pricebooks(tmp_path)
+    assert caught.value.errors and all("\n" not in str(e) for e in caught.value.errors)
 
 
 def test_an_unacceptable_character_is_reported_on_its_line_after_text_beyond_ascii(tmp_path):

@@ -259,7 +259,7 @@ def _cross_file_errors(paths: list[Path], results: list[_FileResult]) -> list[Pr
                         source,
                         line,
                         None,
-                        f"version {name!r} is also declared in {other}:{other_line}; "
+                        f"version {name!r} is also declared in {shown(other)}:{other_line}; "
                         "each version name must be unique",
                     )
                 )
@@ -275,7 +275,7 @@ def _cross_file_errors(paths: list[Path], results: list[_FileResult]) -> list[Pr
                         line,
                         None,
                         f"effective_from {instant.isoformat()} is also the effective_from of "
-                        f"{other}:{other_line}; one instant starts exactly one version",
+                        f"{shown(other)}:{other_line}; one instant starts exactly one version",
                     )
                 )
             else:
