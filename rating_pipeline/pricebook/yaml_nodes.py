@@ -35,7 +35,7 @@ _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
 # (BENCHMARKS.md: pricebook validation at LiteLLM size).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 UNDEFINED_ALIAS = "found undefined alias"
-_ALIAS = re.compile(r"\*([^\s,\[\]{}]+)")
+_ALIAS = re.compile(r"\*([0-9A-Za-z_-]+)")  # the characters libyaml takes in an alias
 _YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 _PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 # Longer than any count a pricebook holds, far below the 4300 digits Python converts.
