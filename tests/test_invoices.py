@@ -1864,6 +1864,31 @@ def test_an_export_stopped_while_writing_leaves_the_previous_export_whole_and_sa
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
+def test_an_account_whose_file_cannot_be_written_is_named_in_one_line(
+    reader: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its file's name is settled only once every account's is written (case twins take
+    the digest form): the line named a plain name the file would not have had. Found by a
+    second reading."""
+    add_a_line_each(reader, "ORG-A", "org-a")
+    write_synced = invoices._write_synced
+
+    def no_space_for_the_second(rows: Iterable[list[object]], path: Path) -> None:
+        if any(tmp_path.iterdir()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_synced(rows, path)
+
+    monkeypatch.setattr(invoices, "_write_synced", no_space_for_the_second)
+    with pytest.raises(ExportFailed) as refused:
+        export_invoice(reader, JUNE, tmp_path)
+
+    assert str(refused.value) == (
+        f"cannot write the invoice of org-a into {tmp_path}: No space left on device; "
+        "no file of 2026-06 was replaced"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_export_that_cannot_rename_a_file_into_place_says_which_in_one_line(
     warehouse_env: str,
     june: list[BillingEvent],

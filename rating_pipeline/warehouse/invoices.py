@@ -332,7 +332,8 @@ def lines_by_account(conn: psycopg.Connection, month: datetime) -> Iterator[list
 @dataclass(frozen=True)
 class Exported:
     """An export's files: ``written``, one per account, and ``removed``, the month's files
-    of accounts that no longer have lines; and whether the month is wholly ``closed``."""
+    that are no account's invoice now (an account without lines, or a name its account no
+    longer takes); and whether the month is wholly ``closed``."""
 
     written: tuple[Path, ...]
     removed: tuple[Path, ...]
@@ -433,7 +434,7 @@ def _write_month(
                 _write_synced(_invoice_rows(lines), aside)
             except OSError as exc:
                 raise ExportFailed(
-                    f"cannot write {out_dir / invoice_file_name(month, account_id)}: "
+                    f"cannot write the invoice of {shown(account_id)} into {out_dir}: "
                     f"{exc.strerror}; no file of {month:%Y-%m} was replaced"
                 ) from exc
         still_locked()
@@ -467,8 +468,8 @@ def _remove_stale(month: datetime, out_dir: Path, written: list[Path]) -> tuple[
             path.unlink()
         except OSError as exc:
             raise ExportFailed(
-                f"cannot remove {path}, the file of an account without lines in "
-                f"{month:%Y-%m}: {exc.strerror}; every account's file is written"
+                f"cannot remove {path}, a file of {month:%Y-%m} that no account's invoice "
+                f"is now: {exc.strerror}; every account's file is written"
             ) from exc
     return tuple(stale)
 
