@@ -37,8 +37,9 @@ def parse_instant(text: str) -> datetime:
 
 
 def parse_utc_instant(text: str) -> datetime:
-    """``text`` as an ISO-8601 instant with its offset, in UTC: ValueError where it is none,
-    or has no offset (it would be read in the local zone)."""
+    """``text`` as an ISO-8601 instant with its offset, in UTC: ValueError where it is no
+    instant, WindowError (a ValueError) where it has no offset (it would be read in the
+    local zone)."""
     instant = datetime.fromisoformat(text)
     if instant.utcoffset() is None:
         raise WindowError(f"{text!r} has no UTC offset")

@@ -1,9 +1,9 @@
 """What the UI shows on each materialization, built from the engine's records (contract 7).
 
 Money is shown as exact decimal text, never as a float metadata value. For the UI's charts
-a window's cost also appears as ``cost_micro_usd`` (a month's invoice total as
-``amount_micro_usd``): an integer of micro-USD rounded half-even, for plotting only; the
-exact amount is the text beside it.
+a window's cost also appears as ``cost_micro_usd``, an integer of micro-USD rounded
+half-even, for plotting only (the exact amount is the text of ``cost_usd``), and a month's
+invoice total, whole cents, as ``amount_micro_usd`` beside the text of ``amount``.
 """
 
 from __future__ import annotations

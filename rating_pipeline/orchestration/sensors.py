@@ -277,7 +277,8 @@ def evaluate(
     ``requested`` already; the rest is reported.
 
     A window beyond the lookback is logged as a WARNING once (the rescan overlap shows it to
-    several ticks); every tick's skip message lists all it saw.
+    several ticks); a tick's skip message lists all it saw (a tick with requests logs the
+    states requested already instead).
     """
     requests, in_hand = [], []
     for window in found.changed:

@@ -4,7 +4,7 @@ Revisions call these inside ``op.get_context().autocommit_block()``: each statem
 on its own, so no lock outlives it. Index names and statements come from the revisions'
 own constants; every value is bound. A statement naming what the catalog holds (a
 partition, a schema: quoted, it may hold ``:name``, which SQLAlchemy's ``text()`` would read
-as a parameter) goes to psycopg without parameters, as text is never read there.
+as a parameter) goes to psycopg without parameters, which then looks for no placeholder.
 
 - ``build_index`` builds ``CREATE INDEX CONCURRENTLY``: inserts go on during the build. A
   failed concurrent build leaves its index INVALID (used by no query, still paid for by
