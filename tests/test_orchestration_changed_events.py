@@ -125,6 +125,10 @@ def test_windows_whose_events_did_not_change_are_not_rerated(
 
     assert quiet.run_requests == []
     assert all(window.key in (quiet.skip_message or "") for window in windows)
+    # nor recorded: a close would name each as changed, and all_windows_billed digest it
+    # again at every evaluation (found by a mutation pass)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM late_window").fetchone() == (0,)
 
 
 def test_a_window_whose_latest_rating_logged_no_digest_is_rerated_once(
@@ -291,12 +295,13 @@ def test_a_correction_reverted_then_made_again_is_rerated_each_time(
 ) -> None:
     """The window's digest returns to one it had before, at a later rating: the state is
     keyed by that rating too, or the daemon would skip the run key of the first time and
-    the window would bill the reverted numbers."""
+    the window would bill the reverted numbers. Four times over: counted by digest alone,
+    the earlier re-rates of a state would use up its attempts (found by a mutation pass)."""
     window = hours_ago(3)
     add_events(events_in(window, 3))
     rate(database_url, window)
 
-    for statement in (CORRECT_IN_PLACE, REVERT_CORRECTION, CORRECT_IN_PLACE):
+    for statement in [CORRECT_IN_PLACE, REVERT_CORRECTION] * 3 + [CORRECT_IN_PLACE]:
         correct(database_url, statement, f"{window.key}-1")
         data = tick(SENSOR, database_url, instance)
         assert new_keys(instance, data) == [window.key], statement

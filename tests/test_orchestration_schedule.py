@@ -8,7 +8,11 @@ import dagster as dg
 import pytest
 
 from rating_pipeline.definitions import defs
-from rating_pipeline.orchestration.partitions import hourly_windows, is_partition
+from rating_pipeline.orchestration.partitions import (
+    before_first_partition,
+    hourly_windows,
+    is_partition,
+)
 from rating_pipeline.orchestration.schedules import (
     GRACE_VARIABLE,
     ScheduleSettingError,
@@ -80,3 +84,6 @@ def test_the_first_tick_of_history_skips_the_hour_before_the_first_partition() -
     assert is_partition(Window(first), first + HOUR)
     assert not is_partition(Window(first), first + HOUR - timedelta(microseconds=1))
     assert not is_partition(Window(first - HOUR), first + HOUR)
+    # the advice for a window no run can rate is not the first partition's (mutation pass)
+    assert not before_first_partition(Window(first))
+    assert before_first_partition(Window(first - HOUR))

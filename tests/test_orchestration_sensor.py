@@ -16,7 +16,7 @@ from dagster._core.test_utils import create_run_for_test
 
 from rating_pipeline.orchestration import queries
 from rating_pipeline.orchestration.partitions import hourly_windows
-from rating_pipeline.orchestration.queries import Ingested, LateBeyondLookback
+from rating_pipeline.orchestration.queries import ChangedWindow, Ingested, LateBeyondLookback
 from rating_pipeline.orchestration.resources import WarehouseResource
 from rating_pipeline.orchestration.sensors import (
     DEFAULT_LOOKBACK_HOURS,
@@ -31,6 +31,7 @@ from rating_pipeline.orchestration.sensors import (
     beyond_lookback_lines,
     build_late_events_sensor,
     evaluate,
+    late_windows_found,
     lookback,
     record_changed,
 )
@@ -178,6 +179,41 @@ def test_a_tick_that_requests_a_window_still_says_which_states_were_requested_al
         f"window {earlier_hour.key}: its late events' re-rate was requested already (run "
         f"{launched.run_id[:8]}, FAILURE); changed_events requests it again"
     ) in capfd.readouterr().err
+
+
+def test_a_tick_records_the_windows_beyond_the_lookback_beside_those_inside_it() -> None:
+    """While a re-rate inside the lookback is pending, every tick finds that window too: a
+    tick recording only one kind would leave an old changed window off late_window, and
+    all_windows_billed green. Found by a mutation pass."""
+    now = datetime.now(UTC)
+    inside = ChangedWindow(recent_hour(), 3, now, 2, 7)
+    old = hours_ago(DEFAULT_LOOKBACK_HOURS + 30)
+    beyond = (
+        LateBeyondLookback(old, 5, now, 4, now, 8),
+        LateBeyondLookback(hours_ago(DEFAULT_LOOKBACK_HOURS + 40), 1, now, None, None),
+    )
+    found = LateEventsScan(now, Ingested(now - HOUR, now), now - lookback(), (inside,), beyond)
+
+    assert late_windows_found(found) == [
+        ChangedAfterRating(recent_hour(), 3, 2, 7),
+        ChangedAfterRating(old, 5, 4, 8),  # the never-rated one is all_windows_billed's own
+    ]
+
+
+def test_a_first_tick_examines_the_whole_first_hour_of_the_lookback(
+    database_url: str, add_events: AddEvents, instance: dg.DagsterInstance
+) -> None:
+    """A new deployment or a cursor reset: an event ingested late early in the lookback's
+    first window, not only since the same minute of that hour, or the window leaves the
+    lookback unrated within the hour. Found by a mutation pass."""
+    first = Window(Window.containing(datetime.now(UTC)).start - lookback())
+    add_events(events_in(first, 2, ingested_at=first.start + timedelta(seconds=1)))
+    rate(database_url, first)
+    add_events([event(first, 50, "late-early", ingested_at=first.start + timedelta(seconds=2))])
+
+    [request] = tick(database_url, instance).run_requests or []
+
+    assert request.partition_key == first.key
 
 
 def test_the_tags_a_request_is_matched_by_are_the_ones_the_sensor_daemon_sets() -> None:

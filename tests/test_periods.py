@@ -858,6 +858,22 @@ def test_an_unrated_event_in_the_last_hour_before_the_close_holds_it_back(
     assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
 
 
+def test_an_unrated_event_at_the_close_instant_itself_is_the_next_periods(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """An event stamped exactly T (a second-precision client clock) is in the hour from T,
+    which a close through T leaves open, after a rated hour as before none. Found by a
+    mutation pass."""
+    add_events([make_event("org-1", "base-large")])
+    rate(database_url, priced(), "run-1")
+    add_events([make_event("org-2", "base-large", occurred_at=AFTER_WINDOW)])
+
+    assert close(database_url, AFTER_WINDOW).closed_through == AFTER_WINDOW
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (1,)
+
+
 UNWINDOWED_INSTANTS = ("-infinity", "0044-03-15 12:00:00+00 BC", "infinity")
 
 
