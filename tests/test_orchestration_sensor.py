@@ -211,9 +211,12 @@ def test_a_first_tick_examines_the_whole_first_hour_of_the_lookback(
     rate(database_url, first)
     add_events([event(first, 50, "late-early", ingested_at=first.start + timedelta(seconds=2))])
 
-    [request] = tick(database_url, instance).run_requests or []
+    data = tick(database_url, instance)
 
+    [request] = data.run_requests or []
     assert request.partition_key == first.key
+    # and hands the next tick where it stopped, as a tick without requests does
+    assert LateEventsCursor.parse(data.cursor) is not None
 
 
 def test_the_tags_a_request_is_matched_by_are_the_ones_the_sensor_daemon_sets() -> None:
