@@ -98,6 +98,13 @@ def test_a_data_directory_the_server_cannot_start_in_is_named_with_its_log(
         embedded.start(data_dir, stop_at_exit=True)
     message = str(raised.value)
     assert str(data_dir) in message and str(data_dir / "log") in message
+    # Never started (no log): a first set-up killed midway looks the same, and only its
+    # removal helped, which the line did not say. Found by an audit of the quickstart.
+    assert "never started" in message and "remove the directory and run again" in message
+    (data_dir / "log").write_text("")
+    with pytest.raises(embedded.EmbeddedDatabaseError) as raised:
+        embedded.start(data_dir, stop_at_exit=True)
+    assert "never started" not in str(raised.value)
 
 
 def test_a_data_directory_whose_path_holds_a_space_is_refused_saying_so(tmp_path: Path) -> None:

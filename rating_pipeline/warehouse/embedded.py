@@ -125,8 +125,19 @@ def _server(data_dir: Path, *, stop_at_exit: bool) -> PostgresServer:
         except Exception as exc:
             raise EmbeddedDatabaseError(
                 f"cannot start the embedded PostgreSQL in {data_dir}: {exc} "
-                f"(its log is {data_dir / 'log'})"
+                f"(its log is {data_dir / 'log'}){_never_started_note(data_dir)}"
             ) from exc
+
+
+def _never_started_note(data_dir: Path) -> str:
+    """Every start writes the log: without one, the cluster may be a first set-up that was
+    killed (initdb leaves no way to tell it from a whole one), which holds nothing."""
+    if (data_dir / "log").exists():
+        return ""
+    return (
+        "; it was never started: if its first set-up was interrupted (killed), it holds "
+        "nothing: remove the directory and run again"
+    )
 
 
 def wait_until_ready(data_dir: Path, timeout_seconds: int = STARTUP_WAIT_SECONDS) -> None:
