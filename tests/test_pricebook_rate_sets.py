@@ -326,6 +326,23 @@ def test_threshold_without_a_long_context_set_is_a_load_error_with_its_line():
     )
 
 
+def test_a_threshold_that_is_no_integer_and_has_no_long_context_set_is_reported_for_both():
+    """All violations are reported together (contract 4): fixing the threshold must not
+    reveal a second error. Found by an audit of docs/pricebooks.md."""
+    errors = errors_of(
+        """
+        base-large:
+          input_per_mtok: "2.50"
+          output_per_mtok: "10"
+          long_context_above_tokens: 2e5
+        """
+    )
+    assert [(e.line, e.message.split(",")[0]) for e in errors] == [
+        (8, "long_context_above_tokens must be a positive integer (a prompt size in tokens"),
+        (8, "long_context_above_tokens has no long_context rate set to price above it"),
+    ]
+
+
 @pytest.mark.parametrize(
     "written",
     ["200000.5", "200000.0", '"2e5"', "0", "-1", '"abc"', "true", "~", "200_000", "010",
@@ -407,6 +424,25 @@ def test_threshold_is_read_from_its_text_as_an_integer(written):
 def test_a_long_context_set_without_input_or_output_is_a_load_error(models, line, message):
     error = the_error(models)
     assert (error.line, error.model, error.message) == (line, "base-large", message)
+
+
+def test_a_merge_key_is_refused_without_calling_the_set_it_is_in_empty():
+    """``<<: *alias`` is not expanded (a set spells out its rates); the set is then missing
+    its rates, which is true, but it is not empty as written."""
+    errors = errors_of(
+        """
+        base-large:
+          input_per_mtok: "2.50"
+          output_per_mtok: "10"
+          batch: &half {input_per_mtok: "1.25", output_per_mtok: "5"}
+          flex:
+            <<: *half
+        """
+    )
+    assert [(e.line, e.message) for e in errors] == [
+        (9, "flex is missing input_per_mtok, output_per_mtok"),
+        (10, "flex: a key must be a plain string, got '<<' tagged tag:yaml.org,2002:merge"),
+    ]
 
 
 def test_long_context_cannot_hold_long_context_or_a_tier():
@@ -649,4 +685,5 @@ def test_every_rate_set_error_of_a_version_is_reported_in_one_run():
         (10, "base-large"),  # batch cache_read_per_mtok has 10 places
         (10, "base-large"),  # ... and batch lacks input_per_mtok
         (14, "base-small"),  # threshold is not an integer
+        (14, "base-small"),  # ... and has no long_context set to price above it
     ]

@@ -592,8 +592,8 @@ def _model(entry: Entry, errors: _FileErrors) -> tuple[ModelEntry, str | None]:
     The entry carries what of its price read cleanly even when another part of it has an
     error (an unknown key, a missing multiplier, an invalid id), so that rules 5 and 6,
     which look across models, report in the same run; a version with any error never loads.
-    A model that mixes own rates with a derivation carries neither: which one was meant is
-    unknown.
+    A model that mixes own rates with a derivation carries neither, which one was meant
+    being unknown, so rule 6 skips it; the base it names is still returned for rule 5.
     """
     model_id = entry.key
     broken = ModelEntry(model_id=model_id, line=entry.line)
@@ -723,7 +723,7 @@ def _rate_set(
     rates = _rate_values(fields, where, model_id, errors)
     present = [e.key for e in fields.entries if e.key in allowed]
     missing = [key for key in (INPUT, OUTPUT) if key not in present]
-    if not fields.entries:
+    if not entry.value.value:
         errors.add(entry.line, model_id, f"{where} is empty: a rate set needs {INPUT} and {OUTPUT}")
     elif missing:
         has = f" has {', '.join(present)} but" if present else ""
@@ -757,19 +757,17 @@ def _threshold(
         return None
     value = plain_integer(entry.value)
     if value is None or not 0 < value <= MAX_THRESHOLD:
+        value = None
         errors.add(
             line_of(entry.value),
             model_id,
             f"{LONG_CONTEXT_ABOVE} must be a positive integer (a prompt size in tokens, at "
             f"most {MAX_THRESHOLD}), got {describe(entry.value)}",
         )
-        return None
     if not read.long_context_lines:
-        errors.add(
-            entry.line,
-            model_id,
-            f"{LONG_CONTEXT_ABOVE} {value} has no {LONG_CONTEXT} rate set to price above it",
-        )
+        written = LONG_CONTEXT_ABOVE if value is None else f"{LONG_CONTEXT_ABOVE} {value}"
+        message = f"{written} has no {LONG_CONTEXT} rate set to price above it"
+        errors.add(entry.line, model_id, message)
     return value
 
 
