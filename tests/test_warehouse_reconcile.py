@@ -211,6 +211,39 @@ def test_rerate_deletes_rollup_whose_events_vanished(
     assert changes.fetchall() == [("deleted", 2)]
 
 
+def test_rerate_moves_a_corrected_event_to_its_new_tier_and_context_row(
+    conn: psycopg.Connection, reader: psycopg.Connection, add_events: AddEvents, database_url: str
+) -> None:
+    """Upstream corrects an event's tier and prompt: its old rollup key goes (archived) and
+    the new one comes, in the same rating, priced by the new key's rate set."""
+    batch = own("1.25", "5", long_context=own("2.50", "7.50"))
+    model = own("2.50", "10.00", batch=batch, long_context_above_tokens=200_000)
+    books = Pricebooks((make_version({"base-large": model}),))
+    corrected = make_event("org-1", "base-large", input_tokens=1_000, output_tokens=100)
+    add_events([corrected, make_event("org-2", "base-large")])
+    rate_window(conn, WINDOW, books, "run-1")
+    with psycopg.connect(database_url) as upstream:
+        upstream.execute(
+            "UPDATE billing_event SET service_tier = 'batch', input_tokens = 250000 "
+            "WHERE event_id = %s",
+            (corrected.event_id,),
+        )
+
+    second = rate_window(conn, WINDOW, books, "run-2")
+
+    assert (second.usage.inserted, second.usage.deleted, second.usage.unchanged) == (1, 1, 1)
+    rows = reader.execute(
+        "SELECT auth_id, service_tier, context_tier, cost_usd FROM rated_usage ORDER BY 1"
+    ).fetchall()
+    assert [row[:3] for row in rows] == [
+        ("org-1", "batch", "long"),
+        ("org-2", "standard", "standard"),
+    ]
+    assert rows[0][3] == (250_000 * Decimal("2.50") + 100 * Decimal("7.50")) / 10**6
+    archived = "SELECT service_tier, context_tier, change, run_id FROM rated_usage_archive"
+    assert reader.execute(archived).fetchall() == [("standard", "standard", "deleted", "run-1")]
+
+
 def test_identical_rerun_writes_nothing_and_locks_nothing(
     conn: psycopg.Connection,
     reader: psycopg.Connection,
