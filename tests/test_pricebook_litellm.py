@@ -134,8 +134,8 @@ def test_only_chat_and_responses_models_are_imported():
     assert dict(result.skipped_modes) == {
         "embedding": 1,
         "image_generation": 1,
-        "one of: chat, embedding, completion, image_generation, audio_transcription, "
-        "audio_speech, image_generation, moderation, rerank, search": 1,
+        '"one of: chat, embedding, completion, image_generation, audio_transcription, '
+        'audio_speech, image_generation, moderation, rerank, search"': 1,
     }
     assert result.models == len(version.models) == 12
 
@@ -697,6 +697,70 @@ def test_a_duplicated_key_in_a_price_range_fails_the_import():
         convert(text)
 
 
+def test_a_price_per_second_or_character_above_a_threshold_is_reported_as_such():
+    result, _ = imported(one_model(
+        '"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, '
+        '"input_cost_per_video_per_second_above_128k_tokens": 0.001, '
+        '"output_cost_per_character_above_128k_tokens": 0.002'
+    ))  # fmt: skip
+    assert unmapped_of(result, "m") == {
+        "input_cost_per_video_per_second_above_128k_tokens": (
+            "priced per second: the contract prices tokens only"
+        ),
+        "output_cost_per_character_above_128k_tokens": (
+            "priced per character: the contract prices tokens only"
+        ),
+    }
+
+
+# --- LiteLLM's model aliases ----------------------------------------------------------------
+
+CHAT_PRICES = {"mode": "chat", "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05}
+
+
+def test_an_alias_of_an_imported_model_is_derived_from_it_at_multiplier_1():
+    """LiteLLM serves an ``alias_of`` row, and each name of an ``aliases`` list, at its
+    target's prices: one price for every name of the model, as the derivation keeps it."""
+    result, version = imported(json.dumps({
+        "claude-sonnet-5-5": {**CHAT_PRICES, "aliases": ["claude-sonnet-5-5-latest"]},
+        "claude-sonnet-latest": {"alias_of": "claude-sonnet-5-5"},
+    }))  # fmt: skip
+    assert result.models == 3 and not result.skipped_modes and not result.not_imported
+    for alias in ("claude-sonnet-latest", "claude-sonnet-5-5-latest"):
+        entry = version.models[alias]
+        assert (entry.derived_from, entry.multiplier) == ("claude-sonnet-5-5", Decimal(1))
+    assert (
+        '  "claude-sonnet-latest":\n    derived_from: "claude-sonnet-5-5"\n    multiplier: "1"\n'
+        in (result.text)
+    )
+
+
+def test_an_alias_litellm_does_not_serve_as_an_imported_model_is_named_or_counted():
+    result, version = imported(json.dumps({
+        "chat": {**CHAT_PRICES, "aliases": ["other"]},
+        "other": CHAT_PRICES,  # an entry of its own: LiteLLM serves it, not the alias
+        "embed": {"mode": "embedding", "input_cost_per_token": 1e-08},
+        "embed-latest": {"alias_of": "embed"},
+        "gone-latest": {"alias_of": "gone"},
+        "chained": {"alias_of": "gone-latest"},
+        "unpriced": {"mode": "chat", "input_cost_per_token": 1e-06},
+        "unpriced-latest": {"alias_of": "unpriced", "input_cost_per_token": 5e-06},
+        "ft:chat": CHAT_PRICES,
+        "ft-latest": {"alias_of": "ft:chat"},
+    }))  # fmt: skip
+    assert set(version.models) == {"chat", "other", "ft:chat"}
+    assert result.skipped_modes == {"embedding": 2}
+    assert {str(note) for note in result.not_imported} >= {
+        "gone-latest: an alias of gone, which is no model of the map (LiteLLM drops it)",
+        "chained: an alias of gone-latest, which is no model of the map (LiteLLM drops it)",
+        "unpriced-latest: an alias of unpriced, which is not imported",
+        "ft-latest: an alias of the fine-tune entry ft:chat: only a true base is derived from",
+    }
+    assert unmapped_of(result, "unpriced-latest") == {
+        "input_cost_per_token": "beside alias_of: LiteLLM serves this name at unpriced's prices"
+    }
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("[]", "a JSON object of models"), ("{", "not valid JSON"), ('{"m": 1}', "'m' is not")],
@@ -748,7 +812,7 @@ def test_import_command_writes_the_version_and_prints_the_report(tmp_path, capsy
     assert sum(line.startswith("rounded: ") for line in lines) == 2
     assert sum(line.startswith("not mapped: ") for line in lines) == 24
     assert sum(line.startswith("note: ") for line in lines) == 4  # a fine-tune, 3 flat tiers
-    assert "skipped: 1 embedding, 1 image_generation, 1 one of: chat" in stdout
+    assert 'skipped: 1 "one of: chat, embedding, completion,' in stdout
 
 
 def test_import_command_without_round_exits_one_and_writes_nothing(tmp_path, capsys):
@@ -973,10 +1037,11 @@ def test_an_xai_model_priced_by_two_ranges_keeps_the_ranges_exclusive_threshold(
 
 
 def test_a_flat_price_beside_price_ranges_is_reported_never_billed_with_a_range():
-    """LiteLLM bills a ranged request wholly at its range's prices: a cache read, reasoning
-    or tier price the ranges do not list is never the flat one. Importing it into the first
-    range's set would bill short prompts at a price LiteLLM never charges (docs/pricebooks.md:
-    the import never changes a price silently): it is reported, the class left unpriced."""
+    """A cache read, reasoning or tier price the ranges do not list: whether LiteLLM bills a
+    ranged request at it depends on its code path, not on the map (its batch path reads the
+    flat batch prices, its range path does not). Imported into the first range's set, it
+    would bill some prompts at a price LiteLLM may not charge (docs/pricebooks.md: the import
+    never changes a price silently): it is reported, the class left unpriced."""
     ranges = [
         (0, 128000, {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}),
         (128000, 1000000, {"input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06}),
@@ -992,7 +1057,7 @@ def test_a_flat_price_beside_price_ranges_is_reported_never_billed_with_a_range(
             rate_set = model.rate_set(STANDARD, context)
             assert rate_set is not None and rate_set.rate(token_class) is None, name
         reason = unmapped_of(result, "qwen-flash")[name]
-        assert reason.startswith("beside tiered_pricing") and "never charged" in reason, reason
+        assert reason == "beside tiered_pricing, whose ranges alone are read: left unpriced"
     result, version = imported(tiered(ranges, input_cost_per_token_batches=5e-07))
     assert rates(version, "qwen-flash").rate_set("batch", STANDARD) is None
     assert "input_cost_per_token_batches" in unmapped_of(result, "qwen-flash")
@@ -1377,6 +1442,16 @@ def test_import_command_counts_every_skipped_entry_by_its_mode(tmp_path, capsys)
     assert code == EXIT_OK
     assert "(1 chat or responses entries; 3 entries of other modes skipped)" in lines[0]
     assert lines[-1] == "skipped: 1 (no mode), 2 embedding"
+
+
+def test_a_mode_with_a_comma_is_counted_quoted_so_the_skipped_line_reads_one_way():
+    """LiteLLM's ``sample_spec`` documents the field with a mode of "one of: chat, ...": a
+    count must not read as many modes."""
+    result = convert(json.dumps({
+        "chat": CHAT_PRICES,
+        "sample_spec": {"mode": "one of: chat, embedding", "input_cost_per_token": 0},
+    }))  # fmt: skip
+    assert result.report_lines()[-1] == 'skipped: 1 "one of: chat, embedding"'
 
 
 def test_import_command_refuses_a_version_that_would_write_outside_the_directory(tmp_path, capsys):

@@ -42,9 +42,11 @@ from rating_pipeline.money import (
     decimal_places,
 )
 from rating_pipeline.pricebook.loader import (
+    DERIVED_FROM,
     LONG_CONTEXT,
     LONG_CONTEXT_ABOVE,
     MAX_THRESHOLD,
+    MULTIPLIER,
     RATE_KEYS,
     TIER_KEYS,
     PricebookLoadError,
@@ -105,8 +107,14 @@ _UNIT = re.compile(
 )
 # A field is a price when its name, or a name inside it, holds one of these.
 PRICE_WORDS = ("cost", "pric", "per_token")
+# LiteLLM serves other names at an entry's prices: a row ``{"alias_of": "<entry>"}``, and
+# each name of an entry's ``aliases`` list.
+ALIAS_OF = "alias_of"
+ALIASES = "aliases"
+# A long-context infix of a field name, in any spelling (``_above_128k_tokens``).
+_THRESHOLD_INFIX = re.compile(r"_above_(?:(?!_above_).)+?_tokens")
 # An older name of a price field, read as the newer one only where the entry lacks that.
-_ALIASES = {"input_cost_per_token_cache_hit": "cache_read_input_token_cost"}
+_OLDER_NAMES = {"input_cost_per_token_cache_hit": "cache_read_input_token_cost"}
 # LiteLLM keys a fine-tune's prices by its base (``ft:gpt-4o-2024-08-06``); a served
 # fine-tune's id is its own, so the listed entry prices only an event of exactly that id.
 FINE_TUNE_ENTRY = (
@@ -280,7 +288,10 @@ def convert_litellm(
     report = _Report(round_rates)
     skipped: Counter[str] = Counter()
     models: dict[str, ModelRates] = {}
+    served_as = _aliases_served(entries, report)
     for model_id, entry in sorted(entries.items()):
+        if _is_alias_row(entry):
+            continue
         mode = entry.get(MODE)
         if mode not in IMPORTED_MODES:
             skipped["(no mode)" if mode is None else _mode_name(mode)] += 1
@@ -302,16 +313,79 @@ def convert_litellm(
         ]
     if report.noise:
         raise FloatNoiseError(report.noise)
+    derived = _aliases_derived(served_as, entries, models, skipped, report)
     return ImportedVersion(
-        text=_version_yaml(version, effective_from, models),
-        models=len(models),
-        entries=len(entries) - sum(skipped.values()),
+        text=_version_yaml(version, effective_from, models, derived),
+        models=len(models) + len(derived),
+        entries=len(models) + len(derived) + len(report.not_imported),
         skipped_modes=MappingProxyType(dict(sorted(skipped.items()))),
         not_imported=tuple(report.not_imported),
         rounded=tuple(report.rounded),
         unmapped=tuple(report.unmapped),
         notes=tuple(note for model_id, rates in models.items() for note in _notes(model_id, rates)),
     )
+
+
+def _is_alias_row(entry: dict[str, Any]) -> bool:
+    return isinstance(entry.get(ALIAS_OF), str)
+
+
+def _aliases_served(entries: dict[str, dict[str, Any]], report: _Report) -> dict[str, str]:
+    """Each name LiteLLM serves at another entry's prices, by that entry, resolved as its
+    loader resolves them: a model's ``aliases`` claim names no model has, first claim
+    first; then an ``alias_of`` row names a model, unless a list claimed it. A row naming
+    no model is reported (LiteLLM drops it), as is any price beside ``alias_of``."""
+    pointers = {name: entry[ALIAS_OF] for name, entry in entries.items() if _is_alias_row(entry)}
+    served_as: dict[str, str] = {}
+    for name, entry in entries.items():
+        names = entry.get(ALIASES)
+        if name in pointers or not isinstance(names, list):
+            continue
+        for alias in names:
+            if isinstance(alias, str) and (alias not in entries or alias in pointers):
+                served_as.setdefault(alias, name)
+    for alias, target in pointers.items():
+        if target in entries and target not in pointers:
+            served_as.setdefault(alias, target)
+            why = f"beside {ALIAS_OF}: LiteLLM serves this name at {shown(target)}'s prices"
+        else:
+            reason = f"an alias of {shown(target)}, which is no model of the map (LiteLLM drops it)"
+            report.not_imported.append(NotImported(alias, reason))
+            why = f"beside {ALIAS_OF}, whose row LiteLLM drops"
+        for name, value in entries[alias].items():
+            if name != ALIAS_OF and (_slot(name) is not None or _looks_like_a_price(name, value)):
+                report.unmap(alias, name, value, why)
+    return served_as
+
+
+def _aliases_derived(
+    served_as: dict[str, str],
+    entries: dict[str, dict[str, Any]],
+    models: dict[str, ModelRates],
+    skipped: Counter[str],
+    report: _Report,
+) -> dict[str, str]:
+    """Each alias of an imported true base, by that base: derived from it at multiplier 1,
+    one price for every name of the model, as LiteLLM has one entry for them. An alias of
+    a model of a skipped mode is counted with it; any other is reported."""
+    derived: dict[str, str] = {}
+    for alias, target in sorted(served_as.items()):
+        mode = entries[target].get(MODE)
+        if mode not in IMPORTED_MODES:
+            skipped["(no mode)" if mode is None else _mode_name(mode)] += 1
+        elif not _usable_id(alias):
+            report.not_imported.append(NotImported(alias, "no usable model id"))
+        elif target not in models:
+            reason = f"an alias of {shown(target)}, which is not imported"
+            report.not_imported.append(NotImported(alias, reason))
+        elif is_fine_tune(target):
+            reason = (
+                f"an alias of the fine-tune entry {shown(target)}: only a true base is derived from"
+            )
+            report.not_imported.append(NotImported(alias, reason))
+        else:
+            derived[alias] = target
+    return derived
 
 
 def _notes(model_id: str, rates: ModelRates) -> Iterator[str]:
@@ -332,8 +406,8 @@ def _notes(model_id: str, rates: ModelRates) -> Iterator[str]:
 
 def _mode_name(mode: object) -> str:
     """A mode as the skipped line counts it: its text, or its JSON when it is no string,
-    does not print, or is padded."""
-    if isinstance(mode, str) and mode.isprintable() and mode == mode.strip():
+    does not print, is padded, or holds the line's separator (a comma)."""
+    if isinstance(mode, str) and mode.isprintable() and mode == mode.strip() and "," not in mode:
         return mode
     return _shown(mode)
 
@@ -503,7 +577,7 @@ def _model_rates(model_id: str, entry: dict[str, Any], report: _Report) -> Model
     """The model's rate sets, or None when it has no usable input and output price, or
     prices the contract cannot hold without billing some prompts at other rates."""
     report.source_names = {}
-    for older, newer in _ALIASES.items():
+    for older, newer in _OLDER_NAMES.items():
         if older in entry and newer not in entry:
             entry = {newer if name == older else name: value for name, value in entry.items()}
             report.source_names[newer] = older
@@ -653,8 +727,8 @@ def _flattened(
             if slot is None or slot != _Slot(STANDARD, None, slot.token_class):
                 where = f"{TIERED_PRICING}[{index}].{name}"
                 reason = (
-                    f"an older name for {_ALIASES[name]}, not read inside a price range"
-                    if name in _ALIASES
+                    f"an older name for {_OLDER_NAMES[name]}, not read inside a price range"
+                    if name in _OLDER_NAMES
                     else _why_not_a_price(name, value) or "not a price"
                 )
                 report.unmap(model_id, where, value, reason)
@@ -673,8 +747,7 @@ def _flattened(
             model_id,
             name,
             value,
-            f"beside {TIERED_PRICING}, whose ranges LiteLLM "
-            "bills at their own prices only: never charged",
+            f"beside {TIERED_PRICING}, whose ranges alone are read: left unpriced",
         )
     return {**flat, **from_ranges}
 
@@ -736,8 +809,8 @@ def _looks_like_a_price(name: str, value: object) -> bool:
 
 def _why_not_a_price(name: str, value: object) -> str | None:
     """Why a field that is no contract price is reported, or None for a non-price field."""
-    if name in _ALIASES:
-        return f"an older name for {_ALIASES[name]}, which is read instead"
+    if name in _OLDER_NAMES:
+        return f"an older name for {_OLDER_NAMES[name]}, which is read instead"
     if name == OFF_PEAK:
         return "prices by time of day: the contract has none"
     if name == "provider_specific_entry":
@@ -747,9 +820,10 @@ def _why_not_a_price(name: str, value: object) -> str | None:
     if not _looks_like_a_price(name, value):
         return None
     unit = _UNIT.search(name)
-    if unit is not None and "token" not in name:
+    per_token = "token" in _THRESHOLD_INFIX.sub("", name)
+    if unit is not None and not per_token:
         return f"priced per {unit['unit'].replace('_', ' ')}: the contract prices tokens only"
-    if "token" in name:
+    if per_token:
         return "a per-token price of a class, tier or threshold the contract does not know"
     return "not a per-token price the contract knows"
 
@@ -886,7 +960,7 @@ def _leave_out(
     named = [
         *(name for name, _ in slots.values()),
         *causes,
-        *_unread_aliases(model_id, entry, report),
+        *_unread_older_names(model_id, entry, report),
     ]
     told_of = {report.source_name(name) for name in named}
     report.unmapped = [
@@ -905,22 +979,22 @@ def _not_imported(
     }
     missing = tuple(FIELD_OF_CLASS[c] for c in ("input", "output") if c not in standard)
     report.not_imported.append(NotImported(model_id, f"no usable {', '.join(missing)}"))
-    unread_aliases = _unread_aliases(model_id, entry, report)
+    unread_older_names = _unread_older_names(model_id, entry, report)
     reported = {note.field for note in report.unmapped if note.model == model_id}
     reason = f"model not imported: it has no usable {', '.join(missing)}"
-    for name in [*(name for name, _ in slots.values()), *unread_aliases]:
+    for name in [*(name for name, _ in slots.values()), *unread_older_names]:
         if report.source_name(name) not in reported:
             report.unmap(model_id, name, entry[name], reason)
 
 
-def _unread_aliases(model_id: str, entry: dict[str, Any], report: _Report) -> list[str]:
+def _unread_older_names(model_id: str, entry: dict[str, Any], report: _Report) -> list[str]:
     """The older names in ``entry`` (beside their newer ones: never read), their notes so
     far withdrawn: the model is left out, so nothing is read instead of them."""
-    aliases = [name for name in _ALIASES if name in entry]
+    older = [name for name in _OLDER_NAMES if name in entry]
     report.unmapped = [
-        note for note in report.unmapped if note.model != model_id or note.field not in aliases
+        note for note in report.unmapped if note.model != model_id or note.field not in older
     ]
-    return aliases
+    return older
 
 
 def _shown(value: object) -> str:
@@ -948,7 +1022,9 @@ def _json_text(value: object, *, ascii_only: bool) -> str:
 # --- writing the YAML ---------------------------------------------------------------------
 
 
-def _version_yaml(version: str, effective_from: str, models: dict[str, ModelRates]) -> str:
+def _version_yaml(
+    version: str, effective_from: str, models: dict[str, ModelRates], derived: dict[str, str]
+) -> str:
     lines = [
         "# Imported from LiteLLM's model_prices_and_context_window.json by",
         "# `rating-pipeline pricebook import litellm`: chat and responses models with",
@@ -959,9 +1035,12 @@ def _version_yaml(version: str, effective_from: str, models: dict[str, ModelRate
         "currency: USD",
         "models:",
     ]
-    for model_id, rates in models.items():
+    for model_id in sorted([*models, *derived]):
         lines.append(f"  {_quoted(model_id)}:")
-        lines.extend(_model_lines(rates))
+        if model_id in derived:
+            lines += [f"    {DERIVED_FROM}: {_quoted(derived[model_id])}", f'    {MULTIPLIER}: "1"']
+        else:
+            lines.extend(_model_lines(models[model_id]))
     return "\n".join(lines) + "\n"
 
 
