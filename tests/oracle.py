@@ -99,8 +99,23 @@ def _true_base_rates(version: PricebookVersion, model_id: str | None) -> ModelRa
 
 
 def _times(rate: Decimal, multiplier: Decimal) -> Decimal:
+    """A derived rate; a positive rate that derives to 0 is a book no loader accepts
+    (pricebook rule 6), so the oracle refuses to price by it."""
     exact = _CONTEXT.multiply(rate, multiplier)
-    return exact.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN, context=Context(prec=200))
+    derived = exact.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN, context=Context(prec=200))
+    if rate > 0 and derived == 0:
+        raise ValueError(f"rule 6: {rate} x {multiplier} rounds to 0; no loader accepts it")
+    return derived
+
+
+def derives_a_zero(rates: ModelRates, multiplier: Decimal) -> bool:
+    """Whether some positive rate of ``rates``, times ``multiplier``, rounds to 0."""
+    half_a_micro = Decimal("0.0000005")  # a tie, which half-even takes to 0
+    return any(
+        rate > 0 and _CONTEXT.multiply(rate, multiplier) <= half_a_micro
+        for rate_set in rates.sets.values()
+        for rate in rate_set.rates.values()
+    )
 
 
 def _schedule_of(version: PricebookVersion, event: BillingEvent) -> ModelRates | None:

@@ -10,17 +10,16 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from rating_pipeline.pricebook.model import (
-    CONTEXT_TIERS,
-    LONG,
-    SERVICE_TIERS,
-    STANDARD,
-    TOKEN_CLASSES,
-    ModelRates,
-    PricebookVersion,
-)
+from rating_pipeline.pricebook.model import ModelRates, PricebookVersion
 from rating_pipeline.windows import Window
 from tests.factories import WINDOW_START, BillingEvent, derived, make_version, schedule
+from tests.oracle import CLASSES, TIERS, derives_a_zero
+
+# The contract's names, written here rather than taken from production, so that a tier or
+# class production lost would still be generated.
+TOKEN_CLASSES, SERVICE_TIERS = tuple(CLASSES), tuple(TIERS)
+STANDARD, LONG = "standard", "long"
+CONTEXT_TIERS = (STANDARD, LONG)
 
 WINDOW = Window(WINDOW_START)
 TRUE_BASES = ("base-a", "base-b", "base-c")
@@ -102,6 +101,16 @@ def rate_schedules(draw: st.DrawFn) -> ModelRates:
     return schedule(sets, above)
 
 
+def loadable_multipliers(*bases: ModelRates | dict[str, str]) -> st.SearchStrategy[str]:
+    """Multipliers that round no positive rate of ``bases`` to 0: a book with one is
+    refused by the loader (rule 6), so no rating ever prices by it."""
+    return multipliers.filter(
+        lambda text: (
+            not any(derives_a_zero(b, Decimal(text)) for b in bases if isinstance(b, ModelRates))
+        )
+    )
+
+
 @st.composite
 def pricebook_versions(draw: st.DrawFn) -> PricebookVersion:
     """A version with true bases, own-rate and declared fine-tunes, maybe a non-ft alias."""
@@ -112,10 +121,14 @@ def pricebook_versions(draw: st.DrawFn) -> PricebookVersion:
     for n in range(draw(st.integers(0, 2))):
         models[f"ft:own:{n}"] = draw(rate_schedules())
     for n in range(draw(st.integers(0, 2))):
-        models[f"ft:decl:{n}"] = derived(draw(st.sampled_from(bases)), draw(multipliers))
+        base = draw(st.sampled_from(bases))
+        models[f"ft:decl:{n}"] = derived(base, draw(loadable_multipliers(models[base])))
     if draw(st.booleans()):
-        models["alias-x"] = derived(draw(st.sampled_from(bases)), draw(multipliers))
-    fine_tune_multiplier = draw(st.one_of(st.none(), multipliers))
+        base = draw(st.sampled_from(bases))
+        models["alias-x"] = derived(base, draw(loadable_multipliers(models[base])))
+    fine_tune_multiplier = draw(
+        st.one_of(st.none(), loadable_multipliers(*(models[base] for base in bases)))
+    )
     # Two names: one in effect well before WINDOW, one from WINDOW's start exactly.
     name = draw(st.sampled_from(tuple(VERSION_EFFECTIVE)))
     return make_version(
@@ -189,11 +202,12 @@ def full_schedules(draw: st.DrawFn) -> ModelRates:
 def priced_versions(draw: st.DrawFn) -> PricebookVersion:
     """A version where every valid event prices: a full true base, a fine-tune declared
     from it, and a fine_tune_multiplier for fine-tunes priced from their events' base."""
+    base = draw(full_schedules())
     models: dict[str, ModelRates | dict[str, str]] = {
-        "base-a": draw(full_schedules()),
-        "ft:decl:0": derived("base-a", draw(multipliers)),
+        "base-a": base,
+        "ft:decl:0": derived("base-a", draw(loadable_multipliers(base))),
     }
-    return make_version(models, fine_tune_multiplier=draw(multipliers))
+    return make_version(models, fine_tune_multiplier=draw(loadable_multipliers(base)))
 
 
 # Mostly zero, so that a prompt often is its input alone, exactly at a threshold.
@@ -219,6 +233,31 @@ def priced_events(draw: st.DrawFn, max_size: int = 30) -> list[BillingEvent]:
                 service_tier=draw(st.sampled_from((None, *SERVICE_TIERS))),
                 input_tokens=draw(near_thresholds),
                 **{f"{c}_tokens": draw(mostly_zero) for c in TOKEN_CLASSES[1:]},  # type: ignore[arg-type]
+            )
+        )
+    return events
+
+
+@st.composite
+def ambiguous_events(draw: st.DrawFn, max_size: int = 24) -> list[BillingEvent]:
+    """Events of unlisted fine-tunes for ``priced_versions``, few principals and a mix of
+    bases (a true base, none, unknown, padded, a fine-tune's), so that one (auth, model)
+    pair often carries two bases: the ambiguity gate (contract 5.2) decides them. Some
+    are invalid: they must not count towards ambiguity."""
+    events = []
+    for n in range(draw(st.integers(2, max_size))):
+        events.append(
+            BillingEvent(
+                event_id=f"ev-{n}",
+                auth_id=draw(st.sampled_from(("org-1", "org-2"))),
+                model_id=draw(st.sampled_from(("ft:u1", "ft:u2", "base-a"))),
+                base_model=draw(
+                    st.sampled_from((None, "base-a", "base-a", "base-b", "base-a ", "ft:decl:0"))
+                ),
+                occurred_at=WINDOW.start + draw(inside),
+                service_tier=draw(st.sampled_from((None, *SERVICE_TIERS, "Batch"))),
+                input_tokens=draw(st.one_of(near_thresholds, near_thresholds, st.just(-1))),
+                output_tokens=draw(near_thresholds),
             )
         )
     return events

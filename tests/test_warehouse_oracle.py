@@ -13,7 +13,7 @@ from datetime import datetime
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -35,6 +35,7 @@ from tests.factories import BillingEvent
 from tests.oracle import OracleRating
 from tests.strategies import (
     WINDOW,
+    ambiguous_events,
     pricebook_versions,
     priced_events,
     priced_versions,
@@ -85,6 +86,26 @@ def test_every_class_tier_and_context_prices_as_the_oracle(
     expected = oracle.rate_window(WINDOW, version, events)
     assert stored == expected
     assert sum(r.event_count for r in stored.rollups) == len(events)
+
+
+@settings(DATABASE_SETTINGS, max_examples=30)
+@given(data=st.data())
+def test_the_ambiguity_gate_excludes_exactly_the_pairs_the_oracle_finds_ambiguous(
+    database_url: str, data: st.DataObject
+) -> None:
+    """Contract 5.2, where the other strategies seldom reach it: unlisted fine-tunes of few
+    principals, each pair's events carrying one base or several."""
+    version = data.draw(priced_versions(), label="version")
+    events = data.draw(ambiguous_events(), label="events")
+    truncate_all(database_url)
+    insert_events(database_url, events)
+    with connect(database_url) as conn:
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+    expected = oracle.rate_window(WINDOW, version, events)
+    gated = any(row.reason == "ambiguous_base" for row in expected.exceptions)
+    event("the gate excluded a rollup" if gated else "no ambiguous pair")
+    assert stored == expected
 
 
 def effective_from(version: PricebookVersion) -> datetime:
