@@ -2130,6 +2130,26 @@ def test_the_sha256_a_close_records_changes_with_any_key_column_of_a_line(
     assert after.lines_sha256 != before.lines_sha256
 
 
+def test_the_sha256_a_close_records_changes_with_the_quantity_of_a_free_line(
+    reader: psycopg.Connection,
+) -> None:
+    """A line at rate 0 (free cache reads) costs 0 whatever its quantity, so the amount's
+    constraint allows another quantity: only the sha256 tells the invoice changed."""
+    reader.execute(
+        "INSERT INTO invoice_line VALUES (%s, 'acct', 'usage', 'm', 'standard', 'standard', "
+        "'cache_read', 0, 4000, 0, 0, now(), 'test')",
+        (JUNE,),
+    )
+    reader.commit()
+    [before] = month_totals(reader, JUNE)
+    with reader.transaction(force_rollback=True):
+        reader.execute("UPDATE invoice_line SET quantity_tokens = 5")
+        [after] = month_totals(reader, JUNE)
+
+    assert (after.line_count, after.amount_exact) == (before.line_count, before.amount_exact)
+    assert after.lines_sha256 != before.lines_sha256
+
+
 def test_lines_of_an_account_the_close_recorded_nothing_for_are_a_mismatch() -> None:
     now = MonthTotal(JUNE, "org-9", 1, Decimal("1.5"), Decimal("1.50"), "0" * 64)
     (found,) = mismatches([JUNE], {JUNE: [now]}, [])

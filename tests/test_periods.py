@@ -25,7 +25,7 @@ from rating_pipeline.warehouse import engine, periods
 from rating_pipeline.warehouse.close_mark import begin_read_committed, lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
-from rating_pipeline.warehouse.late_windows import ChangedAfterRating
+from rating_pipeline.warehouse.late_windows import ChangedAfterRating, record_late_windows
 from rating_pipeline.warehouse.periods import (
     CURRENT_HOUR,
     CloseRefused,
@@ -610,6 +610,91 @@ def test_a_close_and_its_dry_run_count_the_events_of_its_hours_that_bill_nothing
         f"  note: the hours closed here hold {counted}; priced or corrected and rated again, "
         "they bill as adjustments on the next invoice"
     ) in closed.lines()
+
+
+def test_a_close_notes_only_the_events_that_bill_nothing_in_the_hours_it_closes(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """An earlier close noted its hours' unpriced usage already: the next close's note
+    counts its own hours, not every closed hour since the first."""
+    later = Window(AFTER_WINDOW + HOUR)
+    add_events([make_event("org-1", "mystery-model"),
+                make_event("org-1", "base-large", occurred_at=later.start)])  # fmt: skip
+    rate(database_url, priced(), "run-1")
+    assert close(database_url).unbilled != ()
+    with connect(database_url) as conn:
+        rate_window(conn, later, Pricebooks((priced(),)), "run-2")
+
+    second = close(database_url, through=later.end)
+
+    assert second.unbilled == ()
+    assert not any("bill nothing" in line for line in second.lines())
+
+
+def test_open_adjustments_are_listed_in_window_order_whatever_the_plan(
+    database_url: str, reader: psycopg.Connection
+) -> None:
+    """``period status`` lists windows by time; without its ORDER BY, the order is the
+    plan's (here, with index scans and sorts off, the table's)."""
+    hours = [Window(WINDOW_START + HOUR * n) for n in range(6)]
+    insert_events(database_url, [make_event("org-1", occurred_at=w.start) for w in hours])
+    with connect(database_url) as conn:
+        for window in hours:
+            rate_window(conn, window, Pricebooks((priced(),)), "run-1")
+    close(database_url, through=hours[-1].end)
+    insert_events(database_url, [make_event("org-2", occurred_at=w.start) for w in hours])
+    with connect(database_url) as conn:
+        for window in reversed(hours):  # written last to first
+            rate_window(conn, window, Pricebooks((priced(),)), "run-2")
+
+    for setting in ("enable_indexscan", "enable_bitmapscan", "enable_sort"):
+        reader.execute(f"SET {setting} = off")
+    listed = [found.window_start for found in periods.open_adjustments(reader)]
+
+    assert listed == [w.start for w in hours]
+
+
+def test_a_rollup_billed_by_adjustments_alone_reverses_its_events_at_its_lowest_input_rate(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Its events ride on one input row (docs/periods.md): with no output and no frozen
+    row left, that of the lowest rate its stamped adjustments billed, so that which row
+    carries them does not depend on the plan."""
+    add_events([make_event("org-1", input_tokens=1000, output_tokens=100)])
+    rate(database_url, priced(), "run-1")
+    close(database_url)
+    late = make_event("org-2", input_tokens=400, output_tokens=40)
+    add_events([late])
+    rate(database_url, priced(), "run-2")  # org-2 billed at 2.50, by an adjustment
+    close(database_url, through=AFTER_WINDOW + HOUR)
+    rate(database_url, priced("3.00"), "run-3")  # and re-priced at 3.00
+    close(database_url, through=AFTER_WINDOW + 2 * HOUR)
+    delete_events(database_url, [late.event_id])
+
+    rate(database_url, priced("3.00"), "run-4")
+
+    open_input_rows = reader.execute(
+        "SELECT unit_rate_per_mtok, event_count, quantity_tokens FROM rating_adjustment "
+        "WHERE invoiced_by IS NULL AND auth_id = 'org-2' AND token_class = 'input' ORDER BY 1"
+    ).fetchall()
+    assert open_input_rows == [(Decimal("2.50"), -1, 0), (Decimal("3.00"), 0, -400)]
+
+
+def test_a_window_found_again_against_the_same_rating_keeps_its_first_found_at(
+    reader: psycopg.Connection,
+) -> None:
+    """late_window's found_at says since when a window waits for its rating: a later tick
+    that finds it again (more events, same rating) must not move it."""
+    first, again = utc(2026, 6, 16, 9), utc(2026, 6, 16, 12)
+    with reader.transaction():
+        record_late_windows(reader, [ChangedAfterRating(WINDOW, 3, 2, 7)], first)
+        record_late_windows(reader, [ChangedAfterRating(WINDOW, 4, 2, 7)], again)
+
+    found = reader.execute("SELECT events_now, found_at FROM late_window").fetchall()
+
+    assert found == [(4, first)]
 
 
 def test_a_close_counts_its_windows_events_and_names_those_changed_that_no_sensor_saw(
