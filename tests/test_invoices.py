@@ -485,6 +485,12 @@ def test_rebuild_converges_updating_changed_lines_and_deleting_stale_ones(
     untouched = [key for key in after if key in before]
     assert len(untouched) == 5  # the six org-1 lines but the changed one
     assert all(after[key] == before[key] for key in untouched)
+    stamps = reader.execute(
+        "SELECT run_id, count(*), min(built_at), max(built_at) FROM invoice_line "
+        "WHERE account_id = 'org-1' GROUP BY run_id ORDER BY 2"
+    ).fetchall()
+    (_, _, rebuilt_at, _), (_, _, _, first_built_at) = stamps  # 1 line rebuilt, 5 kept
+    assert rebuilt_at > first_built_at  # an updated line says when it was built, by whom
 
 
 def test_billing_account_groups_auth_ids_and_an_unmapped_auth_id_is_its_own_account(
