@@ -19,7 +19,7 @@ from rating_pipeline.settings import project_root
 
 BIN = Path(sys.executable).parent
 WORKSPACE = ("-w", str(project_root() / "workspace.yaml"))
-CLI_TIMEOUT_SECONDS = 120
+CLI_TIMEOUT_SECONDS = 300
 
 
 class Services:

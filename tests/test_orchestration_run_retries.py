@@ -33,7 +33,7 @@ from tests.factories import WINDOW_START, BillingEvent, make_event
 from tests.services import WORKSPACE, Services, wait_for
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
-DEADLINE_SECONDS = 240
+DEADLINE_SECONDS = 480
 KILLED = Window(WINDOW_START)
 AMBIGUOUS = Window(WINDOW_START + HOUR)
 KILLED_RUN = "0000000a-0000-4000-8000-00000000dead"

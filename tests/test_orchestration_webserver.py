@@ -22,7 +22,7 @@ from tests.services import WORKSPACE, Services, wait_for
 
 AddEvents = Callable[[Iterable[BillingEvent]], int]
 PARTITIONS = ["2026-06-15-10:00", "2026-06-15-11:00", "2026-06-15-12:00"]
-DEADLINE_SECONDS = 120
+DEADLINE_SECONDS = 300
 
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {

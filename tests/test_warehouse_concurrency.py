@@ -25,14 +25,12 @@ import pytest
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
-from rating_pipeline.windows import Window
 from tests import oracle
 from tests.conftest import delete_events, insert_events, stored_window
-from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
+from tests.factories import BillingEvent, make_event
+from tests.rating_child import TIMEOUT, WINDOW, rate_in_child, version_priced
 
-WINDOW = Window(WINDOW_START)
 SPAWN = multiprocessing.get_context("spawn")
-TIMEOUT = 30.0
 
 # Other test sessions may share the server: count only this database's advisory locks.
 WAITING_ON_ADVISORY_LOCK = """
@@ -56,42 +54,6 @@ SELECT 'exception', auth_id, model_id || '/' || reason, xmin::text, detail, rate
 FROM rating_exception
 ORDER BY 1, 2, 3
 """
-
-
-def version_priced(input_rate: str) -> PricebookVersion:
-    """The test's pricebook, its base rate set by ``input_rate`` (each run's own prices)."""
-    return make_version(
-        {"base-large": own(input_rate, "10"), "base-small": own("0.15", "0.60")},
-        fine_tune_multiplier="1.5",
-    )
-
-
-def _child(
-    url: str,
-    input_rate: str,
-    run_id: str,
-    pause_after: str | None,
-    resume: Path,
-    report: multiprocessing.Queue,  # type: ignore[type-arg]
-) -> None:
-    """Rate WINDOW with ``version_priced(input_rate)``; pause after step ``pause_after``."""
-    from rating_pipeline.warehouse import engine
-
-    if pause_after is not None:
-        step = getattr(engine, pause_after)
-
-        def pausing(conn: psycopg.Connection, *args: object) -> object:
-            outcome = step(conn, *args)
-            report.put(("paused", conn.info.backend_pid))
-            deadline = time.monotonic() + TIMEOUT
-            while not resume.exists() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            return outcome
-
-        setattr(engine, pause_after, pausing)
-    with connect(url) as conn:
-        result = engine.rate_window(conn, WINDOW, Pricebooks((version_priced(input_rate),)), run_id)
-    report.put(("done", str(result.total_cost_usd)))
 
 
 @dataclass
@@ -122,7 +84,7 @@ def _start(
     report = SPAWN.Queue()
     resume_file = directory / f"resume-{run_id}"
     process = SPAWN.Process(
-        target=_child, args=(url, input_rate, run_id, pause_after, resume_file, report)
+        target=rate_in_child, args=(url, input_rate, run_id, pause_after, resume_file, report)
     )
     process.start()
     return Child(process, report, resume_file)

@@ -161,11 +161,12 @@ def test_a_start_while_another_commands_server_is_still_starting_waits_for_it(
     data_dir = tmp_path / "pgdata"
     data_dir.mkdir()
     (data_dir / "PG_VERSION").write_text("18\n")
-    # A process named postgres and not ours (as another command's postmaster is not).
+    # A process named postgres and not ours (as another command's postmaster is not), alive
+    # long enough that start() finds it starting even on a busy machine.
     postgres = tmp_path / "postgres"
     shutil.copy(shutil.which("sleep") or "/bin/sleep", postgres)
     started = subprocess.run(
-        ["sh", "-c", f"{postgres} 2 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
+        ["sh", "-c", f"{postgres} 5 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
     )
     write_postmaster_pid(data_dir, int(started.stdout), "starting")
     with pytest.raises(embedded.EmbeddedDatabaseError, match="stopped while starting"):
