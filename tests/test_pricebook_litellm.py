@@ -750,14 +750,39 @@ def test_an_alias_litellm_does_not_serve_as_an_imported_model_is_named_or_counte
     }))  # fmt: skip
     assert set(version.models) == {"chat", "other", "ft:chat"}
     assert result.skipped_modes == {"embedding": 2}
-    assert {str(note) for note in result.not_imported} >= {
+    assert [str(note) for note in result.not_imported] == [
+        "unpriced: no usable output_cost_per_token",
         "gone-latest: an alias of gone, which is no model of the map (LiteLLM drops it)",
         "chained: an alias of gone-latest, which is no model of the map (LiteLLM drops it)",
-        "unpriced-latest: an alias of unpriced, which is not imported",
         "ft-latest: an alias of the fine-tune entry ft:chat: only a true base is derived from",
-    }
+        "unpriced-latest: an alias of unpriced, which is not imported",
+    ]
+    assert result.entries == result.models + len(result.not_imported)
     assert unmapped_of(result, "unpriced-latest") == {
         "input_cost_per_token": "beside alias_of: LiteLLM serves this name at unpriced's prices"
+    }
+
+
+def test_a_name_an_aliases_list_claims_is_served_as_its_owner_whatever_its_alias_of_row():
+    """LiteLLM takes the lists' claims first: an ``alias_of`` row of a claimed name is
+    ignored, even one naming no model. A number in a list, or as ``alias_of``, names
+    nothing (LiteLLM reads names as strings)."""
+    result, version = imported(json.dumps({
+        "a": {**CHAT_PRICES, "aliases": ["p", "q", 5]},
+        "b": CHAT_PRICES,
+        "p": {"alias_of": "gone"},
+        "q": {"alias_of": "b", "input_cost_per_token": 1e-06},
+        "n": {"alias_of": 7, "mode": "chat", "input_cost_per_token": 1e-06,
+              "output_cost_per_token": 1e-06},
+    }))  # fmt: skip
+    assert set(version.models) == {"a", "b", "p", "q", "n"}
+    assert {alias: version.models[alias].derived_from for alias in ("p", "q")} == {
+        "p": "a", "q": "a"
+    }  # fmt: skip
+    assert version.models["n"].own_rates is not None
+    assert result.not_imported == ()
+    assert unmapped_of(result, "q") == {
+        "input_cost_per_token": "beside alias_of: LiteLLM serves this name at a's prices"
     }
 
 
@@ -1036,7 +1061,7 @@ def test_an_xai_model_priced_by_two_ranges_keeps_the_ranges_exclusive_threshold(
     assert rates(version, "qwen-flash").long_context_above_tokens == 128_000
 
 
-def test_a_flat_price_beside_price_ranges_is_reported_never_billed_with_a_range():
+def test_a_flat_price_beside_price_ranges_is_reported_and_left_unpriced():
     """A cache read, reasoning or tier price the ranges do not list: whether LiteLLM bills a
     ranged request at it depends on its code path, not on the map (its batch path reads the
     flat batch prices, its range path does not). Imported into the first range's set, it

@@ -16,7 +16,9 @@ bill at standard rates), prices by time of day, token prices of 0 beside prices 
 hold. Nothing is inherited: a tier or
 long-context set without a cache rate in the source gets none. An entry keyed ``ft:<base>``
 is imported as it is and noted: it prices only that exact id, never a served fine-tune's.
-The YAML is written for the loader, which checks it.
+A name LiteLLM serves at an imported model's prices (an ``alias_of`` row, or a name in an
+``aliases`` list) is derived from that model at multiplier 1. The YAML is written for the
+loader, which checks it.
 """
 
 from __future__ import annotations
@@ -288,7 +290,6 @@ def convert_litellm(
     report = _Report(round_rates)
     skipped: Counter[str] = Counter()
     models: dict[str, ModelRates] = {}
-    served_as = _aliases_served(entries, report)
     for model_id, entry in sorted(entries.items()):
         if _is_alias_row(entry):
             continue
@@ -313,6 +314,7 @@ def convert_litellm(
         ]
     if report.noise:
         raise FloatNoiseError(report.noise)
+    served_as = _aliases_served(entries, report)
     derived = _aliases_derived(served_as, entries, models, skipped, report)
     return ImportedVersion(
         text=_version_yaml(version, effective_from, models, derived),
@@ -327,7 +329,12 @@ def convert_litellm(
 
 
 def _is_alias_row(entry: dict[str, Any]) -> bool:
-    return isinstance(entry.get(ALIAS_OF), str)
+    return _is_name(entry.get(ALIAS_OF))
+
+
+def _is_name(value: object) -> bool:
+    """A JSON string: a number is kept as its text (``_JsonNumber``) but names nothing."""
+    return type(value) is str
 
 
 def _aliases_served(entries: dict[str, dict[str, Any]], report: _Report) -> dict[str, str]:
@@ -342,12 +349,14 @@ def _aliases_served(entries: dict[str, dict[str, Any]], report: _Report) -> dict
         if name in pointers or not isinstance(names, list):
             continue
         for alias in names:
-            if isinstance(alias, str) and (alias not in entries or alias in pointers):
+            if _is_name(alias) and (alias not in entries or alias in pointers):
                 served_as.setdefault(alias, name)
     for alias, target in pointers.items():
-        if target in entries and target not in pointers:
+        if alias in served_as or (target in entries and target not in pointers):
             served_as.setdefault(alias, target)
-            why = f"beside {ALIAS_OF}: LiteLLM serves this name at {shown(target)}'s prices"
+            why = (
+                f"beside {ALIAS_OF}: LiteLLM serves this name at {shown(served_as[alias])}'s prices"
+            )
         else:
             reason = f"an alias of {shown(target)}, which is no model of the map (LiteLLM drops it)"
             report.not_imported.append(NotImported(alias, reason))
@@ -707,7 +716,7 @@ def _flattened(
     cannot hold would bill some prompts at the flat prices; where a flat price differs from
     the range's price of the same prompts, using either would change a price silently. A
     flat price of another class or tier, at no threshold or the split, is reported and left
-    out: LiteLLM bills a request in a range at that range's prices only."""
+    out: whether LiteLLM charges it beside ranges depends on its code path, not the map."""
     ranges = entry.get(TIERED_PRICING)
     if ranges is None:
         return entry
