@@ -40,8 +40,8 @@ stamped AS MATERIALIZED (
     WHERE window_start = %(window_start)s::timestamptz AND invoiced_by IS NOT NULL
 ),
 -- Each rollup's event difference, latest - billed, on one input row: at the latest output's
--- input rate, else its frozen row's, else a stamped adjustment's. A rollup's events are not a
--- rate's: a new rate over the same events moves no event.
+-- input rate, else its frozen row's, else the lowest of its stamped adjustments'. A rollup's
+-- events are not a rate's: a new rate over the same events moves no event.
 event_difference AS (
     SELECT auth_id, model_id, service_tier, context_tier, sum(event_count) AS event_count
     FROM (
