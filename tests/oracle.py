@@ -108,6 +108,25 @@ def _times(rate: Decimal, multiplier: Decimal) -> Decimal:
     return derived
 
 
+def breaks_rule_6(version: PricebookVersion) -> bool:
+    """Whether a positive rate of ``version`` derives to 0 (pricebook rule 6), through a
+    declared derivation or a true base projected through fine_tune_multiplier."""
+    declared = [
+        (version.models[entry.derived_from].own_rates, entry.multiplier)
+        for entry in version.models.values()
+        if entry.derived_from is not None
+        and entry.derived_from in version.models
+        and entry.multiplier is not None
+    ]
+    if version.fine_tune_multiplier is not None:
+        declared += [
+            (entry.own_rates, version.fine_tune_multiplier)
+            for model_id, entry in version.models.items()
+            if model_id[:3] != "ft:"
+        ]
+    return any(rates and derives_a_zero(rates, times) for rates, times in declared)
+
+
 def derives_a_zero(rates: ModelRates, multiplier: Decimal) -> bool:
     """Whether some positive rate of ``rates``, times ``multiplier``, rounds to 0."""
     half_a_micro = Decimal("0.0000005")  # a tie, which half-even takes to 0

@@ -211,8 +211,14 @@ def rebuilt(
     )
 
 
+def corrections(version: PricebookVersion) -> st.SearchStrategy[PricebookVersion]:
+    """``version`` corrected one way, as a loader accepts it: no positive rate derives to 0
+    (rule 6), so no rating ever prices by the correction otherwise."""
+    return any_correction(version).filter(lambda corrected: not oracle.breaks_rule_6(corrected))
+
+
 @st.composite
-def corrections(draw: st.DrawFn, version: PricebookVersion) -> PricebookVersion:
+def any_correction(draw: st.DrawFn, version: PricebookVersion) -> PricebookVersion:
     """``version`` corrected one way: a rate changed, a class rate or a service tier that
     appears or disappears, a threshold moved, a model dropped (with the fine-tunes derived
     from it) or added, the fine_tune_multiplier changed, or everything replaced."""
