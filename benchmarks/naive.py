@@ -30,12 +30,10 @@ from rating_pipeline.pricebook.model import (
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.windows import Window
 
-NAIVE_TABLE = "bench_naive_rated_usage"
 CREATE_NAIVE_TABLE = (
     "CREATE TABLE IF NOT EXISTS bench_naive_rated_usage (LIKE rated_usage INCLUDING ALL)"
 )
 TRUNCATE_NAIVE_TABLE = "TRUNCATE bench_naive_rated_usage"
-COUNT_NAIVE_ROWS = "SELECT count(*) FROM bench_naive_rated_usage WHERE window_start = %s"
 READ_WINDOW_EVENTS = sqlalchemy.text(
     "SELECT event_id, auth_id, model_id, base_model, input_tokens, output_tokens"
     " FROM billing_event WHERE occurred_at >= :start AND occurred_at < :end"

@@ -463,13 +463,12 @@ def build_invoices_through_dagster(
         )
 
 
-def embedded_warehouse(out: TextIO = sys.stdout) -> str:
+def embedded_warehouse() -> str:
     """The embedded warehouse's URL (started if needed), noting an ignored RATING_DATABASE_URL."""
     if os.environ.get(DATABASE_URL_VARIABLE):
         print(
             f"{DATABASE_URL_VARIABLE} is set; the demo uses the embedded database under .rating/ "
-            "anyway and leaves that warehouse alone.",
-            file=out,
+            "anyway and leaves that warehouse alone."
         )
     return embedded.start()
 

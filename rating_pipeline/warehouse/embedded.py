@@ -140,11 +140,11 @@ def _never_started_note(data_dir: Path) -> str:
     )
 
 
-def wait_until_ready(data_dir: Path, timeout_seconds: int = STARTUP_WAIT_SECONDS) -> None:
+def wait_until_ready(data_dir: Path) -> None:
     """Return once the server of ``data_dir`` says it is ready (postmaster.pid's last line);
-    raise TimeoutError if no postmaster runs under that pid, or after ``timeout_seconds``."""
+    raise TimeoutError if no postmaster runs under that pid, or after STARTUP_WAIT_SECONDS."""
     logger.warning("embedded PostgreSQL in %s is still starting (recovering?): waiting", data_dir)
-    deadline = time.monotonic() + timeout_seconds
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
     while time.monotonic() < deadline:
         try:
             lines = (data_dir / "postmaster.pid").read_text().splitlines()
@@ -155,7 +155,7 @@ def wait_until_ready(data_dir: Path, timeout_seconds: int = STARTUP_WAIT_SECONDS
         if _says_ready(lines):
             return
         time.sleep(1)  # or postmaster.pid was being written
-    raise TimeoutError(f"the server was not ready after {timeout_seconds} s")
+    raise TimeoutError(f"the server was not ready after {STARTUP_WAIT_SECONDS} s")
 
 
 def _starting(data_dir: Path) -> bool:

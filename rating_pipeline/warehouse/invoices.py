@@ -244,9 +244,9 @@ class Mismatch:
         return f"{', '.join(differ)} differ from what close {self.recorded.close_id} recorded"
 
 
-def listed(differing: Sequence[Mismatch], named: int = 3) -> str:
-    """The first ``named`` mismatches as ``account: why``, and how many more there are."""
-    return first_named([f"{shown(m.account_id)}: {m.why}" for m in differing], named, "; ")
+def listed(differing: Sequence[Mismatch]) -> str:
+    """The first three mismatches as ``account: why``, and how many more there are."""
+    return first_named([f"{shown(m.account_id)}: {m.why}" for m in differing], 3, "; ")
 
 
 def mismatches(

@@ -483,11 +483,11 @@ def billing_event_refusal(url: str | None = None) -> str | None:
     return None
 
 
-def where_interrupted(action: str, url: str | None = None) -> str:
+def where_interrupted(action: str) -> str:
     """The line for a ``db`` command stopped by Ctrl-C: each revision commits on its own, so
     the warehouse is at the last one done (an interrupted index build is cleaned up and
     built again by the next run)."""
-    target = url or database_url()
+    target = database_url()
     try:
         revision = revision_of(target) or BASE
     except Exception:  # the interrupt may have left no way to ask: say how to, then
