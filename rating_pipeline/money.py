@@ -1,7 +1,8 @@
 """The numbers Python builds on the money path, never through a float: pricebook decimals
-read from their text (``parse_decimal``), derived rates (``derive_rate``, half-even to
-RATE_PLACES places: the one rounding of a rate) and rates checked to fit the warehouse's
-numeric(24, 6) (``exact_rate``).
+read from their text (``parse_decimal``), derived rates (``derive_rate``) and rates checked
+to fit the warehouse's numeric(24, 6) (``exact_rate``). ``round_rate`` is the one rounding
+of a rate, half-even to RATE_PLACES places: of a derived rate, and of a price the LiteLLM
+import rounds when asked to.
 
 It does not compute costs. A rollup's cost is computed in exactly one place, the pricing
 statement (``warehouse/sql/price_window.sql``), exactly, at 12 places, and the
@@ -90,8 +91,12 @@ def exact_rate(value: Decimal) -> Decimal:
 
 def derive_rate(base_rate: Decimal, multiplier: Decimal) -> Decimal:
     """``base_rate * multiplier`` rounded half-even to RATE_PLACES places."""
-    product = EXACT.multiply(base_rate, multiplier)
-    return product.quantize(RATE_QUANTUM, context=ROUNDING)
+    return round_rate(EXACT.multiply(base_rate, multiplier))
+
+
+def round_rate(rate: Decimal) -> Decimal:
+    """``rate`` rounded half-even to RATE_PLACES places."""
+    return rate.quantize(RATE_QUANTUM, context=ROUNDING)
 
 
 def exact_sum(amounts: Iterable[Decimal]) -> Decimal:

@@ -39,9 +39,8 @@ from rating_pipeline.money import (
     EXACT,
     RATE_LIMIT,
     RATE_PLACES,
-    RATE_QUANTUM,
-    ROUNDING,
     decimal_places,
+    round_rate,
 )
 from rating_pipeline.pricebook.loader import (
     DERIVED_FROM,
@@ -869,7 +868,7 @@ def _rounded(
 ) -> Decimal | None:
     """Float noise: rounded half-even to RATE_PLACES places when asked, always reported.
     A positive price that rounds to 0 is never imported: it would bill a class free."""
-    rounded = rate.quantize(RATE_QUANTUM, context=ROUNDING)
+    rounded = round_rate(rate)
     note = Rounded(model_id, report.source_name(name), value, rate, rounded.normalize(EXACT))
     if not report.round_rates:
         # Nothing is written while any noise stands; the model is followed as --round
