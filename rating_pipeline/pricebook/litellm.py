@@ -1036,8 +1036,9 @@ def _version_yaml(
     lines = [
         "# Imported from LiteLLM's model_prices_and_context_window.json by",
         "# `rating-pipeline pricebook import litellm`: chat and responses models with",
-        "# per-token input and output prices, USD per 1,000,000 tokens. What it could not",
-        "# map, and every rate it rounded, is listed in the import's report.",
+        "# per-token input and output prices, USD per 1,000,000 tokens, and each name",
+        "# LiteLLM serves at one's prices, derived from it at multiplier 1. What it could",
+        "# not map, and every rate it rounded, is listed in the import's report.",
         f"version: {_quoted(version)}",
         f"effective_from: {_quoted(effective_from)}",
         "currency: USD",
