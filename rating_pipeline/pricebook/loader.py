@@ -723,7 +723,7 @@ def _rate_set(
     rates = _rate_values(fields, where, model_id, errors)
     present = [e.key for e in fields.entries if e.key in allowed]
     missing = [key for key in (INPUT, OUTPUT) if key not in present]
-    if not entry.value.value:
+    if not entry.value.value:  # no key at all, refused ones included
         errors.add(entry.line, model_id, f"{where} is empty: a rate set needs {INPUT} and {OUTPUT}")
     elif missing:
         has = f" has {', '.join(present)} but" if present else ""
