@@ -76,14 +76,10 @@ def test_every_class_tier_and_context_prices_as_the_oracle(
 ) -> None:
     """Every valid event prices, so each class's rate, each tier's set and each prompt at,
     below or above its threshold reaches a billed row, where the oracle checks it."""
-    version = data.draw(priced_versions(), label="version")
     events = data.draw(priced_events(), label="events")
-    truncate_all(database_url)
-    insert_events(database_url, events)
-    with connect(database_url) as conn:
-        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
-        stored = stored_window(conn, WINDOW)
-    expected = oracle.rate_window(WINDOW, version, events)
+    stored, expected = rated_once(
+        database_url, data.draw(priced_versions(), label="version"), events
+    )
     assert stored == expected
     assert sum(r.event_count for r in stored.rollups) == len(events)
 
@@ -95,17 +91,25 @@ def test_the_ambiguity_gate_excludes_exactly_the_pairs_the_oracle_finds_ambiguou
 ) -> None:
     """Contract 5.2, where the other strategies seldom reach it: unlisted fine-tunes of few
     principals, each pair's events carrying one base or several."""
-    version = data.draw(priced_versions(), label="version")
     events = data.draw(ambiguous_events(), label="events")
-    truncate_all(database_url)
-    insert_events(database_url, events)
-    with connect(database_url) as conn:
-        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
-        stored = stored_window(conn, WINDOW)
-    expected = oracle.rate_window(WINDOW, version, events)
+    stored, expected = rated_once(
+        database_url, data.draw(priced_versions(), label="version"), events
+    )
     gated = any(row.reason == "ambiguous_base" for row in expected.exceptions)
     event("the gate excluded a rollup" if gated else "no ambiguous pair")
     assert stored == expected
+
+
+def rated_once(
+    url: str, version: PricebookVersion, events: list[BillingEvent]
+) -> tuple[OracleRating, OracleRating]:
+    """WINDOW rated once from empty tables: what it stored, and what the oracle expects."""
+    truncate_all(url)
+    insert_events(url, events)
+    with connect(url) as conn:
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+    return stored, oracle.rate_window(WINDOW, version, events)
 
 
 def effective_from(version: PricebookVersion) -> datetime:
