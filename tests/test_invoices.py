@@ -2237,3 +2237,53 @@ def test_an_export_through_a_session_in_another_time_zone_writes_instants_in_utc
     line, total = csv.DictReader(written.open(newline=""))
     assert line["month"] == total["month"] == "2026-06-01T00:00:00+00:00"
     assert line["built_at"].endswith("+00:00")
+
+
+def test_a_closed_months_sha256_is_in_key_order_whatever_order_the_lines_are_stored_in(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """Two lines that differ only in their rate, stored rate-descending: the sha256 a close
+    records is of the lines in key order, rate included, so reordering the table
+    (CLUSTER, a dump and restore, another plan) leaves the closed month as recorded."""
+    database = reader.info.dbname
+    for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+        reader.execute(f'ALTER DATABASE "{database}" SET {setting} = off')  # another plan
+    corrected = [usage("org-1", "base-large", at(6, 21, 8), 2_000_000)]  # input at 3.00
+    add_events(corrected)
+    rate(database_url, corrected)
+    build(database_url, JUNE)
+    earlier = [usage("org-1", "base-large", at(6, 15, 10), 1_000_000)]  # input at 2.50
+    add_events(earlier)
+    rate(database_url, earlier)
+    build(database_url, JUNE)  # the 2.50 line is stored after the 3.00 one
+    close(database_url, JULY)
+    reader.execute("CLUSTER invoice_line USING invoice_line_pkey")  # now rate-ascending
+
+    rebuilt = build(database_url, JUNE)
+
+    assert rebuilt.frozen
+    assert rebuilt.differing == ()
+
+
+def test_building_a_month_leaves_the_lines_of_later_months_as_they_are(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """A build converges its own month's lines only: July's, built first, stay when June is
+    built after them."""
+    events = [
+        usage("org-1", "base-large", at(6, 15, 10), 1_000_000),
+        usage("org-1", "base-large", at(7, 2, 0), 9_999),
+    ]
+    add_events(events)
+    rate(database_url, events)
+    build(database_url, JULY)
+    july = lines(reader, JULY)
+
+    built = build(database_url, JUNE)
+
+    assert (built.inserted, built.deleted) == (1, 0)
+    assert lines(reader, JULY) == july

@@ -25,7 +25,7 @@ from rating_pipeline.warehouse import engine, periods
 from rating_pipeline.warehouse.close_mark import begin_read_committed, lock_periods
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import WindowRating, rate_window
-from rating_pipeline.warehouse.late_windows import ChangedAfterRating, record_late_windows
+from rating_pipeline.warehouse.late_windows import ChangedAfterRating, Compared, record_late_windows
 from rating_pipeline.warehouse.periods import (
     CURRENT_HOUR,
     CloseRefused,
@@ -1332,3 +1332,115 @@ def test_a_close_names_a_window_whose_deleted_event_was_replaced_by_a_late_one(
     assert reader.execute(
         "SELECT window_start, events_now, events_read FROM late_window"
     ).fetchall() == [(window.start, 2, 2)]
+
+
+def test_a_close_records_in_late_window_only_changed_windows_it_closes_itself(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """A window an earlier close froze, that changed since its latest rating, is not the
+    next close's to count or record: the close counts [mark, through) (docs/periods.md,
+    docs/operations.md), so late_window gets no row for it."""
+    hours = [Window(WINDOW_START + HOUR * n) for n in range(2)]
+    add_events([make_event("org-1", "base-large", occurred_at=w.start) for w in hours])
+    pricebooks = Pricebooks((priced(),))
+    with connect(database_url) as conn:
+        for window in hours:
+            rate_window(conn, window, pricebooks, "run-1")
+    close(database_url, through=hours[0].end)
+    add_events([make_event("org-2", "base-large", occurred_at=hours[0].start)])  # late
+
+    closed = close(database_url, through=hours[1].end)
+
+    assert closed.changed_not_rated == ()
+    recorded = reader.execute("SELECT window_start FROM late_window ORDER BY 1").fetchall()
+    assert recorded == []
+
+
+def test_an_unrated_event_at_the_very_start_of_an_hour_after_a_rated_one_holds_the_close_back(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+) -> None:
+    """The hour after a rated one holds one unrated event, stamped exactly at its start: a
+    close through that hour's end is refused naming it."""
+    later = Window(WINDOW_START + HOUR)
+    add_events([make_event("org-1", "base-large")])
+    with connect(database_url) as conn:
+        rate_window(conn, Window(WINDOW_START), Pricebooks((priced(),)), "run-1")
+    add_events([make_event("org-2", "base-large", occurred_at=later.start)])  # never rated
+
+    with pytest.raises(CloseRefused, match=r"never rated: 2026-06-15T11:00Z"):
+        close(database_url, through=later.end)
+    assert reader.execute("SELECT count(*) FROM rating_period_close").fetchone() == (0,)
+
+
+def test_a_close_does_not_name_a_changed_window_starting_at_its_through(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """The window starting at T stays open under a close through T: a sensor's record of it
+    is not the close's to name."""
+    window, later = Window(WINDOW_START), Window(WINDOW_START + HOUR)
+    add_events([make_event("org-1", "base-large", occurred_at=w.start) for w in (window, later)])
+    with connect(database_url) as conn:
+        for w in (window, later):
+            rate_window(conn, w, Pricebooks((priced(),)), "run-1")
+        log_ids = [log_id for (log_id,) in conn.execute(LATEST_LOG_IDS)]
+        conn.execute(  # what the sensors record of the later window found changed
+            load_sql("record_late_windows"),
+            {"window_starts": [later.start], "events_now": [2], "events_read": [1],
+             "log_ids": log_ids[1:], "found_at": later.end},
+        )  # fmt: skip
+        conn.commit()
+
+    closed = close(database_url, through=later.start)
+
+    assert closed.changed_not_rated == ()
+
+
+def test_a_close_notes_no_unbilled_events_of_the_window_starting_at_its_through(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """Unpriced usage of the window starting at T is the next period's: a close through T
+    does not count it among the events of its hours that bill nothing."""
+    window, later = Window(WINDOW_START), Window(WINDOW_START + HOUR)
+    add_events([make_event("org-1", "base-large"),
+                make_event("org-1", "mystery-model", occurred_at=later.start)])  # fmt: skip
+    with connect(database_url) as conn:
+        for w in (window, later):
+            rate_window(conn, w, Pricebooks((priced(),)), "run-1")
+
+    closed = close(database_url, through=later.start)
+
+    assert closed.unbilled == ()
+
+
+def test_under_its_lock_a_close_counts_again_only_the_windows_rated_since_its_count(
+    database_url: str,
+    reader: psycopg.Connection,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The count's comparison stands for every window whose latest rating it compared: the
+    recount under the exclusive lock reads only windows rated since (docs/periods.md), so a
+    late event landing between the count and the lock is left to the sensors, not counted
+    again while every rating waits."""
+    window = Window(WINDOW_START)
+    add_events([make_event("org-1", "base-large")])
+    with connect(database_url) as conn:
+        rate_window(conn, window, Pricebooks((priced(),)), "run-1")
+    counting = periods.count_changed_windows
+
+    def count_then_a_late_event(conn: psycopg.Connection, through: datetime) -> Compared:
+        counted = counting(conn, through)
+        add_events([make_event("org-2", "base-large")])  # after the count, before the lock
+        return counted
+
+    monkeypatch.setattr(periods, "count_changed_windows", count_then_a_late_event)
+
+    closed = close(database_url, through=window.end)
+
+    recorded = reader.execute("SELECT window_start FROM late_window").fetchall()
+    assert closed.changed_not_rated == ()
+    assert recorded == []
