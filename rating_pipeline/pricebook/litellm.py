@@ -294,7 +294,7 @@ def convert_litellm(
             continue
         mode = entry.get(MODE)
         if mode not in IMPORTED_MODES:
-            skipped["(no mode)" if mode is None else _mode_name(mode)] += 1
+            skipped[_mode_name(mode)] += 1
             continue
         if not _usable_id(model_id):
             report.not_imported.append(NotImported(model_id, "no usable model id"))
@@ -380,7 +380,7 @@ def _aliases_derived(
     for alias, target in sorted(served_as.items()):
         mode = entries[target].get(MODE)
         if mode not in IMPORTED_MODES:
-            skipped["(no mode)" if mode is None else _mode_name(mode)] += 1
+            skipped[_mode_name(mode)] += 1
         elif not _usable_id(alias):
             report.not_imported.append(NotImported(alias, "no usable model id"))
         elif target not in models:
@@ -413,8 +413,11 @@ def _notes(model_id: str, rates: ModelRates) -> Iterator[str]:
 
 
 def _mode_name(mode: object) -> str:
-    """A mode as the skipped line counts it: its text, or its JSON when it is no string,
-    does not print, is padded, or holds the line's separator (a comma)."""
+    """A mode as the skipped line counts it: ``(no mode)`` for none, its text, or its JSON
+    when it is no string, does not print, is padded, or holds the line's separator (a
+    comma)."""
+    if mode is None:
+        return "(no mode)"
     if isinstance(mode, str) and mode.isprintable() and mode == mode.strip() and "," not in mode:
         return mode
     return _shown(mode)
