@@ -22,9 +22,11 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
 
 from rating_pipeline.orchestration.instance import LocalInstance, local_instance
 from rating_pipeline.pricebook.model import Pricebooks, PricebookVersion
+from rating_pipeline.records import RatedRollup
 from rating_pipeline.settings import (
     DATABASE_URL_VARIABLE,
     PRICEBOOK_DIR_VARIABLE,
@@ -32,15 +34,38 @@ from rating_pipeline.settings import (
     project_root,
     state_dir,
 )
+from rating_pipeline.warehouse import embedded
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
-from rating_pipeline.warehouse.outputs import stored_exceptions, stored_rollups
+from rating_pipeline.warehouse.outputs import record_from_row, stored_exceptions
 from rating_pipeline.windows import Window
 from tests import oracle
 from tests.factories import WINDOW_START, BillingEvent
 from tests.oracle import OracleRating
 from tests.services import Services
 
+# The test cluster's data is disposable: durability traded for speed, here only.
+TEST_SERVER_SETTINGS: tuple[embedded.Setting, ...] = (
+    *embedded.SERVER_SETTINGS,
+    embedded.Setting("fsync", "off", "ALTER SYSTEM SET fsync = off"),
+    embedded.Setting("synchronous_commit", "off", "ALTER SYSTEM SET synchronous_commit = off"),
+    embedded.Setting("full_page_writes", "off", "ALTER SYSTEM SET full_page_writes = off"),
+)
+# One window's rated_usage rows in key order (code point), as RatedRollup fields.
+SELECT_WINDOW_RATED_USAGE = """
+SELECT
+    window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+    reasoning_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens,
+    rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
+    cache_read_rate_per_mtok, cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok,
+    reasoning_rate_per_mtok, audio_input_rate_per_mtok, audio_output_rate_per_mtok,
+    image_input_rate_per_mtok, cost_usd, pricebook_version, pricebook_sha256
+FROM rated_usage
+WHERE window_start = %(window_start)s
+ORDER BY auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",
+    context_tier COLLATE "C"
+"""
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
 # Some session of this database waits for an advisory lock (a close for a rating, a build
@@ -115,12 +140,10 @@ def pg_server_url() -> Iterator[str]:
     if configured:
         yield configured
         return
-    from rating_pipeline.warehouse import embedded
-
     yield embedded.start(
         state_dir() / "test-pg",
         database=embedded.MAINTENANCE_DATABASE,
-        settings=embedded.TEST_SETTINGS,
+        settings=TEST_SERVER_SETTINGS,
         stop_at_exit=True,
     )
 
@@ -207,6 +230,13 @@ def utc(
 ) -> datetime:
     """``utc(2026, 6, 15, 10)``: an aware UTC datetime."""
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def stored_rollups(conn: psycopg.Connection, window: Window) -> tuple[RatedRollup, ...]:
+    """The window's ``rated_usage`` rows in key order, as of the caller's snapshot."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(SELECT_WINDOW_RATED_USAGE, {"window_start": window.start})
+        return tuple(record_from_row(RatedRollup, row) for row in rows)
 
 
 def stored_window(conn: psycopg.Connection, window: Window) -> OracleRating:

@@ -36,11 +36,10 @@ from rating_pipeline.warehouse.outputs import (
     cost_by_tier,
     cost_by_token_class,
     stored_exceptions,
-    stored_rollups,
 )
 from rating_pipeline.warehouse.periods import close_period
 from rating_pipeline.windows import HOUR, Window, WindowError
-from tests.conftest import insert_events
+from tests.conftest import insert_events, stored_rollups
 from tests.factories import make_event, make_version, own
 
 START = datetime(2026, 6, 15, tzinfo=UTC)

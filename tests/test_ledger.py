@@ -46,11 +46,11 @@ from rating_pipeline.warehouse.close_mark import lock_periods, month_of, wholly_
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.invoices import build_invoice, converge_month_lines, month_totals
-from rating_pipeline.warehouse.outputs import stored_exceptions, stored_rollups
+from rating_pipeline.warehouse.outputs import stored_exceptions
 from rating_pipeline.warehouse.periods import CloseRefused, close_period
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
-from tests.conftest import delete_events, insert_events, truncate_all, utc
+from tests.conftest import delete_events, insert_events, stored_rollups, truncate_all, utc
 from tests.factories import BillingEvent, derived, make_event, make_version, own, schedule
 from tests.oracle import OracleRating
 from tests.strategies import (

@@ -53,8 +53,8 @@ class Setting:
 # Tuned for the 2-core machines the project runs on. Only settings that a reload applies.
 # Parallel query is off: with two cores a parallel aggregate competes with the leader and
 # with the other rating process, and is no faster than a serial plan (docs/warehouse.md).
-# fsync, full_page_writes and synchronous_commit keep their safe defaults on the real data
-# directory; only the throwaway test cluster turns them off (TEST_SETTINGS).
+# fsync, full_page_writes and synchronous_commit keep their safe defaults: only the tests'
+# throwaway cluster turns them off (tests/conftest.py).
 SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_parallel_workers_per_gather",
@@ -68,14 +68,6 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "ALTER SYSTEM SET max_parallel_maintenance_workers = 1",
     ),
     Setting("random_page_cost", "1.1", "ALTER SYSTEM SET random_page_cost = 1.1"),
-)
-
-# The test cluster's data is disposable: trade durability for speed there, never elsewhere.
-TEST_SETTINGS: tuple[Setting, ...] = (
-    *SERVER_SETTINGS,
-    Setting("fsync", "off", "ALTER SYSTEM SET fsync = off"),
-    Setting("synchronous_commit", "off", "ALTER SYSTEM SET synchronous_commit = off"),
-    Setting("full_page_writes", "off", "ALTER SYSTEM SET full_page_writes = off"),
 )
 
 SHOW_SETTING = "SELECT current_setting(%(name)s)"

@@ -1,4 +1,4 @@
-"""Stored output rows read back as records (for the UI, checks and tests)."""
+"""Stored output rows read back as records (for the rating's summary, the UI and checks)."""
 
 from __future__ import annotations
 
@@ -49,11 +49,6 @@ def costliest_rollups(
     """The window's ``limit`` costliest stored rollups, ties broken by key (code point)."""
     params = {"window_start": window.start, "limit": limit}
     return _records(conn, RatedRollup, "select_costliest_rollups", params)
-
-
-def stored_rollups(conn: psycopg.Connection, window: Window) -> tuple[RatedRollup, ...]:
-    """The window's ``rated_usage`` rows in key order, as of the caller's snapshot."""
-    return _records(conn, RatedRollup, "select_window_rated_usage", {"window_start": window.start})
 
 
 def stored_exceptions(conn: psycopg.Connection, window: Window) -> tuple[RatingException, ...]:
