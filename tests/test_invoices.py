@@ -1351,7 +1351,7 @@ def test_cli_build_of_a_closed_month_that_billed_nothing_says_so(
         (("invoice", "build", "--month", "2026-6"), "not a month: '2026-6'"),
         (("invoice", "build", "--month", "0001-01"), "'0001-01' is outside the years 1000"),
         (("invoice", "build", "--month", "9999-12"), "'9999-12' is outside the years 1000"),
-        (("period", "close", "--through", "2026-07-01T00:30:00Z"), "is not a whole UTC hour"),
+        (("period", "close", "--through", "2026-07-01T00:30:00Z"), "is not on a whole hour"),
         (("period", "close", "--through", "2099-01-01T00:00:00Z"), "lies in the future"),
         (
             ("period", "close", "--through", "2026-07-01T00:00:00Z", "--by", ""),

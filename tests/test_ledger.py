@@ -542,7 +542,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def refusal(self, through: datetime) -> list[str]:
         if through == MISALIGNED:
-            return ["not a whole UTC hour"]
+            return ["is not on a whole hour"]
         if self.mark is not None and through <= self.mark:
             return ["not after the current mark"]
         return ["lies in the future"] if through == FUTURE else []

@@ -808,11 +808,11 @@ def test_a_close_records_the_windows_it_found_changed_in_one_statement_in_window
 @pytest.mark.parametrize(
     ("through", "reason"),
     [
-        (AFTER_WINDOW + timedelta(minutes=30), "not a whole UTC hour"),
+        (AFTER_WINDOW + timedelta(minutes=30), "is not on a whole hour"),
         # A second or a microsecond past an hour would close that hour's window too.
-        (AFTER_WINDOW + HOUR + timedelta(seconds=1), "not a whole UTC hour"),
-        (AFTER_WINDOW + HOUR + timedelta(microseconds=1), "not a whole UTC hour"),
-        (AFTER_WINDOW.replace(tzinfo=None), "has no timezone; closes are UTC"),
+        (AFTER_WINDOW + HOUR + timedelta(seconds=1), "is not on a whole hour"),
+        (AFTER_WINDOW + HOUR + timedelta(microseconds=1), "is not on a whole hour"),
+        (AFTER_WINDOW.replace(tzinfo=None), "has no timezone"),
         # The same instant, written at +02:00: bounds are UTC (contract 2), as for `rate`.
         (AFTER_WINDOW.astimezone(timezone(timedelta(hours=2))), "is not UTC"),
         (AFTER_WINDOW - HOUR, "not after the current mark"),

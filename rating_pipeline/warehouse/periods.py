@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -45,7 +45,7 @@ from rating_pipeline.warehouse.late_windows import (
     record_late_windows,
 )
 from rating_pipeline.warehouse.sqlfiles import load_sql
-from rating_pipeline.windows import WINDOWED_FROM, Window
+from rating_pipeline.windows import WINDOWED_FROM, Window, WindowError, require_hour_aligned_utc
 
 CURRENT_HOUR = "SELECT date_trunc('hour', clock_timestamp(), 'UTC')"
 # The first instant anything was billed or invoiced: a month can hold lines after its
@@ -210,23 +210,6 @@ def unbilled_note(unbilled: tuple[Unbilled, ...], closed: str, remedy: str) -> s
     )
 
 
-def require_whole_hour(through: datetime) -> None:
-    """CloseRefused unless ``through`` is a whole hour written in UTC, as every window
-    bound is (contract 2): another offset is refused even where it names the same instant."""
-    if through.tzinfo is None or through.utcoffset() is None:
-        raise CloseRefused(f"close refused: {through.isoformat()} has no timezone; closes are UTC")
-    if through.utcoffset() != timedelta(0):
-        raise CloseRefused(
-            f"close refused: {through.isoformat()} is not UTC; write the hour in UTC, e.g. "
-            "2026-07-01T00:00:00Z"
-        )
-    if (through.minute, through.second, through.microsecond) != (0, 0, 0):
-        raise CloseRefused(
-            f"close refused: {through.isoformat()} is not a whole UTC hour; a close is through "
-            "the start of an hour, e.g. 2026-07-01T00:00:00Z"
-        )
-
-
 def close_period(
     conn: psycopg.Connection,
     through: datetime,
@@ -285,10 +268,16 @@ def close_period(
 def closable_through(through: datetime, closed_by: str) -> datetime:
     """``through`` in UTC, or CloseRefused unless it is a whole UTC hour and ``closed_by``
     names someone (the refusals that need no database)."""
-    require_whole_hour(through)
+    try:
+        through = require_hour_aligned_utc(through, "through")
+    except WindowError as exc:
+        raise CloseRefused(
+            f"close refused: {exc}; a close is through the start of a UTC hour, e.g. "
+            "2026-07-01T00:00:00Z"
+        ) from exc
     if not closed_by.strip():
         raise CloseRefused("close refused: closed_by is blank; say who closes (--by)")
-    return through.astimezone(UTC)
+    return through
 
 
 def begin_close(
