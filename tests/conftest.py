@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,21 +52,12 @@ TEST_SERVER_SETTINGS: tuple[embedded.Setting, ...] = (
     embedded.Setting("synchronous_commit", "off", "ALTER SYSTEM SET synchronous_commit = off"),
     embedded.Setting("full_page_writes", "off", "ALTER SYSTEM SET full_page_writes = off"),
 )
-# One window's rated_usage rows in key order (code point), as RatedRollup fields.
-SELECT_WINDOW_RATED_USAGE = """
-SELECT
-    window_start, window_end, auth_id, model_id, service_tier, context_tier, event_count,
-    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
-    reasoning_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens,
-    rate_source, derivation_base, multiplier, input_rate_per_mtok, output_rate_per_mtok,
-    cache_read_rate_per_mtok, cache_write_rate_per_mtok, cache_write_1h_rate_per_mtok,
-    reasoning_rate_per_mtok, audio_input_rate_per_mtok, audio_output_rate_per_mtok,
-    image_input_rate_per_mtok, cost_usd, pricebook_version, pricebook_sha256
-FROM rated_usage
-WHERE window_start = %(window_start)s
-ORDER BY auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",
-    context_tier COLLATE "C"
-"""
+# One window's rated_usage rows in key order (code point), a column per RatedRollup field.
+SELECT_WINDOW_RATED_USAGE = sql.SQL(
+    "SELECT {columns} FROM rated_usage WHERE window_start = %(window_start)s"
+    ' ORDER BY auth_id COLLATE "C", model_id COLLATE "C", service_tier COLLATE "C",'
+    ' context_tier COLLATE "C"'
+).format(columns=sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RatedRollup)))
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
 # Some session of this database waits for an advisory lock (a close for a rating, a build
