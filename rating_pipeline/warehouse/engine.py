@@ -50,6 +50,7 @@ from rating_pipeline.warehouse.close_mark import (
     month_of,
     window_closed,
 )
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.extract import (
     WindowRead,
     parse_bases_key,
@@ -66,8 +67,6 @@ logger = logging.getLogger("rating_pipeline")
 # Advisory lock keys: (LOCK_NAMESPACE, hours since the epoch of the window's start).
 LOCK_NAMESPACE = 0x52415445  # "RATE"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The instant both locks (window, periods) were held: rated_at of every row it writes.
-LOCKS_GRANTED_AT = "SELECT clock_timestamp()"
 RATING_LOGGED = "SELECT 1 FROM rating_log WHERE run_id = %(run_id)s AND window_start = %(start)s"
 ROLLED_BACK = "was rolled back"
 COMMITTED_ALL_THE_SAME = "committed all the same (the failure came at or after its COMMIT)"
@@ -274,9 +273,8 @@ def begin_rating(
     conn.execute(load_sql("lock_window"), {"namespace": namespace, "window_hour": window_hour})
     conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
     lock_periods(conn, exclusive=False)
-    granted = conn.execute(LOCKS_GRANTED_AT).fetchone()
-    assert granted is not None
-    return RatingRun(window, version, run_id, rated_at=granted[0], closed_through=close_mark(conn))
+    granted = database_clock(conn)  # rated_at of every row the rating writes
+    return RatingRun(window, version, run_id, rated_at=granted, closed_through=close_mark(conn))
 
 
 def rate_set_words(service_tier: str, context_tier: str) -> str:

@@ -36,6 +36,7 @@ from rating_pipeline.warehouse.close_mark import (
     next_month,
     wholly_closed,
 )
+from rating_pipeline.warehouse.database import database_clock
 from rating_pipeline.warehouse.sqlfiles import load_sql
 
 # Ratings never take it: builds of one month serialize on (INVOICE_NAMESPACE, month key).
@@ -43,7 +44,6 @@ INVOICE_NAMESPACE = 0x494E5643  # "INVC"
 EXPORT_NAMESPACE = 0x45585054  # "EXPT"
 LOCK_MONTH = "SELECT pg_advisory_xact_lock(%(namespace)s, %(key)s)"
 STILL_CONNECTED = "SELECT 1"  # fails once the session, and with it the export lock, is gone
-NOW = "SELECT clock_timestamp()"
 LINE_COLUMNS = (
     "month", "account_id", "kind", "model_id", "service_tier", "context_tier", "token_class",
     "unit_rate_per_mtok", "quantity_tokens", "amount_exact", "amount", "built_at", "run_id",
@@ -308,9 +308,7 @@ def build_invoice(conn: psycopg.Connection, month: datetime, run_id: str) -> Lin
                 differing=tuple(mismatches([month], {month: totals}, recorded)),
                 accounts=tuple(totals),
             )  # fmt: skip
-        built_at = conn.execute(NOW).fetchone()
-        assert built_at is not None
-        built = converge_month_lines(conn, month, run_id, built_at[0])
+        built = converge_month_lines(conn, month, run_id, database_clock(conn))
         return replace(built, accounts=tuple(month_totals(conn, month)))
 
 
