@@ -450,6 +450,30 @@ def test_rerate_reports_deleted_rows_and_logs_them_at_info(
     assert rows(reader, "SELECT auth_id FROM rated_usage_archive") == [("org-2",)]
 
 
+def test_a_windows_rating_is_one_log_entry_however_many_rows_it_deleted(
+    database_url: str, add_events: AddEvents
+) -> None:
+    # Dagster stores each log entry as an event (a connection and an insert on its
+    # PostgreSQL storage): a line per deleted row would cost a range re-rate that deletes
+    # rows in every window up to 51 of them a window.
+    events = traffic(0)
+    add_events(events)
+    instance = dg.DagsterInstance.ephemeral()
+    materialize(database_url, instance=instance)
+    delete_events(database_url, [events[2].event_id, events[3].event_id])  # org-2, org-3
+
+    result = materialize(database_url, instance=instance)
+
+    ratings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == 20 and entry.user_message.startswith(f"{KEY} pricebook ")
+    ]
+    assert len(ratings) == 1
+    deleted = [line for line in ratings[0].splitlines() if "deleted rated_usage row" in line]
+    assert [line.split("auth_id=")[1][:7] for line in deleted] == ["'org-2'", "'org-3'"]
+
+
 def test_ambiguous_rollup_reconciles_the_window_then_fails_the_blocking_check(
     database_url: str, add_events: AddEvents, reader: psycopg.Connection
 ) -> None:

@@ -298,8 +298,8 @@ def rated_usage(
                     f"{e.context_tier}"
                     for e in rating.ambiguous
                 ]
-                for line in rating_log_lines(rating):
-                    context.log.info(line)
+                # One entry: Dagster stores each as an event, at a connection apiece.
+                context.log.info("\n".join(rating_log_lines(rating)))
                 # After the commit: the UI's tables are no part of the rating's transaction.
                 try:
                     tables = window_tables(conn, window, metadata.COSTLIEST_ROLLUPS)
