@@ -60,11 +60,12 @@ SELECT_WINDOW_RATED_USAGE = sql.SQL(
 ).format(columns=sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RatedRollup)))
 CREATE_FROM_TEMPLATE = "CREATE DATABASE {name} TEMPLATE {template}"
 CREATE_EMPTY = "CREATE DATABASE {name}"
-# Some session of this database waits for an advisory lock (a close for a rating, a build
-# for a build); other tests' databases, on the same server, are not looked at.
+# Some session of this database waits for a lock of a type (an advisory lock: a close for
+# a rating, a build for a build); other tests' databases, on the same server, are not
+# looked at.
 WAITING_FOR_A_LOCK = """
 SELECT count(*) FROM pg_locks
-WHERE locktype = 'advisory' AND NOT granted
+WHERE locktype = %(locktype)s AND NOT granted
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 LOCK_WAIT_GUARD_SECONDS = 30.0  # only against a hang: no assertion on elapsed time
@@ -307,12 +308,13 @@ def services(dagster_home: LocalInstance, tmp_path: Path) -> Iterator[Services]:
         started.stop()
 
 
-def wait_until_a_lock_is_awaited(reader: psycopg.Connection) -> None:
-    """Return once some session waits for an advisory lock; fail after a long guard."""
+def wait_until_a_lock_is_awaited(reader: psycopg.Connection, locktype: str = "advisory") -> None:
+    """Return once some session waits for a lock of ``locktype`` (pg_locks' names:
+    ``advisory``, ``relation``...); fail after a long guard."""
     deadline = time.monotonic() + LOCK_WAIT_GUARD_SECONDS
-    while reader.execute(WAITING_FOR_A_LOCK).fetchone() == (0,):
+    while reader.execute(WAITING_FOR_A_LOCK, {"locktype": locktype}).fetchone() == (0,):
         reader.rollback()
         if time.monotonic() > deadline:
-            pytest.fail("no session ever waited for an advisory lock")
+            pytest.fail(f"no session ever waited for a lock of type {locktype}")
         time.sleep(0.01)
     reader.rollback()

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -1759,7 +1758,7 @@ def test_an_export_waits_for_a_close_in_flight_and_writes_the_lines_it_froze(
         blocker.execute("LOCK TABLE rating_period_close_total IN ACCESS EXCLUSIVE MODE")
         closer = threading.Thread(target=lambda: close(database_url, JULY))
         closer.start()
-        wait_until_a_table_lock_is_awaited(reader)
+        wait_until_a_lock_is_awaited(reader, "relation")
         exporter = threading.Thread(
             target=lambda: exported.append(export_in_own_connection(database_url, tmp_path))
         )
@@ -1771,20 +1770,6 @@ def test_an_export_waits_for_a_close_in_flight_and_writes_the_lines_it_froze(
     (org_2,) = [t for t in totals(database_url, JUNE) if t.account_id == "org-2"]
     total_row = (tmp_path / "2026-06_org-2.csv").read_text().splitlines()[-1]
     assert f",{org_2.amount_exact:f}," in total_row, total_row
-
-
-def wait_until_a_table_lock_is_awaited(reader: psycopg.Connection) -> None:
-    while reader.execute(WAITING_FOR_A_TABLE).fetchone() == (0,):
-        reader.rollback()
-        time.sleep(0.01)
-    reader.rollback()
-
-
-WAITING_FOR_A_TABLE = """
-SELECT count(*) FROM pg_locks
-WHERE locktype = 'relation' AND NOT granted
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
 
 
 def test_an_export_of_a_closed_month_whose_lines_differ_from_its_close_writes_nothing(

@@ -37,7 +37,13 @@ from rating_pipeline.warehouse.periods import (
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
-from tests.conftest import delete_events, insert_events, utc, wait_until_a_lock_is_awaited
+from tests.conftest import (
+    LOCK_WAIT_GUARD_SECONDS,
+    delete_events,
+    insert_events,
+    utc,
+    wait_until_a_lock_is_awaited,
+)
 from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own, with_tokens
 
 WINDOW = Window(WINDOW_START)
@@ -756,10 +762,13 @@ def test_a_rating_that_commits_between_the_close_count_and_its_lock_hides_no_cha
         with connect(database_url) as conn:
             rate_window(conn, later, Pricebooks((priced(),)), "run-3")
         delete_events(database_url, [deleted.event_id])
-        closer = threading.Thread(target=lambda: closed.append(close(database_url, later.end)))
+        closer = threading.Thread(
+            target=lambda: closed.append(close(database_url, later.end)), daemon=True
+        )
         closer.start()  # counts 1 event against run-1's 2, then waits for run-2's lock
         wait_until_a_lock_is_awaited(reader)
-    closer.join()
+    closer.join(LOCK_WAIT_GUARD_SECONDS)
+    assert not closer.is_alive(), "the close never finished"
 
     assert closed[0].changed_not_rated == (WINDOW.start,)
     run_2 = reader.execute("SELECT log_id FROM rating_log WHERE run_id = 'run-2'").fetchone()
@@ -797,10 +806,11 @@ def test_a_close_records_the_windows_it_found_changed_in_one_statement_in_window
         with connect(database_url) as conn:
             rate_window(conn, later, Pricebooks((priced(),)), "run-3")
         delete_events(database_url, [deleted.event_id, gone_later.event_id])
-        closer = threading.Thread(target=lambda: close(database_url, later.end))
+        closer = threading.Thread(target=lambda: close(database_url, later.end), daemon=True)
         closer.start()  # counts both windows changed, then waits for run-2's lock
         wait_until_a_lock_is_awaited(reader)
-    closer.join()
+    closer.join(LOCK_WAIT_GUARD_SECONDS)
+    assert not closer.is_alive(), "the close never finished"
 
     assert recorded == [[WINDOW.start, later.start]]
 

@@ -137,7 +137,9 @@ def test_a_start_that_outlasts_pg_ctls_wait_waits_for_the_server_instead_of_fail
             return real_pgexec(command, args, **kwargs)
         real_pgexec(command, ["-W" if arg == "-w" else arg for arg in args], **kwargs)
         data = Path(args[args.index("-D") + 1])
+        deadline = time.monotonic() + 60  # only against a hang
         while not (data / "postmaster.pid").exists() or not (data / "log").exists():
+            assert time.monotonic() < deadline, "the server never wrote postmaster.pid and log"
             time.sleep(0.01)  # as after 10 s: the server has written both
         raise subprocess.TimeoutExpired(command, 10)
 
