@@ -67,7 +67,6 @@ def plans(bench: Bench, window: Window, explain: str) -> list[tuple[str, str]]:
     version = bench.pricebooks.version_for(window)
     with connect(bench.url) as conn, conn.transaction(force_rollback=True):
         run = begin_rating(conn, window, version, bench.run_id("explain"))
-        conn.execute(load_sql("create_window_sums"))
         fill = _explain(conn, explain, load_sql(EXPLAINED[0]), usage_params(conn, window, version))
         found.append((f"`{EXPLAINED[0]}`", fill))
         conn.execute(load_sql("merge_mixed_bases"))

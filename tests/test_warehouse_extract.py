@@ -31,7 +31,14 @@ from rating_pipeline.warehouse.late_windows import (
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window, WindowError
 from tests.conftest import database_url_for, insert_events, stored_window
-from tests.factories import WINDOW_START, BillingEvent, make_event, make_version, own
+from tests.factories import (
+    WINDOW_START,
+    BillingEvent,
+    make_event,
+    make_version,
+    own,
+    with_tokens,
+)
 
 WINDOW = Window(WINDOW_START)
 BOOK = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
@@ -284,6 +291,54 @@ def test_events_digest_changes_with_each_token_class_and_the_model(
     before, digests = digests_after(conn, corrections)
     assert [name for name, digest in digests.items() if digest == before] == []
     assert len(set(digests.values())) == len(digests)
+
+
+DIGESTED_VERSION = make_version(
+    {
+        "base-large": own(
+            "2.50", "10.00", long_context=own("5.00", "20.00"), long_context_above_tokens=1000
+        )
+    }
+)
+NARROW_COUNT_TYPES = (
+    "ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE smallint, "
+    "ALTER COLUMN output_tokens TYPE integer, ALTER COLUMN reasoning_tokens TYPE numeric(20, 0)"
+)
+
+
+# The digest the release of 2026-12-08 logged for the events below, in either count type.
+LOGGED_DIGEST = "8:8:-2835507996580057213"
+
+
+@pytest.mark.parametrize(
+    "count_types",
+    [None, NARROW_COUNT_TYPES],
+    ids=["bigint-counts", "smallint-integer-and-numeric-counts"],
+)
+def test_the_events_digest_of_unchanged_events_is_the_one_earlier_releases_logged(
+    conn: psycopg.Connection, add_events: AddEvents, count_types: str | None
+) -> None:
+    """The changed-events sensor compares a window's digest with the one its latest rating
+    logged, whatever release logged it: a release that hashed the same events differently
+    would have it re-rate every window it looks at. A narrower upstream count type does
+    not change it either: its sums are numeric all the same."""
+    if count_types is not None:
+        conn.execute(count_types)
+        conn.commit()
+    add_events(
+        [
+            make_event("org-1", input_tokens=1000),
+            make_event("org-1", input_tokens=1001),
+            replace(make_event("org-2"), service_tier="batch"),
+            make_event("org-3", "ft:acme:x", "base-a"),
+            make_event("org-3", "ft:acme:x", "base-b"),
+            make_event("org-4", input_tokens=-1),
+            make_event(" "),
+            with_tokens(make_event("org-5"), cache_read_tokens=7, reasoning_tokens=3),
+        ]
+    )
+    with conn.transaction(force_rollback=True):
+        assert read_window_usage(conn, WINDOW, DIGESTED_VERSION).events_digest == LOGGED_DIGEST
 
 
 def test_a_client_in_another_encoding_flags_the_blank_characters_both_hold(

@@ -44,6 +44,7 @@ from tests.strategies import (
 
 # The strategies' events straddle WINDOW's edges, so its neighbours get events too.
 WINDOWS = (Window(WINDOW.start - HOUR), WINDOW, Window(WINDOW.end))
+IN_A_PARALLEL_WORKER = "SET debug_parallel_query = on"
 DATABASE_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -67,6 +68,28 @@ def test_database_path_agrees_with_oracle(database_url: str, data: st.DataObject
     assert stored.exceptions == expected.exceptions
     assert result.events_read == sum(WINDOW.start <= e.occurred_at < WINDOW.end for e in events)
     assert rerun.rows_written == 0
+
+
+@settings(DATABASE_SETTINGS, max_examples=20)
+@given(data=st.data())
+def test_a_window_read_with_a_parallel_worker_agrees_with_the_oracle(
+    database_url: str, data: st.DataObject
+) -> None:
+    """A busy window's events are read with a parallel worker (set_rating_planner.sql). Here
+    every statement of the rating that a worker can run runs in one, as PostgreSQL's own
+    tests force it: the read still puts every event in exactly the oracle's row."""
+    version = data.draw(pricebook_versions(), label="version")
+    events = data.draw(window_events(version), label="events")
+    truncate_all(database_url)
+    insert_events(database_url, events)
+    with connect(database_url) as conn:
+        conn.execute(IN_A_PARALLEL_WORKER)
+        conn.commit()
+        rate_window(conn, WINDOW, Pricebooks((version,)), "run-1")
+        stored = stored_window(conn, WINDOW)
+    expected = oracle.rate_window(WINDOW, version, events)
+    assert stored.rollups == expected.rollups
+    assert stored.exceptions == expected.exceptions
 
 
 @settings(DATABASE_SETTINGS, max_examples=40)

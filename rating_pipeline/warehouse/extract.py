@@ -59,13 +59,12 @@ def read_window_usage(
 
     Runs in the caller's transaction; the table is dropped at its commit or rollback.
     """
-    conn.execute(load_sql("create_window_sums"))
     params = usage_params(conn, window, version)
     digest, events, *sums, max_ingested_at = fill_window_sums(conn, params)
     if any(total.is_nan() for total in sums):
         # A numeric(p, 0) count holds 'NaN', which passed as valid (NaN >= 0 in PostgreSQL):
         # sum again, telling such events apart (a cost no other window pays).
-        conn.execute(EMPTY_WINDOW_SUMS)
+        conn.execute(DROP_WINDOW_SUMS)
         params["nan_counts"] = True
         digest, events, *sums, max_ingested_at = fill_window_sums(conn, params)
     keys = resolution_keys(conn)
@@ -83,12 +82,13 @@ def read_window_usage(
     )
 
 
-EMPTY_WINDOW_SUMS = "TRUNCATE window_sums"
+DROP_WINDOW_SUMS = "DROP TABLE window_sums"
 
 
 def fill_window_sums(conn: psycopg.Connection, params: dict[str, object]) -> tuple[Any, ...]:
-    """Sum the window's events into ``window_sums``; return ``select_window_read``'s row:
-    the digest, the event count, every class's sum and the latest ingested_at."""
+    """Sum the window's events into a new temp table ``window_sums``; return
+    ``select_window_read``'s row: the digest, the event count, every class's sum and the
+    latest ingested_at."""
     conn.execute(load_sql("fill_window_sums"), params)
     row = conn.execute(load_sql("select_window_read")).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row

@@ -1,5 +1,6 @@
--- Sum one window's events into window_sums, one row per (auth_id, model_id, base_model,
--- service tier, context tier, problem_bits); select_window_read.sql then reads the totals.
+-- Sum one window's events into a new temp table window_sums, one row per (auth_id, model_id,
+-- base_model, service tier, context tier, problem_bits), each column cast to its type (the
+-- events digest hashes them); a CREATE TABLE AS, the one write planned in parallel.
 -- An event is long-context when its prompt exceeds its model's threshold: a listed model's
 -- in %(listed_models)s, an unlisted fine-tune's by its base in %(event_bases)s (with
 -- neither, the planner folds the test to false). Invalid events keep their problem_bits
@@ -7,6 +8,7 @@
 -- count: only with %(nan_counts)s (else folded away) is it a problem, summed as nothing.
 -- Also bound: %(start)s, %(end)s, %(listed_thresholds)s, %(base_thresholds)s,
 -- %(fine_tune_prefix)s, %(service_tiers)s, %(blank_characters)s, %(max_id_length)s.
+CREATE TEMP TABLE window_sums ON COMMIT DROP AS
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
@@ -179,11 +181,13 @@ flagged AS (
         image_input_tokens, max_ingested_at
     FROM sums
 )
-INSERT INTO window_sums
 SELECT
-    auth_id, model_id, base_model, service_tier, context_tier, problem_bits,
-    CASE WHEN problem_bits = 0 THEN '[' || coalesce(to_json(base_model)::text, 'null') || ']' END,
-    event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-    cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
-    image_input_tokens, max_ingested_at
+    auth_id::text, model_id::text, base_model::text, service_tier::text, context_tier::text,
+    problem_bits::bigint,
+    CASE WHEN problem_bits = 0 THEN '[' || coalesce(to_json(base_model)::text, 'null') || ']' END
+        AS bases_key,
+    event_count::bigint, input_tokens::numeric, output_tokens::numeric,
+    cache_read_tokens::numeric, cache_write_tokens::numeric, cache_write_1h_tokens::numeric,
+    reasoning_tokens::numeric, audio_input_tokens::numeric, audio_output_tokens::numeric,
+    image_input_tokens::numeric, max_ingested_at::timestamptz
 FROM flagged
