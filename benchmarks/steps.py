@@ -34,6 +34,7 @@ from rating_pipeline.warehouse.close_mark import month_of, next_month
 from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import RATING_WORK_MEM, rate_window
 from rating_pipeline.warehouse.invoices import LinesBuilt, build_invoice
+from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import HOUR, Window, windows_between
 
 if TYPE_CHECKING:
@@ -251,8 +252,21 @@ def _session(bench: Bench) -> psycopg.Connection:
 def aggregate_floor(bench: Bench, span: Span) -> Taken:
     """The aggregate floor (hourly groups over a span of several hours), every group
     received by the client (not converted to Python objects)."""
+    return _aggregate_floor(bench, span, as_rated=False)
+
+
+def aggregate_floor_as_rated(bench: Bench, span: Span) -> Taken:
+    """The aggregate floor planned under the rating's own settings (``set_rating_planner.sql``:
+    a parallel worker allowed, sorts off): whether the floor, too, would gain from the
+    worker the rating's read takes."""
+    return _aggregate_floor(bench, span, as_rated=True)
+
+
+def _aggregate_floor(bench: Bench, span: Span, *, as_rated: bool) -> Taken:
     statement = AGGREGATE_FLOOR if span.hours == 1 else HOURLY_AGGREGATE_FLOOR
     with _session(bench) as conn:
+        if as_rated:
+            conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
         began = time.perf_counter()
         conn.execute(statement, span.bound())
         seconds = time.perf_counter() - began

@@ -104,6 +104,12 @@ def rating_case(name: str, what: str, span: Callable[[Layout], Span], rounds: in
                 "one serial GROUP BY of the events (count, token sums), at the rating's work_mem",
                 steps.aggregate_floor,
             ),
+            Step(
+                "aggregate-floor-as-rated",
+                "the same GROUP BY under the rating's planner settings (a parallel worker "
+                "allowed); for comparison, in no goal",
+                steps.aggregate_floor_as_rated,
+            ),
             RATE_EMPTY,
             Step(
                 "rate-first",
