@@ -239,11 +239,13 @@ class WriteProof:
         )
 
 
-def _session(bench: Bench) -> psycopg.Connection:
-    """A connection for the floors: serial plans at the rating's work_mem (the rating also
-    turns sorts off; the floors are plain statements, planned as PostgreSQL plans them)."""
+def _session(bench: Bench, *, serial: bool = True) -> psycopg.Connection:
+    """A connection for the floors: serial plans (unless not ``serial``) at the rating's
+    work_mem (the rating also turns sorts off; the floors are plain statements, planned as
+    PostgreSQL plans them)."""
     conn = connect(bench.url)
-    conn.execute(SET_SERIAL)
+    if serial:
+        conn.execute(SET_SERIAL)
     conn.execute(SET_WORK_MEM, {"work_mem": RATING_WORK_MEM})
     conn.commit()
     return conn
@@ -256,15 +258,15 @@ def aggregate_floor(bench: Bench, span: Span) -> Taken:
 
 
 def aggregate_floor_as_rated(bench: Bench, span: Span) -> Taken:
-    """The aggregate floor planned under the rating's own settings (``set_rating_planner.sql``:
-    a parallel worker allowed, sorts off): whether the floor, too, would gain from the
+    """The aggregate floor at the server's settings (a parallel worker allowed) under the
+    rating's own (``set_rating_planner.sql``): whether the floor, too, would gain from the
     worker the rating's read takes."""
     return _aggregate_floor(bench, span, as_rated=True)
 
 
 def _aggregate_floor(bench: Bench, span: Span, *, as_rated: bool) -> Taken:
     statement = AGGREGATE_FLOOR if span.hours == 1 else HOURLY_AGGREGATE_FLOOR
-    with _session(bench) as conn:
+    with _session(bench, serial=not as_rated) as conn:
         if as_rated:
             conn.execute(load_sql("set_rating_planner"), {"work_mem": RATING_WORK_MEM})
         began = time.perf_counter()

@@ -45,7 +45,7 @@ def test_embedded_server_starts_tuned_keeps_fsync_on_and_is_reused(tmp_path: Pat
             "fsync": ("on",),
             "synchronous_commit": ("on",),
             "full_page_writes": ("on",),
-            "max_parallel_workers_per_gather": ("0",),
+            "max_parallel_workers_per_gather": ("1",),
             "max_parallel_workers": ("2",),
         }
         # A second start reuses the running server and changes nothing.

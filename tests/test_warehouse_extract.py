@@ -306,22 +306,32 @@ NARROW_COUNT_TYPES = (
 )
 
 
-# The digest the release of 2026-12-08 logged for the events below, in either count type.
+A_NAN_COUNT = "UPDATE billing_event SET reasoning_tokens = 'NaN' WHERE auth_id = 'org-5'"
+# What the release of 9fbac75 (2026-12-08) logged for the events below: with bigint counts,
+# with narrower types (the same: the sums are numeric either way), and with a 'NaN' count.
 LOGGED_DIGEST = "8:8:-2835507996580057213"
+LOGGED_DIGEST_WITH_A_NAN = "8:8:1147846199805004120"
 
 
 @pytest.mark.parametrize(
-    "count_types",
-    [None, NARROW_COUNT_TYPES],
-    ids=["bigint-counts", "smallint-integer-and-numeric-counts"],
+    ("count_types", "correction", "logged"),
+    [
+        (None, None, LOGGED_DIGEST),
+        (NARROW_COUNT_TYPES, None, LOGGED_DIGEST),
+        (NARROW_COUNT_TYPES, A_NAN_COUNT, LOGGED_DIGEST_WITH_A_NAN),
+    ],
+    ids=["bigint-counts", "smallint-integer-and-numeric-counts", "a-nan-count"],
 )
 def test_the_events_digest_of_unchanged_events_is_the_one_earlier_releases_logged(
-    conn: psycopg.Connection, add_events: AddEvents, count_types: str | None
+    conn: psycopg.Connection,
+    add_events: AddEvents,
+    count_types: str | None,
+    correction: str | None,
+    logged: str,
 ) -> None:
     """The changed-events sensor compares a window's digest with the one its latest rating
     logged, whatever release logged it: a release that hashed the same events differently
-    would have it re-rate every window it looks at. A narrower upstream count type does
-    not change it either: its sums are numeric all the same."""
+    would have it re-rate every window it looks at."""
     if count_types is not None:
         conn.execute(count_types)
         conn.commit()
@@ -338,7 +348,9 @@ def test_the_events_digest_of_unchanged_events_is_the_one_earlier_releases_logge
         ]
     )
     with conn.transaction(force_rollback=True):
-        assert read_window_usage(conn, WINDOW, DIGESTED_VERSION).events_digest == LOGGED_DIGEST
+        if correction is not None:
+            conn.execute(correction)
+        assert read_window_usage(conn, WINDOW, DIGESTED_VERSION).events_digest == logged
 
 
 def test_a_client_in_another_encoding_flags_the_blank_characters_both_hold(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -20,12 +21,15 @@ WINDOW = Window(WINDOW_START)
 BOOKS = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
 REPRICED = Pricebooks((make_version({"base-large": own("3.00", "10.00")}),))
 ROLLUPS = 3000
-# A session's planner costs under which a test-sized window is planned as a busy one is:
-# starting a parallel worker and scanning a few pages no longer outweigh its share of work.
+# The embedded server's one worker per query, whatever the server the tests run on allows.
+ONE_WORKER = "SET max_parallel_workers_per_gather = 1"
+# Planner costs under which a test-sized window is planned as a busy one is: starting a
+# worker and scanning a few pages no longer outweigh the worker's share of the events.
 PLANNED_AS_A_BUSY_WINDOW = (
-    "SET parallel_setup_cost = 0; SET min_parallel_index_scan_size = 0; "
+    f"{ONE_WORKER}; SET parallel_setup_cost = 0; SET min_parallel_index_scan_size = 0; "
     "SET min_parallel_table_scan_size = 0"
 )
+NEGATIVE_COUNTS_INDEX = "billing_event_negative_tokens_idx"  # revision 0012's partial index
 KEEP_STATISTICS_STALE = (
     "ALTER TABLE rated_usage SET (autovacuum_enabled = false)",
     "ALTER TABLE rating_exception SET (autovacuum_enabled = false)",
@@ -147,21 +151,85 @@ def test_window_events_are_grouped_by_hash_whatever_the_planner_expects(
     assert any(n.get("Strategy") == "Hashed" for n in nodes)
 
 
+def _gathered_scans(plan: dict[str, Any]) -> list[str]:
+    """The scans of billing_event that a Gather shares with its workers."""
+    return [
+        scan.get("Index Name", scan["Node Type"])
+        for gather in _nodes(plan)
+        if gather["Node Type"] == "Gather"
+        for scan in _nodes(gather)
+        if scan.get("Relation Name") == "billing_event"
+    ]
+
+
 def test_a_busy_windows_events_are_read_with_a_parallel_worker(
     database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
 ) -> None:
     """The read is the rating's one statement that spends CPU on every event (its checks and
-    classification): a worker taking a share of them made a busy hour's rating markedly
-    faster on 2 cores (BENCHMARKS.md). The rating allows one even where the server allows
-    none, and the read writes only the table it creates (CREATE TABLE AS), the one write
-    PostgreSQL plans in parallel; an INSERT is never."""
+    classification): a worker taking a share of the window's events made a busy hour's
+    rating markedly faster on 2 cores (BENCHMARKS.md). The read writes only the table it
+    creates (CREATE TABLE AS), the one write PostgreSQL plans in parallel (an INSERT is
+    never), and the rating prices the rows a worker passes at nothing, else the planner
+    refuses. A window too small to pay for a worker is read serially."""
     add_events(make_event(f"org-{n % 700:03d}", minutes=n % 60) for n in range(7_000))
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute("ANALYZE billing_event")
-    session = PLANNED_AS_A_BUSY_WINDOW + "; SET max_parallel_workers_per_gather = 0"
-    plan = _fill_plan(database_url, session=session)
-    gathers = [node["Workers Planned"] for node in _nodes(plan) if node["Node Type"] == "Gather"]
-    assert gathers == [1]
+    busy = _gathered_scans(_fill_plan(database_url, session=PLANNED_AS_A_BUSY_WINDOW))
+    assert [scan for scan in busy if scan != NEGATIVE_COUNTS_INDEX], busy  # the valid events'
+    assert _gathered_scans(_fill_plan(database_url, session=ONE_WORKER)) == []
+
+
+WINDOW_SUMS_ROWS = "SELECT * FROM window_sums ORDER BY 1, 2, 3, 4, 5, 6"
+
+
+def _window_sums(database_url: str, version: PricebookVersion, session: str) -> list[Any]:
+    """WINDOW's window_sums as the read fills it after ``session``'s settings, rolled back;
+    with the read's EXPLAIN ANALYZE, which ran it."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(session)
+        conn.commit()
+        with conn.transaction(force_rollback=True):
+            engine.begin_rating(conn, WINDOW, version, "read")
+            explain = "EXPLAIN (ANALYZE, FORMAT JSON) " + load_sql("fill_window_sums")
+            row = conn.execute(explain, usage_params(conn, WINDOW, version)).fetchone()
+            assert row is not None
+            return [row[0][0]["Plan"], *conn.execute(WINDOW_SUMS_ROWS)]
+
+
+def test_a_window_read_with_a_worker_sums_what_a_serial_read_sums(
+    database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
+) -> None:
+    """The worker and the leader each take a share of the events and the leader sums them
+    all: each event is summed once, in the same rows as a serial read, whatever the event
+    (valid or not, batch or standard, above or at its model's threshold, a fine-tune of
+    several bases)."""
+    add_events(
+        replace(
+            make_event(
+                f"org-{n % 307:03d}",
+                ("base-large", "mystery", "ft:acme:x")[n % 3],
+                f"base-{n % 2}" if n % 3 == 2 else None,
+                input_tokens=(1000, 1001, -1, 5)[n % 4],
+                minutes=n % 60,
+            ),
+            service_tier=("standard", "batch", None)[n % 5 % 3],
+        )
+        for n in range(7_000)
+    )
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("ANALYZE billing_event")
+    long_context = own("5.00", "20.00")
+    version = make_version(
+        {"base-large": own("2.50", "10.00", long_context=long_context,
+                           long_context_above_tokens=1000)}
+    )  # fmt: skip
+    shared_plan, *shared = _window_sums(database_url, version, PLANNED_AS_A_BUSY_WINDOW)
+    serial_plan, *serial = _window_sums(database_url, version, ONE_WORKER)
+    gathers = [node for node in _nodes(shared_plan) if node["Node Type"] == "Gather"]
+    assert gathers and [node["Workers Launched"] for node in gathers] == [1] * len(gathers)
+    assert _gathered_scans(serial_plan) == []
+    assert len(shared) > 2_000
+    assert shared == serial
 
 
 def _with_thresholds(prefix: str) -> dict[str, Own]:
@@ -225,4 +293,4 @@ def test_events_with_a_bad_count_are_found_through_the_partial_index_not_a_secon
         for node in _nodes(_fill_plan(database_url))
         if node.get("Relation Name") == "billing_event"
     ]
-    assert len(scans) == 2 and scans.count("billing_event_negative_tokens_idx") == 1, scans
+    assert len(scans) == 2 and scans.count(NEGATIVE_COUNTS_INDEX) == 1, scans

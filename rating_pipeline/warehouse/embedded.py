@@ -51,16 +51,15 @@ class Setting:
 
 
 # Tuned for the 2-core machines the project runs on. Only settings that a reload applies.
-# Parallel query is off: with two cores a parallel aggregate competes with the leader and
-# with the other rating process, and is no faster than a serial plan; a rating's read of its
-# window allows itself one worker (set_rating_planner.sql, docs/warehouse.md).
+# One parallel worker per query at most: the second of two cores, which a rating's read of a
+# busy window takes (set_rating_planner.sql, docs/warehouse.md).
 # fsync, full_page_writes and synchronous_commit keep their safe defaults: only the tests'
 # throwaway cluster turns them off (tests/conftest.py).
 SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_parallel_workers_per_gather",
-        "0",
-        "ALTER SYSTEM SET max_parallel_workers_per_gather = 0",
+        "1",
+        "ALTER SYSTEM SET max_parallel_workers_per_gather = 1",
     ),
     Setting("max_parallel_workers", "2", "ALTER SYSTEM SET max_parallel_workers = 2"),
     Setting(

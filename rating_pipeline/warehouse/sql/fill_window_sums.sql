@@ -8,7 +8,12 @@
 -- count: only with %(nan_counts)s (else folded away) is it a problem, summed as nothing.
 -- Also bound: %(start)s, %(end)s, %(listed_thresholds)s, %(base_thresholds)s,
 -- %(fine_tune_prefix)s, %(service_tiers)s, %(blank_characters)s, %(max_id_length)s.
-CREATE TEMP TABLE window_sums ON COMMIT DROP AS
+CREATE TEMP TABLE window_sums (
+    auth_id, model_id, base_model, service_tier, context_tier, problem_bits, bases_key,
+    event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+    image_input_tokens, max_ingested_at  -- null when upstream left every ingested_at null
+) ON COMMIT DROP AS
 WITH listed AS (
     SELECT * FROM unnest(%(listed_models)s::text[], %(listed_thresholds)s::bigint[])
         AS listed (model_id, above)
@@ -184,8 +189,8 @@ flagged AS (
 SELECT
     auth_id::text, model_id::text, base_model::text, service_tier::text, context_tier::text,
     problem_bits::bigint,
-    CASE WHEN problem_bits = 0 THEN '[' || coalesce(to_json(base_model)::text, 'null') || ']' END
-        AS bases_key,
+    (CASE WHEN problem_bits = 0 THEN '[' || coalesce(to_json(base_model)::text, 'null') || ']'
+        END)::text,
     event_count::bigint, input_tokens::numeric, output_tokens::numeric,
     cache_read_tokens::numeric, cache_write_tokens::numeric, cache_write_1h_tokens::numeric,
     reasoning_tokens::numeric, audio_input_tokens::numeric, audio_output_tokens::numeric,

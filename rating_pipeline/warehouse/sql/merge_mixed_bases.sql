@@ -27,7 +27,12 @@ pair AS (
     FROM parts
     GROUP BY auth_id, model_id
 )
-INSERT INTO window_sums
+INSERT INTO window_sums (
+    auth_id, model_id, base_model, service_tier, context_tier, problem_bits, bases_key,
+    event_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    cache_write_1h_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens,
+    image_input_tokens, max_ingested_at
+)
 SELECT
     parts.auth_id, parts.model_id, NULL, parts.service_tier, parts.context_tier, 0,
     pair.bases_key, sum(event_count)::bigint, sum(input_tokens), sum(output_tokens),
