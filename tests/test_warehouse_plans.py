@@ -30,6 +30,7 @@ PLANNED_AS_A_BUSY_WINDOW = (
     "SET min_parallel_table_scan_size = 0"
 )
 NEGATIVE_COUNTS_INDEX = "billing_event_negative_tokens_idx"  # revision 0012's partial index
+WINDOW_SUMS_ROWS = "SELECT * FROM window_sums ORDER BY 1, 2, 3, 4, 5, 6"
 KEEP_STATISTICS_STALE = (
     "ALTER TABLE rated_usage SET (autovacuum_enabled = false)",
     "ALTER TABLE rating_exception SET (autovacuum_enabled = false)",
@@ -53,23 +54,31 @@ def _quadratic_joins(plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def _fill_plan(
-    database_url: str, books: Pricebooks = BOOKS, session: str | None = None
-) -> dict[str, Any]:
-    """The plan of WINDOW's fill statement, planned as a rating plans it (after ``session``'s
-    own settings), rolled back."""
-    version = books.version_for(WINDOW)
+def _read(
+    database_url: str, version: PricebookVersion, session: str | None = None, *, run: bool = False
+) -> tuple[dict[str, Any], list[Any]]:
+    """The plan of WINDOW's read (``fill_window_sums``), planned as a rating plans it after
+    ``session``'s own settings, rolled back; if ``run``, also run, with the rows it wrote."""
     with psycopg.connect(database_url) as conn:
         if session is not None:
             conn.execute(session)
             conn.commit()
         with conn.transaction(force_rollback=True):
-            engine.begin_rating(conn, WINDOW, version, "plan")
-            explain = "EXPLAIN (FORMAT JSON) " + load_sql("fill_window_sums")
-            row = conn.execute(explain, usage_params(conn, WINDOW, version)).fetchone()
-    assert row is not None
-    plan: dict[str, Any] = row[0][0]["Plan"]
-    return plan
+            engine.begin_rating(conn, WINDOW, version, "read")
+            explain = f"EXPLAIN ({'ANALYZE, ' if run else ''}FORMAT JSON) "
+            row = conn.execute(
+                explain + load_sql("fill_window_sums"), usage_params(conn, WINDOW, version)
+            ).fetchone()
+            assert row is not None
+            rows = list(conn.execute(WINDOW_SUMS_ROWS)) if run else []
+    return row[0][0]["Plan"], rows
+
+
+def _fill_plan(
+    database_url: str, books: Pricebooks = BOOKS, session: str | None = None
+) -> dict[str, Any]:
+    """The plan of WINDOW's read, planned as a rating plans it (after ``session``'s)."""
+    return _read(database_url, books.version_for(WINDOW), session)[0]
 
 
 def _plans_of_rerate(
@@ -179,23 +188,6 @@ def test_a_busy_windows_events_are_read_with_a_parallel_worker(
     assert _gathered_scans(_fill_plan(database_url, session=ONE_WORKER)) == []
 
 
-WINDOW_SUMS_ROWS = "SELECT * FROM window_sums ORDER BY 1, 2, 3, 4, 5, 6"
-
-
-def _window_sums(database_url: str, version: PricebookVersion, session: str) -> list[Any]:
-    """WINDOW's window_sums as the read fills it after ``session``'s settings, rolled back;
-    with the read's EXPLAIN ANALYZE, which ran it."""
-    with psycopg.connect(database_url) as conn:
-        conn.execute(session)
-        conn.commit()
-        with conn.transaction(force_rollback=True):
-            engine.begin_rating(conn, WINDOW, version, "read")
-            explain = "EXPLAIN (ANALYZE, FORMAT JSON) " + load_sql("fill_window_sums")
-            row = conn.execute(explain, usage_params(conn, WINDOW, version)).fetchone()
-            assert row is not None
-            return [row[0][0]["Plan"], *conn.execute(WINDOW_SUMS_ROWS)]
-
-
 def test_a_window_read_with_a_worker_sums_what_a_serial_read_sums(
     database_url: str, add_events: Callable[[Iterable[BillingEvent]], int]
 ) -> None:
@@ -223,8 +215,8 @@ def test_a_window_read_with_a_worker_sums_what_a_serial_read_sums(
         {"base-large": own("2.50", "10.00", long_context=long_context,
                            long_context_above_tokens=1000)}
     )  # fmt: skip
-    shared_plan, *shared = _window_sums(database_url, version, PLANNED_AS_A_BUSY_WINDOW)
-    serial_plan, *serial = _window_sums(database_url, version, ONE_WORKER)
+    shared_plan, shared = _read(database_url, version, PLANNED_AS_A_BUSY_WINDOW, run=True)
+    serial_plan, serial = _read(database_url, version, ONE_WORKER, run=True)
     gathers = [node for node in _nodes(shared_plan) if node["Node Type"] == "Gather"]
     assert gathers and [node["Workers Launched"] for node in gathers] == [1] * len(gathers)
     assert _gathered_scans(serial_plan) == []
