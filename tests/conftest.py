@@ -47,7 +47,10 @@ from tests.services import Services
 
 # The test cluster's data is disposable: durability traded for speed, here only.
 TEST_SERVER_SETTINGS: tuple[embedded.Setting, ...] = (
-    *embedded.SERVER_SETTINGS,
+    *(s for s in embedded.SERVER_SETTINGS if s.name != "max_parallel_workers"),
+    # A worker free for every xdist process at once: a test that reads a window with a
+    # worker asserts that one was launched.
+    embedded.Setting("max_parallel_workers", "6", "ALTER SYSTEM SET max_parallel_workers = 6"),
     embedded.Setting("fsync", "off", "ALTER SYSTEM SET fsync = off"),
     embedded.Setting("synchronous_commit", "off", "ALTER SYSTEM SET synchronous_commit = off"),
     embedded.Setting("full_page_writes", "off", "ALTER SYSTEM SET full_page_writes = off"),

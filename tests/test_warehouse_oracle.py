@@ -44,7 +44,8 @@ from tests.strategies import (
 
 # The strategies' events straddle WINDOW's edges, so its neighbours get events too.
 WINDOWS = (Window(WINDOW.start - HOUR), WINDOW, Window(WINDOW.end))
-IN_A_PARALLEL_WORKER = "SET debug_parallel_query = on"
+# Every statement a worker can run, run in one (the embedded server's one worker a query).
+IN_A_PARALLEL_WORKER = "SET max_parallel_workers_per_gather = 1; SET debug_parallel_query = on"
 DATABASE_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -75,9 +76,10 @@ def test_database_path_agrees_with_oracle(database_url: str, data: st.DataObject
 def test_a_window_read_with_a_parallel_worker_agrees_with_the_oracle(
     database_url: str, data: st.DataObject
 ) -> None:
-    """A busy window's events are read with a parallel worker (set_rating_planner.sql). Here
+    """A busy window's events are read with a parallel worker (docs/warehouse.md). Here
     every statement of the rating that a worker can run runs in one, as PostgreSQL's own
-    tests force it: the read still puts every event in exactly the oracle's row."""
+    tests force it: the read still puts every event in exactly the oracle's row. (The read
+    shared between a worker and the leader: test_warehouse_plans.py.)"""
     version = data.draw(pricebook_versions(), label="version")
     events = data.draw(window_events(version), label="events")
     truncate_all(database_url)

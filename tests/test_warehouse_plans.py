@@ -218,7 +218,8 @@ def test_a_window_read_with_a_worker_sums_what_a_serial_read_sums(
     shared_plan, shared = _read(database_url, version, PLANNED_AS_A_BUSY_WINDOW, run=True)
     serial_plan, serial = _read(database_url, version, ONE_WORKER, run=True)
     gathers = [node for node in _nodes(shared_plan) if node["Node Type"] == "Gather"]
-    assert gathers and [node["Workers Launched"] for node in gathers] == [1] * len(gathers)
+    launched = [node["Workers Launched"] for node in gathers]
+    assert gathers and launched == [1] * len(gathers), f"workers launched: {launched}"
     assert _gathered_scans(serial_plan) == []
     assert len(shared) > 2_000
     assert shared == serial
