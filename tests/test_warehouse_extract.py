@@ -304,8 +304,6 @@ NARROW_COUNT_TYPES = (
     "ALTER TABLE billing_event ALTER COLUMN input_tokens TYPE smallint, "
     "ALTER COLUMN output_tokens TYPE integer, ALTER COLUMN reasoning_tokens TYPE numeric(20, 0)"
 )
-
-
 A_NAN_COUNT = "UPDATE billing_event SET reasoning_tokens = 'NaN' WHERE auth_id = 'org-5'"
 # What the release of 9fbac75 (2026-12-08) logged for the events below: with bigint counts,
 # with narrower types (the same: the sums are numeric either way), and with a 'NaN' count.
