@@ -55,6 +55,8 @@ TEST_SERVER_SETTINGS: tuple[embedded.Setting, ...] = (
     embedded.Setting("synchronous_commit", "off", "ALTER SYSTEM SET synchronous_commit = off"),
     embedded.Setting("full_page_writes", "off", "ALTER SYSTEM SET full_page_writes = off"),
 )
+# The embedded server's one parallel worker per query, whatever the server the tests run on.
+ONE_PARALLEL_WORKER = "SET max_parallel_workers_per_gather = 1"
 # One window's rated_usage rows in key order (code point), a column per RatedRollup field.
 SELECT_WINDOW_RATED_USAGE = sql.SQL(
     "SELECT {columns} FROM rated_usage WHERE window_start = %(window_start)s"

@@ -30,7 +30,13 @@ from rating_pipeline.warehouse.database import connect
 from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.windows import HOUR, Window
 from tests import oracle
-from tests.conftest import delete_events, insert_events, stored_window, truncate_all
+from tests.conftest import (
+    ONE_PARALLEL_WORKER,
+    delete_events,
+    insert_events,
+    stored_window,
+    truncate_all,
+)
 from tests.factories import BillingEvent
 from tests.oracle import OracleRating
 from tests.strategies import (
@@ -44,8 +50,8 @@ from tests.strategies import (
 
 # The strategies' events straddle WINDOW's edges, so its neighbours get events too.
 WINDOWS = (Window(WINDOW.start - HOUR), WINDOW, Window(WINDOW.end))
-# Every statement a worker can run, run in one (the embedded server's one worker a query).
-IN_A_PARALLEL_WORKER = "SET max_parallel_workers_per_gather = 1; SET debug_parallel_query = on"
+# Every statement a worker can run, run in one.
+IN_A_PARALLEL_WORKER = f"{ONE_PARALLEL_WORKER}; SET debug_parallel_query = on"
 DATABASE_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -15,18 +15,17 @@ from rating_pipeline.warehouse.engine import rate_window
 from rating_pipeline.warehouse.extract import usage_params
 from rating_pipeline.warehouse.sqlfiles import load_sql
 from rating_pipeline.windows import Window
+from tests.conftest import ONE_PARALLEL_WORKER
 from tests.factories import WINDOW_START, BillingEvent, Own, make_event, make_version, own
 
 WINDOW = Window(WINDOW_START)
 BOOKS = Pricebooks((make_version({"base-large": own("2.50", "10.00")}),))
 REPRICED = Pricebooks((make_version({"base-large": own("3.00", "10.00")}),))
 ROLLUPS = 3000
-# The embedded server's one worker per query, whatever the server the tests run on allows.
-ONE_WORKER = "SET max_parallel_workers_per_gather = 1"
 # Planner costs under which a test-sized window is planned as a busy one is: starting a
 # worker and scanning a few pages no longer outweigh the worker's share of the events.
 PLANNED_AS_A_BUSY_WINDOW = (
-    f"{ONE_WORKER}; SET parallel_setup_cost = 0; SET min_parallel_index_scan_size = 0; "
+    f"{ONE_PARALLEL_WORKER}; SET parallel_setup_cost = 0; SET min_parallel_index_scan_size = 0; "
     "SET min_parallel_table_scan_size = 0"
 )
 NEGATIVE_COUNTS_INDEX = "billing_event_negative_tokens_idx"  # revision 0012's partial index
@@ -185,7 +184,7 @@ def test_a_busy_windows_events_are_read_with_a_parallel_worker(
         admin.execute("ANALYZE billing_event")
     busy = _gathered_scans(_fill_plan(database_url, session=PLANNED_AS_A_BUSY_WINDOW))
     assert [scan for scan in busy if scan != NEGATIVE_COUNTS_INDEX], busy  # the valid events'
-    assert _gathered_scans(_fill_plan(database_url, session=ONE_WORKER)) == []
+    assert _gathered_scans(_fill_plan(database_url, session=ONE_PARALLEL_WORKER)) == []
 
 
 def test_a_window_read_with_a_worker_sums_what_a_serial_read_sums(
@@ -216,7 +215,7 @@ def test_a_window_read_with_a_worker_sums_what_a_serial_read_sums(
                            long_context_above_tokens=1000)}
     )  # fmt: skip
     shared_plan, shared = _read(database_url, version, PLANNED_AS_A_BUSY_WINDOW, run=True)
-    serial_plan, serial = _read(database_url, version, ONE_WORKER, run=True)
+    serial_plan, serial = _read(database_url, version, ONE_PARALLEL_WORKER, run=True)
     gathers = [node for node in _nodes(shared_plan) if node["Node Type"] == "Gather"]
     launched = [node["Workers Launched"] for node in gathers]
     assert gathers and launched == [1] * len(gathers), f"workers launched: {launched}"
