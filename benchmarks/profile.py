@@ -1,7 +1,7 @@
 """``--profile``: where a rating's time goes, appended to BENCHMARKS.md.
 
-EXPLAIN (ANALYZE, BUFFERS) of the aggregate floor and of the engine's three statements
-that touch the rows (``fill_window_sums``, ``reconcile_rated_usage``,
+EXPLAIN (ANALYZE, BUFFERS) of the aggregate floor and of the engine's four statements
+that touch the rows (``fill_window_sums``, ``price_window``, ``reconcile_rated_usage``,
 ``reconcile_rating_exception``) over the hot hour, the wide hour and the month's first
 hour, in a first rating and in an identical re-run, each in a transaction begun as the
 engine begins one, rolled back; then the month rated in process, window by window, with
@@ -71,7 +71,7 @@ def plans(bench: Bench, window: Window, explain: str) -> list[tuple[str, str]]:
         found.append((f"`{EXPLAINED[0]}`", fill))
         conn.execute(load_sql("merge_mixed_bases"))
         resolve_window(conn, version, resolution_keys(conn))
-        # Prices the rollups into window_output, which both reconciles read.
+        # Prices the rollups into window_output, which the rated_usage reconcile reads.
         found.append(("`price_window`", _explain(conn, explain, load_sql("price_window"), None)))
         for name in EXPLAINED[1:]:
             found.append((f"`{name}`", _explain(conn, explain, load_sql(name), run.bound())))

@@ -1,5 +1,5 @@
 """The warehouse reads of the Dagster layer: the statements are ``warehouse/sql/orchestration_*``
-(and ``select_logged_rating``, a rating's own log row).
+(and ``select_logged_rating``, a rating's own log row, and ``select_exceptions_by_reason``).
 
 Each function runs one named statement with bound values and returns frozen records. None
 of them writes; the caller owns the connection and its transaction.

@@ -6,9 +6,9 @@
   online_ddl.py  the revisions' DDL on upstream's live billing_event: concurrent index
                  builds, a brief lock under lock_timeout
   extract.py     one window's events summed and digested inside PostgreSQL
-  reconcile.py   per table, one statement: compare the priced rollups (sql/price_window.sql,
-                 the one place a rollup's cost is computed) with the live rows, write the
-                 differences
+  reconcile.py   per table, one statement: compare this rating's output (the priced rollups
+                 of sql/price_window.sql, the one place a rollup's cost is computed, or the
+                 exceptions) with the live rows, write the differences
   engine.py      rate_window(): begin, read usage, converge, log, summarize; one transaction
   close_mark.py  the close mark and the periods lock that holds it still
   periods.py     `period close` and `period status`

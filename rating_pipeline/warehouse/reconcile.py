@@ -1,10 +1,12 @@
 """The reconciled write of one window's output (contract section 7).
 
-One statement per table compares the window's priced rollups (``window_output``, from
-``price_window.sql``) with the window's live rows and applies only the differences,
-archiving what it replaces: ``rated_usage`` in an open window, the open adjustments in a
-closed one, ``rating_exception`` in either. Identical rows are neither written nor locked.
-Everything runs in the caller's transaction, under the window's advisory lock.
+One statement per table compares this rating's output with the window's live rows and
+applies only the differences, archiving what it replaces: the priced rollups
+(``window_output``, from ``price_window.sql``) with ``rated_usage`` in an open window, or
+with the open adjustments in a closed one; the exceptions (from ``window_sums`` and
+``window_resolution``) with ``rating_exception`` in either. Identical rows are neither
+written nor locked. Everything runs in the caller's transaction, under the window's
+advisory lock.
 """
 
 from __future__ import annotations
