@@ -65,6 +65,14 @@ def _rate(*args: str) -> int:
     return cli.main(["rate", *args])
 
 
+def _unbilled_line(events: str, by_reason: str) -> str:
+    """rate's warning of the events of one window that did not bill."""
+    return (
+        f"warning: {events} of the range did not bill, in 1 window: {by_reason}; "
+        "rating_exception holds each rollup with its reason and detail (docs/pricing.md)"
+    )
+
+
 def _count(url: str, table: str) -> int:
     with psycopg.connect(url) as conn:
         # ``table`` is one of this module's literal table names, never input.
@@ -251,7 +259,9 @@ def test_an_event_with_a_nan_count_is_an_invalid_event_and_the_rest_of_its_windo
         )
     for _ in range(2):
         assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
-    assert capsys.readouterr().err == ""
+    assert (
+        capsys.readouterr().err.splitlines() == [_unbilled_line("2 events", "2 invalid_event")] * 2
+    )
     with psycopg.connect(warehouse_env) as conn:
         excepted = conn.execute(EXCEPTIONS).fetchall()
         billed = conn.execute("SELECT auth_id, event_count FROM rated_usage ORDER BY 1").fetchall()
@@ -291,7 +301,7 @@ def test_a_nan_count_of_any_class_alone_is_an_invalid_event_and_the_rest_bills(
 
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
 
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err.splitlines() == [_unbilled_line("1 event", "1 invalid_event")]
     with psycopg.connect(warehouse_env) as conn:
         excepted = conn.execute("SELECT reason, detail FROM rating_exception").fetchall()
         billed = conn.execute("SELECT auth_id FROM rated_usage").fetchall()
@@ -649,6 +659,38 @@ def test_rate_warns_of_events_no_window_holds_since_no_rating_bills_or_excepts_t
         "infinite, before 0001-01-01 or from 9999-12-31 23:00 UTC): no rating reads, bills "
         "or excepts it; correct it upstream (docs/events.md)"
     ]
+
+
+def test_rate_warns_of_events_that_did_not_bill_since_its_exit_code_does_not(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Unpriced and invalid events leave the exit code at 0 (contract 5.2 fails a run for an
+    ambiguous base alone), so a CLI user who reads only the exit code and stderr must still
+    hear of them: one warning after the ``rated`` line counts them by reason. Found by an
+    outside tour: a version that dropped every model rated a window to nothing, exit 0."""
+    later = WINDOW_START + timedelta(hours=1)
+    add_events(
+        [
+            make_event("org-1", "base-large"),
+            make_event("org-1", "mystery"),
+            make_event("org-2", "mystery", occurred_at=later),
+            make_event("org-2", "base-large", input_tokens=-5, occurred_at=later),
+        ]
+    )
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1].startswith("rated 2 window(s), run cli-")
+    assert captured.err.splitlines() == [
+        "warning: 3 events of the range did not bill, in 2 windows: 2 unpriced, 1 "
+        "invalid_event; rating_exception holds each rollup with its reason and detail "
+        "(docs/pricing.md)"
+    ]
+    assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 0
+    assert "3 events of the range did not bill" in capsys.readouterr().err  # every run says it
 
 
 def test_rate_prints_the_run_id_its_rating_log_rows_carry(

@@ -6,13 +6,15 @@ a version covers every window. Each window is then rated in its own transaction.
 with ``ambiguous_base`` rollups are still reconciled in full (their clean rollups bill);
 the command names those rollups and exits non-zero once every window is done (contract
 5.2). Events no window holds (an occurred_at null, infinite or out of range) are counted
-on stderr, whatever the range: no rating reads them.
+on stderr, whatever the range: no rating reads them; so are the range's events excepted as
+unpriced or invalid, which leave the exit code at 0.
 """
 
 from __future__ import annotations
 
 import sys
 import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import psycopg
 
 from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError, first_line, shown
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
+from rating_pipeline.records import AMBIGUOUS_BASE, REASONS
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
     connect,
@@ -90,6 +93,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
     """
     run_id = new_run_id()
     ambiguous: list[str] = []
+    unbilled = Unbilled()
     windows: list[Window] = []
     rated = 0  # windows of the range committed, in order
     under_way: Window | None = None  # the window being rated, if any
@@ -127,6 +131,7 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
                     raise WindowRatingFailed(window, rated, exc, became) from exc
                 under_way, rated = None, rated + 1
                 ambiguous.extend(ambiguous_lines(rating))
+                unbilled.add(rating)
                 print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
         print(f"rated {len(windows)} window(s), run {run_id}", flush=True)  # before stderr's
     except KeyboardInterrupt:
@@ -134,8 +139,37 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
         print(interrupted_line(windows, rated, under_way, run_id), file=sys.stderr)
         raise
     report_undated(undated)
+    unbilled.report()
     report_ambiguous(ambiguous)
     return EXIT_FAILURE if ambiguous else EXIT_OK
+
+
+class Unbilled:
+    """The events of a range's windows excepted as unpriced or invalid: they leave the exit
+    code at 0 (contract 5.2 fails a run for an ambiguous base alone, reported apart), so
+    one warning on stderr counts them, by reason."""
+
+    def __init__(self) -> None:
+        self.events: Counter[str] = Counter()
+        self.windows = 0
+
+    def add(self, rating: WindowRating) -> None:
+        excepted = [e for e in rating.exception_rows if e.reason != AMBIGUOUS_BASE]
+        for exception in excepted:
+            self.events[exception.reason] += exception.event_count
+        self.windows += bool(excepted)
+
+    def report(self) -> None:
+        if not self.events:
+            return
+        total = sum(self.events.values())
+        reasons = ", ".join(f"{self.events[r]:,} {r}" for r in REASONS if self.events[r])
+        print(
+            f"warning: {total:,} event{'s' * (total != 1)} of the range did not bill, in "
+            f"{self.windows:,} window{'s' * (self.windows != 1)}: {reasons}; rating_exception "
+            "holds each rollup with its reason and detail (docs/pricing.md)",
+            file=sys.stderr,
+        )
 
 
 def ambiguous_lines(rating: WindowRating) -> list[str]:
