@@ -524,6 +524,33 @@ def test_seed_command_loads_the_range_and_reports_the_rate(
         assert check.execute("SELECT count(*) FROM billing_event").fetchone() == (2_000,)
 
 
+def test_a_seed_into_closed_hours_warns_that_rating_them_again_adjusts_the_next_invoice(
+    warehouse_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seeding replaces the range's events even in a closed period, as upstream's late
+    events land there too; but the README's trial commands, run after the demo closed
+    June, re-seeded its closed hours without a word, and the next ``rate`` put 8,271 open
+    adjustments on July's invoice. Found by an outside tour."""
+    from rating_pipeline.cli import main
+
+    seed = ["demo", "seed", "--hours", "2", "--events-per-hour", "100", "--seed", "3"]
+    assert main([*seed, "--start", "2026-06-15T00:00:00Z"]) == 0
+    assert capsys.readouterr().err == ""  # no close yet
+    with psycopg.connect(warehouse_env) as conn:
+        rated = load_pricebooks(project_root() / "pricebooks")
+        rate_window(conn, Window(datetime(2026, 6, 15, tzinfo=UTC)), rated, "test-closed-seed")
+        close_period(conn, datetime(2026, 6, 15, 1, tzinfo=UTC), "test")
+
+    assert main([*seed, "--start", "2026-06-15T00:00:00Z"]) == 0
+
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: 1 of the seeded hours is closed (the periods are closed through "
+        "2026-06-15T01:00:00+00:00), from 2026-06-15T00:00:00+00:00: its invoice stands, and "
+        "rating it again bills what changed as adjustments on the next invoice "
+        "(docs/periods.md)"
+    ]
+
+
 def test_summary_lists_principals_costliest_first_within_its_range_rounding_half_even(
     database_url: str, conn: psycopg.Connection
 ) -> None:
