@@ -680,6 +680,30 @@ def test_an_effective_from_that_is_no_text_is_one_clean_error(tmp_path, capsys):
     assert "--effective-from '2026-10-01T00:00:00Z\\udcff'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("effective_from", "said"),
+    [
+        ("2026-10-01", "has no timezone; windows are UTC"),
+        ("2026-10-01T00:30:00Z", "is not on a whole hour"),
+        ("2026-10-01T02:00:00+02:00", "is not UTC"),
+        ("October 1st", "is not an ISO-8601 instant"),
+    ],
+)
+def test_an_effective_from_the_loader_would_refuse_is_refused_as_the_argument(
+    tmp_path, capsys, effective_from, said
+):
+    """The loader's rule for effective_from, applied to ``--effective-from`` before the
+    conversion: the error names the argument, alone, where it named a line of a file never
+    written, after the whole mapping report. Found by an outside tour."""
+    code = run_import("--version", "v1", "--effective-from", effective_from,
+                      "--out", str(tmp_path), "--round")  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILURE and not list(tmp_path.iterdir())
+    assert err.startswith(f"error: --effective-from {effective_from!r}: ") and said in err, err
+    assert err.count("\n") == 1, err
+
+
 def test_a_duplicated_key_in_a_price_range_fails_the_import():
     """An object inside a list (a tiered_pricing range) is checked as one inside an object
     is: a parser keeps the last of two input prices, 9 in place of 1, unseen. Found by a
@@ -940,11 +964,15 @@ def test_import_command_before_every_version_of_the_directory_warns_of_no_droppe
 
 
 def test_import_command_reports_a_version_the_loader_rejects_and_writes_nothing(tmp_path, capsys):
-    code = run_import("--version", "v", "--effective-from", "2026-10-01T00:30:00Z",
+    """Beside a version of the same instant (a rule on the directory, not the argument)."""
+    assert run_import("--version", "v", "--effective-from", EFFECTIVE_FROM,
+                      "--out", str(tmp_path), "--round") == EXIT_OK  # fmt: skip
+    capsys.readouterr()
+    code = run_import("--version", "w", "--effective-from", EFFECTIVE_FROM,
                       "--out", str(tmp_path), "--round")  # fmt: skip
-    assert code == EXIT_FAILURE and list(tmp_path.iterdir()) == []
+    assert code == EXIT_FAILURE and [p.name for p in tmp_path.iterdir()] == ["v.yaml"]
     stderr = capsys.readouterr().err
-    assert "is not on a whole hour" in stderr
+    assert "is also the effective_from of" in stderr
     assert stderr.splitlines()[-1] == "error: the converted version does not load; nothing written"
 
 

@@ -53,6 +53,7 @@ from rating_pipeline.pricebook.loader import (
     PricebookLoadError,
     load_pricebooks,
     load_version_beside,
+    parse_effective_from,
 )
 from rating_pipeline.pricebook.model import (
     CONTEXT_TIERS,
@@ -65,6 +66,7 @@ from rating_pipeline.pricebook.model import (
     is_fine_tune,
 )
 from rating_pipeline.records import BLANK_CHARACTERS, MAX_ID_LENGTH
+from rating_pipeline.windows import WindowError
 
 IMPORTED_MODES = ("chat", "responses")
 MODELS_NAMED = 10  # how many dropped models the warning names
@@ -281,10 +283,14 @@ def convert_litellm(
     key), and FloatNoiseError when a price has float noise and ``round_rates`` is false.
     The text is not validated here: ``write_version`` loads it before it writes it.
     """
-    if not effective_from.isprintable():  # the loader reads the rest of it
+    if not effective_from.isprintable():
         raise LitellmFormatError(
             f"--effective-from {shown(effective_from)} is no instant such as 2026-10-01T00:00:00Z"
         )
+    try:
+        parse_effective_from(effective_from)
+    except WindowError as exc:
+        raise LitellmFormatError(f"--effective-from {effective_from!r}: {exc}") from exc
     entries = _parse(text)
     report = _Report(round_rates)
     skipped: Counter[str] = Counter()

@@ -446,22 +446,23 @@ def _effective_from(entry: Entry | None, errors: _FileErrors) -> tuple[datetime,
         errors.add(exc.line, None, exc.message)
         return None
     try:
-        instant = parse_instant(text)
-    except WindowError as exc:  # a ValueError too
-        errors.add(line, None, f"effective_from {exc}")
-        return None
-    except ValueError:
-        errors.add(
-            line,
-            None,
-            f"effective_from {text!r} is not an ISO-8601 instant such as 2026-06-01T00:00:00Z",
-        )
-        return None
-    try:
-        return require_hour_aligned_utc(instant, EFFECTIVE_FROM), line
+        return parse_effective_from(text), line
     except WindowError as exc:
         errors.add(line, None, str(exc))
         return None
+
+
+def parse_effective_from(text: str) -> datetime:
+    """Rule 7 on ``text``: the instant, else WindowError saying what is wrong with it."""
+    try:
+        instant = parse_instant(text)
+    except WindowError as exc:
+        raise WindowError(f"effective_from {exc}") from exc
+    except ValueError as exc:
+        raise WindowError(
+            f"effective_from {text!r} is not an ISO-8601 instant such as 2026-06-01T00:00:00Z"
+        ) from exc
+    return require_hour_aligned_utc(instant, EFFECTIVE_FROM)
 
 
 def _currency(entry: Entry | None, errors: _FileErrors) -> str | None:
