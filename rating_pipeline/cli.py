@@ -21,6 +21,9 @@ from typing import Any, TextIO, cast
 from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, Terminated, first_line
 from rating_pipeline.settings import default_pricebook_dir
 
+# rate --jobs: each job holds a connection of the warehouse's (100 by PostgreSQL's default).
+MAX_JOBS = 32
+
 
 def _utc_instant(text: str) -> datetime:
     """argparse type: an ISO-8601 instant with an explicit UTC offset or ``Z``."""
@@ -32,6 +35,17 @@ def _utc_instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from exc
+
+
+def _jobs(text: str) -> int:
+    """argparse type: how many windows ``rate`` rates at once, 1 to MAX_JOBS."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1 to {MAX_JOBS}: {text!r}")
+    return jobs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument(
         "--pricebooks", type=Path, default=None, metavar="DIR",
         help="the pricebook directory (default: RATING_PRICEBOOK_DIR, else pricebooks/)",
+    )  # fmt: skip
+    rate.add_argument(
+        "--jobs", type=_jobs, default=1, metavar="N",
+        help="rate up to N windows at once, each on a connection of its own (default 1)",
     )  # fmt: skip
     rate.set_defaults(handler=_rate)
 
@@ -440,7 +458,7 @@ def _db(args: argparse.Namespace) -> int:
 def _rate(args: argparse.Namespace) -> int:
     from rating_pipeline.warehouse.commands import rate_range_command
 
-    return rate_range_command(args.start, args.end, args.pricebooks)
+    return rate_range_command(args.start, args.end, args.pricebooks, args.jobs)
 
 
 def _demo_seed(args: argparse.Namespace) -> int:

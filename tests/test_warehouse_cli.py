@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1150,3 +1151,118 @@ def test_a_nan_events_counts_in_every_other_class_are_excepted_with_it(
         ).fetchone()
     assert row is not None
     assert dict(zip(columns, map(int, row), strict=True)) == {**counts, "input_tokens": 0}
+
+
+FOUR_HOURS_END = "2026-06-15T14:00:00Z"
+COMMITTED_BEFORE_AND_AFTER = re.compile(
+    r"the (\d+) window\(s\) before (?:it|the first of them) are rated and committed"
+    r"(?:, with (\d+) after it)?"
+)
+
+
+def _an_event_in_each_of_four_hours() -> list[BillingEvent]:
+    return [make_event(f"org-{h}", occurred_at=WINDOW_START + timedelta(hours=h, minutes=5))
+            for h in range(4)]  # fmt: skip
+
+
+def _rated_windows(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT window_start FROM rating_log ORDER BY 1").fetchall()
+    return [f"{start.astimezone(UTC):%Y-%m-%d-%H:%M}" for (start,) in rows]
+
+
+def _committed_by_its_line(line: str) -> int:
+    """How many windows an error or interrupted line says committed."""
+    before, after = COMMITTED_BEFORE_AND_AFTER.search(line).groups()  # type: ignore[union-attr]
+    return int(before) + int(after or 0) + line.count("committed all the same")
+
+
+def test_rate_with_two_jobs_rates_every_window_once_and_as_one_job_does(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--jobs 2: each window rated once, in its own transaction, its line printed as it
+    commits; a run with one job then finds every row as it would have written it."""
+    add_events(_an_event_in_each_of_four_hours())
+    rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
+
+    assert _rate(*rate, "--jobs", "2") == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line[:16] for line in lines[:4]) == _rated_windows(warehouse_env)
+    assert len(set(_rated_windows(warehouse_env))) == 4
+    assert lines[4].startswith("rated 4 window(s), run cli-")
+    assert _rate(*rate) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert all("+0 inserted, ~0 updated, -0 deleted, =1 unchanged" in line for line in again[:4])
+
+
+def test_a_window_failing_among_two_jobs_says_which_windows_committed(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failed window is rolled back and no window starts after it; those the other job
+    had under way end, and the error counts every window committed, before it and after."""
+    add_events(_an_event_in_each_of_four_hours())
+    converge = engine.converge
+
+    def failing_eleven(conn: psycopg.Connection, run: engine.RatingRun, read: Any) -> Any:
+        if run.window.key == "2026-06-15-11:00":
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        return converge(conn, run, read)
+
+    monkeypatch.setattr(engine, "converge", failing_eleven)
+    rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
+
+    assert _rate(*rate, "--jobs", "2") == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: rating window 2026-06-15-11:00 failed: QueryCanceled")
+    assert "It was rolled back" in line
+    rated = _rated_windows(warehouse_env)
+    assert "2026-06-15-10:00" in rated and "2026-06-15-11:00" not in rated
+    assert _committed_by_its_line(line) == len(rated), (line, rated)
+
+
+def test_ctrl_c_among_two_jobs_says_what_committed_as_the_warehouse_holds_it(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C heard while another job rates: its statements are cancelled until it ends,
+    and the one line counts what committed as rating_log holds it."""
+    add_events(_an_event_in_each_of_four_hours())
+    rate_for_real = commands.rate_window
+
+    def interrupted_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-11:00":
+            raise KeyboardInterrupt
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(commands, "rate_window", interrupted_at_eleven)
+    rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
+
+    assert _rate(*rate, "--jobs", "2") == 130
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("interrupted: ") and "2026-06-15-11:00 was rolled back" in line
+    rated = _rated_windows(warehouse_env)
+    assert "2026-06-15-11:00" not in rated
+    assert _committed_by_its_line(line) == len(rated), (line, rated)
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "33", "two", "1.5"])
+def test_rate_refuses_a_number_of_jobs_it_cannot_run_as_a_usage_error(
+    jobs: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _rate("--from", START, "--to", END, "--jobs", jobs)
+    assert exited.value.code == 2
+    assert f"--jobs: not a whole number from 1 to 32: {jobs!r}" in capsys.readouterr().err

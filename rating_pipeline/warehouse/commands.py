@@ -13,15 +13,21 @@ unpriced or invalid, which leave the exit code at 0.
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 
 from rating_pipeline.errors import EXIT_FAILURE, EXIT_OK, RatingPipelineError, first_line, shown
 from rating_pipeline.pricebook.loader import PricebookLoadError, load_pricebooks
+from rating_pipeline.pricebook.model import Pricebooks
 from rating_pipeline.records import AMBIGUOUS_BASE, REASONS
 from rating_pipeline.settings import default_pricebook_dir
 from rating_pipeline.warehouse.database import (
@@ -46,6 +52,10 @@ from rating_pipeline.windows import (
     windows_between,
 )
 
+T = TypeVar("T")
+# How often Ctrl-C cancels again the statements of ratings still under way (--jobs).
+CANCEL_AGAIN_AFTER_SECONDS = 0.05
+
 
 def new_run_id() -> str:
     """The run id of one CLI invocation: ``cli-<uuid4>``."""
@@ -53,16 +63,19 @@ def new_run_id() -> str:
 
 
 class WindowRatingFailed(RatingPipelineError):
-    """One window's rating failed; the windows before it committed. Whether it committed
-    too (the failure came at or after its COMMIT) is what ``what_became_of`` found."""
+    """One window's rating failed; the windows before it committed, and ``after`` of those
+    after it, which other jobs had under way. Whether it committed too (the failure came at
+    or after its COMMIT) is what ``what_became_of`` found."""
 
-    def __init__(self, window: Window, before: int, cause: Exception, became: str) -> None:
+    def __init__(
+        self, window: Window, before: int, cause: Exception, became: str, after: int = 0
+    ) -> None:
         reason = first_line(cause)
         super().__init__(
             f"rating window {window.key} failed: {type(cause).__name__}: {reason}"
             f"{refusal_note(cause)}. It {became}; "
-            f"the {before} window(s) before it are rated and committed, and re-running the "
-            "range is safe"
+            f"the {before} window(s) before it are rated and committed{_after(after)}, and "
+            "re-running the range is safe"
         )
 
 
@@ -84,19 +97,16 @@ def require_closed(conn: psycopg.Connection, end: datetime) -> None:
         )
 
 
-def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | None) -> int:
-    """Rate each window in ``[start, end)``; return the exit code.
+def rate_range_command(
+    start: datetime, end: datetime, pricebook_dir: Path | None, jobs: int = 1
+) -> int:
+    """Rate each window in ``[start, end)``, up to ``jobs`` at once; return the exit code.
 
     Raises WindowError for bounds that are not whole UTC hours or not in order,
     WindowNotClosed when ``end`` is after the database's clock, and NoPricebookForWindow
     when a window has no version; each before anything is rated.
     """
-    run_id = new_run_id()
-    ambiguous: list[str] = []
-    unbilled = Unbilled()
-    windows: list[Window] = []
-    rated = 0  # windows of the range committed, in order
-    under_way: Window | None = None  # the window being rated, if any
+    run = RangeRun(run_id=new_run_id(), jobs=jobs)
     try:
         start, end = require_span(start, end)
         directory = pricebook_dir or default_pricebook_dir()
@@ -119,57 +129,184 @@ def rate_range_command(start: datetime, end: datetime, pricebook_dir: Path | Non
             for window in windows:
                 pricebooks.version_for(window)
             undated = undated_events(conn)  # counted first: a failure here rates nothing
-            conn.rollback()
-            for window in windows:
-                under_way = window
-                try:
-                    rating = rate_window(conn, window, pricebooks, run_id)
-                except (psycopg.Error, RatingPipelineError) as exc:
-                    report_ambiguous(ambiguous)  # the windows before it are committed
-                    ambiguous.clear()  # told: an interrupt from here on does not repeat them
-                    became = what_became_of(connect, run_id, window)
-                    raise WindowRatingFailed(window, rated, exc, became) from exc
-                under_way, rated = None, rated + 1
-                ambiguous.extend(ambiguous_lines(rating))
-                unbilled.add(rating)
-                print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
-        print(f"rated {len(windows)} window(s), run {run_id}", flush=True)  # before stderr's
+        run.rate(windows, pricebooks)
+        print(f"rated {len(windows)} window(s), run {run.run_id}", flush=True)  # before stderr's
     except KeyboardInterrupt:
-        report_ambiguous(ambiguous)
-        print(interrupted_line(windows, rated, under_way, run_id), file=sys.stderr)
+        report_ambiguous(run.ambiguous)
+        print(run.interrupted_line(), file=sys.stderr)
         raise
     report_undated(undated)
-    unbilled.report()
-    report_ambiguous(ambiguous)
-    return EXIT_FAILURE if ambiguous else EXIT_OK
+    run.report_unbilled()
+    report_ambiguous(run.ambiguous)
+    return EXIT_FAILURE if run.ambiguous else EXIT_OK
 
 
-class Unbilled:
-    """The events of a range's windows excepted as unpriced or invalid: they leave the exit
-    code at 0 (contract 5.2 fails a run for an ambiguous base alone, reported apart), so
-    one warning on stderr counts them, by reason."""
+@dataclass
+class RangeRun:
+    """One ``rate`` call's ratings, up to ``jobs`` windows at once, each worker on a
+    connection of its own: the windows committed and those an interrupt stopped, the
+    ambiguous rollups to name, and the events excepted as unpriced or invalid (which leave
+    the exit code at 0: contract 5.2 fails a run for an ambiguous base alone, named
+    apart)."""
 
-    def __init__(self) -> None:
-        self.events: Counter[str] = Counter()
-        self.windows = 0
+    run_id: str
+    jobs: int = 1
+    committed: list[Window] = field(default_factory=list)
+    stopped: list[Window] = field(default_factory=list)  # under way when it was interrupted
+    ambiguous: list[str] = field(default_factory=list)
+    unbilled: Counter[str] = field(default_factory=Counter)
+    unbilled_windows: int = 0
 
-    def add(self, rating: WindowRating) -> None:
+    def rate(self, windows: list[Window], pricebooks: Pricebooks) -> None:
+        """Rate ``windows`` in order, up to ``jobs`` at once, printing each window's line as
+        it commits. A failed window stops the range: no window starts after it, those under
+        way end, then WindowRatingFailed names the earliest failed window. Ctrl-C cancels
+        the statements under way and waits for them before it goes on."""
+        local = threading.local()
+        opened: list[psycopg.Connection] = []
+
+        def rate_one(window: Window) -> WindowRating:
+            if not hasattr(local, "conn"):
+                local.conn = connect()
+                opened.append(local.conn)
+            return rate_window(local.conn, window, pricebooks, self.run_id)
+
+        failed: dict[Window, Exception] = {}
+        waiting = iter(windows)
+        running: dict[Future[WindowRating], Window] = {}
+        pool = ThreadPoolExecutor(self.jobs, "rate") if self.jobs > 1 else InCallerThread()
+
+        def start_next() -> None:
+            window = next(waiting, None)
+            if window is not None and not failed:
+                running[pool.submit(rate_one, window)] = window
+
+        try:
+            for _ in range(self.jobs):
+                start_next()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._ended(running.pop(future), future, failed)
+                    start_next()
+        except KeyboardInterrupt:
+            self._interrupted(running, opened, pool)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            for conn in opened:
+                conn.close()
+        if failed:
+            self._fail(min(failed), failed[min(failed)])
+
+    def _ended(
+        self, window: Window, future: Future[WindowRating], failed: dict[Window, Exception]
+    ) -> None:
+        try:
+            rating = future.result()
+        except (psycopg.Error, RatingPipelineError) as exc:
+            failed[window] = exc
+            return
+        except KeyboardInterrupt:  # heard inside its rating
+            self.stopped.append(window)
+            raise
+        self.committed.append(window)
+        self.ambiguous.extend(ambiguous_lines(rating))
         excepted = [e for e in rating.exception_rows if e.reason != AMBIGUOUS_BASE]
         for exception in excepted:
-            self.events[exception.reason] += exception.event_count
-        self.windows += bool(excepted)
+            self.unbilled[exception.reason] += exception.event_count
+        self.unbilled_windows += bool(excepted)
+        print(rating_log_lines(rating)[0], flush=True)  # a killed run's log names it
 
-    def report(self) -> None:
-        if not self.events:
+    def _interrupted(
+        self,
+        running: dict[Future[WindowRating], Window],
+        opened: list[psycopg.Connection],
+        pool: Executor,
+    ) -> None:
+        """After Ctrl-C: cancel what has not begun, and the statements of the ratings under
+        way until each has ended (one between two statements may yet commit), then sort
+        those into committed and stopped."""
+        for future in running:
+            future.cancel()
+        while not all(future.done() for future in running):
+            for conn in list(opened):
+                conn.cancel_safe()
+            wait(running, timeout=CANCEL_AGAIN_AFTER_SECONDS)
+        pool.shutdown(wait=True)
+        for future, window in running.items():
+            if future.cancelled():
+                continue
+            if future.exception() is None:
+                self.committed.append(window)
+            else:
+                self.stopped.append(window)
+        self.stopped.sort()
+
+    def _fail(self, window: Window, cause: Exception) -> None:
+        report_ambiguous(self.ambiguous)  # the windows before it are committed
+        self.ambiguous.clear()  # told: an interrupt from here on does not repeat them
+        became = what_became_of(connect, self.run_id, window)
+        before = sum(w < window for w in self.committed)
+        raise WindowRatingFailed(window, before, cause, became, len(self.committed) - before)
+
+    def interrupted_line(self) -> str:
+        """What an interrupted range committed: the windows before the first one under way
+        (each under way is asked about), or those committed so far."""
+        if self.stopped:
+            states = "; ".join(
+                f"rating window {w.key} {what_became_of(connect, self.run_id, w)}"
+                for w in self.stopped
+            )
+            first = self.stopped[0]
+            before = sum(w < first for w in self.committed)
+            after = _after(len(self.committed) - before)
+            it = "it" if len(self.stopped) == 1 else "the first of them"
+            return (
+                f"interrupted: {states}; the {before} window(s) before {it} are rated and "
+                f"committed{after} (run {self.run_id}), and re-running the range is safe"
+            )
+        if not self.committed:
+            return (
+                f"interrupted: no window was rated (run {self.run_id}); re-running the range "
+                "is safe"
+            )
+        return (
+            f"interrupted: the {len(self.committed)} window(s) through {max(self.committed).key} "
+            f"are rated and committed (run {self.run_id}), and re-running the range is safe"
+        )
+
+    def report_unbilled(self) -> None:
+        """One warning on stderr counting the range's unpriced and invalid events."""
+        if not self.unbilled:
             return
-        total = sum(self.events.values())
-        reasons = ", ".join(f"{self.events[r]:,} {r}" for r in REASONS if self.events[r])
+        total = sum(self.unbilled.values())
+        reasons = ", ".join(f"{self.unbilled[r]:,} {r}" for r in REASONS if self.unbilled[r])
+        windows = self.unbilled_windows
         print(
             f"warning: {total:,} event{'s' * (total != 1)} of the range did not bill, in "
-            f"{self.windows:,} window{'s' * (self.windows != 1)}: {reasons}; rating_exception "
-            "holds each rollup with its reason and detail (docs/pricing.md)",
+            f"{windows:,} window{'s' * (windows != 1)}: {reasons}; rating_exception holds each "
+            "rollup with its reason and detail (docs/pricing.md)",
             file=sys.stderr,
         )
+
+
+class InCallerThread(Executor):
+    """One job: each call runs at once, in the calling thread, so that ``rate`` without
+    ``--jobs`` rates as it always has: Ctrl-C lands inside the rating, whose statement
+    psycopg cancels."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # KeyboardInterrupt too: the range reads it from here
+            future.set_exception(exc)
+        return future
+
+
+def _after(committed_after: int) -> str:
+    return f", with {committed_after} after it" if committed_after else ""
 
 
 def ambiguous_lines(rating: WindowRating) -> list[str]:
@@ -180,25 +317,6 @@ def ambiguous_lines(rating: WindowRating) -> list[str]:
         f"context_tier={exception.context_tier!r}: {shown(exception.detail)}"
         for exception in rating.ambiguous
     ]
-
-
-def interrupted_line(
-    windows: list[Window], rated: int, under_way: Window | None, run_id: str
-) -> str:
-    """What an interrupted range committed: the windows before the one under way (which
-    the warehouse is asked about), or those through the last one committed."""
-    if under_way is not None:
-        became = what_became_of(connect, run_id, under_way)
-        return (
-            f"interrupted: rating window {under_way.key} {became}; the {rated} window(s) before "
-            f"it are rated and committed (run {run_id}), and re-running the range is safe"
-        )
-    if rated == 0:
-        return f"interrupted: no window was rated (run {run_id}); re-running the range is safe"
-    return (
-        f"interrupted: the {rated} window(s) through {windows[rated - 1].key} are rated and "
-        f"committed (run {run_id}), and re-running the range is safe"
-    )
 
 
 def report_undated(undated: int) -> None:
