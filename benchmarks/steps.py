@@ -363,15 +363,15 @@ def _instant(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
-def rate_command(bench: Bench, span: Span) -> tuple[float, str]:
-    """`python -m rating_pipeline rate` over ``span``, as a user runs it: its wall time and
-    its run id."""
+def rate_command(bench: Bench, span: Span, jobs: int = 1) -> tuple[float, str]:
+    """`python -m rating_pipeline rate` over ``span`` with ``--jobs``, as a user runs it: its
+    wall time and its run id."""
     env = {
         **os.environ,
         DATABASE_URL_VARIABLE: bench.url,
         PRICEBOOK_DIR_VARIABLE: str(bench.pricebook_dir),
     }
-    arguments = ["--from", _instant(span.start), "--to", _instant(span.end)]
+    arguments = ["--from", _instant(span.start), "--to", _instant(span.end), "--jobs", str(jobs)]
     began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "rating_pipeline", "rate", *arguments],
@@ -388,21 +388,21 @@ def rate_command(bench: Bench, span: Span) -> tuple[float, str]:
     return seconds, last.rpartition(RUN_ID_PREFIX)[2]
 
 
-def rate_span(bench: Bench, span: Span) -> Taken:
+def rate_span(bench: Bench, span: Span, jobs: int = 1) -> Taken:
     """`rate` over the span, timed."""
-    return Taken(rate_command(bench, span)[0])
+    return Taken(rate_command(bench, span, jobs)[0])
 
 
-def rate_empty(bench: Bench, span: Span) -> Taken:
+def rate_empty(bench: Bench, span: Span, jobs: int = 1) -> Taken:
     """`rate` over the layout's empty hour: what a call costs before any rating."""
-    return rate_span(bench, Span.of(bench.layout.empty))
+    return rate_span(bench, Span.of(bench.layout.empty), jobs)
 
 
-def rate_span_proved(bench: Bench, span: Span) -> Taken:
+def rate_span_proved(bench: Bench, span: Span, jobs: int = 1) -> Taken:
     """`rate` over an already rated span, timed, with the proof of what it wrote."""
 
     def rate(probe: psycopg.Connection) -> tuple[float, int]:
-        seconds, run_id = rate_command(bench, span)
+        seconds, run_id = rate_command(bench, span, jobs)
         logged = probe.execute(LOGGED_WRITES, {"run_id": run_id}).fetchone()
         probe.rollback()
         return seconds, int(logged[0]) if logged else -1

@@ -7,6 +7,7 @@ explains each case.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from psycopg import sql
@@ -47,6 +48,8 @@ WHERE window_start = %(start)s
 HISTORY_ROWS = "SELECT count(*) FROM rated_usage WHERE window_start < %(start)s"
 DELETE_HISTORY = "DELETE FROM rated_usage WHERE window_start < %(start)s"
 HISTORY_OFFSET_HOURS = 200
+# The month's `rate --jobs`: the benchmark machine's two cores (docs/warehouse.md).
+MONTH_JOBS = 2
 
 
 def hot(layout: Layout) -> Span:
@@ -90,8 +93,12 @@ ENGINE_RATING = Step(
 )
 
 
-def rating_case(name: str, what: str, span: Callable[[Layout], Span], rounds: int) -> Case:
-    """A first rating and an identical re-run by `rate`, against the floors, in rounds."""
+def rating_case(
+    name: str, what: str, span: Callable[[Layout], Span], rounds: int, jobs: int = 1
+) -> Case:
+    """A first rating and an identical re-run by `rate` (with ``--jobs``), against the
+    floors, in rounds."""
+    rate = "`rate`" if jobs == 1 else f"`rate --jobs {jobs}`"
     return Case(
         name=name,
         what=what,
@@ -110,11 +117,15 @@ def rating_case(name: str, what: str, span: Callable[[Layout], Span], rounds: in
                 "allowed); for comparison, in no goal",
                 steps.aggregate_floor_as_rated,
             ),
-            RATE_EMPTY,
+            Step(
+                "rate-empty",
+                f"{rate} over an hour without events: start-up, pricebooks, connection",
+                functools.partial(steps.rate_empty, jobs=jobs),
+            ),
             Step(
                 "rate-first",
-                "`rate` over it, outputs empty",
-                steps.rate_span,
+                f"{rate} over it, outputs empty",
+                functools.partial(steps.rate_span, jobs=jobs),
                 prepare=steps.empty_outputs,
             ),
             Step(
@@ -123,7 +134,11 @@ def rating_case(name: str, what: str, span: Callable[[Layout], Span], rounds: in
                 steps.write_floor,
                 prepare=steps.vacuum_outputs,
             ),
-            Step("rate-identical", "`rate` over it again, nothing changed", steps.rate_span_proved),
+            Step(
+                "rate-identical",
+                f"{rate} over it again, nothing changed",
+                functools.partial(steps.rate_span_proved, jobs=jobs),
+            ),
         ),
         nets=(
             Net(
@@ -280,7 +295,13 @@ RERATE = "the engine re-rating the hour after 1% of its events changed"
 CASES: tuple[Case, ...] = (
     rating_case("hot-hour", "the project's hot hour", hot, rounds=5),
     rating_case("wide-hour", "an hour of about 10 events per rollup", wide, rounds=5),
-    rating_case("month", "a month of hours, rated by one `rate` call", month, rounds=3),
+    rating_case(
+        "month",
+        "a month of hours, rated by one `rate --jobs 2` call (the machine's 2 cores)",
+        month,
+        rounds=3,
+        jobs=MONTH_JOBS,
+    ),
     Case(
         name="dagster-hour",
         what="the hot hour materialized through Dagster, checks included",
