@@ -143,13 +143,13 @@ def rating_case(
         nets=(
             Net(
                 "first-rating",
-                "first rating: `rate` less `rate` on an empty hour",
+                f"first rating: {rate} less {rate} on an empty hour",
                 "rate-first",
                 "rate-empty",
             ),
             Net(
                 "identical-rerun",
-                "identical re-run: `rate` less `rate` on an empty hour",
+                f"identical re-run: {rate} less {rate} on an empty hour",
                 "rate-identical",
                 "rate-empty",
             ),

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1229,16 +1230,26 @@ def test_a_window_failing_among_two_jobs_says_which_windows_committed(
     assert _committed_by_its_line(line) == len(rated), (line, rated)
 
 
+@pytest.mark.parametrize("cancel_fails", [False, True])
 def test_ctrl_c_among_two_jobs_says_what_committed_as_the_warehouse_holds_it(
     warehouse_env: str,
     pricebook_dir: Path,
     add_events: Callable[[Iterable[BillingEvent]], int],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    cancel_fails: bool,
 ) -> None:
     """Ctrl-C heard while another job rates: its statements are cancelled until it ends,
-    and the one line counts what committed as rating_log holds it."""
+    and the one line counts what committed as rating_log holds it, every committed
+    window's line printed. A cancel that fails (the warehouse restarting) changes none of
+    it: it replaced the interrupt and its line. Found by a second reading."""
     add_events(_an_event_in_each_of_four_hours())
+    if cancel_fails:
+
+        def cancel_fails_too(self: psycopg.Connection, *, timeout: float = 30.0) -> None:
+            raise psycopg.OperationalError("cancellation failed: connection refused")
+
+        monkeypatch.setattr(psycopg.Connection, "cancel_safe", cancel_fails_too)
     rate_for_real = commands.rate_window
 
     def interrupted_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
@@ -1251,11 +1262,74 @@ def test_ctrl_c_among_two_jobs_says_what_committed_as_the_warehouse_holds_it(
 
     assert _rate(*rate, "--jobs", "2") == 130
 
-    (line,) = capsys.readouterr().err.splitlines()
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
     assert line.startswith("interrupted: ") and "2026-06-15-11:00 was rolled back" in line
     rated = _rated_windows(warehouse_env)
     assert "2026-06-15-11:00" not in rated
     assert _committed_by_its_line(line) == len(rated), (line, rated)
+    assert sorted(out[:16] for out in captured.out.splitlines()) == rated
+
+
+def test_ctrl_c_after_a_failed_window_names_it_with_its_cause(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10:00 fails while 11:00 still rates, then Ctrl-C: the line said only what 11:00
+    became, and counted what committed as if 10:00 had. Found by a second reading."""
+    add_events(_an_event_in_each_of_four_hours())
+
+    def failed_then_interrupted(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-10:00":
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        time.sleep(0.5)  # the range hears of 10:00 first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "rate_window", failed_then_interrupted)
+    rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
+
+    assert _rate(*rate, "--jobs", "2") == 130
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "interrupted: rating window 2026-06-15-10:00 failed (QueryCanceled: canceling "
+        "statement due to statement timeout) and rolled back; rating window 2026-06-15-11:00 "
+        "was rolled back; the 0 window(s) before the first of them are rated and committed "
+        "(run cli-"
+    ), line
+    assert _rated_windows(warehouse_env) == []
+
+
+def test_a_bug_in_one_job_is_raised_once_the_other_jobs_have_ended_and_said_so(
+    warehouse_env: str,
+    pricebook_dir: Path,
+    add_events: Callable[[Iterable[BillingEvent]], int],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception the rating does not expect (a bug) is raised as it came, traceback and
+    all; the other job's windows that committed meanwhile print their lines first. It
+    escaped at once, leaving them unnamed. Found by a second reading."""
+    add_events(_an_event_in_each_of_four_hours())
+    rate_for_real = commands.rate_window
+
+    def buggy_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-11:00":
+            raise ZeroDivisionError("a bug")
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(commands, "rate_window", buggy_at_eleven)
+    rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
+
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        _rate(*rate, "--jobs", "2")
+
+    printed = sorted(line[:16] for line in capsys.readouterr().out.splitlines())
+    assert printed == _rated_windows(warehouse_env)
+    assert "2026-06-15-10:00" in printed and "2026-06-15-11:00" not in printed
 
 
 @pytest.mark.parametrize("jobs", ["0", "-1", "33", "two", "1.5"])

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from rating_pipeline.windows import (
 T = TypeVar("T")
 # How often Ctrl-C cancels again the statements of ratings still under way (--jobs).
 CANCEL_AGAIN_AFTER_SECONDS = 0.05
+CANCEL_TIMEOUT_SECONDS = 1.0
 
 
 def new_run_id() -> str:
@@ -68,14 +70,20 @@ class WindowRatingFailed(RatingPipelineError):
     or after its COMMIT) is what ``what_became_of`` found."""
 
     def __init__(
-        self, window: Window, before: int, cause: Exception, became: str, after: int = 0
+        self,
+        window: Window,
+        before: int,
+        cause: Exception,
+        became: str,
+        after: int = 0,
+        also: str = "",
     ) -> None:
         reason = first_line(cause)
         super().__init__(
             f"rating window {window.key} failed: {type(cause).__name__}: {reason}"
             f"{refusal_note(cause)}. It {became}; "
-            f"the {before} window(s) before it are rated and committed{_after(after)}, and "
-            "re-running the range is safe"
+            f"the {before} window(s) before it are rated and committed{_after(after)}{also}, "
+            "and re-running the range is safe"
         )
 
 
@@ -152,6 +160,7 @@ class RangeRun:
     run_id: str
     jobs: int = 1
     committed: list[Window] = field(default_factory=list)
+    failed: dict[Window, Exception] = field(default_factory=dict)
     stopped: list[Window] = field(default_factory=list)  # under way when it was interrupted
     ambiguous: list[str] = field(default_factory=list)
     unbilled: Counter[str] = field(default_factory=Counter)
@@ -171,14 +180,13 @@ class RangeRun:
                 opened.append(local.conn)
             return rate_window(local.conn, window, pricebooks, self.run_id)
 
-        failed: dict[Window, Exception] = {}
         waiting = iter(windows)
         running: dict[Future[WindowRating], Window] = {}
         pool = ThreadPoolExecutor(self.jobs, "rate") if self.jobs > 1 else InCallerThread()
 
         def start_next() -> None:
             window = next(waiting, None)
-            if window is not None and not failed:
+            if window is not None and not self.failed:
                 running[pool.submit(rate_one, window)] = window
 
         try:
@@ -186,8 +194,9 @@ class RangeRun:
                 start_next()
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._ended(running.pop(future), future, failed)
+                for future in done:  # all of them first: a failure among them stops the range
+                    self._ended(running.pop(future), future)
+                for _ in done:
                     start_next()
         except KeyboardInterrupt:
             self._interrupted(running, opened, pool)
@@ -196,20 +205,21 @@ class RangeRun:
             pool.shutdown(wait=True)
             for conn in opened:
                 conn.close()
-        if failed:
-            self._fail(min(failed), failed[min(failed)])
+        if self.failed:
+            self._fail()
 
-    def _ended(
-        self, window: Window, future: Future[WindowRating], failed: dict[Window, Exception]
-    ) -> None:
+    def _ended(self, window: Window, future: Future[WindowRating]) -> None:
         try:
             rating = future.result()
-        except (psycopg.Error, RatingPipelineError) as exc:
-            failed[window] = exc
+        except Exception as exc:  # a bug's too: raised once every job has ended (_fail)
+            self.failed[window] = exc
             return
         except KeyboardInterrupt:  # heard inside its rating
             self.stopped.append(window)
             raise
+        self._committed(window, rating)
+
+    def _committed(self, window: Window, rating: WindowRating) -> None:
         self.committed.append(window)
         self.ambiguous.extend(ambiguous_lines(rating))
         excepted = [e for e in rating.exception_rows if e.reason != AMBIGUOUS_BASE]
@@ -225,39 +235,49 @@ class RangeRun:
         pool: Executor,
     ) -> None:
         """After Ctrl-C: cancel what has not begun, and the statements of the ratings under
-        way until each has ended (one between two statements may yet commit), then sort
-        those into committed and stopped."""
+        way until each has ended (one between two statements may yet commit), then report
+        those that committed as any other. Until then every window under way counts as
+        stopped (its line asks the warehouse), so that a second Ctrl-C loses none; so does a
+        window that failed before the interrupt."""
+        self.stopped += [*running.values(), *self.failed]
         for future in running:
             future.cancel()
         while not all(future.done() for future in running):
             for conn in list(opened):
-                conn.cancel_safe()
+                with suppress(psycopg.Error):  # the warehouse gone: what_became_of says so
+                    conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
             wait(running, timeout=CANCEL_AGAIN_AFTER_SECONDS)
         pool.shutdown(wait=True)
         for future, window in running.items():
-            if future.cancelled():
-                continue
-            if future.exception() is None:
-                self.committed.append(window)
-            else:
-                self.stopped.append(window)
+            if future.cancelled() or future.exception() is None:
+                self.stopped.remove(window)
+            if not future.cancelled() and future.exception() is None:
+                self._committed(window, future.result())
         self.stopped.sort()
 
-    def _fail(self, window: Window, cause: Exception) -> None:
+    def _fail(self) -> None:
+        """Raise for the earliest failed window (every job has ended): WindowRatingFailed,
+        also naming any later window that failed, or a bug's own exception, as it came."""
         report_ambiguous(self.ambiguous)  # the windows before it are committed
         self.ambiguous.clear()  # told: an interrupt from here on does not repeat them
+        window, *later = sorted(self.failed)
+        cause = self.failed[window]
+        if not isinstance(cause, psycopg.Error | RatingPipelineError):
+            raise cause
         became = what_became_of(connect, self.run_id, window)
         before = sum(w < window for w in self.committed)
-        raise WindowRatingFailed(window, before, cause, became, len(self.committed) - before)
+        also = "".join(
+            f"; rating window {w.key} failed too and "
+            f"{what_became_of(connect, self.run_id, w).removeprefix('was ')}"
+            for w in later
+        )
+        raise WindowRatingFailed(window, before, cause, became, len(self.committed) - before, also)
 
     def interrupted_line(self) -> str:
         """What an interrupted range committed: the windows before the first one under way
         (each under way is asked about), or those committed so far."""
         if self.stopped:
-            states = "; ".join(
-                f"rating window {w.key} {what_became_of(connect, self.run_id, w)}"
-                for w in self.stopped
-            )
+            states = "; ".join(self._stopped_state(w) for w in self.stopped)
             first = self.stopped[0]
             before = sum(w < first for w in self.committed)
             after = _after(len(self.committed) - before)
@@ -274,6 +294,16 @@ class RangeRun:
         return (
             f"interrupted: the {len(self.committed)} window(s) through {max(self.committed).key} "
             f"are rated and committed (run {self.run_id}), and re-running the range is safe"
+        )
+
+    def _stopped_state(self, window: Window) -> str:
+        became = what_became_of(connect, self.run_id, window)
+        if window not in self.failed:
+            return f"rating window {window.key} {became}"
+        cause = self.failed[window]
+        return (
+            f"rating window {window.key} failed ({type(cause).__name__}: {first_line(cause)}) "
+            f"and {became.removeprefix('was ')}"
         )
 
     def report_unbilled(self) -> None:
