@@ -75,6 +75,18 @@ def _unbilled_line(events: str, by_reason: str) -> str:
     )
 
 
+def _raise_in_eleven(monkeypatch: pytest.MonkeyPatch, raised: BaseException) -> None:
+    """``rate``'s rate_window, but the rating of 2026-06-15-11:00 raises ``raised`` first."""
+    rate_for_real = commands.rate_window
+
+    def rate_window(conn, window, *args):  # type: ignore[no-untyped-def]
+        if window.key == "2026-06-15-11:00":
+            raise raised
+        return rate_for_real(conn, window, *args)
+
+    monkeypatch.setattr(commands, "rate_window", rate_window)
+
+
 def _count(url: str, table: str) -> int:
     with psycopg.connect(url) as conn:
         # ``table`` is one of this module's literal table names, never input.
@@ -837,14 +849,7 @@ def test_an_interrupted_range_says_what_it_committed_and_exits_130(
             make_event("org-1", "ft:mixed", "base-small"),
         ]
     )
-    rate_for_real = commands.rate_window
-
-    def interrupted_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
-        if window.key == "2026-06-15-11:00":
-            raise KeyboardInterrupt
-        return rate_for_real(conn, window, *args)
-
-    monkeypatch.setattr(commands, "rate_window", interrupted_at_eleven)
+    _raise_in_eleven(monkeypatch, KeyboardInterrupt())
 
     assert _rate("--from", START, "--to", END, "--pricebooks", str(pricebook_dir)) == 130
     err = capsys.readouterr().err
@@ -1250,14 +1255,7 @@ def test_ctrl_c_among_two_jobs_says_what_committed_as_the_warehouse_holds_it(
             raise psycopg.OperationalError("cancellation failed: connection refused")
 
         monkeypatch.setattr(psycopg.Connection, "cancel_safe", cancel_fails_too)
-    rate_for_real = commands.rate_window
-
-    def interrupted_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
-        if window.key == "2026-06-15-11:00":
-            raise KeyboardInterrupt
-        return rate_for_real(conn, window, *args)
-
-    monkeypatch.setattr(commands, "rate_window", interrupted_at_eleven)
+    _raise_in_eleven(monkeypatch, KeyboardInterrupt())
     rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
 
     assert _rate(*rate, "--jobs", "2") == 130
@@ -1314,14 +1312,7 @@ def test_a_bug_in_one_job_is_raised_once_the_other_jobs_have_ended_and_said_so(
     all; the other job's windows that committed meanwhile print their lines first. It
     escaped at once, leaving them unnamed. Found by a second reading."""
     add_events(_an_event_in_each_of_four_hours())
-    rate_for_real = commands.rate_window
-
-    def buggy_at_eleven(conn, window, *args):  # type: ignore[no-untyped-def]
-        if window.key == "2026-06-15-11:00":
-            raise ZeroDivisionError("a bug")
-        return rate_for_real(conn, window, *args)
-
-    monkeypatch.setattr(commands, "rate_window", buggy_at_eleven)
+    _raise_in_eleven(monkeypatch, ZeroDivisionError("a bug"))
     rate = ("--from", START, "--to", FOUR_HOURS_END, "--pricebooks", str(pricebook_dir))
 
     with pytest.raises(ZeroDivisionError, match="a bug"):
