@@ -54,9 +54,10 @@ from rating_pipeline.windows import (
 )
 
 T = TypeVar("T")
-# How often Ctrl-C cancels again the statements of ratings still under way (--jobs).
-CANCEL_AGAIN_AFTER_SECONDS = 0.05
-CANCEL_TIMEOUT_SECONDS = 1.0
+# How often Ctrl-C cancels again the statements of ratings still under way (--jobs), and
+# how long one cancel may take.
+CANCEL_AGAIN_AFTER_SECONDS = 0.05  # a pause, not money (noqa: money-ok)
+CANCEL_TIMEOUT_SECONDS = 1.0  # a pause, not money (noqa: money-ok)
 
 
 def new_run_id() -> str:
