@@ -250,9 +250,10 @@ class RangeRun:
             wait(running, timeout=CANCEL_AGAIN_AFTER_SECONDS)
         pool.shutdown(wait=True)
         for future, window in running.items():
-            if future.cancelled() or future.exception() is None:
+            if future.cancelled():
                 self.stopped.remove(window)
-            if not future.cancelled() and future.exception() is None:
+            elif future.exception() is None:
+                self.stopped.remove(window)
                 self._committed(window, future.result())
         self.stopped.sort()
 
@@ -267,11 +268,7 @@ class RangeRun:
             raise cause
         became = what_became_of(connect, self.run_id, window)
         before = sum(w < window for w in self.committed)
-        also = "".join(
-            f"; rating window {w.key} failed too and "
-            f"{what_became_of(connect, self.run_id, w).removeprefix('was ')}"
-            for w in later
-        )
+        also = "".join(f"; rating window {w.key} failed too and {self._became(w)}" for w in later)
         raise WindowRatingFailed(window, before, cause, became, len(self.committed) - before, also)
 
     def interrupted_line(self) -> str:
@@ -298,14 +295,17 @@ class RangeRun:
         )
 
     def _stopped_state(self, window: Window) -> str:
-        became = what_became_of(connect, self.run_id, window)
         if window not in self.failed:
-            return f"rating window {window.key} {became}"
+            return f"rating window {window.key} {what_became_of(connect, self.run_id, window)}"
         cause = self.failed[window]
         return (
             f"rating window {window.key} failed ({type(cause).__name__}: {first_line(cause)}) "
-            f"and {became.removeprefix('was ')}"
+            f"and {self._became(window)}"
         )
+
+    def _became(self, window: Window) -> str:
+        """What became of a failed window, after "failed ... and": "rolled back", ..."""
+        return what_became_of(connect, self.run_id, window).removeprefix("was ")
 
     def report_unbilled(self) -> None:
         """One warning on stderr counting the range's unpriced and invalid events."""
